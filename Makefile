@@ -1,0 +1,38 @@
+# Isengard: the two commands of the README, and a few conveniences.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean system-deps
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Start the server with ./orthanc.json (HTTP 8042, DICOM 4242, ./OrthancStorage).
+run: $(STAMP)
+	$(BIN)/python -m server orthanc.json
+
+## Install what the tests need (dcmtk and the real Orthanc from Debian) and run the suite.
+test: $(STAMP) system-deps
+	$(BIN)/ruff check server tests bench
+	$(BIN)/python -m pytest -q
+
+system-deps:
+	@if ! command -v storescu >/dev/null || ! test -x /usr/sbin/Orthanc; then \
+		echo "Installing dcmtk and orthanc from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check server tests bench
+
+## Compare ingest, listing and find with the real Orthanc (see bench/README.md).
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) OrthancStorage .pytest_cache .ruff_cache

@@ -1,0 +1,152 @@
+"""Builds the server once from a configuration and runs it until shutdown.
+
+:class:`ServerContext` owns every long-lived piece (index, storage area, event
+bus, store path, DICOM server, HTTP server) and is what handlers receive.
+``POST /tools/reset`` stops the context and builds a new one from the re-read
+configuration, as Orthanc restarts in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from server import events
+from server.config import Configuration, load_configuration
+from server.dicom.parse import default_encodings, read_dataset, text_value
+from server.find import Finder
+from server.metrics import Metrics
+from server.net.scp import DicomServer
+from server.resources import ResourceViews
+from server.rest.app import build_http_server
+from server.rest.metadata import MetadataNames
+from server.stability import StabilityMonitor
+from server.storage.area import StorageArea
+from server.storage.index import Index, Resource
+from server.store import Limits, Store
+
+if TYPE_CHECKING:
+    from server.rest.base import OrthancHandler
+
+log = logging.getLogger("isengard")
+
+#: Worker threads for disk, SQLite and pydicom work on behalf of HTTP requests.
+HTTP_WORKERS = 8
+
+
+class ServerContext:
+    def __init__(self, config: Configuration) -> None:
+        self.config = config
+        self.executor = ThreadPoolExecutor(HTTP_WORKERS, thread_name_prefix="http-worker")
+        self.bus = events.EventBus()
+        self.metrics = Metrics(bool(config["MetricsEnabled"]))
+        self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),
+                                compress=bool(config["StorageCompression"]))
+        self.index = Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
+        published, removed = self.area.recover(self.index.has_attachment_uuid)
+        if published or removed:
+            log.warning("Recovered interrupted ingests: %d completed, %d rolled back",
+                        published, removed)
+        self.default_encoding = config["DefaultEncoding"]
+        self.store = Store(self.index, self.area, self.bus, Limits(
+            max_storage_bytes=int(config["MaximumStorageSize"]) * 1024 * 1024,
+            max_patients=int(config["MaximumPatientCount"]),
+            overwrite=bool(config["OverwriteInstances"]),
+            default_encoding=default_encodings(self.default_encoding)))
+        self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
+        self.views = ResourceViews(self.index, self.stability)
+        self.finder = Finder(self.index, self._file_tags)
+        self.metadata_names = MetadataNames(config["UserMetadata"])
+        self.http_port = int(config["HttpPort"])
+        self.dicom_port = int(config["DicomPort"])
+        self.dicom: DicomServer | None = None
+        self._stop: asyncio.Event | None = None
+        self._restart = False
+
+    # -- services used by the REST layer ---------------------------------------------
+
+    def set_default_encoding(self, name: str) -> None:
+        self.default_encoding = name
+        self.store.limits.default_encoding = default_encodings(name)
+
+    def _file_tags(self, instance: Resource) -> dict[tuple[int, int], str]:
+        """Every top-level tag of an instance's file as text, for finds on non-indexed tags."""
+        ds, _ = read_dataset(self.store.read_dicom(instance), stop_before_pixels=True)
+        encodings = self.store.limits.default_encoding
+        return {(e.tag.group, e.tag.element): text_value(ds, (e.tag.group, e.tag.element),
+                                                          encodings) or ""
+                for e in ds if e.VR != "SQ"}
+
+    def publish_updated(self, resource: Resource) -> None:
+        self.bus.publish(events.UPDATED, level=resource.level, resource_id=resource.public_id)
+
+    def metrics_request_started(self) -> None:
+        self.metrics.request_started()
+
+    def metrics_request_finished(self, seconds: float) -> None:
+        self.metrics.request_finished(seconds)
+
+    async def http_filters_accept(self, handler: OrthancHandler) -> bool:
+        """The hook point of ``IncomingHttpRequestFilter`` (Lua, Python): True when allowed."""
+        return True
+
+    def request_stop(self, restart: bool) -> None:
+        self._restart = restart
+        if self._stop is not None:
+            self._stop.set()
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def serve(self) -> bool:
+        """Run until shutdown; True when a restart (``/tools/reset``) was asked."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, False)
+        http = build_http_server(self)
+        http.listen(self.http_port, address=self.config["ListenAddress"])
+        if self.config["DicomServerEnabled"]:
+            self.dicom = DicomServer(self.config, self.store, self.dicom_port)
+            self.dicom.start()
+        self.stability.start()
+        self.bus.publish(events.STARTED)
+        log.warning("Isengard has started: HTTP on port %d, DICOM on port %d (AET %s)",
+                    self.http_port, self.dicom_port, self.config["DicomAet"])
+        try:
+            await self._stop.wait()
+        finally:
+            log.warning("Isengard is stopping")
+            http.stop()
+            await asyncio.sleep(0.05)
+            await self._shutdown()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        return self._restart
+
+    async def _shutdown(self) -> None:
+        """Stop taking work, let in-flight stores finish, then close the index."""
+        self.bus.publish(events.STOPPED)
+        if self.dicom is not None:
+            self.dicom.stop()
+        self.stability.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+        self.index.close()
+
+
+def run(config: Configuration, no_jobs: bool = False, upgrade: bool = False) -> int:
+    """Serve until shutdown, restarting in-process on ``/tools/reset``; the exit status.
+
+    ``no_jobs`` and ``upgrade`` are accepted for Orthanc compatibility: there are
+    no saved jobs to skip nor older index schemas to upgrade yet.
+    """
+    while True:
+        context = ServerContext(config)
+        restart = asyncio.run(context.serve())
+        if not restart:
+            return 0
+        log.warning("Restarting with the configuration re-read from %s", config.path)
+        config = load_configuration(config.path)
+

@@ -1,0 +1,1 @@
+"""The DICOM network side: SCP, SCU, modalities and Orthanc peers."""

@@ -1,0 +1,83 @@
+"""Orthanc's JSON views of patients, studies, series and instances, read from the index."""
+
+from __future__ import annotations
+
+from server.dicom.main_tags import BY_LEVEL, Level, Tag
+from server.stability import StabilityMonitor
+from server.storage.index import ATTACHMENT_DICOM, Index, Metadata, Resource
+
+_CHILDREN_KEY = {Level.PATIENT: "Studies", Level.STUDY: "Series", Level.SERIES: "Instances"}
+_PARENT_KEY = {Level.STUDY: "ParentPatient", Level.SERIES: "ParentStudy",
+               Level.INSTANCE: "ParentSeries"}
+
+#: Metadata names as the REST API spells them.
+METADATA_NAMES: dict[int, str] = {m.value: m.name for m in Metadata}
+
+
+def main_tags_json(level: Level, tags: dict[Tag, str]) -> dict[str, str]:
+    names = BY_LEVEL[level]
+    return {names[tag]: value for tag, value in tags.items() if tag in names}
+
+
+class ResourceViews:
+    def __init__(self, index: Index, stability: StabilityMonitor) -> None:
+        self.index = index
+        self.stability = stability
+
+    def expand(self, resource: Resource) -> dict:
+        """The object ``GET /{level}/{id}`` answers."""
+        index = self.index
+        tags = index.main_tags(resource.internal_id)
+        level = resource.level
+        result: dict = {
+            "ID": resource.public_id,
+            "MainDicomTags": main_tags_json(level, tags),
+            "Type": level.title,
+        }
+        if level is not Level.PATIENT:
+            result[_PARENT_KEY[level]] = index.public_id(resource.parent_internal_id)
+        if level is Level.STUDY:
+            result["PatientMainDicomTags"] = main_tags_json(Level.PATIENT, tags)
+        metadata = index.metadata(resource.internal_id)
+        if level is Level.INSTANCE:
+            attachment = index.attachments(resource.internal_id).get(ATTACHMENT_DICOM)
+            result["FileSize"] = attachment.uncompressed_size if attachment else 0
+            result["FileUuid"] = attachment.uuid if attachment else None
+            result["IndexInSeries"] = _int_or_none(metadata.get(Metadata.IndexInSeries))
+            return result
+        result[_CHILDREN_KEY[level]] = index.children_ids(resource.internal_id)
+        result["IsStable"] = self.stability.is_stable(resource.public_id)
+        result["LastUpdate"] = metadata.get(Metadata.LastUpdate)
+        if level is Level.SERIES:
+            result["ExpectedNumberOfInstances"] = _int_or_none(
+                metadata.get(Metadata.ExpectedNumberOfInstances))
+            with index.reading() as db:
+                result["Status"] = index.series_status(db, resource.internal_id)
+        return result
+
+    def statistics(self, resource: Resource) -> dict:
+        """``GET /{level}/{id}/statistics``: sizes as strings, MB as integers."""
+        sizes = self.index.resource_sizes(resource.internal_id)
+        result = size_fields("DiskSize", sizes["disk"])
+        result |= size_fields("UncompressedSize", sizes["uncompressed"])
+        result |= size_fields("DicomDiskSize", sizes["dicom_disk"])
+        result |= size_fields("DicomUncompressedSize", sizes["dicom_uncompressed"])
+        level = resource.level
+        if level <= Level.SERIES:
+            result["CountInstances"] = sizes["INSTANCE"]
+        if level <= Level.STUDY:
+            result["CountSeries"] = sizes["SERIES"]
+        if level is Level.PATIENT:
+            result["CountStudies"] = sizes["STUDY"]
+        return result
+
+
+def size_fields(name: str, size: int) -> dict:
+    return {name: str(size), f"{name}MB": size // (1024 * 1024)}
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,51 @@
+"""The Tornado application: every route of the REST API, and the HTTP server around it."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+import tornado.httpserver
+import tornado.iostream
+import tornado.web
+
+from server.rest import metadata, resources, system, tools
+from server.rest.base import UnknownRouteHandler
+from server.rest.compression import CompressionTransform
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+#: Large enough for a ZIP of a whole study in one upload.
+MAX_BODY_SIZE = 4 * 1024 ** 3
+
+
+def build_application(ctx: ServerContext) -> tornado.web.Application:
+    routes: list[tuple[str, type]] = []
+    for module in (resources, metadata, system, tools):
+        routes += module.routes()
+    handlers: list[Any] = [(pattern, handler, {"ctx": ctx}) for pattern, handler in routes]
+    transforms = [CompressionTransform] if ctx.config["HttpCompressionEnabled"] else []
+    return tornado.web.Application(
+        handlers,
+        default_handler_class=UnknownRouteHandler,
+        default_handler_args={"ctx": ctx},
+        transforms=transforms,
+    )
+
+
+class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
+    """Sets TCP_NODELAY on every connection: small answers must not wait for Nagle."""
+
+    def handle_stream(self, stream: tornado.iostream.IOStream, address: Any) -> None:
+        try:
+            stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        super().handle_stream(stream, address)
+
+
+def build_http_server(ctx: ServerContext) -> NoDelayHTTPServer:
+    return NoDelayHTTPServer(build_application(ctx), max_body_size=MAX_BODY_SIZE,
+                             max_buffer_size=MAX_BODY_SIZE, xheaders=False,
+                             idle_connection_timeout=int(ctx.config["HttpRequestTimeout"]) or None)

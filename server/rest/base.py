@@ -1,0 +1,253 @@
+"""What every REST handler shares: Orthanc's answer formats, errors, auth, threads.
+
+Handlers parse, validate, call a service in a worker thread and format; they
+hold no business logic.  Errors are :class:`server.errors.OrthancError` and
+become Orthanc's JSON error body; anything else is logged and answered as an
+internal error, never as a stack trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import tornado.web
+from tornado.ioloop import IOLoop
+
+from server.dicom.main_tags import Level
+from server.errors import ErrorCode, OrthancError, describe
+from server.storage.index import Resource
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+log = logging.getLogger("isengard.http")
+T = TypeVar("T")
+
+_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+
+def dumps(value: Any) -> str:
+    """Orthanc's JSON layout: keys sorted, three-space indent."""
+    return json.dumps(value, indent=3, sort_keys=True, ensure_ascii=False, separators=(",", " : "))
+
+
+class NoAnswer(Exception):
+    """The handler produced no answer: Orthanc's 404 (GET/PUT/DELETE) or 400 (POST), empty."""
+
+
+class OrthancHandler(tornado.web.RequestHandler):
+    """Base class: subclasses implement ``get``/``post``/``put``/``delete`` as coroutines."""
+
+    ctx: ServerContext
+
+    def initialize(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    # -- cross-cutting ---------------------------------------------------------------
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Content-Type")
+        self.clear_header("Server")
+
+    async def prepare(self) -> None:
+        self.ctx.metrics_request_started()
+        self.username: str | None = None
+        if not self._remote_allowed():
+            raise OrthancError(ErrorCode.UNAUTHORIZED, http_status=403)
+        if self.ctx.config["AuthenticationEnabled"]:
+            self.username = self._authenticate()
+        if not await self.ctx.http_filters_accept(self):
+            self._empty(403)
+            await self.finish()
+
+    def on_finish(self) -> None:
+        self.ctx.metrics_request_finished(self.request.request_time())
+
+    def _remote_allowed(self) -> bool:
+        if self.ctx.config["RemoteAccessAllowed"]:
+            return True
+        try:
+            return ipaddress.ip_address(self.request.remote_ip or "127.0.0.1").is_loopback
+        except ValueError:
+            return False
+
+    def _authenticate(self) -> str:
+        header = self.request.headers.get("Authorization", "")
+        users = self.ctx.config["RegisteredUsers"]
+        if header.startswith("Basic "):
+            try:
+                user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, password = "", None
+            if user in users and users[user] == password:
+                return user
+        self.set_header("WWW-Authenticate", 'Basic realm="Orthanc Secure Area"')
+        raise OrthancError(ErrorCode.UNAUTHORIZED, http_status=401)
+
+    # -- method dispatch -------------------------------------------------------------
+
+    def _allowed(self) -> list[str]:
+        return [m for m in _METHODS
+                if getattr(type(self), m.lower()) is not getattr(OrthancHandler, m.lower())]
+
+    def _not_allowed(self) -> None:
+        self.set_header("Allow", ",".join(self._allowed()))
+        self._empty(405)
+
+    async def get(self, *args: str) -> None:
+        self._not_allowed()
+
+    async def post(self, *args: str) -> None:
+        self._not_allowed()
+
+    async def put(self, *args: str) -> None:
+        self._not_allowed()
+
+    async def delete(self, *args: str) -> None:
+        self._not_allowed()
+
+    async def head(self, *args: str) -> None:
+        self._not_allowed()
+
+    async def patch(self, *args: str) -> None:
+        self._not_allowed()
+
+    async def options(self, *args: str) -> None:
+        self._not_allowed()
+
+    # -- answers ---------------------------------------------------------------------
+
+    def _empty(self, status: int) -> None:
+        self.set_status(status)
+        self.clear_header("Content-Type")
+        self._write_buffer = []
+
+    def answer_json(self, value: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(dumps(value).encode("utf-8"))
+
+    def answer_text(self, text: str | bytes, content_type: str = "text/plain") -> None:
+        self.set_header("Content-Type", content_type)
+        self.finish(text.encode("utf-8") if isinstance(text, str) else text)
+
+    def answer_empty_text(self) -> None:
+        self.answer_text(b"")
+
+    def answer_bytes(self, data: bytes, content_type: str,
+                     filename: str | None = None) -> None:
+        self.set_header("Content-Type", content_type)
+        if filename:
+            self.set_header("Content-Disposition", f'filename="{filename}"')
+        self.finish(data)
+
+    # -- errors ----------------------------------------------------------------------
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(value, (OrthancError, NoAnswer, tornado.web.HTTPError)):
+            return
+        log.error("Uncaught error in %s %s", self.request.method, self.request.uri,
+                  exc_info=(typ, value, tb))
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if self._headers_written:
+            if not self._finished:
+                self.finish()
+            return
+        self.clear()
+        self.set_default_headers()
+        if isinstance(exc, NoAnswer):
+            self._empty(400 if self.request.method == "POST" else 404)
+            self.finish()
+        elif isinstance(exc, OrthancError):
+            self._error_body(exc.code, exc.status, exc.details)
+        elif isinstance(exc, tornado.web.HTTPError):
+            self._http_error(exc.status_code)
+        else:
+            self._error_body(ErrorCode.INTERNAL, 500, None)
+
+    def _http_error(self, status: int) -> None:
+        if status == 404:
+            self._error_body(ErrorCode.UNKNOWN_RESOURCE, 404, None)
+        elif status == 413:
+            self._error_body(ErrorCode.BAD_REQUEST, 413, "Request body too large")
+        else:
+            self._empty(status)
+            self.finish()
+
+    def _error_body(self, code: int, status: int, details: str | None) -> None:
+        """Orthanc's error document (status-only when HttpDescribeErrors is false)."""
+        self.set_status(status)
+        if status in (401, 403) or not self.ctx.config["HttpDescribeErrors"]:
+            self.finish()
+            return
+        body = {
+            "HttpError": self._reason,
+            "HttpStatus": status,
+            "Message": describe(code),
+            "Method": self.request.method,
+            "OrthancError": describe(code),
+            "OrthancStatus": int(code),
+            "Uri": self.request.path,
+        }
+        if details:
+            body["Details"] = details
+        self.set_header("Content-Type", "application/json")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        lines = ",\n".join(f"\t{json.dumps(k)} : {json.dumps(v, ensure_ascii=False)}"
+                            for k, v in sorted(body.items()))
+        self.finish(("{\n" + lines + "\n}\n").encode("utf-8"))
+
+    # -- helpers ---------------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (disk, SQLite, pydicom) off the event loop."""
+        return await IOLoop.current().run_in_executor(self.ctx.executor, fn, *args)
+
+    def resource(self, level: Level, public_id: str) -> Resource:
+        found = self.ctx.index.lookup(public_id, level)
+        if found is None:
+            raise NoAnswer()
+        return found
+
+    def json_body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"")
+        except (ValueError, UnicodeDecodeError):
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               "The body must contain a JSON object") from None
+
+    def flag(self, name: str) -> bool:
+        """Orthanc's boolean GET arguments: present (empty) or true/1 means true."""
+        if name not in self.request.arguments:
+            return False
+        value = self.get_argument(name, "").lower()
+        return value in ("", "true", "1")
+
+    def int_argument(self, name: str, default: int) -> int:
+        value = self.get_argument(name, None)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               f'Argument "{name}" is not an integer: {value}') from None
+        if number < 0:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               f'Argument "{name}" must be a positive integer')
+        return number
+
+
+class UnknownRouteHandler(OrthancHandler):
+    """Everything no route matches: Orthanc's 404 ``Unknown resource``."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if not self._finished:
+            raise tornado.web.HTTPError(404)

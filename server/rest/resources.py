@@ -1,0 +1,221 @@
+"""Routes on patients, studies, series and instances: listing, upload, views, deletion."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import tornado.web
+
+from server.dicom import content as dicom_content
+from server.dicom import json_format
+from server.dicom.main_tags import Level
+from server.dicom.parse import read_dataset
+from server.errors import ErrorCode, OrthancError
+from server.rest.base import OrthancHandler
+from server.storage.index import ATTACHMENT_DICOM, Resource
+from server.store import Origin
+
+ID = r"([0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8})"
+LEVELS = r"(patients|studies|series|instances)"
+
+
+def _is_zip(data: bytes) -> bool:
+    return data[:4] == b"PK\x03\x04"
+
+
+class ListHandler(OrthancHandler):
+    """``GET /{level}`` (``expand``, ``since``, ``limit``) and ``POST /instances``."""
+
+    async def get(self, plural: str) -> None:
+        level = Level.parse(plural)
+        since_given = "since" in self.request.arguments
+        limit_given = "limit" in self.request.arguments
+        if since_given != limit_given:
+            missing = "limit" if since_given else "since"
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               f'Missing "{missing}" argument for GET request against: '
+                               f'{self.request.path}')
+        since = self.int_argument("since", 0)
+        limit = self.int_argument("limit", 0)
+        expand = self.flag("expand")
+        self.answer_json(await self.run(self._list, level, since, limit, expand))
+
+    def _list(self, level: Level, since: int, limit: int, expand: bool) -> list:
+        ids = self.ctx.index.list_ids(level, since, limit)
+        if not expand:
+            return ids
+        views = self.ctx.views
+        resources = (self.ctx.index.lookup(i) for i in ids)
+        return [views.expand(r) for r in resources if r is not None]
+
+    async def post(self, plural: str) -> None:
+        if plural != "instances":
+            await super().post(plural)
+            return
+        data = self.request.body
+        origin = Origin("RestApi", remote_ip=self.request.remote_ip,
+                        http_username=self.username or "")
+        if _is_zip(data):
+            self.answer_json(await self.run(self._store_zip, data, origin))
+        else:
+            result = await self.run(self.ctx.store.ingest, data, origin)
+            self.answer_json(result.as_json())
+
+    def _store_zip(self, data: bytes, origin: Origin) -> list[dict]:
+        answers = []
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            members = [m for m in archive.infolist() if not m.is_dir()]
+        except zipfile.BadZipFile as e:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Cannot read ZIP archive: {e}") from e
+        for member in members:
+            content = archive.read(member)
+            try:
+                answers.append(self.ctx.store.ingest(content, origin).as_json())
+            except OrthancError:
+                continue
+        return answers
+
+
+class ResourceHandler(OrthancHandler):
+    """``GET`` and ``DELETE /{level}/{id}``."""
+
+    async def get(self, plural: str, public_id: str) -> None:
+        resource = self.resource(Level.parse(plural), public_id)
+        self.answer_json(await self.run(self.ctx.views.expand, resource))
+
+    async def delete(self, plural: str, public_id: str) -> None:
+        resource = self.resource(Level.parse(plural), public_id)
+        result = await self.run(self.ctx.store.delete, resource)
+        remaining = None
+        if result.remaining is not None:
+            r = result.remaining
+            remaining = {"ID": r.public_id, "Path": f"/{r.level.plural}/{r.public_id}",
+                         "Type": r.level.title}
+        self.answer_json({"RemainingAncestor": remaining})
+
+
+#: (level, relative) pairs that Orthanc routes: ancestors singular, descendants plural.
+_RELATIVES = {
+    ("patients", "studies"), ("patients", "series"), ("patients", "instances"),
+    ("studies", "patient"), ("studies", "series"), ("studies", "instances"),
+    ("series", "patient"), ("series", "study"), ("series", "instances"),
+    ("instances", "patient"), ("instances", "study"), ("instances", "series"),
+}
+
+
+class RelativesHandler(OrthancHandler):
+    """``/{level}/{id}/{patient|study|series|instances...}``: parents and descendants."""
+
+    async def get(self, plural: str, public_id: str, relative: str) -> None:
+        if (plural, relative) not in _RELATIVES:
+            raise tornado.web.HTTPError(404)
+        resource = self.resource(Level.parse(plural), public_id)
+        self.answer_json(await self.run(self._relatives, resource, Level.parse(relative)))
+
+    def _relatives(self, resource: Resource, target: Level) -> object:
+        index, views = self.ctx.index, self.ctx.views
+        if target < resource.level:
+            return views.expand(index.ancestor(resource, target))
+        return [views.expand(r) for r in index.descendants(resource.internal_id, target)]
+
+
+class StatisticsHandler(OrthancHandler):
+    async def get(self, plural: str, public_id: str) -> None:
+        resource = self.resource(Level.parse(plural), public_id)
+        self.answer_json(await self.run(self.ctx.views.statistics, resource))
+
+
+class InstanceFileHandler(OrthancHandler):
+    async def get(self, public_id: str) -> None:
+        resource = self.resource(Level.INSTANCE, public_id)
+        data = await self.run(self.ctx.store.read_dicom, resource)
+        attachments = await self.run(self.ctx.index.attachments, resource.internal_id)
+        self.answer_bytes(data, "application/dicom", f"{attachments[ATTACHMENT_DICOM].uuid}.dcm")
+
+
+class InstanceTagsHandler(OrthancHandler):
+    """``/tags`` (``simplify``, ``short``) and ``/simplified-tags``."""
+
+    async def get(self, public_id: str, which: str) -> None:
+        resource = self.resource(Level.INSTANCE, public_id)
+        fmt = "simplify" if which == "simplified-tags" else self._format()
+        self.answer_json(await self.run(self._tags, resource, fmt))
+
+    def _format(self) -> str:
+        if self.flag("simplify"):
+            return "simplify"
+        if self.flag("short"):
+            return "short"
+        return "full"
+
+    def _tags(self, resource: Resource, fmt: str) -> dict:
+        data = self.ctx.store.read_dicom(resource)
+        ds, _ = read_dataset(data, stop_before_pixels=False)
+        if fmt == "simplify":
+            return json_format.tags_simplified(ds)
+        if fmt == "short":
+            return json_format.tags_short(ds)
+        return json_format.tags_full(ds)
+
+
+class InstanceHeaderHandler(OrthancHandler):
+    async def get(self, public_id: str) -> None:
+        resource = self.resource(Level.INSTANCE, public_id)
+        simplify, short = self.flag("simplify"), self.flag("short")
+        self.answer_json(await self.run(self._header, resource, simplify, short))
+
+    def _header(self, resource: Resource, simplify: bool, short: bool) -> dict:
+        ds, _ = read_dataset(self.ctx.store.read_dicom(resource), stop_before_pixels=True)
+        meta = ds.file_meta
+        if simplify:
+            return json_format.header_simplified(meta)
+        if short:
+            return json_format.header_short(meta)
+        return json_format.header_full(meta)
+
+
+class InstanceContentHandler(OrthancHandler):
+    async def get(self, public_id: str, path: str) -> None:
+        resource = self.resource(Level.INSTANCE, public_id)
+        parts = [p for p in (path or "").split("/") if p]
+        answer = await self.run(self._content, resource, parts)
+        if isinstance(answer, bytes):
+            self.answer_bytes(answer, "application/octet-stream")
+        else:
+            self.answer_json(answer)
+
+    def _content(self, resource: Resource, parts: list[str]) -> list[str] | bytes:
+        ds, _ = read_dataset(self.ctx.store.read_dicom(resource))
+        return dicom_content.content_children(ds, parts)
+
+
+class ProtectedHandler(OrthancHandler):
+    async def get(self, public_id: str) -> None:
+        resource = self.resource(Level.PATIENT, public_id)
+        protected = await self.run(self.ctx.index.is_protected, resource.internal_id)
+        self.answer_text("1" if protected else "0")
+
+    async def put(self, public_id: str) -> None:
+        resource = self.resource(Level.PATIENT, public_id)
+        body = self.request.body.decode("utf-8", "replace").strip()
+        if body not in ("0", "1", "true", "false"):
+            raise OrthancError(ErrorCode.BAD_REQUEST, "Boolean value expected")
+        await self.run(self.ctx.index.set_protected, resource.internal_id,
+                       body in ("1", "true"))
+        self.answer_empty_text()
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (rf"/{LEVELS}", ListHandler),
+        (rf"/{LEVELS}/{ID}", ResourceHandler),
+        (rf"/{LEVELS}/{ID}/(patient|study|series|studies|instances)", RelativesHandler),
+        (rf"/{LEVELS}/{ID}/statistics", StatisticsHandler),
+        (rf"/instances/{ID}/file", InstanceFileHandler),
+        (rf"/instances/{ID}/(tags|simplified-tags)", InstanceTagsHandler),
+        (rf"/instances/{ID}/header", InstanceHeaderHandler),
+        (rf"/instances/{ID}/content(?:/(.*))?", InstanceContentHandler),
+        (rf"/patients/{ID}/protected", ProtectedHandler),
+    ]

@@ -1,0 +1,124 @@
+"""``/tools/...``: find, lookup, clocks, UIDs, encodings, log level, reset, shutdown."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydicom.uid import generate_uid
+
+from server import logging_setup
+from server.clock import local_now_iso, utc_now_iso
+from server.dicom.main_tags import Level
+from server.dicom.parse import ENCODINGS
+from server.errors import ErrorCode, OrthancError
+from server.find import parse_request
+from server.net.conformance import conformance_statement
+from server.rest.base import OrthancHandler
+
+#: The UID root Orthanc (through dcmtk) generates UIDs under.
+UID_ROOT = "1.2.276.0.7230010.3."
+
+
+def generate_orthanc_uid(level: Level) -> str:
+    """A new identifier for a level: a UUID for patients, a DICOM UID otherwise."""
+    if level is Level.PATIENT:
+        return str(uuid.uuid4())
+    return generate_uid(prefix=UID_ROOT)
+
+
+class FindHandler(OrthancHandler):
+    async def post(self) -> None:
+        level, constraints, body = parse_request(self.json_body())
+        expand = bool(body.get("Expand", False))
+        since = body.get("Since", 0)
+        limit = body.get("Limit", 0)
+        self.answer_json(await self.run(self._find, level, constraints, since, limit, expand))
+
+    def _find(self, level, constraints, since: int, limit: int, expand: bool) -> list:
+        found = self.ctx.finder.find(level, constraints, since, limit)
+        if expand:
+            return [self.ctx.views.expand(r) for r in found]
+        return [r.public_id for r in found]
+
+
+class LookupHandler(OrthancHandler):
+    async def post(self) -> None:
+        value = self.request.body.decode("utf-8", "replace").strip()
+        found = await self.run(self.ctx.index.lookup_identifier, value)
+        self.answer_json([{"ID": r.public_id, "Path": f"/{r.level.plural}/{r.public_id}",
+                           "Type": r.level.title} for r in found])
+
+
+class NowHandler(OrthancHandler):
+    async def get(self, local: str | None) -> None:
+        self.answer_text(local_now_iso() if local else utc_now_iso())
+
+
+class GenerateUidHandler(OrthancHandler):
+    async def get(self) -> None:
+        text = self.get_argument("level", None)
+        if text is None:
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               'Missing "level" argument in /tools/generate-uid')
+        try:
+            level = Level.parse(text)
+        except ValueError:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               f"Unknown resource level: {text}") from None
+        self.answer_text(generate_orthanc_uid(level))
+
+
+class DefaultEncodingHandler(OrthancHandler):
+    async def get(self) -> None:
+        self.answer_text(self.ctx.default_encoding)
+
+    async def put(self) -> None:
+        name = self.request.body.decode("utf-8", "replace").strip()
+        if name not in ENCODINGS:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown encoding: {name}")
+        self.ctx.set_default_encoding(name)
+        self.answer_empty_text()
+
+
+class LogLevelHandler(OrthancHandler):
+    async def get(self) -> None:
+        self.answer_text(logging_setup.get_log_level())
+
+    async def put(self) -> None:
+        level = self.request.body.decode("utf-8", "replace").strip()
+        if level not in ("default", "verbose", "trace"):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               f"Bad log level: {level}")
+        logging_setup.set_log_level(level)
+        self.answer_empty_text()
+
+
+class ConformanceHandler(OrthancHandler):
+    async def get(self) -> None:
+        self.answer_text(conformance_statement())
+
+
+class ResetHandler(OrthancHandler):
+    async def post(self) -> None:
+        self.answer_json({})
+        self.ctx.request_stop(restart=True)
+
+
+class ShutdownHandler(OrthancHandler):
+    async def post(self) -> None:
+        self.answer_json({})
+        self.ctx.request_stop(restart=False)
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (r"/tools/find", FindHandler),
+        (r"/tools/lookup", LookupHandler),
+        (r"/tools/now(-local)?", NowHandler),
+        (r"/tools/generate-uid", GenerateUidHandler),
+        (r"/tools/default-encoding", DefaultEncodingHandler),
+        (r"/tools/log-level", LogLevelHandler),
+        (r"/tools/dicom-conformance", ConformanceHandler),
+        (r"/tools/reset", ResetHandler),
+        (r"/tools/shutdown", ShutdownHandler),
+    ]

@@ -1,0 +1,103 @@
+"""The storage area: one file per attachment, in Orthanc's two-level folder layout.
+
+A new file is first written under ``tmp/`` inside the area and only moved to its
+final place once the index has committed the row that names it.  The ``tmp/``
+folder is therefore the journal of interrupted ingests: at start-up, files whose
+UUID the index knows are moved into place, the others are deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+from server.errors import ErrorCode, OrthancError
+
+#: Orthanc's CompressionType values, as stored in the index.
+COMPRESSION_NONE = 1
+COMPRESSION_ZLIB = 2
+
+
+class StorageArea:
+    """Files named by UUID under ``root/ab/cd/abcd...``, optionally zlib-compressed."""
+
+    def __init__(self, root: Path, compress: bool = False) -> None:
+        self.root = root
+        self.compress = compress
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, file_uuid: str) -> Path:
+        return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
+
+    def stage(self, data: bytes) -> tuple[str, bytes, int]:
+        """Write ``data`` under ``tmp/`` and return (uuid, stored bytes, compression type).
+
+        Orthanc's zlib format is its own: the uncompressed size as a 64-bit
+        little-endian prefix, followed by the zlib stream.
+        """
+        file_uuid = str(uuid.uuid4())
+        compression = COMPRESSION_NONE
+        stored = data
+        if self.compress:
+            stored = len(data).to_bytes(8, "little") + zlib.compress(data, 6)
+            compression = COMPRESSION_ZLIB
+        tmp_path = self.tmp / file_uuid
+        try:
+            with open(tmp_path, "wb") as f:
+                f.write(stored)
+        except OSError as e:
+            tmp_path.unlink(missing_ok=True)
+            raise OrthancError(ErrorCode.CANNOT_WRITE_FILE, str(e)) from e
+        return file_uuid, stored, compression
+
+    def publish(self, file_uuid: str) -> None:
+        """Move a staged file to its final place (after the index committed it)."""
+        target = self.path(file_uuid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp / file_uuid, target)
+
+    def discard(self, file_uuid: str) -> None:
+        (self.tmp / file_uuid).unlink(missing_ok=True)
+
+    def read(self, file_uuid: str, compression: int) -> bytes:
+        raw = self._read_raw(file_uuid)
+        if compression == COMPRESSION_ZLIB:
+            return zlib.decompress(raw[8:]) if len(raw) > 8 else b""
+        return raw
+
+    def _read_raw(self, file_uuid: str) -> bytes:
+        for candidate in (self.path(file_uuid), self.tmp / file_uuid):
+            try:
+                return candidate.read_bytes()
+            except FileNotFoundError:
+                continue
+        raise OrthancError(ErrorCode.INEXISTENT_FILE, f"Missing file in the storage area: {file_uuid}")
+
+    def remove(self, file_uuid: str) -> None:
+        path = self.path(file_uuid)
+        path.unlink(missing_ok=True)
+        for folder in (path.parent, path.parent.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+    def recover(self, is_indexed: Callable[[str], bool]) -> tuple[int, int]:
+        """Finish or roll back the ingests a crash interrupted; returns (published, removed)."""
+        published = removed = 0
+        for entry in list(self.tmp.iterdir()):
+            if entry.is_file() and is_indexed(entry.name):
+                self.publish(entry.name)
+                published += 1
+            else:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed += 1
+        return published, removed

@@ -1,0 +1,634 @@
+"""The SQLite index: the patient/study/series/instance hierarchy and what hangs on it.
+
+One connection, serialised by a lock: SQLite has one writer at a time anyway,
+and every transaction here is short.  The schema follows Orthanc's (resources,
+main DICOM tags, metadata, attached files, changes, exports, recycling order,
+global properties) so that the same questions are cheap to answer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from server.clock import utc_now_iso
+from server.dicom.main_tags import Level, Tag
+
+SCHEMA_VERSION = 6
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS GlobalProperties(property INTEGER PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS Resources(
+    internalId INTEGER PRIMARY KEY AUTOINCREMENT,
+    resourceType INTEGER NOT NULL,
+    publicId TEXT NOT NULL,
+    parentId INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE);
+CREATE UNIQUE INDEX IF NOT EXISTS PublicIndex ON Resources(publicId);
+CREATE INDEX IF NOT EXISTS ChildrenIndex ON Resources(parentId);
+CREATE INDEX IF NOT EXISTS LevelIndex ON Resources(resourceType, internalId);
+CREATE TABLE IF NOT EXISTS MainDicomTags(
+    id INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE,
+    tagGroup INTEGER, tagElement INTEGER, value TEXT,
+    PRIMARY KEY(id, tagGroup, tagElement));
+CREATE INDEX IF NOT EXISTS MainDicomTagsValues ON MainDicomTags(tagGroup, tagElement, value);
+CREATE TABLE IF NOT EXISTS Metadata(
+    id INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE,
+    type INTEGER, value TEXT, revision INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(id, type));
+CREATE TABLE IF NOT EXISTS AttachedFiles(
+    id INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE,
+    fileType INTEGER, uuid TEXT NOT NULL, compressedSize INTEGER, uncompressedSize INTEGER,
+    compressionType INTEGER, uncompressedMD5 TEXT, compressedMD5 TEXT,
+    revision INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(id, fileType));
+CREATE UNIQUE INDEX IF NOT EXISTS AttachedFilesUuid ON AttachedFiles(uuid);
+CREATE TABLE IF NOT EXISTS Changes(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, changeType INTEGER,
+    internalId INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE,
+    resourceType INTEGER, date TEXT);
+CREATE INDEX IF NOT EXISTS ChangesIndex ON Changes(internalId);
+CREATE TABLE IF NOT EXISTS ExportedResources(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, resourceType INTEGER, publicId TEXT,
+    remoteModality TEXT, patientId TEXT, studyInstanceUid TEXT, seriesInstanceUid TEXT,
+    sopInstanceUid TEXT, date TEXT);
+CREATE TABLE IF NOT EXISTS PatientRecyclingOrder(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    patientId INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS PatientRecyclingIndex ON PatientRecyclingOrder(patientId);
+"""
+
+
+class Metadata(IntEnum):
+    """Orthanc's MetadataType numbering (stored as integers, named in the REST API)."""
+
+    IndexInSeries = 1
+    ReceptionDate = 2
+    RemoteAET = 3
+    ExpectedNumberOfInstances = 4
+    ModifiedFrom = 5
+    AnonymizedFrom = 6
+    LastUpdate = 7
+    Origin = 8
+    TransferSyntax = 9
+    SopClassUid = 10
+    RemoteIP = 11
+    CalledAET = 12
+    HttpUsername = 13
+    PixelDataOffset = 14
+
+
+class Change(IntEnum):
+    """Orthanc's ChangeType numbering; the names are those of ``/changes``."""
+
+    CompletedSeries = 1
+    Deleted = 2
+    NewChildInstance = 3
+    NewInstance = 4
+    NewPatient = 5
+    NewSeries = 6
+    NewStudy = 7
+    AnonymizedStudy = 8
+    AnonymizedSeries = 9
+    ModifiedStudy = 10
+    ModifiedSeries = 11
+    AnonymizedPatient = 12
+    ModifiedPatient = 13
+    StablePatient = 14
+    StableStudy = 15
+    StableSeries = 16
+    UpdatedAttachment = 17
+    UpdatedMetadata = 18
+
+
+#: Orthanc's FileContentType for the DICOM file itself.
+ATTACHMENT_DICOM = 1
+ATTACHMENT_NAMES = {1: "dicom", 2: "dicom-as-json", 3: "dicom-until-pixel-data"}
+
+#: GlobalProperties keys used here (Orthanc's numbering where it has one).
+PROPERTY_DATABASE_VERSION = 1
+PROPERTY_ANONYMIZATION_SEQUENCE = 3
+PROPERTY_MODALITIES = 20
+PROPERTY_PEERS = 21
+
+
+@dataclass
+class Attachment:
+    file_type: int
+    uuid: str
+    compressed_size: int
+    uncompressed_size: int
+    compression: int
+    uncompressed_md5: str
+    compressed_md5: str
+
+
+@dataclass
+class Resource:
+    internal_id: int
+    level: Level
+    public_id: str
+    parent_internal_id: int | None
+
+
+@dataclass
+class ChangeRecord:
+    seq: int
+    change: Change
+    level: Level
+    public_id: str
+    date: str
+
+
+class Index:
+    """The database behind every REST answer about resources."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO GlobalProperties VALUES(?, ?)",
+                         (PROPERTY_DATABASE_VERSION, str(SCHEMA_VERSION)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; the lock keeps other threads out until it commits."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
+
+    # -- resources -------------------------------------------------------------------
+
+    def lookup(self, public_id: str, level: Level | None = None) -> Resource | None:
+        with self.reading() as db:
+            row = db.execute("SELECT internalId, resourceType, parentId FROM Resources "
+                             "WHERE publicId=?", (public_id,)).fetchone()
+        if row is None or (level is not None and row[1] != level):
+            return None
+        return Resource(row[0], Level(row[1]), public_id, row[2])
+
+    @staticmethod
+    def lookup_in(db: sqlite3.Connection, public_id: str) -> Resource | None:
+        """:meth:`lookup` inside a transaction already held."""
+        row = db.execute("SELECT internalId, resourceType, parentId FROM Resources "
+                         "WHERE publicId=?", (public_id,)).fetchone()
+        return None if row is None else Resource(row[0], Level(row[1]), public_id, row[2])
+
+    def public_id(self, internal_id: int) -> str:
+        with self.reading() as db:
+            return db.execute("SELECT publicId FROM Resources WHERE internalId=?",
+                              (internal_id,)).fetchone()[0]
+
+    def parent(self, resource: Resource) -> Resource | None:
+        if resource.parent_internal_id is None:
+            return None
+        with self.reading() as db:
+            row = db.execute("SELECT internalId, resourceType, publicId, parentId FROM Resources "
+                             "WHERE internalId=?", (resource.parent_internal_id,)).fetchone()
+        return Resource(row[0], Level(row[1]), row[2], row[3])
+
+    def ancestor(self, resource: Resource, level: Level) -> Resource:
+        current: Resource | None = resource
+        while current is not None and current.level > level:
+            current = self.parent(current)
+        assert current is not None
+        return current
+
+    def children_ids(self, internal_id: int) -> list[str]:
+        with self.reading() as db:
+            return [r[0] for r in db.execute(
+                "SELECT publicId FROM Resources WHERE parentId=? ORDER BY internalId",
+                (internal_id,))]
+
+    def children(self, internal_id: int) -> list[Resource]:
+        with self.reading() as db:
+            rows = db.execute("SELECT internalId, resourceType, publicId, parentId FROM Resources "
+                              "WHERE parentId=? ORDER BY internalId", (internal_id,)).fetchall()
+        return [Resource(r[0], Level(r[1]), r[2], r[3]) for r in rows]
+
+    def descendants(self, internal_id: int, level: Level) -> list[Resource]:
+        """Every resource of ``level`` below (or equal to) ``internal_id``, in insertion order."""
+        with self.reading() as db:
+            rows = db.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL "
+                "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
+                "SELECT r.internalId, r.resourceType, r.publicId, r.parentId FROM Resources r "
+                "JOIN tree ON r.internalId=tree.id WHERE r.resourceType=? ORDER BY r.internalId",
+                (internal_id, int(level))).fetchall()
+        return [Resource(r[0], Level(r[1]), r[2], r[3]) for r in rows]
+
+    def list_ids(self, level: Level, since: int = 0, limit: int = 0) -> list[str]:
+        sql = "SELECT publicId FROM Resources WHERE resourceType=? ORDER BY internalId"
+        args: list[int] = [int(level)]
+        if limit:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, since]
+        elif since:
+            sql += " LIMIT -1 OFFSET ?"
+            args.append(since)
+        with self.reading() as db:
+            return [r[0] for r in db.execute(sql, args)]
+
+    def count(self, level: Level) -> int:
+        with self.reading() as db:
+            return db.execute("SELECT COUNT(*) FROM Resources WHERE resourceType=?",
+                              (int(level),)).fetchone()[0]
+
+    def main_tags(self, internal_id: int) -> dict[Tag, str]:
+        with self.reading() as db:
+            rows = db.execute("SELECT tagGroup, tagElement, value FROM MainDicomTags WHERE id=?",
+                              (internal_id,)).fetchall()
+        return {(g, e): v for g, e, v in rows}
+
+    # -- metadata --------------------------------------------------------------------
+
+    def metadata(self, internal_id: int) -> dict[int, str]:
+        with self.reading() as db:
+            rows = db.execute("SELECT type, value FROM Metadata WHERE id=? ORDER BY type",
+                              (internal_id,)).fetchall()
+        return dict(rows)
+
+    def metadata_revision(self, internal_id: int, kind: int) -> tuple[str, int] | None:
+        with self.reading() as db:
+            row = db.execute("SELECT value, revision FROM Metadata WHERE id=? AND type=?",
+                             (internal_id, kind)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def set_metadata(self, internal_id: int, kind: int, value: str) -> int:
+        """Set a metadata and log UpdatedMetadata; returns the new revision."""
+        with self.transaction() as db:
+            row = db.execute("SELECT revision FROM Metadata WHERE id=? AND type=?",
+                             (internal_id, kind)).fetchone()
+            revision = 0 if row is None else row[0] + 1
+            db.execute("INSERT OR REPLACE INTO Metadata VALUES(?, ?, ?, ?)",
+                       (internal_id, kind, value, revision))
+            self._log_change(db, Change.UpdatedMetadata, internal_id)
+        return revision
+
+    def delete_metadata(self, internal_id: int, kind: int) -> bool:
+        with self.transaction() as db:
+            cursor = db.execute("DELETE FROM Metadata WHERE id=? AND type=?", (internal_id, kind))
+            if cursor.rowcount:
+                self._log_change(db, Change.UpdatedMetadata, internal_id)
+            return cursor.rowcount > 0
+
+    # -- attachments -----------------------------------------------------------------
+
+    def attachments(self, internal_id: int) -> dict[int, Attachment]:
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT fileType, uuid, compressedSize, uncompressedSize, compressionType, "
+                "uncompressedMD5, compressedMD5 FROM AttachedFiles WHERE id=? ORDER BY fileType",
+                (internal_id,)).fetchall()
+        return {r[0]: Attachment(*r) for r in rows}
+
+    def has_attachment_uuid(self, file_uuid: str) -> bool:
+        with self.reading() as db:
+            return db.execute("SELECT 1 FROM AttachedFiles WHERE uuid=?",
+                              (file_uuid,)).fetchone() is not None
+
+    # -- storing ---------------------------------------------------------------------
+
+    def instance_attachment_uuid(self, db: sqlite3.Connection, public_id: str) -> tuple[int, str] | None:
+        row = db.execute("SELECT r.internalId, a.uuid FROM Resources r LEFT JOIN AttachedFiles a "
+                         "ON a.id=r.internalId AND a.fileType=1 WHERE r.publicId=?",
+                         (public_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def insert_hierarchy(self, db: sqlite3.Connection, ids: dict[Level, str],
+                         tags: dict[Level, dict[Tag, str]], now: str) -> tuple[dict[Level, int], list[Level]]:
+        """Create the missing resources for an instance; returns internal ids and new levels.
+
+        Must run inside :meth:`transaction`.  Patient tags are also indexed at the
+        study level, as Orthanc does, so that study queries on patient tags stay local.
+        """
+        internal: dict[Level, int] = {}
+        created: list[Level] = []
+        parent: int | None = None
+        for level in Level:
+            row = db.execute("SELECT internalId FROM Resources WHERE publicId=?",
+                             (ids[level],)).fetchone()
+            if row is not None:
+                internal[level] = parent = row[0]
+                continue
+            cursor = db.execute(
+                "INSERT INTO Resources(resourceType, publicId, parentId) VALUES(?, ?, ?)",
+                (int(level), ids[level], parent))
+            new_id = cursor.lastrowid
+            assert new_id is not None
+            internal[level] = parent = new_id
+            created.append(level)
+            if level is Level.PATIENT:
+                db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (new_id,))
+            values = dict(tags[level])
+            if level is Level.STUDY:
+                values.update(tags[Level.PATIENT])
+            db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)",
+                           [(new_id, g, e, v) for (g, e), v in values.items()])
+        for level in reversed(created):
+            change = {Level.PATIENT: Change.NewPatient, Level.STUDY: Change.NewStudy,
+                      Level.SERIES: Change.NewSeries, Level.INSTANCE: Change.NewInstance}[level]
+            self._log_change(db, change, internal[level], now)
+        for level in (Level.PATIENT, Level.STUDY, Level.SERIES):
+            db.execute("INSERT OR REPLACE INTO Metadata(id, type, value) VALUES(?, ?, ?)",
+                       (internal[level], Metadata.LastUpdate, now))
+        return internal, created
+
+    def add_attachment(self, db: sqlite3.Connection, internal_id: int, att: Attachment) -> None:
+        db.execute("INSERT INTO AttachedFiles(id, fileType, uuid, compressedSize, uncompressedSize, "
+                   "compressionType, uncompressedMD5, compressedMD5) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                   (internal_id, att.file_type, att.uuid, att.compressed_size,
+                    att.uncompressed_size, att.compression, att.uncompressed_md5,
+                    att.compressed_md5))
+
+    def set_metadata_in(self, db: sqlite3.Connection, internal_id: int,
+                        values: dict[int, str]) -> None:
+        db.executemany("INSERT OR REPLACE INTO Metadata(id, type, value) VALUES(?, ?, ?)",
+                       [(internal_id, k, v) for k, v in values.items()])
+
+    def tag_most_recent_patient(self, db: sqlite3.Connection, patient: int) -> None:
+        """Move a patient to the end of the recycling order; protected ones are not in it."""
+        if db.execute("DELETE FROM PatientRecyclingOrder WHERE patientId=?", (patient,)).rowcount:
+            db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
+
+    def series_status(self, db: sqlite3.Connection, series: int) -> str:
+        """Orthanc's series Status: Unknown, Missing, Inconsistent or Complete."""
+        row = db.execute("SELECT value FROM Metadata WHERE id=? AND type=?",
+                         (series, Metadata.ExpectedNumberOfInstances)).fetchone()
+        try:
+            expected = int(row[0]) if row else 0
+        except ValueError:
+            expected = 0
+        if expected <= 0:
+            return "Unknown"
+        seen: set[int] = set()
+        for (value,) in db.execute(
+                "SELECT m.value FROM Resources r LEFT JOIN Metadata m ON m.id=r.internalId "
+                "AND m.type=? WHERE r.parentId=?", (Metadata.IndexInSeries, series)):
+            try:
+                position = int(value)
+            except (TypeError, ValueError):
+                return "Unknown"
+            if position <= 0 or position > expected or position in seen:
+                return "Inconsistent"
+            seen.add(position)
+        return "Complete" if len(seen) == expected else "Missing"
+
+    # -- deleting --------------------------------------------------------------------
+
+    def delete(self, db: sqlite3.Connection, resource: Resource) -> tuple[list[Resource], list[str], Resource | None]:
+        """Delete a resource, its descendants and the ancestors it leaves empty.
+
+        Returns (deleted resources, file uuids to remove, remaining ancestor).
+        Must run inside :meth:`transaction`.
+        """
+        rows = db.execute(
+            "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL "
+            "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
+            "SELECT r.internalId, r.resourceType, r.publicId, r.parentId FROM Resources r "
+            "JOIN tree ON r.internalId=tree.id", (resource.internal_id,)).fetchall()
+        deleted = [Resource(r[0], Level(r[1]), r[2], r[3]) for r in rows]
+        ids = [r.internal_id for r in deleted]
+        uuids = self._attachment_uuids(db, ids)
+        db.execute("DELETE FROM Resources WHERE internalId=?", (resource.internal_id,))
+        remaining: Resource | None = None
+        parent_id = resource.parent_internal_id
+        while parent_id is not None:
+            row = db.execute("SELECT internalId, resourceType, publicId, parentId FROM Resources "
+                             "WHERE internalId=?", (parent_id,)).fetchone()
+            parent = Resource(row[0], Level(row[1]), row[2], row[3])
+            if db.execute("SELECT 1 FROM Resources WHERE parentId=? LIMIT 1",
+                          (parent_id,)).fetchone() is not None:
+                remaining = parent
+                break
+            uuids += self._attachment_uuids(db, [parent_id])
+            deleted.append(parent)
+            db.execute("DELETE FROM Resources WHERE internalId=?", (parent_id,))
+            parent_id = parent.parent_internal_id
+        return deleted, uuids, remaining
+
+    @staticmethod
+    def _attachment_uuids(db: sqlite3.Connection, ids: list[int]) -> list[str]:
+        uuids: list[str] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            uuids += [r[0] for r in db.execute(
+                f"SELECT uuid FROM AttachedFiles WHERE id IN ({marks})", chunk)]
+        return uuids
+
+    # -- recycling -------------------------------------------------------------------
+
+    def is_protected(self, patient: int) -> bool:
+        with self.reading() as db:
+            return db.execute("SELECT 1 FROM PatientRecyclingOrder WHERE patientId=?",
+                              (patient,)).fetchone() is None
+
+    def set_protected(self, patient: int, protected: bool) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM PatientRecyclingOrder WHERE patientId=?", (patient,))
+            if not protected:
+                db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
+
+    def oldest_unprotected_patient(self, db: sqlite3.Connection, avoid: int | None) -> Resource | None:
+        row = db.execute(
+            "SELECT r.internalId, r.publicId FROM PatientRecyclingOrder o JOIN Resources r "
+            "ON r.internalId=o.patientId WHERE o.patientId IS NOT ? ORDER BY o.seq LIMIT 1",
+            (avoid,)).fetchone()
+        return None if row is None else Resource(row[0], Level.PATIENT, row[1], None)
+
+    # -- statistics ------------------------------------------------------------------
+
+    def totals(self, db: sqlite3.Connection | None = None) -> tuple[int, int]:
+        """(compressed, uncompressed) bytes over every attachment."""
+        if db is None:
+            with self.reading() as conn:
+                return self.totals(conn)
+        row = db.execute("SELECT COALESCE(SUM(compressedSize), 0), "
+                         "COALESCE(SUM(uncompressedSize), 0) FROM AttachedFiles").fetchone()
+        return row[0], row[1]
+
+    def resource_sizes(self, internal_id: int) -> dict[str, int]:
+        """Counts of descendants and sizes of their files, for ``/{level}/{id}/statistics``."""
+        with self.reading() as db:
+            rows = db.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL "
+                "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
+                "SELECT r.resourceType, COUNT(*) FROM Resources r JOIN tree "
+                "ON r.internalId=tree.id GROUP BY r.resourceType", (internal_id,)).fetchall()
+            sizes = db.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL "
+                "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
+                "SELECT a.fileType, COALESCE(SUM(a.compressedSize), 0), "
+                "COALESCE(SUM(a.uncompressedSize), 0) FROM AttachedFiles a JOIN tree "
+                "ON a.id=tree.id GROUP BY a.fileType", (internal_id,)).fetchall()
+        counts = {Level(t).name: n for t, n in rows}
+        result = {"PATIENT": 0, "STUDY": 0, "SERIES": 0, "INSTANCE": 0}
+        result.update(counts)
+        result["disk"] = sum(s[1] for s in sizes)
+        result["uncompressed"] = sum(s[2] for s in sizes)
+        result["dicom_disk"] = sum(s[1] for s in sizes if s[0] == ATTACHMENT_DICOM)
+        result["dicom_uncompressed"] = sum(s[2] for s in sizes if s[0] == ATTACHMENT_DICOM)
+        return result
+
+    # -- changes ---------------------------------------------------------------------
+
+    def _log_change(self, db: sqlite3.Connection, change: Change, internal_id: int,
+                    date: str | None = None) -> None:
+        level = db.execute("SELECT resourceType FROM Resources WHERE internalId=?",
+                           (internal_id,)).fetchone()[0]
+        db.execute("INSERT INTO Changes(changeType, internalId, resourceType, date) "
+                   "VALUES(?, ?, ?, ?)", (int(change), internal_id, level, date or utc_now_iso()))
+
+    def log_change_in(self, db: sqlite3.Connection, change: Change, internal_id: int,
+                      date: str) -> None:
+        self._log_change(db, change, internal_id, date)
+
+    def log_change(self, change: Change, internal_id: int) -> None:
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM Resources WHERE internalId=?",
+                          (internal_id,)).fetchone() is not None:
+                self._log_change(db, change, internal_id)
+
+    def changes(self, since: int, limit: int) -> tuple[list[ChangeRecord], bool, int]:
+        """(changes after ``since``, done, last seq) as ``/changes`` reports them."""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT c.seq, c.changeType, c.resourceType, r.publicId, c.date FROM Changes c "
+                "JOIN Resources r ON r.internalId=c.internalId WHERE c.seq>? ORDER BY c.seq "
+                "LIMIT ?", (since, limit + 1)).fetchall()
+            last = self._last_change_seq(db)
+        done = len(rows) <= limit
+        records = [ChangeRecord(r[0], Change(r[1]), Level(r[2]), r[3], r[4]) for r in rows[:limit]]
+        return records, done, last
+
+    def last_change(self) -> tuple[list[ChangeRecord], int]:
+        with self.reading() as db:
+            row = db.execute(
+                "SELECT c.seq, c.changeType, c.resourceType, r.publicId, c.date FROM Changes c "
+                "JOIN Resources r ON r.internalId=c.internalId ORDER BY c.seq DESC LIMIT 1"
+            ).fetchone()
+            last = self._last_change_seq(db)
+        records = [] if row is None else [ChangeRecord(row[0], Change(row[1]), Level(row[2]),
+                                                        row[3], row[4])]
+        return records, last
+
+    @staticmethod
+    def _last_change_seq(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT MAX(seq) FROM Changes").fetchone()
+        return row[0] or 0
+
+    def clear_changes(self) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM Changes")
+
+    # -- exports ---------------------------------------------------------------------
+
+    def log_export(self, level: Level, public_id: str, modality: str,
+                   identifiers: dict[str, str], date: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO ExportedResources(resourceType, publicId, remoteModality, "
+                       "patientId, studyInstanceUid, seriesInstanceUid, sopInstanceUid, date) "
+                       "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                       (int(level), public_id, modality, identifiers.get("PatientID", ""),
+                        identifiers.get("StudyInstanceUID", ""),
+                        identifiers.get("SeriesInstanceUID", ""),
+                        identifiers.get("SOPInstanceUID", ""), date))
+
+    def exports(self, since: int, limit: int) -> tuple[list[tuple], bool, int]:
+        with self.reading() as db:
+            rows = db.execute("SELECT seq, resourceType, publicId, remoteModality, patientId, "
+                              "studyInstanceUid, seriesInstanceUid, sopInstanceUid, date "
+                              "FROM ExportedResources WHERE seq>? ORDER BY seq LIMIT ?",
+                              (since, limit + 1)).fetchall()
+            last = db.execute("SELECT MAX(seq) FROM ExportedResources").fetchone()[0] or 0
+        return rows[:limit], len(rows) <= limit, last
+
+    def clear_exports(self) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM ExportedResources")
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def lookup_identifier(self, value: str) -> list[Resource]:
+        """Resources whose identifying tag (PatientID or a UID) equals ``value``."""
+        identifiers = [((0x0010, 0x0020), Level.PATIENT), ((0x0020, 0x000D), Level.STUDY),
+                       ((0x0020, 0x000E), Level.SERIES), ((0x0008, 0x0018), Level.INSTANCE)]
+        found: list[Resource] = []
+        with self.reading() as db:
+            for (group, element), level in identifiers:
+                rows = db.execute(
+                    "SELECT r.internalId, r.publicId, r.parentId FROM MainDicomTags t "
+                    "JOIN Resources r ON r.internalId=t.id WHERE t.tagGroup=? AND t.tagElement=? "
+                    "AND t.value=? AND r.resourceType=? ORDER BY r.internalId",
+                    (group, element, value, int(level))).fetchall()
+                found += [Resource(r[0], level, r[1], r[2]) for r in rows]
+        return found
+
+    def candidates(self, level: Level, exact: dict[Tag, str]) -> Iterable[int]:
+        """Internal ids at ``level`` whose indexed tags equal ``exact`` (all of them)."""
+        sql = "SELECT internalId FROM Resources WHERE resourceType=?"
+        args: list[object] = [int(level)]
+        for (group, element), value in exact.items():
+            sql += (" AND internalId IN (SELECT id FROM MainDicomTags WHERE tagGroup=? "
+                    "AND tagElement=? AND value=?)")
+            args += [group, element, value]
+        sql += " ORDER BY internalId"
+        with self.reading() as db:
+            return [r[0] for r in db.execute(sql, args)]
+
+    def main_tags_many(self, internal_ids: list[int]) -> dict[int, dict[Tag, str]]:
+        result: dict[int, dict[Tag, str]] = {i: {} for i in internal_ids}
+        with self.reading() as db:
+            for start in range(0, len(internal_ids), 500):
+                chunk = internal_ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for rid, g, e, v in db.execute(
+                        f"SELECT id, tagGroup, tagElement, value FROM MainDicomTags "
+                        f"WHERE id IN ({marks})", chunk):
+                    result[rid][(g, e)] = v
+        return result
+
+    # -- global properties -----------------------------------------------------------
+
+    def get_property(self, key: int) -> str | None:
+        with self.reading() as db:
+            row = db.execute("SELECT value FROM GlobalProperties WHERE property=?",
+                             (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_property(self, key: int, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO GlobalProperties VALUES(?, ?)", (key, value))
+
+    def increment_property(self, key: int) -> int:
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM GlobalProperties WHERE property=?",
+                             (key,)).fetchone()
+            value = (int(row[0]) if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO GlobalProperties VALUES(?, ?)", (key, str(value)))
+        return value
+

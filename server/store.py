@@ -1,0 +1,247 @@
+"""The one ingest path: every DICOM file that enters the server goes through :class:`Store`.
+
+REST uploads, C-STORE, create-dicom, modification jobs and scripts all call
+:meth:`Store.ingest`.  The file is staged under the storage area's ``tmp/``
+folder, the index transaction commits, and only then is the file moved into
+place: an instance is either fully indexed and on disk, or absent (see
+:mod:`server.storage.area` for the recovery of interrupted ingests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from server import events
+from server.clock import utc_now_iso
+from server.dicom.main_tags import Level
+from server.dicom.parse import ParsedInstance, parse_for_index
+from server.errors import ErrorCode, OrthancError
+from server.storage.area import StorageArea
+from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Metadata, Resource
+
+log = logging.getLogger("isengard.store")
+
+
+@dataclass
+class Origin:
+    """Where an instance came from; becomes the instance's automatic metadata."""
+
+    kind: str = "RestApi"          # RestApi, DicomProtocol, Lua, Plugins
+    remote_ip: str | None = None
+    remote_aet: str | None = None
+    called_aet: str | None = None
+    http_username: str | None = None
+
+    def as_json(self) -> dict[str, str]:
+        return {"RequestOrigin": self.kind, "RemoteIp": self.remote_ip or "",
+                "RemoteAet": self.remote_aet or "", "CalledAet": self.called_aet or "",
+                "Username": self.http_username or ""}
+
+
+@dataclass
+class StoreResult:
+    status: str                     # Success, AlreadyStored, FilteredOut
+    ids: dict[Level, str]
+    parsed: ParsedInstance
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "ID": self.ids[Level.INSTANCE],
+            "ParentPatient": self.ids[Level.PATIENT],
+            "ParentSeries": self.ids[Level.SERIES],
+            "ParentStudy": self.ids[Level.STUDY],
+            "Path": f"/instances/{self.ids[Level.INSTANCE]}",
+            "Status": self.status,
+        }
+
+
+@dataclass
+class DeleteResult:
+    deleted: list[Resource]
+    remaining: Resource | None
+
+
+#: A filter sees the parsed instance and its origin; False refuses the instance.
+InstanceFilter = Callable[[ParsedInstance, Origin], bool]
+
+
+@dataclass
+class Limits:
+    """Recycling limits: 0 means unlimited."""
+
+    max_storage_bytes: int = 0
+    max_patients: int = 0
+    overwrite: bool = False
+    default_encoding: list[str] = field(default_factory=lambda: ["latin_1"])
+
+
+class Store:
+    def __init__(self, index: Index, area: StorageArea, bus: events.EventBus,
+                 limits: Limits) -> None:
+        self.index = index
+        self.area = area
+        self.bus = bus
+        self.limits = limits
+        self.filters: list[InstanceFilter] = []
+        self._recycle_lock = threading.Lock()
+
+    def ingest(self, data: bytes, origin: Origin) -> StoreResult:
+        """Store one DICOM file; raises :class:`OrthancError` for what Orthanc refuses."""
+        parsed = parse_for_index(data, self.limits.default_encoding)
+        for accept in self.filters:
+            if not accept(parsed, origin):
+                return StoreResult("FilteredOut", parsed.ids, parsed)
+        if not self.limits.overwrite and self.index.lookup(parsed.ids[Level.INSTANCE]):
+            result = StoreResult("AlreadyStored", parsed.ids, parsed)
+            self.bus.publish(events.STORED, instance_id=parsed.ids[Level.INSTANCE],
+                             origin=origin, parsed=parsed, status=result.status)
+            return result
+        file_uuid, stored, compression = self.area.stage(data)
+        try:
+            status, created, obsolete = self._commit(parsed, origin, file_uuid, stored, compression)
+        except BaseException:
+            self.area.discard(file_uuid)
+            raise
+        if status == "AlreadyStored":
+            self.area.discard(file_uuid)
+        else:
+            self.area.publish(file_uuid)
+        for uuid in obsolete:
+            self.area.remove(uuid)
+        for level in created:
+            self.bus.publish(events.NEW_RESOURCE, level=level, resource_id=parsed.ids[level])
+        self.bus.publish(events.STORED, instance_id=parsed.ids[Level.INSTANCE], origin=origin,
+                         parsed=parsed, status=status)
+        return StoreResult(status, parsed.ids, parsed)
+
+    def _commit(self, parsed: ParsedInstance, origin: Origin, file_uuid: str, stored: bytes,
+                compression: int) -> tuple[str, list[Level], list[str]]:
+        now = utc_now_iso()
+        obsolete: list[str] = []
+        deleted: list[Resource] = []
+        with self.index.transaction() as db:
+            existing = self.index.instance_attachment_uuid(db, parsed.ids[Level.INSTANCE])
+            if existing is not None:
+                if not self.limits.overwrite:
+                    return "AlreadyStored", [], []
+                resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
+                gone, uuids, _ = self.index.delete(db, resource)
+                deleted += gone
+                obsolete += uuids
+            recycled, recycled_files = self._recycle(db, parsed, len(stored))
+            deleted += recycled
+            obsolete += recycled_files
+            internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now)
+            self.index.add_attachment(db, internal[Level.INSTANCE], Attachment(
+                ATTACHMENT_DICOM, file_uuid, len(stored), len(parsed.data), compression,
+                hashlib.md5(parsed.data).hexdigest(), hashlib.md5(stored).hexdigest()))
+            self.index.set_metadata_in(db, internal[Level.INSTANCE],
+                                       self._instance_metadata(parsed, origin, now))
+            if Level.SERIES in created:
+                expected = expected_instances(parsed)
+                if expected is not None:
+                    self.index.set_metadata_in(db, internal[Level.SERIES],
+                                               {Metadata.ExpectedNumberOfInstances: expected})
+            if Level.PATIENT not in created:
+                self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
+            if self.index.series_status(db, internal[Level.SERIES]) == "Complete":
+                self.index.log_change_in(db, Change.CompletedSeries, internal[Level.SERIES], now)
+        for resource in deleted:
+            self.bus.publish(events.DELETED, level=resource.level, resource_id=resource.public_id)
+        return "Success", created, obsolete
+
+    @staticmethod
+    def _instance_metadata(parsed: ParsedInstance, origin: Origin, now: str) -> dict[int, str]:
+        values: dict[int, str] = {
+            Metadata.ReceptionDate: now,
+            Metadata.RemoteAET: origin.remote_aet or "",
+            Metadata.Origin: origin.kind,
+        }
+        if parsed.transfer_syntax:
+            values[Metadata.TransferSyntax] = parsed.transfer_syntax
+        if parsed.sop_class_uid:
+            values[Metadata.SopClassUid] = parsed.sop_class_uid
+        if origin.remote_ip is not None:
+            values[Metadata.RemoteIP] = origin.remote_ip
+        if origin.called_aet is not None:
+            values[Metadata.CalledAET] = origin.called_aet
+        if origin.kind == "RestApi":
+            values[Metadata.HttpUsername] = origin.http_username or ""
+        index = (parsed.tags[Level.INSTANCE].get((0x0020, 0x0013))
+                 or parsed.tags[Level.INSTANCE].get((0x0054, 0x1330)))
+        if index:
+            values[Metadata.IndexInSeries] = index.strip()
+        if parsed.pixel_data_offset is not None:
+            values[Metadata.PixelDataOffset] = str(parsed.pixel_data_offset)
+        return values
+
+    def _recycle(self, db, parsed: ParsedInstance, size: int) -> tuple[list[Resource], list[str]]:
+        """Delete the oldest unprotected patients until the new instance fits the limits."""
+        limits = self.limits
+        if not limits.max_storage_bytes and not limits.max_patients:
+            return [], []
+        own = self.index.lookup_in(db, parsed.ids[Level.PATIENT])
+        own_id = own.internal_id if own else None
+        deleted: list[Resource] = []
+        files: list[str] = []
+        while self._over_limits(db, size, own is None):
+            victim = self.index.oldest_unprotected_patient(db, own_id)
+            if victim is None:
+                raise OrthancError(ErrorCode.FULL_STORAGE)
+            log.info("Recycling patient %s to make room", victim.public_id)
+            gone, uuids, _ = self.index.delete(db, victim)
+            deleted += gone
+            files += uuids
+        return deleted, files
+
+    def _over_limits(self, db, size: int, new_patient: bool) -> bool:
+        limits = self.limits
+        if limits.max_storage_bytes:
+            used, _ = self.index.totals(db)
+            if used + size > limits.max_storage_bytes:
+                return True
+        if limits.max_patients and new_patient:
+            count = db.execute("SELECT COUNT(*) FROM Resources WHERE resourceType=0").fetchone()[0]
+            if count + 1 > limits.max_patients:
+                return True
+        return False
+
+    def delete(self, resource: Resource) -> DeleteResult:
+        with self.index.transaction() as db:
+            deleted, uuids, remaining = self.index.delete(db, resource)
+        for uuid in uuids:
+            self.area.remove(uuid)
+        for gone in deleted:
+            self.bus.publish(events.DELETED, level=gone.level, resource_id=gone.public_id)
+        return DeleteResult(deleted, remaining)
+
+    def read_dicom(self, instance: Resource) -> bytes:
+        attachment = self.index.attachments(instance.internal_id).get(ATTACHMENT_DICOM)
+        if attachment is None:
+            raise OrthancError(ErrorCode.INEXISTENT_FILE)
+        return self.area.read(attachment.uuid, attachment.compression)
+
+
+def expected_instances(parsed: ParsedInstance) -> str | None:
+    """Orthanc's ExpectedNumberOfInstances of a series, from its first instance's tags."""
+    tags = parsed.tags[Level.SERIES]
+
+    def number(tag: tuple[int, int]) -> int | None:
+        try:
+            return int(tags[tag])
+        except (KeyError, ValueError):
+            return None
+
+    images = number((0x0020, 0x1002))
+    temporal = number((0x0020, 0x0105))
+    if images is not None and temporal is not None:
+        return str(images * temporal)
+    for tag in ((0x0054, 0x0081), (0x0020, 0x1002), (0x0018, 0x1090)):
+        value = number(tag)
+        if value is not None:
+            return str(value)
+    return None

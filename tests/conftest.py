@@ -1,0 +1,228 @@
+"""Real servers for the tests: Isengard as a process, and the real Orthanc beside it.
+
+Both listen on free loopback ports; tests talk to them over HTTP and DICOM only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+TESTDATA = REPO.parent / "shared" / "testdata"
+ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def testdata(name: str) -> Path:
+    return TESTDATA / name
+
+
+def dicom_files() -> list[Path]:
+    """Every DICOM file of the shared test data (by content, whatever its name)."""
+    files = []
+    for path in sorted(TESTDATA.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                head = f.read(132)
+            if head[128:132] == b"DICM" or path.suffix.lower() == ".dcm":
+                files.append(path)
+    return files
+
+
+class Server:
+    """A running HTTP server with a few helpers around ``requests``."""
+
+    def __init__(self, http_port: int, dicom_port: int, aet: str) -> None:
+        self.http_port = http_port
+        self.dicom_port = dicom_port
+        self.aet = aet
+        self.url = f"http://127.0.0.1:{http_port}"
+        self.session = requests.Session()
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.get(self.url + path, timeout=60, **kwargs)
+
+    def post(self, path: str, data: Any = None, **kwargs: Any) -> requests.Response:
+        return self.session.post(self.url + path, data=data, timeout=120, **kwargs)
+
+    def put(self, path: str, data: Any = None, **kwargs: Any) -> requests.Response:
+        return self.session.put(self.url + path, data=data, timeout=60, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.delete(self.url + path, timeout=60, **kwargs)
+
+    def json(self, path: str) -> Any:
+        answer = self.get(path)
+        assert answer.status_code == 200, (path, answer.status_code, answer.text)
+        return answer.json()
+
+    def upload(self, path: Path | bytes) -> dict:
+        data = path if isinstance(path, bytes) else path.read_bytes()
+        answer = self.post("/instances", data)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def clear(self) -> None:
+        for patient in self.json("/patients"):
+            self.delete(f"/patients/{patient}")
+
+    def wait_ready(self, process: subprocess.Popen, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with status {process.returncode}")
+            try:
+                if requests.get(self.url + "/system", timeout=1).status_code in (200, 401):
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not start in time")
+
+
+class Isengard(Server):
+    """Isengard started as ``python -m server config.json`` in its own folder."""
+
+    def __init__(self, workdir: Path, **options: Any) -> None:
+        http_port, dicom_port = free_port(), free_port()
+        super().__init__(http_port, dicom_port, options.get("DicomAet", "ISENGARD"))
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = {
+            "Name": "IsengardTest",
+            "HttpPort": http_port,
+            "DicomPort": dicom_port,
+            "DicomAet": "ISENGARD",
+            "ListenAddress": "127.0.0.1",
+            "StorageDirectory": str(workdir / "storage"),
+            "RemoteAccessAllowed": False,
+            **options,
+        }
+        self.config_path = workdir / "config.json"
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        self.log_path = workdir / "server.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *extra_args: str) -> Isengard:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server", *extra_args, str(self.config_path)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_ready(self.process)
+        return self
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Orthanc(Server):
+    """The real Orthanc 1.10.1 (Debian's), for differential and interoperability tests."""
+
+    def __init__(self, workdir: Path, **options: Any) -> None:
+        http_port, dicom_port = free_port(), free_port()
+        super().__init__(http_port, dicom_port, options.get("DicomAet", "ORTHANCREF"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "OrthancRef", "HttpPort": http_port, "DicomPort": dicom_port,
+            "DicomAet": "ORTHANCREF", "StorageDirectory": str(workdir / "storage"),
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "Plugins": [], **options,
+        }
+        self.config_path = workdir / "orthanc.json"
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.log_path = workdir / "orthanc.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Orthanc:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([str(ORTHANC_BINARY), str(self.config_path)],
+                                        stdout=log, stderr=subprocess.STDOUT)
+        self.wait_ready(self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def isengard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isengard]:
+    """One Isengard for the tests that only need a default server (clear it if you fill it)."""
+    server = Isengard(tmp_path_factory.mktemp("isengard")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_isengard(tmp_path: Path) -> Iterator[Any]:
+    """Start Isengard with specific options; stopped at the end of the test."""
+    started: list[Isengard] = []
+
+    def factory(**options: Any) -> Isengard:
+        server = Isengard(tmp_path / f"isengard{len(started)}", **options).start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        if server.process is not None and server.process.poll() is None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    if not ORTHANC_BINARY.exists():
+        pytest.skip("the real Orthanc is not installed (make test installs it)")
+    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+    yield server
+    server.stop()
+
+
+def dcmtk(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"dcmtk's {tool} is not installed (make test installs it)")
+    return path
+
+
+def dcmtk_env() -> dict[str, str]:
+    """dcmtk waits ~40 ms per message without TCP_NODELAY."""
+    return {**os.environ, "TCP_NODELAY": "1"}
