@@ -14,6 +14,8 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import tornado.httpserver
+
 from server import events
 from server.config import Configuration, load_configuration
 from server.dicom.parse import default_encodings, read_dataset, text_value
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from server.rest.base import OrthancHandler
 
 log = logging.getLogger("isengard")
+
+#: How long shutdown waits for HTTP requests in flight.
+SHUTDOWN_GRACE_SECONDS = 10
 
 #: Worker threads for disk, SQLite and pydicom work on behalf of HTTP requests.
 HTTP_WORKERS = 8
@@ -120,11 +125,19 @@ class ServerContext:
         finally:
             log.warning("Isengard is stopping")
             http.stop()
-            await asyncio.sleep(0.05)
+            await self._close_connections(http)
             await self._shutdown()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
         return self._restart
+
+    @staticmethod
+    async def _close_connections(http: tornado.httpserver.HTTPServer) -> None:
+        """Let requests in flight finish (bounded), then drop keep-alive connections."""
+        try:
+            await asyncio.wait_for(http.close_all_connections(), timeout=SHUTDOWN_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("Some HTTP requests were still running at shutdown")
 
     async def _shutdown(self) -> None:
         """Stop taking work, let in-flight stores finish, then close the index."""

@@ -31,7 +31,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def testdata(name: str) -> Path:
+def sample(name: str) -> Path:
     return TESTDATA / name
 
 

@@ -86,7 +86,6 @@ class OrthancHandler(tornado.web.RequestHandler):
                 user, password = "", None
             if user in users and users[user] == password:
                 return user
-        self.set_header("WWW-Authenticate", 'Basic realm="Orthanc Secure Area"')
         raise OrthancError(ErrorCode.UNAUTHORIZED, http_status=401)
 
     # -- method dispatch -------------------------------------------------------------
@@ -183,6 +182,8 @@ class OrthancHandler(tornado.web.RequestHandler):
     def _error_body(self, code: int, status: int, details: str | None) -> None:
         """Orthanc's error document (status-only when HttpDescribeErrors is false)."""
         self.set_status(status)
+        if status == 401:
+            self.set_header("WWW-Authenticate", 'Basic realm="Orthanc Secure Area"')
         if status in (401, 403) or not self.ctx.config["HttpDescribeErrors"]:
             self.finish()
             return

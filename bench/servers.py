@@ -1,0 +1,193 @@
+"""Start, measure and stop the two servers under test as plain processes.
+
+Both are driven only through their public interfaces (HTTP and DICOM), exactly as a
+client would, so the figures compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Debian's DCMTK leaves Nagle's algorithm on unless TCP_NODELAY=1: without it Orthanc's C-STORE
+# answers wait on delayed ACKs (~40 ms per instance, 20x slower). Isengard gets the same environment.
+SERVER_ENVIRONMENT = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """The process and all its children, so that worker processes count towards the server's CPU."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int(_stat_fields(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(children.get(current, []))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat from the state on (the command name may contain spaces and parentheses)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time consumed so far by the process tree rooted at ``pid``."""
+    total = 0
+    for member in descendants(pid):
+        try:
+            fields = _stat_fields(member)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime and stime: fields 14 and 15 of stat(5)
+    return total / CLOCK_TICKS
+
+
+@dataclass
+class Server(ABC):
+    """One server under test, started on free loopback ports with an empty storage folder."""
+
+    name: str
+    workdir: Path
+    aet: str
+    http_port: int = field(default_factory=free_port)
+    dicom_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def storage(self) -> Path:
+        return self.workdir / "storage"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "server not started"
+        return self.process.pid
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "Name": f"Bench-{self.name}",
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            "StorageDirectory": str(self.storage),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+        }
+
+    @abstractmethod
+    def command(self, config_path: Path) -> list[str]:
+        """The command line that runs this server on ``config_path``."""
+
+    def start(self) -> None:
+        """Start on an empty storage folder and wait until ``GET /system`` answers."""
+        shutil.rmtree(self.storage, ignore_errors=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config_path = self.workdir / f"{self.name}.json"
+        config_path.write_text(json.dumps(self.config(), indent=2))
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command(config_path), cwd=REPO, env=SERVER_ENVIRONMENT,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with status {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.url + "/system", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer GET /system within {START_TIMEOUT} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if the server does not exit in time; safe to call when already stopped."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"warning: {self.name} ignored SIGTERM for {STOP_TIMEOUT} s, killing it", file=sys.stderr)
+            self.process.kill()
+            self.process.wait()
+
+    def restart_empty(self) -> None:
+        """A fresh process on a wiped storage, so that each ingest phase starts from the same state."""
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Isengard(Server):
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "ListenAddress": "127.0.0.1"}
+
+    def command(self, config_path: Path) -> list[str]:
+        return [sys.executable, "-m", "server", str(config_path)]
+
+
+class Orthanc(Server):
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "Plugins": []}
+
+    def command(self, config_path: Path) -> list[str]:
+        return [str(ORTHANC_BINARY), str(config_path)]
+
+
+def make_servers(root: Path, only: str | None) -> list[Server]:
+    """The servers to measure: Isengard, and the real Orthanc when it is installed."""
+    servers: list[Server] = []
+    if only in (None, "isengard"):
+        servers.append(Isengard("isengard", root / "isengard", "ISENGARD"))
+    if only in (None, "orthanc"):
+        if ORTHANC_BINARY.exists():
+            servers.append(Orthanc("orthanc", root / "orthanc", "ORTHANC"))
+        else:
+            print(f"note: {ORTHANC_BINARY} not found, measuring Isengard alone", file=sys.stderr)
+    return servers
