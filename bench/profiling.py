@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from servers import Isengard, Server
+from servers import REPO, Isengard, Server
 
-SAMPLE_RATE = 250
+SAMPLE_RATE = 1000  # per second; an ingest phase at N=500 lasts only a second or two
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^():]*)(?::\d+)?\)$")  # py-spy: "function (file:line)"
+LIBRARY_PREFIX = re.compile(r"^.*/(?:site-packages|python3\.\d+)/")
+OWN_PREFIX = f"{REPO}/"
 
 
 def py_spy() -> str | None:
@@ -49,8 +51,8 @@ class Profiler:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         output = self.folder / f"{server.name}-{phase}.txt"
-        command = [self.executable, "record", "--pid", str(server.pid), "--rate", str(SAMPLE_RATE),
-                   "--format", "raw", "--gil", "--subprocesses", "--nonblocking", "--output", str(output)]
+        command = [self.executable, "record", "--pid", str(server.pid), "--rate", str(SAMPLE_RATE), "--gil",
+                   "--subprocesses", "--nonblocking", "--format", "raw", "--full-filenames", "--output", str(output)]
         sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             yield
@@ -70,14 +72,22 @@ def read_stacks(path: Path) -> Counter[tuple[str, ...]]:
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
-            stacks[tuple(_short(frame) for frame in stack.split(";"))] += int(count)
+            # --subprocesses prefixes every stack with a "process PID:command" pseudo-frame: drop it
+            frames = tuple(_short(frame) for frame in stack.split(";") if not frame.startswith("process "))
+            stacks[frames or ("(no Python frame)",)] += int(count)
     return stacks
 
 
 def _short(frame: str) -> str:
-    """``function (path/to/file.py:123)`` -> ``function (path/to/file.py)``: shares are per function, not line."""
+    """``function (/abs/path/file.py:123)`` -> ``function (package/file.py)``: one entry per function, not line.
+
+    Isengard's files are shown relative to the repository (``server/...``), libraries from their package.
+    """
     match = FRAME.match(frame)
-    return frame if match is None else f"{match['function']} ({match['file']})"
+    if match is None:
+        return frame
+    file = match["file"].removeprefix(OWN_PREFIX)
+    return f"{match['function']} ({LIBRARY_PREFIX.sub('', file)})"
 
 
 def shares(path: Path) -> tuple[Counter[str], Counter[str], int]:

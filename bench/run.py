@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -165,8 +166,14 @@ def write_json(path: Path, arguments: argparse.Namespace, results: dict[str, dic
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def exit_on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM into SystemExit so that the ``finally`` blocks stop the servers and remove the scratch folder."""
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     results: dict[str, dict[str, float]] = {}
     versions: dict[str, str] = {}
     warnings: list[str] = []

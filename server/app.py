@@ -18,7 +18,8 @@ import tornado.httpserver
 
 from server import events
 from server.config import Configuration, load_configuration
-from server.dicom.parse import default_encodings, read_dataset, text_value
+from server.dicom.json_format import dataset_decoder, tag_text
+from server.dicom.parse import read_dataset
 from server.find import Finder
 from server.metrics import Metrics
 from server.net.scp import DicomServer
@@ -60,7 +61,7 @@ class ServerContext:
             max_storage_bytes=int(config["MaximumStorageSize"]) * 1024 * 1024,
             max_patients=int(config["MaximumPatientCount"]),
             overwrite=bool(config["OverwriteInstances"]),
-            default_encoding=default_encodings(self.default_encoding)))
+            default_encoding=self.default_encoding))
         self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
         self.views = ResourceViews(self.index, self.stability)
         self.finder = Finder(self.index, self._file_tags)
@@ -75,15 +76,13 @@ class ServerContext:
 
     def set_default_encoding(self, name: str) -> None:
         self.default_encoding = name
-        self.store.limits.default_encoding = default_encodings(name)
+        self.store.limits.default_encoding = name
 
     def _file_tags(self, instance: Resource) -> dict[tuple[int, int], str]:
         """Every top-level tag of an instance's file as text, for finds on non-indexed tags."""
         ds, _ = read_dataset(self.store.read_dicom(instance), stop_before_pixels=True)
-        encodings = self.store.limits.default_encoding
-        return {(e.tag.group, e.tag.element): text_value(ds, (e.tag.group, e.tag.element),
-                                                          encodings) or ""
-                for e in ds if e.VR != "SQ"}
+        decoder = dataset_decoder(ds, self.default_encoding)
+        return {(e.tag.group, e.tag.element): tag_text(ds, e.tag, decoder) or "" for e in ds}
 
     def publish_updated(self, resource: Resource) -> None:
         self.bus.publish(events.UPDATED, level=resource.level, resource_id=resource.public_id)

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from server import events
 from server.clock import utc_now_iso
@@ -76,7 +76,7 @@ class Limits:
     max_storage_bytes: int = 0
     max_patients: int = 0
     overwrite: bool = False
-    default_encoding: list[str] = field(default_factory=lambda: ["latin_1"])
+    default_encoding: str = "Latin1"
 
 
 class Store:
@@ -227,21 +227,14 @@ class Store:
 
 
 def expected_instances(parsed: ParsedInstance) -> str | None:
-    """Orthanc's ExpectedNumberOfInstances of a series, from its first instance's tags."""
+    """Orthanc 1.10.1's ExpectedNumberOfInstances of a series, from its first instance.
+
+    Only ImagesInAcquisition x NumberOfTemporalPositions counts: the real server
+    leaves it null for series that carry NumberOfSlices or CardiacNumberOfImages alone.
+    """
     tags = parsed.tags[Level.SERIES]
-
-    def number(tag: tuple[int, int]) -> int | None:
-        try:
-            return int(tags[tag])
-        except (KeyError, ValueError):
-            return None
-
-    images = number((0x0020, 0x1002))
-    temporal = number((0x0020, 0x0105))
-    if images is not None and temporal is not None:
-        return str(images * temporal)
-    for tag in ((0x0054, 0x0081), (0x0020, 0x1002), (0x0018, 0x1090)):
-        value = number(tag)
-        if value is not None:
-            return str(value)
+    images = tags.get((0x0020, 0x1002), "")
+    temporal = tags.get((0x0020, 0x0105), "")
+    if images.isdigit() and temporal.isdigit():
+        return str(int(images) * int(temporal))
     return None

@@ -46,7 +46,7 @@ class MetadataListHandler(OrthancHandler):
         if self.flag("expand"):
             self.answer_json({names.name(k): v for k, v in values.items()})
         else:
-            self.answer_json(sorted(names.name(k) for k in values))
+            self.answer_json([names.name(k) for k in values])
 
 
 class MetadataHandler(OrthancHandler):

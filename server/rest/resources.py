@@ -12,7 +12,7 @@ from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.errors import ErrorCode, OrthancError
-from server.rest.base import OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
 
@@ -151,13 +151,13 @@ class InstanceTagsHandler(OrthancHandler):
         return "full"
 
     def _tags(self, resource: Resource, fmt: str) -> dict:
-        data = self.ctx.store.read_dicom(resource)
-        ds, _ = read_dataset(data, stop_before_pixels=False)
+        ds, _ = read_dataset(self.ctx.store.read_dicom(resource))
+        encoding = self.ctx.default_encoding
         if fmt == "simplify":
-            return json_format.tags_simplified(ds)
+            return json_format.tags_simplified(ds, encoding)
         if fmt == "short":
-            return json_format.tags_short(ds)
-        return json_format.tags_full(ds)
+            return json_format.tags_short(ds, encoding)
+        return json_format.tags_full(ds, encoding)
 
 
 class InstanceHeaderHandler(OrthancHandler):
@@ -168,12 +168,11 @@ class InstanceHeaderHandler(OrthancHandler):
 
     def _header(self, resource: Resource, simplify: bool, short: bool) -> dict:
         ds, _ = read_dataset(self.ctx.store.read_dicom(resource), stop_before_pixels=True)
-        meta = ds.file_meta
         if simplify:
-            return json_format.header_simplified(meta)
+            return json_format.header_simplified(ds)
         if short:
-            return json_format.header_short(meta)
-        return json_format.header_full(meta)
+            return json_format.header_short(ds)
+        return json_format.header_full(ds)
 
 
 class InstanceContentHandler(OrthancHandler):
@@ -188,7 +187,10 @@ class InstanceContentHandler(OrthancHandler):
 
     def _content(self, resource: Resource, parts: list[str]) -> list[str] | bytes:
         ds, _ = read_dataset(self.ctx.store.read_dicom(resource))
-        return dicom_content.content_children(ds, parts)
+        try:
+            return dicom_content.content_children(ds, parts)
+        except dicom_content.NoSuchContent:
+            raise NoAnswer() from None
 
 
 class ProtectedHandler(OrthancHandler):

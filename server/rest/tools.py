@@ -8,8 +8,8 @@ from pydicom.uid import generate_uid
 
 from server import logging_setup
 from server.clock import local_now_iso, utc_now_iso
+from server.dicom.charset import ENCODING_NAMES
 from server.dicom.main_tags import Level
-from server.dicom.parse import ENCODINGS
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_request
 from server.net.conformance import conformance_statement
@@ -74,7 +74,7 @@ class DefaultEncodingHandler(OrthancHandler):
 
     async def put(self) -> None:
         name = self.request.body.decode("utf-8", "replace").strip()
-        if name not in ENCODINGS:
+        if name not in ENCODING_NAMES:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown encoding: {name}")
         self.ctx.set_default_encoding(name)
         self.answer_empty_text()

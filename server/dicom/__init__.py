@@ -1,0 +1,1 @@
+"""DICOM parsing and Orthanc JSON formats."""

@@ -1,0 +1,173 @@
+"""Text decoding as Orthanc 1.10.1 does it, quirks included.
+
+Orthanc picks one encoding for the whole dataset from the first non-empty
+term of SpecificCharacterSet (or ``DefaultEncoding`` without one), decodes
+every string with it while skipping undecodable bytes, and, when the
+attribute has several terms (ISO 2022 code extensions), strips the escape
+sequences from the result instead of switching character sets.  An unknown
+term makes it keep the plain ASCII characters only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: ``DefaultEncoding`` names (Orthanc's ``Encoding`` enumeration) -> Python codecs,
+#: for the encodings a plain codec decodes as ICU does (Ascii, Utf8 and Thai have code).
+_CODECS: dict[str, str] = {
+    "Latin1": "latin-1",
+    "Latin2": "iso8859-2",
+    "Latin3": "iso8859-3",
+    "Latin4": "iso8859-4",
+    "Latin5": "iso8859-9",
+    "Cyrillic": "iso8859-5",
+    "Windows1251": "cp1251",
+    "Arabic": "iso8859-6",
+    "Greek": "iso8859-7",
+    "Hebrew": "iso8859-8",
+    "Japanese": "shift_jis",
+    "Chinese": "gb18030",
+    "Korean": "euc_kr",
+    "JapaneseKanji": "iso2022_jp",
+    "SimplifiedChinese": "gb2312",
+}
+
+#: Every ``DefaultEncoding`` value Orthanc accepts.
+ENCODING_NAMES = frozenset({*_CODECS, "Ascii", "Utf8", "Thai"})
+
+#: SpecificCharacterSet terms Orthanc knows (``GetDicomEncoding``).
+_TERMS: dict[str, str] = {
+    "ISO_IR 6": "Ascii", "ISO 2022 IR 6": "Ascii",
+    "ISO_IR 192": "Utf8",
+    "ISO_IR 100": "Latin1", "ISO 2022 IR 100": "Latin1",
+    "ISO_IR 101": "Latin2", "ISO 2022 IR 101": "Latin2",
+    "ISO_IR 109": "Latin3", "ISO 2022 IR 109": "Latin3",
+    "ISO_IR 110": "Latin4", "ISO 2022 IR 110": "Latin4",
+    "ISO_IR 148": "Latin5", "ISO 2022 IR 148": "Latin5",
+    "ISO_IR 144": "Cyrillic", "ISO 2022 IR 144": "Cyrillic",
+    "ISO_IR 127": "Arabic", "ISO 2022 IR 127": "Arabic",
+    "ISO_IR 126": "Greek", "ISO 2022 IR 126": "Greek",
+    "ISO_IR 138": "Hebrew", "ISO 2022 IR 138": "Hebrew",
+    "ISO_IR 166": "Thai", "ISO 2022 IR 166": "Thai",
+    "ISO_IR 13": "Japanese", "ISO 2022 IR 13": "Japanese",
+    "GB18030": "Chinese", "GBK": "Chinese",
+    "ISO 2022 IR 149": "Korean",
+    "ISO 2022 IR 87": "JapaneseKanji",
+    "ISO 2022 IR 58": "SimplifiedChinese",
+}
+
+#: Shifts, single-shift and escape sequences of ISO/IEC 2022, as Orthanc removes them.
+_ISO2022_CONTROLS = re.compile(
+    "[\x0e\x0f]|\x1b[\x6e\x6f\x4e\x4f\x7c\x7d\x7e]|\x8e\x1b\x4e|\x8f\x1b\x4f"
+    "|\x1b[\x20-\x2f]+[\x30-\x7f]")
+
+#: The ICU Shift-JIS table Orthanc uses reads 0x5C and 0x7E as JIS X 0201 Roman.
+_JIS_X_0201_ROMAN = str.maketrans({"\\": "\u00a5", "~": "\u203e"})
+
+#: ICU's TIS-620 table has no C1 controls: those bytes are skipped.
+_C1_CONTROLS = bytes(range(0x80, 0xA0))
+
+#: ASCII as Orthanc's ``ConvertToAscii`` keeps it: printable characters and newline.
+_NOT_ASCII = re.compile(b"[^\x20-\x7e\n]")
+
+
+@dataclass(frozen=True, slots=True)
+class TextDecoder:
+    """How the strings of one dataset become Unicode."""
+
+    encoding: str
+    code_extensions: bool = False
+
+    def decode(self, raw: bytes) -> str:
+        """The UTF-8 text Orthanc shows for the raw bytes of a string value."""
+        if self.encoding == "Ascii":
+            return ascii_only(raw)
+        if self.encoding == "Utf8":
+            text = utf8_skipping_invalid(raw)
+        elif self.encoding == "Thai":
+            text = raw.translate(None, _C1_CONTROLS).decode("tis-620", "ignore")
+        else:
+            text = raw.decode(_CODECS[self.encoding], "ignore")
+        if self.encoding == "Japanese":
+            text = text.translate(_JIS_X_0201_ROMAN)
+        if self.code_extensions:
+            text = _ISO2022_CONTROLS.sub("", text)
+        return text
+
+
+def utf8_skipping_invalid(raw: bytes) -> str:
+    """UTF-8 decoding as boost.locale's ``utf_to_utf`` with ``skip`` does it.
+
+    An invalid sequence is dropped together with the byte that revealed it
+    (a non-continuation byte is consumed, not re-read as a new lead byte).
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    chars: list[str] = []
+    position, end = 0, len(raw)
+    while position < end:
+        lead = raw[position]
+        position += 1
+        trail = _utf8_trail_length(lead)
+        if trail <= 0:
+            if trail == 0:
+                chars.append(chr(lead))
+            continue
+        code = lead & ((1 << (6 - trail)) - 1)
+        for _ in range(trail):
+            if position == end:
+                return "".join(chars)
+            byte = raw[position]
+            position += 1
+            if byte & 0xC0 != 0x80:
+                break
+            code = code << 6 | byte & 0x3F
+        else:
+            if _is_valid_code_point(code, trail):
+                chars.append(chr(code))
+    return "".join(chars)
+
+
+def _utf8_trail_length(lead: int) -> int:
+    """Continuation bytes after a lead byte, -1 for a byte that cannot lead."""
+    if lead < 0x80:
+        return 0
+    if lead < 0xC2:
+        return -1
+    if lead < 0xE0:
+        return 1
+    if lead < 0xF0:
+        return 2
+    return 3 if lead <= 0xF4 else -1
+
+
+def _is_valid_code_point(code: int, trail: int) -> bool:
+    """No surrogate, nothing past U+10FFFF, and the shortest encoding."""
+    if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        return False
+    width = 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
+    return width == trail + 1
+
+
+def ascii_only(raw: bytes) -> str:
+    """Orthanc's ``ConvertToAscii``: drop every byte but printable ASCII and newline."""
+    return _NOT_ASCII.sub(b"", raw).decode("ascii")
+
+
+def decoder_for(specific_character_set: bytes | None,
+                default_encoding: str = "Latin1") -> TextDecoder:
+    """The decoder for a dataset whose SpecificCharacterSet value is given (raw).
+
+    ``None`` (attribute absent) and an empty value both mean ``default_encoding``.
+    """
+    if specific_character_set is None:
+        return TextDecoder(default_encoding)
+    terms = specific_character_set.decode("latin-1").split("\\")
+    for term in terms:
+        term = term.strip()
+        if term:
+            return TextDecoder(_TERMS.get(term.upper(), "Ascii"), len(terms) > 1)
+    return TextDecoder(default_encoding)

@@ -1,0 +1,94 @@
+"""Tag names and VRs as Orthanc 1.10.1 finds them in dcmtk's data dictionary.
+
+The search order is dcmtk's: the exact entry for (tag, private creator), then,
+for a private tag, the entry keyed by the low byte of its element (private
+dictionaries list elements relative to their reserved block), then the range
+entries in their stored order.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from server.dicom._dcmtk_dictionary import PRIVATE, PUBLIC, REPEATING
+
+UNKNOWN_TAG_NAME = "Unknown Tag & Data"
+
+#: Orthanc overrides the dictionary's names of its main tags so that they do not
+#: depend on the dcmtk version (``DicomTag::GetMainTagsName``).
+_MAIN_TAG_NAMES: dict[int, str] = {
+    0x00080050: "AccessionNumber",
+    0x00080018: "SOPInstanceUID",
+    0x00100020: "PatientID",
+    0x0020000E: "SeriesInstanceUID",
+    0x0020000D: "StudyInstanceUID",
+    0x7FE00010: "PixelData",
+    0x00541330: "ImageIndex",
+    0x00200013: "InstanceNumber",
+    0x00540081: "NumberOfSlices",
+    0x00280008: "NumberOfFrames",
+    0x00181090: "CardiacNumberOfImages",
+    0x00201002: "ImagesInAcquisition",
+    0x00100010: "PatientName",
+    0x00200032: "ImagePositionPatient",
+    0x00200037: "ImageOrientationPatient",
+    0x00101000: "OtherPatientIDs",
+}
+
+
+def _parity_ok(value: int, parity: str) -> bool:
+    return parity == "u" or (value & 1) == (parity == "o")
+
+
+def _in_range(group: int, element: int, creator: str | None,
+              entry: tuple[int, int, str, int, int, str, str | None, str, str]) -> bool:
+    """dcmtk's ``DcmDictEntry::contains``: parities, creator, then the ranges."""
+    g_lo, g_hi, g_par, e_lo, e_hi, e_par, e_creator, _, _ = entry
+    if not (_parity_ok(group, g_par) and _parity_ok(element, e_par)):
+        return False
+    if e_creator != creator or not g_lo <= group <= g_hi:
+        return False
+    return e_lo <= element <= e_hi or (creator is not None and e_lo <= element & 0xFF <= e_hi)
+
+
+@lru_cache(maxsize=16384)
+def lookup(group: int, element: int, creator: str | None = None) -> tuple[str, str] | None:
+    """The dictionary's (VR, name) for a tag read with ``creator``, or None."""
+    if creator is None:
+        found = PUBLIC.get(group << 16 | element)
+    else:
+        found = PRIVATE.get((group, creator, element)) or PRIVATE.get(
+            (group, creator, element & 0xFF))
+    if found is not None:
+        return found
+    for entry in REPEATING:
+        if _in_range(group, element, creator, entry):
+            return entry[7], entry[8]
+    return None
+
+
+def tag_name(group: int, element: int, creator: str | None = None) -> str:
+    """The ``Name`` Orthanc shows for a tag (``Unknown Tag & Data`` if none)."""
+    main = _MAIN_TAG_NAMES.get(group << 16 | element)
+    if main is not None:
+        return main
+    found = lookup(group, element, creator)
+    return UNKNOWN_TAG_NAME if found is None else found[1]
+
+
+@lru_cache(maxsize=1)
+def _tags_by_name() -> dict[str, int]:
+    """Name -> tag, dcmtk's ``findEntry(name)`` preference: public, then ranges, then private."""
+    names: dict[str, int] = {}
+    for key, (_, name) in PRIVATE.items():
+        names[name] = key[0] << 16 | key[2]
+    for entry in reversed(REPEATING):
+        names[entry[8]] = entry[0] << 16 | entry[3]
+    for tag, (_, name) in PUBLIC.items():
+        names[name] = tag
+    return names
+
+
+def tag_from_name(name: str) -> int | None:
+    """The tag dcmtk's ``DcmTag::findTagFromName`` gives a dictionary name, or None."""
+    return _tags_by_name().get(name)
