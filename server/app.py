@@ -21,6 +21,7 @@ from server.config import Configuration, load_configuration
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.parse import read_dataset
 from server.find import Finder
+from server.jobs.engine import JobsEngine
 from server.metrics import Metrics
 from server.net.scp import DicomServer
 from server.resources import ResourceViews
@@ -44,8 +45,9 @@ HTTP_WORKERS = 8
 
 
 class ServerContext:
-    def __init__(self, config: Configuration) -> None:
+    def __init__(self, config: Configuration, no_jobs: bool = False) -> None:
         self.config = config
+        self.no_jobs = no_jobs
         self.executor = ThreadPoolExecutor(HTTP_WORKERS, thread_name_prefix="http-worker")
         self.bus = events.EventBus()
         self.metrics = Metrics(bool(config["MetricsEnabled"]))
@@ -66,6 +68,10 @@ class ServerContext:
         self.views = ResourceViews(self.index, self.stability)
         self.finder = Finder(self.index, self._file_tags)
         self.metadata_names = MetadataNames(config["UserMetadata"])
+        self.jobs = JobsEngine(self, self.bus, self.index if config["SaveJobs"] else None,
+                               int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
+        self.jobs_directory = config.resolve_path(config["StorageDirectory"]) / "jobs"
+        self.jobs_directory.mkdir(parents=True, exist_ok=True)
         self.http_port = int(config["HttpPort"])
         self.dicom_port = int(config["DicomPort"])
         self.dicom: DicomServer | None = None
@@ -116,6 +122,7 @@ class ServerContext:
             self.dicom = DicomServer(self.config, self.store, self.dicom_port)
             self.dicom.start()
         self.stability.start()
+        self.jobs.start(load_saved=not self.no_jobs)
         self.bus.publish(events.STARTED)
         log.warning("Isengard has started: HTTP on port %d, DICOM on port %d (AET %s)",
                     self.http_port, self.dicom_port, self.config["DicomAet"])
@@ -143,6 +150,7 @@ class ServerContext:
         self.bus.publish(events.STOPPED)
         if self.dicom is not None:
             self.dicom.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.jobs.stop)
         self.stability.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         self.index.close()
@@ -151,11 +159,11 @@ class ServerContext:
 def run(config: Configuration, no_jobs: bool = False, upgrade: bool = False) -> int:
     """Serve until shutdown, restarting in-process on ``/tools/reset``; the exit status.
 
-    ``no_jobs`` and ``upgrade`` are accepted for Orthanc compatibility: there are
-    no saved jobs to skip nor older index schemas to upgrade yet.
+    ``no_jobs`` starts without the saved jobs (and forgets them); ``upgrade`` is
+    accepted for Orthanc compatibility: there is no older index schema to upgrade.
     """
     while True:
-        context = ServerContext(config)
+        context = ServerContext(config, no_jobs=no_jobs)
         restart = asyncio.run(context.serve())
         if not restart:
             return 0

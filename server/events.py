@@ -48,6 +48,11 @@ class EventBus:
         with self._lock:
             self._listeners[kind].append(listener)
 
+    def unsubscribe(self, kind: str, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners.get(kind, ()):
+                self._listeners[kind].remove(listener)
+
     def publish(self, kind: str, **payload: Any) -> None:
         with self._lock:
             listeners = list(self._listeners.get(kind, ()))

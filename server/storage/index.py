@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS PatientRecyclingOrder(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     patientId INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS PatientRecyclingIndex ON PatientRecyclingOrder(patientId);
+CREATE TABLE IF NOT EXISTS Jobs(id TEXT PRIMARY KEY, document TEXT NOT NULL);
 """
 
 
@@ -611,6 +612,24 @@ class Index:
                         f"WHERE id IN ({marks})", chunk):
                     result[rid][(g, e)] = v
         return result
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def save_job(self, job_id: str, document: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO Jobs VALUES(?, ?)", (job_id, document))
+
+    def delete_job(self, job_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM Jobs WHERE id=?", (job_id,))
+
+    def load_jobs(self) -> list[tuple[str, str]]:
+        with self.reading() as db:
+            return db.execute("SELECT id, document FROM Jobs").fetchall()
+
+    def clear_jobs(self) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM Jobs")
 
     # -- global properties -----------------------------------------------------------
 

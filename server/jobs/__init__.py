@@ -1,0 +1,1 @@
+"""The jobs engine and the job types."""

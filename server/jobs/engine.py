@@ -1,0 +1,533 @@
+"""The jobs engine: registry, priority queue, workers, state machine, persistence.
+
+States and transitions are Orthanc's (spec jobs.md §2).  Beyond Orthanc, every
+job is written to the index when it is submitted and at every state change
+(and its position about once a second while it runs), so ``kill -9`` loses no
+submitted job; Archive and Media jobs are persisted and resubmittable too.
+
+Threads: ``ConcurrentJobs`` workers run steps; REST handlers and scripts call
+the public methods from any thread; everything shared is guarded by one lock.
+The engine knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from server import events
+from server.errors import ErrorCode, OrthancError, describe
+from server.jobs import job as job_module
+from server.jobs.job import Job, JobState, Output, StepResult, StopReason
+
+if TYPE_CHECKING:
+    from server.storage.index import Index
+
+log = logging.getLogger("isengard.jobs")
+
+#: How often a running job's position is saved (seconds), so a restart resumes near it.
+SAVE_POSITION_PERIOD = 1.0
+_TIME_FORMAT = "%Y%m%dT%H%M%S.%f"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _format(moment: datetime) -> str:
+    return moment.strftime(_TIME_FORMAT)
+
+
+def _parse(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+@dataclass
+class JobRecord:
+    """A job in the registry, with the engine's bookkeeping around it."""
+
+    id: str
+    job: Job
+    priority: int
+    state: JobState
+    creation_time: datetime
+    seq: int
+    last_change: datetime = field(default_factory=_now)
+    completion_time: datetime | None = None
+    runtime: float = 0.0
+    running_since: float | None = None
+    error_code: int = ErrorCode.SUCCESS
+    error_details: str = ""
+    progress: float = 0.0
+    content: dict[str, Any] = field(default_factory=dict)
+    pause_requested: bool = False
+    cancel_requested: bool = False
+    retry_at: float | None = None
+    started: bool = False
+    waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (JobState.SUCCESS, JobState.FAILURE)
+
+    def effective_runtime(self) -> float:
+        extra = time.monotonic() - self.running_since if self.running_since is not None else 0.0
+        return round(self.runtime + extra, 3)
+
+
+class JobsEngine:
+    def __init__(self, ctx: Any, bus: events.EventBus, index: Index | None, workers: int,
+                 history_size: int) -> None:
+        self.ctx = ctx
+        self.bus = bus
+        self.index = index
+        self.workers_count = workers or os.cpu_count() or 1
+        self.history_size = history_size
+        self._lock = threading.Condition()
+        self._jobs: dict[str, JobRecord] = {}
+        self._pending: list[tuple[int, int, str]] = []
+        self._history: deque[str] = deque()
+        self._seq = itertools.count()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._later: list[tuple[str, str]] = []
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def start(self, load_saved: bool) -> None:
+        if self.index is not None:
+            if load_saved:
+                self._restore()
+            else:
+                self.index.clear_jobs()
+        for number in range(self.workers_count):
+            thread = threading.Thread(target=self._work, name=f"job-worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop the workers at their next step boundary; running jobs stay saved as Running."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
+
+    # -- submission and queries ------------------------------------------------------
+
+    def submit(self, job: Job, priority: int = 0) -> str:
+        record = JobRecord(id=str(uuid.uuid4()), job=job, priority=priority,
+                           state=JobState.PENDING, creation_time=_now(), seq=next(self._seq))
+        record.progress = job.progress()
+        record.content = job.content()
+        with self._lock:
+            self._jobs[record.id] = record
+            self._save(record)
+            heapq.heappush(self._pending, (-priority, record.seq, record.id))
+            self._lock.notify()
+        log.info("New job submitted with priority %d: %s (%s)", priority, record.id, job.TYPE)
+        self.bus.publish(events.JOB_SUBMITTED, job_id=record.id)
+        return record.id
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._jobs)
+
+    def counts(self) -> dict[str, int]:
+        result = dict.fromkeys((s.value for s in JobState), 0)
+        with self._lock:
+            for record in self._jobs.values():
+                result[record.state.value] += 1
+        return result
+
+    def describe(self, job_id: str) -> dict[str, Any] | None:
+        """The ``/jobs/{id}`` document."""
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                return None
+            return self._describe(record)
+
+    @staticmethod
+    def _describe(record: JobRecord) -> dict[str, Any]:
+        now = _now()
+        result: dict[str, Any] = {
+            "Content": record.content,
+            "CreationTime": _format(record.creation_time),
+            "EffectiveRuntime": record.effective_runtime(),
+            "ErrorCode": int(record.error_code),
+            "ErrorDescription": describe(record.error_code),
+            "ErrorDetails": record.error_details,
+            "ID": record.id,
+            "Priority": record.priority,
+            "Progress": int(round(100 * min(1.0, max(0.0, record.progress)))),
+            "State": record.state.value,
+            "Timestamp": _format(now),
+            "Type": record.job.TYPE,
+        }
+        if record.completion_time is not None:
+            result["CompletionTime"] = _format(record.completion_time)
+        if record.state is JobState.RUNNING and record.progress > 0.01:
+            runtime = record.effective_runtime()
+            remaining = runtime / record.progress * (1 - record.progress)
+            eta = datetime.fromtimestamp(now.timestamp() + remaining, UTC)
+            result["EstimatedTimeOfArrival"] = _format(eta)
+        return result
+
+    async def wait(self, job_id: str) -> JobRecord:
+        """Wait (without blocking the event loop) until the job is Success or Failure."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown job: {job_id}")
+            if record.finished:
+                return record
+            record.waiters.append((loop, future))
+        await future
+        return record
+
+    # -- actions (True: done or no-op -> 200 {}; False: refused -> 400) --------------
+
+    def pause(self, job_id: str) -> bool:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                return False
+            if record.state is JobState.RUNNING:
+                record.pause_requested = True
+            elif record.state in (JobState.PENDING, JobState.RETRY):
+                self._remove_pending(record)
+                self._set_state(record, JobState.PAUSED)
+                self._save(record)
+                self._publish_later("job_paused", record.id)
+        self._flush_publications()
+        return True
+
+    def resume(self, job_id: str) -> bool:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None or record.state is not JobState.PAUSED:
+                return False
+            self._enqueue(record)
+            self._publish_later("job_resumed", record.id)
+        self._flush_publications()
+        return True
+
+    def cancel(self, job_id: str) -> bool:
+        stopped: JobRecord | None = None
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                return False
+            if record.state is JobState.RUNNING:
+                record.cancel_requested = True
+            elif record.state in (JobState.PENDING, JobState.PAUSED, JobState.RETRY):
+                self._remove_pending(record)
+                self._finish(record, JobState.FAILURE, ErrorCode.CANCELED_JOB, "")
+                self._publish_later("job_canceled", record.id)
+                stopped = record
+        if stopped is not None:
+            self._stop_job(stopped, StopReason.CANCELED)
+        self._flush_publications()
+        return True
+
+    def resubmit(self, job_id: str) -> bool:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None or record.state is not JobState.FAILURE:
+                return False
+            record.job.reset()
+            if record.id in self._history:
+                self._history.remove(record.id)
+            record.runtime = 0.0
+            record.completion_time = None
+            record.error_code, record.error_details = ErrorCode.SUCCESS, ""
+            record.progress = record.job.progress()
+            record.content = record.job.content()
+            record.started = False
+            self._enqueue(record)
+        return True
+
+    def delete(self, job_id: str) -> bool:
+        """``DELETE /jobs/{id}`` (Orthanc 1.12): remove a finished job, cancel a live one."""
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                return False
+            live = not record.finished
+        if live:
+            return self.cancel(job_id)
+        with self._lock:
+            if job_id in self._history:
+                self._history.remove(job_id)
+            self._forget(record)
+        return True
+
+    def output(self, job_id: str, key: str) -> Output | None:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None or record.state is not JobState.SUCCESS:
+                return None
+            found = record.job.outputs().get(key)
+        return found if found is not None and found.path.exists() else None
+
+    def delete_output(self, job_id: str, key: str) -> bool:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None or record.state is not JobState.SUCCESS:
+                return False
+            return record.job.delete_output(key)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            record = self._next()
+            if record is None:
+                return
+            self._run(record)
+
+    def _next(self) -> JobRecord | None:
+        """Block until a job is due; None when the engine stops."""
+        with self._lock:
+            while not self._stopping:
+                self._wake_retries()
+                while self._pending:
+                    _, _, job_id = heapq.heappop(self._pending)
+                    record = self._jobs.get(job_id)
+                    if record is not None and record.state is JobState.PENDING:
+                        self._set_state(record, JobState.RUNNING)
+                        record.running_since = time.monotonic()
+                        record.error_code, record.error_details = ErrorCode.SUCCESS, ""
+                        self._save(record)
+                        return record
+                self._lock.wait(timeout=self._until_next_retry())
+            return None
+
+    def _run(self, record: JobRecord) -> None:
+        self.bus.publish("job_running", job_id=record.id)
+        result: StepResult | None = None
+        if not record.started:
+            result = self._guarded(record.job.start)
+            record.started = result is None
+        last_saved = time.monotonic()
+        last_progress = -1
+        while result is None:
+            with self._lock:
+                if record.cancel_requested or record.pause_requested or self._stopping:
+                    break
+            outcome = self._guarded(record.job.step) or StepResult.failure(ErrorCode.INTERNAL)
+            with self._lock:
+                record.progress = record.job.progress()
+                record.content = record.job.content()
+                percent = int(round(100 * record.progress))
+                if time.monotonic() - last_saved > SAVE_POSITION_PERIOD:
+                    self._save(record)
+                    last_saved = time.monotonic()
+            if percent != last_progress:
+                last_progress = percent
+                self.bus.publish("job_progress", job_id=record.id, progress=percent)
+            if outcome.kind != "continue":
+                result = outcome
+        self._conclude(record, result)
+
+    @staticmethod
+    def _guarded(call: Any) -> StepResult | None:
+        """Run ``start`` or ``step``; an exception becomes a Failure result."""
+        try:
+            value = call()
+        except OrthancError as e:
+            return StepResult.failure(e.code, e.details or "")
+        except Exception as e:  # noqa: BLE001 - a job bug fails the job, not the worker
+            log.exception("Job step failed")
+            return StepResult.failure(ErrorCode.INTERNAL, str(e))
+        return value if isinstance(value, StepResult) else None
+
+    def _conclude(self, record: JobRecord, result: StepResult | None) -> None:
+        reason: StopReason | None = None
+        event: str | None = None
+        with self._lock:
+            if record.running_since is not None:
+                record.runtime += time.monotonic() - record.running_since
+                record.running_since = None
+            if result is None and record.cancel_requested:
+                result = StepResult.failure(ErrorCode.CANCELED_JOB)
+                self._publish_later("job_canceled", record.id)
+            if result is None and record.pause_requested:
+                record.pause_requested = False
+                record.started = False
+                self._set_state(record, JobState.PAUSED)
+                self._publish_later("job_paused", record.id)
+                reason = StopReason.PAUSED
+            elif result is None:
+                self._save(record)
+                return
+            elif result.kind == "success":
+                self._finish(record, JobState.SUCCESS, ErrorCode.SUCCESS, "")
+                reason, event = StopReason.SUCCESS, events.JOB_SUCCESS
+            elif result.kind == "retry":
+                record.retry_at = time.monotonic() + result.retry_after
+                record.error_code, record.error_details = result.code, result.details
+                record.started = False
+                self._set_state(record, JobState.RETRY)
+                reason = StopReason.RETRY
+                self._lock.notify_all()
+            else:
+                canceled = result.code == ErrorCode.CANCELED_JOB
+                self._finish(record, JobState.FAILURE, result.code, result.details)
+                reason = StopReason.CANCELED if canceled else StopReason.FAILURE
+                event = events.JOB_FAILURE
+            record.cancel_requested = False
+            self._save(record)
+        self._stop_job(record, reason)
+        if event is not None:
+            log.info("Job %s: %s", "has completed" if event == events.JOB_SUCCESS else "has failed",
+                     record.id)
+            self.bus.publish(event, job_id=record.id)
+        self._flush_publications()
+
+    def _stop_job(self, record: JobRecord, reason: StopReason) -> None:
+        try:
+            record.job.stop(reason)
+        except Exception:  # noqa: BLE001 - cleanup must not kill the worker
+            log.exception("Job %s failed to stop cleanly", record.id)
+
+    # -- state helpers (lock held) ---------------------------------------------------
+
+    def _set_state(self, record: JobRecord, state: JobState) -> None:
+        record.state = state
+        record.last_change = _now()
+
+    def _enqueue(self, record: JobRecord) -> None:
+        self._set_state(record, JobState.PENDING)
+        record.retry_at = None
+        heapq.heappush(self._pending, (-record.priority, record.seq, record.id))
+        self._save(record)
+        self._lock.notify()
+
+    def _remove_pending(self, record: JobRecord) -> None:
+        self._pending = [entry for entry in self._pending if entry[2] != record.id]
+        heapq.heapify(self._pending)
+
+    def _finish(self, record: JobRecord, state: JobState, code: int, details: str) -> None:
+        self._set_state(record, state)
+        record.completion_time = record.last_change
+        record.error_code, record.error_details = code, details
+        if state is JobState.SUCCESS:
+            record.progress = 1.0
+        self._save(record)
+        for loop, future in record.waiters:
+            loop.call_soon_threadsafe(_resolve, future)
+        record.waiters = []
+        self._history.append(record.id)
+        while len(self._history) > self.history_size:
+            oldest = self._jobs.get(self._history.popleft())
+            if oldest is not None:
+                self._forget(oldest)
+
+    def _forget(self, record: JobRecord) -> None:
+        self._jobs.pop(record.id, None)
+        for key in list(record.job.outputs()):
+            record.job.delete_output(key)
+        if self.index is not None:
+            self.index.delete_job(record.id)
+
+    def _wake_retries(self) -> None:
+        now = time.monotonic()
+        for record in self._jobs.values():
+            if record.state is JobState.RETRY and record.retry_at is not None and record.retry_at <= now:
+                self._enqueue(record)
+
+    def _until_next_retry(self) -> float:
+        due = [r.retry_at for r in self._jobs.values() if r.state is JobState.RETRY and r.retry_at]
+        return max(0.01, min(due) - time.monotonic()) if due else 1.0
+
+    # -- events raised under the lock are published after it is released ------------
+
+    def _publish_later(self, kind: str, job_id: str) -> None:
+        self._later.append((kind, job_id))
+
+    def _flush_publications(self) -> None:
+        with self._lock:
+            pending, self._later = self._later, []
+        for kind, job_id in pending:
+            self.bus.publish(kind, job_id=job_id)
+
+    # -- persistence -----------------------------------------------------------------
+
+    def _save(self, record: JobRecord) -> None:
+        if self.index is None:
+            return
+        try:
+            data = record.job.serialize()
+        except Exception:  # noqa: BLE001 - an unserializable job still runs
+            log.exception("Cannot serialize job %s", record.id)
+            return
+        document = {
+            "Type": record.job.TYPE, "Priority": record.priority, "State": record.state.value,
+            "CreationTime": _format(record.creation_time), "LastChangeTime": _format(record.last_change),
+            "CompletionTime": _format(record.completion_time) if record.completion_time else None,
+            "Runtime": record.runtime, "ErrorCode": int(record.error_code),
+            "ErrorDetails": record.error_details, "Seq": record.seq, "Job": data,
+        }
+        self.index.save_job(record.id, json.dumps(document))
+
+    def _restore(self) -> None:
+        assert self.index is not None
+        saved = sorted(((job_id, json.loads(text)) for job_id, text in self.index.load_jobs()),
+                       key=lambda item: item[1].get("Seq", 0))
+        base = max((doc.get("Seq", 0) for _, doc in saved), default=-1) + 1
+        self._seq = itertools.count(base)
+        for job_id, doc in saved:
+            try:
+                job = job_module.unserialize(self.ctx, doc["Type"], doc["Job"])
+            except Exception:  # noqa: BLE001 - one bad job must not prevent start-up
+                log.warning("Cannot restore saved job %s (%s): skipped", job_id, doc.get("Type"))
+                self.index.delete_job(job_id)
+                continue
+            self._restore_one(job_id, doc, job)
+        while len(self._history) > self.history_size:
+            oldest = self._jobs.get(self._history.popleft())
+            if oldest is not None:
+                self._forget(oldest)
+        log.warning("Restored %d saved jobs", len(self._jobs))
+
+    def _restore_one(self, job_id: str, doc: dict[str, Any], job: Job) -> None:
+        record = JobRecord(id=job_id, job=job, priority=int(doc.get("Priority", 0)),
+                           state=JobState(doc["State"]), creation_time=_parse(doc["CreationTime"]),
+                           seq=int(doc.get("Seq", 0)), last_change=_parse(doc["LastChangeTime"]),
+                           runtime=float(doc.get("Runtime", 0.0)),
+                           error_code=int(doc.get("ErrorCode", 0)),
+                           error_details=doc.get("ErrorDetails", ""))
+        if doc.get("CompletionTime"):
+            record.completion_time = _parse(doc["CompletionTime"])
+        record.progress = job.progress()
+        record.content = job.content()
+        self._jobs[job_id] = record
+        if record.finished:
+            self._history.append(job_id)
+        elif record.state in (JobState.RUNNING, JobState.PENDING, JobState.RETRY):
+            self._enqueue(record)
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,142 @@
+"""The job-type interface, in the spirit of Orthanc's ``IJob``.
+
+A job is a sequence of steps.  The engine calls :meth:`Job.step` repeatedly from
+a worker thread and checks for pause and cancel requests between steps, so a
+step should take well under a second.  Every job type plugs in through this
+interface and :func:`register`, without touching the engine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from server.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+
+class JobState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCESS = "Success"
+    FAILURE = "Failure"
+    PAUSED = "Paused"
+    RETRY = "Retry"
+
+
+class StopReason(Enum):
+    """Why the engine stops calling steps (Orthanc's ``JobStopReason``)."""
+
+    PAUSED = "Paused"
+    CANCELED = "Canceled"
+    SUCCESS = "Success"
+    FAILURE = "Failure"
+    RETRY = "Retry"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step tells the engine: go on, finished, failed, or try again later."""
+
+    kind: str  # "continue", "success", "failure", "retry"
+    code: int = ErrorCode.SUCCESS
+    details: str = ""
+    retry_after: float = 0.0
+
+    @staticmethod
+    def next() -> StepResult:
+        return _CONTINUE
+
+    @staticmethod
+    def success() -> StepResult:
+        return _SUCCESS
+
+    @staticmethod
+    def failure(code: int, details: str = "") -> StepResult:
+        return StepResult("failure", code, details)
+
+    @staticmethod
+    def retry(after_seconds: float, code: int = ErrorCode.SUCCESS, details: str = "") -> StepResult:
+        return StepResult("retry", code, details, after_seconds)
+
+
+_CONTINUE = StepResult("continue")
+_SUCCESS = StepResult("success")
+
+
+@dataclass(frozen=True)
+class Output:
+    """A file a finished job offers (``GET /jobs/{id}/{key}``)."""
+
+    path: Path
+    mime: str
+    filename: str
+
+
+class Job(ABC):
+    """One job type.  Subclasses set ``TYPE`` and implement the abstract methods."""
+
+    TYPE = ""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Called in the worker before the first step, and again after a resume or restart."""
+
+    @abstractmethod
+    def step(self) -> StepResult:
+        """Do one bounded piece of work."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget all progress, for a resubmit."""
+
+    def stop(self, reason: StopReason) -> None:  # noqa: B027 - optional hook
+        """Called when the engine stops stepping (release connections, files...)."""
+
+    @abstractmethod
+    def progress(self) -> float:
+        """Fraction done, in [0, 1]."""
+
+    @abstractmethod
+    def content(self) -> dict[str, Any]:
+        """The public ``Content`` of ``/jobs/{id}``."""
+
+    @abstractmethod
+    def serialize(self) -> dict[str, Any]:
+        """Everything needed to rebuild the job after a restart (JSON-compatible)."""
+
+    def outputs(self) -> dict[str, Output]:
+        return {}
+
+    def delete_output(self, key: str) -> bool:
+        output = self.outputs().get(key)
+        if output is None:
+            return False
+        output.path.unlink(missing_ok=True)
+        return True
+
+    def synchronous_answer(self) -> Any:
+        """What a synchronous REST call answers when the job succeeds."""
+        return self.content()
+
+
+#: Job type name -> how to rebuild one from :meth:`Job.serialize`'s output.
+Factory = Callable[["ServerContext", dict[str, Any]], Job]
+_FACTORIES: dict[str, Factory] = {}
+
+
+def register(type_name: str, factory: Factory) -> None:
+    _FACTORIES[type_name] = factory
+
+
+def unserialize(ctx: ServerContext, type_name: str, data: dict[str, Any]) -> Job:
+    """Rebuild a saved job; KeyError for an unknown type."""
+    return _FACTORIES[type_name](ctx, data)
