@@ -49,7 +49,8 @@ def measure_ingest(server: Server, count: int, send: Callable[[], None]) -> Inge
     cpu_before, start = cpu_seconds(server.pid), time.perf_counter()
     send()
     elapsed = time.perf_counter() - start
-    stored = len(get_json(requests.Session(), server, "/instances"))
+    with requests.Session() as session:
+        stored = len(get_json(session, server, "/instances"))
     cpu = cpu_seconds(server.pid) - cpu_before  # after the check, so that work deferred by the server counts too
     if stored != count:
         raise WrongAnswer(f"{server.name} holds {stored} instances after ingesting {count}")
@@ -137,7 +138,11 @@ def study_date_range(corpus: Corpus) -> tuple[str, str]:
 
 def latencies(server: Server, corpus: Corpus, warnings: list[str]) -> dict[str, Latency]:
     """Listing and /tools/find latencies on a server that holds the whole corpus."""
-    session = requests.Session()
+    with requests.Session() as session:
+        return _latencies(session, server, corpus, warnings)
+
+
+def _latencies(session: requests.Session, server: Server, corpus: Corpus, warnings: list[str]) -> dict[str, Latency]:
     patients = get_json(session, server, "/patients")
     expect_count(server, "GET /patients", patients, len({s.patient_id for s in corpus.series}), warnings)
     studies = {s.study_uid: s for s in corpus.series}
@@ -150,7 +155,8 @@ def latencies(server: Server, corpus: Corpus, warnings: list[str]) -> dict[str, 
                  sum(first <= s.study_date.strftime("%Y%m%d") <= last for s in studies.values()), warnings)
     uids = corpus.sop_instance_uids
 
-    def by_uid(i: int) -> Any:
+    def by_uid(i: int) -> None:
+        # a prime stride visits the instances out of insertion order, as unrelated lookups would
         body = {"Level": "Instance", "Query": {"SOPInstanceUID": uids[(i * 7919) % len(uids)]}}
         found = post_json(session, server, "/tools/find", body)
         if len(found) != 1:
