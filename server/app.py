@@ -21,9 +21,11 @@ from server.config import Configuration, load_configuration
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.parse import read_dataset
 from server.find import Finder
+from server.jobs import storage_commitment_scp  # noqa: F401 - registers the job type for restarts
 from server.jobs.engine import JobsEngine
 from server.metrics import Metrics
 from server.net.scp import DicomServer
+from server.net.storage_commitment import CommitmentService, Reports
 from server.resources import ResourceViews
 from server.rest.app import build_http_server
 from server.rest.metadata import MetadataNames
@@ -72,6 +74,8 @@ class ServerContext:
                                int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
         self.jobs_directory = config.resolve_path(config["StorageDirectory"]) / "jobs"
         self.jobs_directory.mkdir(parents=True, exist_ok=True)
+        self.commitment = CommitmentService(self)
+        self.commitment_reports = Reports(self)
         self.http_port = int(config["HttpPort"])
         self.dicom_port = int(config["DicomPort"])
         self.dicom: DicomServer | None = None
@@ -120,6 +124,7 @@ class ServerContext:
         http.listen(self.http_port, address=self.config["ListenAddress"])
         if self.config["DicomServerEnabled"]:
             self.dicom = DicomServer(self.config, self.store, self.dicom_port)
+            self.commitment.install(self.dicom)
             self.dicom.start()
         self.stability.start()
         self.jobs.start(load_saved=not self.no_jobs)

@@ -116,6 +116,7 @@ class Isengard(Server):
             "RemoteAccessAllowed": False,
             **options,
         }
+        self.dicom_port = self.config["DicomPort"]
         self.config_path = workdir / "config.json"
         self.config_path.write_text(json.dumps(self.config, indent=2))
         self.log_path = workdir / "server.log"
@@ -162,6 +163,7 @@ class Orthanc(Server):
             "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
             "Plugins": [], **options,
         }
+        self.dicom_port = config["DicomPort"]
         self.config_path = workdir / "orthanc.json"
         self.config_path.write_text(json.dumps(config, indent=2))
         self.log_path = workdir / "orthanc.log"

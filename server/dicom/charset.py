@@ -152,6 +152,23 @@ def _is_valid_code_point(code: int, trail: int) -> bool:
     return width == trail + 1
 
 
+def encode_text(text: str, encoding: str) -> bytes:
+    """UTF-8 text as Orthanc writes it in a dataset of ``encoding`` (``ConvertFromUtf8``).
+
+    Characters the encoding cannot represent are dropped, and ASCII keeps only
+    what ``ConvertToAscii`` keeps; JIS X 0212 characters get their ISO 2022 escapes.
+    """
+    if encoding == "Utf8":
+        return text.encode("utf-8")
+    if encoding == "Ascii":
+        return _NOT_ASCII.sub(b"", text.encode("ascii", "ignore"))
+    if encoding == "Thai":
+        return text.encode("tis-620", "ignore")
+    if encoding == "JapaneseKanji":
+        return text.encode("iso2022_jp_2", "ignore")
+    return text.encode(_CODECS[encoding], "ignore")
+
+
 def ascii_only(raw: bytes) -> str:
     """Orthanc's ``ConvertToAscii``: drop every byte but printable ASCII and newline."""
     return _NOT_ASCII.sub(b"", raw).decode("ascii")

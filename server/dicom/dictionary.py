@@ -3,7 +3,9 @@
 The search order is dcmtk's: the exact entry for (tag, private creator), then,
 for a private tag, the entry keyed by the low byte of its element (private
 dictionaries list elements relative to their reserved block), then the range
-entries in their stored order.
+entries in their stored order.  The entries of the ``Dictionary`` option
+(:mod:`server.dicom.private_dictionary`) are searched first, as dcmtk finds
+the entries Orthanc adds at start-up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from functools import lru_cache
 from server.dicom._dcmtk_dictionary import PRIVATE, PUBLIC, REPEATING
 
 UNKNOWN_TAG_NAME = "Unknown Tag & Data"
+
+#: Entries of the ``Dictionary`` option: public ones by ``group << 16 | element``,
+#: private ones by (group, private creator, element); values are (VR, name).
+_CUSTOM_PUBLIC: dict[int, tuple[str, str]] = {}
+_CUSTOM_PRIVATE: dict[tuple[int, str, int], tuple[str, str]] = {}
 
 #: Orthanc overrides the dictionary's names of its main tags so that they do not
 #: depend on the dcmtk version (``DicomTag::GetMainTagsName``).
@@ -55,10 +62,10 @@ def _in_range(group: int, element: int, creator: str | None,
 def lookup(group: int, element: int, creator: str | None = None) -> tuple[str, str] | None:
     """The dictionary's (VR, name) for a tag read with ``creator``, or None."""
     if creator is None:
-        found = PUBLIC.get(group << 16 | element)
+        found = _CUSTOM_PUBLIC.get(group << 16 | element) or PUBLIC.get(group << 16 | element)
     else:
-        found = PRIVATE.get((group, creator, element)) or PRIVATE.get(
-            (group, creator, element & 0xFF))
+        found = (_CUSTOM_PRIVATE.get((group, creator, element)) or PRIVATE.get((group, creator, element))
+                 or PRIVATE.get((group, creator, element & 0xFF)))
     if found is not None:
         return found
     for entry in REPEATING:
@@ -78,12 +85,20 @@ def tag_name(group: int, element: int, creator: str | None = None) -> str:
 
 @lru_cache(maxsize=1)
 def _tags_by_name() -> dict[str, int]:
-    """Name -> tag, dcmtk's ``findEntry(name)`` preference: public, then ranges, then private."""
+    """Name -> tag, dcmtk's ``findEntry(name)`` preference: public, then ranges, then private.
+
+    A name of the ``Dictionary`` option wins over a built-in private or range
+    entry of the same name, never over a built-in public one.
+    """
     names: dict[str, int] = {}
     for key, (_, name) in PRIVATE.items():
         names[name] = key[0] << 16 | key[2]
+    for key, (_, name) in _CUSTOM_PRIVATE.items():
+        names[name] = key[0] << 16 | key[2]
     for entry in reversed(REPEATING):
         names[entry[8]] = entry[0] << 16 | entry[3]
+    for tag, (_, name) in _CUSTOM_PUBLIC.items():
+        names[name] = tag
     for tag, (_, name) in PUBLIC.items():
         names[name] = tag
     return names
@@ -92,3 +107,14 @@ def _tags_by_name() -> dict[str, int]:
 def tag_from_name(name: str) -> int | None:
     """The tag dcmtk's ``DcmTag::findTagFromName`` gives a dictionary name, or None."""
     return _tags_by_name().get(name)
+
+
+def set_custom_entries(public: dict[int, tuple[str, str]],
+                       private: dict[tuple[int, str, int], tuple[str, str]]) -> None:
+    """Replace the entries of the ``Dictionary`` option (start-up and ``/tools/reset``)."""
+    _CUSTOM_PUBLIC.clear()
+    _CUSTOM_PUBLIC.update(public)
+    _CUSTOM_PRIVATE.clear()
+    _CUSTOM_PRIVATE.update(private)
+    lookup.cache_clear()
+    _tags_by_name.cache_clear()

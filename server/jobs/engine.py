@@ -130,6 +130,7 @@ class JobsEngine:
     def submit(self, job: Job, priority: int = 0) -> str:
         record = JobRecord(id=str(uuid.uuid4()), job=job, priority=priority,
                            state=JobState.PENDING, creation_time=_now(), seq=next(self._seq))
+        job.id = record.id
         record.progress = job.progress()
         record.content = job.content()
         with self._lock:
@@ -511,6 +512,7 @@ class JobsEngine:
         log.warning("Restored %d saved jobs", len(self._jobs))
 
     def _restore_one(self, job_id: str, doc: dict[str, Any], job: Job) -> None:
+        job.id = job_id
         record = JobRecord(id=job_id, job=job, priority=int(doc.get("Priority", 0)),
                            state=JobState(doc["State"]), creation_time=_parse(doc["CreationTime"]),
                            seq=int(doc.get("Seq", 0)), last_change=_parse(doc["LastChangeTime"]),

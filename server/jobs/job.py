@@ -86,6 +86,8 @@ class Job(ABC):
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
+        #: Set by the engine when the job is submitted or restored.
+        self.id = ""
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Called in the worker before the first step, and again after a resume or restart."""

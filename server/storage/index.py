@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS PatientRecyclingOrder(
     patientId INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS PatientRecyclingIndex ON PatientRecyclingOrder(patientId);
 CREATE TABLE IF NOT EXISTS Jobs(id TEXT PRIMARY KEY, document TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS StorageCommitmentReports(
+    uid TEXT PRIMARY KEY, document TEXT NOT NULL, lastAccess INTEGER NOT NULL);
 """
 
 
@@ -630,6 +632,27 @@ class Index:
     def clear_jobs(self) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM Jobs")
+
+    # -- storage commitment reports ----------------------------------------------------
+
+    def save_commitment_report(self, uid: str, document: str, limit: int) -> None:
+        """Insert or update a report; beyond ``limit``, the least recently used go."""
+        with self.transaction() as db:
+            self._touch_report(db, uid, document)
+            db.execute("DELETE FROM StorageCommitmentReports WHERE uid NOT IN (SELECT uid FROM "
+                       "StorageCommitmentReports ORDER BY lastAccess DESC LIMIT ?)", (limit,))
+
+    def get_commitment_report(self, uid: str) -> str | None:
+        with self.transaction() as db:
+            row = db.execute("SELECT document FROM StorageCommitmentReports WHERE uid=?", (uid,)).fetchone()
+            if row is not None:
+                self._touch_report(db, uid, row[0])
+        return None if row is None else row[0]
+
+    @staticmethod
+    def _touch_report(db: sqlite3.Connection, uid: str, document: str) -> None:
+        last = db.execute("SELECT COALESCE(MAX(lastAccess), 0) FROM StorageCommitmentReports").fetchone()[0]
+        db.execute("INSERT OR REPLACE INTO StorageCommitmentReports VALUES(?, ?, ?)", (uid, document, last + 1))
 
     # -- global properties -----------------------------------------------------------
 
