@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import tornado.httpserver
 
 from server import events
-from server.config import Configuration, load_configuration
+from server.config import ConfigError, Configuration, load_configuration
+from server.dicom import private_dictionary
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.parse import read_dataset
 from server.find import Finder
@@ -48,13 +49,14 @@ HTTP_WORKERS = 8
 
 class ServerContext:
     def __init__(self, config: Configuration, no_jobs: bool = False) -> None:
+        private_dictionary.load(config["Dictionary"], str(config.path or ""))
         self.config = config
         self.no_jobs = no_jobs
         self.executor = ThreadPoolExecutor(HTTP_WORKERS, thread_name_prefix="http-worker")
         self.bus = events.EventBus()
         self.metrics = Metrics(bool(config["MetricsEnabled"]))
         self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),
-                                compress=bool(config["StorageCompression"]))
+                                compress=bool(config["StorageCompression"]), metrics=self.metrics)
         self.index = Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
         published, removed = self.area.recover(self.index.has_attachment_uuid)
         if published or removed:
@@ -65,7 +67,7 @@ class ServerContext:
             max_storage_bytes=int(config["MaximumStorageSize"]) * 1024 * 1024,
             max_patients=int(config["MaximumPatientCount"]),
             overwrite=bool(config["OverwriteInstances"]),
-            default_encoding=self.default_encoding))
+            default_encoding=self.default_encoding), self.metrics)
         self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
         self.views = ResourceViews(self.index, self.stability)
         self.finder = Finder(self.index, self._file_tags)
@@ -168,7 +170,11 @@ def run(config: Configuration, no_jobs: bool = False, upgrade: bool = False) -> 
     accepted for Orthanc compatibility: there is no older index schema to upgrade.
     """
     while True:
-        context = ServerContext(config, no_jobs=no_jobs)
+        try:
+            context = ServerContext(config, no_jobs=no_jobs)
+        except ConfigError as error:
+            log.error("%s", error)
+            return 1
         restart = asyncio.run(context.serve())
         if not restart:
             return 0

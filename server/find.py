@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
+from server.dicom.dictionary import tag_from_name
 from server.dicom.main_tags import BY_LEVEL, BY_NAME, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.storage.index import Index, Resource
@@ -21,7 +22,7 @@ _RANGE_VRS = {"DA", "DT", "TM"}
 
 
 def parse_tag(name: str) -> Tag:
-    """A tag given as a keyword, ``gggg,eeee`` or ``gggg-eeee``."""
+    """A tag given as a keyword or dictionary name, ``gggg,eeee`` or ``gggg-eeee``."""
     text = name.strip()
     if text in BY_NAME:
         return BY_NAME[text]
@@ -29,6 +30,8 @@ def parse_tag(name: str) -> Tag:
     if match:
         return int(match.group(1), 16), int(match.group(2), 16)
     number = tag_for_keyword(text)
+    if number is None:
+        number = tag_from_name(text)    # dcmtk names, and those of the Dictionary option
     if number is None:
         raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: \"{name}\"")
     return number >> 16, number & 0xFFFF

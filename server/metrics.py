@@ -1,17 +1,32 @@
-"""Metrics as Orthanc keeps them: plain values, and "maximum over the last 10 s" windows.
+"""Metrics as Orthanc keeps them: plain values, counters, and "maximum over the last 10 s" windows.
 
-The REST layer and the store path record here; ``/tools/metrics-prometheus``
-renders the registry.
+The REST layer, the store path and the storage area record here;
+``/tools/metrics-prometheus`` refreshes the state metrics (counts from the
+index, jobs from the engine) and renders the registry in Prometheus' text
+format, under the ``orthanc_*`` names Orthanc uses so that existing dashboards
+work.  Nothing is recorded while metrics are disabled (``MetricsEnabled``,
+``PUT /tools/metrics``).
 """
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 #: Orthanc's window for the ``*_duration_ms`` and active-requests metrics.
 WINDOW_SECONDS = 10.0
+
+MEGABYTE = 1024 * 1024
+
+#: Job states as Orthanc's ``JobsRegistry::GetStatistics`` counts them.
+_PENDING_STATES = ("Pending", "Retry")
+_RUNNING_STATES = ("Running", "Paused")
+
+Number = int | float
 
 
 class MaxOverWindow:
@@ -19,15 +34,15 @@ class MaxOverWindow:
 
     def __init__(self, window: float = WINDOW_SECONDS) -> None:
         self.window = window
-        self._values: deque[tuple[float, float]] = deque()
+        self._values: deque[tuple[float, Number]] = deque()
 
-    def record(self, value: float, now: float) -> None:
+    def record(self, value: Number, now: float) -> None:
         while self._values and self._values[-1][1] <= value:
             self._values.pop()
         self._values.append((now, value))
         self._expire(now)
 
-    def value(self, now: float) -> float | None:
+    def value(self, now: float) -> Number | None:
         self._expire(now)
         return max((v for _, v in self._values), default=None)
 
@@ -36,23 +51,40 @@ class MaxOverWindow:
             self._values.popleft()
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Metrics:
-    """The registry: named values with the time (ms) they were last set."""
+    """The registry: named values with the time (ms since the epoch) they were last set."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._values: dict[str, tuple[float, int]] = {}
+        self._values: dict[str, tuple[Number, int]] = {}
         self._windows: dict[str, MaxOverWindow] = {}
         self._active_requests = 0
 
-    def set(self, name: str, value: float) -> None:
+    def set_enabled(self, enabled: bool) -> None:
+        """``PUT /tools/metrics``: what was recorded stays, nothing new is recorded while off."""
+        self.enabled = enabled
+
+    def set(self, name: str, value: Number) -> None:
         if not self.enabled:
             return
         with self._lock:
-            self._values[name] = (value, int(time.time() * 1000))
+            self._values[name] = (value, _now_ms())
 
-    def record_max(self, name: str, value: float) -> None:
+    def increment(self, name: str, amount: int) -> None:
+        """Add to a counter (``orthanc_storage_written_bytes`` ...)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            current = self._values.get(name, (0, 0))[0]
+            self._values[name] = (current + amount, _now_ms())
+
+    def record_max(self, name: str, value: Number) -> None:
         """Record a sample of a "max over 10 s" metric (durations, concurrency)."""
         if not self.enabled:
             return
@@ -60,7 +92,16 @@ class Metrics:
         with self._lock:
             window = self._windows.setdefault(name, MaxOverWindow())
             window.record(value, now)
-            self._values[name] = (window.value(now) or 0, int(time.time() * 1000))
+            self._values[name] = (window.value(now) or 0, _now_ms())
+
+    @contextmanager
+    def timer(self, name: str) -> Iterator[None]:
+        """Record how long the block took, in whole milliseconds as Orthanc's ``Timer``."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.record_max(name, int((time.monotonic() - start) * 1000))
 
     def request_started(self) -> None:
         with self._lock:
@@ -71,9 +112,9 @@ class Metrics:
     def request_finished(self, seconds: float) -> None:
         with self._lock:
             self._active_requests -= 1
-        self.record_max("orthanc_rest_api_duration_ms", seconds * 1000)
+        self.record_max("orthanc_rest_api_duration_ms", int(seconds * 1000))
 
-    def snapshot(self) -> dict[str, tuple[float, int]]:
+    def snapshot(self) -> dict[str, tuple[Number, int]]:
         now = time.monotonic()
         with self._lock:
             for name, window in self._windows.items():
@@ -81,3 +122,42 @@ class Metrics:
                 if current is not None and name in self._values:
                     self._values[name] = (current, self._values[name][1])
             return dict(self._values)
+
+    def prometheus_text(self) -> str:
+        """Prometheus' text exposition: ``name value timestamp`` lines sorted by name; empty when off."""
+        if not self.enabled:
+            return ""
+        return "".join(f"{name} {format_value(value)} {stamp}\n"
+                       for name, (value, stamp) in sorted(self.snapshot().items()))
+
+
+def format_value(value: Number) -> str:
+    """Integers exactly; other values as Orthanc prints its single-precision floats (9 digits)."""
+    if isinstance(value, int):
+        return str(value)
+    single = struct.unpack("<f", struct.pack("<f", value))[0]
+    return f"{single:.9g}"
+
+
+def refresh_state(metrics: Metrics, counts: Mapping[str, int], sizes: tuple[int, int],
+                  last_change: int, job_states: Mapping[str, int]) -> None:
+    """The metrics Orthanc recomputes on every scrape, from the index and the jobs engine.
+
+    ``counts`` maps ``patients``, ``studies``, ``series``, ``instances`` to their
+    numbers, ``sizes`` is (disk, uncompressed) bytes, ``job_states`` the number
+    of jobs per state name.  The uncompressed size is the true one (Orthanc
+    1.10.1 reported the disk size twice, a bug fixed since).
+    """
+    disk, uncompressed = sizes
+    for level, count in counts.items():
+        metrics.set(f"orthanc_count_{level}", count)
+    metrics.set("orthanc_disk_size_mb", disk / MEGABYTE)
+    metrics.set("orthanc_uncompressed_size_mb", uncompressed / MEGABYTE)
+    metrics.set("orthanc_last_change", last_change)
+    metrics.set("orthanc_up_time_s", int(time.monotonic() - metrics.started))
+    success, failed = job_states.get("Success", 0), job_states.get("Failure", 0)
+    metrics.set("orthanc_jobs_pending", sum(job_states.get(s, 0) for s in _PENDING_STATES))
+    metrics.set("orthanc_jobs_running", sum(job_states.get(s, 0) for s in _RUNNING_STATES))
+    metrics.set("orthanc_jobs_success", success)
+    metrics.set("orthanc_jobs_failed", failed)
+    metrics.set("orthanc_jobs_completed", success + failed)

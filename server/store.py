@@ -13,13 +13,14 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server import events
 from server.clock import utc_now_iso
 from server.dicom.main_tags import Level
 from server.dicom.parse import ParsedInstance, parse_for_index
 from server.errors import ErrorCode, OrthancError
+from server.metrics import Metrics
 from server.storage.area import StorageArea
 from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Metadata, Resource
 
@@ -35,6 +36,8 @@ class Origin:
     remote_aet: str | None = None
     called_aet: str | None = None
     http_username: str | None = None
+    #: Metadata per level set in the same transaction (ModifiedFrom, AnonymizedFrom of modified copies).
+    provenance: dict[Level, dict[int, str]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, str]:
         return {"RequestOrigin": self.kind, "RemoteIp": self.remote_ip or "",
@@ -81,16 +84,21 @@ class Limits:
 
 class Store:
     def __init__(self, index: Index, area: StorageArea, bus: events.EventBus,
-                 limits: Limits) -> None:
+                 limits: Limits, metrics: Metrics | None = None) -> None:
         self.index = index
         self.area = area
         self.bus = bus
         self.limits = limits
+        self.metrics = metrics or Metrics(enabled=False)
         self.filters: list[InstanceFilter] = []
         self._recycle_lock = threading.Lock()
 
     def ingest(self, data: bytes, origin: Origin) -> StoreResult:
         """Store one DICOM file; raises :class:`OrthancError` for what Orthanc refuses."""
+        with self.metrics.timer("orthanc_store_dicom_duration_ms"):
+            return self._ingest(data, origin)
+
+    def _ingest(self, data: bytes, origin: Origin) -> StoreResult:
         parsed = parse_for_index(data, self.limits.default_encoding)
         for accept in self.filters:
             if not accept(parsed, origin):
@@ -141,6 +149,8 @@ class Store:
                 hashlib.md5(parsed.data).hexdigest(), hashlib.md5(stored).hexdigest()))
             self.index.set_metadata_in(db, internal[Level.INSTANCE],
                                        self._instance_metadata(parsed, origin, now))
+            for level, values in origin.provenance.items():
+                self.index.set_metadata_in(db, internal[level], values)
             if Level.SERIES in created:
                 expected = expected_instances(parsed)
                 if expected is not None:

@@ -57,6 +57,16 @@ _TERMS: dict[str, str] = {
     "ISO 2022 IR 58": "SimplifiedChinese",
 }
 
+#: The SpecificCharacterSet Orthanc writes for an encoding (``GetDicomSpecificCharacterSet``);
+#: Windows1251 has none, and Orthanc then writes no SpecificCharacterSet at all.
+_WRITTEN_TERMS: dict[str, str] = {
+    "Ascii": "ISO_IR 6", "Utf8": "ISO_IR 192", "Latin1": "ISO_IR 100", "Latin2": "ISO_IR 101",
+    "Latin3": "ISO_IR 109", "Latin4": "ISO_IR 110", "Latin5": "ISO_IR 148", "Cyrillic": "ISO_IR 144",
+    "Arabic": "ISO_IR 127", "Greek": "ISO_IR 126", "Hebrew": "ISO_IR 138", "Thai": "ISO_IR 166",
+    "Japanese": "ISO_IR 13", "Chinese": "GB18030", "Korean": "ISO 2022 IR 149",
+    "JapaneseKanji": "ISO 2022 IR 87", "SimplifiedChinese": "ISO 2022 IR 58",
+}
+
 #: Shifts, single-shift and escape sequences of ISO/IEC 2022, as Orthanc removes them.
 _ISO2022_CONTROLS = re.compile(
     "[\x0e\x0f]|\x1b[\x6e\x6f\x4e\x4f\x7c\x7d\x7e]|\x8e\x1b\x4e|\x8f\x1b\x4f"
@@ -150,6 +160,16 @@ def _is_valid_code_point(code: int, trail: int) -> bool:
         return False
     width = 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
     return width == trail + 1
+
+
+def encoding_for_term(term: str) -> str | None:
+    """Orthanc's ``GetDicomEncoding``: the encoding of one SpecificCharacterSet term, or None."""
+    return _TERMS.get(term.strip().upper())
+
+
+def specific_character_set(encoding: str) -> str | None:
+    """The SpecificCharacterSet value Orthanc writes for ``encoding`` (None for Windows1251)."""
+    return _WRITTEN_TERMS.get(encoding)
 
 
 def encode_text(text: str, encoding: str) -> bytes:

@@ -126,8 +126,8 @@ def register(entries: list[DictionaryEntry]) -> None:
     public: dict[int, tuple[str, str]] = {}
     private: dict[tuple[int, str, int], tuple[str, str]] = {}
     for entry in entries:
-        log.info("Registering tag in dictionary: (%04x,%04x) %s %s (multiplicity: %s)",
-                 entry.group, entry.element, entry.vr, entry.name, entry.multiplicity)
+        log.info("Registering tag in dictionary: (%04x,%04x) %s %s (multiplicity: %d-%s)",
+                 entry.group, entry.element, entry.vr, entry.name, entry.minimum, entry.maximum or "n")
         if entry.creator is None:
             if is_private_group(entry.group):
                 log.warning("Warning: You are registering a private tag (%04x,%04x), but no "

@@ -9,7 +9,7 @@ import tornado.httpserver
 import tornado.iostream
 import tornado.web
 
-from server.rest import jobs, metadata, resources, storage_commitment, system, tools
+from server.rest import create, jobs, metadata, metrics, resources, storage_commitment, system, tools
 from server.rest.base import UnknownRouteHandler
 from server.rest.compression import CompressionTransform
 
@@ -22,7 +22,7 @@ MAX_BODY_SIZE = 4 * 1024 ** 3
 
 def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
-    for module in (resources, metadata, system, tools, jobs, storage_commitment):
+    for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics):
         routes += module.routes()
     handlers: list[Any] = [(pattern, handler, {"ctx": ctx}) for pattern, handler in routes]
     transforms = [CompressionTransform] if ctx.config["HttpCompressionEnabled"] else []

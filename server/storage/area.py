@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from server.errors import ErrorCode, OrthancError
+from server.metrics import Metrics
 
 #: Orthanc's CompressionType values, as stored in the index.
 COMPRESSION_NONE = 1
@@ -25,9 +26,10 @@ COMPRESSION_ZLIB = 2
 class StorageArea:
     """Files named by UUID under ``root/ab/cd/abcd...``, optionally zlib-compressed."""
 
-    def __init__(self, root: Path, compress: bool = False) -> None:
+    def __init__(self, root: Path, compress: bool = False, metrics: Metrics | None = None) -> None:
         self.root = root
         self.compress = compress
+        self.metrics = metrics or Metrics(enabled=False)
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -48,11 +50,12 @@ class StorageArea:
             compression = COMPRESSION_ZLIB
         tmp_path = self.tmp / file_uuid
         try:
-            with open(tmp_path, "wb") as f:
+            with self.metrics.timer("orthanc_storage_create_duration_ms"), open(tmp_path, "wb") as f:
                 f.write(stored)
         except OSError as e:
             tmp_path.unlink(missing_ok=True)
             raise OrthancError(ErrorCode.CANNOT_WRITE_FILE, str(e)) from e
+        self.metrics.increment("orthanc_storage_written_bytes", len(stored))
         return file_uuid, stored, compression
 
     def publish(self, file_uuid: str) -> None:
@@ -65,7 +68,9 @@ class StorageArea:
         (self.tmp / file_uuid).unlink(missing_ok=True)
 
     def read(self, file_uuid: str, compression: int) -> bytes:
-        raw = self._read_raw(file_uuid)
+        with self.metrics.timer("orthanc_storage_read_duration_ms"):
+            raw = self._read_raw(file_uuid)
+        self.metrics.increment("orthanc_storage_read_bytes", len(raw))
         if compression == COMPRESSION_ZLIB:
             return zlib.decompress(raw[8:]) if len(raw) > 8 else b""
         return raw
@@ -80,7 +85,8 @@ class StorageArea:
 
     def remove(self, file_uuid: str) -> None:
         path = self.path(file_uuid)
-        path.unlink(missing_ok=True)
+        with self.metrics.timer("orthanc_storage_remove_duration_ms"):
+            path.unlink(missing_ok=True)
         for folder in (path.parent, path.parent.parent):
             try:
                 folder.rmdir()
