@@ -43,6 +43,14 @@ def test_truncated_file_is_refused_and_server_stays_up(server: Isengard) -> None
     assert server.get("/system").status_code == 200
 
 
+def test_binary_body_labelled_as_a_form_is_stored(server: Isengard) -> None:
+    """``curl --data-binary @file`` sends DICOM files as x-www-form-urlencoded."""
+    data = sample("Issue124.dcm").read_bytes()
+    answer = server.post("/instances", data, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["Status"] == "Success"
+
+
 def test_unknown_resources_and_routes(server: Isengard) -> None:
     missing = "00000000-00000000-00000000-00000000-00000000"
     answer = server.get(f"/instances/{missing}")
