@@ -1,0 +1,434 @@
+"""ResourceModification jobs, and the staged publication shared by every job that rewrites instances.
+
+Modify and anonymize (``/{patients,studies,series}/{id}/{modify,anonymize}``, ``/tools/bulk-*``)
+are ``ResourceModification`` jobs; split and merge (:mod:`server.jobs.split_merge`) reuse
+:class:`PublishingJob`.
+
+Consistency of the index when a job is paused, canceled, fails or the server dies
+---------------------------------------------------------------------------------
+Orthanc stores each rewritten instance as soon as it is produced, so a paused or canceled job
+leaves a half-built copy in the index, which even becomes "stable" after ``StableAge`` (and
+auto-routing scripts then send it).  Isengard publishes a job's results all together instead:
+
+* each instance step writes the rewritten file into a staging folder of the job, under the
+  jobs directory, and nothing in the index: while the job runs or is paused, no new resource
+  is visible;
+* the trailing step publishes the staged files through the one ingest path
+  (:meth:`server.store.Store.ingest`, so filters, Lua callbacks and ``/changes`` see ordinary
+  arrivals), then deletes the originals if ``KeepSource`` is false;
+* cancel or failure before that step deletes the staging folder: the index is untouched;
+  a failure while publishing deletes what the job had already published;
+* pause keeps the staging folder and resume continues where it stopped; after a restart the
+  job resumes the same way (its UID map is saved with it, so the staged files agree), and a
+  publication cut short by a crash is replayed from a manifest written before it began
+  (instances already published are then simply "AlreadyStored").
+
+What a user sees: the modified study appears when the job ends (as if uploaded at once), never
+half-built; the staging folder briefly holds a copy of the rewritten files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydicom.dataset import Dataset
+
+from server.dicom.main_tags import Level
+from server.dicom.modify import (
+    CannotTranscode,
+    Modification,
+    detect_level,
+    identifiers,
+    is_known_transfer_syntax,
+    modify_dataset,
+    modify_file,
+    parse_anonymize_request,
+    parse_level,
+    parse_modify_request,
+    write_file,
+)
+from server.dicom.parse import read_dataset
+from server.errors import ErrorCode, OrthancError
+from server.jobs import job as job_module
+from server.jobs.instances import SetOfInstancesJob
+from server.jobs.job import StopReason
+from server.storage import ids
+from server.storage.index import PROPERTY_ANONYMIZATION_SEQUENCE, Metadata, Resource
+from server.store import Origin, StoreResult
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+log = logging.getLogger("isengard.jobs")
+
+MANIFEST = "manifest.json"
+
+
+# -- request fields shared by the job-producing routes ------------------------------------
+
+
+def boolean_field(body: dict[str, Any], key: str, default: bool) -> bool:
+    """Orthanc's ``SerializationToolbox::ReadBoolean`` of an optional field."""
+    if key not in body:
+        return default
+    if not isinstance(body[key], bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {key}")
+    return body[key]
+
+
+def strings_field(body: dict[str, Any], key: str) -> list[str]:
+    """Orthanc's ``ReadArrayOfStrings`` of a mandatory field."""
+    value = body.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"List of strings expected in field: {key}")
+    return value
+
+
+def public_ids(values: dict[Level, str]) -> dict[Level, str]:
+    """Orthanc IDs of the four levels, from PatientID and the three UIDs."""
+    patient, study, series, sop = (values[level] for level in Level)
+    return {Level.PATIENT: ids.patient_id(patient), Level.STUDY: ids.study_id(patient, study),
+            Level.SERIES: ids.series_id(patient, study, series),
+            Level.INSTANCE: ids.instance_id(patient, study, series, sop)}
+
+
+def origin_to_json(origin: Origin) -> dict[str, Any]:
+    return {"Kind": origin.kind, "RemoteIp": origin.remote_ip, "RemoteAet": origin.remote_aet,
+            "CalledAet": origin.called_aet, "Username": origin.http_username}
+
+
+def origin_from_json(data: dict[str, Any]) -> Origin:
+    return Origin(data["Kind"], data["RemoteIp"], data["RemoteAet"], data["CalledAet"], data["Username"])
+
+
+def child_instances(ctx: ServerContext, public_id: str) -> list[str]:
+    """The instances of a resource of any level (``ServerContext::AddChildInstances``)."""
+    resource = ctx.index.lookup(public_id)
+    if resource is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    return [r.public_id for r in ctx.index.descendants(resource.internal_id, Level.INSTANCE)]
+
+
+def read_instance(ctx: ServerContext, instance_id: str) -> tuple[Resource, Dataset]:
+    resource = ctx.index.lookup(instance_id, Level.INSTANCE)
+    if resource is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    ds, _ = read_dataset(ctx.store.read_dicom(resource))
+    return resource, ds
+
+
+# -- staged publication ------------------------------------------------------------------
+
+
+@dataclass
+class Staged:
+    """A rewritten instance waiting for publication, with the metadata it will carry."""
+
+    data: bytes
+    provenance: dict[Level, dict[int, str]]
+
+
+class PublishingJob(SetOfInstancesJob):
+    """Rewrites each instance into a staging folder; the trailing step publishes them all."""
+
+    def __init__(self, ctx: ServerContext, instances: list[str], origin: Origin, keep_source: bool,
+                 description: str = "REST API", permissive: bool = False, staging: str | None = None) -> None:
+        super().__init__(ctx, list(dict.fromkeys(instances)), description, permissive, trailing_step=True)
+        self.origin = origin
+        self.keep_source = keep_source
+        self.staging = staging or uuid.uuid4().hex
+        self.folder: Path = ctx.jobs_directory / f"staging-{self.staging}"
+
+    @abstractmethod
+    def rewrite(self, instance_id: str) -> Staged:
+        """The new version of one instance; raise :class:`OrthancError` when it cannot be made."""
+
+    def handle_instance(self, instance_id: str) -> None:
+        staged = self.rewrite(instance_id)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{self.position:08d}"
+        sidecar = {"Source": instance_id,
+                   "Provenance": {str(int(level)): {str(int(k)): v for k, v in values.items()}
+                                  for level, values in staged.provenance.items()}}
+        _write_atomically(self.folder / f"{name}.json", json.dumps(sidecar).encode())
+        _write_atomically(self.folder / f"{name}.dcm", staged.data)
+
+    def handle_trailing_step(self) -> None:
+        """Publish every staged instance, then remove the originals unless ``KeepSource``."""
+        if self.folder.exists():
+            _write_atomically(self.folder / MANIFEST, json.dumps(self.serialize()).encode())
+        published: list[str] = []
+        outputs: set[str] = set()
+        sources: list[str] = []
+        try:
+            for position in range(len(self.instances)):
+                result, source = self._publish(position)
+                if result is None:
+                    continue
+                if result.status == "Success":
+                    published.append(result.ids[Level.INSTANCE])
+                outputs.add(result.ids[Level.INSTANCE])
+                sources.append(source)
+        except BaseException:
+            self._rollback(published)
+            raise
+        if not self.keep_source:
+            self._delete_sources([s for s in sources if s not in outputs])
+        self._discard_staging()
+
+    def _publish(self, position: int) -> tuple[StoreResult | None, str]:
+        name = f"{position:08d}"
+        path = self.folder / f"{name}.dcm"
+        if not path.exists():
+            return None, ""  # an instance that failed in a Permissive job
+        sidecar = json.loads((self.folder / f"{name}.json").read_text())
+        provenance = {Level(int(level)): {int(k): v for k, v in values.items()}
+                      for level, values in sidecar["Provenance"].items()}
+        origin = Origin(self.origin.kind, self.origin.remote_ip, self.origin.remote_aet,
+                        self.origin.called_aet, self.origin.http_username, provenance)
+        result = self.ctx.store.ingest(path.read_bytes(), origin)
+        if result.status == "FilteredOut":
+            raise OrthancError(ErrorCode.CANNOT_STORE_INSTANCE,
+                               f"Error while storing a modified instance {sidecar['Source']}")
+        return result, sidecar["Source"]
+
+    def _rollback(self, published: list[str]) -> None:
+        for instance_id in published:
+            resource = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+            if resource is not None:
+                self.ctx.store.delete(resource)
+        self._discard_staging()
+
+    def _delete_sources(self, sources: list[str]) -> None:
+        for instance_id in sources:
+            resource = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+            if resource is not None:
+                self.ctx.store.delete(resource)
+
+    def _discard_staging(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def stop(self, reason: StopReason) -> None:
+        if reason in (StopReason.CANCELED, StopReason.FAILURE):
+            self._discard_staging()
+
+    def reset(self) -> None:
+        super().reset()
+        self._discard_staging()
+
+    def serialize(self) -> dict[str, Any]:
+        return {**super().serialize(), "Origin": origin_to_json(self.origin), "KeepSource": self.keep_source,
+                "Staging": self.staging}
+
+    @staticmethod
+    def publishing_arguments(data: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments of :class:`PublishingJob`, from :meth:`serialize`'s output."""
+        return {"instances": data["Instances"], "origin": origin_from_json(data["Origin"]),
+                "keep_source": data["KeepSource"], "description": data.get("Description", "REST API"),
+                "permissive": data.get("Permissive", False), "staging": data["Staging"]}
+
+    @staticmethod
+    def saved_state(ctx: ServerContext, data: dict[str, Any]) -> dict[str, Any]:
+        """The state to restore: the manifest if a publication was under way, else ``data``."""
+        manifest = ctx.jobs_directory / f"staging-{data['Staging']}" / MANIFEST
+        if manifest.exists():
+            return json.loads(manifest.read_text())
+        return data
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+# -- ResourceModification ------------------------------------------------------------------
+
+
+class ResourceModificationJob(PublishingJob):
+    """Modify or anonymize the instances of one resource (or of several: the bulk routes)."""
+
+    TYPE = "ResourceModification"
+
+    def __init__(self, ctx: ServerContext, instances: list[str], modification: Modification,
+                 output_level: Level | None, transcode: str | None = None, **kwargs: Any) -> None:
+        super().__init__(ctx, instances, **kwargs)
+        self.modification = modification
+        self.output_level = output_level
+        self.transcode = transcode
+        self.output: dict[str, str] = {}
+        self.resources: dict[Level, set[str]] = {level: set() for level in Level}
+
+    @property
+    def is_anonymization(self) -> bool:
+        return self.modification.is_anonymization
+
+    def rewrite(self, instance_id: str) -> Staged:
+        resource, ds = read_instance(self.ctx, instance_id)
+        before = self._hierarchy(resource)
+        encoding = self.ctx.default_encoding
+        modify_dataset(ds, self.modification, encoding)
+        after = public_ids(identifiers(ds, encoding))
+        data = self._write(ds, instance_id)
+        kind = Metadata.AnonymizedFrom if self.is_anonymization else Metadata.ModifiedFrom
+        provenance = {level: {kind: before[level]} for level in (Level.PATIENT, Level.STUDY, Level.SERIES)
+                      if before[level] != after[level]}
+        provenance[Level.INSTANCE] = {kind: instance_id}
+        self._record(after)
+        return Staged(data, provenance)
+
+    def _hierarchy(self, instance: Resource) -> dict[Level, str]:
+        """The public IDs of an instance and of its ancestors."""
+        found = {Level.INSTANCE: instance.public_id}
+        current: Resource | None = instance
+        while current is not None and current.level is not Level.PATIENT:
+            current = self.ctx.index.parent(current)
+            if current is not None:
+                found[current.level] = current.public_id
+        return found
+
+    def _write(self, ds: Dataset, instance_id: str) -> bytes:
+        try:
+            return write_file(ds, self.transcode)
+        except CannotTranscode:
+            log.warning("Cannot transcode instance, keeping original transfer syntax: %s", instance_id)
+            return write_file(ds)
+
+    def _record(self, new: dict[Level, str]) -> None:
+        if self.output_level is None:
+            for level in Level:
+                self.resources[level].add(new[level])
+        elif not self.output:
+            level = self.output_level
+            self.output = {"Type": level.title, "ID": new[level], "Path": f"/{level.plural}/{new[level]}",
+                           "PatientID": new[Level.PATIENT]}
+
+    def reset(self) -> None:
+        super().reset()
+        self.output = {}
+        self.resources = {level: set() for level in Level}
+
+    def content(self) -> dict[str, Any]:
+        result = super().content()
+        result["IsAnonymization"] = self.is_anonymization
+        if self.output_level is None:
+            result["Resources"] = [{"ID": public_id, "Path": f"/{level.plural}/{public_id}", "Type": level.title}
+                                   for level in reversed(Level) for public_id in sorted(self.resources[level])]
+        else:
+            result.update(self.output)
+        if self.transcode:
+            result["Transcode"] = self.transcode
+        return result
+
+    def serialize(self) -> dict[str, Any]:
+        return {**super().serialize(), "Modification": self.modification.to_json(),
+                "OutputLevel": self.output_level.title if self.output_level is not None else None,
+                "Transcode": self.transcode, "Output": self.output,
+                "Resources": {level.title: sorted(values) for level, values in self.resources.items()}}
+
+    @staticmethod
+    def unserialize(ctx: ServerContext, data: dict[str, Any]) -> ResourceModificationJob:
+        data = PublishingJob.saved_state(ctx, data)
+        level = data["OutputLevel"]
+        job = ResourceModificationJob(ctx, modification=Modification.from_json(data["Modification"]),
+                                      output_level=Level.parse(level) if level else None,
+                                      transcode=data["Transcode"], **PublishingJob.publishing_arguments(data))
+        job.restore(data)
+        job.output = data["Output"]
+        job.resources = {Level.parse(name): set(values) for name, values in data["Resources"].items()}
+        return job
+
+
+job_module.register(ResourceModificationJob.TYPE, ResourceModificationJob.unserialize)
+
+
+# -- building jobs from requests -------------------------------------------------------
+
+
+def parse_modification(ctx: ServerContext, body: Any, anonymize: bool) -> Modification:
+    """The modification a ``/modify`` or ``/anonymize`` body asks for (level left to the caller)."""
+    creator = ctx.config["DefaultPrivateCreator"]
+    if anonymize:
+        return parse_anonymize_request(body, creator, lambda: anonymized_patient_name(ctx))
+    return parse_modify_request(body, creator)
+
+
+def anonymized_patient_name(ctx: ServerContext) -> str:
+    """``Anonymized{N}``, with Orthanc's global, persistent counter."""
+    return f"Anonymized{ctx.index.increment_property(PROPERTY_ANONYMIZATION_SEQUENCE)}"
+
+
+def modification_job(ctx: ServerContext, body: dict[str, Any], modification: Modification,
+                     resources: list[str], output_level: Level | None, origin: Origin) -> ResourceModificationJob:
+    """A ResourceModification job over ``resources`` (any level), as ``SubmitModificationJob`` builds it.
+
+    ``output_level`` None means a bulk job, whose answer lists every resource produced.
+    """
+    keep_source = boolean_field(body, "KeepSource", True)
+    transcode = None
+    if "Transcode" in body:
+        transcode = body["Transcode"]
+        if not isinstance(transcode, str):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Transcode")
+        if not is_known_transfer_syntax(transcode):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Unknown transfer syntax UID: {transcode}")
+    instances = [instance for resource in resources for instance in child_instances(ctx, resource)]
+    permissive = boolean_field(body, "Permissive", False)
+    return ResourceModificationJob(ctx, instances, modification, output_level, transcode, origin=origin,
+                                   keep_source=keep_source, permissive=permissive)
+
+
+def bulk_resources(body: dict[str, Any]) -> list[str]:
+    """The ``Resources`` of a bulk request, as the set Orthanc reads."""
+    return sorted(set(strings_field(body, "Resources")))
+
+
+def bulk_modification(ctx: ServerContext, body: Any, anonymize: bool) -> Modification:
+    """The modification of ``/tools/bulk-modify`` (``Level`` or detected) or ``/tools/bulk-anonymize``."""
+    modification = parse_modification(ctx, body, anonymize)
+    if not anonymize:
+        level = parse_level(body["Level"]) if "Level" in body else detect_level(modification)
+        modification.set_level(level)
+    return modification
+
+
+# -- services without a job: one instance ----------------------------------------------------
+
+
+def modified_instance(ctx: ServerContext, instance_id: str, modification: Modification,
+                      transcode: str | None = None) -> bytes:
+    """``POST /instances/{id}/modify|anonymize``: the modified file; nothing is stored."""
+    resource = ctx.index.lookup(instance_id, Level.INSTANCE)
+    if resource is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    try:
+        return modify_file(ctx.store.read_dicom(resource), modification, ctx.default_encoding, transcode)
+    except CannotTranscode:
+        raise OrthancError(ErrorCode.INTERNAL, f"Cannot transcode to transfer syntax: {transcode}") from None
+
+
+def modify_and_store(ctx: ServerContext, instance_id: str, modification: Modification,
+                     origin: Origin) -> StoreResult:
+    """Lua's ``ModifyInstance`` (``ModifyInstanceOperation``): modify, store, tag ``ModifiedFrom``.
+
+    The level follows the identifiers the modification replaces, as for a single instance;
+    one modification can serve several instances and keeps one UID map for all of them.
+    """
+    level = detect_level(modification)
+    if modification.level is not level:
+        modification.set_level(level)
+    resource = ctx.index.lookup(instance_id, Level.INSTANCE)
+    if resource is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    data = modify_file(ctx.store.read_dicom(resource), modification, ctx.default_encoding)
+    stored = Origin(origin.kind, origin.remote_ip, origin.remote_aet, origin.called_aet, origin.http_username,
+                    {Level.INSTANCE: {Metadata.ModifiedFrom: instance_id}})
+    return ctx.store.ingest(data, stored)

@@ -1,0 +1,290 @@
+"""SplitStudy and MergeStudy jobs (``POST /studies/{id}/split`` and ``/studies/{id}/merge``).
+
+Both move instances into another study by rewriting them (new SeriesInstanceUID per source
+series, new SOPInstanceUID, the target's study and patient tags) and, unless ``KeepSource``,
+delete the originals.  They publish their results all at once, with the consistency
+guarantees described in :mod:`server.jobs.modification`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from server.dicom.dictionary import tag_name
+from server.dicom.encode import format_tag, parse_tag
+from server.dicom.json_format import dataset_decoder, tag_text
+from server.dicom.main_tags import Level
+from server.dicom.modify import (
+    SERIES_INSTANCE_UID,
+    SOP_INSTANCE_UID,
+    STUDY_INSTANCE_UID,
+    Editor,
+    generate_uid,
+    identifiers,
+    write_file,
+)
+from server.errors import ErrorCode, OrthancError
+from server.jobs import job as job_module
+from server.jobs.modification import (
+    PublishingJob,
+    Staged,
+    boolean_field,
+    public_ids,
+    read_instance,
+    strings_field,
+)
+from server.storage.index import Resource
+from server.store import Origin
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+    from server.app import ServerContext
+
+#: Orthanc's ``DicomModule_Patient`` (PS 3.3 2011, Table C.7-1 and the Issuer of Patient ID macro).
+PATIENT_MODULE = frozenset({
+    0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00081120, 0x00100032, 0x00101000, 0x00101002,
+    0x00101001, 0x00102160, 0x00104000, 0x00102201, 0x00102202, 0x00102292, 0x00102293, 0x00102294,
+    0x00102297, 0x00102298, 0x00102299, 0x00120062, 0x00120063, 0x00120064, 0x00100021, 0x00100024,
+})
+
+#: Orthanc's ``DicomModule_Study`` (PS 3.3 2011, Table C.7-3).
+STUDY_MODULE = frozenset({
+    0x0020000D, 0x00080020, 0x00080030, 0x00080090, 0x00080096, 0x00200010, 0x00080050, 0x00080051,
+    0x00081030, 0x00081048, 0x00081049, 0x00081060, 0x00081062, 0x00321034, 0x00081110, 0x00081032,
+    0x00401012,
+})
+
+#: What a split may replace or remove in the new study.
+SPLIT_TAGS = (PATIENT_MODULE | STUDY_MODULE) - {STUDY_INSTANCE_UID, SERIES_INSTANCE_UID}
+
+
+class StudyRewriteJob(PublishingJob):
+    """Rewrites instances into another study: removals, plain replacements, new series/SOP UIDs."""
+
+    def __init__(self, ctx: ServerContext, instances: list[str], replacements: dict[int, str],
+                 removals: list[int], series_uids: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(ctx, instances, **kwargs)
+        self.replacements = replacements
+        self.removals = removals
+        self.series_uids = series_uids
+
+    def rewritten(self, instance_id: str, study_uid: str | None) -> Dataset:
+        try:
+            resource, ds = read_instance(self.ctx, instance_id)
+        except OrthancError:
+            raise OrthancError(ErrorCode.INTERNAL,
+                               f"An instance was removed after the job was issued: {instance_id}") from None
+        parent = self.ctx.index.parent(resource)
+        target_series = self.series_uids.get(parent.public_id if parent else "")
+        if target_series is None:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+        editor = Editor(ds, self.ctx.default_encoding)
+        for tag in self.removals:
+            ds.pop(tag, None)
+        for tag in sorted(self.replacements):
+            editor.set_plain(tag, self.replacements[tag])
+        if study_uid is not None:
+            editor.set_string(ds, STUDY_INSTANCE_UID, "UI", study_uid)
+        editor.set_string(ds, SERIES_INSTANCE_UID, "UI", target_series)
+        editor.set_string(ds, SOP_INSTANCE_UID, "UI", generate_uid(Level.INSTANCE))
+        return ds
+
+    def serialize(self) -> dict[str, Any]:
+        return {**super().serialize(), "Removals": self.removals, "SeriesUIDMap": self.series_uids,
+                "Replacements": {format_tag(tag): value for tag, value in self.replacements.items()}}
+
+    @staticmethod
+    def rewrite_arguments(data: dict[str, Any]) -> dict[str, Any]:
+        return {**PublishingJob.publishing_arguments(data), "removals": data["Removals"],
+                "series_uids": data["SeriesUIDMap"],
+                "replacements": {parse_tag(tag): value for tag, value in data["Replacements"].items()}}
+
+
+class SplitStudyJob(StudyRewriteJob):
+    TYPE = "SplitStudy"
+
+    def __init__(self, ctx: ServerContext, instances: list[str], source_study: str, target_study_uid: str,
+                 target_study: str = "", **kwargs: Any) -> None:
+        super().__init__(ctx, instances, **kwargs)
+        self.source_study = source_study
+        self.target_study_uid = target_study_uid
+        self.target_study = target_study
+
+    def rewrite(self, instance_id: str) -> Staged:
+        ds = self.rewritten(instance_id, self.target_study_uid)
+        if not self.target_study:
+            self.target_study = public_ids(identifiers(ds, self.ctx.default_encoding))[Level.STUDY]
+        return Staged(write_file(ds), {})
+
+    def content(self) -> dict[str, Any]:
+        result = super().content()
+        if self.target_study:
+            result["TargetStudy"] = self.target_study
+        result["TargetStudyUID"] = self.target_study_uid
+        return result
+
+    def serialize(self) -> dict[str, Any]:
+        return {**super().serialize(), "SourceStudy": self.source_study, "TargetStudy": self.target_study,
+                "TargetStudyUID": self.target_study_uid}
+
+    @staticmethod
+    def unserialize(ctx: ServerContext, data: dict[str, Any]) -> SplitStudyJob:
+        data = PublishingJob.saved_state(ctx, data)
+        job = SplitStudyJob(ctx, source_study=data["SourceStudy"], target_study_uid=data["TargetStudyUID"],
+                            target_study=data["TargetStudy"], **StudyRewriteJob.rewrite_arguments(data))
+        job.restore(data)
+        return job
+
+
+class MergeStudyJob(StudyRewriteJob):
+    TYPE = "MergeStudy"
+
+    def __init__(self, ctx: ServerContext, instances: list[str], target_study: str, **kwargs: Any) -> None:
+        super().__init__(ctx, instances, **kwargs)
+        self.target_study = target_study
+
+    def rewrite(self, instance_id: str) -> Staged:
+        return Staged(write_file(self.rewritten(instance_id, None)), {})
+
+    def content(self) -> dict[str, Any]:
+        return {**super().content(), "TargetStudy": self.target_study}
+
+    def serialize(self) -> dict[str, Any]:
+        return {**super().serialize(), "TargetStudy": self.target_study}
+
+    @staticmethod
+    def unserialize(ctx: ServerContext, data: dict[str, Any]) -> MergeStudyJob:
+        data = PublishingJob.saved_state(ctx, data)
+        job = MergeStudyJob(ctx, target_study=data["TargetStudy"], **StudyRewriteJob.rewrite_arguments(data))
+        job.restore(data)
+        return job
+
+
+job_module.register(SplitStudyJob.TYPE, SplitStudyJob.unserialize)
+job_module.register(MergeStudyJob.TYPE, MergeStudyJob.unserialize)
+
+
+# -- building the jobs from requests (Orthanc's checks, in Orthanc's order) --------------------
+
+
+def split_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: Origin) -> SplitStudyJob:
+    study = ctx.index.lookup(study_id, Level.STUDY)
+    if study is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot split unknown study {study_id}")
+    instances: list[str] = []
+    series_uids: dict[str, str] = {}
+    if "Series" in body:
+        for series_id in strings_field(body, "Series"):
+            series = ctx.index.lookup(series_id, Level.SERIES)
+            if series is None or series.parent_internal_id != study.internal_id:
+                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
+                                   f"This series does not belong to the study to be split: {series_id}")
+            series_uids.setdefault(series_id, generate_uid(Level.SERIES))
+            instances += ctx.index.children_ids(series.internal_id)
+    if "Instances" in body:
+        for instance_id in strings_field(body, "Instances"):
+            series = _parent(ctx, ctx.index.lookup(instance_id, Level.INSTANCE))
+            if series is None or series.parent_internal_id != study.internal_id:
+                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
+                                   f"This instance does not belong to the study to be split: {instance_id}")
+            series_uids.setdefault(series.public_id, generate_uid(Level.SERIES))
+            instances.append(instance_id)
+    if not series_uids:
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Both the "Series" and the "Instances" fields are missing')
+    keep_source = boolean_field(body, "KeepSource", False)
+    removals = [_split_tag(name) for name in _names(body, "Remove")]
+    replacements = {_split_tag(name): value for name, value in _replacements(body).items()}
+    return SplitStudyJob(ctx, instances, source_study=study_id,
+                         target_study_uid=generate_uid(Level.STUDY), replacements=replacements,
+                         removals=removals, series_uids=series_uids, origin=origin, keep_source=keep_source,
+                         permissive=boolean_field(body, "Permissive", False))
+
+
+def merge_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: Origin) -> MergeStudyJob:
+    target = ctx.index.lookup(study_id, Level.STUDY)
+    if target is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge into an unknown study: {study_id}")
+    replacements, removals = _target_module_tags(ctx, target)
+    instances: list[str] = []
+    series_uids: dict[str, str] = {}
+    for public_id in strings_field(body, "Resources"):
+        for series_id, children in _merge_source(ctx, study_id, public_id):
+            series_uids.setdefault(series_id, generate_uid(Level.SERIES))
+            instances += children
+    keep_source = boolean_field(body, "KeepSource", False)
+    return MergeStudyJob(ctx, instances, target_study=study_id, replacements=replacements, removals=removals,
+                         series_uids=series_uids, origin=origin, keep_source=keep_source,
+                         permissive=boolean_field(body, "Permissive", False))
+
+
+def _parent(ctx: ServerContext, resource: Resource | None) -> Resource | None:
+    return None if resource is None else ctx.index.parent(resource)
+
+
+def _merge_source(ctx: ServerContext, study_id: str, public_id: str) -> list[tuple[str, list[str]]]:
+    """(source series, its instances to move) for one resource of a merge request."""
+    resource = ctx.index.lookup(public_id)
+    if resource is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot find this resource: {public_id}")
+    if resource.level is Level.STUDY:
+        if public_id == study_id:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge a study into the same study: {study_id}")
+        return [(series.public_id, ctx.index.children_ids(series.internal_id))
+                for series in ctx.index.children(resource.internal_id)]
+    if resource.level is Level.SERIES:
+        study = _parent(ctx, resource)
+        if study is not None and study.public_id == study_id:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
+                               f"Cannot merge series {public_id} into its parent study {study_id}")
+        return [(public_id, ctx.index.children_ids(resource.internal_id))]
+    if resource.level is Level.INSTANCE:
+        series = _parent(ctx, resource)
+        study = _parent(ctx, series)
+        if series is None or (study is not None and study.public_id == study_id):
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
+                               f"Cannot merge instance {public_id} into its parent study {study_id}")
+        return [(series.public_id, [public_id])]
+    raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "This resource is neither a study, nor a series, nor an "
+                       f"instance: {public_id} is a {resource.level.title}")
+
+
+def _target_module_tags(ctx: ServerContext, target: Resource) -> tuple[dict[int, str], list[int]]:
+    """The target's patient and study module tags: copied when they hold text, else removed."""
+    instances = ctx.index.descendants(target.internal_id, Level.INSTANCE)
+    if not instances:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    _, ds = read_instance(ctx, instances[0].public_id)
+    decoder = dataset_decoder(ds, ctx.default_encoding)
+    replacements: dict[int, str] = {}
+    removals: list[int] = []
+    for tag in sorted(PATIENT_MODULE | STUDY_MODULE):
+        value = tag_text(ds, tag, decoder)
+        if value is None:
+            removals.append(tag)
+        else:
+            replacements[tag] = value
+    return replacements, removals
+
+
+def _names(body: dict[str, Any], key: str) -> list[str]:
+    values = body.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    return values
+
+
+def _replacements(body: dict[str, Any]) -> dict[str, str]:
+    values = body.get("Replace", {})
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    return values
+
+
+def _split_tag(name: str) -> int:
+    tag = parse_tag(name)
+    if tag not in SPLIT_TAGS:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot modify the following tag while splitting a "
+                           f"study (not in the patient/study modules): {tag_name(tag >> 16, tag & 0xFFFF)} "
+                           f"({format_tag(tag)})")
+    return tag
