@@ -1,0 +1,240 @@
+"""Benchmark the jobs engine with Archive jobs, Isengard against the real Orthanc.
+
+Usage: .venv/bin/python bench/jobs.py [--instances N] [--jobs J] [--only isengard|orthanc]
+                                      [--json out.json] [--repeat R] [--seed S]
+
+The N synthetic CT slices of ``dataset.py`` (5 patients) are uploaded to each server in turn, then:
+
+* one asynchronous archive of all N instances (``POST /tools/create-archive`` with every
+  patient), from submission to ``Success`` (the client polls ``/jobs/{id}`` every 5 ms);
+* J small asynchronous archive jobs (one instance each) submitted back to back, then awaited:
+  jobs per second from the first submission to the last ``Success``, and server CPU per job;
+* the latency of one small job from submission to ``Success``, jobs run one at a time.
+
+Each figure is the median of R runs; every run is checked (state, InstancesCount, and the
+downloaded ZIP of the large archive).  Both servers get ``JobsHistorySize`` = J + 100 so that
+no awaited job leaves the history.  Like ``run.py``, the two servers never run at the same
+time.  See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from dataset import generate
+from servers import ORTHANC_BINARY, Isengard, Orthanc, Server, cpu_seconds
+from workload import WrongAnswer, get_json, ingest_rest, post_json
+
+POLL_SECONDS = 0.005
+JOB_TIMEOUT = 600.0
+LATENCY_JOBS = 20
+UPLOAD_CLIENTS = 4
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    higher_is_better: bool
+
+
+METRICS = (
+    Metric("archive_s", "archive of N instances, submit to Success (s)", False),
+    Metric("archive_mbps", "archive of N instances, uncompressed MB/s", True),
+    Metric("archive_cpu_ms", "archive of N instances, server CPU per instance (ms)", False),
+    Metric("small_jobs_per_s", "J small archive jobs, throughput (jobs/s)", True),
+    Metric("small_cpu_ms", "J small archive jobs, server CPU per job (ms)", False),
+    Metric("small_latency_ms", "one small archive job, submit to Success, median (ms)", False),
+)
+
+
+def with_options(kind: type[Server], options: dict[str, Any]) -> type[Server]:
+    """``kind`` with ``options`` added to the configuration it is started with."""
+    class Configured(kind):  # type: ignore[valid-type, misc]
+        def config(self) -> dict[str, Any]:
+            return {**super().config(), **options}
+    return Configured
+
+
+def make_servers(root: Path, only: str | None, jobs: int) -> list[Server]:
+    options = {"JobsHistorySize": jobs + 100}
+    servers: list[Server] = []
+    if only in (None, "isengard"):
+        servers.append(with_options(Isengard, options)("isengard", root / "isengard", "ISENGARD"))
+    if only in (None, "orthanc"):
+        if ORTHANC_BINARY.exists():
+            servers.append(with_options(Orthanc, options)("orthanc", root / "orthanc", "ORTHANC"))
+        else:
+            print(f"note: {ORTHANC_BINARY} not found, measuring Isengard alone", file=sys.stderr)
+    return servers
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Archive jobs on Isengard and the real Orthanc; prints ratios.")
+    parser.add_argument("--instances", type=int, default=500, help="instances in the large archive (default 500)")
+    parser.add_argument("--jobs", type=int, default=200, help="small archive jobs per run (default 200)")
+    parser.add_argument("--only", choices=("isengard", "orthanc"), help="measure a single server")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per phase, the median is reported (default 3)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic dataset (default 1)")
+    arguments = parser.parse_args(argv)
+    if arguments.instances < 1 or arguments.jobs < 1 or arguments.repeat < 1:
+        parser.error("--instances, --jobs and --repeat must be at least 1")
+    return arguments
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def submit(session: requests.Session, server: Server, resources: list[str]) -> str:
+    return post_json(session, server, "/tools/create-archive", {"Resources": resources, "Asynchronous": True})["ID"]
+
+
+def wait_success(session: requests.Session, server: Server, job: str) -> dict[str, Any]:
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        document = get_json(session, server, f"/jobs/{job}")
+        if document["State"] == "Success":
+            return document
+        if document["State"] == "Failure":
+            raise WrongAnswer(f"{server.name}: job {job} failed: {document}")
+        time.sleep(POLL_SECONDS)
+    raise WrongAnswer(f"{server.name}: job {job} did not finish within {JOB_TIMEOUT} s")
+
+
+def large_archive(session: requests.Session, server: Server, patients: list[str], count: int) -> dict[str, float]:
+    cpu_before, start = cpu_seconds(server.pid), time.perf_counter()
+    document = wait_success(session, server, submit(session, server, patients))
+    elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(server.pid) - cpu_before
+    content = document["Content"]
+    if content["InstancesCount"] != count:
+        raise WrongAnswer(f"{server.name}: the archive holds {content['InstancesCount']} instances, not {count}")
+    archive = session.get(f"{server.url}/jobs/{document['ID']}/archive", timeout=JOB_TIMEOUT)
+    if archive.status_code != 200 or len(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) != count:
+        raise WrongAnswer(f"{server.name}: the archive output is not a ZIP of {count} files")
+    return {"archive_s": elapsed, "archive_mbps": int(content["UncompressedSize"]) / 1e6 / elapsed,
+            "archive_cpu_ms": 1000 * cpu / count}
+
+
+def small_jobs(session: requests.Session, server: Server, instances: list[str], jobs: int) -> dict[str, float]:
+    chosen = [instances[i % len(instances)] for i in range(jobs)]
+    cpu_before, start = cpu_seconds(server.pid), time.perf_counter()
+    submitted = [submit(session, server, [instance]) for instance in chosen]
+    for job in submitted:
+        if wait_success(session, server, job)["Content"]["InstancesCount"] != 1:
+            raise WrongAnswer(f"{server.name}: job {job} did not archive one instance")
+    elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(server.pid) - cpu_before
+    return {"small_jobs_per_s": jobs / elapsed, "small_cpu_ms": 1000 * cpu / jobs}
+
+
+def small_latency(session: requests.Session, server: Server, instances: list[str]) -> dict[str, float]:
+    samples = []
+    for i in range(LATENCY_JOBS):
+        start = time.perf_counter()
+        wait_success(session, server, submit(session, server, [instances[i % len(instances)]]))
+        samples.append(1000 * (time.perf_counter() - start))
+    return {"small_latency_ms": statistics.median(samples)}
+
+
+def measure(server: Server, payloads: list[bytes], arguments: argparse.Namespace,
+            figures: dict[str, float]) -> str:
+    """Upload the corpus to a fresh server, then run every phase ``repeat`` times."""
+    server.restart_empty()
+    ingest_rest(server, payloads, UPLOAD_CLIENTS)
+    with requests.Session() as session:
+        patients = get_json(session, server, "/patients")
+        instances = get_json(session, server, "/instances")
+        phases: list[Callable[[], dict[str, float]]] = [
+            lambda: large_archive(session, server, patients, len(payloads)),
+            lambda: small_jobs(session, server, instances, arguments.jobs),
+            lambda: small_latency(session, server, instances),
+        ]
+        for phase in phases:
+            runs = [phase() for _ in range(arguments.repeat)]
+            for key in runs[0]:
+                figures[key] = statistics.median(run[key] for run in runs)
+                progress(f"  {server.name} {key}: " + ", ".join(f"{run[key]:.2f}" for run in runs))
+        return str(get_json(session, server, "/system").get("Version", "?"))
+
+
+def ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    mine, theirs = results.get("isengard", {}), results.get("orthanc", {})
+    return {key: mine[key] / theirs[key] for key in mine if theirs.get(key)}
+
+
+def table(results: dict[str, dict[str, float]], versions: dict[str, str], count: int, jobs: int) -> str:
+    ratio = ratios(results)
+    labels = {m.key: m.label.replace("N instances", f"{count} instances").replace("J small", f"{jobs} small")
+              for m in METRICS}
+    width = max(len(label) for label in labels.values())
+    lines = [f"{count} instances, {jobs} small jobs, {os.cpu_count()} CPUs; Isengard {versions.get('isengard', '-')}, "
+             f"Orthanc {versions.get('orthanc', '-')}",
+             "ratio = Isengard / Orthanc. For jobs/s and MB/s, ratio > 1 is better for Isengard; "
+             "for s and ms, ratio < 1 is better for Isengard.", "",
+             f"{'figure':<{width}}  {'Isengard':>10}  {'Orthanc':>10}  {'ratio':>7}  better", "-" * (width + 44)]
+    for metric in METRICS:
+        cells = [results.get(name, {}).get(metric.key) for name in ("isengard", "orthanc")]
+        shown = ["-" if value is None else f"{value:.2f}" for value in cells]
+        lines.append(f"{labels[metric.key]:<{width}}  {shown[0]:>10}  {shown[1]:>10}  "
+                     f"{(f'{ratio[metric.key]:.2f}' if metric.key in ratio else '-'):>7}  "
+                     f"{'higher' if metric.higher_is_better else 'lower'}")
+    return "\n".join(lines)
+
+
+def exit_on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM into SystemExit so that the ``finally`` blocks stop the servers and remove the scratch folder."""
+    sys.exit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    results: dict[str, dict[str, float]] = {}
+    versions: dict[str, str] = {}
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="isengard-bench-jobs-") as scratch:
+        root = Path(scratch)
+        progress(f"generating {arguments.instances} instances")
+        corpus = generate(root / "dataset", arguments.instances, arguments.seed)
+        payloads = [path.read_bytes() for path in corpus.files]
+        for server in make_servers(root, arguments.only, arguments.jobs):
+            progress(f"{server.name}: upload, then {arguments.repeat} run(s) per phase")
+            figures = results.setdefault(server.name, {})
+            try:
+                versions[server.name] = measure(server, payloads, arguments, figures)
+            except (RuntimeError, OSError, subprocess.SubprocessError, requests.RequestException) as error:
+                warnings.append(f"{server.name} failed: {error}\n{server.log_tail()}")
+            finally:
+                server.stop()
+    print(table(results, versions, arguments.instances, arguments.jobs))
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if arguments.json is not None:
+        arguments.json.write_text(json.dumps({
+            "instances": arguments.instances, "jobs": arguments.jobs, "seed": arguments.seed,
+            "repeat": arguments.repeat, "cpus": os.cpu_count(), "versions": versions, "results": results,
+            "ratios_isengard_over_orthanc": ratios(results), "warnings": warnings,
+            "higher_is_better": {m.key: m.higher_is_better for m in METRICS}}, indent=2) + "\n")
+    return 1 if warnings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,644 @@
+"""The ``Archive`` and ``Media`` job types: ZIP files of instances, laid out as Orthanc does.
+
+Orthanc's ``ArchiveJob`` (1.10.1): the request's resources are gathered into a
+tree (patients, studies and series sorted by Orthanc ID, instances in index
+order), which becomes a list of commands: open a folder, write an instance,
+close a folder.  One command is one step, so pause and cancel take effect
+between two instances; a last step adds the DICOMDIR (Media) and closes the ZIP.
+
+Archive names: ``{PatientID} {PatientName}/{AccessionNumber} {StudyDescription}/
+{Modality} {SeriesDescription}/{MO}{NNNNNN}.dcm``, reduced to printable ASCII,
+``^`` as a space, keeping only letters, digits, ``.``, ``_`` and single spaces,
+``Unknown Patient|Study|Series`` when empty, ``-2``, ``-3``... for duplicates.
+Media names: ``IMAGES/IM0``, ``IMAGES/IM1``... and ``DICOMDIR`` at the root.
+
+The ZIP is written to a temporary file under ``ctx.jobs_directory``, never in
+memory.  Unlike Orthanc, the jobs are persisted: after a restart an unfinished
+one starts again from its first step in a fresh file, a finished asynchronous
+one keeps its output, and a failed one can be resubmitted.  ``MediaArchiveSize``
+bounds the outputs of finished asynchronous jobs (least recently used removed
+first; the job stays ``Success`` and ``/jobs/{id}/archive`` answers 404).
+
+Synchronous callers follow the ZIP while it grows: :attr:`ArchiveJob.on_bytes` is
+called after every step with the number of bytes that will not change any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+import weakref
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from server.dicom.json_format import dataset_decoder
+from server.dicom.main_tags import Level
+from server.dicom.parse import read_dataset
+from server.errors import ErrorCode, OrthancError
+from server.jobs import job as job_module
+from server.jobs.dicomdir import DicomDirWriter
+from server.jobs.job import Job, Output, StepResult, StopReason
+from server.storage.index import ATTACHMENT_DICOM, Resource
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+log = logging.getLogger("isengard.jobs")
+
+MEGA_BYTES = 1024 * 1024
+MEDIA_IMAGES_FOLDER = "IMAGES"
+OUTPUT_KEY = "archive"
+ZIP_MIME = "application/zip"
+#: Orthanc's ZIP comment, kept so that archives (and ``ArchiveSize``) are the same as Orthanc's.
+ZIP_COMMENT = b"Created by Orthanc"
+
+PATIENT_ID, PATIENT_NAME = (0x0010, 0x0020), (0x0010, 0x0010)
+ACCESSION_NUMBER, STUDY_DESCRIPTION = (0x0008, 0x0050), (0x0008, 0x1030)
+MODALITY, SERIES_DESCRIPTION = (0x0008, 0x0060), (0x0008, 0x103E)
+
+#: Transfer syntaxes between which a file is re-encoded without touching its pixels.
+REENCODABLE = frozenset((ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian))
+
+
+# -- names ---------------------------------------------------------------------------
+
+_C_SPACES = " \t\n\v\f\r"
+
+
+def convert_to_ascii(text: str) -> str:
+    """Orthanc's ``Toolbox::ConvertToAscii``: printable 7-bit characters only."""
+    return "".join(c for c in text if " " <= c < "\x7f")
+
+
+def keep_alphanumeric(name: str) -> str:
+    """``HierarchicalZipWriter::Index::KeepAlphanumeric`` on the UTF-8 bytes of ``name``."""
+    result: list[str] = []
+    last_space = False
+    for byte in name.encode("utf-8", "surrogateescape"):
+        c = " " if byte == 0x5E else chr(byte)
+        if byte >= 0x80:
+            continue
+        if c in _C_SPACES:
+            if not last_space:
+                last_space = True
+                result.append(" ")
+        elif c.isascii() and (c.isalnum() or c in "._"):
+            result.append(c)
+            last_space = False
+    return "".join(result).strip(_C_SPACES)
+
+
+class ZipPaths:
+    """Folder and file names inside the ZIP, unique per folder (``HierarchicalZipWriter::Index``)."""
+
+    def __init__(self) -> None:
+        self._folders: list[str] = []
+        self._counts: list[dict[str, int]] = [{}]
+
+    def _unique(self, name: str) -> str:
+        standardized = keep_alphanumeric(name)
+        counts = self._counts[-1]
+        if standardized not in counts:
+            counts[standardized] = 1
+            return standardized
+        counts[standardized] += 1
+        return f"{standardized}-{counts[standardized]}"
+
+    def open_folder(self, name: str) -> None:
+        self._folders.append(self._unique(name))
+        self._counts.append({})
+
+    def close_folder(self) -> None:
+        self._folders.pop()
+        self._counts.pop()
+
+    def file(self, name: str) -> str:
+        return "".join(folder + "/" for folder in self._folders) + self._unique(name)
+
+
+# -- plan ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Command:
+    """One step of the ZIP: open a folder, write an instance, or close the current folder."""
+
+    kind: str  # "open", "write", "close"
+    name: str = ""
+    instance: Resource | None = None
+
+
+class _Node:
+    """Orthanc's ``ArchiveIndex``: one level of the tree of requested resources.
+
+    Above the instance level, children are keyed by Orthanc ID (walked in sorted
+    order); a child of ``None`` is a resource asked for as a whole, to be expanded
+    into all its children.
+    """
+
+    def __init__(self, level: Level) -> None:
+        self.level = level
+        self.resources: dict[str, tuple[Resource, _Node | None]] = {}
+        self.instances: list[tuple[Resource, int]] = []
+
+    def add(self, ctx: ServerContext, chain: dict[Level, Resource], requested: Level) -> None:
+        resource = chain[self.level]
+        if self.level is Level.INSTANCE:
+            self._add_to_expand(ctx, resource)
+            return
+        previous = self.resources.get(resource.public_id)
+        if requested == self.level:
+            self.resources[resource.public_id] = (resource, None)
+        elif previous is None:
+            child = _Node(Level(self.level + 1))
+            child.add(ctx, chain, requested)
+            self.resources[resource.public_id] = (resource, child)
+        elif previous[1] is not None:
+            previous[1].add(ctx, chain, requested)
+
+    def _add_to_expand(self, ctx: ServerContext, resource: Resource) -> None:
+        if self.level is Level.INSTANCE:
+            attachment = ctx.index.attachments(resource.internal_id).get(ATTACHMENT_DICOM)
+            if attachment is not None:
+                self.instances.append((resource, attachment.uncompressed_size))
+        else:
+            self.resources[resource.public_id] = (resource, None)
+
+    def expand(self, ctx: ServerContext) -> None:
+        for public_id, (resource, child) in list(self.resources.items()):
+            if child is None:
+                child = _Node(Level(self.level + 1))
+                for grandchild in ctx.index.children(resource.internal_id):
+                    child._add_to_expand(ctx, grandchild)
+                self.resources[public_id] = (resource, child)
+            child.expand(ctx)
+
+    def apply(self, visitor: _Visitor) -> None:
+        if self.level is Level.INSTANCE:
+            for resource, size in self.instances:
+                visitor.add_instance(resource, size)
+            return
+        for public_id in sorted(self.resources):
+            resource, child = self.resources[public_id]
+            visitor.open(self.level, resource)
+            assert child is not None
+            child.apply(visitor)
+            visitor.close()
+
+
+class _Visitor:
+    """Turns the tree into commands (Orthanc's ``ArchiveIndexVisitor``)."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.commands: list[Command] = []
+        self.instances_count = 0
+        self.uncompressed_size = 0
+        self._prefix = b""
+        self._digits = 8
+        self._counter = 0
+
+    def open(self, level: Level, resource: Resource) -> None:
+        tags = self.ctx.index.main_tags(resource.internal_id)
+        if level is Level.PATIENT:
+            path = f"{tags.get(PATIENT_ID, '')} {tags.get(PATIENT_NAME, '')}"
+        elif level is Level.STUDY:
+            path = f"{tags.get(ACCESSION_NUMBER, '')} {tags.get(STUDY_DESCRIPTION, '')}"
+        else:
+            modality = tags.get(MODALITY, "")
+            path = f"{modality} {tags.get(SERIES_DESCRIPTION, '')}"
+            self._prefix = bytes(b - 32 if 0x61 <= b <= 0x7A else b for b in modality.encode()[:2])
+            self._digits = 8 - len(self._prefix)
+            self._counter = 0
+        path = convert_to_ascii(path).strip(_C_SPACES) or f"Unknown {level.title}"
+        self.commands.append(Command("open", path))
+
+    def close(self) -> None:
+        self.commands.append(Command("close"))
+
+    def add_instance(self, resource: Resource, size: int) -> None:
+        name = self._prefix.decode("latin-1") + f"{self._counter:0{self._digits}d}.dcm"
+        self._counter += 1
+        self._write(name, resource, size)
+
+    def _write(self, name: str, resource: Resource, size: int) -> None:
+        self.commands.append(Command("write", name, resource))
+        self.instances_count += 1
+        self.uncompressed_size += size
+
+
+class _MediaVisitor(_Visitor):
+    """``IMAGES/IM0``, ``IMAGES/IM1``... whatever the hierarchy (Orthanc's ``MediaIndexVisitor``)."""
+
+    def open(self, level: Level, resource: Resource) -> None:
+        return
+
+    def close(self) -> None:
+        return
+
+    def add_instance(self, resource: Resource, size: int) -> None:
+        self._write(f"IM{self._counter}", resource, size)
+        self._counter += 1
+
+
+def _chain(ctx: ServerContext, public_id: str) -> tuple[dict[Level, Resource], Level]:
+    """The resource and its ancestors (Orthanc's ``ResourceIdentifiers``); 404 if unknown."""
+    resource = ctx.index.lookup(public_id)
+    if resource is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    chain = {resource.level: resource}
+    current: Resource | None = resource
+    while current is not None and current.level > Level.PATIENT:
+        current = ctx.index.parent(current)
+        if current is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+        chain[current.level] = current
+    return chain, resource.level
+
+
+def build_plan(ctx: ServerContext, resources: list[str], media: bool) -> _Visitor:
+    """The commands that build the ZIP of ``resources``, with the instance count and size."""
+    root = _Node(Level.PATIENT)
+    for public_id in resources:
+        chain, level = _chain(ctx, public_id)
+        root.add(ctx, chain, level)
+    root.expand(ctx)
+    visitor: _Visitor
+    if media:
+        visitor = _MediaVisitor(ctx)
+        visitor.commands.append(Command("open", MEDIA_IMAGES_FOLDER))
+        root.apply(visitor)
+        visitor.commands.append(Command("close"))
+    else:
+        visitor = _Visitor(ctx)
+        root.apply(visitor)
+    return visitor
+
+
+# -- transcoding -------------------------------------------------------------------------
+
+def check_transfer_syntax(uid: str) -> str:
+    """A ``Transcode`` value Orthanc accepts, else its 400 "Unknown transfer syntax"."""
+    if not UID(uid).is_transfer_syntax:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {uid}")
+    return uid
+
+
+def transcode(data: bytes, target: str) -> bytes:
+    """The file in transfer syntax ``target``: unchanged if it already is, re-encoded between
+    uncompressed little-endian syntaxes; anything else needs pixel codecs Isengard does not
+    have, and fails with Orthanc's "Not implemented yet"."""
+    ds, _ = read_dataset(data)
+    meta = getattr(ds, "file_meta", None)
+    source = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if source == target:
+        return data
+    if source not in REENCODABLE or target not in REENCODABLE:
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot transcode from {source or 'unknown'} to {target}")
+    ds.file_meta.TransferSyntaxUID = target
+    if "MediaStorageSOPClassUID" not in ds.file_meta and "SOPClassUID" in ds:
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "MediaStorageSOPInstanceUID" not in ds.file_meta and "SOPInstanceUID" in ds:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    output = BytesIO()
+    ds.save_as(output, enforce_file_format=True)
+    return output.getvalue()
+
+
+# -- the files of the archive jobs -------------------------------------------------------
+
+ZIP_PATTERNS = ("archive-*.zip", "media-*.zip")
+
+
+class ArchiveFiles:
+    """The ZIP files of one server's archive jobs.
+
+    Finished asynchronous outputs are kept at most ``MediaArchiveSize`` at a time, as
+    Orthanc's LRU cache (``SharedArchive``): adding one beyond the capacity removes the
+    least recently used, and a download makes it the most recent.  Files that no job
+    claims (left by a crash, or by a restart with ``SaveJobs: false``) are deleted when
+    the first archive job starts, that is once the saved jobs are all restored.
+    """
+
+    def __init__(self, folder: Path, capacity: int) -> None:
+        self.folder = folder
+        self.capacity = max(1, capacity)
+        self._lock = threading.Lock()
+        self._entries: list[tuple[float, ArchiveJob]] = []
+        self._claimed: set[str] | None = set()
+
+    def claim(self, path: Path) -> None:
+        with self._lock:
+            if self._claimed is not None:
+                self._claimed.add(path.name)
+
+    def sweep(self) -> None:
+        """Delete the ZIPs no job claims (once: later files are always claimed by their job)."""
+        with self._lock:
+            claimed, self._claimed = self._claimed, None
+        if claimed is None:
+            return
+        for pattern in ZIP_PATTERNS:
+            for path in self.folder.glob(pattern):
+                if path.name not in claimed:
+                    log.warning("Removing the orphaned archive %s", path)
+                    path.unlink(missing_ok=True)
+
+    def add(self, job: ArchiveJob, when: float) -> None:
+        with self._lock:
+            self._entries = [e for e in self._entries if e[1] is not job]
+            self._entries.append((when, job))
+            self._entries.sort(key=lambda entry: entry[0])
+            evicted = []
+            while len(self._entries) > self.capacity:
+                evicted.append(self._entries.pop(0)[1])
+        for job_evicted in evicted:
+            job_evicted.evict_output()
+
+    def touch(self, job: ArchiveJob) -> None:
+        with self._lock:
+            if any(entry[1] is job for entry in self._entries):
+                self._entries = [e for e in self._entries if e[1] is not job]
+                self._entries.append((time.time(), job))
+
+    def remove(self, job: ArchiveJob) -> None:
+        with self._lock:
+            self._entries = [e for e in self._entries if e[1] is not job]
+
+
+_REGISTRIES: weakref.WeakKeyDictionary[Any, ArchiveFiles] = weakref.WeakKeyDictionary()
+_REGISTRIES_LOCK = threading.Lock()
+
+
+def archive_files(ctx: ServerContext) -> ArchiveFiles:
+    with _REGISTRIES_LOCK:
+        registry = _REGISTRIES.get(ctx)
+        if registry is None:
+            registry = ArchiveFiles(ctx.jobs_directory, int(ctx.config["MediaArchiveSize"]))
+            _REGISTRIES[ctx] = registry
+        return registry
+
+
+# -- the jobs ----------------------------------------------------------------------------
+
+class ArchiveJob(Job):
+    """A ZIP of instances (``Archive``); :class:`MediaJob` adds the DICOMDIR."""
+
+    TYPE = "Archive"
+    MEDIA = False
+
+    def __init__(self, ctx: ServerContext, resources: list[str], description: str = "REST API",
+                 transcode: str | None = None, extended: bool = False, asynchronous: bool = True) -> None:
+        super().__init__(ctx)
+        self.resources = list(resources)
+        self.description = description
+        self.transcode = transcode
+        self.extended = extended
+        self.asynchronous = asynchronous
+        self.instances_count = 0
+        self.uncompressed_size = 0
+        self.archive_size = 0
+        self.position = 0
+        self.complete = False
+        #: Where the ZIP is written, fixed for the job's whole life (saved, so that a restart
+        #: finds an interrupted one); :attr:`file` is set while the file exists.
+        self.path = ctx.jobs_directory / f"{self.TYPE.lower()}-{uuid.uuid4()}.zip"
+        self.file: Path | None = None
+        self.output_time: float | None = None
+        #: Called from the worker with the number of bytes of :attr:`file` that are final.
+        self.on_bytes: Callable[[int], None] | None = None
+        self._commands: list[Command] | None = None
+        self._stream: IO[bytes] | None = None
+        self._zip: zipfile.ZipFile | None = None
+        self._paths = ZipPaths()
+        self._dicomdir: DicomDirWriter | None = None
+        self._lock = threading.Lock()
+        archive_files(ctx).claim(self.path)
+
+    # -- preparation -------------------------------------------------------------------
+
+    def plan(self) -> None:
+        """Resolve the resources into the list of steps (404 if one is unknown)."""
+        visitor = build_plan(self.ctx, self.resources, self.MEDIA)
+        self._commands = visitor.commands
+        self.instances_count = visitor.instances_count
+        self.uncompressed_size = visitor.uncompressed_size
+
+    def start(self) -> None:
+        if self.complete or self._zip is not None:
+            return
+        archive_files(self.ctx).sweep()
+        if self._commands is None:
+            self.plan()
+        self._discard_file()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._stream = open(self.path, "w+b")  # noqa: SIM115 - closed in _close_zip
+        self.file = self.path
+        self._zip = zipfile.ZipFile(self._stream, "w", zipfile.ZIP_DEFLATED)
+        self._zip.comment = ZIP_COMMENT
+        self._paths = ZipPaths()
+        self._dicomdir = DicomDirWriter(self.extended) if self.MEDIA else None
+        self.position = 0
+        self.archive_size = 0
+
+    # -- steps -------------------------------------------------------------------------
+
+    def step(self) -> StepResult:
+        if self.complete:
+            return StepResult.success()
+        assert self._commands is not None and self._zip is not None and self._stream is not None
+        if self.position < len(self._commands):
+            self._apply(self._commands[self.position])
+            self.position += 1
+            self._committed(self._stream.tell())
+            return StepResult.next()
+        self._finish()
+        return StepResult.success()
+
+    def _apply(self, command: Command) -> None:
+        if command.kind == "open":
+            self._paths.open_folder(command.name)
+        elif command.kind == "close":
+            self._paths.close_folder()
+        else:
+            assert command.instance is not None
+            self._write(command.name, command.instance)
+
+    def _write(self, name: str, instance: Resource) -> None:
+        assert self._zip is not None
+        try:
+            data = self.ctx.store.read_dicom(instance)
+        except (OrthancError, OSError):
+            log.warning("An instance was removed after the job was issued: %s", instance.public_id)
+            return
+        path = self._paths.file(name)
+        if self.transcode is not None:
+            data = transcode(data, self.transcode)
+        self._zip.writestr(_zip_info(path), data)
+        if self._dicomdir is not None:
+            ds, _ = read_dataset(data, stop_before_pixels=True)
+            self._dicomdir.add(ds, dataset_decoder(ds, self.ctx.default_encoding), [MEDIA_IMAGES_FOLDER, name])
+
+    def _finish(self) -> None:
+        """Last step: the DICOMDIR of a media, the ZIP's central directory, the output."""
+        assert self._zip is not None
+        if self._dicomdir is not None:
+            self._zip.writestr(_zip_info(self._paths.file("DICOMDIR")), self._dicomdir.encode())
+        self._close_zip()
+        assert self.file is not None
+        self.archive_size = self.file.stat().st_size
+        self.complete = True
+        self.output_time = time.time()
+        if self.asynchronous:
+            archive_files(self.ctx).add(self, self.output_time)
+        self._committed(self.archive_size)
+
+    def _committed(self, size: int) -> None:
+        self.archive_size = size
+        listener = self.on_bytes
+        if listener is not None:
+            listener(size)
+
+    def _close_zip(self) -> None:
+        """Write the ZIP's central directory and close the file."""
+        with self._lock:
+            archive, stream = self._zip, self._stream
+            self._zip = self._stream = None
+        if archive is not None:
+            archive.close()
+        if stream is not None:
+            stream.close()
+
+    def _discard_file(self) -> None:
+        """Forget the ZIP, finished or not, and delete it (the engine's worker and the
+        synchronous caller may both do so at the end of a job: hence the lock)."""
+        with self._lock:
+            archive, stream = self._zip, self._stream
+            self._zip = self._stream = None
+            self.file = None
+        if archive is not None:
+            try:
+                archive.close()
+            except (ValueError, OSError):
+                log.debug("Abandoned ZIP %s could not be closed cleanly", self.path)
+        if stream is not None:
+            stream.close()
+        self.path.unlink(missing_ok=True)
+
+    def stop(self, reason: StopReason) -> None:
+        if reason in (StopReason.CANCELED, StopReason.FAILURE, StopReason.RETRY):
+            self._discard_file()
+            self.position = 0
+            self.archive_size = 0
+
+    def reset(self) -> None:
+        """Resubmit (refused by Orthanc): start again from the first step, with a fresh plan."""
+        archive_files(self.ctx).remove(self)
+        self._discard_file()
+        self._commands = None
+        self.position = 0
+        self.archive_size = 0
+        self.complete = False
+        self.output_time = None
+
+    def discard(self) -> None:
+        """Drop the file of a synchronous job once its caller has it (or is gone)."""
+        self._discard_file()
+
+    # -- status ------------------------------------------------------------------------
+
+    def progress(self) -> float:
+        if self.complete:
+            return 1.0
+        if not self._commands:
+            return 0.0
+        return self.position / len(self._commands)
+
+    def content(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "ArchiveSize": str(self.archive_size),
+            "ArchiveSizeMB": self.archive_size // MEGA_BYTES,
+            "Description": self.description,
+            "InstancesCount": self.instances_count,
+            "UncompressedSize": str(self.uncompressed_size),
+            "UncompressedSizeMB": self.uncompressed_size // MEGA_BYTES,
+        }
+        if self.transcode is not None:
+            result["Transcode"] = self.transcode
+        return result
+
+    def outputs(self) -> dict[str, Output]:
+        """The ZIP of a finished asynchronous job; asking for it makes it the most recently used."""
+        if not (self.asynchronous and self.complete and self.file is not None):
+            return {}
+        archive_files(self.ctx).touch(self)
+        return {OUTPUT_KEY: Output(self.file, ZIP_MIME, "archive.zip")}
+
+    def delete_output(self, key: str) -> bool:
+        if key != OUTPUT_KEY or not self.outputs():
+            return False
+        archive_files(self.ctx).remove(self)
+        self._discard_file()
+        return True
+
+    def evict_output(self) -> None:
+        """``MediaArchiveSize`` exceeded: this job keeps its status, not its file."""
+        self._discard_file()
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "Resources": self.resources, "Description": self.description, "Transcode": self.transcode,
+            "Extended": self.extended, "Asynchronous": self.asynchronous,
+            "File": self.path.name, "Complete": self.complete,
+            "OutputTime": self.output_time, "InstancesCount": self.instances_count,
+            "UncompressedSize": self.uncompressed_size, "ArchiveSize": self.archive_size,
+        }
+
+    @classmethod
+    def unserialize(cls, ctx: ServerContext, data: dict[str, Any]) -> ArchiveJob:
+        """Rebuild after a restart.  Every restored job is asynchronous (its synchronous caller
+        is gone), so its archive becomes an output; an unfinished ZIP is dropped and built again."""
+        job = cls(ctx, list(data["Resources"]), description=data.get("Description", "REST API"),
+                  transcode=data.get("Transcode"), extended=bool(data.get("Extended", False)))
+        job.instances_count = int(data.get("InstancesCount", 0))
+        job.uncompressed_size = int(data.get("UncompressedSize", 0))
+        job.complete = bool(data.get("Complete", False))
+        if data.get("File"):
+            job.path = ctx.jobs_directory / data["File"]
+            archive_files(ctx).claim(job.path)
+        if job.complete:
+            job.archive_size = int(data.get("ArchiveSize", 0))
+            job.output_time = data.get("OutputTime") or time.time()
+        if job.complete and data.get("Asynchronous") and job.path.exists():
+            job.file = job.path
+            archive_files(ctx).add(job, float(job.output_time or 0.0))
+        else:
+            job.path.unlink(missing_ok=True)
+        return job
+
+
+class MediaJob(ArchiveJob):
+    """A ZIP with ``IMAGES/IM0``... and a DICOMDIR (``Extended``: with the series descriptions)."""
+
+    TYPE = "Media"
+    MEDIA = True
+
+
+def _zip_info(path: str) -> zipfile.ZipInfo:
+    """A ZIP entry as minizip writes it for Orthanc: deflated, local time, no attributes."""
+    info = zipfile.ZipInfo(path, date_time=time.localtime()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 0
+    info.external_attr = 0
+    return info
+
+
+job_module.register(ArchiveJob.TYPE, ArchiveJob.unserialize)
+job_module.register(MediaJob.TYPE, MediaJob.unserialize)

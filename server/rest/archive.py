@@ -1,0 +1,225 @@
+"""ZIP archives and DICOM media of resources (Orthanc 1.10.1's ``OrthancRestArchive``).
+
+``GET|POST /{patients|studies|series}/{id}/archive|media`` and ``POST
+/tools/create-archive|create-media|create-media-extended`` create an ``Archive``
+or ``Media`` job.  Asynchronous calls answer ``{ID, Path}`` and the ZIP becomes
+the job's ``archive`` output.  Synchronous calls (every GET, and POST by
+default) answer the ZIP itself: with ``SynchronousZipStream`` it is streamed
+while the job writes it (chunked, no Content-Length, not gzip-compressed, as
+Orthanc's stream), otherwise it is sent with a Content-Length once finished
+(never gzip-compressed: the ZIP is deflated already).
+
+The job of a synchronous call appears in ``/jobs`` like any other and, as every
+synchronous job of Isengard, runs to its end if its caller disconnects; its ZIP
+is then deleted, since nobody can download it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import IO, Any
+
+import tornado.iostream
+
+from server.errors import ErrorCode, OrthancError
+from server.jobs.archive import ZIP_MIME, ArchiveJob, MediaJob, check_transfer_syntax
+from server.jobs.job import JobState
+from server.rest.base import OrthancHandler
+from server.rest.compression import CompressionTransform
+from server.rest.jobs import job_options
+
+#: Bytes read from the growing ZIP per write to the client.
+CHUNK_SIZE = 1024 * 1024
+#: Download name of the ``/tools/create-*`` ZIPs.
+TOOLS_FILENAME = "Archive.zip"
+
+
+def _read_at(stream: IO[bytes], offset: int, size: int) -> bytes:
+    stream.seek(offset)
+    return stream.read(size)
+
+
+class _ArchiveHandler(OrthancHandler):
+    """Submits an archive job and answers it, synchronously or not."""
+
+    def parse_body(self) -> Any:
+        """The JSON body; anything unparsable (an empty body too) is Orthanc's "Bad file format"."""
+        try:
+            return json.loads(self.request.body or b"")
+        except (ValueError, UnicodeDecodeError):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
+
+    @staticmethod
+    def options(body: Any, media: bool, extended: bool) -> tuple[bool, int, str | None, bool]:
+        """(synchronous, priority, transcode, extended) from a POST body; a non-object body means defaults."""
+        if not isinstance(body, dict):
+            return True, 0, None, extended
+        synchronous, priority = job_options(body)
+        transcode = body.get("Transcode")
+        if transcode is not None:
+            if not isinstance(transcode, str):
+                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Transcode")
+            check_transfer_syntax(transcode)
+        if media and "Extended" in body:
+            if not isinstance(body["Extended"], bool):
+                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected in field: Extended")
+            extended = body["Extended"]
+        return synchronous, priority, transcode, extended
+
+    async def produce(self, job: ArchiveJob, synchronous: bool, priority: int, filename: str) -> None:
+        await self.run(job.plan)
+        engine = self.ctx.jobs
+        if not synchronous:
+            job_id = await self.run(engine.submit, job, priority)
+            self.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
+            return
+        job.asynchronous = False
+        streaming = bool(self.ctx.config["SynchronousZipStream"])
+        loop = asyncio.get_running_loop()
+        grown = asyncio.Event()
+        if streaming:
+            job.on_bytes = lambda _size: loop.call_soon_threadsafe(grown.set)
+        job_id = await self.run(engine.submit, job, priority)
+        done = asyncio.ensure_future(engine.wait(job_id))
+        try:
+            if streaming:
+                sent = await self._stream(job, done, grown, filename)
+            else:
+                sent = await self._send_finished(job, done, filename)
+        finally:
+            job.on_bytes = None
+            await done
+            await self.run(job.discard)
+        if sent:
+            self.finish()
+
+    async def _stream(self, job: ArchiveJob, done: asyncio.Future, grown: asyncio.Event, filename: str) -> bool:
+        """Send the bytes of the ZIP as soon as the job has written them for good; True if all were."""
+        try:
+            sent = await self._follow(job, done, grown, filename)
+        except tornado.iostream.StreamClosedError:
+            return False
+        record = await done
+        if record.state is JobState.SUCCESS and sent == job.archive_size:
+            return True
+        if sent == 0:
+            raise OrthancError(record.error_code, record.error_details or None)
+        self.request.connection.close()
+        return False
+
+    async def _follow(self, job: ArchiveJob, done: asyncio.Future, grown: asyncio.Event, filename: str) -> int:
+        """Copy the final part of the growing ZIP to the client until the job ends; the bytes sent."""
+        sent = 0
+        reader: IO[bytes] | None = None
+        try:
+            while True:
+                grown.clear()
+                finished = done.done()
+                available, path = job.archive_size, job.file
+                if available > sent and path is not None:
+                    if reader is None:
+                        reader = await self.run(open, path, "rb")
+                        self._start_stream(filename)
+                    while sent < available:
+                        chunk = await self.run(_read_at, reader, sent, min(CHUNK_SIZE, available - sent))
+                        self.write(chunk)
+                        await self.flush()
+                        sent += len(chunk)
+                if finished:
+                    return sent
+                waiter = asyncio.ensure_future(grown.wait())
+                await asyncio.wait({done, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+        except OSError:
+            return sent
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def _uncompressed(self) -> None:
+        """No gzip for a ZIP (already deflated): Orthanc does not compress a streamed ZIP, and a
+        finished one keeps its Content-Length (Orthanc gzips it in memory, which we do not)."""
+        self._transforms = [t for t in self._transforms if not isinstance(t, CompressionTransform)]
+
+    def _start_stream(self, filename: str) -> None:
+        self._uncompressed()
+        self.set_status(200)
+        self.set_header("Content-Type", ZIP_MIME)
+        self.set_header("Content-Disposition", f'filename="{filename}"')
+        self.set_header("Connection", "close")
+
+    async def _send_finished(self, job: ArchiveJob, done: asyncio.Future, filename: str) -> bool:
+        """Send the finished ZIP with its length; True if all of it was sent."""
+        record = await done
+        if record.state is not JobState.SUCCESS:
+            raise OrthancError(record.error_code, record.error_details or None)
+        assert job.file is not None
+        self._uncompressed()
+        self.set_header("Content-Type", ZIP_MIME)
+        self.set_header("Content-Disposition", f'filename="{filename}"')
+        self.set_header("Content-Length", str(job.archive_size))
+        reader = await self.run(open, job.file, "rb")
+        await self.run(job.discard)  # the open reader keeps the data: no file left once the client has it
+        try:
+            while chunk := await self.run(reader.read, CHUNK_SIZE):
+                self.write(chunk)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return False
+        finally:
+            reader.close()
+        return True
+
+
+class ResourceArchiveHandler(_ArchiveHandler):
+    """``/{patients|studies|series}/{id}/archive|media``: the ZIP of one resource."""
+
+    async def get(self, level: str, public_id: str, kind: str) -> None:
+        media = kind == "media"
+        transcode = self.get_argument("transcode", None)
+        if transcode is not None:
+            check_transfer_syntax(transcode)
+        extended = media and "extended" in self.request.arguments
+        job = _job(self, media, [public_id], transcode, extended)
+        await self.produce(job, True, 0, f"{public_id}.zip")
+
+    async def post(self, level: str, public_id: str, kind: str) -> None:
+        media = kind == "media"
+        synchronous, priority, transcode, extended = self.options(self.parse_body(), media, False)
+        job = _job(self, media, [public_id], transcode, extended)
+        await self.produce(job, synchronous, priority, f"{public_id}.zip")
+
+
+class CreateArchiveHandler(_ArchiveHandler):
+    """``POST /tools/create-archive|create-media|create-media-extended`` of a list of resources."""
+
+    async def post(self, kind: str) -> None:
+        media = kind != "archive"
+        body = self.parse_body()
+        if isinstance(body, dict):
+            if "Resources" not in body:
+                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Missing field Resources in the JSON body")
+            resources = body["Resources"]
+        elif isinstance(body, list):
+            resources = body
+        else:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+        if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Expected a list of strings (Orthanc identifiers)")
+        synchronous, priority, transcode, extended = self.options(body, media, kind == "media-extended")
+        job = _job(self, media, resources, transcode, extended)
+        await self.produce(job, synchronous, priority, TOOLS_FILENAME)
+
+
+def _job(handler: OrthancHandler, media: bool, resources: list[str], transcode: str | None,
+         extended: bool) -> ArchiveJob:
+    kind = MediaJob if media else ArchiveJob
+    return kind(handler.ctx, resources, transcode=transcode, extended=extended)
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (r"/(patients|studies|series)/([^/]+)/(archive|media)", ResourceArchiveHandler),
+        (r"/tools/create-(archive|media|media-extended)", CreateArchiveHandler),
+    ]
