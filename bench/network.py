@@ -1,0 +1,281 @@
+"""Benchmark the DICOM network services: C-FIND latency and C-MOVE throughput, Isengard against Orthanc.
+
+Usage: .venv/bin/python bench/network.py [--studies N] [--move M] [--only isengard|orthanc]
+                                         [--repeat R] [--json out.json]
+
+Each server in turn (never both at once) gets N single-instance studies (N/10 patients of
+10 studies, small uncompressed CT slices), a modality for the benchmark's own SCU and one for
+the C-MOVE destination (dcmtk's ``storescp --ignore``, which receives and discards).  Then:
+
+* C-FIND latency, on one open association (pynetdicom), median and p95 of 50 calls after a
+  warm-up: a study by StudyInstanceUID (a different one each call), the studies of ten patients
+  by a PatientName wildcard, and a StudyDate range returning 10 % of the studies with the
+  NumberOfStudyRelatedInstances and ModalitiesInStudy counters;
+* C-MOVE throughput: all the studies of M/10 patients (M instances) moved to the destination
+  in one request, wall time from the request to the final response, median of R runs.
+
+Every answer is counted against what the data says; a wrong answer becomes a WARNING line and
+exit status 1.  See bench/README.md for how to read ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+from servers import Server, free_port, make_servers
+from workload import WrongAnswer, post_all, time_calls
+
+STUDIES_PER_PATIENT = 10
+SCU_AET = "BENCHSCU"
+DESTINATION_AET = "DEST"
+ROOT_UID = "1.2.826.0.1.3680043.10.1049"
+FIRST_DATE = datetime.date(2020, 1, 1)
+
+
+@dataclass(frozen=True)
+class Study:
+    patient: int
+    number: int
+
+    @property
+    def patient_id(self) -> str:
+        return f"P{self.patient:04d}"
+
+    @property
+    def uid(self) -> str:
+        return f"{ROOT_UID}.{self.patient}.{self.number}"
+
+    @property
+    def date(self) -> str:
+        day = FIRST_DATE + datetime.timedelta(days=self.patient * STUDIES_PER_PATIENT + self.number)
+        return day.strftime("%Y%m%d")
+
+
+def make_studies(count: int) -> list[Study]:
+    return [Study(i // STUDIES_PER_PATIENT, i % STUDIES_PER_PATIENT) for i in range(count)]
+
+
+def instance(study: Study) -> bytes:
+    """One 64x64 16-bit CT slice, alone in its study and series."""
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = f"{study.uid}.1.1"
+    ds.StudyInstanceUID = study.uid
+    ds.SeriesInstanceUID = f"{study.uid}.1"
+    ds.PatientID = study.patient_id
+    ds.PatientName = f"BENCH^P{study.patient:04d}"
+    ds.StudyDate = ds.SeriesDate = study.date
+    ds.StudyDescription = "NETWORK BENCH"
+    ds.AccessionNumber = f"A{study.patient:04d}{study.number}"
+    ds.Modality = "CT"
+    ds.SeriesNumber = ds.InstanceNumber = 1
+    ds.Rows = ds.Columns = 64
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes((study.patient + study.number + i) % 256 for i in range(64 * 64 * 2))
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="C-FIND latency and C-MOVE throughput, Isengard and Orthanc.")
+    parser.add_argument("--studies", type=int, default=1000, help="studies stored (default 1000)")
+    parser.add_argument("--move", type=int, default=500, help="instances moved per C-MOVE (default 500)")
+    parser.add_argument("--only", choices=("isengard", "orthanc"), help="measure a single server")
+    parser.add_argument("--repeat", type=int, default=3, help="C-MOVE runs, the median is reported")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    arguments = parser.parse_args(argv)
+    if arguments.studies < 100 or not 10 <= arguments.move <= arguments.studies:
+        parser.error("--studies must be at least 100 and --move between 10 and --studies")
+    return arguments
+
+
+def _no_delay(event: evt.Event) -> None:
+    """Without TCP_NODELAY, every answer waits ~40 ms for a delayed ACK: that would measure TCP."""
+    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+HANDLERS = [(evt.EVT_CONN_OPEN, _no_delay)]
+
+
+def find(assoc: Association, keys: dict[str, str]) -> list[Dataset]:
+    identifier = Dataset()
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    answers, final = [], None
+    for status, answer in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
+        if "Status" not in status:
+            raise WrongAnswer("C-FIND: the association was lost")
+        if status.Status in (0xFF00, 0xFF01):
+            answers.append(answer)
+        else:
+            final = status.Status
+    if final != 0:
+        raise WrongAnswer(f"C-FIND ended with status {final}")
+    return answers
+
+
+def expect(what: str, count: int, expected: int, warnings: list[str], server: Server) -> None:
+    if count != expected:
+        warnings.append(f"{server.name}: {what} returned {count} answers, expected {expected}")
+
+
+def measure_find(server: Server, studies: list[Study], warnings: list[str]) -> dict[str, float]:
+    ae = AE(ae_title=SCU_AET)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet, evt_handlers=HANDLERS)
+    if not assoc.is_established:
+        raise WrongAnswer(f"{server.name} refused the C-FIND association")
+    ten_percent = studies[: len(studies) // 10]
+    cases = {
+        "uid": (lambda i: {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": studies[i * 7 % len(studies)].uid,
+                           "PatientID": ""}, 1),
+        "wildcard": (lambda i: {"QueryRetrieveLevel": "STUDY", "PatientName": "BENCH^P000*",
+                                "StudyInstanceUID": ""}, min(100, len(studies))),
+        "range": (lambda i: {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "", "StudyDate":
+                             f"{ten_percent[0].date}-{ten_percent[-1].date}", "NumberOfStudyRelatedInstances": "",
+                             "ModalitiesInStudy": ""}, len(ten_percent)),
+    }
+    figures: dict[str, float] = {}
+    try:
+        for key, (keys, expected) in cases.items():
+            expect(f"C-FIND {key}", len(find(assoc, keys(0))), expected, warnings, server)
+            latency = time_calls(lambda i, keys=keys: find(assoc, keys(i)))
+            figures[f"find_{key}_median_ms"] = latency.median_ms
+            figures[f"find_{key}_p95_ms"] = latency.p95_ms
+    finally:
+        assoc.release()
+    return figures
+
+
+def move_once(server: Server, patients: list[str]) -> tuple[float, int]:
+    """(seconds, completed sub-operations) of one C-MOVE of ``patients`` to the destination."""
+    ae = AE(ae_title=SCU_AET)
+    ae.add_requested_context(PatientRootQueryRetrieveInformationModelMove)
+    ae.dimse_timeout = ae.network_timeout = 600
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet, evt_handlers=HANDLERS)
+    if not assoc.is_established:
+        raise WrongAnswer(f"{server.name} refused the C-MOVE association")
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "PATIENT"
+    identifier.PatientID = "\\".join(patients)
+    started = time.perf_counter()
+    completed = 0
+    try:
+        for status, _ in assoc.send_c_move(identifier, DESTINATION_AET, PatientRootQueryRetrieveInformationModelMove):
+            if "Status" in status and status.Status not in (0xFF00, 0xFF01):
+                completed = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
+    finally:
+        elapsed = time.perf_counter() - started
+        assoc.release()
+    return elapsed, completed
+
+
+def measure(server: Server, studies: list[Study], payloads: list[bytes], arguments: argparse.Namespace,
+            destination_port: int, warnings: list[str]) -> tuple[str, dict[str, float]]:
+    server.start()
+    session = requests.Session()
+    for name, params in (("bench", [SCU_AET, "127.0.0.1", 1]),
+                         ("dest", [DESTINATION_AET, "127.0.0.1", destination_port])):
+        answer = session.put(f"{server.url}/modalities/{name}", data=json.dumps(params), timeout=30)
+        answer.raise_for_status()
+    print(f"{server.name}: storing {len(payloads)} studies", file=sys.stderr)
+    post_all(server, payloads)
+    figures = measure_find(server, studies, warnings)
+    patients = sorted({s.patient_id for s in studies[: arguments.move]})
+    runs = []
+    for _ in range(arguments.repeat):
+        seconds, completed = move_once(server, patients)
+        expect("C-MOVE", completed, arguments.move, warnings, server)
+        runs.append(arguments.move / seconds)
+    figures["move_ips"] = statistics.median(runs)
+    version = session.get(f"{server.url}/system", timeout=30).json()
+    return version.get("IsengardVersion", version.get("Version", "?")), figures
+
+
+LABELS = [("find_uid", "C-FIND study by StudyInstanceUID"), ("find_wildcard", "C-FIND PatientName wildcard"),
+          ("find_range", "C-FIND StudyDate range + counters")]
+
+
+def table(results: dict[str, dict[str, float]], studies: int, move: int) -> str:
+    rows = [(f"{label} {stat} (ms)", f"{key}_{stat}_ms", False) for key, label in LABELS
+            for stat in ("median", "p95")]
+    rows.append((f"C-MOVE of {move} instances (inst/s)", "move_ips", True))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{studies} studies; ratio = Isengard / Orthanc",
+             f"{'figure':<{width}}  {'Isengard':>10}  {'Orthanc':>10}  {'ratio':>7}  better", "-" * (width + 44)]
+    for label, key, higher in rows:
+        mine, theirs = results.get("isengard", {}).get(key), results.get("orthanc", {}).get(key)
+        ratio = f"{mine / theirs:.2f}" if mine and theirs else "-"
+        cells = [f"{v:.2f}" if v is not None else "-" for v in (mine, theirs)]
+        lines.append(f"{label:<{width}}  {cells[0]:>10}  {cells[1]:>10}  {ratio:>7}  "
+                     f"{'higher' if higher else 'lower'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    studies = make_studies(arguments.studies)
+    payloads = [instance(s) for s in studies]
+    results: dict[str, dict[str, float]] = {}
+    versions: dict[str, str] = {}
+    warnings: list[str] = []
+    destination_port = free_port()
+    destination = subprocess.Popen(["storescp", "--ignore", "--aetitle", DESTINATION_AET, str(destination_port)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"})
+    try:
+        with tempfile.TemporaryDirectory(prefix="isengard-bench-network-") as scratch:
+            for server in make_servers(Path(scratch), arguments.only):
+                try:
+                    versions[server.name], results[server.name] = measure(
+                        server, studies, payloads, arguments, destination_port, warnings)
+                except (RuntimeError, OSError, requests.RequestException) as error:
+                    warnings.append(f"{server.name} failed: {error}\n{server.log_tail()}")
+                finally:
+                    server.stop()
+    finally:
+        destination.terminate()
+        destination.wait(timeout=10)
+    print(table(results, arguments.studies, arguments.move))
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if arguments.json is not None:
+        document: dict[str, Any] = {"studies": arguments.studies, "move": arguments.move, "versions": versions,
+                                    "results": results, "warnings": warnings}
+        arguments.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 1 if warnings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,515 @@
+"""Isengard as a Query/Retrieve SCP: C-FIND, C-MOVE and C-GET, the way Orthanc 1.10.1 answers.
+
+C-FIND matching reuses ``/tools/find`` (:mod:`server.find`) with the DICOM rules
+on top, as observed on the real server: only an empty value is universal
+(``*`` needs the attribute), wildcards on other than text VRs fail the request, a constraint on
+a main tag of a lower level matches nothing, ``ModalitiesInStudy`` matches the
+modalities of the study's series, and at most ``LimitFindResults`` /
+``LimitFindInstances`` answers are sent (then the final status is Cancel).
+Every requested key is returned (empty when unknown), with the counters
+Orthanc computes, ``RetrieveAETitle`` and the SpecificCharacterSet of
+``DefaultEncoding``.
+
+C-MOVE and C-GET find what to send from the identifying tag of the level
+(AccessionNumber or StudyInstanceUID for studies, lists allowed) and let
+pynetdicom drive the sub-operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from typing import TYPE_CHECKING, Any
+
+import pydicom
+from pydicom import config
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pynetdicom import evt
+from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    uid_to_service_class,
+)
+
+from server.dicom.charset import TextDecoder
+from server.dicom.elements import STRING_VRS, Element, iter_elements, string_text
+from server.dicom.json_format import dataset_decoder, tag_text
+from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, IDENTIFIER, Level, Tag, format_tag
+from server.errors import ErrorCode, OrthancError
+from server.find import Constraint, make_constraint, parse_tag, vr_of
+from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
+from server.storage.index import Metadata, Resource
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+    from server.net.scp import DicomServer
+
+log = logging.getLogger("isengard.dicom")
+
+QUERY_RETRIEVE_LEVEL: Tag = (0x0008, 0x0052)
+SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005)
+RETRIEVE_AE_TITLE: Tag = (0x0008, 0x0054)
+MODALITY: Tag = (0x0008, 0x0060)
+MODALITIES_IN_STUDY: Tag = (0x0008, 0x0061)
+SOP_CLASSES_IN_STUDY: Tag = (0x0008, 0x0062)
+ACCESSION_NUMBER: Tag = (0x0008, 0x0050)
+PATIENT_STUDIES: Tag = (0x0020, 0x1200)
+PATIENT_SERIES: Tag = (0x0020, 0x1202)
+PATIENT_INSTANCES: Tag = (0x0020, 0x1204)
+STUDY_SERIES: Tag = (0x0020, 0x1206)
+STUDY_INSTANCES: Tag = (0x0020, 0x1208)
+SERIES_INSTANCES: Tag = (0x0020, 0x1209)
+
+#: The counters each level computes when they are asked for.
+COUNTERS: dict[Level, tuple[Tag, ...]] = {
+    Level.PATIENT: (PATIENT_STUDIES, PATIENT_SERIES, PATIENT_INSTANCES),
+    Level.STUDY: (STUDY_SERIES, STUDY_INSTANCES, MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY),
+    Level.SERIES: (SERIES_INSTANCES,),
+    Level.INSTANCE: (),
+}
+
+#: VRs on which ``*`` and ``?`` are wildcards (DICOM PS3.4 C.2.2.2.4); elsewhere they are literal.
+WILDCARD_VRS = frozenset(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"))
+
+#: ``DefaultEncoding`` -> the SpecificCharacterSet Orthanc writes in its answers.
+CHARACTER_SETS = {
+    "Ascii": "ISO_IR 6", "Utf8": "ISO_IR 192", "Latin1": "ISO_IR 100", "Latin2": "ISO_IR 101",
+    "Latin3": "ISO_IR 109", "Latin4": "ISO_IR 110", "Latin5": "ISO_IR 148",
+    "Cyrillic": "ISO_IR 144", "Windows1251": "ISO_IR 144", "Arabic": "ISO_IR 127",
+    "Greek": "ISO_IR 126", "Hebrew": "ISO_IR 138", "Thai": "ISO_IR 166",
+    "Japanese": "ISO_IR 13", "Chinese": "GB18030", "Korean": "ISO 2022 IR 149",
+    "JapaneseKanji": "ISO 2022 IR 87", "SimplifiedChinese": "ISO 2022 IR 58",
+}
+
+_LEVELS = {"PATIENT": Level.PATIENT, "STUDY": Level.STUDY, "SERIES": Level.SERIES,
+           "IMAGE": Level.INSTANCE, "INSTANCE": Level.INSTANCE}
+_NUMERIC_VRS = {"US": int, "SS": int, "UL": int, "SL": int, "FL": float, "FD": float}
+
+#: A C-FIND hook (Lua's ``IncomingFindRequestFilter``): (query, origin) -> the query to run.
+FindFilter = Callable[[dict[str, str], dict[str, str]], dict[str, str]]
+
+PENDING = 0xFF00
+SUCCESS = 0x0000
+CANCEL = 0xFE00
+UNABLE_TO_PROCESS = 0xC000
+
+
+def key_text(identifier: Dataset, el: Element, decoder: TextDecoder) -> str:
+    """A query key as text, whatever its length (long UID lists must not become universal)."""
+    if el.vr in STRING_VRS:
+        return decoder.decode(string_text(el.raw, el.vr))
+    return tag_text(identifier, el.tag, decoder) or ""
+
+
+def parse_level(text: str | None, request: str) -> Level:
+    if not text or not text.strip():
+        raise OrthancError(ErrorCode.BAD_REQUEST,
+                           f"{request} request without the tag 0008,0052 (QueryRetrieveLevel)")
+    level = _LEVELS.get(text.strip().upper())
+    if level is None:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown resource level: {text}")
+    return level
+
+
+@dataclass
+class FindRequest:
+    """A C-FIND identifier as Orthanc reads it: keys in order, sequences aside."""
+
+    query: dict[Tag, str]
+    sequences: list[Tag]
+    vrs: dict[Tag, str]
+
+    @classmethod
+    def parse(cls, identifier: Dataset, default_encoding: str) -> FindRequest:
+        decoder = dataset_decoder(identifier, default_encoding)
+        query: dict[Tag, str] = {}
+        sequences: list[Tag] = []
+        vrs: dict[Tag, str] = {}
+        for el in iter_elements(identifier):
+            tag = (el.group, el.element)
+            vrs[tag] = el.vr
+            if el.vr == "SQ":
+                sequences.append(tag)
+            else:
+                query[tag] = key_text(identifier, el, decoder)
+        return cls(query, sequences, vrs)
+
+    def filtered(self, filters: list[FindFilter], origin: dict[str, str]) -> FindRequest:
+        """The request after the scripts' filters (keys ``gggg,eeee`` or names, string values)."""
+        query = self.query
+        for apply in filters:
+            answer = apply({format_tag(t): v for t, v in query.items()}, dict(origin))
+            if not isinstance(answer, dict) or not all(isinstance(v, str) for v in answer.values()):
+                raise OrthancError(ErrorCode.LUA_BAD_OUTPUT,
+                                   "Lua: IncomingFindRequestFilter must return a table mapping "
+                                   "names of DICOM tags to strings")
+            query = {parse_tag(k): v for k, v in answer.items()}
+        return FindRequest(query, self.sequences, self.vrs)
+
+
+def _scp_constraint(tag: Tag, value: str) -> Constraint:
+    """``/tools/find`` matching with the C-FIND rules for ``*`` and for non-text VRs."""
+    vr = vr_of(tag)
+    if value == "*" and vr in WILDCARD_VRS:
+        return Constraint(tag, lambda v: v is not None, None)
+    is_range = vr in ("DA", "DT", "TM") and "-" in value
+    if vr not in WILDCARD_VRS and not is_range and "\\" not in value and (
+            "*" in value or "?" in value):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                           f"Wildcards are not allowed on tag {format_tag(tag)}")
+    constraint = make_constraint(tag, value, True)
+    assert constraint is not None
+    return constraint
+
+
+def _lower_level_tag(tag: Tag, level: Level) -> bool:
+    """A main tag that only levels below ``level`` index: Orthanc matches nothing on it."""
+    if tag not in ALL_TAGS:
+        return False
+    return not any(tag in BY_LEVEL[upper] for upper in Level if upper <= level)
+
+
+class FindScp:
+    """Runs one C-FIND request over the index and builds Orthanc's answers."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def answers(self, request: FindRequest) -> tuple[list[Dataset], bool]:
+        """(answers, complete): ``complete`` is False when a limit cut the list."""
+        level = parse_level(request.query.get(QUERY_RETRIEVE_LEVEL), "C-FIND")
+        found = self._match(level, request.query)
+        config = self.ctx.config
+        limit = int(config["LimitFindInstances"] if level is Level.INSTANCE else config["LimitFindResults"])
+        complete = not limit or len(found) <= limit
+        if not complete:
+            log.warning("Too many results for an incoming C-FIND query")
+            found = found[:limit]
+        return [self._answer(level, resource, request) for resource in found], complete
+
+    def _match(self, level: Level, query: dict[Tag, str]) -> list[Resource]:
+        constraints: list[Constraint] = []
+        modalities: Constraint | None = None
+        for tag, value in query.items():
+            if tag in (QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET) or value == "":
+                continue
+            if tag == MODALITIES_IN_STUDY and level is Level.STUDY:
+                modalities = _scp_constraint(MODALITY, value)
+            elif _lower_level_tag(tag, level):
+                return []
+            else:
+                constraints.append(_scp_constraint(tag, value))
+        found = self.ctx.finder.find(level, constraints)
+        if modalities is not None:
+            found = [study for study in found if self._has_modality(study, modalities)]
+        return found
+
+    def _has_modality(self, study: Resource, constraint: Constraint) -> bool:
+        index = self.ctx.index
+        return any(constraint.matches(index.main_tags(series.internal_id).get(MODALITY))
+                   for series in index.children(study.internal_id))
+
+    def _answer(self, level: Level, resource: Resource, request: FindRequest) -> Dataset:
+        wanted = [t for t in request.query if t not in (QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET)]
+        counters = self._counters(level, resource, set(request.query))
+        instance = self._representative(resource)
+        values = self._values(instance, [t for t in wanted if t not in counters], request.sequences)
+        answer = Dataset()
+        answer.SpecificCharacterSet = CHARACTER_SETS.get(self.ctx.default_encoding, "ISO_IR 100")
+        answer.QueryRetrieveLevel = request.query[QUERY_RETRIEVE_LEVEL]
+        answer.RetrieveAETitle = self.ctx.config["DicomAet"]
+        for tag in wanted:
+            _put(answer, tag, counters.get(tag, values.get(tag, "")), request.vrs.get(tag))
+        if request.sequences:
+            self._copy_sequences(answer, instance, request.sequences)
+        return answer
+
+    def _representative(self, resource: Resource) -> Resource | None:
+        if resource.level is Level.INSTANCE:
+            return resource
+        instances = self.ctx.index.descendants(resource.internal_id, Level.INSTANCE)
+        return instances[0] if instances else None
+
+    def _values(self, instance: Resource | None, wanted: list[Tag], sequences: list[Tag]) -> dict[Tag, str]:
+        """The main tags of an instance and its parents, or its file's tags if a key needs them."""
+        if instance is None:
+            return {}
+        index = self.ctx.index
+        if sequences or any(t not in ALL_TAGS for t in wanted):
+            return self.ctx.finder.read_tags(instance)
+        values: dict[Tag, str] = {}
+        current: Resource | None = instance
+        while current is not None:
+            for tag, value in index.main_tags(current.internal_id).items():
+                values.setdefault(tag, value)
+            current = index.parent(current)
+        return values
+
+    def _counters(self, level: Level, resource: Resource, asked: set[Tag]) -> dict[Tag, str]:
+        wanted = [t for t in COUNTERS[level] if t in asked]
+        if not wanted:
+            return {}
+        index = self.ctx.index
+        result: dict[Tag, str] = {}
+        if level is Level.PATIENT:
+            result[PATIENT_STUDIES] = str(len(index.children(resource.internal_id)))
+            result[PATIENT_SERIES] = str(len(index.descendants(resource.internal_id, Level.SERIES)))
+            result[PATIENT_INSTANCES] = str(len(index.descendants(resource.internal_id, Level.INSTANCE)))
+        elif level is Level.STUDY:
+            series = index.children(resource.internal_id)
+            instances = index.descendants(resource.internal_id, Level.INSTANCE)
+            result[STUDY_SERIES] = str(len(series))
+            result[STUDY_INSTANCES] = str(len(instances))
+            modalities = {index.main_tags(s.internal_id).get(MODALITY) for s in series}
+            result[MODALITIES_IN_STUDY] = "\\".join(sorted(m for m in modalities if m))
+            if SOP_CLASSES_IN_STUDY in asked:
+                classes = {index.metadata(i.internal_id).get(Metadata.SopClassUid) for i in instances}
+                result[SOP_CLASSES_IN_STUDY] = "\\".join(sorted(c for c in classes if c))
+        else:
+            result[SERIES_INSTANCES] = str(len(index.children(resource.internal_id)))
+        return {t: v for t, v in result.items() if t in wanted}
+
+    def _copy_sequences(self, answer: Dataset, instance: Resource | None, tags: list[Tag]) -> None:
+        source = Dataset()
+        if instance is not None:
+            data = self.ctx.store.read_dicom(instance)
+            source = pydicom.dcmread(BytesIO(data), force=True, stop_before_pixels=True)
+        for group, element in tags:
+            number = (group << 16) | element
+            value = source[number].value if number in source and source[number].VR == "SQ" else []
+            answer.add(DataElement(number, "SQ", Sequence(list(value))))
+
+
+def _put(answer: Dataset, tag: Tag, text: str, query_vr: str | None) -> None:
+    """Add one answer key, with the dictionary's VR (numbers converted as dcmtk would)."""
+    number = (tag[0] << 16) | tag[1]
+    vr = vr_of(tag)
+    if vr == "UN" and query_vr and query_vr not in ("UN", "SQ"):
+        vr = query_vr
+    if vr in _NUMERIC_VRS:
+        try:
+            value: Any = [_NUMERIC_VRS[vr](v) for v in text.split("\\")] if text else None
+        except ValueError:
+            return
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+    elif vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN", "SQ"):
+        value = None if vr != "SQ" else []
+    else:
+        value = text
+    answer.add(DataElement(number, vr, value, validation_mode=config.IGNORE))
+
+
+# -- C-MOVE and C-GET ----------------------------------------------------------------
+
+
+def _retrieve_tag(level: Level, query: dict[Tag, str]) -> Tag:
+    if level is Level.STUDY and query.get(ACCESSION_NUMBER):
+        return ACCESSION_NUMBER
+    return IDENTIFIER[level]
+
+
+def retrieve_instances(ctx: ServerContext, identifier: Dataset, request: str) -> list[Resource]:
+    """The instances a C-MOVE or C-GET names; the level is guessed when it is missing."""
+    decoder = dataset_decoder(identifier, ctx.default_encoding)
+    query = {(el.group, el.element): key_text(identifier, el, decoder)
+             for el in iter_elements(identifier) if el.vr != "SQ"}
+    level_text = query.get(QUERY_RETRIEVE_LEVEL, "").strip()
+    levels = [parse_level(level_text, request)] if level_text else \
+        [Level.INSTANCE, Level.SERIES, Level.STUDY, Level.PATIENT]
+    for level in levels:
+        tag = _retrieve_tag(level, query)
+        if not query.get(tag):
+            continue
+        resources: list[Resource] = []
+        for token in query[tag].split("\\"):
+            matches = [ctx.index.lookup(ctx.index.public_id(i), level)
+                       for i in ctx.index.candidates(level, {tag: token.strip()})]
+            if not matches:
+                log.error('%s: Cannot locate resource "%s" at the %s level', request, token,
+                          level.title)
+            resources += [r for r in matches if r is not None]
+        if not resources:
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               f"{request} request matching no resource stored in Orthanc")
+        instances: list[Resource] = []
+        for resource in resources:
+            instances += ctx.index.descendants(resource.internal_id, Level.INSTANCE)
+        return instances
+    raise OrthancError(ErrorCode.BAD_REQUEST, f"Invalid fields in a {request} request")
+
+
+def _dataset_of(ctx: ServerContext, instance: Resource) -> Dataset:
+    """The file to send; a stand-in that pynetdicom counts as a failed sub-operation if it is gone."""
+    try:
+        return pydicom.dcmread(BytesIO(ctx.store.read_dicom(instance)), force=True)
+    except Exception:  # noqa: BLE001 - deleted or unreadable since the request
+        log.warning("An instance was removed after the C-MOVE/C-GET request: %s", instance.public_id)
+        failed = Dataset()
+        failed.SOPInstanceUID = "0"
+        return failed
+
+
+def store_contexts(ctx: ServerContext, instances: list[Resource]) -> list[PresentationContext]:
+    """Presentation contexts for sending ``instances``: their own syntax and the uncompressed ones."""
+    wanted: dict[str, list[str]] = {}
+    for instance in instances:
+        metadata = ctx.index.metadata(instance.internal_id)
+        sop_class = metadata.get(Metadata.SopClassUid)
+        if not sop_class:
+            continue
+        syntaxes = wanted.setdefault(sop_class, list(UNCOMPRESSED))
+        syntax = metadata.get(Metadata.TransferSyntax)
+        if syntax and syntax not in syntaxes:
+            syntaxes.append(syntax)
+    contexts: list[PresentationContext] = []
+    for sop_class, syntaxes in wanted.items():
+        contexts.append(build_context(sop_class, UNCOMPRESSED))
+        contexts += [build_context(sop_class, [s]) for s in syntaxes if s not in UNCOMPRESSED]
+    return contexts[:MAX_CONTEXTS]
+
+
+class QueryRetrieveScp:
+    """Installs the C-FIND, C-MOVE and C-GET handlers on the DICOM server."""
+
+    def __init__(self, ctx: ServerContext, network: Any) -> None:
+        self.ctx = ctx
+        self.network = network
+        self.find = FindScp(ctx)
+        self.dicom: DicomServer | None = None
+
+    def install(self, dicom: DicomServer) -> None:
+        self.dicom = dicom
+        ae = dicom.ae
+        syntaxes = UNCOMPRESSED
+        for model in (PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind,
+                      PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove,
+                      PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelGet):
+            ae.add_supported_context(model, syntaxes)
+        for context in list(ae.supported_contexts):
+            if _is_storage(context.abstract_syntax):
+                ae.add_supported_context(context.abstract_syntax, context.transfer_syntax,
+                                         scu_role=True, scp_role=True)
+        dicom.extra_handlers += [(evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move),
+                                 (evt.EVT_C_GET, self._on_get)]
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _refused(self, event: evt.Event, request: str) -> bool:
+        requestor = event.assoc.requestor
+        aet, ip = requestor.ae_title.strip(), requestor.address
+        assert self.dicom is not None
+        if self.dicom.authorizer.allows(request, aet, ip):
+            return False
+        log.warning("DICOM authorization rejected for AET %s on IP %s (%s)", aet, ip, request)
+        event.assoc.abort()
+        return True
+
+    def _origin(self, event: evt.Event) -> dict[str, str]:
+        requestor = event.assoc.requestor
+        aet = requestor.ae_title.strip()
+        found = self.network.modalities_by_aet(aet)
+        return {"CalledAet": event.assoc.acceptor.ae_title.strip(),
+                "Manufacturer": found[0][1]["Manufacturer"] if found else "Generic",
+                "RemoteAet": aet, "RemoteIp": requestor.address}
+
+    # -- C-FIND ------------------------------------------------------------------------
+
+    def _on_find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
+        if self._refused(event, "Find"):
+            return iter(())
+        return self._find(event)
+
+    def _find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
+        started = time.monotonic()
+        assert self.dicom is not None
+        try:
+            request = FindRequest.parse(event.identifier, self.ctx.default_encoding)
+            request = request.filtered(self.dicom.find_filters, self._origin(event))
+            answers, complete = self.find.answers(request)
+        except Exception as e:  # noqa: BLE001 - the peer must get a status, not a dropped association
+            log.error("C-FIND request handler has failed: %s", e)
+            yield UNABLE_TO_PROCESS, None
+            return
+        finally:
+            self.ctx.metrics.record_max("orthanc_find_scp_duration_ms", (time.monotonic() - started) * 1000)
+        for answer in answers:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, answer
+        yield (SUCCESS if complete else CANCEL), None
+
+    # -- C-MOVE ------------------------------------------------------------------------
+
+    def _on_move(self, event: evt.Event) -> Iterator[Any]:
+        if self._refused(event, "Move"):
+            return iter(())
+        return self._move(event)
+
+    def _move(self, event: evt.Event) -> Iterator[Any]:
+        started = time.monotonic()
+        target = event.move_destination.decode("ascii", "replace").strip() \
+            if isinstance(event.move_destination, bytes) else str(event.move_destination).strip()
+        log.warning('Move-SCU request received for AET "%s"', target)
+        try:
+            found = self.network.modalities_by_aet(target)
+            if not found:
+                raise OrthancError(ErrorCode.UNKNOWN_MODALITY, f"Unknown target AET: {target}")
+            name, modality = found[0]
+            instances = retrieve_instances(self.ctx, event.identifier, "C-MOVE")
+        except OrthancError as e:
+            log.error("IMoveRequestHandler Failed: %s", e.details or e.description)
+            raise
+        finally:
+            self.ctx.metrics.record_max("orthanc_move_scp_duration_ms", (time.monotonic() - started) * 1000)
+        address = (modality["Host"], int(modality["Port"]))
+        if not self.ctx.config["SynchronousCMove"]:
+            requestor = event.assoc.requestor.ae_title.strip()
+            self.network.store_to_modality([i.public_id for i in instances], name, description="C-MOVE",
+                                           move_originator_aet=requestor,
+                                           move_originator_id=int(event.request.MessageID))
+            yield address
+            yield 0
+            return
+        yield (*address, {"contexts": store_contexts(self.ctx, instances),
+                          "evt_handlers": [(evt.EVT_CONN_OPEN, tune)]})
+        yield len(instances)
+        for instance in instances:
+            yield PENDING, _dataset_of(self.ctx, instance)
+
+    # -- C-GET -------------------------------------------------------------------------
+
+    def _on_get(self, event: evt.Event) -> Iterator[Any]:
+        if self._refused(event, "Get"):
+            return iter(())
+        return self._get(event)
+
+    def _get(self, event: evt.Event) -> Iterator[Any]:
+        started = time.monotonic()
+        try:
+            instances = retrieve_instances(self.ctx, event.identifier, "C-GET")
+        except OrthancError as e:
+            log.error("Cannot determine what resources are requested by C-GET: %s",
+                      e.details or e.description)
+            raise
+        finally:
+            self.ctx.metrics.record_max("orthanc_get_scp_duration_ms", (time.monotonic() - started) * 1000)
+        yield len(instances)
+        for instance in instances:
+            yield PENDING, _dataset_of(self.ctx, instance)
+
+
+def _is_storage(uid: str) -> bool:
+    return uid_to_service_class(uid) is StorageServiceClass

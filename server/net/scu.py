@@ -1,0 +1,424 @@
+"""Isengard as a DICOM client (SCU): associations, C-ECHO, C-FIND, C-MOVE and C-STORE.
+
+Every outgoing association goes through :func:`associate`, which applies the
+local AET, the timeouts and TCP_NODELAY, and turns every way an association can
+fail into Orthanc's error codes and texts (``DicomAssociation - connecting to
+AET "X": ...``).  Errors a later attempt may not see again (refused or lost
+connections, timeouts, transient rejections) are :class:`NetworkError` with
+``transient`` set, so that store jobs can retry them.  Storage commitment and
+anything else that needs a raw association reuses :func:`associate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+import pydicom
+from pydicom import config
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.sop_class import (
+    ModalityWorklistInformationFind,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from server.dicom.main_tags import Level, Tag
+from server.errors import ErrorCode, OrthancError
+from server.net.scp import DUL_POLL_SECONDS
+
+log = logging.getLogger("isengard.dicom")
+
+EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
+IMPLICIT_LITTLE = "1.2.840.10008.1.2"
+EXPLICIT_BIG = "1.2.840.10008.1.2.2"
+#: The uncompressed transfer syntaxes Orthanc proposes, in its order.
+UNCOMPRESSED = [EXPLICIT_LITTLE, IMPLICIT_LITTLE, EXPLICIT_BIG]
+#: pynetdicom refuses to propose more presentation contexts than this.
+MAX_CONTEXTS = 128
+
+#: C-STORE statuses that count as stored (success and the harmless warnings).
+_STORED = {0x0000, 0xB000, 0xB006, 0xB007}
+_PENDING = {0xFF00, 0xFF01}
+
+#: dcmtk's texts for an association that ended without an answer.
+PEER_ABORTED = "Peer aborted Association (or never connected)"
+READ_TIMEOUT = "DUL network read timeout"
+
+#: The DICOM spelling of each level in QueryRetrieveLevel.
+QR_LEVEL = {Level.PATIENT: "PATIENT", Level.STUDY: "STUDY", Level.SERIES: "SERIES",
+            Level.INSTANCE: "IMAGE"}
+
+
+class NetworkError(OrthancError):
+    """A network failure; ``transient`` when trying again later may succeed."""
+
+    def __init__(self, details: str, transient: bool = True,
+                 code: int = ErrorCode.NETWORK_PROTOCOL, http_status: int | None = None) -> None:
+        super().__init__(code, details, http_status)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where and how to reach a modality: its normalized parameters, resolved for one call."""
+
+    aet: str
+    host: str
+    port: int
+    local_aet: str
+    timeout: float
+    manufacturer: str = "Generic"
+    allow_transcoding: bool = True
+
+    @classmethod
+    def of(cls, params: dict[str, Any], config: Any, local_aet: str | None = None,
+           timeout: float | None = None) -> Remote:
+        """Orthanc's precedence: the request's value, then the modality's, then the global one."""
+        chosen_aet = local_aet or params.get("LocalAet") or config["DicomAet"]
+        chosen_timeout = timeout or params.get("Timeout") or config["DicomScuTimeout"]
+        return cls(aet=params["AET"], host=params["Host"], port=int(params["Port"]),
+                   local_aet=chosen_aet, timeout=float(chosen_timeout),
+                   manufacturer=params.get("Manufacturer", "Generic"),
+                   allow_transcoding=bool(params.get("AllowTranscoding", True)))
+
+
+def _tcp_failure(remote: Remote) -> str:
+    """Why a TCP connection to the remote fails, worded as dcmtk does."""
+    try:
+        with socket.create_connection((remote.host, remote.port), timeout=min(remote.timeout, 3.0)):
+            return PEER_ABORTED
+    except ConnectionRefusedError:
+        return "TCP Initialization Error: Connection refused"
+    except TimeoutError:
+        return "TCP Initialization Error: Connection timed out"
+    except socket.gaierror:
+        return "TCP Initialization Error: Name or service not known"
+    except OSError as e:
+        return f"TCP Initialization Error: {e.strerror or e}"
+
+
+class ReactorGate:
+    """A drop-in for pynetdicom's reactor checkpoint (a ``threading.Event``) that closes a race.
+
+    Before sending a request, pynetdicom clears the checkpoint and waits until
+    the association thread says it is paused; but that thread says so *before*
+    waiting on the checkpoint, so a sender arriving just after the wait returned
+    goes on while the thread is about to poll the message queue, and the thread
+    may take the sender's response (the sender then waits for the DIMSE timeout,
+    and the association is lost).  Here ``clear`` returns only once the thread
+    is really parked in ``wait`` (or after a short bound, if it has ended).
+    """
+
+    PARK_TIMEOUT = 0.05
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._open = True
+        self._parked = False
+
+    def is_set(self) -> bool:
+        return self._open
+
+    def set(self) -> None:
+        with self._condition:
+            self._open = True
+            self._condition.notify_all()
+
+    def clear(self) -> None:
+        deadline = time.monotonic() + self.PARK_TIMEOUT
+        with self._condition:
+            self._open = False
+            while not self._parked and (remaining := deadline - time.monotonic()) > 0:
+                self._condition.wait(remaining)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._condition:
+            self._parked = True
+            self._condition.notify_all()
+            try:
+                return self._condition.wait_for(lambda: self._open, timeout)
+            finally:
+                self._parked = False
+
+
+def tune(event: evt.Event) -> None:
+    """On a new outgoing connection: TCP_NODELAY (no 40 ms wait per message), the DICOM
+    server's short polling delay (C-MOVE 200 -> 330 instances/s) and :class:`ReactorGate`,
+    without which that delay makes pynetdicom lose C-STORE responses."""
+    event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    event.assoc._reactor_checkpoint = ReactorGate()
+    event.assoc.dul._run_loop_delay = DUL_POLL_SECONDS
+
+
+def associate(remote: Remote, contexts: list[PresentationContext],
+              ext_neg: list | None = None) -> Association:
+    """Open an association proposing ``contexts`` (and role selections in ``ext_neg``).
+
+    The result has at least one accepted presentation context; every failure is
+    an OrthancError with Orthanc's wording.  Call :func:`close` when done.
+    """
+    ae = AE(ae_title=remote.local_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = remote.timeout
+    ae.connection_timeout = remote.timeout
+    opened: list[bool] = []
+
+    def on_open(event: evt.Event) -> None:
+        opened.append(True)
+        tune(event)
+
+    started = time.monotonic()
+    assoc = ae.associate(remote.host, remote.port, contexts=contexts, ae_title=remote.aet,
+                         ext_neg=ext_neg, evt_handlers=[(evt.EVT_CONN_OPEN, on_open)])
+    if assoc.is_established:
+        return assoc
+    prefix = f'DicomAssociation - connecting to AET "{remote.aet}": '
+    answer = assoc.acceptor.primitive
+    if answer is not None and getattr(answer, "result", None) == 0x00:
+        raise OrthancError(ErrorCode.NO_PRESENTATION_CONTEXT,
+                           f'Unable to negotiate a presentation context with AET "{remote.aet}"')
+    if answer is not None and getattr(answer, "result", None) in (0x01, 0x02):
+        raise NetworkError(prefix + "DUL Association Rejected", transient=answer.result == 0x02)
+    if not opened:
+        raise NetworkError(prefix + _tcp_failure(remote))
+    if time.monotonic() - started >= remote.timeout * 0.9:
+        raise NetworkError(prefix + READ_TIMEOUT)
+    raise NetworkError(prefix + PEER_ABORTED)
+
+
+def close(assoc: Association) -> None:
+    """Release politely, abort if the peer does not answer."""
+    if assoc.is_established:
+        try:
+            assoc.release()
+        except Exception:  # noqa: BLE001 - closing must never fail the caller
+            assoc.abort()
+
+
+def _lost(remote: Remote, operation: str, assoc: Association | None = None) -> NetworkError:
+    reason = PEER_ABORTED if assoc is not None and assoc.is_aborted else READ_TIMEOUT
+    return NetworkError(f'DicomAssociation - {operation} to AET "{remote.aet}": {reason}')
+
+
+def echo(remote: Remote) -> None:
+    assoc = associate(remote, [build_context(Verification, UNCOMPRESSED)])
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        close(assoc)
+    if "Status" not in status:
+        raise _lost(remote, "C-ECHO", assoc)
+    if status.Status != 0x0000:
+        raise NetworkError(f'C-ECHO to AET "{remote.aet}" has failed with DIMSE status '
+                           f"0x{status.Status:04X}", transient=False)
+
+
+def _query_contexts(move: bool) -> list[PresentationContext]:
+    models = ([PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove]
+              if move else [PatientRootQueryRetrieveInformationModelFind,
+                            StudyRootQueryRetrieveInformationModelFind])
+    return [build_context(model, UNCOMPRESSED) for model in models]
+
+
+def find(remote: Remote, level: Level, identifier: Dataset) -> list[Dataset]:
+    """C-FIND with ``identifier`` (QueryRetrieveLevel is set here); the answers, in order."""
+    identifier.QueryRetrieveLevel = QR_LEVEL[level]
+    model = (PatientRootQueryRetrieveInformationModelFind if level is Level.PATIENT
+             else StudyRootQueryRetrieveInformationModelFind)
+    return _find(remote, identifier, model, _query_contexts(move=False))
+
+
+def find_worklist(remote: Remote, identifier: Dataset) -> list[Dataset]:
+    """Modality worklist C-FIND; the answers, in order."""
+    model = ModalityWorklistInformationFind
+    return _find(remote, identifier, model, [build_context(model, UNCOMPRESSED)])
+
+
+def _find(remote: Remote, identifier: Dataset, model: str,
+          contexts: list[PresentationContext]) -> list[Dataset]:
+    assoc = associate(remote, contexts)
+    answers: list[Dataset] = []
+    final: int | None = None
+    try:
+        for status, answer in assoc.send_c_find(identifier, model):
+            if "Status" not in status:
+                break
+            if status.Status in _PENDING:
+                if answer is not None:
+                    answers.append(answer)
+            else:
+                final = int(status.Status)
+    finally:
+        close(assoc)
+    if final is None:
+        raise _lost(remote, "C-FIND", assoc)
+    if final != 0x0000:
+        suffix = " (unable to process - invalid query ?)" if final == 0xC000 else ""
+        raise NetworkError(f'C-FIND SCU to AET "{remote.aet}" has failed with DIMSE status '
+                           f"0x{final:04X}{suffix}", transient=False)
+    return answers
+
+
+def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, str]) -> None:
+    """C-MOVE of the resources that ``identifiers`` (tag -> value) name, to ``target_aet``."""
+    identifier = Dataset()
+    for tag, value in sorted(identifiers.items()):
+        identifier.add(element(tag, value))
+    identifier.QueryRetrieveLevel = QR_LEVEL[level]
+    model = (PatientRootQueryRetrieveInformationModelMove if level is Level.PATIENT
+             else StudyRootQueryRetrieveInformationModelMove)
+    assoc = associate(remote, _query_contexts(move=True))
+    final: int | None = None
+    try:
+        for status, _ in assoc.send_c_move(identifier, target_aet, model):
+            if "Status" not in status:
+                break
+            if status.Status not in _PENDING:
+                final = int(status.Status)
+    finally:
+        close(assoc)
+    if final is None:
+        raise _lost(remote, "C-MOVE", assoc)
+    if final == 0xC000:
+        raise NetworkError(f'C-MOVE SCU to AET "{remote.aet}" has failed with DIMSE status '
+                           "0xC000 (unable to process - resource not found ?)",
+                           transient=False, http_status=422)
+    if final != 0x0000:
+        raise NetworkError(f'C-MOVE SCU to AET "{remote.aet}" has failed with DIMSE status '
+                           f"0x{final:04X}", transient=False)
+
+
+def element(tag: Tag, value: str) -> DataElement:
+    """A query key: wildcards, ranges and lists are not valid values, so pydicom must not check them."""
+    return DataElement((tag[0] << 16) | tag[1], tag_vr(tag), value, validation_mode=config.IGNORE)
+
+
+def tag_vr(tag: Tag) -> str:
+    """The dictionary VR of a tag (LO when unknown, as for a private text)."""
+    try:
+        return pydicom.datadict.dictionary_VR((tag[0] << 16) | tag[1])
+    except KeyError:
+        return "LO"
+
+
+# -- C-STORE ---------------------------------------------------------------------------
+
+
+@dataclass
+class Outgoing:
+    """One DICOM file to send, parsed."""
+
+    dataset: Dataset
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: str
+
+    @classmethod
+    def parse(cls, data: bytes) -> Outgoing:
+        try:
+            ds = pydicom.dcmread(BytesIO(data), force=True)
+        except Exception as e:  # noqa: BLE001 - pydicom raises many types on corrupt input
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the DICOM file to send") from e
+        meta = ds.file_meta
+        if "TransferSyntaxUID" not in meta:
+            meta.TransferSyntaxUID = IMPLICIT_LITTLE if ds.is_implicit_VR else EXPLICIT_LITTLE
+        sop_class = str(ds.get("SOPClassUID", meta.get("MediaStorageSOPClassUID", "")))
+        sop_instance = str(ds.get("SOPInstanceUID", meta.get("MediaStorageSOPInstanceUID", "")))
+        if not sop_class or not sop_instance:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               "Unable to find the SOP class and instance")
+        return cls(ds, sop_class, sop_instance, str(meta.TransferSyntaxUID))
+
+
+class StoreConnection:
+    """C-STORE SCU over one association, renegotiated when an instance needs new contexts.
+
+    As Orthanc does, each SOP class is proposed with the transfer syntax of the
+    files seen so far and, when transcoding is allowed, with the uncompressed
+    syntaxes; a file whose syntax was not accepted is converted between
+    uncompressed syntaxes, and a compressed one cannot be sent.
+    """
+
+    def __init__(self, remote: Remote, transcode: bool) -> None:
+        self.remote = remote
+        self.transcode = transcode and remote.allow_transcoding
+        self._wanted: dict[str, list[str]] = {}
+        self._proposed: dict[str, list[str]] = {}
+        self._assoc: Association | None = None
+
+    def store(self, data: bytes | Outgoing, originator_aet: str = "",
+              originator_id: int | None = None) -> Outgoing:
+        """Send one file; the parsed file (SOP class and instance UIDs) when it was stored."""
+        item = data if isinstance(data, Outgoing) else Outgoing.parse(data)
+        assoc = self._association_for(item)
+        accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts
+                    if cx.abstract_syntax == item.sop_class]
+        if not accepted:
+            raise OrthancError(ErrorCode.NO_PRESENTATION_CONTEXT,
+                               f'Unable to negotiate a presentation context with AET "{self.remote.aet}"')
+        if item.transfer_syntax not in accepted and (
+                item.transfer_syntax not in UNCOMPRESSED or not set(accepted) & set(UNCOMPRESSED)):
+            raise OrthancError(ErrorCode.NOT_IMPLEMENTED,
+                               f"Cannot transcode from {item.transfer_syntax} to one of "
+                               f"[ {' '.join(accepted)} ]")
+        try:
+            status = assoc.send_c_store(item.dataset, originator_aet=originator_aet or None,
+                                        originator_id=originator_id)
+        except (RuntimeError, ValueError, AttributeError) as e:
+            self.close()
+            raise NetworkError(f'C-STORE SCU to AET "{self.remote.aet}": {e}', transient=False) from e
+        if "Status" not in status:
+            lost = _lost(self.remote, "C-STORE", assoc)
+            self.close()
+            raise lost
+        if status.Status not in _STORED:
+            raise NetworkError(f'C-STORE SCU to AET "{self.remote.aet}" has failed with DIMSE status '
+                               f"0x{status.Status:04X}",
+                               transient=0xA700 <= status.Status <= 0xA7FF)
+        return item
+
+    def _association_for(self, item: Outgoing) -> Association:
+        syntaxes = self._wanted.setdefault(item.sop_class, [])
+        if item.transfer_syntax not in syntaxes:
+            syntaxes.append(item.transfer_syntax)
+        if self._assoc is not None and self._assoc.is_established and \
+                item.transfer_syntax in self._proposed.get(item.sop_class, []):
+            return self._assoc
+        self.close()
+        contexts = self._contexts()
+        if len(contexts) > MAX_CONTEXTS:
+            self._wanted = {item.sop_class: [item.transfer_syntax]}
+            contexts = self._contexts()
+        self._assoc = associate(self.remote, contexts)
+        self._proposed = {k: list(v) + (UNCOMPRESSED if self.transcode else [])
+                          for k, v in self._wanted.items()}
+        return self._assoc
+
+    def _contexts(self) -> list[PresentationContext]:
+        contexts = []
+        for sop_class, syntaxes in self._wanted.items():
+            for syntax in syntaxes:
+                if not (self.transcode and syntax in UNCOMPRESSED):
+                    contexts.append(build_context(sop_class, [syntax]))
+            if self.transcode:
+                contexts.append(build_context(sop_class, UNCOMPRESSED))
+        return contexts
+
+    def close(self) -> None:
+        if self._assoc is not None:
+            close(self._assoc)
+            self._assoc = None
+            self._proposed = {}
+

@@ -1,0 +1,434 @@
+"""``ctx.network``: modalities, peers, queries and the operations on them, for REST and scripts.
+
+Modalities and peers start from the configuration (or from the index when
+``DicomModalitiesInDatabase`` / ``OrthancPeersInDatabase`` is set, as Orthanc
+keeps them in global properties 20 and 21); REST changes replace the lists in
+``ctx.config`` so that every reader (SCP authorization, storage commitment,
+scripts) sees them at once.  Everything here blocks: call it from a worker
+thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from server.clock import utc_now_iso
+from server.dicom.main_tags import BY_LEVEL, IDENTIFIER, Level, Tag
+from server.errors import ErrorCode, OrthancError
+from server.find import parse_tag
+from server.jobs.move_scu import MOVE_KEYS, DicomMoveScuJob, retrieve_item
+from server.jobs.peer_store import OrthancPeerStoreJob
+from server.jobs.store_scu import DicomModalityStoreJob
+from server.net import scu
+from server.net.modalities import find_by_aet, normalize_modality, peer_settings
+from server.net.peers import PeerClient
+from server.net.query_retrieve import CHARACTER_SETS, QueryRetrieveScp
+from server.storage import ids
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+    from server.jobs.job import Job
+    from server.net.scp import DicomServer
+
+log = logging.getLogger("isengard.dicom")
+
+#: Orthanc's global properties holding the lists when they live in the database.
+PROPERTY_MODALITIES = 20
+PROPERTY_PEERS = 21
+
+#: Tags added to a normalized C-FIND query at each level (Orthanc's ``NormalizeFindQuery``).
+COUNTER_KEYS: dict[Level, tuple[Tag, ...]] = {
+    Level.PATIENT: ((0x0020, 0x1200), (0x0020, 0x1202), (0x0020, 0x1204)),
+    Level.STUDY: ((0x0008, 0x0061), (0x0020, 0x1206), (0x0020, 0x1208), (0x0008, 0x0062)),
+    Level.SERIES: ((0x0020, 0x1209),),
+    Level.INSTANCE: (),
+}
+ACCESSION_NUMBER: Tag = (0x0008, 0x0050)
+SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005)
+_DATE_VRS = ("DA",)
+
+
+class RemoteRegistry:
+    """Named modalities or peers, as the configuration spells them (arrays or objects)."""
+
+    def __init__(self, ctx: ServerContext, key: str, in_database: bool, property_id: int) -> None:
+        self.config = ctx.config
+        self.index = ctx.index
+        self.key = key
+        self.in_database = in_database
+        self.property_id = property_id
+        self._lock = threading.Lock()
+        if in_database:
+            stored = self.index.get_property(property_id)
+            self.config.values[key] = json.loads(stored) if stored else {}
+
+    def all(self) -> dict[str, Any]:
+        return dict(self.config[self.key])
+
+    def get(self, name: str) -> Any | None:
+        return self.config[self.key].get(name)
+
+    def put(self, name: str, params: Any) -> None:
+        with self._lock:
+            self._replace({**self.config[self.key], name: params})
+
+    def delete(self, name: str) -> bool:
+        with self._lock:
+            current = dict(self.config[self.key])
+            if current.pop(name, None) is None:
+                return False
+            self._replace(current)
+            return True
+
+    def _replace(self, entries: dict[str, Any]) -> None:
+        if self.in_database:
+            self.index.set_property(self.property_id, json.dumps(entries))
+        self.config.values[self.key] = entries
+
+
+@dataclass
+class QueryRecord:
+    """One ``/queries/{id}``: a C-FIND and its answers, kept for later retrieves."""
+
+    id: str
+    modality: str
+    level: Level
+    query: dict[Tag, str]
+    normalize: bool = True
+    answers: list[Dataset] = field(default_factory=list)
+
+
+class QueryArchive:
+    """The last ``QueryRetrieveSize`` queries, oldest dropped first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queries: OrderedDict[str, QueryRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, record: QueryRecord) -> None:
+        with self._lock:
+            self._queries[record.id] = record
+            while len(self._queries) > self.size:
+                self._queries.popitem(last=False)
+
+    def get(self, query_id: str) -> QueryRecord | None:
+        with self._lock:
+            return self._queries.get(query_id)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._queries)
+
+    def delete(self, query_id: str) -> None:
+        with self._lock:
+            self._queries.pop(query_id, None)
+
+
+class _LingeringConnections:
+    """Store connections of scripts, closed after ``DicomAssociationCloseDelay`` s without use."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._open: dict[tuple[str, str], tuple[scu.StoreConnection, float]] = {}
+        self._lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def send(self, remote: scu.Remote, data: bytes, transcode: bool) -> None:
+        key = (remote.aet, remote.local_aet)
+        with self._lock:
+            connection, _ = self._open.pop(key, (None, 0.0))
+        if connection is None or connection.remote != remote:
+            connection = scu.StoreConnection(remote, transcode)
+        try:
+            connection.store(data)
+        except OrthancError:
+            connection.close()
+            raise
+        with self._lock:
+            previous = self._open.get(key)
+            self._open[key] = (connection, time.monotonic())
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="dicom-scu-reaper", daemon=True)
+                self._reaper.start()
+        if previous is not None:
+            previous[0].close()
+
+    def _reap(self) -> None:
+        while not self._stopping.wait(min(1.0, self.delay or 1.0)):
+            now = time.monotonic()
+            with self._lock:
+                expired = [k for k, (_, used) in self._open.items() if now - used >= self.delay]
+                closing = [self._open.pop(k)[0] for k in expired]
+            for connection in closing:
+                connection.close()
+
+    def close_all(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            closing = [c for c, _ in self._open.values()]
+            self._open.clear()
+        for connection in closing:
+            connection.close()
+
+
+class NetworkService:
+    """The DICOM network and peers, for the REST layer and the scripts."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        config = ctx.config
+        self.modalities = RemoteRegistry(ctx, "DicomModalities", bool(config["DicomModalitiesInDatabase"]),
+                                         PROPERTY_MODALITIES)
+        self.peers = RemoteRegistry(ctx, "OrthancPeers", bool(config["OrthancPeersInDatabase"]),
+                                    PROPERTY_PEERS)
+        self.queries = QueryArchive(int(config["QueryRetrieveSize"]))
+        self.scp = QueryRetrieveScp(ctx, self)
+        self._lingering = _LingeringConnections(float(config["DicomAssociationCloseDelay"]))
+
+    def install(self, dicom: DicomServer) -> None:
+        """Add C-FIND, C-MOVE and C-GET to the DICOM server (before it starts)."""
+        self.scp.install(dicom)
+
+    def stop(self) -> None:
+        self._lingering.close_all()
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def modality(self, name: str) -> dict[str, Any]:
+        """The normalized parameters of a modality; 404 ``No modality with symbolic name``."""
+        params = self.modalities.get(name)
+        if params is None:
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}")
+        return normalize_modality(params)
+
+    def modalities_by_aet(self, aet: str) -> list[tuple[str, dict[str, Any]]]:
+        normalized = {n: normalize_modality(p) for n, p in self.modalities.all().items()}
+        return find_by_aet(normalized, aet, bool(self.ctx.config["StrictAetComparison"]))
+
+    def peer(self, name: str) -> Any:
+        """A peer as configured (secrets included); 404 ``No peer with symbolic name``."""
+        params = self.peers.get(name)
+        if params is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"No peer with symbolic name: {name}")
+        return params
+
+    def remote(self, name: str, local_aet: str | None = None, timeout: float | None = None) -> scu.Remote:
+        return scu.Remote.of(self.modality(name), self.ctx.config, local_aet, timeout)
+
+    # -- what to send ------------------------------------------------------------------
+
+    def instances_of(self, resources: list[str], remote_name: str | None = None) -> list[str]:
+        """The instances below Orthanc IDs of any level, as Orthanc's ``GetInstancesToExport``.
+
+        With ``LogExportedResources``, each resource is recorded at ``/exports``
+        under ``remote_name``.
+        """
+        instances: list[str] = []
+        for public_id in resources:
+            resource = self.ctx.index.lookup(public_id.strip())
+            if resource is None:
+                if not ids.is_orthanc_id(public_id.strip()):
+                    raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                                       f"This string is not a valid Orthanc identifier: {public_id}")
+                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+            instances += [i.public_id for i in self.ctx.index.descendants(resource.internal_id,
+                                                                          Level.INSTANCE)]
+            if remote_name is not None and self.ctx.config["LogExportedResources"]:
+                self._log_export(resource, remote_name)
+        return instances
+
+    def _log_export(self, resource: Any, remote_name: str) -> None:
+        index = self.ctx.index
+        identifiers: dict[str, str] = {}
+        current = resource
+        while current is not None:
+            tag = IDENTIFIER[current.level]
+            identifiers[BY_LEVEL[current.level][tag]] = index.main_tags(current.internal_id).get(tag, "")
+            current = index.parent(current)
+        index.log_export(resource.level, resource.public_id, remote_name, identifiers, utc_now_iso())
+
+    # -- jobs (for REST and scripts) ---------------------------------------------------
+
+    def store_job(self, instances: list[str], modality_name: str, *, local_aet: str | None = None,
+                  timeout: float | None = None, move_originator_aet: str = "",
+                  move_originator_id: int | None = None, storage_commitment: bool = False,
+                  description: str = "REST API", permissive: bool = False,
+                  parent_resources: list[str] | None = None) -> Job:
+        """A DicomModalityStore job, not yet submitted."""
+        return DicomModalityStoreJob(
+            self.ctx, instances, self.modality(modality_name), local_aet=local_aet, timeout=timeout,
+            move_originator_aet=move_originator_aet, move_originator_id=move_originator_id,
+            storage_commitment=storage_commitment, modality_name=modality_name,
+            description=description, permissive=permissive, parent_resources=parent_resources)
+
+    def store_to_modality(self, instances: list[str], modality_name: str, *, local_aet: str | None = None,
+                          description: str = "Lua", priority: int = 0, **options: Any) -> str:
+        """Submit a C-STORE of ``instances`` (Orthanc IDs of instances) to a modality; the job ID."""
+        job = self.store_job(instances, modality_name, local_aet=local_aet, description=description,
+                             **options)
+        return self.ctx.jobs.submit(job, priority)
+
+    def peer_job(self, instances: list[str], peer_name: str, *, compress: bool = False,
+                 transcode: str | None = None, description: str = "REST API", permissive: bool = False,
+                 parent_resources: list[str] | None = None) -> Job:
+        """An OrthancPeerStore job, not yet submitted."""
+        return OrthancPeerStoreJob(self.ctx, instances, self.peer(peer_name), peer_name=peer_name,
+                                   compress=compress, transcode=transcode, description=description,
+                                   permissive=permissive, parent_resources=parent_resources)
+
+    def store_to_peer(self, instances: list[str], peer_name: str, *, description: str = "Lua",
+                      priority: int = 0, **options: Any) -> str:
+        """Submit a ``POST /instances`` of ``instances`` to a peer; the job ID."""
+        job = self.peer_job(instances, peer_name, description=description, **options)
+        return self.ctx.jobs.submit(job, priority)
+
+    def send_instance_to_modality(self, instance_id: str, modality_name: str,
+                                  local_aet: str | None = None) -> None:
+        """C-STORE one instance now, on an association kept open ``DicomAssociationCloseDelay`` s."""
+        instance = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+        if instance is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+        self._lingering.send(self.remote(modality_name, local_aet), self.ctx.store.read_dicom(instance),
+                             bool(self.ctx.config["TranscodeDicomProtocol"]))
+
+    def send_instance_to_peer(self, instance_id: str, peer_name: str) -> None:
+        """``POST /instances`` of one instance to a peer, now."""
+        instance = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+        if instance is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+        client = PeerClient(peer_name, peer_settings(self.peer(peer_name)), self.ctx.config)
+        try:
+            client.store(self.ctx.store.read_dicom(instance), compress=False)
+        finally:
+            client.close()
+
+    # -- synchronous operations --------------------------------------------------------
+
+    def echo(self, remote: scu.Remote, check_find: bool | None = None) -> None:
+        scu.echo(remote)
+        if self.ctx.config["DicomEchoChecksFind"] if check_find is None else check_find:
+            scu.find(remote, Level.STUDY, self._identifier(Level.STUDY, {}, remote.manufacturer, True))
+
+    def store_straight(self, name: str, data: bytes, local_aet: str | None = None,
+                       timeout: float | None = None) -> dict[str, str]:
+        connection = scu.StoreConnection(self.remote(name, local_aet, timeout),
+                                         bool(self.ctx.config["TranscodeDicomProtocol"]))
+        try:
+            sent = connection.store(data)
+        finally:
+            connection.close()
+        return {"SOPClassUID": sent.sop_class, "SOPInstanceUID": sent.sop_instance}
+
+    def move(self, name: str, level: Level, resources: list[dict[Tag, str]], target_aet: str | None,
+             local_aet: str | None = None, timeout: float | None = None) -> None:
+        """``/modalities/{id}/move``: one C-MOVE per resource, with the identifiers of ``level``."""
+        remote = self.remote(name, local_aet, timeout)
+        for resource in resources:
+            keys = {t: resource[t] for t in MOVE_KEYS[level] if t in resource}
+            scu.move(remote, target_aet or self.ctx.config["DicomAet"], level, keys)
+
+    def find(self, remote: scu.Remote, level: Level, query: dict[Tag, str],
+             normalize: bool = True) -> list[Dataset]:
+        return scu.find(remote, level, self._identifier(level, query, remote.manufacturer, normalize))
+
+    def find_worklist(self, remote: scu.Remote, query: dict[str, Any]) -> list[Dataset]:
+        """Modality worklist C-FIND; ``query`` maps tags to strings or to arrays of such objects."""
+        identifier = _dataset_from_json(query)
+        identifier.SpecificCharacterSet = CHARACTER_SETS.get(self.ctx.default_encoding, "ISO_IR 100")
+        return scu.find_worklist(remote, identifier)
+
+    def query(self, name: str, level: Level, query: dict[Tag, str], normalize: bool = True,
+              local_aet: str | None = None, timeout: float | None = None) -> QueryRecord:
+        """``/modalities/{id}/query``: a C-FIND whose answers are kept at ``/queries/{id}``."""
+        remote = self.remote(name, local_aet, timeout)
+        answers = self.find(remote, level, query, normalize)
+        record = QueryRecord(str(uuid.uuid4()), name, level, dict(query), normalize, answers)
+        self.queries.add(record)
+        return record
+
+    def retrieve_job(self, record: QueryRecord, answers: list[Dataset], target_aet: str | None,
+                     timeout: float | None = None) -> Job:
+        """A DicomMoveScu job moving ``answers`` of ``record`` to ``target_aet`` (default: us)."""
+        items = [retrieve_item(_answer_tags(a)) for a in answers]
+        return DicomMoveScuJob(self.ctx, self.modality(record.modality),
+                               target_aet or self.ctx.config["DicomAet"], items, timeout=timeout)
+
+    def _identifier(self, level: Level, query: dict[Tag, str], manufacturer: str,
+                    normalize: bool) -> Dataset:
+        """The C-FIND identifier Orthanc sends for ``query``."""
+        fields = dict(query)
+        if normalize:
+            allowed = {t for lv in Level if lv <= level for t in BY_LEVEL[lv]}
+            allowed |= set(COUNTER_KEYS[level]) | {SPECIFIC_CHARACTER_SET}
+            for tag in [t for t in fields if t not in allowed]:
+                log.warning("Tag not allowed for this C-Find level, will be ignored: (%04x,%04x)", *tag)
+                del fields[tag]
+            if manufacturer in ("GenericNoWildcardInDates", "GenericNoUniversalWildcard"):
+                for tag, value in fields.items():
+                    if value == "*" and (manufacturer == "GenericNoUniversalWildcard" or
+                                         scu.tag_vr(tag) in _DATE_VRS):
+                        fields[tag] = ""
+        for tag in _identifying_keys(level):
+            fields.setdefault(tag, "")
+        identifier = Dataset()
+        identifier.SpecificCharacterSet = CHARACTER_SETS.get(self.ctx.default_encoding, "ISO_IR 100")
+        for tag, value in sorted(fields.items()):
+            if tag != SPECIFIC_CHARACTER_SET:
+                identifier.add(scu.element(tag, value))
+        return identifier
+
+
+def _identifying_keys(level: Level) -> list[Tag]:
+    """Orthanc makes sure the identifiers of the level and its parents are asked for."""
+    keys = [IDENTIFIER[Level.PATIENT]]
+    if level >= Level.STUDY:
+        keys += [ACCESSION_NUMBER, IDENTIFIER[Level.STUDY]]
+    if level >= Level.SERIES:
+        keys.append(IDENTIFIER[Level.SERIES])
+    if level >= Level.INSTANCE:
+        keys.append(IDENTIFIER[Level.INSTANCE])
+    return keys
+
+
+def _dataset_from_json(query: dict[str, Any]) -> Dataset:
+    """A query dataset from ``{tag: string | [item, ...]}`` (items are objects of the same kind)."""
+    result = Dataset()
+    for name, value in query.items():
+        group, element = parse_tag(name)
+        number = (group << 16) | element
+        if isinstance(value, list):
+            items = [_dataset_from_json(v) for v in value if isinstance(v, dict)]
+            result.add(DataElement(number, "SQ", Sequence(items)))
+        elif isinstance(value, str):
+            result.add(scu.element((group, element), value))
+        else:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               f'The value of tag "{name}" must be a string or an array of objects')
+    return result
+
+
+def _answer_tags(answer: Dataset) -> dict[Tag, str]:
+    return {(el.tag.group, el.tag.element): value_text(el.value) for el in answer if el.VR != "SQ"}
+
+
+def value_text(value: Any) -> str:
+    """A pydicom value as DICOM text (multiple values joined by a backslash)."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return str(value)

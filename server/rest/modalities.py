@@ -1,0 +1,327 @@
+"""``/modalities``: the DICOM modalities, and C-ECHO, C-STORE, C-FIND and C-MOVE as their SCU.
+
+Handlers parse and answer as Orthanc 1.10.1; the work is in ``ctx.network``
+(:mod:`server.net.service`).  Storage commitment has its own module.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from server.dicom.json_format import tags_simplified
+from server.dicom.main_tags import BY_LEVEL, Level, Tag
+from server.errors import ErrorCode, OrthancError
+from server.find import parse_tag
+from server.net.modalities import check_name, normalize_modality, parse_modality
+from server.net.scu import Remote
+from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.jobs import submit_job
+from server.storage import ids
+
+NAME = r"([^/]+)"
+
+#: ``GET /modalities/{id}`` in Orthanc 1.10.1.
+OPERATIONS = ["configuration", "echo", "find", "find-instance", "find-patient", "find-series",
+              "find-study", "find-worklist", "move", "query", "storage-commitment", "store",
+              "store-straight"]
+
+PATIENT_ID: Tag = (0x0010, 0x0020)
+ACCESSION_NUMBER: Tag = (0x0008, 0x0050)
+STUDY_UID: Tag = (0x0020, 0x000D)
+SERIES_UID: Tag = (0x0020, 0x000E)
+MODALITIES_IN_STUDY: Tag = (0x0008, 0x0061)
+
+
+def option(body: dict, key: str, kind: type, default: Any = None) -> Any:
+    """An optional field of a JSON body, of the given type (400 Bad file format otherwise)."""
+    if key not in body:
+        return default
+    value = body[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        label = {str: "String", int: "Integer", bool: "Boolean"}.get(kind, "A")
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"{label} value expected in field: {key}")
+    return value
+
+
+def timeout_option(body: dict) -> float | None:
+    value = option(body, "Timeout", int)
+    return float(value) if value else None
+
+
+def export_request(raw: bytes) -> tuple[list[str], dict[str, Any]]:
+    """(resources, other fields) of a store body: an ID, an array of IDs or ``{"Resources": ...}``."""
+    text = raw.decode("utf-8", "replace").strip()
+    if ids.is_orthanc_id(text):
+        return [text], {}
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON value") from None
+    options: dict[str, Any] = {}
+    if isinstance(body, str):
+        resources: Any = [body]
+    elif isinstance(body, list):
+        resources = body
+    elif isinstance(body, dict):
+        if "Resources" not in body:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'Missing field in JSON: "Resources"')
+        resources = body["Resources"]
+        if not isinstance(resources, list):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               "JSON array of strings is expected in field: Resources")
+        options = {k: v for k, v in body.items() if k != "Resources"}
+    else:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                           "Must provide a JSON object, or a JSON array of strings")
+    checked = []
+    for item in resources:
+        if not isinstance(item, str):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               "Resources to be exported must be specified as a JSON array of strings")
+        if not ids.is_orthanc_id(item.strip()):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               f"This string is not a valid Orthanc identifier: {item.strip()}")
+        checked.append(item.strip())
+    return checked, options
+
+
+def json_object(handler: OrthancHandler, message: str = "Must provide a JSON object") -> dict:
+    try:
+        body = json.loads(handler.request.body or b"{}")
+    except ValueError:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, message) from None
+    if not isinstance(body, dict):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, message)
+    return body
+
+
+def parse_level(text: Any) -> Level:
+    try:
+        return Level.parse(text if text.strip().lower() != "image" else "instance")
+    except (ValueError, AttributeError):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
+
+
+def query_tags(query: Any, field: str = "Query") -> dict[Tag, str]:
+    """``{tag name or gggg,eeee: string}`` as tags (Orthanc's ``ReadMapOfTags``)."""
+    invalid = OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                           f"Associative array of DICOM tags to strings expected in field: {field}")
+    if not isinstance(query, dict):
+        raise invalid
+    result: dict[Tag, str] = {}
+    for name, value in query.items():
+        if not isinstance(value, str):
+            raise invalid
+        try:
+            result[parse_tag(name)] = value
+        except OrthancError:
+            raise invalid from None
+    return result
+
+
+class ModalitiesHandler(OrthancHandler):
+    async def get(self) -> None:
+        modalities = {n: normalize_modality(p) for n, p in self.ctx.network.modalities.all().items()}
+        self.answer_json(modalities if self.flag("expand") else sorted(modalities))
+
+
+class ModalityHandler(OrthancHandler):
+    async def get(self, name: str) -> None:
+        if self.ctx.network.modalities.get(name) is None:
+            raise NoAnswer()
+        self.answer_json(OPERATIONS)
+
+    async def put(self, name: str) -> None:
+        check_name(name)
+        try:
+            body = json.loads(self.request.body or b"")
+        except ValueError:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
+        params = parse_modality(body)
+        await self.run(self.ctx.network.modalities.put, name, params)
+        self.answer_empty_text()
+
+    async def delete(self, name: str) -> None:
+        if not await self.run(self.ctx.network.modalities.delete, name):
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM,
+                               f"Unknown DICOM modality with symbolic name: {name}")
+        self.answer_empty_text()
+
+
+class ModalityConfigurationHandler(OrthancHandler):
+    async def get(self, name: str) -> None:
+        self.answer_json(self.ctx.network.modality(name))
+
+
+class EchoHandler(OrthancHandler):
+    async def post(self, name: str) -> None:
+        network = self.ctx.network
+        body = json_object(self) if self.request.body.strip() else {}
+        remote = network.remote(name, timeout=timeout_option(body))
+        await self.run(network.echo, remote, option(body, "CheckFind", bool))
+        self.answer_json({})
+
+
+class ToolsEchoHandler(OrthancHandler):
+    """``POST /tools/dicom-echo``: C-ECHO to a modality given by its parameters."""
+
+    async def post(self) -> None:
+        body = json_object(self)
+        params = parse_modality({k: v for k, v in body.items() if k not in ("CheckFind",)})
+        remote = Remote.of(params, self.ctx.config, timeout=timeout_option(body))
+        await self.run(self.ctx.network.echo, remote, option(body, "CheckFind", bool))
+        self.answer_json({})
+
+
+class StoreHandler(OrthancHandler):
+    async def post(self, name: str) -> None:
+        network = self.ctx.network
+        network.modality(name)
+        resources, body = export_request(self.request.body)
+        instances = await self.run(network.instances_of, resources, name)
+        job = network.store_job(
+            instances, name, local_aet=option(body, "LocalAet", str) or None,
+            timeout=timeout_option(body),
+            move_originator_aet=option(body, "MoveOriginatorAet", str, ""),
+            move_originator_id=option(body, "MoveOriginatorID", int),
+            storage_commitment=option(body, "StorageCommitment", bool, False),
+            permissive=option(body, "Permissive", bool, False), parent_resources=resources)
+        await submit_job(self, job, body)
+
+
+class StoreStraightHandler(OrthancHandler):
+    async def post(self, name: str) -> None:
+        network = self.ctx.network
+        network.modality(name)
+        self.answer_json(await self.run(network.store_straight, name, self.request.body))
+
+
+class QueryHandler(OrthancHandler):
+    async def post(self, name: str) -> None:
+        network = self.ctx.network
+        body = json_object(self)
+        if not isinstance(body.get("Level"), str):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The JSON body must contain field Level")
+        level = parse_level(body["Level"])
+        normalize = option(body, "Normalize", bool, True)
+        query = query_tags(body.get("Query", {}))
+        remote_timeout = timeout_option(body)
+        network.modality(name)
+        record = await self.run(lambda: network.query(name, level, query, normalize,
+                                                      timeout=remote_timeout))
+        self.answer_json({"ID": record.id, "Path": f"/queries/{record.id}"})
+
+
+class MoveHandler(OrthancHandler):
+    """``/modalities/{id}/move``: synchronous C-MOVE, as in Orthanc 1.10.1 (no job)."""
+
+    async def post(self, name: str) -> None:
+        body = json_object(self, "Must provide a JSON body containing fields Resources and Level")
+        if not isinstance(body.get("Resources"), list) or not isinstance(body.get("Level"), str):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               "Must provide a JSON body containing fields Resources and Level")
+        level = parse_level(body["Level"])
+        resources = [query_tags(r, "Resources") for r in body["Resources"]]
+        network = self.ctx.network
+        network.modality(name)
+        await self.run(network.move, name, level, resources, option(body, "TargetAet", str),
+                       option(body, "LocalAet", str), timeout_option(body))
+        self.answer_json({})
+
+
+# -- the deprecated synchronous C-FIND helpers -----------------------------------------
+
+_NOT_STUDY_MODULE = {(0x0008, 0x0080), (0x0032, 0x1032), (0x0032, 0x1060)}
+_NOT_SERIES_MODULE = {(0x0008, 0x0070), (0x0008, 0x1010), (0x0018, 0x0024), (0x0018, 0x1090),
+                      (0x0020, 0x1002), (0x0054, 0x0081), (0x0020, 0x0105), (0x0054, 0x0101),
+                      (0x0020, 0x0037), (0x0054, 0x1000), (0x0018, 0x1400), (0x0018, 0x0010)}
+_EXTRA: dict[Level, tuple[Tag, ...]] = {
+    Level.PATIENT: (),
+    Level.STUDY: (ACCESSION_NUMBER, PATIENT_ID, MODALITIES_IN_STUDY),
+    Level.SERIES: (ACCESSION_NUMBER, PATIENT_ID, STUDY_UID),
+    Level.INSTANCE: (ACCESSION_NUMBER, PATIENT_ID, STUDY_UID, SERIES_UID),
+}
+
+
+def _template(level: Level, fields: dict[Tag, str]) -> dict[Tag, str]:
+    """Orthanc's find template of a level merged with the given fields, restricted to the level."""
+    own = set(BY_LEVEL[level])
+    if level is Level.STUDY:
+        own -= _NOT_STUDY_MODULE
+    elif level is Level.SERIES:
+        own -= _NOT_SERIES_MODULE
+    result = {tag: "" for tag in sorted(own)}
+    result |= {tag: "" for tag in _EXTRA[level] if tag != MODALITIES_IN_STUDY}
+    for tag, value in fields.items():
+        if tag in own or tag in _EXTRA[level]:
+            result[tag] = value
+    return result
+
+
+def _enough(fields: dict[Tag, str], *keys: Tag) -> bool:
+    return all(len(fields.get(k, "")) > 2 for k in keys)
+
+
+class LegacyFindHandler(OrthancHandler):
+    """``find-patient``, ``find-study``, ``find-series``, ``find-instance`` and ``find``."""
+
+    async def post(self, name: str, kind: str) -> None:
+        fields = query_tags(json_object(self), "body")
+        remote = self.ctx.network.remote(name)
+        self.answer_json(await self.run(self._find, remote, kind, fields))
+
+    def _find(self, remote: Remote, kind: str, fields: dict[Tag, str]) -> list:
+        if kind == "find":
+            return self._tree(remote, fields)
+        level = {"find-patient": Level.PATIENT, "find-study": Level.STUDY,
+                 "find-series": Level.SERIES, "find-instance": Level.INSTANCE}[kind]
+        identity = _enough(fields, ACCESSION_NUMBER) or _enough(fields, PATIENT_ID)
+        if (level >= Level.STUDY and not identity) or \
+                (level >= Level.SERIES and not _enough(fields, STUDY_UID)) or \
+                (level >= Level.INSTANCE and not _enough(fields, SERIES_UID)):
+            raise NoAnswer()
+        return self._answers(remote, level, fields)
+
+    def _answers(self, remote: Remote, level: Level, fields: dict[Tag, str]) -> list[dict]:
+        answers = self.ctx.network.find(remote, level, _template(level, fields))
+        return [tags_simplified(a, self.ctx.default_encoding) for a in answers]
+
+    def _tree(self, remote: Remote, fields: dict[Tag, str]) -> list[dict]:
+        result = []
+        for patient in self._answers(remote, Level.PATIENT, fields):
+            studies = []
+            for study in self._answers(remote, Level.STUDY,
+                                       {**fields, PATIENT_ID: patient.get("PatientID", "")}):
+                series = self._answers(remote, Level.SERIES, {
+                    **fields, PATIENT_ID: study.get("PatientID", ""),
+                    STUDY_UID: study.get("StudyInstanceUID", "")})
+                studies.append({**study, "Series": series})
+            result.append({**patient, "Studies": studies})
+        return result
+
+
+class FindWorklistHandler(OrthancHandler):
+    async def post(self, name: str) -> None:
+        body = json_object(self)
+        network = self.ctx.network
+        remote = network.remote(name)
+        answers = await self.run(network.find_worklist, remote, body)
+        self.answer_json([tags_simplified(a, self.ctx.default_encoding) for a in answers])
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (r"/modalities", ModalitiesHandler),
+        (rf"/modalities/{NAME}", ModalityHandler),
+        (rf"/modalities/{NAME}/configuration", ModalityConfigurationHandler),
+        (rf"/modalities/{NAME}/echo", EchoHandler),
+        (rf"/modalities/{NAME}/store", StoreHandler),
+        (rf"/modalities/{NAME}/store-straight", StoreStraightHandler),
+        (rf"/modalities/{NAME}/query", QueryHandler),
+        (rf"/modalities/{NAME}/move", MoveHandler),
+        (rf"/modalities/{NAME}/(find-patient|find-study|find-series|find-instance|find)",
+         LegacyFindHandler),
+        (rf"/modalities/{NAME}/find-worklist", FindWorklistHandler),
+        (r"/tools/dicom-echo", ToolsEchoHandler),
+    ]

@@ -1,0 +1,99 @@
+"""``/peers``: the Orthanc peers, their ``/system``, and sending instances to them."""
+
+from __future__ import annotations
+
+import json
+
+from server.errors import ErrorCode, OrthancError
+from server.net.modalities import check_name, normalize_peer, parse_peer, peer_settings
+from server.net.peers import PeerClient
+from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.jobs import submit_job
+from server.rest.modalities import export_request, option
+
+NAME = r"([^/]+)"
+
+
+class PeersHandler(OrthancHandler):
+    async def get(self) -> None:
+        peers = {n: normalize_peer(p) for n, p in self.ctx.network.peers.all().items()}
+        self.answer_json(peers if self.flag("expand") else sorted(peers))
+
+
+class PeerHandler(OrthancHandler):
+    async def get(self, name: str) -> None:
+        if self.ctx.network.peers.get(name) is None:
+            raise NoAnswer()
+        self.answer_json(["configuration", "store", "store-straight", "system"])
+
+    async def put(self, name: str) -> None:
+        check_name(name)
+        try:
+            body = json.loads(self.request.body or b"")
+        except ValueError:
+            raise NoAnswer() from None
+        params = parse_peer(body)
+        await self.run(self.ctx.network.peers.put, name, params)
+        self.answer_empty_text()
+
+    async def delete(self, name: str) -> None:
+        if not await self.run(self.ctx.network.peers.delete, name):
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown Orthanc peer: {name}")
+        self.answer_empty_text()
+
+
+class PeerConfigurationHandler(OrthancHandler):
+    async def get(self, name: str) -> None:
+        self.answer_json(normalize_peer(self.ctx.network.peer(name)))
+
+
+class PeerSystemHandler(OrthancHandler):
+    """``GET /peers/{p}/system``: the peer's own answer, status included."""
+
+    async def get(self, name: str) -> None:
+        client = PeerClient(name, peer_settings(self.ctx.network.peer(name)), self.ctx.config)
+        try:
+            status, body = await self.run(client.system)
+        finally:
+            client.close()
+        if status != 200:
+            self._empty(status)
+            self.finish()
+            return
+        self.answer_bytes(body, "application/json")
+
+
+class PeerStoreHandler(OrthancHandler):
+    async def post(self, name: str) -> None:
+        network = self.ctx.network
+        network.peer(name)
+        resources, body = export_request(self.request.body)
+        instances = await self.run(network.instances_of, resources, name)
+        job = network.peer_job(instances, name, compress=option(body, "Compress", bool, False),
+                               transcode=option(body, "Transcode", str) or None,
+                               permissive=option(body, "Permissive", bool, False),
+                               parent_resources=resources)
+        await submit_job(self, job, body)
+
+
+class PeerStoreStraightHandler(OrthancHandler):
+    """``POST /peers/{p}/store-straight``: a DICOM file sent as is; the peer's answer."""
+
+    async def post(self, name: str) -> None:
+        client = PeerClient(name, peer_settings(self.ctx.network.peer(name)), self.ctx.config)
+        try:
+            answer = await self.run(client.store, self.request.body, False)
+        finally:
+            client.close()
+        self.answer_bytes(answer, "application/json")
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (r"/peers", PeersHandler),
+        (rf"/peers/{NAME}", PeerHandler),
+        (rf"/peers/{NAME}/configuration", PeerConfigurationHandler),
+        (rf"/peers/{NAME}/system", PeerSystemHandler),
+        (rf"/peers/{NAME}/store", PeerStoreHandler),
+        (rf"/peers/{NAME}/store-straight", PeerStoreStraightHandler),
+    ]
