@@ -1,0 +1,186 @@
+"""In-process REST calls: the server's own API without any socket.
+
+Lua's ``RestApiGet/Post/Put/Delete`` (and the Python scripting's
+``orthanc.RestApi*``) call the Tornado handlers directly, as Orthanc does:
+
+* No HTTP layer: no authentication, no ``IncomingHttpRequestFilter``, no
+  metrics, and instances uploaded this way are stored with the caller's
+  origin (``Lua``, ``Plugins``), never ``RestApi``.  That is done by giving
+  the handlers a view of the server context (:class:`_InProcessContext`).
+* Callable from any thread.  The handler coroutine runs on the event loop
+  (:meth:`InProcessRest.submit` returns a ``concurrent.futures.Future``); its
+  blocking work runs on a pool of its own (:class:`ContextExecutor`), so a
+  caller that occupies HTTP worker threads (a filter inside an upload) can
+  never starve the request it waits for.
+* The caller's ``contextvars`` follow the request into the loop and into the
+  pool: scripting engines use them to recognise work done on behalf of a
+  caller that holds their lock, and run it instead of waiting for themselves.
+* Calling :meth:`InProcessRest.call` from the event loop thread would block
+  the loop the handler needs, so it is refused; coroutines await :meth:`fetch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import dataclasses
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import tornado.httputil
+import tornado.web
+
+from server.store import Origin, Store, StoreResult
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+#: Threads for the blocking work of in-process requests; created only when needed.
+MAX_WORKERS = 64
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class ContextExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool that runs each task in the submitter's ``contextvars`` context."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+class _OriginStore:
+    """The store as in-process handlers see it: uploads carry the caller's origin."""
+
+    def __init__(self, store: Store, origin: Origin) -> None:
+        self._store = store
+        self._origin = origin
+
+    def ingest(self, data: bytes, origin: Origin) -> StoreResult:
+        return self._store.ingest(data, self._origin)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class _InProcessContext:
+    """The server context with the HTTP layer switched off (see the module docstring)."""
+
+    def __init__(self, ctx: ServerContext, origin: Origin, executor: ContextExecutor) -> None:
+        config = dataclasses.replace(ctx.config, values={
+            **ctx.config.values, "AuthenticationEnabled": False, "RemoteAccessAllowed": True})
+        object.__setattr__(self, "_ctx", ctx)
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "executor", executor)
+        object.__setattr__(self, "store", _OriginStore(ctx.store, origin))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._ctx, name, value)
+
+    async def http_filters_accept(self, handler: Any) -> bool:
+        return True
+
+    def metrics_request_started(self) -> None:
+        """In-process calls are not HTTP requests: Orthanc's HTTP metrics ignore them."""
+
+    def metrics_request_finished(self, seconds: float) -> None:
+        """See :meth:`metrics_request_started`."""
+
+
+class _Connection(tornado.httputil.HTTPConnection):
+    """Collects what a handler writes and resolves ``done`` when it finishes."""
+
+    def __init__(self, done: asyncio.Future[Answer]) -> None:
+        self.context = SimpleNamespace(remote_ip="127.0.0.1", protocol="http")
+        self._done = done
+        self._answer = Answer(200)
+        self._chunks: list[bytes] = []
+
+    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
+        """There is no peer that could close the connection."""
+
+    def write_headers(self, start_line: Any, headers: tornado.httputil.HTTPHeaders,
+                      chunk: bytes | None = None) -> asyncio.Future[None]:
+        self._answer.status = start_line.code
+        self._answer.headers = {k: v for k, v in headers.get_all()}
+        return self.write(chunk or b"")
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        self._chunks.append(chunk)
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        written.set_result(None)
+        return written
+
+    def finish(self) -> None:
+        self._answer.body = b"".join(self._chunks)
+        if not self._done.done():
+            self._done.set_result(self._answer)
+
+
+class InProcessRest:
+    """Serves REST requests on the server's own handlers, from any thread."""
+
+    def __init__(self, ctx: ServerContext, loop: asyncio.AbstractEventLoop,
+                 build: Callable[[Any], tornado.web.Application]) -> None:
+        self._ctx = ctx
+        self._loop = loop
+        self._build = build
+        self._executor = ContextExecutor(MAX_WORKERS, thread_name_prefix="rest-inprocess")
+        self._applications: dict[str, tornado.web.Application] = {}
+        self._lock = threading.Lock()
+
+    def _application(self, origin: Origin) -> tornado.web.Application:
+        with self._lock:
+            if origin.kind not in self._applications:
+                view = _InProcessContext(self._ctx, origin, self._executor)
+                self._applications[origin.kind] = self._build(view)
+            return self._applications[origin.kind]
+
+    async def fetch(self, method: str, uri: str, body: bytes = b"",
+                    headers: dict[str, str] | None = None, origin: Origin | None = None) -> Answer:
+        """Serve one request; to be awaited on the event loop."""
+        origin = origin or Origin("Lua")
+        application = self._application(origin)
+        done: asyncio.Future[Answer] = self._loop.create_future()
+        request_headers = tornado.httputil.HTTPHeaders({"Host": "localhost"})
+        for name, value in (headers or {}).items():
+            request_headers[name] = value
+        request = tornado.httputil.HTTPServerRequest(
+            method=method.upper(), uri=uri if uri.startswith("/") else "/" + uri,
+            version="HTTP/1.1", headers=request_headers, body=body, connection=_Connection(done))
+        application(request)
+        return await done
+
+    def submit(self, method: str, uri: str, body: bytes = b"",
+               headers: dict[str, str] | None = None,
+               origin: Origin | None = None) -> concurrent.futures.Future[Answer]:
+        """Start a request from any thread; the future resolves with its :class:`Answer`."""
+        return asyncio.run_coroutine_threadsafe(
+            self.fetch(method, uri, body, headers, origin), self._loop)
+
+    def call(self, method: str, uri: str, body: bytes = b"",
+             headers: dict[str, str] | None = None, origin: Origin | None = None) -> Answer:
+        """Serve one request and wait for its answer; never from the event loop thread."""
+        if self._on_loop_thread():
+            raise RuntimeError("In-process REST calls cannot wait on the event loop thread")
+        return self.submit(method, uri, body, headers, origin).result()
+
+    def _on_loop_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

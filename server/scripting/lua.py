@@ -1,0 +1,405 @@
+"""Orthanc-compatible Lua scripting: ``LuaScripts``, callbacks, filters and ``execute-script``.
+
+Two Lua states, as in Orthanc, both loaded with the same scripts: the *main*
+state (event callbacks, ``IncomingHttpRequestFilter``,
+``IncomingFindRequestFilter``, ``Initialize``/``Finalize``,
+``/tools/execute-script``) and the *filter* state (``ReceivedInstanceFilter``,
+``ReceivedCStoreInstanceFilter``), so that a slow event callback never holds up
+the judgement of incoming instances.  Globals are not shared between them.
+
+Ordering guarantees of the callbacks
+------------------------------------
+* Callbacks of one state never run concurrently (one lock per state, see
+  :mod:`server.scripting.lua_runtime`).
+* Event callbacks (``OnStoredInstance``, ``OnStable*``, ``OnDeleted*``,
+  ``OnUpdated*``, ``OnJob*``, ``OnHeartBeat``, ``Initialize``, ``Finalize``) are
+  delivered by one thread, from one FIFO queue, in the order the events were
+  published: for one publisher (an upload, a deletion, a job) its events arrive
+  in the order it produced them.  ``Initialize`` is the first callback,
+  ``Finalize`` the last, after every event queued before shutdown.
+* Their arguments are taken when the event happens (the instance's tags and
+  metadata at storage time), not when the callback runs.
+* Event callbacks run after the operation that caused them has completed and
+  answered: an ``OnStoredInstance`` may start after the upload's HTTP answer.
+* The queue holds ``LuaEventQueueSize`` events.  While it is full, a publisher
+  waits for room (at most ``LuaCallbackTimeout`` seconds, then the event is
+  queued anyway), except work done by Lua itself, which never waits (a
+  callback that stores instances cannot block on its own queue), and the
+  event loop thread, which never blocks.
+* Filters (``ReceivedInstanceFilter``, ``ReceivedCStoreInstanceFilter``,
+  ``IncomingHttpRequestFilter``, ``IncomingFindRequestFilter``) run
+  synchronously, before the request goes on.
+* A Lua error or a timeout in an event callback is logged with the script's
+  file and line, and the event is dropped; in a filter it refuses the request
+  (500 "Cannot execute a Lua command" over HTTP, 0xA700 over DICOM), as Orthanc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from server import events
+from server.dicom import json_format
+from server.dicom.main_tags import Level
+from server.dicom.parse import ParsedInstance, read_dataset
+from server.errors import ErrorCode, OrthancError
+from server.net.scp import DimseStatusError
+from server.resources import main_tags_json
+from server.rest.inprocess import ContextExecutor
+from server.scripting.lua_api import LuaApi, LuaServices
+from server.scripting.lua_commitment import LuaCommitmentProvider
+from server.scripting.lua_http import HttpSettings
+from server.scripting.lua_runtime import CALL_HEADER, LuaScriptError, LuaState, in_lua_context, join_call
+from server.store import Origin
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+    from server.rest.base import OrthancHandler
+
+log = logging.getLogger("isengard.lua")
+
+#: Callbacks of the main state whose presence is tracked without taking its lock.
+MAIN_CALLBACKS = [
+    "Initialize", "Finalize", "OnHeartBeat", "OnStoredInstance", "OnJobSubmitted", "OnJobSuccess",
+    "OnJobFailure", "IncomingHttpRequestFilter", "IncomingFindRequestFilter",
+    *(f"OnStable{level.title}" for level in (Level.PATIENT, Level.STUDY, Level.SERIES)),
+    *(f"OnDeleted{level.title}" for level in Level),
+    *(f"OnUpdated{level.title}" for level in Level),
+]
+FILTER_CALLBACKS = ["ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter"]
+_JOB_CALLBACKS = {events.JOB_SUBMITTED: "OnJobSubmitted", events.JOB_SUCCESS: "OnJobSuccess",
+                  events.JOB_FAILURE: "OnJobFailure"}
+#: How long shutdown waits for the queued events and ``Finalize``.
+STOP_SECONDS = 30.0
+
+
+class LuaLoadError(Exception):
+    """A script of ``LuaScripts`` cannot be read or run: start-up stops."""
+
+
+def origin_json(origin: Origin) -> dict[str, str]:
+    """The ``origin`` argument of Orthanc's callbacks: only the fields of that kind of origin."""
+    if origin.kind == "RestApi":
+        return {"RemoteIp": origin.remote_ip or "", "RequestOrigin": origin.kind,
+                "Username": origin.http_username or ""}
+    if origin.kind == "DicomProtocol":
+        return {"CalledAet": origin.called_aet or "", "RemoteAet": origin.remote_aet or "",
+                "RemoteIp": origin.remote_ip or "", "RequestOrigin": origin.kind}
+    return {"RequestOrigin": origin.kind}
+
+
+def request_username(handler: OrthancHandler) -> str:
+    """Orthanc hands the filter the Basic user name even when authentication is disabled."""
+    if handler.username:
+        return handler.username
+    header = handler.request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return ""
+    try:
+        return base64.b64decode(header[6:]).decode("utf-8").partition(":")[0]
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
+def _may_wait() -> bool:
+    """Publishers wait for room, except Lua's own work and the event loop (which must never block)."""
+    if in_lua_context():
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
+
+
+class _EventQueue:
+    """Bounded FIFO of pending event callbacks (see the ordering guarantees above)."""
+
+    def __init__(self, size: int, wait_seconds: float) -> None:
+        self._items: collections.deque[tuple[str, tuple]] = collections.deque()
+        self._size = size
+        self._wait_seconds = wait_seconds
+        self._ready = threading.Condition()
+        self._closed = False
+
+    def put(self, callback: str, args: tuple, wait: bool = True) -> None:
+        with self._ready:
+            if wait and _may_wait() and len(self._items) >= self._size:
+                if not self._ready.wait_for(lambda: len(self._items) < self._size or self._closed,
+                                            self._wait_seconds):
+                    log.warning("The queue of Lua events stayed full for %g s: queuing %s anyway",
+                                self._wait_seconds, callback)
+            if self._closed:
+                return
+            self._items.append((callback, args))
+            self._ready.notify_all()
+
+    def pending(self, callback: str) -> bool:
+        with self._ready:
+            return any(name == callback for name, _ in self._items)
+
+    def get(self) -> tuple[str, tuple] | None:
+        """The next event; None once closed and drained."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._items or self._closed)
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._ready.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+
+class LuaScripting:
+    """The Lua engine of one server context (``ctx.lua``)."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        config = ctx.config
+        self.scripts = [config.resolve_path(p) for p in config["LuaScripts"]]
+        self.timeout = float(config["LuaCallbackTimeout"])
+        self.heartbeat_period = float(config["LuaHeartBeatPeriod"])
+        self._events = _EventQueue(int(config["LuaEventQueueSize"]), self.timeout or 60.0)
+        self._pool = ContextExecutor(64, thread_name_prefix="lua")
+        self._http_pool = ThreadPoolExecutor(32, thread_name_prefix="lua-http")
+        self.main: LuaState | None = None
+        self.filter: LuaState | None = None
+        self._defined: frozenset[str] = frozenset()
+        self._filters: frozenset[str] = frozenset()
+        self._thread = threading.Thread(target=self._deliver, name="lua-events", daemon=True)
+        self._stopping = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name="lua-heartbeat", daemon=True)
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create both states and run ``LuaScripts`` in them (raises :class:`LuaLoadError`)."""
+        config = self.ctx.config
+        services = LuaServices(
+            rest=self.ctx.inprocess, configuration=config.user_values,
+            http=HttpSettings(float(config["HttpTimeout"]), config["HttpProxy"],
+                              bool(config["HttpsVerifyPeers"]), config["HttpsCACertificates"]),
+            http_port=self.ctx.http_port, executor=self._http_pool, ctx=self.ctx)
+        self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions())
+        self.filter = LuaState("filter", self.timeout, lambda state: LuaApi(state, services).functions())
+        self._subscribe()
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
+        if self._filters:
+            self.ctx.store.filters.append(self._accepts_instance)
+        if self.scripts:
+            self.ctx.commitment.providers.append(LuaCommitmentProvider(self))
+        self._thread.start()
+
+    def _load(self) -> None:
+        for path in self.scripts:
+            log.warning("Installing the Lua scripts from: %s", path)
+            for state in (self.main, self.filter):
+                try:
+                    state.load_file(path)
+                except OSError as error:
+                    raise LuaLoadError(f"Cannot read the Lua script {path}: {error.strerror}") from None
+                except LuaScriptError as error:
+                    raise LuaLoadError(f"Error in the Lua script {path}: {error.message}") from None
+        self._refresh()
+        self._filters = frozenset(self.filter.defined(FILTER_CALLBACKS))
+
+    def initialize(self) -> None:
+        """After the servers started: ``Initialize()``, then the heartbeat."""
+        self._events.put("Initialize", (), wait=False)
+        if self.heartbeat_period > 0:
+            self._heartbeat.start()
+
+    async def stop(self) -> None:
+        """Deliver the queued events, then ``Finalize()``; the event loop stays free meanwhile."""
+        await asyncio.get_running_loop().run_in_executor(None, self._stop)
+
+    def _stop(self) -> None:
+        self._stopping.set()
+        self._events.put("Finalize", (), wait=False)
+        self._events.close()
+        if self._thread.is_alive():
+            self._thread.join(STOP_SECONDS)
+        self._pool.shutdown(wait=False)
+        self._http_pool.shutdown(wait=False)
+
+    # -- event callbacks -------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        bus = self.ctx.bus
+        bus.subscribe(events.STORED, self._on_stored)
+        bus.subscribe(events.STABLE, self._on_stable)
+        bus.subscribe(events.DELETED, lambda e: self._on_change("Deleted", e))
+        bus.subscribe(events.UPDATED, lambda e: self._on_change("Updated", e))
+        for kind in _JOB_CALLBACKS:
+            bus.subscribe(kind, self._on_job)
+
+    def _on_stored(self, event: events.Event) -> None:
+        if "OnStoredInstance" not in self._defined:
+            return
+        payload = event.payload
+        instance = self.ctx.index.lookup(payload["instance_id"], Level.INSTANCE)
+        metadata = self._metadata(instance.internal_id) if instance else {}
+        self._events.put("OnStoredInstance", (payload["instance_id"], self._tags(payload["parsed"]),
+                                              metadata, origin_json(payload["origin"])))
+
+    def _on_stable(self, event: events.Event) -> None:
+        level: Level = event.payload["level"]
+        callback = f"OnStable{level.title}"
+        if callback not in self._defined:
+            return
+        resource = self.ctx.index.lookup(event.payload["resource_id"], level)
+        if resource is None:
+            return
+        tags = main_tags_json(level, self.ctx.index.main_tags(resource.internal_id))
+        self._events.put(callback, (resource.public_id, tags, self._metadata(resource.internal_id)))
+
+    def _on_change(self, kind: str, event: events.Event) -> None:
+        callback = f"On{kind}{event.payload['level'].title}"
+        if callback in self._defined:
+            self._events.put(callback, (event.payload["resource_id"],))
+
+    def _on_job(self, event: events.Event) -> None:
+        callback = _JOB_CALLBACKS[event.kind]
+        if callback in self._defined:
+            self._events.put(callback, (event.payload["job_id"],))
+
+    def _deliver(self) -> None:
+        while (item := self._events.get()) is not None:
+            callback, args = item
+            try:
+                self._call_main(callback, *args)
+            except LuaScriptError as error:
+                log.error("Error while processing Lua events: %s", error.message)
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(self.heartbeat_period):
+            if "OnHeartBeat" in self._defined and not self._events.pending("OnHeartBeat"):
+                self._events.put("OnHeartBeat", (), wait=False)
+
+    # -- arguments -------------------------------------------------------------------
+
+    def _metadata(self, internal_id: int) -> dict[str, str]:
+        names = self.ctx.metadata_names
+        return {names.name(k): v for k, v in self.ctx.index.metadata(internal_id).items()}
+
+    def _tags(self, parsed: ParsedInstance) -> dict[str, Any]:
+        """Simplified tags of the whole file, without the pixel data (Orthanc's ``tags``/``dicom``)."""
+        ds, _ = read_dataset(parsed.data, stop_before_pixels=True)
+        return json_format.tags_simplified(ds, self.ctx.default_encoding)
+
+    # -- the main state --------------------------------------------------------------
+
+    def _call_main(self, function: str, *args: Any, result: Any = None) -> Any:
+        """Call a main-state function, then note which callbacks the state now defines."""
+        def work() -> Any:
+            try:
+                defined, value = self.main.call(function, *args)
+                return value if result is None or not defined else result(value)
+            finally:
+                self._refresh()
+        return self.main.run(work)
+
+    def _refresh(self) -> None:
+        self._defined = frozenset(self.main.defined(MAIN_CALLBACKS))
+
+    async def execute(self, source: bytes) -> str:
+        """``/tools/execute-script``: what the script printed (raises :class:`LuaScriptError`)."""
+        def work() -> str:
+            try:
+                return self.main.execute(source)
+            finally:
+                self._refresh()
+        return await asyncio.wrap_future(self.main.submit(work, self._pool))
+
+    # -- filters ---------------------------------------------------------------------
+
+    async def accepts_http_request(self, handler: OrthancHandler) -> bool:
+        """``IncomingHttpRequestFilter(method, uri, ip, username, headers)``; off the event loop."""
+        request = handler.request
+        join_call(request.headers.get(CALL_HEADER))
+        if "IncomingHttpRequestFilter" not in self._defined:
+            return True
+        headers = {name.lower(): value for name, value in request.headers.items()
+                   if name.lower() != CALL_HEADER.lower()}
+        args = (request.method, request.path, request.remote_ip or "", request_username(handler), headers)
+
+        def work() -> Any:
+            return self._call_main("IncomingHttpRequestFilter", *args)
+        try:
+            allowed = await asyncio.wrap_future(self.main.submit(work, self._pool))
+        except LuaScriptError as error:
+            raise OrthancError(error.code, error.message) from None
+        return _predicate(allowed)
+
+    def filter_find_request(self, query: dict[str, str], origin: dict[str, str]) -> dict[str, str]:
+        """Hook of the C-FIND SCP: ``IncomingFindRequestFilter(source, origin)`` (blocking).
+
+        ``query`` maps ``"gggg,eeee"`` to values; ``origin`` has ``CalledAet``,
+        ``Manufacturer``, ``RemoteAet`` and ``RemoteIp``.  Answers the query the
+        script returned (as strings), or ``query`` when the callback is not defined.
+        """
+        if "IncomingFindRequestFilter" not in self._defined:
+            return query
+        try:
+            modified = self._call_main("IncomingFindRequestFilter", query, origin,
+                                       result=lambda value: self.main.json.read(value, keep_strings=True))
+        except LuaScriptError as error:
+            raise OrthancError(error.code, error.message) from None
+        if not isinstance(modified, dict):
+            raise OrthancError(ErrorCode.LUA_BAD_OUTPUT,
+                               "IncomingFindRequestFilter must return a table of DICOM tags")
+        return {str(k): "" if v is None else str(v) for k, v in modified.items()}
+
+    def _accepts_instance(self, parsed: ParsedInstance, origin: Origin) -> bool:
+        """The store filter: ``ReceivedInstanceFilter``, then for C-STORE ``ReceivedCStoreInstanceFilter``.
+
+        A C-STORE refusal raises :class:`DimseStatusError` with the script's status,
+        which the SCP sends back as is.
+        """
+        tags = self._tags(parsed)
+        info = {"HasPixelData": parsed.pixel_data_offset is not None,
+                "TransferSyntaxUID": parsed.transfer_syntax or ""}
+        source = origin_json(origin)
+
+        def work() -> bool:
+            if "ReceivedInstanceFilter" in self._filters:
+                _, accepted = self.filter.call("ReceivedInstanceFilter", tags, source, info)
+                if not _predicate(accepted):
+                    return False
+            if origin.kind == "DicomProtocol" and "ReceivedCStoreInstanceFilter" in self._filters:
+                _, value = self.filter.call("ReceivedCStoreInstanceFilter", tags, source, info)
+                status = _dimse_status(value)
+                if status != 0:
+                    raise DimseStatusError(status)
+            return True
+        try:
+            return self.filter.run(work)
+        except LuaScriptError as error:
+            log.error("Error in the Lua callback while receiving an instance: %s", error.message)
+            raise OrthancError(error.code, error.message) from None
+
+
+def _predicate(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OrthancError(ErrorCode.NOT_LUA_PREDICATE)
+    return value
+
+
+def _dimse_status(value: Any) -> int:
+    """A DIMSE status (0 accepts); anything but an integer in 0..0xFFFF is an error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not 0 <= value <= 0xFFFF:
+        raise OrthancError(ErrorCode.LUA_BAD_OUTPUT,
+                           "ReceivedCStoreInstanceFilter must return a DIMSE status (0 to accept)")
+    return int(value)
+
