@@ -1,0 +1,1 @@
+../../server/scripting/orthanc.pyi

@@ -1,0 +1,435 @@
+"""The ``orthanc`` module that Python scripts import, with orthanc-python's names and behaviour.
+
+Functions and classes keep the plugin's spelling, argument order and return
+types (``RestApiGet`` answers ``bytes``, ``GetConfiguration`` a JSON ``str``,
+failures raise ``orthanc.OrthancException(code, description)``) so that scripts
+written for the orthanc-python plugin run unchanged.  Everything that needs the
+server goes through :class:`Host`, implemented by :mod:`server.scripting.python`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Protocol
+
+from pydicom.dataset import Dataset
+
+from server.dicom import json_format
+from server.dicom.parse import read_dataset
+from server.errors import DESCRIPTIONS, OrthancError
+from server.scripting.python_enums import ENUMERATIONS, ORIGINS, enumeration_class
+from server.store import Origin
+
+log = logging.getLogger("isengard.plugins.python")
+
+#: The HTTP statuses Orthanc knows; ``SendHttpStatusCode`` refuses the others.
+KNOWN_STATUSES = frozenset([100, 101, 102, *range(200, 208), 226, *range(300, 306), 307, *range(400, 418),
+                            422, 423, 424, 426, *range(500, 508), 509, 510])
+#: Statuses that have their own ``RestOutput`` method.
+DEDICATED_STATUSES = {301: "Redirect", 405: "SendMethodNotAllowed"}
+
+
+class OrthancException(Exception):
+    """What the ``orthanc`` functions raise: ``args == (error_code, description)``."""
+
+
+OrthancException.__module__ = "orthanc"
+
+
+def orthanc_exception(code: int, description: str | None = None) -> OrthancException:
+    return OrthancException(int(code), description or DESCRIPTIONS.get(int(code), "Internal error"))
+
+
+def from_orthanc_error(error: OrthancError) -> OrthancException:
+    return orthanc_exception(int(error.code))
+
+
+class Host(Protocol):
+    """What the module needs from the server (:class:`server.scripting.python.PythonScripting`)."""
+
+    default_encoding: str
+
+    def rest_api(self, method: str, uri: str, body: bytes, after_plugins: bool) -> bytes: ...
+
+    def configuration_text(self) -> str: ...
+
+    def register(self, slot: str, description: str, *callbacks: Callable[..., Any]) -> None: ...
+
+    def add_rest_route(self, regex: str, callback: Callable[..., Any]) -> None: ...
+
+    def instance_file(self, instance_id: str) -> bytes: ...
+
+    def lookup_resource(self, level: str, identifier: str) -> str: ...
+
+    def set_metric(self, name: str, value: float, timer: bool) -> None: ...
+
+    def new_token(self) -> str: ...
+
+
+class DicomInstance:
+    """A DICOM instance handed to a callback (received, stored) or created by the script."""
+
+    def __init__(self, data: bytes, origin: Origin | None, default_encoding: str,
+                 metadata: Callable[[], dict[str, str]] | None = None) -> None:
+        self._data = data
+        self._origin = origin
+        self._encoding = default_encoding
+        self._metadata_source = metadata
+        self._metadata: dict[str, str] | None = None
+        self._dataset: Dataset | None = None
+
+    def _parsed(self) -> Dataset:
+        if self._dataset is None:
+            try:
+                self._dataset, _ = read_dataset(self._data)
+            except OrthancError as e:
+                raise from_orthanc_error(e) from None
+        return self._dataset
+
+    def _all_metadata(self) -> dict[str, str]:
+        if self._metadata is None:
+            self._metadata = self._metadata_source() if self._metadata_source else {}
+        return self._metadata
+
+    def GetInstanceData(self) -> bytes:
+        """The DICOM file."""
+        return self._data
+
+    def SerializeDicomInstance(self) -> bytes:
+        """The DICOM file."""
+        return self._data
+
+    def GetInstanceSize(self) -> int:
+        return len(self._data)
+
+    def GetInstanceRemoteAet(self) -> str:
+        """The AET of the modality that sent the instance ("" when not received over DICOM)."""
+        return (self._origin.remote_aet if self._origin else None) or ""
+
+    def GetInstanceOrigin(self) -> int:
+        """An ``orthanc.InstanceOrigin`` value."""
+        return ORIGINS.get(self._origin.kind, 1) if self._origin else ORIGINS["Plugins"]
+
+    def GetInstanceTransferSyntaxUid(self) -> str:
+        meta = getattr(self._parsed(), "file_meta", None)
+        return str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else ""
+
+    def GetInstanceJson(self) -> str:
+        """The tags as ``/instances/{id}/tags`` shows them, as JSON text."""
+        return _json_text(json_format.tags_full(self._parsed(), self._encoding))
+
+    def GetInstanceSimplifiedJson(self) -> str:
+        """The tags as ``/instances/{id}/simplified-tags`` shows them, as JSON text."""
+        return _json_text(json_format.tags_simplified(self._parsed(), self._encoding))
+
+    def HasInstanceMetadata(self, metadata: str) -> int:
+        return 1 if metadata in self._all_metadata() else 0
+
+    def GetInstanceMetadata(self, metadata: str) -> str | None:
+        return self._all_metadata().get(metadata)
+
+    def HasInstancePixelData(self) -> int:
+        return 1 if "PixelData" in self._parsed() else 0
+
+    def GetInstanceFramesCount(self) -> int:
+        ds = self._parsed()
+        if "PixelData" not in ds:
+            return 0
+        try:
+            return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+        except (TypeError, ValueError):
+            return 1
+
+
+DicomInstance.__module__ = "orthanc"
+
+
+class DicomConnection:
+    """The DICOM association of a storage commitment request (``RegisterStorageCommitmentScpCallback2``)."""
+
+    def __init__(self, remote_aet: str, remote_ip: str, called_aet: str) -> None:
+        self._remote_aet = remote_aet
+        self._remote_ip = remote_ip
+        self._called_aet = called_aet
+
+    def GetConnectionRemoteAet(self) -> str:
+        return self._remote_aet
+
+    def GetConnectionRemoteIp(self) -> str:
+        return self._remote_ip
+
+    def GetConnectionCalledAet(self) -> str:
+        return self._called_aet
+
+
+DicomConnection.__module__ = "orthanc"
+
+
+class RestOutput:
+    """The answer of a REST callback, collected here and sent once the callback returns."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.content_type: str | None = None
+        self.chunks: list[bytes] = []
+        self.error_details: str | None = None
+        self._boundary: str | None = None
+        self._item_type = ""
+
+    @property
+    def answered(self) -> bool:
+        return self.status is not None
+
+    def body(self) -> bytes:
+        closing = [f"--{self._boundary}--\r\n".encode()] if self._boundary else []
+        return b"".join(self.chunks + closing)
+
+    def _answer(self, status: int, body: bytes = b"", content_type: str | None = None) -> bool:
+        if self.answered:
+            log.error("The REST callback answers twice (Bad sequence of calls): only the first answer is sent")
+            return False
+        self.status = status
+        self.content_type = content_type
+        self.chunks = [body] if body else []
+        return True
+
+    def AnswerBuffer(self, answer: bytes | str, mime_type: str) -> None:
+        """Answer 200 with ``answer`` (``str`` is sent as UTF-8) and this Content-Type."""
+        self._answer(200, _bytes(answer), mime_type)
+
+    def SendHttpStatusCode(self, status: int) -> None:
+        """Answer ``status`` with an empty body."""
+        self._answer(_checked_status(status))
+
+    def SendHttpStatus(self, status: int, body: bytes | str, size: int | None = None) -> None:
+        """Answer ``status`` with ``body`` (sent only when ``HttpDescribeErrors`` is true).
+
+        ``size`` is accepted for orthanc-python 4.0's three-argument form.
+        """
+        data = _bytes(body)
+        self._answer(_checked_status(status), data if size is None else data[:size])
+
+    def SendUnauthorized(self, realm: str) -> None:
+        if self._answer(401):
+            self.headers.append(("WWW-Authenticate", f'Basic realm="{realm}"'))
+
+    def SendMethodNotAllowed(self, allowed_methods: str) -> None:
+        if self._answer(405):
+            self.headers.append(("Allow", allowed_methods))
+
+    def Redirect(self, redirection: str) -> None:
+        """Answer 301 with ``Location: redirection``."""
+        if self._answer(301):
+            self.headers.append(("Location", redirection))
+
+    def SetCookie(self, cookie: str, value: str) -> None:
+        self.headers.append(("Set-Cookie", f"{cookie}={value}"))
+
+    def SetHttpHeader(self, key: str, value: str) -> None:
+        self.headers.append((key, value))
+
+    def SetHttpErrorDetails(self, details: str, log: int) -> None:
+        """The ``Details`` of the error document sent if the callback raises."""
+        self.error_details = details
+
+    def StartMultipartAnswer(self, sub_type: str, content_type: str) -> None:
+        """Start a ``multipart/<sub_type>`` answer whose items are of ``content_type``."""
+        boundary = f"{uuid.uuid4()}-{uuid.uuid4()}"[:70]
+        if self._answer(200, content_type=f'multipart/{sub_type}; type="{content_type}"; boundary={boundary}'):
+            self._boundary = boundary
+            self._item_type = content_type
+
+    def SendMultipartItem(self, answer: bytes | str) -> None:
+        if self._boundary is None:
+            log.error("SendMultipartItem() without StartMultipartAnswer() (Bad sequence of calls)")
+            return
+        data = _bytes(answer)
+        self.chunks.append(f"--{self._boundary}\r\nContent-Type: {self._item_type}\r\n"
+                           f"Content-Length: {len(data)}\r\nMIME-Version: 1.0\r\n\r\n".encode() + data + b"\r\n")
+
+
+RestOutput.__module__ = "orthanc"
+
+
+def _bytes(value: bytes | str) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError("expected bytes or str")
+
+
+def _checked_status(status: int) -> int:
+    if isinstance(status, bool) or not isinstance(status, int) or status not in KNOWN_STATUSES:
+        raise orthanc_exception(3)
+    if status in DEDICATED_STATUSES:
+        raise orthanc_exception(3, f"Please use RestOutput.{DEDICATED_STATUSES[status]}() for HTTP status {status}")
+    return status
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, indent=3, sort_keys=True, ensure_ascii=False)
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string")
+    return value
+
+
+def _body(value: Any) -> bytes:
+    try:
+        return _bytes(value)
+    except TypeError:
+        raise TypeError("the body must be bytes or str") from None
+
+
+def _callable(value: Any, message: str) -> Callable[..., Any]:
+    if not callable(value):
+        raise ValueError(message)
+    return value
+
+
+class _Functions:
+    """The module-level functions, bound to one :class:`Host`."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    def LogInfo(self, message: str) -> None:
+        log.info("%s", _text(message, "message"), stacklevel=2)
+
+    def LogWarning(self, message: str) -> None:
+        log.warning("%s", _text(message, "message"), stacklevel=2)
+
+    def LogError(self, message: str) -> None:
+        log.error("%s", _text(message, "message"), stacklevel=2)
+
+    def GetConfiguration(self) -> str:
+        """The configuration as the user wrote it, as JSON text."""
+        return self._host.configuration_text()
+
+    def GenerateRestApiAuthorizationToken(self) -> str:
+        """An ``Authorization`` header value granting full access to the REST API (until restart)."""
+        return self._host.new_token()
+
+    def GenerateUuid(self) -> str:
+        return str(uuid.uuid4())
+
+    def GetErrorDescription(self, error: int) -> str:
+        return DESCRIPTIONS.get(int(error), "Unknown error code")
+
+    def RestApiGet(self, uri: str) -> bytes:
+        """GET on the built-in REST API (script routes excluded)."""
+        return self._host.rest_api("GET", _text(uri, "uri"), b"", False)
+
+    def RestApiGetAfterPlugins(self, uri: str) -> bytes:
+        """GET on the REST API including the routes of ``RegisterRestCallback``."""
+        return self._host.rest_api("GET", _text(uri, "uri"), b"", True)
+
+    def RestApiPost(self, uri: str, body: bytes | str) -> bytes:
+        return self._host.rest_api("POST", _text(uri, "uri"), _body(body), False)
+
+    def RestApiPostAfterPlugins(self, uri: str, body: bytes | str) -> bytes:
+        return self._host.rest_api("POST", _text(uri, "uri"), _body(body), True)
+
+    def RestApiPut(self, uri: str, body: bytes | str) -> bytes:
+        return self._host.rest_api("PUT", _text(uri, "uri"), _body(body), False)
+
+    def RestApiPutAfterPlugins(self, uri: str, body: bytes | str) -> bytes:
+        return self._host.rest_api("PUT", _text(uri, "uri"), _body(body), True)
+
+    def RestApiDelete(self, uri: str) -> None:
+        self._host.rest_api("DELETE", _text(uri, "uri"), b"", False)
+
+    def RestApiDeleteAfterPlugins(self, uri: str) -> None:
+        self._host.rest_api("DELETE", _text(uri, "uri"), b"", True)
+
+    def GetDicomForInstance(self, instance_id: str) -> bytes:
+        return self._host.instance_file(_text(instance_id, "instance_id"))
+
+    def LookupPatient(self, patient_id: str) -> str:
+        """The Orthanc ID of the patient with this PatientID."""
+        return self._host.lookup_resource("Patient", _text(patient_id, "patient_id"))
+
+    def LookupStudy(self, study_uid: str) -> str:
+        return self._host.lookup_resource("Study", _text(study_uid, "study_uid"))
+
+    def LookupSeries(self, series_uid: str) -> str:
+        return self._host.lookup_resource("Series", _text(series_uid, "series_uid"))
+
+    def LookupInstance(self, sop_instance_uid: str) -> str:
+        return self._host.lookup_resource("Instance", _text(sop_instance_uid, "sop_instance_uid"))
+
+    def CreateDicomInstance(self, buffer: bytes) -> DicomInstance:
+        """Parse a DICOM file into a :class:`DicomInstance`."""
+        return DicomInstance(_body(buffer), None, self._host.default_encoding)
+
+    def SetMetricsValue(self, name: str, value: float, type: int = 0) -> None:
+        """Publish a metrics value (``MetricsType.TIMER``: the max over the last 10 seconds)."""
+        self._host.set_metric(_text(name, "name"), float(value), type == 1)
+
+    def RegisterRestCallback(self, path_regular_expression: str, callback: Callable[..., Any]) -> None:
+        """Serve the URIs matching the regular expression with ``callback(output, uri, **request)``."""
+        if not isinstance(path_regular_expression, str) or not callable(callback):
+            raise ValueError("Expected a string (URI) and a callback function")
+        self._host.add_rest_route(path_regular_expression, callback)
+
+    def RegisterOnChangeCallback(self, callback: Callable[[int, int, str], None]) -> None:
+        self._single("change", "Python on-changes callback", callback)
+
+    def RegisterOnStoredInstanceCallback(self, callback: Callable[[DicomInstance, str], None]) -> None:
+        self._single("stored", "Python on-stored-instance callback", callback)
+
+    def RegisterReceivedInstanceCallback(self, callback: Callable[[bytes, int], tuple[int, bytes | None]]) -> None:
+        self._single("received", "Python received instance callback", callback)
+
+    def RegisterIncomingCStoreInstanceFilter(self, callback: Callable[[DicomInstance], int]) -> None:
+        self._single("cstore", "Python incoming CStore instance filter", callback)
+
+    def RegisterIncomingHttpRequestFilter(self, callback: Callable[..., bool]) -> None:
+        self._single("http", "Python incoming-http-request filter", callback)
+
+    def RegisterStorageCommitmentScpCallback(self, callback: Callable[..., Any],
+                                             lookup: Callable[[str, str, Any], int]) -> None:
+        """``callback(job_id, transaction_uid, sop_class_uids, sop_instance_uids, remote_aet, called_aet)``."""
+        self._pair("commitment", callback, lookup)
+
+    def RegisterStorageCommitmentScpCallback2(self, callback: Callable[..., Any],
+                                              lookup: Callable[[str, str, Any], int]) -> None:
+        """``callback(job_id, transaction_uid, sop_class_uids, sop_instance_uids, connection)``."""
+        self._pair("commitment2", callback, lookup)
+
+    def _single(self, slot: str, description: str, callback: Any) -> None:
+        self._host.register(slot, description, _callable(
+            callback, f"Expected a callback function to register one {description}"))
+
+    def _pair(self, slot: str, callback: Any, lookup: Any) -> None:
+        description = "Python storage commitment SCP & Lookup callback"
+        message = f"Expected two callback functions to register {description}"
+        self._host.register(slot, description, _callable(callback, message), _callable(lookup, message))
+
+
+#: The functions every module exposes, in the order of ``dir(orthanc)``.
+FUNCTIONS = sorted(name for name in vars(_Functions) if not name.startswith("_"))
+#: The classes of the module (besides the enumerations).
+CLASSES: dict[str, type] = {cls.__name__: cls for cls in (OrthancException, DicomInstance, DicomConnection,
+                                                            RestOutput)}
+
+
+def build_module(host: Host) -> ModuleType:
+    """A new ``orthanc`` module whose functions act on ``host``."""
+    module = ModuleType("orthanc", "Isengard's implementation of the orthanc-python plugin's module.")
+    functions = _Functions(host)
+    for name in FUNCTIONS:
+        setattr(module, name, getattr(functions, name))
+    for name, cls in CLASSES.items():
+        setattr(module, name, cls)
+    for name in ENUMERATIONS:
+        setattr(module, name, enumeration_class(name))
+    return module
