@@ -11,25 +11,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import tornado.httpserver
 
+import server.jobs.modification  # noqa: F401 - registers the job type for restarts
+import server.jobs.split_merge  # noqa: F401 - registers the job types for restarts
 from server import events
 from server.config import ConfigError, Configuration, load_configuration
 from server.dicom import private_dictionary
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.parse import read_dataset
 from server.find import Finder
+from server.jobs import archive as archive_jobs  # noqa: F401 - registers the job types for restarts
 from server.jobs import storage_commitment_scp  # noqa: F401 - registers the job type for restarts
 from server.jobs.engine import JobsEngine
 from server.metrics import Metrics
 from server.net.scp import DicomServer
+from server.net.service import NetworkService  # also registers the network job types
 from server.net.storage_commitment import CommitmentService, Reports
 from server.resources import ResourceViews
-from server.rest.app import build_http_server
+from server.rest.app import build_application, build_http_server
+from server.rest.inprocess import ContextExecutor, InProcessRest
 from server.rest.metadata import MetadataNames
+from server.scripting.lua import LuaLoadError, LuaScripting
+from server.scripting.python import PythonScripting, load_script
 from server.stability import StabilityMonitor
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
@@ -52,7 +58,8 @@ class ServerContext:
         private_dictionary.load(config["Dictionary"], str(config.path or ""))
         self.config = config
         self.no_jobs = no_jobs
-        self.executor = ThreadPoolExecutor(HTTP_WORKERS, thread_name_prefix="http-worker")
+        # Context-propagating: work done for a waiting Lua call follows the request into the pool.
+        self.executor = ContextExecutor(HTTP_WORKERS, thread_name_prefix="http-worker")
         self.bus = events.EventBus()
         self.metrics = Metrics(bool(config["MetricsEnabled"]))
         self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),
@@ -78,6 +85,9 @@ class ServerContext:
         self.jobs_directory.mkdir(parents=True, exist_ok=True)
         self.commitment = CommitmentService(self)
         self.commitment_reports = Reports(self)
+        self.network = NetworkService(self)
+        self.lua = LuaScripting(self)
+        self.python: PythonScripting | None = load_script(self)
         self.http_port = int(config["HttpPort"])
         self.dicom_port = int(config["DicomPort"])
         self.dicom: DicomServer | None = None
@@ -107,7 +117,9 @@ class ServerContext:
 
     async def http_filters_accept(self, handler: OrthancHandler) -> bool:
         """The hook point of ``IncomingHttpRequestFilter`` (Lua, Python): True when allowed."""
-        return True
+        if not await self.lua.accepts_http_request(handler):
+            return False
+        return self.python is None or await self.python.http_filter_accepts(handler)
 
     def request_stop(self, restart: bool) -> None:
         self._restart = restart
@@ -123,14 +135,19 @@ class ServerContext:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, False)
         http = build_http_server(self)
+        self.inprocess = InProcessRest(self, loop, build_application)
+        await self.lua.start()
         http.listen(self.http_port, address=self.config["ListenAddress"])
         if self.config["DicomServerEnabled"]:
             self.dicom = DicomServer(self.config, self.store, self.dicom_port)
             self.commitment.install(self.dicom)
+            self.network.install(self.dicom)
+            self.dicom.find_filters.append(self.lua.filter_find_request)
             self.dicom.start()
         self.stability.start()
         self.jobs.start(load_saved=not self.no_jobs)
         self.bus.publish(events.STARTED)
+        self.lua.initialize()
         log.warning("Isengard has started: HTTP on port %d, DICOM on port %d (AET %s)",
                     self.http_port, self.dicom_port, self.config["DicomAet"])
         try:
@@ -158,6 +175,11 @@ class ServerContext:
         if self.dicom is not None:
             self.dicom.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.jobs.stop)
+        self.network.stop()
+        await self.lua.stop()
+        if self.python is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.python.stop)
+        self.inprocess.close()
         self.stability.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         self.index.close()
@@ -172,10 +194,10 @@ def run(config: Configuration, no_jobs: bool = False, upgrade: bool = False) -> 
     while True:
         try:
             context = ServerContext(config, no_jobs=no_jobs)
-        except ConfigError as error:
+            restart = asyncio.run(context.serve())
+        except (ConfigError, LuaLoadError) as error:
             log.error("%s", error)
             return 1
-        restart = asyncio.run(context.serve())
         if not restart:
             return 0
         log.warning("Restarting with the configuration re-read from %s", config.path)

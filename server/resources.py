@@ -39,6 +39,9 @@ class ResourceViews:
         if level is Level.STUDY:
             result["PatientMainDicomTags"] = main_tags_json(Level.PATIENT, tags)
         metadata = index.metadata(resource.internal_id)
+        for origin in (Metadata.AnonymizedFrom, Metadata.ModifiedFrom):
+            if origin in metadata:
+                result[origin.name] = metadata[origin]
         if level is Level.INSTANCE:
             attachment = index.attachments(resource.internal_id).get(ATTACHMENT_DICOM)
             result["FileSize"] = attachment.uncompressed_size if attachment else 0

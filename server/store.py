@@ -70,6 +70,9 @@ class DeleteResult:
 
 #: A filter sees the parsed instance and its origin; False refuses the instance.
 InstanceFilter = Callable[[ParsedInstance, Origin], bool]
+#: A receiver sees the received bytes first: it answers the bytes to store (possibly
+#: others, as orthanc-python's ReceivedInstanceCallback may) or None to discard them.
+InstanceReceiver = Callable[[bytes, Origin], bytes | None]
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Store:
         self.limits = limits
         self.metrics = metrics or Metrics(enabled=False)
         self.filters: list[InstanceFilter] = []
+        self.receivers: list[InstanceReceiver] = []
         self._recycle_lock = threading.Lock()
 
     def ingest(self, data: bytes, origin: Origin) -> StoreResult:
@@ -99,6 +103,12 @@ class Store:
             return self._ingest(data, origin)
 
     def _ingest(self, data: bytes, origin: Origin) -> StoreResult:
+        for receive in self.receivers:
+            received = receive(data, origin)
+            if received is None:
+                parsed = parse_for_index(data, self.limits.default_encoding)
+                return StoreResult("FilteredOut", parsed.ids, parsed)
+            data = received
         parsed = parse_for_index(data, self.limits.default_encoding)
         for accept in self.filters:
             if not accept(parsed, origin):

@@ -169,3 +169,93 @@ def test_isengard_scu_against_the_real_orthanc(tmp_path: Path) -> None:
     finally:
         isengard.stop()
         orthanc.stop()
+
+
+LUA_HOOK = Path(__file__).parent / "lua" / "storage_commitment.lua"
+
+
+@pytest.fixture
+def scripted_pair(tmp_path: Path):
+    """A (SCU) and B (SCP whose lookup is the Lua hook of tests/lua/storage_commitment.lua)."""
+    a_port, b_port = free_port(), free_port()
+    a = Isengard(tmp_path / "a", DicomAet="ISENA", DicomPort=a_port,
+                 DicomModalities={"b": _modality("ISENB", b_port)}).start()
+    b = Isengard(tmp_path / "b", DicomAet="ISENB", DicomPort=b_port, LuaScripts=[str(LUA_HOOK)],
+                 DicomModalities={"a": _modality("ISENA", a_port)}).start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def _lua_lines(server: Isengard, word: str) -> list[str]:
+    return [line.split("Lua says: ", 1)[1] for line in server.log().splitlines()
+            if f"Lua says: {word}" in line]
+
+
+def test_lua_hook_decides_every_reason(scripted_pair) -> None:
+    a, b = scripted_pair
+    uids = [f"1.2.3.4.{n}" for n in (0, 1, 2, 3, 4, 5, 6, 97, 98, 99)]
+    answer = a.post("/modalities/b/storage-commitment", json={"DicomInstances": [[MR, u] for u in uids]})
+    report = _wait_report(a, answer.json()["ID"])
+    assert report["Success"] == [{"SOPClassUID": MR, "SOPInstanceUID": "1.2.3.4.0"}]
+    assert {f["SOPInstanceUID"]: f["FailureReason"] for f in report["Failures"]} == {
+        "1.2.3.4.1": 0x0110, "1.2.3.4.2": 0x0112, "1.2.3.4.3": 0x0213, "1.2.3.4.4": 0x0122,
+        "1.2.3.4.5": 0x0119, "1.2.3.4.6": 0x0131, "1.2.3.4.97": 0x0119, "1.2.3.4.98": 0x0110,
+        "1.2.3.4.99": 0x0110}
+    job = b.json("/jobs")[0]
+    assert _lua_lines(b, "factory") == ["factory 10 ISENA ISENB"]
+    assert _lua_lines(b, "destructor") == [f"destructor 10 {job}"]
+
+
+def test_lua_factory_returning_nil_keeps_the_default_lookup(scripted_pair) -> None:
+    a, b = scripted_pair
+    b.upload(PRESENT)
+    present_class, present_uid = _uids(PRESENT)
+    answer = a.post("/modalities/b/storage-commitment", json={"DicomInstances": [
+        [MR, "1.2.3.4.77"], [present_class, present_uid]]})
+    report = _wait_report(a, answer.json()["ID"])
+    assert report["Success"] == [{"SOPClassUID": present_class, "SOPInstanceUID": present_uid}]
+    assert [f["FailureReason"] for f in report["Failures"]] == [0x0112]
+    assert _lua_lines(b, "factory") == [] and _lua_lines(b, "destructor") == []
+
+
+def test_canceled_job_calls_the_destructor_once_and_sends_no_report(scripted_pair) -> None:
+    a, b = scripted_pair
+    answer = a.post("/modalities/b/storage-commitment",
+                    json={"DicomInstances": [[MR, "1.2.3.4.50"]] * 20})
+    deadline = time.monotonic() + 20
+    while not b.json("/jobs") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job = b.json("/jobs")[0]
+    assert b.post(f"/jobs/{job}/cancel").status_code == 200
+    while b.json(f"/jobs/{job}")["State"] != "Failure" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b.json(f"/jobs/{job}")["ErrorCode"] == 37
+    time.sleep(0.5)
+    assert _lua_lines(b, "destructor") == [f"destructor 20 {job}"]
+    assert a.json(f"/storage-commitment/{answer.json()['ID']}")["Status"] == "Pending"
+
+
+def test_shipped_script_commits_only_what_the_backup_peer_also_has(tmp_path: Path) -> None:
+    a_port, b_port = free_port(), free_port()
+    backup = Isengard(tmp_path / "backup").start()
+    a = Isengard(tmp_path / "a", DicomAet="ISENA", DicomPort=a_port,
+                 DicomModalities={"b": _modality("ISENB", b_port)}).start()
+    b = Isengard(tmp_path / "b", DicomAet="ISENB", DicomPort=b_port,
+                 LuaScripts=[str(Path(__file__).parent.parent / "scripts" / "storage-commitment.lua")],
+                 OrthancPeers={"backup": [backup.url]},
+                 DicomModalities={"a": _modality("ISENA", a_port)}).start()
+    try:
+        both, only_here = PRESENT, sample("Formats/JpegLossless.dcm")
+        b.upload(both)
+        b.upload(only_here)
+        backup.upload(both)
+        pairs = [list(_uids(both)), list(_uids(only_here)), [MR, "1.2.3.4.5.405"]]
+        answer = a.post("/modalities/b/storage-commitment", json={"DicomInstances": pairs})
+        report = _wait_report(a, answer.json()["ID"])
+        assert report["Success"] == [{"SOPClassUID": pairs[0][0], "SOPInstanceUID": pairs[0][1]}]
+        assert {f["SOPInstanceUID"]: f["FailureReason"] for f in report["Failures"]} == {
+            pairs[1][1]: 0x0213, "1.2.3.4.5.405": 0x0112}
+    finally:
+        for server in (a, b, backup):
+            server.stop()

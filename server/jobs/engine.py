@@ -108,7 +108,8 @@ class JobsEngine:
     def start(self, load_saved: bool) -> None:
         if self.index is not None:
             if load_saved:
-                self._restore()
+                with self._lock:  # restoring enqueues, and enqueuing notifies the workers
+                    self._restore()
             else:
                 self.index.clear_jobs()
         for number in range(self.workers_count):
@@ -136,10 +137,12 @@ class JobsEngine:
         with self._lock:
             self._jobs[record.id] = record
             self._save(record)
+        log.info("New job submitted with priority %d: %s (%s)", priority, record.id, job.TYPE)
+        # Published before a worker can take the job, so that "submitted" precedes "success".
+        self.bus.publish(events.JOB_SUBMITTED, job_id=record.id)
+        with self._lock:
             heapq.heappush(self._pending, (-priority, record.seq, record.id))
             self._lock.notify()
-        log.info("New job submitted with priority %d: %s (%s)", priority, record.id, job.TYPE)
-        self.bus.publish(events.JOB_SUBMITTED, job_id=record.id)
         return record.id
 
     def get(self, job_id: str) -> JobRecord | None:

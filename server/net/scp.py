@@ -44,6 +44,15 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_NOT_AUTHORIZED = 0x0124
 
 
+class DimseStatusError(Exception):
+    """Raised by a store filter (Lua's ``ReceivedCStoreInstanceFilter``) to refuse a C-STORE
+    with this DIMSE status, sent to the SCU as is."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"C-STORE refused by a filter with status 0x{status:04X}")
+        self.status = status
+
+
 def accepted_transfer_syntaxes(patterns: list[str]) -> list[str]:
     """``AcceptedTransferSyntaxes`` patterns (``*`` and ``?`` wildcards) over the known ones."""
     return [ts for ts in KNOWN_TRANSFER_SYNTAXES
@@ -103,6 +112,9 @@ class DicomServer:
         self.ae = self._build_ae()
         self._server: ThreadedAssociationServer | None = None
         self.extra_handlers: list[tuple[Any, Callable]] = []
+        #: C-FIND hooks (Lua's ``IncomingFindRequestFilter``): (query, origin) -> query to run,
+        #: queries map ``gggg,eeee`` to strings (see :mod:`server.net.query_retrieve`).
+        self.find_filters: list[Callable[[dict[str, str], dict[str, str]], dict[str, str]]] = []
 
     def _build_ae(self) -> AE:
         config = self.config
@@ -180,6 +192,9 @@ class DicomServer:
         data = event.encoded_dataset(include_meta=True)
         try:
             self.store.ingest(data, origin)
+        except DimseStatusError as e:
+            log.info("C-STORE from %s: %s", aet, e)
+            return e.status
         except OrthancError as e:
             log.warning("C-STORE from %s refused: %s", aet, e)
             return STATUS_OUT_OF_RESOURCES

@@ -9,7 +9,23 @@ import tornado.httpserver
 import tornado.iostream
 import tornado.web
 
-from server.rest import create, jobs, metadata, metrics, resources, storage_commitment, system, tools
+from server.rest import (
+    archive,
+    create,
+    jobs,
+    lua,
+    metadata,
+    metrics,
+    modalities,
+    modify,
+    peers,
+    python_routes,
+    queries,
+    resources,
+    storage_commitment,
+    system,
+    tools,
+)
 from server.rest.base import UnknownRouteHandler
 from server.rest.compression import CompressionTransform
 
@@ -22,9 +38,11 @@ MAX_BODY_SIZE = 4 * 1024 ** 3
 
 def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
-    for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics):
+    for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
+                   modalities, peers, queries, modify, lua):
         routes += module.routes()
-    handlers: list[Any] = [(pattern, handler, {"ctx": ctx}) for pattern, handler in routes]
+    handlers: list[Any] = [*python_routes.rules(ctx),
+                           *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
     transforms = [CompressionTransform] if ctx.config["HttpCompressionEnabled"] else []
     return tornado.web.Application(
         handlers,
@@ -48,4 +66,5 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
 def build_http_server(ctx: ServerContext) -> NoDelayHTTPServer:
     return NoDelayHTTPServer(build_application(ctx), max_body_size=MAX_BODY_SIZE,
                              max_buffer_size=MAX_BODY_SIZE, xheaders=False,
+                             decompress_request=True,  # gzip bodies of peers' "Compress" stores
                              idle_connection_timeout=int(ctx.config["HttpRequestTimeout"]) or None)

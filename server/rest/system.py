@@ -1,12 +1,11 @@
-"""``/system``, ``/statistics``, ``/changes``, ``/exports``, ``/modalities``, ``/peers``."""
+"""``/system``, ``/statistics``, ``/changes``, ``/exports``."""
 
 from __future__ import annotations
 
 from server import ORTHANC_API_VERSION, ORTHANC_VERSION, __version__
 from server.dicom.main_tags import Level
-from server.net.modalities import normalized_modalities, normalized_peers
 from server.resources import size_fields
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import OrthancHandler
 from server.storage.index import SCHEMA_VERSION, ChangeRecord
 
 _MAX_CHANGES = 10000
@@ -100,58 +99,10 @@ class ExportsHandler(OrthancHandler):
         self.answer_json({})
 
 
-class ModalitiesHandler(OrthancHandler):
-    """Read-only listing of the configured modalities (full routes: networking)."""
-
-    async def get(self) -> None:
-        modalities = normalized_modalities(self.ctx.config["DicomModalities"])
-        if self.flag("expand"):
-            self.answer_json(modalities)
-        else:
-            self.answer_json(sorted(modalities))
-
-
-class ModalityHandler(OrthancHandler):
-    async def get(self, name: str) -> None:
-        if name not in self.ctx.config["DicomModalities"]:
-            raise NoAnswer()
-        self.answer_json(["configuration"])
-
-
-class ModalityConfigurationHandler(OrthancHandler):
-    async def get(self, name: str) -> None:
-        modalities = normalized_modalities(self.ctx.config["DicomModalities"])
-        if name not in modalities:
-            raise NoAnswer()
-        self.answer_json(modalities[name])
-
-
-class PeersHandler(OrthancHandler):
-    async def get(self) -> None:
-        peers = normalized_peers(self.ctx.config["OrthancPeers"])
-        if self.flag("expand"):
-            self.answer_json(peers)
-        else:
-            self.answer_json(sorted(peers))
-
-
-class PeerConfigurationHandler(OrthancHandler):
-    async def get(self, name: str) -> None:
-        peers = normalized_peers(self.ctx.config["OrthancPeers"])
-        if name not in peers:
-            raise NoAnswer()
-        self.answer_json(peers[name])
-
-
 def routes() -> list[tuple[str, type]]:
     return [
         (r"/system", SystemHandler),
         (r"/statistics", StatisticsHandler),
         (r"/changes", ChangesHandler),
         (r"/exports", ExportsHandler),
-        (r"/modalities", ModalitiesHandler),
-        (r"/modalities/([^/]+)", ModalityHandler),
-        (r"/modalities/([^/]+)/configuration", ModalityConfigurationHandler),
-        (r"/peers", PeersHandler),
-        (r"/peers/([^/]+)/configuration", PeerConfigurationHandler),
     ]
