@@ -22,9 +22,9 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 system-deps:
-	@if ! command -v storescu >/dev/null || ! test -x /usr/sbin/Orthanc; then \
-		echo "Installing dcmtk and orthanc from Debian"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc >/dev/null; \
+	@if ! command -v storescu >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1; then \
+		echo "Installing dcmtk, orthanc and orthanc-python from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc orthanc-python >/dev/null; \
 	fi
 
 lint: $(STAMP)
