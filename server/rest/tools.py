@@ -95,7 +95,7 @@ class LogLevelHandler(OrthancHandler):
 
 class ConformanceHandler(OrthancHandler):
     async def get(self) -> None:
-        self.answer_text(conformance_statement())
+        self.answer_text(conformance_statement(self.ctx.dicom.ae if self.ctx.dicom else None))
 
 
 class ResetHandler(OrthancHandler):
