@@ -103,9 +103,14 @@ def test_empty_request_is_refused(pair) -> None:
     assert "Resources" in answer.json()["Details"]
 
 
-def test_isengard_scp_against_a_pynetdicom_modality(make_isengard) -> None:
+@pytest.mark.parametrize("declared", ["in the configuration", "over REST, in the database"])
+def test_isengard_scp_against_a_pynetdicom_modality(make_isengard, declared: str) -> None:
     listen_port = free_port()
-    server = make_isengard(DicomModalities={"modality": _modality("MODALITY", listen_port)})
+    if declared == "in the configuration":
+        server = make_isengard(DicomModalities={"modality": _modality("MODALITY", listen_port)})
+    else:
+        server = make_isengard(DicomModalitiesInDatabase=True)
+        assert server.put("/modalities/modality", json=_modality("MODALITY", listen_port)).status_code == 200
     server.upload(PRESENT)
     present_class, present_uid = _uids(PRESENT)
     received: list[tuple[int, Dataset]] = []

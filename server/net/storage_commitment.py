@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pynetdicom import AE, build_role, evt
+from pynetdicom import build_context, build_role, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
-from server.net.modalities import normalized_modalities
+from server.net import scu
 
 if TYPE_CHECKING:
     from server.app import ServerContext
@@ -123,21 +123,6 @@ def new_transaction_uid() -> str:
     return f"2.25.{uuid.uuid4().int}"
 
 
-def modality_by_aet(ctx: ServerContext, aet: str) -> tuple[str, dict] | None:
-    strict = ctx.config["StrictAetComparison"]
-    for name, params in normalized_modalities(ctx.config["DicomModalities"]).items():
-        if params["AET"] == aet or (not strict and params["AET"].upper() == aet.upper()):
-            return name, params
-    return None
-
-
-def modality_by_name(ctx: ServerContext, name: str) -> dict:
-    modalities = normalized_modalities(ctx.config["DicomModalities"])
-    if name not in modalities:
-        raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}")
-    return modalities[name]
-
-
 def _referenced(pairs: Iterable[tuple[str, str]]) -> Sequence:
     items = []
     for sop_class, sop_instance in pairs:
@@ -148,31 +133,18 @@ def _referenced(pairs: Iterable[tuple[str, str]]) -> Sequence:
     return Sequence(items)
 
 
-def _associate(ctx: ServerContext, modality: dict, as_scp: bool, timeout: float | None = None):
-    """An association to ``modality`` proposing the Push Model (with the SCP role if asked)."""
-    ae = AE(ae_title=modality.get("LocalAet") or ctx.config["DicomAet"])
-    scu_timeout = float(timeout or modality.get("Timeout") or ctx.config["DicomScuTimeout"])
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = scu_timeout
-    ae.add_requested_context(StorageCommitmentPushModel, UNCOMPRESSED)
+def _associate(remote: scu.Remote, as_scp: bool):
+    """An association proposing the Push Model (with the SCP role when sending a report)."""
+    contexts = [build_context(StorageCommitmentPushModel, UNCOMPRESSED)]
     roles = [build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)] if as_scp else []
-    assoc = ae.associate(modality["Host"], int(modality["Port"]), ae_title=modality["AET"],
-                         ext_neg=roles)
-    if not assoc.is_established:
-        raise OrthancError(ErrorCode.NETWORK_PROTOCOL,
-                           f'DicomAssociation - connecting to AET "{modality["AET"]}": '
-                           "association refused or unreachable")
-    if not assoc.accepted_contexts:
-        assoc.abort()
-        raise OrthancError(ErrorCode.NO_PRESENTATION_CONTEXT,
-                           f'Unable to negotiate a presentation context with AET "{modality["AET"]}"')
-    return assoc
+    return scu.associate(remote, contexts, roles)
 
 
 def send_report(ctx: ServerContext, remote_aet: str, transaction_uid: str,
                 results: list[tuple[str, str, int]]) -> None:
     """The N-EVENT-REPORT that ends an SCP transaction, on a new association."""
-    found = modality_by_aet(ctx, remote_aet)
-    if found is None:
+    found = ctx.network.modalities_by_aet(remote_aet)
+    if not found:
         raise OrthancError(ErrorCode.INEXISTENT_ITEM,
                            f"Unknown remote modality for storage commitment SCP: {remote_aet}")
     report = Dataset()
@@ -188,12 +160,12 @@ def send_report(ctx: ServerContext, remote_aet: str, transaction_uid: str,
             item.FailureReason = reason
             items.append(item)
         report.FailedSOPSequence = Sequence(items)
-    assoc = _associate(ctx, found[1], as_scp=True)
+    assoc = _associate(scu.Remote.of(found[0][1], ctx.config), as_scp=True)
     try:
         status, _ = assoc.send_n_event_report(report, 2 if failures else 1, StorageCommitmentPushModel,
                                               PUSH_MODEL_INSTANCE)
     finally:
-        assoc.release()
+        scu.close(assoc)
     if status is None or getattr(status, "Status", 0xFFFF) != 0:
         raise OrthancError(ErrorCode.NETWORK_PROTOCOL,
                            f"The storage commitment report was refused by {remote_aet}")
@@ -233,20 +205,20 @@ class Reports:
 def request_commitment(ctx: ServerContext, modality_name: str, pairs: list[tuple[str, str]],
                        timeout: float | None = None) -> str:
     """SCU: send the N-ACTION for ``pairs`` (class, instance); returns the transaction UID."""
-    modality = modality_by_name(ctx, modality_name)
+    remote = ctx.network.remote(modality_name, timeout=timeout)
     transaction_uid = new_transaction_uid()
-    ctx.commitment_reports.create(transaction_uid, modality["AET"])
+    ctx.commitment_reports.create(transaction_uid, remote.aet)
     request = Dataset()
     request.TransactionUID = transaction_uid
     request.ReferencedSOPSequence = _referenced(pairs)
-    assoc = _associate(ctx, modality, as_scp=False, timeout=timeout)
+    assoc = _associate(remote, as_scp=False)
     try:
         status, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, PUSH_MODEL_INSTANCE)
     finally:
-        assoc.release()
+        scu.close(assoc)
     if status is None or getattr(status, "Status", 0xFFFF) != 0:
         raise OrthancError(ErrorCode.NETWORK_PROTOCOL,
-                           f'Storage commitment request refused by AET "{modality["AET"]}"')
+                           f'Storage commitment request refused by AET "{remote.aet}"')
     return transaction_uid
 
 
@@ -277,7 +249,7 @@ class CommitmentService:
         if not self.ctx.dicom.authorizer.allows("NAction", aet, requestor.address):
             log.warning("DICOM authorization rejected for AET %s (N-ACTION)", aet)
             return 0x0124, None
-        if modality_by_aet(self.ctx, aet) is None:
+        if not self.ctx.network.modalities_by_aet(aet):
             log.error("Unknown remote modality for storage commitment SCP: %s", aet)
             return 0x0110, None
         request = event.action_information
