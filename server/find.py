@@ -20,6 +20,9 @@ from server.storage.index import Index, Resource
 
 _RANGE_VRS = {"DA", "DT", "TM"}
 
+#: VRs on which ``*`` and ``?`` are wildcards (DICOM PS3.4 C.2.2.2.4); elsewhere they are refused.
+WILDCARD_VRS = frozenset(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"))
+
 
 def parse_tag(name: str) -> Tag:
     """A tag given as a keyword or dictionary name, ``gggg,eeee`` or ``gggg-eeee``."""
@@ -52,12 +55,22 @@ class Constraint:
 
 
 def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint | None:
-    """None for universal matching (empty value or ``*``)."""
-    if pattern in ("", "*"):
+    """Orthanc's rules, for ``/tools/find`` and the C-FIND SCP alike (checked on 1.10.1).
+
+    None for universal matching (an empty value); ``*`` alone matches resources that
+    have the attribute; ``*`` and ``?`` are wildcards only on text VRs, and a 400 elsewhere.
+    """
+    if pattern == "":
         return None
     vr = vr_of(tag)
+    if pattern == "*" and vr in WILDCARD_VRS:
+        return Constraint(tag, lambda v: v is not None, None)
+    is_range = vr in _RANGE_VRS and "-" in pattern
+    if vr not in WILDCARD_VRS and not is_range and "\\" not in pattern and ("*" in pattern or "?" in pattern):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                           f"Wildcards are not allowed on tag {tag[0]:04x},{tag[1]:04x}")
     sensitive = case_sensitive and vr != "PN"
-    if vr in _RANGE_VRS and "-" in pattern:
+    if is_range:
         low, _, high = pattern.partition("-")
         return Constraint(tag, lambda v: v is not None and v != "" and
                           (not low or v >= low) and (not high or v <= high), None)

@@ -180,3 +180,18 @@ def test_compression_when_asked(server: Isengard) -> None:
                             headers={"Accept-Encoding": "deflate"}, stream=True)
     assert deflated.headers["Content-Encoding"] == "deflate"
     assert zlib.decompress(deflated.raw.read()) == plain
+
+
+def test_find_star_needs_the_attribute_and_wildcards_need_a_text_vr(server: Isengard) -> None:
+    """Rules checked on Orthanc 1.10.1: the same for /tools/find and for C-FIND."""
+    described = server.upload(CT)["ParentStudy"]
+    server.upload(sample("Issue137.dcm"))
+    star = server.post("/tools/find", json={"Level": "Study", "Query": {"StudyDescription": "*"}})
+    assert star.json() == [described]
+    empty = server.post("/tools/find", json={"Level": "Study", "Query": {"StudyDescription": ""}})
+    assert len(empty.json()) == 2
+    for tag, value in (("StudyDate", "2*"), ("StudyInstanceUID", "1.2*")):
+        refused = server.post("/tools/find", json={"Level": "Study", "Query": {tag: value}})
+        assert refused.status_code == 400
+        assert refused.json()["OrthancStatus"] == 3
+        assert refused.json()["Details"].startswith("Wildcards are not allowed on tag ")

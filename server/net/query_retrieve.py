@@ -79,9 +79,6 @@ COUNTERS: dict[Level, tuple[Tag, ...]] = {
     Level.INSTANCE: (),
 }
 
-#: VRs on which ``*`` and ``?`` are wildcards (DICOM PS3.4 C.2.2.2.4); elsewhere they are literal.
-WILDCARD_VRS = frozenset(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"))
-
 #: ``DefaultEncoding`` -> the SpecificCharacterSet Orthanc writes in its answers.
 CHARACTER_SETS = {
     "Ascii": "ISO_IR 6", "Utf8": "ISO_IR 192", "Latin1": "ISO_IR 100", "Latin2": "ISO_IR 101",
@@ -158,21 +155,6 @@ class FindRequest:
         return FindRequest(query, self.sequences, self.vrs)
 
 
-def _scp_constraint(tag: Tag, value: str) -> Constraint:
-    """``/tools/find`` matching with the C-FIND rules for ``*`` and for non-text VRs."""
-    vr = vr_of(tag)
-    if value == "*" and vr in WILDCARD_VRS:
-        return Constraint(tag, lambda v: v is not None, None)
-    is_range = vr in ("DA", "DT", "TM") and "-" in value
-    if vr not in WILDCARD_VRS and not is_range and "\\" not in value and (
-            "*" in value or "?" in value):
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
-                           f"Wildcards are not allowed on tag {format_tag(tag)}")
-    constraint = make_constraint(tag, value, True)
-    assert constraint is not None
-    return constraint
-
-
 def _lower_level_tag(tag: Tag, level: Level) -> bool:
     """A main tag that only levels below ``level`` index: Orthanc matches nothing on it."""
     if tag not in ALL_TAGS:
@@ -205,11 +187,11 @@ class FindScp:
             if tag in (QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET) or value == "":
                 continue
             if tag == MODALITIES_IN_STUDY and level is Level.STUDY:
-                modalities = _scp_constraint(MODALITY, value)
+                modalities = make_constraint(MODALITY, value, True)
             elif _lower_level_tag(tag, level):
                 return []
             else:
-                constraints.append(_scp_constraint(tag, value))
+                constraints.append(make_constraint(tag, value, True))
         found = self.ctx.finder.find(level, constraints)
         if modalities is not None:
             found = [study for study in found if self._has_modality(study, modalities)]
