@@ -98,6 +98,8 @@ class JobsEngine:
         self._jobs: dict[str, JobRecord] = {}
         self._pending: list[tuple[int, int, str]] = []
         self._history: deque[str] = deque()
+        #: Jobs in Retry, so that finding the due ones does not scan the whole registry.
+        self._retrying: set[str] = set()
         self._seq = itertools.count()
         self._stopping = False
         self._threads: list[threading.Thread] = []
@@ -419,6 +421,10 @@ class JobsEngine:
     def _set_state(self, record: JobRecord, state: JobState) -> None:
         record.state = state
         record.last_change = _now()
+        if state is JobState.RETRY:
+            self._retrying.add(record.id)
+        else:
+            self._retrying.discard(record.id)
 
     def _enqueue(self, record: JobRecord) -> None:
         self._set_state(record, JobState.PENDING)
@@ -449,6 +455,7 @@ class JobsEngine:
 
     def _forget(self, record: JobRecord) -> None:
         self._jobs.pop(record.id, None)
+        self._retrying.discard(record.id)
         for key in list(record.job.outputs()):
             record.job.delete_output(key)
         if self.index is not None:
@@ -456,12 +463,13 @@ class JobsEngine:
 
     def _wake_retries(self) -> None:
         now = time.monotonic()
-        for record in self._jobs.values():
-            if record.state is JobState.RETRY and record.retry_at is not None and record.retry_at <= now:
+        for job_id in list(self._retrying):
+            record = self._jobs[job_id]
+            if record.retry_at is not None and record.retry_at <= now:
                 self._enqueue(record)
 
     def _until_next_retry(self) -> float:
-        due = [r.retry_at for r in self._jobs.values() if r.state is JobState.RETRY and r.retry_at]
+        due = [self._jobs[i].retry_at or 0.0 for i in self._retrying]
         return max(0.01, min(due) - time.monotonic()) if due else 1.0
 
     # -- events raised under the lock are published after it is released ------------
