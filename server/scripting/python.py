@@ -394,10 +394,8 @@ class CommitmentProvider:
             return _Commitment(None, failed=True)
 
     def _remote_host(self, remote_aet: str) -> str:
-        from server.net.storage_commitment import modality_by_aet
-
-        found = modality_by_aet(self.scripting.ctx, remote_aet)
-        return str(found[1]["Host"]) if found else ""
+        found = self.scripting.ctx.network.modalities_by_aet(remote_aet)
+        return str(found[0][1]["Host"]) if found else ""
 
     def lookup(self, handler: _Commitment, sop_class: str, sop_instance: str) -> int:
         registered = self._registered()
