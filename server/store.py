@@ -162,10 +162,11 @@ class Store:
             for level, values in origin.provenance.items():
                 self.index.set_metadata_in(db, internal[level], values)
             if Level.SERIES in created:
+                series_metadata = {Metadata.RemoteAET: origin.remote_aet or ""}
                 expected = expected_instances(parsed)
                 if expected is not None:
-                    self.index.set_metadata_in(db, internal[Level.SERIES],
-                                               {Metadata.ExpectedNumberOfInstances: expected})
+                    series_metadata[Metadata.ExpectedNumberOfInstances] = expected
+                self.index.set_metadata_in(db, internal[Level.SERIES], series_metadata)
             if Level.PATIENT not in created:
                 self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
             if self.index.series_status(db, internal[Level.SERIES]) == "Complete":

@@ -81,11 +81,11 @@ def test_tags_match(both) -> None:
     assert differences == []
 
 
-def test_metadata_names_match(both) -> None:
+@pytest.mark.parametrize("level", ["patients", "studies", "series", "instances"])
+def test_metadata_names_match(both, level: str) -> None:
     isengard, orthanc, _ = both
-    for instance in orthanc.json("/instances")[:20]:
-        assert isengard.json(f"/instances/{instance}/metadata") == orthanc.json(
-            f"/instances/{instance}/metadata")
+    for resource in orthanc.json(f"/{level}")[:20]:
+        assert isengard.json(f"/{level}/{resource}/metadata") == orthanc.json(f"/{level}/{resource}/metadata")
 
 
 def test_files_are_returned_byte_identical(both) -> None:
