@@ -11,9 +11,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 
-from server.dicom.dictionary import tag_from_name
+from server.dicom.dictionary import tag_from_name, vr_without_creator
 from server.dicom.main_tags import BY_LEVEL, BY_NAME, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.storage.index import Index, Resource
@@ -41,10 +41,8 @@ def parse_tag(name: str) -> Tag:
 
 
 def vr_of(tag: Tag) -> str:
-    try:
-        return dictionary_VR((tag[0] << 16) | tag[1])
-    except KeyError:
-        return "UN"
+    """The tag's VR from the server's dictionary (``Dictionary`` entries included)."""
+    return vr_without_creator(tag[0], tag[1]) or "UN"
 
 
 @dataclass

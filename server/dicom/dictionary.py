@@ -104,6 +104,21 @@ def _tags_by_name() -> dict[str, int]:
     return names
 
 
+@lru_cache(maxsize=16384)
+def vr_without_creator(group: int, element: int) -> str | None:
+    """The VR of a tag named without its private creator (``/tools/find``, C-FIND keys).
+
+    Public and range entries first, then the private entries of the ``Dictionary`` option.
+    """
+    found = lookup(group, element)
+    if found is not None:
+        return found[0]
+    for (entry_group, _, entry_element), (vr, _) in _CUSTOM_PRIVATE.items():
+        if (entry_group, entry_element) == (group, element):
+            return vr
+    return None
+
+
 def tag_from_name(name: str) -> int | None:
     """The tag dcmtk's ``DcmTag::findTagFromName`` gives a dictionary name, or None."""
     return _tags_by_name().get(name)
@@ -117,4 +132,5 @@ def set_custom_entries(public: dict[int, tuple[str, str]],
     _CUSTOM_PRIVATE.clear()
     _CUSTOM_PRIVATE.update(private)
     lookup.cache_clear()
+    vr_without_creator.cache_clear()
     _tags_by_name.cache_clear()
