@@ -21,36 +21,26 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 from dataset import generate
-from servers import ORTHANC_BINARY, Isengard, Orthanc, Server, cpu_seconds
+from report import Metric, Outcome, Results, heading, progress, table
+from servers import Server, cpu_seconds, exit_on_sigterm, make_servers, measure_each
 from workload import WrongAnswer, get_json, ingest_rest, post_json
 
 POLL_SECONDS = 0.005
 JOB_TIMEOUT = 600.0
 LATENCY_JOBS = 20
 UPLOAD_CLIENTS = 4
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    higher_is_better: bool
 
 
 METRICS = (
@@ -61,27 +51,6 @@ METRICS = (
     Metric("small_cpu_ms", "J small archive jobs, server CPU per job (ms)", False),
     Metric("small_latency_ms", "one small archive job, submit to Success, median (ms)", False),
 )
-
-
-def with_options(kind: type[Server], options: dict[str, Any]) -> type[Server]:
-    """``kind`` with ``options`` added to the configuration it is started with."""
-    class Configured(kind):  # type: ignore[valid-type, misc]
-        def config(self) -> dict[str, Any]:
-            return {**super().config(), **options}
-    return Configured
-
-
-def make_servers(root: Path, only: str | None, jobs: int) -> list[Server]:
-    options = {"JobsHistorySize": jobs + 100}
-    servers: list[Server] = []
-    if only in (None, "isengard"):
-        servers.append(with_options(Isengard, options)("isengard", root / "isengard", "ISENGARD"))
-    if only in (None, "orthanc"):
-        if ORTHANC_BINARY.exists():
-            servers.append(with_options(Orthanc, options)("orthanc", root / "orthanc", "ORTHANC"))
-        else:
-            print(f"note: {ORTHANC_BINARY} not found, measuring Isengard alone", file=sys.stderr)
-    return servers
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -96,10 +65,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     if arguments.instances < 1 or arguments.jobs < 1 or arguments.repeat < 1:
         parser.error("--instances, --jobs and --repeat must be at least 1")
     return arguments
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def submit(session: requests.Session, server: Server, resources: list[str]) -> str:
@@ -157,6 +122,7 @@ def small_latency(session: requests.Session, server: Server, instances: list[str
 def measure(server: Server, payloads: list[bytes], arguments: argparse.Namespace,
             figures: dict[str, float]) -> str:
     """Upload the corpus to a fresh server, then run every phase ``repeat`` times."""
+    progress(f"{server.name}: upload, then {arguments.repeat} run(s) per phase")
     server.restart_empty()
     ingest_rest(server, payloads, UPLOAD_CLIENTS)
     with requests.Session() as session:
@@ -175,65 +141,31 @@ def measure(server: Server, payloads: list[bytes], arguments: argparse.Namespace
         return str(get_json(session, server, "/system").get("Version", "?"))
 
 
-def ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
-    mine, theirs = results.get("isengard", {}), results.get("orthanc", {})
-    return {key: mine[key] / theirs[key] for key in mine if theirs.get(key)}
-
-
-def table(results: dict[str, dict[str, float]], versions: dict[str, str], count: int, jobs: int) -> str:
-    ratio = ratios(results)
-    labels = {m.key: m.label.replace("N instances", f"{count} instances").replace("J small", f"{jobs} small")
-              for m in METRICS}
-    width = max(len(label) for label in labels.values())
-    lines = [f"{count} instances, {jobs} small jobs, {os.cpu_count()} CPUs; Isengard {versions.get('isengard', '-')}, "
-             f"Orthanc {versions.get('orthanc', '-')}",
-             "ratio = Isengard / Orthanc. For jobs/s and MB/s, ratio > 1 is better for Isengard; "
-             "for s and ms, ratio < 1 is better for Isengard.", "",
-             f"{'figure':<{width}}  {'Isengard':>10}  {'Orthanc':>10}  {'ratio':>7}  better", "-" * (width + 44)]
-    for metric in METRICS:
-        cells = [results.get(name, {}).get(metric.key) for name in ("isengard", "orthanc")]
-        shown = ["-" if value is None else f"{value:.2f}" for value in cells]
-        lines.append(f"{labels[metric.key]:<{width}}  {shown[0]:>10}  {shown[1]:>10}  "
-                     f"{(f'{ratio[metric.key]:.2f}' if metric.key in ratio else '-'):>7}  "
-                     f"{'higher' if metric.higher_is_better else 'lower'}")
-    return "\n".join(lines)
-
-
-def exit_on_sigterm(signum: int, frame: object) -> None:
-    """Turn SIGTERM into SystemExit so that the ``finally`` blocks stop the servers and remove the scratch folder."""
-    sys.exit(128 + signum)
+def table_of(results: Results, versions: dict[str, str], count: int, jobs: int) -> str:
+    """The table, with N and J in the labels replaced by the run's figures."""
+    metrics = [Metric(m.key, m.label.replace("N instances", f"{count} instances").replace("J small", f"{jobs} small"),
+                      m.higher_is_better) for m in METRICS]
+    above = heading(f"{count} instances, {jobs} small jobs, {os.cpu_count()} CPUs", versions, "jobs/s and MB/s",
+                    "s and ms")
+    return table(results, metrics, above)
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    results: dict[str, dict[str, float]] = {}
-    versions: dict[str, str] = {}
-    warnings: list[str] = []
+    exit_on_sigterm()
+    outcome = Outcome()
     with tempfile.TemporaryDirectory(prefix="isengard-bench-jobs-") as scratch:
         root = Path(scratch)
         progress(f"generating {arguments.instances} instances")
         corpus = generate(root / "dataset", arguments.instances, arguments.seed)
         payloads = [path.read_bytes() for path in corpus.files]
-        for server in make_servers(root, arguments.only, arguments.jobs):
-            progress(f"{server.name}: upload, then {arguments.repeat} run(s) per phase")
-            figures = results.setdefault(server.name, {})
-            try:
-                versions[server.name] = measure(server, payloads, arguments, figures)
-            except (RuntimeError, OSError, subprocess.SubprocessError, requests.RequestException) as error:
-                warnings.append(f"{server.name} failed: {error}\n{server.log_tail()}")
-            finally:
-                server.stop()
-    print(table(results, versions, arguments.instances, arguments.jobs))
-    for warning in warnings:
-        print(f"WARNING: {warning}", file=sys.stderr)
-    if arguments.json is not None:
-        arguments.json.write_text(json.dumps({
-            "instances": arguments.instances, "jobs": arguments.jobs, "seed": arguments.seed,
-            "repeat": arguments.repeat, "cpus": os.cpu_count(), "versions": versions, "results": results,
-            "ratios_isengard_over_orthanc": ratios(results), "warnings": warnings,
-            "higher_is_better": {m.key: m.higher_is_better for m in METRICS}}, indent=2) + "\n")
-    return 1 if warnings else 0
+        servers = make_servers(root, arguments.only, {"JobsHistorySize": arguments.jobs + 100})
+        measure_each(servers, lambda server: measure(server, payloads, arguments, outcome.figures(server.name)),
+                     outcome)
+    settings = {"instances": arguments.instances, "jobs": arguments.jobs, "seed": arguments.seed,
+                "repeat": arguments.repeat, "cpus": os.cpu_count()}
+    return outcome.finish(table_of(outcome.results, outcome.versions, arguments.instances, arguments.jobs),
+                          arguments.json, settings, METRICS)
 
 
 if __name__ == "__main__":

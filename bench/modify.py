@@ -13,13 +13,10 @@ expected tags.  Like ``run.py``, the two servers never run at the same time.  Se
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +26,8 @@ from typing import Any
 
 import requests
 from dataset import Series, ct_slice, file_meta, noisy_pixels, phantom
-from servers import Server, cpu_seconds, make_servers
+from report import Metric, Outcome, heading, progress, table
+from servers import Server, cpu_seconds, exit_on_sigterm, make_servers, measure_each
 from workload import WrongAnswer, get_json, post_all
 
 REQUEST_TIMEOUT = 900.0
@@ -66,10 +64,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     if arguments.instances < 1 or arguments.repeat < 1:
         parser.error("--instances and --repeat must be at least 1")
     return arguments
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def one_study(folder: Path, count: int, seed: int) -> list[bytes]:
@@ -124,6 +118,7 @@ def check(session: requests.Session, server: Server, content: dict[str, Any], op
 
 def measure(server: Server, payloads: list[bytes], repeat: int, figures: dict[str, float]) -> str:
     """Upload the study to a fresh server, then run every operation ``repeat`` times."""
+    progress(f"{server.name}: upload, then {repeat} run(s) per operation")
     server.restart_empty()
     post_all(server, payloads)
     count = len(payloads)
@@ -144,71 +139,27 @@ def measure(server: Server, payloads: list[bytes], repeat: int, figures: dict[st
         return str(get_json(session, server, "/system").get("Version", "?"))
 
 
-def metrics() -> list[tuple[str, str, bool]]:
-    """(key, label, higher is better) of every reported figure."""
-    rows = []
-    for operation in OPERATIONS:
-        rows += [(f"{operation.key}_s", f"{operation.label}, wall time (s)", False),
-                 (f"{operation.key}_ips", f"{operation.label} (inst/s)", True),
-                 (f"{operation.key}_cpu_ms", f"{operation.label}, server CPU per instance (ms)", False)]
-    return rows
-
-
-def ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
-    mine, theirs = results.get("isengard", {}), results.get("orthanc", {})
-    return {key: mine[key] / theirs[key] for key in mine if theirs.get(key)}
-
-
-def table(results: dict[str, dict[str, float]], versions: dict[str, str], count: int) -> str:
-    ratio = ratios(results)
-    rows = metrics()
-    width = max(len(label) for _, label, _ in rows)
-    lines = [f"one study of {count} instances, {os.cpu_count()} CPUs; Isengard {versions.get('isengard', '-')}, "
-             f"Orthanc {versions.get('orthanc', '-')}",
-             "ratio = Isengard / Orthanc. For inst/s, ratio > 1 is better for Isengard; "
-             "for s and ms, ratio < 1 is better for Isengard.", "",
-             f"{'figure':<{width}}  {'Isengard':>10}  {'Orthanc':>10}  {'ratio':>7}  better", "-" * (width + 44)]
-    for key, label, higher in rows:
-        cells = [results.get(name, {}).get(key) for name in ("isengard", "orthanc")]
-        shown = [("-" if value is None else f"{value:.2f}") for value in cells]
-        lines.append(f"{label:<{width}}  {shown[0]:>10}  {shown[1]:>10}  "
-                     f"{(f'{ratio[key]:.2f}' if key in ratio else '-'):>7}  {'higher' if higher else 'lower'}")
-    return "\n".join(lines)
-
-
-def exit_on_sigterm(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)
+METRICS = [metric for operation in OPERATIONS for metric in (
+    Metric(f"{operation.key}_s", f"{operation.label}, wall time (s)", False),
+    Metric(f"{operation.key}_ips", f"{operation.label} (inst/s)", True),
+    Metric(f"{operation.key}_cpu_ms", f"{operation.label}, server CPU per instance (ms)", False))]
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    results: dict[str, dict[str, float]] = {}
-    versions: dict[str, str] = {}
-    warnings: list[str] = []
+    exit_on_sigterm()
+    outcome = Outcome()
     with tempfile.TemporaryDirectory(prefix="isengard-bench-modify-") as scratch:
         root = Path(scratch)
         progress(f"generating one study of {arguments.instances} instances")
         payloads = one_study(root / "dataset", arguments.instances, arguments.seed)
-        for server in make_servers(root, arguments.only):
-            progress(f"{server.name}: upload, then {arguments.repeat} run(s) per operation")
-            figures = results.setdefault(server.name, {})
-            try:
-                versions[server.name] = measure(server, payloads, arguments.repeat, figures)
-            except (RuntimeError, OSError, subprocess.SubprocessError, requests.RequestException) as error:
-                warnings.append(f"{server.name} failed: {error}\n{server.log_tail()}")
-            finally:
-                server.stop()
-    print(table(results, versions, arguments.instances))
-    for warning in warnings:
-        print(f"WARNING: {warning}", file=sys.stderr)
-    if arguments.json is not None:
-        arguments.json.write_text(json.dumps({
-            "instances": arguments.instances, "seed": arguments.seed, "repeat": arguments.repeat,
-            "cpus": os.cpu_count(), "versions": versions, "results": results,
-            "ratios_isengard_over_orthanc": ratios(results), "warnings": warnings,
-            "higher_is_better": {key: higher for key, _, higher in metrics()}}, indent=2) + "\n")
-    return 1 if warnings else 0
+        measure_each(make_servers(root, arguments.only),
+                     lambda server: measure(server, payloads, arguments.repeat, outcome.figures(server.name)), outcome)
+    above = heading(f"one study of {arguments.instances} instances, {os.cpu_count()} CPUs", outcome.versions,
+                    "inst/s", "s and ms")
+    settings = {"instances": arguments.instances, "seed": arguments.seed, "repeat": arguments.repeat,
+                "cpus": os.cpu_count()}
+    return outcome.finish(table(outcome.results, METRICS, above), arguments.json, settings, METRICS)
 
 
 if __name__ == "__main__":

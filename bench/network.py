@@ -32,7 +32,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import requests
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -44,7 +43,8 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
 )
-from servers import Server, free_port, make_servers
+from report import Metric, Outcome, table
+from servers import Server, exit_on_sigterm, free_port, make_servers, measure_each
 from workload import WrongAnswer, post_all, time_calls
 
 STUDIES_PER_PATIENT = 10
@@ -227,54 +227,38 @@ LABELS = [("find_uid", "C-FIND study by StudyInstanceUID"), ("find_wildcard", "C
           ("find_range", "C-FIND StudyDate range + counters")]
 
 
-def table(results: dict[str, dict[str, float]], studies: int, move: int) -> str:
-    rows = [(f"{label} {stat} (ms)", f"{key}_{stat}_ms", False) for key, label in LABELS
-            for stat in ("median", "p95")]
-    rows.append((f"C-MOVE of {move} instances (inst/s)", "move_ips", True))
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{studies} studies; ratio = Isengard / Orthanc",
-             f"{'figure':<{width}}  {'Isengard':>10}  {'Orthanc':>10}  {'ratio':>7}  better", "-" * (width + 44)]
-    for label, key, higher in rows:
-        mine, theirs = results.get("isengard", {}).get(key), results.get("orthanc", {}).get(key)
-        ratio = f"{mine / theirs:.2f}" if mine and theirs else "-"
-        cells = [f"{v:.2f}" if v is not None else "-" for v in (mine, theirs)]
-        lines.append(f"{label:<{width}}  {cells[0]:>10}  {cells[1]:>10}  {ratio:>7}  "
-                     f"{'higher' if higher else 'lower'}")
-    return "\n".join(lines)
+def metrics(move: int) -> list[Metric]:
+    """The latencies of every C-FIND, then the C-MOVE throughput."""
+    return [*(Metric(f"{key}_{stat}_ms", f"{label} {stat} (ms)", False) for key, label in LABELS
+              for stat in ("median", "p95")),
+            Metric("move_ips", f"C-MOVE of {move} instances (inst/s)", True)]
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    exit_on_sigterm()
     studies = make_studies(arguments.studies)
     payloads = [instance(s) for s in studies]
-    results: dict[str, dict[str, float]] = {}
-    versions: dict[str, str] = {}
-    warnings: list[str] = []
+    outcome = Outcome()
     destination_port = free_port()
+
+    def measure_server(server: Server) -> str:
+        """Measure ``server``; its figures count only when every phase ran."""
+        version, outcome.results[server.name] = measure(server, studies, payloads, arguments, destination_port,
+                                                        outcome.warnings)
+        return version
+
     destination = subprocess.Popen(["storescp", "--ignore", "--aetitle", DESTINATION_AET, str(destination_port)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"})
     try:
         with tempfile.TemporaryDirectory(prefix="isengard-bench-network-") as scratch:
-            for server in make_servers(Path(scratch), arguments.only):
-                try:
-                    versions[server.name], results[server.name] = measure(
-                        server, studies, payloads, arguments, destination_port, warnings)
-                except (RuntimeError, OSError, requests.RequestException) as error:
-                    warnings.append(f"{server.name} failed: {error}\n{server.log_tail()}")
-                finally:
-                    server.stop()
+            measure_each(make_servers(Path(scratch), arguments.only), measure_server, outcome)
     finally:
         destination.terminate()
         destination.wait(timeout=10)
-    print(table(results, arguments.studies, arguments.move))
-    for warning in warnings:
-        print(f"WARNING: {warning}", file=sys.stderr)
-    if arguments.json is not None:
-        document: dict[str, Any] = {"studies": arguments.studies, "move": arguments.move, "versions": versions,
-                                    "results": results, "warnings": warnings}
-        arguments.json.write_text(json.dumps(document, indent=2) + "\n")
-    return 1 if warnings else 0
+    text = table(outcome.results, metrics(arguments.move), [f"{arguments.studies} studies; ratio = Isengard / Orthanc"])
+    return outcome.finish(text, arguments.json, {"studies": arguments.studies, "move": arguments.move})
 
 
 if __name__ == "__main__":

@@ -10,34 +10,22 @@ loopback ports and an empty storage, restarted before each ingest phase. See ben
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import requests
 from dataset import Corpus, generate
 from profiling import Profiler, report
-from servers import Server, make_servers
+from report import Metric, Outcome, heading, progress, table
+from servers import Server, exit_on_sigterm, make_servers, measure_each
 from workload import Ingest, ingest_cstore, ingest_rest, latencies
 
 CONCURRENT_CLIENTS = 8
 PROFILED_PHASES = ("rest8", "cstore")
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    higher_is_better: bool
 
 
 LATENCY_LABELS = {
@@ -75,10 +63,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     if arguments.instances < 1 or arguments.repeat < 1:
         parser.error("--instances and --repeat must be at least 1")
     return arguments
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def ingest_phases(corpus: Corpus, payloads: list[bytes]) -> dict[str, Callable[[Server], Ingest]]:
@@ -122,83 +106,26 @@ def measure(server: Server, corpus: Corpus, payloads: list[bytes], arguments: ar
     return str(requests.get(server.url + "/system", timeout=10).json().get("Version", "?"))
 
 
-def ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Isengard / Orthanc for every figure both servers produced."""
-    mine, theirs = results.get("isengard", {}), results.get("orthanc", {})
-    return {key: mine[key] / theirs[key] for key in mine if theirs.get(key)}
-
-
-def table(results: dict[str, dict[str, float]], versions: dict[str, str], count: int) -> str:
-    """One plain-text table: figure, Isengard, Orthanc, ratio, and which way is good for Isengard."""
-    ratio = ratios(results)
-
-    def cell(server: str, key: str) -> str:
-        value = results.get(server, {}).get(key)
-        return "-" if value is None else f"{value:.2f}"
-
-    header = (f"{count} instances, {os.cpu_count()} CPUs; Isengard {versions.get('isengard', '-')}, "
-              f"Orthanc {versions.get('orthanc', '-')}\n"
-              "ratio = Isengard / Orthanc. For inst/s, ratio > 1 is better for Isengard; "
-              "for ms (latency, CPU), ratio < 1 is better for Isengard.")
-    width = max(len(m.label) for m in METRICS)
-    rows = [f"{'figure':<{width}}  {'Isengard':>10}  {'Orthanc':>10}  {'ratio':>7}  better",
-            "-" * (width + 44)]
-    for metric in METRICS:
-        shown = f"{ratio[metric.key]:.2f}" if metric.key in ratio else "-"
-        rows.append(f"{metric.label:<{width}}  {cell('isengard', metric.key):>10}  {cell('orthanc', metric.key):>10}"
-                    f"  {shown:>7}  {'higher' if metric.higher_is_better else 'lower'}")
-    return header + "\n\n" + "\n".join(rows)
-
-
-def write_json(path: Path, arguments: argparse.Namespace, results: dict[str, dict[str, float]],
-               versions: dict[str, str], warnings: list[str]) -> None:
-    document: dict[str, Any] = {
-        "instances": arguments.instances,
-        "seed": arguments.seed,
-        "repeat": arguments.repeat,
-        "cpus": os.cpu_count(),
-        "versions": versions,
-        "results": results,
-        "ratios_isengard_over_orthanc": ratios(results),
-        "higher_is_better": {m.key: m.higher_is_better for m in METRICS},
-        "warnings": warnings,
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n")
-
-
-def exit_on_sigterm(signum: int, frame: object) -> None:
-    """Turn SIGTERM into SystemExit so that the ``finally`` blocks stop the servers and remove the scratch folder."""
-    sys.exit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    results: dict[str, dict[str, float]] = {}
-    versions: dict[str, str] = {}
-    warnings: list[str] = []
+    exit_on_sigterm()
+    outcome = Outcome()
     profiler = Profiler(arguments.profile)
     with tempfile.TemporaryDirectory(prefix="isengard-bench-") as scratch:
         root = Path(scratch)
         progress(f"generating {arguments.instances} instances")
         corpus = generate(root / "dataset", arguments.instances, arguments.seed)
         payloads = [path.read_bytes() for path in corpus.files]
-        for server in make_servers(root, arguments.only):
-            figures = results.setdefault(server.name, {})
-            try:
-                versions[server.name] = measure(server, corpus, payloads, arguments, profiler, figures, warnings)
-            except (RuntimeError, OSError, subprocess.SubprocessError, requests.RequestException) as error:
-                warnings.append(f"{server.name} failed: {error}\n{server.log_tail()}")
-            finally:
-                server.stop()
-    print(table(results, versions, arguments.instances))
-    for warning in warnings:
-        print(f"WARNING: {warning}", file=sys.stderr)
+        measure_each(make_servers(root, arguments.only), lambda server: measure(
+            server, corpus, payloads, arguments, profiler, outcome.figures(server.name), outcome.warnings), outcome)
+    above = heading(f"{arguments.instances} instances, {os.cpu_count()} CPUs", outcome.versions, "inst/s",
+                    "ms (latency, CPU)")
+    settings = {"instances": arguments.instances, "seed": arguments.seed, "repeat": arguments.repeat,
+                "cpus": os.cpu_count()}
+    status = outcome.finish(table(outcome.results, METRICS, above), arguments.json, settings, METRICS)
     if profiler.outputs:
         print(report(profiler.outputs))
-    if arguments.json is not None:
-        write_json(arguments.json, arguments, results, versions, warnings)
-    return 1 if warnings else 0
+    return status
 
 
 if __name__ == "__main__":

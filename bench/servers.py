@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+from report import Outcome
 
 REPO = Path(__file__).resolve().parent.parent
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
@@ -29,6 +31,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Debian's DCMTK leaves Nagle's algorithm on unless TCP_NODELAY=1: without it Orthanc's C-STORE
 # answers wait on delayed ACKs (~40 ms per instance, 20x slower). Isengard gets the same environment.
 SERVER_ENVIRONMENT = {**os.environ, "TCP_NODELAY": "1"}
+#: What a server that fails to start or answers wrongly raises: the benchmark goes on with a warning.
+FAILURES = (RuntimeError, OSError, subprocess.SubprocessError, requests.RequestException)
 
 
 def free_port() -> int:
@@ -83,6 +87,7 @@ class Server(ABC):
     http_port: int = field(default_factory=free_port)
     dicom_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -121,7 +126,7 @@ class Server(ABC):
         shutil.rmtree(self.storage, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / f"{self.name}.json"
-        config_path.write_text(json.dumps(self.config(), indent=2))
+        config_path.write_text(json.dumps({**self.config(), **self.extra_config}, indent=2))
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(config_path), cwd=REPO, env=SERVER_ENVIRONMENT,
                                             stdout=log, stderr=subprocess.STDOUT)
@@ -180,14 +185,36 @@ class Orthanc(Server):
         return [str(ORTHANC_BINARY), str(config_path)]
 
 
-def make_servers(root: Path, only: str | None) -> list[Server]:
-    """The servers to measure: Isengard, and the real Orthanc when it is installed."""
+def make_servers(root: Path, only: str | None, extra_config: dict[str, Any] | None = None) -> list[Server]:
+    """The servers to measure: Isengard, and the real Orthanc when it is installed; both get ``extra_config``."""
+    options = extra_config or {}
     servers: list[Server] = []
     if only in (None, "isengard"):
-        servers.append(Isengard("isengard", root / "isengard", "ISENGARD"))
+        servers.append(Isengard("isengard", root / "isengard", "ISENGARD", extra_config=options))
     if only in (None, "orthanc"):
         if ORTHANC_BINARY.exists():
-            servers.append(Orthanc("orthanc", root / "orthanc", "ORTHANC"))
+            servers.append(Orthanc("orthanc", root / "orthanc", "ORTHANC", extra_config=options))
         else:
             print(f"note: {ORTHANC_BINARY} not found, measuring Isengard alone", file=sys.stderr)
     return servers
+
+
+def measure_each(servers: list[Server], measure: Callable[[Server], str], outcome: Outcome) -> None:
+    """``measure`` each server in turn and stop it after, so that the two never compete for the CPUs.
+
+    ``measure`` returns the version the server reports. A server that fails becomes a warning with the end
+    of its log, and the next one is still measured.
+    """
+    for server in servers:
+        try:
+            outcome.versions[server.name] = measure(server)
+        except FAILURES as error:
+            outcome.warnings.append(f"{server.name} failed: {error}\n{server.log_tail()}")
+        finally:
+            server.stop()
+
+
+def exit_on_sigterm() -> None:
+    """From now on SIGTERM raises SystemExit, so that the ``finally`` blocks stop the servers and remove the
+    scratch folder."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

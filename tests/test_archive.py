@@ -20,6 +20,7 @@ import requests
 from pydicom.fileset import FileSet
 
 from conftest import Isengard, Orthanc, Server, dcmtk, dicom_files, sample
+from helpers import wait_job
 
 #: Orthanc 1.10.1 crashes (stack overflow in dcmtk) on this file.
 CRASHES_ORTHANC = "2026-05-06-Deeply-Nested-Sequence.dcm"
@@ -35,16 +36,6 @@ def _members(answer: requests.Response) -> zipfile.ZipFile:
     assert answer.status_code == 200, answer.text
     assert answer.headers["Content-Type"] == "application/zip"
     return zipfile.ZipFile(io.BytesIO(answer.content))
-
-
-def _wait(server: Server, job: str, states: set[str], timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        document = server.json(f"/jobs/{job}")
-        if document["State"] in states or time.monotonic() > deadline:
-            assert document["State"] in states, document
-            return document
-        time.sleep(0.01)
 
 
 def _submit(server: Server, path: str, body: dict | list) -> str:
@@ -202,7 +193,7 @@ def test_async_archive_job_document_equals_orthanc(both) -> None:
     documents = []
     for server in (isengard, orthanc):
         job = _submit(server, f"/studies/{study}/archive", {"Asynchronous": True, "Priority": 3})
-        documents.append(_wait(server, job, {"Success"}))
+        documents.append(wait_job(server, job, {"Success"}))
         download = server.get(f"/jobs/{job}/archive")
         assert download.headers["Content-Disposition"] == 'filename="archive.zip"'
         assert str(len(download.content)) == documents[-1]["Content"]["ArchiveSize"]
@@ -215,7 +206,7 @@ def test_async_archive_job_document_equals_orthanc(both) -> None:
 def test_async_media_job_document_equals_orthanc(both, uncompressed) -> None:
     isengard, orthanc, _ = both
     body = {"Resources": uncompressed[:4], "Asynchronous": True, "Transcode": EXPLICIT_LITTLE}
-    documents = [_wait(server, _submit(server, "/tools/create-media", body), {"Success"})
+    documents = [wait_job(server, _submit(server, "/tools/create-media", body), {"Success"})
                  for server in (isengard, orthanc)]
     mine, theirs = ({k: v for k, v in d.items() if k not in VOLATILE} for d in documents)
     for document in (mine, theirs):  # the DICOMDIR's file meta differs (implementation UID)
@@ -320,7 +311,7 @@ def test_impossible_transcoding_fails_with_not_implemented(both) -> None:
     assert (status, code) == (500, 2)
     assert details.startswith("Cannot transcode from ") and details.endswith(f" to {JPEG_BASELINE}")
     job = _submit(isengard, f"/studies/{study}/archive", {"Transcode": JPEG_BASELINE, "Asynchronous": True})
-    failed = _wait(isengard, job, {"Failure"})
+    failed = wait_job(isengard, job, {"Failure"})
     assert (failed["ErrorCode"], failed["ErrorDescription"]) == (2, "Not implemented yet")
     assert isengard.get(f"/jobs/{job}/archive").status_code == 404
     _only_outputs_on_disk(isengard)
@@ -371,20 +362,20 @@ def bulk(tmp_path_factory: pytest.TempPathFactory):
 def test_500_instance_archive_pauses_and_cancels_within_a_second(bulk) -> None:
     server, study = bulk
     job = _submit(server, f"/studies/{study}/archive", {"Asynchronous": True})
-    _wait(server, job, {"Running"})
+    wait_job(server, job, {"Running"})
     asked = time.monotonic()
     assert server.post(f"/jobs/{job}/pause").status_code == 200
-    paused = _wait(server, job, {"Paused"}, timeout=1)
+    paused = wait_job(server, job, {"Paused"}, timeout=1)
     assert time.monotonic() - asked < 1 and 0 < paused["Progress"] < 100
     assert server.post(f"/jobs/{job}/resume").status_code == 200
-    _wait(server, job, {"Running"})
+    wait_job(server, job, {"Running"})
     asked = time.monotonic()
     assert server.post(f"/jobs/{job}/cancel").status_code == 200
-    canceled = _wait(server, job, {"Failure"}, timeout=1)
+    canceled = wait_job(server, job, {"Failure"}, timeout=1)
     assert time.monotonic() - asked < 1 and canceled["ErrorCode"] == 37
     assert _zip_files(server) == []
     assert server.post(f"/jobs/{job}/resubmit").status_code == 200
-    done = _wait(server, job, {"Success"}, timeout=60)
+    done = wait_job(server, job, {"Success"}, timeout=60)
     assert done["Content"]["InstancesCount"] == 500
     archive = _members(server.get(f"/jobs/{job}/archive"))
     assert len(archive.namelist()) == 500 and archive.namelist()[-1].endswith("/US000499.dcm")
@@ -397,10 +388,10 @@ def test_media_archive_size_keeps_the_most_recently_used_outputs(bulk) -> None:
     jobs = []
     for _ in range(2):
         jobs.append(_submit(server, "/tools/create-archive", {"Resources": [instance], "Asynchronous": True}))
-        _wait(server, jobs[-1], {"Success"})
+        wait_job(server, jobs[-1], {"Success"})
     assert server.get(f"/jobs/{jobs[0]}/archive").status_code == 200  # now the most recently used
     jobs.append(_submit(server, "/tools/create-media", {"Resources": [instance], "Asynchronous": True}))
-    _wait(server, jobs[-1], {"Success"})
+    wait_job(server, jobs[-1], {"Success"})
     evicted = server.get(f"/jobs/{jobs[1]}/archive")
     assert _error(evicted) == (404, 7, "Job has no such output: archive")
     assert server.json(f"/jobs/{jobs[1]}")["State"] == "Success"
@@ -413,9 +404,9 @@ def test_default_media_archive_size_keeps_one_output(make_isengard) -> None:
     server = make_isengard()
     study = server.upload(sample("Series/Lena-1.dcm"))["ParentStudy"]
     first = _submit(server, f"/studies/{study}/archive", {"Asynchronous": True})
-    _wait(server, first, {"Success"})
+    wait_job(server, first, {"Success"})
     second = _submit(server, f"/studies/{study}/media", {"Asynchronous": True})
-    _wait(server, second, {"Success"})
+    wait_job(server, second, {"Success"})
     assert server.get(f"/jobs/{first}/archive").status_code == 404
     assert server.json(f"/jobs/{first}")["State"] == "Success"
     assert _members(server.get(f"/jobs/{second}/archive")).namelist() == ["IMAGES/IM0", "DICOMDIR"]
@@ -433,7 +424,7 @@ def test_get_streams_while_the_job_runs(bulk) -> None:
         assert len(running) == 1 and running[0]["Progress"] < 100
         rest = b"".join(chunks)
     assert len(zipfile.ZipFile(io.BytesIO(first + rest)).namelist()) == 500
-    _wait(server, running[0]["ID"], {"Success"})
+    wait_job(server, running[0]["ID"], {"Success"})
     assert server.get(f"/jobs/{running[0]['ID']}/archive").status_code == 404
 
 
@@ -455,14 +446,14 @@ def test_archive_jobs_survive_a_restart(bulk) -> None:
     server, study = bulk
     small = server.json(f"/studies/{study}")["Series"][0]
     done = _submit(server, "/tools/create-archive", {"Resources": [small], "Asynchronous": True})
-    _wait(server, done, {"Success"}, timeout=60)
+    wait_job(server, done, {"Success"}, timeout=60)
     expected = server.get(f"/jobs/{done}/archive").content
     running = _submit(server, f"/studies/{study}/archive", {"Asynchronous": True})
-    _wait(server, running, {"Running"})
+    wait_job(server, running, {"Running"})
     server.kill()
     server.start()
     assert server.get(f"/jobs/{done}/archive").content == expected
-    finished = _wait(server, running, {"Success"}, timeout=60)
+    finished = wait_job(server, running, {"Success"}, timeout=60)
     assert finished["Content"]["InstancesCount"] == 500
     assert len(_members(server.get(f"/jobs/{running}/archive")).namelist()) == 500
     assert len(_zip_files(server)) == 2

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from conftest import Isengard, sample
+from helpers import wait_job
 
 BASE = sample("PatientIdsCollision/Image1.dcm")
 
@@ -54,18 +55,8 @@ def _block(server: Isengard, study: str) -> str:
     answer = server.post(f"/studies/{study}/modify", json={"Asynchronous": True,
                                                            "Replace": {"StudyDescription": "Busy"}})
     job = answer.json()["ID"]
-    _wait_state(server, job, {"Running"})
+    wait_job(server, job, {"Running"})
     return job
-
-
-def _wait_state(server: Isengard, job: str, states: set[str], timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        document = server.json(f"/jobs/{job}")
-        if document["State"] in states:
-            return document
-        time.sleep(0.02)
-    raise AssertionError(f"job {job} never reached {states}: {document}")
 
 
 def _action(server: Isengard, job: str, action: str) -> requests.Response:
@@ -91,7 +82,7 @@ def test_async_job_document(busy) -> None:
     server, _, small = busy
     _idle(server)
     job = _submit(server, small)
-    document = _wait_state(server, job, {"Success"})
+    document = wait_job(server, job, {"Success"})
     assert set(document) >= {"CompletionTime", "Content", "CreationTime", "EffectiveRuntime", "ErrorCode",
                              "ErrorDescription", "ErrorDetails", "ID", "Priority", "Progress", "State",
                              "Timestamp", "Type"}
@@ -126,7 +117,7 @@ def test_pause_resume_cancel_resubmit_transitions(busy) -> None:
     assert _action(server, job, "resubmit").status_code == 200
     assert server.json(f"/jobs/{job}")["State"] == "Pending"
     _action(server, blocker, "cancel")
-    _wait_state(server, job, {"Success"})
+    wait_job(server, job, {"Success"})
     assert _action(server, job, "resubmit").status_code == 400
     assert _action(server, job, "cancel").status_code == 200
     assert _action(server, job, "pause").status_code == 200
@@ -142,7 +133,7 @@ def test_higher_priority_runs_first(busy) -> None:
     low = [_submit(server, small, priority=0) for _ in range(3)]
     high = _submit(server, small, priority=10)
     _action(server, blocker, "cancel")
-    finished = {job: _wait_state(server, job, {"Success"})["CompletionTime"] for job in [*low, high]}
+    finished = {job: wait_job(server, job, {"Success"})["CompletionTime"] for job in [*low, high]}
     assert min(finished, key=finished.get) == high
     assert sorted(low, key=finished.get) == low
 
@@ -151,7 +142,7 @@ def test_outputs_download_and_delete(busy) -> None:
     server, _, small = busy
     _idle(server)
     job = _submit(server, small)
-    _wait_state(server, job, {"Success"})
+    wait_job(server, job, {"Success"})
     archive = server.get(f"/jobs/{job}/archive")
     assert archive.status_code == 200 and archive.headers["Content-Type"] == "application/zip"
     assert len(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == 2
@@ -167,12 +158,12 @@ def test_delete_job_removes_finished_and_cancels_live(busy) -> None:
     server, big, small = busy
     _idle(server)
     done = _submit(server, small)
-    _wait_state(server, done, {"Success"})
+    wait_job(server, done, {"Success"})
     assert server.delete(f"/jobs/{done}").status_code == 200
     assert server.get(f"/jobs/{done}").status_code == 404
     live = _block(server, big)
     assert server.delete(f"/jobs/{live}").status_code == 200
-    assert _wait_state(server, live, {"Failure"})["ErrorCode"] == 37
+    assert wait_job(server, live, {"Failure"})["ErrorCode"] == 37
 
 
 def test_synchronous_caller_that_disconnects_does_not_cancel_its_job(busy) -> None:
@@ -183,7 +174,7 @@ def test_synchronous_caller_that_disconnects_does_not_cancel_its_job(busy) -> No
                       json={"Replace": {"StudyDescription": "Disconnected"}})
     live = [j for j in server.json("/jobs?expand") if j["State"] in ("Pending", "Running")]
     assert [j["Type"] for j in live] == ["ResourceModification"]
-    assert _wait_state(server, live[0]["ID"], {"Success"}, timeout=120)["Progress"] == 100
+    assert wait_job(server, live[0]["ID"], {"Success"}, timeout=120)["Progress"] == 100
 
 
 def test_events_stream(busy) -> None:
@@ -216,7 +207,7 @@ def test_history_is_bounded(make_isengard) -> None:
     study = _upload_study(server, 1, "1.2.826.0.1.3680043.99.3")
     jobs = [_submit(server, study) for _ in range(3)]
     for job in jobs[1:]:
-        _wait_state(server, job, {"Success"})
+        wait_job(server, job, {"Success"})
     deadline = time.monotonic() + 10
     while server.get(f"/jobs/{jobs[0]}").status_code != 404 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -229,11 +220,11 @@ def test_jobs_survive_a_clean_restart_and_no_jobs_forgets_them(tmp_path: Path) -
     big = _upload_study(server, 300, "1.2.826.0.1.3680043.99.4")
     small = _upload_study(server, 1, "1.2.826.0.1.3680043.99.5")
     done = _submit(server, small)
-    _wait_state(server, done, {"Success"})
+    wait_job(server, done, {"Success"})
     modify = server.post(f"/studies/{big}/modify", json={"Asynchronous": True,
                                                          "Replace": {"StudyDescription": "Restarted"}})
     running = modify.json()["ID"]
-    _wait_state(server, running, {"Running"})
+    wait_job(server, running, {"Running"})
     paused = _submit(server, small)
     _action(server, paused, "pause")
     assert server.json(f"/jobs/{running}")["State"] == "Running"
@@ -241,7 +232,7 @@ def test_jobs_survive_a_clean_restart_and_no_jobs_forgets_them(tmp_path: Path) -
     server.start()
     assert server.json(f"/jobs/{done}")["State"] == "Success"
     assert server.json(f"/jobs/{paused}")["State"] == "Paused"
-    assert _wait_state(server, running, {"Success"}, timeout=60)["Progress"] == 100
+    assert wait_job(server, running, {"Success"}, timeout=60)["Progress"] == 100
     assert server.stop() == 0
     server.start("--no-jobs")
     assert server.json("/jobs") == []
@@ -259,7 +250,7 @@ def test_kill_9_loses_no_submitted_job(tmp_path: Path) -> None:
     server.kill()
     server.start()
     for job in jobs:
-        _wait_state(server, job, {"Success"}, timeout=120)
+        wait_job(server, job, {"Success"}, timeout=120)
     listed = server.json("/jobs")
     assert sorted(listed) == sorted(jobs)
     for job in jobs:

@@ -14,6 +14,7 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from conftest import Isengard, free_port, sample
+from helpers import orthanc_error, wait_job
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +55,6 @@ def clean(pair: tuple[Isengard, Isengard]) -> tuple[Isengard, Isengard]:
     return pair
 
 
-def _error(answer: object) -> tuple[int, int, str]:
-    body = answer.json()  # type: ignore[attr-defined]
-    return answer.status_code, body["OrthancStatus"], body.get("Details", "")  # type: ignore[attr-defined]
-
-
 # -- the list of modalities ------------------------------------------------------------
 
 
@@ -82,18 +78,18 @@ def test_list_put_delete(pair: tuple[Isengard, Isengard]) -> None:
     assert "new" not in a.json("/modalities")
 
     assert a.get("/modalities/nope").status_code == 404
-    assert _error(a.get("/modalities/nope/configuration")) == \
+    assert orthanc_error(a.get("/modalities/nope/configuration")) == \
         (404, 7, "No modality with symbolic name: nope")
-    assert _error(a.delete("/modalities/nope")) == \
+    assert orthanc_error(a.delete("/modalities/nope")) == \
         (404, 7, "Unknown DICOM modality with symbolic name: nope")
-    assert _error(a.put("/modalities/bad.name", '["X", "h", 1]')) == (
+    assert orthanc_error(a.put("/modalities/bad.name", '["X", "h", 1]')) == (
         400, 15, "Only alphanumeric, dash characters and underscores are allowed in the names of "
                  "modalities/peers, but found: bad.name")
-    assert _error(a.put("/modalities/x", '["X", "h", 1, "Bad"]')) == \
+    assert orthanc_error(a.put("/modalities/x", '["X", "h", 1, "Bad"]')) == \
         (400, 3, 'Unknown modality manufacturer: "Bad"')
-    assert _error(a.put("/modalities/x", '{"AET": "X", "Host": "h", "Port": 70000}')) == \
+    assert orthanc_error(a.put("/modalities/x", '{"AET": "X", "Host": "h", "Port": 70000}')) == \
         (400, 3, "A TCP port number must be in range [1..65534], but found: 70000")
-    assert _error(a.put("/modalities/x", '{"Host": "h", "Port": 1}')) == \
+    assert orthanc_error(a.put("/modalities/x", '{"Host": "h", "Port": 1}')) == \
         (400, 15, "String value expected in field: AET")
 
 
@@ -117,13 +113,13 @@ def test_echo_and_its_failures(pair: tuple[Isengard, Isengard]) -> None:
     assert a.post("/modalities/b/echo").json() == {}
     assert a.post("/tools/dicom-echo", json.dumps({"AET": "ISENB", "Host": "127.0.0.1",
                                                    "Port": b.dicom_port})).json() == {}
-    assert _error(a.post("/modalities/nope/echo")) == (404, 7, "No modality with symbolic name: nope")
-    assert _error(a.post("/modalities/dead/echo")) == (
+    assert orthanc_error(a.post("/modalities/nope/echo")) == (404, 7, "No modality with symbolic name: nope")
+    assert orthanc_error(a.post("/modalities/dead/echo")) == (
         500, 9, 'DicomAssociation - connecting to AET "DEAD": TCP Initialization Error: Connection refused')
-    assert _error(a.post("/modalities/wrongaet/echo")) == (
+    assert orthanc_error(a.post("/modalities/wrongaet/echo")) == (
         500, 9, 'DicomAssociation - connecting to AET "WRONGAET": DUL Association Rejected')
     started = time.monotonic()
-    assert _error(a.post("/modalities/silent/echo")) == (
+    assert orthanc_error(a.post("/modalities/silent/echo")) == (
         500, 9, 'DicomAssociation - connecting to AET "SILENT": DUL network read timeout')
     assert time.monotonic() - started < 5, "the modality's Timeout (1 s) bounds the wait"
 
@@ -158,19 +154,19 @@ def test_store_synchronous_and_asynchronous(clean: tuple[Isengard, Isengard]) ->
     job = a.post("/modalities/b/store", json.dumps({"Resources": [sent["ID"]], "Asynchronous": True,
                                                     "Priority": 3})).json()
     assert job["Path"] == f"/jobs/{job['ID']}"
-    state = _wait(a, job["ID"])
+    state = wait_job(a, job["ID"])
     assert (state["State"], state["Type"], state["Priority"]) == ("Success", "DicomModalityStore", 3)
 
 
 def test_store_bad_requests(pair: tuple[Isengard, Isengard]) -> None:
     a, _ = pair
-    assert _error(a.post("/modalities/b/store", '"nonexistent"')) == \
+    assert orthanc_error(a.post("/modalities/b/store", '"nonexistent"')) == \
         (400, 15, "This string is not a valid Orthanc identifier: nonexistent")
-    assert _error(a.post("/modalities/b/store", "xx")) == (400, 15, "Must provide a JSON value")
-    assert _error(a.post("/modalities/b/store", "{}")) == (400, 15, 'Missing field in JSON: "Resources"')
+    assert orthanc_error(a.post("/modalities/b/store", "xx")) == (400, 15, "Must provide a JSON value")
+    assert orthanc_error(a.post("/modalities/b/store", "{}")) == (400, 15, 'Missing field in JSON: "Resources"')
     unknown = a.post("/modalities/b/store", '["0123abcd-0123abcd-0123abcd-0123abcd-0123abcd"]')
     assert (unknown.status_code, unknown.json()["OrthancStatus"]) == (404, 17)
-    assert _error(a.post("/modalities/nope/store", "[]")) == (404, 7, "No modality with symbolic name: nope")
+    assert orthanc_error(a.post("/modalities/nope/store", "[]")) == (404, 7, "No modality with symbolic name: nope")
 
 
 def test_store_retries_transient_failures(clean: tuple[Isengard, Isengard]) -> None:
@@ -179,7 +175,7 @@ def test_store_retries_transient_failures(clean: tuple[Isengard, Isengard]) -> N
     sent = a.upload(sample("Issue143.dcm"))
     started = time.monotonic()
     answer = a.post("/modalities/dead/store", json.dumps([sent["ID"]]))
-    assert _error(answer) == (500, 9, 'DicomAssociation - connecting to AET "DEAD": '
+    assert orthanc_error(answer) == (500, 9, 'DicomAssociation - connecting to AET "DEAD": '
                                       "TCP Initialization Error: Connection refused")
     assert 0.4 <= time.monotonic() - started < 5, "two retries 0.2 s apart, then the failure"
 
@@ -187,14 +183,14 @@ def test_store_retries_transient_failures(clean: tuple[Isengard, Isengard]) -> N
     assert a.put("/modalities/late", json.dumps(["LATE", "127.0.0.1", port])).status_code == 200
     job = a.post("/modalities/late/store", json.dumps({"Resources": [sent["ID"]],
                                                        "Asynchronous": True})).json()["ID"]
-    _wait(a, job, states=("Retry",))
+    wait_job(a, job, states=("Retry",))
     received: list[str] = []
     scp = AE(ae_title="LATE")
     scp.supported_contexts = AllStoragePresentationContexts
     server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[
         (evt.EVT_C_STORE, lambda event: received.append(event.dataset.SOPInstanceUID) or 0)])
     try:
-        assert _wait(a, job)["State"] == "Success", "the job goes on once the peer is up"
+        assert wait_job(a, job)["State"] == "Success", "the job goes on once the peer is up"
     finally:
         server.shutdown()
         a.delete("/modalities/late")
@@ -217,7 +213,7 @@ def test_store_converts_between_uncompressed_syntaxes_only(clean: tuple[Isengard
     try:
         assert a.post("/modalities/implicit/store", json.dumps([plain])).status_code == 200
         assert received == [ImplicitVRLittleEndian]
-        assert _error(a.post("/modalities/implicit/store", json.dumps([jpeg]))) == (
+        assert orthanc_error(a.post("/modalities/implicit/store", json.dumps([jpeg]))) == (
             500, 2, "Cannot transcode from 1.2.840.10008.1.2.4.70 to one of [ 1.2.840.10008.1.2 ]")
     finally:
         server.shutdown()
@@ -229,7 +225,7 @@ def test_store_refused_association_fails_at_once(clean: tuple[Isengard, Isengard
     sent = a.upload(sample("Issue143.dcm"))
     job = a.post("/modalities/wrongaet/store", json.dumps({"Resources": [sent["ID"]],
                                                            "Asynchronous": True})).json()["ID"]
-    state = _wait(a, job)
+    state = wait_job(a, job)
     assert (state["State"], state["ErrorCode"], state["ErrorDescription"]) == \
         ("Failure", 9, "Error in the network protocol")
     assert state["ErrorDetails"] == 'DicomAssociation - connecting to AET "WRONGAET": DUL Association Rejected'
@@ -267,7 +263,7 @@ def test_query_answers_and_retrieve(clean: tuple[Isengard, Isengard]) -> None:
                                "SpecificCharacterSet", "StudyInstanceUID"}
     assert a.json(f"{path}/answers/0") == ["content", "retrieve", "query-series", "query-instances"]
     assert a.json(f"{path}/answers/0/content?simplify") == answers[0]
-    assert _error(a.post(f"{path}/answers/5/retrieve", "ISENA"))[:2] == (400, 3)
+    assert orthanc_error(a.post(f"{path}/answers/5/retrieve", "ISENA"))[:2] == (400, 3)
 
     series = a.post(f"{path}/answers/0/query-series", "{}").json()["Path"]
     assert a.get(f"{series}/level").text == "Series"
@@ -282,7 +278,7 @@ def test_query_answers_and_retrieve(clean: tuple[Isengard, Isengard]) -> None:
                                            "0020,000d": answers[0]["StudyInstanceUID"]}]}
     assert len(a.json("/instances")) == 1
     job = a.post(f"{path}/retrieve", json.dumps({"TargetAet": "ISENA", "Asynchronous": True})).json()
-    assert _wait(a, job["ID"])["Type"] == "DicomMoveScu"
+    assert wait_job(a, job["ID"])["Type"] == "DicomMoveScu"
     assert len(a.json("/instances")) == 2
     assert (a.delete(path).status_code, a.delete(path).text) == (200, "")
     assert a.get(path).status_code == 404
@@ -290,14 +286,14 @@ def test_query_answers_and_retrieve(clean: tuple[Isengard, Isengard]) -> None:
 
 def test_query_failures(pair: tuple[Isengard, Isengard]) -> None:
     a, _ = pair
-    assert _error(a.post("/modalities/b/query", "{}"))[:2] == (400, 15)
-    assert _error(a.post("/modalities/b/query", '{"Level": "Nope"}'))[:2] == (400, 3)
-    assert _error(a.post("/modalities/b/query", '{"Level": "Study", "Query": {"NotATag": ""}}')) == \
+    assert orthanc_error(a.post("/modalities/b/query", "{}"))[:2] == (400, 15)
+    assert orthanc_error(a.post("/modalities/b/query", '{"Level": "Nope"}'))[:2] == (400, 3)
+    assert orthanc_error(a.post("/modalities/b/query", '{"Level": "Study", "Query": {"NotATag": ""}}')) == \
         (400, 15, "Associative array of DICOM tags to strings expected in field: Query")
-    assert _error(a.post("/modalities/dead/query", '{"Level": "Study"}')) == (
+    assert orthanc_error(a.post("/modalities/dead/query", '{"Level": "Study"}')) == (
         500, 9, 'DicomAssociation - connecting to AET "DEAD": TCP Initialization Error: Connection refused')
     bad = a.post("/modalities/b/query", json.dumps({"Level": "Study", "Query": {"StudyDate": "2019*"}}))
-    assert _error(bad) == (500, 9, 'C-FIND SCU to AET "ISENB" has failed with DIMSE status 0xC000 '
+    assert orthanc_error(bad) == (500, 9, 'C-FIND SCU to AET "ISENB" has failed with DIMSE status 0xC000 '
                                    "(unable to process - invalid query ?)")
 
 
@@ -311,7 +307,7 @@ def test_move_route(clean: tuple[Isengard, Isengard]) -> None:
                                                        "Resources": [{"StudyInstanceUID": "9.9.9"}]}))
     assert missing.status_code == 500
     assert missing.json()["Details"].startswith('C-MOVE SCU to AET "ISENB" has failed with DIMSE status 0x')
-    assert _error(a.post("/modalities/b/move", "{}")) == \
+    assert orthanc_error(a.post("/modalities/b/move", "{}")) == \
         (400, 15, "Must provide a JSON body containing fields Resources and Level")
 
 
@@ -326,14 +322,4 @@ def test_legacy_find_routes(clean: tuple[Isengard, Isengard]) -> None:
     tree = a.post("/modalities/b/find", "{}").json()
     assert [len(p["Studies"]) for p in tree] == [1] and tree[0]["Studies"][0]["Series"][0]["Modality"] == "OT"
 
-
-def _wait(server: Isengard, job_id: str, states: tuple[str, ...] = ("Success", "Failure"),
-          timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = server.json(f"/jobs/{job_id}")
-        if job["State"] in states:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached {states}")
 

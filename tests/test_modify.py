@@ -23,6 +23,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from conftest import Isengard, Orthanc, Server
+from helpers import wait_job
 from server.dicom.anonymization_profiles import PROFILES
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -155,17 +156,6 @@ def canonical(data: bytes) -> dict[str, Any]:
         return tree
 
     return walk(pydicom.dcmread(io.BytesIO(data)))
-
-
-def wait_job(server: Server, job: str, states: tuple[str, ...] = ("Success", "Failure"),
-             timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        document = server.json(f"/jobs/{job}")
-        if document["State"] in states:
-            return document
-        time.sleep(0.01)
-    raise AssertionError(f"job {job} never reached {states}: {document}")
 
 
 def counts(server: Server) -> dict[str, int]:

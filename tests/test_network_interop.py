@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 
 import pydicom
 import pytest
-from pydicom import config
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -21,6 +16,7 @@ from pynetdicom.sop_class import (
 )
 
 from conftest import ORTHANC_BINARY, Isengard, Orthanc, Server, sample
+from helpers import query_identifier
 
 #: Uncompressed files (C-MOVE needs no transcoding), several patients, modalities and dates;
 #: uploaded in this order to both servers.
@@ -63,16 +59,6 @@ def loaded(pair: tuple[Isengard, Orthanc]) -> tuple[Isengard, Orthanc]:
         for name in FILES:
             server.upload(sample(name))
     return pair
-
-
-def _wait_job(server: Server, job_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = server.json(f"/jobs/{job_id}")
-        if job["State"] in ("Success", "Failure"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def _empty(server: Server) -> None:
@@ -177,19 +163,8 @@ def test_peer_store_both_ways(pair: tuple[Isengard, Orthanc]) -> None:
 # -- C-FIND answers, field by field -------------------------------------------------
 
 
-
-def _identifier(keys: dict) -> Dataset:
-    """A query dataset; wildcards and ranges are not valid values, so pydicom must not check them."""
-    identifier = Dataset()
-    for keyword, value in keys.items():
-        tag = tag_for_keyword(keyword)
-        vr = dictionary_VR(tag)
-        identifier.add(DataElement(tag, vr, None if value == "" and vr in ("US", "UL", "SS", "SL") else value,
-                                   validation_mode=config.IGNORE))
-    return identifier
-
 def _find(server: Server, model: str, keys: dict[str, object]) -> tuple[list[dict[str, str]], int]:
-    identifier = _identifier(keys)
+    identifier = query_identifier(keys)
     ae = AE(ae_title=SCU_AET)
     ae.add_requested_context(model)
     assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)

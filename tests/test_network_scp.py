@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom import config
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import (
@@ -21,6 +18,7 @@ from pynetdicom.sop_class import (
 )
 
 from conftest import Isengard, dcmtk, dcmtk_env, free_port, sample
+from helpers import query_identifier
 
 FILES = ["Issue143.dcm", "PatientIdsCollision/Image1.dcm", "PatientIdsCollision/Image2.dcm",
          "Issue154-d1.dcm", "MarekLatin2.dcm"]
@@ -61,21 +59,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, destination: tuple[int, Pat
     instance.stop()
 
 
-
-def _identifier(keys: dict) -> Dataset:
-    """A query dataset; wildcards and ranges are not valid values, so pydicom must not check them."""
-    identifier = Dataset()
-    for keyword, value in keys.items():
-        tag = tag_for_keyword(keyword)
-        vr = dictionary_VR(tag)
-        identifier.add(DataElement(tag, vr, None if value == "" and vr in ("US", "UL", "SS", "SL") else value,
-                                   validation_mode=config.IGNORE))
-    return identifier
-
 def _find(server: Isengard, keys: dict, model: str = STUDY_ROOT,
           aet: str = "FINDSCU") -> tuple[list[Dataset], int | None]:
     """(answers, final status); final status None when the association was aborted."""
-    identifier = _identifier(keys)
+    identifier = query_identifier(keys)
     ae = AE(ae_title=aet)
     ae.add_requested_context(model)
     assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)

@@ -15,6 +15,7 @@ import pydicom
 import pytest
 
 from conftest import Isengard, free_port, sample
+from helpers import orthanc_error, wait_job
 
 
 class FakePeer:
@@ -71,11 +72,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Isengard, I
     b.stop()
 
 
-def _error(answer: object) -> tuple[int, int, str]:
-    body = answer.json()  # type: ignore[attr-defined]
-    return answer.status_code, body["OrthancStatus"], body.get("Details", "")  # type: ignore[attr-defined]
-
-
 def test_list_put_delete(pair: tuple[Isengard, Isengard]) -> None:
     a, b = pair
     assert a.json("/peers") == ["b", "dead"]
@@ -89,10 +85,10 @@ def test_list_put_delete(pair: tuple[Isengard, Isengard]) -> None:
                                                   "Url": "http://h:1/"}
     assert a.delete("/peers/new").status_code == 200
     assert a.get("/peers/new").status_code == 404
-    assert _error(a.get("/peers/new/configuration")) == (404, 17, "No peer with symbolic name: new")
-    assert _error(a.delete("/peers/new")) == (404, 7, "Unknown Orthanc peer: new")
-    assert _error(a.put("/peers/x", "{}")) == (400, 15, "Empty URL")
-    assert _error(a.put("/peers/x", '["http://h/", "user"]'))[:2] == (400, 15)
+    assert orthanc_error(a.get("/peers/new/configuration")) == (404, 17, "No peer with symbolic name: new")
+    assert orthanc_error(a.delete("/peers/new")) == (404, 7, "Unknown Orthanc peer: new")
+    assert orthanc_error(a.put("/peers/x", "{}")) == (400, 15, "Empty URL")
+    assert orthanc_error(a.put("/peers/x", '["http://h/", "user"]'))[:2] == (400, 15)
 
 
 def test_store_to_a_peer(pair: tuple[Isengard, Isengard]) -> None:
@@ -111,7 +107,7 @@ def test_store_to_a_peer(pair: tuple[Isengard, Isengard]) -> None:
     b.clear()
     job = a.post("/peers/b/store", json.dumps({"Resources": [sent["ID"]], "Compress": True,
                                                "Asynchronous": True})).json()
-    state = _wait(a, job["ID"])
+    state = wait_job(a, job["ID"])
     assert (state["State"], state["Type"], state["Content"]["Compress"]) == ("Success", "OrthancPeerStore", True)
     assert int(state["Content"]["Size"]) < size
     assert b.json("/instances") == [sent["ID"]]
@@ -147,15 +143,15 @@ def test_peer_failures(pair: tuple[Isengard, Isengard], fake_peers: list[FakePee
     a, _ = pair
     sent = a.upload(sample("PatientIdsCollision/Image1.dcm"))
     body = json.dumps([sent["ID"]])
-    assert _error(a.post("/peers/nope/store", body)) == (404, 17, "No peer with symbolic name: nope")
-    assert _error(a.post("/peers/dead/store", body)) == (500, 9, "libCURL error: Couldn't connect to server")
-    assert _error(a.get("/peers/dead/system")) == (500, 9, "libCURL error: Couldn't connect to server")
+    assert orthanc_error(a.post("/peers/nope/store", body)) == (404, 17, "No peer with symbolic name: nope")
+    assert orthanc_error(a.post("/peers/dead/store", body)) == (500, 9, "libCURL error: Couldn't connect to server")
+    assert orthanc_error(a.get("/peers/dead/system")) == (500, 9, "libCURL error: Couldn't connect to server")
 
     failing = FakePeer([500])
     fake_peers.append(failing)
     a.put("/peers/failing", json.dumps([failing.url]))
     started = time.monotonic()
-    assert _error(a.post("/peers/failing/store", body)) == (
+    assert orthanc_error(a.post("/peers/failing/store", body)) == (
         500, 9, f'Orthanc peer "failing" answered HTTP status 500 to POST {failing.url}instances')
     assert len(failing.requests) == 1 and time.monotonic() - started < 2, "a 500 is not retried"
 
@@ -163,24 +159,14 @@ def test_peer_failures(pair: tuple[Isengard, Isengard], fake_peers: list[FakePee
     fake_peers.append(hung)
     a.put("/peers/hung", json.dumps({"Url": hung.url, "Timeout": 1}))
     started = time.monotonic()
-    assert _error(a.post("/peers/hung/store", body)) == (500, 9, "libCURL error: Timeout was reached")
+    assert orthanc_error(a.post("/peers/hung/store", body)) == (500, 9, "libCURL error: Timeout was reached")
     assert time.monotonic() - started < 4, "one retry, each attempt bounded by the peer's Timeout"
 
     busy = FakePeer([503, 200])
     fake_peers.append(busy)
     a.put("/peers/busy", json.dumps([busy.url]))
     job = a.post("/peers/busy/store", json.dumps({"Resources": [sent["ID"]], "Asynchronous": True})).json()
-    state = _wait(a, job["ID"])
+    state = wait_job(a, job["ID"])
     assert state["State"] == "Success" and len(busy.requests) == 2, "503 is transient: retried"
     for name in ("failing", "hung", "busy"):
         a.delete(f"/peers/{name}")
-
-
-def _wait(server: Isengard, job_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = server.json(f"/jobs/{job_id}")
-        if job["State"] in ("Success", "Failure"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")

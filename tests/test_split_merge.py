@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 import pytest
-from test_modify import change_types, counts, last_change, study_files, upload, wait_job
+from test_modify import change_types, counts, last_change, study_files, upload
 
 from conftest import Isengard, Orthanc, Server
+from helpers import wait_job
 
 #: Main tags that generated UIDs make differ between the two servers.
 GENERATED_TAGS = {"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"}
