@@ -25,6 +25,20 @@ TESTDATA = REPO.parent / "shared" / "testdata"
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 
 
+#: Every server process a test started, so that none outlives the session (a failing test
+#: may stop before its own clean-up).
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_servers() -> Iterator[None]:
+    yield
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,6 +141,7 @@ class Isengard(Server):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server", *extra_args, str(self.config_path)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        _STARTED.append(self.process)
         self.wait_ready(self.process)
         return self
 
@@ -173,6 +188,7 @@ class Orthanc(Server):
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([str(ORTHANC_BINARY), str(self.config_path)],
                                         stdout=log, stderr=subprocess.STDOUT)
+        _STARTED.append(self.process)
         self.wait_ready(self.process)
         return self
 
