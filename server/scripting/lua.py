@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from server import events
+from server.delivery import DeliveryQueue
 from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import ParsedInstance, read_dataset
@@ -107,59 +107,6 @@ def request_username(handler: OrthancHandler) -> str:
         return ""
 
 
-def _may_wait() -> bool:
-    """Publishers wait for room, except Lua's own work and the event loop (which must never block)."""
-    if in_lua_context():
-        return False
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return True
-    return False
-
-
-class _EventQueue:
-    """Bounded FIFO of pending event callbacks (see the ordering guarantees above)."""
-
-    def __init__(self, size: int, wait_seconds: float) -> None:
-        self._items: collections.deque[tuple[str, tuple]] = collections.deque()
-        self._size = size
-        self._wait_seconds = wait_seconds
-        self._ready = threading.Condition()
-        self._closed = False
-
-    def put(self, callback: str, args: tuple, wait: bool = True) -> None:
-        with self._ready:
-            if wait and _may_wait() and len(self._items) >= self._size:
-                if not self._ready.wait_for(lambda: len(self._items) < self._size or self._closed,
-                                            self._wait_seconds):
-                    log.warning("The queue of Lua events stayed full for %g s: queuing %s anyway",
-                                self._wait_seconds, callback)
-            if self._closed:
-                return
-            self._items.append((callback, args))
-            self._ready.notify_all()
-
-    def pending(self, callback: str) -> bool:
-        with self._ready:
-            return any(name == callback for name, _ in self._items)
-
-    def get(self) -> tuple[str, tuple] | None:
-        """The next event; None once closed and drained."""
-        with self._ready:
-            self._ready.wait_for(lambda: self._items or self._closed)
-            if not self._items:
-                return None
-            item = self._items.popleft()
-            self._ready.notify_all()
-            return item
-
-    def close(self) -> None:
-        with self._ready:
-            self._closed = True
-            self._ready.notify_all()
-
-
 class LuaScripting:
     """The Lua engine of one server context (``ctx.lua``)."""
 
@@ -169,14 +116,16 @@ class LuaScripting:
         self.scripts = [config.resolve_path(p) for p in config["LuaScripts"]]
         self.timeout = float(config["LuaCallbackTimeout"])
         self.heartbeat_period = float(config["LuaHeartBeatPeriod"])
-        self._events = _EventQueue(int(config["LuaEventQueueSize"]), self.timeout or 60.0)
+        # Work Lua does (on any thread, for a waiting callback) never waits for room.
+        self._events = DeliveryQueue("lua-events", int(config["LuaEventQueueSize"]), self.timeout or 60.0,
+                                     exempt=in_lua_context)
+        self._heartbeat_queued = threading.Event()
         self._pool = ContextExecutor(64, thread_name_prefix="lua")
         self._http_pool = ThreadPoolExecutor(32, thread_name_prefix="lua-http")
         self.main: LuaState | None = None
         self.filter: LuaState | None = None
         self._defined: frozenset[str] = frozenset()
         self._filters: frozenset[str] = frozenset()
-        self._thread = threading.Thread(target=self._deliver, name="lua-events", daemon=True)
         self._stopping = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="lua-heartbeat", daemon=True)
 
@@ -198,7 +147,7 @@ class LuaScripting:
             self.ctx.store.filters.append(self._accepts_instance)
         if self.scripts:
             self.ctx.commitment.providers.append(LuaCommitmentProvider(self))
-        self._thread.start()
+        self._events.start()
 
     def _load(self) -> None:
         for path in self.scripts:
@@ -215,7 +164,7 @@ class LuaScripting:
 
     def initialize(self) -> None:
         """After the servers started: ``Initialize()``, then the heartbeat."""
-        self._events.put("Initialize", (), wait=False)
+        self._queue("Initialize", (), wait=False)
         if self.heartbeat_period > 0:
             self._heartbeat.start()
 
@@ -225,10 +174,8 @@ class LuaScripting:
 
     def _stop(self) -> None:
         self._stopping.set()
-        self._events.put("Finalize", (), wait=False)
-        self._events.close()
-        if self._thread.is_alive():
-            self._thread.join(STOP_SECONDS)
+        self._queue("Finalize", (), wait=False)
+        self._events.close(STOP_SECONDS)
         self._pool.shutdown(wait=False)
         self._http_pool.shutdown(wait=False)
 
@@ -249,7 +196,7 @@ class LuaScripting:
         payload = event.payload
         instance = self.ctx.index.lookup(payload["instance_id"], Level.INSTANCE)
         metadata = self._metadata(instance.internal_id) if instance else {}
-        self._events.put("OnStoredInstance", (payload["instance_id"], self._tags(payload["parsed"]),
+        self._queue("OnStoredInstance", (payload["instance_id"], self._tags(payload["parsed"]),
                                               metadata, origin_json(payload["origin"])))
 
     def _on_stable(self, event: events.Event) -> None:
@@ -261,30 +208,34 @@ class LuaScripting:
         if resource is None:
             return
         tags = main_tags_json(level, self.ctx.index.main_tags(resource.internal_id))
-        self._events.put(callback, (resource.public_id, tags, self._metadata(resource.internal_id)))
+        self._queue(callback, (resource.public_id, tags, self._metadata(resource.internal_id)))
 
     def _on_change(self, kind: str, event: events.Event) -> None:
         callback = f"On{kind}{event.payload['level'].title}"
         if callback in self._defined:
-            self._events.put(callback, (event.payload["resource_id"],))
+            self._queue(callback, (event.payload["resource_id"],))
 
     def _on_job(self, event: events.Event) -> None:
         callback = _JOB_CALLBACKS[event.kind]
         if callback in self._defined:
-            self._events.put(callback, (event.payload["job_id"],))
+            self._queue(callback, (event.payload["job_id"],))
 
-    def _deliver(self) -> None:
-        while (item := self._events.get()) is not None:
-            callback, args = item
-            try:
-                self._call_main(callback, *args)
-            except LuaScriptError as error:
-                log.error("Error while processing Lua events: %s", error.message)
+    def _queue(self, callback: str, args: tuple, wait: bool = True) -> None:
+        self._events.put(lambda: self._deliver(callback, args), wait)
+
+    def _deliver(self, callback: str, args: tuple) -> None:
+        if callback == "OnHeartBeat":
+            self._heartbeat_queued.clear()
+        try:
+            self._call_main(callback, *args)
+        except LuaScriptError as error:
+            log.error("Error while processing Lua events: %s", error.message)
 
     def _beat(self) -> None:
         while not self._stopping.wait(self.heartbeat_period):
-            if "OnHeartBeat" in self._defined and not self._events.pending("OnHeartBeat"):
-                self._events.put("OnHeartBeat", (), wait=False)
+            if "OnHeartBeat" in self._defined and not self._heartbeat_queued.is_set():
+                self._heartbeat_queued.set()
+                self._queue("OnHeartBeat", (), wait=False)
 
     # -- arguments -------------------------------------------------------------------
 

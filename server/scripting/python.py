@@ -36,6 +36,7 @@ from tornado.ioloop import IOLoop
 
 from server import events
 from server.config import ConfigError
+from server.delivery import DeliveryQueue
 from server.dicom.main_tags import Level
 from server.dicom.parse import ParsedInstance
 from server.errors import ErrorCode, OrthancError
@@ -44,7 +45,7 @@ from server.rest.python_routes import SKIP_SCRIPT_ROUTES, request_get_arguments,
 from server.scripting import python_api
 from server.scripting.python_api import DicomConnection, DicomInstance, RestOutput, orthanc_exception
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, RECEIVED
-from server.scripting.python_events import Change, ChangeTranslator, DeliveryQueue
+from server.scripting.python_events import FULL_WAIT_SECONDS, QUEUE_LIMIT, Change, ChangeTranslator
 from server.store import Origin
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ class PythonScripting:
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(CALLBACK_THREADS, thread_name_prefix="python")
         self._translator = ChangeTranslator()
-        self._deliveries = DeliveryQueue()
+        self._deliveries = DeliveryQueue("python-changes", QUEUE_LIMIT, FULL_WAIT_SECONDS)
+        self._deliveries.start()
         self.commitment = CommitmentProvider(self)
         for kind in ChangeTranslator.KINDS:
             ctx.bus.subscribe(kind, self._on_event)

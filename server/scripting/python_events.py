@@ -1,24 +1,13 @@
-"""Change and stored-instance callbacks: bus events -> orthanc-python changes, delivered in order.
+"""Change and stored-instance callbacks: bus events -> orthanc-python changes.
 
-Publishers (uploads, C-STORE, deletions, the stable monitor, the jobs engine)
-only enqueue; one thread calls the script, in the order of the events, so a
-slow or failing callback never holds a request.  The queue is bounded: a
-publisher waits for room (backpressure), except when the wait could be a
-deadlock — on the event loop thread, on the delivery thread itself, or for work
-the delivery thread waits for (in-process REST calls carry its
-``contextvars``); a publisher that waited :data:`FULL_WAIT_SECONDS` enqueues
-anyway, so that an event is never lost.
+They are delivered in order, off the request threads, by a
+:class:`server.delivery.DeliveryQueue` (bounded, with backpressure).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import threading
-import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +21,6 @@ log = logging.getLogger("isengard.plugins.python")
 QUEUE_LIMIT = 1000
 #: How long a publisher waits for room before enqueuing anyway.
 FULL_WAIT_SECONDS = 10.0
-
-#: True in the delivery thread and in work done on its behalf.
-DELIVERING: contextvars.ContextVar[bool] = contextvars.ContextVar("python_delivering", default=False)
 
 _NEW = {Level.PATIENT: CHANGE["NEW_PATIENT"], Level.STUDY: CHANGE["NEW_STUDY"],
         Level.SERIES: CHANGE["NEW_SERIES"], Level.INSTANCE: CHANGE["NEW_INSTANCE"]}
@@ -51,76 +37,6 @@ class Change:
     change_type: int
     resource_type: int
     resource_id: str
-
-
-class DeliveryQueue:
-    """A bounded FIFO of zero-argument calls, run one after the other by one thread."""
-
-    def __init__(self, limit: int = QUEUE_LIMIT, full_wait: float = FULL_WAIT_SECONDS) -> None:
-        self._limit = limit
-        self._full_wait = full_wait
-        self._items: deque[Callable[[], None]] = deque()
-        self._busy = False
-        self._closed = False
-        self._condition = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="python-changes", daemon=True)
-        self._thread.start()
-
-    def put(self, delivery: Callable[[], None]) -> None:
-        with self._condition:
-            if self._closed:
-                return
-            if len(self._items) >= self._limit and self._may_wait():
-                deadline = time.monotonic() + self._full_wait
-                while len(self._items) >= self._limit and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        log.warning("The queue of Python change callbacks is full (%d): the callback is slow",
-                                    len(self._items))
-                        break
-                    self._condition.wait(remaining)
-            self._items.append(delivery)
-            self._condition.notify_all()
-
-    @staticmethod
-    def _may_wait() -> bool:
-        if DELIVERING.get():
-            return False
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return True
-        return False
-
-    def _run(self) -> None:
-        DELIVERING.set(True)
-        while True:
-            with self._condition:
-                while not self._items and not self._closed:
-                    self._condition.wait()
-                if not self._items:
-                    return
-                delivery = self._items.popleft()
-                self._busy = True
-                self._condition.notify_all()
-            try:
-                delivery()
-            finally:
-                with self._condition:
-                    self._busy = False
-                    self._condition.notify_all()
-
-    def close(self, timeout: float) -> bool:
-        """Deliver what is queued (at most ``timeout`` seconds), then stop; True if all was delivered."""
-        deadline = time.monotonic() + timeout
-        with self._condition:
-            while (self._items or self._busy) and time.monotonic() < deadline:
-                self._condition.wait(deadline - time.monotonic())
-            drained = not self._items and not self._busy
-            self._closed = True
-            self._items.clear()
-            self._condition.notify_all()
-        return drained
 
 
 class ChangeTranslator:
