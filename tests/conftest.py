@@ -21,7 +21,7 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-TESTDATA = REPO.parent / "shared" / "testdata"
+TESTDATA = REPO / "tests" / "data"
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 
 
@@ -50,7 +50,7 @@ def sample(name: str) -> Path:
 
 
 def dicom_files() -> list[Path]:
-    """Every DICOM file of the shared test data (by content, whatever its name)."""
+    """Every DICOM file of the test data (by content, whatever its name)."""
     files = []
     for path in sorted(TESTDATA.rglob("*")):
         if path.is_file():

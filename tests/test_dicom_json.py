@@ -1,7 +1,7 @@
 """Parity of the DICOM renderings with the real Orthanc 1.10.1.
 
 Every file of ``fixtures/orthanc/instances`` is what Orthanc answered for one
-DICOM file (``source`` "testdata": a file of ``shared/testdata``; "synthetic":
+DICOM file (``source`` "testdata": a file of ``tests/data``; "synthetic":
 a crafted file of ``fixtures/orthanc/synthetic`` probing a corner case):
 ``/tags`` in its three formats, ``/header`` likewise, and ``/content`` for
 every element down to the first item of nested sequences plus a few bad
@@ -36,7 +36,7 @@ from server.dicom.json_format import (
 from server.errors import ErrorCode, OrthancError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orthanc"
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+TESTDATA = Path(__file__).resolve().parent / "data"
 
 #: pydicom itself warns about the crafted file with an unknown character set.
 pytestmark = pytest.mark.filterwarnings("ignore:Unknown encoding:UserWarning")
@@ -56,8 +56,6 @@ def _dataset(fixture: dict[str, Any]) -> pydicom.Dataset:
         path = FIXTURES / "synthetic" / fixture["file"]
     else:
         path = TESTDATA / fixture["file"]
-        if not path.exists():
-            pytest.skip(f"test data not available: {path}")
     return pydicom.dcmread(BytesIO(path.read_bytes()), force=True)
 
 
