@@ -24,17 +24,22 @@ from server.store import Origin, Store
 
 log = logging.getLogger("isengard.dicom")
 
-#: Every transfer syntax pydicom knows, so that compressed files are accepted as they come.
+#: Every transfer syntax Orthanc knows (its DicomTransferSyntaxes table, less the two MIME/XML
+#: encapsulations no SCU proposes): ``AcceptedTransferSyntaxes`` patterns select among them.
 KNOWN_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",
-    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+    *(f"1.2.840.10008.1.2.4.{n}" for n in range(50, 67)),
     "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
     "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
-    "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.101",
-    "1.2.840.10008.1.2.4.102", "1.2.840.10008.1.2.4.103", "1.2.840.10008.1.2.4.104",
-    "1.2.840.10008.1.2.4.105", "1.2.840.10008.1.2.4.106", "1.2.840.10008.1.2.4.201",
-    "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95",
+    *(f"1.2.840.10008.1.2.4.{n}" for n in range(100, 109)),
+    "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.111", "1.2.840.10008.1.2.4.112",
+    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
+    "1.2.840.10008.1.2.5",
 ]
+
+#: The uncompressed syntaxes, always accepted for C-ECHO.
+UNCOMPRESSED = KNOWN_TRANSFER_SYNTAXES[:3]
 
 #: pynetdicom's DUL thread sleeps this long when idle (its default, 1 ms, caps throughput).
 DUL_POLL_SECONDS = 0.0001
@@ -123,13 +128,35 @@ class DicomServer:
         ae.maximum_pdu_size = int(config["MaximumPduLength"])
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = float(config["DicomScpTimeout"])
         ae.maximum_associations = max(1, int(config["DicomThreadsCount"])) * 4
-        syntaxes = accepted_transfer_syntaxes(config["AcceptedTransferSyntaxes"]) or \
-            KNOWN_TRANSFER_SYNTAXES[:3]
-        ae.add_supported_context(Verification, KNOWN_TRANSFER_SYNTAXES[:3])
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, syntaxes)
-        _config.UNRESTRICTED_STORAGE_SERVICE = bool(config["UnknownSopClassAccepted"])
+        self.transfer_syntaxes = accepted_transfer_syntaxes(config["AcceptedTransferSyntaxes"]) or \
+            UNCOMPRESSED
+        self._add_contexts(ae)
+        self.set_unknown_sop_class_accepted(bool(config["UnknownSopClassAccepted"]))
         return ae
+
+    def _add_contexts(self, ae: AE) -> None:
+        ae.add_supported_context(Verification, UNCOMPRESSED)
+        self._add_storage_contexts(ae)
+
+    def _add_storage_contexts(self, ae: AE) -> None:
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, self.transfer_syntaxes)
+
+    def set_transfer_syntaxes(self, syntaxes: list[str]) -> None:
+        """``PUT /tools/accepted-transfer-syntaxes``: governs the associations negotiated from now on."""
+        self.transfer_syntaxes = [ts for ts in KNOWN_TRANSFER_SYNTAXES if ts in syntaxes]
+        for context in AllStoragePresentationContexts:
+            self.ae.remove_supported_context(context.abstract_syntax)
+        self._add_storage_contexts(self.ae)
+        if self._server is not None:
+            self._server.contexts = self.ae.supported_contexts
+
+    @property
+    def unknown_sop_class_accepted(self) -> bool:
+        return bool(_config.UNRESTRICTED_STORAGE_SERVICE)
+
+    def set_unknown_sop_class_accepted(self, accepted: bool) -> None:
+        _config.UNRESTRICTED_STORAGE_SERVICE = accepted
 
     def start(self) -> None:
         handlers = [(evt.EVT_CONN_OPEN, self._on_open),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.iostream
 import tornado.web
 
@@ -36,6 +38,30 @@ if TYPE_CHECKING:
 MAX_BODY_SIZE = 4 * 1024 ** 3
 
 
+_SLASHES = re.compile(r"/{2,}")
+_UNRESERVED = re.compile(r"%(4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]|3[0-9]|2D|2E|5F|7E)", re.IGNORECASE)
+
+
+def normalize_path(path: str) -> str:
+    """Orthanc's URIs: repeated slashes count as one, a trailing slash is ignored
+    (``//tools/find`` and ``/patients/`` are ``/tools/find`` and ``/patients``), and
+    percent-encoded letters, digits and ``-._~`` are those characters (``/%70atients``).
+    Other escapes (``%20``, ``%2F``) stay for the routes, which decode their arguments."""
+    path = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), _SLASHES.sub("/", path))
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    return path
+
+
+class OrthancApplication(tornado.web.Application):
+    """Routes every request, the scripts' routes included, on its normalized path."""
+
+    def find_handler(self, request: tornado.httputil.HTTPServerRequest,
+                     **kwargs: Any) -> tornado.web._HandlerDelegate:
+        request.path = normalize_path(request.path)
+        return super().find_handler(request, **kwargs)
+
+
 def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
@@ -44,7 +70,7 @@ def build_application(ctx: ServerContext) -> tornado.web.Application:
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
     transforms = [CompressionTransform] if ctx.config["HttpCompressionEnabled"] else []
-    return tornado.web.Application(
+    return OrthancApplication(
         handlers,
         default_handler_class=UnknownRouteHandler,
         default_handler_args={"ctx": ctx},

@@ -235,6 +235,13 @@ class OrthancHandler(tornado.web.RequestHandler):
             raise OrthancError(ErrorCode.BAD_REQUEST,
                                "The body must contain a JSON object") from None
 
+    def boolean_body(self) -> bool:
+        """Orthanc's boolean bodies (``PUT .../protected``, ``/tools/metrics``...): 0/1/true/false."""
+        body = self.request.body.decode("utf-8", "replace").strip()
+        if body not in ("0", "1", "true", "false"):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
+        return body in ("1", "true")
+
     def flag(self, name: str) -> bool:
         """Orthanc's boolean GET arguments: present (empty) or true/1 means true."""
         if name not in self.request.arguments:

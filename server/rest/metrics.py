@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from server.dicom.main_tags import Level
-from server.errors import ErrorCode, OrthancError
 from server.metrics import refresh_state
 from server.rest.base import OrthancHandler
 
@@ -15,10 +14,7 @@ class MetricsEnabledHandler(OrthancHandler):
         self.answer_text("1" if self.ctx.metrics.enabled else "0")
 
     async def put(self) -> None:
-        body = self.request.body.decode("utf-8", "replace").strip()
-        if body not in ("0", "1", "true", "false"):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
-        self.ctx.metrics.set_enabled(body in ("1", "true"))
+        self.ctx.metrics.set_enabled(self.boolean_body())
         self.answer_empty_text()
 
 

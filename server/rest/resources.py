@@ -201,11 +201,7 @@ class ProtectedHandler(OrthancHandler):
 
     async def put(self, public_id: str) -> None:
         resource = self.resource(Level.PATIENT, public_id)
-        body = self.request.body.decode("utf-8", "replace").strip()
-        if body not in ("0", "1", "true", "false"):
-            raise OrthancError(ErrorCode.BAD_REQUEST, "Boolean value expected")
-        await self.run(self.ctx.index.set_protected, resource.internal_id,
-                       body in ("1", "true"))
+        await self.run(self.ctx.index.set_protected, resource.internal_id, self.boolean_body())
         self.answer_empty_text()
 
 

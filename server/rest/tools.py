@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from pydicom.uid import generate_uid
@@ -13,6 +14,7 @@ from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_request
 from server.net.conformance import conformance_statement
+from server.net.scp import DicomServer, accepted_transfer_syntaxes
 from server.rest.base import OrthancHandler
 
 #: The UID root Orthanc (through dcmtk) generates UIDs under.
@@ -98,6 +100,40 @@ class ConformanceHandler(OrthancHandler):
         self.answer_text(conformance_statement(self.ctx.dicom.ae if self.ctx.dicom else None))
 
 
+class AcceptedTransferSyntaxesHandler(OrthancHandler):
+    """What the DICOM server accepts in C-STORE, changed at run time (Orthanc 1.9)."""
+
+    async def get(self) -> None:
+        self.answer_json(self._dicom().transfer_syntaxes)
+
+    async def put(self) -> None:
+        try:
+            patterns = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            patterns = self.request.body.decode("utf-8", "replace").strip()
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               "Expected a transfer syntax UID or a JSON list of them")
+        self._dicom().set_transfer_syntaxes(accepted_transfer_syntaxes(patterns))
+        self.answer_json(self._dicom().transfer_syntaxes)
+
+    def _dicom(self) -> DicomServer:
+        if self.ctx.dicom is None:
+            raise OrthancError(ErrorCode.BAD_SEQUENCE_OF_CALLS, "The DICOM server is disabled")
+        return self.ctx.dicom
+
+
+class UnknownSopClassAcceptedHandler(AcceptedTransferSyntaxesHandler):
+    async def get(self) -> None:
+        self.answer_text("1" if self._dicom().unknown_sop_class_accepted else "0")
+
+    async def put(self) -> None:
+        self._dicom().set_unknown_sop_class_accepted(self.boolean_body())
+        self.answer_empty_text()
+
+
 class ResetHandler(OrthancHandler):
     async def post(self) -> None:
         self.answer_json({})
@@ -119,6 +155,8 @@ def routes() -> list[tuple[str, type]]:
         (r"/tools/default-encoding", DefaultEncodingHandler),
         (r"/tools/log-level", LogLevelHandler),
         (r"/tools/dicom-conformance", ConformanceHandler),
+        (r"/tools/accepted-transfer-syntaxes", AcceptedTransferSyntaxesHandler),
+        (r"/tools/unknown-sop-class-accepted", UnknownSopClassAcceptedHandler),
         (r"/tools/reset", ResetHandler),
         (r"/tools/shutdown", ShutdownHandler),
     ]
