@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean system-deps
+.PHONY: run test lint bench compat clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,20 @@ system-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check server tests bench
+
+## Run Orthanc's own integration suite (../shared/orthanc-suite) against the working tree and
+## print the per-area table against Orthanc 1.10.1's results. Not part of `make test`.
+SUITE ?= ../shared/orthanc-suite
+COMPAT_RESULTS ?= $(CURDIR)/.compat/results.txt
+compat: $(STAMP)
+	@if [ ! -x $(SUITE)/run-orthanc-tests.sh ]; then \
+		echo "make compat: $(SUITE) is absent: nothing to run (Orthanc's suite is not part of a clone)"; \
+		exit 0; \
+	fi; \
+	mkdir -p $(dir $(COMPAT_RESULTS)); \
+	SUT_CMD="cd $(CURDIR) && exec $(CURDIR)/$(BIN)/python -m server" ACC_RESULTS=$(COMPAT_RESULTS) \
+		$(SUITE)/run-orthanc-tests.sh $(COMPAT_TESTS) || true; \
+	python3 $(SUITE)/compare.py --diff $(SUITE)/results-orthanc-1.10.1.txt $(COMPAT_RESULTS)
 
 ## Compare ingest, listing and find with the real Orthanc (see bench/README.md).
 bench: $(STAMP) system-deps
