@@ -155,9 +155,9 @@ class RevisionedHandler(OrthancHandler):
         return OrthancError(ErrorCode.FORBIDDEN_ACCESS, http_status=403)
 
 
-class MetadataListHandler(OrthancHandler):
+class MetadataListHandler(RevisionedHandler):
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = self.target(plural, public_id)
         values = await self.run(self.ctx.index.metadata, resource.internal_id)
         names = self.ctx.metadata_names
         if self.flag("expand"):
@@ -213,9 +213,9 @@ _GET_OPERATIONS = {"compressed-data", "compressed-md5", "compressed-size", "data
 _POST_OPERATIONS = {"compress", "uncompress", "verify-md5"}
 
 
-class AttachmentListHandler(OrthancHandler):
+class AttachmentListHandler(RevisionedHandler):
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = self.target(plural, public_id)
         found = await self.run(self.ctx.index.attachments, resource.internal_id)
         names = self.ctx.content_types
         if "full" in self.request.query_arguments:
