@@ -72,6 +72,7 @@ class BadMethodHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         self.clear_header("Content-Type")
+        self.clear_header("Server")
         self.set_status(400)
         self.finish()
 

@@ -141,6 +141,7 @@ def check_revision(expected: Revision | None, revision: int, md5: str) -> None:
     if expected is not None and expected != (revision, md5):
         raise OrthancError(ErrorCode.REVISION)
 
+
 #: GlobalProperties keys used here (Orthanc's numbering where it has one).
 PROPERTY_DATABASE_VERSION = 1
 PROPERTY_ANONYMIZATION_SEQUENCE = 3
@@ -318,6 +319,7 @@ class Index:
         revision 0 whatever was expected, as Orthanc does.
         """
         with self.transaction() as db:
+            self._require_resource(db, internal_id)
             row = db.execute("SELECT value, revision FROM Metadata WHERE id=? AND type=?",
                              (internal_id, kind)).fetchone()
             revision = 0
@@ -341,6 +343,12 @@ class Index:
             db.execute("DELETE FROM Metadata WHERE id=? AND type=?", (internal_id, kind))
             self._log_change(db, Change.UpdatedMetadata, internal_id)
             return True
+
+    @staticmethod
+    def _require_resource(db: sqlite3.Connection, internal_id: int) -> None:
+        """A write on a resource deleted meanwhile is Orthanc's 404, not a constraint error."""
+        if db.execute("SELECT 1 FROM Resources WHERE internalId=?", (internal_id,)).fetchone() is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
 
     # -- attachments -----------------------------------------------------------------
 
@@ -373,9 +381,7 @@ class Index:
         at revision 0.  Changes to the user's attachments are logged as UpdatedAttachment.
         """
         with self.transaction() as db:
-            if db.execute("SELECT 1 FROM Resources WHERE internalId=?",
-                          (internal_id,)).fetchone() is None:
-                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+            self._require_resource(db, internal_id)
             old = self._attachment_in(db, internal_id, attachment.file_type)
             attachment.revision = 0
             if old is not None:
