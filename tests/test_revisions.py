@@ -329,10 +329,12 @@ def _exchange(server: Isengard | Orthanc, instance: str, patient: str) -> list[t
 
 
 @pytest.mark.skipif(not ORTHANC_BINARY.exists(), reason="the real Orthanc is not installed")
-def test_same_answers_as_orthanc(make_isengard, tmp_path: Path) -> None:
-    orthanc = Orthanc(tmp_path / "orthanc", **OPTIONS).start()
+@pytest.mark.parametrize("compression", [False, True])
+def test_same_answers_as_orthanc(make_isengard, tmp_path: Path, compression: bool) -> None:
+    options = {**OPTIONS, "StorageCompression": compression}
+    orthanc = Orthanc(tmp_path / "orthanc", **options).start()
     try:
-        isengard = make_isengard(**OPTIONS)
+        isengard = make_isengard(**options)
         stored = [server.upload(DICOM) for server in (orthanc, isengard)]
         assert stored[0] == stored[1]
         instance, patient = stored[0]["ID"], stored[0]["ParentPatient"]
