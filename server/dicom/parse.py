@@ -91,13 +91,11 @@ def parse_for_index(data: bytes, default_encoding: str) -> ParsedInstance:
     if not (study and series and sop):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                            "missing StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
-    meta = getattr(ds, "file_meta", None)
-    transfer_syntax = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
     sop_class = tag_text(ds, 0x00080016, decoder)
     parsed = ParsedInstance(data=data, tags=tags, patient_id=patient, study_uid=study,
                             series_uid=series, sop_uid=sop, sop_class_uid=sop_class or None,
-                            transfer_syntax=transfer_syntax,
-                            pixel_data_offset=stopped_at if stopped_at < len(data) else None)
+                            transfer_syntax=_transfer_syntax(ds),
+                            pixel_data_offset=_pixel_data_offset(data, stopped_at))
     parsed.ids = {
         Level.PATIENT: ids.patient_id(patient),
         Level.STUDY: ids.study_id(patient, study),
@@ -105,3 +103,28 @@ def parse_for_index(data: bytes, default_encoding: str) -> ParsedInstance:
         Level.INSTANCE: ids.instance_id(patient, study, series, sop),
     }
     return parsed
+
+
+#: The transfer syntaxes a file without meta header can be in, by (implicit VR, little endian).
+_HEADERLESS_SYNTAXES = {(True, True): "1.2.840.10008.1.2", (False, True): "1.2.840.10008.1.2.1",
+                        (False, False): "1.2.840.10008.1.2.2"}
+
+
+def _transfer_syntax(ds: Dataset) -> str | None:
+    """The meta header's transfer syntax or, for a bare dataset, the encoding it was read in
+    (as DCMTK reports it to Orthanc)."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return str(meta.TransferSyntaxUID)
+    return _HEADERLESS_SYNTAXES.get(getattr(ds, "original_encoding", (None, None)))
+
+
+_PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
+
+
+def _pixel_data_offset(data: bytes, stopped_at: int) -> int | None:
+    """Where the PixelData element starts, as Orthanc's DicomStreamReader finds it: only in a
+    file with the 128-byte preamble and "DICM", and only if the tag is really there."""
+    if data[128:132] != b"DICM" or data[stopped_at:stopped_at + 4] not in _PIXEL_DATA_TAGS:
+        return None
+    return stopped_at

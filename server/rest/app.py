@@ -53,12 +53,42 @@ def normalize_path(path: str) -> str:
     return path
 
 
+def overridden_method(request: tornado.httputil.HTTPServerRequest) -> str | None:
+    """The method a client fakes, as Orthanc accepts it: an ``X-HTTP-Method-Override`` header
+    (Google's way, on any request) or a ``_method`` argument of a GET (Ruby on Rails' way).
+
+    Returns None when nothing is faked, else the upper-cased method (only PUT and DELETE
+    may be faked; Orthanc answers anything else with an empty 400).
+    """
+    faked = request.headers.get("X-HTTP-Method-Override")
+    if faked is None and request.method == "GET":
+        values = tornado.httputil.parse_qs_bytes(request.query, keep_blank_values=True).get("_method")
+        faked = values[0].decode("latin-1") if values else None
+    return faked.upper() if faked else None
+
+
+class BadMethodHandler(tornado.web.RequestHandler):
+    """A faked method other than PUT or DELETE: Orthanc's empty 400."""
+
+    def prepare(self) -> None:
+        self.clear_header("Content-Type")
+        self.clear_header("Server")
+        self.set_status(400)
+        self.finish()
+
+
 class OrthancApplication(tornado.web.Application):
-    """Routes every request, the scripts' routes included, on its normalized path."""
+    """Routes every request, the scripts' routes included, on its normalized path and
+    with its faked method (PUT or DELETE sent as POST or GET)."""
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest,
                      **kwargs: Any) -> tornado.web._HandlerDelegate:
         request.path = normalize_path(request.path)
+        faked = overridden_method(request)
+        if faked in ("PUT", "DELETE"):
+            request.method = faked
+        elif faked is not None:
+            return self.get_handler_delegate(request, BadMethodHandler)
         return super().find_handler(request, **kwargs)
 
 

@@ -63,6 +63,11 @@ class OrthancHandler(tornado.web.RequestHandler):
         self.clear_header("Content-Type")
         self.clear_header("Server")
 
+    def compute_etag(self) -> None:
+        """No automatic ETag (nor 304) on GET answers: Orthanc's ETags are the revisions of
+        metadata and attachments, which those routes set themselves."""
+        return None
+
     async def prepare(self) -> None:
         self.ctx.metrics_request_started()
         self.username: str | None = None

@@ -36,16 +36,17 @@ class StorageArea:
     def path(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
 
-    def stage(self, data: bytes) -> tuple[str, bytes, int]:
+    def stage(self, data: bytes, compress: bool | None = None) -> tuple[str, bytes, int]:
         """Write ``data`` under ``tmp/`` and return (uuid, stored bytes, compression type).
 
+        ``compress`` overrides ``StorageCompression`` (``.../compress`` and ``.../uncompress``).
         Orthanc's zlib format is its own: the uncompressed size as a 64-bit
         little-endian prefix, followed by the zlib stream.
         """
         file_uuid = str(uuid.uuid4())
         compression = COMPRESSION_NONE
         stored = data
-        if self.compress:
+        if self.compress if compress is None else compress:
             stored = len(data).to_bytes(8, "little") + zlib.compress(data, 6)
             compression = COMPRESSION_ZLIB
         tmp_path = self.tmp / file_uuid

@@ -8,6 +8,7 @@ global properties) so that the same questions are cheap to answer.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from server.clock import utc_now_iso
 from server.dicom.main_tags import Level, Tag
+from server.errors import ErrorCode, OrthancError
 
 SCHEMA_VERSION = 6
 
@@ -112,6 +114,34 @@ class Change(IntEnum):
 ATTACHMENT_DICOM = 1
 ATTACHMENT_NAMES = {1: "dicom", 2: "dicom-as-json", 3: "dicom-until-pixel-data"}
 
+#: User-defined metadata and attachments (Orthanc's MetadataType/FileContentType StartUser..EndUser).
+USER_START = 1024
+USER_END = 65535
+
+#: A revision a writer expects an item to have: (revision, MD5 of its content), as in an ETag.
+Revision = tuple[int, str]
+
+#: What a writer that gave no If-Match expects when CheckRevisions is on: that the item is
+#: new.  An existing item never matches it, so overwriting or deleting it is a conflict.
+EXPECT_NEW: Revision = (-1, "")
+
+
+def is_user_type(number: int) -> bool:
+    """Whether a metadata or attachment number is the user's (writable through REST)."""
+    return USER_START <= number <= USER_END
+
+
+def md5_hex(data: bytes | str) -> str:
+    """Orthanc's MD5 of a content, as ETags and attachment infos show it."""
+    return hashlib.md5(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+def check_revision(expected: Revision | None, revision: int, md5: str) -> None:
+    """Orthanc's optimistic concurrency: a writer naming the wrong revision gets 409."""
+    if expected is not None and expected != (revision, md5):
+        raise OrthancError(ErrorCode.REVISION)
+
+
 #: GlobalProperties keys used here (Orthanc's numbering where it has one).
 PROPERTY_DATABASE_VERSION = 1
 PROPERTY_ANONYMIZATION_SEQUENCE = 3
@@ -128,6 +158,7 @@ class Attachment:
     compression: int
     uncompressed_md5: str
     compressed_md5: str
+    revision: int = 0
 
 
 @dataclass
@@ -280,33 +311,101 @@ class Index:
                              (internal_id, kind)).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def set_metadata(self, internal_id: int, kind: int, value: str) -> int:
-        """Set a metadata and log UpdatedMetadata; returns the new revision."""
+    def set_metadata(self, internal_id: int, kind: int, value: str,
+                     expected: Revision | None = None) -> int:
+        """Set a metadata and log UpdatedMetadata; returns the new revision.
+
+        An existing value must match ``expected`` (when given); a new one starts at
+        revision 0 whatever was expected, as Orthanc does.
+        """
         with self.transaction() as db:
-            row = db.execute("SELECT revision FROM Metadata WHERE id=? AND type=?",
+            self._require_resource(db, internal_id)
+            row = db.execute("SELECT value, revision FROM Metadata WHERE id=? AND type=?",
                              (internal_id, kind)).fetchone()
-            revision = 0 if row is None else row[0] + 1
+            revision = 0
+            if row is not None:
+                check_revision(expected, row[1], md5_hex(row[0]))
+                revision = row[1] + 1
             db.execute("INSERT OR REPLACE INTO Metadata VALUES(?, ?, ?, ?)",
                        (internal_id, kind, value, revision))
             self._log_change(db, Change.UpdatedMetadata, internal_id)
         return revision
 
-    def delete_metadata(self, internal_id: int, kind: int) -> bool:
+    def delete_metadata(self, internal_id: int, kind: int,
+                        expected: Revision | None = None) -> bool:
+        """Delete a metadata that matches ``expected`` (when given); False when absent."""
         with self.transaction() as db:
-            cursor = db.execute("DELETE FROM Metadata WHERE id=? AND type=?", (internal_id, kind))
-            if cursor.rowcount:
-                self._log_change(db, Change.UpdatedMetadata, internal_id)
-            return cursor.rowcount > 0
+            row = db.execute("SELECT value, revision FROM Metadata WHERE id=? AND type=?",
+                             (internal_id, kind)).fetchone()
+            if row is None:
+                return False
+            check_revision(expected, row[1], md5_hex(row[0]))
+            db.execute("DELETE FROM Metadata WHERE id=? AND type=?", (internal_id, kind))
+            self._log_change(db, Change.UpdatedMetadata, internal_id)
+            return True
+
+    @staticmethod
+    def _require_resource(db: sqlite3.Connection, internal_id: int) -> None:
+        """A write on a resource deleted meanwhile is Orthanc's 404, not a constraint error."""
+        if db.execute("SELECT 1 FROM Resources WHERE internalId=?", (internal_id,)).fetchone() is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
 
     # -- attachments -----------------------------------------------------------------
+
+    _ATTACHMENT_COLUMNS = ("fileType, uuid, compressedSize, uncompressedSize, compressionType, "
+                           "uncompressedMD5, compressedMD5, revision")
 
     def attachments(self, internal_id: int) -> dict[int, Attachment]:
         with self.reading() as db:
             rows = db.execute(
-                "SELECT fileType, uuid, compressedSize, uncompressedSize, compressionType, "
-                "uncompressedMD5, compressedMD5 FROM AttachedFiles WHERE id=? ORDER BY fileType",
+                f"SELECT {self._ATTACHMENT_COLUMNS} FROM AttachedFiles WHERE id=? ORDER BY fileType",
                 (internal_id,)).fetchall()
         return {r[0]: Attachment(*r) for r in rows}
+
+    def attachment(self, internal_id: int, file_type: int) -> Attachment | None:
+        with self.reading() as db:
+            return self._attachment_in(db, internal_id, file_type)
+
+    def _attachment_in(self, db: sqlite3.Connection, internal_id: int,
+                       file_type: int) -> Attachment | None:
+        row = db.execute(f"SELECT {self._ATTACHMENT_COLUMNS} FROM AttachedFiles "
+                         "WHERE id=? AND fileType=?", (internal_id, file_type)).fetchone()
+        return None if row is None else Attachment(*row)
+
+    def replace_attachment(self, internal_id: int, attachment: Attachment,
+                           expected: Revision | None) -> tuple[int, str | None]:
+        """Attach a file (replacing the one of the same type); returns (new revision, uuid of
+        the replaced file, to remove once committed).
+
+        A replaced attachment must match ``expected`` (when given); a new one starts
+        at revision 0.  Changes to the user's attachments are logged as UpdatedAttachment.
+        """
+        with self.transaction() as db:
+            self._require_resource(db, internal_id)
+            old = self._attachment_in(db, internal_id, attachment.file_type)
+            attachment.revision = 0
+            if old is not None:
+                check_revision(expected, old.revision, old.uncompressed_md5)
+                attachment.revision = old.revision + 1
+                db.execute("DELETE FROM AttachedFiles WHERE id=? AND fileType=?",
+                           (internal_id, attachment.file_type))
+            self.add_attachment(db, internal_id, attachment)
+            if is_user_type(attachment.file_type):
+                self._log_change(db, Change.UpdatedAttachment, internal_id)
+        return attachment.revision, None if old is None else old.uuid
+
+    def delete_attachment(self, internal_id: int, file_type: int,
+                          expected: Revision | None) -> str | None:
+        """Detach a file that matches ``expected`` (when given); returns its uuid, None when absent."""
+        with self.transaction() as db:
+            old = self._attachment_in(db, internal_id, file_type)
+            if old is None:
+                return None
+            check_revision(expected, old.revision, old.uncompressed_md5)
+            db.execute("DELETE FROM AttachedFiles WHERE id=? AND fileType=?", (internal_id, file_type))
+            if is_user_type(file_type):
+                self._log_change(db, Change.UpdatedAttachment, internal_id)
+        return old.uuid
 
     def has_attachment_uuid(self, file_uuid: str) -> bool:
         with self.reading() as db:
@@ -362,10 +461,11 @@ class Index:
 
     def add_attachment(self, db: sqlite3.Connection, internal_id: int, att: Attachment) -> None:
         db.execute("INSERT INTO AttachedFiles(id, fileType, uuid, compressedSize, uncompressedSize, "
-                   "compressionType, uncompressedMD5, compressedMD5) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                   "compressionType, uncompressedMD5, compressedMD5, revision) "
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (internal_id, att.file_type, att.uuid, att.compressed_size,
                     att.uncompressed_size, att.compression, att.uncompressed_md5,
-                    att.compressed_md5))
+                    att.compressed_md5, att.revision))
 
     def set_metadata_in(self, db: sqlite3.Connection, internal_id: int,
                         values: dict[int, str]) -> None:
