@@ -7,12 +7,14 @@ import zipfile
 
 import tornado.web
 
+from server import instance_tags
 from server.dicom import content as dicom_content
 from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.errors import ErrorCode, OrthancError
 from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.formats import dicom_format, ignore_length
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
 
@@ -39,15 +41,16 @@ class ListHandler(OrthancHandler):
         since = self.int_argument("since", 0)
         limit = self.int_argument("limit", 0)
         expand = self.flag("expand")
-        self.answer_json(await self.run(self._list, level, since, limit, expand))
+        fmt = dicom_format(self, "simplify")
+        self.answer_json(await self.run(self._list, level, since, limit, expand, fmt))
 
-    def _list(self, level: Level, since: int, limit: int, expand: bool) -> list:
+    def _list(self, level: Level, since: int, limit: int, expand: bool, fmt: str) -> list:
         ids = self.ctx.index.list_ids(level, since, limit)
         if not expand:
             return ids
         views = self.ctx.views
         resources = (self.ctx.index.lookup(i) for i in ids)
-        return [views.expand(r) for r in resources if r is not None]
+        return [views.expand(r, fmt) for r in resources if r is not None]
 
     async def post(self, plural: str) -> None:
         if plural != "instances":
@@ -83,7 +86,8 @@ class ResourceHandler(OrthancHandler):
 
     async def get(self, plural: str, public_id: str) -> None:
         resource = self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(self.ctx.views.expand, resource))
+        self.answer_json(await self.run(self.ctx.views.expand, resource,
+                                        dicom_format(self, "simplify")))
 
     async def delete(self, plural: str, public_id: str) -> None:
         resource = self.resource(Level.parse(plural), public_id)
@@ -112,13 +116,14 @@ class RelativesHandler(OrthancHandler):
         if (plural, relative) not in _RELATIVES:
             raise tornado.web.HTTPError(404)
         resource = self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(self._relatives, resource, Level.parse(relative)))
+        fmt = dicom_format(self, "simplify")
+        self.answer_json(await self.run(self._relatives, resource, Level.parse(relative), fmt))
 
-    def _relatives(self, resource: Resource, target: Level) -> object:
+    def _relatives(self, resource: Resource, target: Level, fmt: str) -> object:
         index, views = self.ctx.index, self.ctx.views
         if target < resource.level:
-            return views.expand(index.ancestor(resource, target))
-        return [views.expand(r) for r in index.descendants(resource.internal_id, target)]
+            return views.expand(index.ancestor(resource, target), fmt)
+        return [views.expand(r, fmt) for r in index.descendants(resource.internal_id, target)]
 
 
 class StatisticsHandler(OrthancHandler):
@@ -136,28 +141,13 @@ class InstanceFileHandler(OrthancHandler):
 
 
 class InstanceTagsHandler(OrthancHandler):
-    """``/tags`` (``simplify``, ``short``) and ``/simplified-tags``."""
+    """``/tags`` (``simplify``, ``short``, ``full``, ``ignore-length``) and ``/simplified-tags``."""
 
     async def get(self, public_id: str, which: str) -> None:
         resource = self.resource(Level.INSTANCE, public_id)
-        fmt = "simplify" if which == "simplified-tags" else self._format()
-        self.answer_json(await self.run(self._tags, resource, fmt))
-
-    def _format(self) -> str:
-        if self.flag("simplify"):
-            return "simplify"
-        if self.flag("short"):
-            return "short"
-        return "full"
-
-    def _tags(self, resource: Resource, fmt: str) -> dict:
-        ds, _ = read_dataset(self.ctx.store.read_dicom(resource))
-        encoding = self.ctx.default_encoding
-        if fmt == "simplify":
-            return json_format.tags_simplified(ds, encoding)
-        if fmt == "short":
-            return json_format.tags_short(ds, encoding)
-        return json_format.tags_full(ds, encoding)
+        fmt = "simplify" if which == "simplified-tags" else dicom_format(self, "full")
+        full = await self.run(instance_tags.full_tags, self.ctx, resource, ignore_length(self))
+        self.answer_json(json_format.render(full, fmt))
 
 
 class InstanceHeaderHandler(OrthancHandler):
