@@ -13,6 +13,7 @@ import tornado.web
 
 from server.rest import (
     archive,
+    bulk,
     create,
     jobs,
     lua,
@@ -23,6 +24,7 @@ from server.rest import (
     peers,
     python_routes,
     queries,
+    reconstruct,
     resources,
     storage_commitment,
     system,
@@ -66,7 +68,8 @@ class OrthancApplication(tornado.web.Application):
 def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
-                   modalities, peers, queries, modify, lua, tags):
+                   modalities, peers, queries, modify, lua, tags, bulk,
+                   reconstruct):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
