@@ -15,6 +15,7 @@ from server.rest import (
     archive,
     bulk,
     create,
+    directory,
     jobs,
     lua,
     metadata,
@@ -69,7 +70,7 @@ def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
-                   reconstruct):
+                   reconstruct, directory):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
