@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 
 import tornado.web
@@ -13,10 +14,13 @@ from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.errors import ErrorCode, OrthancError
+from server.rest import multipart
 from server.rest.base import NoAnswer, OrthancHandler
 from server.rest.formats import dicom_format, ignore_length
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
+
+log = logging.getLogger("isengard.http")
 
 ID = r"([0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8})"
 LEVELS = r"(patients|studies|series|instances)"
@@ -59,11 +63,35 @@ class ListHandler(OrthancHandler):
         data = self.request.body
         origin = Origin("RestApi", remote_ip=self.request.remote_ip,
                         http_username=self.username or "")
-        if _is_zip(data):
+        boundary = multipart.form_boundary(self.request.headers.get("Content-Type", ""))
+        if boundary is not None:
+            target = multipart.chunk_target(self.request.headers)
+            await self.run(self._store_form, data, boundary, target, origin)
+            self._empty(200)
+            self.finish()
+        elif _is_zip(data):
             self.answer_json(await self.run(self._store_zip, data, origin))
         else:
             result = await self.run(self.ctx.store.ingest, data, origin)
             self.answer_json(result.as_json())
+
+    def _store_form(self, data: bytes, boundary: str, target: tuple[str, int] | None,
+                    origin: Origin) -> None:
+        """Store each part of a form upload (or the file its chunks complete) as Orthanc
+        does: a part that fails is logged and skipped, the answer is an empty 200."""
+        for _, content in multipart.split_parts(data, boundary):
+            if target is not None:
+                completed = self.ctx.upload_chunks.add(*target, content)
+                if completed is None:
+                    continue
+                content = completed
+            try:
+                if _is_zip(content):
+                    self._store_zip(content, origin)
+                else:
+                    self.ctx.store.ingest(content, origin)
+            except OrthancError as error:
+                log.error("Cannot store a part of a multipart upload: %s", error)
 
     def _store_zip(self, data: bytes, origin: Origin) -> list[dict]:
         answers = []
