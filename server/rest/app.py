@@ -23,10 +23,12 @@ from server.rest import (
     modalities,
     modify,
     peers,
+    plugins,
     python_routes,
     queries,
     reconstruct,
     resources,
+    slices,
     storage_commitment,
     system,
     tags,
@@ -70,7 +72,7 @@ def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
-                   reconstruct, directory):
+                   reconstruct, directory, slices, plugins):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
