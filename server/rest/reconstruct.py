@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from server import reconstruct
-from server.dicom.main_tags import Level
+from server.errors import ErrorCode, OrthancError
 from server.rest.base import OrthancHandler
 from server.rest.resources import ID, LEVELS
 
 
 class ReconstructHandler(OrthancHandler):
+    """As Orthanc, any resource is reconstructed whatever the level in the URI; an
+    unknown one is the JSON 404 "Unknown resource"."""
+
     async def post(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.run(self.ctx.index.lookup, public_id)
+        if resource is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         await self.run(reconstruct.reconstruct_resource, self.ctx, resource)
         self.answer_empty_text()
 
