@@ -266,3 +266,33 @@ def test_multipart_chunked_upload(server: Isengard) -> None:
     assert len(server.json("/instances")) == 1
     bad = server.post("/instances", _part(b"x", boundary, "y"), headers={**headers, "X-File-Size": "-1"})
     assert bad.status_code == 500 and bad.json()["Details"] == 'HTTP header "X-File-Size" has negative value'
+
+
+# -- method faking, log categories, paging ------------------------------------------
+
+def test_method_faking(server: Isengard) -> None:
+    first, second = (server.upload(path)["ParentPatient"] for path in (SERIES[0], OTHERS[0]))
+    assert server.post(f"/patients/{first}", headers={"X-HTTP-Method-Override": "delete"}).status_code == 200
+    assert server.json("/patients") == [second]
+    assert server.get(f"/patients/{second}/protected", params={"_method": "PUT"}, data="1").status_code == 200
+    assert server.get(f"/patients/{second}/protected").text == "1"
+    assert server.get(f"/patients/{second}", params={"_method": "DELETE"}).status_code == 200
+    assert server.json("/patients") == []
+    refused = server.post("/patients", headers={"X-HTTP-Method-Override": "PATCH"})
+    assert refused.status_code == 400 and refused.content == b""
+
+
+def test_log_level_of_one_category(server: Isengard) -> None:
+    original = server.get("/tools/log-level-http").text
+    assert server.put("/tools/log-level-http", "verbose").status_code == 200
+    assert server.get("/tools/log-level-http").text == "verbose"
+    bad = server.put("/tools/log-level-http", "nope")
+    assert bad.status_code == 400 and bad.json()["OrthancStatus"] == 3
+    assert server.put("/tools/log-level-nope", "default").status_code == 404
+    server.put("/tools/log-level-http", original)
+
+
+def test_limit_zero_is_an_empty_page(server: Isengard) -> None:
+    server.upload(SERIES[0])
+    assert server.json("/patients?since=0&limit=0") == []
+    assert len(server.json("/patients?since=0&limit=10")) == 1

@@ -17,6 +17,7 @@ from server.rest import (
     create,
     directory,
     jobs,
+    log_levels,
     lua,
     metadata,
     metrics,
@@ -34,7 +35,7 @@ from server.rest import (
     tags,
     tools,
 )
-from server.rest.base import UnknownRouteHandler
+from server.rest.base import BadMethodHandler, UnknownRouteHandler
 from server.rest.compression import CompressionTransform
 
 if TYPE_CHECKING:
@@ -59,12 +60,32 @@ def normalize_path(path: str) -> str:
     return path
 
 
+def faked_method(request: tornado.httputil.HTTPServerRequest) -> str | None:
+    """Orthanc's method faking: ``X-HTTP-Method-Override`` on any request (Google's way)
+    or ``?_method=`` on a GET (Ruby on Rails' way) turns it into a PUT or a DELETE.
+    None for any other faked method, which Orthanc refuses with an empty 400."""
+    faked = request.headers.get("X-HTTP-Method-Override")
+    if faked is None and request.method == "GET":
+        values = request.query_arguments.get("_method")
+        faked = values[0].decode("latin-1") if values else None
+    if not faked:
+        return request.method
+    faked = faked.upper()
+    return faked if faked in ("PUT", "DELETE") else None
+
+
 class OrthancApplication(tornado.web.Application):
-    """Routes every request, the scripts' routes included, on its normalized path."""
+    """Routes every request, the scripts' routes included, on its normalized path
+    and its (possibly faked) method."""
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest,
                      **kwargs: Any) -> tornado.web._HandlerDelegate:
         request.path = normalize_path(request.path)
+        method = faked_method(request)
+        if method is None:
+            return self.get_handler_delegate(request, BadMethodHandler,
+                                             self.settings["default_handler_args"])
+        request.method = method
         return super().find_handler(request, **kwargs)
 
 
@@ -72,7 +93,7 @@ def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
-                   reconstruct, directory, slices, plugins):
+                   reconstruct, directory, slices, plugins, log_levels):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]

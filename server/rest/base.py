@@ -269,6 +269,16 @@ class OrthancHandler(tornado.web.RequestHandler):
         return number
 
 
+class BadMethodHandler(OrthancHandler):
+    """A request whose faked method is neither PUT nor DELETE: Orthanc's empty 400."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if not self._finished:
+            self._empty(400)
+            self.finish()
+
+
 class UnknownRouteHandler(OrthancHandler):
     """Everything no route matches: Orthanc's 404 ``Unknown resource``."""
 

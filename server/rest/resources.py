@@ -43,13 +43,15 @@ class ListHandler(OrthancHandler):
                                f'Missing "{missing}" argument for GET request against: '
                                f'{self.request.path}')
         since = self.int_argument("since", 0)
-        limit = self.int_argument("limit", 0)
+        limit = self.int_argument("limit", 0) if limit_given else None
         expand = self.flag("expand")
         fmt = dicom_format(self, "simplify")
         self.answer_json(await self.run(self._list, level, since, limit, expand, fmt))
 
-    def _list(self, level: Level, since: int, limit: int, expand: bool, fmt: str) -> list:
-        ids = self.ctx.index.list_ids(level, since, limit)
+    def _list(self, level: Level, since: int, limit: int | None, expand: bool, fmt: str) -> list:
+        if limit == 0:
+            return []  # Orthanc 1.10.1: "limit=0" is an empty page, not "no limit"
+        ids = self.ctx.index.list_ids(level, since, limit or 0)
         if not expand:
             return ids
         views = self.ctx.views
