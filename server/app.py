@@ -34,6 +34,7 @@ from server.resources import ResourceViews
 from server.rest.app import build_application, build_http_server
 from server.rest.inprocess import ContextExecutor, InProcessRest
 from server.rest.metadata import ContentTypes, MetadataNames
+from server.rest.multipart import ChunkStore
 from server.scripting.lua import LuaLoadError, LuaScripting
 from server.scripting.python import PythonScripting, load_script
 from server.stability import StabilityMonitor
@@ -80,6 +81,7 @@ class ServerContext:
         self.finder = Finder(self.index, self._file_tags)
         self.metadata_names = MetadataNames(config["UserMetadata"])
         self.content_types = ContentTypes(config["UserContentType"])
+        self.upload_chunks = ChunkStore()
         self.jobs = JobsEngine(self, self.bus, self.index if config["SaveJobs"] else None,
                                int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
         self.jobs_directory = config.resolve_path(config["StorageDirectory"]) / "jobs"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.dicom.main_tags import BY_LEVEL, Level, Tag
+from server.dicom.main_tags import BY_LEVEL, Level, Tag, format_tag
 from server.stability import StabilityMonitor
 from server.storage.index import ATTACHMENT_DICOM, Index, Metadata, Resource
 
@@ -14,8 +14,14 @@ _PARENT_KEY = {Level.STUDY: "ParentPatient", Level.SERIES: "ParentStudy",
 METADATA_NAMES: dict[int, str] = {m.value: m.name for m in Metadata}
 
 
-def main_tags_json(level: Level, tags: dict[Tag, str]) -> dict[str, str]:
+def main_tags_json(level: Level, tags: dict[Tag, str], fmt: str = "simplify") -> dict:
+    """The ``MainDicomTags`` of a level: by name, by ``gggg,eeee`` (short) or full nodes."""
     names = BY_LEVEL[level]
+    if fmt == "short":
+        return {format_tag(tag): value for tag, value in tags.items() if tag in names}
+    if fmt == "full":
+        return {format_tag(tag): {"Name": names[tag], "Type": "String", "Value": value}
+                for tag, value in tags.items() if tag in names}
     return {names[tag]: value for tag, value in tags.items() if tag in names}
 
 
@@ -24,20 +30,20 @@ class ResourceViews:
         self.index = index
         self.stability = stability
 
-    def expand(self, resource: Resource) -> dict:
-        """The object ``GET /{level}/{id}`` answers."""
+    def expand(self, resource: Resource, fmt: str = "simplify") -> dict:
+        """The object ``GET /{level}/{id}`` answers, its tags in ``fmt`` (simplify, short, full)."""
         index = self.index
         tags = index.main_tags(resource.internal_id)
         level = resource.level
         result: dict = {
             "ID": resource.public_id,
-            "MainDicomTags": main_tags_json(level, tags),
+            "MainDicomTags": main_tags_json(level, tags, fmt),
             "Type": level.title,
         }
         if level is not Level.PATIENT:
             result[_PARENT_KEY[level]] = index.public_id(resource.parent_internal_id)
         if level is Level.STUDY:
-            result["PatientMainDicomTags"] = main_tags_json(Level.PATIENT, tags)
+            result["PatientMainDicomTags"] = main_tags_json(Level.PATIENT, tags, fmt)
         metadata = index.metadata(resource.internal_id)
         for origin in (Metadata.AnonymizedFrom, Metadata.ModifiedFrom):
             if origin in metadata:

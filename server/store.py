@@ -106,8 +106,10 @@ class Store:
         for receive in self.receivers:
             received = receive(data, origin)
             if received is None:
+                # Orthanc answers the parents of a discarded instance but no instance ID
+                # (nor a Path to it): it never got as far as naming the instance.
                 parsed = parse_for_index(data, self.limits.default_encoding)
-                return StoreResult("FilteredOut", parsed.ids, parsed)
+                return StoreResult("FilteredOut", {**parsed.ids, Level.INSTANCE: ""}, parsed)
             data = received
         parsed = parse_for_index(data, self.limits.default_encoding)
         for accept in self.filters:

@@ -335,7 +335,9 @@ def test_received_instance_callback(probe: Isengard) -> None:
     set_mode(probe, received="discard")
     discarded = probe.upload(variant(CT, patient_id="PY-DISCARDED"))
     assert discarded["Status"] == "FilteredOut"
-    assert probe.get(f"/instances/{discarded['ID']}").status_code == 404
+    # As Orthanc: the parents are named, the discarded instance is not (no ID, no Path to it).
+    assert discarded["ID"] == "" and discarded["Path"] == "/instances/"
+    assert probe.get(f"/patients/{discarded['ParentPatient']}").status_code == 404
     set_mode(probe, received="modify")
     modified = probe.upload(variant(CT, patient_id="PY-MODIFIED"))
     assert modified["Status"] == "Success"

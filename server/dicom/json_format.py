@@ -51,15 +51,25 @@ _BINARY_VRS = frozenset(("OB", "OW", "UN", "UNKNOWN"))
 Json = dict[str, Any]
 
 
-def tags_full(ds: Dataset, default_encoding: str = "Latin1") -> Json:
+def tags_full(ds: Dataset, default_encoding: str = "Latin1",
+              ignore_length: frozenset[int] = frozenset()) -> Json:
     """``GET /instances/{id}/tags``: the dataset in Orthanc's full format.
 
     Elements after PixelData are left out, as Orthanc reads the file only up
     to the pixel data.  ``default_encoding`` is the ``DefaultEncoding`` option,
-    used when the dataset has no SpecificCharacterSet.
+    used when the dataset has no SpecificCharacterSet.  The tags of
+    ``ignore_length`` (``?ignore-length=``) show their value however long it is.
     """
     decoder = dataset_decoder(ds, default_encoding)
-    return _dataset(iter_elements(ds, skip=set(meta_overflow(ds))), decoder, top_level=True)
+    return _dataset(iter_elements(ds, skip=set(meta_overflow(ds))), decoder, top_level=True,
+                    ignore_length=ignore_length)
+
+
+def render(full: Json, fmt: str) -> Json:
+    """A full-format document in the format a client asked for: full, simplify or short."""
+    if fmt == "full":
+        return full
+    return simplify(full, short=fmt == "short")
 
 
 def tags_simplified(ds: Dataset, default_encoding: str = "Latin1") -> Json:
@@ -127,7 +137,8 @@ def dataset_decoder(ds: Dataset, default_encoding: str) -> TextDecoder:
     return decoder_for(string_text(el.raw, el.vr), default_encoding)
 
 
-def _dataset(elements: Iterable[Element], decoder: TextDecoder, top_level: bool) -> Json:
+def _dataset(elements: Iterable[Element], decoder: TextDecoder, top_level: bool,
+             ignore_length: frozenset[int] = frozenset()) -> Json:
     result: Json = {}
     for el in elements:
         if top_level and el.tag > PIXEL_DATA:
@@ -135,11 +146,11 @@ def _dataset(elements: Iterable[Element], decoder: TextDecoder, top_level: bool)
         key = f"{el.group:04x},{el.element:04x}"
         name = tag_name(el.group, el.element, el.creator)
         if el.items is not None:
-            items = [_dataset(iter_elements(item), decoder, top_level=False)
+            items = [_dataset(iter_elements(item), decoder, False, ignore_length)
                      for item in el.items]
             result[key] = {"Name": name, "Type": "Sequence", "Value": items}
             continue
-        kind, value = _leaf(el, decoder)
+        kind, value = _leaf(el, decoder, el.tag in ignore_length)
         node: Json = {"Name": name}
         if el.creator is not None:
             node["PrivateCreator"] = el.creator
@@ -158,7 +169,7 @@ def tag_text(ds: Dataset, tag: int, decoder: TextDecoder) -> str | None:
     return value if kind == "String" else None
 
 
-def _leaf(el: Element, decoder: TextDecoder) -> tuple[str, str | None]:
+def _leaf(el: Element, decoder: TextDecoder, any_length: bool = False) -> tuple[str, str | None]:
     """(Type, Value) of a leaf element, following ``ConvertLeafElement``."""
     vr = el.vr
     if vr in STRING_VRS:
@@ -173,7 +184,7 @@ def _leaf(el: Element, decoder: TextDecoder) -> tuple[str, str | None]:
         return _NULL
     if text is None:
         return _NULL
-    if len(text.encode()) > MAXIMUM_STRING_LENGTH:
+    if not any_length and len(text.encode()) > MAXIMUM_STRING_LENGTH:
         return "TooLong", None
     return "String", text
 

@@ -13,19 +13,26 @@ import tornado.web
 
 from server.rest import (
     archive,
+    bulk,
     create,
+    directory,
     jobs,
+    log_levels,
     lua,
     metadata,
     metrics,
     modalities,
     modify,
     peers,
+    plugins,
     python_routes,
     queries,
+    reconstruct,
     resources,
+    slices,
     storage_commitment,
     system,
+    tags,
     tools,
 )
 from server.rest.base import UnknownRouteHandler
@@ -95,7 +102,8 @@ class OrthancApplication(tornado.web.Application):
 def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
-                   modalities, peers, queries, modify, lua):
+                   modalities, peers, queries, modify, lua, tags, bulk,
+                   reconstruct, directory, slices, plugins, log_levels):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]

@@ -21,6 +21,7 @@ from tornado.ioloop import IOLoop
 
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
+from server.rest.xml import json_to_xml, wants_xml
 from server.storage.index import Resource
 
 if TYPE_CHECKING:
@@ -144,6 +145,10 @@ class OrthancHandler(tornado.web.RequestHandler):
         self._write_buffer = []
 
     def answer_json(self, value: Any) -> None:
+        if wants_xml(self.request.headers.get("Accept", "")):
+            self.set_header("Content-Type", "application/xml; charset=utf-8")
+            self.finish(json_to_xml(value))
+            return
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(dumps(value))
 

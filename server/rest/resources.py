@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 
 import tornado.web
 
+from server import instance_tags
 from server.dicom import content as dicom_content
 from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.errors import ErrorCode, OrthancError
+from server.rest import multipart
 from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.formats import dicom_format, ignore_length
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
+
+log = logging.getLogger("isengard.http")
 
 ID = r"([0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8})"
 LEVELS = r"(patients|studies|series|instances)"
@@ -37,17 +43,20 @@ class ListHandler(OrthancHandler):
                                f'Missing "{missing}" argument for GET request against: '
                                f'{self.request.path}')
         since = self.int_argument("since", 0)
-        limit = self.int_argument("limit", 0)
+        limit = self.int_argument("limit", 0) if limit_given else None
         expand = self.flag("expand")
-        self.answer_json(await self.run(self._list, level, since, limit, expand))
+        fmt = dicom_format(self, "simplify")
+        self.answer_json(await self.run(self._list, level, since, limit, expand, fmt))
 
-    def _list(self, level: Level, since: int, limit: int, expand: bool) -> list:
-        ids = self.ctx.index.list_ids(level, since, limit)
+    def _list(self, level: Level, since: int, limit: int | None, expand: bool, fmt: str) -> list:
+        if limit == 0:
+            return []  # Orthanc 1.10.1: "limit=0" is an empty page, not "no limit"
+        ids = self.ctx.index.list_ids(level, since, limit or 0)
         if not expand:
             return ids
         views = self.ctx.views
         resources = (self.ctx.index.lookup(i) for i in ids)
-        return [views.expand(r) for r in resources if r is not None]
+        return [views.expand(r, fmt) for r in resources if r is not None]
 
     async def post(self, plural: str) -> None:
         if plural != "instances":
@@ -56,11 +65,35 @@ class ListHandler(OrthancHandler):
         data = self.request.body
         origin = Origin("RestApi", remote_ip=self.request.remote_ip,
                         http_username=self.username or "")
-        if _is_zip(data):
+        boundary = multipart.form_boundary(self.request.headers.get("Content-Type", ""))
+        if boundary is not None:
+            target = multipart.chunk_target(self.request.headers)
+            await self.run(self._store_form, data, boundary, target, origin)
+            self._empty(200)
+            self.finish()
+        elif _is_zip(data):
             self.answer_json(await self.run(self._store_zip, data, origin))
         else:
             result = await self.run(self.ctx.store.ingest, data, origin)
             self.answer_json(result.as_json())
+
+    def _store_form(self, data: bytes, boundary: str, target: tuple[str, int] | None,
+                    origin: Origin) -> None:
+        """Store each part of a form upload (or the file its chunks complete) as Orthanc
+        does: a part that fails is logged and skipped, the answer is an empty 200."""
+        for _, content in multipart.split_parts(data, boundary):
+            if target is not None:
+                completed = self.ctx.upload_chunks.add(*target, content)
+                if completed is None:
+                    continue
+                content = completed
+            try:
+                if _is_zip(content):
+                    self._store_zip(content, origin)
+                else:
+                    self.ctx.store.ingest(content, origin)
+            except OrthancError as error:
+                log.error("Cannot store a part of a multipart upload: %s", error)
 
     def _store_zip(self, data: bytes, origin: Origin) -> list[dict]:
         answers = []
@@ -83,7 +116,8 @@ class ResourceHandler(OrthancHandler):
 
     async def get(self, plural: str, public_id: str) -> None:
         resource = self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(self.ctx.views.expand, resource))
+        self.answer_json(await self.run(self.ctx.views.expand, resource,
+                                        dicom_format(self, "simplify")))
 
     async def delete(self, plural: str, public_id: str) -> None:
         resource = self.resource(Level.parse(plural), public_id)
@@ -112,13 +146,14 @@ class RelativesHandler(OrthancHandler):
         if (plural, relative) not in _RELATIVES:
             raise tornado.web.HTTPError(404)
         resource = self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(self._relatives, resource, Level.parse(relative)))
+        fmt = dicom_format(self, "simplify")
+        self.answer_json(await self.run(self._relatives, resource, Level.parse(relative), fmt))
 
-    def _relatives(self, resource: Resource, target: Level) -> object:
+    def _relatives(self, resource: Resource, target: Level, fmt: str) -> object:
         index, views = self.ctx.index, self.ctx.views
         if target < resource.level:
-            return views.expand(index.ancestor(resource, target))
-        return [views.expand(r) for r in index.descendants(resource.internal_id, target)]
+            return views.expand(index.ancestor(resource, target), fmt)
+        return [views.expand(r, fmt) for r in index.descendants(resource.internal_id, target)]
 
 
 class StatisticsHandler(OrthancHandler):
@@ -136,28 +171,13 @@ class InstanceFileHandler(OrthancHandler):
 
 
 class InstanceTagsHandler(OrthancHandler):
-    """``/tags`` (``simplify``, ``short``) and ``/simplified-tags``."""
+    """``/tags`` (``simplify``, ``short``, ``full``, ``ignore-length``) and ``/simplified-tags``."""
 
     async def get(self, public_id: str, which: str) -> None:
         resource = self.resource(Level.INSTANCE, public_id)
-        fmt = "simplify" if which == "simplified-tags" else self._format()
-        self.answer_json(await self.run(self._tags, resource, fmt))
-
-    def _format(self) -> str:
-        if self.flag("simplify"):
-            return "simplify"
-        if self.flag("short"):
-            return "short"
-        return "full"
-
-    def _tags(self, resource: Resource, fmt: str) -> dict:
-        ds, _ = read_dataset(self.ctx.store.read_dicom(resource))
-        encoding = self.ctx.default_encoding
-        if fmt == "simplify":
-            return json_format.tags_simplified(ds, encoding)
-        if fmt == "short":
-            return json_format.tags_short(ds, encoding)
-        return json_format.tags_full(ds, encoding)
+        fmt = "simplify" if which == "simplified-tags" else dicom_format(self, "full")
+        full = await self.run(instance_tags.full_tags, self.ctx, resource, ignore_length(self))
+        self.answer_json(json_format.render(full, fmt))
 
 
 class InstanceHeaderHandler(OrthancHandler):

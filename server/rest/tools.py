@@ -16,6 +16,7 @@ from server.find import parse_request
 from server.net.conformance import conformance_statement
 from server.net.scp import DicomServer, accepted_transfer_syntaxes
 from server.rest.base import OrthancHandler
+from server.rest.formats import body_format
 
 #: The UID root Orthanc (through dcmtk) generates UIDs under.
 UID_ROOT = "1.2.276.0.7230010.3."
@@ -34,12 +35,13 @@ class FindHandler(OrthancHandler):
         expand = bool(body.get("Expand", False))
         since = body.get("Since", 0)
         limit = body.get("Limit", 0)
-        self.answer_json(await self.run(self._find, level, constraints, since, limit, expand))
+        fmt = body_format(body, "simplify")
+        self.answer_json(await self.run(self._find, level, constraints, since, limit, expand, fmt))
 
-    def _find(self, level, constraints, since: int, limit: int, expand: bool) -> list:
+    def _find(self, level, constraints, since: int, limit: int, expand: bool, fmt: str) -> list:
         found = self.ctx.finder.find(level, constraints, since, limit)
         if expand:
-            return [self.ctx.views.expand(r) for r in found]
+            return [self.ctx.views.expand(r, fmt) for r in found]
         return [r.public_id for r in found]
 
 

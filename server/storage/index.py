@@ -500,6 +500,36 @@ class Index:
             seen.add(position)
         return "Complete" if len(seen) == expected else "Missing"
 
+    def reconstruct_instance(self, instance: Resource, tags: dict[Level, dict[Tag, str]],
+                             metadata: dict[int, str]) -> bool:
+        """Replace the main DICOM tags of an instance and its ancestors by ``tags``
+        (re-read from its file), and the given instance metadata (revision + 1).
+
+        False when the instance vanished meanwhile.  As at ingest, the study also
+        indexes the patient tags."""
+        with self.transaction() as db:
+            chain: dict[Level, int] = {}
+            current: int | None = instance.internal_id
+            while current is not None:
+                row = db.execute("SELECT resourceType, parentId FROM Resources WHERE internalId=?",
+                                 (current,)).fetchone()
+                if row is None:
+                    return False
+                chain[Level(row[0])] = current
+                current = row[1]
+            for level, internal_id in chain.items():
+                values = dict(tags[level])
+                if level is Level.STUDY:
+                    values.update(tags[Level.PATIENT])
+                db.execute("DELETE FROM MainDicomTags WHERE id=?", (internal_id,))
+                db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)",
+                               [(internal_id, g, e, v) for (g, e), v in values.items()])
+            for kind, value in metadata.items():
+                db.execute("INSERT INTO Metadata(id, type, value, revision) VALUES(?, ?, ?, 0) "
+                           "ON CONFLICT(id, type) DO UPDATE SET value=excluded.value, "
+                           "revision=revision+1", (instance.internal_id, kind, value))
+        return True
+
     # -- deleting --------------------------------------------------------------------
 
     def delete(self, db: sqlite3.Connection, resource: Resource) -> tuple[list[Resource], list[str], Resource | None]:

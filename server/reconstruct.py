@@ -1,0 +1,49 @@
+"""``POST /{level}/{id}/reconstruct`` and ``/tools/reconstruct``: re-index from the files.
+
+Each instance below the resource is parsed again and its main DICOM tags (and
+those of its patient, study and series) replace what the index holds, so that
+the last instance reconstructed decides the tags of its parents, as in Orthanc.
+This is how a client repairs parents whose children disagree (after a
+modification that kept the UIDs, a change of the ``Dictionary``...).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from server.dicom.main_tags import Level
+from server.dicom.parse import parse_for_index
+from server.errors import OrthancError
+from server.storage.index import Metadata, Resource
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+log = logging.getLogger("isengard.reconstruct")
+
+
+def reconstruct_resource(ctx: ServerContext, resource: Resource) -> None:
+    log.warning("Reconstructing resource %s", resource.public_id)
+    for instance in ctx.index.descendants(resource.internal_id, Level.INSTANCE):
+        try:
+            data = ctx.store.read_dicom(instance)
+        except OrthancError:
+            if ctx.index.lookup(instance.public_id) is None:
+                continue  # deleted meanwhile
+            raise
+        parsed = parse_for_index(data, ctx.default_encoding)
+        metadata: dict[int, str] = {}
+        if parsed.transfer_syntax:
+            metadata[Metadata.TransferSyntax] = parsed.transfer_syntax
+        if parsed.sop_class_uid:
+            metadata[Metadata.SopClassUid] = parsed.sop_class_uid
+        ctx.index.reconstruct_instance(instance, parsed.tags, metadata)
+
+
+def reconstruct_all(ctx: ServerContext) -> None:
+    """Every study in turn, so that memory stays bounded on a large index."""
+    for study_id in ctx.index.list_ids(Level.STUDY):
+        study = ctx.index.lookup(study_id, Level.STUDY)
+        if study is not None:
+            reconstruct_resource(ctx, study)

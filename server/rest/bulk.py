@@ -1,0 +1,37 @@
+"""``POST /tools/bulk-content`` and ``POST /tools/bulk-delete``."""
+
+from __future__ import annotations
+
+from server import bulk
+from server.errors import ErrorCode, OrthancError
+from server.rest.base import OrthancHandler
+from server.rest.formats import body_format
+
+
+class BulkContentHandler(OrthancHandler):
+    async def post(self) -> None:
+        body = self._object_body()
+        metadata = body.get("Metadata", True)
+        if not isinstance(metadata, bool):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'The field "Metadata" must contain a Boolean')
+        fmt = body_format(body, "simplify")
+        self.answer_json(await self.run(bulk.bulk_content, self.ctx, body, fmt, metadata))
+
+    def _object_body(self) -> dict:
+        body = self.json_body()
+        if not isinstance(body, dict):
+            raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
+        return body
+
+
+class BulkDeleteHandler(BulkContentHandler):
+    async def post(self) -> None:
+        await self.run(bulk.bulk_delete, self.ctx, self._object_body())
+        self.answer_empty_text()
+
+
+def routes() -> list[tuple[str, type]]:
+    return [
+        (r"/tools/bulk-content", BulkContentHandler),
+        (r"/tools/bulk-delete", BulkDeleteHandler),
+    ]
