@@ -517,12 +517,16 @@ class Index:
                 self._log_change(db, change, internal_id)
 
     def changes(self, since: int, limit: int) -> tuple[list[ChangeRecord], bool, int]:
-        """(changes after ``since``, done, last seq) as ``/changes`` reports them."""
+        """(at most ``limit`` changes after ``since``, done, index of the last change ever logged).
+
+        ``limit`` is an unsigned 32-bit count, as in Orthanc, where the one extra row
+        fetched to know whether the log is done wraps to none for the largest count.
+        """
         with self.reading() as db:
             rows = db.execute(
                 "SELECT c.seq, c.changeType, c.resourceType, r.publicId, c.date FROM Changes c "
                 "JOIN Resources r ON r.internalId=c.internalId WHERE c.seq>? ORDER BY c.seq "
-                "LIMIT ?", (since, limit + 1)).fetchall()
+                "LIMIT ?", (since, (limit + 1) & 0xFFFFFFFF)).fetchall()
             last = self._last_change_seq(db)
         done = len(rows) <= limit
         records = [ChangeRecord(r[0], Change(r[1]), Level(r[2]), r[3], r[4]) for r in rows[:limit]]
@@ -541,8 +545,10 @@ class Index:
 
     @staticmethod
     def _last_change_seq(db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT MAX(seq) FROM Changes").fetchone()
-        return row[0] or 0
+        """The sequence number of the last change ever logged, even if it was deleted since
+        (with its resource) or cleared: Orthanc's ``GetLastChangeIndex``."""
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='Changes'").fetchone()
+        return row[0] if row else 0
 
     def clear_changes(self) -> None:
         with self.transaction() as db:
@@ -561,14 +567,14 @@ class Index:
                         identifiers.get("SeriesInstanceUID", ""),
                         identifiers.get("SOPInstanceUID", ""), date))
 
-    def exports(self, since: int, limit: int) -> tuple[list[tuple], bool, int]:
+    def exports(self, since: int, limit: int) -> tuple[list[tuple], bool]:
+        """(at most ``limit`` exports after ``since``, done), ``limit`` as in :meth:`changes`."""
         with self.reading() as db:
             rows = db.execute("SELECT seq, resourceType, publicId, remoteModality, patientId, "
                               "studyInstanceUid, seriesInstanceUid, sopInstanceUid, date "
                               "FROM ExportedResources WHERE seq>? ORDER BY seq LIMIT ?",
-                              (since, limit + 1)).fetchall()
-            last = db.execute("SELECT MAX(seq) FROM ExportedResources").fetchone()[0] or 0
-        return rows[:limit], len(rows) <= limit, last
+                              (since, (limit + 1) & 0xFFFFFFFF)).fetchall()
+        return rows[:limit], len(rows) <= limit
 
     def clear_exports(self) -> None:
         with self.transaction() as db:
