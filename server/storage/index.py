@@ -8,6 +8,7 @@ global properties) so that the same questions are cheap to answer.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -147,6 +148,18 @@ class ChangeRecord:
     date: str
 
 
+_NOT_IN_IDENTIFIERS = re.compile(r"[^\x20-\x7e]")
+
+
+def normalize_identifier(value: str | None) -> str | None:
+    """Orthanc's ``NormalizeIdentifier``, the form identifiers are looked up in: ``%`` and
+    ``_`` become spaces, all but printable ASCII is dropped, then upper case, stripped."""
+    if value is None:
+        return None
+    text = _NOT_IN_IDENTIFIERS.sub("", value.replace("%", " ").replace("_", " "))
+    return text.upper().strip()
+
+
 class Index:
     """The database behind every REST answer about resources."""
 
@@ -158,6 +171,8 @@ class Index:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.create_function("normalize_identifier", 1, normalize_identifier,
+                                 deterministic=True)
         self._db.executescript(SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO GlobalProperties VALUES(?, ?)",
                          (PROPERTY_DATABASE_VERSION, str(SCHEMA_VERSION)))
@@ -583,17 +598,19 @@ class Index:
     # -- lookups ---------------------------------------------------------------------
 
     def lookup_identifier(self, value: str) -> list[Resource]:
-        """Resources whose identifying tag (PatientID or a UID) equals ``value``."""
+        """Resources whose identifying tag (PatientID or a UID) is ``value`` once both are
+        normalized as Orthanc's ``NormalizeIdentifier`` does (so case does not matter)."""
         identifiers = [((0x0010, 0x0020), Level.PATIENT), ((0x0020, 0x000D), Level.STUDY),
                        ((0x0020, 0x000E), Level.SERIES), ((0x0008, 0x0018), Level.INSTANCE)]
+        wanted = normalize_identifier(value)
         found: list[Resource] = []
         with self.reading() as db:
             for (group, element), level in identifiers:
                 rows = db.execute(
                     "SELECT r.internalId, r.publicId, r.parentId FROM MainDicomTags t "
                     "JOIN Resources r ON r.internalId=t.id WHERE t.tagGroup=? AND t.tagElement=? "
-                    "AND t.value=? AND r.resourceType=? ORDER BY r.internalId",
-                    (group, element, value, int(level))).fetchall()
+                    "AND normalize_identifier(t.value)=? AND r.resourceType=? "
+                    "ORDER BY r.internalId", (group, element, wanted, int(level))).fetchall()
                 found += [Resource(r[0], level, r[1], r[2]) for r in rows]
         return found
 
