@@ -13,8 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydicom.charset import convert_encodings
-from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR
+from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, PersonName
 
 #: Orthanc's ``Encoding`` enumeration, the one table of this module: each name (as
 #: ``DefaultEncoding`` and ``/tools/default-encoding`` spell it) with the Python codec that
@@ -166,18 +165,20 @@ def specific_character_set(encoding: str) -> str | None:
     return _ENCODINGS[encoding][1] if encoding in _ENCODINGS else None
 
 
-def pydicom_text(text: str, encoding: str, vr: str) -> str:
-    """``text`` as pydicom must be given it to write the bytes Orthanc writes for it in a
+def pydicom_value(text: str, encoding: str, vr: str) -> str | bytes | PersonName:
+    """The value to give pydicom for it to write the bytes Orthanc writes for ``text`` in a
     dataset of ``encoding`` (characters the encoding lacks dropped, see :func:`encode_text`).
 
-    pydicom encodes the VRs with a character set through the codec of the dataset's
-    SpecificCharacterSet, and the others (or all, without one) as Latin-1.
+    The VRs with a character set get their bytes as they are (pydicom writes those
+    unchanged, where its own codecs differ from Orthanc's, for Japanese say); the others
+    are written as Latin-1, so they get the text that is those bytes in Latin-1.
     """
     raw = encode_text(text, encoding)
-    term = specific_character_set(encoding)
-    if term is None or vr not in CUSTOMIZABLE_CHARSET_VR:
-        return raw.decode("latin-1")
-    return raw.decode(convert_encodings([term])[0], "ignore")
+    if vr == "PN":
+        return PersonName(raw)
+    if vr in CUSTOMIZABLE_CHARSET_VR:
+        return raw
+    return raw.decode("latin-1")
 
 
 def encode_text(text: str, encoding: str) -> bytes:

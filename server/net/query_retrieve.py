@@ -42,7 +42,7 @@ from pynetdicom.sop_class import (
     uid_to_service_class,
 )
 
-from server.dicom.charset import TextDecoder, pydicom_text, specific_character_set
+from server.dicom.charset import TextDecoder, pydicom_value, specific_character_set
 from server.dicom.elements import STRING_VRS, Element, iter_elements, string_text
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.main_tags import ALL_TAGS, IDENTIFIER, Level, Tag, format_tag
@@ -188,7 +188,7 @@ class FindScp:
         answer.RetrieveAETitle = self.ctx.config["DicomAet"]
         for tag in wanted:
             text = counters.get(tag, values.get(tag, ""))
-            _put(answer, tag, pydicom_text(text, encoding, vr_of(tag)), request.vrs.get(tag))
+            _put(answer, tag, text, request.vrs.get(tag), encoding)
         if request.sequences:
             self._copy_sequences(answer, instance, request.sequences)
         return answer
@@ -248,8 +248,9 @@ class FindScp:
             answer.add(DataElement(number, "SQ", Sequence(list(value))))
 
 
-def _put(answer: Dataset, tag: Tag, text: str, query_vr: str | None) -> None:
-    """Add one answer key, with the dictionary's VR (numbers converted as dcmtk would)."""
+def _put(answer: Dataset, tag: Tag, text: str, query_vr: str | None, encoding: str) -> None:
+    """Add one answer key, with the dictionary's VR (numbers converted as dcmtk would,
+    text written in ``encoding``)."""
     number = (tag[0] << 16) | tag[1]
     vr = vr_of(tag)
     if vr == "UN" and query_vr and query_vr not in ("UN", "SQ"):
@@ -264,7 +265,7 @@ def _put(answer: Dataset, tag: Tag, text: str, query_vr: str | None) -> None:
     elif vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN", "SQ"):
         value = None if vr != "SQ" else []
     else:
-        value = text
+        value = pydicom_value(text, encoding, vr)
     answer.add(DataElement(number, vr, value, validation_mode=config.IGNORE))
 
 
