@@ -76,23 +76,16 @@ class Constraint:
     tag: Tag
     matches: Callable[[str | None], bool]
     exact: str | None  # the value, when a case-sensitive equality is all there is to check
-    #: How an indexed (main DICOM tag) value matches, when it differs: Orthanc 1.10.1's SQL
-    #: compares a list with the whole value, where a file's value matches any of its items.
-    matches_indexed: Callable[[str | None], bool] | None = None
-
-    def check(self, value: str | None, indexed: bool) -> bool:
-        if indexed and self.matches_indexed is not None:
-            return self.matches_indexed(value)
-        return self.matches(value)
 
 
 def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint | None:
     """Orthanc's ``DatabaseLookup`` rules, for ``/tools/find`` and the C-FIND SCP alike.
 
     None when nothing is constrained (an empty value, or a range with neither bound).
-    Ranges on DA, DT and TM; ``\\`` makes a list, matched against each value of a
-    multi-valued attribute, wildcards included literally; ``*`` and ``?`` are wildcards on
-    text VRs and refused elsewhere (400); anything else is an equality.  Without case
+    Ranges on DA, DT and TM; ``\\`` makes a list of values (wildcards taken literally)
+    the whole value must be one of; ``*`` and ``?`` are wildcards on text VRs and refused
+    elsewhere (400); anything else is an equality.  ModalitiesInStudy, multi-valued, matches a
+    list or a value when any of its modalities does (checked on Orthanc 1.10.1).  Without case
     sensitivity, both sides are upper-cased first.  A missing attribute never matches.
     """
     if pattern == "":
@@ -102,7 +95,6 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
     has_wildcard = "*" in pattern or "?" in pattern
     exact = None
     check: Callable[[str], bool]
-    whole: Callable[[str], bool] | None = None
     if vr in _RANGE_VRS and "-" in pattern:
         low, _, high = (norm(bound) for bound in pattern.partition("-"))
         if "*" in low + high or "?" in low + high:
@@ -112,8 +104,10 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         check = _range_check(low, high)
     elif "\\" in pattern:
         options = {norm(item) for item in pattern.split("\\")}
-        check = lambda value: any(item in options for item in value.split("\\"))  # noqa: E731
-        whole = options.__contains__
+        if tag == MODALITIES_IN_STUDY:
+            check = lambda value: any(item in options for item in value.split("\\"))  # noqa: E731
+        else:
+            check = options.__contains__
     elif has_wildcard and vr in WILDCARD_VRS:
         regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
                                    for c in norm(pattern)), re.DOTALL)
@@ -127,8 +121,7 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         reference = norm(pattern)
         check = lambda value: value == reference  # noqa: E731
         exact = pattern if case_sensitive else None
-    indexed = None if whole is None else _present_and(whole, norm)
-    return Constraint(tag, _present_and(check, norm), exact, indexed)
+    return Constraint(tag, _present_and(check, norm), exact)
 
 
 def _present_and(check: Callable[[str], bool],
@@ -251,7 +244,7 @@ class Finder:
                 if file_tags is None:
                     file_tags = self._file_tags(resource)
                 value = file_tags.get(c.tag)
-            if not c.check(value, owner is not None):
+            if not c.matches(value):
                 return False
         return True
 

@@ -317,9 +317,9 @@ def element(tag: Tag, value: str) -> DataElement:
         try:
             numbers = [_NUMBERS[vr](item) for item in value.split("\\")] if value else None
         except ValueError:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
-                               f"Cannot convert \"{value}\" to a {vr} value for tag "
-                               f"({tag[0]:04x},{tag[1]:04x})") from None
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               f"While creating a DICOM instance, tag ({tag[0]:04x},{tag[1]:04x}) "
+                               f"has out-of-range value: \"{value}\"") from None
         content = numbers[0] if numbers and len(numbers) == 1 else numbers
     return DataElement((tag[0] << 16) | tag[1], vr, content, validation_mode=config.IGNORE)
 
