@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pydicom.datadict import tag_for_keyword
 
 from server.dicom.dictionary import tag_from_name, vr_without_creator
-from server.dicom.main_tags import BY_LEVEL, BY_NAME, Level, Tag
+from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, BY_NAME, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.storage.index import Index, Resource
 
@@ -22,6 +22,22 @@ _RANGE_VRS = {"DA", "DT", "TM"}
 
 #: VRs on which ``*`` and ``?`` are wildcards (DICOM PS3.4 C.2.2.2.4); elsewhere they are refused.
 WILDCARD_VRS = frozenset(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"))
+
+MODALITY: Tag = (0x0008, 0x0060)
+MODALITIES_IN_STUDY: Tag = (0x0008, 0x0061)
+
+#: Orthanc's ``StringToResourceType``: the spellings a find or a C-FIND may give a level.
+_LEVEL_NAMES = {"PATIENT": Level.PATIENT, "PATIENTS": Level.PATIENT, "STUDY": Level.STUDY,
+                "STUDIES": Level.STUDY, "SERIES": Level.SERIES, "INSTANCE": Level.INSTANCE,
+                "IMAGE": Level.INSTANCE, "INSTANCES": Level.INSTANCE, "IMAGES": Level.INSTANCE}
+
+
+def parse_level(text: str) -> Level:
+    """A resource level as Orthanc reads it (any case, singular or plural, IMAGE for instances)."""
+    level = _LEVEL_NAMES.get(text.upper())
+    if level is None:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Invalid resource type '{text}'")
+    return level
 
 
 def parse_tag(name: str) -> Tag:
@@ -45,76 +61,118 @@ def vr_of(tag: Tag) -> str:
     return vr_without_creator(tag[0], tag[1]) or "UN"
 
 
+def upper_case(text: str) -> str:
+    """Orthanc's ``ToUpperCaseWithAccents``: each character to its upper case, accents kept
+    (one character for one, so ``ß`` stays ``ß``)."""
+    if text.isascii():
+        return text.upper()
+    return "".join(u if len(u := c.upper()) == 1 else c for c in text)
+
+
 @dataclass
 class Constraint:
+    """One constraint of a find: ``matches`` gets the resource's value (None when absent)."""
+
     tag: Tag
     matches: Callable[[str | None], bool]
-    exact: str | None  # the value, when an equality is all there is to check
+    exact: str | None  # the value, when a case-sensitive equality is all there is to check
 
 
 def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint | None:
-    """Orthanc's rules, for ``/tools/find`` and the C-FIND SCP alike (checked on 1.10.1).
+    """Orthanc's ``DatabaseLookup`` rules, for ``/tools/find`` and the C-FIND SCP alike.
 
-    None for universal matching (an empty value); ``*`` alone matches resources that
-    have the attribute; ``*`` and ``?`` are wildcards only on text VRs, and a 400 elsewhere.
+    None when nothing is constrained (an empty value, or a range with neither bound).
+    Ranges on DA, DT and TM; ``\\`` makes a list of values (wildcards taken literally)
+    the whole value must be one of; ``*`` and ``?`` are wildcards on text VRs and refused
+    elsewhere (400); anything else is an equality.  ModalitiesInStudy, multi-valued, matches a
+    list or a value when any of its modalities does (checked on Orthanc 1.10.1).  Without case
+    sensitivity, both sides are upper-cased first.  A missing attribute never matches.
     """
     if pattern == "":
         return None
     vr = vr_of(tag)
-    if pattern == "*" and vr in WILDCARD_VRS:
-        return Constraint(tag, lambda v: v is not None, None)
-    is_range = vr in _RANGE_VRS and "-" in pattern
-    if vr not in WILDCARD_VRS and not is_range and "\\" not in pattern and ("*" in pattern or "?" in pattern):
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
-                           f"Wildcards are not allowed on tag {tag[0]:04x},{tag[1]:04x}")
-    sensitive = case_sensitive and vr != "PN"
-    if is_range:
-        low, _, high = pattern.partition("-")
-        return Constraint(tag, lambda v: v is not None and v != "" and
-                          (not low or v >= low) and (not high or v <= high), None)
-    if "\\" in pattern:
-        options = [_matcher(p, sensitive) for p in pattern.split("\\")]
-        return Constraint(tag, lambda v: any(m(v) for m in options), None)
-    if "*" in pattern or "?" in pattern:
-        return Constraint(tag, _matcher(pattern, sensitive), None)
-    return Constraint(tag, _matcher(pattern, sensitive), pattern if sensitive else None)
+    norm = (lambda text: text) if case_sensitive else upper_case
+    has_wildcard = "*" in pattern or "?" in pattern
+    exact = None
+    check: Callable[[str], bool]
+    if vr in _RANGE_VRS and "-" in pattern:
+        low, _, high = (norm(bound) for bound in pattern.partition("-"))
+        if "*" in low + high or "?" in low + high:
+            raise _no_wildcards(tag)
+        if not low and not high:
+            return None
+        check = _range_check(low, high)
+    elif "\\" in pattern:
+        options = {norm(item) for item in pattern.split("\\")}
+        if tag == MODALITIES_IN_STUDY:
+            check = lambda value: any(item in options for item in value.split("\\"))  # noqa: E731
+        else:
+            check = options.__contains__
+    elif has_wildcard and vr in WILDCARD_VRS:
+        regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                                   for c in norm(pattern)), re.DOTALL)
+        check = lambda value: regex.fullmatch(value) is not None  # noqa: E731
+    elif has_wildcard:
+        raise _no_wildcards(tag)
+    elif tag == MODALITIES_IN_STUDY:
+        wanted = norm(pattern)
+        check = lambda value: wanted in value.split("\\")  # noqa: E731
+    else:
+        reference = norm(pattern)
+        check = lambda value: value == reference  # noqa: E731
+        exact = pattern if case_sensitive else None
+    return Constraint(tag, _present_and(check, norm), exact)
 
 
-def _matcher(pattern: str, sensitive: bool) -> Callable[[str | None], bool]:
-    regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
-                               for c in pattern), 0 if sensitive else re.IGNORECASE)
-    return lambda value: value is not None and regex.fullmatch(value) is not None
+def _present_and(check: Callable[[str], bool],
+                 norm: Callable[[str], str]) -> Callable[[str | None], bool]:
+    """A missing attribute never matches (Orthanc's constraints are all mandatory)."""
+    return lambda value: value is not None and check(norm(value))
+
+
+def _lower_level_tag(tag: Tag, level: Level) -> bool:
+    """A main tag that only levels below ``level`` index: Orthanc 1.10.1 matches nothing on it."""
+    if tag not in ALL_TAGS:
+        return False
+    return not any(tag in BY_LEVEL[upper] for upper in Level if upper <= level)
+
+
+def _range_check(low: str, high: str) -> Callable[[str], bool]:
+    return lambda value: (not low or value >= low) and (not high or value <= high)
+
+
+def _no_wildcards(tag: Tag) -> OrthancError:
+    return OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                        f"Wildcards are not allowed on tag {tag[0]:04x},{tag[1]:04x}")
 
 
 def parse_request(body: object) -> tuple[Level, list[Constraint], dict]:
+    """A ``/tools/find`` body, checked as Orthanc 1.10.1 does (its messages too);
+    ``CaseSensitive`` (default false) applies to every tag."""
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
-    level_text = body.get("Level")
-    query = body.get("Query", {})
-    if not isinstance(level_text, str) or not isinstance(query, dict):
+    if not isinstance(body.get("Level"), str):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Level" is missing, or should be a string')
+    if not isinstance(body.get("Query"), dict):
         raise OrthancError(ErrorCode.BAD_REQUEST,
-                           'Field "Level" and "Query" are mandatory in the request')
-    try:
-        level = Level.parse(level_text)
-    except ValueError:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
-                           f"Unknown resource level: {level_text}") from None
-    case_sensitive = body.get("CaseSensitive", True)
-    if not isinstance(case_sensitive, bool):
-        raise OrthancError(ErrorCode.BAD_REQUEST,
-                           'Field "CaseSensitive" must be a Boolean')
+                           'Field "Query" is missing, or should be a JSON object')
+    if not isinstance(body.get("CaseSensitive", False), bool):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "CaseSensitive" should be a Boolean')
+    for key in ("Limit", "Since"):
+        value = body.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise OrthancError(ErrorCode.BAD_REQUEST, f'Field "{key}" should be an integer')
+        if value < 0:
+            raise OrthancError(ErrorCode.BAD_REQUEST, f'Field "{key}" should be a positive integer')
+    level = parse_level(body["Level"])
     constraints = []
-    for name, value in query.items():
+    for name, value in body["Query"].items():
         if not isinstance(value, str):
             raise OrthancError(ErrorCode.BAD_REQUEST,
-                               "Tag \"" + name + "\" must be associated with a string")
-        constraint = make_constraint(parse_tag(name), value, case_sensitive)
+                               f'Tag "{name}" should be associated with a string')
+        constraint = make_constraint(parse_tag(name), value, body.get("CaseSensitive", False))
         if constraint is not None:
             constraints.append(constraint)
-    for key in ("Limit", "Since"):
-        if key in body and (not isinstance(body[key], int) or body[key] < 0):
-            raise OrthancError(ErrorCode.BAD_REQUEST,
-                               f'Field "{key}" must be a positive integer')
     return level, constraints, body
 
 
@@ -127,11 +185,13 @@ class Finder:
 
     def find(self, level: Level, constraints: list[Constraint], since: int = 0,
              limit: int = 0) -> list[Resource]:
-        exact = {c.tag: c.exact for c in constraints
-                 if c.exact is not None and c.tag in BY_LEVEL[level]
-                 and c.tag not in BY_LEVEL[Level.PATIENT]}
-        candidate_ids = list(self.index.candidates(level, exact))
-        remaining = [c for c in constraints if c.tag not in exact]
+        in_sql = [c for c in constraints if c.exact is not None and c.tag in BY_LEVEL[level]
+                  and c.tag not in BY_LEVEL[Level.PATIENT]]
+        if any(_lower_level_tag(c.tag, level) for c in constraints):
+            return []
+        candidate_ids = list(self.index.candidates(
+            level, {c.tag: c.exact for c in in_sql if c.exact is not None}))
+        remaining = [c for c in constraints if c not in in_sql]
         owners = self._owners(level, remaining)
         tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
         found: list[Resource] = []
@@ -174,7 +234,9 @@ class Finder:
         file_tags: dict[Tag, str] | None = None
         for c in constraints:
             owner = owners[c.tag]
-            if owner is resource.level:
+            if c.tag == MODALITIES_IN_STUDY and resource.level is Level.STUDY:
+                value = self.modalities_in_study(resource)
+            elif owner is resource.level:
                 value = own.get(c.tag)
             elif owner is not None:
                 value = self._ancestor_tags(resource, owner, cache).get(c.tag)
@@ -185,6 +247,14 @@ class Finder:
             if not c.matches(value):
                 return False
         return True
+
+    def modalities_in_study(self, study: Resource) -> str | None:
+        """ModalitiesInStudy as Orthanc computes it: the distinct Modality values of the
+        study's series, sorted, joined by backslashes; None when no series has one."""
+        modalities = {self.index.main_tags(series.internal_id).get(MODALITY)
+                      for series in self.index.children(study.internal_id)}
+        modalities.discard(None)
+        return "\\".join(sorted(m for m in modalities if m is not None)) if modalities else None
 
     def _ancestor_tags(self, resource: Resource, level: Level,
                        cache: dict[int, dict[Tag, str]]) -> dict[Tag, str]:

@@ -13,59 +13,52 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-#: ``DefaultEncoding`` names (Orthanc's ``Encoding`` enumeration) -> Python codecs,
-#: for the encodings a plain codec decodes as ICU does (Ascii, Utf8 and Thai have code).
-_CODECS: dict[str, str] = {
-    "Latin1": "latin-1",
-    "Latin2": "iso8859-2",
-    "Latin3": "iso8859-3",
-    "Latin4": "iso8859-4",
-    "Latin5": "iso8859-9",
-    "Cyrillic": "iso8859-5",
-    "Windows1251": "cp1251",
-    "Arabic": "iso8859-6",
-    "Greek": "iso8859-7",
-    "Hebrew": "iso8859-8",
-    "Japanese": "shift_jis",
-    "Chinese": "gb18030",
-    "Korean": "euc_kr",
-    "JapaneseKanji": "iso2022_jp",
-    "SimplifiedChinese": "gb2312",
+from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, PersonName
+
+#: Orthanc's ``Encoding`` enumeration, the one table of this module: each name (as
+#: ``DefaultEncoding`` and ``/tools/default-encoding`` spell it) with the Python codec that
+#: converts as ICU does (None: Ascii, Utf8 and Thai have code of their own) and the
+#: SpecificCharacterSet Orthanc writes for it (``GetDicomSpecificCharacterSet``).
+#: Windows1251 is no DICOM character set: Orthanc writes no SpecificCharacterSet for it.
+_ENCODINGS: dict[str, tuple[str | None, str | None]] = {
+    "Ascii": (None, "ISO_IR 6"),
+    "Utf8": (None, "ISO_IR 192"),
+    "Latin1": ("latin-1", "ISO_IR 100"),
+    "Latin2": ("iso8859-2", "ISO_IR 101"),
+    "Latin3": ("iso8859-3", "ISO_IR 109"),
+    "Latin4": ("iso8859-4", "ISO_IR 110"),
+    "Latin5": ("iso8859-9", "ISO_IR 148"),
+    "Cyrillic": ("iso8859-5", "ISO_IR 144"),
+    "Windows1251": ("cp1251", None),
+    "Arabic": ("iso8859-6", "ISO_IR 127"),
+    "Greek": ("iso8859-7", "ISO_IR 126"),
+    "Hebrew": ("iso8859-8", "ISO_IR 138"),
+    "Thai": (None, "ISO_IR 166"),
+    "Japanese": ("shift_jis", "ISO_IR 13"),
+    "Chinese": ("gb18030", "GB18030"),
+    "Korean": ("euc_kr", "ISO 2022 IR 149"),
+    "JapaneseKanji": ("iso2022_jp", "ISO 2022 IR 87"),
+    "SimplifiedChinese": ("gb2312", "ISO 2022 IR 58"),
 }
 
-#: Every ``DefaultEncoding`` value Orthanc accepts.
-ENCODING_NAMES = frozenset({*_CODECS, "Ascii", "Utf8", "Thai"})
+_CODECS: dict[str, str] = {name: codec for name, (codec, _) in _ENCODINGS.items() if codec}
 
-#: SpecificCharacterSet terms Orthanc knows (``GetDicomEncoding``).
+_BY_UPPER_NAME = {name.upper(): name for name in _ENCODINGS}
+
+#: SpecificCharacterSet terms Orthanc reads (``GetDicomEncoding``): those it writes, the
+#: ISO 2022 form of the single-byte ones (UTF-8 has none), and GBK.
 _TERMS: dict[str, str] = {
-    "ISO_IR 6": "Ascii", "ISO 2022 IR 6": "Ascii",
-    "ISO_IR 192": "Utf8",
-    "ISO_IR 100": "Latin1", "ISO 2022 IR 100": "Latin1",
-    "ISO_IR 101": "Latin2", "ISO 2022 IR 101": "Latin2",
-    "ISO_IR 109": "Latin3", "ISO 2022 IR 109": "Latin3",
-    "ISO_IR 110": "Latin4", "ISO 2022 IR 110": "Latin4",
-    "ISO_IR 148": "Latin5", "ISO 2022 IR 148": "Latin5",
-    "ISO_IR 144": "Cyrillic", "ISO 2022 IR 144": "Cyrillic",
-    "ISO_IR 127": "Arabic", "ISO 2022 IR 127": "Arabic",
-    "ISO_IR 126": "Greek", "ISO 2022 IR 126": "Greek",
-    "ISO_IR 138": "Hebrew", "ISO 2022 IR 138": "Hebrew",
-    "ISO_IR 166": "Thai", "ISO 2022 IR 166": "Thai",
-    "ISO_IR 13": "Japanese", "ISO 2022 IR 13": "Japanese",
-    "GB18030": "Chinese", "GBK": "Chinese",
-    "ISO 2022 IR 149": "Korean",
-    "ISO 2022 IR 87": "JapaneseKanji",
-    "ISO 2022 IR 58": "SimplifiedChinese",
+    **{term: name for name, (_, term) in _ENCODINGS.items() if term},
+    **{term.replace("ISO_IR", "ISO 2022 IR"): name for name, (_, term) in _ENCODINGS.items()
+       if term and term.startswith("ISO_IR") and term != "ISO_IR 192"},
+    "GBK": "Chinese",
 }
 
-#: The SpecificCharacterSet Orthanc writes for an encoding (``GetDicomSpecificCharacterSet``);
-#: Windows1251 has none, and Orthanc then writes no SpecificCharacterSet at all.
-_WRITTEN_TERMS: dict[str, str] = {
-    "Ascii": "ISO_IR 6", "Utf8": "ISO_IR 192", "Latin1": "ISO_IR 100", "Latin2": "ISO_IR 101",
-    "Latin3": "ISO_IR 109", "Latin4": "ISO_IR 110", "Latin5": "ISO_IR 148", "Cyrillic": "ISO_IR 144",
-    "Arabic": "ISO_IR 127", "Greek": "ISO_IR 126", "Hebrew": "ISO_IR 138", "Thai": "ISO_IR 166",
-    "Japanese": "ISO_IR 13", "Chinese": "GB18030", "Korean": "ISO 2022 IR 149",
-    "JapaneseKanji": "ISO 2022 IR 87", "SimplifiedChinese": "ISO 2022 IR 58",
-}
+
+def parse_encoding(text: str) -> str | None:
+    """Orthanc's ``StringToEncoding``: an encoding name in any case, as Orthanc spells it."""
+    return _BY_UPPER_NAME.get(text.upper())
+
 
 #: Shifts, single-shift and escape sequences of ISO/IEC 2022, as Orthanc removes them.
 _ISO2022_CONTROLS = re.compile(
@@ -169,7 +162,23 @@ def encoding_for_term(term: str) -> str | None:
 
 def specific_character_set(encoding: str) -> str | None:
     """The SpecificCharacterSet value Orthanc writes for ``encoding`` (None for Windows1251)."""
-    return _WRITTEN_TERMS.get(encoding)
+    return _ENCODINGS[encoding][1] if encoding in _ENCODINGS else None
+
+
+def pydicom_value(text: str, encoding: str, vr: str) -> str | bytes | PersonName:
+    """The value to give pydicom for it to write the bytes Orthanc writes for ``text`` in a
+    dataset of ``encoding`` (characters the encoding lacks dropped, see :func:`encode_text`).
+
+    The VRs with a character set get their bytes as they are (pydicom writes those
+    unchanged, where its own codecs differ from Orthanc's, for Japanese say); the others
+    are written as Latin-1, so they get the text that is those bytes in Latin-1.
+    """
+    raw = encode_text(text, encoding)
+    if vr == "PN":
+        return PersonName(raw)
+    if vr in CUSTOMIZABLE_CHARSET_VR:
+        return raw
+    return raw.decode("latin-1")
 
 
 def encode_text(text: str, encoding: str) -> bytes:

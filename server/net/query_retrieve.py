@@ -42,12 +42,13 @@ from pynetdicom.sop_class import (
     uid_to_service_class,
 )
 
-from server.dicom.charset import TextDecoder
+from server.dicom.charset import TextDecoder, pydicom_value, specific_character_set
 from server.dicom.elements import STRING_VRS, Element, iter_elements, string_text
 from server.dicom.json_format import dataset_decoder, tag_text
-from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, IDENTIFIER, Level, Tag, format_tag
+from server.dicom.main_tags import ALL_TAGS, IDENTIFIER, Level, Tag, format_tag
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, make_constraint, parse_tag, vr_of
+from server.find import parse_level as find_level
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
 from server.storage.index import Metadata, Resource
 
@@ -60,7 +61,6 @@ log = logging.getLogger("isengard.dicom")
 QUERY_RETRIEVE_LEVEL: Tag = (0x0008, 0x0052)
 SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005)
 RETRIEVE_AE_TITLE: Tag = (0x0008, 0x0054)
-MODALITY: Tag = (0x0008, 0x0060)
 MODALITIES_IN_STUDY: Tag = (0x0008, 0x0061)
 SOP_CLASSES_IN_STUDY: Tag = (0x0008, 0x0062)
 ACCESSION_NUMBER: Tag = (0x0008, 0x0050)
@@ -79,18 +79,8 @@ COUNTERS: dict[Level, tuple[Tag, ...]] = {
     Level.INSTANCE: (),
 }
 
-#: ``DefaultEncoding`` -> the SpecificCharacterSet Orthanc writes in its answers.
-CHARACTER_SETS = {
-    "Ascii": "ISO_IR 6", "Utf8": "ISO_IR 192", "Latin1": "ISO_IR 100", "Latin2": "ISO_IR 101",
-    "Latin3": "ISO_IR 109", "Latin4": "ISO_IR 110", "Latin5": "ISO_IR 148",
-    "Cyrillic": "ISO_IR 144", "Windows1251": "ISO_IR 144", "Arabic": "ISO_IR 127",
-    "Greek": "ISO_IR 126", "Hebrew": "ISO_IR 138", "Thai": "ISO_IR 166",
-    "Japanese": "ISO_IR 13", "Chinese": "GB18030", "Korean": "ISO 2022 IR 149",
-    "JapaneseKanji": "ISO 2022 IR 87", "SimplifiedChinese": "ISO 2022 IR 58",
-}
-
-_LEVELS = {"PATIENT": Level.PATIENT, "STUDY": Level.STUDY, "SERIES": Level.SERIES,
-           "IMAGE": Level.INSTANCE, "INSTANCE": Level.INSTANCE}
+#: Keys that only shape the answers: never matched (the time zone as Orthanc 1.12 ignores it).
+_NOT_MATCHED = {QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET, (0x0008, 0x0201)}
 _NUMERIC_VRS = {"US": int, "SS": int, "UL": int, "SL": int, "FL": float, "FD": float}
 
 #: A C-FIND hook (Lua's ``IncomingFindRequestFilter``): (query, origin) -> the query to run.
@@ -113,10 +103,7 @@ def parse_level(text: str | None, request: str) -> Level:
     if not text or not text.strip():
         raise OrthancError(ErrorCode.BAD_REQUEST,
                            f"{request} request without the tag 0008,0052 (QueryRetrieveLevel)")
-    level = _LEVELS.get(text.strip().upper())
-    if level is None:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown resource level: {text}")
-    return level
+    return find_level(text.strip())
 
 
 @dataclass
@@ -155,13 +142,6 @@ class FindRequest:
         return FindRequest(query, self.sequences, self.vrs)
 
 
-def _lower_level_tag(tag: Tag, level: Level) -> bool:
-    """A main tag that only levels below ``level`` index: Orthanc matches nothing on it."""
-    if tag not in ALL_TAGS:
-        return False
-    return not any(tag in BY_LEVEL[upper] for upper in Level if upper <= level)
-
-
 class FindScp:
     """Runs one C-FIND request over the index and builds Orthanc's answers."""
 
@@ -181,38 +161,34 @@ class FindScp:
         return [self._answer(level, resource, request) for resource in found], complete
 
     def _match(self, level: Level, query: dict[Tag, str]) -> list[Resource]:
+        """DICOM matching: case-sensitive, but for person names (``CaseSensitivePN``);
+        group lengths and the file meta group are no keys."""
+        case_sensitive_pn = bool(self.ctx.config["CaseSensitivePN"])
         constraints: list[Constraint] = []
-        modalities: Constraint | None = None
         for tag, value in query.items():
-            if tag in (QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET) or value == "":
+            if tag in _NOT_MATCHED or tag[1] == 0x0000 or tag[0] == 0x0002:
                 continue
-            if tag == MODALITIES_IN_STUDY and level is Level.STUDY:
-                modalities = make_constraint(MODALITY, value, True)
-            elif _lower_level_tag(tag, level):
-                return []
-            else:
-                constraints.append(make_constraint(tag, value, True))
-        found = self.ctx.finder.find(level, constraints)
-        if modalities is not None:
-            found = [study for study in found if self._has_modality(study, modalities)]
-        return found
-
-    def _has_modality(self, study: Resource, constraint: Constraint) -> bool:
-        index = self.ctx.index
-        return any(constraint.matches(index.main_tags(series.internal_id).get(MODALITY))
-                   for series in index.children(study.internal_id))
+            constraint = make_constraint(tag, value, case_sensitive_pn if vr_of(tag) == "PN" else True)
+            if constraint is not None:
+                constraints.append(constraint)
+        return self.ctx.finder.find(level, constraints)
 
     def _answer(self, level: Level, resource: Resource, request: FindRequest) -> Dataset:
-        wanted = [t for t in request.query if t not in (QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET)]
+        wanted = [t for t in request.query
+                  if t not in (QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET) and t[0] != 0x0002]
         counters = self._counters(level, resource, set(request.query))
         instance = self._representative(resource)
         values = self._values(instance, [t for t in wanted if t not in counters], request.sequences)
         answer = Dataset()
-        answer.SpecificCharacterSet = CHARACTER_SETS.get(self.ctx.default_encoding, "ISO_IR 100")
+        encoding = self.ctx.default_encoding
+        term = specific_character_set(encoding)
+        if term is not None:
+            answer.SpecificCharacterSet = term
         answer.QueryRetrieveLevel = request.query[QUERY_RETRIEVE_LEVEL]
         answer.RetrieveAETitle = self.ctx.config["DicomAet"]
         for tag in wanted:
-            _put(answer, tag, counters.get(tag, values.get(tag, "")), request.vrs.get(tag))
+            text = counters.get(tag, values.get(tag, ""))
+            _put(answer, tag, text, request.vrs.get(tag), encoding)
         if request.sequences:
             self._copy_sequences(answer, instance, request.sequences)
         return answer
@@ -253,8 +229,7 @@ class FindScp:
             instances = index.descendants(resource.internal_id, Level.INSTANCE)
             result[STUDY_SERIES] = str(len(series))
             result[STUDY_INSTANCES] = str(len(instances))
-            modalities = {index.main_tags(s.internal_id).get(MODALITY) for s in series}
-            result[MODALITIES_IN_STUDY] = "\\".join(sorted(m for m in modalities if m))
+            result[MODALITIES_IN_STUDY] = self.ctx.finder.modalities_in_study(resource) or ""
             if SOP_CLASSES_IN_STUDY in asked:
                 classes = {index.metadata(i.internal_id).get(Metadata.SopClassUid) for i in instances}
                 result[SOP_CLASSES_IN_STUDY] = "\\".join(sorted(c for c in classes if c))
@@ -273,8 +248,9 @@ class FindScp:
             answer.add(DataElement(number, "SQ", Sequence(list(value))))
 
 
-def _put(answer: Dataset, tag: Tag, text: str, query_vr: str | None) -> None:
-    """Add one answer key, with the dictionary's VR (numbers converted as dcmtk would)."""
+def _put(answer: Dataset, tag: Tag, text: str, query_vr: str | None, encoding: str) -> None:
+    """Add one answer key, with the dictionary's VR (numbers converted as dcmtk would,
+    text written in ``encoding``)."""
     number = (tag[0] << 16) | tag[1]
     vr = vr_of(tag)
     if vr == "UN" and query_vr and query_vr not in ("UN", "SQ"):
@@ -289,7 +265,7 @@ def _put(answer: Dataset, tag: Tag, text: str, query_vr: str | None) -> None:
     elif vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN", "SQ"):
         value = None if vr != "SQ" else []
     else:
-        value = text
+        value = pydicom_value(text, encoding, vr)
     answer.add(DataElement(number, vr, value, validation_mode=config.IGNORE))
 
 

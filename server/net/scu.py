@@ -300,9 +300,28 @@ def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, s
                            f"0x{final:04X}", transient=False)
 
 
+#: Binary number VRs: a query key of these holds numbers, not the text given.
+_NUMBERS = {"US": int, "SS": int, "UL": int, "SL": int, "UV": int, "SV": int,
+            "FL": float, "FD": float}
+
+
 def element(tag: Tag, value: str) -> DataElement:
-    """A query key: wildcards, ranges and lists are not valid values, so pydicom must not check them."""
-    return DataElement((tag[0] << 16) | tag[1], tag_vr(tag), value, validation_mode=config.IGNORE)
+    """A query key: wildcards, ranges and lists are not valid values, so pydicom must not check them.
+
+    A binary number takes the numbers of the text (none when empty); text that is not
+    numbers (a wildcard, say) is refused as Orthanc refuses it, with a 400.
+    """
+    vr = tag_vr(tag)
+    content: Any = value
+    if vr in _NUMBERS:
+        try:
+            numbers = [_NUMBERS[vr](item) for item in value.split("\\")] if value else None
+        except ValueError:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               f"While creating a DICOM instance, tag ({tag[0]:04x},{tag[1]:04x}) "
+                               f"has out-of-range value: \"{value}\"") from None
+        content = numbers[0] if numbers and len(numbers) == 1 else numbers
+    return DataElement((tag[0] << 16) | tag[1], vr, content, validation_mode=config.IGNORE)
 
 
 def tag_vr(tag: Tag) -> str:

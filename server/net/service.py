@@ -25,6 +25,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from server.clock import utc_now_iso
+from server.dicom.charset import specific_character_set
 from server.dicom.main_tags import BY_LEVEL, IDENTIFIER, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_tag
@@ -34,7 +35,7 @@ from server.jobs.store_scu import DicomModalityStoreJob
 from server.net import scu
 from server.net.modalities import find_by_aet, normalize_modality, peer_settings
 from server.net.peers import PeerClient
-from server.net.query_retrieve import CHARACTER_SETS, QueryRetrieveScp
+from server.net.query_retrieve import QueryRetrieveScp
 from server.storage import ids
 
 if TYPE_CHECKING:
@@ -348,7 +349,7 @@ class NetworkService:
     def find_worklist(self, remote: scu.Remote, query: dict[str, Any]) -> list[Dataset]:
         """Modality worklist C-FIND; ``query`` maps tags to strings or to arrays of such objects."""
         identifier = _dataset_from_json(query)
-        identifier.SpecificCharacterSet = CHARACTER_SETS.get(self.ctx.default_encoding, "ISO_IR 100")
+        _set_character_set(identifier, self.ctx.default_encoding)
         return scu.find_worklist(remote, identifier)
 
     def query(self, name: str, level: Level, query: dict[Tag, str], normalize: bool = True,
@@ -385,11 +386,18 @@ class NetworkService:
         for tag in _identifying_keys(level):
             fields.setdefault(tag, "")
         identifier = Dataset()
-        identifier.SpecificCharacterSet = CHARACTER_SETS.get(self.ctx.default_encoding, "ISO_IR 100")
+        _set_character_set(identifier, self.ctx.default_encoding)
         for tag, value in sorted(fields.items()):
             if tag != SPECIFIC_CHARACTER_SET:
                 identifier.add(scu.element(tag, value))
         return identifier
+
+
+def _set_character_set(identifier: Dataset, encoding: str) -> None:
+    """The SpecificCharacterSet of ``DefaultEncoding``, as Orthanc writes it (none for Windows1251)."""
+    term = specific_character_set(encoding)
+    if term is not None:
+        identifier.SpecificCharacterSet = term
 
 
 def _identifying_keys(level: Level) -> list[Tag]:

@@ -42,16 +42,21 @@ class ListHandler(OrthancHandler):
             raise OrthancError(ErrorCode.BAD_REQUEST,
                                f'Missing "{missing}" argument for GET request against: '
                                f'{self.request.path}')
-        since = self.int_argument("since", 0)
-        limit = self.int_argument("limit", 0) if limit_given else None
+        window = None
+        if since_given:
+            window = (self.int_argument("since", 0), self.int_argument("limit", 0))
         expand = self.flag("expand")
         fmt = dicom_format(self, "simplify")
-        self.answer_json(await self.run(self._list, level, since, limit, expand, fmt))
+        self.answer_json(await self.run(self._list, level, window, expand, fmt))
 
-    def _list(self, level: Level, since: int, limit: int | None, expand: bool, fmt: str) -> list:
-        if limit == 0:
-            return []  # Orthanc 1.10.1: "limit=0" is an empty page, not "no limit"
-        ids = self.ctx.index.list_ids(level, since, limit or 0)
+    def _list(self, level: Level, window: tuple[int, int] | None, expand: bool, fmt: str) -> list:
+        """All resources of the level, or ``limit`` of them after the first ``since``
+        (Orthanc 1.10.1: ``limit=0`` is an empty page, not "no limit")."""
+        if window is None:
+            ids = self.ctx.index.list_ids(level)
+        else:
+            since, limit = window
+            ids = self.ctx.index.list_ids(level, since, limit) if limit else []
         if not expand:
             return ids
         views = self.ctx.views

@@ -8,7 +8,8 @@ from server.resources import size_fields
 from server.rest.base import OrthancHandler
 from server.storage.index import SCHEMA_VERSION, ChangeRecord
 
-_MAX_CHANGES = 10000
+#: Changes or exports per page when ``limit`` is not given.
+_DEFAULT_LIMIT = 100
 
 
 class SystemHandler(OrthancHandler):
@@ -56,18 +57,45 @@ def _change_json(change: ChangeRecord) -> dict:
             "ResourceType": change.level.title, "Seq": change.seq}
 
 
+def _log_answer(name: str, items: list[dict], done: bool, since: int,
+                last_logged: int | None) -> dict:
+    """Orthanc's ``FormatLog``: ``Last`` is the last item returned, so that it can be the
+    next ``since``; with no item, the last change ever logged (``last_logged``), or ``since``
+    when that is not known (exports)."""
+    if items:
+        last = items[-1]["Seq"]
+    else:
+        last = since if last_logged is None else last_logged
+    answer = {name: items, "Done": done, "Last": last}
+    if items:
+        answer["First"] = items[0]["Seq"]
+    return answer
+
+
+def _log_window(handler: OrthancHandler) -> tuple[int, int]:
+    """``since`` and ``limit`` as Orthanc reads them: both fall back to their defaults
+    (0 and 100) when either is not a number; ``limit`` is unsigned 32-bit."""
+    try:
+        since = int(handler.get_argument("since", "0"))
+        limit = int(handler.get_argument("limit", str(_DEFAULT_LIMIT)))
+    except ValueError:
+        return 0, _DEFAULT_LIMIT
+    if not -2**63 <= since < 2**63 or not -2**32 < limit < 2**32:
+        return 0, _DEFAULT_LIMIT
+    return since, limit & 0xFFFFFFFF
+
+
 class ChangesHandler(OrthancHandler):
     async def get(self) -> None:
         index = self.ctx.index
-        if self.flag("last"):
-            records, last = await self.run(index.last_change)
-            done = True
+        if "last" in self.request.arguments:
+            records, last_logged = await self.run(index.last_change)
+            since, done = 0, True
         else:
-            since = self.int_argument("since", 0)
-            limit = min(self.int_argument("limit", 100), _MAX_CHANGES)
-            records, done, last = await self.run(index.changes, since, limit)
-        self.answer_json({"Changes": [_change_json(c) for c in records], "Done": done,
-                          "Last": last})
+            since, limit = _log_window(self)
+            records, done, last_logged = await self.run(index.changes, since, limit)
+        self.answer_json(_log_answer("Changes", [_change_json(c) for c in records], done, since,
+                                     last_logged))
 
     async def delete(self) -> None:
         await self.run(self.ctx.index.clear_changes)
@@ -76,9 +104,8 @@ class ChangesHandler(OrthancHandler):
 
 class ExportsHandler(OrthancHandler):
     async def get(self) -> None:
-        since = self.int_argument("since", 0)
-        limit = min(self.int_argument("limit", 100), _MAX_CHANGES)
-        rows, done, last = await self.run(self.ctx.index.exports, since, limit)
+        since, limit = _log_window(self)
+        rows, done = await self.run(self.ctx.index.exports, since, limit)
         exports = []
         for seq, level, public_id, modality, patient, study, series, sop, date in rows:
             level = Level(level)
@@ -92,7 +119,7 @@ class ExportsHandler(OrthancHandler):
             if level >= Level.INSTANCE:
                 item["SOPInstanceUID"] = sop
             exports.append(item)
-        self.answer_json({"Done": done, "Exports": exports, "Last": last})
+        self.answer_json(_log_answer("Exports", exports, done, since, None))
 
     async def delete(self) -> None:
         await self.run(self.ctx.index.clear_exports)

@@ -9,7 +9,7 @@ from pydicom.uid import generate_uid
 
 from server import logging_setup
 from server.clock import local_now_iso, utc_now_iso
-from server.dicom.charset import ENCODING_NAMES
+from server.dicom.charset import parse_encoding
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_request
@@ -47,7 +47,7 @@ class FindHandler(OrthancHandler):
 
 class LookupHandler(OrthancHandler):
     async def post(self) -> None:
-        value = self.request.body.decode("utf-8", "replace").strip()
+        value = self.request.body.decode("utf-8", "replace")
         found = await self.run(self.ctx.index.lookup_identifier, value)
         self.answer_json([{"ID": r.public_id, "Path": f"/{r.level.plural}/{r.public_id}",
                            "Type": r.level.title} for r in found])
@@ -77,11 +77,13 @@ class DefaultEncodingHandler(OrthancHandler):
         self.answer_text(self.ctx.default_encoding)
 
     async def put(self) -> None:
-        name = self.request.body.decode("utf-8", "replace").strip()
-        if name not in ENCODING_NAMES:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown encoding: {name}")
+        """Any case is accepted; the answer is the encoding as Orthanc spells it."""
+        text = self.request.body.decode("utf-8", "replace")
+        name = parse_encoding(text)
+        if name is None:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown encoding: {text}")
         self.ctx.set_default_encoding(name)
-        self.answer_empty_text()
+        self.answer_text(name)
 
 
 class LogLevelHandler(OrthancHandler):

@@ -9,6 +9,7 @@ global properties) so that the same questions are cheap to answer.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -178,6 +179,18 @@ class ChangeRecord:
     date: str
 
 
+_NOT_IN_IDENTIFIERS = re.compile(r"[^\x20-\x7e]")
+
+
+def normalize_identifier(value: str | None) -> str | None:
+    """Orthanc's ``NormalizeIdentifier``, the form identifiers are looked up in: ``%`` and
+    ``_`` become spaces, all but printable ASCII is dropped, then upper case, stripped."""
+    if value is None:
+        return None
+    text = _NOT_IN_IDENTIFIERS.sub("", value.replace("%", " ").replace("_", " "))
+    return text.upper().strip()
+
+
 class Index:
     """The database behind every REST answer about resources."""
 
@@ -189,6 +202,8 @@ class Index:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.create_function("normalize_identifier", 1, normalize_identifier,
+                                 deterministic=True)
         self._db.executescript(SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO GlobalProperties VALUES(?, ?)",
                          (PROPERTY_DATABASE_VERSION, str(SCHEMA_VERSION)))
@@ -647,12 +662,16 @@ class Index:
                 self._log_change(db, change, internal_id)
 
     def changes(self, since: int, limit: int) -> tuple[list[ChangeRecord], bool, int]:
-        """(changes after ``since``, done, last seq) as ``/changes`` reports them."""
+        """(at most ``limit`` changes after ``since``, done, index of the last change ever logged).
+
+        ``limit`` is an unsigned 32-bit count, as in Orthanc, where the one extra row
+        fetched to know whether the log is done wraps to none for the largest count.
+        """
         with self.reading() as db:
             rows = db.execute(
                 "SELECT c.seq, c.changeType, c.resourceType, r.publicId, c.date FROM Changes c "
                 "JOIN Resources r ON r.internalId=c.internalId WHERE c.seq>? ORDER BY c.seq "
-                "LIMIT ?", (since, limit + 1)).fetchall()
+                "LIMIT ?", (since, (limit + 1) & 0xFFFFFFFF)).fetchall()
             last = self._last_change_seq(db)
         done = len(rows) <= limit
         records = [ChangeRecord(r[0], Change(r[1]), Level(r[2]), r[3], r[4]) for r in rows[:limit]]
@@ -671,8 +690,10 @@ class Index:
 
     @staticmethod
     def _last_change_seq(db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT MAX(seq) FROM Changes").fetchone()
-        return row[0] or 0
+        """The sequence number of the last change ever logged, even if it was deleted since
+        (with its resource) or cleared: Orthanc's ``GetLastChangeIndex``."""
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='Changes'").fetchone()
+        return row[0] if row else 0
 
     def clear_changes(self) -> None:
         with self.transaction() as db:
@@ -691,14 +712,14 @@ class Index:
                         identifiers.get("SeriesInstanceUID", ""),
                         identifiers.get("SOPInstanceUID", ""), date))
 
-    def exports(self, since: int, limit: int) -> tuple[list[tuple], bool, int]:
+    def exports(self, since: int, limit: int) -> tuple[list[tuple], bool]:
+        """(at most ``limit`` exports after ``since``, done), ``limit`` as in :meth:`changes`."""
         with self.reading() as db:
             rows = db.execute("SELECT seq, resourceType, publicId, remoteModality, patientId, "
                               "studyInstanceUid, seriesInstanceUid, sopInstanceUid, date "
                               "FROM ExportedResources WHERE seq>? ORDER BY seq LIMIT ?",
-                              (since, limit + 1)).fetchall()
-            last = db.execute("SELECT MAX(seq) FROM ExportedResources").fetchone()[0] or 0
-        return rows[:limit], len(rows) <= limit, last
+                              (since, (limit + 1) & 0xFFFFFFFF)).fetchall()
+        return rows[:limit], len(rows) <= limit
 
     def clear_exports(self) -> None:
         with self.transaction() as db:
@@ -707,17 +728,19 @@ class Index:
     # -- lookups ---------------------------------------------------------------------
 
     def lookup_identifier(self, value: str) -> list[Resource]:
-        """Resources whose identifying tag (PatientID or a UID) equals ``value``."""
+        """Resources whose identifying tag (PatientID or a UID) is ``value`` once both are
+        normalized as Orthanc's ``NormalizeIdentifier`` does (so case does not matter)."""
         identifiers = [((0x0010, 0x0020), Level.PATIENT), ((0x0020, 0x000D), Level.STUDY),
                        ((0x0020, 0x000E), Level.SERIES), ((0x0008, 0x0018), Level.INSTANCE)]
+        wanted = normalize_identifier(value)
         found: list[Resource] = []
         with self.reading() as db:
             for (group, element), level in identifiers:
                 rows = db.execute(
                     "SELECT r.internalId, r.publicId, r.parentId FROM MainDicomTags t "
                     "JOIN Resources r ON r.internalId=t.id WHERE t.tagGroup=? AND t.tagElement=? "
-                    "AND t.value=? AND r.resourceType=? ORDER BY r.internalId",
-                    (group, element, value, int(level))).fetchall()
+                    "AND normalize_identifier(t.value)=? AND r.resourceType=? "
+                    "ORDER BY r.internalId", (group, element, wanted, int(level))).fetchall()
                 found += [Resource(r[0], level, r[1], r[2]) for r in rows]
         return found
 
