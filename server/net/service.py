@@ -23,6 +23,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
 
 from server.clock import utc_now_iso
 from server.dicom.main_tags import BY_LEVEL, IDENTIFIER, Level, Tag
@@ -321,7 +322,10 @@ class NetworkService:
     def echo(self, remote: scu.Remote, check_find: bool | None = None) -> None:
         scu.echo(remote)
         if self.ctx.config["DicomEchoChecksFind"] if check_find is None else check_find:
-            scu.find(remote, Level.STUDY, self._identifier(Level.STUDY, {}, remote.manufacturer, True))
+            # A random study, so that a modality that knows us answers quickly with nothing.
+            query = {IDENTIFIER[Level.STUDY]: generate_uid()}
+            scu.find(remote, Level.STUDY, self._identifier(Level.STUDY, query, remote.manufacturer,
+                                                           False))
 
     def store_straight(self, name: str, data: bytes, local_aet: str | None = None,
                        timeout: float | None = None) -> dict[str, str]:

@@ -167,8 +167,14 @@ class ToolsEchoHandler(OrthancHandler):
     """``POST /tools/dicom-echo``: C-ECHO to a modality given by its parameters."""
 
     async def post(self) -> None:
-        body = json_object(self)
-        params = parse_modality({k: v for k, v in body.items() if k not in ("CheckFind",)})
+        try:
+            body = json.loads(self.request.body or b"")
+        except ValueError:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body") from None
+        if isinstance(body, dict):
+            params = parse_modality({k: v for k, v in body.items() if k != "CheckFind"})
+        else:
+            params, body = parse_modality(body), {}
         remote = Remote.of(params, self.ctx.config, timeout=timeout_option(body))
         await self.run(self.ctx.network.echo, remote, option(body, "CheckFind", bool))
         self.answer_json({})

@@ -29,8 +29,11 @@ CHILD_KEYS: dict[Level, tuple[Tag, ...]] = {
     Level.STUDY: (STUDY_UID,),
     Level.SERIES: (STUDY_UID, SERIES_UID),
 }
-CHILD_ROUTES = {"query-study": Level.STUDY, "query-series": Level.SERIES,
+CHILD_ROUTES = {"query-studies": Level.STUDY, "query-series": Level.SERIES,
                 "query-instances": Level.INSTANCE}
+#: What ``GET /queries/{id}/answers/{n}`` lists below each level (Orthanc spells "query-study").
+CHILD_OPERATIONS = {Level.STUDY: "query-study", Level.SERIES: "query-series",
+                    Level.INSTANCE: "query-instances"}
 
 
 class QueryView(OrthancHandler):
@@ -85,7 +88,7 @@ class AnswerHandler(QueryView):
     async def get(self, query_id: str, index: str) -> None:
         record = self.record(query_id)
         self.answer_of(record, index)
-        children = [name for name, level in CHILD_ROUTES.items() if level > record.level]
+        children = [name for level, name in CHILD_OPERATIONS.items() if level > record.level]
         self.answer_json(["content", "retrieve", *children])
 
 
@@ -149,8 +152,7 @@ class ChildQueryHandler(QueryView):
         answer = self.answer_of(record, index)
         level = CHILD_ROUTES[route]
         if level <= record.level:
-            raise OrthancError(ErrorCode.BAD_SEQUENCE_OF_CALLS,
-                               "Cannot request children at the same level of the query")
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         body = json_object(self, "Must provide a JSON object as the body")
         query = query_tags(body.get("Query", {}))
         for group, element in CHILD_KEYS[record.level]:
@@ -171,7 +173,7 @@ def routes() -> list[tuple[str, type]]:
         (rf"/queries/{ID}/answers/{INDEX}", AnswerHandler),
         (rf"/queries/{ID}/answers/{INDEX}/content", AnswerContentHandler),
         (rf"/queries/{ID}/answers/{INDEX}/retrieve", RetrieveHandler),
-        (rf"/queries/{ID}/answers/{INDEX}/(query-study|query-series|query-instances)",
+        (rf"/queries/{ID}/answers/{INDEX}/(query-studies|query-series|query-instances)",
          ChildQueryHandler),
         (rf"/queries/{ID}/level", LevelHandler),
         (rf"/queries/{ID}/modality", ModalityHandler),
