@@ -14,10 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from pynetdicom import AE, _config, evt
+from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from server.dicom.encode import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from server.errors import OrthancError
 from server.net.modalities import normalized_modalities
 from server.store import Origin, Store
@@ -41,6 +43,9 @@ KNOWN_TRANSFER_SYNTAXES = [
 #: The uncompressed syntaxes, always accepted for C-ECHO.
 UNCOMPRESSED = KNOWN_TRANSFER_SYNTAXES[:3]
 
+#: Chosen first when the caller proposes it, as Orthanc does (pynetdicom takes the acceptor's order).
+PREFERRED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1"
+
 #: pynetdicom's DUL thread sleeps this long when idle (its default, 1 ms, caps throughput).
 DUL_POLL_SECONDS = 0.0001
 
@@ -62,6 +67,16 @@ def accepted_transfer_syntaxes(patterns: list[str]) -> list[str]:
     """``AcceptedTransferSyntaxes`` patterns (``*`` and ``?`` wildcards) over the known ones."""
     return [ts for ts in KNOWN_TRANSFER_SYNTAXES
             if any(fnmatch.fnmatchcase(ts, p) for p in patterns)]
+
+
+def received_file(event: evt.Event) -> bytes:
+    """The DICOM file of a C-STORE: the dataset as sent, behind the meta header Orthanc writes
+    (its dcmtk's implementation, where pynetdicom would name itself)."""
+    meta = event.file_meta
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta),
+                     event.encoded_dataset(include_meta=False)))
 
 
 class _NoDelayServer(ThreadedAssociationServer):
@@ -139,8 +154,13 @@ class DicomServer:
         self._add_storage_contexts(ae)
 
     def _add_storage_contexts(self, ae: AE) -> None:
+        """Storage as SCP, and as SCU too: a C-GET sends its instances over the caller's
+        association, in the storage contexts it proposed with the SCP role for itself."""
+        preferred = [ts for ts in self.transfer_syntaxes if ts == PREFERRED_TRANSFER_SYNTAX]
+        syntaxes = preferred + [ts for ts in self.transfer_syntaxes if ts not in preferred]
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, self.transfer_syntaxes)
+            ae.add_supported_context(context.abstract_syntax, syntaxes,
+                                     scu_role=True, scp_role=True)
 
     def set_transfer_syntaxes(self, syntaxes: list[str]) -> None:
         """``PUT /tools/accepted-transfer-syntaxes``: governs the associations negotiated from now on."""
@@ -216,7 +236,7 @@ class DicomServer:
         aet, ip = self._caller(event)
         origin = Origin("DicomProtocol", remote_ip=ip, remote_aet=aet,
                         called_aet=event.assoc.acceptor.ae_title.strip())
-        data = event.encoded_dataset(include_meta=True)
+        data = received_file(event)
         try:
             self.store.ingest(data, origin)
         except DimseStatusError as e:

@@ -76,9 +76,13 @@ class ChangesHandler(OrthancHandler):
 
 class ExportsHandler(OrthancHandler):
     async def get(self) -> None:
-        since = self.int_argument("since", 0)
-        limit = min(self.int_argument("limit", 100), _MAX_CHANGES)
-        rows, done, last = await self.run(self.ctx.index.exports, since, limit)
+        if self.flag("last"):
+            _, _, last = await self.run(self.ctx.index.exports, 0, 0)
+            rows, done, last = await self.run(self.ctx.index.exports, max(last - 1, 0), 1)
+        else:
+            since = self.int_argument("since", 0)
+            limit = min(self.int_argument("limit", 100), _MAX_CHANGES)
+            rows, done, last = await self.run(self.ctx.index.exports, since, limit)
         exports = []
         for seq, level, public_id, modality, patient, study, series, sop, date in rows:
             level = Level(level)
