@@ -47,6 +47,7 @@ from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, IDENTIFIER, Level, Tag, f
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, make_constraint, parse_tag, vr_of
 from server.jobs.archive import transcode
+from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
 from server.storage.index import Metadata, Resource
 
@@ -397,7 +398,7 @@ class QueryRetrieveScp:
         requestor = event.assoc.requestor
         aet = requestor.ae_title.strip()
         found = self.network.modalities_by_aet(aet)
-        return {"CalledAet": event.assoc.acceptor.ae_title.strip(),
+        return {"CalledAet": called_aet(event),
                 "Manufacturer": found[0][1]["Manufacturer"] if found else "Generic",
                 "RemoteAet": aet, "RemoteIp": requestor.address}
 

@@ -69,6 +69,11 @@ def accepted_transfer_syntaxes(patterns: list[str]) -> list[str]:
             if any(fnmatch.fnmatchcase(ts, p) for p in patterns)]
 
 
+def called_aet(event: evt.Event) -> str:
+    """The AET the caller asked for (``storescu`` says ANY-SCP), whatever ours is."""
+    return str(event.assoc.requestor.primitive.called_ae_title).strip()
+
+
 def received_file(event: evt.Event) -> bytes:
     """The DICOM file of a C-STORE: the dataset as sent, behind the meta header Orthanc writes
     (its dcmtk's implementation, where pynetdicom would name itself)."""
@@ -234,8 +239,7 @@ class DicomServer:
         if self._refuse(event, "Store"):
             return STATUS_NOT_AUTHORIZED
         aet, ip = self._caller(event)
-        origin = Origin("DicomProtocol", remote_ip=ip, remote_aet=aet,
-                        called_aet=event.assoc.acceptor.ae_title.strip())
+        origin = Origin("DicomProtocol", remote_ip=ip, remote_aet=aet, called_aet=called_aet(event))
         data = received_file(event)
         try:
             self.store.ingest(data, origin)

@@ -109,6 +109,9 @@ class QueryRecord:
     query: dict[Tag, str]
     normalize: bool = True
     answers: list[Dataset] = field(default_factory=list)
+    #: The query's own ``LocalAet`` and ``Timeout``, inherited by its retrieves and child queries.
+    local_aet: str | None = None
+    timeout: float | None = None
 
 
 class QueryArchive:
@@ -360,16 +363,21 @@ class NetworkService:
         """``/modalities/{id}/query``: a C-FIND whose answers are kept at ``/queries/{id}``."""
         remote = self.remote(name, local_aet, timeout)
         answers = self.find(remote, level, query, normalize)
-        record = QueryRecord(str(uuid.uuid4()), name, level, dict(query), normalize, answers)
+        record = QueryRecord(str(uuid.uuid4()), name, level, dict(query), normalize, answers,
+                             local_aet, timeout)
         self.queries.add(record)
         return record
 
     def retrieve_job(self, record: QueryRecord, answers: list[Dataset], target_aet: str | None,
-                     timeout: float | None = None) -> Job:
-        """A DicomMoveScu job moving ``answers`` of ``record`` to ``target_aet`` (default: us)."""
+                     timeout: float | None = None, query_format: str = "Short") -> Job:
+        """A DicomMoveScu job moving ``answers`` of ``record`` to ``target_aet``; by default
+        the modality's ``LocalAet``, else ours, as Orthanc."""
         items = [retrieve_item(_answer_tags(a)) for a in answers]
-        return DicomMoveScuJob(self.ctx, self.modality(record.modality),
-                               target_aet or self.ctx.config["DicomAet"], items, timeout=timeout)
+        modality = self.modality(record.modality)
+        target = target_aet or modality.get("LocalAet") or self.ctx.config["DicomAet"]
+        return DicomMoveScuJob(self.ctx, modality, target, items, local_aet=record.local_aet,
+                               timeout=timeout if timeout is not None else record.timeout,
+                               query_format=query_format)
 
     def _identifier(self, level: Level, query: dict[Tag, str], manufacturer: str,
                     normalize: bool) -> Dataset:

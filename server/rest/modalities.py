@@ -209,13 +209,18 @@ class QueryHandler(OrthancHandler):
         body = json_object(self)
         if not isinstance(body.get("Level"), str):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The JSON body must contain field Level")
+        for key, kind, label in (("Normalize", bool, "a Boolean"), ("Query", dict, "a JSON object"),
+                                 ("LocalAet", str, "a string")):
+            if key in body and not isinstance(body[key], kind):
+                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"The field {key} must contain {label}")
         level = parse_level(body["Level"])
-        normalize = option(body, "Normalize", bool, True)
+        normalize = body.get("Normalize", True)
         query = query_tags(body.get("Query", {}))
+        local_aet = body.get("LocalAet") or None
         remote_timeout = timeout_option(body)
         network.modality(name)
         record = await self.run(lambda: network.query(name, level, query, normalize,
-                                                      timeout=remote_timeout))
+                                                      local_aet=local_aet, timeout=remote_timeout))
         self.answer_json({"ID": record.id, "Path": f"/queries/{record.id}"})
 
 

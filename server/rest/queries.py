@@ -117,11 +117,12 @@ class QueryContentHandler(QueryView):
                                               "Value": v} for t, v in sorted(query.items())})
 
 
-def retrieve_options(raw: bytes, default_aet: str) -> tuple[str, dict[str, Any]]:
-    """(target AET, job options) of a retrieve body: a plain AET, or ``{"TargetAet", ...}``."""
+def retrieve_options(raw: bytes) -> tuple[str | None, dict[str, Any]]:
+    """(target AET or None for the default, job options) of a retrieve body: a plain AET, or
+    ``{"TargetAet", ...}``."""
     text = raw.decode("utf-8", "replace").strip()
     if not text:
-        return default_aet, {}
+        return None, {}
     try:
         body = json.loads(text)
     except ValueError:
@@ -130,7 +131,16 @@ def retrieve_options(raw: bytes, default_aet: str) -> tuple[str, dict[str, Any]]
         return body, {}
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON object or a target AET")
-    return option(body, "TargetAet", str, default_aet) or default_aet, body
+    return option(body, "TargetAet", str) or None, body
+
+
+def json_format_option(body: dict[str, Any]) -> str:
+    """The DICOM-as-JSON format a job body asks for (``Simplify``, ``Short`` or ``Full``
+    set to true); ``Short`` by default, as Orthanc's retrieve jobs."""
+    for key in ("Simplify", "Short", "Full"):
+        if option(body, key, bool, False):
+            return key
+    return "Short"
 
 
 class RetrieveHandler(QueryView):
@@ -139,8 +149,9 @@ class RetrieveHandler(QueryView):
     async def post(self, query_id: str, index: str | None = None) -> None:
         record = self.record(query_id)
         answers = record.answers if index is None else [self.answer_of(record, index)]
-        target, body = retrieve_options(self.request.body, self.ctx.config["DicomAet"])
-        job = self.ctx.network.retrieve_job(record, answers, target, timeout_option(body))
+        target, body = retrieve_options(self.request.body)
+        job = self.ctx.network.retrieve_job(record, answers, target, timeout_option(body),
+                                            json_format_option(body))
         await submit_job(self, job, body)
 
 
@@ -160,8 +171,9 @@ class ChildQueryHandler(QueryView):
             if number in answer:
                 query[(group, element)] = str(answer[number].value or "")
         network = self.ctx.network
+        timeout = timeout_option(body) or record.timeout
         child = await self.run(lambda: network.query(record.modality, level, query, record.normalize,
-                                                     timeout=timeout_option(body)))
+                                                     timeout=timeout))
         self.answer_json({"ID": child.id, "Path": f"/queries/{child.id}"})
 
 
