@@ -300,15 +300,35 @@ def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, s
                            f"0x{final:04X}", transient=False)
 
 
+#: Binary number VRs: a query key of these is sent as numbers, not as text.
+_NUMBER_VRS = {"US": int, "SS": int, "UL": int, "SL": int, "UV": int, "SV": int,
+               "FL": float, "FD": float}
+
+
 def element(tag: Tag, value: str) -> DataElement:
-    """A query key: wildcards, ranges and lists are not valid values, so pydicom must not check them."""
-    return DataElement((tag[0] << 16) | tag[1], tag_vr(tag), value, validation_mode=config.IGNORE)
+    """A query key: wildcards, ranges and lists are not valid values, so pydicom must not check them.
+
+    A number VR gets its value(s) as numbers (``Rows`` ``"42"`` is the US 42); a text that is no
+    number is refused as dcmtk refuses it."""
+    vr = tag_vr(tag)
+    number = (tag[0] << 16) | tag[1]
+    if vr in _NUMBER_VRS:
+        parts = [p.strip() for p in value.split("\\")] if value.strip() else []
+        try:
+            numbers = [_NUMBER_VRS[vr](p) for p in parts]
+        except ValueError:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               f"Not a number for tag ({tag[0]:04x},{tag[1]:04x}): {value}") from None
+        content: Any = None if not numbers else numbers[0] if len(numbers) == 1 else numbers
+        return DataElement(number, vr, content, validation_mode=config.IGNORE)
+    return DataElement(number, vr, value, validation_mode=config.IGNORE)
 
 
 def tag_vr(tag: Tag) -> str:
-    """The dictionary VR of a tag (LO when unknown, as for a private text)."""
+    """The dictionary VR of a tag (LO when unknown, as for a private text); the first one when
+    the dictionary gives a choice (``US or SS``)."""
     try:
-        return pydicom.datadict.dictionary_VR((tag[0] << 16) | tag[1])
+        return pydicom.datadict.dictionary_VR((tag[0] << 16) | tag[1]).split(" or ")[0]
     except KeyError:
         return "LO"
 
