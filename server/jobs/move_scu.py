@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from server.dicom.dictionary import tag_name
 from server.dicom.main_tags import Level, Tag, format_tag
 from server.jobs.job import Job, StepResult, register
 from server.net import scu
@@ -46,8 +47,10 @@ class DicomMoveScuJob(Job):
 
     def __init__(self, ctx: ServerContext, modality: dict[str, Any], target_aet: str,
                  queries: list[dict[str, str]], local_aet: str | None = None,
-                 timeout: float | None = None, description: str = "REST API") -> None:
+                 timeout: float | None = None, description: str = "REST API",
+                 query_format: str = "Short") -> None:
         super().__init__(ctx)
+        self.query_format = query_format
         self.modality = dict(modality)
         self.remote = scu.Remote.of(modality, ctx.config, local_aet, timeout)
         self.requested_local_aet = local_aet
@@ -74,19 +77,34 @@ class DicomMoveScuJob(Job):
 
     def content(self) -> dict[str, Any]:
         return {"Description": self.description, "LocalAet": self.remote.local_aet,
-                "Query": self.queries, "RemoteAet": self.remote.aet}
+                "Query": [formatted(q, self.query_format) for q in self.queries],
+                "RemoteAet": self.remote.aet}
 
     def serialize(self) -> dict[str, Any]:
         return {"Modality": self.modality, "TargetAet": self.target_aet, "Query": self.queries,
                 "LocalAet": self.requested_local_aet, "Timeout": self.requested_timeout,
-                "Description": self.description, "Position": self.position}
+                "Description": self.description, "Position": self.position,
+                "QueryFormat": self.query_format}
 
     @classmethod
     def unserialize(cls, ctx: ServerContext, data: dict[str, Any]) -> DicomMoveScuJob:
         job = cls(ctx, data["Modality"], data["TargetAet"], data["Query"], data.get("LocalAet"),
-                  data.get("Timeout"), data.get("Description", "REST API"))
+                  data.get("Timeout"), data.get("Description", "REST API"),
+                  data.get("QueryFormat", "Short"))
         job.position = int(data.get("Position", 0))
         return job
+
+
+def formatted(query: dict[str, str], query_format: str) -> dict[str, Any]:
+    """A kept answer in the job's format (``Short``, ``Full`` or ``Simplify``), as Orthanc's
+    ``DicomMap::ToJson``: every value is a string."""
+    if query_format == "Short":
+        return dict(query)
+    names = {key: tag_name(*_tag(key), None) for key in query}
+    if query_format == "Simplify":
+        return {names[key]: value for key, value in query.items()}
+    return {key: {"Name": names[key], "Type": "String", "Value": value}
+            for key, value in query.items()}
 
 
 def _tag(key: str) -> Tag:

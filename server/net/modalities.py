@@ -6,10 +6,13 @@ dicom-network.md); everything else in the server reads the normalized form.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from server.errors import ErrorCode, OrthancError
+
+log = logging.getLogger("isengard.dicom")
 
 _ALLOW_FLAGS = ("AllowEcho", "AllowEventReport", "AllowFind", "AllowFindWorklist", "AllowGet",
                 "AllowMove", "AllowNAction", "AllowStore", "AllowTranscoding")
@@ -23,7 +26,7 @@ def normalize_modality(params: Any) -> dict[str, Any]:
         "AET": params["AET"],
         "Host": params["Host"],
         "Port": int(params["Port"]),
-        "Manufacturer": params.get("Manufacturer", "Generic"),
+        "Manufacturer": canonical_manufacturer(params.get("Manufacturer", "Generic")),
         "LocalAet": params.get("LocalAet", ""),
         "Timeout": params.get("Timeout", 0),
         "UseDicomTls": params.get("UseDicomTls", False),
@@ -40,7 +43,22 @@ def normalized_modalities(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: normalize_modality(params) for name, params in config.items()}
 
 
+#: Fields of a peer that Orthanc reads itself; any other field is a user property.
+PEER_RESERVED = ("CertificateFile", "CertificateKeyFile", "CertificateKeyPassword", "HttpHeaders",
+                 "Password", "Pkcs11", "Url", "URL", "Username", "Timeout")
+
+
+def user_property(value: Any) -> str | None:
+    """A user property of a peer as Orthanc keeps it (a string), None when of no such kind."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (str, int)):
+        return str(value)
+    return None
+
+
 def normalize_peer(params: Any) -> dict[str, Any]:
+    """A peer as ``GET /peers?expand`` shows it (Orthanc's ``FormatPublic``): no secrets."""
     if isinstance(params, list):
         params = {"Url": params[0],
                   **({"Username": params[1], "Password": params[2]} if len(params) >= 3 else {})}
@@ -51,12 +69,16 @@ def normalize_peer(params: Any) -> dict[str, Any]:
         "Timeout": params.get("Timeout", 0),
         "Url": url if url.endswith("/") else url + "/",
     }
-    if "Username" in params:
+    if params.get("Username"):
         result["Username"] = params["Username"]
         result["Password"] = None
-    for key in ("CertificateFile", "CertificateKeyFile"):
-        if key in params:
-            result[key] = params[key]
+    if params.get("CertificateFile"):
+        result["CertificateFile"] = params["CertificateFile"]
+        result["CertificateKeyFile"] = None
+        result["CertificateKeyPassword"] = None
+    for key, value in params.items():
+        if key not in PEER_RESERVED and user_property(value) is not None:
+            result[key] = user_property(value)
     return result
 
 
@@ -67,7 +89,12 @@ def normalized_peers(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # -- validation of REST bodies (PUT /modalities/{n}, PUT /peers/{p}) ---------------------
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
-MANUFACTURERS = ("Generic", "GenericNoWildcardInDates", "GenericNoUniversalWildcard", "Vitrea", "GE")
+MANUFACTURERS = ("Generic", "GenericNoWildcardInDates", "GenericNoUniversalWildcard", "Vitrea", "GE",
+                 "SiemensSyngoCT")
+#: Names of older Orthanc versions, still accepted (with a warning) as what they became.
+OBSOLETE_MANUFACTURERS = {"AgfaImpax": "GenericNoWildcardInDates",
+                          "SyngoVia": "GenericNoWildcardInDates", "EFilm2": "Generic",
+                          "MedInria": "Generic", "ClearCanvas": "Generic", "Dcm4Chee": "Generic"}
 _MODALITY_BOOLEANS = (*_ALLOW_FLAGS, "AllowStorageCommitment", "UseDicomTls")
 _PEER_STRINGS = ("Username", "Password", "CertificateFile", "CertificateKeyFile",
                  "CertificateKeyPassword")
@@ -96,13 +123,22 @@ def _port(value: Any) -> int:
     return value
 
 
+def canonical_manufacturer(value: str) -> str:
+    """The manufacturer Orthanc uses for a name, obsolete names mapped to their successor."""
+    if value in MANUFACTURERS:
+        return value
+    if value in OBSOLETE_MANUFACTURERS:
+        return OBSOLETE_MANUFACTURERS[value]
+    raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f'Unknown modality manufacturer: "{value}"')
+
+
 def _manufacturer(value: Any) -> str:
     if not isinstance(value, str):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Manufacturer")
-    if value not in MANUFACTURERS:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
-                           f'Unknown modality manufacturer: "{value}"')
-    return value
+    if value in OBSOLETE_MANUFACTURERS:
+        log.warning('The "%s" manufacturer is obsolete since Orthanc 1.3.0, using "%s" instead',
+                    value, OBSOLETE_MANUFACTURERS[value])
+    return canonical_manufacturer(value)
 
 
 def _field(params: dict, key: str, kind: type, label: str) -> None:
@@ -165,6 +201,10 @@ def parse_peer(params: Any) -> dict[str, Any]:
                                 isinstance(params["Timeout"], bool) or params["Timeout"] < 0):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                            "Unsigned integer value expected in field: Timeout")
+    for key, value in params.items():
+        if key not in PEER_RESERVED and user_property(value) is None:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "User-defined properties associated "
+                               f"with a Web service must be strings: {key}")
     result = {k: v for k, v in params.items() if k != "URL"}
     result["Url"] = url if url.endswith("/") else url + "/"
     return result

@@ -31,7 +31,6 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom import evt
 from pynetdicom.presentation import PresentationContext, build_context
-from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -39,7 +38,6 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
-    uid_to_service_class,
 )
 
 from server.dicom.charset import TextDecoder, pydicom_value, specific_character_set
@@ -49,6 +47,8 @@ from server.dicom.main_tags import ALL_TAGS, IDENTIFIER, Level, Tag, format_tag
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, make_constraint, parse_tag, vr_of
 from server.find import parse_level as find_level
+from server.jobs.archive import transcode
+from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
 from server.storage.index import Metadata, Resource
 
@@ -355,10 +355,6 @@ class QueryRetrieveScp:
                       PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove,
                       PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelGet):
             ae.add_supported_context(model, syntaxes)
-        for context in list(ae.supported_contexts):
-            if _is_storage(context.abstract_syntax):
-                ae.add_supported_context(context.abstract_syntax, context.transfer_syntax,
-                                         scu_role=True, scp_role=True)
         dicom.extra_handlers += [(evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move),
                                  (evt.EVT_C_GET, self._on_get)]
 
@@ -378,7 +374,7 @@ class QueryRetrieveScp:
         requestor = event.assoc.requestor
         aet = requestor.ae_title.strip()
         found = self.network.modalities_by_aet(aet)
-        return {"CalledAet": event.assoc.acceptor.ae_title.strip(),
+        return {"CalledAet": called_aet(event),
                 "Manufacturer": found[0][1]["Manufacturer"] if found else "Generic",
                 "RemoteAet": aet, "RemoteIp": requestor.address}
 
@@ -466,8 +462,30 @@ class QueryRetrieveScp:
             self.ctx.metrics.record_max("orthanc_get_scp_duration_ms", (time.monotonic() - started) * 1000)
         yield len(instances)
         for instance in instances:
-            yield PENDING, _dataset_of(self.ctx, instance)
+            yield PENDING, _get_dataset(self.ctx, event.assoc, instance)
 
 
-def _is_storage(uid: str) -> bool:
-    return uid_to_service_class(uid) is StorageServiceClass
+def _get_dataset(ctx: ServerContext, assoc: Any, instance: Resource) -> Dataset:
+    """An instance for a C-GET, transcoded when the caller accepted its SOP class but not its
+    transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does."""
+    metadata = ctx.index.metadata(instance.internal_id)
+    sop_class = metadata.get(Metadata.SopClassUid)
+    syntax = metadata.get(Metadata.TransferSyntax)
+    accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts
+                if cx.abstract_syntax == sop_class and cx.as_scu]
+    if not accepted or syntax in accepted:
+        return _dataset_of(ctx, instance)
+    targets = [ts for ts in UNCOMPRESSED if ts in accepted] + \
+        [ts for ts in accepted if ts not in UNCOMPRESSED]
+    try:
+        data = ctx.store.read_dicom(instance)
+    except Exception:  # noqa: BLE001 - deleted since the request: a failed sub-operation
+        return _dataset_of(ctx, instance)
+    for target in targets:
+        try:
+            return pydicom.dcmread(BytesIO(transcode(data, target)), force=True)
+        except OrthancError:
+            continue
+    log.error("C-GET: cannot transcode instance %s from %s to one of [ %s ]",
+              instance.public_id, syntax, " ".join(accepted))
+    return pydicom.dcmread(BytesIO(data), force=True)

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from pynetdicom import AE, _config, evt
+from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from server.dicom.encode import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from server.errors import OrthancError
 from server.net.modalities import normalized_modalities
 from server.store import Origin, Store
@@ -41,6 +43,9 @@ KNOWN_TRANSFER_SYNTAXES = [
 
 #: The uncompressed syntaxes, always accepted for C-ECHO.
 UNCOMPRESSED = KNOWN_TRANSFER_SYNTAXES[:3]
+
+#: Chosen first when the caller proposes it, as Orthanc does (pynetdicom takes the acceptor's order).
+PREFERRED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1"
 
 #: pynetdicom's DUL thread sleeps this long when idle (its default, 1 ms, caps throughput).
 DUL_POLL_SECONDS = 0.0001
@@ -80,6 +85,21 @@ class _Contexts(list):
             duplicate._transfer_syntax = list(context._transfer_syntax)
             copies.append(duplicate)
         return copies
+
+
+def called_aet(event: evt.Event) -> str:
+    """The AET the caller asked for (``storescu`` says ANY-SCP), whatever ours is."""
+    return str(event.assoc.requestor.primitive.called_ae_title).strip()
+
+
+def received_file(event: evt.Event) -> bytes:
+    """The DICOM file of a C-STORE: the dataset as sent, behind the meta header Orthanc writes
+    (its dcmtk's implementation, where pynetdicom would name itself)."""
+    meta = event.file_meta
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta),
+                     event.encoded_dataset(include_meta=False)))
 
 
 class _NoDelayServer(ThreadedAssociationServer):
@@ -157,8 +177,13 @@ class DicomServer:
         self._add_storage_contexts(ae)
 
     def _add_storage_contexts(self, ae: AE) -> None:
+        """Storage as SCP, and as SCU too: a C-GET sends its instances over the caller's
+        association, in the storage contexts it proposed with the SCP role for itself."""
+        preferred = [ts for ts in self.transfer_syntaxes if ts == PREFERRED_TRANSFER_SYNTAX]
+        syntaxes = preferred + [ts for ts in self.transfer_syntaxes if ts not in preferred]
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, self.transfer_syntaxes)
+            ae.add_supported_context(context.abstract_syntax, syntaxes,
+                                     scu_role=True, scp_role=True)
 
     def set_transfer_syntaxes(self, syntaxes: list[str]) -> None:
         """``PUT /tools/accepted-transfer-syntaxes``: governs the associations negotiated from now on."""
@@ -233,9 +258,8 @@ class DicomServer:
         if self._refuse(event, "Store"):
             return STATUS_NOT_AUTHORIZED
         aet, ip = self._caller(event)
-        origin = Origin("DicomProtocol", remote_ip=ip, remote_aet=aet,
-                        called_aet=event.assoc.acceptor.ae_title.strip())
-        data = event.encoded_dataset(include_meta=True)
+        origin = Origin("DicomProtocol", remote_ip=ip, remote_aet=aet, called_aet=called_aet(event))
+        data = received_file(event)
         try:
             self.store.ingest(data, origin)
         except DimseStatusError as e:

@@ -325,9 +325,10 @@ def element(tag: Tag, value: str) -> DataElement:
 
 
 def tag_vr(tag: Tag) -> str:
-    """The dictionary VR of a tag (LO when unknown, as for a private text)."""
+    """The dictionary VR of a tag (LO when unknown, as for a private text); the first one when
+    the dictionary gives a choice (``US or SS``)."""
     try:
-        return pydicom.datadict.dictionary_VR((tag[0] << 16) | tag[1])
+        return pydicom.datadict.dictionary_VR((tag[0] << 16) | tag[1]).split(" or ")[0]
     except KeyError:
         return "LO"
 

@@ -23,6 +23,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
 
 from server.clock import utc_now_iso
 from server.dicom.charset import specific_character_set
@@ -58,6 +59,36 @@ COUNTER_KEYS: dict[Level, tuple[Tag, ...]] = {
 }
 ACCESSION_NUMBER: Tag = (0x0008, 0x0050)
 SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005)
+
+#: The DICOM modules whose attributes a normalized C-FIND query keeps at each level and the
+#: levels above (Orthanc's ``DicomTag::AddTagsForModule``, after PS 3.3 2011): not the same
+#: as the main DICOM tags of the index.
+MODULES: dict[Level, tuple[Tag, ...]] = {
+    Level.PATIENT: (
+        (0x0010, 0x0010), (0x0010, 0x0020), (0x0010, 0x0030), (0x0010, 0x0040), (0x0008, 0x1120),
+        (0x0010, 0x0032), (0x0010, 0x1000), (0x0010, 0x1002), (0x0010, 0x1001), (0x0010, 0x2160),
+        (0x0010, 0x4000), (0x0010, 0x2201), (0x0010, 0x2202), (0x0010, 0x2292), (0x0010, 0x2293),
+        (0x0010, 0x2294), (0x0010, 0x2297), (0x0010, 0x2298), (0x0010, 0x2299), (0x0012, 0x0062),
+        (0x0012, 0x0063), (0x0012, 0x0064), (0x0010, 0x0021), (0x0010, 0x0024)),
+    Level.STUDY: (
+        (0x0020, 0x000D), (0x0008, 0x0020), (0x0008, 0x0030), (0x0008, 0x0090), (0x0008, 0x0096),
+        (0x0020, 0x0010), (0x0008, 0x0050), (0x0008, 0x0051), (0x0008, 0x1030), (0x0008, 0x1048),
+        (0x0008, 0x1049), (0x0008, 0x1060), (0x0008, 0x1062), (0x0032, 0x1034), (0x0008, 0x1110),
+        (0x0008, 0x1032), (0x0040, 0x1012)),
+    Level.SERIES: (
+        (0x0008, 0x0060), (0x0020, 0x000E), (0x0020, 0x0011), (0x0020, 0x0060), (0x0008, 0x0021),
+        (0x0008, 0x0031), (0x0008, 0x1050), (0x0008, 0x1052), (0x0018, 0x1030), (0x0008, 0x103E),
+        (0x0008, 0x103F), (0x0008, 0x1070), (0x0008, 0x1072), (0x0008, 0x1111), (0x0008, 0x1250),
+        (0x0018, 0x0015), (0x0018, 0x5100), (0x0028, 0x0108), (0x0029, 0x0109), (0x0040, 0x0275),
+        (0x0010, 0x2210), (0x0040, 0x0253), (0x0040, 0x0244), (0x0040, 0x0245), (0x0040, 0x0254),
+        (0x0040, 0x0260), (0x0040, 0x0280)),
+    Level.INSTANCE: (
+        (0x0008, 0x0016), (0x0008, 0x0018), (0x0008, 0x0005), (0x0008, 0x0012), (0x0008, 0x0013),
+        (0x0008, 0x0014), (0x0008, 0x001A), (0x0008, 0x001B), (0x0008, 0x0110), (0x0008, 0x0201),
+        (0x0018, 0xA001), (0x0020, 0x0013), (0x0100, 0x0410), (0x0100, 0x0420), (0x0100, 0x0424),
+        (0x0100, 0x0426), (0x0400, 0x0500), (0x0400, 0x0561), (0x0040, 0xA390), (0x0028, 0x0303),
+        (0x4FFE, 0x0001), (0xFFFA, 0xFFFA)),
+}
 _DATE_VRS = ("DA",)
 
 
@@ -109,6 +140,9 @@ class QueryRecord:
     query: dict[Tag, str]
     normalize: bool = True
     answers: list[Dataset] = field(default_factory=list)
+    #: The query's own ``LocalAet`` and ``Timeout``, inherited by its retrieves and child queries.
+    local_aet: str | None = None
+    timeout: float | None = None
 
 
 class QueryArchive:
@@ -322,7 +356,10 @@ class NetworkService:
     def echo(self, remote: scu.Remote, check_find: bool | None = None) -> None:
         scu.echo(remote)
         if self.ctx.config["DicomEchoChecksFind"] if check_find is None else check_find:
-            scu.find(remote, Level.STUDY, self._identifier(Level.STUDY, {}, remote.manufacturer, True))
+            # A random study, so that a modality that knows us answers quickly with nothing.
+            query = {IDENTIFIER[Level.STUDY]: generate_uid()}
+            scu.find(remote, Level.STUDY, self._identifier(Level.STUDY, query, remote.manufacturer,
+                                                           False))
 
     def store_straight(self, name: str, data: bytes, local_aet: str | None = None,
                        timeout: float | None = None) -> dict[str, str]:
@@ -356,24 +393,29 @@ class NetworkService:
               local_aet: str | None = None, timeout: float | None = None) -> QueryRecord:
         """``/modalities/{id}/query``: a C-FIND whose answers are kept at ``/queries/{id}``."""
         remote = self.remote(name, local_aet, timeout)
-        answers = self.find(remote, level, query, normalize)
-        record = QueryRecord(str(uuid.uuid4()), name, level, dict(query), normalize, answers)
+        answers = [_with_meta_uids(a) for a in self.find(remote, level, query, normalize)]
+        record = QueryRecord(str(uuid.uuid4()), name, level, dict(query), normalize, answers,
+                             local_aet, timeout)
         self.queries.add(record)
         return record
 
     def retrieve_job(self, record: QueryRecord, answers: list[Dataset], target_aet: str | None,
-                     timeout: float | None = None) -> Job:
-        """A DicomMoveScu job moving ``answers`` of ``record`` to ``target_aet`` (default: us)."""
+                     timeout: float | None = None, query_format: str = "Short") -> Job:
+        """A DicomMoveScu job moving ``answers`` of ``record`` to ``target_aet``; by default
+        the modality's ``LocalAet``, else ours, as Orthanc."""
         items = [retrieve_item(_answer_tags(a)) for a in answers]
-        return DicomMoveScuJob(self.ctx, self.modality(record.modality),
-                               target_aet or self.ctx.config["DicomAet"], items, timeout=timeout)
+        modality = self.modality(record.modality)
+        target = target_aet or modality.get("LocalAet") or self.ctx.config["DicomAet"]
+        return DicomMoveScuJob(self.ctx, modality, target, items, local_aet=record.local_aet,
+                               timeout=timeout if timeout is not None else record.timeout,
+                               query_format=query_format)
 
     def _identifier(self, level: Level, query: dict[Tag, str], manufacturer: str,
                     normalize: bool) -> Dataset:
         """The C-FIND identifier Orthanc sends for ``query``."""
         fields = dict(query)
         if normalize:
-            allowed = {t for lv in Level if lv <= level for t in BY_LEVEL[lv]}
+            allowed = {t for lv in Level if lv <= level for t in MODULES[lv]}
             allowed |= set(COUNTER_KEYS[level]) | {SPECIFIC_CHARACTER_SET}
             for tag in [t for t in fields if t not in allowed]:
                 log.warning("Tag not allowed for this C-Find level, will be ignored: (%04x,%04x)", *tag)
@@ -427,6 +469,21 @@ def _dataset_from_json(query: dict[str, Any]) -> Dataset:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                                f'The value of tag "{name}" must be a string or an array of objects')
     return result
+
+
+#: (answer tag, meta header tag) that Orthanc's kept answers repeat: it holds each answer as a
+#: DICOM file, whose meta header takes the SOP class and instance UIDs of the dataset.
+_META_UIDS = ((0x00080016, 0x00020002), (0x00080018, 0x00020003))
+
+
+def _with_meta_uids(answer: Dataset) -> Dataset:
+    """A C-FIND answer as ``/queries/{id}/answers`` shows it: with ``MediaStorageSOPClassUID``
+    and ``MediaStorageSOPInstanceUID`` when it has a SOP class or instance UID."""
+    for tag, meta in _META_UIDS:
+        value = value_text(answer[tag].value) if tag in answer else ""
+        if value:
+            answer.add_new(meta, "UI", value)
+    return answer
 
 
 def _answer_tags(answer: Dataset) -> dict[Tag, str]:

@@ -27,6 +27,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.net import scu
+from server.net.scp import called_aet
 
 if TYPE_CHECKING:
     from server.app import ServerContext
@@ -255,7 +256,7 @@ class CommitmentService:
         request = event.action_information
         pairs = _pairs(getattr(request, "ReferencedSOPSequence", []))
         job = StorageCommitmentScpJob(self.ctx, str(request.TransactionUID), pairs, aet,
-                                      event.assoc.acceptor.ae_title.strip())
+                                      called_aet(event))
         self.ctx.jobs.submit(job, 0)
         return 0x0000, None
 

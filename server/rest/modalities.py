@@ -167,8 +167,14 @@ class ToolsEchoHandler(OrthancHandler):
     """``POST /tools/dicom-echo``: C-ECHO to a modality given by its parameters."""
 
     async def post(self) -> None:
-        body = json_object(self)
-        params = parse_modality({k: v for k, v in body.items() if k not in ("CheckFind",)})
+        try:
+            body = json.loads(self.request.body or b"")
+        except ValueError:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body") from None
+        if isinstance(body, dict):
+            params = parse_modality({k: v for k, v in body.items() if k != "CheckFind"})
+        else:
+            params, body = parse_modality(body), {}
         remote = Remote.of(params, self.ctx.config, timeout=timeout_option(body))
         await self.run(self.ctx.network.echo, remote, option(body, "CheckFind", bool))
         self.answer_json({})
@@ -203,13 +209,18 @@ class QueryHandler(OrthancHandler):
         body = json_object(self)
         if not isinstance(body.get("Level"), str):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The JSON body must contain field Level")
+        for key, kind, label in (("Normalize", bool, "a Boolean"), ("Query", dict, "a JSON object"),
+                                 ("LocalAet", str, "a string")):
+            if key in body and not isinstance(body[key], kind):
+                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"The field {key} must contain {label}")
         level = parse_level(body["Level"])
-        normalize = option(body, "Normalize", bool, True)
+        normalize = body.get("Normalize", True)
         query = query_tags(body.get("Query", {}))
+        local_aet = body.get("LocalAet") or None
         remote_timeout = timeout_option(body)
         network.modality(name)
         record = await self.run(lambda: network.query(name, level, query, normalize,
-                                                      timeout=remote_timeout))
+                                                      local_aet=local_aet, timeout=remote_timeout))
         self.answer_json({"ID": record.id, "Path": f"/queries/{record.id}"})
 
 

@@ -29,8 +29,11 @@ CHILD_KEYS: dict[Level, tuple[Tag, ...]] = {
     Level.STUDY: (STUDY_UID,),
     Level.SERIES: (STUDY_UID, SERIES_UID),
 }
-CHILD_ROUTES = {"query-study": Level.STUDY, "query-series": Level.SERIES,
+CHILD_ROUTES = {"query-studies": Level.STUDY, "query-series": Level.SERIES,
                 "query-instances": Level.INSTANCE}
+#: What ``GET /queries/{id}/answers/{n}`` lists below each level (Orthanc spells "query-study").
+CHILD_OPERATIONS = {Level.STUDY: "query-study", Level.SERIES: "query-series",
+                    Level.INSTANCE: "query-instances"}
 
 
 class QueryView(OrthancHandler):
@@ -85,7 +88,7 @@ class AnswerHandler(QueryView):
     async def get(self, query_id: str, index: str) -> None:
         record = self.record(query_id)
         self.answer_of(record, index)
-        children = [name for name, level in CHILD_ROUTES.items() if level > record.level]
+        children = [name for level, name in CHILD_OPERATIONS.items() if level > record.level]
         self.answer_json(["content", "retrieve", *children])
 
 
@@ -114,11 +117,12 @@ class QueryContentHandler(QueryView):
                                               "Value": v} for t, v in sorted(query.items())})
 
 
-def retrieve_options(raw: bytes, default_aet: str) -> tuple[str, dict[str, Any]]:
-    """(target AET, job options) of a retrieve body: a plain AET, or ``{"TargetAet", ...}``."""
+def retrieve_options(raw: bytes) -> tuple[str | None, dict[str, Any]]:
+    """(target AET or None for the default, job options) of a retrieve body: a plain AET, or
+    ``{"TargetAet", ...}``."""
     text = raw.decode("utf-8", "replace").strip()
     if not text:
-        return default_aet, {}
+        return None, {}
     try:
         body = json.loads(text)
     except ValueError:
@@ -127,7 +131,16 @@ def retrieve_options(raw: bytes, default_aet: str) -> tuple[str, dict[str, Any]]
         return body, {}
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON object or a target AET")
-    return option(body, "TargetAet", str, default_aet) or default_aet, body
+    return option(body, "TargetAet", str) or None, body
+
+
+def json_format_option(body: dict[str, Any]) -> str:
+    """The DICOM-as-JSON format a job body asks for (``Simplify``, ``Short`` or ``Full``
+    set to true); ``Short`` by default, as Orthanc's retrieve jobs."""
+    for key in ("Simplify", "Short", "Full"):
+        if option(body, key, bool, False):
+            return key
+    return "Short"
 
 
 class RetrieveHandler(QueryView):
@@ -136,8 +149,9 @@ class RetrieveHandler(QueryView):
     async def post(self, query_id: str, index: str | None = None) -> None:
         record = self.record(query_id)
         answers = record.answers if index is None else [self.answer_of(record, index)]
-        target, body = retrieve_options(self.request.body, self.ctx.config["DicomAet"])
-        job = self.ctx.network.retrieve_job(record, answers, target, timeout_option(body))
+        target, body = retrieve_options(self.request.body)
+        job = self.ctx.network.retrieve_job(record, answers, target, timeout_option(body),
+                                            json_format_option(body))
         await submit_job(self, job, body)
 
 
@@ -149,8 +163,7 @@ class ChildQueryHandler(QueryView):
         answer = self.answer_of(record, index)
         level = CHILD_ROUTES[route]
         if level <= record.level:
-            raise OrthancError(ErrorCode.BAD_SEQUENCE_OF_CALLS,
-                               "Cannot request children at the same level of the query")
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         body = json_object(self, "Must provide a JSON object as the body")
         query = query_tags(body.get("Query", {}))
         for group, element in CHILD_KEYS[record.level]:
@@ -158,8 +171,9 @@ class ChildQueryHandler(QueryView):
             if number in answer:
                 query[(group, element)] = str(answer[number].value or "")
         network = self.ctx.network
+        timeout = timeout_option(body) or record.timeout
         child = await self.run(lambda: network.query(record.modality, level, query, record.normalize,
-                                                     timeout=timeout_option(body)))
+                                                     timeout=timeout))
         self.answer_json({"ID": child.id, "Path": f"/queries/{child.id}"})
 
 
@@ -171,7 +185,7 @@ def routes() -> list[tuple[str, type]]:
         (rf"/queries/{ID}/answers/{INDEX}", AnswerHandler),
         (rf"/queries/{ID}/answers/{INDEX}/content", AnswerContentHandler),
         (rf"/queries/{ID}/answers/{INDEX}/retrieve", RetrieveHandler),
-        (rf"/queries/{ID}/answers/{INDEX}/(query-study|query-series|query-instances)",
+        (rf"/queries/{ID}/answers/{INDEX}/(query-studies|query-series|query-instances)",
          ChildQueryHandler),
         (rf"/queries/{ID}/level", LevelHandler),
         (rf"/queries/{ID}/modality", ModalityHandler),

@@ -227,6 +227,8 @@ class LuaScripting:
         if callback == "OnHeartBeat":
             self._heartbeat_queued.clear()
         try:
+            if callback == "OnStoredInstance" or callback.startswith("OnStable"):
+                self.main.call("_InitializeJob")
             self._call_main(callback, *args)
         except LuaScriptError as error:
             log.error("Error while processing Lua events: %s", error.message)

@@ -104,8 +104,34 @@ local function unwrap(ok, value)
   error(value, 3)
 end
 
+-- Orthanc (0.8+) collects the routing helpers' operations of OnStoredInstance and OnStable*
+-- in the table of _InitializeJob/_AccessJob, then runs them as a job.  Here the helpers run
+-- at once; the table records what they did, in Orthanc's form, for the scripts that read it.
+local insert = table.insert
+function _InitializeJob() _job = {} end
+function _AccessJob() return _job end
+
+local operations = {
+  SendToModality = function(resource, modality, localAet)
+    return { Operation = "store-scu", Resource = resource, Modality = modality, LocalAet = localAet }
+  end,
+  SendToPeer = function(resource, peer)
+    return { Operation = "store-peer", Resource = resource, Peer = peer }
+  end,
+  Delete = function(resource) return { Operation = "delete", Resource = resource } end,
+  ModifyInstance = function(resource, replace, remove, removePrivateTags)
+    return { Operation = "modify", Resource = resource, Replace = replace, Remove = remove,
+             RemovePrivateTags = removePrivateTags }
+  end,
+}
+
 for name, implementation in pairs(api) do
-  _G[name] = function(...) return (unwrap(implementation(select("#", ...), ...))) end
+  local operation = operations[name]
+  _G[name] = function(...)
+    local value = unwrap(implementation(select("#", ...), ...))
+    if operation and type(_job) == "table" then insert(_job, operation(...)) end
+    return value
+  end
 end
 
 print("Lua toolbox installed")
