@@ -133,7 +133,7 @@ class RevisionedHandler(OrthancHandler):
         return False
 
     def expected_for_put(self) -> Revision | None:
-        """The revision a PUT replaces: If-Match's, or "none" when CheckRevisions asks for one."""
+        """The revision a PUT replaces: If-Match's, else (with CheckRevisions) none at all."""
         header = self.request.headers.get("If-Match")
         if header is not None:
             return parse_revision(header, "if-match")
