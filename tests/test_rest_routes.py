@@ -296,3 +296,9 @@ def test_limit_zero_is_an_empty_page(server: Isengard) -> None:
     server.upload(SERIES[0])
     assert server.json("/patients?since=0&limit=0") == []
     assert len(server.json("/patients?since=0&limit=10")) == 1
+
+
+def test_protection_of_an_unknown_patient(server: Isengard) -> None:
+    path = "/patients/00000000-00000000-00000000-00000000-00000000/protected"
+    for answer in (server.get(path), server.put(path, "1")):
+        assert answer.status_code == 400 and answer.json()["OrthancStatus"] == 3  # as Orthanc 1.10.1

@@ -214,15 +214,23 @@ class InstanceContentHandler(OrthancHandler):
 
 
 class ProtectedHandler(OrthancHandler):
+    """``/patients/{id}/protected``; an unknown patient is Orthanc's 400 "Parameter out of range"."""
+
     async def get(self, public_id: str) -> None:
-        resource = self.resource(Level.PATIENT, public_id)
+        resource = self._patient(public_id)
         protected = await self.run(self.ctx.index.is_protected, resource.internal_id)
         self.answer_text("1" if protected else "0")
 
     async def put(self, public_id: str) -> None:
-        resource = self.resource(Level.PATIENT, public_id)
+        resource = self._patient(public_id)
         await self.run(self.ctx.index.set_protected, resource.internal_id, self.boolean_body())
         self.answer_empty_text()
+
+    def _patient(self, public_id: str) -> Resource:
+        try:
+            return self.resource(Level.PATIENT, public_id)
+        except NoAnswer:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
 
 
 def routes() -> list[tuple[str, type]]:
