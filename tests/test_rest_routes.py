@@ -302,3 +302,17 @@ def test_protection_of_an_unknown_patient(server: Isengard) -> None:
     path = "/patients/00000000-00000000-00000000-00000000-00000000/protected"
     for answer in (server.get(path), server.put(path, "1")):
         assert answer.status_code == 400 and answer.json()["OrthancStatus"] == 3  # as Orthanc 1.10.1
+
+
+def test_descendants_are_listed_in_orthanc_order(both) -> None:
+    """Sibling groups come out reversed level by level, as Orthanc 1.10.1 lists them."""
+    isengard, orthanc = both
+    for study, series, sop in ((1, 1, 1), (2, 2, 2), (1, 3, 3), (2, 4, 4), (1, 1, 5), (2, 2, 6)):
+        tags = {"PatientID": "ORDER", "StudyInstanceUID": f"1.2.3.{study}",
+                "SeriesInstanceUID": f"1.2.3.{study}.{series}", "SOPInstanceUID": f"1.2.3.{study}.{series}.{sop}"}
+        for server in both:
+            assert server.post("/tools/create-dicom", json={"Tags": tags, "Force": True}).status_code == 200
+    patient = isengard.post("/tools/lookup", data="ORDER").json()[0]["ID"]
+    study = isengard.post("/tools/lookup", data="1.2.3.1").json()[0]["ID"]
+    for path in (f"/patients/{patient}/series", f"/patients/{patient}/instances", f"/studies/{study}/instances"):
+        assert [r["ID"] for r in isengard.json(path)] == [r["ID"] for r in orthanc.json(path)], path

@@ -14,6 +14,7 @@ from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.errors import ErrorCode, OrthancError
+from server.resources import descendants_in_orthanc_order
 from server.rest import multipart
 from server.rest.base import NoAnswer, OrthancHandler
 from server.rest.formats import dicom_format, ignore_length
@@ -153,7 +154,7 @@ class RelativesHandler(OrthancHandler):
         index, views = self.ctx.index, self.ctx.views
         if target < resource.level:
             return views.expand(index.ancestor(resource, target), fmt)
-        return [views.expand(r, fmt) for r in index.descendants(resource.internal_id, target)]
+        return [views.expand(r, fmt) for r in descendants_in_orthanc_order(index, resource, target)]
 
 
 class StatisticsHandler(OrthancHandler):
