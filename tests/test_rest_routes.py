@@ -316,3 +316,16 @@ def test_descendants_are_listed_in_orthanc_order(both) -> None:
     study = isengard.post("/tools/lookup", data="1.2.3.1").json()[0]["ID"]
     for path in (f"/patients/{patient}/series", f"/patients/{patient}/instances", f"/studies/{study}/instances"):
         assert [r["ID"] for r in isengard.json(path)] == [r["ID"] for r in orthanc.json(path)], path
+
+
+def test_export_to_the_filesystem_only_when_allowed(server: Isengard, make_isengard, tmp_path) -> None:
+    instance = server.upload(SERIES[0])["ID"]
+    target = tmp_path / "exported.dcm"
+    refused = server.post(f"/instances/{instance}/export", str(target))
+    assert refused.status_code == 403 and not target.exists()
+    allowed = make_isengard(RestApiWriteToFileSystemEnabled=True)
+    instance = allowed.upload(SERIES[0])["ID"]
+    assert allowed.post(f"/instances/{instance}/export", str(target)).json() == {}
+    assert target.read_bytes() == SERIES[0].read_bytes()
+    unknown = allowed.post("/instances/00000000-00000000-00000000-00000000-00000000/export", str(target))
+    assert unknown.status_code == 404 and unknown.json()["OrthancStatus"] == 17
