@@ -81,6 +81,20 @@ class ResourceViews:
         return result
 
 
+def descendants_in_orthanc_order(index: Index, resource: Resource, level: Level) -> list[Resource]:
+    """The resources of ``level`` below ``resource`` in the order Orthanc 1.10.1 lists
+    them (``/patients/{id}/instances``...): level by level, the children of each
+    parent are put in front of those gathered so far, so sibling groups come out
+    reversed while each group keeps its order of arrival."""
+    current = [resource]
+    for _ in range(level - resource.level):
+        gathered: list[Resource] = []
+        for parent in current:
+            gathered[0:0] = index.children(parent.internal_id)
+        current = gathered
+    return current
+
+
 def size_fields(name: str, size: int) -> dict:
     return {name: str(size), f"{name}MB": size // (1024 * 1024)}
 

@@ -296,3 +296,36 @@ def test_limit_zero_is_an_empty_page(server: Isengard) -> None:
     server.upload(SERIES[0])
     assert server.json("/patients?since=0&limit=0") == []
     assert len(server.json("/patients?since=0&limit=10")) == 1
+
+
+def test_protection_of_an_unknown_patient(server: Isengard) -> None:
+    path = "/patients/00000000-00000000-00000000-00000000-00000000/protected"
+    for answer in (server.get(path), server.put(path, "1")):
+        assert answer.status_code == 400 and answer.json()["OrthancStatus"] == 3  # as Orthanc 1.10.1
+
+
+def test_descendants_are_listed_in_orthanc_order(both) -> None:
+    """Sibling groups come out reversed level by level, as Orthanc 1.10.1 lists them."""
+    isengard, orthanc = both
+    for study, series, sop in ((1, 1, 1), (2, 2, 2), (1, 3, 3), (2, 4, 4), (1, 1, 5), (2, 2, 6)):
+        tags = {"PatientID": "ORDER", "StudyInstanceUID": f"1.2.3.{study}",
+                "SeriesInstanceUID": f"1.2.3.{study}.{series}", "SOPInstanceUID": f"1.2.3.{study}.{series}.{sop}"}
+        for server in both:
+            assert server.post("/tools/create-dicom", json={"Tags": tags, "Force": True}).status_code == 200
+    patient = isengard.post("/tools/lookup", data="ORDER").json()[0]["ID"]
+    study = isengard.post("/tools/lookup", data="1.2.3.1").json()[0]["ID"]
+    for path in (f"/patients/{patient}/series", f"/patients/{patient}/instances", f"/studies/{study}/instances"):
+        assert [r["ID"] for r in isengard.json(path)] == [r["ID"] for r in orthanc.json(path)], path
+
+
+def test_export_to_the_filesystem_only_when_allowed(server: Isengard, make_isengard, tmp_path) -> None:
+    instance = server.upload(SERIES[0])["ID"]
+    target = tmp_path / "exported.dcm"
+    refused = server.post(f"/instances/{instance}/export", str(target))
+    assert refused.status_code == 403 and not target.exists()
+    allowed = make_isengard(RestApiWriteToFileSystemEnabled=True)
+    instance = allowed.upload(SERIES[0])["ID"]
+    assert allowed.post(f"/instances/{instance}/export", str(target)).json() == {}
+    assert target.read_bytes() == SERIES[0].read_bytes()
+    unknown = allowed.post("/instances/00000000-00000000-00000000-00000000-00000000/export", str(target))
+    assert unknown.status_code == 404 and unknown.json()["OrthancStatus"] == 17

@@ -16,6 +16,7 @@ from server.rest import (
     bulk,
     create,
     directory,
+    export,
     jobs,
     log_levels,
     lua,
@@ -103,7 +104,8 @@ def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
-                   reconstruct, directory, slices, plugins, log_levels):
+                   reconstruct, directory, slices, plugins, log_levels,
+                   export):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]

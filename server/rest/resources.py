@@ -14,6 +14,7 @@ from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.errors import ErrorCode, OrthancError
+from server.resources import descendants_in_orthanc_order
 from server.rest import multipart
 from server.rest.base import NoAnswer, OrthancHandler
 from server.rest.formats import dicom_format, ignore_length
@@ -158,7 +159,7 @@ class RelativesHandler(OrthancHandler):
         index, views = self.ctx.index, self.ctx.views
         if target < resource.level:
             return views.expand(index.ancestor(resource, target), fmt)
-        return [views.expand(r, fmt) for r in index.descendants(resource.internal_id, target)]
+        return [views.expand(r, fmt) for r in descendants_in_orthanc_order(index, resource, target)]
 
 
 class StatisticsHandler(OrthancHandler):
@@ -219,15 +220,23 @@ class InstanceContentHandler(OrthancHandler):
 
 
 class ProtectedHandler(OrthancHandler):
+    """``/patients/{id}/protected``; an unknown patient is Orthanc's 400 "Parameter out of range"."""
+
     async def get(self, public_id: str) -> None:
-        resource = self.resource(Level.PATIENT, public_id)
+        resource = self._patient(public_id)
         protected = await self.run(self.ctx.index.is_protected, resource.internal_id)
         self.answer_text("1" if protected else "0")
 
     async def put(self, public_id: str) -> None:
-        resource = self.resource(Level.PATIENT, public_id)
+        resource = self._patient(public_id)
         await self.run(self.ctx.index.set_protected, resource.internal_id, self.boolean_body())
         self.answer_empty_text()
+
+    def _patient(self, public_id: str) -> Resource:
+        try:
+            return self.resource(Level.PATIENT, public_id)
+        except NoAnswer:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
 
 
 def routes() -> list[tuple[str, type]]:

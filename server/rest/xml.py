@@ -6,10 +6,13 @@ characters), null is the text ``null``, Booleans ``true``/``false``."""
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: What pugixml escapes in text: ``&<>`` and the control characters but tab, CR and LF.
+_SPECIAL = re.compile("[&<>\x01-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def wants_xml(accept: str) -> bool:
@@ -58,16 +61,15 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return _float_text(value)
     text = str(value).split("\0", 1)[0]
-    return "".join(_escape(c) for c in text)
+    return _SPECIAL.sub(_escape, text)
 
 
-def _escape(char: str) -> str:
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
     if char in _ESCAPES:
         return _ESCAPES[char]
     code = ord(char)
-    if code < 32 and char not in "\t\n\r":
-        return f"&#{code // 10}{code % 10};"
-    return char
+    return f"&#{code // 10}{code % 10};"
 
 
 def _float_text(value: float) -> str:
