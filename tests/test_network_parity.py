@@ -229,11 +229,15 @@ def test_received_instances_metadata_as_orthanc(clean: tuple[Isengard, Orthanc])
     assert results[0][0]["CalledAET"] == "ANY-SCP"
 
 
-def test_getscu_after_accepted_syntaxes_change(clean: tuple[Isengard, Orthanc], tmp_path: Path) -> None:
-    uid = pydicom.dcmread(sample(FILE)).StudyInstanceUID
+@pytest.mark.parametrize("name", [FILE, "TransferSyntaxes/1.2.840.10008.1.2.dcm"])
+def test_getscu_after_accepted_syntaxes_change(clean: tuple[Isengard, Orthanc], tmp_path: Path,
+                                               name: str) -> None:
+    """C-GET after ``PUT /tools/accepted-transfer-syntaxes``: ``getscu`` proposes the uncompressed
+    syntaxes, the server chooses Explicit VR Little Endian and transcodes to it."""
+    uid = pydicom.dcmread(sample(name), force=True).StudyInstanceUID
     syntaxes = []
     for server in clean:
-        server.upload(sample(FILE))
+        server.upload(sample(name))
         accepted = server.json("/tools/accepted-transfer-syntaxes")
         assert server.put("/tools/accepted-transfer-syntaxes", json.dumps(accepted)).status_code == 200
         folder = tmp_path / server.aet
