@@ -112,6 +112,8 @@ class QueryContentHandler(QueryView):
         query = self.record(query_id).query
         if self.flag("simplify"):
             self.answer_json({tag_name(g, e, None): v for (g, e), v in sorted(query.items())})
+        elif self.flag("short"):
+            self.answer_json({format_tag(t): v for t, v in sorted(query.items())})
         else:
             self.answer_json({format_tag(t): {"Name": tag_name(t[0], t[1], None), "Type": "String",
                                               "Value": v} for t, v in sorted(query.items())})
