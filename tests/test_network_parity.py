@@ -116,7 +116,7 @@ def test_echo_forms_as_orthanc(pair: tuple[Isengard, Orthanc]) -> None:
         assert server.post("/tools/dicom-echo", json.dumps(target)).json() == {}
         configuration = server.json("/modalities/other/configuration")
         assert server.post("/tools/dicom-echo", json.dumps(configuration)).json() == {}
-        for body in ("", "{}", '{"CheckFind": true}', '{"Timeout": 5}'):
+        for body in ("", "{}", '{"CheckFind": true}', '{"Timeout": 5}', "[1, 2]"):
             assert server.post("/modalities/other/echo", body).json() == {}, body
         assert server.post("/tools/dicom-echo", json.dumps({
             "AET": other.aet, "Host": "127.0.0.1", "Port": other.dicom_port, "CheckFind": True,
