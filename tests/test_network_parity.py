@@ -145,6 +145,7 @@ def test_query_hierarchy_as_orthanc(clean: tuple[Isengard, Orthanc]) -> None:
             children[route] = server.json(child.json()["Path"] + "/answers?expand&simplify")
         study = _query(server, "Study", {"PatientID": "*", "StudyDate": "19000101-"})
         assert server.post(f"{study}/answers/0/query-studies", "{}").status_code == 404
+        assert orthanc_error(server.get(f"{study}/answers/x/content"))[:2] == (400, 5)
         children["query"] = [server.json(f"{study}/query{f}") for f in ("", "?short", "?simplify")]
         results.append(_neutral((server.json(f"{patient}/answers/0"), server.json(f"{study}/answers/0"),
                                  server.get(f"{study}/level").text, server.get(f"{study}/modality").text,
