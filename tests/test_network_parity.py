@@ -201,6 +201,14 @@ def test_normalized_keys_follow_the_modules_as_orthanc(clean: tuple[Isengard, Or
     assert results[0] == results[1]
 
 
+def test_refused_query_as_orthanc(pair: tuple[Isengard, Orthanc]) -> None:
+    """A C-FIND the remote refuses with 0xC000 (``*`` on a date) is a 422, whoever answers it."""
+    body = {"Level": "Series", "Query": {"PatientName": "*NE*", "StudyDate": "*"}}
+    for modality in ("self", "other"):
+        answers = _both(pair, "post", f"/modalities/{modality}/query", body)
+        assert [orthanc_error(a)[:2] for a in answers] == [(422, 9), (422, 9)], modality
+
+
 def test_query_body_checks_as_orthanc(pair: tuple[Isengard, Orthanc]) -> None:
     for body in ({"Level": "Study", "LocalAet": 3}, {"Level": "Study", "Normalize": "yes"},
                  {"Level": "Study", "Query": []}):
