@@ -293,7 +293,7 @@ def test_query_failures(pair: tuple[Isengard, Isengard]) -> None:
     assert orthanc_error(a.post("/modalities/dead/query", '{"Level": "Study"}')) == (
         500, 9, 'DicomAssociation - connecting to AET "DEAD": TCP Initialization Error: Connection refused')
     bad = a.post("/modalities/b/query", json.dumps({"Level": "Study", "Query": {"StudyDate": "2019*"}}))
-    assert orthanc_error(bad) == (500, 9, 'C-FIND SCU to AET "ISENB" has failed with DIMSE status 0xC000 '
+    assert orthanc_error(bad) == (422, 9, 'C-FIND SCU to AET "ISENB" has failed with DIMSE status 0xC000 '
                                    "(unable to process - invalid query ?)")
 
 

@@ -58,6 +58,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("isengard.dicom")
 
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+#: Syntaxes between which the decoded dataset needs no conversion, only another encoding.
+LITTLE_ENDIAN_UNCOMPRESSED = (IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1")
+
 QUERY_RETRIEVE_LEVEL: Tag = (0x0008, 0x0052)
 SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005)
 RETRIEVE_AE_TITLE: Tag = (0x0008, 0x0054)
@@ -467,25 +471,32 @@ class QueryRetrieveScp:
 
 def _get_dataset(ctx: ServerContext, assoc: Any, instance: Resource) -> Dataset:
     """An instance for a C-GET, transcoded when the caller accepted its SOP class but not its
-    transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does."""
-    metadata = ctx.index.metadata(instance.internal_id)
-    sop_class = metadata.get(Metadata.SopClassUid)
-    syntax = metadata.get(Metadata.TransferSyntax)
+    transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does.  A file
+    without meta header is Implicit VR Little Endian, the DICOM default."""
+    sop_class = ctx.index.metadata(instance.internal_id).get(Metadata.SopClassUid)
     accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts
                 if cx.abstract_syntax == sop_class and cx.as_scu]
-    if not accepted or syntax in accepted:
-        return _dataset_of(ctx, instance)
-    targets = [ts for ts in UNCOMPRESSED if ts in accepted] + \
-        [ts for ts in accepted if ts not in UNCOMPRESSED]
-    try:
-        data = ctx.store.read_dicom(instance)
-    except Exception:  # noqa: BLE001 - deleted since the request: a failed sub-operation
-        return _dataset_of(ctx, instance)
-    for target in targets:
+    ds = _dataset_of(ctx, instance)
+    meta = ds.file_meta if hasattr(ds, "file_meta") else None
+    if not accepted or meta is None:
+        return ds
+    syntax = str(meta.get("TransferSyntaxUID", IMPLICIT_VR_LITTLE_ENDIAN))
+    if syntax in accepted:
+        meta.TransferSyntaxUID = syntax
+        return ds
+    if syntax in LITTLE_ENDIAN_UNCOMPRESSED:
+        # pynetdicom encodes the dataset in the syntax its file meta names.
+        for target in accepted:
+            if target in LITTLE_ENDIAN_UNCOMPRESSED:
+                meta.TransferSyntaxUID = target
+                return ds
+    for target in [ts for ts in UNCOMPRESSED if ts in accepted] + \
+            [ts for ts in accepted if ts not in UNCOMPRESSED]:
         try:
-            return pydicom.dcmread(BytesIO(transcode(data, target)), force=True)
+            return pydicom.dcmread(BytesIO(transcode(ctx.store.read_dicom(instance), target)),
+                                   force=True)
         except OrthancError:
             continue
     log.error("C-GET: cannot transcode instance %s from %s to one of [ %s ]",
               instance.public_id, syntax, " ".join(accepted))
-    return pydicom.dcmread(BytesIO(data), force=True)
+    return ds

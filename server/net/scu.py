@@ -267,7 +267,8 @@ def _find(remote: Remote, identifier: Dataset, model: str,
     if final != 0x0000:
         suffix = " (unable to process - invalid query ?)" if final == 0xC000 else ""
         raise NetworkError(f'C-FIND SCU to AET "{remote.aet}" has failed with DIMSE status '
-                           f"0x{final:04X}{suffix}", transient=False)
+                           f"0x{final:04X}{suffix}", transient=False,
+                           http_status=422 if final == 0xC000 else None)
     return answers
 
 

@@ -86,6 +86,14 @@ def export_request(raw: bytes) -> tuple[list[str], dict[str, Any]]:
     return checked, options
 
 
+def json_value(handler: OrthancHandler) -> Any:
+    """The JSON body, whatever its type (400 "Cannot parse the JSON body" otherwise)."""
+    try:
+        return json.loads(handler.request.body or b"")
+    except ValueError:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body") from None
+
+
 def json_object(handler: OrthancHandler, message: str = "Must provide a JSON object") -> dict:
     try:
         body = json.loads(handler.request.body or b"{}")
@@ -157,7 +165,8 @@ class ModalityConfigurationHandler(OrthancHandler):
 class EchoHandler(OrthancHandler):
     async def post(self, name: str) -> None:
         network = self.ctx.network
-        body = json_object(self) if self.request.body.strip() else {}
+        body = json_value(self) if self.request.body.strip() else {}
+        body = body if isinstance(body, dict) else {}   # Orthanc ignores other JSON values
         remote = network.remote(name, timeout=timeout_option(body))
         await self.run(network.echo, remote, option(body, "CheckFind", bool))
         self.answer_json({})
@@ -167,10 +176,7 @@ class ToolsEchoHandler(OrthancHandler):
     """``POST /tools/dicom-echo``: C-ECHO to a modality given by its parameters."""
 
     async def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"")
-        except ValueError:
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body") from None
+        body = json_value(self)
         if isinstance(body, dict):
             params = parse_modality({k: v for k, v in body.items() if k != "CheckFind"})
         else:
