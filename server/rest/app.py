@@ -14,6 +14,7 @@ import tornado.web
 from server.rest import (
     archive,
     create,
+    images,
     jobs,
     lua,
     metadata,
@@ -65,7 +66,7 @@ class OrthancApplication(tornado.web.Application):
 def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
-                   modalities, peers, queries, modify, lua):
+                   modalities, peers, queries, modify, lua, images):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
