@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 
 from server.dicom import pixels, render
 from server.dicom.main_tags import Level
+from server.dicom.transcode import Settings
 from server.errors import ErrorCode, OrthancError
 
 if TYPE_CHECKING:
@@ -21,10 +22,8 @@ INSTANCE_NUMBER = (0x0020, 0x0013)
 
 
 def jpeg2000_enabled(ctx: ServerContext) -> bool:
-    """JPEG 2000 is decoded and encoded when the configuration has Orthanc's ``Gdcm`` section
-    (``Enable`` not false), as Orthanc does only with its GDCM plugin."""
-    section = ctx.config.get("Gdcm")
-    return isinstance(section, dict) and section.get("Enable", True) is not False
+    """JPEG 2000 is decoded only with Orthanc's ``Gdcm`` configuration, as in Orthanc."""
+    return Settings.from_config(ctx.config).jpeg2000
 
 
 def _dataset(ctx: ServerContext, public_id: str) -> Dataset:

@@ -276,7 +276,7 @@ def _pydicom_frame(ds: Dataset, index: int, g: Geometry, fmt: PixelFormat, compr
     """One frame through pydicom's backends, except JPEG, which libjpeg-turbo (imagecodecs)
     decodes: the IJG code DCMTK uses in Orthanc, hence the same pixels, 12-bit extended
     JPEG included."""
-    _complete_for_pydicom(ds, g)
+    complete_for_pydicom(ds, g)
     if transfer_syntax(ds) in JPEG_SYNTAXES:
         return _libjpeg_turbo_frame(ds, index, g)
     raw = not compressed and (not fmt.is_color or g.photometric == "PALETTE COLOR")
@@ -287,6 +287,23 @@ def _pydicom_frame(ds: Dataset, index: int, g: Geometry, fmt: PixelFormat, compr
     except Exception as e:  # noqa: BLE001 - codecs raise anything on corrupt streams
         log.info("Cannot decode frame %d: %s", index, e)
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot decode the frame: {e}") from None
+
+
+def stored_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
+    """One compressed frame as stored values (dtype of BitsAllocated, signed if so), YBR colour
+    as RGB: what a transcoder re-encodes."""
+    complete_for_pydicom(ds, g)
+    if transfer_syntax(ds) in JPEG_SYNTAXES:
+        values = _libjpeg_turbo_frame(ds, index, g)
+    else:
+        try:
+            values = pixel_array(ds, index=index)
+        except MemoryError:
+            raise OrthancError(NOT_ENOUGH_MEMORY, "Not enough memory to decode the frame") from None
+        except Exception as e:  # noqa: BLE001 - codecs raise anything on corrupt streams
+            raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot decode the frame: {e}") from None
+    size = max(1, g.bits_allocated // 8)
+    return values.astype(np.dtype(f"{'i' if g.signed else 'u'}{size}"))
 
 
 def _libjpeg_turbo_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
@@ -305,7 +322,7 @@ def _libjpeg_turbo_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
     return pixels
 
 
-def _complete_for_pydicom(ds: Dataset, g: Geometry) -> None:
+def complete_for_pydicom(ds: Dataset, g: Geometry) -> None:
     """Give pydicom the tags it insists on and that Orthanc defaults (a file without meta header
     or without PixelRepresentation)."""
     if "PixelRepresentation" not in ds:
