@@ -148,6 +148,16 @@ def transcode_file(data: bytes, target: str, settings: Settings = DEFAULT_SETTIN
     return write_file(ds, target, settings)
 
 
+def transcode_or_keep(data: bytes, target: str, settings: Settings = DEFAULT_SETTINGS) -> bytes:
+    """The file in ``target``, or the file as it is when it cannot be transcoded: what Orthanc's
+    archives, media, peer and modality stores send in that case."""
+    try:
+        return transcode_file(data, target, settings)
+    except CannotTranscode as e:
+        log.info("%s, sending the instance as it is", e.details)
+        return data
+
+
 def swap_words(ds: Dataset, little_endian: bool) -> None:
     """Byte-swap the OW/OF/OL/OD/OV values of ``ds`` (and its items) for the other endianness."""
     from pydicom.filewriter import correct_ambiguous_vr

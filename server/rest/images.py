@@ -180,6 +180,15 @@ class NumpySeriesHandler(_NumpyHandler):
         self.answer_bytes(body, "application/octet-stream")
 
 
+class PluginsHandler(OrthancHandler):
+    """``GET /plugins``: Isengard loads no plugins; with the ``Gdcm`` section it decodes and encodes
+    JPEG 2000 as Orthanc's GDCM plugin does, and says so as Orthanc does (clients of the image
+    routes look for "gdcm" here to know whether JPEG 2000 is available)."""
+
+    async def get(self) -> None:
+        self.answer_json(["gdcm"] if images.jpeg2000_enabled(self.ctx) else [])
+
+
 def routes() -> list[tuple[str, type]]:
     frame = rf"/instances/{ID}/frames/([^/]+)"
     return [
@@ -195,4 +204,5 @@ def routes() -> list[tuple[str, type]]:
         (rf"{frame}/numpy", NumpyInstanceHandler),
         (rf"/instances/{ID}/numpy", NumpyInstanceHandler),
         (rf"/series/{ID}/numpy", NumpySeriesHandler),
+        (r"/plugins", PluginsHandler),
     ]
