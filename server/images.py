@@ -22,7 +22,7 @@ INSTANCE_NUMBER = (0x0020, 0x0013)
 
 
 def jpeg2000_enabled(ctx: ServerContext) -> bool:
-    """JPEG 2000 is decoded only with Orthanc's ``Gdcm`` configuration, as in Orthanc."""
+    """JPEG 2000 is decoded only when the configuration loads Orthanc's GDCM plugin, as in Orthanc."""
     return Settings.from_config(ctx.config).jpeg2000
 
 

@@ -7,7 +7,7 @@ only maps the result onto the pixel formats Orthanc 1.10.1 decodes to (``Graysca
 Orthanc's rules: bits beyond ``BitsStored``
 are masked, 1-bit segmentations become 0/255, palette images become RGB, a native
 YBR image is not decodable (as in Orthanc without its GDCM plugin), and JPEG 2000 needs
-the GDCM configuration section (``Gdcm.Enable``), as it needs Orthanc's GDCM plugin.
+a configuration that loads Orthanc's GDCM plugin (see :class:`server.dicom.transcode.Settings`).
 """
 
 from __future__ import annotations

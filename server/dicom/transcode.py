@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import imagecodecs
@@ -75,19 +76,31 @@ class CannotTranscode(OrthancError):
 
 @dataclass(frozen=True)
 class Settings:
-    """The configuration the transcoder follows: ``DicomLossyTranscodingQuality``, and JPEG 2000
-    only with Orthanc's ``Gdcm`` section (``Enable`` not false), as Orthanc has it only with
-    its GDCM plugin."""
+    """The configuration the transcoder follows: ``DicomLossyTranscodingQuality``, and whether
+    JPEG 2000 is available. Orthanc has JPEG 2000 only with its GDCM plugin loaded; Isengard
+    has it built in and turns it on when the configuration loads that plugin (a ``Plugins``
+    entry naming it, or a folder holding it) and its ``Gdcm.Enable`` is not false."""
 
     quality: int = 90
     jpeg2000: bool = False
 
     @classmethod
     def from_config(cls, config: Any) -> Settings:
-        section = config.get("Gdcm")
         quality = config.get("DicomLossyTranscodingQuality", 90)
+        section = config.get("Gdcm")
+        enabled = not (isinstance(section, dict) and section.get("Enable") is False)
         return cls(quality=int(quality) if isinstance(quality, int) and 1 <= quality <= 100 else 90,
-                   jpeg2000=isinstance(section, dict) and section.get("Enable", True) is not False)
+                   jpeg2000=enabled and _loads_gdcm_plugin(config.get("Plugins")))
+
+
+def _loads_gdcm_plugin(entries: Any) -> bool:
+    for entry in entries if isinstance(entries, list) else []:
+        path = Path(str(entry))
+        if "gdcm" in path.name.lower():
+            return True
+        if path.is_dir() and any("gdcm" in child.name.lower() for child in path.iterdir()):
+            return True
+    return False
 
 
 DEFAULT_SETTINGS = Settings()

@@ -181,9 +181,9 @@ class NumpySeriesHandler(_NumpyHandler):
 
 
 class PluginsHandler(OrthancHandler):
-    """``GET /plugins``: Isengard loads no plugins; with the ``Gdcm`` section it decodes and encodes
-    JPEG 2000 as Orthanc's GDCM plugin does, and says so as Orthanc does (clients of the image
-    routes look for "gdcm" here to know whether JPEG 2000 is available)."""
+    """``GET /plugins``: Isengard loads no plugins; when the configuration loads Orthanc's GDCM
+    plugin it decodes and encodes JPEG 2000 as that plugin does, and lists "gdcm" as Orthanc
+    does (clients look for it here to know whether JPEG 2000 is available)."""
 
     async def get(self) -> None:
         self.answer_json(["gdcm"] if images.jpeg2000_enabled(self.ctx) else [])
