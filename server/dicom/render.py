@@ -230,6 +230,8 @@ def encode_png(image: Image) -> bytes:
     stream = _png_deflate(filtered, len(filtered))
     out += [_chunk(b"IDAT", stream[i:i + 8192]) for i in range(0, len(stream), 8192)]
     out.append(_chunk(b"IEND", b""))
+    if depth == 16 and color_type == 0 and height > 0:
+        out.append(_chunk(b"IEND", b""))  # Orthanc ends 16-bit grayscale twice (png_write_png, then png_write_end)
     return b"".join(out)
 
 
