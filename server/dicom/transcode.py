@@ -283,7 +283,25 @@ def _pydicom_encode(ds: Dataset, frames: np.ndarray, source: str, target: str, g
     try:
         ds.compress(target, array, **options)
     except Exception as e:  # noqa: BLE001 - the encoders refuse some geometries
+        if target not in (JPEG_LS_LOSSLESS, JPEG_LS_NEAR):
+            raise CannotTranscode(source, target, str(e)) from None
+        _charls_directly(ds, frames, source, target, g)
+
+
+def _charls_directly(ds: Dataset, frames: np.ndarray, source: str, target: str, g: pixels.Geometry) -> None:
+    """JPEG-LS through imagecodecs' CharLS: pydicom's plugin gives up on tiny images (its
+    output buffer is too small for the headers)."""
+    near = 2 if target == JPEG_LS_NEAR else 0
+    try:
+        fragments = [imagecodecs.jpegls_encode(frame.astype(np.uint16 if g.bits_allocated > 8 else np.uint8)
+                                               if frame.dtype.kind == "u" else frame, level=near)
+                     for frame in frames]
+    except Exception as e:  # noqa: BLE001 - the encoder refuses some geometries
         raise CannotTranscode(source, target, str(e)) from None
+    ds.PixelData = encapsulate(fragments)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = target
 
 
 def _mark_lossy(ds: Dataset, target: str, raw_size: int, compressed_size: int) -> None:
