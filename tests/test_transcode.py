@@ -166,3 +166,20 @@ def test_transcoded_instances_can_be_stored_and_rendered(server: Isengard) -> No
         after = np.load(io.BytesIO(server.get(f"/instances/{again}/numpy?rescale=0").content))
         assert np.array_equal(before, after)
         server.delete(f"/instances/{again}")
+
+
+def test_store_scu_transcodes_what_the_remote_refuses(make_isengard: Any) -> None:
+    """C-STORE of a JPEG-LS instance to a modality accepting only explicit little endian: the file
+    travels decompressed, with the source's pixels, as Orthanc does (TranscodeDicomProtocol)."""
+    remote = make_isengard(DicomAet="NARROW", AcceptedTransferSyntaxes=["1.2.840.10008.1.2.1"])
+    sender = make_isengard(DicomAet="SENDER", DicomModalities={"narrow": ["NARROW", "127.0.0.1", remote.dicom_port]})
+    sent = sender.upload(sample("TransferSyntaxes/1.2.840.10008.1.2.4.80.dcm"))
+    answer = sender.post("/modalities/narrow/store", json={"Resources": [sent["ID"]]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["FailedInstancesCount"] == 0
+    received = remote.json("/instances")
+    assert len(received) == 1
+    assert remote.get(f"/instances/{received[0]}/metadata/TransferSyntax").text == "1.2.840.10008.1.2.1"
+    ours = np.load(io.BytesIO(sender.get(f"/instances/{sent['ID']}/numpy?rescale=0").content))
+    theirs = np.load(io.BytesIO(remote.get(f"/instances/{received[0]}/numpy?rescale=0").content))
+    assert np.array_equal(ours, theirs)
