@@ -106,11 +106,15 @@ def _loads_gdcm_plugin(entries: Any) -> bool:
 DEFAULT_SETTINGS = Settings()
 
 
-def parse_transcode(value: Any) -> str:
-    """The one validator of a ``Transcode`` field or ``transcode`` argument (Orthanc's errors)."""
+def parse_transcode(value: Any, job: bool = False) -> str:
+    """The one validator of a ``Transcode`` field or ``transcode`` argument, with Orthanc's
+    errors: a REST argument is "out of range", a job's field (modification, peer store) a
+    "bad file format", as Orthanc's jobs parse it themselves."""
     if not isinstance(value, str):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Transcode")
     if value not in AllTransferSyntaxes:
+        if job:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Unknown transfer syntax UID: {value}")
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {value}")
     return value
 
@@ -129,6 +133,8 @@ def transcode_dataset(ds: Dataset, target: str, settings: Settings = DEFAULT_SET
         raise CannotTranscode(source, target, "no encoder")
     if target in (JPEG2000_LOSSLESS, JPEG2000) and not settings.jpeg2000:
         raise CannotTranscode(source, target, "JPEG 2000 needs the GDCM configuration")
+    if target in (JPEG_BASELINE, JPEG_EXTENDED) and _int_tag(ds, "BitsStored") > (8 if target == JPEG_BASELINE else 12):
+        raise CannotTranscode(source, target, "too many bits per sample for lossy JPEG")
     if source in NATIVE and target in NATIVE:
         if NATIVE[source][1] != NATIVE[target][1]:
             swap_words(ds, NATIVE[target][1])
@@ -150,6 +156,13 @@ def transcode_dataset(ds: Dataset, target: str, settings: Settings = DEFAULT_SET
     meta.TransferSyntaxUID = target
 
 
+def _int_tag(ds: Dataset, keyword: str) -> int:
+    try:
+        return int(ds.get(keyword) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def transcode_file(data: bytes, target: str, settings: Settings = DEFAULT_SETTINGS) -> bytes:
     """The DICOM file ``data`` in ``target`` (the same bytes if it already is), with the
     meta header Orthanc writes."""
@@ -158,7 +171,12 @@ def transcode_file(data: bytes, target: str, settings: Settings = DEFAULT_SETTIN
     ds = pixels.read_image_dataset(data)
     if source_syntax(ds) == target:
         return data
-    return write_file(ds, target, settings)
+    try:
+        return write_file(ds, target, settings)
+    except (OrthancError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - pydicom's writer on a file it could only half read
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Cannot write the transcoded file: {e}") from None
 
 
 def transcode_or_keep(data: bytes, target: str, settings: Settings = DEFAULT_SETTINGS) -> bytes:

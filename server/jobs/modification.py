@@ -374,7 +374,7 @@ def modification_job(ctx: ServerContext, body: dict[str, Any], modification: Mod
     keep_source = boolean_field(body, "KeepSource", True)
     transcode = None
     if "Transcode" in body:
-        transcode = parse_transcode(body["Transcode"])
+        transcode = parse_transcode(body["Transcode"], job=True)
     instances = [instance for resource in resources for instance in child_instances(ctx, resource)]
     permissive = boolean_field(body, "Permissive", False)
     return ResourceModificationJob(ctx, instances, modification, output_level, transcode, origin=origin,

@@ -72,7 +72,7 @@ class PeerStoreHandler(OrthancHandler):
         instances = await self.run(network.instances_of, resources, name)
         transcode = option(body, "Transcode", str) or None
         job = network.peer_job(instances, name, compress=option(body, "Compress", bool, False),
-                               transcode=transcode and parse_transcode(transcode),
+                               transcode=transcode and parse_transcode(transcode, job=True),
                                permissive=option(body, "Permissive", bool, False),
                                parent_resources=resources)
         await submit_job(self, job, body)
