@@ -276,7 +276,7 @@ def _jpeg(frame: np.ndarray, g: pixels.Geometry, source: str, target: str, quali
     precision = g.bits_stored if lossless else (8 if target == JPEG_BASELINE else (8 if g.bits_stored <= 8 else 12))
     if not lossless and g.bits_stored > precision:
         raise CannotTranscode(source, target, f"{g.bits_stored}-bit pixels do not fit lossy JPEG")
-    values = values.astype(np.uint8 if precision <= 8 else np.uint16)
+    values = np.ascontiguousarray(values, np.uint8 if precision <= 8 else np.uint16)
     try:
         if lossless:
             return imagecodecs.jpeg8_encode(values, lossless=True, predictor=1, bitspersample=precision)
