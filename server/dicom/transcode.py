@@ -255,6 +255,8 @@ def _store_native(ds: Dataset, frames: np.ndarray, little_endian: bool) -> None:
 
 def _encode(ds: Dataset, frames: np.ndarray, source: str, target: str, quality: int) -> None:
     g = pixels.geometry(ds)
+    if g.bits_allocated == 1:
+        raise CannotTranscode(source, target, "1-bit images are only stored uncompressed")
     if target in (JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
         fragments = [_jpeg(frame, g, source, target, quality) for frame in frames]
         ds.PixelData = encapsulate(fragments)
@@ -295,8 +297,6 @@ def _pydicom_encode(ds: Dataset, frames: np.ndarray, source: str, target: str, g
         options["jls_error"] = 2
     elif target == JPEG2000:
         options["j2k_cr"] = [10]
-    if g.bits_allocated == 1:
-        raise CannotTranscode(source, target, "1-bit images")
     array = frames if g.frames > 1 else frames[0]
     try:
         ds.compress(target, array, **options)
