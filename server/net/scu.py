@@ -394,7 +394,9 @@ class StoreConnection:
         if item.transfer_syntax in UNCOMPRESSED and uncompressed:
             return
         if self.transcode:
-            for target in uncompressed + [syntax for syntax in accepted if syntax not in UNCOMPRESSED]:
+            # decompressed to explicit little endian, pynetdicom then converts to the accepted one
+            targets = [EXPLICIT_LITTLE] if uncompressed else []
+            for target in targets + [syntax for syntax in accepted if syntax not in UNCOMPRESSED]:
                 try:
                     transcode_dataset(item.dataset, target, self.settings)
                 except CannotTranscode:
