@@ -44,10 +44,10 @@ from server.dicom.charset import TextDecoder, pydicom_value, specific_character_
 from server.dicom.elements import STRING_VRS, Element, iter_elements, string_text
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.main_tags import ALL_TAGS, IDENTIFIER, Level, Tag, format_tag
+from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, make_constraint, parse_tag, vr_of
 from server.find import parse_level as find_level
-from server.jobs.archive import transcode
 from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
 from server.storage.index import Metadata, Resource
@@ -493,8 +493,8 @@ def _get_dataset(ctx: ServerContext, assoc: Any, instance: Resource) -> Dataset:
     for target in [ts for ts in UNCOMPRESSED if ts in accepted] + \
             [ts for ts in accepted if ts not in UNCOMPRESSED]:
         try:
-            return pydicom.dcmread(BytesIO(transcode(ctx.store.read_dicom(instance), target)),
-                                   force=True)
+            data = transcode_file(ctx.store.read_dicom(instance), target, Settings.from_config(ctx.config))
+            return pydicom.dcmread(BytesIO(data), force=True)
         except OrthancError:
             continue
     log.error("C-GET: cannot transcode instance %s from %s to one of [ %s ]",

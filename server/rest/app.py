@@ -17,6 +17,7 @@ from server.rest import (
     create,
     directory,
     export,
+    images,
     jobs,
     log_levels,
     lua,
@@ -105,7 +106,7 @@ def build_application(ctx: ServerContext) -> tornado.web.Application:
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
                    reconstruct, directory, slices, plugins, log_levels,
-                   export):
+                   export, images):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
