@@ -84,9 +84,8 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
     None when nothing is constrained (an empty value, or a range with neither bound).
     Ranges on DA, DT and TM; ``\\`` makes a list of values (wildcards taken literally)
     the whole value must be one of; ``*`` and ``?`` are wildcards on text VRs and refused
-    elsewhere (400); anything else is an equality.  ModalitiesInStudy, multi-valued, matches a
-    list or a value when any of its modalities does (checked on Orthanc 1.10.1).  Without case
-    sensitivity, both sides are upper-cased first.  A missing attribute never matches.
+    elsewhere (400); anything else is an equality.  Without case sensitivity, both sides are
+    upper-cased first.  A missing attribute never matches.
     """
     if pattern == "":
         return None
@@ -103,20 +102,13 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
             return None
         check = _range_check(low, high)
     elif "\\" in pattern:
-        options = {norm(item) for item in pattern.split("\\")}
-        if tag == MODALITIES_IN_STUDY:
-            check = lambda value: any(item in options for item in value.split("\\"))  # noqa: E731
-        else:
-            check = options.__contains__
+        check = {norm(item) for item in pattern.split("\\")}.__contains__
     elif has_wildcard and vr in WILDCARD_VRS:
         regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
                                    for c in norm(pattern)), re.DOTALL)
         check = lambda value: regex.fullmatch(value) is not None  # noqa: E731
     elif has_wildcard:
         raise _no_wildcards(tag)
-    elif tag == MODALITIES_IN_STUDY:
-        wanted = norm(pattern)
-        check = lambda value: wanted in value.split("\\")  # noqa: E731
     else:
         reference = norm(pattern)
         check = lambda value: value == reference  # noqa: E731
@@ -235,8 +227,10 @@ class Finder:
         for c in constraints:
             owner = owners[c.tag]
             if c.tag == MODALITIES_IN_STUDY and resource.level is Level.STUDY:
-                value = self.modalities_in_study(resource)
-            elif owner is resource.level:
+                if not any(c.matches(m) for m in self._series_modalities(resource)):
+                    return False
+                continue
+            if owner is resource.level:
                 value = own.get(c.tag)
             elif owner is not None:
                 value = self._ancestor_tags(resource, owner, cache).get(c.tag)
@@ -248,13 +242,17 @@ class Finder:
                 return False
         return True
 
-    def modalities_in_study(self, study: Resource) -> str | None:
-        """ModalitiesInStudy as Orthanc computes it: the distinct Modality values of the
-        study's series, sorted, joined by backslashes; None when no series has one."""
+    def modalities_in_study(self, study: Resource) -> str:
+        """ModalitiesInStudy as Orthanc answers it: the distinct Modality values of the
+        study's series, sorted, joined by backslashes."""
+        return "\\".join(sorted(self._series_modalities(study)))
+
+    def _series_modalities(self, study: Resource) -> set[str]:
+        """The Modality of each series that has one.  A constraint on ModalitiesInStudy is
+        one on these: a study matches when any of its series does (Orthanc 1.10.1)."""
         modalities = {self.index.main_tags(series.internal_id).get(MODALITY)
                       for series in self.index.children(study.internal_id)}
-        modalities.discard(None)
-        return "\\".join(sorted(m for m in modalities if m is not None)) if modalities else None
+        return {m for m in modalities if m is not None}
 
     def _ancestor_tags(self, resource: Resource, level: Level,
                        cache: dict[int, dict[Tag, str]]) -> dict[Tag, str]:

@@ -148,6 +148,8 @@ FINDS: list[tuple[str, dict[str, str], bool | None]] = [
     ("Study", {"ModalitiesInStudy": "UX\\RTSTRUCT"}, None),
     ("Study", {"ModalitiesInStudy": "UX\\MR"}, None),
     ("Study", {"ModalitiesInStudy": "C*"}, None),
+    ("Study", {"ModalitiesInStudy": "R*"}, None),
+    ("Study", {"ModalitiesInStudy": "rt*"}, True),
     ("Study", {"ModalitiesInStudy": "*"}, None),
     ("Series", {"ModalitiesInStudy": "CT"}, None),
     ("Study", {"Modality": "CT"}, None),

@@ -229,7 +229,7 @@ class FindScp:
             instances = index.descendants(resource.internal_id, Level.INSTANCE)
             result[STUDY_SERIES] = str(len(series))
             result[STUDY_INSTANCES] = str(len(instances))
-            result[MODALITIES_IN_STUDY] = self.ctx.finder.modalities_in_study(resource) or ""
+            result[MODALITIES_IN_STUDY] = self.ctx.finder.modalities_in_study(resource)
             if SOP_CLASSES_IN_STUDY in asked:
                 classes = {index.metadata(i.internal_id).get(Metadata.SopClassUid) for i in instances}
                 result[SOP_CLASSES_IN_STUDY] = "\\".join(sorted(c for c in classes if c))
