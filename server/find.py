@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
@@ -138,6 +139,12 @@ def _no_wildcards(tag: Tag) -> OrthancError:
                         f"Wildcards are not allowed on tag {tag[0]:04x},{tag[1]:04x}")
 
 
+def database_limit(config: Any, level: Level) -> int:
+    """``LimitFindInstances`` or ``LimitFindResults``: what one find may take from the
+    database (0 for no limit), for ``/tools/find`` and C-FIND alike."""
+    return int(config["LimitFindInstances"] if level is Level.INSTANCE else config["LimitFindResults"])
+
+
 def parse_request(body: object) -> tuple[Level, list[Constraint], dict]:
     """A ``/tools/find`` body, checked as Orthanc 1.10.1 does (its messages too);
     ``CaseSensitive`` (default false) applies to every tag."""
@@ -176,30 +183,61 @@ class Finder:
         self.read_tags = read_tags
 
     def find(self, level: Level, constraints: list[Constraint], since: int = 0,
-             limit: int = 0) -> list[Resource]:
+             limit: int = 0, database_limit: int = 0) -> tuple[list[Resource], bool]:
+        """(matches after the first ``since``, at most ``limit``; complete).
+
+        As Orthanc 1.10.1 does it: the database stage (the indexed tags) yields at most
+        ``database_limit`` + 1 candidates (``LimitFindResults``/``LimitFindInstances``,
+        0 for none), the first to have arrived; those are then taken in the order of their
+        identifiers (of arrival for instances), filtered by the tags read from the files,
+        ``since`` and ``limit``.
+        Not complete when either limit cut the list.
+        """
+        if any(_lower_level_tag(c.tag, level) for c in constraints):
+            return [], True
         in_sql = [c for c in constraints if c.exact is not None and c.tag in BY_LEVEL[level]
                   and c.tag not in BY_LEVEL[Level.PATIENT]]
-        if any(_lower_level_tag(c.tag, level) for c in constraints):
-            return []
         candidate_ids = list(self.index.candidates(
             level, {c.tag: c.exact for c in in_sql if c.exact is not None}))
-        remaining = [c for c in constraints if c not in in_sql]
-        owners = self._owners(level, remaining)
+        owners = self._owners(level, constraints)
+        indexed = [c for c in constraints if c not in in_sql and (
+            owners[c.tag] is not None or (c.tag == MODALITIES_IN_STUDY and level is Level.STUDY))]
+        others = [c for c in constraints if c not in in_sql and c not in indexed]
         tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
-        found: list[Resource] = []
-        skipped = 0
-        ancestors_cache: dict[int, dict[Tag, str]] = {}
+        cache: dict[int, dict[Tag, str]] = {}
+        selected: list[Resource] = []
         for internal_id in candidate_ids:
             resource = self._resource(internal_id, level)
-            if not self._matches(resource, tags[internal_id], remaining, owners, ancestors_cache):
+            if self._matches(resource, tags[internal_id], indexed, owners, cache):
+                selected.append(resource)
+                if database_limit and len(selected) > database_limit:
+                    break
+        complete = not database_limit or len(selected) <= database_limit
+        found: list[Resource] = []
+        skipped = 0
+        selected.sort(key=self._order(level, constraints))
+        for resource in selected:
+            if not self._matches(resource, tags[resource.internal_id], others, owners, cache):
                 continue
             if skipped < since:
                 skipped += 1
-                continue
-            found.append(resource)
-            if limit and len(found) >= limit:
-                break
-        return found
+            elif limit and len(found) >= limit:
+                return found, False
+            else:
+                found.append(resource)
+        return found, complete
+
+    def _order(self, level: Level, constraints: list[Constraint]) -> Callable[[Resource], Any]:
+        """How Orthanc 1.10.1 orders what its database stage found: by identifier (it groups
+        them so), but instances in the order of arrival, and studies looked up through their
+        series (ModalitiesInStudy) in the order of the index of modalities: by the Modality,
+        then the identifier, of their first matching series (as observed on 1.10.1)."""
+        modalities = [c for c in constraints if c.tag == MODALITIES_IN_STUDY]
+        if level is Level.INSTANCE:
+            return lambda resource: 0
+        if level is Level.STUDY and modalities:
+            return lambda study: min(self._matching_series(study, modalities[0]))
+        return lambda resource: resource.public_id
 
     def _resource(self, internal_id: int, level: Level) -> Resource:
         with self.index.reading() as db:
@@ -227,7 +265,7 @@ class Finder:
         for c in constraints:
             owner = owners[c.tag]
             if c.tag == MODALITIES_IN_STUDY and resource.level is Level.STUDY:
-                if not any(c.matches(m) for m in self._series_modalities(resource)):
+                if not self._matching_series(resource, c):
                     return False
                 continue
             if owner is resource.level:
@@ -245,14 +283,19 @@ class Finder:
     def modalities_in_study(self, study: Resource) -> str:
         """ModalitiesInStudy as Orthanc answers it: the distinct Modality values of the
         study's series, sorted, joined by backslashes."""
-        return "\\".join(sorted(self._series_modalities(study)))
-
-    def _series_modalities(self, study: Resource) -> set[str]:
-        """The Modality of each series that has one.  A constraint on ModalitiesInStudy is
-        one on these: a study matches when any of its series does (Orthanc 1.10.1)."""
         modalities = {self.index.main_tags(series.internal_id).get(MODALITY)
                       for series in self.index.children(study.internal_id)}
-        return {m for m in modalities if m is not None}
+        return "\\".join(sorted(m for m in modalities if m is not None))
+
+    def _matching_series(self, study: Resource, constraint: Constraint) -> list[tuple[str, str]]:
+        """(Modality, identifier) of the series of a study whose Modality matches a
+        constraint on ModalitiesInStudy: Orthanc 1.10.1 looks such a study up through them."""
+        found = []
+        for series in self.index.children(study.internal_id):
+            modality = self.index.main_tags(series.internal_id).get(MODALITY)
+            if constraint.matches(modality):
+                found.append((modality or "", series.public_id))
+        return found
 
     def _ancestor_tags(self, resource: Resource, level: Level,
                        cache: dict[int, dict[Tag, str]]) -> dict[Tag, str]:

@@ -324,3 +324,48 @@ def test_query_numbers_like_orthanc(loaded: tuple[Isengard, Orthanc]) -> None:
                         item.pop(key, None)
                 results.append((200, sorted(answers, key=lambda a: json.dumps(a, sort_keys=True))))
         assert results[0] == results[1], (value, normalize)
+
+
+# -- LimitFindResults and LimitFindInstances ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Isengard, Orthanc]]:
+    """Both servers with small database limits, holding the same six studies."""
+    root = tmp_path_factory.mktemp("limits")
+    options = {**QUIET, "LimitFindResults": 2, "LimitFindInstances": 3}
+    if not ORTHANC_BINARY.exists():
+        pytest.skip("the real Orthanc is not installed (make test installs it)")
+    pair = Isengard(root / "isengard", **options).start(), Orthanc(root / "orthanc", **options).start()
+    for server in pair:
+        for name in ("ColorTestImageJ.dcm", "Issue143.dcm", "KarstenHilbertRF.dcm",
+                     "MarekLatin2.dcm", "sample-pdf.dcm", "Issue19.dcm"):
+            server.upload(sample(name))
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+@pytest.mark.parametrize("level", ["Patient", "Study", "Series", "Instance"])
+def test_find_takes_limit_plus_one_from_the_database_like_orthanc(
+        limited: tuple[Isengard, Orthanc], level: str) -> None:
+    """Orthanc 1.10.1 takes one more candidate than the limit from its database, then
+    applies ``Since`` and ``Limit`` to those."""
+    for extra in ({}, {"Limit": 5}, {"Since": 1}, {"Since": 1, "Limit": 1}):
+        body = {"Level": level, "Query": {}, **extra}
+        mine, theirs = _both(limited, lambda s, b=body: _find(s, b))
+        assert mine == theirs, extra
+    body = {"Level": "Study", "Query": {"ModalitiesInStudy": "CT\\MR\\OT"}}
+    assert _find(limited[0], body) == _find(limited[1], body)
+
+
+@pytest.mark.parametrize("keys", [
+    {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""},
+    {"QueryRetrieveLevel": "IMAGE", "SOPInstanceUID": ""},
+    {"QueryRetrieveLevel": "STUDY", "ModalitiesInStudy": "CT\\MR\\OT", "StudyInstanceUID": ""},
+    {"QueryRetrieveLevel": "STUDY", "ModalitiesInStudy": "O*", "StudyInstanceUID": ""},
+    {"QueryRetrieveLevel": "IMAGE", "SOPInstanceUID": "", "Rows": 512}])
+def test_cfind_limits_like_orthanc(limited: tuple[Isengard, Orthanc], keys: dict) -> None:
+    """At most the limit of answers, then Cancel when the database had more."""
+    mine, theirs = _both(limited, lambda s: _cfind(s, keys))
+    assert mine == theirs

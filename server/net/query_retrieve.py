@@ -47,7 +47,7 @@ from server.dicom.elements import STRING_VRS, Element, iter_elements, string_tex
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.main_tags import ALL_TAGS, IDENTIFIER, Level, Tag, format_tag
 from server.errors import ErrorCode, OrthancError
-from server.find import Constraint, make_constraint, parse_tag, vr_of
+from server.find import Constraint, database_limit, make_constraint, parse_tag, vr_of
 from server.find import parse_level as find_level
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
 from server.storage.index import Metadata, Resource
@@ -151,16 +151,12 @@ class FindScp:
     def answers(self, request: FindRequest) -> tuple[list[Dataset], bool]:
         """(answers, complete): ``complete`` is False when a limit cut the list."""
         level = parse_level(request.query.get(QUERY_RETRIEVE_LEVEL), "C-FIND")
-        found = self._match(level, request.query)
-        config = self.ctx.config
-        limit = int(config["LimitFindInstances"] if level is Level.INSTANCE else config["LimitFindResults"])
-        complete = not limit or len(found) <= limit
+        found, complete = self._match(level, request.query)
         if not complete:
             log.warning("Too many results for an incoming C-FIND query")
-            found = found[:limit]
         return [self._answer(level, resource, request) for resource in found], complete
 
-    def _match(self, level: Level, query: dict[Tag, str]) -> list[Resource]:
+    def _match(self, level: Level, query: dict[Tag, str]) -> tuple[list[Resource], bool]:
         """DICOM matching: case-sensitive, but for person names (``CaseSensitivePN``);
         group lengths and the file meta group are no keys."""
         case_sensitive_pn = bool(self.ctx.config["CaseSensitivePN"])
@@ -171,7 +167,8 @@ class FindScp:
             constraint = make_constraint(tag, value, case_sensitive_pn if vr_of(tag) == "PN" else True)
             if constraint is not None:
                 constraints.append(constraint)
-        return self.ctx.finder.find(level, constraints)
+        limit = database_limit(self.ctx.config, level)
+        return self.ctx.finder.find(level, constraints, limit=limit, database_limit=limit)
 
     def _answer(self, level: Level, resource: Resource, request: FindRequest) -> Dataset:
         wanted = [t for t in request.query
