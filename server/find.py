@@ -1,8 +1,9 @@
-"""``/tools/find``: Orthanc's matching of DICOM query values against the index.
+"""Finds (``/tools/find`` and the C-FIND SCP): Orthanc 1.10.1's matching of DICOM query
+values against the index, its limits and its order.
 
 Exact values on the level's own main tags are pushed to SQL; wildcards, ranges,
-lists, tags of parent levels and (as a last resort) tags that are not indexed are
-checked here, in that order of cost.
+lists, tags of parent levels and ModalitiesInStudy make the rest of the database stage;
+tags that are not indexed are read from the files last, as Orthanc does.
 """
 
 from __future__ import annotations
@@ -195,29 +196,17 @@ class Finder:
         """
         if any(_lower_level_tag(c.tag, level) for c in constraints):
             return [], True
-        in_sql = [c for c in constraints if c.exact is not None and c.tag in BY_LEVEL[level]
-                  and c.tag not in BY_LEVEL[Level.PATIENT]]
-        candidate_ids = list(self.index.candidates(
-            level, {c.tag: c.exact for c in in_sql if c.exact is not None}))
         owners = self._owners(level, constraints)
-        indexed = [c for c in constraints if c not in in_sql and (
-            owners[c.tag] is not None or (c.tag == MODALITIES_IN_STUDY and level is Level.STUDY))]
-        others = [c for c in constraints if c not in in_sql and c not in indexed]
-        tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
-        cache: dict[int, dict[Tag, str]] = {}
-        selected: list[Resource] = []
-        for internal_id in candidate_ids:
-            resource = self._resource(internal_id, level)
-            if self._matches(resource, tags[internal_id], indexed, owners, cache):
-                selected.append(resource)
-                if database_limit and len(selected) > database_limit:
-                    break
+        indexed = [c for c in constraints if owners[c.tag] is not None
+                   or (c.tag == MODALITIES_IN_STUDY and level is Level.STUDY)]
+        others = [c for c in constraints if c not in indexed]
+        selected, tags = self._database_stage(level, indexed, owners, database_limit)
         complete = not database_limit or len(selected) <= database_limit
         found: list[Resource] = []
         skipped = 0
         selected.sort(key=self._order(level, constraints))
         for resource in selected:
-            if not self._matches(resource, tags[resource.internal_id], others, owners, cache):
+            if not self._matches(resource, tags[resource.internal_id], others, owners, {}):
                 continue
             if skipped < since:
                 skipped += 1
@@ -226,6 +215,26 @@ class Finder:
             else:
                 found.append(resource)
         return found, complete
+
+    def _database_stage(self, level: Level, indexed: list[Constraint],
+                        owners: dict[Tag, Level | None], database_limit: int
+                        ) -> tuple[list[Resource], dict[int, dict[Tag, str]]]:
+        """The first ``database_limit`` + 1 resources (all with 0) that match the indexed
+        constraints, with their main tags."""
+        in_sql = {c.tag: c.exact for c in indexed if c.exact is not None
+                  and c.tag in BY_LEVEL[level] and c.tag not in BY_LEVEL[Level.PATIENT]}
+        remaining = [c for c in indexed if c.exact is None or in_sql.get(c.tag) != c.exact]
+        candidate_ids = list(self.index.candidates(level, in_sql))
+        tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
+        cache: dict[int, dict[Tag, str]] = {}
+        selected: list[Resource] = []
+        for internal_id in candidate_ids:
+            resource = self._resource(internal_id, level)
+            if self._matches(resource, tags[internal_id], remaining, owners, cache):
+                selected.append(resource)
+                if database_limit and len(selected) > database_limit:
+                    break
+        return selected, tags
 
     def _order(self, level: Level, constraints: list[Constraint]) -> Callable[[Resource], Any]:
         """How Orthanc 1.10.1 orders what its database stage found: by identifier (it groups
