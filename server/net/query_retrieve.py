@@ -1,14 +1,11 @@
 """Isengard as a Query/Retrieve SCP: C-FIND, C-MOVE and C-GET, the way Orthanc 1.10.1 answers.
 
 C-FIND matching reuses ``/tools/find`` (:mod:`server.find`) with the DICOM rules
-on top, as observed on the real server: only an empty value is universal
-(``*`` needs the attribute), wildcards on other than text VRs fail the request, a constraint on
-a main tag of a lower level matches nothing, ``ModalitiesInStudy`` matches the
-modalities of the study's series, and at most ``LimitFindResults`` /
-``LimitFindInstances`` answers are sent (then the final status is Cancel).
-Every requested key is returned (empty when unknown), with the counters
-Orthanc computes, ``RetrieveAETitle`` and the SpecificCharacterSet of
-``DefaultEncoding``.
+on top: case-sensitive but for person names (``CaseSensitivePN``), and at most
+``LimitFindResults`` / ``LimitFindInstances`` answers are sent (then the final status
+is Cancel).  Every requested key is returned (empty when unknown; the file meta group
+never), with the counters Orthanc computes, ``RetrieveAETitle``, and the text written
+in ``DefaultEncoding`` under its SpecificCharacterSet (none for Windows1251).
 
 C-MOVE and C-GET find what to send from the identifying tag of the level
 (AccessionNumber or StudyInstanceUID for studies, lists allowed) and let
