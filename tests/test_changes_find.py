@@ -107,9 +107,25 @@ def test_changes_pages_like_orthanc(fresh_pair: tuple[Isengard, Orthanc]) -> Non
     assert page["Done"] is False
 
 
-def test_exports_last_is_since_when_empty(fresh_pair: tuple[Isengard, Orthanc]) -> None:
-    for query in ("", "?since=7&limit=3", "?limit=0"):
-        mine, theirs = _both(fresh_pair, lambda s, q=query: s.json("/exports" + q))
+def test_exports_pages_like_orthanc(fresh_pair: tuple[Isengard, Orthanc]) -> None:
+    """Without exports, ``Last`` is ``since``; ``?last`` gives the last export."""
+    def exports(server: Server, query: str) -> dict:
+        page = server.json("/exports" + query)
+        page.pop("First", None)
+        for item in page["Exports"]:
+            del item["Date"]
+        return page
+
+    queries = ("", "?since=7&limit=3", "?limit=0", "?last", "?since=1&limit=1")
+    for query in queries:
+        mine, theirs = _both(fresh_pair, lambda s, q=query: exports(s, q))
+        assert mine == theirs
+    for server in fresh_pair:
+        instance = server.upload(sample("ColorTestImageJ.dcm"))["ID"]
+        for _ in range(3):
+            assert server.post("/modalities/self/store", instance).ok
+    for query in queries:
+        mine, theirs = _both(fresh_pair, lambda s, q=query: exports(s, q))
         assert mine == theirs
 
 

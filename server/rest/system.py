@@ -104,8 +104,12 @@ class ChangesHandler(OrthancHandler):
 
 class ExportsHandler(OrthancHandler):
     async def get(self) -> None:
-        since, limit = _log_window(self)
-        rows, done = await self.run(self.ctx.index.exports, since, limit)
+        if "last" in self.request.arguments:
+            since, done = 0, True
+            rows = await self.run(self.ctx.index.last_export)
+        else:
+            since, limit = _log_window(self)
+            rows, done = await self.run(self.ctx.index.exports, since, limit)
         exports = []
         for seq, level, public_id, modality, patient, study, series, sop, date in rows:
             level = Level(level)

@@ -591,6 +591,13 @@ class Index:
                               (since, (limit + 1) & 0xFFFFFFFF)).fetchall()
         return rows[:limit], len(rows) <= limit
 
+    def last_export(self) -> list[tuple]:
+        """The last export logged, as a list of at most one row like :meth:`exports`."""
+        with self.reading() as db:
+            return db.execute("SELECT seq, resourceType, publicId, remoteModality, patientId, "
+                              "studyInstanceUid, seriesInstanceUid, sopInstanceUid, date "
+                              "FROM ExportedResources ORDER BY seq DESC LIMIT 1").fetchall()
+
     def clear_exports(self) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM ExportedResources")
