@@ -63,6 +63,21 @@ def vr_of(tag: Tag) -> str:
     return vr_without_creator(tag[0], tag[1]) or "UN"
 
 
+#: The tags Orthanc 1.10.1 also indexes normalized (its ``DicomIdentifiers``): they match
+#: without case the way files do, accents included.
+_IDENTIFIERS = frozenset({(0x0010, 0x0020), (0x0010, 0x0010), (0x0010, 0x0030), (0x0020, 0x000D),
+                          (0x0008, 0x0050), (0x0008, 0x1030), (0x0008, 0x0020), (0x0020, 0x000E),
+                          (0x0008, 0x0018)})
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ascii_upper_case(text: str) -> str:
+    """Upper case for ASCII letters only: SQLite's case-insensitive comparisons, which
+    Orthanc 1.10.1's index applies to the other main tags (so ``é`` and ``É`` differ)."""
+    return text.translate(_ASCII_UPPER)
+
+
 def upper_case(text: str) -> str:
     """Orthanc's ``ToUpperCaseWithAccents``: each character to its upper case, accents kept
     (one character for one, so ``ß`` stays ``ß``)."""
@@ -87,12 +102,12 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
     Ranges on DA, DT and TM; ``\\`` makes a list of values (wildcards taken literally)
     the whole value must be one of; ``*`` and ``?`` are wildcards on text VRs and refused
     elsewhere (400); anything else is an equality.  Without case sensitivity, both sides are
-    upper-cased first.  A missing attribute never matches.
+    upper-cased first (see :func:`_case_folding`).  A missing attribute never matches.
     """
     if pattern == "":
         return None
     vr = vr_of(tag)
-    norm = (lambda text: text) if case_sensitive else upper_case
+    norm = (lambda text: text) if case_sensitive else _case_folding(tag)
     has_wildcard = "*" in pattern or "?" in pattern
     exact = None
     check: Callable[[str], bool]
@@ -129,6 +144,14 @@ def _lower_level_tag(tag: Tag, level: Level) -> bool:
     if tag not in ALL_TAGS:
         return False
     return not any(tag in BY_LEVEL[upper] for upper in Level if upper <= level)
+
+
+def _case_folding(tag: Tag) -> Callable[[str], str]:
+    """How a tag ignores case: ASCII letters only for the main tags Orthanc 1.10.1 matches
+    in SQLite, every letter for the identifiers and the tags read from the files."""
+    if tag in ALL_TAGS and tag not in _IDENTIFIERS:
+        return ascii_upper_case
+    return upper_case
 
 
 def _range_check(low: str, high: str) -> Callable[[str], bool]:

@@ -16,12 +16,13 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from conftest import ORTHANC_BINARY, Isengard, Orthanc, Server, dcmtk, dcmtk_env, sample
 from helpers import query_identifier
 
-#: Several patients, modalities (a CT and RTSTRUCT study among them), dates, accented names.
+#: Several patients, modalities (a CT and RTSTRUCT study among them), dates, accented names
+#: and descriptions.
 FILES = ["Encodings/Lena-latin1.dcm", "HierarchicalAnonymization/RTH/CT01.dcm",
          "HierarchicalAnonymization/RTH/RT.dcm", "Issue143.dcm", "KarstenHilbertRF.dcm",
          "MarekLatin2.dcm", "sample-pdf.dcm", "ColorTestImageJ.dcm", "Issue19.dcm",
          "2020-08-12-Christopher.dcm", "PatientIdsCollision/Image1.dcm",
-         "PatientIdsCollision/Image2.dcm"]
+         "PatientIdsCollision/Image2.dcm", "Issue141.dcm"]
 
 SCU_AET = "FINDSCU"
 
@@ -156,6 +157,11 @@ FINDS: list[tuple[str, dict[str, str], bool | None]] = [
     ("Patient", {"PatientSex": "m\\f"}, None),
     ("Patient", {"PatientSex": "m\\f"}, True),
     ("Patient", {"PatientSex": "M\\F\\O"}, True),
+    ("Study", {"RequestedProcedureDescription": "CT2 TÊTE, FACE, SINUS"}, None),
+    ("Study", {"RequestedProcedureDescription": "ct2 tête, FACE, sinus"}, None),
+    ("Study", {"RequestedProcedureDescription": "ct2 TÊ*"}, None),
+    ("Series", {"PerformedProcedureStepDescription": "ct2 tête*"}, None),
+    ("Study", {"StudyDescription": "*TÊTE*"}, None),
     ("Study", {"PatientID": "COMMON"}, None),
     ("Study", {"PatientID": "COMMON"}, True),
     ("Study", {"StudyDescription": "?*"}, None),
