@@ -1,8 +1,9 @@
-"""``/tools/find``: Orthanc's matching of DICOM query values against the index.
+"""Finds (``/tools/find`` and the C-FIND SCP): Orthanc 1.10.1's matching of DICOM query
+values against the index, its limits and its order.
 
 Exact values on the level's own main tags are pushed to SQL; wildcards, ranges,
-lists, tags of parent levels and (as a last resort) tags that are not indexed are
-checked here, in that order of cost.
+lists, tags of parent levels and ModalitiesInStudy make the rest of the database stage;
+tags that are not indexed are read from the files last, as Orthanc does.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
@@ -61,6 +63,21 @@ def vr_of(tag: Tag) -> str:
     return vr_without_creator(tag[0], tag[1]) or "UN"
 
 
+#: The tags Orthanc 1.10.1 also indexes normalized (its ``DicomIdentifiers``): they match
+#: without case the way files do, accents included.
+_IDENTIFIERS = frozenset({(0x0010, 0x0020), (0x0010, 0x0010), (0x0010, 0x0030), (0x0020, 0x000D),
+                          (0x0008, 0x0050), (0x0008, 0x1030), (0x0008, 0x0020), (0x0020, 0x000E),
+                          (0x0008, 0x0018)})
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ascii_upper_case(text: str) -> str:
+    """Upper case for ASCII letters only: SQLite's case-insensitive comparisons, which
+    Orthanc 1.10.1's index applies to the other main tags (so ``é`` and ``É`` differ)."""
+    return text.translate(_ASCII_UPPER)
+
+
 def upper_case(text: str) -> str:
     """Orthanc's ``ToUpperCaseWithAccents``: each character to its upper case, accents kept
     (one character for one, so ``ß`` stays ``ß``)."""
@@ -84,14 +101,13 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
     None when nothing is constrained (an empty value, or a range with neither bound).
     Ranges on DA, DT and TM; ``\\`` makes a list of values (wildcards taken literally)
     the whole value must be one of; ``*`` and ``?`` are wildcards on text VRs and refused
-    elsewhere (400); anything else is an equality.  ModalitiesInStudy, multi-valued, matches a
-    list or a value when any of its modalities does (checked on Orthanc 1.10.1).  Without case
-    sensitivity, both sides are upper-cased first.  A missing attribute never matches.
+    elsewhere (400); anything else is an equality.  Without case sensitivity, both sides are
+    upper-cased first (see :func:`_case_folding`).  A missing attribute never matches.
     """
     if pattern == "":
         return None
     vr = vr_of(tag)
-    norm = (lambda text: text) if case_sensitive else upper_case
+    norm = (lambda text: text) if case_sensitive else _case_folding(tag)
     has_wildcard = "*" in pattern or "?" in pattern
     exact = None
     check: Callable[[str], bool]
@@ -103,20 +119,13 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
             return None
         check = _range_check(low, high)
     elif "\\" in pattern:
-        options = {norm(item) for item in pattern.split("\\")}
-        if tag == MODALITIES_IN_STUDY:
-            check = lambda value: any(item in options for item in value.split("\\"))  # noqa: E731
-        else:
-            check = options.__contains__
+        check = {norm(item) for item in pattern.split("\\")}.__contains__
     elif has_wildcard and vr in WILDCARD_VRS:
         regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
                                    for c in norm(pattern)), re.DOTALL)
         check = lambda value: regex.fullmatch(value) is not None  # noqa: E731
     elif has_wildcard:
         raise _no_wildcards(tag)
-    elif tag == MODALITIES_IN_STUDY:
-        wanted = norm(pattern)
-        check = lambda value: wanted in value.split("\\")  # noqa: E731
     else:
         reference = norm(pattern)
         check = lambda value: value == reference  # noqa: E731
@@ -137,6 +146,14 @@ def _lower_level_tag(tag: Tag, level: Level) -> bool:
     return not any(tag in BY_LEVEL[upper] for upper in Level if upper <= level)
 
 
+def _case_folding(tag: Tag) -> Callable[[str], str]:
+    """How a tag ignores case: ASCII letters only for the main tags Orthanc 1.10.1 matches
+    in SQLite, every letter for the identifiers and the tags read from the files."""
+    if tag in ALL_TAGS and tag not in _IDENTIFIERS:
+        return ascii_upper_case
+    return upper_case
+
+
 def _range_check(low: str, high: str) -> Callable[[str], bool]:
     return lambda value: (not low or value >= low) and (not high or value <= high)
 
@@ -144,6 +161,12 @@ def _range_check(low: str, high: str) -> Callable[[str], bool]:
 def _no_wildcards(tag: Tag) -> OrthancError:
     return OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
                         f"Wildcards are not allowed on tag {tag[0]:04x},{tag[1]:04x}")
+
+
+def database_limit(config: Any, level: Level) -> int:
+    """``LimitFindInstances`` or ``LimitFindResults``: what one find may take from the
+    database (0 for no limit), for ``/tools/find`` and C-FIND alike."""
+    return int(config["LimitFindInstances"] if level is Level.INSTANCE else config["LimitFindResults"])
 
 
 def parse_request(body: object) -> tuple[Level, list[Constraint], dict]:
@@ -184,30 +207,69 @@ class Finder:
         self.read_tags = read_tags
 
     def find(self, level: Level, constraints: list[Constraint], since: int = 0,
-             limit: int = 0) -> list[Resource]:
-        in_sql = [c for c in constraints if c.exact is not None and c.tag in BY_LEVEL[level]
-                  and c.tag not in BY_LEVEL[Level.PATIENT]]
+             limit: int = 0, database_limit: int = 0) -> tuple[list[Resource], bool]:
+        """(matches after the first ``since``, at most ``limit``; complete).
+
+        As Orthanc 1.10.1 does it: the database stage (the indexed tags) yields at most
+        ``database_limit`` + 1 candidates (``LimitFindResults``/``LimitFindInstances``,
+        0 for none), the first to have arrived; those are then taken in the order of their
+        identifiers (of arrival for instances), filtered by the tags read from the files,
+        ``since`` and ``limit``.
+        Not complete when either limit cut the list.
+        """
         if any(_lower_level_tag(c.tag, level) for c in constraints):
-            return []
-        candidate_ids = list(self.index.candidates(
-            level, {c.tag: c.exact for c in in_sql if c.exact is not None}))
-        remaining = [c for c in constraints if c not in in_sql]
-        owners = self._owners(level, remaining)
-        tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
+            return [], True
+        owners = self._owners(level, constraints)
+        indexed = [c for c in constraints if owners[c.tag] is not None
+                   or (c.tag == MODALITIES_IN_STUDY and level is Level.STUDY)]
+        others = [c for c in constraints if c not in indexed]
+        selected, tags = self._database_stage(level, indexed, owners, database_limit)
+        complete = not database_limit or len(selected) <= database_limit
         found: list[Resource] = []
         skipped = 0
-        ancestors_cache: dict[int, dict[Tag, str]] = {}
-        for internal_id in candidate_ids:
-            resource = self._resource(internal_id, level)
-            if not self._matches(resource, tags[internal_id], remaining, owners, ancestors_cache):
+        selected.sort(key=self._order(level, constraints))
+        for resource in selected:
+            if not self._matches(resource, tags[resource.internal_id], others, owners, {}):
                 continue
             if skipped < since:
                 skipped += 1
-                continue
-            found.append(resource)
-            if limit and len(found) >= limit:
-                break
-        return found
+            elif limit and len(found) >= limit:
+                return found, False
+            else:
+                found.append(resource)
+        return found, complete
+
+    def _database_stage(self, level: Level, indexed: list[Constraint],
+                        owners: dict[Tag, Level | None], database_limit: int
+                        ) -> tuple[list[Resource], dict[int, dict[Tag, str]]]:
+        """The first ``database_limit`` + 1 resources (all with 0) that match the indexed
+        constraints, with their main tags."""
+        in_sql = {c.tag: c.exact for c in indexed if c.exact is not None
+                  and c.tag in BY_LEVEL[level] and c.tag not in BY_LEVEL[Level.PATIENT]}
+        remaining = [c for c in indexed if c.exact is None or in_sql.get(c.tag) != c.exact]
+        candidate_ids = list(self.index.candidates(level, in_sql))
+        tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
+        cache: dict[int, dict[Tag, str]] = {}
+        selected: list[Resource] = []
+        for internal_id in candidate_ids:
+            resource = self._resource(internal_id, level)
+            if self._matches(resource, tags[internal_id], remaining, owners, cache):
+                selected.append(resource)
+                if database_limit and len(selected) > database_limit:
+                    break
+        return selected, tags
+
+    def _order(self, level: Level, constraints: list[Constraint]) -> Callable[[Resource], Any]:
+        """How Orthanc 1.10.1 orders what its database stage found: by identifier (it groups
+        them so), but instances in the order of arrival, and studies looked up through their
+        series (ModalitiesInStudy) in the order of the index of modalities: by the Modality,
+        then the identifier, of their first matching series (as observed on 1.10.1)."""
+        modalities = [c for c in constraints if c.tag == MODALITIES_IN_STUDY]
+        if level is Level.INSTANCE:
+            return lambda resource: 0
+        if level is Level.STUDY and modalities:
+            return lambda study: min(self._matching_series(study, modalities[0]))
+        return lambda resource: resource.public_id
 
     def _resource(self, internal_id: int, level: Level) -> Resource:
         with self.index.reading() as db:
@@ -235,8 +297,10 @@ class Finder:
         for c in constraints:
             owner = owners[c.tag]
             if c.tag == MODALITIES_IN_STUDY and resource.level is Level.STUDY:
-                value = self.modalities_in_study(resource)
-            elif owner is resource.level:
+                if not self._matching_series(resource, c):
+                    return False
+                continue
+            if owner is resource.level:
                 value = own.get(c.tag)
             elif owner is not None:
                 value = self._ancestor_tags(resource, owner, cache).get(c.tag)
@@ -248,13 +312,22 @@ class Finder:
                 return False
         return True
 
-    def modalities_in_study(self, study: Resource) -> str | None:
-        """ModalitiesInStudy as Orthanc computes it: the distinct Modality values of the
-        study's series, sorted, joined by backslashes; None when no series has one."""
+    def modalities_in_study(self, study: Resource) -> str:
+        """ModalitiesInStudy as Orthanc answers it: the distinct Modality values of the
+        study's series, sorted, joined by backslashes."""
         modalities = {self.index.main_tags(series.internal_id).get(MODALITY)
                       for series in self.index.children(study.internal_id)}
-        modalities.discard(None)
-        return "\\".join(sorted(m for m in modalities if m is not None)) if modalities else None
+        return "\\".join(sorted(m for m in modalities if m is not None))
+
+    def _matching_series(self, study: Resource, constraint: Constraint) -> list[tuple[str, str]]:
+        """(Modality, identifier) of the series of a study whose Modality matches a
+        constraint on ModalitiesInStudy: Orthanc 1.10.1 looks such a study up through them."""
+        found = []
+        for series in self.index.children(study.internal_id):
+            modality = self.index.main_tags(series.internal_id).get(MODALITY)
+            if constraint.matches(modality):
+                found.append((modality or "", series.public_id))
+        return found
 
     def _ancestor_tags(self, resource: Resource, level: Level,
                        cache: dict[int, dict[Tag, str]]) -> dict[Tag, str]:

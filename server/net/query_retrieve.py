@@ -1,14 +1,11 @@
 """Isengard as a Query/Retrieve SCP: C-FIND, C-MOVE and C-GET, the way Orthanc 1.10.1 answers.
 
 C-FIND matching reuses ``/tools/find`` (:mod:`server.find`) with the DICOM rules
-on top, as observed on the real server: only an empty value is universal
-(``*`` needs the attribute), wildcards on other than text VRs fail the request, a constraint on
-a main tag of a lower level matches nothing, ``ModalitiesInStudy`` matches the
-modalities of the study's series, and at most ``LimitFindResults`` /
-``LimitFindInstances`` answers are sent (then the final status is Cancel).
-Every requested key is returned (empty when unknown), with the counters
-Orthanc computes, ``RetrieveAETitle`` and the SpecificCharacterSet of
-``DefaultEncoding``.
+on top: case-sensitive but for person names (``CaseSensitivePN``), and at most
+``LimitFindResults`` / ``LimitFindInstances`` answers are sent (then the final status
+is Cancel).  Every requested key is returned (empty when unknown; the file meta group
+never), with the counters Orthanc computes, ``RetrieveAETitle``, and the text written
+in ``DefaultEncoding`` under its SpecificCharacterSet (none for Windows1251).
 
 C-MOVE and C-GET find what to send from the identifying tag of the level
 (AccessionNumber or StudyInstanceUID for studies, lists allowed) and let
@@ -46,7 +43,7 @@ from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.main_tags import ALL_TAGS, IDENTIFIER, Level, Tag, format_tag
 from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
-from server.find import Constraint, make_constraint, parse_tag, vr_of
+from server.find import Constraint, database_limit, make_constraint, parse_tag, vr_of
 from server.find import parse_level as find_level
 from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
@@ -155,16 +152,12 @@ class FindScp:
     def answers(self, request: FindRequest) -> tuple[list[Dataset], bool]:
         """(answers, complete): ``complete`` is False when a limit cut the list."""
         level = parse_level(request.query.get(QUERY_RETRIEVE_LEVEL), "C-FIND")
-        found = self._match(level, request.query)
-        config = self.ctx.config
-        limit = int(config["LimitFindInstances"] if level is Level.INSTANCE else config["LimitFindResults"])
-        complete = not limit or len(found) <= limit
+        found, complete = self._match(level, request.query)
         if not complete:
             log.warning("Too many results for an incoming C-FIND query")
-            found = found[:limit]
         return [self._answer(level, resource, request) for resource in found], complete
 
-    def _match(self, level: Level, query: dict[Tag, str]) -> list[Resource]:
+    def _match(self, level: Level, query: dict[Tag, str]) -> tuple[list[Resource], bool]:
         """DICOM matching: case-sensitive, but for person names (``CaseSensitivePN``);
         group lengths and the file meta group are no keys."""
         case_sensitive_pn = bool(self.ctx.config["CaseSensitivePN"])
@@ -175,7 +168,8 @@ class FindScp:
             constraint = make_constraint(tag, value, case_sensitive_pn if vr_of(tag) == "PN" else True)
             if constraint is not None:
                 constraints.append(constraint)
-        return self.ctx.finder.find(level, constraints)
+        limit = database_limit(self.ctx.config, level)
+        return self.ctx.finder.find(level, constraints, limit=limit, database_limit=limit)
 
     def _answer(self, level: Level, resource: Resource, request: FindRequest) -> Dataset:
         wanted = [t for t in request.query
@@ -233,7 +227,7 @@ class FindScp:
             instances = index.descendants(resource.internal_id, Level.INSTANCE)
             result[STUDY_SERIES] = str(len(series))
             result[STUDY_INSTANCES] = str(len(instances))
-            result[MODALITIES_IN_STUDY] = self.ctx.finder.modalities_in_study(resource) or ""
+            result[MODALITIES_IN_STUDY] = self.ctx.finder.modalities_in_study(resource)
             if SOP_CLASSES_IN_STUDY in asked:
                 classes = {index.metadata(i.internal_id).get(Metadata.SopClassUid) for i in instances}
                 result[SOP_CLASSES_IN_STUDY] = "\\".join(sorted(c for c in classes if c))

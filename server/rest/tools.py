@@ -12,7 +12,7 @@ from server.clock import local_now_iso, utc_now_iso
 from server.dicom.charset import parse_encoding
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
-from server.find import parse_request
+from server.find import database_limit, parse_request
 from server.net.conformance import conformance_statement
 from server.net.scp import DicomServer, accepted_transfer_syntaxes
 from server.rest.base import OrthancHandler
@@ -39,7 +39,8 @@ class FindHandler(OrthancHandler):
         self.answer_json(await self.run(self._find, level, constraints, since, limit, expand, fmt))
 
     def _find(self, level, constraints, since: int, limit: int, expand: bool, fmt: str) -> list:
-        found = self.ctx.finder.find(level, constraints, since, limit)
+        found, _ = self.ctx.finder.find(level, constraints, since, limit,
+                                        database_limit(self.ctx.config, level))
         if expand:
             return [self.ctx.views.expand(r, fmt) for r in found]
         return [r.public_id for r in found]
