@@ -1,0 +1,153 @@
+"""The ``orthanc`` module's images: ``Image``, PNG/JPEG (de)compression, decoded DICOM frames.
+
+Images in memory and their PNG/JPEG encoding need only Pillow and are done here.
+Decoding DICOM pixel data is the job of the pixel-codec module
+(``server.dicom.pixels``, written separately): :func:`decode_frame` asks it
+through the small :class:`PixelCodec` interface and raises
+``OrthancException(NotImplemented)`` while that module is not there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from PIL import Image as PillowImage
+
+from server.errors import ErrorCode
+from server.scripting.python_enums import ENUMERATIONS
+from server.scripting.python_toolbox import exception
+
+PIXEL = ENUMERATIONS["PixelFormat"][1]
+IMAGE_FORMAT = ENUMERATIONS["ImageFormat"][1]
+#: Bytes per pixel of each ``orthanc.PixelFormat``.
+BYTES_PER_PIXEL = {PIXEL["GRAYSCALE8"]: 1, PIXEL["GRAYSCALE16"]: 2, PIXEL["SIGNED_GRAYSCALE16"]: 2,
+                   PIXEL["RGB24"]: 3, PIXEL["RGBA32"]: 4, PIXEL["RGB48"]: 6, PIXEL["GRAYSCALE32"]: 4,
+                   PIXEL["FLOAT32"]: 4, PIXEL["BGRA32"]: 4, PIXEL["GRAYSCALE64"]: 8}
+#: Pillow's raw mode of the formats PNG and JPEG can hold.
+_PILLOW_MODES = {PIXEL["GRAYSCALE8"]: ("L", "L"), PIXEL["GRAYSCALE16"]: ("I;16", "I;16"),
+                 PIXEL["RGB24"]: ("RGB", "RGB"), PIXEL["RGBA32"]: ("RGBA", "RGBA")}
+_FROM_PILLOW = {"L": PIXEL["GRAYSCALE8"], "I;16": PIXEL["GRAYSCALE16"], "RGB": PIXEL["RGB24"],
+                "RGBA": PIXEL["RGBA32"]}
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded frame, as the pixel-codec module hands it over."""
+
+    pixel_format: int
+    width: int
+    height: int
+    pitch: int
+    buffer: bytes
+
+
+class PixelCodec(Protocol):
+    """What ``server.dicom.pixels`` is expected to offer for the Python API."""
+
+    def decode_frame(self, dicom: bytes, frame: int) -> DecodedFrame: ...
+
+
+def _codec() -> PixelCodec:
+    try:
+        module = importlib.import_module("server.dicom.pixels")
+    except ImportError:
+        module = None
+    if module is None or not hasattr(module, "decode_frame"):
+        raise exception(ErrorCode.NOT_IMPLEMENTED, "Decoding DICOM pixel data is not available yet")
+    return cast(PixelCodec, module)
+
+
+class Image:
+    """An image in memory: pixel format, size, pitch (bytes per row) and the pixels."""
+
+    def __init__(self, pixel_format: int, width: int, height: int, pitch: int, buffer: bytes) -> None:
+        if pixel_format not in BYTES_PER_PIXEL or width < 0 or height < 0:
+            raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        if pitch < width * BYTES_PER_PIXEL[pixel_format] or len(buffer) < pitch * height:
+            raise exception(ErrorCode.BAD_PARAMETER_TYPE)
+        self._format = pixel_format
+        self._width = width
+        self._height = height
+        self._pitch = pitch
+        self._buffer = bytes(buffer)
+
+    def GetImagePixelFormat(self) -> int:
+        return self._format
+
+    def GetImageWidth(self) -> int:
+        return self._width
+
+    def GetImageHeight(self) -> int:
+        return self._height
+
+    def GetImagePitch(self) -> int:
+        return self._pitch
+
+    def GetImageBuffer(self) -> bytes:
+        return self._buffer
+
+    def ConvertPixelFormat(self, target_format: int) -> Image:
+        if target_format == self._format:
+            return Image(self._format, self._width, self._height, self._pitch, self._buffer)
+        raise exception(ErrorCode.NOT_IMPLEMENTED, "Pixel format conversions are not available yet")
+
+    def DrawText(self, font_index: int, utf8_text: str, x: int, y: int, r: int, g: int, b: int) -> None:
+        """No fonts are embedded (``GetFontsCount() == 0``), so every font index is out of range."""
+        raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+
+
+Image.__module__ = "orthanc"
+
+
+def create_image(pixel_format: int, width: int, height: int) -> Image:
+    """``CreateImage``: a black image."""
+    pitch = int(width) * BYTES_PER_PIXEL.get(pixel_format, 0)
+    return Image(pixel_format, int(width), int(height), pitch, bytes(pitch * int(height)))
+
+
+def _pillow(pixel_format: int, width: int, height: int, pitch: int, buffer: Any) -> PillowImage.Image:
+    modes = _PILLOW_MODES.get(pixel_format)
+    if modes is None:
+        raise exception(ErrorCode.INCOMPATIBLE_IMAGE_FORMAT)
+    return PillowImage.frombuffer(modes[0], (width, height), bytes(buffer), "raw", modes[1], pitch, 1)
+
+
+def compress(kind: str, pixel_format: int, width: int, height: int, pitch: int, buffer: Any,
+             quality: int = 90) -> bytes:
+    """PNG (lossless) or JPEG (8-bit grayscale and RGB only) of raw pixels."""
+    image = _pillow(pixel_format, width, height, pitch, buffer)
+    out = io.BytesIO()
+    if kind == "PNG":
+        image.save(out, "PNG")
+    else:
+        if image.mode not in ("L", "RGB") or not 1 <= quality <= 100:
+            raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def uncompress(data: bytes, image_format: int) -> Image:
+    """``UncompressImage``: PNG and JPEG here; DICOM through the pixel-codec module."""
+    if image_format == IMAGE_FORMAT["DICOM"]:
+        return decode_frame(data, 0)
+    if image_format not in (IMAGE_FORMAT["PNG"], IMAGE_FORMAT["JPEG"]):
+        raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+    try:
+        image = PillowImage.open(io.BytesIO(bytes(data)))
+        image.load()
+    except (OSError, ValueError):
+        raise exception(ErrorCode.BAD_FILE_FORMAT) from None
+    if image.mode not in _FROM_PILLOW:
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    pixel_format = _FROM_PILLOW[image.mode]
+    raw = image.tobytes("raw", _PILLOW_MODES[pixel_format][1])
+    return Image(pixel_format, image.width, image.height, image.width * BYTES_PER_PIXEL[pixel_format], raw)
+
+
+def decode_frame(dicom: bytes, frame: int) -> Image:
+    """``DecodeDicomImage`` / ``GetInstanceDecodedFrame``: through the pixel-codec module."""
+    decoded = _codec().decode_frame(bytes(dicom), int(frame))
+    return Image(decoded.pixel_format, decoded.width, decoded.height, decoded.pitch, decoded.buffer)
