@@ -46,6 +46,8 @@ PENDING = 0xFF00
 SUCCESS = 0x0000
 CANCEL = 0xFE00
 UNABLE_TO_PROCESS = 0xC000
+#: Orthanc's ``DirectoryExpected`` error code.
+DIRECTORY_EXPECTED = 2002
 SPECIFIC_CHARACTER_SET = 0x00080005
 SCHEDULED_PROCEDURE_STEP_SEQUENCE = 0x00400100
 SCHEDULED_STATION_AE_TITLE = 0x00400001
@@ -228,7 +230,7 @@ class FolderWorklists:
             paths = [p for p in self.folder.iterdir() if p.suffix.lower() == ".wl" and p.is_file()]
         except OSError:
             log.error("Inexistent folder while scanning for worklists: %s", self.folder)
-            raise OrthancError(ErrorCode.DIRECTORY_EXPECTED) from None
+            raise OrthancError(DIRECTORY_EXPECTED) from None
         matched = 0
         for path in paths:
             try:

@@ -134,3 +134,5 @@ ORIGINS = {"DicomProtocol": 2, "RestApi": 3, "Plugins": 4, "Lua": 5, "WebDav": 6
 RECEIVED = ENUMERATIONS["ReceivedInstanceAction"][1]
 #: ``orthanc.ValueRepresentation`` value -> the VR's two letters.
 VR_NAMES = {value: name for name, value in ENUMERATIONS["ValueRepresentation"][1].items()}
+#: ``orthanc.ErrorCode`` values by name (the server's ``ErrorCode`` names only those it raises).
+CODES = ENUMERATIONS["ErrorCode"][1]

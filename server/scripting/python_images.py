@@ -17,7 +17,7 @@ from typing import Any, Protocol, cast
 from PIL import Image as PillowImage
 
 from server.errors import ErrorCode
-from server.scripting.python_enums import ENUMERATIONS
+from server.scripting.python_enums import CODES, ENUMERATIONS
 from server.scripting.python_toolbox import exception
 
 PIXEL = ENUMERATIONS["PixelFormat"][1]
@@ -111,7 +111,7 @@ def create_image(pixel_format: int, width: int, height: int) -> Image:
 def _pillow(pixel_format: int, width: int, height: int, pitch: int, buffer: Any) -> PillowImage.Image:
     modes = _PILLOW_MODES.get(pixel_format)
     if modes is None:
-        raise exception(ErrorCode.INCOMPATIBLE_IMAGE_FORMAT)
+        raise exception(CODES["INCOMPATIBLE_IMAGE_FORMAT"])
     return PillowImage.frombuffer(modes[0], (width, height), bytes(buffer), "raw", modes[1], pitch, 1)
 
 

@@ -23,7 +23,7 @@ from pydicom.datadict import dictionary_VM
 
 from server.dicom import dictionary
 from server.errors import ErrorCode
-from server.scripting.python_enums import ENUMERATIONS, VR_NAMES
+from server.scripting.python_enums import CODES, ENUMERATIONS, VR_NAMES
 
 log = logging.getLogger("isengard.plugins.python")
 
@@ -74,23 +74,28 @@ class Peers:
         self._names = sorted(peers)
         self._peers = peers
 
-    def _name(self, index: int) -> str:
+    def _settings(self, index: int) -> tuple[str, dict[str, Any]] | None:
+        """The peer at ``index``; None out of range (orthanc-python answers None, it does not raise)."""
         if not isinstance(index, int) or not 0 <= index < len(self._names):
-            raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
-        return self._names[index]
+            return None
+        name = self._names[index]
+        return name, self._peers[name]
 
     def GetPeersCount(self) -> int:
         return len(self._names)
 
-    def GetPeerName(self, peer_index: int) -> str:
-        return self._name(peer_index)
+    def GetPeerName(self, peer_index: int) -> str | None:
+        found = self._settings(peer_index)
+        return found[0] if found else None
 
-    def GetPeerUrl(self, peer_index: int) -> str:
-        return str(self._peers[self._name(peer_index)]["Url"])
+    def GetPeerUrl(self, peer_index: int) -> str | None:
+        found = self._settings(peer_index)
+        return str(found[1]["Url"]) if found else None
 
     def GetPeerUserProperty(self, peer_index: int, user_property: str) -> str | None:
         """A custom field of the peer's configuration (None when absent or not a string)."""
-        value = self._peers[self._name(peer_index)].get(user_property)
+        found = self._settings(peer_index)
+        value = found[1].get(user_property) if found else None
         return value if isinstance(value, str) else None
 
 
@@ -144,7 +149,7 @@ class ToolboxFunctions:
         try:
             return Path(path).read_bytes()
         except OSError:
-            raise exception(ErrorCode.REGULAR_FILE_EXPECTED) from None
+            raise exception(CODES["REGULAR_FILE_EXPECTED"]) from None
 
     def WriteFile(self, path: str, data: bytes) -> None:
         try:
@@ -207,7 +212,7 @@ class ToolboxFunctions:
     def SetGlobalProperty(self, property: int, value: str) -> None:
         """Kept in the index, as Orthanc does; numbers below 1024 are Orthanc's own."""
         if int(property) < FIRST_PLUGIN_PROPERTY:
-            raise exception(ErrorCode.UNKNOWN_PLUGIN_SERVICE)
+            raise exception(CODES["UNKNOWN_PLUGIN_SERVICE"])
         if not isinstance(value, str):
             raise TypeError("value must be a string")
         self._host.set_global_property(int(property), value)

@@ -1,0 +1,91 @@
+# Calls the toolbox functions of the orthanc module from a REST callback (the database is
+# ready by then) and answers what each call gave: [type name, value] or [exception, args].
+# The same script runs on Isengard and on the real Orthanc with orthanc-python.
+
+import json
+import os
+import tempfile
+
+import orthanc
+
+
+def attempt(call):
+    try:
+        value = call()
+    except orthanc.OrthancException as e:
+        return ["OrthancException", list(e.args)]
+    except Exception as e:  # noqa: BLE001 - the kind of error is part of the answer
+        return [type(e).__name__, str(e)]
+    if isinstance(value, bytes):
+        return ["bytes", value.hex()]
+    return [type(value).__name__, value]
+
+
+def created(flags, tags):
+    dicom = orthanc.CreateDicom(json.dumps(tags), None, flags)
+    return json.loads(orthanc.DicomBufferToJson(dicom, orthanc.DicomToJsonFormat.HUMAN, orthanc.DicomToJsonFlags.NONE,
+                                                0))
+
+
+def image_round_trip():
+    pixels = bytes(range(12))
+    png = orthanc.CompressPngImage(orthanc.PixelFormat.GRAYSCALE8, 4, 3, 4, pixels)
+    image = orthanc.UncompressImage(png, orthanc.ImageFormat.PNG)
+    return [image.GetImagePixelFormat(), image.GetImageWidth(), image.GetImageHeight(), image.GetImagePitch(),
+            image.GetImageBuffer() == pixels]
+
+
+def files():
+    path = os.path.join(tempfile.mkdtemp(), "file.bin")
+    orthanc.WriteFile(path, b"content")
+    return orthanc.ReadFile(path).decode()
+
+
+def peers():
+    found = orthanc.GetPeers()
+    return [[found.GetPeerName(i), found.GetPeerUrl(i), found.GetPeerUserProperty(i, "Custom"),
+             found.GetPeerUserProperty(i, "Nope")] for i in range(found.GetPeersCount())]
+
+
+def run(output, uri, **request):
+    Flags = orthanc.CreateDicomFlags
+    results = {
+        "md5": attempt(lambda: orthanc.ComputeMd5(b"hello")),
+        "md5_text": attempt(lambda: orthanc.ComputeMd5("hello")),
+        "sha1": attempt(lambda: orthanc.ComputeSha1(b"hello")),
+        "lookup_name": attempt(lambda: orthanc.LookupDictionary("PatientName")),
+        "lookup_multiple": attempt(lambda: orthanc.LookupDictionary("ImagePositionPatient")),
+        "lookup_hex": attempt(lambda: orthanc.LookupDictionary("0010,0010")),
+        "lookup_unknown": attempt(lambda: orthanc.LookupDictionary("NoSuchTag")),
+        "property_default": attempt(lambda: orthanc.GetGlobalProperty(5000, "default")),
+        "property_reserved": attempt(lambda: orthanc.SetGlobalProperty(10, "x")),
+        "property_set": attempt(lambda: orthanc.SetGlobalProperty(5001, "kept")),
+        "property_get": attempt(lambda: orthanc.GetGlobalProperty(5001, "default")),
+        "read_missing": attempt(lambda: orthanc.ReadFile("/nonexistent/file")),
+        "files": attempt(files),
+        "mime_png": attempt(lambda: orthanc.AutodetectMimeType("a.png")),
+        "mime_unknown": attempt(lambda: orthanc.AutodetectMimeType("a.unknownextension")),
+        "version": attempt(orthanc.CheckVersion),
+        "version_newer": attempt(lambda: orthanc.CheckVersionAdvanced(1, 11, 0)),
+        "version_older": attempt(lambda: orthanc.CheckVersionAdvanced(1, 9, 7)),
+        "database_version": attempt(orthanc.GetExpectedDatabaseVersion),
+        "peers": attempt(peers),
+        "peer_out_of_range": attempt(lambda: orthanc.GetPeers().GetPeerName(5)),
+        "tag_name": attempt(lambda: orthanc.GetTagName(0x10, 0x10, "")),
+        "tag_name_none": attempt(lambda: orthanc.GetTagName(0x10, 0x10, None)),
+        "created": attempt(lambda: created(Flags.NONE, {"PatientName": "A^B", "PatientID": "X"})),
+        "created_identifiers": attempt(lambda: sorted(created(Flags.GENERATE_IDENTIFIERS, {"PatientName": "A"}))),
+        "create_bad_json": attempt(lambda: orthanc.CreateDicom("not json", None, Flags.NONE)),
+        "compressed": attempt(lambda: orthanc.BufferCompression(b"hello", orthanc.CompressionType.ZLIB_WITH_SIZE, 0)),
+        "uncompressed": attempt(lambda: orthanc.BufferCompression(
+            orthanc.BufferCompression(b"hello", orthanc.CompressionType.GZIP, 0), orthanc.CompressionType.GZIP, 1)),
+        "image_pitch": attempt(lambda: orthanc.CreateImage(orthanc.PixelFormat.RGB24, 3, 2).GetImagePitch()),
+        "image_round_trip": attempt(image_round_trip),
+        "http_refused": attempt(lambda: orthanc.HttpGet("http://127.0.0.1:1/", "", "")),
+        "job_constructor": attempt(orthanc.Job),
+        "explorer": attempt(lambda: orthanc.ExtendOrthancExplorer("window.extended = true;")),
+    }
+    output.AnswerBuffer(json.dumps(results), "application/json")
+
+
+orthanc.RegisterRestCallback("/toolbox", run)

@@ -1,0 +1,116 @@
+"""The ``orthanc`` module against the real orthanc-python plugin loaded in the real Orthanc 1.10.1.
+
+The same scripts run on both servers: ``names`` lists the module's public names
+(functions, classes and their methods, enumerations and their values) and
+``tests/python/toolbox.py`` calls the toolbox functions; Isengard must have every
+name of the plugin and answer the calls the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ORTHANC_BINARY, Isengard, Orthanc
+
+PLUGIN = Path("/usr/lib/orthanc/libOrthancPython.so.4.0")
+SCRIPTS = Path(__file__).parent / "python"
+#: Public names of the module's objects, as the dump below writes them.
+NAMES_SCRIPT = """
+import json, orthanc
+
+def describe(value):
+    if not isinstance(value, type):
+        return "function"
+    members = {{k: getattr(value, k) for k in dir(value) if not k.startswith("_")}}
+    if issubclass(value, Exception):
+        return "exception"
+    if members and all(isinstance(v, int) for v in members.values()):
+        return {{"enum": members}}
+    return {{"methods": sorted(k for k, v in members.items() if callable(v))}}
+
+names = {{name: describe(getattr(orthanc, name)) for name in dir(orthanc) if not name.startswith("_")}}
+open({target!r}, "w").write(json.dumps(names))
+"""
+#: Names Isengard adds to orthanc-python 4.0: newer plugin features Isengard has.
+NEWER = {"DicomConnection", "RegisterStorageCommitmentScpCallback", "RegisterStorageCommitmentScpCallback2"}
+
+
+def _real_required() -> None:
+    if not (ORTHANC_BINARY.exists() and PLUGIN.exists()):
+        pytest.skip("the real Orthanc or its orthanc-python plugin is not installed")
+
+
+def _wait_for(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.stat().st_size:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} was not written")
+        time.sleep(0.05)
+
+
+def _names(tmp_path: Path, real: bool) -> dict[str, Any]:
+    workdir = tmp_path / ("real" if real else "isengard")
+    workdir.mkdir()
+    target = workdir / "names.json"
+    script = workdir / "names.py"
+    script.write_text(NAMES_SCRIPT.format(target=str(target)))
+    server: Isengard | Orthanc
+    if real:
+        server = Orthanc(workdir, Plugins=[str(PLUGIN)], PythonScript=str(script)).start()
+    else:
+        server = Isengard(workdir, PythonScript=str(script)).start()
+    try:
+        _wait_for(target)
+        time.sleep(0.1)
+        return json.loads(target.read_text())
+    finally:
+        server.stop()
+
+
+def test_module_has_every_public_name_and_value_of_the_real_plugin(tmp_path: Path) -> None:
+    _real_required()
+    real = _names(tmp_path, real=True)
+    ours = _names(tmp_path, real=False)
+    missing = sorted(set(real) - set(ours))
+    assert missing == [], f"names of orthanc-python that Isengard lacks: {missing}"
+    assert set(ours) - set(real) == NEWER
+    for name, kind in real.items():
+        if isinstance(kind, dict) and "enum" in kind:
+            values = dict(ours[name]["enum"])
+            if name == "StorageCommitmentFailureReason":  # Isengard also has the newer plugin's spelling
+                assert values.pop("REFERENCED_SOP_CLASS_NOT_SUPPORTED") == values["REFERENCED_SOPCLASS_NOT_SUPPORTED"]
+            assert values == kind["enum"], name
+        elif isinstance(kind, dict):
+            lacking = sorted(set(kind["methods"]) - set(ours[name].get("methods", [])))
+            assert lacking == [], f"methods of orthanc.{name} that Isengard lacks: {lacking}"
+        else:
+            assert ours[name] == kind, name
+
+
+def _toolbox(server: Isengard | Orthanc) -> dict[str, Any]:
+    answer = server.get("/toolbox", params={"self": server.url})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_toolbox_functions_answer_like_the_real_plugin(tmp_path: Path) -> None:
+    _real_required()
+    peers = {"b": {"Url": "http://127.0.0.1:9999/", "Custom": "yes"}, "a": ["http://127.0.0.1:8888"]}
+    (tmp_path / "real").mkdir()
+    shutil.copy(SCRIPTS / "toolbox.py", tmp_path / "toolbox.py")
+    real = Orthanc(tmp_path / "real", Plugins=[str(PLUGIN)], PythonScript=str(tmp_path / "toolbox.py"),
+                   OrthancPeers=peers).start()
+    ours = Isengard(tmp_path / "isengard", PythonScript=str(tmp_path / "toolbox.py"), OrthancPeers=peers).start()
+    try:
+        expected, got = _toolbox(real), _toolbox(ours)
+    finally:
+        real.stop()
+        ours.stop()
+    differences = {key: (got.get(key), value) for key, value in expected.items() if got.get(key) != value}
+    assert differences == {}, json.dumps(differences, indent=1)
