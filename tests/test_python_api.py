@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from conftest import ORTHANC_BINARY, Isengard, Orthanc
 
@@ -114,3 +116,44 @@ def test_toolbox_functions_answer_like_the_real_plugin(tmp_path: Path) -> None:
         ours.stop()
     differences = {key: (got.get(key), value) for key, value in expected.items() if got.get(key) != value}
     assert differences == {}, json.dumps(differences, indent=1)
+
+
+SLOW_ROUTE = """
+import time, orthanc
+
+def slow(output, uri, **request):
+    time.sleep(0.4)
+    output.AnswerBuffer("done", "text/plain")
+
+orthanc.RegisterRestCallback("/slow", slow)
+"""
+
+
+def _slow_calls(server: Isengard, count: int) -> float:
+    """Seconds taken by ``count`` concurrent calls of the 0.4 s route."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(count) as pool:
+        answers = list(pool.map(lambda _: requests.get(server.url + "/slow", timeout=30), range(count)))
+    assert all(a.status_code == 200 and a.text == "done" for a in answers)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("threads", [2, 12])
+def test_rest_callbacks_get_as_many_workers_as_http_threads(tmp_path: Path, threads: int) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_ROUTE)
+    server = Isengard(tmp_path / "server", PythonScript=str(script), HttpThreadsCount=threads).start()
+    try:
+        with ThreadPoolExecutor(1) as background:
+            busy = background.submit(_slow_calls, server, 12)
+            time.sleep(0.1)
+            quick = time.monotonic()
+            assert requests.get(server.url + "/system", timeout=30).status_code == 200
+            assert time.monotonic() - quick < 0.3  # built-in routes do not wait for the script's workers
+            elapsed = busy.result()
+    finally:
+        server.stop()
+    if threads == 2:
+        assert elapsed >= 6 * 0.4  # 12 calls, 2 at a time
+    else:
+        assert elapsed < 3 * 0.4  # all 12 at once

@@ -60,9 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("isengard.plugins.python")
 
-#: Threads running REST callbacks and HTTP filters when ``HttpThreadsCount`` is not set
-#: (Orthanc's default): as many callbacks may run at once as Orthanc has HTTP threads.
-DEFAULT_HTTP_THREADS = 50
 #: How long shutdown waits for the change callbacks still queued.
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -86,8 +83,8 @@ class PythonScripting:
         self._slots: dict[str, tuple[Callable[..., Any], ...]] = {}
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
-        threads = ctx.config.get("HttpThreadsCount") or DEFAULT_HTTP_THREADS
-        self.pool = ThreadPoolExecutor(max(1, int(threads)), thread_name_prefix="python")
+        # As many REST callbacks and HTTP filters run at once as Orthanc has HTTP threads.
+        self.pool = ThreadPoolExecutor(max(1, int(ctx.config["HttpThreadsCount"])), thread_name_prefix="python")
         #: ``ExtendOrthancExplorer``: JavaScript kept for the explorer, in registration order.
         self.explorer_extensions: list[str] = []
         self._errors: list[tuple[int, int, str]] = []
