@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ORTHANC_BINARY, Isengard, Orthanc
+from conftest import ORTHANC_BINARY, Isengard, Orthanc, sample
 
 PLUGIN = Path("/usr/lib/orthanc/libOrthancPython.so.4.0")
 SCRIPTS = Path(__file__).parent / "python"
@@ -115,7 +115,7 @@ def test_toolbox_functions_answer_like_the_real_plugin(tmp_path: Path) -> None:
         real.stop()
         ours.stop()
     differences = {key: (got.get(key), value) for key, value in expected.items() if got.get(key) != value}
-    assert differences == {}, json.dumps(differences, indent=1)
+    assert differences == {}, json.dumps(differences, indent=1, sort_keys=True)
 
 
 SLOW_ROUTE = """
@@ -157,3 +157,28 @@ def test_rest_callbacks_get_as_many_workers_as_http_threads(tmp_path: Path, thre
         assert elapsed >= 6 * 0.4  # 12 calls, 2 at a time
     else:
         assert elapsed < 3 * 0.4  # all 12 at once
+
+
+@pytest.mark.parametrize("name", ["2019-06-17-VedranZdesic.dcm", "Formats/Jpeg.dcm"])
+def test_dicom_functions_answer_like_the_real_plugin(tmp_path: Path, name: str) -> None:
+    _real_required()
+    (tmp_path / "real").mkdir()
+    shutil.copy(SCRIPTS / "instance_api.py", tmp_path / "instance_api.py")
+    script = str(tmp_path / "instance_api.py")
+    real = Orthanc(tmp_path / "real", Plugins=[str(PLUGIN)], PythonScript=script).start()
+    ours = Isengard(tmp_path / "isengard", PythonScript=script).start()
+    try:
+        answers = []
+        for server in (real, ours):
+            instance_id = server.upload(sample(name))["ID"]
+            answer = server.get(f"/instance-api/{instance_id}")
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json())
+            png = server.get("/png")
+            answers[-1]["png"] = [png.headers["Content-Type"], png.content[:8].hex()]
+    finally:
+        real.stop()
+        ours.stop()
+    expected, got = answers
+    differences = {key: (got.get(key), value) for key, value in expected.items() if got.get(key) != value}
+    assert differences == {}, json.dumps(differences, indent=1, sort_keys=True)

@@ -13,9 +13,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from server.dicom import json_format
+from server.dicom import dictionary, json_format
 from server.dicom.create import NewInstance, _inject_tags
-from server.dicom.dictionary import tag_name
+from server.dicom.dictionary import UNKNOWN_TAG_NAME, tag_name
 from server.dicom.encode import write_file
 from server.errors import ErrorCode, OrthancError
 from server.net import worklists
@@ -24,6 +24,9 @@ from server.scripting.python_toolbox import exception
 
 _FORMATS = ENUMERATIONS["DicomToJsonFormat"][1]
 _CREATE_FLAGS = ENUMERATIONS["CreateDicomFlags"][1]
+_JSON_FLAGS = ENUMERATIONS["DicomToJsonFlags"][1]
+_BINARY_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "UN"))
+PIXEL_DATA = 0x7FE00010
 
 
 def _data(value: Any) -> bytes:
@@ -39,9 +42,36 @@ def _parsed(value: Any) -> Dataset:
         raise exception(e.code) from None
 
 
-def dicom_json(data: bytes, json_format_value: int, default_encoding: str) -> str:
+def _keep(element: Any, flags: int) -> bool:
+    """Orthanc's ``DicomToJsonFlags``: private, unknown, binary and pixel data tags only when asked."""
+    tag = element.tag
+    if tag == PIXEL_DATA:
+        return bool(flags & _JSON_FLAGS["INCLUDE_PIXEL_DATA"])
+    if tag.element == 0 and flags & _JSON_FLAGS["SKIP_GROUP_LENGTHS"]:
+        return False
+    if tag.group % 2 == 1:
+        return bool(flags & _JSON_FLAGS["INCLUDE_PRIVATE_TAGS"])
+    if tag_name(tag.group, tag.element) == UNKNOWN_TAG_NAME and not flags & _JSON_FLAGS["INCLUDE_UNKNOWN_TAGS"]:
+        return False
+    vr = element.VR or (dictionary.lookup(tag.group, tag.element) or ("UN", ""))[0]  # implicit VR: the dictionary's
+    return vr not in _BINARY_VRS or bool(flags & _JSON_FLAGS["INCLUDE_BINARY"])
+
+
+def _filter(ds: Dataset, flags: int) -> None:
+    """Drop what the flags leave out, reading elements raw (values keep their bytes as stored)."""
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag)
+        if not _keep(element, flags):
+            del ds[tag]
+        elif element.VR == "SQ":
+            for item in ds[tag].value:
+                _filter(item, flags)
+
+
+def dicom_json(data: bytes, json_format_value: int, flags: int, default_encoding: str) -> str:
     """``DicomBufferToJson``: the tags in the FULL, SHORT or HUMAN format, as JSON text."""
     ds = _parsed(data)
+    _filter(ds, int(flags))
     if json_format_value == _FORMATS["FULL"]:
         value = json_format.tags_full(ds, default_encoding)
     elif json_format_value == _FORMATS["SHORT"]:
@@ -78,8 +108,9 @@ class FindMatcher:
     def __init__(self, matcher: worklists.HierarchicalMatcher) -> None:
         self._matcher = matcher
 
-    def FindMatcherIsMatch(self, dicom: bytes) -> bool:
-        return self._matcher.matches(_parsed(dicom))
+    def FindMatcherIsMatch(self, dicom: bytes) -> int:
+        """1 or 0, as orthanc-python answers (an ``int``, not a ``bool``)."""
+        return int(self._matcher.matches(_parsed(dicom)))
 
 
 class WorklistQuery:
