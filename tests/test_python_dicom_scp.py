@@ -22,7 +22,9 @@ from conftest import ORTHANC_BINARY, TESTDATA, Isengard, Orthanc, dcmtk, dcmtk_e
 
 WORKLISTS = TESTDATA / "worklists"
 SCRIPTS = Path(__file__).parent / "python"
+SAMPLES = Path(__file__).parent.parent / "samples" / "python"
 WORKLISTS_PLUGIN = Path("/usr/lib/orthanc/libModalityWorklists.so.1.10.1")
+PYTHON_PLUGIN = Path("/usr/lib/orthanc/libOrthancPython.so.4.0")
 #: Any AET may query and retrieve (authorization is tested elsewhere).
 OPEN = {"DicomAlwaysAllowFind": True, "DicomAlwaysAllowFindWorklist": True, "DicomAlwaysAllowMove": True}
 #: Tags the suite leaves out of the comparison (character set, and items of no interest).
@@ -210,3 +212,36 @@ def test_python_move_callback_replaces_the_c_move_scp(scp: Isengard, tmp_path: P
                             capture_output=True, text=True, env=dcmtk_env(), timeout=60)
     assert "Received Final Move Response (Success)" not in failed.stdout + failed.stderr
     assert "move failed on purpose" in scp.log()
+
+
+def test_python_scp_callbacks_answer_like_the_real_plugin(scp: Isengard, tmp_path: Path) -> None:
+    if not (ORTHANC_BINARY.exists() and PYTHON_PLUGIN.exists()):
+        pytest.skip("the real Orthanc or its orthanc-python plugin is not installed")
+    shutil.copy(SCRIPTS / "dicom_scp.py", tmp_path / "dicom_scp.py")
+    real = Orthanc(tmp_path / "real", Plugins=[str(PYTHON_PLUGIN)], PythonScript=str(tmp_path / "dicom_scp.py"),
+                   WorklistsFolder=str(scp.workdir / "wl"), DicomAet=scp.aet, **OPEN).start()
+    find = tmp_path / "find.dump"
+    find.write_text("(0008,0052) CS [PATIENT]\n(0010,0010) PN [DOE*]\n(0010,0020) LO []\n(0010,0030) DA []\n")
+    try:
+        for query in [WORKLISTS / "queries" / f"wlistqry{n}.dump" for n in (0, 1, 5, 9)]:
+            assert findscu(scp, query, tmp_path, "-W") == findscu(real, query, tmp_path, "-W"), query.name
+        assert findscu(scp, find, tmp_path, "-P") == findscu(real, find, tmp_path, "-P")
+        assert scp.json("/scp/state")["find"][-1]["keys"] == real.json("/scp/state")["find"][-1]["keys"]
+    finally:
+        real.stop()
+
+
+def test_sample_worklist(tmp_path: Path) -> None:
+    database = tmp_path / "wl"
+    database.mkdir()
+    for n in range(1, 11):
+        dump2dcm(WORKLISTS / "database" / f"wklist{n}.dump", database / f"{n}.wl")
+    server = Isengard(tmp_path / "server", PythonScript=str(SAMPLES / "worklist.py"), WorklistsFolder=str(database),
+                      **OPEN).start()
+    try:
+        for query in (1, 5, 9):
+            expected = json.loads((WORKLISTS / "expected" / f"all-{query}.json").read_text())
+            answers = findscu(server, WORKLISTS / "queries" / f"wlistqry{query}.dump", tmp_path, "-W")
+            assert sorted(answers) == sorted(expected)
+    finally:
+        server.stop()
