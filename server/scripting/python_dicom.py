@@ -124,8 +124,9 @@ class WorklistQuery:
         """The query as a DICOM file."""
         return worklists.dataset_bytes(self.query)
 
-    def WorklistIsMatch(self, dicom: bytes) -> bool:
-        return self.matcher.matches(_parsed(dicom))
+    def WorklistIsMatch(self, dicom: bytes) -> int:
+        """1 or 0, as orthanc-python answers."""
+        return int(self.matcher.matches(_parsed(dicom)))
 
 
 class WorklistAnswers:

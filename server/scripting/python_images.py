@@ -2,21 +2,23 @@
 
 Images in memory and their PNG/JPEG encoding need only Pillow and are done here.
 Decoding DICOM pixel data is the job of the pixel-codec module
-(``server.dicom.pixels``, written separately): :func:`decode_frame` asks it
-through the small :class:`PixelCodec` interface and raises
-``OrthancException(NotImplemented)`` while that module is not there.
+``server.dicom.pixels`` (written on another branch): :func:`decode_frame` uses its
+``read_image_dataset(data)`` and ``decode_frame(ds, index, allow_jpeg2000)``, whose
+image has a ``format`` named like ``orthanc.PixelFormat`` and ``pixels`` (an
+array with ``tobytes()``), and raises ``OrthancException(NotImplemented)`` while
+that module is not there.
 """
 
 from __future__ import annotations
 
 import importlib
 import io
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from types import ModuleType
+from typing import Any
 
 from PIL import Image as PillowImage
 
-from server.errors import ErrorCode
+from server.errors import ErrorCode, OrthancError
 from server.scripting.python_enums import CODES, ENUMERATIONS
 from server.scripting.python_toolbox import exception
 
@@ -33,31 +35,11 @@ _FROM_PILLOW = {"L": PIXEL["GRAYSCALE8"], "I;16": PIXEL["GRAYSCALE16"], "RGB": P
                 "RGBA": PIXEL["RGBA32"]}
 
 
-@dataclass(frozen=True)
-class DecodedFrame:
-    """One decoded frame, as the pixel-codec module hands it over."""
-
-    pixel_format: int
-    width: int
-    height: int
-    pitch: int
-    buffer: bytes
-
-
-class PixelCodec(Protocol):
-    """What ``server.dicom.pixels`` is expected to offer for the Python API."""
-
-    def decode_frame(self, dicom: bytes, frame: int) -> DecodedFrame: ...
-
-
-def _codec() -> PixelCodec:
+def _codec() -> ModuleType:
     try:
-        module = importlib.import_module("server.dicom.pixels")
+        return importlib.import_module("server.dicom.pixels")
     except ImportError:
-        module = None
-    if module is None or not hasattr(module, "decode_frame"):
-        raise exception(ErrorCode.NOT_IMPLEMENTED, "Decoding DICOM pixel data is not available yet")
-    return cast(PixelCodec, module)
+        raise exception(ErrorCode.NOT_IMPLEMENTED, "Decoding DICOM pixel data is not available yet") from None
 
 
 class Image:
@@ -148,6 +130,15 @@ def uncompress(data: bytes, image_format: int) -> Image:
 
 
 def decode_frame(dicom: bytes, frame: int) -> Image:
-    """``DecodeDicomImage`` / ``GetInstanceDecodedFrame``: through the pixel-codec module."""
-    decoded = _codec().decode_frame(bytes(dicom), int(frame))
-    return Image(decoded.pixel_format, decoded.width, decoded.height, decoded.pitch, decoded.buffer)
+    """``DecodeDicomImage`` / ``GetInstanceDecodedFrame``: through the pixel-codec module.
+
+    JPEG 2000 is not decoded, as Orthanc without its GDCM plugin.
+    """
+    pixels = _codec()
+    try:
+        decoded = pixels.decode_frame(pixels.read_image_dataset(bytes(dicom)), int(frame), False)
+    except OrthancError as e:
+        raise exception(int(e.code)) from None
+    pixel_format = PIXEL[decoded.format.name]
+    width, height = int(decoded.pixels.shape[1]), int(decoded.pixels.shape[0])
+    return Image(pixel_format, width, height, width * BYTES_PER_PIXEL[pixel_format], decoded.pixels.tobytes())
