@@ -8,6 +8,7 @@ name of the plugin and answer the calls the same way.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import time
@@ -182,3 +183,24 @@ def test_dicom_functions_answer_like_the_real_plugin(tmp_path: Path, name: str) 
     expected, got = answers
     differences = {key: (got.get(key), value) for key, value in expected.items() if got.get(key) != value}
     assert differences == {}, json.dumps(differences, indent=1, sort_keys=True)
+
+
+def test_decoded_frames_are_the_real_plugins_once_the_pixel_codec_is_there(tmp_path: Path) -> None:
+    """Until ``server.dicom.pixels`` is merged, decoding raises NotImplemented (never a fake image)."""
+    _real_required()
+    (tmp_path / "real").mkdir()
+    script = str(SCRIPTS / "decode.py")
+    real = Orthanc(tmp_path / "real", Plugins=[str(PLUGIN)], PythonScript=script).start()
+    ours = Isengard(tmp_path / "isengard", PythonScript=script).start()
+    try:
+        answers = []
+        for server in (real, ours):
+            instance_id = server.upload(sample("ColorTestMalaterre.dcm"))["ID"]
+            answers.append(server.json(f"/decode/{instance_id}"))
+    finally:
+        real.stop()
+        ours.stop()
+    if importlib.util.find_spec("server.dicom.pixels") is None:
+        assert answers[1] == {"0": [2, "Decoding DICOM pixel data is not available yet"], "1000": answers[1]["0"]}
+    else:
+        assert answers[1] == answers[0]

@@ -31,6 +31,7 @@ BYTES_PER_PIXEL = {PIXEL["GRAYSCALE8"]: 1, PIXEL["GRAYSCALE16"]: 2, PIXEL["SIGNE
 #: Pillow's raw mode of the formats PNG and JPEG can hold.
 _PILLOW_MODES = {PIXEL["GRAYSCALE8"]: ("L", "L"), PIXEL["GRAYSCALE16"]: ("I;16", "I;16"),
                  PIXEL["RGB24"]: ("RGB", "RGB"), PIXEL["RGBA32"]: ("RGBA", "RGBA")}
+INTERNAL_ERROR = -1
 _FROM_PILLOW = {"L": PIXEL["GRAYSCALE8"], "I;16": PIXEL["GRAYSCALE16"], "RGB": PIXEL["RGB24"],
                 "RGBA": PIXEL["RGBA32"]}
 
@@ -121,7 +122,7 @@ def uncompress(data: bytes, image_format: int) -> Image:
         image = PillowImage.open(io.BytesIO(bytes(data)))
         image.load()
     except (OSError, ValueError):
-        raise exception(ErrorCode.BAD_FILE_FORMAT) from None
+        raise exception(INTERNAL_ERROR) from None  # orthanc-python: no image -> InternalError
     if image.mode not in _FROM_PILLOW:
         image = image.convert("RGBA" if "A" in image.mode else "RGB")
     pixel_format = _FROM_PILLOW[image.mode]
@@ -132,13 +133,14 @@ def uncompress(data: bytes, image_format: int) -> Image:
 def decode_frame(dicom: bytes, frame: int) -> Image:
     """``DecodeDicomImage`` / ``GetInstanceDecodedFrame``: through the pixel-codec module.
 
-    JPEG 2000 is not decoded, as Orthanc without its GDCM plugin.
+    JPEG 2000 is not decoded, as Orthanc without its GDCM plugin.  Checked against
+    orthanc-python 4.0 with wt-transcode's module: same pixel formats, sizes and bytes.
     """
     pixels = _codec()
     try:
         decoded = pixels.decode_frame(pixels.read_image_dataset(bytes(dicom)), int(frame), False)
-    except OrthancError as e:
-        raise exception(int(e.code)) from None
+    except OrthancError:
+        raise exception(INTERNAL_ERROR) from None  # orthanc-python: no image -> InternalError
     pixel_format = PIXEL[decoded.format.name]
     width, height = int(decoded.pixels.shape[1]), int(decoded.pixels.shape[0])
     return Image(pixel_format, width, height, width * BYTES_PER_PIXEL[pixel_format], decoded.pixels.tobytes())
