@@ -97,7 +97,7 @@ def test_module_has_every_public_name_and_value_of_the_real_plugin(tmp_path: Pat
 
 
 def _toolbox(server: Isengard | Orthanc) -> dict[str, Any]:
-    answer = server.get("/toolbox", params={"self": server.url})
+    answer = server.get("/toolbox")
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -107,9 +107,12 @@ def test_toolbox_functions_answer_like_the_real_plugin(tmp_path: Path) -> None:
     peers = {"b": {"Url": "http://127.0.0.1:9999/", "Custom": "yes"}, "a": ["http://127.0.0.1:8888"]}
     (tmp_path / "real").mkdir()
     shutil.copy(SCRIPTS / "toolbox.py", tmp_path / "toolbox.py")
+    ours = Isengard(tmp_path / "isengard", PythonScript=str(tmp_path / "toolbox.py"), OrthancPeers=peers)
     real = Orthanc(tmp_path / "real", Plugins=[str(PLUGIN)], PythonScript=str(tmp_path / "toolbox.py"),
-                   OrthancPeers=peers).start()
-    ours = Isengard(tmp_path / "isengard", PythonScript=str(tmp_path / "toolbox.py"), OrthancPeers=peers).start()
+                   OrthancPeers=peers, ToolboxTarget=ours.url).start()
+    ours.config["ToolboxTarget"] = real.url  # each one's HTTP client calls the other
+    ours.config_path.write_text(json.dumps(ours.config))
+    ours.start()
     try:
         expected, got = _toolbox(real), _toolbox(ours)
     finally:

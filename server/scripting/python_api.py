@@ -376,6 +376,7 @@ class _Functions(ToolboxFunctions):
 
     def __init__(self, host: Host) -> None:
         self._host = host
+        self._registered_names = set()
 
     def LogInfo(self, message: str) -> None:
         log.info("%s", _text(message, "message"), stacklevel=2)

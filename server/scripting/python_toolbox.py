@@ -142,6 +142,8 @@ class ToolboxFunctions:
     """Mixin of the module-level toolbox functions (``self._host`` is a :class:`ToolboxHost`)."""
 
     _host: Any
+    #: Names added by ``RegisterDictionaryTag`` / ``RegisterPrivateDictionaryTag``.
+    _registered_names: set[str]
 
     # -- files, hashes, compression ------------------------------------------------------
 
@@ -242,7 +244,7 @@ class ToolboxFunctions:
         if not isinstance(name, str):
             raise TypeError("Bad types for the arguments (1 arguments expected)")
         tag = int(name[:4] + name[5:], 16) if _HEX_TAG.fullmatch(name) else dictionary.tag_from_name(name)
-        if tag is None:
+        if tag is None or name in self._registered_names:  # orthanc-python cannot look up the ones it added
             raise TypeError(f"Unknown DICOM tag: {name}")
         group, element = tag >> 16, tag & 0xFFFF
         found = dictionary.lookup(group, element)
@@ -260,10 +262,12 @@ class ToolboxFunctions:
     def RegisterDictionaryTag(self, group: int, element: int, vr: int, name: str, min_multiplicity: int,
                               max_multiplicity: int) -> None:
         dictionary.add_custom_entry(int(group), int(element), _vr_name(vr), str(name), None)
+        self._registered_names.add(str(name))
 
     def RegisterPrivateDictionaryTag(self, group: int, element: int, vr: int, name: str, min_multiplicity: int,
                                      max_multiplicity: int, private_creator: str) -> None:
         dictionary.add_custom_entry(int(group), int(element), _vr_name(vr), str(name), str(private_creator))
+        self._registered_names.add(str(name))
 
     # -- about the server ------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ def peers():
 
 
 def run(output, uri, **request):
+    target = json.loads(orthanc.GetConfiguration())["ToolboxTarget"]  # another server, for the HTTP client
     Flags = orthanc.CreateDicomFlags
     results = {
         "md5": attempt(lambda: orthanc.ComputeMd5(b"hello")),
@@ -57,6 +58,14 @@ def run(output, uri, **request):
         "lookup_multiple": attempt(lambda: orthanc.LookupDictionary("ImagePositionPatient")),
         "lookup_hex": attempt(lambda: orthanc.LookupDictionary("0010,0010")),
         "lookup_unknown": attempt(lambda: orthanc.LookupDictionary("NoSuchTag")),
+        "register_tag": attempt(lambda: orthanc.RegisterDictionaryTag(
+            0x4321, 0x1000, orthanc.ValueRepresentation.LO, "IsengardCustomTag", 1, 3)),
+        "lookup_registered": attempt(lambda: orthanc.LookupDictionary("IsengardCustomTag")),
+        "registered_name": attempt(lambda: orthanc.GetTagName(0x4321, 0x1000, "")),
+        "register_private": attempt(lambda: orthanc.RegisterPrivateDictionaryTag(
+            0x4323, 0x1001, orthanc.ValueRepresentation.DS, "IsengardPrivateTag", 2, 0, "Isengard")),
+        "private_name": attempt(lambda: orthanc.GetTagName(0x4323, 0x1001, "Isengard")),
+        "lookup_private": attempt(lambda: orthanc.LookupDictionary("IsengardPrivateTag")),
         "property_default": attempt(lambda: orthanc.GetGlobalProperty(5000, "default")),
         "property_reserved": attempt(lambda: orthanc.SetGlobalProperty(10, "x")),
         "property_set": attempt(lambda: orthanc.SetGlobalProperty(5001, "kept")),
@@ -82,6 +91,12 @@ def run(output, uri, **request):
         "image_pitch": attempt(lambda: orthanc.CreateImage(orthanc.PixelFormat.RGB24, 3, 2).GetImagePitch()),
         "image_round_trip": attempt(image_round_trip),
         "http_refused": attempt(lambda: orthanc.HttpGet("http://127.0.0.1:1/", "", "")),
+        "http_get": attempt(lambda: json.loads(orthanc.HttpGet(target + "/system", "", ""))["ApiVersion"]),
+        "http_post": attempt(lambda: json.loads(orthanc.HttpPost(target + "/tools/find", b'{"Level": "Patient", '
+                                                                 b'"Query": {}}', "", ""))),
+        "http_put": attempt(lambda: orthanc.HttpPut(target + "/tools/metrics", b"true", "", "")),
+        "http_delete_missing": attempt(lambda: orthanc.HttpDelete(target + "/patients/nope", "", "")),
+        "http_get_missing": attempt(lambda: orthanc.HttpGet(target + "/nope", "", "")),
         "job_constructor": attempt(orthanc.Job),
         "explorer": attempt(lambda: orthanc.ExtendOrthancExplorer("window.extended = true;")),
     }
