@@ -89,6 +89,8 @@ class ServerContext:
         self.network = NetworkService(self)
         self.lua = LuaScripting(self)
         self.python: PythonScripting | None = load_script(self)
+        if self.python is not None:  # RegisterStorageArea
+            self.area = self.store.area = self.python.storage_area(self.area)
         self.worklists = FolderWorklists.from_config(config)
         self.http_port = int(config["HttpPort"])
         self.dicom_port = int(config["DicomPort"])

@@ -23,6 +23,7 @@ from conftest import ORTHANC_BINARY, Isengard, Orthanc, sample
 
 PLUGIN = Path("/usr/lib/orthanc/libOrthancPython.so.4.0")
 SCRIPTS = Path(__file__).parent / "python"
+SAMPLES = Path(__file__).parent.parent / "samples" / "python"
 #: Public names of the module's objects, as the dump below writes them.
 NAMES_SCRIPT = """
 import json, orthanc
@@ -207,3 +208,36 @@ def test_decoded_frames_are_the_real_plugins_once_the_pixel_codec_is_there(tmp_p
         assert answers[1] == {"0": [2, "Decoding DICOM pixel data is not available yet"], "1000": answers[1]["0"]}
     else:
         assert answers[1] == answers[0]
+
+
+def test_sample_storage_area_keeps_files_where_the_script_says(tmp_path: Path) -> None:
+    folder = tmp_path / "script-storage"
+    server = Isengard(tmp_path / "server", PythonScript=str(SAMPLES / "storage_area.py"),
+                      ScriptStorageFolder=str(folder), StorageCompression=True).start()
+    data = sample("2019-06-17-VedranZdesic.dcm").read_bytes()
+    try:
+        uploaded = server.upload(data)
+        attachment = server.json(f"/instances/{uploaded['ID']}/attachments/dicom/info")
+        stored = folder / f"1-{attachment['Uuid']}"
+        assert stored.exists() and stored.stat().st_size == attachment["CompressedSize"]
+        local = [p for p in (tmp_path / "server" / "storage").rglob("*") if p.is_file() and p.name == stored.name[2:]]
+        assert local == []
+        assert server.get(f"/instances/{uploaded['ID']}/file").content == data
+    finally:
+        server.stop()
+    server.start()
+    try:
+        assert server.get(f"/instances/{uploaded['ID']}/file").content == data  # after a restart
+        assert server.delete(f"/instances/{uploaded['ID']}").status_code == 200
+        assert not stored.exists()
+    finally:
+        server.stop()
+
+
+def test_storage_area_callbacks_must_be_functions(tmp_path: Path) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text("import orthanc\northanc.RegisterStorageArea(1, 2, 3)\n")
+    server = Isengard(tmp_path / "server", PythonScript=str(script))
+    with pytest.raises(RuntimeError):
+        server.start()
+    assert "Expected three callback functions to register a Python storage area" in server.log()

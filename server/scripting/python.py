@@ -51,7 +51,9 @@ from server.scripting.python_api import DicomConnection, DicomInstance, RestOutp
 from server.scripting.python_dicom import FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, RECEIVED
 from server.scripting.python_events import FULL_WAIT_SECONDS, QUEUE_LIMIT, Change, ChangeTranslator
+from server.scripting.python_storage import ScriptStorageArea
 from server.scripting.python_toolbox import FIRST_PLUGIN_ERROR
+from server.storage.area import StorageArea
 from server.store import Origin
 
 if TYPE_CHECKING:
@@ -359,6 +361,14 @@ class PythonScripting:
                       status)
             raise OrthancError(ErrorCode.PLUGIN)
         return status
+
+    def storage_area(self, local: StorageArea) -> StorageArea:
+        """The area files go to: the script's (``RegisterStorageArea``), else ``local``."""
+        registered = self.callback("storage")
+        if registered is None:
+            return local
+        log.warning("The storage area is handled by the Python script")
+        return ScriptStorageArea(local, *registered)
 
     # -- DICOM SCP callbacks (worklists, C-FIND, C-MOVE) ------------------------------
 

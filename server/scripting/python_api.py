@@ -496,8 +496,11 @@ class _Functions(ToolboxFunctions):
 
     def RegisterStorageArea(self, create: Callable[..., Any], read: Callable[..., Any],
                             remove: Callable[..., Any]) -> None:
-        """Not supported yet: refusing it stops start-up rather than storing files elsewhere silently."""
-        raise orthanc_exception(2, "RegisterStorageArea is not supported by Isengard yet")
+        """``create(uuid, content_type, data)``, ``read(uuid, content_type)``, ``remove(uuid, content_type)``."""
+        description = "Python storage area"
+        message = f"Expected three callback functions to register a {description}"
+        self._host.register("storage", description, _callable(create, message), _callable(read, message),
+                            _callable(remove, message))
 
     # -- DICOM -----------------------------------------------------------------------
 
