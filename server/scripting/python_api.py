@@ -155,7 +155,7 @@ class DicomInstance:
         if syntax and UID(syntax).is_encapsulated:
             frames = list(generate_frames(ds.PixelData, number_of_frames=self.GetInstanceFramesCount()))
             return frames[int(frame_index)]
-        size = len(ds.PixelData) // self.GetInstanceFramesCount()
+        size = _frame_size(ds) or len(ds.PixelData) // self.GetInstanceFramesCount()
         return bytes(ds.PixelData[int(frame_index) * size:(int(frame_index) + 1) * size])
 
     def GetInstanceDecodedFrame(self, frame_index: int) -> Image:
@@ -172,6 +172,16 @@ class DicomInstance:
 
 
 DicomInstance.__module__ = "orthanc"
+
+
+def _frame_size(ds: Dataset) -> int:
+    """Bytes of one uncompressed frame, from the image tags as Orthanc counts them (padding excluded)."""
+    try:
+        pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    return (pixels + 7) // 8 if bits == 1 else pixels * (bits // 8)
 
 
 class DicomConnection:
@@ -505,10 +515,9 @@ class _Functions(ToolboxFunctions):
     # -- DICOM -----------------------------------------------------------------------
 
     def CreateDicom(self, json: str, pixel_data: Image | None, flags: int) -> bytes:
-        """A DICOM file from ``{"TagName": value}`` JSON text (no pixel data yet: see python_images)."""
-        if pixel_data is not None:
-            raise orthanc_exception(2, "CreateDicom with pixel data is not supported yet")
-        return python_dicom.create_dicom(json, int(flags), self._host.default_encoding, "")
+        """A DICOM file from ``{"TagName": value}`` JSON text, with the image's pixels if one is given."""
+        raster = python_images.raster(pixel_data) if pixel_data is not None else None
+        return python_dicom.create_dicom(json, int(flags), self._host.default_encoding, "", raster)
 
     def DicomBufferToJson(self, buffer: bytes, format: int, flags: int, max_string_length: int) -> str:
         return python_dicom.dicom_json(buffer, format, flags, self._host.default_encoding)

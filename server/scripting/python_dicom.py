@@ -14,7 +14,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from server.dicom import dictionary, json_format
-from server.dicom.create import NewInstance, _inject_tags
+from server.dicom.create import NewInstance, Raster, _inject_tags, embed_image
 from server.dicom.dictionary import UNKNOWN_TAG_NAME, tag_name
 from server.dicom.encode import write_file
 from server.errors import ErrorCode, OrthancError
@@ -83,7 +83,8 @@ def dicom_json(data: bytes, json_format_value: int, flags: int, default_encoding
     return json.dumps(value, indent=3, sort_keys=True, ensure_ascii=False)
 
 
-def create_dicom(tags_json: str, flags: int, default_encoding: str, private_creator: str) -> bytes:
+def create_dicom(tags_json: str, flags: int, default_encoding: str, private_creator: str,
+                 raster: Raster | None = None) -> bytes:
     """``CreateDicom``: a DICOM file from ``{"TagName": value}`` (Orthanc's ``CreateFromJson``)."""
     try:
         tags = json.loads(tags_json)
@@ -97,6 +98,8 @@ def create_dicom(tags_json: str, flags: int, default_encoding: str, private_crea
     instance.set_encoding(default_encoding)
     try:
         _inject_tags(instance, tags, instance.context(private_creator, decode), force=True)
+        if raster is not None:
+            embed_image(instance, raster)
         return write_file(instance.items)
     except OrthancError:
         raise ValueError("Cannot create the DICOM instance") from None

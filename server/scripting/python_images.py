@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image as PillowImage
 
+from server.dicom.create import Raster
 from server.errors import ErrorCode, OrthancError
 from server.scripting.python_enums import CODES, ENUMERATIONS
 from server.scripting.python_toolbox import exception
@@ -144,3 +145,16 @@ def decode_frame(dicom: bytes, frame: int) -> Image:
     pixel_format = PIXEL[decoded.format.name]
     width, height = int(decoded.pixels.shape[1]), int(decoded.pixels.shape[0])
     return Image(pixel_format, width, height, width * BYTES_PER_PIXEL[pixel_format], decoded.pixels.tobytes())
+
+
+def raster(image: Image) -> Raster:
+    """The pixels of ``image`` for ``CreateDicom``: 8/16-bit grayscale or RGB24, rows without padding."""
+    layouts = {PIXEL["GRAYSCALE8"]: (1, 8), PIXEL["GRAYSCALE16"]: (1, 16), PIXEL["RGB24"]: (3, 8)}
+    pixel_format = image.GetImagePixelFormat()
+    if pixel_format not in layouts:
+        raise exception(ErrorCode.NOT_IMPLEMENTED)
+    samples, bits = layouts[pixel_format]
+    row = image.GetImageWidth() * BYTES_PER_PIXEL[pixel_format]
+    buffer, pitch = image.GetImageBuffer(), image.GetImagePitch()
+    data = b"".join(buffer[y * pitch:y * pitch + row] for y in range(image.GetImageHeight()))
+    return Raster(image.GetImageWidth(), image.GetImageHeight(), samples, bits, data)

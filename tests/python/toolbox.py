@@ -2,6 +2,7 @@
 # ready by then) and answers what each call gave: [type name, value] or [exception, args].
 # The same script runs on Isengard and on the real Orthanc with orthanc-python.
 
+import hashlib
 import json
 import os
 import tempfile
@@ -25,6 +26,19 @@ def created(flags, tags):
     dicom = orthanc.CreateDicom(json.dumps(tags), None, flags)
     return json.loads(orthanc.DicomBufferToJson(dicom, orthanc.DicomToJsonFormat.HUMAN, orthanc.DicomToJsonFlags.NONE,
                                                 0))
+
+
+def with_image(pixel_format, width, height):
+    """CreateDicom with an image (pitch padded by 3 bytes); its tags and the pixel data's MD5."""
+    size = {orthanc.PixelFormat.GRAYSCALE8: 1, orthanc.PixelFormat.GRAYSCALE16: 2}.get(pixel_format, 3)
+    pitch = width * size + 3
+    image = orthanc.CreateImageFromBuffer(pixel_format, width, height, pitch, bytes(i % 251 for i in range(
+        pitch * height)))
+    dicom = orthanc.CreateDicom(json.dumps({"PatientName": "IMAGE"}), image, orthanc.CreateDicomFlags.NONE)
+    tags = json.loads(orthanc.DicomBufferToJson(dicom, orthanc.DicomToJsonFormat.HUMAN, orthanc.DicomToJsonFlags.NONE,
+                                                0))
+    frame = orthanc.CreateDicomInstance(dicom).GetInstanceRawFrame(0)
+    return [tags, hashlib.md5(frame).hexdigest()]
 
 
 def image_round_trip():
@@ -85,6 +99,9 @@ def run(output, uri, **request):
         "created": attempt(lambda: created(Flags.NONE, {"PatientName": "A^B", "PatientID": "X"})),
         "created_identifiers": attempt(lambda: sorted(created(Flags.GENERATE_IDENTIFIERS, {"PatientName": "A"}))),
         "create_bad_json": attempt(lambda: orthanc.CreateDicom("not json", None, Flags.NONE)),
+        "created_gray": attempt(lambda: with_image(orthanc.PixelFormat.GRAYSCALE8, 5, 1)),
+        "created_gray16": attempt(lambda: with_image(orthanc.PixelFormat.GRAYSCALE16, 3, 2)),
+        "created_rgb": attempt(lambda: with_image(orthanc.PixelFormat.RGB24, 2, 3)),
         "compressed": attempt(lambda: orthanc.BufferCompression(b"hello", orthanc.CompressionType.ZLIB_WITH_SIZE, 0)),
         "uncompressed": attempt(lambda: orthanc.BufferCompression(
             orthanc.BufferCompression(b"hello", orthanc.CompressionType.GZIP, 0), orthanc.CompressionType.GZIP, 1)),
