@@ -89,6 +89,7 @@ class PythonScripting:
         self.pool = ThreadPoolExecutor(max(1, int(ctx.config["HttpThreadsCount"])), thread_name_prefix="python")
         #: ``ExtendOrthancExplorer``: JavaScript kept for the explorer, in registration order.
         self.explorer_extensions: list[str] = []
+        #: ``RegisterErrorCode``: (script's code, HTTP status, message), numbered from 1000000.
         self._errors: list[tuple[int, int, str]] = []
         self._translator = ChangeTranslator()
         self._deliveries = DeliveryQueue("python-changes", QUEUE_LIMIT, FULL_WAIT_SECONDS)

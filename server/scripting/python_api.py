@@ -28,7 +28,7 @@ from server.scripting import python_dicom, python_images
 from server.scripting.python_dicom import FindAnswers, FindMatcher, FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, enumeration_class
 from server.scripting.python_images import Image
-from server.scripting.python_toolbox import Peers, ToolboxFunctions
+from server.scripting.python_toolbox import FIRST_PLUGIN_ERROR, PLUGIN_ERROR_DESCRIPTION, Peers, ToolboxFunctions
 from server.store import Origin
 
 log = logging.getLogger("isengard.plugins.python")
@@ -409,6 +409,8 @@ class _Functions(ToolboxFunctions):
         return str(uuid.uuid4())
 
     def GetErrorDescription(self, error: int) -> str:
+        if int(error) >= FIRST_PLUGIN_ERROR:
+            return PLUGIN_ERROR_DESCRIPTION
         return DESCRIPTIONS.get(int(error), "Unknown error code")
 
     def RestApiGet(self, uri: str) -> bytes:

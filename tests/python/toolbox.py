@@ -66,6 +66,9 @@ def run(output, uri, **request):
     Flags = orthanc.CreateDicomFlags
     results = {
         "md5": attempt(lambda: orthanc.ComputeMd5(b"hello")),
+        "error_code": attempt(lambda: orthanc.RegisterErrorCode(12, 403, "my error")),
+        "error_code_next": attempt(lambda: orthanc.RegisterErrorCode(13, 404, "my other error")),
+        "error_description": attempt(lambda: orthanc.GetErrorDescription(1000001)),
         "md5_text": attempt(lambda: orthanc.ComputeMd5("hello")),
         "sha1": attempt(lambda: orthanc.ComputeSha1(b"hello")),
         "lookup_name": attempt(lambda: orthanc.LookupDictionary("PatientName")),
