@@ -144,7 +144,7 @@ class DicomInstance:
 
     def GetInstanceAdvancedJson(self, format: int, flags: int, max_string_length: int) -> str:
         """The tags in the FULL, SHORT or HUMAN format, as JSON text."""
-        return python_dicom.dicom_json(self._data, format, flags, self._encoding)
+        return python_dicom.dicom_json(self._data, format, flags, self._encoding, max_string_length)
 
     def GetInstanceRawFrame(self, frame_index: int) -> bytes:
         """The bytes of one frame as stored (uncompressed slice or encapsulated fragment)."""
@@ -522,7 +522,7 @@ class _Functions(ToolboxFunctions):
         return python_dicom.create_dicom(json, int(flags), self._host.default_encoding, "", raster)
 
     def DicomBufferToJson(self, buffer: bytes, format: int, flags: int, max_string_length: int) -> str:
-        return python_dicom.dicom_json(buffer, format, flags, self._host.default_encoding)
+        return python_dicom.dicom_json(buffer, format, flags, self._host.default_encoding, max_string_length)
 
     def DicomInstanceToJson(self, instance_id: str, format: int, flags: int, max_string_length: int) -> str:
         """An unknown instance raises ``InternalError``, as orthanc-python does."""
@@ -530,7 +530,7 @@ class _Functions(ToolboxFunctions):
             data = self._host.instance_file(_text(instance_id, "instance_id"))
         except OrthancException:
             raise orthanc_exception(-1) from None
-        return python_dicom.dicom_json(data, format, flags, self._host.default_encoding)
+        return python_dicom.dicom_json(data, format, flags, self._host.default_encoding, max_string_length)
 
     def CreateFindMatcher(self, query: bytes) -> FindMatcher:
         return FindMatcher(self._host.matcher(python_dicom._parsed(query)))

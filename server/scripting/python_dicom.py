@@ -68,18 +68,28 @@ def _filter(ds: Dataset, flags: int) -> None:
                 _filter(item, flags)
 
 
-def dicom_json(data: bytes, json_format_value: int, flags: int, default_encoding: str) -> str:
+def _cap(full: dict[str, Any], max_length: int) -> None:
+    """Strings longer than ``max_length`` become ``{"Type": "TooLong", "Value": null}``, as Orthanc's."""
+    for node in full.values():
+        if node["Type"] == "Sequence":
+            for item in node["Value"]:
+                _cap(item, max_length)
+        elif node["Type"] == "String" and len(node["Value"]) > max_length:
+            node["Type"], node["Value"] = "TooLong", None
+
+
+def dicom_json(data: bytes, json_format_value: int, flags: int, default_encoding: str,
+               max_string_length: int = 0) -> str:
     """``DicomBufferToJson``: the tags in the FULL, SHORT or HUMAN format, as JSON text."""
+    if json_format_value not in _FORMATS.values():
+        raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
     ds = _parsed(data)
     _filter(ds, int(flags))
-    if json_format_value == _FORMATS["FULL"]:
-        value = json_format.tags_full(ds, default_encoding)
-    elif json_format_value == _FORMATS["SHORT"]:
-        value = json_format.tags_short(ds, default_encoding)
-    elif json_format_value == _FORMATS["HUMAN"]:
-        value = json_format.tags_simplified(ds, default_encoding)
-    else:
-        raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+    value = json_format.tags_full(ds, default_encoding)
+    if max_string_length > 0:
+        _cap(value, int(max_string_length))
+    if json_format_value != _FORMATS["FULL"]:
+        value = json_format.simplify(value, short=json_format_value == _FORMATS["SHORT"])
     return json.dumps(value, indent=3, sort_keys=True, ensure_ascii=False)
 
 

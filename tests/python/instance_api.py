@@ -37,6 +37,7 @@ def run(output, uri, **request):
         "transfer_syntax": attempt(instance.GetInstanceTransferSyntaxUid),
         "human": attempt(lambda: json.loads(orthanc.DicomInstanceToJson(instance_id, Format.HUMAN, Flags.NONE, 0))),
         "short": attempt(lambda: json.loads(orthanc.DicomBufferToJson(dicom, Format.SHORT, Flags.NONE, 0))),
+        "full_capped": attempt(lambda: json.loads(orthanc.DicomBufferToJson(dicom, Format.FULL, Flags.NONE, 8))),
         "advanced": attempt(lambda: json.loads(instance.GetInstanceAdvancedJson(Format.HUMAN, Flags.NONE, 0))),
         "accession": attempt(lambda: orthanc.LookupStudyWithAccessionNumber(tags.get("AccessionNumber", "")) ==
                              json.loads(orthanc.RestApiGet(f"/instances/{instance_id}/study"))["ID"]),
