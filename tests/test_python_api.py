@@ -241,3 +241,18 @@ def test_storage_area_callbacks_must_be_functions(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         server.start()
     assert "Expected three callback functions to register a Python storage area" in server.log()
+
+
+def test_pixel_format_conversions_are_the_real_plugins(tmp_path: Path) -> None:
+    _real_required()
+    (tmp_path / "real").mkdir()
+    script = str(SCRIPTS / "convert.py")
+    real = Orthanc(tmp_path / "real", Plugins=[str(PLUGIN)], PythonScript=script).start()
+    ours = Isengard(tmp_path / "isengard", PythonScript=script).start()
+    try:
+        expected, got = real.json("/convert"), ours.json("/convert")
+    finally:
+        real.stop()
+        ours.stop()
+    assert len(expected) == 100
+    assert {pair: got.get(pair) for pair in expected if got.get(pair) != expected[pair]} == {}
