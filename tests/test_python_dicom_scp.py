@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -245,3 +246,27 @@ def test_sample_worklist(tmp_path: Path) -> None:
             assert sorted(answers) == sorted(expected)
     finally:
         server.stop()
+
+
+#: ``DefaultEncoding`` -> (SpecificCharacterSet of the answers, Python codec), as the suite's test_encodings.
+ENCODINGS = {"Ascii": ("ISO_IR 6", "ascii"), "Latin1": ("ISO_IR 100", "latin-1"), "Utf8": ("ISO_IR 192", "utf-8"),
+             "Cyrillic": ("ISO_IR 144", "iso8859-5"), "Greek": ("ISO_IR 126", "iso8859-7"),
+             "Hebrew": ("ISO_IR 138", "iso8859-8"), "Arabic": ("ISO_IR 127", "iso8859-6"),
+             "Thai": ("ISO_IR 166", "tis-620"), "Latin2": ("ISO_IR 101", "iso8859-2")}
+
+
+def test_folder_worklists_answer_in_the_default_encoding(worklist_server: Isengard, tmp_path: Path) -> None:
+    name = "Test-éüäöòДΘĝדصķћ๛ﾈİ"
+    database = Path(worklist_server.workdir / "wl")
+    added = dump2dcm(WORKLISTS / "encodings" / "database.dump", database / "encodings.wl")
+    query = pydicom.dcmread(dump2dcm(WORKLISTS / "encodings" / "query.dump", tmp_path / "query.dcm"))
+    try:
+        for encoding, (term, codec) in ENCODINGS.items():
+            assert worklist_server.put("/tools/default-encoding", data=encoding).status_code == 200
+            answers, final = pynetdicom_worklist(worklist_server, query)
+            assert final == 0 and len(answers) == 1, encoding
+            assert answers[0].SpecificCharacterSet == term
+            assert str(answers[0].PatientName) == name.encode(codec, "ignore").decode(codec), encoding
+    finally:
+        added.unlink()
+        worklist_server.put("/tools/default-encoding", data="Latin1")

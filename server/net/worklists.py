@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pydicom
+from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -34,6 +35,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from server.config import ConfigError
 from server.errors import ErrorCode, OrthancError
+from server.net.query_retrieve import CHARACTER_SETS
 from server.net.scu import UNCOMPRESSED
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ PREGNANCY_STATUS = 0x001021C0
 _WILDCARD_VRS = frozenset(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"))
 _RANGE_VRS = frozenset(("DA", "DT", "TM"))
 _BINARY_VRS = frozenset(("OB", "OW", "OF", "OD", "OL", "OV", "UN"))
+_TEXT_VRS = frozenset(("PN", "LO", "SH", "ST", "LT", "UT", "UC"))
 
 
 def parse_dicom(data: bytes) -> Dataset:
@@ -171,12 +174,29 @@ class HierarchicalMatcher:
         return target
 
 
-def answer_of(matcher: HierarchicalMatcher, source: Dataset) -> Dataset:
-    """An answer as Orthanc sends it: the extracted keys, in the source's character set."""
+def answer_of(matcher: HierarchicalMatcher, source: Dataset, encoding: str) -> Dataset:
+    """An answer as Orthanc sends it: the extracted keys, in the character set of ``DefaultEncoding``.
+
+    Characters the target character set lacks are dropped, as Orthanc's conversion does.
+    """
+    source.decode()
     answer = matcher.extract(source)
-    if SPECIFIC_CHARACTER_SET in source:
-        answer.add(copy.deepcopy(source[SPECIFIC_CHARACTER_SET]))
+    term = CHARACTER_SETS.get(encoding, "ISO_IR 100")
+    codec = "ascii" if term == "ISO_IR 6" else python_encoding.get(term, "latin_1")
+    _drop_unencodable(answer, codec)
+    answer.SpecificCharacterSet = term
     return answer
+
+
+def _drop_unencodable(ds: Dataset, codec: str) -> None:
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value:
+                _drop_unencodable(item, codec)
+        elif element.VR in _TEXT_VRS and element.value:
+            values = element.value if isinstance(element.value, MultiValue) else [element.value]
+            kept = [str(v).encode(codec, "ignore").decode(codec) for v in values]
+            element.value = kept if isinstance(element.value, MultiValue) else kept[0]
 
 
 @dataclass
@@ -203,6 +223,8 @@ class FolderWorklists:
     """The ``Worklists`` section: ``.wl`` files of the ``Database`` folder answer worklist queries."""
 
     def __init__(self, folder: Path, filter_issuer_aet: bool, limit: int, case_sensitive_pn: bool) -> None:
+        #: ``DefaultEncoding`` of the answers, kept current by :func:`install_hooks`.
+        self.encoding: Callable[[], str] = lambda: "Latin1"
         self.folder = folder
         self.filter_issuer_aet = filter_issuer_aet
         self.limit = limit
@@ -240,7 +262,7 @@ class FolderWorklists:
                 continue
             if not matcher.matches(worklist):
                 continue
-            answers.datasets.append(answer_of(requested, worklist))
+            answers.datasets.append(answer_of(requested, worklist, self.encoding()))
             if self.limit and matched >= self.limit:
                 answers.complete = False  # Orthanc's plugin has sent one answer more by then
                 return answers
@@ -336,6 +358,8 @@ def install_hooks(ctx: ServerContext, dicom: DicomServer) -> None:
     """The worklists of the configuration, then the script's DICOM handlers, on the DICOM server."""
     hooks = DicomHooks()
     hooks.worklist = ctx.worklists
+    if ctx.worklists is not None:
+        ctx.worklists.encoding = lambda: ctx.default_encoding
     if ctx.python is not None:
         ctx.python.add_dicom_hooks(hooks)
     hooks.install(dicom)

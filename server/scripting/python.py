@@ -387,7 +387,7 @@ class PythonScripting:
     def answer_worklist(self, query: Dataset, issuer_aet: str, called_aet: str) -> FindAnswers:
         registered = self.callback("worklist")
         assert registered is not None
-        answers = WorklistAnswers()
+        answers = WorklistAnswers(self.ctx.default_encoding)
         self._run_scp("Python C-FIND SCP for worklist callback", registered[0], answers,
                       WorklistQuery(query, self.matcher(query)), issuer_aet, called_aet)
         return answers.answers

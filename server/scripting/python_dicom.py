@@ -145,13 +145,14 @@ class WorklistQuery:
 class WorklistAnswers:
     """The answers of a worklist callback: each one keeps the keys the query asks for."""
 
-    def __init__(self) -> None:
+    def __init__(self, encoding: str) -> None:
         self.answers = worklists.FindAnswers()
+        self._encoding = encoding
 
     def WorklistAddAnswer(self, query: WorklistQuery, dicom: bytes) -> None:
         if not isinstance(query, WorklistQuery):
             raise TypeError("Invalid orthanc.WorklistQuery object")
-        self.answers.datasets.append(worklists.answer_of(query.matcher, _parsed(dicom)))
+        self.answers.datasets.append(worklists.answer_of(query.matcher, _parsed(dicom), self._encoding))
 
     def WorklistMarkIncomplete(self) -> None:
         self.answers.complete = False
