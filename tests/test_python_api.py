@@ -256,3 +256,30 @@ def test_pixel_format_conversions_are_the_real_plugins(tmp_path: Path) -> None:
         ours.stop()
     assert len(expected) == 100
     assert {pair: got.get(pair) for pair in expected if got.get(pair) != expected[pair]} == {}
+
+
+COUNTER = """
+import orthanc
+
+def count(output, uri, **request):
+    value = int(orthanc.GetGlobalProperty(5002, "0")) + 1
+    orthanc.SetGlobalProperty(5002, str(value))
+    output.AnswerBuffer(str(value), "text/plain")
+
+orthanc.RegisterRestCallback("/count", count)
+"""
+
+
+def test_global_properties_are_kept_in_the_index_across_restarts(tmp_path: Path) -> None:
+    script = tmp_path / "counter.py"
+    script.write_text(COUNTER)
+    server = Isengard(tmp_path / "server", PythonScript=str(script)).start()
+    try:
+        assert [server.get("/count").text for _ in range(2)] == ["1", "2"]
+    finally:
+        server.stop()
+    server.start()
+    try:
+        assert server.get("/count").text == "3"
+    finally:
+        server.stop()
