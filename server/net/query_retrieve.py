@@ -379,8 +379,11 @@ class QueryRetrieveScp:
     # -- C-FIND ------------------------------------------------------------------------
 
     def _on_find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
-        if self._refused(event, "Find"):
+        hooks = self.dicom.hooks if self.dicom is not None else None
+        if self._refused(event, hooks.request_kind(event) if hooks is not None else "Find"):
             return iter(())
+        if hooks is not None and hooks.answers_find(event):  # worklists, a script's C-FIND SCP
+            return hooks.on_find(event, event.assoc.acceptor.ae_title.strip())
         return self._find(event)
 
     def _find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
@@ -408,6 +411,9 @@ class QueryRetrieveScp:
     def _on_move(self, event: evt.Event) -> Iterator[Any]:
         if self._refused(event, "Move"):
             return iter(())
+        hooks = self.dicom.hooks if self.dicom is not None else None
+        if hooks is not None and hooks.move is not None:  # a script's C-MOVE SCP
+            return hooks.on_move(event, event.assoc.acceptor.ae_title.strip())
         return self._move(event)
 
     def _move(self, event: evt.Event) -> Iterator[Any]:

@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.dsutils import encode_file_meta
@@ -24,6 +24,9 @@ from server.dicom.encode import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 from server.errors import OrthancError
 from server.net.modalities import normalized_modalities
 from server.store import Origin, Store
+
+if TYPE_CHECKING:
+    from server.net.worklists import DicomHooks
 
 log = logging.getLogger("isengard.dicom")
 
@@ -158,6 +161,8 @@ class DicomServer:
         #: C-FIND hooks (Lua's ``IncomingFindRequestFilter``): (query, origin) -> query to run,
         #: queries map ``gggg,eeee`` to strings (see :mod:`server.net.query_retrieve`).
         self.find_filters: list[Callable[[dict[str, str], dict[str, str]], dict[str, str]]] = []
+        #: Worklist, C-FIND and C-MOVE handlers of scripts and worklists (:mod:`server.net.worklists`).
+        self.hooks: DicomHooks | None = None
 
     def _build_ae(self) -> AE:
         config = self.config
