@@ -34,8 +34,8 @@ from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from server.config import ConfigError
+from server.dicom.charset import specific_character_set
 from server.errors import ErrorCode, OrthancError
-from server.net.query_retrieve import CHARACTER_SETS
 from server.net.scu import UNCOMPRESSED
 
 if TYPE_CHECKING:
@@ -181,7 +181,10 @@ def answer_of(matcher: HierarchicalMatcher, source: Dataset, encoding: str) -> D
     """
     source.decode()
     answer = matcher.extract(source)
-    term = CHARACTER_SETS.get(encoding, "ISO_IR 100")
+    term = specific_character_set(encoding)  # None for Windows1251, no DICOM character set
+    if term is None:
+        _drop_unencodable(answer, "cp1251")
+        return answer
     codec = "ascii" if term == "ISO_IR 6" else python_encoding.get(term, "latin_1")
     _drop_unencodable(answer, codec)
     answer.SpecificCharacterSet = term

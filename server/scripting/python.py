@@ -196,7 +196,7 @@ class PythonScripting:
 
     def lookup_accession(self, accession_number: str) -> str:
         constraint = make_constraint(ACCESSION_NUMBER, accession_number, True)
-        found = self.ctx.finder.find(Level.STUDY, [constraint] if constraint else [], limit=1)
+        found, _ = self.ctx.finder.find(Level.STUDY, [constraint] if constraint else [], limit=1)
         if not found:
             raise orthanc_exception(ErrorCode.INTERNAL)
         return found[0].public_id

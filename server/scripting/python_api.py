@@ -22,8 +22,8 @@ from pydicom.uid import UID
 
 from server.dicom import json_format
 from server.dicom.parse import read_dataset
+from server.dicom.transcode import transcode_file
 from server.errors import DESCRIPTIONS, OrthancError
-from server.net.peers import transcoded
 from server.scripting import python_dicom, python_images
 from server.scripting.python_dicom import FindAnswers, FindMatcher, FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, enumeration_class
@@ -536,9 +536,9 @@ class _Functions(ToolboxFunctions):
         return FindMatcher(self._host.matcher(python_dicom._parsed(query)))
 
     def TranscodeDicomInstance(self, buffer: bytes, transfer_syntax: str) -> DicomInstance:
-        """Between uncompressed transfer syntaxes (the codecs of compressed ones are not there yet)."""
+        """Through the server's one transcoder (every syntax it writes)."""
         try:
-            data = transcoded(_body(buffer), _text(transfer_syntax, "transfer_syntax"))
+            data = transcode_file(_body(buffer), _text(transfer_syntax, "transfer_syntax"))
         except OrthancError as e:
             raise from_orthanc_error(e) from None
         return DicomInstance(data, None, self._host.default_encoding)
