@@ -235,25 +235,25 @@ def _decode_psmct(stream: bytes) -> bytes:
 def decode_frame(ds: Dataset, index: int, allow_jpeg2000: bool) -> Image:
     """Frame ``index`` in Orthanc's pixel format.
 
-    An index beyond the frames is "Parameter out of range"; what Orthanc cannot decode
-    (no pixel data, a format it has no pixel format for, a corrupt stream) is "Not
-    implemented", which the image routes answer as 415.
+    In Orthanc's order: no pixel data is "Bad file format", an image Orthanc has no pixel
+    format for "Not implemented", then an index beyond the frames "Parameter out of range";
+    a corrupt stream is "Not implemented" too.
     """
     syntax = transfer_syntax(ds)
     psmct = None if "PixelData" in ds else _psmct_pixels(ds)
     if "PixelData" not in ds and psmct is None:
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "The DICOM instance has no pixel data")
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The DICOM instance has no pixel data")
     g = geometry(ds)
-    count = frames_count(ds)
-    if index < 0 or index >= count:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Frame {index} beyond the {count} frames")
     compressed = syntax not in NATIVE_SYNTAXES and psmct is None
     fmt = pixel_format(g, compressed)
     if fmt is None:
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED,
                            f"Unsupported photometric interpretation: {g.photometric or 'none'}")
     if syntax in JPEG2000_SYNTAXES and not allow_jpeg2000:
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "JPEG 2000 decoding needs the GDCM configuration")
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "JPEG 2000 decoding needs the GDCM plugin configuration")
+    count = frames_count(ds)
+    if index < 0 or index >= count:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Frame {index} beyond the {count} frames")
     if psmct is not None:
         if len(psmct) < g.rows * g.columns * 2:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Truncated PMSCT_RLE1 image")
