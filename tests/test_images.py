@@ -201,6 +201,20 @@ def test_enormous_frame_is_refused_before_allocating(isengard: Isengard) -> None
     assert isengard.get("/system").status_code == 200
 
 
+def test_jpeg_header_larger_than_the_image_is_refused_before_decoding(isengard: Isengard) -> None:
+    ds = pydicom.dcmread(sample("Formats/Jpeg.dcm"))
+    frame = bytearray(next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1)))
+    sof = next(i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] in (0xC0, 0xC1, 0xC3))
+    frame[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    ds.PixelData = pydicom.encaps.encapsulate([bytes(frame)])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    instance = isengard.upload(buffer.getvalue())["ID"]
+    assert isengard.get(f"/instances/{instance}/preview").status_code == 415
+    assert isengard.get("/system").status_code == 200
+
+
 def test_truncated_native_pixel_data(isengard: Isengard) -> None:
     ds = pydicom.dcmread(sample("SignedCT.dcm"))
     ds.PixelData = ds.PixelData[:1000]

@@ -309,17 +309,35 @@ def stored_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
 def _libjpeg_turbo_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
     try:
         frame = next(itertools.islice(generate_frames(ds.PixelData, number_of_frames=g.frames), index, None))
+        if _jpeg_size(frame) != (g.rows, g.columns):
+            raise ValueError("the JPEG frame does not have the size of the image")
         pixels = imagecodecs.jpeg8_decode(frame)
     except Exception as e:  # noqa: BLE001 - corrupt streams
         log.info("Cannot decode JPEG frame %d: %s", index, e)
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot decode the JPEG frame: {e}") from None
-    if pixels.shape[:2] != (g.rows, g.columns):
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "The JPEG frame does not have the size of the image")
     if g.signed and pixels.dtype.kind == "u":
         values = pixels.astype(np.int32)
         values[values >= 1 << (g.bits_stored - 1)] -= 1 << g.bits_stored
         return values
     return pixels
+
+
+def _jpeg_size(stream: bytes) -> tuple[int, int] | None:
+    """(rows, columns) of a JPEG stream's frame header, read before the decoder allocates."""
+    position = 2
+    while position + 9 <= len(stream):
+        if stream[position] != 0xFF:
+            return None
+        marker = stream[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        length = int.from_bytes(stream[position + 2:position + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            header = stream[position + 5:position + 9]
+            return int.from_bytes(header[:2], "big"), int.from_bytes(header[2:], "big")
+        position += 2 + length
+    return None
 
 
 def complete_for_pydicom(ds: Dataset, g: Geometry) -> None:
