@@ -201,10 +201,11 @@ def test_enormous_frame_is_refused_before_allocating(isengard: Isengard) -> None
     assert isengard.get("/system").status_code == 200
 
 
-def test_jpeg_header_larger_than_the_image_is_refused_before_decoding(isengard: Isengard) -> None:
-    ds = pydicom.dcmread(sample("Formats/Jpeg.dcm"))
+@pytest.mark.parametrize("name", ["Formats/Jpeg.dcm", "Formats/JpegLossless.dcm"])
+def test_coded_size_larger_than_the_image_is_refused_before_decoding(isengard: Isengard, name: str) -> None:
+    ds = pydicom.dcmread(sample(name))
     frame = bytearray(next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1)))
-    sof = next(i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] in (0xC0, 0xC1, 0xC3))
+    sof = next(i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] in (0xC0, 0xC1, 0xC3, 0xF7))
     frame[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
     ds.PixelData = pydicom.encaps.encapsulate([bytes(frame)])
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
