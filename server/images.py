@@ -5,6 +5,7 @@ route answers. Everything here blocks (disk, codecs): the REST layer runs it in 
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,24 +65,30 @@ def _decode(ctx: ServerContext, ds: Dataset, frame: int) -> pixels.Image:
     return pixels.decode_frame(ds, frame, jpeg2000_enabled(ctx))
 
 
-def extracted(ctx: ServerContext, public_id: str, frame: int, mode: render.Mode, output: Output) -> Encoded:
-    """``/preview``, ``/image-uint8``, ``/image-uint16``, ``/image-int16``."""
+def extracted(ctx: ServerContext, public_id: str, frame: int, mode: render.Mode,
+              output: Callable[[], Output]) -> Encoded:
+    """``/preview``, ``/image-uint8``, ``/image-uint16``, ``/image-int16``; ``output`` (the
+    format from ``Accept``) is asked once the frame is decoded, in Orthanc's order of errors."""
     ds = _dataset(ctx, public_id)
-    if output.mime == "image/jpeg" and mode not in (render.Mode.PREVIEW, render.Mode.UINT8):
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "JPEG encodes 8-bit images only")
     image = _decode(ctx, ds, frame)
+    chosen = output()
+    if chosen.mime == "image/jpeg" and mode not in (render.Mode.PREVIEW, render.Mode.UINT8):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "JPEG encodes 8-bit images only")
     invert = mode is render.Mode.PREVIEW and \
         str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
-    return _encode(render.extract(image, mode, invert), output)
+    return _encode(render.extract(image, mode, invert), chosen)
 
 
-def rendered(ctx: ServerContext, public_id: str, frame: int, args: render.RenderArguments,
-             output: Output) -> Encoded:
-    """``/rendered``: rescale, windowing (file or query), MONOCHROME1, resizing."""
+def rendered(ctx: ServerContext, public_id: str, frame: int, args: Callable[[], render.RenderArguments],
+             output: Callable[[], Output]) -> Encoded:
+    """``/rendered``: rescale, windowing (file or query), MONOCHROME1, resizing; the query is
+    read once the frame is decoded, as Orthanc does."""
     ds = _dataset(ctx, public_id)
-    image, invert = render.render(_decode(ctx, ds, frame), ds, frame, args)
+    decoded = _decode(ctx, ds, frame)
+    image, invert = render.render(decoded, ds, frame, args())
+    chosen = output()
     return _encode(render.extract(image, render.Mode.UINT8 if not image.format.is_color else render.Mode.PREVIEW,
-                                  invert), output)
+                                  invert), chosen)
 
 
 def matlab(ctx: ServerContext, public_id: str, frame: int) -> bytes:

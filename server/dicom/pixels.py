@@ -235,25 +235,25 @@ def _decode_psmct(stream: bytes) -> bytes:
 def decode_frame(ds: Dataset, index: int, allow_jpeg2000: bool) -> Image:
     """Frame ``index`` in Orthanc's pixel format.
 
-    An index beyond the frames is "Parameter out of range"; what Orthanc cannot decode
-    (no pixel data, a format it has no pixel format for, a corrupt stream) is "Not
-    implemented", which the image routes answer as 415.
+    In Orthanc's order: no pixel data is "Bad file format", an image Orthanc has no pixel
+    format for "Not implemented", then an index beyond the frames "Parameter out of range";
+    a corrupt stream is "Not implemented" too.
     """
     syntax = transfer_syntax(ds)
     psmct = None if "PixelData" in ds else _psmct_pixels(ds)
     if "PixelData" not in ds and psmct is None:
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "The DICOM instance has no pixel data")
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The DICOM instance has no pixel data")
     g = geometry(ds)
-    count = frames_count(ds)
-    if index < 0 or index >= count:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Frame {index} beyond the {count} frames")
     compressed = syntax not in NATIVE_SYNTAXES and psmct is None
     fmt = pixel_format(g, compressed)
     if fmt is None:
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED,
                            f"Unsupported photometric interpretation: {g.photometric or 'none'}")
     if syntax in JPEG2000_SYNTAXES and not allow_jpeg2000:
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "JPEG 2000 decoding needs the GDCM configuration")
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "JPEG 2000 decoding needs the GDCM plugin configuration")
+    count = frames_count(ds)
+    if index < 0 or index >= count:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Frame {index} beyond the {count} frames")
     if psmct is not None:
         if len(psmct) < g.rows * g.columns * 2:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Truncated PMSCT_RLE1 image")
@@ -280,6 +280,8 @@ def _pydicom_frame(ds: Dataset, index: int, g: Geometry, fmt: PixelFormat, compr
     if transfer_syntax(ds) in JPEG_SYNTAXES:
         return _libjpeg_turbo_frame(ds, index, g)
     raw = not compressed and (not fmt.is_color or g.photometric == "PALETTE COLOR")
+    if compressed and transfer_syntax(ds) != "1.2.840.10008.1.2.5":
+        _check_coded_size(ds, index, g)
     try:
         return pixel_array(ds, index=index, raw=raw)
     except MemoryError:
@@ -309,17 +311,50 @@ def stored_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
 def _libjpeg_turbo_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
     try:
         frame = next(itertools.islice(generate_frames(ds.PixelData, number_of_frames=g.frames), index, None))
+        if _coded_size(frame) != (g.rows, g.columns):
+            raise ValueError("the JPEG frame does not have the size of the image")
         pixels = imagecodecs.jpeg8_decode(frame)
     except Exception as e:  # noqa: BLE001 - corrupt streams
         log.info("Cannot decode JPEG frame %d: %s", index, e)
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot decode the JPEG frame: {e}") from None
-    if pixels.shape[:2] != (g.rows, g.columns):
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "The JPEG frame does not have the size of the image")
     if g.signed and pixels.dtype.kind == "u":
         values = pixels.astype(np.int32)
         values[values >= 1 << (g.bits_stored - 1)] -= 1 << g.bits_stored
         return values
     return pixels
+
+
+def _coded_size(stream: bytes) -> tuple[int, int] | None:
+    """(rows, columns) that a JPEG, JPEG-LS or JPEG 2000 codestream declares, read before a
+    decoder allocates for it; None when no such header is found."""
+    if stream[:4] == b"\xff\x4f\xff\x51" and len(stream) >= 24:
+        x, y, x0, y0 = (int.from_bytes(stream[i:i + 4], "big") for i in (8, 12, 16, 20))
+        return y - y0, x - x0
+    position = 2
+    while stream[:2] == b"\xff\xd8" and position + 9 <= len(stream):
+        if stream[position] != 0xFF:
+            return None
+        marker = stream[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        if (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == 0xF7:
+            header = stream[position + 5:position + 9]
+            return int.from_bytes(header[:2], "big"), int.from_bytes(header[2:], "big")
+        position += 2 + int.from_bytes(stream[position + 2:position + 4], "big")
+    return None
+
+
+def _check_coded_size(ds: Dataset, index: int, g: Geometry) -> None:
+    """A frame whose codestream claims another (maybe enormous) size is refused undecoded."""
+    try:
+        frame = next(itertools.islice(generate_frames(ds.PixelData, number_of_frames=g.frames), index, None))
+    except Exception as e:  # noqa: BLE001 - malformed encapsulation
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Bad encapsulated pixel data: {e}") from None
+    size = _coded_size(frame)
+    if size is not None and size != (g.rows, g.columns):
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"The frame is coded as {size[1]}x{size[0]} pixels, "
+                                                      f"not {g.columns}x{g.rows}")
 
 
 def complete_for_pydicom(ds: Dataset, g: Geometry) -> None:

@@ -239,26 +239,34 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+#: libpng's cost of a filtered byte: its distance to zero as a signed byte.
+_FILTER_COST = np.minimum(np.arange(256), 256 - np.arange(256)).astype(np.uint32)
+
+
 def _png_filter(raw: np.ndarray, bpp: int) -> bytes:
     """libpng's adaptive filtering: per row, the filter with the smallest sum of absolute
     (signed-byte) residuals, the first one on ties (None, Sub, Up, Average, Paeth)."""
-    height, row_bytes = raw.shape
-    x = raw.astype(np.int16)
+    height = raw.shape[0]
+    x = np.ascontiguousarray(raw, np.uint8)
     up = np.zeros_like(x)
     up[1:] = x[:-1]
     left = np.zeros_like(x)
     left[:, bpp:] = x[:, :-bpp]
     upleft = np.zeros_like(x)
     upleft[1:, bpp:] = x[:-1, :-bpp]
-    p = left + up - upleft
-    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
+    wide_left, wide_up, wide_upleft = left.astype(np.int16), up.astype(np.int16), upleft.astype(np.int16)
+    p = wide_left + wide_up - wide_upleft
+    pa, pb, pc = np.abs(p - wide_left), np.abs(p - wide_up), np.abs(p - wide_upleft)
     paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
-    candidates = np.stack([x, x - left, x - up, x - ((left + up) >> 1), x - paeth]).astype(np.uint8)
-    signed = candidates.astype(np.int32)
-    costs = np.where(signed < 128, signed, 256 - signed).sum(axis=2)
+    candidates = [x, x - left, x - up, x - ((wide_left + wide_up) >> 1).astype(np.uint8), x - paeth]
+    costs = np.stack([_FILTER_COST[c].sum(axis=1) for c in candidates])
     choice = np.argmin(costs, axis=0)
-    rows = candidates[choice, np.arange(height)]
-    return np.concatenate([choice.astype(np.uint8)[:, None], rows], axis=1).tobytes()
+    out = np.empty((height, x.shape[1] + 1), np.uint8)
+    out[:, 0] = choice
+    for kind, candidate in enumerate(candidates):
+        rows = choice == kind
+        out[rows, 1:] = candidate[rows]
+    return out.tobytes()
 
 
 def _png_deflate(data: bytes, size: int) -> bytes:

@@ -8,11 +8,15 @@ follows ``Accept`` (PNG by default, JPEG with ``quality``, PAM).
 
 from __future__ import annotations
 
+import logging
+
 from server import images
 from server.dicom import render
 from server.errors import ErrorCode, OrthancError
 from server.rest.base import NoAnswer, OrthancHandler
 from server.rest.resources import ID
+
+log = logging.getLogger("isengard.images")
 
 #: The formats an image route can answer, the default first (Orthanc's registration order).
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/x-portable-arbitrarymap")
@@ -44,7 +48,7 @@ def negotiate(accept: str | None) -> str:
             ckind, csub = candidate.split("/")
             if quality > 0 and kind in ("*", ckind) and subtype in ("*", csub):
                 return candidate
-    raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"No image format matches: {accept}")
+    raise NoAnswer()  # Orthanc's negotiation fails silently: an empty 404
 
 
 class _ImageHandler(OrthancHandler):
@@ -70,15 +74,21 @@ class _ImageHandler(OrthancHandler):
         return int(text)
 
     async def answer_image(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
-        """Run ``fn``; out-of-range frames and unknown instances answer 404, other failures 415."""
+        """Run ``fn``; out-of-range frames and unknown instances answer an empty 404, other
+        failures (no pixel data, undecodable or corrupt frames) an empty 415, as Orthanc."""
         try:
             encoded = await self.run(fn, *args)
+        except NoAnswer:
+            raise
         except OrthancError as e:
             if e.code in (ErrorCode.PARAMETER_OUT_OF_RANGE, ErrorCode.UNKNOWN_RESOURCE):
                 raise NoAnswer() from None
-            if e.code in (ErrorCode.NOT_ACCEPTABLE, ErrorCode.BAD_REQUEST):
+            if e.code == ErrorCode.BAD_REQUEST:
                 raise
-            raise OrthancError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, e.details or str(e)) from None
+            log.info("Cannot answer %s: %s", self.request.path, e.details or e)
+            self._empty(415)
+            self.finish()
+            return
         self.answer_bytes(encoded.body, encoded.mime)
 
 
@@ -98,16 +108,18 @@ class ExtractedHandler(_ImageHandler):
     async def get(self, public_id: str, *rest: str) -> None:
         frame_text, mode = (None, rest[0]) if len(rest) == 1 else rest
         frame = self.frame_number(frame_text)
-        await self.answer_image(images.extracted, self.ctx, public_id, frame, render.Mode(mode), self.output())
+        await self.answer_image(images.extracted, self.ctx, public_id, frame, render.Mode(mode), self.output)
 
 
 class RenderedHandler(_ImageHandler):
     async def get(self, public_id: str, frame_text: str | None = None) -> None:
         frame = self.frame_number(frame_text)
-        args = render.RenderArguments(
+        await self.answer_image(images.rendered, self.ctx, public_id, frame, self.arguments, self.output)
+
+    def arguments(self) -> render.RenderArguments:
+        return render.RenderArguments(
             window_center=self._double("window-center"), window_width=self._double("window-width"),
             width=self._size("width"), height=self._size("height"), smooth=self.flag("smooth"))
-        await self.answer_image(images.rendered, self.ctx, public_id, frame, args, self.output())
 
     def _double(self, name: str) -> float | None:
         value = self.get_argument(name, None)
