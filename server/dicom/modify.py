@@ -65,6 +65,7 @@ from server.dicom.encode import (
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
+from server.dicom.pixels import transfer_syntax as syntax_of
 from server.dicom.transcode import DEFAULT_SETTINGS, Settings, transcode_dataset
 from server.errors import ErrorCode, OrthancError
 
@@ -744,7 +745,7 @@ def write_file(ds: Dataset, transfer_syntax: str | None = None, settings: Settin
     raises :class:`CannotTranscode`), with the meta header Orthanc writes.  Without
     transcoding, raw elements are copied as they are (pydicom only encodes the others).
     """
-    source = _source_syntax(ds)
+    source = syntax_of(ds)
     target = transfer_syntax or source
     if target != source:
         transcode_dataset(ds, target, settings)
@@ -761,16 +762,6 @@ def write_file(ds: Dataset, transfer_syntax: str | None = None, settings: Settin
     body = encode_items(meta)
     group_length = encode_items({0x00020000: Element("UL", struct.pack("<I", len(body)))})
     return b"\0" * 128 + b"DICM" + group_length + body + _dataset_bytes(ds, implicit, little)
-
-
-def _source_syntax(ds: Dataset) -> str:
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and "TransferSyntaxUID" in meta:
-        return str(meta.TransferSyntaxUID)
-    implicit, little = ds.original_encoding
-    if implicit:
-        return "1.2.840.10008.1.2"
-    return "1.2.840.10008.1.2.1" if little is not False else "1.2.840.10008.1.2.2"
 
 
 def _file_meta(ds: Dataset, transfer_syntax: str) -> Items:
