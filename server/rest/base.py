@@ -8,12 +8,14 @@ internal error, never as a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 import ipaddress
 import json
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import tornado.web
@@ -21,6 +23,7 @@ from tornado.ioloop import IOLoop
 
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
+from server.rest.body import RequestBody, limit_from_megabytes
 from server.storage.index import Resource
 
 if TYPE_CHECKING:
@@ -45,10 +48,21 @@ class NoAnswer(Exception):
     """The handler produced no answer: Orthanc's 404 (GET/PUT/DELETE) or 400 (POST), empty."""
 
 
+@tornado.web.stream_request_body
 class OrthancHandler(tornado.web.RequestHandler):
-    """Base class: subclasses implement ``get``/``post``/``put``/``delete`` as coroutines."""
+    """Base class: subclasses implement ``get``/``post``/``put``/``delete`` as coroutines.
+
+    Every handler streams its body (:mod:`server.rest.body`): :meth:`prepare` decides
+    from the headers alone, then the body arrives chunk by chunk and is in
+    ``self.request.body`` (or :attr:`body_file` for :attr:`spooled_body` handlers)
+    when the method runs.
+    """
 
     ctx: ServerContext
+    #: True for handlers that read their (possibly huge) body from :attr:`body_file`,
+    #: spooled to disk; the others get ``self.request.body`` in memory.
+    spooled_body = False
+    _body: RequestBody | None = None
 
     def initialize(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -64,6 +78,7 @@ class OrthancHandler(tornado.web.RequestHandler):
         self.clear_header("Server")
 
     async def prepare(self) -> None:
+        """Everything decided from the headers, before a byte of the body is read."""
         self.ctx.metrics_request_started()
         self.username: str | None = None
         if not self._remote_allowed():
@@ -73,8 +88,79 @@ class OrthancHandler(tornado.web.RequestHandler):
         if not await self.ctx.http_filters_accept(self):
             self._empty(403)
             await self.finish()
+            return
+        self._start_body()
+
+    def _start_body(self) -> None:
+        """Set up the body sink; an in-process request (no connection) comes with its body."""
+        body_future = getattr(self.request, "_body_future", None)
+        if body_future is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            self.request._body_future = done  # type: ignore[attr-defined]
+            return
+        config = self.ctx.config
+        raw_limit = limit_from_megabytes(config["MaximumRequestBodySizeMB"])
+        inflated_limit = limit_from_megabytes(config["MaximumFileSizeInArchiveMB"])
+        if raw_limit is not None and inflated_limit is not None:
+            inflated_limit = min(raw_limit, inflated_limit)
+        spool_dir = self.ctx.area.tmp if self.spooled_body else None
+        self._body = RequestBody(raw_limit, inflated_limit or raw_limit,
+                                 self.request.headers.get("Content-Encoding", ""), spool_dir)
+        self._body.check_declared(self.request.headers.get("Content-Length"))
+        # No limit of Tornado's own (it would close the connection without an answer).
+        self.request.connection.set_max_body_size(2 ** 62)  # type: ignore[attr-defined]
+        # Runs before the coroutine waiting for the body: the method sees the whole body.
+        body_future.add_done_callback(self._body_complete)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        body = self._body
+        if body is None or self._finished:
+            return None
+        if body.on_disk:
+            return self._feed_off_loop(body, chunk)
+        try:
+            body.feed(chunk)
+        except OrthancError as e:
+            self._refuse_body(e)
+        return None
+
+    async def _feed_off_loop(self, body: RequestBody, chunk: bytes) -> None:
+        """Disk writes of a spooled body run in a thread; Tornado waits before reading on."""
+        try:
+            await IOLoop.current().run_in_executor(None, body.feed, chunk)
+        except OrthancError as e:
+            self._refuse_body(e)
+
+    def _refuse_body(self, error: OrthancError) -> None:
+        """Answer a refused body at once; Tornado then closes the connection unread."""
+        if not self._finished:
+            self._body = None
+            self.send_error(error.status, exc_info=(type(error), error, None))
+
+    def _body_complete(self, future: asyncio.Future[None]) -> None:
+        body = self._body
+        if body is None or future.cancelled() or future.exception() is not None or self._finished:
+            return
+        try:
+            body.finish()
+        except OrthancError as e:
+            self._refuse_body(e)
+            return
+        if not self.spooled_body:
+            self.request.body = body.value()
+
+    @property
+    def body_file(self) -> IO[bytes]:
+        """The body of a :attr:`spooled_body` handler, as a file at its start."""
+        if self._body is None:
+            return io.BytesIO(self.request.body)
+        return self._body.file
 
     def on_finish(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
         self.ctx.metrics_request_finished(self.request.request_time())
 
     def _remote_allowed(self) -> bool:

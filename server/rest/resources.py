@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import zipfile
+import zlib
+from typing import IO
 
 import tornado.web
 
 from server.dicom import content as dicom_content
 from server.dicom import json_format
 from server.dicom.main_tags import Level
-from server.dicom.parse import read_dataset
+from server.dicom.parse import read_dataset, read_upload
 from server.errors import ErrorCode, OrthancError
 from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.body import limit_from_megabytes
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
 
@@ -26,6 +28,8 @@ def _is_zip(data: bytes) -> bool:
 
 class ListHandler(OrthancHandler):
     """``GET /{level}`` (``expand``, ``since``, ``limit``) and ``POST /instances``."""
+
+    spooled_body = True
 
     async def get(self, plural: str) -> None:
         level = Level.parse(plural)
@@ -53,29 +57,51 @@ class ListHandler(OrthancHandler):
         if plural != "instances":
             await super().post(plural)
             return
-        data = self.request.body
         origin = Origin("RestApi", remote_ip=self.request.remote_ip,
                         http_username=self.username or "")
-        if _is_zip(data):
-            self.answer_json(await self.run(self._store_zip, data, origin))
-        else:
-            result = await self.run(self.ctx.store.ingest, data, origin)
-            self.answer_json(result.as_json())
+        self.answer_json(await self.run(self._store_upload, self.body_file, origin))
 
-    def _store_zip(self, data: bytes, origin: Origin) -> list[dict]:
+    def _store_upload(self, body: IO[bytes], origin: Origin) -> dict | list[dict]:
+        """A DICOM file or a ZIP of them, read from the spooled body."""
+        head = body.read(4)
+        body.seek(0)
+        if _is_zip(head):
+            return self._store_zip(body, origin)
+        return self.ctx.store.ingest(read_upload(body), origin).as_json()
+
+    def _store_zip(self, body: IO[bytes], origin: Origin) -> list[dict]:
+        """Members are read and stored one at a time, each at most ``MaximumFileSizeInArchiveMB``."""
+        limit = limit_from_megabytes(self.ctx.config["MaximumFileSizeInArchiveMB"])
         answers = []
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = zipfile.ZipFile(body)
             members = [m for m in archive.infolist() if not m.is_dir()]
-        except zipfile.BadZipFile as e:
+            for member in members:
+                content = _read_member(archive, member, limit)
+                try:
+                    answers.append(self.ctx.store.ingest(content, origin).as_json())
+                except OrthancError:
+                    continue
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
+                zlib.error, RuntimeError) as e:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Cannot read ZIP archive: {e}") from e
-        for member in members:
-            content = archive.read(member)
-            try:
-                answers.append(self.ctx.store.ingest(content, origin).as_json())
-            except OrthancError:
-                continue
         return answers
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int | None) -> bytes:
+    """One member, refused past ``limit`` (checked on what is inflated, not only on the header)."""
+    if limit is not None and member.file_size > limit:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, _too_large(member.filename, limit))
+    with archive.open(member) as f:
+        content = f.read(limit + 1) if limit is not None else f.read()
+    if limit is not None and len(content) > limit:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, _too_large(member.filename, limit))
+    return content
+
+
+def _too_large(name: str, limit: int) -> str:
+    return (f"Uncompressed size exceeds limit ({limit / (1024 * 1024):.1f}MB): "
+            f"{name} (MaximumFileSizeInArchiveMB)")
 
 
 class ResourceHandler(OrthancHandler):
