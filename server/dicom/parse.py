@@ -79,6 +79,7 @@ _DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
 _MAP_ABOVE = 8 * 1024 * 1024
 _ZERO_ELEMENT = bytes(8)
 _NON_ZERO = re.compile(rb"[^\x00]")
+_ZERO_WINDOW = 16 * 1024 * 1024
 
 
 class _Truncated(Exception):
@@ -159,14 +160,26 @@ class _Walker:
                 raise _Truncated
 
     def _skip_zeros(self, offset: int) -> int:
-        """Past the whole zero elements from ``offset`` (a huge zero body costs one search)."""
-        found = _NON_ZERO.search(self.data, offset)  # type: ignore[call-overload]
-        end = found.start() if found else self.size
-        return offset + (end - offset) // 8 * 8
+        """Past the whole zero elements from ``offset``, searched window by window: the
+        windows of a memory map are dropped once searched, so a huge zero body is never
+        resident."""
+        start = offset
+        while start < self.size:
+            stop = min(start + _ZERO_WINDOW, self.size)
+            found = _NON_ZERO.search(self.data, start, stop)  # type: ignore[call-overload]
+            if isinstance(self.data, mmap.mmap):
+                aligned = start - start % mmap.PAGESIZE
+                self.data.madvise(mmap.MADV_DONTNEED, aligned, stop - aligned)
+            if found:
+                return offset + (found.start() - offset) // 8 * 8
+            start = stop
+        return offset + (self.size - offset) // 8 * 8
 
 
 def check_complete(data: bytes | mmap.mmap | memoryview) -> None:
     """Refuse (Orthanc's 400 "Bad file format") a DICOM file whose dataset ends early."""
+    if len(data) == 0:
+        return
     walker = _Walker(data)
     try:
         offset, syntax = _file_meta(walker)
@@ -175,8 +188,7 @@ def check_complete(data: bytes | mmap.mmap | memoryview) -> None:
         elements = walker.walk(offset, syntax != _IMPLICIT_LITTLE, syntax != _EXPLICIT_BIG)
     except (_Truncated, struct.error):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                           f"Cannot parse an invalid DICOM file (size: {len(data)} bytes): "
-                           "the dataset ends before its last element") from None
+                           f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)") from None
     if elements == 0 and offset == 0:
         # Nothing but zeros: Orthanc reads an empty dataset, which has no identifiers.
         raise OrthancError(ErrorCode.INEXISTENT_TAG)

@@ -44,6 +44,10 @@ def _keep_body_as_is() -> None:
     """Replaces ``HTTPServerRequest._parse_body``: the raw body stays in ``request.body``."""
 
 
+class _Forbidden(Exception):
+    """An ``IncomingHttpRequestFilter`` refused the request: Orthanc's empty 403."""
+
+
 class NoAnswer(Exception):
     """The handler produced no answer: Orthanc's 404 (GET/PUT/DELETE) or 400 (POST), empty."""
 
@@ -82,14 +86,38 @@ class OrthancHandler(tornado.web.RequestHandler):
         self.ctx.metrics_request_started()
         self.username: str | None = None
         if not self._remote_allowed():
-            raise OrthancError(ErrorCode.UNAUTHORIZED, http_status=403)
-        if self.ctx.config["AuthenticationEnabled"]:
-            self.username = self._authenticate()
-        if not await self.ctx.http_filters_accept(self):
-            self._empty(403)
-            await self.finish()
-            return
+            self.refuse(OrthancError(ErrorCode.UNAUTHORIZED, http_status=403))
+        elif self.ctx.config["AuthenticationEnabled"]:
+            try:
+                self.username = self._authenticate()
+            except OrthancError as e:
+                self.refuse(e)
+        if not self._refused and not await self.ctx.http_filters_accept(self):
+            self.refuse(_Forbidden())
         self._start_body()
+
+    _refused = False
+
+    def refuse(self, error: Exception) -> None:
+        """Refuse the request from its headers.
+
+        With a body to come, the answer goes at once and the body is never read (Tornado
+        then closes the connection).  Without one, the answer waits until the (empty) body
+        is read, so that the connection stays usable: answering first would close it under
+        keep-alive clients.  The method then raises ``error`` instead of running.
+        """
+        if self._body_expected():
+            raise error
+        self._refused = True
+
+        async def refused(*args: str) -> None:
+            raise error
+        setattr(self, (self.request.method or "GET").lower(), refused)
+
+    def _body_expected(self) -> bool:
+        headers = self.request.headers
+        length = headers.get("Content-Length", "0").strip()
+        return (length != "0" and length != "") or "chunked" in headers.get("Transfer-Encoding", "").lower()
 
     def _start_body(self) -> None:
         """Set up the body sink; an in-process request (no connection) comes with its body."""
@@ -245,7 +273,7 @@ class OrthancHandler(tornado.web.RequestHandler):
     # -- errors ----------------------------------------------------------------------
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(value, (OrthancError, NoAnswer, tornado.web.HTTPError)):
+        if isinstance(value, (OrthancError, NoAnswer, _Forbidden, tornado.web.HTTPError)):
             return
         log.error("Uncaught error in %s %s", self.request.method, self.request.uri,
                   exc_info=(typ, value, tb))
@@ -260,6 +288,9 @@ class OrthancHandler(tornado.web.RequestHandler):
         self.set_default_headers()
         if isinstance(exc, NoAnswer):
             self._empty(400 if self.request.method == "POST" else 404)
+            self.finish()
+        elif isinstance(exc, _Forbidden):
+            self._empty(403)
             self.finish()
         elif isinstance(exc, OrthancError):
             self._error_body(exc.code, exc.status, exc.details)
@@ -355,5 +386,5 @@ class UnknownRouteHandler(OrthancHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
-        if not self._finished:
-            raise tornado.web.HTTPError(404)
+        if not self._finished and not self._refused:
+            self.refuse(tornado.web.HTTPError(404))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import zipfile
 import zlib
+from pathlib import Path
 from typing import IO
 
 import tornado.web
@@ -14,7 +16,7 @@ from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset, read_upload
 from server.errors import ErrorCode, OrthancError
 from server.rest.base import NoAnswer, OrthancHandler
-from server.rest.body import limit_from_megabytes
+from server.rest.body import MEGABYTE, SPOOL_THRESHOLD, limit_from_megabytes
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
 
@@ -77,7 +79,9 @@ class ListHandler(OrthancHandler):
             archive = zipfile.ZipFile(body)
             members = [m for m in archive.infolist() if not m.is_dir()]
             for member in members:
-                content = _read_member(archive, member, limit)
+                content = _read_member(archive, member, limit, self.ctx.area.tmp)
+                if content is None:
+                    continue
                 try:
                     answers.append(self.ctx.store.ingest(content, origin).as_json())
                 except OrthancError:
@@ -88,15 +92,23 @@ class ListHandler(OrthancHandler):
         return answers
 
 
-def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int | None) -> bytes:
-    """One member, refused past ``limit`` (checked on what is inflated, not only on the header)."""
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int | None,
+                 spool_dir: Path) -> bytes | None:
+    """One member, inflated to a spooled file and refused past ``limit`` (checked on what
+    is inflated, not only on the header): a ZIP bomb never sits in memory.  None for a
+    member that is no complete DICOM file: skipped, as the members the store refuses."""
     if limit is not None and member.file_size > limit:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, _too_large(member.filename, limit))
-    with archive.open(member) as f:
-        content = f.read(limit + 1) if limit is not None else f.read()
-    if limit is not None and len(content) > limit:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, _too_large(member.filename, limit))
-    return content
+    with archive.open(member) as source, \
+            tempfile.SpooledTemporaryFile(SPOOL_THRESHOLD, dir=spool_dir) as spooled:
+        while chunk := source.read(MEGABYTE):
+            if limit is not None and spooled.tell() + len(chunk) > limit:
+                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, _too_large(member.filename, limit))
+            spooled.write(chunk)
+        try:
+            return read_upload(spooled)
+        except OrthancError:
+            return None
 
 
 def _too_large(name: str, limit: int) -> str:
