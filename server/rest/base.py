@@ -33,6 +33,8 @@ log = logging.getLogger("isengard.http")
 T = TypeVar("T")
 
 _METHODS = ("GET", "POST", "PUT", "DELETE")
+#: Bodies of refused requests up to this size are read and dropped (see ``refuse``).
+DRAINED_BODY_LIMIT = 64 * 1024
 
 
 def dumps(value: Any) -> bytes:
@@ -101,23 +103,29 @@ class OrthancHandler(tornado.web.RequestHandler):
     def refuse(self, error: Exception) -> None:
         """Refuse the request from its headers.
 
-        With a body to come, the answer goes at once and the body is never read (Tornado
-        then closes the connection).  Without one, the answer waits until the (empty) body
-        is read, so that the connection stays usable: answering first would close it under
-        keep-alive clients.  The method then raises ``error`` instead of running.
+        A large or unbounded body is never read: the answer goes at once and Tornado
+        closes the connection.  A small one is read and dropped first, then the method
+        raises ``error`` instead of running: answering before a pending body closes the
+        connection, and the client may lose the answer to the reset.
         """
-        if self._body_expected():
+        if self._body_too_large_to_drain():
             raise error
+        self.refuse_after_body(error)
+
+    def refuse_after_body(self, error: Exception) -> None:
+        """Read and drop the body, then answer ``error`` (see :meth:`refuse`)."""
         self._refused = True
 
         async def refused(*args: str) -> None:
             raise error
         setattr(self, (self.request.method or "GET").lower(), refused)
 
-    def _body_expected(self) -> bool:
+    def _body_too_large_to_drain(self) -> bool:
         headers = self.request.headers
+        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            return True
         length = headers.get("Content-Length", "0").strip()
-        return (length != "0" and length != "") or "chunked" in headers.get("Transfer-Encoding", "").lower()
+        return not length.isdigit() or int(length) > DRAINED_BODY_LIMIT
 
     def _start_body(self) -> None:
         """Set up the body sink; an in-process request (no connection) comes with its body."""
@@ -127,6 +135,8 @@ class OrthancHandler(tornado.web.RequestHandler):
             done.set_result(None)
             self.request._body_future = done  # type: ignore[attr-defined]
             return
+        if self._refused:
+            return  # a small body, read and dropped (data_received has no sink)
         config = self.ctx.config
         raw_limit = limit_from_megabytes(config["MaximumRequestBodySizeMB"])
         inflated_limit = limit_from_megabytes(config["MaximumFileSizeInArchiveMB"])
@@ -273,7 +283,7 @@ class OrthancHandler(tornado.web.RequestHandler):
     # -- errors ----------------------------------------------------------------------
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(value, (OrthancError, NoAnswer, _Forbidden, tornado.web.HTTPError)):
+        if isinstance(value, (OrthancError, NoAnswer, _Forbidden, tornado.web.HTTPError, RecursionError)):
             return
         log.error("Uncaught error in %s %s", self.request.method, self.request.uri,
                   exc_info=(typ, value, tb))
@@ -296,6 +306,10 @@ class OrthancHandler(tornado.web.RequestHandler):
             self._error_body(exc.code, exc.status, exc.details)
         elif isinstance(exc, tornado.web.HTTPError):
             self._http_error(exc.status_code)
+        elif isinstance(exc, RecursionError):
+            # Only hostile input nests this deep (JSON bodies, DICOM sequences): Orthanc's
+            # parsers refuse it as a bad request too.
+            self._error_body(ErrorCode.BAD_REQUEST, 400, "Too deeply nested input")
         else:
             self._error_body(ErrorCode.INTERNAL, 500, None)
 
@@ -387,4 +401,4 @@ class UnknownRouteHandler(OrthancHandler):
     async def prepare(self) -> None:
         await super().prepare()
         if not self._finished and not self._refused:
-            self.refuse(tornado.web.HTTPError(404))
+            self.refuse_after_body(tornado.web.HTTPError(404))
