@@ -23,7 +23,7 @@ from tornado.ioloop import IOLoop
 
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
-from server.rest.body import RequestBody, limit_from_megabytes
+from server.rest.body import RawBodyTooLarge, RequestBody, limit_from_megabytes
 from server.storage.index import Resource
 
 if TYPE_CHECKING:
@@ -171,9 +171,17 @@ class OrthancHandler(tornado.web.RequestHandler):
             self._refuse_body(e)
 
     def _refuse_body(self, error: OrthancError) -> None:
-        """Answer a refused body at once; Tornado then closes the connection unread."""
-        if not self._finished:
-            self._body = None
+        """Refuse the body being read.
+
+        Past ``MaximumRequestBodySizeMB`` the answer goes at once and the rest is never
+        read (Tornado closes the connection).  Other refusals (a bad compressed stream,
+        too large once inflated) read the rest of what was sent and drop it, so that
+        the client gets its answer on a connection that stays usable.
+        """
+        self._body = None
+        if not isinstance(error, RawBodyTooLarge):
+            self.refuse_after_body(error)
+        elif not self._finished:
             self.send_error(error.status, exc_info=(type(error), error, None))
 
     def _body_complete(self, future: asyncio.Future[None]) -> None:

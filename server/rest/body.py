@@ -41,6 +41,10 @@ class BodyTooLarge(OrthancError):
         super().__init__(ErrorCode.BAD_REQUEST, details, http_status=413)
 
 
+class RawBodyTooLarge(BodyTooLarge):
+    """Past ``MaximumRequestBodySizeMB`` as sent: the rest of the body is never read."""
+
+
 def limit_from_megabytes(value: object) -> int | None:
     """Orthanc's ``...MB`` size options: 0 means no limit."""
     megabytes = int(value)  # type: ignore[call-overload]
@@ -85,7 +89,7 @@ class RequestBody:
 
     def _count_raw(self, size: int) -> None:
         if self.raw_limit is not None and size > self.raw_limit:
-            raise BodyTooLarge(f"The request body exceeds MaximumRequestBodySizeMB "
+            raise RawBodyTooLarge(f"The request body exceeds MaximumRequestBodySizeMB "
                                f"({self.raw_limit // MEGABYTE} MB)")
 
     def feed(self, chunk: bytes) -> None:
