@@ -87,16 +87,20 @@ class OrthancHandler(tornado.web.RequestHandler):
         """Everything decided from the headers, before a byte of the body is read."""
         self.ctx.metrics_request_started()
         self.username: str | None = None
-        if not self._remote_allowed():
-            self.refuse(OrthancError(ErrorCode.UNAUTHORIZED, http_status=403))
-        elif self.ctx.config["AuthenticationEnabled"]:
-            try:
-                self.username = self._authenticate()
-            except OrthancError as e:
-                self.refuse(e)
-        if not self._refused and not await self.ctx.http_filters_accept(self):
-            self.refuse(_Forbidden())
+        try:
+            await self._check_headers()
+        except (OrthancError, _Forbidden, tornado.web.HTTPError) as e:
+            self.refuse(e)
         self._start_body()
+
+    async def _check_headers(self) -> None:
+        """Remote access, credentials and the scripts' ``IncomingHttpRequestFilter``."""
+        if not self._remote_allowed():
+            raise OrthancError(ErrorCode.UNAUTHORIZED, http_status=403)
+        if self.ctx.config["AuthenticationEnabled"]:
+            self.username = self._authenticate()
+        if not await self.ctx.http_filters_accept(self):
+            raise _Forbidden()
 
     _refused = False
 

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("isengard.plugins.python")
 
-#: Threads running REST callbacks and HTTP filters (a callback may wait on the REST API).
+#: Threads running the HTTP filter and the other short callbacks.
 CALLBACK_THREADS = 8
 #: How long shutdown waits for the change callbacks still queued.
 STOP_TIMEOUT_SECONDS = 10.0
@@ -79,6 +79,11 @@ class PythonScripting:
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(CALLBACK_THREADS, thread_name_prefix="python")
+        # REST callbacks may run for long: their own pool, bounded as Orthanc's HTTP threads
+        # are, so that busy callbacks never delay the filter every request passes (or the
+        # built-in routes, which use neither pool).
+        self.rest_pool = ThreadPoolExecutor(int(ctx.config["HttpThreadsCount"]),
+                                            thread_name_prefix="python-rest")
         self._translator = ChangeTranslator()
         self._deliveries = DeliveryQueue("python-changes", QUEUE_LIMIT, FULL_WAIT_SECONDS)
         self._deliveries.start()
@@ -117,6 +122,7 @@ class PythonScripting:
         if not self._deliveries.close(STOP_TIMEOUT_SECONDS):
             log.warning("Python change callbacks still pending at shutdown were dropped")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.rest_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the Host protocol of python_api ---------------------------------------------
 
@@ -210,7 +216,7 @@ class PythonScripting:
 
     def serve_rest(self, path: str, method: str, get: dict[str, str], headers: dict[str, str],
                    body: bytes) -> RestOutput:
-        """Run the REST callback of ``path`` (in :attr:`pool`); its collected answer."""
+        """Run the REST callback of ``path`` (in :attr:`rest_pool`); its collected answer."""
         found = self.find_route(path)
         if found is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
