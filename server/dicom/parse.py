@@ -95,9 +95,11 @@ class _Walker:
     the size of the file, and works on a memory map of a huge upload.
     """
 
-    def __init__(self, data: bytes | mmap.mmap | memoryview) -> None:
+    def __init__(self, data: bytes | mmap.mmap | memoryview, strict_vr: bool = False) -> None:
+        """``strict_vr``: an explicit VR must be two capital letters (proves the encoding)."""
         self.data = data
         self.size = len(data)
+        self.strict_vr = strict_vr
 
     def header(self, offset: int, explicit: bool, little: bool) -> tuple[int, bytes, int, int]:
         """(tag, VR or b"", value length, offset of the value) of the element at ``offset``."""
@@ -110,6 +112,8 @@ class _Walker:
             (length,) = struct.unpack_from(order + "I", self.data, offset + 4)
             return tag, b"", length, offset + 8
         vr = bytes(self.data[offset + 4:offset + 6])
+        if self.strict_vr and not (vr.isalpha() and vr.isupper()):
+            raise _Truncated
         if vr in _LONG_VRS:
             if offset + 12 > self.size:
                 raise _Truncated
@@ -192,6 +196,18 @@ def check_complete(data: bytes | mmap.mmap | memoryview) -> None:
     if elements == 0 and offset == 0:
         # Nothing but zeros: Orthanc reads an empty dataset, which has no identifiers.
         raise OrthancError(ErrorCode.INEXISTENT_TAG)
+
+
+def check_encoding(data: bytes, transfer_syntax: str) -> None:
+    """Raise ``ValueError`` unless ``data`` (a dataset, no file meta) is complete and encoded in
+    ``transfer_syntax``: the C-STORE SCP's check that bytes match their presentation context."""
+    if transfer_syntax in _DEFLATED:
+        return
+    walker = _Walker(data, strict_vr=True)
+    try:
+        walker.walk(0, transfer_syntax != _IMPLICIT_LITTLE, transfer_syntax != _EXPLICIT_BIG)
+    except (_Truncated, struct.error):
+        raise ValueError(f"the dataset is not encoded in {transfer_syntax}") from None
 
 
 def _file_meta(walker: _Walker) -> tuple[int, str]:
