@@ -232,10 +232,12 @@ class Store:
         return False
 
     def delete(self, resource: Resource) -> DeleteResult:
+        """Forget ``resource`` in the index, then remove its files (journaled: see
+        :mod:`server.storage.area`, a crash in between leaves no orphan file)."""
         with self.index.transaction() as db:
             deleted, uuids, remaining = self.index.delete(db, resource)
-        for uuid in uuids:
-            self.area.remove(uuid)
+            journal = self.area.journal_removals(uuids)
+        self.area.remove_journaled(journal, uuids)
         for gone in deleted:
             self.bus.publish(events.DELETED, level=gone.level, resource_id=gone.public_id)
         return DeleteResult(deleted, remaining)
