@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from server import events
 from server.clock import utc_now_iso
@@ -120,7 +121,8 @@ class Store:
             return result
         file_uuid, stored, compression = self.area.stage(data)
         try:
-            status, created, obsolete = self._commit(parsed, origin, file_uuid, stored, compression)
+            status, created, obsolete, journal = self._commit(parsed, origin, file_uuid, stored,
+                                                              compression)
         except BaseException:
             self.area.discard(file_uuid)
             raise
@@ -128,8 +130,7 @@ class Store:
             self.area.discard(file_uuid)
         else:
             self.area.publish(file_uuid)
-        for uuid in obsolete:
-            self.area.remove(uuid)
+        self.area.remove_journaled(journal, obsolete)
         for level in created:
             self.bus.publish(events.NEW_RESOURCE, level=level, resource_id=parsed.ids[level])
         self.bus.publish(events.STORED, instance_id=parsed.ids[Level.INSTANCE], origin=origin,
@@ -137,7 +138,9 @@ class Store:
         return StoreResult(status, parsed.ids, parsed)
 
     def _commit(self, parsed: ParsedInstance, origin: Origin, file_uuid: str, stored: bytes,
-                compression: int) -> tuple[str, list[Level], list[str]]:
+                compression: int) -> tuple[str, list[Level], list[str], Path | None]:
+        """Index the instance; files it makes obsolete (overwritten, recycled) are journaled
+        for removal in the same transaction (see :meth:`delete`)."""
         now = utc_now_iso()
         obsolete: list[str] = []
         deleted: list[Resource] = []
@@ -145,7 +148,7 @@ class Store:
             existing = self.index.instance_attachment_uuid(db, parsed.ids[Level.INSTANCE])
             if existing is not None:
                 if not self.limits.overwrite:
-                    return "AlreadyStored", [], []
+                    return "AlreadyStored", [], [], None
                 resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
                 gone, uuids, _ = self.index.delete(db, resource)
                 deleted += gone
@@ -171,9 +174,10 @@ class Store:
                 self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
             if self.index.series_status(db, internal[Level.SERIES]) == "Complete":
                 self.index.log_change_in(db, Change.CompletedSeries, internal[Level.SERIES], now)
+            journal = self.area.journal_removals(obsolete)
         for resource in deleted:
             self.bus.publish(events.DELETED, level=resource.level, resource_id=resource.public_id)
-        return "Success", created, obsolete
+        return "Success", created, obsolete, journal
 
     @staticmethod
     def _instance_metadata(parsed: ParsedInstance, origin: Origin, now: str) -> dict[int, str]:

@@ -5,8 +5,11 @@ Memory is the peak resident size (VmHWM) of the server process the test started.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import http.client
 import io
+import json
 import socket
 import threading
 import zipfile
@@ -172,3 +175,25 @@ def test_zip_member_with_a_bad_crc_is_400(isengard: Isengard) -> None:
     answer = isengard.post("/instances", bytes(data))
     assert answer.status_code == 400
     assert answer.json()["OrthancStatus"] == 15
+
+
+def test_upload_answering_a_401_challenge_on_the_same_connection(secured: Isengard) -> None:
+    """httplib2 (Orthanc's integration suite) sends without credentials first, then retries
+    on the same connection: a refused body of a few MB is read, and the connection stays usable."""
+    data = sample("ColorTestImageJ.dcm").read_bytes()
+    connection = http.client.HTTPConnection("127.0.0.1", secured.http_port, timeout=20)
+    connection.request("POST", "/instances", data)
+    refused = connection.getresponse()
+    refused.read()
+    assert refused.status == 401
+    credentials = base64.b64encode(b"alice:secret").decode()
+    connection.request("POST", "/instances", data, {"Authorization": f"Basic {credentials}"})
+    stored = connection.getresponse()
+    assert stored.status == 200 and json.loads(stored.read())["Status"] == "Success"
+
+
+def test_body_refused_unread_says_the_connection_closes(secured: Isengard) -> None:
+    answer = raw_request(secured, "POST /instances HTTP/1.1\r\nHost: x\r\n"
+                                  f"Content-Length: {1024 * MB}\r\n", timeout=5)
+    assert answer.startswith(b"HTTP/1.1 401")
+    assert b"connection: close" in answer.lower()

@@ -33,8 +33,9 @@ log = logging.getLogger("isengard.http")
 T = TypeVar("T")
 
 _METHODS = ("GET", "POST", "PUT", "DELETE")
-#: Bodies of refused requests up to this size are read and dropped (see ``refuse``).
-DRAINED_BODY_LIMIT = 64 * 1024
+#: Bodies of refused requests up to this size are read and dropped (see ``refuse``): clients
+#: that answer a 401 challenge on the same connection (httplib2) need it, and it costs no memory.
+DRAINED_BODY_LIMIT = 64 * 1024 * 1024
 
 
 def dumps(value: Any) -> bytes:
@@ -103,6 +104,8 @@ class OrthancHandler(tornado.web.RequestHandler):
             raise _Forbidden()
 
     _refused = False
+    #: The answer goes before the body was read: the connection closes after it.
+    _unread_body = False
 
     def refuse(self, error: Exception) -> None:
         """Refuse the request from its headers.
@@ -113,6 +116,7 @@ class OrthancHandler(tornado.web.RequestHandler):
         connection, and the client may lose the answer to the reset.
         """
         if self._body_too_large_to_drain():
+            self._unread_body = True
             raise error
         self.refuse_after_body(error)
 
@@ -149,7 +153,11 @@ class OrthancHandler(tornado.web.RequestHandler):
         spool_dir = self.ctx.area.tmp if self.spooled_body else None
         self._body = RequestBody(raw_limit, inflated_limit or raw_limit,
                                  self.request.headers.get("Content-Encoding", ""), spool_dir)
-        self._body.check_declared(self.request.headers.get("Content-Length"))
+        try:
+            self._body.check_declared(self.request.headers.get("Content-Length"))
+        except RawBodyTooLarge:
+            self._unread_body = True
+            raise
         # No limit of Tornado's own (it would close the connection without an answer).
         self.request.connection.set_max_body_size(2 ** 62)  # type: ignore[attr-defined]
         # Runs before the coroutine waiting for the body: the method sees the whole body.
@@ -186,6 +194,7 @@ class OrthancHandler(tornado.web.RequestHandler):
         if not isinstance(error, RawBodyTooLarge):
             self.refuse_after_body(error)
         elif not self._finished:
+            self._unread_body = True
             self.send_error(error.status, exc_info=(type(error), error, None))
 
     def _body_complete(self, future: asyncio.Future[None]) -> None:
@@ -308,6 +317,9 @@ class OrthancHandler(tornado.web.RequestHandler):
             return
         self.clear()
         self.set_default_headers()
+        if self._unread_body:
+            # Tornado closes the connection: say so, or keep-alive clients would reuse it.
+            self.set_header("Connection", "close")
         if isinstance(exc, NoAnswer):
             self._empty(400 if self.request.method == "POST" else 404)
             self.finish()
