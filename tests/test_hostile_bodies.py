@@ -12,6 +12,7 @@ import io
 import json
 import socket
 import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -197,3 +198,13 @@ def test_body_refused_unread_says_the_connection_closes(secured: Isengard) -> No
                                   f"Content-Length: {1024 * MB}\r\n", timeout=5)
     assert answer.startswith(b"HTTP/1.1 401")
     assert b"connection: close" in answer.lower()
+
+
+def test_stalled_body_is_dropped_after_http_request_timeout(make_isengard) -> None:
+    server = make_isengard(HttpRequestTimeout=1)
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+        sock.sendall(b"POST /tools/lookup HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        began = time.monotonic()
+        assert sock.recv(1024) == b""
+        assert time.monotonic() - began < 5
+    assert server.json("/system")["Name"]

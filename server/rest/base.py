@@ -14,6 +14,7 @@ import io
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -162,8 +163,30 @@ class OrthancHandler(tornado.web.RequestHandler):
         self.request.connection.set_max_body_size(2 ** 62)  # type: ignore[attr-defined]
         # Runs before the coroutine waiting for the body: the method sees the whole body.
         body_future.add_done_callback(self._body_complete)
+        self._watch_stall(float(config["HttpRequestTimeout"]))
+
+    def _watch_stall(self, timeout: float) -> None:
+        """Drop the connection of a body that sends nothing for ``HttpRequestTimeout`` seconds
+        (Orthanc's socket receive timeout): a stalled client must not hold a request forever.
+        A slow but steady upload is never cut."""
+        if timeout <= 0:
+            return
+        self._last_chunk = time.monotonic()
+
+        def check() -> None:
+            if self._body is None or self._finished or self.request._body_future.done():  # type: ignore[attr-defined]
+                return
+            idle = time.monotonic() - self._last_chunk
+            if idle >= timeout:
+                log.warning("%s %s: no body data for %g s, connection dropped",
+                            self.request.method, self.request.path, timeout)
+                self.request.connection.close()  # type: ignore[attr-defined]
+                return
+            IOLoop.current().call_later(timeout - idle, check)
+        IOLoop.current().call_later(timeout, check)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        self._last_chunk = time.monotonic()
         body = self._body
         if body is None or self._finished:
             return None
