@@ -43,8 +43,9 @@ from server.rest.compression import CompressionTransform
 if TYPE_CHECKING:
     from server.app import ServerContext
 
-#: Large enough for a ZIP of a whole study in one upload.
-MAX_BODY_SIZE = 4 * 1024 ** 3
+#: Tornado's own cap, never reached: bodies are streamed and capped by the handlers
+#: (``MaximumRequestBodySizeMB``, :mod:`server.rest.body`), which answer Orthanc's 413.
+MAX_BODY_SIZE = 2 ** 62
 
 
 _SLASHES = re.compile(r"/{2,}")
@@ -131,7 +132,7 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
 
 
 def build_http_server(ctx: ServerContext) -> NoDelayHTTPServer:
-    return NoDelayHTTPServer(build_application(ctx), max_body_size=MAX_BODY_SIZE,
-                             max_buffer_size=MAX_BODY_SIZE, xheaders=False,
-                             decompress_request=True,  # gzip bodies of peers' "Compress" stores
+    return NoDelayHTTPServer(build_application(ctx), max_body_size=MAX_BODY_SIZE, xheaders=False,
+                             # gzip/deflate bodies are inflated by the handlers, with a cap
+                             decompress_request=False,
                              idle_connection_timeout=int(ctx.config["HttpRequestTimeout"]) or None)

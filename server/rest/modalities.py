@@ -46,6 +46,9 @@ def option(body: dict, key: str, kind: type, default: Any = None) -> Any:
 
 def timeout_option(body: dict) -> float | None:
     value = option(body, "Timeout", int)
+    if value is not None and value < 0:
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE,
+                           "Negative value found while expecting an unsigned int in field 'Timeout'")
     return float(value) if value else None
 
 

@@ -139,8 +139,11 @@ class LuaScripting:
             http=HttpSettings(float(config["HttpTimeout"]), config["HttpProxy"],
                               bool(config["HttpsVerifyPeers"]), config["HttpsCACertificates"]),
             http_port=self.ctx.http_port, executor=self._http_pool, ctx=self.ctx)
-        self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions())
-        self.filter = LuaState("filter", self.timeout, lambda state: LuaApi(state, services).functions())
+        max_memory = int(config["LuaMemoryLimitMB"]) * 2 ** 20 or None
+        self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions(),
+                             max_memory)
+        self.filter = LuaState("filter", self.timeout, lambda state: LuaApi(state, services).functions(),
+                               max_memory)
         self._subscribe()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
         if self._filters:

@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("isengard.plugins.python")
 
+#: Threads running the HTTP filter and the other short callbacks.
+CALLBACK_THREADS = 8
 #: How long shutdown waits for the change callbacks still queued.
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -85,8 +87,12 @@ class PythonScripting:
         self._slots: dict[str, tuple[Callable[..., Any], ...]] = {}
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
-        # As many REST callbacks and HTTP filters run at once as Orthanc has HTTP threads.
-        self.pool = ThreadPoolExecutor(max(1, int(ctx.config["HttpThreadsCount"])), thread_name_prefix="python")
+        self.pool = ThreadPoolExecutor(CALLBACK_THREADS, thread_name_prefix="python")
+        # REST callbacks may run for long: their own pool, bounded as Orthanc's HTTP threads
+        # are, so that busy callbacks never delay the filter every request passes (or the
+        # built-in routes, which use neither pool).
+        self.rest_pool = ThreadPoolExecutor(max(1, int(ctx.config["HttpThreadsCount"])),
+                                            thread_name_prefix="python-rest")
         #: ``ExtendOrthancExplorer``: JavaScript kept for the explorer, in registration order.
         self.explorer_extensions: list[str] = []
         #: ``RegisterErrorCode``: (script's code, HTTP status, message), numbered from 1000000.
@@ -129,6 +135,7 @@ class PythonScripting:
         if not self._deliveries.close(STOP_TIMEOUT_SECONDS):
             log.warning("Python change callbacks still pending at shutdown were dropped")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.rest_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the Host protocol of python_api ---------------------------------------------
 
@@ -257,7 +264,7 @@ class PythonScripting:
 
     def serve_rest(self, path: str, method: str, get: dict[str, str], headers: dict[str, str],
                    body: bytes) -> RestOutput:
-        """Run the REST callback of ``path`` (in :attr:`pool`); its collected answer."""
+        """Run the REST callback of ``path`` (in :attr:`rest_pool`); its collected answer."""
         found = self.find_route(path)
         if found is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
