@@ -373,6 +373,9 @@ def test_500_instance_archive_pauses_and_cancels_within_a_second(bulk) -> None:
     server, study = bulk
     job = _submit(server, f"/studies/{study}/archive", {"Asynchronous": True})
     wait_job(server, job, {"Running"})
+    deadline = time.monotonic() + 30  # on a loaded machine a running job may not have stepped yet
+    while server.json(f"/jobs/{job}")["Progress"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     asked = time.monotonic()
     assert server.post(f"/jobs/{job}/pause").status_code == 200
     paused = wait_job(server, job, {"Paused"}, timeout=1)
