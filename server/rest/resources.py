@@ -17,6 +17,7 @@ from server.dicom import content as dicom_content
 from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset, read_upload
+from server.dicom.transcode import Settings, parse_transcode, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.resources import descendants_in_orthanc_order
 from server.rest import multipart
@@ -210,11 +211,22 @@ class StatisticsHandler(OrthancHandler):
 
 
 class InstanceFileHandler(OrthancHandler):
+    """The stored file, or with ``transcode`` (Orthanc 1.12) the file transcoded on the fly
+    (nothing stored): an unknown UID is a 400, a transcoding that cannot be done NotImplemented."""
+
     async def get(self, public_id: str) -> None:
         resource = self.resource(Level.INSTANCE, public_id)
+        if "transcode" in self.request.arguments:
+            target = parse_transcode(self.get_argument("transcode", ""))
+            data = await self.run(self._transcoded, resource, target)
+            self.answer_bytes(data, "application/dicom", f"{public_id}.dcm")
+            return
         data = await self.run(self.ctx.store.read_dicom, resource)
         attachments = await self.run(self.ctx.index.attachments, resource.internal_id)
         self.answer_bytes(data, "application/dicom", f"{attachments[ATTACHMENT_DICOM].uuid}.dcm")
+
+    def _transcoded(self, resource: Resource, target: str) -> bytes:
+        return transcode_file(self.ctx.store.read_dicom(resource), target, Settings.from_config(self.ctx.config))
 
 
 class InstanceTagsHandler(OrthancHandler):
