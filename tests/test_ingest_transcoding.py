@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pydicom
 from pynetdicom import AE
+from test_transcode import independent_pixels, transfer_syntax
 
 from conftest import Isengard, dcmtk, dcmtk_env, sample
-from test_transcode import independent_pixels, transfer_syntax
 
 JPEG_LOSSLESS = "1.2.840.10008.1.2.4.70"
 RLE = "1.2.840.10008.1.2.5"
