@@ -204,3 +204,14 @@ def test_file_route_transcodes_on_the_fly(server: Isengard, tmp_path: Path) -> N
         assert answer.status_code == 400 and answer.json()["OrthancStatus"] == 3
     impossible = server.get(f"/instances/{instance}/file?transcode=1.2.840.10008.1.2.4.50")
     assert impossible.status_code == 500 and impossible.json()["OrthancStatus"] == 2
+
+
+def test_file_route_lossy_quality(server: Isengard) -> None:
+    """``lossy-quality`` (Orthanc 1.12.7) overrides DicomLossyTranscodingQuality for the answer."""
+    instance = server.upload(sample("KarstenHilbertRF.dcm"))["ID"]
+    route = f"/instances/{instance}/file?transcode=1.2.840.10008.1.2.4.50"
+    low, high = (server.get(f"{route}&lossy-quality={q}") for q in (40, 80))
+    assert low.status_code == high.status_code == 200
+    assert len(low.content) < len(high.content)
+    bad = server.get(f"{route}&lossy-quality=high")
+    assert bad.status_code == 400 and bad.json()["OrthancStatus"] == 3
