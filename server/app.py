@@ -22,6 +22,7 @@ from server.config import ConfigError, Configuration, load_configuration
 from server.dicom import private_dictionary
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.parse import read_dataset
+from server.dicom.transcode import IngestTranscoding
 from server.find import Finder
 from server.jobs import archive as archive_jobs  # noqa: F401 - registers the job types for restarts
 from server.jobs import storage_commitment_scp  # noqa: F401 - registers the job type for restarts
@@ -77,6 +78,7 @@ class ServerContext:
             max_patients=int(config["MaximumPatientCount"]),
             overwrite=bool(config["OverwriteInstances"]),
             default_encoding=self.default_encoding), self.metrics)
+        self.store.transcoding = IngestTranscoding.from_config(config)
         self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
         self.views = ResourceViews(self.index, self.stability)
         self.finder = Finder(self.index, self._file_tags)

@@ -20,6 +20,8 @@ from server import events
 from server.clock import utc_now_iso
 from server.dicom.main_tags import Level
 from server.dicom.parse import ParsedInstance, parse_for_index
+from server.dicom.pixels import read_image_dataset
+from server.dicom.transcode import IngestTranscoding
 from server.errors import ErrorCode, OrthancError
 from server.metrics import Metrics
 from server.storage.area import StorageArea
@@ -39,6 +41,8 @@ class Origin:
     http_username: str | None = None
     #: Metadata per level set in the same transaction (ModifiedFrom, AnonymizedFrom of modified copies).
     provenance: dict[Level, dict[int, str]] = field(default_factory=dict)
+    #: A modification that chose its own ``Transcode`` is stored as it is (Orthanc's SkipIngestTranscoding).
+    skip_ingest_transcoding: bool = False
 
     def as_json(self) -> dict[str, str]:
         return {"RequestOrigin": self.kind, "RemoteIp": self.remote_ip or "",
@@ -96,6 +100,8 @@ class Store:
         self.metrics = metrics or Metrics(enabled=False)
         self.filters: list[InstanceFilter] = []
         self.receivers: list[InstanceReceiver] = []
+        #: ``IngestTranscoding``, applied after the receivers and before the filters, as in Orthanc.
+        self.transcoding: IngestTranscoding | None = None
         self._recycle_lock = threading.Lock()
 
     def ingest(self, data: bytes, origin: Origin) -> StoreResult:
@@ -113,6 +119,12 @@ class Store:
                 return StoreResult("FilteredOut", {**parsed.ids, Level.INSTANCE: ""}, parsed)
             data = received
         parsed = parse_for_index(data, self.limits.default_encoding)
+        if self.transcoding is not None and not origin.skip_ingest_transcoding and self.transcoding.applies(
+                parsed.transfer_syntax, lambda: has_pixel_data(parsed)):
+            transcoded = self.transcoding.transcode(data)
+            if transcoded is not data:
+                data = transcoded
+                parsed = parse_for_index(data, self.limits.default_encoding)
         for accept in self.filters:
             if not accept(parsed, origin):
                 return StoreResult("FilteredOut", parsed.ids, parsed)
@@ -253,6 +265,12 @@ class Store:
         if attachment is None:
             raise OrthancError(ErrorCode.INEXISTENT_FILE)
         return self.area.read(attachment.uuid, attachment.compression)
+
+
+def has_pixel_data(parsed: ParsedInstance) -> bool:
+    """Whether the file has pixels: where the index found them, else (a file without
+    preamble) from the whole dataset."""
+    return parsed.pixel_data_offset is not None or "PixelData" in read_image_dataset(parsed.data)
 
 
 def expected_instances(parsed: ParsedInstance) -> str | None:

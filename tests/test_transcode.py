@@ -183,3 +183,35 @@ def test_store_scu_transcodes_what_the_remote_refuses(make_isengard: Any) -> Non
     ours = np.load(io.BytesIO(sender.get(f"/instances/{sent['ID']}/numpy?rescale=0").content))
     theirs = np.load(io.BytesIO(remote.get(f"/instances/{received[0]}/numpy?rescale=0").content))
     assert np.array_equal(ours, theirs)
+
+
+def test_file_route_transcodes_on_the_fly(server: Isengard, tmp_path: Path) -> None:
+    """``GET /instances/{id}/file?transcode=`` (Orthanc 1.12): the transcoded file, nothing stored;
+    an unknown UID is Orthanc's 400, an impossible transcoding its NotImplemented (500)."""
+    data = sample("SignedCT.dcm").read_bytes()
+    instance = server.upload(data)["ID"]
+    reference = independent_pixels(data, None, tmp_path)
+    for syntax, tool in (("1.2.840.10008.1.2.4.70", "dcmdjpeg"), ("1.2.840.10008.1.2.5", "dcmdrle"),
+                         ("1.2.840.10008.1.2.2", None)):
+        answer = server.get(f"/instances/{instance}/file?transcode={syntax}")
+        assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/dicom"
+        assert transfer_syntax(answer.content) == syntax
+        assert np.array_equal(independent_pixels(answer.content, tool, tmp_path), reference)
+    assert server.get(f"/instances/{instance}/file").content == data
+    assert server.get(f"/instances/{instance}/metadata/TransferSyntax").text == "1.2.840.10008.1.2.1"
+    for bad in ("nope", ""):
+        answer = server.get(f"/instances/{instance}/file?transcode={bad}")
+        assert answer.status_code == 400 and answer.json()["OrthancStatus"] == 3
+    impossible = server.get(f"/instances/{instance}/file?transcode=1.2.840.10008.1.2.4.50")
+    assert impossible.status_code == 500 and impossible.json()["OrthancStatus"] == 2
+
+
+def test_file_route_lossy_quality(server: Isengard) -> None:
+    """``lossy-quality`` (Orthanc 1.12.7) overrides DicomLossyTranscodingQuality for the answer."""
+    instance = server.upload(sample("KarstenHilbertRF.dcm"))["ID"]
+    route = f"/instances/{instance}/file?transcode=1.2.840.10008.1.2.4.50"
+    low, high = (server.get(f"{route}&lossy-quality={q}") for q in (40, 80))
+    assert low.status_code == high.status_code == 200
+    assert len(low.content) < len(high.content)
+    bad = server.get(f"{route}&lossy-quality=high")
+    assert bad.status_code == 400 and bad.json()["OrthancStatus"] == 3

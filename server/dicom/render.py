@@ -239,33 +239,28 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-#: libpng's cost of a filtered byte: its distance to zero as a signed byte.
-_FILTER_COST = np.minimum(np.arange(256), 256 - np.arange(256)).astype(np.uint32)
-
-
 def _png_filter(raw: np.ndarray, bpp: int) -> bytes:
     """libpng's adaptive filtering: per row, the filter with the smallest sum of absolute
     (signed-byte) residuals, the first one on ties (None, Sub, Up, Average, Paeth)."""
-    height = raw.shape[0]
-    x = np.ascontiguousarray(raw, np.uint8)
-    up = np.zeros_like(x)
-    up[1:] = x[:-1]
-    left = np.zeros_like(x)
-    left[:, bpp:] = x[:, :-bpp]
-    upleft = np.zeros_like(x)
-    upleft[1:, bpp:] = x[:-1, :-bpp]
-    wide_left, wide_up, wide_upleft = left.astype(np.int16), up.astype(np.int16), upleft.astype(np.int16)
-    p = wide_left + wide_up - wide_upleft
-    pa, pb, pc = np.abs(p - wide_left), np.abs(p - wide_up), np.abs(p - wide_upleft)
+    height, width = raw.shape
+    padded = np.zeros((height + 1, width + bpp), np.uint8)  # a zero row above, zero bytes on the left
+    padded[1:, bpp:] = raw
+    x, left, up, upleft = padded[1:, bpp:], padded[1:, :-bpp], padded[:-1, bpp:], padded[:-1, :-bpp]
+    a, b, c = left.astype(np.int16), up.astype(np.int16), upleft.astype(np.int16)
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)  # |p - a|, |p - b|, |p - c|
     paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
-    candidates = [x, x - left, x - up, x - ((wide_left + wide_up) >> 1).astype(np.uint8), x - paeth]
-    costs = np.stack([_FILTER_COST[c].sum(axis=1) for c in candidates])
+    candidates = np.empty((5, height, width), np.uint8)
+    candidates[0] = x
+    np.subtract(x, left, out=candidates[1])
+    np.subtract(x, up, out=candidates[2])
+    np.subtract(x, ((a + b) >> 1).astype(np.uint8), out=candidates[3])
+    np.subtract(x, paeth, out=candidates[4])
+    # a byte's distance to zero as a signed byte, min(v, 256 - v), without widening
+    costs = np.minimum(candidates, 0 - candidates).sum(axis=2, dtype=np.uint32)
     choice = np.argmin(costs, axis=0)
-    out = np.empty((height, x.shape[1] + 1), np.uint8)
+    out = np.empty((height, width + 1), np.uint8)
     out[:, 0] = choice
-    for kind, candidate in enumerate(candidates):
-        rows = choice == kind
-        out[rows, 1:] = candidate[rows]
+    out[:, 1:] = candidates[choice, np.arange(height)]
     return out.tobytes()
 
 

@@ -18,6 +18,7 @@ as DCMTK does. What cannot be done raises :class:`CannotTranscode`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,60 @@ def transcode_or_keep(data: bytes, target: str, settings: Settings = DEFAULT_SET
     except CannotTranscode as e:
         log.info("%s, sending the instance as it is", e.details)
         return data
+
+
+#: What Orthanc never ingest-transcodes: videos and the special encapsulations.
+_NOT_TRANSCODABLE = frozenset({
+    "1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.101", "1.2.840.10008.1.2.4.102", "1.2.840.10008.1.2.4.103",
+    "1.2.840.10008.1.2.4.104", "1.2.840.10008.1.2.4.105", "1.2.840.10008.1.2.4.106", "1.2.840.10008.1.2.4.107",
+    "1.2.840.10008.1.2.4.108", "1.2.840.10008.1.2.6.1", "1.2.840.10008.1.2.6.2"})
+#: Orthanc's "uncompressed" for ingest transcoding (deflate counts as compressed).
+_UNCOMPRESSED = frozenset({IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE})
+
+
+@dataclass(frozen=True)
+class IngestTranscoding:
+    """``IngestTranscoding`` (Orthanc 1.8) with ``IngestTranscodingOfUncompressed`` and
+    ``IngestTranscodingOfCompressed`` (1.8.2): every received file is stored in ``target``,
+    except what ServerContext::TranscodeAndStore leaves as it is (see :meth:`applies`)."""
+
+    target: str
+    uncompressed: bool = True
+    compressed: bool = True
+    settings: Settings = DEFAULT_SETTINGS
+
+    @classmethod
+    def from_config(cls, config: Any) -> IngestTranscoding | None:
+        """None when the option is absent; an unknown syntax stops start-up, as in Orthanc."""
+        from server.config import ConfigError  # the configuration package imports the DICOM modules
+
+        target = config.get("IngestTranscoding")
+        if target is None:
+            return None
+        if target not in AllTransferSyntaxes:
+            raise ConfigError(f"Unknown transfer syntax for ingest transcoding: {target}")
+        return cls(str(target), config.get("IngestTranscodingOfUncompressed", True) is not False,
+                   config.get("IngestTranscodingOfCompressed", True) is not False, Settings.from_config(config))
+
+    def applies(self, source: str | None, has_pixels: Callable[[], bool]) -> bool:
+        """Orthanc's rules: a file already in the target, of unknown syntax or a video is kept;
+        uncompressed and compressed sources follow their option; a file without pixels
+        (SR, PDF, ...) is only rewritten for an uncompressed target."""
+        if source is None or source == self.target or source in _NOT_TRANSCODABLE:
+            return False
+        if source not in _UNCOMPRESSED:
+            return self.compressed
+        return self.uncompressed and (self.target in _UNCOMPRESSED or has_pixels())
+
+    def transcode(self, data: bytes) -> bytes:
+        """The file in the target, or as it is when it cannot be transcoded (Orthanc stores
+        the original then)."""
+        try:
+            return transcode_file(data, self.target, self.settings)
+        except OrthancError as e:
+            log.info("Ingest transcoding to %s failed, storing the instance as received: %s",
+                     self.target, e)
+            return data
 
 
 def swap_words(ds: Dataset, little_endian: bool) -> None:

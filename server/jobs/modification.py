@@ -138,6 +138,9 @@ class Staged:
 class PublishingJob(SetOfInstancesJob):
     """Rewrites each instance into a staging folder; the trailing step publishes them all."""
 
+    #: The syntax the job transcodes to: its files then skip ``IngestTranscoding``, as in Orthanc.
+    transcode: str | None = None
+
     def __init__(self, ctx: ServerContext, instances: list[str], origin: Origin, keep_source: bool,
                  description: str = "REST API", permissive: bool = False, staging: str | None = None) -> None:
         super().__init__(ctx, list(dict.fromkeys(instances)), description, permissive, trailing_step=True)
@@ -192,7 +195,8 @@ class PublishingJob(SetOfInstancesJob):
         provenance = {Level(int(level)): {int(k): v for k, v in values.items()}
                       for level, values in sidecar["Provenance"].items()}
         origin = Origin(self.origin.kind, self.origin.remote_ip, self.origin.remote_aet,
-                        self.origin.called_aet, self.origin.http_username, provenance)
+                        self.origin.called_aet, self.origin.http_username, provenance,
+                        skip_ingest_transcoding=bool(self.transcode))
         result = self.ctx.store.ingest(path.read_bytes(), origin)
         if result.status == "FilteredOut":
             raise OrthancError(ErrorCode.CANNOT_STORE_INSTANCE,

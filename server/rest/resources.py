@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import tempfile
@@ -17,6 +18,7 @@ from server.dicom import content as dicom_content
 from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset, read_upload
+from server.dicom.transcode import Settings, parse_transcode, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.resources import descendants_in_orthanc_order
 from server.rest import multipart
@@ -210,11 +212,37 @@ class StatisticsHandler(OrthancHandler):
 
 
 class InstanceFileHandler(OrthancHandler):
+    """The stored file, or with ``transcode`` (Orthanc 1.12; ``lossy-quality`` 1.12.7) the file
+    transcoded on the fly (nothing stored): an unknown UID is a 400, a transcoding that cannot
+    be done NotImplemented."""
+
     async def get(self, public_id: str) -> None:
         resource = self.resource(Level.INSTANCE, public_id)
+        if "transcode" in self.request.arguments:
+            target = parse_transcode(self.get_argument("transcode", ""))
+            data = await self.run(self._transcoded, resource, target, self._lossy_quality())
+            self.answer_bytes(data, "application/dicom", f"{public_id}.dcm")
+            return
         data = await self.run(self.ctx.store.read_dicom, resource)
         attachments = await self.run(self.ctx.index.attachments, resource.internal_id)
         self.answer_bytes(data, "application/dicom", f"{attachments[ATTACHMENT_DICOM].uuid}.dcm")
+
+    def _lossy_quality(self) -> int | None:
+        """``lossy-quality`` (Orthanc 1.12.7), parsed as Orthanc's unsigned GET arguments (an
+        empty value counts as 1) and clamped to libjpeg's 1..100."""
+        value = self.get_argument("lossy-quality", None)
+        if value is None:
+            return None
+        if value and not (value.isascii() and value.isdigit()):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               f'Expected a Unsigned Int for GET argument "lossy-quality", found: {value}')
+        return min(100, max(1, int(value or 1)))
+
+    def _transcoded(self, resource: Resource, target: str, quality: int | None) -> bytes:
+        settings = Settings.from_config(self.ctx.config)
+        if quality is not None:
+            settings = dataclasses.replace(settings, quality=quality)
+        return transcode_file(self.ctx.store.read_dicom(resource), target, settings)
 
 
 class InstanceTagsHandler(OrthancHandler):
