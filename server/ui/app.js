@@ -20,7 +20,7 @@ function h(tag, attributes = {}, ...children) {
     else if (name === "dataset") Object.assign(element.dataset, value);
     else element.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     element.append(child instanceof Node ? child : String(child));
   }
@@ -123,7 +123,16 @@ function followJob(jobId, onUpdate) {
 
 const studyFilters = { PatientName: "", PatientID: "", AccessionNumber: "", StudyDescription: "",
   ModalitiesInStudy: "", from: "", to: "", order: "date-desc", page: 0 };
-let extendedFind = true;  // Cleared when the server refuses OrderBy or count-resources.
+let extendedFind = null;  // Whether /tools/find sorts and /tools/count-resources counts.
+
+/** Orthanc 1.12.5+ tells in /system whether it has the extended find (OrderBy, counts). */
+async function hasExtendedFind() {
+  if (extendedFind === null) {
+    const system = await api("GET", "/system");
+    extendedFind = Boolean(system.Capabilities && system.Capabilities.HasExtendedFind);
+  }
+  return extendedFind;
+}
 
 const ORDERS = {
   "date-desc": [{ Type: "DicomTag", Key: "StudyDate", Direction: "DESC" }],
@@ -147,7 +156,7 @@ function studyQuery() {
 async function findStudies() {
   const request = { Level: "Study", Expand: true, CaseSensitive: false, Query: studyQuery(),
     Since: studyFilters.page * PAGE_SIZE, Limit: PAGE_SIZE + 1 };
-  if (extendedFind) {
+  if (await hasExtendedFind()) {
     try {
       const [studies, counted] = await Promise.all([
         api("POST", "/tools/find", { ...request, OrderBy: ORDERS[studyFilters.order] }),
@@ -156,7 +165,7 @@ async function findStudies() {
       return { studies, total: counted.Count };
     } catch (error) {
       if (!(error instanceof ApiError) || ![400, 404, 405].includes(error.status)) throw error;
-      extendedFind = false;  // An older server: no sorting nor total, same paging.
+      extendedFind = false;  // It said so but refuses: no sorting nor total, same paging.
     }
   }
   return { studies: await api("POST", "/tools/find", request), total: null };
@@ -167,6 +176,7 @@ function filterField(label, key, type = "search") {
 }
 
 async function studiesPage() {
+  await attempt(hasExtendedFind);
   const modalities = ["", "CT", "MR", "CR", "DX", "US", "NM", "PT", "XA", "MG", "OT", "SR", "SEG", "RTSTRUCT"];
   const form = h("form", { class: "filters", role: "search", "aria-label": "Find studies" },
     filterField("Patient name", "PatientName"),
@@ -540,5 +550,8 @@ async function route() {
 }
 
 document.getElementById("error-close").addEventListener("click", clearError);
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", async () => {
+  await route();
+  main.focus();  // Keyboard and screen-reader users continue in the new page, not the old link.
+});
 route();
