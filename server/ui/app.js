@@ -158,14 +158,15 @@ async function findStudies() {
     Since: studyFilters.page * PAGE_SIZE, Limit: PAGE_SIZE + 1 };
   if (await hasExtendedFind()) {
     try {
-      const [studies, counted] = await Promise.all([
+      const [studies, total] = await Promise.all([
         api("POST", "/tools/find", { ...request, OrderBy: ORDERS[studyFilters.order] }),
-        api("POST", "/tools/count-resources", { Level: "Study", CaseSensitive: false, Query: request.Query }),
+        // Some filters cannot be counted in the index (the server says so): then no total.
+        api("POST", "/tools/count-resources", { Level: "Study", Query: request.Query }).then((c) => c.Count, () => null),
       ]);
-      return { studies, total: counted.Count };
+      return { studies, total };
     } catch (error) {
-      if (!(error instanceof ApiError) || ![400, 404, 405].includes(error.status)) throw error;
-      extendedFind = false;  // It said so but refuses: no sorting nor total, same paging.
+      if (!(error instanceof ApiError) || error.status !== 400) throw error;
+      extendedFind = false;  // It said so but refuses OrderBy: no sorting, same paging.
     }
   }
   return { studies: await api("POST", "/tools/find", request), total: null };
@@ -415,7 +416,7 @@ async function uploadFiles(files, overall, summary, body) {
 // -- jobs --------------------------------------------------------------------------------
 
 const JOB_ACTIONS = {
-  Pending: ["pause", "cancel"], Running: ["pause", "cancel"], Retry: ["cancel"],
+  Pending: ["pause", "cancel"], Running: ["pause", "cancel"], Retry: ["pause", "cancel"],
   Paused: ["resume", "cancel"], Failure: ["resubmit", "delete"], Success: ["delete"],
 };
 
