@@ -138,6 +138,7 @@ const ORDERS = {
   "date-desc": [{ Type: "DicomTag", Key: "StudyDate", Direction: "DESC" }],
   "date-asc": [{ Type: "DicomTag", Key: "StudyDate", Direction: "ASC" }],
   "name-asc": [{ Type: "DicomTag", Key: "PatientName", Direction: "ASC" }],
+  "name-desc": [{ Type: "DicomTag", Key: "PatientName", Direction: "DESC" }],
 };
 
 function studyQuery() {
@@ -191,7 +192,8 @@ async function studiesPage() {
     extendedFind ? h("label", {}, "Sort by", h("select", { name: "order" },
       h("option", { value: "date-desc", selected: studyFilters.order === "date-desc" }, "Newest first"),
       h("option", { value: "date-asc", selected: studyFilters.order === "date-asc" }, "Oldest first"),
-      h("option", { value: "name-asc", selected: studyFilters.order === "name-asc" }, "Patient name"))) : null,
+      h("option", { value: "name-asc", selected: studyFilters.order === "name-asc" }, "Patient name A–Z"),
+      h("option", { value: "name-desc", selected: studyFilters.order === "name-desc" }, "Patient name Z–A"))) : null,
     h("div", { class: "row" }, h("button", { type: "submit" }, "Search"),
       h("button", { type: "reset", class: "secondary" }, "Clear")));
   const results = h("div", { id: "study-results", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
