@@ -96,6 +96,10 @@ function table(headers, rows) {
       h("tbody", {}, rows)));
 }
 
+/** The events of ``/jobs/events``: each carries the job's ID, State, Progress and Type. */
+const JOB_EVENTS = ["submitted", "running", "progress", "paused", "resumed", "retry", "canceled",
+  "resubmitted", "success", "failure"];
+
 /** Follows one job through ``/jobs/events?job=ID`` (no polling) until it ends. */
 function followJob(jobId, onUpdate) {
   return new Promise((resolve, reject) => {
@@ -113,7 +117,7 @@ function followJob(jobId, onUpdate) {
       source.close();
       reject(error);
     }));
-    for (const name of ["submitted", "running", "progress", "paused", "resumed", "canceled", "success", "failure"]) {
+    for (const name of JOB_EVENTS) {
       source.addEventListener(name, (event) => update(JSON.parse(event.data)));
     }
   });
@@ -477,7 +481,7 @@ async function jobsPage() {
       api("GET", `/jobs/${data.ID}`).then((job) => { known.set(job.ID, job); render(job); }, () => {});
     }
   };
-  for (const name of ["submitted", "running", "progress", "paused", "resumed", "canceled", "success", "failure"]) {
+  for (const name of JOB_EVENTS) {
     source.addEventListener(name, onEvent);
   }
   source.addEventListener("open", async () => {
