@@ -267,25 +267,30 @@ async function studyPage(studyId) {
   const tags = study.MainDicomTags || {}, patient = study.PatientMainDicomTags || {};
   const progress = h("progress", { max: 100, value: 0, hidden: true, "aria-label": "Archive progress" });
   const downloadStatus = h("span", { id: "download-status", "aria-live": "polite" });
-  const downloadButton = h("button", { type: "button", id: "download-zip" }, "Download ZIP");
-  downloadButton.addEventListener("click", () => attempt(async () => {
-    downloadButton.disabled = true;
-    try {
-      const job = await api("POST", `/studies/${studyId}/archive`, { Asynchronous: true });
-      progress.hidden = false;
-      downloadStatus.textContent = "Preparing the archive…";
-      await followJob(job.ID, (state) => { progress.value = state.Progress || 0; });
-      progress.value = 100;
-      const link = h("a", { href: `${API}/jobs/${job.ID}/archive`, download: `${studyId}.zip`, id: "zip-link" }, "Save the ZIP");
-      downloadStatus.replaceChildren("Archive ready: ", link);
-      link.click();
-    } catch (error) {
-      downloadStatus.textContent = "";
-      throw error;
-    } finally {
-      downloadButton.disabled = false;
-    }
-  }));
+  const downloadButton = (kind, label, id) => {
+    const button = h("button", { type: "button", id }, label);
+    button.addEventListener("click", () => attempt(async () => {
+      button.disabled = true;
+      try {
+        progress.hidden = false;
+        progress.value = 0;
+        downloadStatus.textContent = "Preparing the archive…";
+        const job = await api("POST", `/studies/${studyId}/${kind}`, { Asynchronous: true });
+        await followJob(job.ID, (state) => { progress.value = state.Progress || 0; });
+        progress.value = 100;
+        const name = `${studyId}${kind === "media" ? "-DICOMDIR" : ""}.zip`;
+        const link = h("a", { href: `${API}/jobs/${job.ID}/archive`, download: name, id: `${kind}-link` }, `Save ${name}`);
+        downloadStatus.replaceChildren("Archive ready: ", link);
+        link.click();
+      } catch (error) {
+        downloadStatus.textContent = "";
+        throw error;
+      } finally {
+        button.disabled = false;
+      }
+    }));
+    return button;
+  };
   const deleteButton = h("button", { type: "button", class: "danger", id: "delete-study" }, "Delete study");
   deleteButton.addEventListener("click", () => attempt(async () => {
     if (!confirm(`Delete the study of ${patient.PatientName || "this patient"} and all its images?`)) return;
@@ -319,11 +324,56 @@ async function studyPage(studyId) {
       h("dt", {}, "Date"), h("dd", {}, formatDate(tags.StudyDate)),
       h("dt", {}, "Accession"), h("dd", {}, tags.AccessionNumber || ""),
       h("dt", {}, "Study UID"), h("dd", {}, tags.StudyInstanceUID || "")),
-    h("div", { class: "row", style: "margin-top:.8rem" }, downloadButton, deleteButton),
-    h("div", {}, progress, " ", downloadStatus)),
+    h("div", { class: "row", style: "margin-top:.8rem" }, downloadButton("archive", "Download ZIP", "download-zip"),
+      downloadButton("media", "Download DICOMDIR", "download-media"), deleteButton),
+    h("div", {}, progress, " ", downloadStatus),
+    await sendForm(studyId)),
     h("h2", {}, "Series"),
     h("div", { class: "series-grid" }, cards),
     instancesArea);
+}
+
+/** "Send to": a store job of the study to a DICOM modality or an Orthanc peer, followed live. */
+async function sendForm(studyId) {
+  const [modalities, peers] = await Promise.all([attempt(() => api("GET", "/modalities")),
+    attempt(() => api("GET", "/peers"))]);
+  if (!(modalities || []).length && !(peers || []).length) return "";
+  const target = h("select", { id: "send-target", name: "target" },
+    (modalities || []).length ? h("optgroup", { label: "DICOM modalities" },
+      modalities.map((name) => h("option", { value: `modalities/${name}` }, name))) : null,
+    (peers || []).length ? h("optgroup", { label: "Orthanc peers" },
+      peers.map((name) => h("option", { value: `peers/${name}` }, name))) : null);
+  const progress = h("progress", { max: 100, value: 0, hidden: true, "aria-label": "Sending progress" });
+  const status = h("span", { id: "send-status", "aria-live": "polite" });
+  const button = h("button", { type: "submit", id: "send-button" }, "Send");
+  const form = h("form", { class: "row", style: "margin-top:.8rem" },
+    h("label", {}, "Send the study to", target), button, progress, status);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    attempt(async () => {
+      const [kind, name] = target.value.split("/");
+      button.disabled = true;
+      status.textContent = `Sending to ${name}…`;
+      status.className = "";
+      progress.hidden = false;
+      try {
+        const job = await api("POST", `/${kind}/${encodeURIComponent(name)}/store`,
+          { Resources: [studyId], Asynchronous: true });
+        await followJob(job.ID, (state) => {
+          progress.value = state.Progress || 0;
+          if (state.State === "Retry") status.textContent = `${name} does not answer yet: retrying…`;
+        });
+        status.textContent = `Sent to ${name}.`;
+        status.className = "status-Success";
+      } catch (error) {
+        status.textContent = `Not sent: ${error.message}`;
+        status.className = "status-Error";
+      } finally {
+        button.disabled = false;
+      }
+    });
+  });
+  return form;
 }
 
 async function showInstances(series, area) {
@@ -456,7 +506,7 @@ async function jobsPage() {
       }));
       return button;
     });
-    const outputs = job.State === "Success" && job.Type === "Archive"
+    const outputs = job.State === "Success" && ["Archive", "Media"].includes(job.Type)
       ? h("a", { href: `${API}/jobs/${job.ID}/archive`, download: "archive.zip" }, "Download") : null;
     const failed = job.State === "Failure" && job.ErrorDescription ? h("div", { class: "muted" }, job.ErrorDescription) : null;
     row.replaceChildren(
