@@ -279,9 +279,10 @@ async function studyPage(studyId) {
         await followJob(job.ID, (state) => { progress.value = state.Progress || 0; });
         progress.value = 100;
         const name = `${studyId}${kind === "media" ? "-DICOMDIR" : ""}.zip`;
-        const link = h("a", { href: `${API}/jobs/${job.ID}/archive`, download: name, id: `${kind}-link` }, `Save ${name}`);
+        const link = h("a", { class: "button", href: `${API}/jobs/${job.ID}/archive`, download: name, id: `${kind}-link` },
+          `Save ${kind === "media" ? "the DICOMDIR ZIP" : "the ZIP"}`);
         downloadStatus.replaceChildren("Archive ready: ", link);
-        link.click();
+        link.focus();  // One Enter saves it (browsers block downloads nobody clicked).
       } catch (error) {
         downloadStatus.textContent = "";
         throw error;
@@ -484,6 +485,7 @@ async function jobsPage() {
       ["Type", "State", "Progress", "Created", "Actions"].map((t) => h("th", { scope: "col" }, t)))), body)));
   const rows = new Map();
 
+  /** A row per job; progress alone updates in place, so a focused button stays focused. */
   const render = (job) => {
     let row = rows.get(job.ID);
     if (!row) {
@@ -491,6 +493,13 @@ async function jobsPage() {
       rows.set(job.ID, row);
       body.prepend(row);
     }
+    const percent = job.Progress || 0;
+    if (row.dataset.state === job.State) {
+      row.querySelector("progress").value = percent;
+      row.querySelector(".percent").textContent = ` ${percent}%`;
+      return;
+    }
+    row.dataset.state = job.State;
     const actions = (JOB_ACTIONS[job.State] || []).map((action) => {
       const button = h("button", { type: "button", class: action === "delete" || action === "cancel" ? "danger" : "secondary",
         dataset: { action }, "aria-label": `${action} job ${job.Type}` }, action[0].toUpperCase() + action.slice(1));
@@ -512,7 +521,7 @@ async function jobsPage() {
     row.replaceChildren(
       h("td", {}, job.Type || "?"),
       h("td", { class: `state-${job.State}` }, job.State, failed),
-      h("td", {}, h("progress", { max: 100, value: job.Progress || 0, "aria-label": "Progress" }), ` ${job.Progress || 0}%`),
+      h("td", {}, h("progress", { max: 100, value: percent, "aria-label": "Progress" }), h("span", { class: "percent" }, ` ${percent}%`)),
       h("td", {}, (job.CreationTime || "").replace("T", " ").slice(0, 15)),
       h("td", {}, h("div", { class: "row" }, actions, outputs)));
   };
@@ -528,6 +537,7 @@ async function jobsPage() {
       render({ ...seen, ...data });
       known.set(data.ID, { ...seen, ...data });
     } else {
+      // A job deleted meanwhile has nothing to show: that answer is no error for the person.
       api("GET", `/jobs/${data.ID}`).then((job) => { known.set(job.ID, job); render(job); }, () => {});
     }
   };
