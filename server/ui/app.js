@@ -418,9 +418,30 @@ function uploadPage() {
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    uploadFiles([...event.dataTransfer.files], overall, summary, body);
+    attempt(async () => uploadFiles(await droppedFiles(event.dataTransfer), overall, summary, body));
   });
   main.replaceChildren(h("h1", {}, "Upload"), h("section", {}, drop, overall, summary), results);
+}
+
+/** The files dropped, those of dropped folders included (at any depth). */
+async function droppedFiles(transfer) {
+  const entries = [...transfer.items].map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+  if (entries.some((entry) => entry === null)) return [...transfer.files];  // No entries API: files only.
+  const files = [];
+  const visit = async (entry) => {
+    if (entry.isFile) {
+      files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+      return;
+    }
+    const reader = entry.createReader();
+    for (;;) {  // readEntries answers in batches until an empty one.
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const child of batch) await visit(child);
+    }
+  };
+  for (const entry of entries) await visit(entry);
+  return files;
 }
 
 /** What the server said of one upload (a ZIP gets one answer per file it held). */
