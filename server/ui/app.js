@@ -491,6 +491,78 @@ async function uploadFiles(files, overall, summary, body) {
   await Promise.all(Array.from({ length: UPLOADS_AT_ONCE }, worker));
 }
 
+// -- query/retrieve ---------------------------------------------------------------------
+
+const QUERY_FIELDS = { Patient: ["PatientName", "PatientID", "PatientBirthDate"],
+  Study: ["PatientName", "PatientID", "StudyDate", "AccessionNumber", "StudyDescription", "ModalitiesInStudy"] };
+
+async function queryPage() {
+  const modalities = (await attempt(() => api("GET", "/modalities"))) || [];
+  const system = (await attempt(() => api("GET", "/system"))) || {};
+  if (!modalities.length) {
+    main.replaceChildren(h("h1", {}, "Query/retrieve"), h("p", {}, "No DICOM modality is configured."));
+    return;
+  }
+  const modality = h("select", { name: "modality", id: "query-modality" }, modalities.map((m) => h("option", { value: m }, m)));
+  const level = h("select", { name: "level", id: "query-level" },
+    Object.keys(QUERY_FIELDS).map((l) => h("option", { value: l, selected: l === "Study" }, l)));
+  const name = h("input", { type: "search", name: "PatientName", id: "query-name" });
+  const patientId = h("input", { type: "search", name: "PatientID", id: "query-id" });
+  const answers = h("div", { id: "query-answers", "aria-live": "polite" });
+  const form = h("form", { class: "filters", role: "search", "aria-label": "Query a modality" },
+    h("label", {}, "Modality", modality), h("label", {}, "Level", level),
+    h("label", {}, "Patient name", name), h("label", {}, "Patient ID", patientId),
+    h("div", { class: "row" }, h("button", { type: "submit", id: "query-button" }, "Query")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    attempt(async () => {
+      answers.replaceChildren(h("p", { class: "muted" }, "Querying…"));
+      const query = Object.fromEntries(QUERY_FIELDS[level.value].map((tag) => [tag, ""]));
+      if (name.value.trim()) query.PatientName = name.value.trim();
+      if (patientId.value.trim()) query.PatientID = patientId.value.trim();
+      try {
+        const sent = await api("POST", `/modalities/${encodeURIComponent(modality.value)}/query`,
+          { Level: level.value, Query: query });
+        showAnswers(sent.ID, QUERY_FIELDS[level.value], system.DicomAet, answers);
+      } catch (error) {
+        answers.replaceChildren();
+        throw error;
+      }
+    });
+  });
+  main.replaceChildren(h("h1", {}, "Query/retrieve"), h("section", {}, form), answers);
+}
+
+async function showAnswers(queryId, fields, ownAet, area) {
+  const found = await api("GET", `/queries/${queryId}/answers?expand&simplify`);
+  const rows = found.map((answer, index) => {
+    const status = h("span", { "aria-live": "polite" });
+    const button = h("button", { type: "button", class: "secondary", dataset: { answer: index } }, "Retrieve");
+    const progress = h("progress", { max: 100, value: 0, hidden: true, "aria-label": "Retrieve progress" });
+    button.addEventListener("click", () => attempt(async () => {
+      button.disabled = true;
+      progress.hidden = false;
+      status.textContent = "";
+      try {
+        const job = await api("POST", `/queries/${queryId}/answers/${index}/retrieve`,
+          { TargetAet: ownAet, Asynchronous: true });
+        await followJob(job.ID, (state) => { progress.value = state.Progress || 0; });
+        status.textContent = "Retrieved";
+        status.className = "status-Success";
+      } catch (error) {
+        status.textContent = `Failed: ${error.message}`;
+        status.className = "status-Error";
+      } finally {
+        button.disabled = false;
+      }
+    }));
+    return h("tr", {}, fields.map((tag) => h("td", {}, tag.endsWith("Date") ? formatDate(answer[tag]) : (answer[tag] || ""))),
+      h("td", {}, h("div", { class: "row" }, button, progress, status)));
+  });
+  area.replaceChildren(h("p", { class: "muted", id: "query-summary" }, `${found.length} answer(s)`),
+    found.length ? table([...fields, "Retrieve"], rows) : "");
+}
+
 // -- jobs --------------------------------------------------------------------------------
 
 const JOB_ACTIONS = {
@@ -632,7 +704,8 @@ async function route() {
   }
   clearError();
   main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
-  const pages = { studies: studiesPage, study: () => studyPage(id), upload: uploadPage, jobs: jobsPage, system: systemPage };
+  const pages = { studies: studiesPage, study: () => studyPage(id), upload: uploadPage, query: queryPage,
+    jobs: jobsPage, system: systemPage };
   await (pages[page] || studiesPage)();
   document.body.dataset.page = page;
 }
