@@ -328,7 +328,8 @@ async function studyPage(studyId) {
     h("div", { class: "row", style: "margin-top:.8rem" }, downloadButton("archive", "Download ZIP", "download-zip"),
       downloadButton("media", "Download DICOMDIR", "download-media"), deleteButton),
     h("div", {}, progress, " ", downloadStatus),
-    await sendForm(studyId)),
+    await sendForm(studyId),
+    changeForm(study)),
     h("h2", {}, "Series"),
     h("div", { class: "series-grid" }, cards),
     instancesArea);
@@ -375,6 +376,52 @@ async function sendForm(studyId) {
     });
   });
   return form;
+}
+
+const CHANGEABLE = [["PatientName", "Patient name"], ["PatientID", "Patient ID"], ["StudyDescription", "Description"],
+  ["AccessionNumber", "Accession number"], ["StudyDate", "Date (YYYYMMDD)"]];
+
+/** Modify or anonymize the study (a job; the copy opens once done). Only changed fields are sent. */
+function changeForm(study) {
+  const current = { ...(study.PatientMainDicomTags || {}), ...(study.MainDicomTags || {}) };
+  const inputs = CHANGEABLE.map(([tag, label]) =>
+    h("label", {}, label, h("input", { type: "text", name: tag, value: current[tag] || "" })));
+  const mode = h("select", { name: "mode", id: "change-mode" },
+    h("option", { value: "modify" }, "Modify (the fields above)"),
+    h("option", { value: "anonymize" }, "Anonymize (new identities, then the fields above)"));
+  const keep = h("input", { type: "checkbox", name: "keep", checked: true });
+  const status = h("span", { id: "change-status", "aria-live": "polite" });
+  const button = h("button", { type: "submit", id: "change-button" }, "Apply");
+  const form = h("form", { class: "filters" }, inputs, h("label", {}, "Change", mode),
+    h("label", { class: "row" }, keep, "Keep the original study"), h("div", { class: "row" }, button, status));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    attempt(async () => {
+      const replace = {};
+      for (const [tag] of CHANGEABLE) {
+        const value = form.elements[tag].value.trim();
+        // Anonymizing: what is left as it was (or emptied) gets the anonymization's new value.
+        const anonymizing = mode.value === "anonymize";
+        if (value !== (current[tag] || "") && (value || !anonymizing)) replace[tag] = value;
+      }
+      if (mode.value === "modify" && !Object.keys(replace).length) throw new Error("Change a field first.");
+      button.disabled = true;
+      status.textContent = "Working…";
+      try {
+        const job = await api("POST", `/studies/${study.ID}/${mode.value}`,
+          { Replace: replace, KeepSource: keep.checked, Force: true, Asynchronous: true });
+        await followJob(job.ID, () => {});
+        const done = await api("GET", `/jobs/${job.ID}`);
+        status.replaceChildren("Done: ", h("a", { href: `#/study/${done.Content.ID}`, id: "changed-study" }, "open the new study"));
+      } catch (error) {
+        status.textContent = "";
+        throw error;
+      } finally {
+        button.disabled = false;
+      }
+    });
+  });
+  return h("details", { style: "margin-top:.8rem" }, h("summary", {}, "Modify or anonymize"), form);
 }
 
 async function showInstances(series, area) {
