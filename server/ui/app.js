@@ -126,14 +126,21 @@ function followJob(jobId, onUpdate) {
 // -- studies ---------------------------------------------------------------------------
 
 const studyFilters = { PatientName: "", PatientID: "", AccessionNumber: "", StudyDescription: "",
-  ModalitiesInStudy: "", from: "", to: "", order: "date-desc", page: 0 };
-let extendedFind = null;  // Whether /tools/find sorts and /tools/count-resources counts.
+  ModalitiesInStudy: "", from: "", to: "", Labels: "", order: "date-desc", page: 0 };
 
-/** Orthanc 1.12.5+ tells in /system whether it has the extended find (OrderBy, counts). */
+/** The labels typed in a field: separated by commas or spaces. */
+function labelList(text) {
+  return text.split(/[\s,]+/).filter(Boolean);
+}
+let extendedFind = null;  // Whether /tools/find sorts and /tools/count-resources counts.
+let labels = false;  // Whether resources have labels (Orthanc 1.12).
+
+/** /system tells what the server has: labels (Orthanc 1.12), the extended find (1.12.5: OrderBy, counts). */
 async function hasExtendedFind() {
   if (extendedFind === null) {
     const system = await api("GET", "/system");
     extendedFind = Boolean(system.Capabilities && system.Capabilities.HasExtendedFind);
+    labels = Boolean(system.HasLabels);
   }
   return extendedFind;
 }
@@ -161,12 +168,15 @@ function studyQuery() {
 async function findStudies() {
   const request = { Level: "Study", Expand: true, CaseSensitive: false, Query: studyQuery(),
     Since: studyFilters.page * PAGE_SIZE, Limit: PAGE_SIZE + 1 };
+  const wanted = labelList(studyFilters.Labels);
+  if (labels && wanted.length) Object.assign(request, { Labels: wanted, LabelsConstraint: "All" });
   if (await hasExtendedFind()) {
     try {
       const [studies, total] = await Promise.all([
         api("POST", "/tools/find", { ...request, OrderBy: ORDERS[studyFilters.order] }),
         // Some filters cannot be counted in the index (the server says so): then no total.
-        api("POST", "/tools/count-resources", { Level: "Study", Query: request.Query }).then((c) => c.Count, () => null),
+        api("POST", "/tools/count-resources", { ...request, Expand: undefined, Since: undefined, Limit: undefined,
+          CaseSensitive: undefined }).then((c) => c.Count, () => null),
       ]);
       return { studies, total };
     } catch (error) {
@@ -193,6 +203,7 @@ async function studiesPage() {
       modalities.map((m) => h("option", { value: m, selected: m === studyFilters.ModalitiesInStudy }, m || "Any")))),
     filterField("From date", "from", "date"),
     filterField("To date", "to", "date"),
+    labels ? filterField("Labels (all of)", "Labels") : null,
     extendedFind ? h("label", {}, "Sort by", h("select", { name: "order" },
       h("option", { value: "date-desc", selected: studyFilters.order === "date-desc" }, "Newest first"),
       h("option", { value: "date-asc", selected: studyFilters.order === "date-asc" }, "Oldest first"),
@@ -211,7 +222,8 @@ async function studiesPage() {
     showStudies(results);
   });
   form.addEventListener("reset", () => setTimeout(() => {
-    for (const key of ["PatientName", "PatientID", "AccessionNumber", "StudyDescription", "ModalitiesInStudy", "from", "to"]) {
+    for (const key of ["PatientName", "PatientID", "AccessionNumber", "StudyDescription", "ModalitiesInStudy", "from", "to",
+      "Labels"]) {
       studyFilters[key] = "";
     }
     for (const input of form.querySelectorAll("input")) input.value = "";
@@ -234,7 +246,8 @@ async function showStudies(results) {
   const rows = studies.map((study) => {
     const tags = study.MainDicomTags || {}, patient = study.PatientMainDicomTags || {};
     return h("tr", { class: "clickable", dataset: { id: study.ID }, onclick: () => open(study) },
-      h("td", {}, h("a", { href: `#/study/${study.ID}` }, patient.PatientName || "(no name)")),
+      h("td", {}, h("a", { href: `#/study/${study.ID}` }, patient.PatientName || "(no name)"),
+        (study.Labels || []).map((label) => [" ", h("span", { class: "label" }, label)])),
       h("td", {}, patient.PatientID || ""),
       h("td", {}, formatDate(tags.StudyDate)),
       h("td", {}, tags.StudyDescription || ""),
@@ -258,6 +271,7 @@ async function showStudies(results) {
 // -- one study ---------------------------------------------------------------------------
 
 async function studyPage(studyId) {
+  await attempt(hasExtendedFind);
   const study = await attempt(() => api("GET", `/studies/${studyId}`));
   if (!study) {
     main.replaceChildren(h("h1", {}, "Study"), h("p", {}, "This study could not be read."));
@@ -329,6 +343,7 @@ async function studyPage(studyId) {
       downloadButton("media", "Download DICOMDIR", "download-media"), deleteButton),
     h("div", {}, progress, " ", downloadStatus),
     await sendForm(studyId),
+    labels ? labelEditor(studyId, study.Labels || []) : "",
     changeForm(study)),
     h("h2", {}, "Series"),
     h("div", { class: "series-grid" }, cards),
@@ -373,6 +388,33 @@ async function sendForm(studyId) {
       } finally {
         button.disabled = false;
       }
+    });
+  });
+  return form;
+}
+
+/** The study's labels: each removable, and a field to add one. */
+function labelEditor(studyId, initial) {
+  const list = h("span", { id: "study-labels", class: "row" });
+  const show = (names) => list.replaceChildren(names.length ? "" : h("span", { class: "muted" }, "No label"),
+    ...names.map((name) => h("span", { class: "label" }, name,
+      h("button", { type: "button", class: "remove", "aria-label": `Remove the label ${name}`, dataset: { label: name },
+        onclick: () => attempt(async () => {
+          await api("DELETE", `/studies/${studyId}/labels/${encodeURIComponent(name)}`);
+          show(await api("GET", `/studies/${studyId}/labels`));
+        }) }, "×"))));
+  show(initial);
+  const input = h("input", { type: "text", name: "label", id: "new-label", "aria-label": "New label" });
+  const form = h("form", { class: "row", style: "margin-top:.8rem" }, h("strong", {}, "Labels:"), list, input,
+    h("button", { type: "submit", class: "secondary" }, "Add label"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    attempt(async () => {
+      for (const name of labelList(input.value)) {
+        await api("PUT", `/studies/${studyId}/labels/${encodeURIComponent(name)}`, new Blob([]));
+      }
+      input.value = "";
+      show(await api("GET", `/studies/${studyId}/labels`));
     });
   });
   return form;
