@@ -664,8 +664,24 @@ async function jobsPage() {
   const status = h("p", { class: "muted", id: "jobs-status", "aria-live": "polite" }, "Loading…");
   main.replaceChildren(h("h1", {}, "Jobs"), status, h("div", { class: "table-wrap" },
     h("table", { id: "jobs" }, h("thead", {}, h("tr", {},
-      ["Type", "State", "Progress", "Created", "Actions"].map((t) => h("th", { scope: "col" }, t)))), body)));
+      ["Type", "State", "Progress", "Created", "Actions"].map((t) =>
+        h("th", { scope: "col", class: t === "Created" ? "hide-narrow" : null }, t)))), body)));
   const rows = new Map();
+
+  const started = new Map();  // Job ID -> [when, progress] it was first seen running here.
+  /** The time left, from the progress made since the page first saw the job run. */
+  const timeLeft = (job) => {
+    if (job.State !== "Running") {
+      started.delete(job.ID);
+      return "";
+    }
+    if (!started.has(job.ID)) started.set(job.ID, [Date.now(), job.Progress || 0]);
+    const [since, from] = started.get(job.ID);
+    const made = (job.Progress || 0) - from;
+    if (made <= 0) return "";
+    const seconds = Math.ceil((Date.now() - since) / made * (100 - job.Progress) / 1000);
+    return seconds < 90 ? `about ${seconds} s left` : `about ${Math.round(seconds / 60)} min left`;
+  };
 
   /** A row per job; progress alone updates in place, so a focused button stays focused. */
   const render = (job) => {
@@ -679,6 +695,7 @@ async function jobsPage() {
     if (row.dataset.state === job.State) {
       row.querySelector("progress").value = percent;
       row.querySelector(".percent").textContent = ` ${percent}%`;
+      row.querySelector(".eta").textContent = timeLeft(job);
       return;
     }
     row.dataset.state = job.State;
@@ -703,8 +720,9 @@ async function jobsPage() {
     row.replaceChildren(
       h("td", {}, job.Type || "?"),
       h("td", { class: `state-${job.State}` }, job.State, failed),
-      h("td", {}, h("progress", { max: 100, value: percent, "aria-label": "Progress" }), h("span", { class: "percent" }, ` ${percent}%`)),
-      h("td", {}, (job.CreationTime || "").replace("T", " ").slice(0, 15)),
+      h("td", {}, h("progress", { max: 100, value: percent, "aria-label": "Progress" }), h("span", { class: "percent" }, ` ${percent}%`),
+        h("div", { class: "eta muted" }, timeLeft(job))),
+      h("td", { class: "hide-narrow" }, (job.CreationTime || "").replace("T", " ").slice(0, 15)),
       h("td", {}, h("div", { class: "row" }, actions, outputs)));
   };
 
