@@ -690,6 +690,7 @@ async function jobsPage() {
       row = h("tr", { dataset: { id: job.ID } });
       rows.set(job.ID, row);
       body.prepend(row);
+      status.textContent = "Live: updates arrive as the jobs change.";
     }
     const percent = job.Progress || 0;
     if (row.dataset.state === job.State) {
@@ -749,7 +750,7 @@ async function jobsPage() {
     if (!jobs) return;
     jobs.sort((a, b) => (a.CreationTime || "").localeCompare(b.CreationTime || ""));
     for (const job of jobs) { known.set(job.ID, job); render(job); }
-    status.textContent = jobs.length ? "Live: updates arrive as the jobs change." : "No job yet. Live: new jobs appear here.";
+    if (!rows.size) status.textContent = "No job yet. Live: new jobs appear here.";
   });
   source.addEventListener("error", () => {
     status.textContent = "The live connection was lost; the browser retries.";
