@@ -16,15 +16,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m server orthanc.json
 
-## Install what the tests need (dcmtk and the real Orthanc from Debian) and run the suite.
+## Install what the tests need (dcmtk, the real Orthanc, Chromium for the UI tests, from Debian) and run the suite.
 test: $(STAMP) system-deps
 	$(BIN)/ruff check server tests bench
 	$(BIN)/python -m pytest -q
 
 system-deps:
-	@if ! command -v storescu >/dev/null || ! command -v gdcmconv >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1; then \
-		echo "Installing dcmtk, libgdcm-tools, orthanc and orthanc-python from Debian"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools orthanc orthanc-python >/dev/null; \
+	@if ! command -v storescu >/dev/null || ! command -v gdcmconv >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1 \
+		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "Installing dcmtk, libgdcm-tools, orthanc, orthanc-python, chromium and chromium-driver from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools orthanc orthanc-python \
+			chromium chromium-driver >/dev/null; \
 	fi
 
 lint: $(STAMP)

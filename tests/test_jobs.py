@@ -12,7 +12,7 @@ import pydicom
 import pytest
 import requests
 
-from conftest import Isengard, sample
+from conftest import Isengard, free_port, sample
 from helpers import wait_job
 
 BASE = sample("PatientIdsCollision/Image1.dcm")
@@ -258,3 +258,34 @@ def test_kill_9_loses_no_submitted_job(tmp_path: Path) -> None:
         assert archive.status_code == 200
         assert len(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == 20
     assert server.stop() == 0
+
+
+def test_events_tell_retry_and_resubmit(make_isengard) -> None:
+    """A live jobs page sees a job enter Retry and come back after a resubmit, without polling."""
+    server = make_isengard(JobsMaxRetries=5, StoreJobRetryDelay=60,
+                           DicomModalities={"nowhere": ["NOWHERE", "127.0.0.1", free_port()]})
+    instance = server.upload(sample("Issue143.dcm"))["ID"]
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        with requests.get(f"{server.url}/jobs/events", stream=True, timeout=20) as stream:
+            for line in stream.iter_lines(decode_unicode=True):
+                ready.set()
+                lines.append(line)
+                if line == "event: resubmitted":
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert ready.wait(10)
+    job = server.post("/modalities/nowhere/store", json={"Resources": [instance], "Asynchronous": True}).json()["ID"]
+    wait_job(server, job, states=("Retry",))
+    assert server.post(f"/jobs/{job}/cancel", data="").status_code == 200
+    assert server.post(f"/jobs/{job}/resubmit", data="").status_code == 200
+    listener.join(20)
+    kinds = [line.split(": ", 1)[1] for line in lines if line.startswith("event: ")]
+    assert kinds[:2] == ["submitted", "running"]
+    assert kinds.index("retry") < kinds.index("canceled") and kinds[-2:] == ["canceled", "resubmitted"]
+    assert '"State": "Retry"' in lines[lines.index("event: retry") + 1]
+    server.post(f"/jobs/{job}/cancel", data="")

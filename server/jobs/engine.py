@@ -270,6 +270,8 @@ class JobsEngine:
             record.content = record.job.content()
             record.started = False
             self._enqueue(record)
+            self._publish_later("job_resubmitted", record.id)
+        self._flush_publications()
         return True
 
     def delete(self, job_id: str) -> bool:
@@ -394,6 +396,7 @@ class JobsEngine:
                 record.error_code, record.error_details = result.code, result.details
                 record.started = False
                 self._set_state(record, JobState.RETRY)
+                self._publish_later("job_retry", record.id)
                 reason = StopReason.RETRY
                 self._lock.notify_all()
             else:

@@ -36,6 +36,7 @@ from server.rest import (
     system,
     tags,
     tools,
+    ui,
 )
 from server.rest.base import UnknownRouteHandler
 from server.rest.compression import CompressionTransform
@@ -107,7 +108,7 @@ def build_application(ctx: ServerContext) -> tornado.web.Application:
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
                    reconstruct, directory, slices, plugins, log_levels,
-                   export, images):
+                   export, images, ui):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]

@@ -17,6 +17,7 @@ from server.rest.base import NoAnswer, OrthancHandler
 SSE_EVENTS = {
     events.JOB_SUBMITTED: "submitted", "job_running": "running", "job_progress": "progress",
     "job_paused": "paused", "job_resumed": "resumed", "job_canceled": "canceled",
+    "job_retry": "retry", "job_resubmitted": "resubmitted",
     events.JOB_SUCCESS: "success", events.JOB_FAILURE: "failure",
 }
 
