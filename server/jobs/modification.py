@@ -259,8 +259,10 @@ class ResourceModificationJob(PublishingJob):
     TYPE = "ResourceModification"
 
     def __init__(self, ctx: ServerContext, instances: list[str], modification: Modification,
-                 output_level: Level | None, transcode: str | None = None, **kwargs: Any) -> None:
+                 output_level: Level | None, transcode: str | None = None,
+                 keep_labels: bool = False, **kwargs: Any) -> None:
         super().__init__(ctx, instances, **kwargs)
+        self.keep_labels = keep_labels
         self.modification = modification
         self.output_level = output_level
         self.transcode = transcode
@@ -284,6 +286,23 @@ class ResourceModificationJob(PublishingJob):
         provenance[Level.INSTANCE] = {kind: instance_id}
         self._record(after)
         return Staged(data, provenance)
+
+    def _publish(self, position: int) -> tuple[StoreResult | None, str]:
+        """``KeepLabels`` (Orthanc 1.12.3): each new resource gets the labels of the one it
+        was made from, copied before ``KeepSource: false`` deletes the originals."""
+        result, source = super()._publish(position)
+        original = self.ctx.index.lookup(source, Level.INSTANCE) if result is not None else None
+        if self.keep_labels and result is not None and original is not None:
+            before = self._hierarchy(original)
+            labels = self.ctx.views.labels
+            for level, new_id in result.ids.items():
+                if new_id == before[level]:
+                    continue
+                old = self.ctx.index.lookup(before[level], level)
+                new = self.ctx.index.lookup(new_id, level)
+                if old is not None and new is not None:
+                    labels.add_many(new.internal_id, labels.of(old.internal_id))
+        return result, source
 
     def _hierarchy(self, instance: Resource) -> dict[Level, str]:
         """The public IDs of an instance and of its ancestors."""
@@ -331,7 +350,7 @@ class ResourceModificationJob(PublishingJob):
     def serialize(self) -> dict[str, Any]:
         return {**super().serialize(), "Modification": self.modification.to_json(),
                 "OutputLevel": self.output_level.title if self.output_level is not None else None,
-                "Transcode": self.transcode, "Output": self.output,
+                "Transcode": self.transcode, "Output": self.output, "KeepLabels": self.keep_labels,
                 "Resources": {level.title: sorted(values) for level, values in self.resources.items()}}
 
     @staticmethod
@@ -340,7 +359,8 @@ class ResourceModificationJob(PublishingJob):
         level = data["OutputLevel"]
         job = ResourceModificationJob(ctx, modification=Modification.from_json(data["Modification"]),
                                       output_level=Level.parse(level) if level else None,
-                                      transcode=data["Transcode"], **PublishingJob.publishing_arguments(data))
+                                      transcode=data["Transcode"], keep_labels=data.get("KeepLabels", False),
+                                      **PublishingJob.publishing_arguments(data))
         job.restore(data)
         job.output = data["Output"]
         job.resources = {Level.parse(name): set(values) for name, values in data["Resources"].items()}
@@ -382,7 +402,8 @@ def modification_job(ctx: ServerContext, body: dict[str, Any], modification: Mod
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Unknown transfer syntax UID: {transcode}")
     instances = [instance for resource in resources for instance in child_instances(ctx, resource)]
     permissive = boolean_field(body, "Permissive", False)
-    return ResourceModificationJob(ctx, instances, modification, output_level, transcode, origin=origin,
+    return ResourceModificationJob(ctx, instances, modification, output_level, transcode,
+                                   keep_labels=boolean_field(body, "KeepLabels", False), origin=origin,
                                    keep_source=keep_source, permissive=permissive)
 
 

@@ -18,6 +18,7 @@ from server.rest import (
     directory,
     export,
     jobs,
+    labels,
     log_levels,
     lua,
     metadata,
@@ -102,7 +103,7 @@ class OrthancApplication(tornado.web.Application):
 
 def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
-    for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
+    for module in (labels, resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
                    reconstruct, directory, slices, plugins, log_levels,
                    export):

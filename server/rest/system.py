@@ -17,11 +17,13 @@ class SystemHandler(OrthancHandler):
         config = self.ctx.config
         self.answer_json({
             "ApiVersion": ORTHANC_API_VERSION,
+            "Capabilities": {"HasExtendedChanges": False, "HasExtendedFind": True},
             "CheckRevisions": config["CheckRevisions"],
             "DatabaseBackendPlugin": None,
             "DatabaseVersion": SCHEMA_VERSION,
             "DicomAet": config["DicomAet"],
             "DicomPort": self.ctx.dicom_port,
+            "HasLabels": True,
             "HttpPort": self.ctx.http_port,
             "IsHttpServerSecure": bool(config["SslEnabled"] or config["AuthenticationEnabled"]
                                        or not config["RemoteAccessAllowed"]),

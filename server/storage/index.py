@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS PatientRecyclingOrder(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     patientId INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS PatientRecyclingIndex ON PatientRecyclingOrder(patientId);
+CREATE TABLE IF NOT EXISTS Labels(
+    id INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE,
+    label TEXT NOT NULL, PRIMARY KEY(id, label));
+CREATE INDEX IF NOT EXISTS LabelsIndex ON Labels(label);
 CREATE TABLE IF NOT EXISTS Jobs(id TEXT PRIMARY KEY, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS StorageCommitmentReports(
     uid TEXT PRIMARY KEY, document TEXT NOT NULL, lastAccess INTEGER NOT NULL);
