@@ -30,6 +30,7 @@ from server.metrics import Metrics
 from server.net.scp import DicomServer
 from server.net.service import NetworkService  # also registers the network job types
 from server.net.storage_commitment import CommitmentService, Reports
+from server.requested_tags import RequestedTags
 from server.resources import ResourceViews
 from server.rest.app import build_application, build_http_server
 from server.rest.inprocess import ContextExecutor, InProcessRest
@@ -79,6 +80,7 @@ class ServerContext:
         self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
         self.views = ResourceViews(self.index, self.stability)
         self.finder = Finder(self.index, self._file_tags)
+        self.requested_tags = RequestedTags(self.index, self.finder, self._file_tags)
         self.metadata_names = MetadataNames(config["UserMetadata"])
         self.content_types = ContentTypes(config["UserContentType"])
         self.upload_chunks = ChunkStore()

@@ -7,7 +7,7 @@ import uuid
 
 from pydicom.uid import generate_uid
 
-from server import logging_setup
+from server import logging_setup, requested_tags
 from server.clock import local_now_iso, utc_now_iso
 from server.dicom.charset import parse_encoding
 from server.dicom.main_tags import Level
@@ -38,21 +38,29 @@ class FindHandler(OrthancHandler):
         level, constraints, body = parse_request(self.json_body())
         options = parse_options(body, self.ctx.metadata_names.number)
         content = _response_content(body)
+        requested = requested_tags.parse_list(body.get("RequestedTags", []))
         since = body.get("Since", 0)
         limit = body.get("Limit", 0)
         fmt = body_format(body, "simplify")
         self.answer_json(await self.run(self._find, level, constraints, options, since, limit,
-                                        content, fmt))
+                                        content, requested, fmt))
 
     def _find(self, level, constraints, options: FindOptions, since: int, limit: int,
-              content: set[str] | None, fmt: str) -> list:
+              content: set[str] | None, requested: list, fmt: str) -> list:
         found = self.ctx.finder.find(level, constraints, since, limit, options)
-        views = self.ctx.views
         if content is None:
             return [r.public_id for r in found]
+        return [self._answer(r, content, requested, fmt) for r in found]
+
+    def _answer(self, resource, content: set[str], requested: list, fmt: str) -> dict:
+        views = self.ctx.views
         if content == _EXPAND:
-            return [views.expand(r, fmt) for r in found]
-        return [views.content(r, content, fmt, self.ctx.metadata_names.name) for r in found]
+            answer = views.expand(resource, fmt)
+        else:
+            answer = views.content(resource, content, fmt, self.ctx.metadata_names.name)
+        if requested:
+            answer["RequestedTags"] = self.ctx.requested_tags.as_json(resource, requested, fmt)
+        return answer
 
 
 class CountResourcesHandler(OrthancHandler):

@@ -1,0 +1,115 @@
+"""``RequestedTags`` (``/tools/find``) and ``?requested-tags=`` (listings and views): tags
+a client wants beside the main ones, Orthanc 1.11+.
+
+Values come from the index when the resource or one of its ancestors indexes the tag,
+from the counters Orthanc computes (ModalitiesInStudy, NumberOf...Related...) and, last,
+from the DICOM file of one instance of the resource.  Tags found nowhere are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from server.dicom.dictionary import tag_name
+from server.dicom.main_tags import Level, Tag, format_tag
+from server.errors import ErrorCode, OrthancError
+from server.find import MODALITIES_IN_STUDY, Finder, parse_tag
+from server.storage.index import Index, Metadata, Resource
+
+SOP_CLASSES_IN_STUDY: Tag = (0x0008, 0x0062)
+PATIENT_STUDIES: Tag = (0x0020, 0x1200)
+PATIENT_SERIES: Tag = (0x0020, 0x1202)
+PATIENT_INSTANCES: Tag = (0x0020, 0x1204)
+STUDY_SERIES: Tag = (0x0020, 0x1206)
+STUDY_INSTANCES: Tag = (0x0020, 0x1208)
+SERIES_INSTANCES: Tag = (0x0020, 0x1209)
+
+#: The tags Orthanc computes, and the level whose resources they describe.
+COMPUTED: dict[Tag, Level] = {
+    MODALITIES_IN_STUDY: Level.STUDY, SOP_CLASSES_IN_STUDY: Level.STUDY,
+    PATIENT_STUDIES: Level.PATIENT, PATIENT_SERIES: Level.PATIENT,
+    PATIENT_INSTANCES: Level.PATIENT, STUDY_SERIES: Level.STUDY,
+    STUDY_INSTANCES: Level.STUDY, SERIES_INSTANCES: Level.SERIES,
+}
+
+
+def parse_list(names: object) -> list[Tag]:
+    """A ``RequestedTags`` array (names or ``gggg,eeee``), in the order given, once each."""
+    if not isinstance(names, list):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "RequestedTags" must be an array')
+    tags: list[Tag] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "RequestedTags" must be an array')
+        tag = parse_tag(name)
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def parse_argument(text: str | None) -> list[Tag]:
+    """``?requested-tags=PatientName;0008,0020``: names separated by semicolons."""
+    if not text:
+        return []
+    return parse_list([name for name in text.split(";") if name.strip()])
+
+
+class RequestedTags:
+    """Reads the requested tags of resources, with as few file reads as the tags allow."""
+
+    def __init__(self, index: Index, finder: Finder,
+                 read_tags: Callable[[Resource], dict[Tag, str]]) -> None:
+        self.index = index
+        self.finder = finder
+        self.read_tags = read_tags
+
+    def values(self, resource: Resource, tags: list[Tag]) -> dict[Tag, str]:
+        found: dict[Tag, str] = {}
+        indexed = self._indexed(resource)
+        missing: list[Tag] = []
+        for tag in tags:
+            if tag in COMPUTED:
+                if COMPUTED[tag] is resource.level:
+                    found[tag] = self._computed(resource, tag)
+            elif tag in indexed:
+                found[tag] = indexed[tag]
+            else:
+                missing.append(tag)
+        if missing:
+            instances = self.index.descendants(resource.internal_id, Level.INSTANCE)
+            file_tags = self.read_tags(instances[0]) if instances else {}
+            found |= {tag: file_tags[tag] for tag in missing if tag in file_tags}
+        return {tag: found[tag] for tag in tags if tag in found}
+
+    def as_json(self, resource: Resource, tags: list[Tag], fmt: str = "simplify") -> dict:
+        """The ``RequestedTags`` object, in the answer's format (simplify, short, full)."""
+        values = self.values(resource, tags)
+        if fmt == "short":
+            return {format_tag(tag): value for tag, value in values.items()}
+        if fmt == "full":
+            return {format_tag(tag): {"Name": tag_name(*tag), "Type": "String", "Value": value}
+                    for tag, value in values.items()}
+        return {tag_name(*tag): value for tag, value in values.items()}
+
+    def _indexed(self, resource: Resource) -> dict[Tag, str]:
+        """The main tags of the resource and of its ancestors (the nearest wins)."""
+        values: dict[Tag, str] = {}
+        current: Resource | None = resource
+        while current is not None:
+            for tag, value in self.index.main_tags(current.internal_id).items():
+                values.setdefault(tag, value)
+            current = self.index.parent(current)
+        return values
+
+    def _computed(self, resource: Resource, tag: Tag) -> str:
+        index = self.index
+        if tag == MODALITIES_IN_STUDY:
+            return self.finder.modalities_in_study(resource) or ""
+        if tag == SOP_CLASSES_IN_STUDY:
+            instances = index.descendants(resource.internal_id, Level.INSTANCE)
+            classes = {index.metadata(i.internal_id).get(Metadata.SopClassUid) for i in instances}
+            return "\\".join(sorted(c for c in classes if c))
+        below = {PATIENT_STUDIES: Level.STUDY, PATIENT_SERIES: Level.SERIES,
+                 PATIENT_INSTANCES: Level.INSTANCE, STUDY_SERIES: Level.SERIES,
+                 STUDY_INSTANCES: Level.INSTANCE, SERIES_INSTANCES: Level.INSTANCE}[tag]
+        return str(len(index.descendants(resource.internal_id, below)))

@@ -1,0 +1,159 @@
+"""The 1.12.5 ``/tools/find`` (``OrderBy``, ``Parent*``, ``MetadataQuery``,
+``ResponseContent``), ``/tools/count-resources`` and requested tags.
+
+The real Orthanc here is 1.10.1, without these: the expected answers follow Orthanc's
+source (``OrthancRestResources.cpp``'s ``Find``, ``ResourceFinder.cpp``) and its suite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import Isengard, sample
+
+LENA = [sample(f"Series/Lena-{i}.dcm") for i in range(1, 6)]
+CT = sample("HierarchicalAnonymization/RTH/CT01.dcm")
+RT = sample("HierarchicalAnonymization/RTH/RT.dcm")
+COLOR = sample("ColorTestImageJ.dcm")
+
+
+@pytest.fixture(scope="module")
+def loaded(isengard: Isengard) -> dict[str, Any]:
+    """Lena's five-instance series, a CT + RTSTRUCT study, and one more CT study."""
+    isengard.clear()
+    lena = [isengard.upload(path) for path in LENA]
+    ct, rt, color = (isengard.upload(path) for path in (CT, RT, COLOR))
+    return {"server": isengard, "lena": lena, "ct": ct, "rt": rt, "color": color}
+
+
+def _find(server: Isengard, body: dict[str, Any], status: int = 200) -> Any:
+    answer = server.post("/tools/find", json=body)
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+def test_order_by_tag_as_int_with_paging(loaded: dict[str, Any]) -> None:
+    server, lena = loaded["server"], loaded["lena"]
+    body = {"Level": "Instance", "Query": {}, "ParentSeries": lena[0]["ParentSeries"],
+            "OrderBy": [{"Type": "DicomTagAsInt", "Key": "InstanceNumber", "Direction": "DESC"}]}
+    ids = [answer["ID"] for answer in lena]
+    assert _find(server, body) == ids[::-1]
+    assert _find(server, body | {"Limit": 2, "Since": 1}) == [ids[3], ids[2]]
+    ascending = body | {"OrderBy": [{"Type": "DicomTag", "Key": "0020,0013", "Direction": "asc"}]}
+    assert _find(server, ascending) == ids
+
+
+def test_order_by_metadata_text_and_int(loaded: dict[str, Any]) -> None:
+    server, lena = loaded["server"], loaded["lena"]
+    ids = [answer["ID"] for answer in lena]
+    for instance, value in zip(ids, ["10", "9", "100", "2", "30"], strict=True):
+        assert server.put(f"/instances/{instance}/metadata/1030", data=value).status_code == 200
+    body = {"Level": "Instance", "Query": {}, "ParentSeries": lena[0]["ParentSeries"]}
+    as_text = body | {"OrderBy": [{"Type": "Metadata", "Key": "1030", "Direction": "ASC"}]}
+    assert _find(server, as_text) == [ids[0], ids[2], ids[3], ids[4], ids[1]]
+    as_int = body | {"OrderBy": [{"Type": "MetadataAsInt", "Key": "1030", "Direction": "ASC"}]}
+    assert _find(server, as_int) == [ids[3], ids[1], ids[0], ids[4], ids[2]]
+    query = body | {"MetadataQuery": {"1030": "1*"}}
+    assert sorted(_find(server, query)) == sorted([ids[0], ids[2]])
+    listed = body | {"MetadataQuery": {"1030": "9\\2"}}
+    assert sorted(_find(server, listed)) == sorted([ids[1], ids[3]])
+    count = server.post("/tools/count-resources", json=query).json()
+    assert count == {"Count": 2}
+
+
+def test_order_by_missing_values_keeps_every_resource(loaded: dict[str, Any]) -> None:
+    server = loaded["server"]
+    body = {"Level": "Instance", "Query": {}, "ParentSeries": loaded["rt"]["ParentSeries"]}
+    for order in ({"Type": "Metadata", "Key": "IndexInSeries", "Direction": "ASC"},
+                  {"Type": "Metadata", "Key": "9876", "Direction": "ASC"},
+                  {"Type": "DicomTag", "Key": "Rows", "Direction": "ASC"}):
+        assert _find(server, body | {"OrderBy": [order]}) == [loaded["rt"]["ID"]]
+
+
+def test_parents(loaded: dict[str, Any]) -> None:
+    server, ct, rt = loaded["server"], loaded["ct"], loaded["rt"]
+    series = _find(server, {"Level": "Series", "Query": {}, "ParentStudy": ct["ParentStudy"]})
+    assert sorted(series) == sorted([ct["ParentSeries"], rt["ParentSeries"]])
+    instances = _find(server, {"Level": "Instance", "Query": {"Modality": "CT"},
+                               "ParentPatient": ct["ParentPatient"]})
+    assert instances == [ct["ID"]]
+    assert _find(server, {"Level": "Study", "Query": {},
+                          "ParentSeries": ct["ParentSeries"]}) == []
+    assert _find(server, {"Level": "Study", "Query": {}, "ParentPatient": "nope"}) == []
+
+
+def test_response_content(loaded: dict[str, Any]) -> None:
+    server = loaded["server"]
+    body = {"Level": "Series", "Query": {"Modality": "RTSTRUCT"}, "RequestedTags": ["StudyDate"]}
+    [only] = _find(server, body | {"ResponseContent": ["MainDicomTags"]})
+    assert set(only) == {"ID", "Type", "MainDicomTags", "RequestedTags"}
+    assert only["RequestedTags"] == {"StudyDate": "20040303"}
+    [full] = _find(server, body | {"ResponseContent": [
+        "MainDicomTags", "Children", "Parent", "IsStable", "Status", "Labels", "Metadata"]})
+    assert {"Instances", "Labels", "ParentStudy", "Status", "IsStable", "Metadata"} <= set(full)
+    assert "LastUpdate" in full["Metadata"]
+    assert "Attachments" not in full and "IsProtected" not in full
+    [expanded] = _find(server, body | {"Expand": True})
+    assert {"ExpectedNumberOfInstances", "Labels", "LastUpdate", "RequestedTags"} <= set(expanded)
+    [instance] = _find(server, {"Level": "Instance", "Query": {"Modality": "RTSTRUCT"},
+                                "ResponseContent": ["Attachments"]})
+    assert instance["Attachments"][0]["ContentType"] == 1
+    assert {"Uuid", "UncompressedSize", "CompressedMD5"} <= set(instance["Attachments"][0])
+    [patient] = _find(server, {"Level": "Patient", "Query": {"PatientID": "LCTSC*"},
+                               "ResponseContent": ["IsProtected"]})
+    assert patient["IsProtected"] is False
+    wrong = server.post("/tools/find", json=body | {"ResponseContent": ["Nope"]})
+    assert wrong.status_code == 400
+
+
+def test_requested_tags_computed_and_from_files(loaded: dict[str, Any]) -> None:
+    server, ct = loaded["server"], loaded["ct"]
+    [study] = _find(server, {"Level": "Study", "Query": {"PatientID": "LCTSC-Test-S1-101"},
+                             "Expand": True, "RequestedTags": [
+                                 "ModalitiesInStudy", "NumberOfStudyRelatedInstances",
+                                 "NumberOfStudyRelatedSeries", "PatientName"]})
+    assert study["RequestedTags"] == {
+        "ModalitiesInStudy": "CT\\RTSTRUCT", "NumberOfStudyRelatedInstances": "2",
+        "NumberOfStudyRelatedSeries": "2", "PatientName": "LCTSC-Test-S1-101"}
+    view = server.json(f"/instances/{ct['ID']}?requested-tags=Rows;0028,0011;PatientID")
+    assert view["RequestedTags"] == {"Rows": "512", "Columns": "512",
+                                     "PatientID": "LCTSC-Test-S1-101"}
+    listed = server.json("/studies?expand&requested-tags=NumberOfStudyRelatedInstances")
+    counts = sorted(s["RequestedTags"]["NumberOfStudyRelatedInstances"] for s in listed)
+    assert counts == ["1", "2", "5"]
+
+
+def test_relatives_expand_false(loaded: dict[str, Any]) -> None:
+    server, lena = loaded["server"], loaded["lena"]
+    series = lena[0]["ParentSeries"]
+    ids = server.json(f"/series/{series}/instances?expand=false")
+    assert sorted(ids) == sorted(answer["ID"] for answer in lena)
+    assert isinstance(server.json(f"/series/{series}/instances?expand=true")[0], dict)
+
+
+def test_count_resources(loaded: dict[str, Any]) -> None:
+    server = loaded["server"]
+    count = server.post("/tools/count-resources", json={"Level": "Instance", "Query": {}})
+    assert count.json() == {"Count": 8}
+    ct = {"Level": "Series", "Query": {"Modality": "ct"}}
+    assert server.post("/tools/count-resources", json=ct).json() == {"Count": 2}
+    # a non-indexed tag is checked in the files, as /tools/find does
+    assert server.post("/tools/count-resources", json={
+        "Level": "Instance", "Query": {"Rows": "512"}}).json() == {"Count": 1}
+    refused = server.post("/tools/count-resources", json=ct | {"CaseSensitive": True})
+    assert refused.status_code == 400
+
+
+@pytest.mark.parametrize("order, details", [
+    ("x", 'Field "OrderBy" must contain objects'),
+    ({"Key": "PatientID", "Type": "DicomTag"}, 'Field "Direction" must be "ASC" or "DESC"'),
+    ({"Key": "PatientID", "Direction": "UP", "Type": "DicomTag"},
+     'Field "Direction" must be "ASC" or "DESC"'),
+    ({"Direction": "ASC", "Type": "DicomTag"}, 'Field "Key" must be a string'),
+])
+def test_order_by_is_checked(loaded: dict[str, Any], order: Any, details: str) -> None:
+    answer = loaded["server"].post("/tools/find", json={"Level": "Study", "Query": {},
+                                                        "OrderBy": [order]})
+    assert answer.status_code == 400
+    assert answer.json()["Details"] == details
