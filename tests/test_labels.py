@@ -156,3 +156,15 @@ def test_system_announces_labels(server: Isengard) -> None:
     system = server.json("/system")
     assert system["HasLabels"] is True
     assert system["Capabilities"]["HasExtendedFind"] is True
+
+
+def test_lua_reaches_labels_through_the_rest_api(make_isengard: Any) -> None:
+    """Orthanc's Lua has no label functions of its own: scripts use RestApiPut/Get/Delete."""
+    server = make_isengard(ExecuteLuaEnabled=True)
+    instance = server.upload(CT)["ID"]
+    script = (f"RestApiPut('/instances/{instance}/labels/from-lua', '') "
+              f"print(RestApiGet('/instances/{instance}/labels'))")
+    answer = server.post("/tools/execute-script", script.encode())
+    assert answer.status_code == 200, answer.text
+    assert "from-lua" in answer.text
+    assert server.json("/tools/labels") == ["from-lua"]
