@@ -157,3 +157,24 @@ def test_order_by_is_checked(loaded: dict[str, Any], order: Any, details: str) -
                                                         "OrderBy": [order]})
     assert answer.status_code == 400
     assert answer.json()["Details"] == details
+
+
+def test_changes_by_type_and_backwards(make_isengard: Any) -> None:
+    server = make_isengard()
+    for path in LENA:
+        server.upload(path)
+    everything = server.json("/changes")["Changes"]
+    new_instances = [c["Seq"] for c in everything if c["ChangeType"] == "NewInstance"]
+    answer = server.json("/changes?type=NewInstance")
+    assert [c["Seq"] for c in answer["Changes"]] == new_instances
+    assert answer["Done"] is True and answer["Last"] == new_instances[-1]
+    both = server.json("/changes?type=NewInstance;NewPatient")["Changes"]
+    assert {c["ChangeType"] for c in both} == {"NewInstance", "NewPatient"}
+    page = server.json(f"/changes?type=NewInstance&to={new_instances[-1]}&limit=2")
+    assert [c["Seq"] for c in page["Changes"]] == new_instances[-2:]
+    assert page["Done"] is False and page["First"] == new_instances[-2]
+    window = server.json(f"/changes?type=NewInstance&since={new_instances[0]}"
+                         f"&to={new_instances[2]}&limit=10")
+    assert [c["Seq"] for c in window["Changes"]] == new_instances[1:3]
+    assert window["Done"] is True
+    assert server.get("/changes?type=Nope").status_code == 400

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from server import ORTHANC_API_VERSION, ORTHANC_VERSION, __version__
 from server.dicom.main_tags import Level
+from server.errors import ErrorCode, OrthancError
 from server.resources import size_fields
 from server.rest.base import OrthancHandler
-from server.storage.index import SCHEMA_VERSION, ChangeRecord
+from server.storage.index import SCHEMA_VERSION, Change, ChangeRecord
 
 #: Changes or exports per page when ``limit`` is not given.
 _DEFAULT_LIMIT = 100
@@ -17,7 +18,7 @@ class SystemHandler(OrthancHandler):
         config = self.ctx.config
         self.answer_json({
             "ApiVersion": ORTHANC_API_VERSION,
-            "Capabilities": {"HasExtendedChanges": False, "HasExtendedFind": True},
+            "Capabilities": {"HasExtendedChanges": True, "HasExtendedFind": True},
             "CheckRevisions": config["CheckRevisions"],
             "DatabaseBackendPlugin": None,
             "DatabaseVersion": SCHEMA_VERSION,
@@ -87,6 +88,22 @@ def _log_window(handler: OrthancHandler) -> tuple[int, int]:
     return since, limit & 0xFFFFFFFF
 
 
+def _change_filters(handler: OrthancHandler) -> tuple[set[Change], int | None]:
+    """``type=NewStudy;StableStudy`` and ``to=N`` (Orthanc 1.12.5's ExtendedChanges)."""
+    text = handler.get_argument("type", "all")
+    types: set[Change] = set()
+    if text not in ("all", "All"):
+        for name in filter(None, text.split(";")):
+            if name not in Change.__members__:
+                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown change type: {name}")
+            types.add(Change[name])
+    try:
+        to = int(handler.get_argument("to")) if "to" in handler.request.arguments else None
+    except ValueError:
+        to = None
+    return types, to
+
+
 class ChangesHandler(OrthancHandler):
     async def get(self) -> None:
         index = self.ctx.index
@@ -95,7 +112,12 @@ class ChangesHandler(OrthancHandler):
             since, done = 0, True
         else:
             since, limit = _log_window(self)
-            records, done, last_logged = await self.run(index.changes, since, limit)
+            types, to = _change_filters(self)
+            if types or to is not None:
+                records, done, last_logged = await self.run(index.changes_extended, since, to,
+                                                            limit, types)
+            else:
+                records, done, last_logged = await self.run(index.changes, since, limit)
         self.answer_json(_log_answer("Changes", [_change_json(c) for c in records], done, since,
                                      last_logged))
 

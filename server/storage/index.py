@@ -681,6 +681,31 @@ class Index:
         records = [ChangeRecord(r[0], Change(r[1]), Level(r[2]), r[3], r[4]) for r in rows[:limit]]
         return records, done, last
 
+    def changes_extended(self, since: int, to: int | None, limit: int,
+                         types: set[Change]) -> tuple[list[ChangeRecord], bool, int]:
+        """Orthanc 1.12.5's ExtendedChanges: :meth:`changes` filtered by ``types`` and
+        bounded by ``to`` (included).  With ``to`` and no ``since``, the page is the last
+        ``limit`` changes up to ``to`` (to browse backwards), still in ascending order."""
+        where, args = ["1"], []
+        if since > 0:
+            where.append("c.seq>?")
+            args.append(since)
+        if to is not None:
+            where.append("c.seq<=?")
+            args.append(to)
+        if types:
+            where.append(f"c.changeType IN ({','.join(str(int(t)) for t in types)})")
+        backwards = to is not None and since <= 0
+        select = ("SELECT c.seq, c.changeType, c.resourceType, r.publicId, c.date FROM Changes c "
+                  f"JOIN Resources r ON r.internalId=c.internalId WHERE {' AND '.join(where)} "
+                  f"ORDER BY c.seq {'DESC' if backwards else ''} LIMIT ?")
+        with self.reading() as db:
+            rows = db.execute(select, [*args, (limit + 1) & 0xFFFFFFFF]).fetchall()
+            last = self._last_change_seq(db)
+        done = len(rows) <= limit
+        rows = sorted(rows[:limit])
+        return [ChangeRecord(r[0], Change(r[1]), Level(r[2]), r[3], r[4]) for r in rows], done, last
+
     def last_change(self) -> tuple[list[ChangeRecord], int]:
         with self.reading() as db:
             row = db.execute(
