@@ -178,3 +178,12 @@ def test_changes_by_type_and_backwards(make_isengard: Any) -> None:
     assert [c["Seq"] for c in window["Changes"]] == new_instances[1:3]
     assert window["Done"] is True
     assert server.get("/changes?type=Nope").status_code == 400
+
+
+def test_numeric_metadata(loaded: dict[str, Any]) -> None:
+    server, study = loaded["server"], loaded["ct"]["ParentStudy"]
+    named = server.json(f"/studies/{study}/metadata?expand")
+    numeric = server.json(f"/studies/{study}/metadata?numeric")
+    assert 7 in numeric and "LastUpdate" in named
+    both = server.json(f"/studies/{study}/metadata?expand&numeric")
+    assert both["7"] == named["LastUpdate"] and len(both) == len(named) == len(numeric)
