@@ -41,7 +41,7 @@ from server.scripting.python import PythonScripting, load_script
 from server.stability import StabilityMonitor
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
-from server.store import Limits, Store
+from server.store import Limits, Store, overwrite_mode
 
 if TYPE_CHECKING:
     from server.rest.base import OrthancHandler
@@ -75,7 +75,9 @@ class ServerContext:
         self.store = Store(self.index, self.area, self.bus, Limits(
             max_storage_bytes=int(config["MaximumStorageSize"]) * 1024 * 1024,
             max_patients=int(config["MaximumPatientCount"]),
-            overwrite=bool(config["OverwriteInstances"]),
+            overwrite=overwrite_mode(config["OverwriteInstances"])[0],
+            overwrite_if_changed=overwrite_mode(config["OverwriteInstances"])[1],
+            reject_when_full=config["MaximumStorageMode"] == "Reject",
             default_encoding=self.default_encoding), self.metrics)
         self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
         self.views = ResourceViews(self.index, self.stability)

@@ -82,7 +82,19 @@ class Limits:
     max_storage_bytes: int = 0
     max_patients: int = 0
     overwrite: bool = False
+    #: ``OverwriteInstances: IfChanged`` (Orthanc 1.13): only a different file replaces.
+    overwrite_if_changed: bool = False
+    #: ``MaximumStorageMode: Reject`` (Orthanc 1.11.2): refuse instead of recycling.
+    reject_when_full: bool = False
     default_encoding: str = "Latin1"
+
+
+def overwrite_mode(value: bool | str) -> tuple[bool, bool]:
+    """``OverwriteInstances`` as (overwrite, only if changed): Booleans, or Orthanc 1.13's
+    ``Never``, ``Always``, ``IfChanged``."""
+    if isinstance(value, bool):
+        return value, False
+    return value != "Never", value == "IfChanged"
 
 
 class Store:
@@ -146,7 +158,9 @@ class Store:
         with self.index.transaction() as db:
             existing = self.index.instance_attachment_uuid(db, parsed.ids[Level.INSTANCE])
             if existing is not None:
-                if not self.limits.overwrite:
+                if not self.limits.overwrite or (
+                        self.limits.overwrite_if_changed
+                        and self._same_file(db, existing[0], parsed.data)):
                     return "AlreadyStored", [], []
                 resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
                 gone, uuids, _ = self.index.delete(db, resource)
@@ -176,6 +190,13 @@ class Store:
         for resource in deleted:
             self.bus.publish(events.DELETED, level=resource.level, resource_id=resource.public_id)
         return "Success", created, obsolete
+
+    @staticmethod
+    def _same_file(db, instance: int, data: bytes) -> bool:
+        """Whether the stored DICOM file of ``instance`` has the MD5 of ``data``."""
+        row = db.execute("SELECT uncompressedMD5 FROM AttachedFiles WHERE id=? AND fileType=?",
+                         (instance, ATTACHMENT_DICOM)).fetchone()
+        return row is not None and row[0] == hashlib.md5(data).hexdigest()
 
     @staticmethod
     def _instance_metadata(parsed: ParsedInstance, origin: Origin, now: str) -> dict[int, str]:
@@ -212,6 +233,8 @@ class Store:
         deleted: list[Resource] = []
         files: list[str] = []
         while self._over_limits(db, size, own is None):
+            if limits.reject_when_full:
+                raise OrthancError(ErrorCode.FULL_STORAGE)
             victim = self.index.oldest_unprotected_patient(db, own_id)
             if victim is None:
                 raise OrthancError(ErrorCode.FULL_STORAGE)
