@@ -168,3 +168,21 @@ def test_lua_reaches_labels_through_the_rest_api(make_isengard: Any) -> None:
     assert answer.status_code == 200, answer.text
     assert "from-lua" in answer.text
     assert server.json("/tools/labels") == ["from-lua"]
+
+
+def test_in_place_modification_keeps_labels_when_asked(make_isengard: Any) -> None:
+    """Keeping the UIDs replaces the instance and its parents (with OverwriteInstances, as
+    in Orthanc's suite): labels survive only with KeepLabels, at every level."""
+    server = make_isengard(OverwriteInstances=True)
+    answer = server.upload(CT)
+    paths = _paths(answer)
+    for index, path in enumerate(paths):
+        server.put(f"{path}/labels/level{index}")
+    body = {"Keep": ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
+            "Replace": {"PatientName": "modified"}, "Force": True}
+    server.post(f"/studies/{answer['ParentStudy']}/modify", json=body | {"KeepLabels": True})
+    assert [server.json(path)["Labels"] for path in paths] == [
+        ["level0"], ["level1"], ["level2"], ["level3"]]
+    assert server.json(paths[2])["PatientMainDicomTags"]["PatientName"] == "modified"
+    server.post(f"/studies/{answer['ParentStudy']}/modify", json=body)
+    assert server.json(paths[2])["Labels"] == []

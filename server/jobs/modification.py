@@ -289,20 +289,29 @@ class ResourceModificationJob(PublishingJob):
 
     def _publish(self, position: int) -> tuple[StoreResult | None, str]:
         """``KeepLabels`` (Orthanc 1.12.3): each new resource gets the labels of the one it
-        was made from, copied before ``KeepSource: false`` deletes the originals."""
+        was made from.  They are read before publishing: an in-place modification (same
+        UIDs) replaces the very resources that carried them."""
+        kept = self._labels_of(position) if self.keep_labels else {}
         result, source = super()._publish(position)
-        original = self.ctx.index.lookup(source, Level.INSTANCE) if result is not None else None
-        if self.keep_labels and result is not None and original is not None:
-            before = self._hierarchy(original)
-            labels = self.ctx.views.labels
-            for level, new_id in result.ids.items():
-                if new_id == before[level]:
-                    continue
-                old = self.ctx.index.lookup(before[level], level)
-                new = self.ctx.index.lookup(new_id, level)
-                if old is not None and new is not None:
-                    labels.add_many(new.internal_id, labels.of(old.internal_id))
+        if result is not None and kept:
+            for level, labels in kept.items():
+                new = self.ctx.index.lookup(result.ids[level], level)
+                if new is not None:
+                    self.ctx.views.labels.add_many(new.internal_id, labels)
         return result, source
+
+    def _labels_of(self, position: int) -> dict[Level, list[str]]:
+        """The labels of the source instance of a staged position and of its ancestors."""
+        sidecar = self.folder / f"{position:08d}.json"
+        if not sidecar.exists():
+            return {}
+        source = self.ctx.index.lookup(json.loads(sidecar.read_text())["Source"], Level.INSTANCE)
+        labels: dict[Level, list[str]] = {}
+        current: Resource | None = source
+        while current is not None:
+            labels[current.level] = self.ctx.views.labels.of(current.internal_id)
+            current = self.ctx.index.parent(current)
+        return labels
 
     def _hierarchy(self, instance: Resource) -> dict[Level, str]:
         """The public IDs of an instance and of its ancestors."""
