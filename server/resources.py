@@ -21,6 +21,7 @@ _CONTENT_KEYS = {
     "Labels": ("Labels",),
     "Status": ("Status",),
     "IsStable": ("IsStable",),
+    "IsProtected": ("IsProtected",),
 }
 
 #: Every ``ResponseContent`` item Orthanc knows.
@@ -61,6 +62,8 @@ class ResourceViews:
         if level is not Level.PATIENT:
             result[_PARENT_KEY[level]] = index.public_id(resource.parent_internal_id)
         result["Labels"] = self.labels.of(resource.internal_id)
+        if level is Level.PATIENT:
+            result["IsProtected"] = index.is_protected(resource.internal_id)  # Orthanc 1.12.8
         if level is Level.STUDY:
             result["PatientMainDicomTags"] = main_tags_json(Level.PATIENT, tags, fmt)
         metadata = index.metadata(resource.internal_id)
@@ -92,8 +95,6 @@ class ResourceViews:
         for flag, keys in _CONTENT_KEYS.items():
             if flag in flags:
                 result |= {key: full[key] for key in keys if key in full}
-        if "IsProtected" in flags and resource.level is Level.PATIENT:
-            result["IsProtected"] = self.index.is_protected(resource.internal_id)
         if "Metadata" in flags:
             result["Metadata"] = {metadata_name(kind): value for kind, value
                                   in self.index.metadata(resource.internal_id).items()}

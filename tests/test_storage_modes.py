@@ -63,3 +63,15 @@ def test_maximum_storage_mode_recycle(make_isengard: Any) -> None:
     server.upload(CT)
     newest = server.upload(OTHER)["ParentPatient"]
     assert server.json("/patients") == [newest]
+
+
+def test_system_reports_the_storage_configuration(make_isengard: Any) -> None:
+    server = make_isengard(OverwriteInstances="IfChanged", MaximumStorageMode="Reject",
+                           MaximumPatientCount=3, UserMetadata={"my-metadata": 1098})
+    system = server.json("/system")
+    assert system["OverwriteInstances"] is True
+    assert system["OverwriteInstancesMode"] == "IfChanged"
+    assert (system["MaximumStorageMode"], system["MaximumPatientCount"]) == ("Reject", 3)
+    assert system["UserMetadata"] == {"my-metadata": 1098}
+    assert set(system["MainDicomTags"]) == {"Patient", "Study", "Series", "Instance"}
+    assert "0010,0020" in system["MainDicomTags"]["Patient"].split(";")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from server import ORTHANC_API_VERSION, ORTHANC_VERSION, __version__
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import BY_LEVEL, Level, format_tag
 from server.errors import ErrorCode, OrthancError
 from server.resources import size_fields
 from server.rest.base import OrthancHandler
 from server.storage.index import SCHEMA_VERSION, Change, ChangeRecord
+from server.store import Limits
 
 #: Changes or exports per page when ``limit`` is not given.
 _DEFAULT_LIMIT = 100
@@ -26,6 +27,14 @@ class SystemHandler(OrthancHandler):
             "DicomPort": self.ctx.dicom_port,
             "HasLabels": True,
             "HttpPort": self.ctx.http_port,
+            "MainDicomTags": {level.title: _main_tags_signature(level) for level in Level},
+            "MaximumPatientCount": config["MaximumPatientCount"],
+            "MaximumStorageMode": config["MaximumStorageMode"],
+            "MaximumStorageSize": config["MaximumStorageSize"],
+            "OverwriteInstances": self.ctx.store.limits.overwrite,
+            "OverwriteInstancesMode": _overwrite_mode(self.ctx.store.limits),
+            "StorageCompression": config["StorageCompression"],
+            "UserMetadata": dict(config["UserMetadata"]),
             "IsHttpServerSecure": bool(config["SslEnabled"] or config["AuthenticationEnabled"]
                                        or not config["RemoteAccessAllowed"]),
             "IsengardVersion": __version__,
@@ -34,6 +43,19 @@ class SystemHandler(OrthancHandler):
             "StorageAreaPlugin": None,
             "Version": ORTHANC_VERSION,
         })
+
+
+def _main_tags_signature(level: Level) -> str:
+    """Orthanc 1.11's ``GetMainDicomTagsSignature``: the level's main tags, sorted, joined by
+    semicolons (what the index holds for the level, which clients compare to know whether
+    a ``/reconstruct`` is due)."""
+    return ";".join(sorted(format_tag(tag) for tag in BY_LEVEL[level]))
+
+
+def _overwrite_mode(limits: Limits) -> str:
+    if not limits.overwrite:
+        return "Never"
+    return "IfChanged" if limits.overwrite_if_changed else "Always"
 
 
 class StatisticsHandler(OrthancHandler):
