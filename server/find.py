@@ -359,9 +359,21 @@ class Finder:
                 break
         return found
 
+    def fully_in_index(self, level: Level, constraints: list[Constraint]) -> bool:
+        """Orthanc's ``CanBeFullyPerformedInDb``: no constraint needs the DICOM files."""
+        owners = self._owners(level, constraints)
+        return all(owners[c.tag] is not None or (
+            c.tag == MODALITIES_IN_STUDY and level is Level.STUDY) for c in constraints)
+
     def count(self, level: Level, constraints: list[Constraint],
               options: FindOptions | None = None) -> int:
-        """``/tools/count-resources``: a ``COUNT(*)`` when SQL can tell everything."""
+        """``/tools/count-resources``: a ``COUNT(*)``, refused (as Orthanc does) when the
+        files would have to be read."""
+        if not self.fully_in_index(level, constraints):
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               "Unable to count resources when querying tags that are not stored "
+                               "as MainDicomTags in the Database or when using case sensitive "
+                               "queries.")
         options = options or FindOptions()
         query = self._query(level, constraints, FindOptions(
             options.labels, options.labels_constraint, options.parent, options.metadata))
@@ -416,18 +428,21 @@ class Finder:
             args.append(parent.internal_id)
         order = []
         for ordering in options.order_by:
-            expression = self._order_sql(level, ordering, args)
-            if expression is not None:
-                order.append(expression + (" DESC" if ordering.descending else ""))
+            found = self._order_sql(level, ordering)
+            if found is not None:  # missing values last, whatever the direction
+                expression, values = found
+                order.append(f"{expression} IS NULL, {expression}"
+                             + (" DESC" if ordering.descending else ""))
+                args += values * 2
         order.append("internalId")
         return f"WHERE {' AND '.join(where)} ORDER BY {', '.join(order)}", args, remaining
 
-    def _order_sql(self, level: Level, ordering: Ordering, args: list[object]) -> str | None:
+    def _order_sql(self, level: Level, ordering: Ordering) -> tuple[str, list[object]] | None:
         """The value an ``OrderBy`` item sorts on; None for a tag no level indexes (Orthanc
         sorts on what its database holds)."""
         if ordering.metadata is not None:
             value = "(SELECT value FROM Metadata WHERE id=Resources.internalId AND type=?)"
-            args.append(ordering.metadata)
+            args: list[object] = [ordering.metadata]
         else:
             assert ordering.tag is not None
             owner = self._owners(level, [Constraint(ordering.tag, bool, None)])[ordering.tag]
@@ -435,8 +450,8 @@ class Finder:
                 return None
             value = (f"(SELECT value FROM MainDicomTags WHERE id={_ancestor_sql(level - owner)} "
                      f"AND tagGroup=? AND tagElement=?)")
-            args += [ordering.tag[0], ordering.tag[1]]
-        return value if ordering.cast == "TEXT" else f"CAST({value} AS {ordering.cast})"
+            args = [ordering.tag[0], ordering.tag[1]]
+        return value if ordering.cast == "TEXT" else f"CAST({value} AS {ordering.cast})", args
 
     @staticmethod
     def _owners(level: Level, constraints: list[Constraint]) -> dict[Tag, Level | None]:

@@ -138,9 +138,9 @@ def test_count_resources(loaded: dict[str, Any]) -> None:
     assert count.json() == {"Count": 8}
     ct = {"Level": "Series", "Query": {"Modality": "ct"}}
     assert server.post("/tools/count-resources", json=ct).json() == {"Count": 2}
-    # a non-indexed tag is checked in the files, as /tools/find does
+    # counting never reads the files: a tag no level indexes is refused, as by Orthanc
     assert server.post("/tools/count-resources", json={
-        "Level": "Instance", "Query": {"Rows": "512"}}).json() == {"Count": 1}
+        "Level": "Instance", "Query": {"Rows": "512"}}).status_code == 400
     refused = server.post("/tools/count-resources", json=ct | {"CaseSensitive": True})
     assert refused.status_code == 400
 
@@ -187,3 +187,25 @@ def test_numeric_metadata(loaded: dict[str, Any]) -> None:
     assert 7 in numeric and "LastUpdate" in named
     both = server.json(f"/studies/{study}/metadata?expand&numeric")
     assert both["7"] == named["LastUpdate"] and len(both) == len(named) == len(numeric)
+
+
+def test_order_by_puts_missing_values_last(loaded: dict[str, Any]) -> None:
+    server, lena = loaded["server"], loaded["lena"]
+    ids = [answer["ID"] for answer in lena]
+    server.put(f"/instances/{ids[3]}/metadata/1031", data="x")
+    body = {"Level": "Instance", "Query": {}, "ParentSeries": lena[0]["ParentSeries"]}
+    for direction in ("ASC", "DESC"):
+        order = [{"Type": "Metadata", "Key": "1031", "Direction": direction}]
+        assert _find(server, body | {"OrderBy": order})[0] == ids[3]
+
+
+def test_since_needs_a_query_the_index_answers(loaded: dict[str, Any]) -> None:
+    """Orthanc 1.12.5 refuses ``Since`` when the files would have to be read, or with
+    CaseSensitive (its index keeps identifiers upper-cased)."""
+    server = loaded["server"]
+    base = {"Level": "Instance", "Since": 1}
+    assert server.post("/tools/find", json=base | {"Query": {"Rows": "512"}}).status_code == 400
+    sensitive = base | {"Query": {"Modality": "CT"}, "CaseSensitive": True}
+    assert server.post("/tools/find", json=sensitive).status_code == 400
+    assert len(_find(server, base | {"Query": {"Modality": "CT"}})) == 1
+    assert len(_find(server, base | {"Query": {"Rows": "512"}, "Since": 0})) == 1

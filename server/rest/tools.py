@@ -43,11 +43,19 @@ class FindHandler(OrthancHandler):
         limit = body.get("Limit", 0)
         fmt = body_format(body, "simplify")
         self.answer_json(await self.run(self._find, level, constraints, options, since, limit,
-                                        content, requested, fmt))
+                                        content, requested, fmt,
+                                        bool(body.get("CaseSensitive", False))))
 
     def _find(self, level, constraints, options: FindOptions, since: int, limit: int,
-              content: set[str] | None, requested: list, fmt: str) -> list:
-        found = self.ctx.finder.find(level, constraints, since, limit, options)
+              content: set[str] | None, requested: list, fmt: str, case_sensitive: bool) -> list:
+        finder = self.ctx.finder
+        if since and constraints and (case_sensitive
+                                      or not finder.fully_in_index(level, constraints)):
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               "Unable to use 'Since' when finding resources when querying "
+                               "against Dicom Tags that are not in the MainDicomTags or when "
+                               "using CaseSenstive queries.")
+        found = finder.find(level, constraints, since, limit, options)
         if content is None:
             return [r.public_id for r in found]
         return [self._answer(r, content, requested, fmt) for r in found]
