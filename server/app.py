@@ -17,7 +17,7 @@ import tornado.httpserver
 
 import server.jobs.modification  # noqa: F401 - registers the job type for restarts
 import server.jobs.split_merge  # noqa: F401 - registers the job types for restarts
-from server import events
+from server import events, instance_tags
 from server.config import ConfigError, Configuration, load_configuration
 from server.dicom import private_dictionary
 from server.dicom.json_format import dataset_decoder, tag_text
@@ -82,7 +82,8 @@ class ServerContext:
         self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
         self.views = ResourceViews(self.index, self.stability)
         self.finder = Finder(self.index, self._file_tags)
-        self.requested_tags = RequestedTags(self.index, self.finder, self._file_tags)
+        self.requested_tags = RequestedTags(
+            self.index, self.finder, lambda instance: instance_tags.full_tags(self, instance))
         self.metadata_names = MetadataNames(config["UserMetadata"])
         self.content_types = ContentTypes(config["UserContentType"])
         self.upload_chunks = ChunkStore()

@@ -1,16 +1,19 @@
 """``RequestedTags`` (``/tools/find``) and ``?requested-tags=`` (listings and views): tags
 a client wants beside the main ones, Orthanc 1.11+.
 
-Values come from the index when the resource or one of its ancestors indexes the tag,
-from the counters Orthanc computes (ModalitiesInStudy, NumberOf...Related...) and, last,
-from the DICOM file of one instance of the resource.  Tags found nowhere are left out.
+Values come from the counters Orthanc computes (ModalitiesInStudy, NumberOf...Related...,
+InstanceAvailability), from the index when the resource or one of its ancestors indexes
+the tag and, last, from the DICOM file of one instance of the resource (sequences
+included).  A tag found nowhere is null, as in Orthanc 1.12.5.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from server.dicom import json_format
 from server.dicom.dictionary import tag_name
+from server.dicom.json_format import Json
 from server.dicom.main_tags import Level, Tag, format_tag
 from server.errors import ErrorCode, OrthancError
 from server.find import MODALITIES_IN_STUDY, Finder, parse_tag
@@ -24,8 +27,11 @@ STUDY_SERIES: Tag = (0x0020, 0x1206)
 STUDY_INSTANCES: Tag = (0x0020, 0x1208)
 SERIES_INSTANCES: Tag = (0x0020, 0x1209)
 
-#: The tags Orthanc computes, and the level whose resources they describe.
-COMPUTED: dict[Tag, Level] = {
+INSTANCE_AVAILABILITY: Tag = (0x0008, 0x0056)
+
+#: The tags Orthanc computes, and the level whose resources they describe (None: any).
+COMPUTED: dict[Tag, Level | None] = {
+    INSTANCE_AVAILABILITY: None,
     MODALITIES_IN_STUDY: Level.STUDY, SOP_CLASSES_IN_STUDY: Level.STUDY,
     PATIENT_STUDIES: Level.PATIENT, PATIENT_SERIES: Level.PATIENT,
     PATIENT_INSTANCES: Level.PATIENT, STUDY_SERIES: Level.STUDY,
@@ -58,38 +64,35 @@ class RequestedTags:
     """Reads the requested tags of resources, with as few file reads as the tags allow."""
 
     def __init__(self, index: Index, finder: Finder,
-                 read_tags: Callable[[Resource], dict[Tag, str]]) -> None:
+                 read_full: Callable[[Resource], Json]) -> None:
         self.index = index
         self.finder = finder
-        self.read_tags = read_tags
+        self.read_full = read_full
 
-    def values(self, resource: Resource, tags: list[Tag]) -> dict[Tag, str]:
-        found: dict[Tag, str] = {}
+    def full(self, resource: Resource, tags: list[Tag]) -> Json:
+        """The requested tags as full-format nodes, in the order asked; a tag found nowhere
+        is a null (Orthanc 1.12.5's ``SetNullValue``)."""
+        nodes: dict[Tag, Json] = {}
         indexed = self._indexed(resource)
         missing: list[Tag] = []
         for tag in tags:
-            if tag in COMPUTED:
-                if COMPUTED[tag] is resource.level:
-                    found[tag] = self._computed(resource, tag)
+            if tag in COMPUTED and COMPUTED[tag] in (resource.level, None):
+                nodes[tag] = _string(tag, self._computed(resource, tag))
             elif tag in indexed:
-                found[tag] = indexed[tag]
-            else:
+                nodes[tag] = _string(tag, indexed[tag])
+            elif tag not in COMPUTED:
                 missing.append(tag)
         if missing:
             instances = self.index.descendants(resource.internal_id, Level.INSTANCE)
-            file_tags = self.read_tags(instances[0]) if instances else {}
-            found |= {tag: file_tags[tag] for tag in missing if tag in file_tags}
-        return {tag: found[tag] for tag in tags if tag in found}
+            from_file = self.read_full(instances[0]) if instances else {}
+            for tag in missing:
+                nodes[tag] = from_file.get(format_tag(tag)) or {
+                    "Name": tag_name(*tag), "Type": "Null", "Value": None}
+        return {format_tag(tag): nodes[tag] for tag in tags if tag in nodes}
 
-    def as_json(self, resource: Resource, tags: list[Tag], fmt: str = "simplify") -> dict:
+    def as_json(self, resource: Resource, tags: list[Tag], fmt: str = "simplify") -> Json:
         """The ``RequestedTags`` object, in the answer's format (simplify, short, full)."""
-        values = self.values(resource, tags)
-        if fmt == "short":
-            return {format_tag(tag): value for tag, value in values.items()}
-        if fmt == "full":
-            return {format_tag(tag): {"Name": tag_name(*tag), "Type": "String", "Value": value}
-                    for tag, value in values.items()}
-        return {tag_name(*tag): value for tag, value in values.items()}
+        return json_format.render(self.full(resource, tags), fmt)
 
     def _indexed(self, resource: Resource) -> dict[Tag, str]:
         """The main tags of the resource and of its ancestors (the nearest wins)."""
@@ -103,6 +106,8 @@ class RequestedTags:
 
     def _computed(self, resource: Resource, tag: Tag) -> str:
         index = self.index
+        if tag == INSTANCE_AVAILABILITY:
+            return "ONLINE"
         if tag == MODALITIES_IN_STUDY:
             return self.finder.modalities_in_study(resource) or ""
         if tag == SOP_CLASSES_IN_STUDY:
@@ -113,3 +118,7 @@ class RequestedTags:
                  PATIENT_INSTANCES: Level.INSTANCE, STUDY_SERIES: Level.SERIES,
                  STUDY_INSTANCES: Level.INSTANCE, SERIES_INSTANCES: Level.INSTANCE}[tag]
         return str(len(index.descendants(resource.internal_id, below)))
+
+
+def _string(tag: Tag, value: str) -> Json:
+    return {"Name": tag_name(*tag), "Type": "String", "Value": value}

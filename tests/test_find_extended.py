@@ -209,3 +209,20 @@ def test_since_needs_a_query_the_index_answers(loaded: dict[str, Any]) -> None:
     assert server.post("/tools/find", json=sensitive).status_code == 400
     assert len(_find(server, base | {"Query": {"Modality": "CT"}})) == 1
     assert len(_find(server, base | {"Query": {"Rows": "512"}, "Since": 0})) == 1
+
+
+def test_requested_sequences_nulls_and_availability(loaded: dict[str, Any]) -> None:
+    server, ct = loaded["server"], loaded["ct"]
+    tags = ["DeidentificationMethodCodeSequence", "InstanceAvailability", "PatientWeight",
+            "SOPInstanceUID"]
+    [instance] = _find(server, {"Level": "Instance", "Query": {},
+                                "ParentSeries": ct["ParentSeries"], "ResponseContent": [],
+                                "RequestedTags": tags})
+    requested = instance["RequestedTags"]
+    assert requested["InstanceAvailability"] == "ONLINE"
+    assert requested["PatientWeight"] is None
+    sequence = requested["DeidentificationMethodCodeSequence"]
+    assert len(sequence) == 8 and "CodeValue" in sequence[0]
+    full = server.json(f"/instances/{ct['ID']}?requested-tags=PatientWeight&full")
+    assert full["RequestedTags"]["0010,1030"] == {"Name": "PatientWeight", "Type": "Null",
+                                                  "Value": None}
