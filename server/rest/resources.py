@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import tornado.web
 
+import server
 from server import instance_tags, requested_tags
 from server.dicom import content as dicom_content
 from server.dicom import json_format
@@ -72,12 +73,14 @@ class ListHandler(OrthancHandler):
     def _list(self, level: Level, window: tuple[int, int] | None, expand: bool, fmt: str,
               requested: list[Tag]) -> list:
         """All resources of the level, or ``limit`` of them after the first ``since``
-        (Orthanc 1.10.1: ``limit=0`` is an empty page, not "no limit")."""
+        (Orthanc 1.10.1: ``limit=0`` is an empty page; from 1.12.5, API 26, "no limit",
+        so this follows the API level ``/system`` reports)."""
         if window is None:
             ids = self.ctx.index.list_ids(level)
         else:
             since, limit = window
-            ids = self.ctx.index.list_ids(level, since, limit) if limit else []
+            no_limit_is_all = server.ORTHANC_API_VERSION >= 26
+            ids = self.ctx.index.list_ids(level, since, limit) if limit or no_limit_is_all else []
         if not expand:
             return ids
         resources = (self.ctx.index.lookup(i) for i in ids)
