@@ -107,7 +107,8 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         if not low and not high:
             return None
         check = _range_check(low, high)
-        bounds = [(f"{column}>=?", low)] * bool(low) + [(f"{column}<=?", high)] * bool(high)
+        # Dates and times have no letters: comparing them needs no upper-casing in SQL.
+        bounds = [("{v}>=?", low)] * bool(low) + [("{v}<=?", high)] * bool(high)
         sql = " AND ".join(b[0] for b in bounds), [b[1] for b in bounds]
     elif "\\" in pattern:
         options = {norm(item) for item in pattern.split("\\")}

@@ -226,3 +226,11 @@ def test_requested_sequences_nulls_and_availability(loaded: dict[str, Any]) -> N
     full = server.json(f"/instances/{ct['ID']}?requested-tags=PatientWeight&full")
     assert full["RequestedTags"]["0010,1030"] == {"Name": "PatientWeight", "Type": "Null",
                                                   "Value": None}
+
+
+def test_lookup_with_underscore_is_exact(loaded: dict[str, Any]) -> None:
+    """Orthanc 1.12.11: ``_`` or ``%`` in a /tools/lookup value means an exact comparison."""
+    server = loaded["server"]
+    assert len(server.post("/tools/lookup", "lctsc-test-s1-101").json()) == 1
+    assert server.post("/tools/lookup", "LCTSC-Test-S1-101_").json() == []
+    assert server.post("/tools/lookup", "_LCTSC-Test-S1-101").json() == []

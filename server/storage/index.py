@@ -769,13 +769,18 @@ class Index:
         identifiers = [((0x0010, 0x0020), Level.PATIENT), ((0x0020, 0x000D), Level.STUDY),
                        ((0x0020, 0x000E), Level.SERIES), ((0x0008, 0x0018), Level.INSTANCE)]
         wanted = normalize_identifier(value)
+        # Orthanc 1.12.11: "_" and "%" (which normalizing turns to spaces) make the lookup an
+        # exact, case-insensitive one, so that "_5Yp0E" no longer finds "5Yp0E".
+        compared = "normalize_identifier(t.value)"
+        if "_" in value or "%" in value:
+            compared, wanted = "upper(t.value)", value.strip().upper()
         found: list[Resource] = []
         with self.reading() as db:
             for (group, element), level in identifiers:
                 rows = db.execute(
                     "SELECT r.internalId, r.publicId, r.parentId FROM MainDicomTags t "
                     "JOIN Resources r ON r.internalId=t.id WHERE t.tagGroup=? AND t.tagElement=? "
-                    "AND normalize_identifier(t.value)=? AND r.resourceType=? "
+                    f"AND {compared}=? AND r.resourceType=? "
                     "ORDER BY r.internalId", (group, element, wanted, int(level))).fetchall()
                 found += [Resource(r[0], level, r[1], r[2]) for r in rows]
         return found
