@@ -15,9 +15,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import server
 from server import events
 from server.clock import utc_now_iso
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import Level, main_tags_signature
 from server.dicom.parse import ParsedInstance, parse_for_index
 from server.errors import ErrorCode, OrthancError
 from server.metrics import Metrics
@@ -177,6 +178,10 @@ class Store:
                                        self._instance_metadata(parsed, origin, now))
             for level, values in origin.provenance.items():
                 self.index.set_metadata_in(db, internal[level], values)
+            if server.ORTHANC_API_VERSION >= 17:  # Orthanc 1.11
+                for level in created:
+                    self.index.set_metadata_in(db, internal[level], {
+                        Metadata.MainDicomTagsSignature: main_tags_signature(level)})
             if Level.SERIES in created:
                 series_metadata = {Metadata.RemoteAET: origin.remote_aet or ""}
                 expected = expected_instances(parsed)

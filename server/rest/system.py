@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server import ORTHANC_API_VERSION, ORTHANC_VERSION, __version__
-from server.dicom.main_tags import BY_LEVEL, Level, format_tag
+from server.dicom.main_tags import Level, main_tags_signature
 from server.errors import ErrorCode, OrthancError
 from server.resources import size_fields
 from server.rest.base import OrthancHandler
@@ -27,7 +27,7 @@ class SystemHandler(OrthancHandler):
             "DicomPort": self.ctx.dicom_port,
             "HasLabels": True,
             "HttpPort": self.ctx.http_port,
-            "MainDicomTags": {level.title: _main_tags_signature(level) for level in Level},
+            "MainDicomTags": {level.title: main_tags_signature(level) for level in Level},
             "MaximumPatientCount": config["MaximumPatientCount"],
             "MaximumStorageMode": config["MaximumStorageMode"],
             "MaximumStorageSize": config["MaximumStorageSize"],
@@ -43,13 +43,6 @@ class SystemHandler(OrthancHandler):
             "StorageAreaPlugin": None,
             "Version": ORTHANC_VERSION,
         })
-
-
-def _main_tags_signature(level: Level) -> str:
-    """Orthanc 1.11's ``GetMainDicomTagsSignature``: the level's main tags, sorted, joined by
-    semicolons (what the index holds for the level, which clients compare to know whether
-    a ``/reconstruct`` is due)."""
-    return ";".join(sorted(format_tag(tag) for tag in BY_LEVEL[level]))
 
 
 def _overwrite_mode(limits: Limits) -> str:

@@ -90,6 +90,7 @@ class Metadata(IntEnum):
     CalledAET = 12
     HttpUsername = 13
     PixelDataOffset = 14
+    MainDicomTagsSignature = 15
 
 
 class Change(IntEnum):
