@@ -19,7 +19,9 @@ class SystemHandler(OrthancHandler):
         config = self.ctx.config
         self.answer_json({
             "ApiVersion": ORTHANC_API_VERSION,
-            "Capabilities": {"HasExtendedChanges": True, "HasExtendedFind": True},
+            "Capabilities": {"HasExtendedChanges": True, "HasExtendedFind": True,
+                             "HasKeyValueStores": False, "HasQueues": False,
+                             "HasReserveQueueValue": False},
             "CheckRevisions": config["CheckRevisions"],
             "DatabaseBackendPlugin": None,
             "DatabaseVersion": SCHEMA_VERSION,
