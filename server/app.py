@@ -67,6 +67,7 @@ class ServerContext:
         self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),
                                 compress=bool(config["StorageCompression"]), metrics=self.metrics)
         self.index = Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
+        self.index.read_only = bool(config["ReadOnly"])
         published, removed = self.area.recover(self.index.has_attachment_uuid)
         if published or removed:
             log.warning("Recovered interrupted ingests: %d completed, %d rolled back",
@@ -87,7 +88,8 @@ class ServerContext:
         self.metadata_names = MetadataNames(config["UserMetadata"])
         self.content_types = ContentTypes(config["UserContentType"])
         self.upload_chunks = ChunkStore()
-        self.jobs = JobsEngine(self, self.bus, self.index if config["SaveJobs"] else None,
+        save_jobs = config["SaveJobs"] and not config["ReadOnly"]
+        self.jobs = JobsEngine(self, self.bus, self.index if save_jobs else None,
                                int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
         self.jobs_directory = config.resolve_path(config["StorageDirectory"]) / "jobs"
         self.jobs_directory.mkdir(parents=True, exist_ok=True)

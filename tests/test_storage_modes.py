@@ -6,6 +6,7 @@ The real Orthanc here is 1.10.1, which has neither: expected answers follow Orth
 
 from __future__ import annotations
 
+import json
 from io import BytesIO
 from typing import Any
 
@@ -75,3 +76,22 @@ def test_system_reports_the_storage_configuration(make_isengard: Any) -> None:
     assert system["UserMetadata"] == {"my-metadata": 1098}
     assert set(system["MainDicomTags"]) == {"Patient", "Study", "Series", "Instance"}
     assert "0010,0020" in system["MainDicomTags"]["Patient"].split(";")
+
+
+def test_read_only_serves_but_never_writes(make_isengard: Any) -> None:
+    server = make_isengard()
+    instance = server.upload(CT)["ID"]
+    server.stop()
+    server.config["ReadOnly"] = True
+    server.config_path.write_text(json.dumps(server.config))
+    server.start()
+    assert server.json("/instances") == [instance]
+    assert server.json("/system")["ReadOnly"] is True
+    refused = [server.post("/instances", OTHER.read_bytes()),
+               server.put(f"/instances/{instance}/labels/a"),
+               server.put(f"/instances/{instance}/metadata/1024", data="x"),
+               server.delete(f"/instances/{instance}")]
+    for answer in refused:
+        assert answer.status_code == 500, answer.text
+        assert answer.json()["OrthancError"] == "Cannot modify a read-only data structure"
+    assert server.json("/instances") == [instance]

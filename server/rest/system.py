@@ -42,6 +42,7 @@ class SystemHandler(OrthancHandler):
             "IsengardVersion": __version__,
             "Name": config["Name"],
             "PluginsEnabled": False,
+            "ReadOnly": config["ReadOnly"],
             "StorageAreaPlugin": None,
             "Version": ORTHANC_VERSION,
         })

@@ -217,9 +217,15 @@ class Index:
         with self._lock:
             self._db.close()
 
+    #: ``ReadOnly`` (Orthanc 1.12.5): every write transaction is refused.
+    read_only = False
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; the lock keeps other threads out until it commits."""
+        if self.read_only:
+            raise OrthancError(ErrorCode.READ_ONLY, "The DB is trying to execute a ReadWrite "
+                               "transaction while Orthanc has been started in ReadOnly mode.")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
