@@ -29,9 +29,10 @@ SERIES_INSTANCES: Tag = (0x0020, 0x1209)
 
 INSTANCE_AVAILABILITY: Tag = (0x0008, 0x0056)
 
-#: The tags Orthanc computes, and the level whose resources they describe (None: any).
-COMPUTED: dict[Tag, Level | None] = {
-    INSTANCE_AVAILABILITY: None,
+#: The tags Orthanc computes, and the level whose resources they describe (only those:
+#: requested elsewhere, they are left out, as by Orthanc's ``ResourceFinder``).
+COMPUTED: dict[Tag, Level] = {
+    INSTANCE_AVAILABILITY: Level.INSTANCE,
     MODALITIES_IN_STUDY: Level.STUDY, SOP_CLASSES_IN_STUDY: Level.STUDY,
     PATIENT_STUDIES: Level.PATIENT, PATIENT_SERIES: Level.PATIENT,
     PATIENT_INSTANCES: Level.PATIENT, STUDY_SERIES: Level.STUDY,
@@ -76,7 +77,7 @@ class RequestedTags:
         indexed = self._indexed(resource)
         missing: list[Tag] = []
         for tag in tags:
-            if tag in COMPUTED and COMPUTED[tag] in (resource.level, None):
+            if COMPUTED.get(tag) is resource.level:
                 nodes[tag] = _string(tag, self._computed(resource, tag))
             elif tag in indexed:
                 nodes[tag] = _string(tag, indexed[tag])
