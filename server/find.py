@@ -401,10 +401,11 @@ class Finder:
             if c.sql is None or owner is None or (
                     c.tag == MODALITIES_IN_STUDY and level is Level.STUDY):
                 remaining.append(c)
-            elif owner is level and c.exact is not None:
-                where.append("internalId IN (SELECT id FROM MainDicomTags WHERE tagGroup=? "
-                             "AND tagElement=? AND value=?)")
-                args += [c.tag[0], c.tag[1], c.exact]
+            elif owner is level:  # the index on (tag, value) serves equalities and ranges
+                condition, values = c.sql
+                where.append(f"internalId IN (SELECT m.id FROM MainDicomTags m WHERE "
+                             f"m.tagGroup=? AND m.tagElement=? AND {condition.format(v='m.value')})")
+                args += [c.tag[0], c.tag[1], *values]
             else:
                 condition, values = c.sql
                 where.append(f"EXISTS (SELECT 1 FROM MainDicomTags m WHERE "
@@ -427,32 +428,40 @@ class Finder:
                 return None
             where.append(f"{_ancestor_sql(level - parent.level)}=?")
             args.append(parent.internal_id)
+        joins: list[str] = []
+        join_args: list[object] = []
         order = []
-        for ordering in options.order_by:
-            found = self._order_sql(level, ordering)
+        for number, ordering in enumerate(options.order_by):
+            found = self._order_join(level, ordering, f"o{number}")
             if found is not None:  # missing values last, whatever the direction
-                expression, values = found
+                join, values, expression = found
+                joins.append(join)
+                join_args += values
                 order.append(f"{expression} IS NULL, {expression}"
                              + (" DESC" if ordering.descending else ""))
-                args += values * 2
         order.append("internalId")
-        return f"WHERE {' AND '.join(where)} ORDER BY {', '.join(order)}", args, remaining
+        return (f"{' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY {', '.join(order)}",
+                join_args + args, remaining)
 
-    def _order_sql(self, level: Level, ordering: Ordering) -> tuple[str, list[object]] | None:
-        """The value an ``OrderBy`` item sorts on; None for a tag no level indexes (Orthanc
-        sorts on what its database holds)."""
+    def _order_join(self, level: Level, ordering: Ordering,
+                    alias: str) -> tuple[str, list[object], str] | None:
+        """The ``LEFT JOIN`` bringing the value an ``OrderBy`` item sorts on, its arguments
+        and the expression to sort on; None for a tag no level indexes (Orthanc sorts on
+        what its database holds)."""
         if ordering.metadata is not None:
-            value = "(SELECT value FROM Metadata WHERE id=Resources.internalId AND type=?)"
+            join = (f"LEFT JOIN Metadata {alias} ON {alias}.id=Resources.internalId "
+                    f"AND {alias}.type=?")
             args: list[object] = [ordering.metadata]
         else:
             assert ordering.tag is not None
             owner = self._owners(level, [Constraint(ordering.tag, bool, None)])[ordering.tag]
             if owner is None:
                 return None
-            value = (f"(SELECT value FROM MainDicomTags WHERE id={_ancestor_sql(level - owner)} "
-                     f"AND tagGroup=? AND tagElement=?)")
+            join = (f"LEFT JOIN MainDicomTags {alias} ON {alias}.id={_ancestor_sql(level - owner)} "
+                    f"AND {alias}.tagGroup=? AND {alias}.tagElement=?")
             args = [ordering.tag[0], ordering.tag[1]]
-        return value if ordering.cast == "TEXT" else f"CAST({value} AS {ordering.cast})", args
+        value = f"{alias}.value"
+        return join, args, value if ordering.cast == "TEXT" else f"CAST({value} AS {ordering.cast})"
 
     @staticmethod
     def _owners(level: Level, constraints: list[Constraint]) -> dict[Tag, Level | None]:
