@@ -22,9 +22,9 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 system-deps:
-	@if ! command -v storescu >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1; then \
-		echo "Installing dcmtk, orthanc and orthanc-python from Debian"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc orthanc-python >/dev/null; \
+	@if ! command -v storescu >/dev/null || ! command -v gdcmconv >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1; then \
+		echo "Installing dcmtk, libgdcm-tools, orthanc and orthanc-python from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools orthanc orthanc-python >/dev/null; \
 	fi
 
 lint: $(STAMP)

@@ -30,6 +30,7 @@ from server.metrics import Metrics
 from server.net.scp import DicomServer
 from server.net.service import NetworkService  # also registers the network job types
 from server.net.storage_commitment import CommitmentService, Reports
+from server.net.worklists import FolderWorklists, install_hooks
 from server.requested_tags import RequestedTags
 from server.resources import ResourceViews
 from server.rest.app import build_application, build_http_server
@@ -98,6 +99,9 @@ class ServerContext:
         self.network = NetworkService(self)
         self.lua = LuaScripting(self)
         self.python: PythonScripting | None = load_script(self)
+        if self.python is not None:  # RegisterStorageArea
+            self.area = self.store.area = self.python.storage_area(self.area)
+        self.worklists = FolderWorklists.from_config(config)
         self.http_port = int(config["HttpPort"])
         self.dicom_port = int(config["DicomPort"])
         self.dicom: DicomServer | None = None
@@ -152,6 +156,7 @@ class ServerContext:
             self.dicom = DicomServer(self.config, self.store, self.dicom_port)
             self.commitment.install(self.dicom)
             self.network.install(self.dicom)
+            install_hooks(self, self.dicom)
             self.dicom.find_filters.append(self.lua.filter_find_request)
             self.dicom.start()
         self.stability.start()

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 
 log = logging.getLogger("isengard.events")
 
@@ -33,6 +34,10 @@ class DeliveryQueue:
         self._items: deque[Callable[[], None]] = deque()
         self._busy = False
         self._closed = False
+        self._queued = 0
+        self._delivered = 0
+        #: (how many deliveries must have ended, future) of :meth:`drained`'s callers.
+        self._waiters: list[tuple[int, Future[None]]] = []
         self._condition = threading.Condition()
         self._delivering: contextvars.ContextVar[bool] = contextvars.ContextVar(f"{name}_delivering",
                                                                                 default=False)
@@ -56,7 +61,29 @@ class DeliveryQueue:
                         break
                     self._condition.wait(remaining)
             self._items.append(delivery)
+            self._queued += 1
             self._condition.notify_all()
+
+    def drained(self) -> Future[None]:
+        """A future resolved once every delivery queued so far has ended (at once when idle)."""
+        future: Future[None] = Future()
+        with self._condition:
+            if self._delivered >= self._queued or self._closed:
+                future.set_result(None)
+            else:
+                self._waiters.append((self._queued, future))
+        return future
+
+    def _resolve_waiters(self) -> None:
+        """With the condition held: wake the :meth:`drained` callers whose deliveries ended."""
+        pending = []
+        for target, future in self._waiters:
+            if self._delivered >= target or self._closed:
+                if not future.done():  # a caller that stopped waiting cancelled it
+                    future.set_result(None)
+            else:
+                pending.append((target, future))
+        self._waiters = pending
 
     def _may_wait(self) -> bool:
         if self._delivering.get() or self._exempt():
@@ -85,6 +112,8 @@ class DeliveryQueue:
             finally:
                 with self._condition:
                     self._busy = False
+                    self._delivered += 1
+                    self._resolve_waiters()
                     self._condition.notify_all()
 
     def close(self, timeout: float) -> bool:
@@ -97,5 +126,6 @@ class DeliveryQueue:
             drained = not self._items and not self._busy
             self._closed = True
             self._items.clear()
+            self._resolve_waiters()
             self._condition.notify_all()
         return drained

@@ -1,8 +1,12 @@
-"""``/tools/find``: Orthanc's matching of DICOM query values against the index.
+"""Finds (``/tools/find``, ``/tools/count-resources`` and the C-FIND SCP): Orthanc's
+matching of DICOM query values against the index, its limits and its order.
 
-Exact values on the level's own main tags are pushed to SQL; wildcards, ranges,
-lists, tags of parent levels and (as a last resort) tags that are not indexed are
-checked here, in that order of cost.
+A find that asks for nothing of Orthanc 1.12 (labels, a parent, metadata, an ordering) runs
+as Orthanc 1.10.1's does: exact values on the level's own main tags are pushed to SQL;
+wildcards, ranges, lists, tags of parent levels and ModalitiesInStudy make the rest of the
+database stage; tags that are not indexed are read from the files last.  The others run as
+one SQL query (filters, labels, parent, metadata, ordering and paging), with the same case
+folding, only what SQL cannot tell being checked in Python.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
@@ -62,6 +67,21 @@ def vr_of(tag: Tag) -> str:
     return vr_without_creator(tag[0], tag[1]) or "UN"
 
 
+#: The tags Orthanc 1.10.1 also indexes normalized (its ``DicomIdentifiers``): they match
+#: without case the way files do, accents included.
+_IDENTIFIERS = frozenset({(0x0010, 0x0020), (0x0010, 0x0010), (0x0010, 0x0030), (0x0020, 0x000D),
+                          (0x0008, 0x0050), (0x0008, 0x1030), (0x0008, 0x0020), (0x0020, 0x000E),
+                          (0x0008, 0x0018)})
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ascii_upper_case(text: str) -> str:
+    """Upper case for ASCII letters only: SQLite's case-insensitive comparisons, which
+    Orthanc 1.10.1's index applies to the other main tags (so ``é`` and ``É`` differ)."""
+    return text.translate(_ASCII_UPPER)
+
+
 def upper_case(text: str) -> str:
     """Orthanc's ``ToUpperCaseWithAccents``: each character to its upper case, accents kept
     (one character for one, so ``ß`` stays ``ß``)."""
@@ -87,15 +107,15 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
     None when nothing is constrained (an empty value, or a range with neither bound).
     Ranges on DA, DT and TM; ``\\`` makes a list of values (wildcards taken literally)
     the whole value must be one of; ``*`` and ``?`` are wildcards on text VRs and refused
-    elsewhere (400); anything else is an equality.  ModalitiesInStudy, multi-valued, matches a
-    list or a value when any of its modalities does (checked on Orthanc 1.10.1).  Without case
-    sensitivity, both sides are upper-cased first.  A missing attribute never matches.
+    elsewhere (400); anything else is an equality.  Without case sensitivity, both sides are
+    upper-cased first (see :func:`_case_folding`), in SQL as in Python.  A missing attribute
+    never matches.
     """
     if pattern == "":
         return None
     vr = vr_of(tag)
-    norm = (lambda text: text) if case_sensitive else upper_case
-    column = "{v}" if case_sensitive else "orthanc_upper({v})"
+    norm = (lambda text: text) if case_sensitive else _case_folding(tag)
+    column = "{v}" if case_sensitive else _sql_case_folding(tag)
     has_wildcard = "*" in pattern or "?" in pattern
     exact = None
     sql: tuple[str, list[object]] | None = None
@@ -112,11 +132,8 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         sql = " AND ".join(b[0] for b in bounds), [b[1] for b in bounds]
     elif "\\" in pattern:
         options = {norm(item) for item in pattern.split("\\")}
-        if tag == MODALITIES_IN_STUDY:
-            check = lambda value: any(item in options for item in value.split("\\"))  # noqa: E731
-        else:
-            check = options.__contains__
-            sql = f"{column} IN ({','.join('?' * len(options))})", sorted(options)
+        check = options.__contains__
+        sql = f"{column} IN ({','.join('?' * len(options))})", sorted(options)
     elif has_wildcard and vr in WILDCARD_VRS:
         regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
                                    for c in norm(pattern)), re.DOTALL)
@@ -124,9 +141,6 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         sql = f"{column} GLOB ?", [norm(pattern).replace("[", "[[]")]
     elif has_wildcard:
         raise _no_wildcards(tag)
-    elif tag == MODALITIES_IN_STUDY:
-        wanted = norm(pattern)
-        check = lambda value: wanted in value.split("\\")  # noqa: E731
     else:
         reference = norm(pattern)
         check = lambda value: value == reference  # noqa: E731
@@ -146,6 +160,20 @@ def _lower_level_tag(tag: Tag, level: Level) -> bool:
     if tag not in ALL_TAGS:
         return False
     return not any(tag in BY_LEVEL[upper] for upper in Level if upper <= level)
+
+
+def _case_folding(tag: Tag) -> Callable[[str], str]:
+    """How a tag ignores case: ASCII letters only for the main tags Orthanc 1.10.1 matches
+    in SQLite, every letter for the identifiers and the tags read from the files."""
+    if tag in ALL_TAGS and tag not in _IDENTIFIERS:
+        return ascii_upper_case
+    return upper_case
+
+
+def _sql_case_folding(tag: Tag) -> str:
+    """:func:`_case_folding` in SQL, on a value column named ``{v}``: SQLite's own ``upper``
+    changes ASCII letters only, ``orthanc_upper`` is :func:`upper_case`."""
+    return "upper({v})" if _case_folding(tag) is ascii_upper_case else "orthanc_upper({v})"
 
 
 def _sql_upper(value: str | None) -> str | None:
@@ -171,6 +199,12 @@ def _no_wildcards(tag: Tag) -> OrthancError:
                         f"Wildcards are not allowed on tag {tag[0]:04x},{tag[1]:04x}")
 
 
+def database_limit(config: Any, level: Level) -> int:
+    """``LimitFindInstances`` or ``LimitFindResults``: what one find may take from the
+    database (0 for no limit), for ``/tools/find`` and C-FIND alike."""
+    return int(config["LimitFindInstances"] if level is Level.INSTANCE else config["LimitFindResults"])
+
+
 @dataclass
 class Ordering:
     """One ``OrderBy`` item of ``/tools/find`` (Orthanc 1.12.5): a main tag or a metadata,
@@ -192,6 +226,12 @@ class FindOptions:
     parent: tuple[Level, str] | None = None  # ParentPatient, ParentStudy or ParentSeries
     metadata: list[tuple[int, Constraint]] = field(default_factory=list)
     order_by: list[Ordering] = field(default_factory=list)
+
+    def extended(self) -> bool:
+        """Whether anything here goes beyond Orthanc 1.10.1's find (``None`` without labels
+        asks for the resources without any)."""
+        return bool(self.labels or self.labels_constraint == "None" or self.parent is not None
+                    or self.metadata or self.order_by)
 
 
 _ORDER_CASTS = {"": "TEXT", "asint": "INTEGER", "asfloat": "REAL"}
@@ -316,9 +356,10 @@ def _parse_ordering(item: object, metadata_number: Callable[[str], int]) -> Orde
 
 
 class Finder:
-    """Runs a find over the index: filters, labels, parent, ordering and paging in one SQL
-    query; only what SQL cannot tell (tags no level indexes, ModalitiesInStudy) is checked
-    here, reading the DICOM files as a last resort."""
+    """Runs a find over the index: Orthanc 1.10.1's stages for a DICOM query alone, one SQL
+    query (filters, labels, parent, ordering, paging) for the 1.12+ options; what SQL cannot
+    tell (tags no level indexes, ModalitiesInStudy) is checked here, reading the DICOM files
+    as a last resort."""
 
     def __init__(self, index: Index, read_tags: Callable[[Resource], dict[Tag, str]]) -> None:
         self.index = index
@@ -326,26 +367,104 @@ class Finder:
         with index.reading() as db:
             db.create_function("orthanc_upper", 1, _sql_upper, deterministic=True)
 
-    def find(self, level: Level, constraints: list[Constraint], since: int = 0,
-             limit: int = 0, options: FindOptions | None = None) -> list[Resource]:
-        """The matching resources, in order of arrival unless ``options`` orders them."""
-        query = self._query(level, constraints, options or FindOptions())
+    def find(self, level: Level, constraints: list[Constraint], since: int = 0, limit: int = 0,
+             options: FindOptions | None = None,
+             database_limit: int = 0) -> tuple[list[Resource], bool]:
+        """(matches after the first ``since``, at most ``limit``; complete).
+
+        Without 1.12 ``options``, as Orthanc 1.10.1 does it: the database stage (the indexed
+        tags) yields at most ``database_limit`` + 1 candidates (``LimitFindResults``/
+        ``LimitFindInstances``, 0 for none), the first to have arrived; those are then taken
+        in the order of their identifiers (of arrival for instances), filtered by the tags
+        read from the files, ``since`` and ``limit``.  With them, in the order they ask
+        (then of arrival), ``database_limit`` bounding the answer when ``limit`` does not.
+        Not complete when a limit cut the list.
+        """
+        if options is not None and options.extended():
+            return self._find_in_sql(level, constraints, since, limit, options, database_limit)
+        if any(_lower_level_tag(c.tag, level) for c in constraints):
+            return [], True
+        owners = self._owners(level, constraints)
+        indexed = [c for c in constraints if owners[c.tag] is not None
+                   or (c.tag == MODALITIES_IN_STUDY and level is Level.STUDY)]
+        others = [c for c in constraints if c not in indexed]
+        selected, tags = self._database_stage(level, indexed, owners, database_limit)
+        complete = not database_limit or len(selected) <= database_limit
+        found: list[Resource] = []
+        skipped = 0
+        selected.sort(key=self._order(level, constraints))
+        for resource in selected:
+            if not self._matches(resource, tags[resource.internal_id], others, owners, {}):
+                continue
+            if skipped < since:
+                skipped += 1
+            elif limit and len(found) >= limit:
+                return found, False
+            else:
+                found.append(resource)
+        return found, complete
+
+    def _database_stage(self, level: Level, indexed: list[Constraint],
+                        owners: dict[Tag, Level | None], database_limit: int
+                        ) -> tuple[list[Resource], dict[int, dict[Tag, str]]]:
+        """The first ``database_limit`` + 1 resources (all with 0) that match the indexed
+        constraints, with their main tags."""
+        in_sql = {c.tag: c.exact for c in indexed if c.exact is not None
+                  and c.tag in BY_LEVEL[level] and c.tag not in BY_LEVEL[Level.PATIENT]}
+        remaining = [c for c in indexed if c.exact is None or in_sql.get(c.tag) != c.exact]
+        candidate_ids = list(self.index.candidates(level, in_sql))
+        tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
+        cache: dict[int, dict[Tag, str]] = {}
+        selected: list[Resource] = []
+        for internal_id in candidate_ids:
+            resource = self._resource(internal_id, level)
+            if self._matches(resource, tags[internal_id], remaining, owners, cache):
+                selected.append(resource)
+                if database_limit and len(selected) > database_limit:
+                    break
+        return selected, tags
+
+    def _order(self, level: Level, constraints: list[Constraint]) -> Callable[[Resource], Any]:
+        """How Orthanc 1.10.1 orders what its database stage found: by identifier (it groups
+        them so), but instances in the order of arrival, and studies looked up through their
+        series (ModalitiesInStudy) in the order of the index of modalities: by the Modality,
+        then the identifier, of their first matching series (as observed on 1.10.1)."""
+        modalities = [c for c in constraints if c.tag == MODALITIES_IN_STUDY]
+        if level is Level.INSTANCE:
+            return lambda resource: 0
+        if level is Level.STUDY and modalities:
+            return lambda study: min(self._matching_series(study, modalities[0]))
+        return lambda resource: resource.public_id
+
+    def _resource(self, internal_id: int, level: Level) -> Resource:
+        with self.index.reading() as db:
+            row = db.execute("SELECT publicId, parentId FROM Resources WHERE internalId=?",
+                             (internal_id,)).fetchone()
+        return Resource(internal_id, level, row[0], row[1])
+
+    def _find_in_sql(self, level: Level, constraints: list[Constraint], since: int, limit: int,
+                     options: FindOptions, database_limit: int) -> tuple[list[Resource], bool]:
+        """A find with 1.12 options: one SQL query, paged in SQL when Python has nothing
+        left to check."""
+        query = self._query(level, constraints, options)
         if query is None:
-            return []
+            return [], True
         sql, args, remaining = query
+        bound = limit or database_limit
         select = "SELECT internalId, publicId, parentId FROM Resources " + sql
         if not remaining:
-            if limit or since:
+            if bound or since:
                 select += " LIMIT ? OFFSET ?"
-                args = [*args, limit or -1, since]
+                args = [*args, bound + 1 if bound else -1, since]
             with self.index.reading() as db:
                 rows = db.execute(select, args).fetchall()
-            return [Resource(r[0], level, r[1], r[2]) for r in rows]
+            found = [Resource(r[0], level, r[1], r[2]) for r in rows]
+            return (found[:bound], False) if bound and len(found) > bound else (found, True)
         with self.index.reading() as db:
             rows = db.execute(select, args).fetchall()
         owners = self._owners(level, remaining)
         tags = self.index.main_tags_many([r[0] for r in rows]) if rows else {}
-        found: list[Resource] = []
+        found = []
         skipped = 0
         ancestors_cache: dict[int, dict[Tag, str]] = {}
         for internal_id, public_id, parent_id in rows:
@@ -354,11 +473,11 @@ class Finder:
                 continue
             if skipped < since:
                 skipped += 1
-                continue
-            found.append(resource)
-            if limit and len(found) >= limit:
-                break
-        return found
+            elif bound and len(found) >= bound:
+                return found, False
+            else:
+                found.append(resource)
+        return found, True
 
     def fully_in_index(self, level: Level, constraints: list[Constraint]) -> bool:
         """Orthanc's ``CanBeFullyPerformedInDb``: no constraint needs the DICOM files."""
@@ -382,7 +501,7 @@ class Finder:
             return 0
         sql, args, remaining = query
         if remaining:
-            return len(self.find(level, constraints, options=options))
+            return len(self.find(level, constraints, options=options)[0])
         with self.index.reading() as db:
             return db.execute("SELECT COUNT(*) FROM Resources " + sql, args).fetchone()[0]
 
@@ -483,8 +602,10 @@ class Finder:
         for c in constraints:
             owner = owners[c.tag]
             if c.tag == MODALITIES_IN_STUDY and resource.level is Level.STUDY:
-                value = self.modalities_in_study(resource)
-            elif owner is resource.level:
+                if not self._matching_series(resource, c):
+                    return False
+                continue
+            if owner is resource.level:
                 value = own.get(c.tag)
             elif owner is not None:
                 value = self._ancestor_tags(resource, owner, cache).get(c.tag)
@@ -496,13 +617,22 @@ class Finder:
                 return False
         return True
 
-    def modalities_in_study(self, study: Resource) -> str | None:
-        """ModalitiesInStudy as Orthanc computes it: the distinct Modality values of the
-        study's series, sorted, joined by backslashes; None when no series has one."""
+    def modalities_in_study(self, study: Resource) -> str:
+        """ModalitiesInStudy as Orthanc answers it: the distinct Modality values of the
+        study's series, sorted, joined by backslashes."""
         modalities = {self.index.main_tags(series.internal_id).get(MODALITY)
                       for series in self.index.children(study.internal_id)}
-        modalities.discard(None)
-        return "\\".join(sorted(m for m in modalities if m is not None)) if modalities else None
+        return "\\".join(sorted(m for m in modalities if m is not None))
+
+    def _matching_series(self, study: Resource, constraint: Constraint) -> list[tuple[str, str]]:
+        """(Modality, identifier) of the series of a study whose Modality matches a
+        constraint on ModalitiesInStudy: Orthanc 1.10.1 looks such a study up through them."""
+        found = []
+        for series in self.index.children(study.internal_id):
+            modality = self.index.main_tags(series.internal_id).get(MODALITY)
+            if constraint.matches(modality):
+                found.append((modality or "", series.public_id))
+        return found
 
     def _ancestor_tags(self, resource: Resource, level: Level,
                        cache: dict[int, dict[Tag, str]]) -> dict[Tag, str]:

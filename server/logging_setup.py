@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
+from server.errors import OrthancError
+
 LEVELS = ("default", "verbose", "trace")
 CATEGORIES = ("generic", "plugins", "http", "sqlite", "dicom", "jobs", "lua")
 
@@ -45,7 +47,10 @@ _handler: logging.Handler | None = None
 
 
 class OrthancFormatter(logging.Formatter):
-    """``W1122 05:47:49.738438 file.py:123] message``, as Orthanc 1.10.1 prints."""
+    """``W1122 05:47:49.738438 file.py:123] message``, as Orthanc 1.10.1 prints.
+
+    An :class:`OrthancError` gets no traceback: it is a refusal its message describes
+    (pynetdicom logs the exception of a refusing C-MOVE handler with its traceback)."""
 
     def format(self, record: logging.LogRecord) -> str:
         letter = next((ch for level, ch in _LETTERS if record.levelno >= level), "T")
@@ -54,7 +59,7 @@ class OrthancFormatter(logging.Formatter):
             f"{letter}{moment:%m%d %H:%M:%S.%f} {record.filename}:{record.lineno}] "
             f"{record.getMessage()}"
         )
-        if record.exc_info:
+        if record.exc_info and not isinstance(record.exc_info[1], OrthancError):
             text += "\n" + self.formatException(record.exc_info)
         return text
 

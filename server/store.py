@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import server
 from server import events
@@ -135,7 +136,8 @@ class Store:
             return result
         file_uuid, stored, compression = self.area.stage(data)
         try:
-            status, created, obsolete = self._commit(parsed, origin, file_uuid, stored, compression)
+            status, created, obsolete, journal = self._commit(parsed, origin, file_uuid, stored,
+                                                              compression)
         except BaseException:
             self.area.discard(file_uuid)
             raise
@@ -143,8 +145,7 @@ class Store:
             self.area.discard(file_uuid)
         else:
             self.area.publish(file_uuid)
-        for uuid in obsolete:
-            self.area.remove(uuid)
+        self.area.remove_journaled(journal, obsolete)
         for level in created:
             self.bus.publish(events.NEW_RESOURCE, level=level, resource_id=parsed.ids[level])
         self.bus.publish(events.STORED, instance_id=parsed.ids[Level.INSTANCE], origin=origin,
@@ -152,7 +153,9 @@ class Store:
         return StoreResult(status, parsed.ids, parsed)
 
     def _commit(self, parsed: ParsedInstance, origin: Origin, file_uuid: str, stored: bytes,
-                compression: int) -> tuple[str, list[Level], list[str]]:
+                compression: int) -> tuple[str, list[Level], list[str], Path | None]:
+        """Index the instance; files it makes obsolete (overwritten, recycled) are journaled
+        for removal in the same transaction (see :meth:`delete`)."""
         now = utc_now_iso()
         obsolete: list[str] = []
         deleted: list[Resource] = []
@@ -162,7 +165,7 @@ class Store:
                 if not self.limits.overwrite or (
                         self.limits.overwrite_if_changed
                         and self._same_file(db, existing[0], parsed.data)):
-                    return "AlreadyStored", [], []
+                    return "AlreadyStored", [], [], None
                 resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
                 gone, uuids, _ = self.index.delete(db, resource)
                 deleted += gone
@@ -192,9 +195,10 @@ class Store:
                 self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
             if self.index.series_status(db, internal[Level.SERIES]) == "Complete":
                 self.index.log_change_in(db, Change.CompletedSeries, internal[Level.SERIES], now)
+            journal = self.area.journal_removals(obsolete)
         for resource in deleted:
             self.bus.publish(events.DELETED, level=resource.level, resource_id=resource.public_id)
-        return "Success", created, obsolete
+        return "Success", created, obsolete, journal
 
     @staticmethod
     def _same_file(db, instance: int, data: bytes) -> bool:
@@ -262,10 +266,12 @@ class Store:
         return False
 
     def delete(self, resource: Resource) -> DeleteResult:
+        """Forget ``resource`` in the index, then remove its files (journaled: see
+        :mod:`server.storage.area`, a crash in between leaves no orphan file)."""
         with self.index.transaction() as db:
             deleted, uuids, remaining = self.index.delete(db, resource)
-        for uuid in uuids:
-            self.area.remove(uuid)
+            journal = self.area.journal_removals(uuids)
+        self.area.remove_journaled(journal, uuids)
         for gone in deleted:
             self.bus.publish(events.DELETED, level=gone.level, resource_id=gone.public_id)
         return DeleteResult(deleted, remaining)

@@ -106,7 +106,7 @@ class Server:
             try:
                 if requests.get(self.url + "/system", timeout=1).status_code in (200, 401):
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # busy machine: a slow first answer
                 pass
             time.sleep(0.1)
         raise RuntimeError("server did not start in time")

@@ -16,12 +16,13 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from conftest import ORTHANC_BINARY, Isengard, Orthanc, Server, dcmtk, dcmtk_env, sample
 from helpers import query_identifier
 
-#: Several patients, modalities (a CT and RTSTRUCT study among them), dates, accented names.
+#: Several patients, modalities (a CT and RTSTRUCT study among them), dates, accented names
+#: and descriptions.
 FILES = ["Encodings/Lena-latin1.dcm", "HierarchicalAnonymization/RTH/CT01.dcm",
          "HierarchicalAnonymization/RTH/RT.dcm", "Issue143.dcm", "KarstenHilbertRF.dcm",
          "MarekLatin2.dcm", "sample-pdf.dcm", "ColorTestImageJ.dcm", "Issue19.dcm",
          "2020-08-12-Christopher.dcm", "PatientIdsCollision/Image1.dcm",
-         "PatientIdsCollision/Image2.dcm"]
+         "PatientIdsCollision/Image2.dcm", "Issue141.dcm"]
 
 SCU_AET = "FINDSCU"
 
@@ -107,9 +108,25 @@ def test_changes_pages_like_orthanc(fresh_pair: tuple[Isengard, Orthanc]) -> Non
     assert page["Done"] is False
 
 
-def test_exports_last_is_since_when_empty(fresh_pair: tuple[Isengard, Orthanc]) -> None:
-    for query in ("", "?since=7&limit=3", "?limit=0"):
-        mine, theirs = _both(fresh_pair, lambda s, q=query: s.json("/exports" + q))
+def test_exports_pages_like_orthanc(fresh_pair: tuple[Isengard, Orthanc]) -> None:
+    """Without exports, ``Last`` is ``since``; ``?last`` gives the last export."""
+    def exports(server: Server, query: str) -> dict:
+        page = server.json("/exports" + query)
+        page.pop("First", None)
+        for item in page["Exports"]:
+            del item["Date"]
+        return page
+
+    queries = ("", "?since=7&limit=3", "?limit=0", "?last", "?since=1&limit=1")
+    for query in queries:
+        mine, theirs = _both(fresh_pair, lambda s, q=query: exports(s, q))
+        assert mine == theirs
+    for server in fresh_pair:
+        instance = server.upload(sample("ColorTestImageJ.dcm"))["ID"]
+        for _ in range(3):
+            assert server.post("/modalities/self/store", instance).ok
+    for query in queries:
+        mine, theirs = _both(fresh_pair, lambda s, q=query: exports(s, q))
         assert mine == theirs
 
 
@@ -140,6 +157,11 @@ FINDS: list[tuple[str, dict[str, str], bool | None]] = [
     ("Patient", {"PatientSex": "m\\f"}, None),
     ("Patient", {"PatientSex": "m\\f"}, True),
     ("Patient", {"PatientSex": "M\\F\\O"}, True),
+    ("Study", {"RequestedProcedureDescription": "CT2 TÊTE, FACE, SINUS"}, None),
+    ("Study", {"RequestedProcedureDescription": "ct2 tête, FACE, sinus"}, None),
+    ("Study", {"RequestedProcedureDescription": "ct2 TÊ*"}, None),
+    ("Series", {"PerformedProcedureStepDescription": "ct2 tête*"}, None),
+    ("Study", {"StudyDescription": "*TÊTE*"}, None),
     ("Study", {"PatientID": "COMMON"}, None),
     ("Study", {"PatientID": "COMMON"}, True),
     ("Study", {"StudyDescription": "?*"}, None),
@@ -148,6 +170,8 @@ FINDS: list[tuple[str, dict[str, str], bool | None]] = [
     ("Study", {"ModalitiesInStudy": "UX\\RTSTRUCT"}, None),
     ("Study", {"ModalitiesInStudy": "UX\\MR"}, None),
     ("Study", {"ModalitiesInStudy": "C*"}, None),
+    ("Study", {"ModalitiesInStudy": "R*"}, None),
+    ("Study", {"ModalitiesInStudy": "rt*"}, True),
     ("Study", {"ModalitiesInStudy": "*"}, None),
     ("Series", {"ModalitiesInStudy": "CT"}, None),
     ("Study", {"Modality": "CT"}, None),
@@ -322,3 +346,48 @@ def test_query_numbers_like_orthanc(loaded: tuple[Isengard, Orthanc]) -> None:
                         item.pop(key, None)
                 results.append((200, sorted(answers, key=lambda a: json.dumps(a, sort_keys=True))))
         assert results[0] == results[1], (value, normalize)
+
+
+# -- LimitFindResults and LimitFindInstances ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Isengard, Orthanc]]:
+    """Both servers with small database limits, holding the same six studies."""
+    root = tmp_path_factory.mktemp("limits")
+    options = {**QUIET, "LimitFindResults": 2, "LimitFindInstances": 3}
+    if not ORTHANC_BINARY.exists():
+        pytest.skip("the real Orthanc is not installed (make test installs it)")
+    pair = Isengard(root / "isengard", **options).start(), Orthanc(root / "orthanc", **options).start()
+    for server in pair:
+        for name in ("ColorTestImageJ.dcm", "Issue143.dcm", "KarstenHilbertRF.dcm",
+                     "MarekLatin2.dcm", "sample-pdf.dcm", "Issue19.dcm"):
+            server.upload(sample(name))
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+@pytest.mark.parametrize("level", ["Patient", "Study", "Series", "Instance"])
+def test_find_takes_limit_plus_one_from_the_database_like_orthanc(
+        limited: tuple[Isengard, Orthanc], level: str) -> None:
+    """Orthanc 1.10.1 takes one more candidate than the limit from its database, then
+    applies ``Since`` and ``Limit`` to those."""
+    for extra in ({}, {"Limit": 5}, {"Since": 1}, {"Since": 1, "Limit": 1}):
+        body = {"Level": level, "Query": {}, **extra}
+        mine, theirs = _both(limited, lambda s, b=body: _find(s, b))
+        assert mine == theirs, extra
+    body = {"Level": "Study", "Query": {"ModalitiesInStudy": "CT\\MR\\OT"}}
+    assert _find(limited[0], body) == _find(limited[1], body)
+
+
+@pytest.mark.parametrize("keys", [
+    {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""},
+    {"QueryRetrieveLevel": "IMAGE", "SOPInstanceUID": ""},
+    {"QueryRetrieveLevel": "STUDY", "ModalitiesInStudy": "CT\\MR\\OT", "StudyInstanceUID": ""},
+    {"QueryRetrieveLevel": "STUDY", "ModalitiesInStudy": "O*", "StudyInstanceUID": ""},
+    {"QueryRetrieveLevel": "IMAGE", "SOPInstanceUID": "", "Rows": 512}])
+def test_cfind_limits_like_orthanc(limited: tuple[Isengard, Orthanc], keys: dict) -> None:
+    """At most the limit of answers, then Cancel when the database had more."""
+    mine, theirs = _both(limited, lambda s: _cfind(s, keys))
+    assert mine == theirs

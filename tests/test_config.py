@@ -19,8 +19,9 @@ from server.config import (
     schema,
 )
 from server.config.source import strip_comments
-from server.errors import DESCRIPTIONS
+from server.errors import DESCRIPTIONS, ErrorCode, OrthancError
 from server.logging_setup import (
+    OrthancFormatter,
     get_category_log_level,
     get_log_level,
     set_category_log_level,
@@ -389,3 +390,17 @@ def test_log_levels() -> None:
     finally:
         set_log_level("default")
     assert not logging.getLogger("isengard.config").isEnabledFor(logging.INFO)
+
+
+def test_refusals_are_logged_without_a_traceback() -> None:
+    formatter = OrthancFormatter()
+
+    def formatted(error: Exception) -> str:
+        try:
+            raise error
+        except Exception:
+            record = logging.LogRecord("x", logging.ERROR, "f.py", 1, "failed", None, sys.exc_info())
+        return formatter.format(record)
+
+    assert "Traceback" not in formatted(OrthancError(ErrorCode.BAD_REQUEST, "refused"))
+    assert "Traceback" in formatted(ValueError("a bug"))

@@ -203,7 +203,7 @@ def test_events_stream(busy) -> None:
 
 
 def test_history_is_bounded(make_isengard) -> None:
-    server = make_isengard(JobsHistorySize=2)
+    server = make_isengard(JobsHistorySize=2, ConcurrentJobs=1)  # jobs end in submission order
     study = _upload_study(server, 1, "1.2.826.0.1.3680043.99.3")
     jobs = [_submit(server, study) for _ in range(3)]
     for job in jobs[1:]:

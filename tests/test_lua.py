@@ -619,3 +619,23 @@ def test_differential_filter_arguments(both: tuple[Isengard, Orthanc]) -> None:
     ours.post("/instances", data)
     theirs.post("/instances", data)
     assert wait_for(lambda: arguments(ours)) == wait_for(lambda: arguments(theirs))
+
+
+def test_http_requests_wait_for_the_callbacks_queued_before_them(
+        make_isengard: Callable[..., Isengard], tmp_path: Path) -> None:
+    """Orthanc's Jpeg2000Conversion sample: C-STORE, then REST sees what OnStoredInstance did."""
+    script = tmp_path / "slow.lua"
+    script.write_text("""
+        function OnStoredInstance(instanceId, tags, metadata, origin)
+          local started = os.clock()
+          while os.clock() - started < 0.3 do end
+          RestApiPut('/instances/' .. instanceId .. '/metadata/1024', 'done')
+        end
+    """)
+    server = make_isengard(LuaScripts=[str(script)])
+    files = [variant(MALATERRE, f"WAIT{i}") for i in range(3)]
+    assert [c_store(server, data) for data in files] == [0] * 3
+    instances = server.json("/instances")
+    assert len(instances) == 3
+    for instance in instances:
+        assert server.get(f"/instances/{instance}/metadata/1024").text == "done"

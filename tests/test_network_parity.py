@@ -116,7 +116,7 @@ def test_echo_forms_as_orthanc(pair: tuple[Isengard, Orthanc]) -> None:
         assert server.post("/tools/dicom-echo", json.dumps(target)).json() == {}
         configuration = server.json("/modalities/other/configuration")
         assert server.post("/tools/dicom-echo", json.dumps(configuration)).json() == {}
-        for body in ("", "{}", '{"CheckFind": true}', '{"Timeout": 5}'):
+        for body in ("", "{}", '{"CheckFind": true}', '{"Timeout": 5}', "[1, 2]"):
             assert server.post("/modalities/other/echo", body).json() == {}, body
         assert server.post("/tools/dicom-echo", json.dumps({
             "AET": other.aet, "Host": "127.0.0.1", "Port": other.dicom_port, "CheckFind": True,
@@ -143,8 +143,10 @@ def test_query_hierarchy_as_orthanc(clean: tuple[Isengard, Orthanc]) -> None:
             child = server.post(f"{patient}/answers/0/{route}", '{"Query": {}}')
             assert child.status_code == 200, child.text
             children[route] = server.json(child.json()["Path"] + "/answers?expand&simplify")
-        study = _query(server, "Study", {})
+        study = _query(server, "Study", {"PatientID": "*", "StudyDate": "19000101-"})
         assert server.post(f"{study}/answers/0/query-studies", "{}").status_code == 404
+        assert orthanc_error(server.get(f"{study}/answers/x/content"))[:2] == (400, 5)
+        children["query"] = [server.json(f"{study}/query{f}") for f in ("", "?short", "?simplify")]
         results.append(_neutral((server.json(f"{patient}/answers/0"), server.json(f"{study}/answers/0"),
                                  server.get(f"{study}/level").text, server.get(f"{study}/modality").text,
                                  children), server.aet))
@@ -199,6 +201,14 @@ def test_normalized_keys_follow_the_modules_as_orthanc(clean: tuple[Isengard, Or
     assert results[0] == results[1]
 
 
+def test_refused_query_as_orthanc(pair: tuple[Isengard, Orthanc]) -> None:
+    """A C-FIND the remote refuses with 0xC000 (``*`` on a date) is a 422, whoever answers it."""
+    body = {"Level": "Series", "Query": {"PatientName": "*NE*", "StudyDate": "*"}}
+    for modality in ("self", "other"):
+        answers = _both(pair, "post", f"/modalities/{modality}/query", body)
+        assert [orthanc_error(a)[:2] for a in answers] == [(422, 9), (422, 9)], modality
+
+
 def test_query_body_checks_as_orthanc(pair: tuple[Isengard, Orthanc]) -> None:
     for body in ({"Level": "Study", "LocalAet": 3}, {"Level": "Study", "Normalize": "yes"},
                  {"Level": "Study", "Query": []}):
@@ -229,11 +239,15 @@ def test_received_instances_metadata_as_orthanc(clean: tuple[Isengard, Orthanc])
     assert results[0][0]["CalledAET"] == "ANY-SCP"
 
 
-def test_getscu_after_accepted_syntaxes_change(clean: tuple[Isengard, Orthanc], tmp_path: Path) -> None:
-    uid = pydicom.dcmread(sample(FILE)).StudyInstanceUID
+@pytest.mark.parametrize("name", [FILE, "TransferSyntaxes/1.2.840.10008.1.2.dcm"])
+def test_getscu_after_accepted_syntaxes_change(clean: tuple[Isengard, Orthanc], tmp_path: Path,
+                                               name: str) -> None:
+    """C-GET after ``PUT /tools/accepted-transfer-syntaxes``: ``getscu`` proposes the uncompressed
+    syntaxes, the server chooses Explicit VR Little Endian and transcodes to it."""
+    uid = pydicom.dcmread(sample(name), force=True).StudyInstanceUID
     syntaxes = []
     for server in clean:
-        server.upload(sample(FILE))
+        server.upload(sample(name))
         accepted = server.json("/tools/accepted-transfer-syntaxes")
         assert server.put("/tools/accepted-transfer-syntaxes", json.dumps(accepted)).status_code == 200
         folder = tmp_path / server.aet

@@ -134,3 +134,14 @@ def set_custom_entries(public: dict[int, tuple[str, str]],
     lookup.cache_clear()
     vr_without_creator.cache_clear()
     _tags_by_name.cache_clear()
+
+
+def add_custom_entry(group: int, element: int, vr: str, name: str, creator: str | None) -> None:
+    """One more entry, as a plugin's ``RegisterDictionaryTag`` / ``RegisterPrivateDictionaryTag`` adds it."""
+    if creator is None:
+        _CUSTOM_PUBLIC[group << 16 | element] = (vr, name)
+    else:
+        _CUSTOM_PRIVATE[(group, creator, element)] = (vr, name)
+    lookup.cache_clear()
+    vr_without_creator.cache_clear()
+    _tags_by_name.cache_clear()

@@ -40,10 +40,10 @@ from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import correct_ambiguous_vr, write_data_element
+from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.uid import AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from server.dicom.anonymization_profiles import DEFAULT_VERSION, PROFILES
 from server.dicom.charset import TextDecoder, encode_text
@@ -65,6 +65,8 @@ from server.dicom.encode import (
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
+from server.dicom.pixels import transfer_syntax as syntax_of
+from server.dicom.transcode import DEFAULT_SETTINGS, Settings, transcode_dataset
 from server.errors import ErrorCode, OrthancError
 
 PATIENT_NAME = 0x00100010
@@ -93,14 +95,6 @@ DEIDENTIFICATION_PREFIX = "Orthanc 1.10.1 - "
 #: dcmtk's roots for generated study, series and instance UIDs (``SITE_*_UID_ROOT``).
 _UID_ROOTS = {Level.STUDY: "1.2.276.0.7230010.3.1.2.", Level.SERIES: "1.2.276.0.7230010.3.1.3.",
               Level.INSTANCE: "1.2.276.0.7230010.3.1.4."}
-
-#: Transfer syntaxes re-encoded without a codec: (implicit VR, little endian) of each.
-UNCOMPRESSED_SYNTAXES = {
-    "1.2.840.10008.1.2": (True, True),
-    "1.2.840.10008.1.2.1": (False, True),
-    "1.2.840.10008.1.2.1.99": (False, True),
-    "1.2.840.10008.1.2.2": (False, False),
-}
 
 #: VRs whose explicit-VR header has a 4-byte length.
 _LONG_HEADER_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"))
@@ -746,28 +740,15 @@ def identifiers(ds: Dataset, default_encoding: str = "Latin1") -> dict[Level, st
 # -- writing and transcoding -----------------------------------------------------------
 
 
-class CannotTranscode(Exception):
-    """The source or the target transfer syntax needs a codec Isengard does not have."""
-
-
-def is_known_transfer_syntax(uid: str) -> bool:
-    return uid in AllTransferSyntaxes
-
-
-def write_file(ds: Dataset, transfer_syntax: str | None = None) -> bytes:
-    """The DICOM file of ``ds``, optionally transcoded, with the meta header Orthanc writes.
-
-    Transcoding works between the uncompressed syntaxes (implicit/explicit little endian,
-    deflated, big endian); anything else raises :class:`CannotTranscode`.  Without
+def write_file(ds: Dataset, transfer_syntax: str | None = None, settings: Settings = DEFAULT_SETTINGS) -> bytes:
+    """The DICOM file of ``ds``, optionally transcoded (:mod:`server.dicom.transcode`, which
+    raises :class:`CannotTranscode`), with the meta header Orthanc writes.  Without
     transcoding, raw elements are copied as they are (pydicom only encodes the others).
     """
-    source = _source_syntax(ds)
+    source = syntax_of(ds)
     target = transfer_syntax or source
     if target != source:
-        if source not in UNCOMPRESSED_SYNTAXES or target not in UNCOMPRESSED_SYNTAXES:
-            raise CannotTranscode(target)
-        if UNCOMPRESSED_SYNTAXES[source][1] != UNCOMPRESSED_SYNTAXES[target][1]:
-            _swap_words(ds, UNCOMPRESSED_SYNTAXES[target][1])
+        transcode_dataset(ds, target, settings)
     meta = _file_meta(ds, target)
     implicit, little = ds.original_encoding
     if target != source or target == DeflatedExplicitVRLittleEndian or implicit is None or little is None:
@@ -781,16 +762,6 @@ def write_file(ds: Dataset, transfer_syntax: str | None = None) -> bytes:
     body = encode_items(meta)
     group_length = encode_items({0x00020000: Element("UL", struct.pack("<I", len(body)))})
     return b"\0" * 128 + b"DICM" + group_length + body + _dataset_bytes(ds, implicit, little)
-
-
-def _source_syntax(ds: Dataset) -> str:
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and "TransferSyntaxUID" in meta:
-        return str(meta.TransferSyntaxUID)
-    implicit, little = ds.original_encoding
-    if implicit:
-        return "1.2.840.10008.1.2"
-    return "1.2.840.10008.1.2.1" if little is not False else "1.2.840.10008.1.2.2"
 
 
 def _file_meta(ds: Dataset, transfer_syntax: str) -> Items:
@@ -863,21 +834,9 @@ def _header(tag: int, vr: str, length: int, implicit: bool, order: str) -> bytes
     return struct.pack(order + "HH2sH", group, element, vr.encode(), length)
 
 
-def _swap_words(ds: Dataset, little_endian: bool) -> None:
-    """Byte-swap the OW/OF/OL/OD/OV values of ``ds`` (and its items) for the other endianness."""
-    correct_ambiguous_vr(ds, little_endian)
-    for tag in list(ds.keys()):
-        elem = ds[tag]
-        if elem.VR in _WORD_SIZES and elem.VR.startswith("O") and isinstance(elem.value, bytes):
-            elem.value = _swapped(elem.value, _WORD_SIZES[elem.VR])
-        elif elem.VR == "SQ" and isinstance(elem.value, Sequence):
-            for item in elem.value:
-                _swap_words(item, little_endian)
-
-
 def modify_file(data: bytes, modification: Modification, default_encoding: str = "Latin1",
-                transfer_syntax: str | None = None) -> bytes:
+                transfer_syntax: str | None = None, settings: Settings = DEFAULT_SETTINGS) -> bytes:
     """A modified copy of a DICOM file (what ``/instances/{id}/modify`` answers)."""
     ds, _ = read_dataset(data)
     modify_dataset(ds, modification, default_encoding)
-    return write_file(ds, transfer_syntax)
+    return write_file(ds, transfer_syntax, settings)

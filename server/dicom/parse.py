@@ -7,8 +7,12 @@ the store path together.
 
 from __future__ import annotations
 
+import mmap
+import re
+import struct
 from dataclasses import dataclass, field
 from io import BytesIO
+from typing import IO
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -63,12 +67,193 @@ def read_dataset(data: bytes, stop_before_pixels: bool = False,
     return ds, stream.tell()
 
 
+#: Explicit VRs whose length is 4 bytes (after 2 reserved bytes).
+_LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                       b"UR", b"UT", b"UV"))
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_IMPLICIT_LITTLE = "1.2.840.10008.1.2"
+_EXPLICIT_BIG = "1.2.840.10008.1.2.2"
+_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+#: Uploads larger than this are checked through a memory map before they are read.
+_MAP_ABOVE = 8 * 1024 * 1024
+_ZERO_ELEMENT = bytes(8)
+_NON_ZERO = re.compile(rb"[^\x00]")
+_ZERO_WINDOW = 16 * 1024 * 1024
+
+
+class _Truncated(Exception):
+    """The walk found an element that does not fit in the file."""
+
+
+class _Walker:
+    """Walks the elements of a DICOM file without decoding them, to prove it is complete.
+
+    pydicom reads a truncated file without complaint (a value shorter than its
+    length, a pixel data cut in the middle); DCMTK, hence Orthanc, refuses it.
+    Values are skipped, never read: the walk costs the number of elements, not
+    the size of the file, and works on a memory map of a huge upload.
+    """
+
+    def __init__(self, data: bytes | mmap.mmap | memoryview, strict_vr: bool = False) -> None:
+        """``strict_vr``: an explicit VR must be two capital letters (proves the encoding)."""
+        self.data = data
+        self.size = len(data)
+        self.strict_vr = strict_vr
+
+    def header(self, offset: int, explicit: bool, little: bool) -> tuple[int, bytes, int, int]:
+        """(tag, VR or b"", value length, offset of the value) of the element at ``offset``."""
+        if offset + 8 > self.size:
+            raise _Truncated
+        order = "<" if little else ">"
+        group, element = struct.unpack_from(order + "HH", self.data, offset)
+        tag = (group << 16) | element
+        if not explicit or group == 0xFFFE:
+            (length,) = struct.unpack_from(order + "I", self.data, offset + 4)
+            return tag, b"", length, offset + 8
+        vr = bytes(self.data[offset + 4:offset + 6])
+        if self.strict_vr and not (vr.isalpha() and vr.isupper()):
+            raise _Truncated
+        if vr in _LONG_VRS:
+            if offset + 12 > self.size:
+                raise _Truncated
+            (length,) = struct.unpack_from(order + "I", self.data, offset + 8)
+            return tag, vr, length, offset + 12
+        (length,) = struct.unpack_from(order + "H", self.data, offset + 6)
+        return tag, vr, length, offset + 8
+
+    def walk(self, offset: int, explicit: bool, little: bool) -> int:
+        """Walk the dataset from ``offset`` to the end of the file; the number of its
+        top-level elements, zero ones apart.
+
+        Iterative, as nesting is unbounded: a frame is [in_sequence, explicit]; items
+        of undefined length push a dataset frame, elements of undefined length a
+        sequence frame.  Runs of zero bytes (elements (0000,0000) of length 0, which
+        DCMTK reads as such) are skipped at once.
+        """
+        stack: list[tuple[bool, bool]] = [(False, explicit)]
+        elements = 0
+        while True:
+            in_sequence, explicit = stack[-1]
+            top = len(stack) == 1
+            if top and offset == self.size:
+                return elements
+            if not in_sequence and self.data[offset:offset + 8] == _ZERO_ELEMENT:
+                offset = self._skip_zeros(offset)
+                continue
+            tag, vr, length, value = self.header(offset, explicit and not in_sequence, little)
+            if in_sequence:
+                if tag == _SEQUENCE_END:
+                    stack.pop()
+                elif tag != _ITEM:
+                    raise _Truncated
+                elif length == _UNDEFINED:
+                    stack.append((False, explicit))
+                offset = value if tag == _SEQUENCE_END or length == _UNDEFINED else value + length
+            elif not top and tag == _ITEM_END:
+                stack.pop()
+                offset = value
+            else:
+                elements += top
+                if length == _UNDEFINED:
+                    stack.append((True, explicit and vr != b"UN"))
+                    offset = value
+                else:
+                    offset = value + length
+            if offset > self.size:
+                raise _Truncated
+
+    def _skip_zeros(self, offset: int) -> int:
+        """Past the whole zero elements from ``offset``, searched window by window: the
+        windows of a memory map are dropped once searched, so a huge zero body is never
+        resident."""
+        start = offset
+        while start < self.size:
+            stop = min(start + _ZERO_WINDOW, self.size)
+            found = _NON_ZERO.search(self.data, start, stop)  # type: ignore[call-overload]
+            if isinstance(self.data, mmap.mmap):
+                aligned = start - start % mmap.PAGESIZE
+                self.data.madvise(mmap.MADV_DONTNEED, aligned, stop - aligned)
+            if found:
+                return offset + (found.start() - offset) // 8 * 8
+            start = stop
+        return offset + (self.size - offset) // 8 * 8
+
+
+def check_complete(data: bytes | mmap.mmap | memoryview) -> None:
+    """Refuse (Orthanc's 400 "Bad file format") a DICOM file whose dataset ends early."""
+    if len(data) == 0:
+        return
+    walker = _Walker(data)
+    try:
+        offset, syntax = _file_meta(walker)
+        if syntax in _DEFLATED:
+            return
+        elements = walker.walk(offset, syntax != _IMPLICIT_LITTLE, syntax != _EXPLICIT_BIG)
+    except (_Truncated, struct.error):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                           f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)") from None
+    if elements == 0 and offset == 0:
+        # Nothing but zeros: Orthanc reads an empty dataset, which has no identifiers.
+        raise OrthancError(ErrorCode.INEXISTENT_TAG)
+
+
+def check_encoding(data: bytes, transfer_syntax: str) -> None:
+    """Raise ``ValueError`` unless ``data`` (a dataset, no file meta) is complete and encoded in
+    ``transfer_syntax``: the C-STORE SCP's check that bytes match their presentation context."""
+    if transfer_syntax in _DEFLATED:
+        return
+    walker = _Walker(data, strict_vr=True)
+    try:
+        walker.walk(0, transfer_syntax != _IMPLICIT_LITTLE, transfer_syntax != _EXPLICIT_BIG)
+    except (_Truncated, struct.error):
+        raise ValueError(f"the dataset is not encoded in {transfer_syntax}") from None
+
+
+def _file_meta(walker: _Walker) -> tuple[int, str]:
+    """Where the dataset starts, and its transfer syntax (guessed without a file meta header)."""
+    data = walker.data
+    offset = 132 if bytes(data[128:132]) == b"DICM" else 0
+    syntax = ""
+    meta = offset
+    while meta + 8 <= walker.size and bytes(data[meta:meta + 2]) == b"\x02\x00":
+        tag, _, length, value = walker.header(meta, True, True)
+        if length == _UNDEFINED or value + length > walker.size:
+            raise _Truncated
+        if tag == 0x00020010:
+            syntax = bytes(data[value:value + length]).rstrip(b"\0 ").decode("ascii", "replace")
+        meta = value + length
+    if syntax:
+        return meta, syntax
+    explicit = walker.size >= meta + 6 and bytes(data[meta + 4:meta + 6]).isalpha() \
+        and bytes(data[meta + 4:meta + 6]).isupper()
+    return meta, ("1.2.840.10008.1.2.1" if explicit else _IMPLICIT_LITTLE)
+
+
+def read_upload(body: IO[bytes]) -> bytes:
+    """The bytes of an uploaded DICOM file, checked complete before it is read into memory.
+
+    A spooled upload on disk is walked through a memory map (only element headers
+    are touched), so a huge invalid body is refused without ever being in memory.
+    """
+    size = body.seek(0, 2)
+    body.seek(0)
+    if size <= _MAP_ABOVE:
+        data = body.read()
+        check_complete(data)
+        return data
+    with mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        check_complete(mapped)
+    return body.read()
+
+
 def parse_for_index(data: bytes, default_encoding: str) -> ParsedInstance:
     """Read the identifiers and main DICOM tags of a DICOM file, refusing what Orthanc refuses.
 
     Values are the strings ``/tags`` shows (same decoding and normalisation);
     a value Orthanc shows as Null or TooLong is not indexed.
     """
+    check_complete(data)
     ds, stopped_at = read_dataset(data, stop_before_pixels=True, specific_tags=_WANTED)
     if len(ds) == 0 and "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,

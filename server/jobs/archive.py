@@ -33,15 +33,13 @@ import weakref
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
-
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from server.dicom.json_format import dataset_decoder
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
+from server.dicom.transcode import Settings, transcode_or_keep
 from server.errors import ErrorCode, OrthancError
 from server.jobs import job as job_module
 from server.jobs.dicomdir import DicomDirWriter
@@ -63,9 +61,6 @@ ZIP_COMMENT = b"Created by Orthanc"
 PATIENT_ID, PATIENT_NAME = (0x0010, 0x0020), (0x0010, 0x0010)
 ACCESSION_NUMBER, STUDY_DESCRIPTION = (0x0008, 0x0050), (0x0008, 0x1030)
 MODALITY, SERIES_DESCRIPTION = (0x0008, 0x0060), (0x0008, 0x103E)
-
-#: Transfer syntaxes between which a file is re-encoded without touching its pixels.
-REENCODABLE = frozenset((ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian))
 
 
 # -- names ---------------------------------------------------------------------------
@@ -282,36 +277,6 @@ def build_plan(ctx: ServerContext, resources: list[str], media: bool) -> _Visito
     return visitor
 
 
-# -- transcoding -------------------------------------------------------------------------
-
-def check_transfer_syntax(uid: str) -> str:
-    """A ``Transcode`` value Orthanc accepts, else its 400 "Unknown transfer syntax"."""
-    if not UID(uid).is_transfer_syntax:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {uid}")
-    return uid
-
-
-def transcode(data: bytes, target: str) -> bytes:
-    """The file in transfer syntax ``target``: unchanged if it already is, re-encoded between
-    uncompressed little-endian syntaxes; anything else needs pixel codecs Isengard does not
-    have, and fails with Orthanc's "Not implemented yet"."""
-    ds, _ = read_dataset(data)
-    meta = getattr(ds, "file_meta", None)
-    source = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    if source == target:
-        return data
-    if source not in REENCODABLE or target not in REENCODABLE:
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot transcode from {source or 'unknown'} to {target}")
-    ds.file_meta.TransferSyntaxUID = target
-    if "MediaStorageSOPClassUID" not in ds.file_meta and "SOPClassUID" in ds:
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    if "MediaStorageSOPInstanceUID" not in ds.file_meta and "SOPInstanceUID" in ds:
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    output = BytesIO()
-    ds.save_as(output, enforce_file_format=True)
-    return output.getvalue()
-
-
 # -- the files of the archive jobs -------------------------------------------------------
 
 ZIP_PATTERNS = ("archive-*.zip", "media-*.zip")
@@ -480,7 +445,7 @@ class ArchiveJob(Job):
             return
         path = self._paths.file(name)
         if self.transcode is not None:
-            data = transcode(data, self.transcode)
+            data = transcode_or_keep(data, self.transcode, Settings.from_config(self.ctx.config))
         self._zip.writestr(_zip_info(path), data)
         if self._dicomdir is not None:
             ds, _ = read_dataset(data, stop_before_pixels=True)

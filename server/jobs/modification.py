@@ -43,11 +43,9 @@ from pydicom.dataset import Dataset
 
 from server.dicom.main_tags import Level
 from server.dicom.modify import (
-    CannotTranscode,
     Modification,
     detect_level,
     identifiers,
-    is_known_transfer_syntax,
     modify_dataset,
     modify_file,
     parse_anonymize_request,
@@ -56,6 +54,7 @@ from server.dicom.modify import (
     write_file,
 )
 from server.dicom.parse import read_dataset
+from server.dicom.transcode import CannotTranscode, Settings, parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.jobs import job as job_module
 from server.jobs.instances import SetOfInstancesJob
@@ -325,7 +324,7 @@ class ResourceModificationJob(PublishingJob):
 
     def _write(self, ds: Dataset, instance_id: str) -> bytes:
         try:
-            return write_file(ds, self.transcode)
+            return write_file(ds, self.transcode, Settings.from_config(self.ctx.config))
         except CannotTranscode:
             log.warning("Cannot transcode instance, keeping original transfer syntax: %s", instance_id)
             return write_file(ds)
@@ -404,11 +403,7 @@ def modification_job(ctx: ServerContext, body: dict[str, Any], modification: Mod
     keep_source = boolean_field(body, "KeepSource", True)
     transcode = None
     if "Transcode" in body:
-        transcode = body["Transcode"]
-        if not isinstance(transcode, str):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Transcode")
-        if not is_known_transfer_syntax(transcode):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Unknown transfer syntax UID: {transcode}")
+        transcode = parse_transcode(body["Transcode"], job=True)
     instances = [instance for resource in resources for instance in child_instances(ctx, resource)]
     permissive = boolean_field(body, "Permissive", False)
     return ResourceModificationJob(ctx, instances, modification, output_level, transcode,
@@ -440,7 +435,8 @@ def modified_instance(ctx: ServerContext, instance_id: str, modification: Modifi
     if resource is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
     try:
-        return modify_file(ctx.store.read_dicom(resource), modification, ctx.default_encoding, transcode)
+        return modify_file(ctx.store.read_dicom(resource), modification, ctx.default_encoding, transcode,
+                           Settings.from_config(ctx.config))
     except CannotTranscode:
         raise OrthancError(ErrorCode.INTERNAL, f"Cannot transcode to transfer syntax: {transcode}") from None
 

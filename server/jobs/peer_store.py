@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from server.dicom.transcode import Settings, transcode_or_keep
 from server.jobs.instances import SetOfInstancesJob
 from server.jobs.job import register
 from server.jobs.store_scu import RetryingInstancesJob
 from server.net.modalities import peer_job_view, peer_settings
-from server.net.peers import PeerClient, compressed, transcoded
+from server.net.peers import PeerClient, compressed
 
 if TYPE_CHECKING:
     from server.app import ServerContext
@@ -43,7 +44,7 @@ class OrthancPeerStoreJob(RetryingInstancesJob):
         log.info('Sending instance %s to peer "%s"', instance.public_id, self._client.url)
         body = self.ctx.store.read_dicom(instance)
         if self.transcode:
-            body = transcoded(body, self.transcode)
+            body = transcode_or_keep(body, self.transcode, Settings.from_config(self.ctx.config))
         if self.compress:
             body = compressed(body)
         self._client.store(body, self.compress)

@@ -14,6 +14,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from server.dicom.main_tags import Level
+from server.dicom.transcode import Settings
 from server.errors import ErrorCode, OrthancError
 from server.jobs.instances import SetOfInstancesJob
 from server.jobs.job import StepResult, StopReason, register
@@ -118,7 +119,8 @@ class DicomModalityStoreJob(RetryingInstancesJob):
 
     def send(self, instance: Resource) -> None:
         if self._connection is None:
-            self._connection = StoreConnection(self.remote, bool(self.ctx.config["TranscodeDicomProtocol"]))
+            self._connection = StoreConnection(self.remote, bool(self.ctx.config["TranscodeDicomProtocol"]),
+                                               Settings.from_config(self.ctx.config))
         log.info('Sending instance %s to modality "%s"', instance.public_id, self.remote.aet)
         sent = self._connection.store(self.ctx.store.read_dicom(instance), self.move_originator_aet,
                                       self.move_originator_id)

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import gzip
 import logging
-from io import BytesIO
 from typing import Any
 
-import pydicom
 import requests
 
-from server.errors import ErrorCode, OrthancError
-from server.net.scu import UNCOMPRESSED, NetworkError
+from server.net.scu import NetworkError
 
 log = logging.getLogger("isengard.peers")
 
@@ -90,19 +87,3 @@ class PeerClient:
 
 def compressed(dicom: bytes) -> bytes:
     return gzip.compress(dicom, compresslevel=6)
-
-
-def transcoded(dicom: bytes, target: str) -> bytes:
-    """The file in transfer syntax ``target``; only conversions between uncompressed syntaxes."""
-    ds = pydicom.dcmread(BytesIO(dicom), force=True)
-    source = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    if source == target:
-        return dicom
-    if source not in UNCOMPRESSED or target not in UNCOMPRESSED:
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED,
-                           f"Cannot transcode from {source} to one of [ {target} ]")
-    ds.file_meta.TransferSyntaxUID = target
-    out = BytesIO()
-    ds.save_as(out, implicit_vr=target == UNCOMPRESSED[1], little_endian=target != UNCOMPRESSED[2],
-               enforce_file_format=True)
-    return out.getvalue()

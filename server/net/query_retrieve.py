@@ -1,14 +1,11 @@
 """Isengard as a Query/Retrieve SCP: C-FIND, C-MOVE and C-GET, the way Orthanc 1.10.1 answers.
 
 C-FIND matching reuses ``/tools/find`` (:mod:`server.find`) with the DICOM rules
-on top, as observed on the real server: only an empty value is universal
-(``*`` needs the attribute), wildcards on other than text VRs fail the request, a constraint on
-a main tag of a lower level matches nothing, ``ModalitiesInStudy`` matches the
-modalities of the study's series, and at most ``LimitFindResults`` /
-``LimitFindInstances`` answers are sent (then the final status is Cancel).
-Every requested key is returned (empty when unknown), with the counters
-Orthanc computes, ``RetrieveAETitle`` and the SpecificCharacterSet of
-``DefaultEncoding``.
+on top: case-sensitive but for person names (``CaseSensitivePN``), and at most
+``LimitFindResults`` / ``LimitFindInstances`` answers are sent (then the final status
+is Cancel).  Every requested key is returned (empty when unknown; the file meta group
+never), with the counters Orthanc computes, ``RetrieveAETitle``, and the text written
+in ``DefaultEncoding`` under its SpecificCharacterSet (none for Windows1251).
 
 C-MOVE and C-GET find what to send from the identifying tag of the level
 (AccessionNumber or StudyInstanceUID for studies, lists allowed) and let
@@ -44,10 +41,10 @@ from server.dicom.charset import TextDecoder, pydicom_value, specific_character_
 from server.dicom.elements import STRING_VRS, Element, iter_elements, string_text
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.main_tags import ALL_TAGS, IDENTIFIER, Level, Tag, format_tag
+from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
-from server.find import Constraint, make_constraint, parse_tag, vr_of
+from server.find import Constraint, database_limit, make_constraint, parse_tag, vr_of
 from server.find import parse_level as find_level
-from server.jobs.archive import transcode
 from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
 from server.storage.index import Metadata, Resource
@@ -57,6 +54,10 @@ if TYPE_CHECKING:
     from server.net.scp import DicomServer
 
 log = logging.getLogger("isengard.dicom")
+
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+#: Syntaxes between which the decoded dataset needs no conversion, only another encoding.
+LITTLE_ENDIAN_UNCOMPRESSED = (IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1")
 
 QUERY_RETRIEVE_LEVEL: Tag = (0x0008, 0x0052)
 SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005)
@@ -151,16 +152,12 @@ class FindScp:
     def answers(self, request: FindRequest) -> tuple[list[Dataset], bool]:
         """(answers, complete): ``complete`` is False when a limit cut the list."""
         level = parse_level(request.query.get(QUERY_RETRIEVE_LEVEL), "C-FIND")
-        found = self._match(level, request.query)
-        config = self.ctx.config
-        limit = int(config["LimitFindInstances"] if level is Level.INSTANCE else config["LimitFindResults"])
-        complete = not limit or len(found) <= limit
+        found, complete = self._match(level, request.query)
         if not complete:
             log.warning("Too many results for an incoming C-FIND query")
-            found = found[:limit]
         return [self._answer(level, resource, request) for resource in found], complete
 
-    def _match(self, level: Level, query: dict[Tag, str]) -> list[Resource]:
+    def _match(self, level: Level, query: dict[Tag, str]) -> tuple[list[Resource], bool]:
         """DICOM matching: case-sensitive, but for person names (``CaseSensitivePN``);
         group lengths and the file meta group are no keys."""
         case_sensitive_pn = bool(self.ctx.config["CaseSensitivePN"])
@@ -171,7 +168,8 @@ class FindScp:
             constraint = make_constraint(tag, value, case_sensitive_pn if vr_of(tag) == "PN" else True)
             if constraint is not None:
                 constraints.append(constraint)
-        return self.ctx.finder.find(level, constraints)
+        limit = database_limit(self.ctx.config, level)
+        return self.ctx.finder.find(level, constraints, limit=limit, database_limit=limit)
 
     def _answer(self, level: Level, resource: Resource, request: FindRequest) -> Dataset:
         wanted = [t for t in request.query
@@ -229,7 +227,7 @@ class FindScp:
             instances = index.descendants(resource.internal_id, Level.INSTANCE)
             result[STUDY_SERIES] = str(len(series))
             result[STUDY_INSTANCES] = str(len(instances))
-            result[MODALITIES_IN_STUDY] = self.ctx.finder.modalities_in_study(resource) or ""
+            result[MODALITIES_IN_STUDY] = self.ctx.finder.modalities_in_study(resource)
             if SOP_CLASSES_IN_STUDY in asked:
                 classes = {index.metadata(i.internal_id).get(Metadata.SopClassUid) for i in instances}
                 result[SOP_CLASSES_IN_STUDY] = "\\".join(sorted(c for c in classes if c))
@@ -381,8 +379,11 @@ class QueryRetrieveScp:
     # -- C-FIND ------------------------------------------------------------------------
 
     def _on_find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
-        if self._refused(event, "Find"):
+        hooks = self.dicom.hooks if self.dicom is not None else None
+        if self._refused(event, hooks.request_kind(event) if hooks is not None else "Find"):
             return iter(())
+        if hooks is not None and hooks.answers_find(event):  # worklists, a script's C-FIND SCP
+            return hooks.on_find(event, event.assoc.acceptor.ae_title.strip())
         return self._find(event)
 
     def _find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
@@ -410,6 +411,9 @@ class QueryRetrieveScp:
     def _on_move(self, event: evt.Event) -> Iterator[Any]:
         if self._refused(event, "Move"):
             return iter(())
+        hooks = self.dicom.hooks if self.dicom is not None else None
+        if hooks is not None and hooks.move is not None:  # a script's C-MOVE SCP
+            return hooks.on_move(event, event.assoc.acceptor.ae_title.strip())
         return self._move(event)
 
     def _move(self, event: evt.Event) -> Iterator[Any]:
@@ -467,25 +471,32 @@ class QueryRetrieveScp:
 
 def _get_dataset(ctx: ServerContext, assoc: Any, instance: Resource) -> Dataset:
     """An instance for a C-GET, transcoded when the caller accepted its SOP class but not its
-    transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does."""
-    metadata = ctx.index.metadata(instance.internal_id)
-    sop_class = metadata.get(Metadata.SopClassUid)
-    syntax = metadata.get(Metadata.TransferSyntax)
+    transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does.  A file
+    without meta header is Implicit VR Little Endian, the DICOM default."""
+    sop_class = ctx.index.metadata(instance.internal_id).get(Metadata.SopClassUid)
     accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts
                 if cx.abstract_syntax == sop_class and cx.as_scu]
-    if not accepted or syntax in accepted:
-        return _dataset_of(ctx, instance)
-    targets = [ts for ts in UNCOMPRESSED if ts in accepted] + \
-        [ts for ts in accepted if ts not in UNCOMPRESSED]
-    try:
-        data = ctx.store.read_dicom(instance)
-    except Exception:  # noqa: BLE001 - deleted since the request: a failed sub-operation
-        return _dataset_of(ctx, instance)
-    for target in targets:
+    ds = _dataset_of(ctx, instance)
+    meta = ds.file_meta if hasattr(ds, "file_meta") else None
+    if not accepted or meta is None:
+        return ds
+    syntax = str(meta.get("TransferSyntaxUID", IMPLICIT_VR_LITTLE_ENDIAN))
+    if syntax in accepted:
+        meta.TransferSyntaxUID = syntax
+        return ds
+    if syntax in LITTLE_ENDIAN_UNCOMPRESSED:
+        # pynetdicom encodes the dataset in the syntax its file meta names.
+        for target in accepted:
+            if target in LITTLE_ENDIAN_UNCOMPRESSED:
+                meta.TransferSyntaxUID = target
+                return ds
+    for target in [ts for ts in UNCOMPRESSED if ts in accepted] + \
+            [ts for ts in accepted if ts not in UNCOMPRESSED]:
         try:
-            return pydicom.dcmread(BytesIO(transcode(data, target)), force=True)
+            data = transcode_file(ctx.store.read_dicom(instance), target, Settings.from_config(ctx.config))
+            return pydicom.dcmread(BytesIO(data), force=True)
         except OrthancError:
             continue
     log.error("C-GET: cannot transcode instance %s from %s to one of [ %s ]",
               instance.public_id, syntax, " ".join(accepted))
-    return pydicom.dcmread(BytesIO(data), force=True)
+    return ds

@@ -12,18 +12,24 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydicom.uid import UID_dictionary
 from pynetdicom import AE, _config, evt
 from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
-from pynetdicom.sop_class import Verification
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import Verification, register_uid
 from pynetdicom.transport import ThreadedAssociationServer
 
 from server.dicom.encode import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from server.dicom.parse import check_encoding
 from server.errors import OrthancError
 from server.net.modalities import normalized_modalities
 from server.store import Origin, Store
+
+if TYPE_CHECKING:
+    from server.net.worklists import DicomHooks
 
 log = logging.getLogger("isengard.dicom")
 
@@ -53,6 +59,25 @@ DUL_POLL_SECONDS = 0.0001
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_NOT_AUTHORIZED = 0x0124
+#: DCMTK's STATUS_STORE_Error_DataSetDoesNotMatchSOPClass and ..._CannotUnderstand, as Orthanc answers.
+STATUS_DOES_NOT_MATCH = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+
+
+def _extra_storage_classes() -> list[str]:
+    """Storage SOP classes pynetdicom leaves out but Orthanc (DCMTK's list of every storage
+    class) accepts: the retired and trial ones (Ultrasound Image Storage 1.2.840.10008.5.1.4.1.1.6...)
+    and a few recent ones.  Registered as storage classes so that pynetdicom serves their C-STORE."""
+    known = {c.abstract_syntax for c in AllStoragePresentationContexts}
+    extra = [uid for uid, (name, kind, *_) in UID_dictionary.items()
+             if kind == "SOP Class" and "Storage" in name and "Commitment" not in name
+             and "Directory" not in name and uid not in known]
+    for uid in extra:
+        register_uid(uid, "Isengard" + uid.replace(".", "_"), StorageServiceClass)
+    return extra
+
+
+EXTRA_STORAGE_CLASSES = _extra_storage_classes()
 
 
 class DimseStatusError(Exception):
@@ -158,6 +183,8 @@ class DicomServer:
         #: C-FIND hooks (Lua's ``IncomingFindRequestFilter``): (query, origin) -> query to run,
         #: queries map ``gggg,eeee`` to strings (see :mod:`server.net.query_retrieve`).
         self.find_filters: list[Callable[[dict[str, str], dict[str, str]], dict[str, str]]] = []
+        #: Worklist, C-FIND and C-MOVE handlers of scripts and worklists (:mod:`server.net.worklists`).
+        self.hooks: DicomHooks | None = None
 
     def _build_ae(self) -> AE:
         config = self.config
@@ -165,7 +192,7 @@ class DicomServer:
         ae.require_called_aet = bool(config["DicomCheckCalledAet"])
         ae.maximum_pdu_size = int(config["MaximumPduLength"])
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = float(config["DicomScpTimeout"])
-        ae.maximum_associations = max(1, int(config["DicomThreadsCount"])) * 4
+        ae.maximum_associations = int(config["DicomMaximumAssociations"])
         self.transfer_syntaxes = accepted_transfer_syntaxes(config["AcceptedTransferSyntaxes"]) or \
             UNCOMPRESSED
         self._add_contexts(ae)
@@ -184,6 +211,11 @@ class DicomServer:
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, syntaxes,
                                      scu_role=True, scp_role=True)
+        supported = {c.abstract_syntax for c in ae.supported_contexts}
+        for uid in EXTRA_STORAGE_CLASSES:
+            if uid in supported:
+                ae.remove_supported_context(uid)
+            ae.add_supported_context(uid, syntaxes, scu_role=True, scp_role=True)
 
     def set_transfer_syntaxes(self, syntaxes: list[str]) -> None:
         """``PUT /tools/accepted-transfer-syntaxes``: governs the associations negotiated from now on."""
@@ -258,6 +290,10 @@ class DicomServer:
         if self._refuse(event, "Store"):
             return STATUS_NOT_AUTHORIZED
         aet, ip = self._caller(event)
+        mismatch = _mismatch(event)
+        if mismatch is not None:
+            log.warning("C-STORE from %s refused: %s", aet, mismatch[1])
+            return mismatch[0]
         origin = Origin("DicomProtocol", remote_ip=ip, remote_aet=aet, called_aet=called_aet(event))
         data = received_file(event)
         try:
@@ -273,3 +309,29 @@ class DicomServer:
             return STATUS_OUT_OF_RESOURCES
         return STATUS_SUCCESS
 
+
+
+def _mismatch(event: evt.Event) -> tuple[int, str] | None:
+    """(status, reason) when the dataset does not match its C-STORE request, as Orthanc checks.
+
+    The bytes must be encoded in the presentation context's transfer syntax (checked on the
+    raw elements: implicit VR bytes on an explicit VR context are refused, not misread), and
+    the dataset's SOP class and instance UIDs must be the request's.
+    """
+    request = event.request
+    syntax = str(event.context.transfer_syntax)
+    raw = request.DataSet.getvalue()
+    try:
+        check_encoding(raw, syntax)
+        dataset = event.dataset
+        sop_class = str(dataset.get("SOPClassUID", "")).strip("\0 ")
+        sop_instance = str(dataset.get("SOPInstanceUID", "")).strip("\0 ")
+    except Exception as e:  # noqa: BLE001 - whatever the bytes, the SCU gets a status
+        return STATUS_CANNOT_UNDERSTAND, f"dataset not encoded in {syntax}: {e}"
+    if not sop_class or not sop_instance:
+        return STATUS_CANNOT_UNDERSTAND, "no SOP class or SOP instance UID in the dataset"
+    if sop_class != str(request.AffectedSOPClassUID) or sop_class != str(event.context.abstract_syntax):
+        return STATUS_DOES_NOT_MATCH, f"SOP class {sop_class} on a request for {request.AffectedSOPClassUID}"
+    if sop_instance != str(request.AffectedSOPInstanceUID):
+        return STATUS_DOES_NOT_MATCH, f"SOP instance {sop_instance} on a request for {request.AffectedSOPInstanceUID}"
+    return None

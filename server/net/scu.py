@@ -36,6 +36,7 @@ from pynetdicom.sop_class import (
 )
 
 from server.dicom.main_tags import Level, Tag
+from server.dicom.transcode import DEFAULT_SETTINGS, CannotTranscode, Settings, transcode_dataset
 from server.errors import ErrorCode, OrthancError
 from server.net.scp import DUL_POLL_SECONDS
 
@@ -267,7 +268,8 @@ def _find(remote: Remote, identifier: Dataset, model: str,
     if final != 0x0000:
         suffix = " (unable to process - invalid query ?)" if final == 0xC000 else ""
         raise NetworkError(f'C-FIND SCU to AET "{remote.aet}" has failed with DIMSE status '
-                           f"0x{final:04X}{suffix}", transient=False)
+                           f"0x{final:04X}{suffix}", transient=False,
+                           http_status=422 if final == 0xC000 else None)
     return answers
 
 
@@ -367,13 +369,13 @@ class StoreConnection:
 
     As Orthanc does, each SOP class is proposed with the transfer syntax of the
     files seen so far and, when transcoding is allowed, with the uncompressed
-    syntaxes; a file whose syntax was not accepted is converted between
-    uncompressed syntaxes, and a compressed one cannot be sent.
+    syntaxes; a file whose syntax was not accepted is transcoded to an accepted one.
     """
 
-    def __init__(self, remote: Remote, transcode: bool) -> None:
+    def __init__(self, remote: Remote, transcode: bool, settings: Settings = DEFAULT_SETTINGS) -> None:
         self.remote = remote
         self.transcode = transcode and remote.allow_transcoding
+        self.settings = settings
         self._wanted: dict[str, list[str]] = {}
         self._proposed: dict[str, list[str]] = {}
         self._assoc: Association | None = None
@@ -388,11 +390,8 @@ class StoreConnection:
         if not accepted:
             raise OrthancError(ErrorCode.NO_PRESENTATION_CONTEXT,
                                f'Unable to negotiate a presentation context with AET "{self.remote.aet}"')
-        if item.transfer_syntax not in accepted and (
-                item.transfer_syntax not in UNCOMPRESSED or not set(accepted) & set(UNCOMPRESSED)):
-            raise OrthancError(ErrorCode.NOT_IMPLEMENTED,
-                               f"Cannot transcode from {item.transfer_syntax} to one of "
-                               f"[ {' '.join(accepted)} ]")
+        if item.transfer_syntax not in accepted:
+            self._transcode(item, accepted)
         try:
             status = assoc.send_c_store(item.dataset, originator_aet=originator_aet or None,
                                         originator_id=originator_id)
@@ -408,6 +407,25 @@ class StoreConnection:
                                f"0x{status.Status:04X}",
                                transient=0xA700 <= status.Status <= 0xA7FF)
         return item
+
+    def _transcode(self, item: Outgoing, accepted: list[str]) -> None:
+        """Make ``item`` sendable in an accepted syntax: pynetdicom converts between uncompressed
+        syntaxes itself; anything else goes through the transcoder (when transcoding is allowed)."""
+        uncompressed = [syntax for syntax in UNCOMPRESSED if syntax in accepted]
+        if item.transfer_syntax in UNCOMPRESSED and uncompressed:
+            return
+        if self.transcode:
+            # decompressed to explicit little endian, pynetdicom then converts to the accepted one
+            targets = [EXPLICIT_LITTLE] if uncompressed else []
+            for target in targets + [syntax for syntax in accepted if syntax not in UNCOMPRESSED]:
+                try:
+                    transcode_dataset(item.dataset, target, self.settings)
+                except CannotTranscode:
+                    continue
+                item.transfer_syntax = target
+                return
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED,
+                           f"Cannot transcode from {item.transfer_syntax} to one of [ {' '.join(accepted)} ]")
 
     def _association_for(self, item: Outgoing) -> Association:
         syntaxes = self._wanted.setdefault(item.sop_class, [])

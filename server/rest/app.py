@@ -17,6 +17,7 @@ from server.rest import (
     create,
     directory,
     export,
+    images,
     jobs,
     labels,
     log_levels,
@@ -43,8 +44,9 @@ from server.rest.compression import CompressionTransform
 if TYPE_CHECKING:
     from server.app import ServerContext
 
-#: Large enough for a ZIP of a whole study in one upload.
-MAX_BODY_SIZE = 4 * 1024 ** 3
+#: Tornado's own cap, never reached: bodies are streamed and capped by the handlers
+#: (``MaximumRequestBodySizeMB``, :mod:`server.rest.body`), which answer Orthanc's 413.
+MAX_BODY_SIZE = 2 ** 62
 
 
 _SLASHES = re.compile(r"/{2,}")
@@ -106,7 +108,7 @@ def build_application(ctx: ServerContext) -> tornado.web.Application:
     for module in (labels, resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
                    reconstruct, directory, slices, plugins, log_levels,
-                   export):
+                   export, images):
         routes += module.routes()
     handlers: list[Any] = [*python_routes.rules(ctx),
                            *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
@@ -131,7 +133,7 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
 
 
 def build_http_server(ctx: ServerContext) -> NoDelayHTTPServer:
-    return NoDelayHTTPServer(build_application(ctx), max_body_size=MAX_BODY_SIZE,
-                             max_buffer_size=MAX_BODY_SIZE, xheaders=False,
-                             decompress_request=True,  # gzip bodies of peers' "Compress" stores
+    return NoDelayHTTPServer(build_application(ctx), max_body_size=MAX_BODY_SIZE, xheaders=False,
+                             # gzip/deflate bodies are inflated by the handlers, with a cap
+                             decompress_request=False,
                              idle_connection_timeout=int(ctx.config["HttpRequestTimeout"]) or None)

@@ -22,8 +22,9 @@ from typing import IO, Any
 
 import tornado.iostream
 
+from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
-from server.jobs.archive import ZIP_MIME, ArchiveJob, MediaJob, check_transfer_syntax
+from server.jobs.archive import ZIP_MIME, ArchiveJob, MediaJob
 from server.jobs.job import JobState
 from server.rest.base import OrthancHandler
 from server.rest.compression import CompressionTransform
@@ -58,9 +59,7 @@ class _ArchiveHandler(OrthancHandler):
         synchronous, priority = job_options(body)
         transcode = body.get("Transcode")
         if transcode is not None:
-            if not isinstance(transcode, str):
-                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Transcode")
-            check_transfer_syntax(transcode)
+            parse_transcode(transcode)
         if media and "Extended" in body:
             if not isinstance(body["Extended"], bool):
                 raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected in field: Extended")
@@ -179,7 +178,7 @@ class ResourceArchiveHandler(_ArchiveHandler):
         media = kind == "media"
         transcode = self.get_argument("transcode", None)
         if transcode is not None:
-            check_transfer_syntax(transcode)
+            parse_transcode(transcode)
         extended = media and "extended" in self.request.arguments
         job = _job(self, media, [public_id], transcode, extended)
         await self.produce(job, True, 0, f"{public_id}.zip")

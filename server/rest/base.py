@@ -8,12 +8,15 @@ internal error, never as a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 import ipaddress
 import json
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+import time
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import tornado.web
@@ -21,6 +24,7 @@ from tornado.ioloop import IOLoop
 
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
+from server.rest.body import RawBodyTooLarge, RequestBody, limit_from_megabytes
 from server.rest.xml import json_to_xml, wants_xml
 from server.storage.index import Resource
 
@@ -31,6 +35,9 @@ log = logging.getLogger("isengard.http")
 T = TypeVar("T")
 
 _METHODS = ("GET", "POST", "PUT", "DELETE")
+#: Bodies of refused requests up to this size are read and dropped (see ``refuse``): clients
+#: that answer a 401 challenge on the same connection (httplib2) need it, and it costs no memory.
+DRAINED_BODY_LIMIT = 64 * 1024 * 1024
 
 
 def dumps(value: Any) -> bytes:
@@ -42,14 +49,29 @@ def _keep_body_as_is() -> None:
     """Replaces ``HTTPServerRequest._parse_body``: the raw body stays in ``request.body``."""
 
 
+class _Forbidden(Exception):
+    """An ``IncomingHttpRequestFilter`` refused the request: Orthanc's empty 403."""
+
+
 class NoAnswer(Exception):
     """The handler produced no answer: Orthanc's 404 (GET/PUT/DELETE) or 400 (POST), empty."""
 
 
+@tornado.web.stream_request_body
 class OrthancHandler(tornado.web.RequestHandler):
-    """Base class: subclasses implement ``get``/``post``/``put``/``delete`` as coroutines."""
+    """Base class: subclasses implement ``get``/``post``/``put``/``delete`` as coroutines.
+
+    Every handler streams its body (:mod:`server.rest.body`): :meth:`prepare` decides
+    from the headers alone, then the body arrives chunk by chunk and is in
+    ``self.request.body`` (or :attr:`body_file` for :attr:`spooled_body` handlers)
+    when the method runs.
+    """
 
     ctx: ServerContext
+    #: True for handlers that read their (possibly huge) body from :attr:`body_file`,
+    #: spooled to disk; the others get ``self.request.body`` in memory.
+    spooled_body = False
+    _body: RequestBody | None = None
 
     def initialize(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -70,17 +92,163 @@ class OrthancHandler(tornado.web.RequestHandler):
         return None
 
     async def prepare(self) -> None:
+        """Everything decided from the headers, before a byte of the body is read."""
         self.ctx.metrics_request_started()
         self.username: str | None = None
+        try:
+            await self._check_headers()
+        except (OrthancError, _Forbidden, tornado.web.HTTPError) as e:
+            self.refuse(e)
+        self._start_body()
+
+    async def _check_headers(self) -> None:
+        """Remote access, credentials and the scripts' ``IncomingHttpRequestFilter``."""
         if not self._remote_allowed():
             raise OrthancError(ErrorCode.UNAUTHORIZED, http_status=403)
         if self.ctx.config["AuthenticationEnabled"]:
             self.username = self._authenticate()
         if not await self.ctx.http_filters_accept(self):
-            self._empty(403)
-            await self.finish()
+            raise _Forbidden()
+
+    _refused = False
+    #: The answer goes before the body was read: the connection closes after it.
+    _unread_body = False
+
+    def refuse(self, error: Exception) -> None:
+        """Refuse the request from its headers.
+
+        A large or unbounded body is never read: the answer goes at once and Tornado
+        closes the connection.  A small one is read and dropped first, then the method
+        raises ``error`` instead of running: answering before a pending body closes the
+        connection, and the client may lose the answer to the reset.
+        """
+        if self._body_too_large_to_drain():
+            self._unread_body = True
+            raise error
+        self.refuse_after_body(error)
+
+    def refuse_after_body(self, error: Exception) -> None:
+        """Read and drop the body, then answer ``error`` (see :meth:`refuse`)."""
+        self._refused = True
+
+        async def refused(*args: str) -> None:
+            raise error
+        setattr(self, (self.request.method or "GET").lower(), refused)
+
+    def _body_too_large_to_drain(self) -> bool:
+        headers = self.request.headers
+        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            return True
+        length = headers.get("Content-Length", "0").strip()
+        return not length.isdigit() or int(length) > DRAINED_BODY_LIMIT
+
+    def _start_body(self) -> None:
+        """Set up the body sink; an in-process request (no connection) comes with its body."""
+        body_future = getattr(self.request, "_body_future", None)
+        if body_future is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            self.request._body_future = done  # type: ignore[attr-defined]
+            return
+        if self._refused:
+            return  # a small body, read and dropped (data_received has no sink)
+        config = self.ctx.config
+        raw_limit = limit_from_megabytes(config["MaximumRequestBodySizeMB"])
+        inflated_limit = limit_from_megabytes(config["MaximumFileSizeInArchiveMB"])
+        if raw_limit is not None and inflated_limit is not None:
+            inflated_limit = min(raw_limit, inflated_limit)
+        spool_dir = self.ctx.area.tmp if self.spooled_body else None
+        self._body = RequestBody(raw_limit, inflated_limit or raw_limit,
+                                 self.request.headers.get("Content-Encoding", ""), spool_dir)
+        try:
+            self._body.check_declared(self.request.headers.get("Content-Length"))
+        except RawBodyTooLarge:
+            self._unread_body = True
+            raise
+        # No limit of Tornado's own (it would close the connection without an answer).
+        self.request.connection.set_max_body_size(2 ** 62)  # type: ignore[attr-defined]
+        # Runs before the coroutine waiting for the body: the method sees the whole body.
+        body_future.add_done_callback(self._body_complete)
+        self._watch_stall(float(config["HttpRequestTimeout"]))
+
+    def _watch_stall(self, timeout: float) -> None:
+        """Drop the connection of a body that sends nothing for ``HttpRequestTimeout`` seconds
+        (Orthanc's socket receive timeout): a stalled client must not hold a request forever.
+        A slow but steady upload is never cut."""
+        if timeout <= 0:
+            return
+        self._last_chunk = time.monotonic()
+
+        def check() -> None:
+            if self._body is None or self._finished or self.request._body_future.done():  # type: ignore[attr-defined]
+                return
+            idle = time.monotonic() - self._last_chunk
+            if idle >= timeout:
+                log.warning("%s %s: no body data for %g s, connection dropped",
+                            self.request.method, self.request.path, timeout)
+                self.request.connection.close()  # type: ignore[attr-defined]
+                return
+            IOLoop.current().call_later(timeout - idle, check)
+        IOLoop.current().call_later(timeout, check)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        self._last_chunk = time.monotonic()
+        body = self._body
+        if body is None or self._finished:
+            return None
+        if body.on_disk:
+            return self._feed_off_loop(body, chunk)
+        try:
+            body.feed(chunk)
+        except OrthancError as e:
+            self._refuse_body(e)
+        return None
+
+    async def _feed_off_loop(self, body: RequestBody, chunk: bytes) -> None:
+        """Disk writes of a spooled body run in a thread; Tornado waits before reading on."""
+        try:
+            await IOLoop.current().run_in_executor(None, body.feed, chunk)
+        except OrthancError as e:
+            self._refuse_body(e)
+
+    def _refuse_body(self, error: OrthancError) -> None:
+        """Refuse the body being read.
+
+        Past ``MaximumRequestBodySizeMB`` the answer goes at once and the rest is never
+        read (Tornado closes the connection).  Other refusals (a bad compressed stream,
+        too large once inflated) read the rest of what was sent and drop it, so that
+        the client gets its answer on a connection that stays usable.
+        """
+        self._body = None
+        if not isinstance(error, RawBodyTooLarge):
+            self.refuse_after_body(error)
+        elif not self._finished:
+            self._unread_body = True
+            self.send_error(error.status, exc_info=(type(error), error, None))
+
+    def _body_complete(self, future: asyncio.Future[None]) -> None:
+        body = self._body
+        if body is None or future.cancelled() or future.exception() is not None or self._finished:
+            return
+        try:
+            body.finish()
+        except OrthancError as e:
+            self._refuse_body(e)
+            return
+        if not self.spooled_body:
+            self.request.body = body.value()
+
+    @property
+    def body_file(self) -> IO[bytes]:
+        """The body of a :attr:`spooled_body` handler, as a file at its start."""
+        if self._body is None:
+            return io.BytesIO(self.request.body)
+        return self._body.file
 
     def on_finish(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
         self.ctx.metrics_request_finished(self.request.request_time())
 
     def _remote_allowed(self) -> bool:
@@ -169,7 +337,7 @@ class OrthancHandler(tornado.web.RequestHandler):
     # -- errors ----------------------------------------------------------------------
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(value, (OrthancError, NoAnswer, tornado.web.HTTPError)):
+        if isinstance(value, (OrthancError, NoAnswer, _Forbidden, tornado.web.HTTPError, RecursionError)):
             return
         log.error("Uncaught error in %s %s", self.request.method, self.request.uri,
                   exc_info=(typ, value, tb))
@@ -182,13 +350,23 @@ class OrthancHandler(tornado.web.RequestHandler):
             return
         self.clear()
         self.set_default_headers()
+        if self._unread_body:
+            # Tornado closes the connection: say so, or keep-alive clients would reuse it.
+            self.set_header("Connection", "close")
         if isinstance(exc, NoAnswer):
             self._empty(400 if self.request.method == "POST" else 404)
+            self.finish()
+        elif isinstance(exc, _Forbidden):
+            self._empty(403)
             self.finish()
         elif isinstance(exc, OrthancError):
             self._error_body(exc.code, exc.status, exc.details)
         elif isinstance(exc, tornado.web.HTTPError):
             self._http_error(exc.status_code)
+        elif isinstance(exc, RecursionError):
+            # Only hostile input nests this deep (JSON bodies, DICOM sequences): Orthanc's
+            # parsers refuse it as a bad request too.
+            self._error_body(ErrorCode.BAD_REQUEST, 400, "Too deeply nested input")
         else:
             self._error_body(ErrorCode.INTERNAL, 500, None)
 
@@ -279,5 +457,5 @@ class UnknownRouteHandler(OrthancHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
-        if not self._finished:
-            raise tornado.web.HTTPError(404)
+        if not self._finished and not self._refused:
+            self.refuse_after_body(tornado.web.HTTPError(404))

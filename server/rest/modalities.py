@@ -46,6 +46,9 @@ def option(body: dict, key: str, kind: type, default: Any = None) -> Any:
 
 def timeout_option(body: dict) -> float | None:
     value = option(body, "Timeout", int)
+    if value is not None and value < 0:
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE,
+                           "Negative value found while expecting an unsigned int in field 'Timeout'")
     return float(value) if value else None
 
 
@@ -84,6 +87,14 @@ def export_request(raw: bytes) -> tuple[list[str], dict[str, Any]]:
                                f"This string is not a valid Orthanc identifier: {item.strip()}")
         checked.append(item.strip())
     return checked, options
+
+
+def json_value(handler: OrthancHandler) -> Any:
+    """The JSON body, whatever its type (400 "Cannot parse the JSON body" otherwise)."""
+    try:
+        return json.loads(handler.request.body or b"")
+    except ValueError:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body") from None
 
 
 def json_object(handler: OrthancHandler, message: str = "Must provide a JSON object") -> dict:
@@ -157,7 +168,8 @@ class ModalityConfigurationHandler(OrthancHandler):
 class EchoHandler(OrthancHandler):
     async def post(self, name: str) -> None:
         network = self.ctx.network
-        body = json_object(self) if self.request.body.strip() else {}
+        body = json_value(self) if self.request.body.strip() else {}
+        body = body if isinstance(body, dict) else {}   # Orthanc ignores other JSON values
         remote = network.remote(name, timeout=timeout_option(body))
         await self.run(network.echo, remote, option(body, "CheckFind", bool))
         self.answer_json({})
@@ -167,10 +179,7 @@ class ToolsEchoHandler(OrthancHandler):
     """``POST /tools/dicom-echo``: C-ECHO to a modality given by its parameters."""
 
     async def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"")
-        except ValueError:
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body") from None
+        body = json_value(self)
         if isinstance(body, dict):
             params = parse_modality({k: v for k, v in body.items() if k != "CheckFind"})
         else:

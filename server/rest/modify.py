@@ -12,7 +12,8 @@ import json
 from typing import Any
 
 from server.dicom.main_tags import Level
-from server.dicom.modify import detect_level, is_known_transfer_syntax
+from server.dicom.modify import detect_level
+from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.jobs.modification import (
     bulk_modification,
@@ -48,9 +49,8 @@ class InstanceHandler(_ModificationHandler):
         transcode = None
         if action == "modify":
             modification.set_level(detect_level(modification))
-            transcode = body.get("Transcode")
-            if transcode is not None and (not isinstance(transcode, str) or not is_known_transfer_syntax(transcode)):
-                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {transcode}")
+            if body.get("Transcode") is not None:
+                transcode = parse_transcode(body["Transcode"])
         data = await self.run(modified_instance, self.ctx, instance_id, modification, transcode)
         self.answer_bytes(data, "application/dicom")
 

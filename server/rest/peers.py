@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.net.modalities import check_name, normalize_peer, parse_peer, peer_settings
 from server.net.peers import PeerClient
@@ -69,8 +70,9 @@ class PeerStoreHandler(OrthancHandler):
         network.peer(name)
         resources, body = export_request(self.request.body)
         instances = await self.run(network.instances_of, resources, name)
+        transcode = option(body, "Transcode", str) or None
         job = network.peer_job(instances, name, compress=option(body, "Compress", bool, False),
-                               transcode=option(body, "Transcode", str) or None,
+                               transcode=transcode and parse_transcode(transcode, job=True),
                                permissive=option(body, "Permissive", bool, False),
                                parent_resources=resources)
         await submit_job(self, job, body)

@@ -1,8 +1,11 @@
 """``/plugins``: Isengard loads no Orthanc plugin (``/system`` says ``PluginsEnabled``
-false), so only Orthanc's built-in ``explorer.js`` entry exists, with no extension."""
+false), so Orthanc's built-in ``explorer.js`` entry exists, with no extension; and "gdcm"
+when the configuration names Orthanc's GDCM plugin, whose JPEG 2000 codec Isengard then
+provides (clients look for it here to know whether JPEG 2000 is available)."""
 
 from __future__ import annotations
 
+from server.images import jpeg2000_enabled
 from server.rest.base import NoAnswer, OrthancHandler
 
 EXPLORER_JS = "// Extensions to Orthanc Explorer by the registered plugins\n\n"
@@ -10,7 +13,7 @@ EXPLORER_JS = "// Extensions to Orthanc Explorer by the registered plugins\n\n"
 
 class PluginsHandler(OrthancHandler):
     async def get(self) -> None:
-        self.answer_json(["explorer.js"])
+        self.answer_json(["explorer.js", "gdcm"] if jpeg2000_enabled(self.ctx) else ["explorer.js"])
 
 
 class ExplorerExtensionsHandler(OrthancHandler):

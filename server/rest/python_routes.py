@@ -83,13 +83,13 @@ class ScriptRouteHandler(OrthancHandler):
 
 
     def _pool(self) -> Executor:
-        """Where the callback runs: the scripting pool for HTTP requests.
+        """Where the callback runs: the scripts' REST pool for HTTP requests.
 
         An in-process request (a script or Lua calling the REST API, maybe from that
         very pool) runs on the in-process executor, which its callers cannot exhaust.
         """
         scripting = self.ctx.python
-        return scripting.pool if self.ctx.executor is scripting.ctx.executor else self.ctx.executor
+        return scripting.rest_pool if self.ctx.executor is scripting.ctx.executor else self.ctx.executor
 
 
 def request_headers(request: tornado.httputil.HTTPServerRequest) -> dict[str, str]:

@@ -17,7 +17,7 @@ from server.rest.jobs import submit_job
 from server.rest.modalities import json_object, option, query_tags, timeout_option
 
 ID = r"([^/]+)"
-INDEX = r"([0-9]+)"
+INDEX = r"([^/]+)"
 
 PATIENT_ID: Tag = (0x0010, 0x0020)
 STUDY_UID: Tag = (0x0020, 0x000D)
@@ -46,6 +46,8 @@ class QueryView(OrthancHandler):
         return found
 
     def answer_of(self, record: QueryRecord, index: str) -> Dataset:
+        if not index.isdecimal():
+            raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE, "Syntax error in some user-supplied data")
         position = int(index)
         if position >= len(record.answers):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
@@ -112,6 +114,8 @@ class QueryContentHandler(QueryView):
         query = self.record(query_id).query
         if self.flag("simplify"):
             self.answer_json({tag_name(g, e, None): v for (g, e), v in sorted(query.items())})
+        elif self.flag("short"):
+            self.answer_json({format_tag(t): v for t, v in sorted(query.items())})
         else:
             self.answer_json({format_tag(t): {"Name": tag_name(t[0], t[1], None), "Type": "String",
                                               "Value": v} for t, v in sorted(query.items())})

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
+import tempfile
 import zipfile
-from typing import TYPE_CHECKING
+import zlib
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import tornado.web
 
@@ -14,11 +17,12 @@ from server import instance_tags, requested_tags
 from server.dicom import content as dicom_content
 from server.dicom import json_format
 from server.dicom.main_tags import Level, Tag
-from server.dicom.parse import read_dataset
+from server.dicom.parse import read_dataset, read_upload
 from server.errors import ErrorCode, OrthancError
 from server.resources import descendants_in_orthanc_order
 from server.rest import multipart
 from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.body import MEGABYTE, SPOOL_THRESHOLD, limit_from_megabytes
 from server.rest.formats import dicom_format, ignore_length
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
@@ -52,6 +56,8 @@ def _is_zip(data: bytes) -> bool:
 
 class ListHandler(OrthancHandler):
     """``GET /{level}`` (``expand``, ``since``, ``limit``) and ``POST /instances``."""
+
+    spooled_body = True
 
     async def get(self, plural: str) -> None:
         level = Level.parse(plural)
@@ -90,26 +96,23 @@ class ListHandler(OrthancHandler):
         if plural != "instances":
             await super().post(plural)
             return
-        data = self.request.body
         origin = Origin("RestApi", remote_ip=self.request.remote_ip,
                         http_username=self.username or "")
         boundary = multipart.form_boundary(self.request.headers.get("Content-Type", ""))
         if boundary is not None:
             target = multipart.chunk_target(self.request.headers)
-            await self.run(self._store_form, data, boundary, target, origin)
+            await self.run(self._store_form, self.body_file, boundary, target, origin)
             self._empty(200)
             self.finish()
-        elif _is_zip(data):
-            self.answer_json(await self.run(self._store_zip, data, origin))
         else:
-            result = await self.run(self.ctx.store.ingest, data, origin)
-            self.answer_json(result.as_json())
+            self.answer_json(await self.run(self._store_upload, self.body_file, origin))
 
-    def _store_form(self, data: bytes, boundary: str, target: tuple[str, int] | None,
+    def _store_form(self, body: IO[bytes], boundary: str, target: tuple[str, int] | None,
                     origin: Origin) -> None:
         """Store each part of a form upload (or the file its chunks complete) as Orthanc
-        does: a part that fails is logged and skipped, the answer is an empty 200."""
-        for _, content in multipart.split_parts(data, boundary):
+        does: a part that fails is logged and skipped, the answer is an empty 200.
+        The form is split in memory (forms are what browsers send, file by file)."""
+        for _, content in multipart.split_parts(body.read(), boundary):
             if target is not None:
                 completed = self.ctx.upload_chunks.add(*target, content)
                 if completed is None:
@@ -117,26 +120,63 @@ class ListHandler(OrthancHandler):
                 content = completed
             try:
                 if _is_zip(content):
-                    self._store_zip(content, origin)
+                    self._store_zip(io.BytesIO(content), origin)
                 else:
                     self.ctx.store.ingest(content, origin)
             except OrthancError as error:
                 log.error("Cannot store a part of a multipart upload: %s", error)
 
-    def _store_zip(self, data: bytes, origin: Origin) -> list[dict]:
+    def _store_upload(self, body: IO[bytes], origin: Origin) -> dict | list[dict]:
+        """A DICOM file or a ZIP of them, read from the spooled body."""
+        head = body.read(4)
+        body.seek(0)
+        if _is_zip(head):
+            return self._store_zip(body, origin)
+        return self.ctx.store.ingest(read_upload(body), origin).as_json()
+
+    def _store_zip(self, body: IO[bytes], origin: Origin) -> list[dict]:
+        """Members are read and stored one at a time, each at most ``MaximumFileSizeInArchiveMB``."""
+        limit = limit_from_megabytes(self.ctx.config["MaximumFileSizeInArchiveMB"])
         answers = []
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = zipfile.ZipFile(body)
             members = [m for m in archive.infolist() if not m.is_dir()]
-        except zipfile.BadZipFile as e:
+            for member in members:
+                content = _read_member(archive, member, limit, self.ctx.area.tmp)
+                if content is None:
+                    continue
+                try:
+                    answers.append(self.ctx.store.ingest(content, origin).as_json())
+                except OrthancError:
+                    continue
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
+                zlib.error, RuntimeError) as e:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Cannot read ZIP archive: {e}") from e
-        for member in members:
-            content = archive.read(member)
-            try:
-                answers.append(self.ctx.store.ingest(content, origin).as_json())
-            except OrthancError:
-                continue
         return answers
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int | None,
+                 spool_dir: Path) -> bytes | None:
+    """One member, inflated to a spooled file and refused past ``limit`` (checked on what
+    is inflated, not only on the header): a ZIP bomb never sits in memory.  None for a
+    member that is no complete DICOM file: skipped, as the members the store refuses."""
+    if limit is not None and member.file_size > limit:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, _too_large(member.filename, limit))
+    with archive.open(member) as source, \
+            tempfile.SpooledTemporaryFile(SPOOL_THRESHOLD, dir=spool_dir) as spooled:
+        while chunk := source.read(MEGABYTE):
+            if limit is not None and spooled.tell() + len(chunk) > limit:
+                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, _too_large(member.filename, limit))
+            spooled.write(chunk)
+        try:
+            return read_upload(spooled)
+        except OrthancError:
+            return None
+
+
+def _too_large(name: str, limit: int) -> str:
+    return (f"Uncompressed size exceeds limit ({limit / (1024 * 1024):.1f}MB): "
+            f"{name} (MaximumFileSizeInArchiveMB)")
 
 
 class ResourceHandler(OrthancHandler):

@@ -12,7 +12,7 @@ from server.clock import local_now_iso, utc_now_iso
 from server.dicom.charset import parse_encoding
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
-from server.find import FindOptions, parse_options, parse_request
+from server.find import FindOptions, database_limit, parse_options, parse_request
 from server.net.conformance import conformance_statement
 from server.net.scp import DicomServer, accepted_transfer_syntaxes
 from server.resources import RESPONSE_CONTENT
@@ -55,7 +55,8 @@ class FindHandler(OrthancHandler):
                                "Unable to use 'Since' when finding resources when querying "
                                "against Dicom Tags that are not in the MainDicomTags or when "
                                "using CaseSenstive queries.")
-        found = finder.find(level, constraints, since, limit, options)
+        found, _ = finder.find(level, constraints, since, limit, options,
+                               database_limit(self.ctx.config, level))
         if content is None:
             return [r.public_id for r in found]
         return [self._answer(r, content, requested, fmt) for r in found]

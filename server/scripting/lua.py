@@ -139,8 +139,11 @@ class LuaScripting:
             http=HttpSettings(float(config["HttpTimeout"]), config["HttpProxy"],
                               bool(config["HttpsVerifyPeers"]), config["HttpsCACertificates"]),
             http_port=self.ctx.http_port, executor=self._http_pool, ctx=self.ctx)
-        self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions())
-        self.filter = LuaState("filter", self.timeout, lambda state: LuaApi(state, services).functions())
+        max_memory = int(config["LuaMemoryLimitMB"]) * 2 ** 20 or None
+        self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions(),
+                             max_memory)
+        self.filter = LuaState("filter", self.timeout, lambda state: LuaApi(state, services).functions(),
+                               max_memory)
         self._subscribe()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
         if self._filters:
@@ -280,6 +283,7 @@ class LuaScripting:
         """``IncomingHttpRequestFilter(method, uri, ip, username, headers)``; off the event loop."""
         request = handler.request
         join_call(request.headers.get(CALL_HEADER))
+        await self._wait_for_callbacks()
         if "IncomingHttpRequestFilter" not in self._defined:
             return True
         headers = {name.lower(): value for name, value in request.headers.items()
@@ -293,6 +297,20 @@ class LuaScripting:
         except LuaScriptError as error:
             raise OrthancError(error.code, error.message) from None
         return _predicate(allowed)
+
+    async def _wait_for_callbacks(self) -> None:
+        """An HTTP request waits for the event callbacks queued before it (at most
+        ``LuaCallbackTimeout``), as in Orthanc, where every request takes the Lua lock that a
+        running callback holds: a client that stores an instance over DICOM, then asks over
+        REST, sees what ``OnStoredInstance`` did (Orthanc's Jpeg2000Conversion sample).
+        Requests made by or for Lua itself never wait: they would wait for themselves."""
+        drained = self._events.drained()
+        if drained.done() or in_lua_context():
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(drained), self.timeout or None)
+        except TimeoutError:
+            log.warning("An HTTP request waited %g s for the Lua callbacks: going on", self.timeout)
 
     def filter_find_request(self, query: dict[str, str], origin: dict[str, str]) -> dict[str, str]:
         """Hook of the C-FIND SCP: ``IncomingFindRequestFilter(source, origin)`` (blocking).

@@ -39,6 +39,12 @@ A count hook checks the deadline of the running call every
 than ``LuaCallbackTimeout`` seconds gets a Lua error at the line it reached,
 which ``pcall`` cannot swallow.  Time spent blocked in ``RestApi*``/``Http*``
 does not count (those calls have their own limits).
+
+Memory
+------
+Each state allocates at most ``LuaMemoryLimitMB``: past it, the allocation
+fails with Lua's "not enough memory" error (which ``pcall`` may catch), never
+with the server's memory.
 """
 
 from __future__ import annotations
@@ -153,12 +159,16 @@ class LuaState:
     """A sandboxed Lua 5.3 state with Orthanc's toolbox, run under one re-entrant lock."""
 
     def __init__(self, name: str, timeout: float,
-                 api: Callable[[LuaState], dict[str, Callable[..., Any]]]) -> None:
-        """``api`` builds the Python implementations of the public functions for this state."""
+                 api: Callable[[LuaState], dict[str, Callable[..., Any]]],
+                 max_memory: int | None = None) -> None:
+        """``api`` builds the Python implementations of the public functions for this state;
+        ``max_memory`` (bytes, ``LuaMemoryLimitMB``) caps what its Lua code may allocate."""
         self.name = name
         self.timeout = timeout
+        self.max_memory = max_memory
         self.runtime = lua53.LuaRuntime(encoding=None, register_eval=False, register_builtins=False,
-                                        unpack_returned_tuples=True, attribute_filter=_deny_attributes)
+                                        unpack_returned_tuples=True, attribute_filter=_deny_attributes,
+                                        max_memory=max_memory)
         self._lock = threading.RLock()
         self._deadlines: list[list[float]] = []
         self._outputs: list[list[str]] = []
@@ -270,6 +280,9 @@ class LuaState:
         self._last_failure = None
         try:
             return body()
+        except lua53.LuaMemoryError:
+            raise LuaScriptError(f"not enough memory: the Lua {self.name} state reached "
+                                 f"LuaMemoryLimitMB ({(self.max_memory or 0) // 2 ** 20} MB)") from None
         except lua53.LuaError as error:
             raise self._script_error(str(error)) from None
         finally:

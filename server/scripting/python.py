@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from pydicom.dataset import Dataset
 from tornado.ioloop import IOLoop
 
 from server import events
@@ -40,12 +41,19 @@ from server.delivery import DeliveryQueue
 from server.dicom.main_tags import Level
 from server.dicom.parse import ParsedInstance
 from server.errors import ErrorCode, OrthancError
+from server.find import make_constraint
+from server.net.modalities import peer_settings
 from server.net.scp import DimseStatusError
+from server.net.worklists import DicomHooks, FindAnswers, HierarchicalMatcher
 from server.rest.python_routes import SKIP_SCRIPT_ROUTES, request_get_arguments, request_headers
-from server.scripting import python_api
+from server.scripting import python_api, python_dicom
 from server.scripting.python_api import DicomConnection, DicomInstance, RestOutput, orthanc_exception
+from server.scripting.python_dicom import FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, RECEIVED
 from server.scripting.python_events import FULL_WAIT_SECONDS, QUEUE_LIMIT, Change, ChangeTranslator
+from server.scripting.python_storage import ScriptStorageArea
+from server.scripting.python_toolbox import FIRST_PLUGIN_ERROR
+from server.storage.area import StorageArea
 from server.store import Origin
 
 if TYPE_CHECKING:
@@ -54,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("isengard.plugins.python")
 
-#: Threads running REST callbacks and HTTP filters (a callback may wait on the REST API).
+#: Threads running the HTTP filter and the other short callbacks.
 CALLBACK_THREADS = 8
 #: How long shutdown waits for the change callbacks still queued.
 STOP_TIMEOUT_SECONDS = 10.0
@@ -63,6 +71,7 @@ _HTTP_METHODS = ENUMERATIONS["HttpMethod"][1]
 _NO_MODIFIED_BUFFER = ("The ReceivedInstanceCallback plugin is not returning a modified buffer while it has "
                        "modified the instance")
 _DATABASE_NOT_READY = 2038
+ACCESSION_NUMBER = (0x0008, 0x0050)
 #: ``RegisterStorageCommitmentScpCallback`` and ``...2``: one of them, once.
 _COMMITMENT_SLOTS = ("commitment", "commitment2")
 
@@ -79,6 +88,15 @@ class PythonScripting:
         self._tokens: set[str] = set()
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(CALLBACK_THREADS, thread_name_prefix="python")
+        # REST callbacks may run for long: their own pool, bounded as Orthanc's HTTP threads
+        # are, so that busy callbacks never delay the filter every request passes (or the
+        # built-in routes, which use neither pool).
+        self.rest_pool = ThreadPoolExecutor(max(1, int(ctx.config["HttpThreadsCount"])),
+                                            thread_name_prefix="python-rest")
+        #: ``ExtendOrthancExplorer``: JavaScript kept for the explorer, in registration order.
+        self.explorer_extensions: list[str] = []
+        #: ``RegisterErrorCode``: (script's code, HTTP status, message), numbered from 1000000.
+        self._errors: list[tuple[int, int, str]] = []
         self._translator = ChangeTranslator()
         self._deliveries = DeliveryQueue("python-changes", QUEUE_LIMIT, FULL_WAIT_SECONDS)
         self._deliveries.start()
@@ -117,6 +135,7 @@ class PythonScripting:
         if not self._deliveries.close(STOP_TIMEOUT_SECONDS):
             log.warning("Python change callbacks still pending at shutdown were dropped")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.rest_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the Host protocol of python_api ---------------------------------------------
 
@@ -182,6 +201,41 @@ class PythonScripting:
                 return resource.public_id
         raise orthanc_exception(ErrorCode.INTERNAL)
 
+    def lookup_accession(self, accession_number: str) -> str:
+        constraint = make_constraint(ACCESSION_NUMBER, accession_number, True)
+        found, _ = self.ctx.finder.find(Level.STUDY, [constraint] if constraint else [], limit=1)
+        if not found:
+            raise orthanc_exception(ErrorCode.INTERNAL)
+        return found[0].public_id
+
+    def get_global_property(self, key: int) -> str | None:
+        return self.ctx.index.get_property(key)
+
+    def set_global_property(self, key: int, value: str) -> None:
+        self.ctx.index.set_property(key, value)
+
+    def peers(self) -> dict[str, dict[str, Any]]:
+        return {name: peer_settings(params) for name, params in self.ctx.network.peers.all().items()}
+
+    def configuration_path(self) -> str:
+        path = self.ctx.config.path
+        return str(path.resolve()) if path is not None else ""
+
+    def extend_explorer(self, javascript: str) -> None:
+        with self._lock:
+            self.explorer_extensions.append(javascript)
+
+    def register_error(self, code: int, http_status: int, message: str) -> int:
+        with self._lock:
+            self._errors.append((code, http_status, message))
+            return FIRST_PLUGIN_ERROR + len(self._errors) - 1
+
+    def matcher(self, query: Dataset) -> HierarchicalMatcher:
+        try:
+            return HierarchicalMatcher(query, bool(self.ctx.config.get("CaseSensitivePN", False)))
+        except OrthancError as e:
+            raise python_api.from_orthanc_error(e) from None
+
     def new_token(self) -> str:
         token = f"Bearer {uuid.uuid4()}"
         with self._lock:
@@ -210,7 +264,7 @@ class PythonScripting:
 
     def serve_rest(self, path: str, method: str, get: dict[str, str], headers: dict[str, str],
                    body: bytes) -> RestOutput:
-        """Run the REST callback of ``path`` (in :attr:`pool`); its collected answer."""
+        """Run the REST callback of ``path`` (in :attr:`rest_pool`); its collected answer."""
         found = self.find_route(path)
         if found is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
@@ -315,6 +369,68 @@ class PythonScripting:
                       status)
             raise OrthancError(ErrorCode.PLUGIN)
         return status
+
+    def storage_area(self, local: StorageArea) -> StorageArea:
+        """The area files go to: the script's (``RegisterStorageArea``), else ``local``."""
+        registered = self.callback("storage")
+        if registered is None:
+            return local
+        log.warning("The storage area is handled by the Python script")
+        return ScriptStorageArea(local, *registered)
+
+    # -- DICOM SCP callbacks (worklists, C-FIND, C-MOVE) ------------------------------
+
+    def add_dicom_hooks(self, hooks: DicomHooks) -> None:
+        """Plug the script's worklist, C-FIND and C-MOVE callbacks into the DICOM server."""
+        if self.callback("worklist") is not None:
+            if hooks.worklist is not None:
+                log.warning("The Python worklist callback replaces the worklists of the configuration")
+            hooks.worklist = self.answer_worklist
+        if self.callback("find") is not None:
+            hooks.find = self.answer_find
+        if self.callback("move") is not None:
+            hooks.move = self.apply_move
+
+    def answer_worklist(self, query: Dataset, issuer_aet: str, called_aet: str) -> FindAnswers:
+        registered = self.callback("worklist")
+        assert registered is not None
+        answers = WorklistAnswers(self.ctx.default_encoding)
+        self._run_scp("Python C-FIND SCP for worklist callback", registered[0], answers,
+                      WorklistQuery(query, self.matcher(query)), issuer_aet, called_aet)
+        return answers.answers
+
+    def answer_find(self, query: Dataset, issuer_aet: str, called_aet: str) -> FindAnswers:
+        registered = self.callback("find")
+        assert registered is not None
+        answers = python_dicom.FindAnswers()
+        self._run_scp("Python C-FIND SCP callback", registered[0], answers, FindQuery(query), issuer_aet,
+                      called_aet)
+        return answers.answers
+
+    def apply_move(self, query: Dataset, originator_aet: str, called_aet: str, target_aet: str,
+                   message_id: int) -> None:
+        """``callback(**request)`` with the keys orthanc-python gives (Level, the identifiers, the AETs)."""
+        registered = self.callback("move")
+        assert registered is not None
+        level = str(query.get("QueryRetrieveLevel", "") or "").strip().upper()
+        level = "INSTANCE" if level == "IMAGE" else level
+        if level not in ("PATIENT", "STUDY", "SERIES", "INSTANCE"):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Bad QueryRetrieveLevel: {level}")
+        request: dict[str, Any] = {"Level": level}
+        for key in ("PatientID", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            value = query.get(key)
+            request[key] = "" if value is None else str(value)
+        request.update({"OriginatorAET": originator_aet, "SourceAET": called_aet, "TargetAET": target_aet,
+                        "OriginatorID": message_id})
+        self._run_scp("Python C-MOVE SCP callback", lambda: registered[0](**request))
+
+    def _run_scp(self, what: str, callback: Callable[..., Any], *arguments: Any) -> None:
+        self._verbose("Calling %s", what)
+        try:
+            callback(*arguments)
+        except Exception as e:
+            _log_traceback(f"Error in the {what}", e)
+            raise OrthancError(ErrorCode.PLUGIN) from None
 
     # -- changes and stored instances ------------------------------------------------
 

@@ -17,11 +17,18 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.uid import UID
 
 from server.dicom import json_format
 from server.dicom.parse import read_dataset
+from server.dicom.transcode import transcode_file
 from server.errors import DESCRIPTIONS, OrthancError
+from server.scripting import python_dicom, python_images
+from server.scripting.python_dicom import FindAnswers, FindMatcher, FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, enumeration_class
+from server.scripting.python_images import Image
+from server.scripting.python_toolbox import FIRST_PLUGIN_ERROR, PLUGIN_ERROR_DESCRIPTION, Peers, ToolboxFunctions
 from server.store import Origin
 
 log = logging.getLogger("isengard.plugins.python")
@@ -135,6 +142,25 @@ class DicomInstance:
     def HasInstancePixelData(self) -> int:
         return 1 if "PixelData" in self._parsed() else 0
 
+    def GetInstanceAdvancedJson(self, format: int, flags: int, max_string_length: int) -> str:
+        """The tags in the FULL, SHORT or HUMAN format, as JSON text."""
+        return python_dicom.dicom_json(self._data, format, flags, self._encoding, max_string_length)
+
+    def GetInstanceRawFrame(self, frame_index: int) -> bytes:
+        """The bytes of one frame as stored (uncompressed slice or encapsulated fragment)."""
+        ds = self._parsed()
+        if "PixelData" not in ds or not 0 <= int(frame_index) < self.GetInstanceFramesCount():
+            raise orthanc_exception(3)
+        syntax = self.GetInstanceTransferSyntaxUid()
+        if syntax and UID(syntax).is_encapsulated:
+            frames = list(generate_frames(ds.PixelData, number_of_frames=self.GetInstanceFramesCount()))
+            return frames[int(frame_index)]
+        size = _frame_size(ds) or len(ds.PixelData) // self.GetInstanceFramesCount()
+        return bytes(ds.PixelData[int(frame_index) * size:(int(frame_index) + 1) * size])
+
+    def GetInstanceDecodedFrame(self, frame_index: int) -> Image:
+        return python_images.decode_frame(self._data, frame_index)
+
     def GetInstanceFramesCount(self) -> int:
         ds = self._parsed()
         if "PixelData" not in ds:
@@ -146,6 +172,16 @@ class DicomInstance:
 
 
 DicomInstance.__module__ = "orthanc"
+
+
+def _frame_size(ds: Dataset) -> int:
+    """Bytes of one uncompressed frame, from the image tags as Orthanc counts them (padding excluded)."""
+    try:
+        pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    return (pixels + 7) // 8 if bits == 1 else pixels * (bits // 8)
 
 
 class DicomConnection:
@@ -244,6 +280,14 @@ class RestOutput:
             self._boundary = boundary
             self._item_type = content_type
 
+    def CompressAndAnswerPngImage(self, format: int, width: int, height: int, pitch: int, buffer: bytes) -> None:
+        self._answer(200, python_images.compress("PNG", format, width, height, pitch, buffer), "image/png")
+
+    def CompressAndAnswerJpegImage(self, format: int, width: int, height: int, pitch: int, buffer: bytes,
+                                   quality: int) -> None:
+        self._answer(200, python_images.compress("JPEG", format, width, height, pitch, buffer, quality),
+                     "image/jpeg")
+
     def SendMultipartItem(self, answer: bytes | str) -> None:
         if self._boundary is None:
             log.error("SendMultipartItem() without StartMultipartAnswer() (Bad sequence of calls)")
@@ -295,11 +339,54 @@ def _callable(value: Any, message: str) -> Callable[..., Any]:
     return value
 
 
-class _Functions:
+class _Opaque:
+    """A class of the plugin whose objects only Orthanc makes (scripts cannot construct them)."""
+
+    def __init__(self, *args: Any) -> None:
+        raise ValueError("Expected a pair (pointer, borrowed) in the constructor")
+
+
+class Job(_Opaque):
+    """orthanc-python 4.0 has no way to create a job from Python: only the type exists."""
+
+    def SubmitJob(self, priority: int) -> str:
+        raise orthanc_exception(2)
+
+
+class StorageArea(_Opaque):
+    """Handed to C callbacks of the plugin SDK only; never to Python code."""
+
+    def StorageAreaCreate(self, uuid: str, content: bytes, size: int, type: int) -> None:
+        raise orthanc_exception(2)
+
+    def StorageAreaRead(self, uuid: str, type: int) -> bytes:
+        raise orthanc_exception(2)
+
+    def StorageAreaRemove(self, uuid: str, type: int) -> None:
+        raise orthanc_exception(2)
+
+    def ReconstructMainDicomTags(self, level: int) -> None:
+        raise orthanc_exception(2)
+
+
+class DicomWebNode(_Opaque):
+    """Used by the DICOMweb plugin's C callbacks only."""
+
+
+class ServerChunkedRequestReader(_Opaque):
+    """Used by chunked REST callbacks of C plugins only."""
+
+
+for _class in (Job, StorageArea, DicomWebNode, ServerChunkedRequestReader):
+    _class.__module__ = "orthanc"
+
+
+class _Functions(ToolboxFunctions):
     """The module-level functions, bound to one :class:`Host`."""
 
     def __init__(self, host: Host) -> None:
         self._host = host
+        self._registered_names = set()
 
     def LogInfo(self, message: str) -> None:
         log.info("%s", _text(message, "message"), stacklevel=2)
@@ -322,6 +409,8 @@ class _Functions:
         return str(uuid.uuid4())
 
     def GetErrorDescription(self, error: int) -> str:
+        if int(error) >= FIRST_PLUGIN_ERROR:
+            return PLUGIN_ERROR_DESCRIPTION
         return DESCRIPTIONS.get(int(error), "Unknown error code")
 
     def RestApiGet(self, uri: str) -> bytes:
@@ -405,6 +494,76 @@ class _Functions:
         """``callback(job_id, transaction_uid, sop_class_uids, sop_instance_uids, connection)``."""
         self._pair("commitment2", callback, lookup)
 
+    def RegisterWorklistCallback(self, callback: Callable[..., None]) -> None:
+        """``callback(answers, query, issuer_aet, called_aet)`` answers C-FIND on the worklist model."""
+        self._single("worklist", "Python C-FIND SCP for worklist callback", callback)
+
+    def RegisterFindCallback(self, callback: Callable[..., None]) -> None:
+        """``callback(answers, query, issuer_aet, called_aet)`` replaces the built-in C-FIND SCP."""
+        self._single("find", "Python C-FIND SCP callback", callback)
+
+    def RegisterMoveCallback(self, callback: Callable[..., None]) -> None:
+        """``callback(**request)`` replaces the built-in C-MOVE SCP (it does the sending itself)."""
+        self._single("move", "Python C-MOVE SCP callback", callback)
+
+    def RegisterStorageArea(self, create: Callable[..., Any], read: Callable[..., Any],
+                            remove: Callable[..., Any]) -> None:
+        """``create(uuid, content_type, data)``, ``read(uuid, content_type)``, ``remove(uuid, content_type)``."""
+        description = "Python storage area"
+        message = f"Expected three callback functions to register a {description}"
+        self._host.register("storage", description, _callable(create, message), _callable(read, message),
+                            _callable(remove, message))
+
+    # -- DICOM -----------------------------------------------------------------------
+
+    def CreateDicom(self, json: str, pixel_data: Image | None, flags: int) -> bytes:
+        """A DICOM file from ``{"TagName": value}`` JSON text, with the image's pixels if one is given."""
+        raster = python_images.raster(pixel_data) if pixel_data is not None else None
+        return python_dicom.create_dicom(json, int(flags), self._host.default_encoding, "", raster)
+
+    def DicomBufferToJson(self, buffer: bytes, format: int, flags: int, max_string_length: int) -> str:
+        return python_dicom.dicom_json(buffer, format, flags, self._host.default_encoding, max_string_length)
+
+    def DicomInstanceToJson(self, instance_id: str, format: int, flags: int, max_string_length: int) -> str:
+        """An unknown instance raises ``InternalError``, as orthanc-python does."""
+        try:
+            data = self._host.instance_file(_text(instance_id, "instance_id"))
+        except OrthancException:
+            raise orthanc_exception(-1) from None
+        return python_dicom.dicom_json(data, format, flags, self._host.default_encoding, max_string_length)
+
+    def CreateFindMatcher(self, query: bytes) -> FindMatcher:
+        return FindMatcher(self._host.matcher(python_dicom._parsed(query)))
+
+    def TranscodeDicomInstance(self, buffer: bytes, transfer_syntax: str) -> DicomInstance:
+        """Through the server's one transcoder (every syntax it writes)."""
+        try:
+            data = transcode_file(_body(buffer), _text(transfer_syntax, "transfer_syntax"))
+        except OrthancError as e:
+            raise from_orthanc_error(e) from None
+        return DicomInstance(data, None, self._host.default_encoding)
+
+    # -- images ----------------------------------------------------------------------
+
+    def CreateImage(self, format: int, width: int, height: int) -> Image:
+        return python_images.create_image(format, width, height)
+
+    def CreateImageFromBuffer(self, format: int, width: int, height: int, pitch: int, buffer: bytes) -> Image:
+        return Image(format, width, height, pitch, _body(buffer))
+
+    def CompressPngImage(self, format: int, width: int, height: int, pitch: int, buffer: bytes) -> bytes:
+        return python_images.compress("PNG", format, width, height, pitch, buffer)
+
+    def CompressJpegImage(self, format: int, width: int, height: int, pitch: int, buffer: bytes,
+                          quality: int) -> bytes:
+        return python_images.compress("JPEG", format, width, height, pitch, buffer, quality)
+
+    def UncompressImage(self, data: bytes, format: int) -> Image:
+        return python_images.uncompress(_body(data), format)
+
+    def DecodeDicomImage(self, buffer: bytes, frame_index: int) -> Image:
+        return python_images.decode_frame(_body(buffer), frame_index)
+
     def _single(self, slot: str, description: str, callback: Any) -> None:
         self._host.register(slot, description, _callable(
             callback, f"Expected a callback function to register one {description}"))
@@ -416,10 +575,11 @@ class _Functions:
 
 
 #: The functions every module exposes, in the order of ``dir(orthanc)``.
-FUNCTIONS = sorted(name for name in vars(_Functions) if not name.startswith("_"))
+FUNCTIONS = sorted(name for name in dir(_Functions) if not name.startswith("_"))
 #: The classes of the module (besides the enumerations).
-CLASSES: dict[str, type] = {cls.__name__: cls for cls in (OrthancException, DicomInstance, DicomConnection,
-                                                            RestOutput)}
+CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
+    OrthancException, DicomInstance, DicomConnection, RestOutput, Peers, Image, FindMatcher, FindQuery,
+    FindAnswers, WorklistQuery, WorklistAnswers, Job, StorageArea, DicomWebNode, ServerChunkedRequestReader)}
 
 
 def build_module(host: Host) -> ModuleType:

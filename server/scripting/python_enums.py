@@ -36,6 +36,50 @@ ENUMERATIONS: dict[str, tuple[str, dict[str, int]]] = {
     "MetricsType": ("How a metrics value set by a script is reported.", {
         "DEFAULT": 0, "TIMER": 1,
     }),
+    "CompressionType": ("Algorithms of BufferCompression.", {
+        "ZLIB": 0, "ZLIB_WITH_SIZE": 1, "GZIP": 2, "GZIP_WITH_SIZE": 3,
+    }),
+    "ConstraintType": ("Kinds of constraints of a database lookup.", {
+        "EQUAL": 1, "SMALLER_OR_EQUAL": 2, "GREATER_OR_EQUAL": 3, "WILDCARD": 4, "LIST": 5,
+    }),
+    "ContentType": ("Kinds of attachments.", {
+        "UNKNOWN": 0, "DICOM": 1, "DICOM_AS_JSON": 2, "DICOM_UNTIL_PIXEL_DATA": 3,
+    }),
+    "CreateDicomFlags": ("Flags of CreateDicom.", {
+        "NONE": 0, "DECODE_DATA_URI_SCHEME": 1, "GENERATE_IDENTIFIERS": 2,
+    }),
+    "DicomToJsonFlags": ("Flags of DicomBufferToJson and DicomInstanceToJson.", {
+        "NONE": 0, "INCLUDE_BINARY": 1, "INCLUDE_PRIVATE_TAGS": 2, "INCLUDE_UNKNOWN_TAGS": 4,
+        "INCLUDE_PIXEL_DATA": 8, "CONVERT_BINARY_TO_ASCII": 16, "CONVERT_BINARY_TO_NULL": 32,
+        "STOP_AFTER_PIXEL_DATA": 64, "SKIP_GROUP_LENGTHS": 128,
+    }),
+    "DicomToJsonFormat": ("Formats of DicomBufferToJson and DicomInstanceToJson.", {
+        "FULL": 1, "SHORT": 2, "HUMAN": 3,
+    }),
+    "DicomWebBinaryMode": ("How DICOMweb JSON shows binary values.", {
+        "IGNORE": 0, "INLINE_BINARY": 1, "BULK_DATA_URI": 2,
+    }),
+    "IdentifierConstraint": ("Constraints on identifiers.", {
+        "EQUAL": 1, "SMALLER_OR_EQUAL": 2, "GREATER_OR_EQUAL": 3, "WILDCARD": 4,
+    }),
+    "ImageFormat": ("Formats of compressed images.", {
+        "PNG": 0, "JPEG": 1, "DICOM": 2,
+    }),
+    "JobStepStatus": ("What a step of a job answers.", {
+        "SUCCESS": 1, "FAILURE": 2, "CONTINUE": 3,
+    }),
+    "JobStopReason": ("Why a job stops.", {
+        "SUCCESS": 1, "PAUSED": 2, "FAILURE": 3, "CANCELED": 4,
+    }),
+    "PixelFormat": ("Memory layouts of image pixels.", {
+        "GRAYSCALE8": 1, "GRAYSCALE16": 2, "SIGNED_GRAYSCALE16": 3, "RGB24": 4, "RGBA32": 5, "UNKNOWN": 6,
+        "RGB48": 7, "GRAYSCALE32": 8, "FLOAT32": 9, "BGRA32": 10, "GRAYSCALE64": 11,
+    }),
+    "ValueRepresentation": ("DICOM value representations (RegisterDictionaryTag).", {
+        "AE": 1, "AS": 2, "AT": 3, "CS": 4, "DA": 5, "DS": 6, "DT": 7, "FD": 8, "FL": 9, "IS": 10, "LO": 11,
+        "LT": 12, "OB": 13, "OF": 14, "OW": 15, "PN": 16, "SH": 17, "SL": 18, "SQ": 19, "SS": 20, "ST": 21,
+        "TM": 22, "UI": 23, "UL": 24, "UN": 25, "US": 26, "UT": 27,
+    }),
     "ErrorCode": ("Orthanc's error codes (the first item of OrthancException.args).", {
         "INTERNAL_ERROR": -1, "SUCCESS": 0, "PLUGIN": 1, "NOT_IMPLEMENTED": 2, "PARAMETER_OUT_OF_RANGE": 3,
         "NOT_ENOUGH_MEMORY": 4, "BAD_PARAMETER_TYPE": 5, "BAD_SEQUENCE_OF_CALLS": 6, "INEXISTENT_ITEM": 7,
@@ -88,3 +132,7 @@ NO_RESOURCE = ENUMERATIONS["ResourceType"][1]["NONE"]
 ORIGINS = {"DicomProtocol": 2, "RestApi": 3, "Plugins": 4, "Lua": 5, "WebDav": 6}
 #: ``orthanc.ReceivedInstanceAction`` values by name.
 RECEIVED = ENUMERATIONS["ReceivedInstanceAction"][1]
+#: ``orthanc.ValueRepresentation`` value -> the VR's two letters.
+VR_NAMES = {value: name for name, value in ENUMERATIONS["ValueRepresentation"][1].items()}
+#: ``orthanc.ErrorCode`` values by name (the server's ``ErrorCode`` names only those it raises).
+CODES = ENUMERATIONS["ErrorCode"][1]

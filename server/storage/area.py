@@ -4,15 +4,23 @@ A new file is first written under ``tmp/`` inside the area and only moved to its
 final place once the index has committed the row that names it.  The ``tmp/``
 folder is therefore the journal of interrupted ingests: at start-up, files whose
 UUID the index knows are moved into place, the others are deleted.
+
+Deletes are journaled the other way round: the UUIDs of the files to remove are
+written under ``removals/`` (synced) *before* the index transaction that forgets
+them commits, and the journal is dropped once the files are gone.  At start-up
+the journals left by a crash are replayed: a file is removed only if the index
+does not know its UUID (the transaction may not have committed), so no file of
+a live instance is ever removed and none of a deleted one is left behind.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from server.errors import ErrorCode, OrthancError
@@ -21,6 +29,8 @@ from server.metrics import Metrics
 #: Orthanc's CompressionType values, as stored in the index.
 COMPRESSION_NONE = 1
 COMPRESSION_ZLIB = 2
+
+log = logging.getLogger("isengard.storage")
 
 
 class StorageArea:
@@ -32,6 +42,8 @@ class StorageArea:
         self.metrics = metrics or Metrics(enabled=False)
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.removals = root / "removals"
+        self.removals.mkdir(exist_ok=True)
 
     def path(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
@@ -94,8 +106,44 @@ class StorageArea:
             except OSError:
                 break
 
+    def journal_removals(self, file_uuids: list[str]) -> Path | None:
+        """Record, durably, files about to be removed; call before the index forgets them."""
+        if not file_uuids:
+            return None
+        journal = self.removals / f"{uuid.uuid4()}.txt"
+        partial = journal.with_suffix(".partial")
+        with open(partial, "w") as f:
+            f.write("\n".join(file_uuids))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, journal)
+        return journal
+
+    def remove_journaled(self, journal: Path | None, file_uuids: Iterable[str]) -> None:
+        """Remove the files of a journal whose index transaction committed, then the journal."""
+        for file_uuid in file_uuids:
+            self.remove(file_uuid)
+        if journal is not None:
+            journal.unlink(missing_ok=True)
+
+    def replay_removals(self, is_indexed: Callable[[str], bool]) -> int:
+        """Finish the removals a crash interrupted: only files the index no longer knows."""
+        removed = 0
+        for journal in sorted(self.removals.iterdir()):
+            if journal.suffix == ".txt":
+                for file_uuid in journal.read_text().split():
+                    if not is_indexed(file_uuid) and self.path(file_uuid).exists():
+                        self.remove(file_uuid)
+                        removed += 1
+            journal.unlink(missing_ok=True)
+        if removed:
+            log.warning("Finished interrupted deletions: %d files removed", removed)
+        return removed
+
     def recover(self, is_indexed: Callable[[str], bool]) -> tuple[int, int]:
-        """Finish or roll back the ingests a crash interrupted; returns (published, removed)."""
+        """Finish or roll back the ingests a crash interrupted; returns (published, removed).
+        The deletions a crash interrupted are finished too (:meth:`replay_removals`)."""
+        self.replay_removals(is_indexed)
         published = removed = 0
         for entry in list(self.tmp.iterdir()):
             if entry.is_file() and is_indexed(entry.name):

@@ -1,0 +1,143 @@
+"""The services behind Orthanc's image routes (``/instances/{id}/frames/...``, ``/preview``,
+``/rendered``, ``/numpy``...): read the stored file, decode one frame, turn it into what the
+route answers. Everything here blocks (disk, codecs): the REST layer runs it in a thread."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+
+from server.dicom import pixels, render
+from server.dicom.main_tags import Level
+from server.dicom.transcode import Settings
+from server.errors import ErrorCode, OrthancError
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+INSTANCE_NUMBER = (0x0020, 0x0013)
+
+
+def jpeg2000_enabled(ctx: ServerContext) -> bool:
+    """JPEG 2000 is decoded only when the configuration loads Orthanc's GDCM plugin, as in Orthanc."""
+    return Settings.from_config(ctx.config).jpeg2000
+
+
+def _dataset(ctx: ServerContext, public_id: str) -> Dataset:
+    instance = ctx.index.lookup(public_id, Level.INSTANCE)
+    if instance is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    return pixels.read_image_dataset(ctx.store.read_dicom(instance))
+
+
+def frames(ctx: ServerContext, public_id: str) -> list[int]:
+    """``GET /instances/{id}/frames``."""
+    return list(range(pixels.frames_count(_dataset(ctx, public_id))))
+
+
+@dataclass
+class Encoded:
+    body: bytes
+    mime: str
+
+
+@dataclass
+class Output:
+    """How to encode an image: the MIME type chosen from ``Accept`` and the JPEG quality."""
+
+    mime: str
+    quality: int = 90
+
+
+def _encode(image: pixels.Image, output: Output) -> Encoded:
+    if output.mime == "image/jpeg":
+        return Encoded(render.encode_jpeg(image, output.quality), output.mime)
+    if output.mime == "image/x-portable-arbitrarymap":
+        return Encoded(render.encode_pam(image), output.mime)
+    return Encoded(render.encode_png(image), "image/png")
+
+
+def _decode(ctx: ServerContext, ds: Dataset, frame: int) -> pixels.Image:
+    return pixels.decode_frame(ds, frame, jpeg2000_enabled(ctx))
+
+
+def extracted(ctx: ServerContext, public_id: str, frame: int, mode: render.Mode,
+              output: Callable[[], Output]) -> Encoded:
+    """``/preview``, ``/image-uint8``, ``/image-uint16``, ``/image-int16``; ``output`` (the
+    format from ``Accept``) is asked once the frame is decoded, in Orthanc's order of errors."""
+    ds = _dataset(ctx, public_id)
+    image = _decode(ctx, ds, frame)
+    chosen = output()
+    if chosen.mime == "image/jpeg" and mode not in (render.Mode.PREVIEW, render.Mode.UINT8):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "JPEG encodes 8-bit images only")
+    invert = mode is render.Mode.PREVIEW and \
+        str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
+    return _encode(render.extract(image, mode, invert), chosen)
+
+
+def rendered(ctx: ServerContext, public_id: str, frame: int, args: Callable[[], render.RenderArguments],
+             output: Callable[[], Output]) -> Encoded:
+    """``/rendered``: rescale, windowing (file or query), MONOCHROME1, resizing; the query is
+    read once the frame is decoded, as Orthanc does."""
+    ds = _dataset(ctx, public_id)
+    decoded = _decode(ctx, ds, frame)
+    image, invert = render.render(decoded, ds, frame, args())
+    chosen = output()
+    return _encode(render.extract(image, render.Mode.UINT8 if not image.format.is_color else render.Mode.PREVIEW,
+                                  invert), chosen)
+
+
+def matlab(ctx: ServerContext, public_id: str, frame: int) -> bytes:
+    """``/matlab``: the decoded frame as an Octave/Matlab expression."""
+    return render.encode_matlab(_decode(ctx, _dataset(ctx, public_id), frame))
+
+
+def raw(ctx: ServerContext, public_id: str, frame: int, compress: bool) -> Encoded:
+    """``/frames/{n}/raw`` (and ``raw.gz``): the stored bytes of the frame, undecoded."""
+    body, mime = pixels.raw_frame(_dataset(ctx, public_id), frame)
+    if compress:
+        return Encoded(gzip.compress(body), "application/gzip")
+    return Encoded(body, mime)
+
+
+def numpy_instance(ctx: ServerContext, public_id: str, frame: int | None, rescale: bool, compress: bool) -> bytes:
+    """``/instances/{id}/numpy`` (every frame) or ``/frames/{n}/numpy`` (one, without depth)."""
+    ds = _dataset(ctx, public_id)
+    if frame is not None:
+        return render.numpy_frames([_decode(ctx, ds, frame)], [render.rescale(ds, frame)], None, rescale, compress)
+    count = pixels.frames_count(ds)
+    if count == 0:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Empty DICOM instance")
+    indexes = range(count)
+    return render.numpy_frames([_decode(ctx, ds, i) for i in indexes], [render.rescale(ds, i) for i in indexes],
+                               count, rescale, compress)
+
+
+def numpy_series(ctx: ServerContext, public_id: str, rescale: bool, compress: bool) -> bytes:
+    """``/series/{id}/numpy``: the frames of the instances in instance-number order."""
+    series = ctx.index.lookup(public_id, Level.SERIES)
+    if series is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    instances = ctx.index.children(series.internal_id)
+    tags = ctx.index.main_tags_many([i.internal_id for i in instances])
+    instances.sort(key=lambda i: (_instance_number(tags[i.internal_id]), i.public_id))
+    images, rescales = [], []
+    for instance in instances:
+        ds = pixels.read_image_dataset(ctx.store.read_dicom(instance))
+        for index in range(pixels.frames_count(ds)):
+            images.append(_decode(ctx, ds, index))
+            rescales.append(render.rescale(ds, index))
+    if not images:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Empty series")
+    return render.numpy_frames(images, rescales, len(images), rescale, compress)
+
+
+def _instance_number(tags: dict) -> float:
+    try:
+        return float(tags.get(INSTANCE_NUMBER, ""))
+    except ValueError:
+        return float("inf")

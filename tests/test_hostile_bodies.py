@@ -1,0 +1,210 @@
+"""Hostile request bodies: refused from the headers, capped, streamed, never whole in memory.
+
+Memory is the peak resident size (VmHWM) of the server process the test started.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import http.client
+import io
+import json
+import socket
+import threading
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Isengard, sample
+
+CT = sample("ColorTestMalaterre.dcm")
+MB = 1024 * 1024
+#: The ceiling the issue sets for a server handling a 1 GB body.
+RSS_LIMIT_KB = 400 * 1024
+
+
+def peak_rss_kb(server: Isengard) -> int:
+    assert server.process is not None
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def raw_request(server: Isengard, head: str, body: bytes = b"", timeout: float = 10) -> bytes:
+    """Send the request head and a body (from a thread, as the server may answer and close
+    before reading it all), read what the server answers."""
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=timeout) as sock:
+        sender = threading.Thread(target=_send, args=(sock, head.encode("latin-1") + b"\r\n" + body))
+        sender.start()
+        answer = b""
+        while b"\r\n\r\n" not in answer or not _complete(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        sender.join()
+        return answer
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return True
+
+
+def zeros(total: int, chunk: int = MB) -> Iterator[bytes]:
+    block = bytes(chunk)
+    for _ in range(total // chunk):
+        yield block
+
+
+def gzip_bomb(size: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(MB)
+    return b"".join(compressor.compress(block) for _ in range(size // MB)) + compressor.flush()
+
+
+@pytest.fixture
+def secured(make_isengard) -> Isengard:
+    return make_isengard(AuthenticationEnabled=True, RegisteredUsers={"alice": "secret"})
+
+
+def test_unauthenticated_request_is_refused_before_its_body(secured: Isengard) -> None:
+    """A 1 GiB body announced, none sent: the 401 comes from the headers alone."""
+    answer = raw_request(secured, "POST /instances HTTP/1.1\r\nHost: x\r\n"
+                                  "Content-Length: 1073741824\r\n", timeout=5)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:100]
+    assert b"www-authenticate" in answer.lower()
+
+
+def test_unauthenticated_gzip_bomb_costs_nothing(secured: Isengard) -> None:
+    bomb = gzip_bomb(1024 * MB)
+    answer = secured.post("/tools/lookup", bomb, headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 401
+    assert peak_rss_kb(secured) < 200 * 1024
+
+
+def test_body_past_maximum_size_is_413_from_its_length(make_isengard) -> None:
+    server = make_isengard(MaximumRequestBodySizeMB=1)
+    answer = raw_request(server, "POST /tools/lookup HTTP/1.1\r\nHost: x\r\n"
+                                 f"Content-Length: {2 * MB}\r\n", timeout=5)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+    assert b'"HttpStatus" : 413' in answer
+    assert server.post("/tools/lookup", b"1.2.3").status_code == 200
+
+
+def test_chunked_body_past_maximum_size_is_413(make_isengard) -> None:
+    server = make_isengard(MaximumRequestBodySizeMB=1)
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, bytes(64 * 1024))
+    answer = raw_request(server, "POST /instances HTTP/1.1\r\nHost: x\r\n"
+                                 "Transfer-Encoding: chunked\r\n", chunk * 40)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+    assert b'"HttpStatus" : 413' in answer
+    assert server.json("/system")["Name"]
+
+
+def test_gzip_body_is_inflated_with_a_cap(make_isengard) -> None:
+    server = make_isengard(MaximumFileSizeInArchiveMB=16)
+    answer = server.post("/instances", gzip.compress(CT.read_bytes()),
+                         headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 200 and answer.json()["Status"] == "Success"
+    answer = server.post("/tools/lookup", gzip_bomb(64 * MB), headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 413
+    assert "MaximumFileSizeInArchiveMB" in answer.json()["Details"]
+    answer = server.post("/tools/lookup", b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 400
+
+
+def test_authenticated_gzip_bomb_to_a_json_route_is_refused_in_bounded_memory(secured: Isengard) -> None:
+    answer = secured.post("/tools/find", gzip_bomb(1024 * MB), headers={"Content-Encoding": "gzip"},
+                          auth=("alice", "secret"))
+    assert answer.status_code == 413
+    assert peak_rss_kb(secured) < RSS_LIMIT_KB
+
+
+def test_one_gigabyte_upload_stays_on_disk(isengard: Isengard) -> None:
+    answer = isengard.post("/instances", zeros(1024 * MB))
+    assert answer.status_code == 404 and answer.json()["OrthancStatus"] == 21
+    assert peak_rss_kb(isengard) < RSS_LIMIT_KB
+    assert isengard.json("/system")["Name"]
+
+
+def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_zip_bomb_is_refused_in_bounded_memory(make_isengard) -> None:
+    server = make_isengard()
+    bomb = _zip({"a.dcm": CT.read_bytes(), "bomb.dcm": bytes(1024 * MB)})
+    answer = server.post("/instances", bomb)
+    assert answer.status_code == 200, answer.text
+    assert [a["Status"] for a in answer.json()] == ["Success"]
+    assert peak_rss_kb(server) < RSS_LIMIT_KB
+
+
+def test_zip_member_past_maximum_file_size_is_refused(make_isengard) -> None:
+    server = make_isengard(MaximumFileSizeInArchiveMB=1)
+    answer = server.post("/instances", _zip({"big.dcm": bytes(2 * MB)}))
+    assert answer.status_code == 400
+    assert "MaximumFileSizeInArchiveMB" in answer.json()["Details"]
+    assert server.json("/instances") == []
+
+
+def test_zip_member_with_a_bad_crc_is_400(isengard: Isengard) -> None:
+    data = bytearray(_zip({"a.dcm": CT.read_bytes()}, zipfile.ZIP_STORED))
+    middle = 30 + len("a.dcm") + 1000
+    data[middle] ^= 0xFF
+    answer = isengard.post("/instances", bytes(data))
+    assert answer.status_code == 400
+    assert answer.json()["OrthancStatus"] == 15
+
+
+def test_upload_answering_a_401_challenge_on_the_same_connection(secured: Isengard) -> None:
+    """httplib2 (Orthanc's integration suite) sends without credentials first, then retries
+    on the same connection: a refused body of a few MB is read, and the connection stays usable."""
+    data = sample("ColorTestImageJ.dcm").read_bytes()
+    connection = http.client.HTTPConnection("127.0.0.1", secured.http_port, timeout=20)
+    connection.request("POST", "/instances", data)
+    refused = connection.getresponse()
+    refused.read()
+    assert refused.status == 401
+    credentials = base64.b64encode(b"alice:secret").decode()
+    connection.request("POST", "/instances", data, {"Authorization": f"Basic {credentials}"})
+    stored = connection.getresponse()
+    assert stored.status == 200 and json.loads(stored.read())["Status"] == "Success"
+
+
+def test_body_refused_unread_says_the_connection_closes(secured: Isengard) -> None:
+    answer = raw_request(secured, "POST /instances HTTP/1.1\r\nHost: x\r\n"
+                                  f"Content-Length: {1024 * MB}\r\n", timeout=5)
+    assert answer.startswith(b"HTTP/1.1 401")
+    assert b"connection: close" in answer.lower()
+
+
+def test_stalled_body_is_dropped_after_http_request_timeout(make_isengard) -> None:
+    server = make_isengard(HttpRequestTimeout=1)
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+        sock.sendall(b"POST /tools/lookup HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        began = time.monotonic()
+        assert sock.recv(1024) == b""
+        assert time.monotonic() - began < 5
+    assert server.json("/system")["Name"]
