@@ -234,3 +234,42 @@ def test_lookup_with_underscore_is_exact(loaded: dict[str, Any]) -> None:
     assert len(server.post("/tools/lookup", "lctsc-test-s1-101").json()) == 1
     assert server.post("/tools/lookup", "LCTSC-Test-S1-101_").json() == []
     assert server.post("/tools/lookup", "_LCTSC-Test-S1-101").json() == []
+
+
+def _count(server: Isengard, body: dict[str, Any]) -> int:
+    answer = server.post("/tools/count-resources", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["Count"]
+
+
+def test_case_folding_is_the_same_in_sql(make_isengard: Any) -> None:
+    """Without CaseSensitive, the main tags Orthanc 1.10.1 matches in SQLite fold ASCII
+    letters only (``é`` and ``É`` differ), the identifiers every letter: the plain find, the
+    find with 1.12 options (answered in SQL) and count-resources agree."""
+    server = make_isengard()
+    created = server.post("/tools/create-dicom", json={"Tags": {
+        "PatientName": "élise", "SeriesDescription": "été", "Modality": "CT"}})
+    assert created.status_code == 200, created.text
+    series = server.get(f"/instances/{created.json()['ID']}/series").json()["ID"]
+    order = {"OrderBy": [{"Type": "DicomTag", "Key": "SeriesDate", "Direction": "ASC"}]}
+    cases = [("SeriesDescription", "éTé", 1), ("SeriesDescription", "ÉTÉ", 0),
+             ("SeriesDescription", "é*", 1), ("SeriesDescription", "É*", 0),
+             ("PatientName", "ÉLISE", 1), ("PatientName", "É*", 1)]
+    for tag, value, expected in cases:
+        body = {"Level": "Series", "Query": {tag: value}}
+        assert _find(server, body) == [series] * expected, (tag, value)
+        assert _find(server, body | order) == [series] * expected, (tag, value)
+        assert _count(server, body) == expected, (tag, value)
+
+
+def test_database_limit_bounds_finds_with_options(make_isengard: Any) -> None:
+    """``LimitFindInstances`` bounds a find with 1.12 options that sets no ``Limit``, as it
+    bounds the 1.10.1 find."""
+    server = make_isengard(LimitFindInstances=2)
+    ids = [server.upload(path)["ID"] for path in LENA]
+    series = server.get(f"/instances/{ids[0]}").json()["ParentSeries"]
+    body = {"Level": "Instance", "Query": {}, "ParentSeries": series,
+            "OrderBy": [{"Type": "DicomTagAsInt", "Key": "InstanceNumber", "Direction": "DESC"}]}
+    assert _find(server, body) == ids[:2:-1]
+    assert _find(server, body | {"Limit": 4}) == ids[:0:-1]
+    assert _count(server, body) == 5
