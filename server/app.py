@@ -17,7 +17,7 @@ import tornado.httpserver
 
 import server.jobs.modification  # noqa: F401 - registers the job type for restarts
 import server.jobs.split_merge  # noqa: F401 - registers the job types for restarts
-from server import events
+from server import events, instance_tags
 from server.config import ConfigError, Configuration, load_configuration
 from server.dicom import private_dictionary
 from server.dicom.json_format import dataset_decoder, tag_text
@@ -32,6 +32,7 @@ from server.net.scp import DicomServer
 from server.net.service import NetworkService  # also registers the network job types
 from server.net.storage_commitment import CommitmentService, Reports
 from server.net.worklists import FolderWorklists, install_hooks
+from server.requested_tags import RequestedTags
 from server.resources import ResourceViews
 from server.rest.app import build_application, build_http_server
 from server.rest.inprocess import ContextExecutor, InProcessRest
@@ -42,7 +43,7 @@ from server.scripting.python import PythonScripting, load_script
 from server.stability import StabilityMonitor
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
-from server.store import Limits, Store
+from server.store import Limits, Store, overwrite_mode
 
 if TYPE_CHECKING:
     from server.rest.base import OrthancHandler
@@ -68,6 +69,7 @@ class ServerContext:
         self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),
                                 compress=bool(config["StorageCompression"]), metrics=self.metrics)
         self.index = Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
+        self.index.read_only = bool(config["ReadOnly"])
         published, removed = self.area.recover(self.index.has_attachment_uuid)
         if published or removed:
             log.warning("Recovered interrupted ingests: %d completed, %d rolled back",
@@ -76,16 +78,21 @@ class ServerContext:
         self.store = Store(self.index, self.area, self.bus, Limits(
             max_storage_bytes=int(config["MaximumStorageSize"]) * 1024 * 1024,
             max_patients=int(config["MaximumPatientCount"]),
-            overwrite=bool(config["OverwriteInstances"]),
+            overwrite=overwrite_mode(config["OverwriteInstances"])[0],
+            overwrite_if_changed=overwrite_mode(config["OverwriteInstances"])[1],
+            reject_when_full=config["MaximumStorageMode"] == "Reject",
             default_encoding=self.default_encoding), self.metrics)
         self.store.transcoding = IngestTranscoding.from_config(config)
         self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
         self.views = ResourceViews(self.index, self.stability)
         self.finder = Finder(self.index, self._file_tags)
+        self.requested_tags = RequestedTags(
+            self.index, self.finder, lambda instance: instance_tags.full_tags(self, instance))
         self.metadata_names = MetadataNames(config["UserMetadata"])
         self.content_types = ContentTypes(config["UserContentType"])
         self.upload_chunks = ChunkStore()
-        self.jobs = JobsEngine(self, self.bus, self.index if config["SaveJobs"] else None,
+        save_jobs = config["SaveJobs"] and not config["ReadOnly"]
+        self.jobs = JobsEngine(self, self.bus, self.index if save_jobs else None,
                                int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
         self.jobs_directory = config.resolve_path(config["StorageDirectory"]) / "jobs"
         self.jobs_directory.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,19 @@
-"""Finds (``/tools/find`` and the C-FIND SCP): Orthanc 1.10.1's matching of DICOM query
-values against the index, its limits and its order.
+"""Finds (``/tools/find``, ``/tools/count-resources`` and the C-FIND SCP): Orthanc's
+matching of DICOM query values against the index, its limits and its order.
 
-Exact values on the level's own main tags are pushed to SQL; wildcards, ranges,
-lists, tags of parent levels and ModalitiesInStudy make the rest of the database stage;
-tags that are not indexed are read from the files last, as Orthanc does.
+A find that asks for nothing of Orthanc 1.12 (labels, a parent, metadata, an ordering) runs
+as Orthanc 1.10.1's does: exact values on the level's own main tags are pushed to SQL;
+wildcards, ranges, lists, tags of parent levels and ModalitiesInStudy make the rest of the
+database stage; tags that are not indexed are read from the files last.  The others run as
+one SQL query (filters, labels, parent, metadata, ordering and paging), with the same case
+folding, only what SQL cannot tell being checked in Python.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
@@ -18,6 +21,7 @@ from pydicom.datadict import tag_for_keyword
 from server.dicom.dictionary import tag_from_name, vr_without_creator
 from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, BY_NAME, Level, Tag
 from server.errors import ErrorCode, OrthancError
+from server.labels import sql_filter as label_filter
 from server.storage.index import Index, Resource
 
 _RANGE_VRS = {"DA", "DT", "TM"}
@@ -93,6 +97,8 @@ class Constraint:
     tag: Tag
     matches: Callable[[str | None], bool]
     exact: str | None  # the value, when a case-sensitive equality is all there is to check
+    #: The same test in SQL on a value column named ``{v}`` (None: only Python can tell).
+    sql: tuple[str, list[object]] | None = None
 
 
 def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint | None:
@@ -102,14 +108,17 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
     Ranges on DA, DT and TM; ``\\`` makes a list of values (wildcards taken literally)
     the whole value must be one of; ``*`` and ``?`` are wildcards on text VRs and refused
     elsewhere (400); anything else is an equality.  Without case sensitivity, both sides are
-    upper-cased first (see :func:`_case_folding`).  A missing attribute never matches.
+    upper-cased first (see :func:`_case_folding`), in SQL as in Python.  A missing attribute
+    never matches.
     """
     if pattern == "":
         return None
     vr = vr_of(tag)
     norm = (lambda text: text) if case_sensitive else _case_folding(tag)
+    column = "{v}" if case_sensitive else _sql_case_folding(tag)
     has_wildcard = "*" in pattern or "?" in pattern
     exact = None
+    sql: tuple[str, list[object]] | None = None
     check: Callable[[str], bool]
     if vr in _RANGE_VRS and "-" in pattern:
         low, _, high = (norm(bound) for bound in pattern.partition("-"))
@@ -118,19 +127,26 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         if not low and not high:
             return None
         check = _range_check(low, high)
+        # Dates and times have no letters: comparing them needs no upper-casing in SQL.
+        bounds = [("{v}>=?", low)] * bool(low) + [("{v}<=?", high)] * bool(high)
+        sql = " AND ".join(b[0] for b in bounds), [b[1] for b in bounds]
     elif "\\" in pattern:
-        check = {norm(item) for item in pattern.split("\\")}.__contains__
+        options = {norm(item) for item in pattern.split("\\")}
+        check = options.__contains__
+        sql = f"{column} IN ({','.join('?' * len(options))})", sorted(options)
     elif has_wildcard and vr in WILDCARD_VRS:
         regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
                                    for c in norm(pattern)), re.DOTALL)
         check = lambda value: regex.fullmatch(value) is not None  # noqa: E731
+        sql = f"{column} GLOB ?", [norm(pattern).replace("[", "[[]")]
     elif has_wildcard:
         raise _no_wildcards(tag)
     else:
         reference = norm(pattern)
         check = lambda value: value == reference  # noqa: E731
         exact = pattern if case_sensitive else None
-    return Constraint(tag, _present_and(check, norm), exact)
+        sql = f"{column}=?", [reference]
+    return Constraint(tag, _present_and(check, norm), exact, sql)
 
 
 def _present_and(check: Callable[[str], bool],
@@ -154,6 +170,26 @@ def _case_folding(tag: Tag) -> Callable[[str], str]:
     return upper_case
 
 
+def _sql_case_folding(tag: Tag) -> str:
+    """:func:`_case_folding` in SQL, on a value column named ``{v}``: SQLite's own ``upper``
+    changes ASCII letters only, ``orthanc_upper`` is :func:`upper_case`."""
+    return "upper({v})" if _case_folding(tag) is ascii_upper_case else "orthanc_upper({v})"
+
+
+def _sql_upper(value: str | None) -> str | None:
+    """:func:`upper_case` for SQL (SQLite's ``upper`` leaves non-ASCII letters alone)."""
+    return None if value is None else upper_case(value)
+
+
+def _ancestor_sql(depth: int) -> str:
+    """The internal id of the ancestor ``depth`` levels above the row of ``Resources``
+    being filtered (0: the row itself)."""
+    expression = "Resources.internalId" if depth == 0 else "Resources.parentId"
+    for step in range(1, depth):
+        expression = f"(SELECT a{step}.parentId FROM Resources a{step} WHERE a{step}.internalId={expression})"
+    return expression
+
+
 def _range_check(low: str, high: str) -> Callable[[str], bool]:
     return lambda value: (not low or value >= low) and (not high or value <= high)
 
@@ -167,6 +203,38 @@ def database_limit(config: Any, level: Level) -> int:
     """``LimitFindInstances`` or ``LimitFindResults``: what one find may take from the
     database (0 for no limit), for ``/tools/find`` and C-FIND alike."""
     return int(config["LimitFindInstances"] if level is Level.INSTANCE else config["LimitFindResults"])
+
+
+@dataclass
+class Ordering:
+    """One ``OrderBy`` item of ``/tools/find`` (Orthanc 1.12.5): a main tag or a metadata,
+    compared as text, integer or real number."""
+
+    tag: Tag | None
+    metadata: int | None
+    cast: str  # "TEXT", "INTEGER" or "REAL", as SQLite's CAST names them
+    descending: bool
+
+
+@dataclass
+class FindOptions:
+    """What the 1.12+ ``/tools/find`` adds to the DICOM query: labels, a parent, metadata
+    constraints and the ordering.  Every part of it is answered in SQL."""
+
+    labels: list[str] = field(default_factory=list)
+    labels_constraint: str = "All"
+    parent: tuple[Level, str] | None = None  # ParentPatient, ParentStudy or ParentSeries
+    metadata: list[tuple[int, Constraint]] = field(default_factory=list)
+    order_by: list[Ordering] = field(default_factory=list)
+
+    def extended(self) -> bool:
+        """Whether anything here goes beyond Orthanc 1.10.1's find (``None`` without labels
+        asks for the resources without any)."""
+        return bool(self.labels or self.labels_constraint == "None" or self.parent is not None
+                    or self.metadata or self.order_by)
+
+
+_ORDER_CASTS = {"": "TEXT", "asint": "INTEGER", "asfloat": "REAL"}
 
 
 def parse_request(body: object) -> tuple[Level, list[Constraint], dict]:
@@ -199,24 +267,121 @@ def parse_request(body: object) -> tuple[Level, list[Constraint], dict]:
     return level, constraints, body
 
 
+def parse_options(body: dict, metadata_number: Callable[[str], int]) -> FindOptions:
+    """The 1.12+ fields of a ``/tools/find`` or ``/tools/count-resources`` body, with
+    Orthanc's messages; ``metadata_number`` resolves metadata names (UserMetadata too)."""
+    options = FindOptions()
+    labels = body.get("Labels", [])
+    if not isinstance(labels, list):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Labels" must be an array of strings')
+    if not all(isinstance(label, str) for label in labels):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Labels" must contain strings')
+    options.labels = labels
+    constraint = body.get("LabelsConstraint", "All")
+    if not isinstance(constraint, str):
+        raise OrthancError(ErrorCode.BAD_REQUEST,
+                           'Field "LabelsConstraint" must be an array of strings')
+    if constraint not in ("All", "Any", "None"):
+        raise OrthancError(ErrorCode.BAD_REQUEST,
+                           'Field "LabelsConstraint" must be "All", "Any", or "None"')
+    options.labels_constraint = constraint
+    for key, parent_level in (("ParentPatient", Level.PATIENT), ("ParentStudy", Level.STUDY),
+                              ("ParentSeries", Level.SERIES)):
+        if key in body and not isinstance(body[key], str):
+            raise OrthancError(ErrorCode.BAD_REQUEST, f'Field "{key}" must be a string')
+        if key in body and options.parent is None:
+            options.parent = parent_level, body[key]
+    query = body.get("MetadataQuery", {})
+    if not isinstance(query, dict):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "MetadataQuery" must be an JSON object')
+    case_sensitive = bool(body.get("CaseSensitive", False))
+    for name, value in query.items():
+        if not isinstance(value, str):
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               f'Tag "{name}" must be associated with a string')
+        number = metadata_number(name)
+        if value:
+            options.metadata.append((number, _metadata_constraint(value, case_sensitive)))
+    order_by = body.get("OrderBy", [])
+    if not isinstance(order_by, list):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "OrderBy" must be an array')
+    options.order_by = [_parse_ordering(item, metadata_number) for item in order_by]
+    return options
+
+
+def _metadata_constraint(pattern: str, case_sensitive: bool) -> Constraint:
+    """Orthanc's ``DatabaseMetadataConstraint``: a ``\\`` list, a wildcard, or an equality."""
+    norm = (lambda text: text) if case_sensitive else upper_case
+    column = "{v}" if case_sensitive else "orthanc_upper({v})"
+    check: Callable[[str], bool]
+    if "\\" in pattern:
+        options = {norm(item) for item in pattern.split("\\")}
+        check = options.__contains__
+        sql: tuple[str, list[object]] = (f"{column} IN ({','.join('?' * len(options))})",
+                                          sorted(options))
+    elif "*" in pattern or "?" in pattern:
+        regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                                   for c in norm(pattern)), re.DOTALL)
+        check = lambda value: regex.fullmatch(value) is not None  # noqa: E731
+        sql = f"{column} GLOB ?", [norm(pattern).replace("[", "[[]")]
+    else:
+        reference = norm(pattern)
+        check = lambda value: value == reference  # noqa: E731
+        sql = f"{column}=?", [reference]
+    return Constraint((0, 0), _present_and(check, norm), pattern if case_sensitive else None, sql)
+
+
+def _parse_ordering(item: object, metadata_number: Callable[[str], int]) -> Ordering:
+    if not isinstance(item, dict):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "OrderBy" must contain objects')
+    key, direction, kind = item.get("Key"), item.get("Direction"), item.get("Type")
+    if not isinstance(key, str):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Key" must be a string')
+    if not isinstance(direction, str) or direction.lower() not in ("asc", "desc"):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Direction" must be "ASC" or "DESC"')
+    if not isinstance(kind, str):
+        raise OrthancError(ErrorCode.BAD_REQUEST,
+                           'Field "Type" must be "DicomTag" or "Metadata"')
+    descending = direction.lower() == "desc"
+    lowered = kind.lower()
+    if lowered.startswith("dicomtag"):
+        cast = _ORDER_CASTS.get(lowered[len("dicomtag"):], "TEXT")
+        return Ordering(parse_tag(key), None, cast, descending)
+    if lowered.startswith("metadata"):
+        cast = _ORDER_CASTS.get(lowered[len("metadata"):], "TEXT")
+        return Ordering(None, metadata_number(key), cast, descending)
+    raise OrthancError(ErrorCode.BAD_REQUEST,
+                       'Field "Type" must be "DicomTag", "DicomTagAsInt", "DicomTagAsFloat" or '
+                       '"Metadata", "MetadataAsInt", "MetadataAsFloat"')
+
+
 class Finder:
-    """Runs a find over the index; non-indexed tags are read from the DICOM files."""
+    """Runs a find over the index: Orthanc 1.10.1's stages for a DICOM query alone, one SQL
+    query (filters, labels, parent, ordering, paging) for the 1.12+ options; what SQL cannot
+    tell (tags no level indexes, ModalitiesInStudy) is checked here, reading the DICOM files
+    as a last resort."""
 
     def __init__(self, index: Index, read_tags: Callable[[Resource], dict[Tag, str]]) -> None:
         self.index = index
         self.read_tags = read_tags
+        with index.reading() as db:
+            db.create_function("orthanc_upper", 1, _sql_upper, deterministic=True)
 
-    def find(self, level: Level, constraints: list[Constraint], since: int = 0,
-             limit: int = 0, database_limit: int = 0) -> tuple[list[Resource], bool]:
+    def find(self, level: Level, constraints: list[Constraint], since: int = 0, limit: int = 0,
+             options: FindOptions | None = None,
+             database_limit: int = 0) -> tuple[list[Resource], bool]:
         """(matches after the first ``since``, at most ``limit``; complete).
 
-        As Orthanc 1.10.1 does it: the database stage (the indexed tags) yields at most
-        ``database_limit`` + 1 candidates (``LimitFindResults``/``LimitFindInstances``,
-        0 for none), the first to have arrived; those are then taken in the order of their
-        identifiers (of arrival for instances), filtered by the tags read from the files,
-        ``since`` and ``limit``.
-        Not complete when either limit cut the list.
+        Without 1.12 ``options``, as Orthanc 1.10.1 does it: the database stage (the indexed
+        tags) yields at most ``database_limit`` + 1 candidates (``LimitFindResults``/
+        ``LimitFindInstances``, 0 for none), the first to have arrived; those are then taken
+        in the order of their identifiers (of arrival for instances), filtered by the tags
+        read from the files, ``since`` and ``limit``.  With them, in the order they ask
+        (then of arrival), ``database_limit`` bounding the answer when ``limit`` does not.
+        Not complete when a limit cut the list.
         """
+        if options is not None and options.extended():
+            return self._find_in_sql(level, constraints, since, limit, options, database_limit)
         if any(_lower_level_tag(c.tag, level) for c in constraints):
             return [], True
         owners = self._owners(level, constraints)
@@ -276,6 +441,146 @@ class Finder:
             row = db.execute("SELECT publicId, parentId FROM Resources WHERE internalId=?",
                              (internal_id,)).fetchone()
         return Resource(internal_id, level, row[0], row[1])
+
+    def _find_in_sql(self, level: Level, constraints: list[Constraint], since: int, limit: int,
+                     options: FindOptions, database_limit: int) -> tuple[list[Resource], bool]:
+        """A find with 1.12 options: one SQL query, paged in SQL when Python has nothing
+        left to check."""
+        query = self._query(level, constraints, options)
+        if query is None:
+            return [], True
+        sql, args, remaining = query
+        bound = limit or database_limit
+        select = "SELECT internalId, publicId, parentId FROM Resources " + sql
+        if not remaining:
+            if bound or since:
+                select += " LIMIT ? OFFSET ?"
+                args = [*args, bound + 1 if bound else -1, since]
+            with self.index.reading() as db:
+                rows = db.execute(select, args).fetchall()
+            found = [Resource(r[0], level, r[1], r[2]) for r in rows]
+            return (found[:bound], False) if bound and len(found) > bound else (found, True)
+        with self.index.reading() as db:
+            rows = db.execute(select, args).fetchall()
+        owners = self._owners(level, remaining)
+        tags = self.index.main_tags_many([r[0] for r in rows]) if rows else {}
+        found = []
+        skipped = 0
+        ancestors_cache: dict[int, dict[Tag, str]] = {}
+        for internal_id, public_id, parent_id in rows:
+            resource = Resource(internal_id, level, public_id, parent_id)
+            if not self._matches(resource, tags[internal_id], remaining, owners, ancestors_cache):
+                continue
+            if skipped < since:
+                skipped += 1
+            elif bound and len(found) >= bound:
+                return found, False
+            else:
+                found.append(resource)
+        return found, True
+
+    def fully_in_index(self, level: Level, constraints: list[Constraint]) -> bool:
+        """Orthanc's ``CanBeFullyPerformedInDb``: no constraint needs the DICOM files."""
+        owners = self._owners(level, constraints)
+        return all(owners[c.tag] is not None or (
+            c.tag == MODALITIES_IN_STUDY and level is Level.STUDY) for c in constraints)
+
+    def count(self, level: Level, constraints: list[Constraint],
+              options: FindOptions | None = None) -> int:
+        """``/tools/count-resources``: a ``COUNT(*)``, refused (as Orthanc does) when the
+        files would have to be read."""
+        if not self.fully_in_index(level, constraints):
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               "Unable to count resources when querying tags that are not stored "
+                               "as MainDicomTags in the Database or when using case sensitive "
+                               "queries.")
+        options = options or FindOptions()
+        query = self._query(level, constraints, FindOptions(
+            options.labels, options.labels_constraint, options.parent, options.metadata))
+        if query is None:
+            return 0
+        sql, args, remaining = query
+        if remaining:
+            return len(self.find(level, constraints, options=options)[0])
+        with self.index.reading() as db:
+            return db.execute("SELECT COUNT(*) FROM Resources " + sql, args).fetchone()[0]
+
+    def _query(self, level: Level, constraints: list[Constraint],
+               options: FindOptions) -> tuple[str, list[object], list[Constraint]] | None:
+        """The ``WHERE ... ORDER BY`` of a find, its arguments and the constraints left to
+        Python; None when nothing can match."""
+        if any(_lower_level_tag(c.tag, level) for c in constraints):
+            return None
+        owners = self._owners(level, constraints)
+        where = ["resourceType=?"]
+        args: list[object] = [int(level)]
+        remaining: list[Constraint] = []
+        for c in constraints:
+            owner = owners[c.tag]
+            if c.sql is None or owner is None or (
+                    c.tag == MODALITIES_IN_STUDY and level is Level.STUDY):
+                remaining.append(c)
+            elif owner is level:  # the index on (tag, value) serves equalities and ranges
+                condition, values = c.sql
+                where.append(f"internalId IN (SELECT m.id FROM MainDicomTags m WHERE "
+                             f"m.tagGroup=? AND m.tagElement=? AND {condition.format(v='m.value')})")
+                args += [c.tag[0], c.tag[1], *values]
+            else:
+                condition, values = c.sql
+                where.append(f"EXISTS (SELECT 1 FROM MainDicomTags m WHERE "
+                             f"m.id={_ancestor_sql(level - owner)} AND m.tagGroup=? AND "
+                             f"m.tagElement=? AND {condition.format(v='m.value')})")
+                args += [c.tag[0], c.tag[1], *values]
+        labels_sql, labels_args = label_filter(options.labels, options.labels_constraint)
+        if labels_sql:
+            where.append(labels_sql)
+            args += labels_args
+        for kind, constraint in options.metadata:
+            assert constraint.sql is not None
+            condition, values = constraint.sql
+            where.append(f"EXISTS (SELECT 1 FROM Metadata d WHERE d.id=Resources.internalId "
+                         f"AND d.type=? AND {condition.format(v='d.value')})")
+            args += [kind, *values]
+        if options.parent is not None:
+            parent = self.index.lookup(options.parent[1], options.parent[0])
+            if parent is None or parent.level > level:
+                return None
+            where.append(f"{_ancestor_sql(level - parent.level)}=?")
+            args.append(parent.internal_id)
+        joins: list[str] = []
+        join_args: list[object] = []
+        order = []
+        for number, ordering in enumerate(options.order_by):
+            found = self._order_join(level, ordering, f"o{number}")
+            if found is not None:  # missing values last, whatever the direction
+                join, values, expression = found
+                joins.append(join)
+                join_args += values
+                order.append(f"{expression} IS NULL, {expression}"
+                             + (" DESC" if ordering.descending else ""))
+        order.append("internalId")
+        return (f"{' '.join(joins)} WHERE {' AND '.join(where)} ORDER BY {', '.join(order)}",
+                join_args + args, remaining)
+
+    def _order_join(self, level: Level, ordering: Ordering,
+                    alias: str) -> tuple[str, list[object], str] | None:
+        """The ``LEFT JOIN`` bringing the value an ``OrderBy`` item sorts on, its arguments
+        and the expression to sort on; None for a tag no level indexes (Orthanc sorts on
+        what its database holds)."""
+        if ordering.metadata is not None:
+            join = (f"LEFT JOIN Metadata {alias} ON {alias}.id=Resources.internalId "
+                    f"AND {alias}.type=?")
+            args: list[object] = [ordering.metadata]
+        else:
+            assert ordering.tag is not None
+            owner = self._owners(level, [Constraint(ordering.tag, bool, None)])[ordering.tag]
+            if owner is None:
+                return None
+            join = (f"LEFT JOIN MainDicomTags {alias} ON {alias}.id={_ancestor_sql(level - owner)} "
+                    f"AND {alias}.tagGroup=? AND {alias}.tagElement=?")
+            args = [ordering.tag[0], ordering.tag[1]]
+        value = f"{alias}.value"
+        return join, args, value if ordering.cast == "TEXT" else f"CAST({value} AS {ordering.cast})"
 
     @staticmethod
     def _owners(level: Level, constraints: list[Constraint]) -> dict[Tag, Level | None]:

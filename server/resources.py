@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from server.dicom.main_tags import BY_LEVEL, Level, Tag, format_tag
+from server.labels import Labels
 from server.stability import StabilityMonitor
 from server.storage.index import ATTACHMENT_DICOM, Index, Metadata, Resource
 
 _CHILDREN_KEY = {Level.PATIENT: "Studies", Level.STUDY: "Series", Level.SERIES: "Instances"}
 _PARENT_KEY = {Level.STUDY: "ParentPatient", Level.SERIES: "ParentStudy",
                Level.INSTANCE: "ParentSeries"}
+
+#: ``ResponseContent`` items and the keys of the expanded view each brings.
+_CONTENT_KEYS = {
+    "MainDicomTags": ("MainDicomTags", "PatientMainDicomTags"),
+    "Parent": tuple(_PARENT_KEY.values()),
+    "Children": tuple(_CHILDREN_KEY.values()),
+    "Labels": ("Labels",),
+    "Status": ("Status",),
+    "IsStable": ("IsStable",),
+    "IsProtected": ("IsProtected",),
+}
+
+#: Every ``ResponseContent`` item Orthanc knows.
+RESPONSE_CONTENT = frozenset(("MainDicomTags", "RequestedTags", "Metadata", "Status", "Parent",
+                              "Children", "Labels", "Attachments", "IsStable", "IsProtected"))
 
 #: Metadata names as the REST API spells them.
 METADATA_NAMES: dict[int, str] = {m.value: m.name for m in Metadata}
@@ -29,6 +47,7 @@ class ResourceViews:
     def __init__(self, index: Index, stability: StabilityMonitor) -> None:
         self.index = index
         self.stability = stability
+        self.labels = Labels(index)
 
     def expand(self, resource: Resource, fmt: str = "simplify") -> dict:
         """The object ``GET /{level}/{id}`` answers, its tags in ``fmt`` (simplify, short, full)."""
@@ -42,6 +61,9 @@ class ResourceViews:
         }
         if level is not Level.PATIENT:
             result[_PARENT_KEY[level]] = index.public_id(resource.parent_internal_id)
+        result["Labels"] = self.labels.of(resource.internal_id)
+        if level is Level.PATIENT:
+            result["IsProtected"] = index.is_protected(resource.internal_id)  # Orthanc 1.12.8
         if level is Level.STUDY:
             result["PatientMainDicomTags"] = main_tags_json(Level.PATIENT, tags, fmt)
         metadata = index.metadata(resource.internal_id)
@@ -62,6 +84,26 @@ class ResourceViews:
                 metadata.get(Metadata.ExpectedNumberOfInstances))
             with index.reading() as db:
                 result["Status"] = index.series_status(db, resource.internal_id)
+        return result
+
+    def content(self, resource: Resource, flags: set[str], fmt: str = "simplify",
+                metadata_name: Callable[[int], str] = str) -> dict:
+        """The object ``/tools/find`` answers for a ``ResponseContent`` (Orthanc 1.12.5):
+        ``ID`` and ``Type`` always, then only the parts named in ``flags``."""
+        full = self.expand(resource, fmt)
+        result = {"ID": full["ID"], "Type": full["Type"]}
+        for flag, keys in _CONTENT_KEYS.items():
+            if flag in flags:
+                result |= {key: full[key] for key in keys if key in full}
+        if "Metadata" in flags:
+            result["Metadata"] = {metadata_name(kind): value for kind, value
+                                  in self.index.metadata(resource.internal_id).items()}
+        if "Attachments" in flags:
+            result["Attachments"] = [
+                {"Uuid": a.uuid, "ContentType": kind, "UncompressedSize": a.uncompressed_size,
+                 "CompressedSize": a.compressed_size, "UncompressedMD5": a.uncompressed_md5,
+                 "CompressedMD5": a.compressed_md5}
+                for kind, a in sorted(self.index.attachments(resource.internal_id).items())]
         return result
 
     def statistics(self, resource: Resource) -> dict:

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import server
 from server import events
 from server.clock import utc_now_iso
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import Level, main_tags_signature
 from server.dicom.parse import ParsedInstance, parse_for_index
 from server.dicom.pixels import read_image_dataset
 from server.dicom.transcode import IngestTranscoding
@@ -87,7 +88,19 @@ class Limits:
     max_storage_bytes: int = 0
     max_patients: int = 0
     overwrite: bool = False
+    #: ``OverwriteInstances: IfChanged`` (Orthanc 1.13): only a different file replaces.
+    overwrite_if_changed: bool = False
+    #: ``MaximumStorageMode: Reject`` (Orthanc 1.11.2): refuse instead of recycling.
+    reject_when_full: bool = False
     default_encoding: str = "Latin1"
+
+
+def overwrite_mode(value: bool | str) -> tuple[bool, bool]:
+    """``OverwriteInstances`` as (overwrite, only if changed): Booleans, or Orthanc 1.13's
+    ``Never``, ``Always``, ``IfChanged``."""
+    if isinstance(value, bool):
+        return value, False
+    return value != "Never", value == "IfChanged"
 
 
 class Store:
@@ -161,7 +174,9 @@ class Store:
         with self.index.transaction() as db:
             existing = self.index.instance_attachment_uuid(db, parsed.ids[Level.INSTANCE])
             if existing is not None:
-                if not self.limits.overwrite:
+                if not self.limits.overwrite or (
+                        self.limits.overwrite_if_changed
+                        and self._same_file(db, existing[0], parsed.data)):
                     return "AlreadyStored", [], [], None
                 resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
                 gone, uuids, _ = self.index.delete(db, resource)
@@ -178,6 +193,10 @@ class Store:
                                        self._instance_metadata(parsed, origin, now))
             for level, values in origin.provenance.items():
                 self.index.set_metadata_in(db, internal[level], values)
+            if server.ORTHANC_API_VERSION >= 17:  # Orthanc 1.11
+                for level in created:
+                    self.index.set_metadata_in(db, internal[level], {
+                        Metadata.MainDicomTagsSignature: main_tags_signature(level)})
             if Level.SERIES in created:
                 series_metadata = {Metadata.RemoteAET: origin.remote_aet or ""}
                 expected = expected_instances(parsed)
@@ -192,6 +211,13 @@ class Store:
         for resource in deleted:
             self.bus.publish(events.DELETED, level=resource.level, resource_id=resource.public_id)
         return "Success", created, obsolete, journal
+
+    @staticmethod
+    def _same_file(db, instance: int, data: bytes) -> bool:
+        """Whether the stored DICOM file of ``instance`` has the MD5 of ``data``."""
+        row = db.execute("SELECT uncompressedMD5 FROM AttachedFiles WHERE id=? AND fileType=?",
+                         (instance, ATTACHMENT_DICOM)).fetchone()
+        return row is not None and row[0] == hashlib.md5(data).hexdigest()
 
     @staticmethod
     def _instance_metadata(parsed: ParsedInstance, origin: Origin, now: str) -> dict[int, str]:
@@ -228,6 +254,8 @@ class Store:
         deleted: list[Resource] = []
         files: list[str] = []
         while self._over_limits(db, size, own is None):
+            if limits.reject_when_full:
+                raise OrthancError(ErrorCode.FULL_STORAGE)
             victim = self.index.oldest_unprotected_patient(db, own_id)
             if victim is None:
                 raise OrthancError(ErrorCode.FULL_STORAGE)

@@ -122,3 +122,10 @@ IDENTIFIER: dict[Level, Tag] = {
 
 def format_tag(tag: Tag) -> str:
     return f"{tag[0]:04x},{tag[1]:04x}"
+
+
+def main_tags_signature(level: Level) -> str:
+    """Orthanc 1.11's ``GetMainDicomTagsSignature``: the level's main tags, sorted, joined by
+    semicolons; stored with each resource, it tells which resources a ``/reconstruct`` would
+    update after the main tags changed."""
+    return ";".join(sorted(format_tag(tag) for tag in BY_LEVEL[level]))

@@ -262,8 +262,10 @@ class ResourceModificationJob(PublishingJob):
     TYPE = "ResourceModification"
 
     def __init__(self, ctx: ServerContext, instances: list[str], modification: Modification,
-                 output_level: Level | None, transcode: str | None = None, **kwargs: Any) -> None:
+                 output_level: Level | None, transcode: str | None = None,
+                 keep_labels: bool = False, **kwargs: Any) -> None:
         super().__init__(ctx, instances, **kwargs)
+        self.keep_labels = keep_labels
         self.modification = modification
         self.output_level = output_level
         self.transcode = transcode
@@ -287,6 +289,32 @@ class ResourceModificationJob(PublishingJob):
         provenance[Level.INSTANCE] = {kind: instance_id}
         self._record(after)
         return Staged(data, provenance)
+
+    def _publish(self, position: int) -> tuple[StoreResult | None, str]:
+        """``KeepLabels`` (Orthanc 1.12.3): each new resource gets the labels of the one it
+        was made from.  They are read before publishing: an in-place modification (same
+        UIDs) replaces the very resources that carried them."""
+        kept = self._labels_of(position) if self.keep_labels else {}
+        result, source = super()._publish(position)
+        if result is not None and kept:
+            for level, labels in kept.items():
+                new = self.ctx.index.lookup(result.ids[level], level)
+                if new is not None:
+                    self.ctx.views.labels.add_many(new.internal_id, labels)
+        return result, source
+
+    def _labels_of(self, position: int) -> dict[Level, list[str]]:
+        """The labels of the source instance of a staged position and of its ancestors."""
+        sidecar = self.folder / f"{position:08d}.json"
+        if not sidecar.exists():
+            return {}
+        source = self.ctx.index.lookup(json.loads(sidecar.read_text())["Source"], Level.INSTANCE)
+        labels: dict[Level, list[str]] = {}
+        current: Resource | None = source
+        while current is not None:
+            labels[current.level] = self.ctx.views.labels.of(current.internal_id)
+            current = self.ctx.index.parent(current)
+        return labels
 
     def _hierarchy(self, instance: Resource) -> dict[Level, str]:
         """The public IDs of an instance and of its ancestors."""
@@ -334,7 +362,7 @@ class ResourceModificationJob(PublishingJob):
     def serialize(self) -> dict[str, Any]:
         return {**super().serialize(), "Modification": self.modification.to_json(),
                 "OutputLevel": self.output_level.title if self.output_level is not None else None,
-                "Transcode": self.transcode, "Output": self.output,
+                "Transcode": self.transcode, "Output": self.output, "KeepLabels": self.keep_labels,
                 "Resources": {level.title: sorted(values) for level, values in self.resources.items()}}
 
     @staticmethod
@@ -343,7 +371,8 @@ class ResourceModificationJob(PublishingJob):
         level = data["OutputLevel"]
         job = ResourceModificationJob(ctx, modification=Modification.from_json(data["Modification"]),
                                       output_level=Level.parse(level) if level else None,
-                                      transcode=data["Transcode"], **PublishingJob.publishing_arguments(data))
+                                      transcode=data["Transcode"], keep_labels=data.get("KeepLabels", False),
+                                      **PublishingJob.publishing_arguments(data))
         job.restore(data)
         job.output = data["Output"]
         job.resources = {Level.parse(name): set(values) for name, values in data["Resources"].items()}
@@ -381,7 +410,8 @@ def modification_job(ctx: ServerContext, body: dict[str, Any], modification: Mod
         transcode = parse_transcode(body["Transcode"], job=True)
     instances = [instance for resource in resources for instance in child_instances(ctx, resource)]
     permissive = boolean_field(body, "Permissive", False)
-    return ResourceModificationJob(ctx, instances, modification, output_level, transcode, origin=origin,
+    return ResourceModificationJob(ctx, instances, modification, output_level, transcode,
+                                   keep_labels=boolean_field(body, "KeepLabels", False), origin=origin,
                                    keep_source=keep_source, permissive=permissive)
 
 

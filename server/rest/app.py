@@ -19,6 +19,7 @@ from server.rest import (
     export,
     images,
     jobs,
+    labels,
     log_levels,
     lua,
     metadata,
@@ -105,7 +106,7 @@ class OrthancApplication(tornado.web.Application):
 
 def build_application(ctx: ServerContext) -> tornado.web.Application:
     routes: list[tuple[str, type]] = []
-    for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
+    for module in (labels, resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
                    reconstruct, directory, slices, plugins, log_levels,
                    export, images, ui):

@@ -160,10 +160,12 @@ class MetadataListHandler(RevisionedHandler):
         resource = self.target(plural, public_id)
         values = await self.run(self.ctx.index.metadata, resource.internal_id)
         names = self.ctx.metadata_names
+        # ``?numeric`` (Orthanc 1.12.0): the metadata by number instead of by name.
+        name = (lambda kind: kind) if self.flag("numeric") else names.name
         if self.flag("expand"):
-            self.answer_json({names.name(k): v for k, v in values.items()})
+            self.answer_json({str(name(k)): v for k, v in values.items()})
         else:
-            self.answer_json([names.name(k) for k in values])
+            self.answer_json([name(k) for k in values])
 
 
 class MetadataHandler(RevisionedHandler):

@@ -9,14 +9,15 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import tornado.web
 
-from server import instance_tags
+import server
+from server import instance_tags, requested_tags
 from server.dicom import content as dicom_content
 from server.dicom import json_format
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import Level, Tag
 from server.dicom.parse import read_dataset, read_upload
 from server.dicom.transcode import Settings, parse_transcode, transcode_file
 from server.errors import ErrorCode, OrthancError
@@ -28,10 +29,27 @@ from server.rest.formats import dicom_format, ignore_length
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
 
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
 log = logging.getLogger("isengard.http")
 
 ID = r"([0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8})"
 LEVELS = r"(patients|studies|series|instances)"
+
+
+def _requested_tags(handler: OrthancHandler) -> list[Tag]:
+    """``?requested-tags=`` (Orthanc 1.12.4; ``requestedTags`` before, still accepted)."""
+    text = handler.get_argument("requested-tags", None) or handler.get_argument("requestedTags", None)
+    return requested_tags.parse_argument(text)
+
+
+def _expanded(ctx: ServerContext, resource: Resource, fmt: str, requested: list[Tag]) -> dict:
+    """The view of a resource, with the ``RequestedTags`` object when tags were requested."""
+    view = ctx.views.expand(resource, fmt)
+    if requested:
+        view["RequestedTags"] = ctx.requested_tags.as_json(resource, requested, fmt)
+    return view
 
 
 def _is_zip(data: bytes) -> bool:
@@ -57,21 +75,24 @@ class ListHandler(OrthancHandler):
             window = (self.int_argument("since", 0), self.int_argument("limit", 0))
         expand = self.flag("expand")
         fmt = dicom_format(self, "simplify")
-        self.answer_json(await self.run(self._list, level, window, expand, fmt))
+        requested = _requested_tags(self)
+        self.answer_json(await self.run(self._list, level, window, expand, fmt, requested))
 
-    def _list(self, level: Level, window: tuple[int, int] | None, expand: bool, fmt: str) -> list:
+    def _list(self, level: Level, window: tuple[int, int] | None, expand: bool, fmt: str,
+              requested: list[Tag]) -> list:
         """All resources of the level, or ``limit`` of them after the first ``since``
-        (Orthanc 1.10.1: ``limit=0`` is an empty page, not "no limit")."""
+        (Orthanc 1.10.1: ``limit=0`` is an empty page; from 1.12.5, API 26, "no limit",
+        so this follows the API level ``/system`` reports)."""
         if window is None:
             ids = self.ctx.index.list_ids(level)
         else:
             since, limit = window
-            ids = self.ctx.index.list_ids(level, since, limit) if limit else []
+            no_limit_is_all = server.ORTHANC_API_VERSION >= 26
+            ids = self.ctx.index.list_ids(level, since, limit) if limit or no_limit_is_all else []
         if not expand:
             return ids
-        views = self.ctx.views
         resources = (self.ctx.index.lookup(i) for i in ids)
-        return [views.expand(r, fmt) for r in resources if r is not None]
+        return [_expanded(self.ctx, r, fmt, requested) for r in resources if r is not None]
 
     async def post(self, plural: str) -> None:
         if plural != "instances":
@@ -165,8 +186,8 @@ class ResourceHandler(OrthancHandler):
 
     async def get(self, plural: str, public_id: str) -> None:
         resource = self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(self.ctx.views.expand, resource,
-                                        dicom_format(self, "simplify")))
+        self.answer_json(await self.run(_expanded, self.ctx, resource,
+                                        dicom_format(self, "simplify"), _requested_tags(self)))
 
     async def delete(self, plural: str, public_id: str) -> None:
         resource = self.resource(Level.parse(plural), public_id)
@@ -196,13 +217,21 @@ class RelativesHandler(OrthancHandler):
             raise tornado.web.HTTPError(404)
         resource = self.resource(Level.parse(plural), public_id)
         fmt = dicom_format(self, "simplify")
-        self.answer_json(await self.run(self._relatives, resource, Level.parse(relative), fmt))
+        expand = "expand" not in self.request.arguments or self.flag("expand")
+        self.answer_json(await self.run(self._relatives, resource, Level.parse(relative), fmt,
+                                        _requested_tags(self), expand))
 
-    def _relatives(self, resource: Resource, target: Level, fmt: str) -> object:
-        index, views = self.ctx.index, self.ctx.views
+    def _relatives(self, resource: Resource, target: Level, fmt: str, requested: list[Tag],
+                   expand: bool) -> object:
+        """Ancestors as one view, descendants as a list of views (only their identifiers
+        with ``expand=false``, Orthanc 1.12.2)."""
+        index = self.ctx.index
         if target < resource.level:
-            return views.expand(index.ancestor(resource, target), fmt)
-        return [views.expand(r, fmt) for r in descendants_in_orthanc_order(index, resource, target)]
+            return _expanded(self.ctx, index.ancestor(resource, target), fmt, requested)
+        found = descendants_in_orthanc_order(index, resource, target)
+        if not expand:
+            return [r.public_id for r in found]
+        return [_expanded(self.ctx, r, fmt, requested) for r in found]
 
 
 class StatisticsHandler(OrthancHandler):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from server import ORTHANC_API_VERSION, ORTHANC_VERSION, __version__
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import Level, main_tags_signature
+from server.errors import ErrorCode, OrthancError
 from server.resources import size_fields
 from server.rest.base import OrthancHandler
-from server.storage.index import SCHEMA_VERSION, ChangeRecord
+from server.storage.index import SCHEMA_VERSION, Change, ChangeRecord
+from server.store import Limits
 
 #: Changes or exports per page when ``limit`` is not given.
 _DEFAULT_LIMIT = 100
@@ -17,20 +19,39 @@ class SystemHandler(OrthancHandler):
         config = self.ctx.config
         self.answer_json({
             "ApiVersion": ORTHANC_API_VERSION,
+            "Capabilities": {"HasExtendedChanges": True, "HasExtendedFind": True,
+                             "HasKeyValueStores": False, "HasQueues": False,
+                             "HasReserveQueueValue": False},
             "CheckRevisions": config["CheckRevisions"],
             "DatabaseBackendPlugin": None,
             "DatabaseVersion": SCHEMA_VERSION,
             "DicomAet": config["DicomAet"],
             "DicomPort": self.ctx.dicom_port,
+            "HasLabels": True,
             "HttpPort": self.ctx.http_port,
+            "MainDicomTags": {level.title: main_tags_signature(level) for level in Level},
+            "MaximumPatientCount": config["MaximumPatientCount"],
+            "MaximumStorageMode": config["MaximumStorageMode"],
+            "MaximumStorageSize": config["MaximumStorageSize"],
+            "OverwriteInstances": self.ctx.store.limits.overwrite,
+            "OverwriteInstancesMode": _overwrite_mode(self.ctx.store.limits),
+            "StorageCompression": config["StorageCompression"],
+            "UserMetadata": dict(config["UserMetadata"]),
             "IsHttpServerSecure": bool(config["SslEnabled"] or config["AuthenticationEnabled"]
                                        or not config["RemoteAccessAllowed"]),
             "IsengardVersion": __version__,
             "Name": config["Name"],
             "PluginsEnabled": False,
+            "ReadOnly": config["ReadOnly"],
             "StorageAreaPlugin": None,
             "Version": ORTHANC_VERSION,
         })
+
+
+def _overwrite_mode(limits: Limits) -> str:
+    if not limits.overwrite:
+        return "Never"
+    return "IfChanged" if limits.overwrite_if_changed else "Always"
 
 
 class StatisticsHandler(OrthancHandler):
@@ -85,6 +106,22 @@ def _log_window(handler: OrthancHandler) -> tuple[int, int]:
     return since, limit & 0xFFFFFFFF
 
 
+def _change_filters(handler: OrthancHandler) -> tuple[set[Change], int | None]:
+    """``type=NewStudy;StableStudy`` and ``to=N`` (Orthanc 1.12.5's ExtendedChanges)."""
+    text = handler.get_argument("type", "all")
+    types: set[Change] = set()
+    if text not in ("all", "All"):
+        for name in filter(None, text.split(";")):
+            if name not in Change.__members__:
+                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown change type: {name}")
+            types.add(Change[name])
+    try:
+        to = int(handler.get_argument("to")) if "to" in handler.request.arguments else None
+    except ValueError:
+        to = None
+    return types, to
+
+
 class ChangesHandler(OrthancHandler):
     async def get(self) -> None:
         index = self.ctx.index
@@ -93,7 +130,12 @@ class ChangesHandler(OrthancHandler):
             since, done = 0, True
         else:
             since, limit = _log_window(self)
-            records, done, last_logged = await self.run(index.changes, since, limit)
+            types, to = _change_filters(self)
+            if types or to is not None:
+                records, done, last_logged = await self.run(index.changes_extended, since, to,
+                                                            limit, types)
+            else:
+                records, done, last_logged = await self.run(index.changes, since, limit)
         self.answer_json(_log_answer("Changes", [_change_json(c) for c in records], done, since,
                                      last_logged))
 

@@ -7,14 +7,15 @@ import uuid
 
 from pydicom.uid import generate_uid
 
-from server import logging_setup
+from server import logging_setup, requested_tags
 from server.clock import local_now_iso, utc_now_iso
 from server.dicom.charset import parse_encoding
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
-from server.find import database_limit, parse_request
+from server.find import FindOptions, database_limit, parse_options, parse_request
 from server.net.conformance import conformance_statement
 from server.net.scp import DicomServer, accepted_transfer_syntaxes
+from server.resources import RESPONSE_CONTENT
 from server.rest.base import OrthancHandler
 from server.rest.formats import body_format
 
@@ -30,20 +31,78 @@ def generate_orthanc_uid(level: Level) -> str:
 
 
 class FindHandler(OrthancHandler):
+    """``/tools/find``: the 1.10.1 fields, and the 1.12 labels, 1.12.5 ``OrderBy``,
+    ``Parent*``, ``MetadataQuery`` and ``ResponseContent`` (which overrides ``Expand``)."""
+
     async def post(self) -> None:
         level, constraints, body = parse_request(self.json_body())
-        expand = bool(body.get("Expand", False))
+        options = parse_options(body, self.ctx.metadata_names.number)
+        content = _response_content(body)
+        requested = requested_tags.parse_list(body.get("RequestedTags", []))
         since = body.get("Since", 0)
         limit = body.get("Limit", 0)
         fmt = body_format(body, "simplify")
-        self.answer_json(await self.run(self._find, level, constraints, since, limit, expand, fmt))
+        self.answer_json(await self.run(self._find, level, constraints, options, since, limit,
+                                        content, requested, fmt,
+                                        bool(body.get("CaseSensitive", False))))
 
-    def _find(self, level, constraints, since: int, limit: int, expand: bool, fmt: str) -> list:
-        found, _ = self.ctx.finder.find(level, constraints, since, limit,
-                                        database_limit(self.ctx.config, level))
-        if expand:
-            return [self.ctx.views.expand(r, fmt) for r in found]
-        return [r.public_id for r in found]
+    def _find(self, level, constraints, options: FindOptions, since: int, limit: int,
+              content: set[str] | None, requested: list, fmt: str, case_sensitive: bool) -> list:
+        finder = self.ctx.finder
+        if since and constraints and (case_sensitive
+                                      or not finder.fully_in_index(level, constraints)):
+            raise OrthancError(ErrorCode.BAD_REQUEST,
+                               "Unable to use 'Since' when finding resources when querying "
+                               "against Dicom Tags that are not in the MainDicomTags or when "
+                               "using CaseSenstive queries.")
+        found, _ = finder.find(level, constraints, since, limit, options,
+                               database_limit(self.ctx.config, level))
+        if content is None:
+            return [r.public_id for r in found]
+        return [self._answer(r, content, requested, fmt) for r in found]
+
+    def _answer(self, resource, content: set[str], requested: list, fmt: str) -> dict:
+        views = self.ctx.views
+        if content == _EXPAND:
+            answer = views.expand(resource, fmt)
+        else:
+            answer = views.content(resource, content, fmt, self.ctx.metadata_names.name)
+        if requested:
+            answer["RequestedTags"] = self.ctx.requested_tags.as_json(resource, requested, fmt)
+        return answer
+
+
+class CountResourcesHandler(OrthancHandler):
+    """``/tools/count-resources`` (Orthanc 1.12.5): ``/tools/find``'s filters, ``{"Count"}``."""
+
+    async def post(self) -> None:
+        level, constraints, body = parse_request(self.json_body())
+        if body.get("CaseSensitive") is True:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               'Setting "CaseSensitive" to "true" is not supported by '
+                               '/tools/count-resources')
+        options = parse_options(body, self.ctx.metadata_names.number)
+        count = await self.run(self.ctx.finder.count, level, constraints, options)
+        self.answer_json({"Count": count})
+
+
+#: Stands for ``"Expand": true`` (the full view of ``GET /{level}/{id}``).
+_EXPAND = {"*"}
+
+
+def _response_content(body: dict) -> set[str] | None:
+    """What a find answers per resource: None for identifiers only, :data:`_EXPAND`, or
+    the ``ResponseContent`` items."""
+    content = body.get("ResponseContent")
+    if content is None:
+        return _EXPAND if bool(body.get("Expand", False)) else None
+    if not isinstance(content, list):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "ResponseContent" must be an array')
+    for item in content:
+        if item not in RESPONSE_CONTENT:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               f'Unrecognized value for "ResponseContent": {item}')
+    return set(content)
 
 
 class LookupHandler(OrthancHandler):
@@ -154,6 +213,7 @@ class ShutdownHandler(OrthancHandler):
 def routes() -> list[tuple[str, type]]:
     return [
         (r"/tools/find", FindHandler),
+        (r"/tools/count-resources", CountResourcesHandler),
         (r"/tools/lookup", LookupHandler),
         (r"/tools/now(-local)?", NowHandler),
         (r"/tools/generate-uid", GenerateUidHandler),

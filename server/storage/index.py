@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS PatientRecyclingOrder(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     patientId INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS PatientRecyclingIndex ON PatientRecyclingOrder(patientId);
+CREATE TABLE IF NOT EXISTS Labels(
+    id INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE,
+    label TEXT NOT NULL, PRIMARY KEY(id, label));
+CREATE INDEX IF NOT EXISTS LabelsIndex ON Labels(label);
 CREATE TABLE IF NOT EXISTS Jobs(id TEXT PRIMARY KEY, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS StorageCommitmentReports(
     uid TEXT PRIMARY KEY, document TEXT NOT NULL, lastAccess INTEGER NOT NULL);
@@ -86,6 +90,7 @@ class Metadata(IntEnum):
     CalledAET = 12
     HttpUsername = 13
     PixelDataOffset = 14
+    MainDicomTagsSignature = 15
 
 
 class Change(IntEnum):
@@ -212,9 +217,15 @@ class Index:
         with self._lock:
             self._db.close()
 
+    #: ``ReadOnly`` (Orthanc 1.12.5): every write transaction is refused.
+    read_only = False
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; the lock keeps other threads out until it commits."""
+        if self.read_only:
+            raise OrthancError(ErrorCode.READ_ONLY, "The DB is trying to execute a ReadWrite "
+                               "transaction while Orthanc has been started in ReadOnly mode.")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -677,6 +688,31 @@ class Index:
         records = [ChangeRecord(r[0], Change(r[1]), Level(r[2]), r[3], r[4]) for r in rows[:limit]]
         return records, done, last
 
+    def changes_extended(self, since: int, to: int | None, limit: int,
+                         types: set[Change]) -> tuple[list[ChangeRecord], bool, int]:
+        """Orthanc 1.12.5's ExtendedChanges: :meth:`changes` filtered by ``types`` and
+        bounded by ``to`` (included).  With ``to`` and no ``since``, the page is the last
+        ``limit`` changes up to ``to`` (to browse backwards), still in ascending order."""
+        where, args = ["1"], []
+        if since > 0:
+            where.append("c.seq>?")
+            args.append(since)
+        if to is not None:
+            where.append("c.seq<=?")
+            args.append(to)
+        if types:
+            where.append(f"c.changeType IN ({','.join(str(int(t)) for t in types)})")
+        backwards = to is not None and since <= 0
+        select = ("SELECT c.seq, c.changeType, c.resourceType, r.publicId, c.date FROM Changes c "
+                  f"JOIN Resources r ON r.internalId=c.internalId WHERE {' AND '.join(where)} "
+                  f"ORDER BY c.seq {'DESC' if backwards else ''} LIMIT ?")
+        with self.reading() as db:
+            rows = db.execute(select, [*args, (limit + 1) & 0xFFFFFFFF]).fetchall()
+            last = self._last_change_seq(db)
+        done = len(rows) <= limit
+        rows = sorted(rows[:limit])
+        return [ChangeRecord(r[0], Change(r[1]), Level(r[2]), r[3], r[4]) for r in rows], done, last
+
     def last_change(self) -> tuple[list[ChangeRecord], int]:
         with self.reading() as db:
             row = db.execute(
@@ -740,13 +776,18 @@ class Index:
         identifiers = [((0x0010, 0x0020), Level.PATIENT), ((0x0020, 0x000D), Level.STUDY),
                        ((0x0020, 0x000E), Level.SERIES), ((0x0008, 0x0018), Level.INSTANCE)]
         wanted = normalize_identifier(value)
+        # Orthanc 1.12.11: "_" and "%" (which normalizing turns to spaces) make the lookup an
+        # exact, case-insensitive one, so that "_5Yp0E" no longer finds "5Yp0E".
+        compared = "normalize_identifier(t.value)"
+        if "_" in value or "%" in value:
+            compared, wanted = "upper(t.value)", value.strip().upper()
         found: list[Resource] = []
         with self.reading() as db:
             for (group, element), level in identifiers:
                 rows = db.execute(
                     "SELECT r.internalId, r.publicId, r.parentId FROM MainDicomTags t "
                     "JOIN Resources r ON r.internalId=t.id WHERE t.tagGroup=? AND t.tagElement=? "
-                    "AND normalize_identifier(t.value)=? AND r.resourceType=? "
+                    f"AND {compared}=? AND r.resourceType=? "
                     "ORDER BY r.internalId", (group, element, wanted, int(level))).fetchall()
                 found += [Resource(r[0], level, r[1], r[2]) for r in rows]
         return found
