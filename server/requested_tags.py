@@ -14,18 +14,21 @@ from collections.abc import Callable
 from server.dicom import json_format
 from server.dicom.dictionary import tag_name
 from server.dicom.json_format import Json
-from server.dicom.main_tags import Level, Tag, format_tag
+from server.dicom.main_tags import (
+    PATIENT_INSTANCES,
+    PATIENT_SERIES,
+    PATIENT_STUDIES,
+    SERIES_INSTANCES,
+    SOP_CLASSES_IN_STUDY,
+    STUDY_INSTANCES,
+    STUDY_SERIES,
+    Level,
+    Tag,
+    format_tag,
+)
 from server.errors import ErrorCode, OrthancError
 from server.find import MODALITIES_IN_STUDY, Finder, parse_tag
 from server.storage.index import Index, Metadata, Resource
-
-SOP_CLASSES_IN_STUDY: Tag = (0x0008, 0x0062)
-PATIENT_STUDIES: Tag = (0x0020, 0x1200)
-PATIENT_SERIES: Tag = (0x0020, 0x1202)
-PATIENT_INSTANCES: Tag = (0x0020, 0x1204)
-STUDY_SERIES: Tag = (0x0020, 0x1206)
-STUDY_INSTANCES: Tag = (0x0020, 0x1208)
-SERIES_INSTANCES: Tag = (0x0020, 0x1209)
 
 INSTANCE_AVAILABILITY: Tag = (0x0008, 0x0056)
 

@@ -38,6 +38,16 @@ class Level(IntEnum):
 
 Tag = tuple[int, int]
 
+#: The tags Orthanc computes from the index rather than reads from a file (C-FIND answers,
+#: ``RequestedTags``).
+SOP_CLASSES_IN_STUDY: Tag = (0x0008, 0x0062)
+PATIENT_STUDIES: Tag = (0x0020, 0x1200)
+PATIENT_SERIES: Tag = (0x0020, 0x1202)
+PATIENT_INSTANCES: Tag = (0x0020, 0x1204)
+STUDY_SERIES: Tag = (0x0020, 0x1206)
+STUDY_INSTANCES: Tag = (0x0020, 0x1208)
+SERIES_INSTANCES: Tag = (0x0020, 0x1209)
+
 PATIENT_TAGS: dict[Tag, str] = {
     (0x0010, 0x0010): "PatientName",
     (0x0010, 0x0030): "PatientBirthDate",

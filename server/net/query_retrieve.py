@@ -40,7 +40,20 @@ from pynetdicom.sop_class import (
 from server.dicom.charset import TextDecoder, pydicom_value, specific_character_set
 from server.dicom.elements import STRING_VRS, Element, iter_elements, string_text
 from server.dicom.json_format import dataset_decoder, tag_text
-from server.dicom.main_tags import ALL_TAGS, IDENTIFIER, Level, Tag, format_tag
+from server.dicom.main_tags import (
+    ALL_TAGS,
+    IDENTIFIER,
+    PATIENT_INSTANCES,
+    PATIENT_SERIES,
+    PATIENT_STUDIES,
+    SERIES_INSTANCES,
+    SOP_CLASSES_IN_STUDY,
+    STUDY_INSTANCES,
+    STUDY_SERIES,
+    Level,
+    Tag,
+    format_tag,
+)
 from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, database_limit, make_constraint, parse_tag, vr_of
@@ -63,14 +76,7 @@ QUERY_RETRIEVE_LEVEL: Tag = (0x0008, 0x0052)
 SPECIFIC_CHARACTER_SET: Tag = (0x0008, 0x0005)
 RETRIEVE_AE_TITLE: Tag = (0x0008, 0x0054)
 MODALITIES_IN_STUDY: Tag = (0x0008, 0x0061)
-SOP_CLASSES_IN_STUDY: Tag = (0x0008, 0x0062)
 ACCESSION_NUMBER: Tag = (0x0008, 0x0050)
-PATIENT_STUDIES: Tag = (0x0020, 0x1200)
-PATIENT_SERIES: Tag = (0x0020, 0x1202)
-PATIENT_INSTANCES: Tag = (0x0020, 0x1204)
-STUDY_SERIES: Tag = (0x0020, 0x1206)
-STUDY_INSTANCES: Tag = (0x0020, 0x1208)
-SERIES_INSTANCES: Tag = (0x0020, 0x1209)
 
 #: The counters each level computes when they are asked for.
 COUNTERS: dict[Level, tuple[Tag, ...]] = {
