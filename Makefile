@@ -19,6 +19,7 @@ run: $(STAMP)
 ## Install what the tests need (dcmtk, the real Orthanc, Chromium for the UI tests, from Debian) and run the suite.
 test: $(STAMP) system-deps
 	$(BIN)/ruff check server tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 system-deps:
@@ -31,6 +32,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check server tests bench
+	$(BIN)/mypy
 
 ## Run Orthanc's own integration suite (../shared/orthanc-suite) against the working tree and
 ## print the per-area table against Orthanc 1.10.1's results. Not part of `make test`.
@@ -51,4 +53,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) OrthancStorage .pytest_cache .ruff_cache
+	rm -rf $(VENV) OrthancStorage .pytest_cache .ruff_cache .mypy_cache .compat

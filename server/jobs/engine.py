@@ -75,7 +75,7 @@ class JobRecord:
     cancel_requested: bool = False
     retry_at: float | None = None
     started: bool = False
-    waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = field(default_factory=list)
+    waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -199,7 +199,7 @@ class JobsEngine:
     async def wait(self, job_id: str) -> JobRecord:
         """Wait (without blocking the event loop) until the job is Success or Failure."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
+        future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             record = self._jobs.get(job_id)
             if record is None:
@@ -544,6 +544,6 @@ class JobsEngine:
             self._enqueue(record)
 
 
-def _resolve(future: asyncio.Future) -> None:
+def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)

@@ -80,7 +80,7 @@ def boolean_field(body: dict[str, Any], key: str, default: bool) -> bool:
         return default
     if not isinstance(body[key], bool):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {key}")
-    return body[key]
+    return bool(body[key])
 
 
 def strings_field(body: dict[str, Any], key: str) -> list[str]:
@@ -243,7 +243,8 @@ class PublishingJob(SetOfInstancesJob):
         """The state to restore: the manifest if a publication was under way, else ``data``."""
         manifest = ctx.jobs_directory / f"staging-{data['Staging']}" / MANIFEST
         if manifest.exists():
-            return json.loads(manifest.read_text())
+            state: dict[str, Any] = json.loads(manifest.read_text())
+            return state
         return data
 
 
@@ -284,9 +285,10 @@ class ResourceModificationJob(PublishingJob):
         after = public_ids(identifiers(ds, encoding))
         data = self._write(ds, instance_id)
         kind = Metadata.AnonymizedFrom if self.is_anonymization else Metadata.ModifiedFrom
-        provenance = {level: {kind: before[level]} for level in (Level.PATIENT, Level.STUDY, Level.SERIES)
-                      if before[level] != after[level]}
-        provenance[Level.INSTANCE] = {kind: instance_id}
+        provenance: dict[Level, dict[int, str]] = {
+            level: {int(kind): before[level]} for level in (Level.PATIENT, Level.STUDY, Level.SERIES)
+            if before[level] != after[level]}
+        provenance[Level.INSTANCE] = {int(kind): instance_id}
         self._record(after)
         return Staged(data, provenance)
 

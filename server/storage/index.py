@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 from server.clock import utc_now_iso
 from server.dicom.main_tags import Level, Tag
@@ -259,8 +260,8 @@ class Index:
 
     def public_id(self, internal_id: int) -> str:
         with self.reading() as db:
-            return db.execute("SELECT publicId FROM Resources WHERE internalId=?",
-                              (internal_id,)).fetchone()[0]
+            return str(db.execute("SELECT publicId FROM Resources WHERE internalId=?",
+                                  (internal_id,)).fetchone()[0])
 
     def parent(self, resource: Resource) -> Resource | None:
         if resource.parent_internal_id is None:
@@ -314,8 +315,8 @@ class Index:
 
     def count(self, level: Level) -> int:
         with self.reading() as db:
-            return db.execute("SELECT COUNT(*) FROM Resources WHERE resourceType=?",
-                              (int(level),)).fetchone()[0]
+            return int(db.execute("SELECT COUNT(*) FROM Resources WHERE resourceType=?",
+                                  (int(level),)).fetchone()[0])
 
     def main_tags(self, internal_id: int) -> dict[Tag, str]:
         with self.reading() as db:
@@ -748,7 +749,7 @@ class Index:
                         identifiers.get("SeriesInstanceUID", ""),
                         identifiers.get("SOPInstanceUID", ""), date))
 
-    def exports(self, since: int, limit: int) -> tuple[list[tuple], bool]:
+    def exports(self, since: int, limit: int) -> tuple[list[tuple[Any, ...]], bool]:
         """(at most ``limit`` exports after ``since``, done), ``limit`` as in :meth:`changes`."""
         with self.reading() as db:
             rows = db.execute("SELECT seq, resourceType, publicId, remoteModality, patientId, "
@@ -757,7 +758,7 @@ class Index:
                               (since, (limit + 1) & 0xFFFFFFFF)).fetchall()
         return rows[:limit], len(rows) <= limit
 
-    def last_export(self) -> list[tuple]:
+    def last_export(self) -> list[tuple[Any, ...]]:
         """The last export, as :meth:`exports` rows (``/exports?last``)."""
         with self.reading() as db:
             return db.execute("SELECT seq, resourceType, publicId, remoteModality, patientId, "
