@@ -39,10 +39,21 @@ def _no_leftover_servers() -> Iterator[None]:
             process.wait()
 
 
+#: Ports handed out by :func:`free_port` in this session.
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one handed out before in this session: once the probing
+    socket is closed the kernel may give the same port again, before the server it was
+    meant for has bound it (two servers of one test then collide)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def sample(name: str) -> Path:
