@@ -12,7 +12,7 @@ folding, only what SQL cannot tell being checked in Python.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +188,20 @@ def _ancestor_sql(depth: int) -> str:
     for step in range(1, depth):
         expression = f"(SELECT a{step}.parentId FROM Resources a{step} WHERE a{step}.internalId={expression})"
     return expression
+
+
+def _page(matching: Iterable[Resource], since: int, limit: int) -> tuple[list[Resource], bool]:
+    """(at most ``limit`` of ``matching`` after its first ``since``; whether more were left)."""
+    found: list[Resource] = []
+    skipped = 0
+    for resource in matching:
+        if skipped < since:
+            skipped += 1
+        elif limit and len(found) >= limit:
+            return found, True
+        else:
+            found.append(resource)
+    return found, False
 
 
 def _range_check(low: str, high: str) -> Callable[[str], bool]:
@@ -390,19 +404,10 @@ class Finder:
         others = [c for c in constraints if c not in indexed]
         selected, tags = self._database_stage(level, indexed, owners, database_limit)
         complete = not database_limit or len(selected) <= database_limit
-        found: list[Resource] = []
-        skipped = 0
         selected.sort(key=self._order(level, constraints))
-        for resource in selected:
-            if not self._matches(resource, tags[resource.internal_id], others, owners, {}):
-                continue
-            if skipped < since:
-                skipped += 1
-            elif limit and len(found) >= limit:
-                return found, False
-            else:
-                found.append(resource)
-        return found, complete
+        found, cut = _page((r for r in selected
+                            if self._matches(r, tags[r.internal_id], others, owners, {})), since, limit)
+        return found, complete and not cut
 
     def _database_stage(self, level: Level, indexed: list[Constraint],
                         owners: dict[Tag, Level | None], database_limit: int
@@ -464,20 +469,13 @@ class Finder:
             rows = db.execute(select, args).fetchall()
         owners = self._owners(level, remaining)
         tags = self.index.main_tags_many([r[0] for r in rows]) if rows else {}
-        found = []
-        skipped = 0
         ancestors_cache: dict[int, dict[Tag, str]] = {}
-        for internal_id, public_id, parent_id in rows:
-            resource = Resource(internal_id, level, public_id, parent_id)
-            if not self._matches(resource, tags[internal_id], remaining, owners, ancestors_cache):
-                continue
-            if skipped < since:
-                skipped += 1
-            elif bound and len(found) >= bound:
-                return found, False
-            else:
-                found.append(resource)
-        return found, True
+        candidates = (Resource(internal_id, level, public_id, parent_id)
+                      for internal_id, public_id, parent_id in rows)
+        found, cut = _page((r for r in candidates
+                            if self._matches(r, tags[r.internal_id], remaining, owners, ancestors_cache)),
+                           since, bound)
+        return found, not cut
 
     def fully_in_index(self, level: Level, constraints: list[Constraint]) -> bool:
         """Orthanc's ``CanBeFullyPerformedInDb``: no constraint needs the DICOM files."""
