@@ -83,3 +83,16 @@ def test_lua_memory_is_capped(make_isengard) -> None:
                          b'local ok, e = pcall(function() local s = string.rep("x", 64 * 2^20) end) print(ok)')
     assert caught.status_code == 200 and caught.text.strip() == "false"
     assert server.post("/tools/execute-script", b"print(1 + 1)").text.strip() == "2"
+
+
+def test_lua_timeout_interrupts_pattern_matching(make_isengard) -> None:
+    """A backtracking pattern runs in C, where the count hook never fires: it is still stopped."""
+    server = make_isengard(LuaCallbackTimeout=2, ExecuteLuaEnabled=True)
+    began = time.monotonic()
+    answer = server.post("/tools/execute-script",
+                         b'print(string.rep("a", 550):find(string.rep(".-", 3) .. "b"))')
+    assert answer.status_code == 500
+    assert "LuaCallbackTimeout" in answer.json()["Details"]
+    assert time.monotonic() - began < 6
+    ordinary = server.post("/tools/execute-script", b'print(("key=value"):match("(%w+)=(%w+)"))')
+    assert ordinary.text.strip() == "key, value"

@@ -37,8 +37,9 @@ Timeout
 A count hook checks the deadline of the running call every
 :data:`HOOK_INSTRUCTIONS` VM instructions: a callback that computes for more
 than ``LuaCallbackTimeout`` seconds gets a Lua error at the line it reached,
-which ``pcall`` cannot swallow.  Time spent blocked in ``RestApi*``/``Http*``
-does not count (those calls have their own limits).
+which ``pcall`` cannot swallow.  Pattern matching, which runs in C where the
+hook never fires, is made interruptible by :mod:`server.scripting.lua_patterns`.
+Time spent blocked in ``RestApi*``/``Http*`` does not count (those calls have their own limits).
 
 Memory
 ------
@@ -64,6 +65,7 @@ from lupa import lua53
 
 from server.errors import ErrorCode
 from server.scripting.lua_json import JsonReader, text, to_lua
+from server.scripting.lua_patterns import PATTERN_BUDGET, PATTERNS
 from server.scripting.lua_toolbox import TOOLBOX
 
 log = logging.getLogger("isengard.lua")
@@ -183,6 +185,7 @@ class LuaState:
                 self.runtime.table_from({k.encode(): v for k, v in api(self).items()}),
                 self.runtime.table_from({k.encode(): v for k, v in internal.items()}),
                 HOOK_INSTRUCTIONS)
+            self._run_chunk(PATTERNS, "=patterns")(PATTERN_BUDGET)
 
     # -- running Lua -----------------------------------------------------------------
 
