@@ -208,3 +208,16 @@ def test_stalled_body_is_dropped_after_http_request_timeout(make_isengard) -> No
         assert sock.recv(1024) == b""
         assert time.monotonic() - began < 5
     assert server.json("/system")["Name"]
+
+
+@pytest.mark.parametrize("where", ["url", "header"])
+def test_oversized_request_head_is_400_as_orthanc(isengard: Isengard, where: str) -> None:
+    """CivetWeb's limit (16 KiB of request line and headers): Orthanc answers 400, not a reset."""
+    filler = "a" * 17000
+    head = (f"GET /instances?x={filler} HTTP/1.1\r\nHost: x\r\n" if where == "url"
+            else f"POST /instances HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\nContent-Length: {1024 * MB}\r\n")
+    answer = raw_request(isengard, head, timeout=5)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert answer.endswith(b"Malformed message")
+    fitting = raw_request(isengard, f"GET /system?x={'a' * 15000} HTTP/1.1\r\nHost: x\r\n")
+    assert fitting.startswith(b"HTTP/1.1 200")

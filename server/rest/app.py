@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 #: Tornado's own cap, never reached: bodies are streamed and capped by the handlers
 #: (``MaximumRequestBodySizeMB``, :mod:`server.rest.body`), which answer Orthanc's 413.
 MAX_BODY_SIZE = 2 ** 62
+#: Request line plus headers that Orthanc (CivetWeb) accepts; larger ones get its 400.
+MAX_REQUEST_HEADER_BYTES = 16 * 1024
+#: What Tornado reads before it drops the connection: larger than the above, so that
+#: oversized requests get their 400 and not a closed connection.
+MAX_HEADER_READ_BYTES = 1024 * 1024
 
 
 _SLASHES = re.compile(r"/{2,}")
@@ -89,12 +94,33 @@ class BadMethodHandler(tornado.web.RequestHandler):
         self.finish()
 
 
+@tornado.web.stream_request_body
+class MalformedRequestHandler(tornado.web.RequestHandler):
+    """A request line and headers past :data:`MAX_REQUEST_HEADER_BYTES`: CivetWeb's 400,
+    answered from the headers alone (the body is never read) and the connection closed."""
+
+    def prepare(self) -> None:
+        self.clear_header("Server")
+        self.set_status(400)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Connection", "close")
+        self.finish("Error 400: Bad Request\nMalformed message")
+
+
+def header_bytes(request: tornado.httputil.HTTPServerRequest) -> int:
+    """The size of the request line and header lines as the client sent them (about)."""
+    size = len(request.method or "") + len(request.uri or "") + len(request.version) + 4
+    return size + sum(len(name) + len(value) + 4 for name, value in request.headers.get_all())
+
+
 class OrthancApplication(tornado.web.Application):
     """Routes every request, the scripts' routes included, on its normalized path and
     with its faked method (PUT or DELETE sent as POST or GET)."""
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest,
                      **kwargs: Any) -> tornado.web._HandlerDelegate:
+        if header_bytes(request) > MAX_REQUEST_HEADER_BYTES:
+            return self.get_handler_delegate(request, MalformedRequestHandler)
         request.path = normalize_path(request.path)
         faked = overridden_method(request)
         if faked in ("PUT", "DELETE"):
@@ -136,5 +162,5 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
 def build_http_server(ctx: ServerContext) -> NoDelayHTTPServer:
     return NoDelayHTTPServer(build_application(ctx), max_body_size=MAX_BODY_SIZE, xheaders=False,
                              # gzip/deflate bodies are inflated by the handlers, with a cap
-                             decompress_request=False,
+                             decompress_request=False, max_header_size=MAX_HEADER_READ_BYTES,
                              idle_connection_timeout=int(ctx.config["HttpRequestTimeout"]) or None)
