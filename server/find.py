@@ -20,6 +20,7 @@ from pydicom.datadict import tag_for_keyword
 
 from server.dicom.dictionary import tag_from_name, vr_without_creator
 from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, BY_NAME, Level, Tag
+from server.dicom.wildcards import Wildcard
 from server.errors import ErrorCode, OrthancError
 from server.labels import sql_filter as label_filter
 from server.storage.index import Index, Resource
@@ -135,10 +136,9 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         check = options.__contains__
         sql = f"{column} IN ({','.join('?' * len(options))})", sorted(options)
     elif has_wildcard and vr in WILDCARD_VRS:
-        regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
-                                   for c in norm(pattern)), re.DOTALL)
-        check = lambda value: regex.fullmatch(value) is not None  # noqa: E731
-        sql = f"{column} GLOB ?", [norm(pattern).replace("[", "[[]")]
+        wildcard = Wildcard(norm(pattern))
+        check = wildcard.matches
+        sql = f"{column} GLOB ?", [wildcard.glob()]
     elif has_wildcard:
         raise _no_wildcards(tag)
     else:
@@ -334,10 +334,9 @@ def _metadata_constraint(pattern: str, case_sensitive: bool) -> Constraint:
         sql: tuple[str, list[object]] = (f"{column} IN ({','.join('?' * len(options))})",
                                           sorted(options))
     elif "*" in pattern or "?" in pattern:
-        regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
-                                   for c in norm(pattern)), re.DOTALL)
-        check = lambda value: regex.fullmatch(value) is not None  # noqa: E731
-        sql = f"{column} GLOB ?", [norm(pattern).replace("[", "[[]")]
+        wildcard = Wildcard(norm(pattern))
+        check = wildcard.matches
+        sql = f"{column} GLOB ?", [wildcard.glob()]
     else:
         reference = norm(pattern)
         check = lambda value: value == reference  # noqa: E731

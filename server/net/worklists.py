@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -35,6 +34,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from server.config import ConfigError
 from server.dicom.charset import specific_character_set
+from server.dicom.wildcards import Wildcard
 from server.errors import ErrorCode, OrthancError
 from server.net.scu import UNCOMPRESSED
 
@@ -106,9 +106,7 @@ def _constraint(vr: str, query: str, case_sensitive: bool) -> Callable[[str], bo
         options = {norm(item) for item in query.split("\\")}
         return lambda v: norm(v) in options
     if vr in _WILDCARD_VRS and ("*" in query or "?" in query):
-        pattern = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in query),
-                             0 if case_sensitive else re.IGNORECASE)
-        return lambda v: pattern.fullmatch(v) is not None
+        return Wildcard(query, ignore_case=not case_sensitive).matches
     expected = norm(query)
     return lambda v: norm(v) == expected
 
