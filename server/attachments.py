@@ -57,9 +57,10 @@ class Attachments:
 
     def _write(self, internal_id: int, file_type: int, data: bytes,
                expected: Revision | None, compress: bool | None) -> int:
-        file_uuid, stored, compression = self.area.stage(data, compress)
-        attachment = Attachment(file_type, file_uuid, len(stored), len(data), compression,
-                                md5_hex(data), md5_hex(stored))
+        staged = self.area.stage(data, compress)
+        file_uuid = staged.uuid
+        attachment = Attachment(file_type, file_uuid, staged.size, staged.uncompressed_size,
+                                staged.compression, staged.uncompressed_md5, staged.md5)
         try:
             revision, replaced = self.index.replace_attachment(internal_id, attachment, expected)
         except BaseException:

@@ -9,7 +9,6 @@ place: an instance is either fully indexed and on disk, or absent (see
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from server.dicom.pixels import read_image_dataset
 from server.dicom.transcode import IngestTranscoding
 from server.errors import ErrorCode, OrthancError
 from server.metrics import Metrics
-from server.storage.area import StorageArea
+from server.storage.area import Staged, StorageArea
 from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Metadata, Resource
 
 log = logging.getLogger("isengard.store")
@@ -146,17 +145,16 @@ class Store:
             self.bus.publish(events.STORED, instance_id=parsed.ids[Level.INSTANCE],
                              origin=origin, parsed=parsed, status=result.status)
             return result
-        file_uuid, stored, compression = self.area.stage(data)
+        staged = self.area.stage(data)
         try:
-            status, created, obsolete, journal = self._commit(parsed, origin, file_uuid, stored,
-                                                              compression)
+            status, created, obsolete, journal = self._commit(parsed, origin, staged)
         except BaseException:
-            self.area.discard(file_uuid)
+            self.area.discard(staged.uuid)
             raise
         if status == "AlreadyStored":
-            self.area.discard(file_uuid)
+            self.area.discard(staged.uuid)
         else:
-            self.area.publish(file_uuid)
+            self.area.publish(staged.uuid)
         self.area.remove_journaled(journal, obsolete)
         for level in created:
             self.bus.publish(events.NEW_RESOURCE, level=level, resource_id=parsed.ids[level])
@@ -164,8 +162,8 @@ class Store:
                          parsed=parsed, status=status)
         return StoreResult(status, parsed.ids, parsed)
 
-    def _commit(self, parsed: ParsedInstance, origin: Origin, file_uuid: str, stored: bytes,
-                compression: int) -> tuple[str, list[Level], list[str], Path | None]:
+    def _commit(self, parsed: ParsedInstance, origin: Origin,
+                staged: Staged) -> tuple[str, list[Level], list[str], Path | None]:
         """Index the instance; files it makes obsolete (overwritten, recycled) are journaled
         for removal in the same transaction (see :meth:`delete`)."""
         now = utc_now_iso()
@@ -176,19 +174,19 @@ class Store:
             if existing is not None:
                 if not self.limits.overwrite or (
                         self.limits.overwrite_if_changed
-                        and self._same_file(db, existing[0], parsed.data)):
+                        and self._same_file(db, existing[0], staged.uncompressed_md5)):
                     return "AlreadyStored", [], [], None
                 resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
                 gone, uuids, _ = self.index.delete(db, resource)
                 deleted += gone
                 obsolete += uuids
-            recycled, recycled_files = self._recycle(db, parsed, len(stored))
+            recycled, recycled_files = self._recycle(db, parsed, staged.size)
             deleted += recycled
             obsolete += recycled_files
             internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now)
             self.index.add_attachment(db, internal[Level.INSTANCE], Attachment(
-                ATTACHMENT_DICOM, file_uuid, len(stored), len(parsed.data), compression,
-                hashlib.md5(parsed.data).hexdigest(), hashlib.md5(stored).hexdigest()))
+                ATTACHMENT_DICOM, staged.uuid, staged.size, staged.uncompressed_size,
+                staged.compression, staged.uncompressed_md5, staged.md5))
             self.index.set_metadata_in(db, internal[Level.INSTANCE],
                                        self._instance_metadata(parsed, origin, now))
             for level, values in origin.provenance.items():
@@ -213,11 +211,11 @@ class Store:
         return "Success", created, obsolete, journal
 
     @staticmethod
-    def _same_file(db, instance: int, data: bytes) -> bool:
-        """Whether the stored DICOM file of ``instance`` has the MD5 of ``data``."""
+    def _same_file(db, instance: int, md5: str) -> bool:
+        """Whether the stored DICOM file of ``instance`` has this MD5."""
         row = db.execute("SELECT uncompressedMD5 FROM AttachedFiles WHERE id=? AND fileType=?",
                          (instance, ATTACHMENT_DICOM)).fetchone()
-        return row is not None and row[0] == hashlib.md5(data).hexdigest()
+        return row is not None and row[0] == md5
 
     @staticmethod
     def _instance_metadata(parsed: ParsedInstance, origin: Origin, now: str) -> dict[int, str]:

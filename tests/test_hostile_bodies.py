@@ -221,3 +221,47 @@ def test_oversized_request_head_is_400_as_orthanc(isengard: Isengard, where: str
     assert answer.endswith(b"Malformed message")
     fitting = raw_request(isengard, f"GET /system?x={'a' * 15000} HTTP/1.1\r\nHost: x\r\n")
     assert fitting.startswith(b"HTTP/1.1 200")
+
+
+def _large_dicom(path: Path, frames: int) -> Path:
+    """A valid multi-frame 8-bit file of ``frames`` MiB of pixel data, written piece by piece."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.PatientID, ds.PatientName = "LARGE", "Large^File"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "OT"
+    ds.Rows = ds.Columns = 1024
+    ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    header = io.BytesIO()
+    ds.save_as(header, enforce_file_format=True)
+    size = frames * MB
+    with open(path, "wb") as f:
+        f.write(header.getvalue())
+        f.write(b"\xe0\x7f\x10\x00OB\x00\x00" + size.to_bytes(4, "little"))
+        block = bytes(range(256)) * (MB // 256)
+        for _ in range(frames):
+            f.write(block)
+    return path
+
+
+def test_one_gigabyte_dicom_file_is_stored_in_bounded_memory(isengard: Isengard, tmp_path: Path) -> None:
+    """A valid 1 GiB DICOM file goes from the request to the storage area without being in memory."""
+    path = _large_dicom(tmp_path / "large.dcm", 1024)
+    with open(path, "rb") as f:
+        answer = isengard.post("/instances", f)
+    path.unlink()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["Status"] == "Success"
+    assert peak_rss_kb(isengard) < RSS_LIMIT_KB
+    instance = answer.json()["ID"]
+    assert isengard.json(f"/instances/{instance}/attachments/dicom/size") > 1024 * MB
+    assert isengard.json(f"/instances/{instance}")["MainDicomTags"]["NumberOfFrames"] == "1024"
+    assert isengard.post(f"/instances/{instance}/attachments/dicom/verify-md5", b"").status_code == 200

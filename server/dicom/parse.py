@@ -7,12 +7,13 @@ the store path together.
 
 from __future__ import annotations
 
+import io
 import mmap
 import re
 import struct
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import IO
+from typing import IO, Any
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -33,7 +34,8 @@ _WANTED = [PydicomTag(t) for t in [*ALL_TAGS, SPECIFIC_CHARACTER_SET, SOP_CLASS_
 class ParsedInstance:
     """The indexed view of one DICOM file."""
 
-    data: bytes
+    #: A memory map for a large upload (see :func:`read_upload`): slice it, or ``bytes()`` it.
+    data: bytes | mmap.mmap
     tags: dict[Level, dict[Tag, str]]
     patient_id: str
     study_uid: str
@@ -48,7 +50,36 @@ class ParsedInstance:
         return self.tags[level].get(tag)
 
 
-def read_dataset(data: bytes, stop_before_pixels: bool = False,
+class _ViewReader(io.RawIOBase):
+    """A file over a buffer (a memory-mapped upload) that copies nothing but what is read,
+    with its own position (several readers may share the buffer)."""
+
+    def __init__(self, data: bytes | mmap.mmap | memoryview) -> None:
+        self._view = memoryview(data)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:count] = self._view[self._position:self._position + count]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+def read_dataset(data: bytes | mmap.mmap, stop_before_pixels: bool = False,
                  specific_tags: list | None = None) -> tuple[Dataset, int]:
     """Parse DICOM bytes into (dataset, offset where parsing stopped).
 
@@ -57,7 +88,7 @@ def read_dataset(data: bytes, stop_before_pixels: bool = False,
     """
     if len(data) == 0:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Received an empty DICOM file")
-    stream = BytesIO(data)
+    stream: IO[bytes] = BytesIO(data) if isinstance(data, bytes) else _ViewReader(data)
     try:
         ds = pydicom.dcmread(stream, force=True, stop_before_pixels=stop_before_pixels,
                              specific_tags=specific_tags)
@@ -230,11 +261,13 @@ def _file_meta(walker: _Walker) -> tuple[int, str]:
     return meta, ("1.2.840.10008.1.2.1" if explicit else _IMPLICIT_LITTLE)
 
 
-def read_upload(body: IO[bytes]) -> bytes:
-    """The bytes of an uploaded DICOM file, checked complete before it is read into memory.
+def read_upload(body: IO[bytes]) -> bytes | mmap.mmap:
+    """The bytes of an uploaded DICOM file, checked complete.
 
-    A spooled upload on disk is walked through a memory map (only element headers
-    are touched), so a huge invalid body is refused without ever being in memory.
+    A spooled upload on disk stays there: it is answered as a memory map of the
+    (unlinked) file, which the store path reads piece by piece (only element headers
+    are walked, the pixel data is hashed and copied through small windows), so a
+    1 GB file is stored without ever being in memory.
     """
     size = body.seek(0, 2)
     body.seek(0)
@@ -242,12 +275,12 @@ def read_upload(body: IO[bytes]) -> bytes:
         data = body.read()
         check_complete(data)
         return data
-    with mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        check_complete(mapped)
-    return body.read()
+    mapped = mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ)
+    check_complete(mapped)
+    return mapped
 
 
-def parse_for_index(data: bytes, default_encoding: str) -> ParsedInstance:
+def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedInstance:
     """Read the identifiers and main DICOM tags of a DICOM file, refusing what Orthanc refuses.
 
     Values are the strings ``/tags`` shows (same decoding and normalisation);

@@ -15,12 +15,15 @@ a live instance is ever removed and none of a deleted one is left behind.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import mmap
 import os
 import shutil
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from server.errors import ErrorCode, OrthancError
@@ -31,6 +34,31 @@ COMPRESSION_NONE = 1
 COMPRESSION_ZLIB = 2
 
 log = logging.getLogger("isengard.storage")
+
+#: Pieces in which a file is hashed, compressed and written.
+PIECE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A file written under ``tmp/``: what the index records of it."""
+
+    uuid: str
+    size: int
+    md5: str
+    uncompressed_size: int
+    uncompressed_md5: str
+    compression: int
+
+
+def pieces(data: bytes | mmap.mmap) -> Iterator[memoryview]:
+    """``data`` piece by piece; the pages of a memory-mapped upload are let go after each
+    piece, so a 1 GB upload goes through without ever being resident as a whole."""
+    view = memoryview(data)
+    for start in range(0, len(view), PIECE):
+        yield view[start:start + PIECE]
+        if isinstance(data, mmap.mmap):
+            data.madvise(mmap.MADV_DONTNEED, start, min(PIECE, len(view) - start))
 
 
 class StorageArea:
@@ -48,28 +76,37 @@ class StorageArea:
     def path(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
 
-    def stage(self, data: bytes, compress: bool | None = None) -> tuple[str, bytes, int]:
-        """Write ``data`` under ``tmp/`` and return (uuid, stored bytes, compression type).
+    def stage(self, data: bytes | mmap.mmap, compress: bool | None = None) -> Staged:
+        """Write ``data`` under ``tmp/``, piece by piece (see :func:`pieces`).
 
         ``compress`` overrides ``StorageCompression`` (``.../compress`` and ``.../uncompress``).
         Orthanc's zlib format is its own: the uncompressed size as a 64-bit
         little-endian prefix, followed by the zlib stream.
         """
         file_uuid = str(uuid.uuid4())
-        compression = COMPRESSION_NONE
-        stored = data
-        if self.compress if compress is None else compress:
-            stored = len(data).to_bytes(8, "little") + zlib.compress(data, 6)
-            compression = COMPRESSION_ZLIB
+        compressor = zlib.compressobj(6) if (self.compress if compress is None else compress) else None
         tmp_path = self.tmp / file_uuid
+        plain_md5, stored_md5, size = hashlib.md5(), hashlib.md5(), 0
         try:
             with self.metrics.timer("orthanc_storage_create_duration_ms"), open(tmp_path, "wb") as f:
-                f.write(stored)
+                def write(chunk: bytes | memoryview) -> None:
+                    nonlocal size
+                    f.write(chunk)
+                    stored_md5.update(chunk)
+                    size += len(chunk)
+                if compressor is not None:
+                    write(len(data).to_bytes(8, "little"))
+                for piece in pieces(data):
+                    plain_md5.update(piece)
+                    write(compressor.compress(piece) if compressor is not None else piece)
+                if compressor is not None:
+                    write(compressor.flush())
         except OSError as e:
             tmp_path.unlink(missing_ok=True)
             raise OrthancError(ErrorCode.CANNOT_WRITE_FILE, str(e)) from e
-        self.metrics.increment("orthanc_storage_written_bytes", len(stored))
-        return file_uuid, stored, compression
+        self.metrics.increment("orthanc_storage_written_bytes", size)
+        return Staged(file_uuid, size, stored_md5.hexdigest(), len(data), plain_md5.hexdigest(),
+                      COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
 
     def publish(self, file_uuid: str) -> None:
         """Move a staged file to its final place (after the index committed it)."""
