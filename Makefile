@@ -24,9 +24,10 @@ test: $(STAMP) system-deps
 
 system-deps:
 	@if ! command -v storescu >/dev/null || ! command -v gdcmconv >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1 \
+		|| ! test -e /usr/share/orthanc/plugins/libOrthancGdcm.so \
 		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
-		echo "Installing dcmtk, libgdcm-tools, orthanc, orthanc-python, chromium and chromium-driver from Debian"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools orthanc orthanc-python \
+		echo "Installing dcmtk, libgdcm-tools, orthanc, orthanc-python, orthanc-gdcm, chromium and chromium-driver from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools orthanc orthanc-python orthanc-gdcm \
 			chromium chromium-driver >/dev/null; \
 	fi
 

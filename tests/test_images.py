@@ -260,3 +260,41 @@ def test_statuses_equal_the_real_orthanc(isengard: Isengard, orthanc: Any, name:
             a = isengard.get(f"/instances/{ours}/{route}", headers=accept).status_code
             b = orthanc.get(f"/instances/{theirs}/{route}", headers=accept).status_code
             assert a == b, (route, accept, a, b)
+
+
+# -- JPEG 2000 against the real Orthanc with its GDCM plugin --------------------------------------
+
+ORTHANC_GDCM_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancGdcm.so")
+
+RENDERED_J2K = [
+    ("TransferSyntaxes/1.2.840.10008.1.2.4.90.dcm", "/preview"),
+    ("TransferSyntaxes/1.2.840.10008.1.2.4.90.dcm", "/image-uint8"),
+    ("TransferSyntaxes/1.2.840.10008.1.2.4.91.dcm", "/preview"),
+    ("TransferSyntaxes/1.2.840.10008.1.2.4.91.dcm", "/rendered"),
+]
+
+
+@pytest.fixture(scope="module")
+def orthanc_gdcm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from conftest import ORTHANC_BINARY, Orthanc
+
+    if not ORTHANC_BINARY.exists() or not ORTHANC_GDCM_PLUGIN.exists():
+        pytest.skip("the real Orthanc or its GDCM plugin is not installed (make test installs them)")
+    server = Orthanc(tmp_path_factory.mktemp("orthanc-gdcm"), Plugins=[str(ORTHANC_GDCM_PLUGIN)]).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("name", "route"), RENDERED_J2K)
+def test_jpeg2000_images_equal_the_real_orthanc_with_gdcm(gdcm_isengard: Isengard, orthanc_gdcm: Any,
+                                                          name: str, route: str) -> None:
+    data = sample(name).read_bytes()
+    ours = gdcm_isengard.upload(data)["ID"]
+    theirs = orthanc_gdcm.upload(data)["ID"]
+    a = gdcm_isengard.get(f"/instances/{ours}{route}")
+    b = orthanc_gdcm.get(f"/instances/{theirs}{route}")
+    assert (a.status_code, b.status_code) == (200, 200), (a.text, b.text)
+    image_a = np.asarray(Image.open(io.BytesIO(a.content))).astype(np.int64)
+    image_b = np.asarray(Image.open(io.BytesIO(b.content))).astype(np.int64)
+    assert image_a.shape == image_b.shape
+    assert np.abs(image_a - image_b).max() <= 1
