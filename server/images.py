@@ -15,11 +15,11 @@ from server.dicom import pixels, render
 from server.dicom.main_tags import Level
 from server.dicom.transcode import Settings
 from server.errors import ErrorCode, OrthancError
+from server.slices import ordered_slices
 
 if TYPE_CHECKING:
     from server.app import ServerContext
 
-INSTANCE_NUMBER = (0x0020, 0x0013)
 
 
 def jpeg2000_enabled(ctx: ServerContext) -> bool:
@@ -118,17 +118,18 @@ def numpy_instance(ctx: ServerContext, public_id: str, frame: int | None, rescal
 
 
 def numpy_series(ctx: ServerContext, public_id: str, rescale: bool, compress: bool) -> bytes:
-    """``/series/{id}/numpy``: the frames of the instances in instance-number order."""
+    """``/series/{id}/numpy``: the frames of the instances in Orthanc's slice order (as
+    ``/series/{id}/ordered-slices``: along the normal, else by instance number)."""
     series = ctx.index.lookup(public_id, Level.SERIES)
     if series is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-    instances = ctx.index.children(series.internal_id)
-    tags = ctx.index.main_tags_many([i.internal_id for i in instances])
-    instances.sort(key=lambda i: (_instance_number(tags[i.internal_id]), i.public_id))
     images, rescales = [], []
-    for instance in instances:
+    for instance_id, _, frames in ordered_slices(ctx.index, series)["SlicesShort"]:
+        instance = ctx.index.lookup(instance_id, Level.INSTANCE)
+        if instance is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         ds = pixels.read_image_dataset(ctx.store.read_dicom(instance))
-        for index in range(pixels.frames_count(ds)):
+        for index in range(min(frames, pixels.frames_count(ds))):
             images.append(_decode(ctx, ds, index))
             rescales.append(render.rescale(ds, index))
     if not images:
@@ -136,8 +137,3 @@ def numpy_series(ctx: ServerContext, public_id: str, rescale: bool, compress: bo
     return render.numpy_frames(images, rescales, len(images), rescale, compress)
 
 
-def _instance_number(tags: dict) -> float:
-    try:
-        return float(tags.get(INSTANCE_NUMBER, ""))
-    except ValueError:
-        return float("inf")

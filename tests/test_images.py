@@ -298,3 +298,28 @@ def test_jpeg2000_images_equal_the_real_orthanc_with_gdcm(gdcm_isengard: Isengar
     image_b = np.asarray(Image.open(io.BytesIO(b.content))).astype(np.int64)
     assert image_a.shape == image_b.shape
     assert np.abs(image_a - image_b).max() <= 1
+
+
+def test_series_numpy_follows_the_slice_order_as_the_real_orthanc(isengard: Isengard, orthanc: Any) -> None:
+    """Slices ordered along the normal (not by InstanceNumber, here reversed), as Orthanc's SliceOrdering."""
+    base = pydicom.dcmread(sample("SignedCT.dcm"))
+    series_uid = pydicom.uid.generate_uid()
+    uploads = []
+    for position in range(3):
+        ds = base.copy()
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series_uid, pydicom.uid.generate_uid()
+        ds.InstanceNumber = 10 - position
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, 5 * position]
+        pixels = ds.pixel_array.copy()
+        pixels[0, 0] = position * 100
+        ds.PixelData = pixels.tobytes()
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        uploads.append(buffer.getvalue())
+    for data in uploads[::-1]:
+        ours, theirs = isengard.upload(data), orthanc.upload(data)
+    a = isengard.get(f"/series/{ours['ParentSeries']}/numpy?rescale=0")
+    b = orthanc.get(f"/series/{theirs['ParentSeries']}/numpy?rescale=0")
+    assert a.status_code == b.status_code == 200
+    assert np.array_equal(np.load(io.BytesIO(a.content)), np.load(io.BytesIO(b.content)))
