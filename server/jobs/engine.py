@@ -406,6 +406,9 @@ class JobsEngine:
             if record.running_since is not None:
                 record.runtime += time.monotonic() - record.running_since
                 record.running_since = None
+            if result is not None and result.kind == "retry" and (record.cancel_requested
+                                                                   or record.pause_requested):
+                result = None  # asked during the step: the request wins over the retry
             if result is None and record.cancel_requested:
                 result = StepResult.failure(ErrorCode.CANCELED_JOB)
                 self._publish_later("job_canceled", record.id)
@@ -433,7 +436,7 @@ class JobsEngine:
                 self._finish(record, JobState.FAILURE, result.code, result.details)
                 reason = StopReason.CANCELED if canceled else StopReason.FAILURE
                 event = events.JOB_FAILURE
-            record.cancel_requested = False
+            record.cancel_requested = record.pause_requested = False  # done with, whatever the outcome
             self._save(record)
         if reason is not None:
             self._stop_job(record, reason)
