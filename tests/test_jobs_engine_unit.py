@@ -23,6 +23,7 @@ import pytest
 
 from server import events
 from server.errors import ErrorCode, OrthancError
+from server.events import Kind
 from server.jobs import job as job_module
 from server.jobs.engine import JobsEngine
 from server.jobs.job import Job, JobState, Output, StepResult, StopReason
@@ -157,10 +158,10 @@ class Harness:
 
     def __init__(self) -> None:
         self.bus = events.EventBus()
-        self.published: list[tuple[str, str]] = []
+        self.published: list[tuple[Kind, str]] = []
         self.engines: list[JobsEngine] = []
         for kind in JOB_EVENTS:
-            self.bus.subscribe(kind, lambda event: self.published.append((event.kind, event.payload["job_id"])))
+            self.bus.subscribe(kind, lambda event: self.published.append((event.kind, event.job_id)))
 
     def engine(self, index: Any = None, workers: int = 1, history: int = 10, load_saved: bool = True) -> JobsEngine:
         engine = make_engine(self.bus, index, workers, history)
@@ -168,7 +169,7 @@ class Harness:
         self.engines.append(engine)
         return engine
 
-    def kinds(self, job_id: str) -> list[str]:
+    def kinds(self, job_id: str) -> list[Kind]:
         return [kind for kind, published in self.published if published == job_id]
 
     def stop(self) -> None:
@@ -176,8 +177,7 @@ class Harness:
             engine.stop()
 
 
-JOB_EVENTS = [events.JOB_SUBMITTED, "job_running", "job_progress", "job_paused", "job_resumed", "job_canceled",
-              "job_retry", "job_resubmitted", events.JOB_SUCCESS, events.JOB_FAILURE]
+JOB_EVENTS = sorted(events.JOB_KINDS, key=lambda kind: kind.value)
 
 
 @pytest.fixture
@@ -230,9 +230,9 @@ def test_pending_running_success(harness: Harness) -> None:
     assert document["ErrorCode"] == 0 and "CompletionTime" in document
     assert document["Content"] == {"Position": 3, "Steps": 3}
     assert job.stops == [StopReason.SUCCESS]
-    until(lambda: events.JOB_SUCCESS in harness.kinds(job_id))
+    until(lambda: Kind.JOB_SUCCESS in harness.kinds(job_id))
     kinds = harness.kinds(job_id)
-    assert kinds[0] == events.JOB_SUBMITTED and kinds[1] == "job_running" and kinds[-1] == events.JOB_SUCCESS
+    assert kinds[0] == Kind.JOB_SUBMITTED and kinds[1] == Kind.JOB_RUNNING and kinds[-1] == Kind.JOB_SUCCESS
 
 
 def test_running_is_seen_and_a_failure_keeps_its_error(harness: Harness) -> None:
@@ -245,7 +245,7 @@ def test_running_is_seen_and_a_failure_keeps_its_error(harness: Harness) -> None
     document = reach(engine, job_id, "Failure")
     assert document["ErrorCode"] == ErrorCode.NETWORK_PROTOCOL and document["ErrorDetails"] == "step failed"
     assert job.stops == [StopReason.FAILURE]
-    until(lambda: events.JOB_FAILURE in harness.kinds(job_id))
+    until(lambda: Kind.JOB_FAILURE in harness.kinds(job_id))
 
 
 def test_an_exception_in_a_step_fails_the_job_not_the_worker(harness: Harness) -> None:
@@ -270,7 +270,7 @@ def test_pause_and_resume_a_pending_job(harness: Harness) -> None:
     assert state(engine, job_id) == "Paused" and job.starts == 0  # a paused job is not taken
     assert engine.resume(job_id)
     reach(engine, job_id, "Success")
-    assert harness.kinds(job_id).count("job_paused") == 1 and "job_resumed" in harness.kinds(job_id)
+    assert harness.kinds(job_id).count(Kind.JOB_PAUSED) == 1 and Kind.JOB_RESUMED in harness.kinds(job_id)
 
 
 def test_pause_and_resume_a_running_job(harness: Harness) -> None:
@@ -303,7 +303,7 @@ def test_cancel_pending_paused_and_running_jobs(harness: Harness) -> None:
     for job_id in (pending, paused, running):
         document = reach(engine, job_id, "Failure")
         assert document["ErrorCode"] == ErrorCode.CANCELED_JOB
-        until(lambda job_id=job_id: "job_canceled" in harness.kinds(job_id))
+        until(lambda job_id=job_id: Kind.JOB_CANCELED in harness.kinds(job_id))
     assert running_job.stops == [StopReason.CANCELED]
     assert engine.cancel(running)  # canceling a finished job is a no-op
     assert not engine.cancel("no-such-job")
@@ -328,7 +328,7 @@ def test_resubmit_failed_and_canceled_jobs_but_not_successful_ones(harness: Harn
     gate.set()
     reach(engine, failed, "Success")
     reach(engine, canceled, "Success")
-    assert "job_resubmitted" in harness.kinds(failed)
+    assert Kind.JOB_RESUBMITTED in harness.kinds(failed)
 
 
 def test_retry_then_success(harness: Harness) -> None:
@@ -340,8 +340,8 @@ def test_retry_then_success(harness: Harness) -> None:
     reach(engine, job_id, "Success")
     assert job.stops == [StopReason.RETRY, StopReason.RETRY, StopReason.SUCCESS]
     assert job.starts == 3
-    until(lambda: events.JOB_SUCCESS in harness.kinds(job_id))
-    assert harness.kinds(job_id).count("job_retry") == 2
+    until(lambda: Kind.JOB_SUCCESS in harness.kinds(job_id))
+    assert harness.kinds(job_id).count(Kind.JOB_RETRY) == 2
 
 
 def test_pause_and_cancel_a_job_waiting_to_retry(harness: Harness) -> None:

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from server import events
 from server.errors import ErrorCode, OrthancError, describe
+from server.events import EventBus, JobEvent, Kind
 from server.jobs import job as job_module
 from server.jobs.job import Job, JobState, Output, StepResult, StopReason
 
@@ -98,7 +98,7 @@ class JobRecord:
 
 
 class JobsEngine:
-    def __init__(self, ctx: Any, bus: events.EventBus, index: Index | None, workers: int,
+    def __init__(self, ctx: Any, bus: EventBus, index: Index | None, workers: int,
                  history_size: int) -> None:
         self.ctx = ctx
         self.bus = bus
@@ -116,7 +116,7 @@ class JobsEngine:
         self._threads: list[threading.Thread] = []
         # What changes made under the lock leave to _settle, in the order they happened.
         self._unsaved: dict[str, str | None] = {}  # job ID -> latest document (None: deleted)
-        self._later: list[tuple[str, str]] = []
+        self._later: list[tuple[Kind, str]] = []
         self._wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._dropped: list[Job] = []  # forgotten jobs, whose outputs are to delete
         #: Held by the one thread writing snapshots, so that they reach the index in order.
@@ -161,7 +161,7 @@ class JobsEngine:
         self._persist()  # before answering: an acknowledged job survives a crash
         log.info("New job submitted with priority %d: %s (%s)", priority, record.id, job.TYPE)
         # Published before a worker can take the job, so that "submitted" precedes "success".
-        self.bus.publish(events.JOB_SUBMITTED, job_id=record.id)
+        self.bus.publish(JobEvent(Kind.JOB_SUBMITTED, record.id))
         with self._lock:
             heapq.heappush(self._pending, (-priority, record.seq, record.id))
             self._lock.notify()
@@ -243,7 +243,7 @@ class JobsEngine:
                 self._remove_pending(record)
                 self._set_state(record, JobState.PAUSED)
                 self._save(record)
-                self._publish_later("job_paused", record.id)
+                self._publish_later(Kind.JOB_PAUSED, record.id)
         self._settle()
         return True
 
@@ -253,7 +253,7 @@ class JobsEngine:
             if record is None or record.state is not JobState.PAUSED:
                 return False
             self._enqueue(record)
-            self._publish_later("job_resumed", record.id)
+            self._publish_later(Kind.JOB_RESUMED, record.id)
         self._settle()
         return True
 
@@ -268,7 +268,7 @@ class JobsEngine:
             elif record.state in (JobState.PENDING, JobState.PAUSED, JobState.RETRY):
                 self._remove_pending(record)
                 self._finish(record, JobState.FAILURE, ErrorCode.CANCELED_JOB, "")
-                self._publish_later("job_canceled", record.id)
+                self._publish_later(Kind.JOB_CANCELED, record.id)
                 stopped = record
         if stopped is not None:
             self._stop_job(stopped, StopReason.CANCELED)
@@ -290,7 +290,7 @@ class JobsEngine:
             record.content = record.job.content()
             record.started = False
             self._enqueue(record)
-            self._publish_later("job_resubmitted", record.id)
+            self._publish_later(Kind.JOB_RESUBMITTED, record.id)
         self._settle()
         return True
 
@@ -358,7 +358,7 @@ class JobsEngine:
             return True, None
 
     def _run(self, record: JobRecord) -> None:
-        self.bus.publish("job_running", job_id=record.id)
+        self.bus.publish(JobEvent(Kind.JOB_RUNNING, record.id))
         result: StepResult | None = None
         if not record.started:
             result = self._guarded(record.job.start)
@@ -382,7 +382,7 @@ class JobsEngine:
                 last_saved = time.monotonic()
             if percent != last_progress:
                 last_progress = percent
-                self.bus.publish("job_progress", job_id=record.id, progress=percent)
+                self.bus.publish(JobEvent(Kind.JOB_PROGRESS, record.id, percent))
             if outcome.kind != "continue":
                 result = outcome
         self._conclude(record, result)
@@ -401,7 +401,7 @@ class JobsEngine:
 
     def _conclude(self, record: JobRecord, result: StepResult | None) -> None:
         reason: StopReason | None = None
-        event: str | None = None
+        event: Kind | None = None
         with self._lock:
             if record.running_since is not None:
                 record.runtime += time.monotonic() - record.running_since
@@ -411,40 +411,40 @@ class JobsEngine:
                 result = None  # asked during the step: the request wins over the retry
             if result is None and record.cancel_requested:
                 result = StepResult.failure(ErrorCode.CANCELED_JOB)
-                self._publish_later("job_canceled", record.id)
+                self._publish_later(Kind.JOB_CANCELED, record.id)
             if result is None and record.pause_requested:
                 record.pause_requested = False
                 record.started = False
                 self._set_state(record, JobState.PAUSED)
-                self._publish_later("job_paused", record.id)
+                self._publish_later(Kind.JOB_PAUSED, record.id)
                 reason = StopReason.PAUSED
             elif result is None:  # the engine stops: saved as Running, resumed at restart
                 self._save(record)
             elif result.kind == "success":
                 self._finish(record, JobState.SUCCESS, ErrorCode.SUCCESS, "")
-                reason, event = StopReason.SUCCESS, events.JOB_SUCCESS
+                reason, event = StopReason.SUCCESS, Kind.JOB_SUCCESS
             elif result.kind == "retry":
                 record.retry_at = time.monotonic() + result.retry_after
                 record.error_code, record.error_details = result.code, result.details
                 record.started = False
                 self._set_state(record, JobState.RETRY)
-                self._publish_later("job_retry", record.id)
+                self._publish_later(Kind.JOB_RETRY, record.id)
                 reason = StopReason.RETRY
                 self._lock.notify_all()
             else:
                 canceled = result.code == ErrorCode.CANCELED_JOB
                 self._finish(record, JobState.FAILURE, result.code, result.details)
                 reason = StopReason.CANCELED if canceled else StopReason.FAILURE
-                event = events.JOB_FAILURE
+                event = Kind.JOB_FAILURE
             record.cancel_requested = record.pause_requested = False  # done with, whatever the outcome
             self._save(record)
         if reason is not None:
             self._stop_job(record, reason)
         self._persist()
         if event is not None:
-            log.info("Job %s: %s", "has completed" if event == events.JOB_SUCCESS else "has failed",
+            log.info("Job %s: %s", "has completed" if event is Kind.JOB_SUCCESS else "has failed",
                      record.id)
-            self.bus.publish(event, job_id=record.id)
+            self.bus.publish(JobEvent(event, record.id))
         self._settle()
 
     def _stop_job(self, record: JobRecord, reason: StopReason) -> None:
@@ -509,7 +509,7 @@ class JobsEngine:
 
     # -- what a change made under the lock leaves for after it -----------------------
 
-    def _publish_later(self, kind: str, job_id: str) -> None:
+    def _publish_later(self, kind: Kind, job_id: str) -> None:
         self._later.append((kind, job_id))
 
     def _settle(self) -> None:
@@ -526,7 +526,7 @@ class JobsEngine:
             for key in list(job.outputs()):
                 job.delete_output(key)
         for kind, job_id in later:
-            self.bus.publish(kind, job_id=job_id)
+            self.bus.publish(JobEvent(kind, job_id))
 
     # -- persistence -----------------------------------------------------------------
 
