@@ -5,7 +5,7 @@ actions (pause, resume, cancel, resubmit, delete), priorities, the history bound
 the synchronous wait and the persistence round trip.  ``test_jobs.py`` checks the same engine
 over REST with real jobs; these tests reach the corners a real job makes slow or racy.
 
-Jobs and engines are built in :func:`make_job` and :func:`make_engine` only.
+Jobs and engines are built in :func:`build` and :func:`make_engine` only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -113,11 +113,18 @@ def _restore(data: dict[str, Any]) -> Job:
     return job
 
 
-def make_job(**options: Any) -> Dummy:
+D = TypeVar("D", bound=Dummy)
+
+
+def build(kind: type[D], **options: Any) -> D:
     """The one place that builds a job (the engine gives it its ID)."""
-    job = Dummy(**options)
-    Job.__init__(job, None)  # type: ignore[arg-type] - dummies need no server context
+    job = kind(**options)
+    Job.__init__(job, None)  # type: ignore[arg-type]  # dummies need no server context
     return job
+
+
+def make_job(**options: Any) -> Dummy:
+    return build(Dummy, **options)
 
 
 def make_engine(bus: events.EventBus, index: Any, workers: int = 1, history: int = 10) -> JobsEngine:
@@ -303,7 +310,7 @@ def test_cancel_pending_paused_and_running_jobs(harness: Harness) -> None:
     for job_id in (pending, paused, running):
         document = reach(engine, job_id, "Failure")
         assert document["ErrorCode"] == ErrorCode.CANCELED_JOB
-        until(lambda job_id=job_id: Kind.JOB_CANCELED in harness.kinds(job_id))
+        until(lambda: Kind.JOB_CANCELED in harness.kinds(job_id))  # noqa: B023 - called at once
     assert running_job.stops == [StopReason.CANCELED]
     assert engine.cancel(running)  # canceling a finished job is a no-op
     assert not engine.cancel("no-such-job")
@@ -374,8 +381,7 @@ class RetryingWhileAsked(Dummy):
 def test_a_step_asking_for_a_retry_does_not_lose_a_cancel_or_pause(harness: Harness, action: str,
                                                                    final: str) -> None:
     engine = harness.engine()
-    job = RetryingWhileAsked(getattr(engine, action))
-    Job.__init__(job, None)  # type: ignore[arg-type]
+    job = build(RetryingWhileAsked, action=getattr(engine, action))
     job_id = engine.submit(job)
     reach(engine, job_id, final)
     time.sleep(0.05)
@@ -393,8 +399,7 @@ def test_a_pause_asked_during_a_failing_step_does_not_pause_the_resubmitted_job(
                 return StepResult.failure(ErrorCode.NETWORK_PROTOCOL)
             return super().step()
 
-    job = PausedWhileFailing()
-    Job.__init__(job, None)  # type: ignore[arg-type]
+    job = build(PausedWhileFailing)
     job_id = engine.submit(job)
     reach(engine, job_id, "Failure")
     assert engine.resubmit(job_id)
