@@ -653,3 +653,34 @@ def test_a_newer_snapshot_is_not_overwritten_by_an_older_one_written_late(harnes
     resuming.join(PATIENCE)
     assert index.documents[job_id]["State"] == "Pending"
     gate.set()
+
+
+class FailingIndex(MemoryIndex):
+    """The next ``failures`` writes raise, as on a full disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    def save_job(self, job_id: str, document: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk full")
+        super().save_job(job_id, document)
+
+
+def test_a_failed_write_refuses_the_submit_and_never_kills_a_worker(harness: Harness) -> None:
+    index = FailingIndex()
+    engine = harness.engine(index=index)
+    index.failures = 1
+    with pytest.raises(OSError):
+        engine.submit(make_job())
+    assert engine.ids() == [] and index.documents == {}
+    gate = threading.Event()
+    job_id = engine.submit(make_job(gate=gate))
+    reach(engine, job_id, "Running")
+    index.failures = 1  # the next write, from the worker, fails: logged, written with the next one
+    gate.set()
+    reach(engine, job_id, "Success")
+    until(lambda: index.documents[job_id]["State"] == "Success")
+    assert reach(engine, engine.submit(make_job()), "Success")  # the worker is still there

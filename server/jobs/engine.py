@@ -158,7 +158,13 @@ class JobsEngine:
         with self._lock:
             self._jobs[record.id] = record
             self._save(record)
-        self._persist()  # before answering: an acknowledged job survives a crash
+        try:
+            self._persist()  # before answering: an acknowledged job survives a crash
+        except Exception:
+            with self._lock:  # refused: not run, and not restarted if it was written after all
+                self._jobs.pop(record.id, None)
+                self._unsaved[record.id] = None
+            raise
         log.info("New job submitted with priority %d: %s (%s)", priority, record.id, job.TYPE)
         # Published before a worker can take the job, so that "submitted" precedes "success".
         self.bus.publish(JobEvent(Kind.JOB_SUBMITTED, record.id))
@@ -342,7 +348,7 @@ class JobsEngine:
         and are to be saved first; ``(True, None)`` when the engine stops."""
         with self._lock:
             while not self._stopping:
-                self._wake_retries()
+                woke = self._wake_retries()
                 while self._pending:
                     _, _, job_id = heapq.heappop(self._pending)
                     record = self._jobs.get(job_id)
@@ -352,7 +358,7 @@ class JobsEngine:
                         record.error_code, record.error_details = ErrorCode.SUCCESS, ""
                         self._save(record)
                         return False, record
-                if self._unsaved:
+                if woke:
                     return False, None
                 self._lock.wait(timeout=self._until_next_retry())
             return True, None
@@ -378,7 +384,7 @@ class JobsEngine:
                 if due:
                     self._save(record)
             if due:
-                self._persist()
+                self._persist_quietly()
                 last_saved = time.monotonic()
             if percent != last_progress:
                 last_progress = percent
@@ -440,7 +446,7 @@ class JobsEngine:
             self._save(record)
         if reason is not None:
             self._stop_job(record, reason)
-        self._persist()
+        self._persist_quietly()
         if event is not None:
             log.info("Job %s: %s", "has completed" if event is Kind.JOB_SUCCESS else "has failed",
                      record.id)
@@ -496,12 +502,16 @@ class JobsEngine:
         if self.index is not None:
             self._unsaved[record.id] = None
 
-    def _wake_retries(self) -> None:
+    def _wake_retries(self) -> bool:
+        """Put the jobs whose retry is due back in the queue; True if there were some."""
         now = time.monotonic()
+        woke = False
         for job_id in list(self._retrying):
             record = self._jobs[job_id]
             if record.retry_at is not None and record.retry_at <= now:
                 self._enqueue(record)
+                woke = True
+        return woke
 
     def _until_next_retry(self) -> float:
         due = [self._jobs[i].retry_at or 0.0 for i in self._retrying]
@@ -515,7 +525,7 @@ class JobsEngine:
     def _settle(self) -> None:
         """Without the lock: write the snapshots, then wake the waiters, delete the outputs of
         forgotten jobs and publish the events (listeners see states that are already saved)."""
-        self._persist()
+        self._persist_quietly()
         with self._lock:
             wake, self._wake = self._wake, []
             dropped, self._dropped = self._dropped, []
@@ -551,6 +561,14 @@ class JobsEngine:
                 except BaseException:
                     self._give_back(items[position:])
                     raise
+
+    def _persist_quietly(self) -> None:
+        """:meth:`_persist` where the change is made already: a failed write is logged, and
+        retried with the next one (the state in memory, which ``/jobs`` shows, is right)."""
+        try:
+            self._persist()
+        except Exception:  # noqa: BLE001 - a full disk must not kill a worker or lose an event
+            log.exception("Cannot save the jobs (will try again at the next change)")
 
     def _give_back(self, unwritten: list[tuple[str, str | None]]) -> None:
         """A write failed: put back what is unwritten, unless a newer snapshot came meanwhile."""
