@@ -122,8 +122,10 @@ class ServerContext:
         decoder = dataset_decoder(ds, self.default_encoding)
         return {(e.tag.group, e.tag.element): tag_text(ds, e.tag, decoder) or "" for e in ds}
 
-    def publish_updated(self, resource: Resource) -> None:
-        self.bus.publish(events.UPDATED, level=resource.level, resource_id=resource.public_id)
+    def publish_updated(self, resource: Resource, attachment: bool = False) -> None:
+        """A resource's metadata (or, with ``attachment``, one of its attachments) changed."""
+        self.bus.publish(events.ResourceEvent(events.Kind.UPDATED, resource.level, resource.public_id,
+                                              attachment))
 
     def metrics_request_started(self) -> None:
         self.metrics.request_started()
@@ -132,10 +134,11 @@ class ServerContext:
         self.metrics.request_finished(seconds)
 
     async def http_filters_accept(self, handler: OrthancHandler) -> bool:
-        """The hook point of ``IncomingHttpRequestFilter`` (Lua, Python): True when allowed."""
-        if not await self.lua.accepts_http_request(handler):
-            return False
-        return self.python is None or await self.python.http_filter_accepts(handler)
+        """The hook point of ``IncomingHttpRequestFilter`` (Lua, then Python): True when allowed."""
+        for accepts in self.bus.interventions.http_request:
+            if not await accepts(handler):
+                return False
+        return True
 
     def request_stop(self, restart: bool) -> None:
         self._restart = restart
@@ -159,11 +162,10 @@ class ServerContext:
             self.commitment.install(self.dicom)
             self.network.install(self.dicom)
             install_hooks(self, self.dicom)
-            self.dicom.find_filters.append(self.lua.filter_find_request)
             self.dicom.start()
         self.stability.start()
         self.jobs.start(load_saved=not self.no_jobs)
-        self.bus.publish(events.STARTED)
+        self.bus.publish(events.ServerEvent(events.Kind.STARTED))
         self.lua.initialize()
         log.warning("Isengard has started: HTTP on port %d, DICOM on port %d (AET %s)",
                     self.http_port, self.dicom_port, self.config["DicomAet"])
@@ -188,7 +190,7 @@ class ServerContext:
 
     async def _shutdown(self) -> None:
         """Stop taking work, let in-flight stores finish, then close the index."""
-        self.bus.publish(events.STOPPED)
+        self.bus.publish(events.ServerEvent(events.Kind.STOPPED))
         if self.dicom is not None:
             self.dicom.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.jobs.stop)

@@ -28,8 +28,8 @@ class StabilityMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stability", daemon=True)
-        bus.subscribe(events.STORED, self._on_stored)
-        bus.subscribe(events.DELETED, self._on_deleted)
+        bus.subscribe(events.Kind.STORED, self._on_stored)
+        bus.subscribe(events.Kind.DELETED, self._on_deleted)
 
     def start(self) -> None:
         self._thread.start()
@@ -43,19 +43,19 @@ class StabilityMonitor:
         with self._lock:
             return public_id not in self._deadlines
 
-    def _on_stored(self, event: events.Event) -> None:
-        if event.payload.get("status") != "Success":
+    def _on_stored(self, event: events.InstanceStored) -> None:
+        if event.status != "Success":
             return
-        ids = event.payload["parsed"].ids
+        ids = event.parsed.ids
         deadline = time.monotonic() + self.stable_age
         with self._lock:
             for level in (Level.SERIES, Level.STUDY, Level.PATIENT):
                 self._deadlines.pop(ids[level], None)
                 self._deadlines[ids[level]] = (level, deadline)
 
-    def _on_deleted(self, event: events.Event) -> None:
+    def _on_deleted(self, event: events.ResourceEvent) -> None:
         with self._lock:
-            self._deadlines.pop(event.payload["resource_id"], None)
+            self._deadlines.pop(event.resource_id, None)
 
     def _run(self) -> None:
         period = min(1.0, max(0.1, self.stable_age / 4))
@@ -74,4 +74,4 @@ class StabilityMonitor:
             if resource is None:
                 continue
             self.index.log_change(_CHANGE[level], resource.internal_id)
-            self.bus.publish(events.STABLE, level=level, resource_id=public_id)
+            self.bus.publish(events.ResourceEvent(events.Kind.STABLE, level, public_id))

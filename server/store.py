@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,13 +72,6 @@ class DeleteResult:
     remaining: Resource | None
 
 
-#: A filter sees the parsed instance and its origin; False refuses the instance.
-InstanceFilter = Callable[[ParsedInstance, Origin], bool]
-#: A receiver sees the received bytes first: it answers the bytes to store (possibly
-#: others, as orthanc-python's ReceivedInstanceCallback may) or None to discard them.
-InstanceReceiver = Callable[[bytes, Origin], bytes | None]
-
-
 @dataclass
 class Limits:
     """Recycling limits: 0 means unlimited."""
@@ -110,8 +102,8 @@ class Store:
         self.bus = bus
         self.limits = limits
         self.metrics = metrics or Metrics(enabled=False)
-        self.filters: list[InstanceFilter] = []
-        self.receivers: list[InstanceReceiver] = []
+        #: The scripts' say on each instance (``RECEIVED_INSTANCE``, then ``STORE_INSTANCE``).
+        self.interventions = bus.interventions
         #: ``IngestTranscoding``, applied after the receivers and before the filters, as in Orthanc.
         self.transcoding: IngestTranscoding | None = None
         self._recycle_lock = threading.Lock()
@@ -122,7 +114,7 @@ class Store:
             return self._ingest(data, origin)
 
     def _ingest(self, data: bytes, origin: Origin) -> StoreResult:
-        for receive in self.receivers:
+        for receive in self.interventions.received_instance:
             received = receive(data, origin)
             if received is None:
                 # Orthanc answers the parents of a discarded instance but no instance ID
@@ -137,13 +129,12 @@ class Store:
             if transcoded is not data:
                 data = transcoded
                 parsed = parse_for_index(data, self.limits.default_encoding)
-        for accept in self.filters:
+        for accept in self.interventions.store_instance:
             if not accept(parsed, origin):
                 return StoreResult("FilteredOut", parsed.ids, parsed)
         if not self.limits.overwrite and self.index.lookup(parsed.ids[Level.INSTANCE]):
             result = StoreResult("AlreadyStored", parsed.ids, parsed)
-            self.bus.publish(events.STORED, instance_id=parsed.ids[Level.INSTANCE],
-                             origin=origin, parsed=parsed, status=result.status)
+            self.bus.publish(events.InstanceStored(parsed.ids[Level.INSTANCE], origin, parsed, result.status))
             return result
         staged = self.area.stage(data)
         try:
@@ -157,9 +148,8 @@ class Store:
             self.area.publish(staged.uuid)
         self.area.remove_journaled(journal, obsolete)
         for level in created:
-            self.bus.publish(events.NEW_RESOURCE, level=level, resource_id=parsed.ids[level])
-        self.bus.publish(events.STORED, instance_id=parsed.ids[Level.INSTANCE], origin=origin,
-                         parsed=parsed, status=status)
+            self.bus.publish(events.ResourceEvent(events.Kind.NEW_RESOURCE, level, parsed.ids[level]))
+        self.bus.publish(events.InstanceStored(parsed.ids[Level.INSTANCE], origin, parsed, status))
         return StoreResult(status, parsed.ids, parsed)
 
     def _commit(self, parsed: ParsedInstance, origin: Origin,
@@ -207,7 +197,7 @@ class Store:
                 self.index.log_change_in(db, Change.CompletedSeries, internal[Level.SERIES], now)
             journal = self.area.journal_removals(obsolete)
         for resource in deleted:
-            self.bus.publish(events.DELETED, level=resource.level, resource_id=resource.public_id)
+            self.bus.publish(events.ResourceEvent(events.Kind.DELETED, resource.level, resource.public_id))
         return "Success", created, obsolete, journal
 
     @staticmethod
@@ -283,7 +273,7 @@ class Store:
             journal = self.area.journal_removals(uuids)
         self.area.remove_journaled(journal, uuids)
         for gone in deleted:
-            self.bus.publish(events.DELETED, level=gone.level, resource_id=gone.public_id)
+            self.bus.publish(events.ResourceEvent(events.Kind.DELETED, gone.level, gone.public_id))
         return DeleteResult(deleted, remaining)
 
     def read_dicom(self, instance: Resource) -> bytes:

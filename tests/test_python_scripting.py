@@ -30,8 +30,8 @@ JPEG = sample("Formats/Jpeg.dcm")
 
 CHANGE = {"DELETED": 1, "NEW_CHILD_INSTANCE": 2, "NEW_INSTANCE": 3, "NEW_PATIENT": 4, "NEW_SERIES": 5,
           "NEW_STUDY": 6, "STABLE_PATIENT": 7, "STABLE_SERIES": 8, "STABLE_STUDY": 9, "ORTHANC_STARTED": 10,
-          "ORTHANC_STOPPED": 11, "UPDATED_METADATA": 13, "JOB_SUBMITTED": 16, "JOB_SUCCESS": 17,
-          "JOB_FAILURE": 18}
+          "ORTHANC_STOPPED": 11, "UPDATED_ATTACHMENT": 12, "UPDATED_METADATA": 13, "JOB_SUBMITTED": 16,
+          "JOB_SUCCESS": 17, "JOB_FAILURE": 18}
 
 
 def scripted(workdir: Path, script: Path, **options: Any) -> Isengard:
@@ -267,6 +267,8 @@ def test_changes_are_delivered_in_order_off_the_request_thread(probe: Isengard) 
     wait_for(lambda: all(change in mine() for change in stable))
     assert probe.put(f"/instances/{ids[0]}/metadata/1030", data=b"x").status_code == 200
     wait_for(lambda: [CHANGE["UPDATED_METADATA"], 3, ids[0]] in mine())
+    assert probe.put(f"/instances/{ids[0]}/attachments/1030", data=b"x").status_code == 200
+    wait_for(lambda: [CHANGE["UPDATED_ATTACHMENT"], 3, ids[0]] in mine())
     assert probe.delete(f"/patients/{ids[3]}").status_code == 200
     wait_for(lambda: [CHANGE["DELETED"], 0, ids[3]] in mine() and [CHANGE["DELETED"], 3, ids[0]] in mine())
 

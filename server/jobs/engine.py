@@ -6,7 +6,18 @@ job is written to the index when it is submitted and at every state change
 submitted job; Archive and Media jobs are persisted and resubmittable too.
 
 Threads: ``ConcurrentJobs`` workers run steps; REST handlers and scripts call
-the public methods from any thread; everything shared is guarded by one lock.
+the public methods from any thread.  One lock guards the in-memory state and
+nothing else: a change made under it takes a snapshot of the job's document and
+notes what else it implies (events, waiters to wake, outputs to delete); the
+thread that made the change carries these out after releasing the lock
+(:meth:`JobsEngine._settle`).  So a slow disk never holds ``/jobs`` or the other
+workers, and still:
+
+* durability: a call returns only once its snapshots are written (``submit``
+  answers an ID that a ``kill -9`` right after cannot lose);
+* ordering: snapshots wait in one map, job ID -> latest snapshot, and one writer
+  at a time takes the whole map, so an older snapshot never overwrites a newer.
+
 The engine knows nothing of HTTP.
 """
 
@@ -26,8 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from server import events
 from server.errors import ErrorCode, OrthancError, describe
+from server.events import EventBus, JobEvent, Kind
 from server.jobs import job as job_module
 from server.jobs.job import Job, JobState, Output, StepResult, StopReason
 
@@ -87,7 +98,7 @@ class JobRecord:
 
 
 class JobsEngine:
-    def __init__(self, ctx: Any, bus: events.EventBus, index: Index | None, workers: int,
+    def __init__(self, ctx: Any, bus: EventBus, index: Index | None, workers: int,
                  history_size: int) -> None:
         self.ctx = ctx
         self.bus = bus
@@ -103,15 +114,23 @@ class JobsEngine:
         self._seq = itertools.count()
         self._stopping = False
         self._threads: list[threading.Thread] = []
-        self._later: list[tuple[str, str]] = []
+        # What changes made under the lock leave to _settle, in the order they happened.
+        self._unsaved: dict[str, str | None] = {}  # job ID -> latest document (None: deleted)
+        self._later: list[tuple[Kind, str]] = []
+        self._wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._dropped: list[Job] = []  # forgotten jobs, whose outputs are to delete
+        #: Held by the one thread writing snapshots, so that they reach the index in order.
+        self._writer = threading.Lock()
 
     # -- life cycle ------------------------------------------------------------------
 
     def start(self, load_saved: bool) -> None:
         if self.index is not None:
             if load_saved:
+                saved = self.index.load_jobs()
                 with self._lock:  # restoring enqueues, and enqueuing notifies the workers
-                    self._restore()
+                    self._restore(saved)
+                self._settle()
             else:
                 self.index.clear_jobs()
         for number in range(self.workers_count):
@@ -139,9 +158,16 @@ class JobsEngine:
         with self._lock:
             self._jobs[record.id] = record
             self._save(record)
+        try:
+            self._persist()  # before answering: an acknowledged job survives a crash
+        except Exception:
+            with self._lock:  # refused: not run, and not restarted if it was written after all
+                self._jobs.pop(record.id, None)
+                self._unsaved[record.id] = None
+            raise
         log.info("New job submitted with priority %d: %s (%s)", priority, record.id, job.TYPE)
         # Published before a worker can take the job, so that "submitted" precedes "success".
-        self.bus.publish(events.JOB_SUBMITTED, job_id=record.id)
+        self.bus.publish(JobEvent(Kind.JOB_SUBMITTED, record.id))
         with self._lock:
             heapq.heappush(self._pending, (-priority, record.seq, record.id))
             self._lock.notify()
@@ -223,8 +249,8 @@ class JobsEngine:
                 self._remove_pending(record)
                 self._set_state(record, JobState.PAUSED)
                 self._save(record)
-                self._publish_later("job_paused", record.id)
-        self._flush_publications()
+                self._publish_later(Kind.JOB_PAUSED, record.id)
+        self._settle()
         return True
 
     def resume(self, job_id: str) -> bool:
@@ -233,8 +259,8 @@ class JobsEngine:
             if record is None or record.state is not JobState.PAUSED:
                 return False
             self._enqueue(record)
-            self._publish_later("job_resumed", record.id)
-        self._flush_publications()
+            self._publish_later(Kind.JOB_RESUMED, record.id)
+        self._settle()
         return True
 
     def cancel(self, job_id: str) -> bool:
@@ -248,11 +274,11 @@ class JobsEngine:
             elif record.state in (JobState.PENDING, JobState.PAUSED, JobState.RETRY):
                 self._remove_pending(record)
                 self._finish(record, JobState.FAILURE, ErrorCode.CANCELED_JOB, "")
-                self._publish_later("job_canceled", record.id)
+                self._publish_later(Kind.JOB_CANCELED, record.id)
                 stopped = record
         if stopped is not None:
             self._stop_job(stopped, StopReason.CANCELED)
-        self._flush_publications()
+        self._settle()
         return True
 
     def resubmit(self, job_id: str) -> bool:
@@ -270,8 +296,8 @@ class JobsEngine:
             record.content = record.job.content()
             record.started = False
             self._enqueue(record)
-            self._publish_later("job_resubmitted", record.id)
-        self._flush_publications()
+            self._publish_later(Kind.JOB_RESUBMITTED, record.id)
+        self._settle()
         return True
 
     def delete(self, job_id: str) -> bool:
@@ -284,9 +310,11 @@ class JobsEngine:
         if live:
             return self.cancel(job_id)
         with self._lock:
-            if job_id in self._history:
-                self._history.remove(job_id)
-            self._forget(record)
+            if self._jobs.get(job_id) is record and record.finished:  # not resubmitted meanwhile
+                if job_id in self._history:
+                    self._history.remove(job_id)
+                self._forget(record)
+        self._settle()
         return True
 
     def output(self, job_id: str, key: str) -> Output | None:
@@ -302,22 +330,25 @@ class JobsEngine:
             record = self._jobs.get(job_id)
             if record is None or record.state is not JobState.SUCCESS:
                 return False
-            return record.job.delete_output(key)
+        return record.job.delete_output(key)  # file work: outside the lock
 
     # -- workers ---------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            record = self._next()
-            if record is None:
+            stopping, record = self._next()
+            self._settle()
+            if record is not None:
+                self._run(record)
+            elif stopping:
                 return
-            self._run(record)
 
-    def _next(self) -> JobRecord | None:
-        """Block until a job is due; None when the engine stops."""
+    def _next(self) -> tuple[bool, JobRecord | None]:
+        """Block until a job is due: ``(False, job)``; ``(False, None)`` when retries woke up
+        and are to be saved first; ``(True, None)`` when the engine stops."""
         with self._lock:
             while not self._stopping:
-                self._wake_retries()
+                woke = self._wake_retries()
                 while self._pending:
                     _, _, job_id = heapq.heappop(self._pending)
                     record = self._jobs.get(job_id)
@@ -326,12 +357,14 @@ class JobsEngine:
                         record.running_since = time.monotonic()
                         record.error_code, record.error_details = ErrorCode.SUCCESS, ""
                         self._save(record)
-                        return record
+                        return False, record
+                if woke:
+                    return False, None
                 self._lock.wait(timeout=self._until_next_retry())
-            return None
+            return True, None
 
     def _run(self, record: JobRecord) -> None:
-        self.bus.publish("job_running", job_id=record.id)
+        self.bus.publish(JobEvent(Kind.JOB_RUNNING, record.id))
         result: StepResult | None = None
         if not record.started:
             result = self._guarded(record.job.start)
@@ -347,12 +380,15 @@ class JobsEngine:
                 record.progress = record.job.progress()
                 record.content = record.job.content()
                 percent = int(round(100 * record.progress))
-                if time.monotonic() - last_saved > SAVE_POSITION_PERIOD:
+                due = time.monotonic() - last_saved > SAVE_POSITION_PERIOD
+                if due:
                     self._save(record)
-                    last_saved = time.monotonic()
+            if due:
+                self._persist_quietly()
+                last_saved = time.monotonic()
             if percent != last_progress:
                 last_progress = percent
-                self.bus.publish("job_progress", job_id=record.id, progress=percent)
+                self.bus.publish(JobEvent(Kind.JOB_PROGRESS, record.id, percent))
             if outcome.kind != "continue":
                 result = outcome
         self._conclude(record, result)
@@ -371,47 +407,51 @@ class JobsEngine:
 
     def _conclude(self, record: JobRecord, result: StepResult | None) -> None:
         reason: StopReason | None = None
-        event: str | None = None
+        event: Kind | None = None
         with self._lock:
             if record.running_since is not None:
                 record.runtime += time.monotonic() - record.running_since
                 record.running_since = None
+            if result is not None and result.kind == "retry" and (record.cancel_requested
+                                                                   or record.pause_requested):
+                result = None  # asked during the step: the request wins over the retry
             if result is None and record.cancel_requested:
                 result = StepResult.failure(ErrorCode.CANCELED_JOB)
-                self._publish_later("job_canceled", record.id)
+                self._publish_later(Kind.JOB_CANCELED, record.id)
             if result is None and record.pause_requested:
                 record.pause_requested = False
                 record.started = False
                 self._set_state(record, JobState.PAUSED)
-                self._publish_later("job_paused", record.id)
+                self._publish_later(Kind.JOB_PAUSED, record.id)
                 reason = StopReason.PAUSED
-            elif result is None:
+            elif result is None:  # the engine stops: saved as Running, resumed at restart
                 self._save(record)
-                return
             elif result.kind == "success":
                 self._finish(record, JobState.SUCCESS, ErrorCode.SUCCESS, "")
-                reason, event = StopReason.SUCCESS, events.JOB_SUCCESS
+                reason, event = StopReason.SUCCESS, Kind.JOB_SUCCESS
             elif result.kind == "retry":
                 record.retry_at = time.monotonic() + result.retry_after
                 record.error_code, record.error_details = result.code, result.details
                 record.started = False
                 self._set_state(record, JobState.RETRY)
-                self._publish_later("job_retry", record.id)
+                self._publish_later(Kind.JOB_RETRY, record.id)
                 reason = StopReason.RETRY
                 self._lock.notify_all()
             else:
                 canceled = result.code == ErrorCode.CANCELED_JOB
                 self._finish(record, JobState.FAILURE, result.code, result.details)
                 reason = StopReason.CANCELED if canceled else StopReason.FAILURE
-                event = events.JOB_FAILURE
-            record.cancel_requested = False
+                event = Kind.JOB_FAILURE
+            record.cancel_requested = record.pause_requested = False  # done with, whatever the outcome
             self._save(record)
-        self._stop_job(record, reason)
+        if reason is not None:
+            self._stop_job(record, reason)
+        self._persist_quietly()
         if event is not None:
-            log.info("Job %s: %s", "has completed" if event == events.JOB_SUCCESS else "has failed",
+            log.info("Job %s: %s", "has completed" if event is Kind.JOB_SUCCESS else "has failed",
                      record.id)
-            self.bus.publish(event, job_id=record.id)
-        self._flush_publications()
+            self.bus.publish(JobEvent(event, record.id))
+        self._settle()
 
     def _stop_job(self, record: JobRecord, reason: StopReason) -> None:
         try:
@@ -447,8 +487,7 @@ class JobsEngine:
         if state is JobState.SUCCESS:
             record.progress = 1.0
         self._save(record)
-        for loop, future in record.waiters:
-            loop.call_soon_threadsafe(_resolve, future)
+        self._wake += record.waiters
         record.waiters = []
         self._history.append(record.id)
         while len(self._history) > self.history_size:
@@ -459,36 +498,86 @@ class JobsEngine:
     def _forget(self, record: JobRecord) -> None:
         self._jobs.pop(record.id, None)
         self._retrying.discard(record.id)
-        for key in list(record.job.outputs()):
-            record.job.delete_output(key)
+        self._dropped.append(record.job)
         if self.index is not None:
-            self.index.delete_job(record.id)
+            self._unsaved[record.id] = None
 
-    def _wake_retries(self) -> None:
+    def _wake_retries(self) -> bool:
+        """Put the jobs whose retry is due back in the queue; True if there were some."""
         now = time.monotonic()
+        woke = False
         for job_id in list(self._retrying):
             record = self._jobs[job_id]
             if record.retry_at is not None and record.retry_at <= now:
                 self._enqueue(record)
+                woke = True
+        return woke
 
     def _until_next_retry(self) -> float:
         due = [self._jobs[i].retry_at or 0.0 for i in self._retrying]
         return max(0.01, min(due) - time.monotonic()) if due else 1.0
 
-    # -- events raised under the lock are published after it is released ------------
+    # -- what a change made under the lock leaves for after it -----------------------
 
-    def _publish_later(self, kind: str, job_id: str) -> None:
+    def _publish_later(self, kind: Kind, job_id: str) -> None:
         self._later.append((kind, job_id))
 
-    def _flush_publications(self) -> None:
+    def _settle(self) -> None:
+        """Without the lock: write the snapshots, then wake the waiters, delete the outputs of
+        forgotten jobs and publish the events (listeners see states that are already saved)."""
+        self._persist_quietly()
         with self._lock:
-            pending, self._later = self._later, []
-        for kind, job_id in pending:
-            self.bus.publish(kind, job_id=job_id)
+            wake, self._wake = self._wake, []
+            dropped, self._dropped = self._dropped, []
+            later, self._later = self._later, []
+        for loop, future in wake:
+            loop.call_soon_threadsafe(_resolve, future)
+        for job in dropped:
+            for key in list(job.outputs()):
+                job.delete_output(key)
+        for kind, job_id in later:
+            self.bus.publish(JobEvent(kind, job_id))
 
     # -- persistence -----------------------------------------------------------------
 
+    def _persist(self) -> None:
+        """Write every snapshot taken so far; returns once those of the caller are in the index.
+
+        A snapshot another thread took away is written by that thread, which holds the writer
+        lock meanwhile: waiting for that lock is waiting for it to be written.
+        """
+        if self.index is None:
+            return
+        with self._writer:
+            with self._lock:
+                batch, self._unsaved = self._unsaved, {}
+            items = list(batch.items())
+            for position, (job_id, document) in enumerate(items):
+                try:
+                    if document is None:
+                        self.index.delete_job(job_id)
+                    else:
+                        self.index.save_job(job_id, document)
+                except BaseException:
+                    self._give_back(items[position:])
+                    raise
+
+    def _persist_quietly(self) -> None:
+        """:meth:`_persist` where the change is made already: a failed write is logged, and
+        retried with the next one (the state in memory, which ``/jobs`` shows, is right)."""
+        try:
+            self._persist()
+        except Exception:  # noqa: BLE001 - a full disk must not kill a worker or lose an event
+            log.exception("Cannot save the jobs (will try again at the next change)")
+
+    def _give_back(self, unwritten: list[tuple[str, str | None]]) -> None:
+        """A write failed: put back what is unwritten, unless a newer snapshot came meanwhile."""
+        with self._lock:
+            for job_id, document in unwritten:
+                self._unsaved.setdefault(job_id, document)
+
     def _save(self, record: JobRecord) -> None:
+        """With the lock held: snapshot the job's document, for :meth:`_persist` to write."""
         if self.index is None:
             return
         try:
@@ -503,11 +592,11 @@ class JobsEngine:
             "Runtime": record.runtime, "ErrorCode": int(record.error_code),
             "ErrorDetails": record.error_details, "Seq": record.seq, "Job": data,
         }
-        self.index.save_job(record.id, json.dumps(document))
+        self._unsaved[record.id] = json.dumps(document)
 
-    def _restore(self) -> None:
-        assert self.index is not None
-        saved = sorted(((job_id, json.loads(text)) for job_id, text in self.index.load_jobs()),
+    def _restore(self, rows: list[tuple[str, str]]) -> None:
+        """With the lock held: rebuild the saved jobs (``rows`` of :meth:`Index.load_jobs`)."""
+        saved = sorted(((job_id, json.loads(text)) for job_id, text in rows),
                        key=lambda item: item[1].get("Seq", 0))
         base = max((doc.get("Seq", 0) for _, doc in saved), default=-1) + 1
         self._seq = itertools.count(base)
@@ -516,7 +605,7 @@ class JobsEngine:
                 job = job_module.unserialize(self.ctx, doc["Type"], doc["Job"])
             except Exception:  # noqa: BLE001 - one bad job must not prevent start-up
                 log.warning("Cannot restore saved job %s (%s): skipped", job_id, doc.get("Type"))
-                self.index.delete_job(job_id)
+                self._unsaved[job_id] = None
                 continue
             self._restore_one(job_id, doc, job)
         while len(self._history) > self.history_size:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,7 @@ from server.storage.index import Metadata, Resource
 
 if TYPE_CHECKING:
     from server.app import ServerContext
+    from server.events import FindFilter
     from server.net.scp import DicomServer
 
 log = logging.getLogger("isengard.dicom")
@@ -89,9 +90,6 @@ COUNTERS: dict[Level, tuple[Tag, ...]] = {
 #: Keys that only shape the answers: never matched (the time zone as Orthanc 1.12 ignores it).
 _NOT_MATCHED = {QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET, (0x0008, 0x0201)}
 _NUMERIC_VRS = {"US": int, "SS": int, "UL": int, "SL": int, "FL": float, "FD": float}
-
-#: A C-FIND hook (Lua's ``IncomingFindRequestFilter``): (query, origin) -> the query to run.
-FindFilter = Callable[[dict[str, str], dict[str, str]], dict[str, str]]
 
 PENDING = 0xFF00
 SUCCESS = 0x0000
@@ -136,7 +134,7 @@ class FindRequest:
                 query[tag] = key_text(identifier, el, decoder)
         return cls(query, sequences, vrs)
 
-    def filtered(self, filters: list[FindFilter], origin: dict[str, str]) -> FindRequest:
+    def filtered(self, filters: Iterable[FindFilter], origin: dict[str, str]) -> FindRequest:
         """The request after the scripts' filters (keys ``gggg,eeee`` or names, string values)."""
         query = self.query
         for apply in filters:

@@ -180,9 +180,8 @@ class DicomServer:
         self.ae = self._build_ae()
         self._server: ThreadedAssociationServer | None = None
         self.extra_handlers: list[tuple[Any, Callable]] = []
-        #: C-FIND hooks (Lua's ``IncomingFindRequestFilter``): (query, origin) -> query to run,
-        #: queries map ``gggg,eeee`` to strings (see :mod:`server.net.query_retrieve`).
-        self.find_filters: list[Callable[[dict[str, str], dict[str, str]], dict[str, str]]] = []
+        #: C-FIND hooks (``IncomingFindRequestFilter``, see :mod:`server.events`).
+        self.find_filters = store.bus.interventions.find_request
         #: Worklist, C-FIND and C-MOVE handlers of scripts and worklists (:mod:`server.net.worklists`).
         self.hooks: DicomHooks | None = None
 

@@ -8,17 +8,17 @@ from typing import Any
 
 import tornado.iostream
 
-from server import events
 from server.errors import ErrorCode, OrthancError
+from server.events import JobEvent, Kind
 from server.jobs.job import Job, JobState
 from server.rest.base import NoAnswer, OrthancHandler
 
-#: Bus event kind -> the SSE event name of ``/jobs/events``.
+#: Job event kind -> its SSE event name in ``/jobs/events``.
 SSE_EVENTS = {
-    events.JOB_SUBMITTED: "submitted", "job_running": "running", "job_progress": "progress",
-    "job_paused": "paused", "job_resumed": "resumed", "job_canceled": "canceled",
-    "job_retry": "retry", "job_resubmitted": "resubmitted",
-    events.JOB_SUCCESS: "success", events.JOB_FAILURE: "failure",
+    Kind.JOB_SUBMITTED: "submitted", Kind.JOB_RUNNING: "running", Kind.JOB_PROGRESS: "progress",
+    Kind.JOB_PAUSED: "paused", Kind.JOB_RESUMED: "resumed", Kind.JOB_CANCELED: "canceled",
+    Kind.JOB_RETRY: "retry", Kind.JOB_RESUBMITTED: "resubmitted",
+    Kind.JOB_SUCCESS: "success", Kind.JOB_FAILURE: "failure",
 }
 
 #: Seconds between SSE comments that keep idle connections (and proxies) alive.
@@ -125,12 +125,11 @@ class JobEventsHandler(OrthancHandler):
     async def get(self) -> None:
         wanted = self.get_argument("job", None)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, dict]] = asyncio.Queue(maxsize=10000)
+        queue: asyncio.Queue[JobEvent] = asyncio.Queue(maxsize=10000)
 
-        def listener(event: events.Event) -> None:
-            job_id = event.payload["job_id"]
-            if wanted is None or job_id == wanted:
-                loop.call_soon_threadsafe(_offer, queue, (event.kind, dict(event.payload)))
+        def listener(event: JobEvent) -> None:
+            if wanted is None or event.job_id == wanted:
+                loop.call_soon_threadsafe(_offer, queue, event)
 
         for kind in SSE_EVENTS:
             self.ctx.bus.subscribe(kind, listener)
@@ -146,25 +145,25 @@ class JobEventsHandler(OrthancHandler):
             for kind in SSE_EVENTS:
                 self.ctx.bus.unsubscribe(kind, listener)
 
-    async def _stream(self, queue: asyncio.Queue[tuple[str, dict]]) -> None:
+    async def _stream(self, queue: asyncio.Queue[JobEvent]) -> None:
         while True:
             try:
-                kind, payload = await asyncio.wait_for(queue.get(), timeout=SSE_KEEPALIVE)
+                event = await asyncio.wait_for(queue.get(), timeout=SSE_KEEPALIVE)
             except TimeoutError:
                 self.write(": keep-alive\n\n")
                 await self.flush()
                 continue
-            document = self.ctx.jobs.describe(payload["job_id"]) or {}
-            data = {"ID": payload["job_id"], "State": document.get("State"),
+            document = self.ctx.jobs.describe(event.job_id) or {}
+            data = {"ID": event.job_id, "State": document.get("State"),
                     "Progress": document.get("Progress"), "Type": document.get("Type")}
             if document.get("State") == "Failure":
                 data["ErrorCode"] = document["ErrorCode"]
                 data["ErrorDescription"] = document["ErrorDescription"]
-            self.write(f"event: {SSE_EVENTS[kind]}\ndata: {json.dumps(data)}\n\n")
+            self.write(f"event: {SSE_EVENTS[event.kind]}\ndata: {json.dumps(data)}\n\n")
             await self.flush()
 
 
-def _offer(queue: asyncio.Queue, item: tuple[str, dict]) -> None:
+def _offer(queue: asyncio.Queue[JobEvent], item: JobEvent) -> None:
     if not queue.full():
         queue.put_nowait(item)
 

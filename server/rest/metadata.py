@@ -257,7 +257,7 @@ class AttachmentHandler(RevisionedHandler):
             await self.run(service.change_compression, resource.internal_id, number,
                            operation == "compress")
             if is_user_type(number):
-                self.ctx.publish_updated(resource)
+                self.ctx.publish_updated(resource, attachment=True)
         self.answer_text("{}", "application/json")
 
     async def put(self, plural: str, public_id: str, name: str, operation: str | None) -> None:
@@ -271,7 +271,7 @@ class AttachmentHandler(RevisionedHandler):
         data = self.request.body
         revision = await self.run(self._service().put, resource.internal_id, number, data,
                                   expected)
-        self.ctx.publish_updated(resource)
+        self.ctx.publish_updated(resource, attachment=True)
         self.set_header("ETag", f'"{revision}-{md5_hex(data)}"')
         self.answer_text("{}", "application/json")
 
@@ -287,7 +287,7 @@ class AttachmentHandler(RevisionedHandler):
         if not await self.run(self._service().delete, resource.internal_id, number, expected):
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         if is_user_type(number):
-            self.ctx.publish_updated(resource)
+            self.ctx.publish_updated(resource, attachment=True)
         self.answer_empty_text()
 
     def _no_route(self, operation: str | None) -> None:

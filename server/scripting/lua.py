@@ -43,12 +43,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from server import events
 from server.delivery import DeliveryQueue
 from server.dicom import json_format
 from server.dicom.main_tags import Level
 from server.dicom.parse import ParsedInstance, read_dataset
 from server.errors import ErrorCode, OrthancError
+from server.events import InstanceStored, JobEvent, Kind, ResourceEvent
 from server.net.scp import DimseStatusError
 from server.resources import main_tags_json
 from server.rest.inprocess import ContextExecutor
@@ -73,8 +73,9 @@ MAIN_CALLBACKS = [
     *(f"OnUpdated{level.title}" for level in Level),
 ]
 FILTER_CALLBACKS = ["ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter"]
-_JOB_CALLBACKS = {events.JOB_SUBMITTED: "OnJobSubmitted", events.JOB_SUCCESS: "OnJobSuccess",
-                  events.JOB_FAILURE: "OnJobFailure"}
+_JOB_CALLBACKS = {Kind.JOB_SUBMITTED: "OnJobSubmitted", Kind.JOB_SUCCESS: "OnJobSuccess",
+                  Kind.JOB_FAILURE: "OnJobFailure"}
+_CHANGE_CALLBACKS = {Kind.DELETED: "Deleted", Kind.UPDATED: "Updated"}
 #: How long shutdown waits for the queued events and ``Finalize``.
 STOP_SECONDS = 30.0
 
@@ -128,6 +129,9 @@ class LuaScripting:
         self._filters: frozenset[str] = frozenset()
         self._stopping = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="lua-heartbeat", daemon=True)
+        # Before the Python script's: Orthanc asks Lua first.  Always: a request also waits
+        # for the callbacks queued before it (see _wait_for_callbacks).
+        ctx.bus.interventions.http_request.install(self.accepts_http_request)
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -146,8 +150,10 @@ class LuaScripting:
                                max_memory)
         self._subscribe()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
+        interventions = self.ctx.bus.interventions
         if self._filters:
-            self.ctx.store.filters.append(self._accepts_instance)
+            interventions.store_instance.install(self._accepts_instance)
+        interventions.find_request.install(self.filter_find_request)
         if self.scripts:
             self.ctx.commitment.providers.append(LuaCommitmentProvider(self))
         self._events.start()
@@ -186,42 +192,41 @@ class LuaScripting:
 
     def _subscribe(self) -> None:
         bus = self.ctx.bus
-        bus.subscribe(events.STORED, self._on_stored)
-        bus.subscribe(events.STABLE, self._on_stable)
-        bus.subscribe(events.DELETED, lambda e: self._on_change("Deleted", e))
-        bus.subscribe(events.UPDATED, lambda e: self._on_change("Updated", e))
+        bus.subscribe(Kind.STORED, self._on_stored)
+        bus.subscribe(Kind.STABLE, self._on_stable)
+        for kind in _CHANGE_CALLBACKS:
+            bus.subscribe(kind, self._on_change)
         for kind in _JOB_CALLBACKS:
             bus.subscribe(kind, self._on_job)
 
-    def _on_stored(self, event: events.Event) -> None:
+    def _on_stored(self, event: InstanceStored) -> None:
         if "OnStoredInstance" not in self._defined:
             return
-        payload = event.payload
-        instance = self.ctx.index.lookup(payload["instance_id"], Level.INSTANCE)
+        instance = self.ctx.index.lookup(event.instance_id, Level.INSTANCE)
         metadata = self._metadata(instance.internal_id) if instance else {}
-        self._queue("OnStoredInstance", (payload["instance_id"], self._tags(payload["parsed"]),
-                                              metadata, origin_json(payload["origin"])))
+        self._queue("OnStoredInstance", (event.instance_id, self._tags(event.parsed), metadata,
+                                         origin_json(event.origin)))
 
-    def _on_stable(self, event: events.Event) -> None:
-        level: Level = event.payload["level"]
+    def _on_stable(self, event: ResourceEvent) -> None:
+        level = event.level
         callback = f"OnStable{level.title}"
         if callback not in self._defined:
             return
-        resource = self.ctx.index.lookup(event.payload["resource_id"], level)
+        resource = self.ctx.index.lookup(event.resource_id, level)
         if resource is None:
             return
         tags = main_tags_json(level, self.ctx.index.main_tags(resource.internal_id))
         self._queue(callback, (resource.public_id, tags, self._metadata(resource.internal_id)))
 
-    def _on_change(self, kind: str, event: events.Event) -> None:
-        callback = f"On{kind}{event.payload['level'].title}"
+    def _on_change(self, event: ResourceEvent) -> None:
+        callback = f"On{_CHANGE_CALLBACKS[event.kind]}{event.level.title}"
         if callback in self._defined:
-            self._queue(callback, (event.payload["resource_id"],))
+            self._queue(callback, (event.resource_id,))
 
-    def _on_job(self, event: events.Event) -> None:
+    def _on_job(self, event: JobEvent) -> None:
         callback = _JOB_CALLBACKS[event.kind]
         if callback in self._defined:
-            self._queue(callback, (event.payload["job_id"],))
+            self._queue(callback, (event.job_id,))
 
     def _queue(self, callback: str, args: tuple, wait: bool = True) -> None:
         self._events.put(lambda: self._deliver(callback, args), wait)

@@ -8,9 +8,9 @@ server's hook points:
   routes (as Orthanc does with plugin routes); callbacks run on this service's
   thread pool, never on the event loop.
 * Changes and stored instances: :mod:`server.scripting.python_events`.
-* Received instances: ``Store.receivers`` (keep, discard or replace the bytes).
-* C-STORE filter, HTTP request filter, storage commitment lookups: called by the
-  DICOM server, the HTTP layer and the ``StorageCommitmentScp`` job.
+* Received instances, the C-STORE filter, the HTTP request filter: installed as
+  interventions of the event bus (:mod:`server.events`), as Lua's filters are.
+* Storage commitment lookups: called by the ``StorageCommitmentScp`` job.
 
 A callback that raises is logged with its traceback and has the effect
 orthanc-python gives it (a REST callback answers 500, a filter refuses...).
@@ -103,8 +103,10 @@ class PythonScripting:
         self.commitment = CommitmentProvider(self)
         for kind in ChangeTranslator.KINDS:
             ctx.bus.subscribe(kind, self._on_event)
-        ctx.store.receivers.append(self.receive)
-        ctx.store.filters.append(self.accepts_cstore)
+        interventions = ctx.bus.interventions
+        interventions.http_request.install(self.http_filter_accepts)
+        interventions.received_instance.install(self.receive)
+        interventions.store_instance.install(self.accepts_cstore)
 
     # -- loading ---------------------------------------------------------------------
 
@@ -316,7 +318,7 @@ class PythonScripting:
     # -- received instances and C-STORE filter ---------------------------------------
 
     def receive(self, data: bytes, origin: Origin) -> bytes | None:
-        """``Store.receivers`` hook: the bytes to store, or None to discard the instance."""
+        """``RECEIVED_INSTANCE`` intervention: the bytes to store, or None to discard the instance."""
         registered = self.callback("received")
         if registered is None:
             return data
@@ -342,7 +344,7 @@ class PythonScripting:
         return bytes(modified)
 
     def accepts_cstore(self, parsed: ParsedInstance, origin: Origin) -> bool:
-        """``Store.filters`` hook of ``RegisterIncomingCStoreInstanceFilter`` (C-STORE only).
+        """``STORE_INSTANCE`` intervention of ``RegisterIncomingCStoreInstanceFilter`` (C-STORE only).
 
         The script answers 0 to store the instance, or the DIMSE status of the refusal.
         """
@@ -440,10 +442,9 @@ class PythonScripting:
         if on_change is not None:
             for change in self._translator.changes(event):
                 self._deliveries.put(lambda c=change: self._deliver_change(on_change[0], c))
-        if (on_stored is not None and event.kind == events.STORED
-                and event.payload.get("status") == "Success"):
-            instance_id = event.payload["instance_id"]
-            instance = DicomInstance(event.payload["parsed"].data, event.payload["origin"],
+        if on_stored is not None and isinstance(event, events.InstanceStored) and event.status == "Success":
+            instance_id = event.instance_id
+            instance = DicomInstance(event.parsed.data, event.origin,
                                      self.default_encoding, lambda: self._instance_metadata(instance_id))
             self._deliveries.put(lambda: self._deliver_stored(on_stored[0], instance, instance_id))
 

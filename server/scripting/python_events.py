@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
 
-from server import events
 from server.dicom.main_tags import Level
+from server.events import Event, InstanceStored, JobEvent, Kind, ResourceEvent
 from server.scripting.python_enums import CHANGE, NO_RESOURCE
 
 log = logging.getLogger("isengard.plugins.python")
@@ -26,8 +25,9 @@ _NEW = {Level.PATIENT: CHANGE["NEW_PATIENT"], Level.STUDY: CHANGE["NEW_STUDY"],
         Level.SERIES: CHANGE["NEW_SERIES"], Level.INSTANCE: CHANGE["NEW_INSTANCE"]}
 _STABLE = {Level.PATIENT: CHANGE["STABLE_PATIENT"], Level.STUDY: CHANGE["STABLE_STUDY"],
            Level.SERIES: CHANGE["STABLE_SERIES"]}
-_JOBS = {events.JOB_SUBMITTED: CHANGE["JOB_SUBMITTED"], events.JOB_SUCCESS: CHANGE["JOB_SUCCESS"],
-         events.JOB_FAILURE: CHANGE["JOB_FAILURE"]}
+_JOBS = {Kind.JOB_SUBMITTED: CHANGE["JOB_SUBMITTED"], Kind.JOB_SUCCESS: CHANGE["JOB_SUCCESS"],
+         Kind.JOB_FAILURE: CHANGE["JOB_FAILURE"]}
+_SERVER = {Kind.STARTED: CHANGE["ORTHANC_STARTED"], Kind.STOPPED: CHANGE["ORTHANC_STOPPED"]}
 
 
 @dataclass(frozen=True)
@@ -48,50 +48,47 @@ class ChangeTranslator:
     resources wait in a thread-local list until their ``STORED`` event.
     """
 
-    KINDS = (events.STARTED, events.STOPPED, events.NEW_RESOURCE, events.STORED, events.DELETED,
-             events.STABLE, events.UPDATED, *_JOBS)
+    KINDS = (*_SERVER, Kind.NEW_RESOURCE, Kind.STORED, Kind.DELETED, Kind.STABLE, Kind.UPDATED, *_JOBS)
 
     def __init__(self) -> None:
         self._pending = threading.local()
 
-    def changes(self, event: events.Event) -> list[Change]:
-        kind, payload = event.kind, event.payload
-        if kind == events.NEW_RESOURCE:
-            self._new_levels().append((Level(payload["level"]), payload["resource_id"]))
-            return []
-        if kind == events.STORED:
-            return self._stored(payload)
-        if kind == events.STARTED:
-            return [Change(CHANGE["ORTHANC_STARTED"], NO_RESOURCE, "")]
-        if kind == events.STOPPED:
-            return [Change(CHANGE["ORTHANC_STOPPED"], NO_RESOURCE, "")]
-        if kind in _JOBS:
-            return [Change(_JOBS[kind], NO_RESOURCE, payload["job_id"])]
-        return self._resource_change(kind, Level(payload["level"]), payload["resource_id"], payload)
+    def changes(self, event: Event) -> list[Change]:
+        if isinstance(event, InstanceStored):
+            return self._stored(event)
+        if isinstance(event, JobEvent):
+            return [Change(_JOBS[event.kind], NO_RESOURCE, event.job_id)] if event.kind in _JOBS else []
+        if isinstance(event, ResourceEvent):
+            if event.kind is Kind.NEW_RESOURCE:
+                self._new_levels().append((Level(event.level), event.resource_id))
+                return []
+            return self._resource_change(event)
+        return [Change(_SERVER[event.kind], NO_RESOURCE, "")]
 
     def _new_levels(self) -> list[tuple[Level, str]]:
         if not hasattr(self._pending, "levels"):
             self._pending.levels = []
         return self._pending.levels
 
-    def _stored(self, payload: dict[str, Any]) -> list[Change]:
+    def _stored(self, event: InstanceStored) -> list[Change]:
         created = self._new_levels()
         self._pending.levels = []
-        if payload.get("status") != "Success":
+        if event.status != "Success":
             return []
-        ids = payload["parsed"].ids
+        ids = event.parsed.ids
         changes = [Change(_NEW[level], int(level), resource_id) for level, resource_id in reversed(created)]
         changes += [Change(CHANGE["NEW_CHILD_INSTANCE"], int(level), ids[level])
                     for level in (Level.SERIES, Level.STUDY, Level.PATIENT)]
         return changes
 
     @staticmethod
-    def _resource_change(kind: str, level: Level, resource_id: str, payload: dict[str, Any]) -> list[Change]:
-        if kind == events.DELETED:
+    def _resource_change(event: ResourceEvent) -> list[Change]:
+        level, resource_id = Level(event.level), event.resource_id
+        if event.kind is Kind.DELETED:
             return [Change(CHANGE["DELETED"], int(level), resource_id)]
-        if kind == events.STABLE and level in _STABLE:
+        if event.kind is Kind.STABLE and level in _STABLE:
             return [Change(_STABLE[level], int(level), resource_id)]
-        if kind == events.UPDATED:
-            change = "UPDATED_ATTACHMENT" if payload.get("attachment") else "UPDATED_METADATA"
+        if event.kind is Kind.UPDATED:
+            change = "UPDATED_ATTACHMENT" if event.attachment else "UPDATED_METADATA"
             return [Change(CHANGE[change], int(level), resource_id)]
         return []
