@@ -95,7 +95,6 @@ class Options:
     levels: dict[str, str] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, "default"))
     logfile: str | None = None
     logdir: str | None = None
-    upgrade: bool = False
     no_jobs: bool = False
 
 
@@ -137,8 +136,8 @@ def _set_category_level(category: str, level: str) -> Callable[[Options], None]:
     return apply
 
 
-def _enable_upgrade(options: Options) -> None:
-    options.upgrade = True
+def _accept_upgrade(_: Options) -> None:
+    """``--upgrade`` is accepted as Orthanc's: there is no older index schema to upgrade."""
 
 
 def _disable_jobs(options: Options) -> None:
@@ -211,7 +210,7 @@ _VALUED_ACTIONS: dict[str, Callable[[Options, str], int]] = {
 _FLAGS: dict[str, Callable[[Options], None]] = {
     "--verbose": _set_all_levels("verbose"),
     "--trace": _set_all_levels("trace"),
-    "--upgrade": _enable_upgrade,
+    "--upgrade": _accept_upgrade,
     "--no-jobs": _disable_jobs,
     **{f"--verbose-{c}": _set_category_level(c, "verbose") for c in CATEGORIES},
     **{f"--trace-{c}": _set_category_level(c, "trace") for c in CATEGORIES},
@@ -285,7 +284,7 @@ def main(arguments: list[str] | None = None) -> int:
         return 1
     from server import app  # imported late: start-up errors above must not need it
 
-    return app.run(configuration, no_jobs=parsed.no_jobs, upgrade=parsed.upgrade)
+    return app.run(configuration, no_jobs=parsed.no_jobs)
 
 
 if __name__ == "__main__":

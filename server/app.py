@@ -202,11 +202,10 @@ class ServerContext:
         self.index.close()
 
 
-def run(config: Configuration, no_jobs: bool = False, upgrade: bool = False) -> int:
+def run(config: Configuration, no_jobs: bool = False) -> int:
     """Serve until shutdown, restarting in-process on ``/tools/reset``; the exit status.
 
-    ``no_jobs`` starts without the saved jobs (and forgets them); ``upgrade`` is
-    accepted for Orthanc compatibility: there is no older index schema to upgrade.
+    ``no_jobs`` starts without the saved jobs (and forgets them).
     """
     while True:
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +114,6 @@ class Store:
         self.receivers: list[InstanceReceiver] = []
         #: ``IngestTranscoding``, applied after the receivers and before the filters, as in Orthanc.
         self.transcoding: IngestTranscoding | None = None
-        self._recycle_lock = threading.Lock()
 
     def ingest(self, data: bytes, origin: Origin) -> StoreResult:
         """Store one DICOM file; raises :class:`OrthancError` for what Orthanc refuses."""
