@@ -162,7 +162,7 @@ class ServerContext:
             self.dicom.find_filters.append(self.lua.filter_find_request)
             self.dicom.start()
         self.stability.start()
-        self.jobs.start(load_saved=not self.no_jobs)
+        await loop.run_in_executor(None, self.jobs.start, not self.no_jobs)  # reads the index
         self.bus.publish(events.STARTED)
         self.lua.initialize()
         log.warning("Isengard has started: HTTP on port %d, DICOM on port %d (AET %s)",
@@ -199,7 +199,7 @@ class ServerContext:
         self.inprocess.close()
         self.stability.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
-        self.index.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.index.close)
 
 
 def run(config: Configuration, no_jobs: bool = False) -> int:

@@ -24,6 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "data"
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 
+# Every server started by the tests refuses index and storage calls on its event loop
+# (server/loop_guard.py): a handler that forgets ``await self.run(...)`` fails its test.
+os.environ["ISENGARD_LOOP_GUARD"] = "1"
+
 
 #: Every server process a test started, so that none outlives the session (a failing test
 #: may stop before its own clean-up).

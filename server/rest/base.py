@@ -410,8 +410,9 @@ class OrthancHandler(tornado.web.RequestHandler):
         """Run blocking work (disk, SQLite, pydicom) off the event loop."""
         return await IOLoop.current().run_in_executor(self.ctx.executor, fn, *args)
 
-    def resource(self, level: Level, public_id: str) -> Resource:
-        found = self.ctx.index.lookup(public_id, level)
+    async def resource(self, level: Level, public_id: str) -> Resource:
+        """The resource named in the URI, looked up in a worker thread; else Orthanc's 404."""
+        found = await self.run(self.ctx.index.lookup, public_id, level)
         if found is None:
             raise NoAnswer()
         return found
