@@ -106,8 +106,9 @@ class JobOutputHandler(OrthancHandler):
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Job has no such output: {key}")
         self.set_header("Content-Type", output.mime)
         self.set_header("Content-Disposition", f'filename="{output.filename}"')
-        self.set_header("Content-Length", str(output.path.stat().st_size))
-        with open(output.path, "rb") as f:
+        size = (await self.run(output.path.stat)).st_size
+        self.set_header("Content-Length", str(size))
+        with await self.run(open, output.path, "rb") as f:
             while chunk := await self.run(f.read, 1024 * 1024):
                 self.write(chunk)
                 await self.flush()
