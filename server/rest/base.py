@@ -342,13 +342,19 @@ class OrthancHandler(tornado.web.RequestHandler):
         return None if transform is None else transform.encoding
 
     async def _finish_compressed(self, data: bytes, encoding: str) -> None:
-        body = await self.run(compression.compress, data, encoding)
+        """Nobody awaits this task: whatever happens, the answer goes (uncompressed at worst)."""
+        try:
+            body = await self.run(compression.compress, data, encoding)
+        except Exception:  # noqa: BLE001 - e.g. the pool shut down under a late request
+            log.exception("Cannot compress the answer to %s %s", self.request.method, self.request.path)
+            body = None
         if self._finished:
             return  # the connection went away meanwhile
-        self.set_header("Content-Encoding", encoding)
-        self.add_header("Vary", "Accept-Encoding")
-        self.set_header("Content-Length", len(body))
-        self._write_buffer = [body]
+        if body is not None:
+            self.set_header("Content-Encoding", encoding)
+            self.add_header("Vary", "Accept-Encoding")
+        self._write_buffer = [data if body is None else body]
+        self.set_header("Content-Length", len(self._write_buffer[0]))
         await super().finish()
 
     def answer_json(self, value: Any) -> None:
