@@ -9,15 +9,13 @@ usage error (exit status 2) rather than a log line that is easy to miss.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import server
 from server.config import ConfigError, default_configuration_text, load_configuration
@@ -25,7 +23,6 @@ from server.errors import DESCRIPTIONS
 from server.logging_setup import CATEGORIES, configure_logging
 
 PROGRAM = "isengard"
-OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.json"
 USAGE_ERROR = 2
 
 logger = logging.getLogger("isengard")
@@ -95,7 +92,6 @@ class Options:
     levels: dict[str, str] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, "default"))
     logfile: str | None = None
     logdir: str | None = None
-    upgrade: bool = False
     no_jobs: bool = False
 
 
@@ -137,8 +133,8 @@ def _set_category_level(category: str, level: str) -> Callable[[Options], None]:
     return apply
 
 
-def _enable_upgrade(options: Options) -> None:
-    options.upgrade = True
+def _accept_upgrade(_: Options) -> None:
+    """``--upgrade`` is accepted as Orthanc's: there is no older index schema to upgrade."""
 
 
 def _disable_jobs(options: Options) -> None:
@@ -166,32 +162,22 @@ def _write_output(target: str, text: str) -> int:
     return 0
 
 
-def _openapi_document() -> dict[str, Any]:
-    """The REST documentation: the generated one if present, else a valid stub."""
-    if OPENAPI_PATH.is_file():
-        return json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Isengard REST API", "version": server.__version__},
-        "paths": {},
-    }
+def _openapi_text() -> str:
+    """The OpenAPI document of the routes table (imported late: only this option needs it)."""
+    from server import openapi
+
+    return json.dumps(openapi.application_document(), indent=2, ensure_ascii=False) + "\n"
 
 
 def _write_openapi(_: Options, target: str) -> int:
-    return _write_output(target, json.dumps(_openapi_document(), indent=2) + "\n")
+    return _write_output(target, _openapi_text())
 
 
 def _write_cheatsheet(_: Options, target: str) -> int:
-    """One CSV row per route with the summary of each method, like Orthanc's."""
-    methods = ("get", "post", "put", "delete")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["Path", *(method.upper() for method in methods)])
-    for path, operations in sorted(_openapi_document().get("paths", {}).items()):
-        writer.writerow(
-            [path, *(operations.get(method, {}).get("summary", "") for method in methods)]
-        )
-    return _write_output(target, buffer.getvalue())
+    """Orthanc's CSV cheat sheet: one row per path, its methods and a summary."""
+    from server import openapi
+
+    return _write_output(target, openapi.cheatsheet(openapi.application_document()))
 
 
 def _write_sample_configuration(_: Options, target: str) -> int:
@@ -211,7 +197,7 @@ _VALUED_ACTIONS: dict[str, Callable[[Options, str], int]] = {
 _FLAGS: dict[str, Callable[[Options], None]] = {
     "--verbose": _set_all_levels("verbose"),
     "--trace": _set_all_levels("trace"),
-    "--upgrade": _enable_upgrade,
+    "--upgrade": _accept_upgrade,
     "--no-jobs": _disable_jobs,
     **{f"--verbose-{c}": _set_category_level(c, "verbose") for c in CATEGORIES},
     **{f"--trace-{c}": _set_category_level(c, "trace") for c in CATEGORIES},
@@ -285,7 +271,7 @@ def main(arguments: list[str] | None = None) -> int:
         return 1
     from server import app  # imported late: start-up errors above must not need it
 
-    return app.run(configuration, no_jobs=parsed.no_jobs, upgrade=parsed.upgrade)
+    return app.run(configuration, no_jobs=parsed.no_jobs)
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ class ServerContext:
             install_hooks(self, self.dicom)
             self.dicom.start()
         self.stability.start()
-        self.jobs.start(load_saved=not self.no_jobs)
+        await loop.run_in_executor(None, self.jobs.start, not self.no_jobs)  # reads the index
         self.bus.publish(events.ServerEvent(events.Kind.STARTED))
         self.lua.initialize()
         log.warning("Isengard has started: HTTP on port %d, DICOM on port %d (AET %s)",
@@ -201,14 +201,13 @@ class ServerContext:
         self.inprocess.close()
         self.stability.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
-        self.index.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.index.close)
 
 
-def run(config: Configuration, no_jobs: bool = False, upgrade: bool = False) -> int:
+def run(config: Configuration, no_jobs: bool = False) -> int:
     """Serve until shutdown, restarting in-process on ``/tools/reset``; the exit status.
 
-    ``no_jobs`` starts without the saved jobs (and forgets them); ``upgrade`` is
-    accepted for Orthanc compatibility: there is no older index schema to upgrade.
+    ``no_jobs`` starts without the saved jobs (and forgets them).
     """
     while True:
         try:

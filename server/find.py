@@ -401,7 +401,8 @@ class Finder:
         indexed = [c for c in constraints if owners[c.tag] is not None
                    or (c.tag == MODALITIES_IN_STUDY and level is Level.STUDY)]
         others = [c for c in constraints if c not in indexed]
-        selected, tags = self._database_stage(level, indexed, owners, database_limit)
+        with self.index.reading():  # one snapshot: a delete must not land between the stage's reads
+            selected, tags = self._database_stage(level, indexed, owners, database_limit)
         complete = not database_limit or len(selected) <= database_limit
         selected.sort(key=self._order(level, constraints))
         found, cut = _page((r for r in selected

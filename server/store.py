@@ -10,7 +10,6 @@ place: an instance is either fully indexed and on disk, or absent (see
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,7 +105,6 @@ class Store:
         self.interventions = bus.interventions
         #: ``IngestTranscoding``, applied after the receivers and before the filters, as in Orthanc.
         self.transcoding: IngestTranscoding | None = None
-        self._recycle_lock = threading.Lock()
 
     def ingest(self, data: bytes, origin: Origin) -> StoreResult:
         """Store one DICOM file; raises :class:`OrthancError` for what Orthanc refuses."""

@@ -24,6 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "data"
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 
+# Every server started by the tests refuses index and storage calls on its event loop
+# (server/loop_guard.py): a handler that forgets ``await self.run(...)`` fails its test.
+os.environ["ISENGARD_LOOP_GUARD"] = "1"
+LOOP_GUARD_MESSAGE = "Blocking call on the event loop"
+
 
 #: Every server process a test started, so that none outlives the session (a failing test
 #: may stop before its own clean-up).
@@ -175,6 +180,12 @@ class Isengard(Server):
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def assert_loop_never_blocked(self) -> None:
+        """The loop guard's findings fail the test even where no request failed with them
+        (a blocking call in an event listener, at start-up or at shutdown)."""
+        log = self.log()
+        assert LOOP_GUARD_MESSAGE not in log, log[log.index(LOOP_GUARD_MESSAGE):][:3000]
+
 
 class Orthanc(Server):
     """The real Orthanc 1.10.1 (Debian's), for differential and interoperability tests."""
@@ -218,6 +229,7 @@ def isengard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isengard]:
     server = Isengard(tmp_path_factory.mktemp("isengard")).start()
     yield server
     server.stop()
+    server.assert_loop_never_blocked()
 
 
 @pytest.fixture
@@ -234,6 +246,8 @@ def make_isengard(tmp_path: Path) -> Iterator[Any]:
     for server in started:
         if server.process is not None and server.process.poll() is None:
             server.stop()
+    for server in started:
+        server.assert_loop_never_blocked()
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,7 @@ def test_openapi_and_cheatsheet_are_written(tmp_path: Path) -> None:
     assert "paths" in json.loads((tmp_path / "api.json").read_text())
     result = run_cli("--cheatsheet=-")
     assert result.returncode == 0
-    assert result.stdout.startswith("Path,GET,POST,PUT,DELETE\n")
+    assert result.stdout.startswith("Path,GET,POST,DELETE,PUT,Summary\n")
 
 
 # --- loading -----------------------------------------------------------------------

@@ -70,3 +70,29 @@ def test_kill_during_a_large_delete_leaves_no_orphan_file(tmp_path: Path) -> Non
             assert server.get(f"/instances/{instance}/file").status_code == 200
     finally:
         server.stop()
+
+
+def test_finds_during_a_large_delete_answer(make_isengard) -> None:
+    """A find reads the index as one snapshot: a delete committed between its reads must not
+    turn it into a 500 (found by bench/loop_latency.py)."""
+    server = make_isengard()
+    doomed = server.post("/instances", _patient_zip("DOOMED", 300)).json()
+    patient = doomed[0]["ParentPatient"]
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def find() -> None:
+        with requests.Session() as session:
+            while not done.is_set():
+                statuses.append(session.post(f"{server.url}/tools/find", timeout=60, json={
+                    "Level": "Instance", "Query": {"PatientName": "*"}}).status_code)
+    finders = [threading.Thread(target=find) for _ in range(2)]
+    for finder in finders:
+        finder.start()
+    time.sleep(0.3)
+    assert server.delete(f"/patients/{patient}").status_code == 200
+    time.sleep(0.1)
+    done.set()
+    for finder in finders:
+        finder.join()
+    assert statuses and set(statuses) == {200}

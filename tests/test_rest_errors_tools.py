@@ -182,6 +182,21 @@ def test_compression_when_asked(server: Isengard) -> None:
     assert zlib.decompress(deflated.raw.read()) == plain
 
 
+def test_large_and_small_answers_are_compressed_alike(server: Isengard) -> None:
+    """Large answers are compressed in a worker thread, small ones inline: same headers."""
+    instance = server.upload(CT)["ID"]
+    for uri, large in (("/tools/dicom-conformance", True), (f"/instances/{instance}/tags", False)):
+        plain = requests.get(server.url + uri, headers={"Accept-Encoding": "identity"}).content
+        assert (len(plain) >= 16 * 1024) is large and len(plain) >= 1024
+        for encoding, decompress in (("gzip", gzip.decompress), ("deflate", zlib.decompress)):
+            answer = requests.get(server.url + uri, headers={"Accept-Encoding": encoding}, stream=True)
+            body = answer.raw.read()
+            assert answer.headers["Content-Encoding"] == encoding
+            assert answer.headers["Vary"] == "Accept-Encoding"
+            assert int(answer.headers["Content-Length"]) == len(body)
+            assert decompress(body) == plain
+
+
 def test_find_star_needs_the_attribute_and_wildcards_need_a_text_vr(server: Isengard) -> None:
     """Rules checked on Orthanc 1.10.1: the same for /tools/find and for C-FIND."""
     described = server.upload(CT)["ParentStudy"]

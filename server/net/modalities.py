@@ -82,10 +82,6 @@ def normalize_peer(params: Any) -> dict[str, Any]:
     return result
 
 
-def normalized_peers(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: normalize_peer(params) for name, params in config.items()}
-
-
 # -- validation of REST bodies (PUT /modalities/{n}, PUT /peers/{p}) ---------------------
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")

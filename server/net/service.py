@@ -325,12 +325,6 @@ class NetworkService:
                                    compress=compress, transcode=transcode, description=description,
                                    permissive=permissive, parent_resources=parent_resources)
 
-    def store_to_peer(self, instances: list[str], peer_name: str, *, description: str = "Lua",
-                      priority: int = 0, **options: Any) -> str:
-        """Submit a ``POST /instances`` of ``instances`` to a peer; the job ID."""
-        job = self.peer_job(instances, peer_name, description=description, **options)
-        return self.ctx.jobs.submit(job, priority)
-
     def send_instance_to_modality(self, instance_id: str, modality_name: str,
                                   local_aet: str | None = None) -> None:
         """C-STORE one instance now, on an association kept open ``DicomAssociationCloseDelay`` s."""

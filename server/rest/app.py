@@ -130,15 +130,21 @@ class OrthancApplication(tornado.web.Application):
         return super().find_handler(request, **kwargs)
 
 
-def build_application(ctx: ServerContext) -> tornado.web.Application:
+def rest_routes() -> list[tuple[str, type]]:
+    """Every route of the REST API but the scripts' own, in matching order (the first wins);
+    also the source of the OpenAPI document (:mod:`server.openapi`)."""
     routes: list[tuple[str, type]] = []
     for module in (labels, resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
                    reconstruct, directory, slices, plugins, log_levels,
                    export, images, ui):
         routes += module.routes()
+    return routes
+
+
+def build_application(ctx: ServerContext) -> tornado.web.Application:
     handlers: list[Any] = [*python_routes.rules(ctx),
-                           *((pattern, handler, {"ctx": ctx}) for pattern, handler in routes)]
+                           *((pattern, handler, {"ctx": ctx}) for pattern, handler in rest_routes())]
     transforms = [CompressionTransform] if ctx.config["HttpCompressionEnabled"] else []
     return OrthancApplication(
         handlers,

@@ -24,6 +24,7 @@ from tornado.ioloop import IOLoop
 
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
+from server.rest import compression
 from server.rest.body import RawBodyTooLarge, RequestBody, limit_from_megabytes
 from server.rest.xml import json_to_xml, wants_xml
 from server.storage.index import Resource
@@ -312,6 +313,50 @@ class OrthancHandler(tornado.web.RequestHandler):
         self.clear_header("Content-Type")
         self._write_buffer = []
 
+    _compressing: asyncio.Future[None] | None = None
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> asyncio.Future[None]:
+        """Tornado's ``finish``, except that a large answer the client wants compressed is
+        compressed in a worker thread first (see :mod:`server.rest.compression`)."""
+        if self._compressing is not None:
+            return self._compressing  # Tornado's auto-finish after the method returned
+        if chunk is not None:
+            self.write(chunk)
+        encoding = self._off_loop_encoding()
+        if encoding is None:
+            return super().finish()
+        data = b"".join(self._write_buffer)
+        self._write_buffer = []
+        self._compressing = asyncio.ensure_future(self._finish_compressed(data, encoding))
+        return self._compressing
+
+    def _off_loop_encoding(self) -> str | None:
+        """The encoding to compress the buffered answer in, off the loop; None if it goes as is
+        (or small enough for :class:`~server.rest.compression.CompressionTransform`)."""
+        if self._headers_written or self._status_code != 200 or "Content-Encoding" in self._headers:
+            return None
+        if sum(len(part) for part in self._write_buffer) < compression.OFF_LOOP_MIN_LENGTH:
+            return None
+        transform = next((t for t in self._transforms
+                          if isinstance(t, compression.CompressionTransform)), None)
+        return None if transform is None else transform.encoding
+
+    async def _finish_compressed(self, data: bytes, encoding: str) -> None:
+        """Nobody awaits this task: whatever happens, the answer goes (uncompressed at worst)."""
+        try:
+            body = await self.run(compression.compress, data, encoding)
+        except Exception:  # noqa: BLE001 - e.g. the pool shut down under a late request
+            log.exception("Cannot compress the answer to %s %s", self.request.method, self.request.path)
+            body = None
+        if self._finished:
+            return  # the connection went away meanwhile
+        if body is not None:
+            self.set_header("Content-Encoding", encoding)
+            self.add_header("Vary", "Accept-Encoding")
+        self._write_buffer = [data if body is None else body]
+        self.set_header("Content-Length", len(self._write_buffer[0]))
+        await super().finish()
+
     def answer_json(self, value: Any) -> None:
         if wants_xml(self.request.headers.get("Accept", "")):
             self.set_header("Content-Type", "application/xml; charset=utf-8")
@@ -410,8 +455,9 @@ class OrthancHandler(tornado.web.RequestHandler):
         """Run blocking work (disk, SQLite, pydicom) off the event loop."""
         return await IOLoop.current().run_in_executor(self.ctx.executor, fn, *args)
 
-    def resource(self, level: Level, public_id: str) -> Resource:
-        found = self.ctx.index.lookup(public_id, level)
+    async def resource(self, level: Level, public_id: str) -> Resource:
+        """The resource named in the URI, looked up in a worker thread; else Orthanc's 404."""
+        found = await self.run(self.ctx.index.lookup, public_id, level)
         if found is None:
             raise NoAnswer()
         return found

@@ -23,7 +23,7 @@ class InstancePdfHandler(OrthancHandler):
     """The embedded PDF of an Encapsulated PDF instance; an empty 404 for other instances."""
 
     async def get(self, public_id: str) -> None:
-        instance = self.ctx.index.lookup(public_id, Level.INSTANCE)
+        instance = await self.run(self.ctx.index.lookup, public_id, Level.INSTANCE)
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         data = await self.run(self.ctx.store.read_dicom, instance)

@@ -57,7 +57,7 @@ class FrameHandler(DirectoryHandler):
 
 class FramesHandler(OrthancHandler):
     async def get(self, public_id: str) -> None:
-        instance = self.resource(Level.INSTANCE, public_id)
+        instance = await self.resource(Level.INSTANCE, public_id)
         count = await self.run(frame_count, self.ctx.index, instance)
         self.answer_json(list(range(count)))
 

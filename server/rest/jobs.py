@@ -68,17 +68,20 @@ async def submit_job(handler: OrthancHandler, job: Job, body: Any,
 
 class JobsHandler(OrthancHandler):
     async def get(self) -> None:
+        self.answer_json(await self.run(self._list, self.flag("expand")))
+
+    def _list(self, expand: bool) -> list[Any]:
+        """Off the loop: the engine's lock may wait on a job saving its state to the index."""
         engine = self.ctx.jobs
         ids = engine.ids()
-        if self.flag("expand"):
-            self.answer_json([d for d in (engine.describe(i) for i in ids) if d is not None])
-        else:
-            self.answer_json(ids)
+        if expand:
+            return [d for d in (engine.describe(i) for i in ids) if d is not None]
+        return ids
 
 
 class JobHandler(OrthancHandler):
     async def get(self, job_id: str) -> None:
-        document = self.ctx.jobs.describe(job_id)
+        document = await self.run(self.ctx.jobs.describe, job_id)
         if document is None:
             raise NoAnswer()
         self.answer_json(document)
@@ -101,13 +104,14 @@ class JobActionHandler(OrthancHandler):
 
 class JobOutputHandler(OrthancHandler):
     async def get(self, job_id: str, key: str) -> None:
-        output = self.ctx.jobs.output(job_id, key)
+        output = await self.run(self.ctx.jobs.output, job_id, key)
         if output is None:
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Job has no such output: {key}")
         self.set_header("Content-Type", output.mime)
         self.set_header("Content-Disposition", f'filename="{output.filename}"')
-        self.set_header("Content-Length", str(output.path.stat().st_size))
-        with open(output.path, "rb") as f:
+        size = (await self.run(output.path.stat)).st_size
+        self.set_header("Content-Length", str(size))
+        with await self.run(open, output.path, "rb") as f:
             while chunk := await self.run(f.read, 1024 * 1024):
                 self.write(chunk)
                 await self.flush()
@@ -153,7 +157,7 @@ class JobEventsHandler(OrthancHandler):
                 self.write(": keep-alive\n\n")
                 await self.flush()
                 continue
-            document = self.ctx.jobs.describe(event.job_id) or {}
+            document = await self.run(self.ctx.jobs.describe, event.job_id) or {}
             data = {"ID": event.job_id, "State": document.get("State"),
                     "Progress": document.get("Progress"), "Type": document.get("Type")}
             if document.get("State") == "Failure":

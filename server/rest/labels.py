@@ -13,7 +13,7 @@ class ResourceLabelsHandler(OrthancHandler):
     """``GET /{level}/{id}/labels``: the resource's labels, sorted."""
 
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         self.answer_json(await self.run(self.ctx.views.labels.of, resource.internal_id))
 
 
@@ -21,20 +21,20 @@ class LabelHandler(OrthancHandler):
     """One label of a resource: test (empty answer, or 404), add, remove (both idempotent)."""
 
     async def get(self, plural: str, public_id: str, label: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         labels = await self.run(self.ctx.views.labels.of, resource.internal_id)
         if urllib.parse.unquote(label) not in labels:
             raise NoAnswer()
         self.answer_empty_text()
 
     async def put(self, plural: str, public_id: str, label: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         await self.run(self.ctx.views.labels.add, resource.internal_id,
                        urllib.parse.unquote(label))
         self.answer_empty_text()
 
     async def delete(self, plural: str, public_id: str, label: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         await self.run(self.ctx.views.labels.remove, resource.internal_id,
                        urllib.parse.unquote(label))
         self.answer_empty_text()

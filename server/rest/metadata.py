@@ -116,8 +116,8 @@ class RevisionedHandler(OrthancHandler):
             if value is not None:
                 self.set_header(name, value)
 
-    def target(self, plural: str, public_id: str) -> Resource:
-        found = self.ctx.index.lookup(public_id, Level.parse(plural))
+    async def target(self, plural: str, public_id: str) -> Resource:
+        found = await self.run(self.ctx.index.lookup, public_id, Level.parse(plural))
         if found is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         return found
@@ -157,7 +157,7 @@ class RevisionedHandler(OrthancHandler):
 
 class MetadataListHandler(RevisionedHandler):
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.target(plural, public_id)
+        resource = await self.target(plural, public_id)
         values = await self.run(self.ctx.index.metadata, resource.internal_id)
         names = self.ctx.metadata_names
         # ``?numeric`` (Orthanc 1.12.0): the metadata by number instead of by name.
@@ -171,7 +171,7 @@ class MetadataListHandler(RevisionedHandler):
 class MetadataHandler(RevisionedHandler):
     async def get(self, plural: str, public_id: str, name: str) -> None:
         number = self.ctx.metadata_names.number(name)
-        resource = self.target(plural, public_id)
+        resource = await self.target(plural, public_id)
         found = await self.run(self.ctx.index.metadata_revision, resource.internal_id, number)
         if found is None:
             raise NoAnswer()
@@ -183,7 +183,7 @@ class MetadataHandler(RevisionedHandler):
         number = self._writable(name)
         value = self.request.body.decode("utf-8", "replace")
         expected = self.expected_for_put()
-        resource = self.target(plural, public_id)
+        resource = await self.target(plural, public_id)
         revision = await self.run(self.ctx.index.set_metadata, resource.internal_id,
                                   number, value, expected)
         self.ctx.publish_updated(resource)
@@ -193,7 +193,7 @@ class MetadataHandler(RevisionedHandler):
     async def delete(self, plural: str, public_id: str, name: str) -> None:
         number = self._writable(name)
         expected = self.expected_for_delete()
-        resource = self.target(plural, public_id)
+        resource = await self.target(plural, public_id)
         if not await self.run(self.ctx.index.delete_metadata, resource.internal_id, number,
                               expected):
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
@@ -217,7 +217,7 @@ _POST_OPERATIONS = {"compress", "uncompress", "verify-md5"}
 
 class AttachmentListHandler(RevisionedHandler):
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.target(plural, public_id)
+        resource = await self.target(plural, public_id)
         found = await self.run(self.ctx.index.attachments, resource.internal_id)
         names = self.ctx.content_types
         if "full" in self.request.query_arguments:
@@ -231,7 +231,7 @@ class AttachmentHandler(RevisionedHandler):
         if operation and operation not in _GET_OPERATIONS:
             self._no_route(operation)
         number = self.ctx.content_types.number(name)
-        attachment = await self._attachment(self.target(plural, public_id), number)
+        attachment = await self._attachment(await self.target(plural, public_id), number)
         if self.answer_revision(attachment.revision, attachment.uncompressed_md5):
             return
         if not operation:
@@ -247,7 +247,7 @@ class AttachmentHandler(RevisionedHandler):
         if operation not in _POST_OPERATIONS:
             self._no_route(operation)
         number = self.ctx.content_types.number(name)
-        resource = self.target(plural, public_id)
+        resource = await self.target(plural, public_id)
         service = self._service()
         if operation == "verify-md5":
             attachment = await self.run(self.ctx.index.attachment, resource.internal_id, number)
@@ -267,7 +267,7 @@ class AttachmentHandler(RevisionedHandler):
         if not is_user_type(number):
             raise self.forbidden()
         expected = self.expected_for_put()
-        resource = self.target(plural, public_id)
+        resource = await self.target(plural, public_id)
         data = self.request.body
         revision = await self.run(self._service().put, resource.internal_id, number, data,
                                   expected)
@@ -283,7 +283,7 @@ class AttachmentHandler(RevisionedHandler):
                                          and self.ctx.config["StoreDicom"])):
             raise self.forbidden()
         expected = self.expected_for_delete()
-        resource = self.target(plural, public_id)
+        resource = await self.target(plural, public_id)
         if not await self.run(self._service().delete, resource.internal_id, number, expected):
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         if is_user_type(number):

@@ -185,12 +185,12 @@ class ResourceHandler(OrthancHandler):
     """``GET`` and ``DELETE /{level}/{id}``."""
 
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         self.answer_json(await self.run(_expanded, self.ctx, resource,
                                         dicom_format(self, "simplify"), _requested_tags(self)))
 
     async def delete(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         result = await self.run(self.ctx.store.delete, resource)
         remaining = None
         if result.remaining is not None:
@@ -215,7 +215,7 @@ class RelativesHandler(OrthancHandler):
     async def get(self, plural: str, public_id: str, relative: str) -> None:
         if (plural, relative) not in _RELATIVES:
             raise tornado.web.HTTPError(404)
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         fmt = dicom_format(self, "simplify")
         expand = "expand" not in self.request.arguments or self.flag("expand")
         self.answer_json(await self.run(self._relatives, resource, Level.parse(relative), fmt,
@@ -236,7 +236,7 @@ class RelativesHandler(OrthancHandler):
 
 class StatisticsHandler(OrthancHandler):
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         self.answer_json(await self.run(self.ctx.views.statistics, resource))
 
 
@@ -246,7 +246,7 @@ class InstanceFileHandler(OrthancHandler):
     be done NotImplemented."""
 
     async def get(self, public_id: str) -> None:
-        resource = self.resource(Level.INSTANCE, public_id)
+        resource = await self.resource(Level.INSTANCE, public_id)
         if "transcode" in self.request.arguments:
             target = parse_transcode(self.get_argument("transcode", ""))
             data = await self.run(self._transcoded, resource, target, self._lossy_quality())
@@ -278,7 +278,7 @@ class InstanceTagsHandler(OrthancHandler):
     """``/tags`` (``simplify``, ``short``, ``full``, ``ignore-length``) and ``/simplified-tags``."""
 
     async def get(self, public_id: str, which: str) -> None:
-        resource = self.resource(Level.INSTANCE, public_id)
+        resource = await self.resource(Level.INSTANCE, public_id)
         fmt = "simplify" if which == "simplified-tags" else dicom_format(self, "full")
         full = await self.run(instance_tags.full_tags, self.ctx, resource, ignore_length(self))
         self.answer_json(json_format.render(full, fmt))
@@ -286,7 +286,7 @@ class InstanceTagsHandler(OrthancHandler):
 
 class InstanceHeaderHandler(OrthancHandler):
     async def get(self, public_id: str) -> None:
-        resource = self.resource(Level.INSTANCE, public_id)
+        resource = await self.resource(Level.INSTANCE, public_id)
         simplify, short = self.flag("simplify"), self.flag("short")
         self.answer_json(await self.run(self._header, resource, simplify, short))
 
@@ -301,7 +301,7 @@ class InstanceHeaderHandler(OrthancHandler):
 
 class InstanceContentHandler(OrthancHandler):
     async def get(self, public_id: str, path: str) -> None:
-        resource = self.resource(Level.INSTANCE, public_id)
+        resource = await self.resource(Level.INSTANCE, public_id)
         parts = [p for p in (path or "").split("/") if p]
         answer = await self.run(self._content, resource, parts)
         if isinstance(answer, bytes):
@@ -321,18 +321,18 @@ class ProtectedHandler(OrthancHandler):
     """``/patients/{id}/protected``; an unknown patient is Orthanc's 400 "Parameter out of range"."""
 
     async def get(self, public_id: str) -> None:
-        resource = self._patient(public_id)
+        resource = await self._patient(public_id)
         protected = await self.run(self.ctx.index.is_protected, resource.internal_id)
         self.answer_text("1" if protected else "0")
 
     async def put(self, public_id: str) -> None:
-        resource = self._patient(public_id)
+        resource = await self._patient(public_id)
         await self.run(self.ctx.index.set_protected, resource.internal_id, self.boolean_body())
         self.answer_empty_text()
 
-    def _patient(self, public_id: str) -> Resource:
+    async def _patient(self, public_id: str) -> Resource:
         try:
-            return self.resource(Level.PATIENT, public_id)
+            return await self.resource(Level.PATIENT, public_id)
         except NoAnswer:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
 

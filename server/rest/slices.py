@@ -10,7 +10,7 @@ from server.slices import ordered_slices
 
 class OrderedSlicesHandler(OrthancHandler):
     async def get(self, public_id: str) -> None:
-        series = self.resource(Level.SERIES, public_id)
+        series = await self.resource(Level.SERIES, public_id)
         self.answer_json(await self.run(ordered_slices, self.ctx.index, series))
 
 

@@ -24,14 +24,14 @@ _MODULES = {
 
 class SharedTagsHandler(OrthancHandler):
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         shared = await self.run(instance_tags.shared_tags, self.ctx, resource)
         self.answer_json(json_format.render(shared, dicom_format(self, "full")))
 
 
 class ModuleHandler(OrthancHandler):
     async def get(self, plural: str, public_id: str, route: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         module = _MODULES[(plural, route)]
         tags = await self.run(instance_tags.module_tags, self.ctx, resource, module,
                               ignore_length(self))
@@ -42,7 +42,7 @@ class ModuleHandler(OrthancHandler):
 
 class InstancesTagsHandler(OrthancHandler):
     async def get(self, plural: str, public_id: str) -> None:
-        resource = self.resource(Level.parse(plural), public_id)
+        resource = await self.resource(Level.parse(plural), public_id)
         self.answer_json(await self.run(instance_tags.instances_tags, self.ctx, resource,
                                         dicom_format(self, "full"), ignore_length(self)))
 

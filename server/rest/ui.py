@@ -37,7 +37,7 @@ class UiFileHandler(OrthancHandler):
             # ``/ui`` without its slash: the page's relative links need ``/ui/``.
             self.redirect("ui/")
             return
-        path = ui_files().get(name or "index.html")
+        path = (await self.run(ui_files)).get(name or "index.html")
         if path is None:
             raise NoAnswer()
         data = await self.run(path.read_bytes)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.errors import ErrorCode, OrthancError
+from server.loop_guard import off_loop
 from server.metrics import Metrics
 
 #: Orthanc's CompressionType values, as stored in the index.
@@ -76,6 +77,7 @@ class StorageArea:
     def path(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
 
+    @off_loop
     def stage(self, data: bytes | mmap.mmap, compress: bool | None = None) -> Staged:
         """Write ``data`` under ``tmp/``, piece by piece (see :func:`pieces`).
 
@@ -108,15 +110,18 @@ class StorageArea:
         return Staged(file_uuid, size, stored_md5.hexdigest(), len(data), plain_md5.hexdigest(),
                       COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
 
+    @off_loop
     def publish(self, file_uuid: str) -> None:
         """Move a staged file to its final place (after the index committed it)."""
         target = self.path(file_uuid)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp / file_uuid, target)
 
+    @off_loop
     def discard(self, file_uuid: str) -> None:
         (self.tmp / file_uuid).unlink(missing_ok=True)
 
+    @off_loop
     def read(self, file_uuid: str, compression: int) -> bytes:
         with self.metrics.timer("orthanc_storage_read_duration_ms"):
             raw = self._read_raw(file_uuid)
@@ -133,6 +138,7 @@ class StorageArea:
                 continue
         raise OrthancError(ErrorCode.INEXISTENT_FILE, f"Missing file in the storage area: {file_uuid}")
 
+    @off_loop
     def remove(self, file_uuid: str) -> None:
         path = self.path(file_uuid)
         with self.metrics.timer("orthanc_storage_remove_duration_ms"):
@@ -143,6 +149,7 @@ class StorageArea:
             except OSError:
                 break
 
+    @off_loop
     def journal_removals(self, file_uuids: list[str]) -> Path | None:
         """Record, durably, files about to be removed; call before the index forgets them."""
         if not file_uuids:
@@ -156,6 +163,7 @@ class StorageArea:
         os.replace(partial, journal)
         return journal
 
+    @off_loop
     def remove_journaled(self, journal: Path | None, file_uuids: Iterable[str]) -> None:
         """Remove the files of a journal whose index transaction committed, then the journal."""
         for file_uuid in file_uuids:
@@ -163,6 +171,7 @@ class StorageArea:
         if journal is not None:
             journal.unlink(missing_ok=True)
 
+    @off_loop
     def replay_removals(self, is_indexed: Callable[[str], bool]) -> int:
         """Finish the removals a crash interrupted: only files the index no longer knows."""
         removed = 0
@@ -177,6 +186,7 @@ class StorageArea:
             log.warning("Finished interrupted deletions: %d files removed", removed)
         return removed
 
+    @off_loop
     def recover(self, is_indexed: Callable[[str], bool]) -> tuple[int, int]:
         """Finish or roll back the ingests a crash interrupted; returns (published, removed).
         The deletions a crash interrupted are finished too (:meth:`replay_removals`)."""

@@ -22,6 +22,7 @@ from typing import Any
 from server.clock import utc_now_iso
 from server.dicom.main_tags import Level, Tag
 from server.errors import ErrorCode, OrthancError
+from server.loop_guard import check as check_off_loop
 
 SCHEMA_VERSION = 6
 
@@ -215,6 +216,7 @@ class Index:
                          (PROPERTY_DATABASE_VERSION, str(SCHEMA_VERSION)))
 
     def close(self) -> None:
+        check_off_loop("Index.close")
         with self._lock:
             self._db.close()
 
@@ -227,6 +229,7 @@ class Index:
         if self.read_only:
             raise OrthancError(ErrorCode.READ_ONLY, "The DB is trying to execute a ReadWrite "
                                "transaction while Orthanc has been started in ReadOnly mode.")
+        check_off_loop("Index.transaction")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -238,6 +241,7 @@ class Index:
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
+        check_off_loop("Index.reading")
         with self._lock:
             yield self._db
 
