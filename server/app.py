@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 
 import tornado.httpserver
 
-import server.jobs.modification  # noqa: F401 - registers the job type for restarts
-import server.jobs.split_merge  # noqa: F401 - registers the job types for restarts
 from server import events, instance_tags
 from server.config import ConfigError, Configuration, load_configuration
 from server.dicom import private_dictionary
@@ -24,13 +22,15 @@ from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.parse import read_dataset
 from server.dicom.transcode import IngestTranscoding
 from server.find import Finder
-from server.jobs import archive as archive_jobs  # noqa: F401 - registers the job types for restarts
-from server.jobs import storage_commitment_scp  # noqa: F401 - registers the job type for restarts
+from server.jobs.archive import ArchiveFiles, ArchiveServices
 from server.jobs.engine import JobsEngine
+from server.jobs.modification import ModificationServices
+from server.jobs.registry import JobServices, job_registry
+from server.jobs.store_scu import SendServices
 from server.metrics import Metrics
 from server.net.scp import DicomServer
-from server.net.service import NetworkService  # also registers the network job types
-from server.net.storage_commitment import CommitmentService, Reports
+from server.net.service import NetworkService
+from server.net.storage_commitment import CommitmentService, Reports, request_commitment
 from server.net.worklists import FolderWorklists, install_hooks
 from server.requested_tags import RequestedTags
 from server.resources import ResourceViews
@@ -91,13 +91,24 @@ class ServerContext:
         self.metadata_names = MetadataNames(config["UserMetadata"])
         self.content_types = ContentTypes(config["UserContentType"])
         self.upload_chunks = ChunkStore()
-        save_jobs = config["SaveJobs"] and not config["ReadOnly"]
-        self.jobs = JobsEngine(self, self.bus, self.index if save_jobs else None,
-                               int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
         self.jobs_directory = config.resolve_path(config["StorageDirectory"]) / "jobs"
         self.jobs_directory.mkdir(parents=True, exist_ok=True)
         self.commitment = CommitmentService(self)
         self.commitment_reports = Reports(self)
+        self.send_services = SendServices(
+            config, self.index, self.store,
+            lambda modality, pairs, timeout: request_commitment(self, modality, pairs, timeout))
+        self.modification_services = ModificationServices(
+            config, self.index, self.store, self.views.labels, self.jobs_directory,
+            lambda: self.default_encoding)
+        self.archive_services = ArchiveServices(
+            config, self.index, self.store,
+            ArchiveFiles(self.jobs_directory, int(config["MediaArchiveSize"])), lambda: self.default_encoding)
+        self.job_registry = job_registry(JobServices(config, self.send_services, self.modification_services,
+                                                     self.archive_services, self.commitment))
+        save_jobs = config["SaveJobs"] and not config["ReadOnly"]
+        self.jobs = JobsEngine(self.job_registry, self.bus, self.index if save_jobs else None,
+                               int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
         self.network = NetworkService(self)
         self.lua = LuaScripting(self)
         self.python: PythonScripting | None = load_script(self)

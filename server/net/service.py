@@ -305,7 +305,7 @@ class NetworkService:
                   parent_resources: list[str] | None = None) -> Job:
         """A DicomModalityStore job, not yet submitted."""
         return DicomModalityStoreJob(
-            self.ctx, instances, self.modality(modality_name), local_aet=local_aet, timeout=timeout,
+            self.ctx.send_services, instances, self.modality(modality_name), local_aet=local_aet, timeout=timeout,
             move_originator_aet=move_originator_aet, move_originator_id=move_originator_id,
             storage_commitment=storage_commitment, modality_name=modality_name,
             description=description, permissive=permissive, parent_resources=parent_resources)
@@ -321,7 +321,7 @@ class NetworkService:
                  transcode: str | None = None, description: str = "REST API", permissive: bool = False,
                  parent_resources: list[str] | None = None) -> Job:
         """An OrthancPeerStore job, not yet submitted."""
-        return OrthancPeerStoreJob(self.ctx, instances, self.peer(peer_name), peer_name=peer_name,
+        return OrthancPeerStoreJob(self.ctx.send_services, instances, self.peer(peer_name), peer_name=peer_name,
                                    compress=compress, transcode=transcode, description=description,
                                    permissive=permissive, parent_resources=parent_resources)
 
@@ -406,7 +406,7 @@ class NetworkService:
         items = [retrieve_item(_answer_tags(a)) for a in answers]
         modality = self.modality(record.modality)
         target = target_aet or modality.get("LocalAet") or self.ctx.config["DicomAet"]
-        return DicomMoveScuJob(self.ctx, modality, target, items, local_aet=record.local_aet,
+        return DicomMoveScuJob(self.ctx.config, modality, target, items, local_aet=record.local_aet,
                                timeout=timeout if timeout is not None else record.timeout,
                                query_format=query_format)
 

@@ -235,6 +235,13 @@ class CommitmentService:
         self.ctx = ctx
         self.providers: list[LookupProvider] = []
 
+    def default_lookup(self, sop_class: str, sop_instance: str) -> int:
+        return default_lookup(self.ctx, sop_class, sop_instance)
+
+    def send_report(self, remote_aet: str, transaction_uid: str,
+                    results: list[tuple[str, str, int]]) -> None:
+        send_report(self.ctx, remote_aet, transaction_uid, results)
+
     def install(self, dicom: Any) -> None:
         """Accept the Push Model on the DICOM server, in both roles."""
         dicom.ae.add_supported_context(StorageCommitmentPushModel, UNCOMPRESSED, scu_role=True,
@@ -255,7 +262,7 @@ class CommitmentService:
             return 0x0110, None
         request = event.action_information
         pairs = _pairs(getattr(request, "ReferencedSOPSequence", []))
-        job = StorageCommitmentScpJob(self.ctx, str(request.TransactionUID), pairs, aet,
+        job = StorageCommitmentScpJob(self, str(request.TransactionUID), pairs, aet,
                                       called_aet(event))
         self.ctx.jobs.submit(job, 0)
         return 0x0000, None

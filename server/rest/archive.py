@@ -214,7 +214,7 @@ class CreateArchiveHandler(_ArchiveHandler):
 def _job(handler: OrthancHandler, media: bool, resources: list[str], transcode: str | None,
          extended: bool) -> ArchiveJob:
     kind = MediaJob if media else ArchiveJob
-    return kind(handler.ctx, resources, transcode=transcode, extended=extended)
+    return kind(handler.ctx.archive_services, resources, transcode=transcode, extended=extended)
 
 
 def routes() -> list[tuple[str, type]]:

@@ -80,7 +80,10 @@ class _InProcessContext:
         object.__setattr__(self, "_ctx", ctx)
         object.__setattr__(self, "config", config)
         object.__setattr__(self, "executor", executor)
-        object.__setattr__(self, "store", _OriginStore(ctx.store, origin))
+        store = _OriginStore(ctx.store, origin)
+        object.__setattr__(self, "store", store)
+        object.__setattr__(self, "modification_services",
+                           dataclasses.replace(ctx.modification_services, store=store))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ctx, name)

@@ -16,6 +16,7 @@ from server.dicom.modify import detect_level
 from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.jobs.modification import (
+    ModificationServices,
     bulk_modification,
     bulk_resources,
     modification_job,
@@ -36,6 +37,10 @@ class _ModificationHandler(OrthancHandler):
         except (ValueError, UnicodeDecodeError):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
 
+    @property
+    def services(self) -> ModificationServices:
+        return self.ctx.modification_services
+
     def origin(self) -> Origin:
         return Origin("RestApi", remote_ip=self.request.remote_ip, http_username=self.username or "")
 
@@ -45,13 +50,13 @@ class InstanceHandler(_ModificationHandler):
 
     async def post(self, instance_id: str, action: str) -> None:
         body = self.body()
-        modification = await self.run(parse_modification, self.ctx, body, action == "anonymize")
+        modification = await self.run(parse_modification, self.services, body, action == "anonymize")
         transcode = None
         if action == "modify":
             modification.set_level(detect_level(modification))
             if body.get("Transcode") is not None:
                 transcode = parse_transcode(body["Transcode"])
-        data = await self.run(modified_instance, self.ctx, instance_id, modification, transcode)
+        data = await self.run(modified_instance, self.services, instance_id, modification, transcode)
         self.answer_bytes(data, "application/dicom")
 
 
@@ -61,11 +66,11 @@ class ResourceHandler(_ModificationHandler):
     async def post(self, plural: str, public_id: str, action: str) -> None:
         body = self.body()
         anonymize = action == "anonymize"
-        modification = await self.run(parse_modification, self.ctx, body, anonymize)
+        modification = await self.run(parse_modification, self.services, body, anonymize)
         level = Level.parse(plural)
         if not anonymize:
             modification.set_level(level)
-        job = await self.run(modification_job, self.ctx, body, modification, [public_id], level, self.origin())
+        job = await self.run(modification_job, self.services, body, modification, [public_id], level, self.origin())
         await submit_job(self, job, body)
 
 
@@ -74,23 +79,23 @@ class BulkHandler(_ModificationHandler):
 
     async def post(self, action: str) -> None:
         body = self.body()
-        modification = await self.run(bulk_modification, self.ctx, body, action == "anonymize")
+        modification = await self.run(bulk_modification, self.services, body, action == "anonymize")
         resources = bulk_resources(body)
-        job = await self.run(modification_job, self.ctx, body, modification, resources, None, self.origin())
+        job = await self.run(modification_job, self.services, body, modification, resources, None, self.origin())
         await submit_job(self, job, body)
 
 
 class SplitHandler(_ModificationHandler):
     async def post(self, study_id: str) -> None:
         body = _object(self.body())
-        job = await self.run(split_job, self.ctx, study_id, body, self.origin())
+        job = await self.run(split_job, self.services, study_id, body, self.origin())
         await submit_job(self, job, body)
 
 
 class MergeHandler(_ModificationHandler):
     async def post(self, study_id: str) -> None:
         body = _object(self.body())
-        job = await self.run(merge_job, self.ctx, study_id, body, self.origin())
+        job = await self.run(merge_job, self.services, study_id, body, self.origin())
         await submit_job(self, job, body)
 
 

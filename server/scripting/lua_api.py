@@ -265,7 +265,7 @@ class LuaApi:
         ctx = self.services.ctx
         try:
             modification = parse_modify_request(request, ctx.config["DefaultPrivateCreator"])
-            stored = modify_and_store(ctx, text(instance_id), modification, Origin("Lua"))
+            stored = modify_and_store(ctx.modification_services, text(instance_id), modification, Origin("Lua"))
         except OrthancError as error:
             return self.state.failure(f"ModifyInstance(): {error.details or error.description}")
         return True, stored.ids[Level.INSTANCE].encode()
