@@ -26,11 +26,13 @@ from server.jobs.archive import ArchiveFiles, ArchiveServices
 from server.jobs.engine import JobsEngine
 from server.jobs.modification import ModificationServices
 from server.jobs.registry import JobServices, job_registry
+from server.jobs.storage_commitment_scp import StorageCommitmentScpJob
 from server.jobs.store_scu import SendServices
 from server.metrics import Metrics
+from server.net.query_retrieve import DicomServices
 from server.net.scp import DicomServer
-from server.net.service import NetworkService
-from server.net.storage_commitment import CommitmentService, Reports, request_commitment
+from server.net.service import ModalityRegistry, NetworkService
+from server.net.storage_commitment import CommitmentService, Reports
 from server.net.worklists import FolderWorklists, install_hooks
 from server.requested_tags import RequestedTags
 from server.resources import ResourceViews
@@ -93,11 +95,10 @@ class ServerContext:
         self.upload_chunks = ChunkStore()
         self.jobs_directory = config.resolve_path(config["StorageDirectory"]) / "jobs"
         self.jobs_directory.mkdir(parents=True, exist_ok=True)
-        self.commitment = CommitmentService(self)
-        self.commitment_reports = Reports(self)
-        self.send_services = SendServices(
-            config, self.index, self.store,
-            lambda modality, pairs, timeout: request_commitment(self, modality, pairs, timeout))
+        self.modalities = ModalityRegistry(config, self.index)
+        self.commitment_reports = Reports(self.index, int(config["StorageCommitmentReportsSize"]))
+        self.commitment = CommitmentService(self.index, self.modalities, self.commitment_reports)
+        self.send_services = SendServices(config, self.index, self.store, self.commitment.request_commitment)
         self.modification_services = ModificationServices(
             config, self.index, self.store, self.views.labels, self.jobs_directory,
             lambda: self.default_encoding)
@@ -109,7 +110,9 @@ class ServerContext:
         save_jobs = config["SaveJobs"] and not config["ReadOnly"]
         self.jobs = JobsEngine(self.job_registry, self.bus, self.index if save_jobs else None,
                                int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
-        self.network = NetworkService(self)
+        self.network = NetworkService(
+            DicomServices(config, self.index, self.store, self.finder, self.metrics, lambda: self.default_encoding),
+            self.modalities, self.send_services, self.jobs)
         self.lua = LuaScripting(self)
         self.python: PythonScripting | None = load_script(self)
         if self.python is not None:  # RegisterStorageArea
@@ -148,6 +151,12 @@ class ServerContext:
             return False
         return self.python is None or await self.python.http_filter_accepts(handler)
 
+    def _start_commitment_job(self, transaction_uid: str, pairs: list[tuple[str, str]], remote_aet: str,
+                              called_aet: str) -> None:
+        """An N-ACTION of storage commitment becomes a job (the DICOM side knows no job types)."""
+        job = StorageCommitmentScpJob(self.commitment, transaction_uid, pairs, remote_aet, called_aet)
+        self.jobs.submit(job, 0)
+
     def request_stop(self, restart: bool) -> None:
         self._restart = restart
         if self._stop is not None:
@@ -167,9 +176,10 @@ class ServerContext:
         http.listen(self.http_port, address=self.config["ListenAddress"])
         if self.config["DicomServerEnabled"]:
             self.dicom = DicomServer(self.config, self.store, self.dicom_port)
-            self.commitment.install(self.dicom)
+            self.commitment.install(self.dicom, self._start_commitment_job)
             self.network.install(self.dicom)
-            install_hooks(self, self.dicom)
+            install_hooks(self.dicom, self.worklists, lambda: self.default_encoding,
+                          self.python.add_dicom_hooks if self.python is not None else None)
             self.dicom.find_filters.append(self.lua.filter_find_request)
             self.dicom.start()
         self.stability.start()

@@ -6,7 +6,6 @@ from typing import Any
 
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
-from server.net import storage_commitment as commitment
 from server.rest.base import OrthancHandler
 from server.storage import ids
 from server.storage.index import Metadata
@@ -63,7 +62,7 @@ class CommitmentRequestHandler(OrthancHandler):
         if not isinstance(resources, list):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, '"Resources" must be an array')
         pairs += instances_of(self.ctx, resources)
-        return commitment.request_commitment(self.ctx, modality, pairs, timeout)
+        return self.ctx.commitment.request_commitment(modality, pairs, timeout)
 
 
 class ReportHandler(OrthancHandler):
