@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import server.jobs
-from server.app import ServerContext
+from server.app import Server
 from server.config import load_configuration
 from server.dicom.main_tags import Level
 from server.dicom.modify import parse_modify_request
@@ -36,16 +36,16 @@ ORIGIN = Origin("RestApi", remote_ip="127.0.0.1", http_username="alice")
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[ServerContext]:
+def root(tmp_path: Path) -> Iterator[Server]:
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps({"StorageDirectory": str(tmp_path / "storage"),
                                        "IndexDirectory": str(tmp_path / "storage")}))
-    context = ServerContext(load_configuration(config_path))
+    context = Server(load_configuration(config_path))
     yield context
     context.index.close()
 
 
-def samples(root: ServerContext) -> dict[str, Callable[[], Job]]:
+def samples(root: Server) -> dict[str, Callable[[], Job]]:
     """One job of each type, built with the services the composition root gives its family."""
     modification = root.modification_services
     modify = parse_modify_request({"Replace": {"PatientName": "Renamed"}}, "Isengard")
@@ -89,11 +89,11 @@ def all_job_types() -> set[str]:
     return found
 
 
-def test_registry_lists_every_job_type(root: ServerContext) -> None:
+def test_registry_lists_every_job_type(root: Server) -> None:
     assert set(root.job_registry.types()) == all_job_types()
 
 
-def test_every_registered_type_round_trips(root: ServerContext) -> None:
+def test_every_registered_type_round_trips(root: Server) -> None:
     makers = samples(root)
     assert set(makers) == set(root.job_registry.types())
     for type_name in root.job_registry.types():

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
 
 from server import events
 from server.errors import ErrorCode, OrthancError
 from server.jobs.job import Job, JobState
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
+
+if TYPE_CHECKING:
+    from server.events import EventBus
+    from server.jobs.engine import JobsEngine
 
 #: Bus event kind -> the SSE event name of ``/jobs/events``.
 SSE_EVENTS = {
@@ -55,7 +59,7 @@ async def submit_job(handler: OrthancHandler, job: Job, body: Any,
     end and stays in ``/jobs`` like any other.
     """
     synchronous, priority = job_options(body, synchronous_by_default)
-    engine = handler.ctx.jobs
+    engine = handler.jobs
     job_id = await handler.run(engine.submit, job, priority)
     if not synchronous:
         handler.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
@@ -67,8 +71,10 @@ async def submit_job(handler: OrthancHandler, job: Job, body: Any,
 
 
 class JobsHandler(OrthancHandler):
+    jobs: JobsEngine
+
     async def get(self) -> None:
-        engine = self.ctx.jobs
+        engine = self.jobs
         ids = engine.ids()
         if self.flag("expand"):
             self.answer_json([d for d in (engine.describe(i) for i in ids) if d is not None])
@@ -77,21 +83,25 @@ class JobsHandler(OrthancHandler):
 
 
 class JobHandler(OrthancHandler):
+    jobs: JobsEngine
+
     async def get(self, job_id: str) -> None:
-        document = self.ctx.jobs.describe(job_id)
+        document = self.jobs.describe(job_id)
         if document is None:
             raise NoAnswer()
         self.answer_json(document)
 
     async def delete(self, job_id: str) -> None:
-        if not await self.run(self.ctx.jobs.delete, job_id):
+        if not await self.run(self.jobs.delete, job_id):
             raise NoAnswer()
         self.answer_json({})
 
 
 class JobActionHandler(OrthancHandler):
+    jobs: JobsEngine
+
     async def post(self, job_id: str, action: str) -> None:
-        engine = self.ctx.jobs
+        engine = self.jobs
         done = await self.run(getattr(engine, action), job_id)
         if not done:
             raise NoAnswer()
@@ -100,8 +110,10 @@ class JobActionHandler(OrthancHandler):
 
 
 class JobOutputHandler(OrthancHandler):
+    jobs: JobsEngine
+
     async def get(self, job_id: str, key: str) -> None:
-        output = self.ctx.jobs.output(job_id, key)
+        output = self.jobs.output(job_id, key)
         if output is None:
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Job has no such output: {key}")
         self.set_header("Content-Type", output.mime)
@@ -114,13 +126,16 @@ class JobOutputHandler(OrthancHandler):
         await self.finish()
 
     async def delete(self, job_id: str, key: str) -> None:
-        if not await self.run(self.ctx.jobs.delete_output, job_id, key):
+        if not await self.run(self.jobs.delete_output, job_id, key):
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Job has no such output: {key}")
         self.answer_json({})
 
 
 class JobEventsHandler(OrthancHandler):
     """``GET /jobs/events[?job=ID]``: job state and progress as Server-Sent Events."""
+
+    bus: EventBus
+    jobs: JobsEngine
 
     async def get(self) -> None:
         wanted = self.get_argument("job", None)
@@ -133,7 +148,7 @@ class JobEventsHandler(OrthancHandler):
                 loop.call_soon_threadsafe(_offer, queue, (event.kind, dict(event.payload)))
 
         for kind in SSE_EVENTS:
-            self.ctx.bus.subscribe(kind, listener)
+            self.bus.subscribe(kind, listener)
         try:
             self.set_header("Content-Type", "text/event-stream")
             self.set_header("Cache-Control", "no-cache")
@@ -144,7 +159,7 @@ class JobEventsHandler(OrthancHandler):
             pass
         finally:
             for kind in SSE_EVENTS:
-                self.ctx.bus.unsubscribe(kind, listener)
+                self.bus.unsubscribe(kind, listener)
 
     async def _stream(self, queue: asyncio.Queue[tuple[str, dict]]) -> None:
         while True:
@@ -154,7 +169,7 @@ class JobEventsHandler(OrthancHandler):
                 self.write(": keep-alive\n\n")
                 await self.flush()
                 continue
-            document = self.ctx.jobs.describe(payload["job_id"]) or {}
+            document = self.jobs.describe(payload["job_id"]) or {}
             data = {"ID": payload["job_id"], "State": document.get("State"),
                     "Progress": document.get("Progress"), "Type": document.get("Type")}
             if document.get("State") == "Failure":
@@ -169,7 +184,7 @@ def _offer(queue: asyncio.Queue, item: tuple[str, dict]) -> None:
         queue.put_nowait(item)
 
 
-def routes() -> list[tuple[str, type]]:
+def _paths() -> list[tuple[str, type]]:
     return [
         (r"/jobs", JobsHandler),
         (r"/jobs/events", JobEventsHandler),
@@ -177,3 +192,8 @@ def routes() -> list[tuple[str, type]]:
         (r"/jobs/([^/]+)/(pause|resume|cancel|resubmit)", JobActionHandler),
         (r"/jobs/([^/]+)/([^/]+)", JobOutputHandler),
     ]
+
+
+def routes(*, bus: EventBus, jobs: JobsEngine) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(_paths(), bus=bus, jobs=jobs)

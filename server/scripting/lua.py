@@ -59,8 +59,8 @@ from server.scripting.lua_runtime import CALL_HEADER, LuaScriptError, LuaState, 
 from server.store import Origin
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
     from server.rest.base import OrthancHandler
+    from server.scripting.services import ScriptingServices
 
 log = logging.getLogger("isengard.lua")
 
@@ -108,11 +108,11 @@ def request_username(handler: OrthancHandler) -> str:
 
 
 class LuaScripting:
-    """The Lua engine of one server context (``ctx.lua``)."""
+    """The Lua engine of one server."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
-        config = ctx.config
+    def __init__(self, services: ScriptingServices) -> None:
+        self.services = services
+        config = services.config
         self.scripts = [config.resolve_path(p) for p in config["LuaScripts"]]
         self.timeout = float(config["LuaCallbackTimeout"])
         self.heartbeat_period = float(config["LuaHeartBeatPeriod"])
@@ -133,12 +133,13 @@ class LuaScripting:
 
     async def start(self) -> None:
         """Create both states and run ``LuaScripts`` in them (raises :class:`LuaLoadError`)."""
-        config = self.ctx.config
+        config = self.services.config
         services = LuaServices(
-            rest=self.ctx.inprocess, configuration=config.user_values,
+            rest=self.services.rest, configuration=config.user_values,
             http=HttpSettings(float(config["HttpTimeout"]), config["HttpProxy"],
                               bool(config["HttpsVerifyPeers"]), config["HttpsCACertificates"]),
-            http_port=self.ctx.http_port, executor=self._http_pool, ctx=self.ctx)
+            http_port=self.services.http_port, executor=self._http_pool, network=self.services.network,
+            modification=self.services.modification)
         max_memory = int(config["LuaMemoryLimitMB"]) * 2 ** 20 or None
         self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions(),
                              max_memory)
@@ -147,9 +148,9 @@ class LuaScripting:
         self._subscribe()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
         if self._filters:
-            self.ctx.store.filters.append(self._accepts_instance)
+            self.services.store.filters.append(self._accepts_instance)
         if self.scripts:
-            self.ctx.commitment.providers.append(LuaCommitmentProvider(self))
+            self.services.commitment.providers.append(LuaCommitmentProvider(self))
         self._events.start()
 
     def _load(self) -> None:
@@ -185,7 +186,7 @@ class LuaScripting:
     # -- event callbacks -------------------------------------------------------------
 
     def _subscribe(self) -> None:
-        bus = self.ctx.bus
+        bus = self.services.bus
         bus.subscribe(events.STORED, self._on_stored)
         bus.subscribe(events.STABLE, self._on_stable)
         bus.subscribe(events.DELETED, lambda e: self._on_change("Deleted", e))
@@ -197,7 +198,7 @@ class LuaScripting:
         if "OnStoredInstance" not in self._defined:
             return
         payload = event.payload
-        instance = self.ctx.index.lookup(payload["instance_id"], Level.INSTANCE)
+        instance = self.services.index.lookup(payload["instance_id"], Level.INSTANCE)
         metadata = self._metadata(instance.internal_id) if instance else {}
         self._queue("OnStoredInstance", (payload["instance_id"], self._tags(payload["parsed"]),
                                               metadata, origin_json(payload["origin"])))
@@ -207,10 +208,10 @@ class LuaScripting:
         callback = f"OnStable{level.title}"
         if callback not in self._defined:
             return
-        resource = self.ctx.index.lookup(event.payload["resource_id"], level)
+        resource = self.services.index.lookup(event.payload["resource_id"], level)
         if resource is None:
             return
-        tags = main_tags_json(level, self.ctx.index.main_tags(resource.internal_id))
+        tags = main_tags_json(level, self.services.index.main_tags(resource.internal_id))
         self._queue(callback, (resource.public_id, tags, self._metadata(resource.internal_id)))
 
     def _on_change(self, kind: str, event: events.Event) -> None:
@@ -245,13 +246,13 @@ class LuaScripting:
     # -- arguments -------------------------------------------------------------------
 
     def _metadata(self, internal_id: int) -> dict[str, str]:
-        names = self.ctx.metadata_names
-        return {names.name(k): v for k, v in self.ctx.index.metadata(internal_id).items()}
+        names = self.services.metadata_names
+        return {names.name(k): v for k, v in self.services.index.metadata(internal_id).items()}
 
     def _tags(self, parsed: ParsedInstance) -> dict[str, Any]:
         """Simplified tags of the whole file, without the pixel data (Orthanc's ``tags``/``dicom``)."""
         ds, _ = read_dataset(parsed.data, stop_before_pixels=True)
-        return json_format.tags_simplified(ds, self.ctx.default_encoding)
+        return json_format.tags_simplified(ds, self.services.default_encoding)
 
     # -- the main state --------------------------------------------------------------
 
