@@ -188,7 +188,8 @@ class ConformanceHandler(OrthancHandler):
     dicom: Callable[[], DicomServer | None]
 
     async def get(self) -> None:
-        self.answer_text(conformance_statement(self.dicom().ae if self.dicom() else None))
+        dicom = self.dicom()
+        self.answer_text(conformance_statement(dicom.ae if dicom else None))
 
 
 class AcceptedTransferSyntaxesHandler(OrthancHandler):
@@ -213,9 +214,10 @@ class AcceptedTransferSyntaxesHandler(OrthancHandler):
         self.answer_json(self._dicom().transfer_syntaxes)
 
     def _dicom(self) -> DicomServer:
-        if self.dicom() is None:
+        dicom = self.dicom()
+        if dicom is None:
             raise OrthancError(ErrorCode.BAD_SEQUENCE_OF_CALLS, "The DICOM server is disabled")
-        return self.dicom()
+        return dicom
 
 
 class UnknownSopClassAcceptedHandler(AcceptedTransferSyntaxesHandler):
