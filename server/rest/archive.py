@@ -225,7 +225,7 @@ def _job(handler: OrthancHandler, media: bool, resources: list[str], transcode: 
     return kind(handler.archive, resources, transcode=transcode, extended=extended)
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/(patients|studies|series)/([^/]+)/(archive|media)", ResourceArchiveHandler),
         (r"/tools/create-(archive|media|media-extended)", CreateArchiveHandler),
@@ -234,4 +234,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, archive: ArchiveServices, config: Configuration, jobs: JobsEngine) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), archive=archive, config=config, jobs=jobs)
+    return with_services(paths(), archive=archive, config=config, jobs=jobs)

@@ -46,7 +46,7 @@ class BulkDeleteHandler(BulkContentHandler):
         self.answer_empty_text()
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools/bulk-content", BulkContentHandler),
         (r"/tools/bulk-delete", BulkDeleteHandler),
@@ -55,4 +55,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, index: Index, metadata_names: MetadataNames, store: Store, views: ResourceViews) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), index=index, metadata_names=metadata_names, store=store, views=views)
+    return with_services(paths(), index=index, metadata_names=metadata_names, store=store, views=views)

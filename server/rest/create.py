@@ -48,7 +48,7 @@ class InstancePdfHandler(OrthancHandler):
         self.answer_bytes(pdf, "application/pdf")
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools/create-dicom", CreateDicomHandler),
         (rf"/instances/{ID}/pdf", InstancePdfHandler),
@@ -57,4 +57,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, config: Configuration, encoding: Callable[[], str], index: Index, store: Store) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), config=config, encoding=encoding, index=index, store=store)
+    return with_services(paths(), config=config, encoding=encoding, index=index, store=store)

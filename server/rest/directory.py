@@ -69,7 +69,7 @@ class FramesHandler(OrthancHandler):
         self.answer_json(list(range(count)))
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools", ToolsHandler),
         (rf"/instances/{ID}/frames", FramesHandler),
@@ -79,4 +79,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, index: Index) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), index=index)
+    return with_services(paths(), index=index)

@@ -45,10 +45,10 @@ class ExportHandler(OrthancHandler):
         self.answer_json({})
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [(rf"/instances/{ID}/export", ExportHandler)]
 
 
 def routes(*, config: Configuration, index: Index, store: Store) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), config=config, index=index, store=store)
+    return with_services(paths(), config=config, index=index, store=store)

@@ -210,7 +210,7 @@ class NumpySeriesHandler(_NumpyHandler):
         self.answer_bytes(body, "application/octet-stream")
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     frame = rf"/instances/{ID}/frames/([^/]+)"
     return [
         (rf"/instances/{ID}/frames", FramesHandler),
@@ -230,4 +230,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, files: InstanceFiles) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), files=files)
+    return with_services(paths(), files=files)

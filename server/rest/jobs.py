@@ -184,7 +184,7 @@ def _offer(queue: asyncio.Queue, item: tuple[str, dict]) -> None:
         queue.put_nowait(item)
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/jobs", JobsHandler),
         (r"/jobs/events", JobEventsHandler),
@@ -196,4 +196,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, bus: EventBus, jobs: JobsEngine) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), bus=bus, jobs=jobs)
+    return with_services(paths(), bus=bus, jobs=jobs)

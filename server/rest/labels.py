@@ -57,7 +57,7 @@ class AllLabelsHandler(OrthancHandler):
         self.answer_json(await self.run(self.views.labels.all))
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (rf"/{LEVELS}/{ID}/labels", ResourceLabelsHandler),
         (rf"/{LEVELS}/{ID}/labels/([^/]*)", LabelHandler),
@@ -67,4 +67,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, views: ResourceViews) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), views=views)
+    return with_services(paths(), views=views)

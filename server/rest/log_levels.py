@@ -20,11 +20,11 @@ class LogCategoryHandler(OrthancHandler):
         self.answer_empty_text()
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     categories = "|".join(logging_setup.CATEGORIES)
     return [(rf"/tools/log-level-({categories})", LogCategoryHandler)]
 
 
 def routes() -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths())
+    return with_services(paths())

@@ -35,10 +35,10 @@ class ExecuteScriptHandler(OrthancHandler):
         self.answer_text(output)
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [(r"/tools/execute-script", ExecuteScriptHandler)]
 
 
 def routes(*, config: Configuration, lua: LuaScripting) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), config=config, lua=lua)
+    return with_services(paths(), config=config, lua=lua)

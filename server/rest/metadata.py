@@ -363,7 +363,7 @@ def _info(attachment: Attachment) -> dict:
             "Uuid": attachment.uuid}
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (rf"/{LEVELS}/{ID}/metadata", MetadataListHandler),
         (rf"/{LEVELS}/{ID}/metadata/([^/]+)", MetadataHandler),
@@ -375,5 +375,5 @@ def _paths() -> list[tuple[str, type]]:
 def routes(*, area: StorageArea, config: Configuration, content_types: ContentTypes, index: Index,
            metadata_names: MetadataNames, publish_updated: Callable[[Resource], None]) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), area=area, config=config, content_types=content_types, index=index,
+    return with_services(paths(), area=area, config=config, content_types=content_types, index=index,
                          metadata_names=metadata_names, publish_updated=publish_updated)

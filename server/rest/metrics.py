@@ -44,7 +44,7 @@ class PrometheusHandler(OrthancHandler):
         refresh_state(self.metrics, counts, index.totals(), last_change, self.jobs.counts())
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools/metrics", MetricsEnabledHandler),
         (r"/tools/metrics-prometheus", PrometheusHandler),
@@ -53,4 +53,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, index: Index, jobs: JobsEngine, metrics: Metrics) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), index=index, jobs=jobs, metrics=metrics)
+    return with_services(paths(), index=index, jobs=jobs, metrics=metrics)

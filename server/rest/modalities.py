@@ -362,7 +362,7 @@ class FindWorklistHandler(OrthancHandler):
         self.answer_json([tags_simplified(a, self.encoding()) for a in answers])
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/modalities", ModalitiesHandler),
         (rf"/modalities/{NAME}", ModalityHandler),
@@ -382,4 +382,4 @@ def _paths() -> list[tuple[str, type]]:
 def routes(*, jobs: JobsEngine, config: Configuration, encoding: Callable[[], str],
            network: NetworkService) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), jobs=jobs, config=config, encoding=encoding, network=network)
+    return with_services(paths(), jobs=jobs, config=config, encoding=encoding, network=network)

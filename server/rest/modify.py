@@ -110,7 +110,7 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/instances/([^/]+)/(modify|anonymize)", InstanceHandler),
         (r"/(patients|studies|series)/([^/]+)/(modify|anonymize)", ResourceHandler),
@@ -122,4 +122,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, jobs: JobsEngine, modification: ModificationServices) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), jobs=jobs, modification=modification)
+    return with_services(paths(), jobs=jobs, modification=modification)

@@ -110,7 +110,7 @@ class PeerStoreStraightHandler(OrthancHandler):
         self.answer_bytes(answer, "application/json")
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/peers", PeersHandler),
         (rf"/peers/{NAME}", PeerHandler),
@@ -123,4 +123,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, jobs: JobsEngine, config: Configuration, network: NetworkService) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), jobs=jobs, config=config, network=network)
+    return with_services(paths(), jobs=jobs, config=config, network=network)

@@ -35,7 +35,7 @@ class PluginHandler(OrthancHandler):
         raise NoAnswer()
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/plugins", PluginsHandler),
         (r"/plugins/explorer\.js", ExplorerExtensionsHandler),
@@ -45,4 +45,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, files: InstanceFiles) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), files=files)
+    return with_services(paths(), files=files)

@@ -198,7 +198,7 @@ class ChildQueryHandler(QueryView):
         self.answer_json({"ID": child.id, "Path": f"/queries/{child.id}"})
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/queries", QueriesHandler),
         (rf"/queries/{ID}", QueryHandler),
@@ -217,4 +217,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, jobs: JobsEngine, encoding: Callable[[], str], network: NetworkService) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), jobs=jobs, encoding=encoding, network=network)
+    return with_services(paths(), jobs=jobs, encoding=encoding, network=network)

@@ -45,7 +45,7 @@ class InvalidateTagsHandler(OrthancHandler):
         self.answer_empty_text()
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (rf"/{LEVELS}/{ID}/reconstruct", ReconstructHandler),
         (r"/tools/reconstruct", ReconstructAllHandler),
@@ -55,4 +55,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, files: InstanceFiles, index: Index) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), files=files, index=index)
+    return with_services(paths(), files=files, index=index)

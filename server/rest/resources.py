@@ -374,7 +374,7 @@ class ProtectedHandler(OrthancHandler):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (rf"/{LEVELS}", ListHandler),
         (rf"/{LEVELS}/{ID}", ResourceHandler),
@@ -392,5 +392,5 @@ def routes(*, area: StorageArea, config: Configuration, files: InstanceFiles, in
            requested_tags: RequestedTags, store: Store, upload_chunks: ChunkStore,
            views: ResourceViews) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), area=area, config=config, files=files, index=index, requested_tags=requested_tags,
+    return with_services(paths(), area=area, config=config, files=files, index=index, requested_tags=requested_tags,
                          store=store, upload_chunks=upload_chunks, views=views)

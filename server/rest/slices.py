@@ -21,10 +21,10 @@ class OrderedSlicesHandler(OrthancHandler):
         self.answer_json(await self.run(ordered_slices, self.index, series))
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [(rf"/series/{ID}/ordered-slices", OrderedSlicesHandler)]
 
 
 def routes(*, index: Index) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), index=index)
+    return with_services(paths(), index=index)

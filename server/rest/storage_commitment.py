@@ -106,7 +106,7 @@ class RemoveHandler(OrthancHandler):
                     self.store.delete(resource)
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/modalities/([^/]+)/storage-commitment", CommitmentRequestHandler),
         (r"/storage-commitment/([^/]+)", ReportHandler),
@@ -116,5 +116,5 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, commitment: CommitmentService, commitment_reports: Reports, index: Index, store: Store) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), commitment=commitment, commitment_reports=commitment_reports, index=index,
+    return with_services(paths(), commitment=commitment, commitment_reports=commitment_reports, index=index,
                          store=store)

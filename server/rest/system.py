@@ -190,7 +190,7 @@ class ExportsHandler(OrthancHandler):
         self.answer_json({})
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/system", SystemHandler),
         (r"/statistics", StatisticsHandler),
@@ -201,4 +201,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, config: Configuration, dicom_port: int, http_port: int, index: Index, store: Store) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), config=config, dicom_port=dicom_port, http_port=http_port, index=index, store=store)
+    return with_services(paths(), config=config, dicom_port=dicom_port, http_port=http_port, index=index, store=store)

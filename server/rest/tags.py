@@ -58,7 +58,7 @@ class InstancesTagsHandler(OrthancHandler):
                                         dicom_format(self, "full"), ignore_length(self)))
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (rf"/{PARENT_LEVELS}/{ID}/shared-tags", SharedTagsHandler),
         (rf"/(patients|series|instances)/{ID}/(module)", ModuleHandler),
@@ -69,4 +69,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes(*, files: InstanceFiles) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), files=files)
+    return with_services(paths(), files=files)

@@ -245,7 +245,7 @@ class ShutdownHandler(OrthancHandler):
         self.request_stop(restart=False)
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools/find", FindHandler),
         (r"/tools/count-resources", CountResourcesHandler),
@@ -266,6 +266,6 @@ def routes(*, config: Configuration, dicom: Callable[[], DicomServer | None], en
            finder: Finder, index: Index, metadata_names: MetadataNames, request_stop: Callable[[bool], None],
            requested_tags: RequestedTags, set_encoding: Callable[[str], None], views: ResourceViews) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths(), config=config, dicom=dicom, encoding=encoding, finder=finder, index=index,
+    return with_services(paths(), config=config, dicom=dicom, encoding=encoding, finder=finder, index=index,
                          metadata_names=metadata_names, request_stop=request_stop, requested_tags=requested_tags,
                          set_encoding=set_encoding, views=views)

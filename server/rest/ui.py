@@ -61,7 +61,7 @@ class ExplorerRedirectHandler(RootRedirectHandler):
     target = "../ui/"
 
 
-def _paths() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/ui", UiFileHandler),
         (r"/ui/([A-Za-z0-9_.-]+)", UiFileHandler),
@@ -72,4 +72,4 @@ def _paths() -> list[tuple[str, type]]:
 
 def routes() -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(_paths())
+    return with_services(paths())
