@@ -1,8 +1,11 @@
-"""Builds the server once from a configuration and runs it until shutdown.
+"""The composition root: builds the server once from a configuration and runs it until shutdown.
 
-:class:`ServerContext` owns every long-lived piece (index, storage area, event
-bus, store path, DICOM server, HTTP server) and is what handlers receive.
-``POST /tools/reset`` stops the context and builds a new one from the re-read
+:class:`Server` builds every long-lived piece (index, storage area, event bus,
+store path, jobs engine, network, scripting, DICOM and HTTP servers) and hands
+each consumer only the services it uses: job families get their services
+objects, the network and scripting layers theirs, and every REST route its own
+through Tornado's ``initialize``.  No other module imports this one.
+``POST /tools/reset`` stops the server and builds a new one from the re-read
 configuration, as Orthanc restarts in-process.
 """
 
@@ -11,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 import tornado.httpserver
+import tornado.web
 
-import server.jobs.modification  # noqa: F401 - registers the job type for restarts
-import server.jobs.split_merge  # noqa: F401 - registers the job types for restarts
 from server import events, instance_tags
 from server.config import ConfigError, Configuration, load_configuration
 from server.dicom import private_dictionary
@@ -24,22 +27,56 @@ from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.parse import read_dataset
 from server.dicom.transcode import IngestTranscoding
 from server.find import Finder
-from server.jobs import archive as archive_jobs  # noqa: F401 - registers the job types for restarts
-from server.jobs import storage_commitment_scp  # noqa: F401 - registers the job type for restarts
+from server.instance_files import InstanceFiles
+from server.jobs.archive import ArchiveFiles, ArchiveServices
 from server.jobs.engine import JobsEngine
+from server.jobs.modification import ModificationServices
+from server.jobs.registry import JobServices, job_registry
+from server.jobs.storage_commitment_scp import StorageCommitmentScpJob
+from server.jobs.store_scu import SendServices
 from server.metrics import Metrics
+from server.net.query_retrieve import DicomServices
 from server.net.scp import DicomServer
-from server.net.service import NetworkService  # also registers the network job types
+from server.net.service import ModalityRegistry, NetworkService
 from server.net.storage_commitment import CommitmentService, Reports
 from server.net.worklists import FolderWorklists, install_hooks
 from server.requested_tags import RequestedTags
 from server.resources import ResourceViews
+from server.rest import (
+    archive,
+    bulk,
+    create,
+    directory,
+    export,
+    images,
+    jobs,
+    labels,
+    log_levels,
+    lua,
+    metadata,
+    metrics,
+    modalities,
+    modify,
+    peers,
+    plugins,
+    queries,
+    reconstruct,
+    resources,
+    slices,
+    storage_commitment,
+    system,
+    tags,
+    tools,
+    ui,
+)
 from server.rest.app import build_application, build_http_server
+from server.rest.base import HTTP_POLICY, HttpServices, RequestPolicy, Route
 from server.rest.inprocess import ContextExecutor, InProcessRest
 from server.rest.metadata import ContentTypes, MetadataNames
 from server.rest.multipart import ChunkStore
 from server.scripting.lua import LuaLoadError, LuaScripting
 from server.scripting.python import PythonScripting, load_script
+from server.scripting.services import ScriptingServices
 from server.stability import StabilityMonitor
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
@@ -57,7 +94,9 @@ SHUTDOWN_GRACE_SECONDS = 10
 HTTP_WORKERS = 8
 
 
-class ServerContext:
+class Server:
+    """Everything one run of the server is made of, built from one configuration."""
+
     def __init__(self, config: Configuration, no_jobs: bool = False) -> None:
         private_dictionary.load(config["Dictionary"], str(config.path or ""))
         self.config = config
@@ -74,7 +113,7 @@ class ServerContext:
         if published or removed:
             log.warning("Recovered interrupted ingests: %d completed, %d rolled back",
                         published, removed)
-        self.default_encoding = config["DefaultEncoding"]
+        self.default_encoding: str = config["DefaultEncoding"]
         self.store = Store(self.index, self.area, self.bus, Limits(
             max_storage_bytes=int(config["MaximumStorageSize"]) * 1024 * 1024,
             max_patients=int(config["MaximumPatientCount"]),
@@ -86,31 +125,52 @@ class ServerContext:
         self.stability = StabilityMonitor(self.index, self.bus, float(config["StableAge"]))
         self.views = ResourceViews(self.index, self.stability)
         self.finder = Finder(self.index, self._file_tags)
+        self.files = InstanceFiles(config, self.index, self.store, self._encoding)
         self.requested_tags = RequestedTags(
-            self.index, self.finder, lambda instance: instance_tags.full_tags(self, instance))
+            self.index, self.finder, lambda instance: instance_tags.full_tags(self.files, instance))
         self.metadata_names = MetadataNames(config["UserMetadata"])
         self.content_types = ContentTypes(config["UserContentType"])
         self.upload_chunks = ChunkStore()
-        save_jobs = config["SaveJobs"] and not config["ReadOnly"]
-        self.jobs = JobsEngine(self, self.bus, self.index if save_jobs else None,
-                               int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
         self.jobs_directory = config.resolve_path(config["StorageDirectory"]) / "jobs"
         self.jobs_directory.mkdir(parents=True, exist_ok=True)
-        self.commitment = CommitmentService(self)
-        self.commitment_reports = Reports(self)
-        self.network = NetworkService(self)
-        self.lua = LuaScripting(self)
-        self.python: PythonScripting | None = load_script(self)
+        self.modalities = ModalityRegistry(config, self.index)
+        self.commitment_reports = Reports(self.index, int(config["StorageCommitmentReportsSize"]))
+        self.commitment = CommitmentService(self.index, self.modalities, self.commitment_reports)
+        self.send_services = SendServices(config, self.index, self.store, self.commitment.request_commitment)
+        self.modification_services = ModificationServices(
+            config, self.index, self.store, self.views.labels, self.jobs_directory,
+            self._encoding)
+        self.archive_services = ArchiveServices(
+            config, self.index, self.store,
+            ArchiveFiles(self.jobs_directory, int(config["MediaArchiveSize"])), self._encoding)
+        self.job_registry = job_registry(JobServices(config, self.send_services, self.modification_services,
+                                                     self.archive_services, self.commitment))
+        save_jobs = config["SaveJobs"] and not config["ReadOnly"]
+        self.jobs = JobsEngine(self.job_registry, self.bus, self.index if save_jobs else None,
+                               int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
+        self.network = NetworkService(
+            DicomServices(config, self.index, self.store, self.finder, self.metrics, self._encoding),
+            self.modalities, self.send_services, self.jobs)
+        self.http_port = int(config["HttpPort"])
+        self.dicom_port = int(config["DicomPort"])
+        self.inprocess = InProcessRest(self._application)
+        scripting = ScriptingServices(config, self.bus, self.index, self.store, self.finder, self.metrics,
+                                      self.metadata_names, self.network, self.commitment,
+                                      self.modification_services, self.inprocess, self.http_port, self._encoding)
+        self.lua = LuaScripting(scripting)
+        self.python: PythonScripting | None = load_script(scripting)
         if self.python is not None:  # RegisterStorageArea
             self.area = self.store.area = self.python.storage_area(self.area)
         self.worklists = FolderWorklists.from_config(config)
-        self.http_port = int(config["HttpPort"])
-        self.dicom_port = int(config["DicomPort"])
         self.dicom: DicomServer | None = None
         self._stop: asyncio.Event | None = None
         self._restart = False
 
-    # -- services used by the REST layer ---------------------------------------------
+    # -- services handed out as callables ----------------------------------------------
+
+    def _encoding(self) -> str:
+        """The current ``DefaultEncoding``, for the services that read files."""
+        return self.default_encoding
 
     def set_default_encoding(self, name: str) -> None:
         self.default_encoding = name
@@ -127,18 +187,72 @@ class ServerContext:
         self.bus.publish(events.ResourceEvent(events.Kind.UPDATED, resource.level, resource.public_id,
                                               attachment))
 
-    def metrics_request_started(self) -> None:
-        self.metrics.request_started()
-
-    def metrics_request_finished(self, seconds: float) -> None:
-        self.metrics.request_finished(seconds)
-
     async def http_filters_accept(self, handler: OrthancHandler) -> bool:
         """The hook point of ``IncomingHttpRequestFilter`` (Lua, then Python): True when allowed."""
         for accepts in self.bus.interventions.http_request:
             if not await accepts(handler):
                 return False
         return True
+
+    def _accepts_token(self, authorization: str) -> bool:
+        return self.python is not None and self.python.accepts_token(authorization)
+
+    def _dicom_server(self) -> DicomServer | None:
+        return self.dicom
+
+    # -- the REST API ------------------------------------------------------------------
+
+    def _application(self, policy: RequestPolicy, executor: Executor) -> tornado.web.Application:
+        """The REST API for HTTP clients, or for the in-process calls of one origin."""
+        http = HttpServices(policy, self.config, self.index, executor, self.area.tmp, self.metrics,
+                            self.http_filters_accept, self._accepts_token)
+        return build_application(http, self._routes(), self.python,
+                                 bool(self.config["HttpCompressionEnabled"]))
+
+    def _routes(self) -> list[Route]:
+        """Every route, each given the services its handlers use."""
+        return [
+            *labels.routes(views=self.views),
+            *resources.routes(area=self.area, config=self.config, files=self.files, index=self.index,
+                              requested_tags=self.requested_tags, store=self.store,
+                              upload_chunks=self.upload_chunks, views=self.views),
+            *metadata.routes(area=self.area, config=self.config, content_types=self.content_types,
+                             index=self.index, metadata_names=self.metadata_names,
+                             publish_updated=self.publish_updated),
+            *system.routes(config=self.config, dicom_port=self.dicom_port, http_port=self.http_port,
+                           index=self.index, store=self.store),
+            *tools.routes(config=self.config, dicom=self._dicom_server, encoding=self._encoding,
+                          finder=self.finder, index=self.index, metadata_names=self.metadata_names,
+                          request_stop=self.request_stop, requested_tags=self.requested_tags,
+                          set_encoding=self.set_default_encoding, views=self.views),
+            *jobs.routes(bus=self.bus, jobs=self.jobs),
+            *storage_commitment.routes(commitment=self.commitment, commitment_reports=self.commitment_reports,
+                                       index=self.index, store=self.store),
+            *create.routes(config=self.config, encoding=self._encoding, index=self.index, store=self.store),
+            *metrics.routes(index=self.index, jobs=self.jobs, metrics=self.metrics),
+            *archive.routes(archive=self.archive_services, config=self.config, jobs=self.jobs),
+            *modalities.routes(jobs=self.jobs, config=self.config, encoding=self._encoding, network=self.network),
+            *peers.routes(jobs=self.jobs, config=self.config, network=self.network),
+            *queries.routes(jobs=self.jobs, encoding=self._encoding, network=self.network),
+            *modify.routes(jobs=self.jobs, modification=self.modification_services),
+            *lua.routes(config=self.config, lua=self.lua),
+            *tags.routes(files=self.files),
+            *bulk.routes(index=self.index, metadata_names=self.metadata_names, store=self.store, views=self.views),
+            *reconstruct.routes(files=self.files, index=self.index),
+            *directory.routes(index=self.index),
+            *slices.routes(index=self.index),
+            *plugins.routes(files=self.files),
+            *log_levels.routes(),
+            *export.routes(config=self.config, index=self.index, store=self.store),
+            *images.routes(files=self.files),
+            *ui.routes(),
+        ]
+
+    def _start_commitment_job(self, transaction_uid: str, pairs: list[tuple[str, str]], remote_aet: str,
+                              called_aet: str) -> None:
+        """An N-ACTION of storage commitment becomes a job (the DICOM side knows no job types)."""
+        job = StorageCommitmentScpJob(self.commitment, transaction_uid, pairs, remote_aet, called_aet)
+        self.jobs.submit(job, 0)
 
     def request_stop(self, restart: bool) -> None:
         self._restart = restart
@@ -153,15 +267,16 @@ class ServerContext:
         self._stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, False)
-        http = build_http_server(self)
-        self.inprocess = InProcessRest(self, loop, build_application)
+        http = build_http_server(self._application(HTTP_POLICY, self.executor), int(self.config["HttpRequestTimeout"]))
+        self.inprocess.start(loop)
         await self.lua.start()
         http.listen(self.http_port, address=self.config["ListenAddress"])
         if self.config["DicomServerEnabled"]:
             self.dicom = DicomServer(self.config, self.store, self.dicom_port)
-            self.commitment.install(self.dicom)
+            self.commitment.install(self.dicom, self._start_commitment_job)
             self.network.install(self.dicom)
-            install_hooks(self, self.dicom)
+            install_hooks(self.dicom, self.worklists, lambda: self.default_encoding,
+                          self.python.add_dicom_hooks if self.python is not None else None)
             self.dicom.start()
         self.stability.start()
         await loop.run_in_executor(None, self.jobs.start, not self.no_jobs)  # reads the index
@@ -211,8 +326,8 @@ def run(config: Configuration, no_jobs: bool = False) -> int:
     """
     while True:
         try:
-            context = ServerContext(config, no_jobs=no_jobs)
-            restart = asyncio.run(context.serve())
+            root = Server(config, no_jobs=no_jobs)
+            restart = asyncio.run(root.serve())
         except (ConfigError, LuaLoadError) as error:
             log.error("%s", error)
             return 1

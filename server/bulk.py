@@ -14,7 +14,10 @@ from server.jobs.modification import strings_field
 from server.storage.index import Resource
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.resources import ResourceViews
+    from server.rest.metadata import MetadataNames
+    from server.storage.index import Index
+    from server.store import Store
 
 
 def _level(value: Any) -> Level:
@@ -26,54 +29,54 @@ def _level(value: Any) -> Level:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown resource level: {value}") from None
 
 
-def _at_level(ctx: ServerContext, resource: Resource, level: Level) -> list[Resource]:
+def _at_level(index: Index, resource: Resource, level: Level) -> list[Resource]:
     """The resources of ``level`` that ``resource`` stands for: itself, its descendants or its ancestor."""
     if resource.level >= level:
-        return [ctx.index.ancestor(resource, level)]
-    return ctx.index.descendants(resource.internal_id, level)
+        return [index.ancestor(resource, level)]
+    return index.descendants(resource.internal_id, level)
 
 
-def resolve(ctx: ServerContext, body: dict[str, Any]) -> list[Resource]:
+def resolve(index: Index, body: dict[str, Any]) -> list[Resource]:
     """The resources a bulk-content request asks for.
 
     Without ``Level``: the listed resources in their order.  With it: every resource
     of that level above or below the listed ones, once each, in Orthanc ID order."""
     listed = strings_field(body, "Resources")
     if "Level" not in body:
-        return [r for r in map(ctx.index.lookup, listed) if r is not None]
+        return [r for r in map(index.lookup, listed) if r is not None]
     level = _level(body["Level"])
     found: dict[str, Resource] = {}
     for public_id in sorted(set(listed)):
-        resource = ctx.index.lookup(public_id)
+        resource = index.lookup(public_id)
         if resource is not None:
-            found.update((r.public_id, r) for r in _at_level(ctx, resource, level))
+            found.update((r.public_id, r) for r in _at_level(index, resource, level))
     return [found[key] for key in sorted(found)]
 
 
-def bulk_content(ctx: ServerContext, body: dict[str, Any], fmt: str, metadata: bool) -> list[dict]:
+def bulk_content(index: Index, views: ResourceViews, names: MetadataNames, body: dict[str, Any], fmt: str,
+                 metadata: bool) -> list[dict]:
     """The expanded views of the resources, with their ``Metadata`` unless told otherwise."""
     answer = []
-    names = ctx.metadata_names
-    for resource in resolve(ctx, body):
-        view = ctx.views.expand(resource, fmt)
+    for resource in resolve(index, body):
+        view = views.expand(resource, fmt)
         if metadata:
-            values = ctx.index.metadata(resource.internal_id)
+            values = index.metadata(resource.internal_id)
             view["Metadata"] = {names.name(k): v for k, v in values.items()}
         answer.append(view)
     return answer
 
 
-def bulk_delete(ctx: ServerContext, body: dict[str, Any]) -> None:
+def bulk_delete(index: Index, store: Store, body: dict[str, Any]) -> None:
     """Delete each listed resource: an ID, or ``{"ID", "Level"}`` to check its level."""
     listed = body.get("Resources")
     if not isinstance(listed, list):
         raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a Resources array")
     for item in listed:
         if isinstance(item, str):
-            resource = ctx.index.lookup(item)
+            resource = index.lookup(item)
         elif isinstance(item, dict) and isinstance(item.get("ID"), str) and isinstance(item.get("Level"), str):
-            resource = ctx.index.lookup(item["ID"], _level(item["Level"]))
+            resource = index.lookup(item["ID"], _level(item["Level"]))
         else:
             raise OrthancError(ErrorCode.BAD_REQUEST, "Invalid payload")
         if resource is not None:
-            ctx.store.delete(resource)
+            store.delete(resource)

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 if TYPE_CHECKING:
     from server.dicom.main_tags import Level
     from server.dicom.parse import ParsedInstance
-    from server.rest.base import OrthancHandler
     from server.store import Origin
 
 log = logging.getLogger("isengard.events")
@@ -142,7 +141,9 @@ class Intervention(Enum):
     FIND_REQUEST = "IncomingFindRequestFilter"
 
 
-HttpRequestFilter = Callable[["OrthancHandler"], Awaitable[bool]]
+#: Takes the request's handler (a ``server.rest.base.OrthancHandler``: the bus does not import
+#: the REST layer, which depends on it).
+HttpRequestFilter = Callable[[Any], Awaitable[bool]]
 InstanceReceiver = Callable[[bytes, "Origin"], "bytes | None"]
 InstanceFilter = Callable[["ParsedInstance", "Origin"], bool]
 FindFilter = Callable[[dict[str, str], dict[str, str]], dict[str, str]]

@@ -18,25 +18,25 @@ from server.errors import ErrorCode, OrthancError
 from server.slices import ordered_slices
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.instance_files import InstanceFiles
 
 
 
-def jpeg2000_enabled(ctx: ServerContext) -> bool:
+def jpeg2000_enabled(files: InstanceFiles) -> bool:
     """JPEG 2000 is decoded only when the configuration loads Orthanc's GDCM plugin, as in Orthanc."""
-    return Settings.from_config(ctx.config).jpeg2000
+    return Settings.from_config(files.config).jpeg2000
 
 
-def _dataset(ctx: ServerContext, public_id: str) -> Dataset:
-    instance = ctx.index.lookup(public_id, Level.INSTANCE)
+def _dataset(files: InstanceFiles, public_id: str) -> Dataset:
+    instance = files.index.lookup(public_id, Level.INSTANCE)
     if instance is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-    return pixels.read_image_dataset(ctx.store.read_dicom(instance))
+    return pixels.read_image_dataset(files.store.read_dicom(instance))
 
 
-def frames(ctx: ServerContext, public_id: str) -> list[int]:
+def frames(files: InstanceFiles, public_id: str) -> list[int]:
     """``GET /instances/{id}/frames``."""
-    return list(range(pixels.frames_count(_dataset(ctx, public_id))))
+    return list(range(pixels.frames_count(_dataset(files, public_id))))
 
 
 @dataclass
@@ -61,16 +61,16 @@ def _encode(image: pixels.Image, output: Output) -> Encoded:
     return Encoded(render.encode_png(image), "image/png")
 
 
-def _decode(ctx: ServerContext, ds: Dataset, frame: int) -> pixels.Image:
-    return pixels.decode_frame(ds, frame, jpeg2000_enabled(ctx))
+def _decode(files: InstanceFiles, ds: Dataset, frame: int) -> pixels.Image:
+    return pixels.decode_frame(ds, frame, jpeg2000_enabled(files))
 
 
-def extracted(ctx: ServerContext, public_id: str, frame: int, mode: render.Mode,
+def extracted(files: InstanceFiles, public_id: str, frame: int, mode: render.Mode,
               output: Callable[[], Output]) -> Encoded:
     """``/preview``, ``/image-uint8``, ``/image-uint16``, ``/image-int16``; ``output`` (the
     format from ``Accept``) is asked once the frame is decoded, in Orthanc's order of errors."""
-    ds = _dataset(ctx, public_id)
-    image = _decode(ctx, ds, frame)
+    ds = _dataset(files, public_id)
+    image = _decode(files, ds, frame)
     chosen = output()
     if chosen.mime == "image/jpeg" and mode not in (render.Mode.PREVIEW, render.Mode.UINT8):
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "JPEG encodes 8-bit images only")
@@ -79,58 +79,58 @@ def extracted(ctx: ServerContext, public_id: str, frame: int, mode: render.Mode,
     return _encode(render.extract(image, mode, invert), chosen)
 
 
-def rendered(ctx: ServerContext, public_id: str, frame: int, args: Callable[[], render.RenderArguments],
+def rendered(files: InstanceFiles, public_id: str, frame: int, args: Callable[[], render.RenderArguments],
              output: Callable[[], Output]) -> Encoded:
     """``/rendered``: rescale, windowing (file or query), MONOCHROME1, resizing; the query is
     read once the frame is decoded, as Orthanc does."""
-    ds = _dataset(ctx, public_id)
-    decoded = _decode(ctx, ds, frame)
+    ds = _dataset(files, public_id)
+    decoded = _decode(files, ds, frame)
     image, invert = render.render(decoded, ds, frame, args())
     chosen = output()
     return _encode(render.extract(image, render.Mode.UINT8 if not image.format.is_color else render.Mode.PREVIEW,
                                   invert), chosen)
 
 
-def matlab(ctx: ServerContext, public_id: str, frame: int) -> bytes:
+def matlab(files: InstanceFiles, public_id: str, frame: int) -> bytes:
     """``/matlab``: the decoded frame as an Octave/Matlab expression."""
-    return render.encode_matlab(_decode(ctx, _dataset(ctx, public_id), frame))
+    return render.encode_matlab(_decode(files, _dataset(files, public_id), frame))
 
 
-def raw(ctx: ServerContext, public_id: str, frame: int, compress: bool) -> Encoded:
+def raw(files: InstanceFiles, public_id: str, frame: int, compress: bool) -> Encoded:
     """``/frames/{n}/raw`` (and ``raw.gz``): the stored bytes of the frame, undecoded."""
-    body, mime = pixels.raw_frame(_dataset(ctx, public_id), frame)
+    body, mime = pixels.raw_frame(_dataset(files, public_id), frame)
     if compress:
         return Encoded(gzip.compress(body), "application/gzip")
     return Encoded(body, mime)
 
 
-def numpy_instance(ctx: ServerContext, public_id: str, frame: int | None, rescale: bool, compress: bool) -> bytes:
+def numpy_instance(files: InstanceFiles, public_id: str, frame: int | None, rescale: bool, compress: bool) -> bytes:
     """``/instances/{id}/numpy`` (every frame) or ``/frames/{n}/numpy`` (one, without depth)."""
-    ds = _dataset(ctx, public_id)
+    ds = _dataset(files, public_id)
     if frame is not None:
-        return render.numpy_frames([_decode(ctx, ds, frame)], [render.rescale(ds, frame)], None, rescale, compress)
+        return render.numpy_frames([_decode(files, ds, frame)], [render.rescale(ds, frame)], None, rescale, compress)
     count = pixels.frames_count(ds)
     if count == 0:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Empty DICOM instance")
     indexes = range(count)
-    return render.numpy_frames([_decode(ctx, ds, i) for i in indexes], [render.rescale(ds, i) for i in indexes],
+    return render.numpy_frames([_decode(files, ds, i) for i in indexes], [render.rescale(ds, i) for i in indexes],
                                count, rescale, compress)
 
 
-def numpy_series(ctx: ServerContext, public_id: str, rescale: bool, compress: bool) -> bytes:
+def numpy_series(files: InstanceFiles, public_id: str, rescale: bool, compress: bool) -> bytes:
     """``/series/{id}/numpy``: the frames of the instances in Orthanc's slice order (as
     ``/series/{id}/ordered-slices``: along the normal, else by instance number)."""
-    series = ctx.index.lookup(public_id, Level.SERIES)
+    series = files.index.lookup(public_id, Level.SERIES)
     if series is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
     images, rescales = [], []
-    for instance_id, _, frames in ordered_slices(ctx.index, series)["SlicesShort"]:
-        instance = ctx.index.lookup(instance_id, Level.INSTANCE)
+    for instance_id, _, frames in ordered_slices(files.index, series)["SlicesShort"]:
+        instance = files.index.lookup(instance_id, Level.INSTANCE)
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        ds = pixels.read_image_dataset(ctx.store.read_dicom(instance))
+        ds = pixels.read_image_dataset(files.store.read_dicom(instance))
         for index in range(min(frames, pixels.frames_count(ds))):
-            images.append(_decode(ctx, ds, index))
+            images.append(_decode(files, ds, index))
             rescales.append(render.rescale(ds, index))
     if not images:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Empty series")

@@ -15,44 +15,44 @@ from server.errors import OrthancError
 from server.storage.index import Resource
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.instance_files import InstanceFiles
 
 
-def full_tags(ctx: ServerContext, instance: Resource,
+def full_tags(files: InstanceFiles, instance: Resource,
               ignore_length: frozenset[int] = frozenset()) -> Json:
     """The tags of one instance in the full format (``/instances/{id}/tags``)."""
-    ds, _ = read_dataset(ctx.store.read_dicom(instance))
-    return json_format.tags_full(ds, ctx.default_encoding, ignore_length)
+    ds, _ = read_dataset(files.store.read_dicom(instance))
+    return json_format.tags_full(ds, files.default_encoding, ignore_length)
 
 
-def _instances(ctx: ServerContext, resource: Resource) -> list[Resource]:
-    return ctx.index.descendants(resource.internal_id, Level.INSTANCE)
+def _instances(files: InstanceFiles, resource: Resource) -> list[Resource]:
+    return files.index.descendants(resource.internal_id, Level.INSTANCE)
 
 
-def instances_tags(ctx: ServerContext, resource: Resource, fmt: str,
+def instances_tags(files: InstanceFiles, resource: Resource, fmt: str,
                    ignore_length: frozenset[int]) -> dict[str, Json]:
     """Instance ID -> its tags in ``fmt``, for every instance below ``resource``.
 
     An instance deleted while the answer is built is left out, as in Orthanc."""
     result: dict[str, Json] = {}
-    for instance in _instances(ctx, resource):
+    for instance in _instances(files, resource):
         try:
             result[instance.public_id] = json_format.render(
-                full_tags(ctx, instance, ignore_length), fmt)
+                full_tags(files, instance, ignore_length), fmt)
         except OrthancError:
-            if ctx.index.lookup(instance.public_id) is not None:
+            if files.index.lookup(instance.public_id) is not None:
                 raise
     return result
 
 
-def shared_tags(ctx: ServerContext, resource: Resource) -> Json:
+def shared_tags(files: InstanceFiles, resource: Resource) -> Json:
     """The string tags (full format) whose value is the same in every instance below ``resource``.
 
     Sequences, binary, empty-number and too long values never count as shared."""
     shared: Json | None = None
-    for instance in _instances(ctx, resource):
+    for instance in _instances(files, resource):
         try:
-            tags = full_tags(ctx, instance)
+            tags = full_tags(files, instance)
         except OrthancError:
             continue
         strings = {k: v for k, v in tags.items() if v.get("Type") == "String"}
@@ -64,14 +64,14 @@ def shared_tags(ctx: ServerContext, resource: Resource) -> Json:
     return shared or {}
 
 
-def module_tags(ctx: ServerContext, resource: Resource, module: Module,
+def module_tags(files: InstanceFiles, resource: Resource, module: Module,
                 ignore_length: frozenset[int]) -> Json | None:
     """The tags of a DICOM module (full format), read from the first instance below ``resource``.
 
     None when the resource has no instance any more."""
-    instances = [resource] if resource.level is Level.INSTANCE else _instances(ctx, resource)
+    instances = [resource] if resource.level is Level.INSTANCE else _instances(files, resource)
     if not instances:
         return None
-    tags = full_tags(ctx, instances[0], ignore_length)
+    tags = full_tags(files, instances[0], ignore_length)
     keys = module_keys(module)
     return {key: value for key, value in tags.items() if key in keys}

@@ -18,32 +18,32 @@ from server.errors import OrthancError
 from server.storage.index import Metadata, Resource
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.instance_files import InstanceFiles
 
 log = logging.getLogger("isengard.reconstruct")
 
 
-def reconstruct_resource(ctx: ServerContext, resource: Resource) -> None:
+def reconstruct_resource(files: InstanceFiles, resource: Resource) -> None:
     log.warning("Reconstructing resource %s", resource.public_id)
-    for instance in ctx.index.descendants(resource.internal_id, Level.INSTANCE):
+    for instance in files.index.descendants(resource.internal_id, Level.INSTANCE):
         try:
-            data = ctx.store.read_dicom(instance)
+            data = files.store.read_dicom(instance)
         except OrthancError:
-            if ctx.index.lookup(instance.public_id) is None:
+            if files.index.lookup(instance.public_id) is None:
                 continue  # deleted meanwhile
             raise
-        parsed = parse_for_index(data, ctx.default_encoding)
+        parsed = parse_for_index(data, files.default_encoding)
         metadata: dict[int, str] = {}
         if parsed.transfer_syntax:
             metadata[Metadata.TransferSyntax] = parsed.transfer_syntax
         if parsed.sop_class_uid:
             metadata[Metadata.SopClassUid] = parsed.sop_class_uid
-        ctx.index.reconstruct_instance(instance, parsed.tags, metadata)
+        files.index.reconstruct_instance(instance, parsed.tags, metadata)
 
 
-def reconstruct_all(ctx: ServerContext) -> None:
+def reconstruct_all(files: InstanceFiles) -> None:
     """Every study in turn, so that memory stays bounded on a large index."""
-    for study_id in ctx.index.list_ids(Level.STUDY):
-        study = ctx.index.lookup(study_id, Level.STUDY)
+    for study_id in files.index.list_ids(Level.STUDY):
+        study = files.index.lookup(study_id, Level.STUDY)
         if study is not None:
-            reconstruct_resource(ctx, study)
+            reconstruct_resource(files, study)

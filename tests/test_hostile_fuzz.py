@@ -60,7 +60,7 @@ def _routes() -> list[tuple[str, set[str]]]:
     found = []
     for module in (resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua):
-        for pattern, handler in module.routes():
+        for pattern, handler in module.paths():
             methods = {m for m in ("post", "put")
                        if getattr(handler, m) is not getattr(OrthancHandler, m)}
             if methods:

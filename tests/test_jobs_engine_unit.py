@@ -24,9 +24,8 @@ import pytest
 from server import events
 from server.errors import ErrorCode, OrthancError
 from server.events import Kind
-from server.jobs import job as job_module
 from server.jobs.engine import JobsEngine
-from server.jobs.job import Job, JobState, Output, StepResult, StopReason
+from server.jobs.job import Job, JobRegistry, JobState, Output, StepResult, StopReason
 from server.storage.index import Index
 
 TYPE = "UnitTestJob"
@@ -119,7 +118,7 @@ D = TypeVar("D", bound=Dummy)
 def build(kind: type[D], **options: Any) -> D:
     """The one place that builds a job (the engine gives it its ID)."""
     job = kind(**options)
-    Job.__init__(job, None)  # type: ignore[arg-type]  # dummies need no server context
+    Job.__init__(job)
     return job
 
 
@@ -129,8 +128,7 @@ def make_job(**options: Any) -> Dummy:
 
 def make_engine(bus: events.EventBus, index: Any, workers: int = 1, history: int = 10) -> JobsEngine:
     """The one place that builds an engine (and tells it how to restore a dummy)."""
-    job_module.register(TYPE, lambda ctx, data: _restore(data))
-    return JobsEngine(None, bus, index, workers, history)
+    return JobsEngine(JobRegistry({TYPE: _restore}), bus, index, workers, history)
 
 
 class MemoryIndex:

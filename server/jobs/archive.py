@@ -12,7 +12,7 @@ Archive names: ``{PatientID} {PatientName}/{AccessionNumber} {StudyDescription}/
 ``Unknown Patient|Study|Series`` when empty, ``-2``, ``-3``... for duplicates.
 Media names: ``IMAGES/IM0``, ``IMAGES/IM1``... and ``DICOMDIR`` at the root.
 
-The ZIP is written to a temporary file under ``ctx.jobs_directory``, never in
+The ZIP is written to a temporary file under ``StorageDirectory/jobs``, never in
 memory.  Unlike Orthanc, the jobs are persisted: after a restart an unfinished
 one starts again from its first step in a fresh file, a finished asynchronous
 one keeps its output, and a failed one can be resubmitted.  ``MediaArchiveSize``
@@ -29,7 +29,6 @@ import logging
 import threading
 import time
 import uuid
-import weakref
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,13 +40,14 @@ from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.dicom.transcode import Settings, transcode_or_keep
 from server.errors import ErrorCode, OrthancError
-from server.jobs import job as job_module
 from server.jobs.dicomdir import DicomDirWriter
 from server.jobs.job import Job, Output, StepResult, StopReason
 from server.storage.index import ATTACHMENT_DICOM, Resource
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.config import Configuration
+    from server.storage.index import Index
+    from server.store import Store
 
 log = logging.getLogger("isengard.jobs")
 
@@ -143,37 +143,37 @@ class _Node:
         self.resources: dict[str, tuple[Resource, _Node | None]] = {}
         self.instances: list[tuple[Resource, int]] = []
 
-    def add(self, ctx: ServerContext, chain: dict[Level, Resource], requested: Level) -> None:
+    def add(self, services: ArchiveServices, chain: dict[Level, Resource], requested: Level) -> None:
         resource = chain[self.level]
         if self.level is Level.INSTANCE:
-            self._add_to_expand(ctx, resource)
+            self._add_to_expand(services, resource)
             return
         previous = self.resources.get(resource.public_id)
         if requested == self.level:
             self.resources[resource.public_id] = (resource, None)
         elif previous is None:
             child = _Node(Level(self.level + 1))
-            child.add(ctx, chain, requested)
+            child.add(services, chain, requested)
             self.resources[resource.public_id] = (resource, child)
         elif previous[1] is not None:
-            previous[1].add(ctx, chain, requested)
+            previous[1].add(services, chain, requested)
 
-    def _add_to_expand(self, ctx: ServerContext, resource: Resource) -> None:
+    def _add_to_expand(self, services: ArchiveServices, resource: Resource) -> None:
         if self.level is Level.INSTANCE:
-            attachment = ctx.index.attachments(resource.internal_id).get(ATTACHMENT_DICOM)
+            attachment = services.index.attachments(resource.internal_id).get(ATTACHMENT_DICOM)
             if attachment is not None:
                 self.instances.append((resource, attachment.uncompressed_size))
         else:
             self.resources[resource.public_id] = (resource, None)
 
-    def expand(self, ctx: ServerContext) -> None:
+    def expand(self, services: ArchiveServices) -> None:
         for public_id, (resource, child) in list(self.resources.items()):
             if child is None:
                 child = _Node(Level(self.level + 1))
-                for grandchild in ctx.index.children(resource.internal_id):
-                    child._add_to_expand(ctx, grandchild)
+                for grandchild in services.index.children(resource.internal_id):
+                    child._add_to_expand(services, grandchild)
                 self.resources[public_id] = (resource, child)
-            child.expand(ctx)
+            child.expand(services)
 
     def apply(self, visitor: _Visitor) -> None:
         if self.level is Level.INSTANCE:
@@ -191,8 +191,8 @@ class _Node:
 class _Visitor:
     """Turns the tree into commands (Orthanc's ``ArchiveIndexVisitor``)."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
+    def __init__(self, services: ArchiveServices) -> None:
+        self.services = services
         self.commands: list[Command] = []
         self.instances_count = 0
         self.uncompressed_size = 0
@@ -201,7 +201,7 @@ class _Visitor:
         self._counter = 0
 
     def open(self, level: Level, resource: Resource) -> None:
-        tags = self.ctx.index.main_tags(resource.internal_id)
+        tags = self.services.index.main_tags(resource.internal_id)
         if level is Level.PATIENT:
             path = f"{tags.get(PATIENT_ID, '')} {tags.get(PATIENT_NAME, '')}"
         elif level is Level.STUDY:
@@ -243,36 +243,36 @@ class _MediaVisitor(_Visitor):
         self._counter += 1
 
 
-def _chain(ctx: ServerContext, public_id: str) -> tuple[dict[Level, Resource], Level]:
+def _chain(services: ArchiveServices, public_id: str) -> tuple[dict[Level, Resource], Level]:
     """The resource and its ancestors (Orthanc's ``ResourceIdentifiers``); 404 if unknown."""
-    resource = ctx.index.lookup(public_id)
+    resource = services.index.lookup(public_id)
     if resource is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
     chain = {resource.level: resource}
     current: Resource | None = resource
     while current is not None and current.level > Level.PATIENT:
-        current = ctx.index.parent(current)
+        current = services.index.parent(current)
         if current is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         chain[current.level] = current
     return chain, resource.level
 
 
-def build_plan(ctx: ServerContext, resources: list[str], media: bool) -> _Visitor:
+def build_plan(services: ArchiveServices, resources: list[str], media: bool) -> _Visitor:
     """The commands that build the ZIP of ``resources``, with the instance count and size."""
     root = _Node(Level.PATIENT)
     for public_id in resources:
-        chain, level = _chain(ctx, public_id)
-        root.add(ctx, chain, level)
-    root.expand(ctx)
+        chain, level = _chain(services, public_id)
+        root.add(services, chain, level)
+    root.expand(services)
     visitor: _Visitor
     if media:
-        visitor = _MediaVisitor(ctx)
+        visitor = _MediaVisitor(services)
         visitor.commands.append(Command("open", MEDIA_IMAGES_FOLDER))
         root.apply(visitor)
         visitor.commands.append(Command("close"))
     else:
-        visitor = _Visitor(ctx)
+        visitor = _Visitor(services)
         root.apply(visitor)
     return visitor
 
@@ -338,17 +338,21 @@ class ArchiveFiles:
             self._entries = [e for e in self._entries if e[1] is not job]
 
 
-_REGISTRIES: weakref.WeakKeyDictionary[Any, ArchiveFiles] = weakref.WeakKeyDictionary()
-_REGISTRIES_LOCK = threading.Lock()
+@dataclass(frozen=True)
+class ArchiveServices:
+    """What the archive and media jobs use."""
 
+    config: Configuration
+    index: Index
+    store: Store
+    #: The ZIPs of this server's archive jobs (in ``StorageDirectory/jobs``).
+    files: ArchiveFiles
+    #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
+    encoding: Callable[[], str]
 
-def archive_files(ctx: ServerContext) -> ArchiveFiles:
-    with _REGISTRIES_LOCK:
-        registry = _REGISTRIES.get(ctx)
-        if registry is None:
-            registry = ArchiveFiles(ctx.jobs_directory, int(ctx.config["MediaArchiveSize"]))
-            _REGISTRIES[ctx] = registry
-        return registry
+    @property
+    def default_encoding(self) -> str:
+        return self.encoding()
 
 
 # -- the jobs ----------------------------------------------------------------------------
@@ -359,9 +363,10 @@ class ArchiveJob(Job):
     TYPE = "Archive"
     MEDIA = False
 
-    def __init__(self, ctx: ServerContext, resources: list[str], description: str = "REST API",
+    def __init__(self, services: ArchiveServices, resources: list[str], description: str = "REST API",
                  transcode: str | None = None, extended: bool = False, asynchronous: bool = True) -> None:
-        super().__init__(ctx)
+        super().__init__()
+        self.services = services
         self.resources = list(resources)
         self.description = description
         self.transcode = transcode
@@ -374,7 +379,7 @@ class ArchiveJob(Job):
         self.complete = False
         #: Where the ZIP is written, fixed for the job's whole life (saved, so that a restart
         #: finds an interrupted one); :attr:`file` is set while the file exists.
-        self.path = ctx.jobs_directory / f"{self.TYPE.lower()}-{uuid.uuid4()}.zip"
+        self.path = services.files.folder / f"{self.TYPE.lower()}-{uuid.uuid4()}.zip"
         self.file: Path | None = None
         self.output_time: float | None = None
         #: Called from the worker with the number of bytes of :attr:`file` that are final.
@@ -385,13 +390,13 @@ class ArchiveJob(Job):
         self._paths = ZipPaths()
         self._dicomdir: DicomDirWriter | None = None
         self._lock = threading.Lock()
-        archive_files(ctx).claim(self.path)
+        services.files.claim(self.path)
 
     # -- preparation -------------------------------------------------------------------
 
     def plan(self) -> None:
         """Resolve the resources into the list of steps (404 if one is unknown)."""
-        visitor = build_plan(self.ctx, self.resources, self.MEDIA)
+        visitor = build_plan(self.services, self.resources, self.MEDIA)
         self._commands = visitor.commands
         self.instances_count = visitor.instances_count
         self.uncompressed_size = visitor.uncompressed_size
@@ -399,7 +404,7 @@ class ArchiveJob(Job):
     def start(self) -> None:
         if self.complete or self._zip is not None:
             return
-        archive_files(self.ctx).sweep()
+        self.services.files.sweep()
         if self._commands is None:
             self.plan()
         self._discard_file()
@@ -439,17 +444,17 @@ class ArchiveJob(Job):
     def _write(self, name: str, instance: Resource) -> None:
         assert self._zip is not None
         try:
-            data = self.ctx.store.read_dicom(instance)
+            data = self.services.store.read_dicom(instance)
         except (OrthancError, OSError):
             log.warning("An instance was removed after the job was issued: %s", instance.public_id)
             return
         path = self._paths.file(name)
         if self.transcode is not None:
-            data = transcode_or_keep(data, self.transcode, Settings.from_config(self.ctx.config))
+            data = transcode_or_keep(data, self.transcode, Settings.from_config(self.services.config))
         self._zip.writestr(_zip_info(path), data)
         if self._dicomdir is not None:
             ds, _ = read_dataset(data, stop_before_pixels=True)
-            self._dicomdir.add(ds, dataset_decoder(ds, self.ctx.default_encoding), [MEDIA_IMAGES_FOLDER, name])
+            self._dicomdir.add(ds, dataset_decoder(ds, self.services.default_encoding), [MEDIA_IMAGES_FOLDER, name])
 
     def _finish(self) -> None:
         """Last step: the DICOMDIR of a media, the ZIP's central directory, the output."""
@@ -462,7 +467,7 @@ class ArchiveJob(Job):
         self.complete = True
         self.output_time = time.time()
         if self.asynchronous:
-            archive_files(self.ctx).add(self, self.output_time)
+            self.services.files.add(self, self.output_time)
         self._committed(self.archive_size)
 
     def _committed(self, size: int) -> None:
@@ -505,7 +510,7 @@ class ArchiveJob(Job):
 
     def reset(self) -> None:
         """Resubmit (refused by Orthanc): start again from the first step, with a fresh plan."""
-        archive_files(self.ctx).remove(self)
+        self.services.files.remove(self)
         self._discard_file()
         self._commands = None
         self.position = 0
@@ -543,13 +548,13 @@ class ArchiveJob(Job):
         """The ZIP of a finished asynchronous job; asking for it makes it the most recently used."""
         if not (self.asynchronous and self.complete and self.file is not None):
             return {}
-        archive_files(self.ctx).touch(self)
+        self.services.files.touch(self)
         return {OUTPUT_KEY: Output(self.file, ZIP_MIME, "archive.zip")}
 
     def delete_output(self, key: str) -> bool:
         if key != OUTPUT_KEY or not self.outputs():
             return False
-        archive_files(self.ctx).remove(self)
+        self.services.files.remove(self)
         self._discard_file()
         return True
 
@@ -567,23 +572,23 @@ class ArchiveJob(Job):
         }
 
     @classmethod
-    def unserialize(cls, ctx: ServerContext, data: dict[str, Any]) -> ArchiveJob:
+    def unserialize(cls, services: ArchiveServices, data: dict[str, Any]) -> ArchiveJob:
         """Rebuild after a restart.  Every restored job is asynchronous (its synchronous caller
         is gone), so its archive becomes an output; an unfinished ZIP is dropped and built again."""
-        job = cls(ctx, list(data["Resources"]), description=data.get("Description", "REST API"),
+        job = cls(services, list(data["Resources"]), description=data.get("Description", "REST API"),
                   transcode=data.get("Transcode"), extended=bool(data.get("Extended", False)))
         job.instances_count = int(data.get("InstancesCount", 0))
         job.uncompressed_size = int(data.get("UncompressedSize", 0))
         job.complete = bool(data.get("Complete", False))
         if data.get("File"):
-            job.path = ctx.jobs_directory / data["File"]
-            archive_files(ctx).claim(job.path)
+            job.path = services.files.folder / data["File"]
+            services.files.claim(job.path)
         if job.complete:
             job.archive_size = int(data.get("ArchiveSize", 0))
             job.output_time = data.get("OutputTime") or time.time()
         if job.complete and data.get("Asynchronous") and job.path.exists():
             job.file = job.path
-            archive_files(ctx).add(job, float(job.output_time or 0.0))
+            services.files.add(job, float(job.output_time or 0.0))
         else:
             job.path.unlink(missing_ok=True)
         return job
@@ -603,7 +608,3 @@ def _zip_info(path: str) -> zipfile.ZipInfo:
     info.create_system = 0
     info.external_attr = 0
     return info
-
-
-job_module.register(ArchiveJob.TYPE, ArchiveJob.unserialize)
-job_module.register(MediaJob.TYPE, MediaJob.unserialize)

@@ -39,8 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.errors import ErrorCode, OrthancError, describe
 from server.events import EventBus, JobEvent, Kind
-from server.jobs import job as job_module
-from server.jobs.job import Job, JobState, Output, StepResult, StopReason
+from server.jobs.job import Job, JobRegistry, JobState, Output, StepResult, StopReason
 
 if TYPE_CHECKING:
     from server.storage.index import Index
@@ -98,9 +97,9 @@ class JobRecord:
 
 
 class JobsEngine:
-    def __init__(self, ctx: Any, bus: EventBus, index: Index | None, workers: int,
+    def __init__(self, registry: JobRegistry, bus: EventBus, index: Index | None, workers: int,
                  history_size: int) -> None:
-        self.ctx = ctx
+        self.registry = registry
         self.bus = bus
         self.index = index
         self.workers_count = workers or os.cpu_count() or 1
@@ -602,7 +601,7 @@ class JobsEngine:
         self._seq = itertools.count(base)
         for job_id, doc in saved:
             try:
-                job = job_module.unserialize(self.ctx, doc["Type"], doc["Job"])
+                job = self.registry.restore(doc["Type"], doc["Job"])
             except Exception:  # noqa: BLE001 - one bad job must not prevent start-up
                 log.warning("Cannot restore saved job %s (%s): skipped", job_id, doc.get("Type"))
                 self._unsaved[job_id] = None

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.errors import OrthancError
 from server.jobs.job import Job, StepResult
-
-if TYPE_CHECKING:
-    from server.app import ServerContext
 
 log = logging.getLogger("isengard.jobs")
 
 
 class SetOfInstancesJob(Job):
-    def __init__(self, ctx: ServerContext, instances: list[str], description: str = "REST API",
+    def __init__(self, instances: list[str], description: str = "REST API",
                  permissive: bool = False, parent_resources: list[str] | None = None,
                  trailing_step: bool = False) -> None:
-        super().__init__(ctx)
+        super().__init__()
         self.instances = list(instances)
         self.description = description
         self.permissive = permissive

@@ -3,7 +3,9 @@
 A job is a sequence of steps.  The engine calls :meth:`Job.step` repeatedly from
 a worker thread and checks for pause and cancel requests between steps, so a
 step should take well under a second.  Every job type plugs in through this
-interface and :func:`register`, without touching the engine.
+interface and one entry in the :class:`JobRegistry` the engine is given, without
+touching the engine.  Jobs know nothing of the server: each type receives the
+narrow services it uses in its constructor.
 """
 
 from __future__ import annotations
@@ -13,12 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.errors import ErrorCode
-
-if TYPE_CHECKING:
-    from server.app import ServerContext
 
 
 class JobState(StrEnum):
@@ -84,8 +83,7 @@ class Job(ABC):
 
     TYPE = ""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
+    def __init__(self) -> None:
         #: Set by the engine when the job is submitted or restored.
         self.id = ""
 
@@ -130,15 +128,19 @@ class Job(ABC):
         return self.content()
 
 
-#: Job type name -> how to rebuild one from :meth:`Job.serialize`'s output.
-Factory = Callable[["ServerContext", dict[str, Any]], Job]
-_FACTORIES: dict[str, Factory] = {}
+#: How to rebuild one job type from :meth:`Job.serialize`'s output (its services bound).
+Restore = Callable[[dict[str, Any]], Job]
 
 
-def register(type_name: str, factory: Factory) -> None:
-    _FACTORIES[type_name] = factory
+class JobRegistry:
+    """Every job type the engine can restore after a restart, listed once, explicitly."""
 
+    def __init__(self, restorers: dict[str, Restore]) -> None:
+        self._restorers = dict(restorers)
 
-def unserialize(ctx: ServerContext, type_name: str, data: dict[str, Any]) -> Job:
-    """Rebuild a saved job; KeyError for an unknown type."""
-    return _FACTORIES[type_name](ctx, data)
+    def types(self) -> list[str]:
+        return sorted(self._restorers)
+
+    def restore(self, type_name: str, data: dict[str, Any]) -> Job:
+        """Rebuild a saved job; KeyError for an unknown type."""
+        return self._restorers[type_name](data)

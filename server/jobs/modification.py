@@ -35,6 +35,7 @@ import os
 import shutil
 import uuid
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,6 @@ from server.dicom.modify import (
 from server.dicom.parse import read_dataset
 from server.dicom.transcode import CannotTranscode, Settings, parse_transcode
 from server.errors import ErrorCode, OrthancError
-from server.jobs import job as job_module
 from server.jobs.instances import SetOfInstancesJob
 from server.jobs.job import StopReason
 from server.storage import ids
@@ -64,11 +64,33 @@ from server.storage.index import PROPERTY_ANONYMIZATION_SEQUENCE, Metadata, Reso
 from server.store import Origin, StoreResult
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.config import Configuration
+    from server.labels import Labels
+    from server.storage.index import Index
+    from server.store import Store
 
 log = logging.getLogger("isengard.jobs")
 
 MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ModificationServices:
+    """What the jobs rewriting instances (modification, split, merge) and the one-instance
+    modifications use."""
+
+    config: Configuration
+    index: Index
+    store: Store
+    labels: Labels
+    #: Where the jobs stage the files they publish at the end.
+    jobs_directory: Path
+    #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
+    encoding: Callable[[], str]
+
+    @property
+    def default_encoding(self) -> str:
+        return self.encoding()
 
 
 # -- request fields shared by the job-producing routes ------------------------------------
@@ -108,19 +130,19 @@ def origin_from_json(data: dict[str, Any]) -> Origin:
     return Origin(data["Kind"], data["RemoteIp"], data["RemoteAet"], data["CalledAet"], data["Username"])
 
 
-def child_instances(ctx: ServerContext, public_id: str) -> list[str]:
+def child_instances(services: ModificationServices, public_id: str) -> list[str]:
     """The instances of a resource of any level (``ServerContext::AddChildInstances``)."""
-    resource = ctx.index.lookup(public_id)
+    resource = services.index.lookup(public_id)
     if resource is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-    return [r.public_id for r in ctx.index.descendants(resource.internal_id, Level.INSTANCE)]
+    return [r.public_id for r in services.index.descendants(resource.internal_id, Level.INSTANCE)]
 
 
-def read_instance(ctx: ServerContext, instance_id: str) -> tuple[Resource, Dataset]:
-    resource = ctx.index.lookup(instance_id, Level.INSTANCE)
+def read_instance(services: ModificationServices, instance_id: str) -> tuple[Resource, Dataset]:
+    resource = services.index.lookup(instance_id, Level.INSTANCE)
     if resource is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-    ds, _ = read_dataset(ctx.store.read_dicom(resource))
+    ds, _ = read_dataset(services.store.read_dicom(resource))
     return resource, ds
 
 
@@ -141,13 +163,14 @@ class PublishingJob(SetOfInstancesJob):
     #: The syntax the job transcodes to: its files then skip ``IngestTranscoding``, as in Orthanc.
     transcode: str | None = None
 
-    def __init__(self, ctx: ServerContext, instances: list[str], origin: Origin, keep_source: bool,
+    def __init__(self, services: ModificationServices, instances: list[str], origin: Origin, keep_source: bool,
                  description: str = "REST API", permissive: bool = False, staging: str | None = None) -> None:
-        super().__init__(ctx, list(dict.fromkeys(instances)), description, permissive, trailing_step=True)
+        super().__init__(list(dict.fromkeys(instances)), description, permissive, trailing_step=True)
+        self.services = services
         self.origin = origin
         self.keep_source = keep_source
         self.staging = staging or uuid.uuid4().hex
-        self.folder: Path = ctx.jobs_directory / f"staging-{self.staging}"
+        self.folder: Path = services.jobs_directory / f"staging-{self.staging}"
 
     @abstractmethod
     def rewrite(self, instance_id: str) -> Staged:
@@ -197,7 +220,7 @@ class PublishingJob(SetOfInstancesJob):
         origin = Origin(self.origin.kind, self.origin.remote_ip, self.origin.remote_aet,
                         self.origin.called_aet, self.origin.http_username, provenance,
                         skip_ingest_transcoding=bool(self.transcode))
-        result = self.ctx.store.ingest(path.read_bytes(), origin)
+        result = self.services.store.ingest(path.read_bytes(), origin)
         if result.status == "FilteredOut":
             raise OrthancError(ErrorCode.CANNOT_STORE_INSTANCE,
                                f"Error while storing a modified instance {sidecar['Source']}")
@@ -205,16 +228,16 @@ class PublishingJob(SetOfInstancesJob):
 
     def _rollback(self, published: list[str]) -> None:
         for instance_id in published:
-            resource = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+            resource = self.services.index.lookup(instance_id, Level.INSTANCE)
             if resource is not None:
-                self.ctx.store.delete(resource)
+                self.services.store.delete(resource)
         self._discard_staging()
 
     def _delete_sources(self, sources: list[str]) -> None:
         for instance_id in sources:
-            resource = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+            resource = self.services.index.lookup(instance_id, Level.INSTANCE)
             if resource is not None:
-                self.ctx.store.delete(resource)
+                self.services.store.delete(resource)
 
     def _discard_staging(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -239,9 +262,9 @@ class PublishingJob(SetOfInstancesJob):
                 "permissive": data.get("Permissive", False), "staging": data["Staging"]}
 
     @staticmethod
-    def saved_state(ctx: ServerContext, data: dict[str, Any]) -> dict[str, Any]:
+    def saved_state(services: ModificationServices, data: dict[str, Any]) -> dict[str, Any]:
         """The state to restore: the manifest if a publication was under way, else ``data``."""
-        manifest = ctx.jobs_directory / f"staging-{data['Staging']}" / MANIFEST
+        manifest = services.jobs_directory / f"staging-{data['Staging']}" / MANIFEST
         if manifest.exists():
             state: dict[str, Any] = json.loads(manifest.read_text())
             return state
@@ -262,10 +285,10 @@ class ResourceModificationJob(PublishingJob):
 
     TYPE = "ResourceModification"
 
-    def __init__(self, ctx: ServerContext, instances: list[str], modification: Modification,
+    def __init__(self, services: ModificationServices, instances: list[str], modification: Modification,
                  output_level: Level | None, transcode: str | None = None,
                  keep_labels: bool = False, **kwargs: Any) -> None:
-        super().__init__(ctx, instances, **kwargs)
+        super().__init__(services, instances, **kwargs)
         self.keep_labels = keep_labels
         self.modification = modification
         self.output_level = output_level
@@ -278,9 +301,9 @@ class ResourceModificationJob(PublishingJob):
         return self.modification.is_anonymization
 
     def rewrite(self, instance_id: str) -> Staged:
-        resource, ds = read_instance(self.ctx, instance_id)
+        resource, ds = read_instance(self.services, instance_id)
         before = self._hierarchy(resource)
-        encoding = self.ctx.default_encoding
+        encoding = self.services.default_encoding
         modify_dataset(ds, self.modification, encoding)
         after = public_ids(identifiers(ds, encoding))
         data = self._write(ds, instance_id)
@@ -300,9 +323,9 @@ class ResourceModificationJob(PublishingJob):
         result, source = super()._publish(position)
         if result is not None and kept:
             for level, labels in kept.items():
-                new = self.ctx.index.lookup(result.ids[level], level)
+                new = self.services.index.lookup(result.ids[level], level)
                 if new is not None:
-                    self.ctx.views.labels.add_many(new.internal_id, labels)
+                    self.services.labels.add_many(new.internal_id, labels)
         return result, source
 
     def _labels_of(self, position: int) -> dict[Level, list[str]]:
@@ -310,12 +333,12 @@ class ResourceModificationJob(PublishingJob):
         sidecar = self.folder / f"{position:08d}.json"
         if not sidecar.exists():
             return {}
-        source = self.ctx.index.lookup(json.loads(sidecar.read_text())["Source"], Level.INSTANCE)
+        source = self.services.index.lookup(json.loads(sidecar.read_text())["Source"], Level.INSTANCE)
         labels: dict[Level, list[str]] = {}
         current: Resource | None = source
         while current is not None:
-            labels[current.level] = self.ctx.views.labels.of(current.internal_id)
-            current = self.ctx.index.parent(current)
+            labels[current.level] = self.services.labels.of(current.internal_id)
+            current = self.services.index.parent(current)
         return labels
 
     def _hierarchy(self, instance: Resource) -> dict[Level, str]:
@@ -323,14 +346,14 @@ class ResourceModificationJob(PublishingJob):
         found = {Level.INSTANCE: instance.public_id}
         current: Resource | None = instance
         while current is not None and current.level is not Level.PATIENT:
-            current = self.ctx.index.parent(current)
+            current = self.services.index.parent(current)
             if current is not None:
                 found[current.level] = current.public_id
         return found
 
     def _write(self, ds: Dataset, instance_id: str) -> bytes:
         try:
-            return write_file(ds, self.transcode, Settings.from_config(self.ctx.config))
+            return write_file(ds, self.transcode, Settings.from_config(self.services.config))
         except CannotTranscode:
             log.warning("Cannot transcode instance, keeping original transfer syntax: %s", instance_id)
             return write_file(ds)
@@ -368,10 +391,10 @@ class ResourceModificationJob(PublishingJob):
                 "Resources": {level.title: sorted(values) for level, values in self.resources.items()}}
 
     @staticmethod
-    def unserialize(ctx: ServerContext, data: dict[str, Any]) -> ResourceModificationJob:
-        data = PublishingJob.saved_state(ctx, data)
+    def unserialize(services: ModificationServices, data: dict[str, Any]) -> ResourceModificationJob:
+        data = PublishingJob.saved_state(services, data)
         level = data["OutputLevel"]
-        job = ResourceModificationJob(ctx, modification=Modification.from_json(data["Modification"]),
+        job = ResourceModificationJob(services, modification=Modification.from_json(data["Modification"]),
                                       output_level=Level.parse(level) if level else None,
                                       transcode=data["Transcode"], keep_labels=data.get("KeepLabels", False),
                                       **PublishingJob.publishing_arguments(data))
@@ -381,26 +404,23 @@ class ResourceModificationJob(PublishingJob):
         return job
 
 
-job_module.register(ResourceModificationJob.TYPE, ResourceModificationJob.unserialize)
-
-
 # -- building jobs from requests -------------------------------------------------------
 
 
-def parse_modification(ctx: ServerContext, body: Any, anonymize: bool) -> Modification:
+def parse_modification(services: ModificationServices, body: Any, anonymize: bool) -> Modification:
     """The modification a ``/modify`` or ``/anonymize`` body asks for (level left to the caller)."""
-    creator = ctx.config["DefaultPrivateCreator"]
+    creator = services.config["DefaultPrivateCreator"]
     if anonymize:
-        return parse_anonymize_request(body, creator, lambda: anonymized_patient_name(ctx))
+        return parse_anonymize_request(body, creator, lambda: anonymized_patient_name(services))
     return parse_modify_request(body, creator)
 
 
-def anonymized_patient_name(ctx: ServerContext) -> str:
+def anonymized_patient_name(services: ModificationServices) -> str:
     """``Anonymized{N}``, with Orthanc's global, persistent counter."""
-    return f"Anonymized{ctx.index.increment_property(PROPERTY_ANONYMIZATION_SEQUENCE)}"
+    return f"Anonymized{services.index.increment_property(PROPERTY_ANONYMIZATION_SEQUENCE)}"
 
 
-def modification_job(ctx: ServerContext, body: dict[str, Any], modification: Modification,
+def modification_job(services: ModificationServices, body: dict[str, Any], modification: Modification,
                      resources: list[str], output_level: Level | None, origin: Origin) -> ResourceModificationJob:
     """A ResourceModification job over ``resources`` (any level), as ``SubmitModificationJob`` builds it.
 
@@ -410,9 +430,9 @@ def modification_job(ctx: ServerContext, body: dict[str, Any], modification: Mod
     transcode = None
     if "Transcode" in body:
         transcode = parse_transcode(body["Transcode"], job=True)
-    instances = [instance for resource in resources for instance in child_instances(ctx, resource)]
+    instances = [instance for resource in resources for instance in child_instances(services, resource)]
     permissive = boolean_field(body, "Permissive", False)
-    return ResourceModificationJob(ctx, instances, modification, output_level, transcode,
+    return ResourceModificationJob(services, instances, modification, output_level, transcode,
                                    keep_labels=boolean_field(body, "KeepLabels", False), origin=origin,
                                    keep_source=keep_source, permissive=permissive)
 
@@ -422,9 +442,9 @@ def bulk_resources(body: dict[str, Any]) -> list[str]:
     return sorted(set(strings_field(body, "Resources")))
 
 
-def bulk_modification(ctx: ServerContext, body: Any, anonymize: bool) -> Modification:
+def bulk_modification(services: ModificationServices, body: Any, anonymize: bool) -> Modification:
     """The modification of ``/tools/bulk-modify`` (``Level`` or detected) or ``/tools/bulk-anonymize``."""
-    modification = parse_modification(ctx, body, anonymize)
+    modification = parse_modification(services, body, anonymize)
     if not anonymize:
         level = parse_level(body["Level"]) if "Level" in body else detect_level(modification)
         modification.set_level(level)
@@ -434,20 +454,20 @@ def bulk_modification(ctx: ServerContext, body: Any, anonymize: bool) -> Modific
 # -- services without a job: one instance ----------------------------------------------------
 
 
-def modified_instance(ctx: ServerContext, instance_id: str, modification: Modification,
+def modified_instance(services: ModificationServices, instance_id: str, modification: Modification,
                       transcode: str | None = None) -> bytes:
     """``POST /instances/{id}/modify|anonymize``: the modified file; nothing is stored."""
-    resource = ctx.index.lookup(instance_id, Level.INSTANCE)
+    resource = services.index.lookup(instance_id, Level.INSTANCE)
     if resource is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
     try:
-        return modify_file(ctx.store.read_dicom(resource), modification, ctx.default_encoding, transcode,
-                           Settings.from_config(ctx.config))
+        return modify_file(services.store.read_dicom(resource), modification, services.default_encoding, transcode,
+                           Settings.from_config(services.config))
     except CannotTranscode:
         raise OrthancError(ErrorCode.INTERNAL, f"Cannot transcode to transfer syntax: {transcode}") from None
 
 
-def modify_and_store(ctx: ServerContext, instance_id: str, modification: Modification,
+def modify_and_store(services: ModificationServices, instance_id: str, modification: Modification,
                      origin: Origin) -> StoreResult:
     """Lua's ``ModifyInstance`` (``ModifyInstanceOperation``): modify, store, tag ``ModifiedFrom``.
 
@@ -457,10 +477,10 @@ def modify_and_store(ctx: ServerContext, instance_id: str, modification: Modific
     level = detect_level(modification)
     if modification.level is not level:
         modification.set_level(level)
-    resource = ctx.index.lookup(instance_id, Level.INSTANCE)
+    resource = services.index.lookup(instance_id, Level.INSTANCE)
     if resource is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-    data = modify_file(ctx.store.read_dicom(resource), modification, ctx.default_encoding)
+    data = modify_file(services.store.read_dicom(resource), modification, services.default_encoding)
     stored = Origin(origin.kind, origin.remote_ip, origin.remote_aet, origin.called_aet, origin.http_username,
                     {Level.INSTANCE: {Metadata.ModifiedFrom: instance_id}})
-    return ctx.store.ingest(data, stored)
+    return services.store.ingest(data, stored)

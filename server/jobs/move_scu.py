@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from server.dicom.dictionary import tag_name
 from server.dicom.main_tags import Level, Tag, format_tag
-from server.jobs.job import Job, StepResult, register
+from server.jobs.job import Job, StepResult
 from server.net import scu
 from server.net.query_retrieve import QUERY_RETRIEVE_LEVEL, parse_level
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.config import Configuration
 
 PATIENT_ID: Tag = (0x0010, 0x0020)
 STUDY_UID: Tag = (0x0020, 0x000D)
@@ -45,14 +45,14 @@ def retrieve_item(answer: dict[Tag, str]) -> dict[str, str]:
 class DicomMoveScuJob(Job):
     TYPE = "DicomMoveScu"
 
-    def __init__(self, ctx: ServerContext, modality: dict[str, Any], target_aet: str,
+    def __init__(self, config: Configuration, modality: dict[str, Any], target_aet: str,
                  queries: list[dict[str, str]], local_aet: str | None = None,
                  timeout: float | None = None, description: str = "REST API",
                  query_format: str = "Short") -> None:
-        super().__init__(ctx)
+        super().__init__()
         self.query_format = query_format
         self.modality = dict(modality)
-        self.remote = scu.Remote.of(modality, ctx.config, local_aet, timeout)
+        self.remote = scu.Remote.of(modality, config, local_aet, timeout)
         self.requested_local_aet = local_aet
         self.requested_timeout = timeout
         self.target_aet = target_aet
@@ -87,8 +87,8 @@ class DicomMoveScuJob(Job):
                 "QueryFormat": self.query_format}
 
     @classmethod
-    def unserialize(cls, ctx: ServerContext, data: dict[str, Any]) -> DicomMoveScuJob:
-        job = cls(ctx, data["Modality"], data["TargetAet"], data["Query"], data.get("LocalAet"),
+    def unserialize(cls, config: Configuration, data: dict[str, Any]) -> DicomMoveScuJob:
+        job = cls(config, data["Modality"], data["TargetAet"], data["Query"], data.get("LocalAet"),
                   data.get("Timeout"), data.get("Description", "REST API"),
                   data.get("QueryFormat", "Short"))
         job.position = int(data.get("Position", 0))
@@ -110,6 +110,3 @@ def formatted(query: dict[str, str], query_format: str) -> dict[str, Any]:
 def _tag(key: str) -> Tag:
     group, element = key.split(",")
     return int(group, 16), int(element, 16)
-
-
-register(DicomMoveScuJob.TYPE, DicomMoveScuJob.unserialize)

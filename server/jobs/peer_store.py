@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from server.dicom.transcode import Settings, transcode_or_keep
 from server.jobs.instances import SetOfInstancesJob
-from server.jobs.job import register
-from server.jobs.store_scu import RetryingInstancesJob
+from server.jobs.store_scu import RetryingInstancesJob, SendServices
 from server.net.modalities import peer_job_view, peer_settings
 from server.net.peers import PeerClient, compressed
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
     from server.storage.index import Resource
 
 log = logging.getLogger("isengard.jobs")
@@ -28,9 +26,9 @@ MEGABYTE = 1024 * 1024
 class OrthancPeerStoreJob(RetryingInstancesJob):
     TYPE = "OrthancPeerStore"
 
-    def __init__(self, ctx: ServerContext, instances: list[str], peer: Any, peer_name: str = "",
+    def __init__(self, services: SendServices, instances: list[str], peer: Any, peer_name: str = "",
                  compress: bool = False, transcode: str | None = None, **kwargs: Any) -> None:
-        super().__init__(ctx, instances, **kwargs)
+        super().__init__(services, instances, **kwargs)
         self.peer = peer
         self.peer_name = peer_name
         self.compress = compress
@@ -40,11 +38,11 @@ class OrthancPeerStoreJob(RetryingInstancesJob):
 
     def send(self, instance: Resource) -> None:
         if self._client is None:
-            self._client = PeerClient(self.peer_name, peer_settings(self.peer), self.ctx.config)
+            self._client = PeerClient(self.peer_name, peer_settings(self.peer), self.services.config)
         log.info('Sending instance %s to peer "%s"', instance.public_id, self._client.url)
-        body = self.ctx.store.read_dicom(instance)
+        body = self.services.store.read_dicom(instance)
         if self.transcode:
-            body = transcode_or_keep(body, self.transcode, Settings.from_config(self.ctx.config))
+            body = transcode_or_keep(body, self.transcode, Settings.from_config(self.services.config))
         if self.compress:
             body = compressed(body)
         self._client.store(body, self.compress)
@@ -74,13 +72,10 @@ class OrthancPeerStoreJob(RetryingInstancesJob):
                 "Compress": self.compress, "Transcode": self.transcode, "Size": self.size}
 
     @classmethod
-    def unserialize(cls, ctx: ServerContext, data: dict[str, Any]) -> OrthancPeerStoreJob:
-        job = cls(ctx, peer=data["Peer"], peer_name=data.get("PeerName", ""),
+    def unserialize(cls, services: SendServices, data: dict[str, Any]) -> OrthancPeerStoreJob:
+        job = cls(services, peer=data["Peer"], peer_name=data.get("PeerName", ""),
                   compress=bool(data.get("Compress", False)), transcode=data.get("Transcode"),
                   **SetOfInstancesJob.common_arguments(data))
         job.restore(data)
         job.size = int(data.get("Size", 0))
         return job
-
-
-register(OrthancPeerStoreJob.TYPE, OrthancPeerStoreJob.unserialize)

@@ -24,8 +24,8 @@ from server.dicom.modify import (
     write_file,
 )
 from server.errors import ErrorCode, OrthancError
-from server.jobs import job as job_module
 from server.jobs.modification import (
+    ModificationServices,
     PublishingJob,
     Staged,
     boolean_field,
@@ -38,8 +38,6 @@ from server.store import Origin
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
-
-    from server.app import ServerContext
 
 #: Orthanc's ``DicomModule_Patient`` (PS 3.3 2011, Table C.7-1 and the Issuer of Patient ID macro).
 PATIENT_MODULE = frozenset({
@@ -62,24 +60,24 @@ SPLIT_TAGS = (PATIENT_MODULE | STUDY_MODULE) - {STUDY_INSTANCE_UID, SERIES_INSTA
 class StudyRewriteJob(PublishingJob):
     """Rewrites instances into another study: removals, plain replacements, new series/SOP UIDs."""
 
-    def __init__(self, ctx: ServerContext, instances: list[str], replacements: dict[int, str],
+    def __init__(self, services: ModificationServices, instances: list[str], replacements: dict[int, str],
                  removals: list[int], series_uids: dict[str, str], **kwargs: Any) -> None:
-        super().__init__(ctx, instances, **kwargs)
+        super().__init__(services, instances, **kwargs)
         self.replacements = replacements
         self.removals = removals
         self.series_uids = series_uids
 
     def rewritten(self, instance_id: str, study_uid: str | None) -> Dataset:
         try:
-            resource, ds = read_instance(self.ctx, instance_id)
+            resource, ds = read_instance(self.services, instance_id)
         except OrthancError:
             raise OrthancError(ErrorCode.INTERNAL,
                                f"An instance was removed after the job was issued: {instance_id}") from None
-        parent = self.ctx.index.parent(resource)
+        parent = self.services.index.parent(resource)
         target_series = self.series_uids.get(parent.public_id if parent else "")
         if target_series is None:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-        editor = Editor(ds, self.ctx.default_encoding)
+        editor = Editor(ds, self.services.default_encoding)
         for tag in self.removals:
             ds.pop(tag, None)
         for tag in sorted(self.replacements):
@@ -104,9 +102,9 @@ class StudyRewriteJob(PublishingJob):
 class SplitStudyJob(StudyRewriteJob):
     TYPE = "SplitStudy"
 
-    def __init__(self, ctx: ServerContext, instances: list[str], source_study: str, target_study_uid: str,
+    def __init__(self, services: ModificationServices, instances: list[str], source_study: str, target_study_uid: str,
                  target_study: str = "", **kwargs: Any) -> None:
-        super().__init__(ctx, instances, **kwargs)
+        super().__init__(services, instances, **kwargs)
         self.source_study = source_study
         self.target_study_uid = target_study_uid
         self.target_study = target_study
@@ -114,7 +112,7 @@ class SplitStudyJob(StudyRewriteJob):
     def rewrite(self, instance_id: str) -> Staged:
         ds = self.rewritten(instance_id, self.target_study_uid)
         if not self.target_study:
-            self.target_study = public_ids(identifiers(ds, self.ctx.default_encoding))[Level.STUDY]
+            self.target_study = public_ids(identifiers(ds, self.services.default_encoding))[Level.STUDY]
         return Staged(write_file(ds), {})
 
     def content(self) -> dict[str, Any]:
@@ -129,9 +127,9 @@ class SplitStudyJob(StudyRewriteJob):
                 "TargetStudyUID": self.target_study_uid}
 
     @staticmethod
-    def unserialize(ctx: ServerContext, data: dict[str, Any]) -> SplitStudyJob:
-        data = PublishingJob.saved_state(ctx, data)
-        job = SplitStudyJob(ctx, source_study=data["SourceStudy"], target_study_uid=data["TargetStudyUID"],
+    def unserialize(services: ModificationServices, data: dict[str, Any]) -> SplitStudyJob:
+        data = PublishingJob.saved_state(services, data)
+        job = SplitStudyJob(services, source_study=data["SourceStudy"], target_study_uid=data["TargetStudyUID"],
                             target_study=data["TargetStudy"], **StudyRewriteJob.rewrite_arguments(data))
         job.restore(data)
         return job
@@ -140,8 +138,8 @@ class SplitStudyJob(StudyRewriteJob):
 class MergeStudyJob(StudyRewriteJob):
     TYPE = "MergeStudy"
 
-    def __init__(self, ctx: ServerContext, instances: list[str], target_study: str, **kwargs: Any) -> None:
-        super().__init__(ctx, instances, **kwargs)
+    def __init__(self, services: ModificationServices, instances: list[str], target_study: str, **kwargs: Any) -> None:
+        super().__init__(services, instances, **kwargs)
         self.target_study = target_study
 
     def rewrite(self, instance_id: str) -> Staged:
@@ -154,37 +152,33 @@ class MergeStudyJob(StudyRewriteJob):
         return {**super().serialize(), "TargetStudy": self.target_study}
 
     @staticmethod
-    def unserialize(ctx: ServerContext, data: dict[str, Any]) -> MergeStudyJob:
-        data = PublishingJob.saved_state(ctx, data)
-        job = MergeStudyJob(ctx, target_study=data["TargetStudy"], **StudyRewriteJob.rewrite_arguments(data))
+    def unserialize(services: ModificationServices, data: dict[str, Any]) -> MergeStudyJob:
+        data = PublishingJob.saved_state(services, data)
+        job = MergeStudyJob(services, target_study=data["TargetStudy"], **StudyRewriteJob.rewrite_arguments(data))
         job.restore(data)
         return job
-
-
-job_module.register(SplitStudyJob.TYPE, SplitStudyJob.unserialize)
-job_module.register(MergeStudyJob.TYPE, MergeStudyJob.unserialize)
 
 
 # -- building the jobs from requests (Orthanc's checks, in Orthanc's order) --------------------
 
 
-def split_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: Origin) -> SplitStudyJob:
-    study = ctx.index.lookup(study_id, Level.STUDY)
+def split_job(services: ModificationServices, study_id: str, body: dict[str, Any], origin: Origin) -> SplitStudyJob:
+    study = services.index.lookup(study_id, Level.STUDY)
     if study is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot split unknown study {study_id}")
     instances: list[str] = []
     series_uids: dict[str, str] = {}
     if "Series" in body:
         for series_id in strings_field(body, "Series"):
-            series = ctx.index.lookup(series_id, Level.SERIES)
+            series = services.index.lookup(series_id, Level.SERIES)
             if series is None or series.parent_internal_id != study.internal_id:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                    f"This series does not belong to the study to be split: {series_id}")
             series_uids.setdefault(series_id, generate_uid(Level.SERIES))
-            instances += ctx.index.children_ids(series.internal_id)
+            instances += services.index.children_ids(series.internal_id)
     if "Instances" in body:
         for instance_id in strings_field(body, "Instances"):
-            series = _parent(ctx, ctx.index.lookup(instance_id, Level.INSTANCE))
+            series = _parent(services, services.index.lookup(instance_id, Level.INSTANCE))
             if series is None or series.parent_internal_id != study.internal_id:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                    f"This instance does not belong to the study to be split: {instance_id}")
@@ -195,52 +189,52 @@ def split_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: O
     keep_source = boolean_field(body, "KeepSource", False)
     removals = [_split_tag(name) for name in _names(body, "Remove")]
     replacements = {_split_tag(name): value for name, value in _replacements(body).items()}
-    return SplitStudyJob(ctx, instances, source_study=study_id,
+    return SplitStudyJob(services, instances, source_study=study_id,
                          target_study_uid=generate_uid(Level.STUDY), replacements=replacements,
                          removals=removals, series_uids=series_uids, origin=origin, keep_source=keep_source,
                          permissive=boolean_field(body, "Permissive", False))
 
 
-def merge_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: Origin) -> MergeStudyJob:
-    target = ctx.index.lookup(study_id, Level.STUDY)
+def merge_job(services: ModificationServices, study_id: str, body: dict[str, Any], origin: Origin) -> MergeStudyJob:
+    target = services.index.lookup(study_id, Level.STUDY)
     if target is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge into an unknown study: {study_id}")
-    replacements, removals = _target_module_tags(ctx, target)
+    replacements, removals = _target_module_tags(services, target)
     instances: list[str] = []
     series_uids: dict[str, str] = {}
     for public_id in strings_field(body, "Resources"):
-        for series_id, children in _merge_source(ctx, study_id, public_id):
+        for series_id, children in _merge_source(services, study_id, public_id):
             series_uids.setdefault(series_id, generate_uid(Level.SERIES))
             instances += children
     keep_source = boolean_field(body, "KeepSource", False)
-    return MergeStudyJob(ctx, instances, target_study=study_id, replacements=replacements, removals=removals,
+    return MergeStudyJob(services, instances, target_study=study_id, replacements=replacements, removals=removals,
                          series_uids=series_uids, origin=origin, keep_source=keep_source,
                          permissive=boolean_field(body, "Permissive", False))
 
 
-def _parent(ctx: ServerContext, resource: Resource | None) -> Resource | None:
-    return None if resource is None else ctx.index.parent(resource)
+def _parent(services: ModificationServices, resource: Resource | None) -> Resource | None:
+    return None if resource is None else services.index.parent(resource)
 
 
-def _merge_source(ctx: ServerContext, study_id: str, public_id: str) -> list[tuple[str, list[str]]]:
+def _merge_source(services: ModificationServices, study_id: str, public_id: str) -> list[tuple[str, list[str]]]:
     """(source series, its instances to move) for one resource of a merge request."""
-    resource = ctx.index.lookup(public_id)
+    resource = services.index.lookup(public_id)
     if resource is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot find this resource: {public_id}")
     if resource.level is Level.STUDY:
         if public_id == study_id:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge a study into the same study: {study_id}")
-        return [(series.public_id, ctx.index.children_ids(series.internal_id))
-                for series in ctx.index.children(resource.internal_id)]
+        return [(series.public_id, services.index.children_ids(series.internal_id))
+                for series in services.index.children(resource.internal_id)]
     if resource.level is Level.SERIES:
-        study = _parent(ctx, resource)
+        study = _parent(services, resource)
         if study is not None and study.public_id == study_id:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                f"Cannot merge series {public_id} into its parent study {study_id}")
-        return [(public_id, ctx.index.children_ids(resource.internal_id))]
+        return [(public_id, services.index.children_ids(resource.internal_id))]
     if resource.level is Level.INSTANCE:
-        series = _parent(ctx, resource)
-        study = _parent(ctx, series)
+        series = _parent(services, resource)
+        study = _parent(services, series)
         if series is None or (study is not None and study.public_id == study_id):
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                f"Cannot merge instance {public_id} into its parent study {study_id}")
@@ -249,13 +243,13 @@ def _merge_source(ctx: ServerContext, study_id: str, public_id: str) -> list[tup
                        f"instance: {public_id} is a {resource.level.title}")
 
 
-def _target_module_tags(ctx: ServerContext, target: Resource) -> tuple[dict[int, str], list[int]]:
+def _target_module_tags(services: ModificationServices, target: Resource) -> tuple[dict[int, str], list[int]]:
     """The target's patient and study module tags: copied when they hold text, else removed."""
-    instances = ctx.index.descendants(target.internal_id, Level.INSTANCE)
+    instances = services.index.descendants(target.internal_id, Level.INSTANCE)
     if not instances:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-    _, ds = read_instance(ctx, instances[0].public_id)
-    decoder = dataset_decoder(ds, ctx.default_encoding)
+    _, ds = read_instance(services, instances[0].public_id)
+    decoder = dataset_decoder(ds, services.default_encoding)
     replacements: dict[int, str] = {}
     removals: list[int] = []
     for tag in sorted(PATIENT_MODULE | STUDY_MODULE):

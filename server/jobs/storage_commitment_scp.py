@@ -9,24 +9,36 @@ answers garbage gives ProcessingFailure for that instance only.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from server.jobs import job as job_module
 from server.jobs.job import Job, StepResult, StopReason
 from server.net import storage_commitment as commitment
 
-if TYPE_CHECKING:
-    from server.app import ServerContext
-
 log = logging.getLogger("isengard.jobs")
+
+
+class CommitmentScp(Protocol):
+    """What the job uses of the storage commitment service (:class:`commitment.CommitmentService`)."""
+
+    @property
+    def providers(self) -> list[commitment.LookupProvider]:
+        """The scripted lookups, asked in turn before the default one."""
+
+    def default_lookup(self, sop_class: str, sop_instance: str) -> int:
+        """Orthanc's lookup of one instance in the index."""
+
+    def send_report(self, remote_aet: str, transaction_uid: str,
+                    results: list[tuple[str, str, int]]) -> None:
+        """The N-EVENT-REPORT that ends the transaction."""
 
 
 class StorageCommitmentScpJob(Job):
     TYPE = "StorageCommitmentScp"
 
-    def __init__(self, ctx: ServerContext, transaction_uid: str, pairs: list[tuple[str, str]],
+    def __init__(self, service: CommitmentScp, transaction_uid: str, pairs: list[tuple[str, str]],
                  remote_aet: str, called_aet: str) -> None:
-        super().__init__(ctx)
+        super().__init__()
+        self.service = service
         self.transaction_uid = transaction_uid
         self.pairs = pairs
         self.remote_aet = remote_aet
@@ -42,7 +54,7 @@ class StorageCommitmentScpJob(Job):
         self._created = True
         classes = [c for c, _ in self.pairs]
         instances = [i for _, i in self.pairs]
-        for provider in self.ctx.commitment.providers:
+        for provider in self.service.providers:
             handler = provider.create(self.id, self.transaction_uid, classes, instances,
                                       self.remote_aet, self.called_aet)
             if handler is not None:
@@ -55,13 +67,13 @@ class StorageCommitmentScpJob(Job):
             self.results.append(self._lookup(sop_class, sop_instance))
             return StepResult.next()
         self._destroy()
-        commitment.send_report(self.ctx, self.remote_aet, self.transaction_uid,
-                               [(c, i, r) for (c, i), r in zip(self.pairs, self.results, strict=True)])
+        self.service.send_report(self.remote_aet, self.transaction_uid,
+                                 [(c, i, r) for (c, i), r in zip(self.pairs, self.results, strict=True)])
         return StepResult.success()
 
     def _lookup(self, sop_class: str, sop_instance: str) -> int:
         if self._provider is None:
-            return commitment.default_lookup(self.ctx, sop_class, sop_instance)
+            return self.service.default_lookup(sop_class, sop_instance)
         try:
             return commitment.reason_code(self._provider.lookup(self._handler, sop_class, sop_instance))
         except Exception as e:  # noqa: BLE001 - a script error fails one instance, not the job
@@ -97,12 +109,9 @@ class StorageCommitmentScpJob(Job):
         return {"TransactionUid": self.transaction_uid, "Instances": [list(p) for p in self.pairs],
                 "RemoteAet": self.remote_aet, "CalledAet": self.called_aet, "Results": self.results}
 
-
-def _restore(ctx: ServerContext, data: dict[str, Any]) -> StorageCommitmentScpJob:
-    job = StorageCommitmentScpJob(ctx, data["TransactionUid"], [tuple(p) for p in data["Instances"]],
-                                  data["RemoteAet"], data["CalledAet"])
-    job.results = list(data.get("Results", []))
-    return job
-
-
-job_module.register(StorageCommitmentScpJob.TYPE, _restore)
+    @classmethod
+    def unserialize(cls, service: CommitmentScp, data: dict[str, Any]) -> StorageCommitmentScpJob:
+        job = cls(service, data["TransactionUid"], [(c, i) for c, i in data["Instances"]],
+                  data["RemoteAet"], data["CalledAet"])
+        job.results = list(data.get("Results", []))
+        return job

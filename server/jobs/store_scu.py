@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from server.dicom.main_tags import Level
 from server.dicom.transcode import Settings
 from server.errors import ErrorCode, OrthancError
 from server.jobs.instances import SetOfInstancesJob
-from server.jobs.job import StepResult, StopReason, register
-from server.net import storage_commitment
+from server.jobs.job import StepResult, StopReason
 from server.net.scu import NetworkError, Remote, StoreConnection
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
-    from server.storage.index import Resource
+    from server.config import Configuration
+    from server.storage.index import Index, Resource
+    from server.store import Store
 
 log = logging.getLogger("isengard.jobs")
 
@@ -36,20 +38,32 @@ class RetryLater(Exception):
         self.error = error
 
 
+@dataclass(frozen=True)
+class SendServices:
+    """What the jobs that send instances to another server use (C-STORE, peer store)."""
+
+    config: Configuration
+    index: Index
+    store: Store
+    #: Storage commitment of what was sent: (modality, (class, instance) pairs, timeout) -> transaction UID.
+    request_commitment: Callable[[str, list[tuple[str, str]], float | None], str]
+
+
 class RetryingInstancesJob(SetOfInstancesJob):
     """A set-of-instances job whose transient network failures use the Retry state (bounded)."""
 
-    def __init__(self, ctx: ServerContext, instances: list[str], **kwargs: Any) -> None:
-        super().__init__(ctx, instances, **kwargs)
+    def __init__(self, services: SendServices, instances: list[str], **kwargs: Any) -> None:
+        super().__init__(instances, **kwargs)
+        self.services = services
         self.attempts = 0
 
     def step(self) -> StepResult:
         try:
             return super().step()
         except RetryLater as e:
-            delay = float(self.ctx.config["StoreJobRetryDelay"])
+            delay = float(self.services.config["StoreJobRetryDelay"])
             log.warning("%s job: transient failure (%s), attempt %d of %d in %.1f s", self.TYPE,
-                        e.error.details, self.attempts, self.ctx.config["JobsMaxRetries"], delay)
+                        e.error.details, self.attempts, self.services.config["JobsMaxRetries"], delay)
             return StepResult.retry(delay, e.error.code, e.error.details or "")
 
     def guarded(self, instance_id: str) -> None:
@@ -58,7 +72,7 @@ class RetryingInstancesJob(SetOfInstancesJob):
             self.send(self.instance(instance_id))
         except NetworkError as e:
             self.disconnect()
-            if e.transient and self.attempts < int(self.ctx.config["JobsMaxRetries"]):
+            if e.transient and self.attempts < int(self.services.config["JobsMaxRetries"]):
                 self.attempts += 1
                 raise RetryLater(e) from e
             self.attempts = 0
@@ -69,7 +83,7 @@ class RetryingInstancesJob(SetOfInstancesJob):
         self.guarded(instance_id)
 
     def instance(self, instance_id: str) -> Resource:
-        found = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+        found = self.services.index.lookup(instance_id, Level.INSTANCE)
         if found is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                f"An instance was removed after the job was issued: {instance_id}")
@@ -100,14 +114,14 @@ class RetryingInstancesJob(SetOfInstancesJob):
 class DicomModalityStoreJob(RetryingInstancesJob):
     TYPE = "DicomModalityStore"
 
-    def __init__(self, ctx: ServerContext, instances: list[str], modality: dict[str, Any],
+    def __init__(self, services: SendServices, instances: list[str], modality: dict[str, Any],
                  local_aet: str | None = None, timeout: float | None = None,
                  move_originator_aet: str = "", move_originator_id: int | None = None,
                  storage_commitment: bool = False, modality_name: str = "", **kwargs: Any) -> None:
-        super().__init__(ctx, instances, trailing_step=storage_commitment, **kwargs)
+        super().__init__(services, instances, trailing_step=storage_commitment, **kwargs)
         self.modality = dict(modality)
         self.modality_name = modality_name
-        self.remote = Remote.of(modality, ctx.config, local_aet, timeout)
+        self.remote = Remote.of(modality, services.config, local_aet, timeout)
         self.requested_local_aet = local_aet
         self.requested_timeout = timeout
         self.move_originator_aet = move_originator_aet
@@ -119,10 +133,10 @@ class DicomModalityStoreJob(RetryingInstancesJob):
 
     def send(self, instance: Resource) -> None:
         if self._connection is None:
-            self._connection = StoreConnection(self.remote, bool(self.ctx.config["TranscodeDicomProtocol"]),
-                                               Settings.from_config(self.ctx.config))
+            self._connection = StoreConnection(self.remote, bool(self.services.config["TranscodeDicomProtocol"]),
+                                               Settings.from_config(self.services.config))
         log.info('Sending instance %s to modality "%s"', instance.public_id, self.remote.aet)
-        sent = self._connection.store(self.ctx.store.read_dicom(instance), self.move_originator_aet,
+        sent = self._connection.store(self.services.store.read_dicom(instance), self.move_originator_aet,
                                       self.move_originator_id)
         if self.storage_commitment:
             self.committed.append((sent.sop_class, sent.sop_instance))
@@ -130,8 +144,8 @@ class DicomModalityStoreJob(RetryingInstancesJob):
     def handle_trailing_step(self) -> None:
         """Storage commitment of what was sent, once the last C-STORE is done."""
         self.disconnect()
-        self.transaction_uid = storage_commitment.request_commitment(
-            self.ctx, self.modality_name, self.committed, self.requested_timeout)
+        self.transaction_uid = self.services.request_commitment(
+            self.modality_name, self.committed, self.requested_timeout)
 
     def disconnect(self) -> None:
         if self._connection is not None:
@@ -163,10 +177,10 @@ class DicomModalityStoreJob(RetryingInstancesJob):
                 "Committed": [list(pair) for pair in self.committed]}
 
     @classmethod
-    def unserialize(cls, ctx: ServerContext, data: dict[str, Any]) -> DicomModalityStoreJob:
+    def unserialize(cls, services: SendServices, data: dict[str, Any]) -> DicomModalityStoreJob:
         arguments = SetOfInstancesJob.common_arguments(data)
         arguments.pop("trailing_step")
-        job = cls(ctx, modality=data["Modality"], local_aet=data.get("LocalAet"),
+        job = cls(services, modality=data["Modality"], local_aet=data.get("LocalAet"),
                   timeout=data.get("Timeout"), move_originator_aet=data.get("MoveOriginatorAet", ""),
                   move_originator_id=data.get("MoveOriginatorId"),
                   storage_commitment=bool(data.get("StorageCommitment", False)),
@@ -175,6 +189,3 @@ class DicomModalityStoreJob(RetryingInstancesJob):
         job.transaction_uid = data.get("TransactionUid", "")
         job.committed = [(c, i) for c, i in data.get("Committed", [])]
         return job
-
-
-register(DicomModalityStoreJob.TYPE, DicomModalityStoreJob.unserialize)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -56,16 +56,19 @@ from server.dicom.main_tags import (
 )
 from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
-from server.find import Constraint, database_limit, make_constraint, parse_tag, vr_of
+from server.find import Constraint, Finder, database_limit, make_constraint, parse_tag, vr_of
 from server.find import parse_level as find_level
 from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
 from server.storage.index import Metadata, Resource
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.config import Configuration
     from server.events import FindFilter
+    from server.metrics import Metrics
     from server.net.scp import DicomServer
+    from server.storage.index import Index
+    from server.store import Store
 
 log = logging.getLogger("isengard.dicom")
 
@@ -147,11 +150,29 @@ class FindRequest:
         return FindRequest(query, self.sequences, self.vrs)
 
 
+@dataclass(frozen=True)
+class DicomServices:
+    """What the DICOM network side (the SCP handlers, :class:`server.net.service.NetworkService`)
+    uses of the local server."""
+
+    config: Configuration
+    index: Index
+    store: Store
+    finder: Finder
+    metrics: Metrics
+    #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
+    encoding: Callable[[], str]
+
+    @property
+    def default_encoding(self) -> str:
+        return self.encoding()
+
+
 class FindScp:
     """Runs one C-FIND request over the index and builds Orthanc's answers."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
+    def __init__(self, services: DicomServices) -> None:
+        self.services = services
 
     def answers(self, request: FindRequest) -> tuple[list[Dataset], bool]:
         """(answers, complete): ``complete`` is False when a limit cut the list."""
@@ -164,7 +185,7 @@ class FindScp:
     def _match(self, level: Level, query: dict[Tag, str]) -> tuple[list[Resource], bool]:
         """DICOM matching: case-sensitive, but for person names (``CaseSensitivePN``);
         group lengths and the file meta group are no keys."""
-        case_sensitive_pn = bool(self.ctx.config["CaseSensitivePN"])
+        case_sensitive_pn = bool(self.services.config["CaseSensitivePN"])
         constraints: list[Constraint] = []
         for tag, value in query.items():
             if tag in _NOT_MATCHED or tag[1] == 0x0000 or tag[0] == 0x0002:
@@ -172,8 +193,8 @@ class FindScp:
             constraint = make_constraint(tag, value, case_sensitive_pn if vr_of(tag) == "PN" else True)
             if constraint is not None:
                 constraints.append(constraint)
-        limit = database_limit(self.ctx.config, level)
-        return self.ctx.finder.find(level, constraints, limit=limit, database_limit=limit)
+        limit = database_limit(self.services.config, level)
+        return self.services.finder.find(level, constraints, limit=limit, database_limit=limit)
 
     def _answer(self, level: Level, resource: Resource, request: FindRequest) -> Dataset:
         wanted = [t for t in request.query
@@ -182,12 +203,12 @@ class FindScp:
         instance = self._representative(resource)
         values = self._values(instance, [t for t in wanted if t not in counters], request.sequences)
         answer = Dataset()
-        encoding = self.ctx.default_encoding
+        encoding = self.services.default_encoding
         term = specific_character_set(encoding)
         if term is not None:
             answer.SpecificCharacterSet = term
         answer.QueryRetrieveLevel = request.query[QUERY_RETRIEVE_LEVEL]
-        answer.RetrieveAETitle = self.ctx.config["DicomAet"]
+        answer.RetrieveAETitle = self.services.config["DicomAet"]
         for tag in wanted:
             text = counters.get(tag, values.get(tag, ""))
             _put(answer, tag, text, request.vrs.get(tag), encoding)
@@ -198,16 +219,16 @@ class FindScp:
     def _representative(self, resource: Resource) -> Resource | None:
         if resource.level is Level.INSTANCE:
             return resource
-        instances = self.ctx.index.descendants(resource.internal_id, Level.INSTANCE)
+        instances = self.services.index.descendants(resource.internal_id, Level.INSTANCE)
         return instances[0] if instances else None
 
     def _values(self, instance: Resource | None, wanted: list[Tag], sequences: list[Tag]) -> dict[Tag, str]:
         """The main tags of an instance and its parents, or its file's tags if a key needs them."""
         if instance is None:
             return {}
-        index = self.ctx.index
+        index = self.services.index
         if sequences or any(t not in ALL_TAGS for t in wanted):
-            return self.ctx.finder.read_tags(instance)
+            return self.services.finder.read_tags(instance)
         values: dict[Tag, str] = {}
         current: Resource | None = instance
         while current is not None:
@@ -220,7 +241,7 @@ class FindScp:
         wanted = [t for t in COUNTERS[level] if t in asked]
         if not wanted:
             return {}
-        index = self.ctx.index
+        index = self.services.index
         result: dict[Tag, str] = {}
         if level is Level.PATIENT:
             result[PATIENT_STUDIES] = str(len(index.children(resource.internal_id)))
@@ -231,7 +252,7 @@ class FindScp:
             instances = index.descendants(resource.internal_id, Level.INSTANCE)
             result[STUDY_SERIES] = str(len(series))
             result[STUDY_INSTANCES] = str(len(instances))
-            result[MODALITIES_IN_STUDY] = self.ctx.finder.modalities_in_study(resource)
+            result[MODALITIES_IN_STUDY] = self.services.finder.modalities_in_study(resource)
             if SOP_CLASSES_IN_STUDY in asked:
                 classes = {index.metadata(i.internal_id).get(Metadata.SopClassUid) for i in instances}
                 result[SOP_CLASSES_IN_STUDY] = "\\".join(sorted(c for c in classes if c))
@@ -242,7 +263,7 @@ class FindScp:
     def _copy_sequences(self, answer: Dataset, instance: Resource | None, tags: list[Tag]) -> None:
         source = Dataset()
         if instance is not None:
-            data = self.ctx.store.read_dicom(instance)
+            data = self.services.store.read_dicom(instance)
             source = pydicom.dcmread(BytesIO(data), force=True, stop_before_pixels=True)
         for group, element in tags:
             number = (group << 16) | element
@@ -280,9 +301,9 @@ def _retrieve_tag(level: Level, query: dict[Tag, str]) -> Tag:
     return IDENTIFIER[level]
 
 
-def retrieve_instances(ctx: ServerContext, identifier: Dataset, request: str) -> list[Resource]:
+def retrieve_instances(services: DicomServices, identifier: Dataset, request: str) -> list[Resource]:
     """The instances a C-MOVE or C-GET names; the level is guessed when it is missing."""
-    decoder = dataset_decoder(identifier, ctx.default_encoding)
+    decoder = dataset_decoder(identifier, services.default_encoding)
     query = {(el.group, el.element): key_text(identifier, el, decoder)
              for el in iter_elements(identifier) if el.vr != "SQ"}
     level_text = query.get(QUERY_RETRIEVE_LEVEL, "").strip()
@@ -294,8 +315,8 @@ def retrieve_instances(ctx: ServerContext, identifier: Dataset, request: str) ->
             continue
         resources: list[Resource] = []
         for token in query[tag].split("\\"):
-            matches = [ctx.index.lookup(ctx.index.public_id(i), level)
-                       for i in ctx.index.candidates(level, {tag: token.strip()})]
+            matches = [services.index.lookup(services.index.public_id(i), level)
+                       for i in services.index.candidates(level, {tag: token.strip()})]
             if not matches:
                 log.error('%s: Cannot locate resource "%s" at the %s level', request, token,
                           level.title)
@@ -305,15 +326,15 @@ def retrieve_instances(ctx: ServerContext, identifier: Dataset, request: str) ->
                                f"{request} request matching no resource stored in Orthanc")
         instances: list[Resource] = []
         for resource in resources:
-            instances += ctx.index.descendants(resource.internal_id, Level.INSTANCE)
+            instances += services.index.descendants(resource.internal_id, Level.INSTANCE)
         return instances
     raise OrthancError(ErrorCode.BAD_REQUEST, f"Invalid fields in a {request} request")
 
 
-def _dataset_of(ctx: ServerContext, instance: Resource) -> Dataset:
+def _dataset_of(services: DicomServices, instance: Resource) -> Dataset:
     """The file to send; a stand-in that pynetdicom counts as a failed sub-operation if it is gone."""
     try:
-        return pydicom.dcmread(BytesIO(ctx.store.read_dicom(instance)), force=True)
+        return pydicom.dcmread(BytesIO(services.store.read_dicom(instance)), force=True)
     except Exception:  # noqa: BLE001 - deleted or unreadable since the request
         log.warning("An instance was removed after the C-MOVE/C-GET request: %s", instance.public_id)
         failed = Dataset()
@@ -321,11 +342,11 @@ def _dataset_of(ctx: ServerContext, instance: Resource) -> Dataset:
         return failed
 
 
-def store_contexts(ctx: ServerContext, instances: list[Resource]) -> list[PresentationContext]:
+def store_contexts(services: DicomServices, instances: list[Resource]) -> list[PresentationContext]:
     """Presentation contexts for sending ``instances``: their own syntax and the uncompressed ones."""
     wanted: dict[str, list[str]] = {}
     for instance in instances:
-        metadata = ctx.index.metadata(instance.internal_id)
+        metadata = services.index.metadata(instance.internal_id)
         sop_class = metadata.get(Metadata.SopClassUid)
         if not sop_class:
             continue
@@ -343,10 +364,10 @@ def store_contexts(ctx: ServerContext, instances: list[Resource]) -> list[Presen
 class QueryRetrieveScp:
     """Installs the C-FIND, C-MOVE and C-GET handlers on the DICOM server."""
 
-    def __init__(self, ctx: ServerContext, network: Any) -> None:
-        self.ctx = ctx
+    def __init__(self, services: DicomServices, network: Any) -> None:
+        self.services = services
         self.network = network
-        self.find = FindScp(ctx)
+        self.find = FindScp(services)
         self.dicom: DicomServer | None = None
 
     def install(self, dicom: DicomServer) -> None:
@@ -394,7 +415,7 @@ class QueryRetrieveScp:
         started = time.monotonic()
         assert self.dicom is not None
         try:
-            request = FindRequest.parse(event.identifier, self.ctx.default_encoding)
+            request = FindRequest.parse(event.identifier, self.services.default_encoding)
             request = request.filtered(self.dicom.find_filters, self._origin(event))
             answers, complete = self.find.answers(request)
         except Exception as e:  # noqa: BLE001 - the peer must get a status, not a dropped association
@@ -402,7 +423,7 @@ class QueryRetrieveScp:
             yield UNABLE_TO_PROCESS, None
             return
         finally:
-            self.ctx.metrics.record_max("orthanc_find_scp_duration_ms", (time.monotonic() - started) * 1000)
+            self.services.metrics.record_max("orthanc_find_scp_duration_ms", (time.monotonic() - started) * 1000)
         for answer in answers:
             if event.is_cancelled:
                 yield CANCEL, None
@@ -430,14 +451,14 @@ class QueryRetrieveScp:
             if not found:
                 raise OrthancError(ErrorCode.UNKNOWN_MODALITY, f"Unknown target AET: {target}")
             name, modality = found[0]
-            instances = retrieve_instances(self.ctx, event.identifier, "C-MOVE")
+            instances = retrieve_instances(self.services, event.identifier, "C-MOVE")
         except OrthancError as e:
             log.error("IMoveRequestHandler Failed: %s", e.details or e.description)
             raise
         finally:
-            self.ctx.metrics.record_max("orthanc_move_scp_duration_ms", (time.monotonic() - started) * 1000)
+            self.services.metrics.record_max("orthanc_move_scp_duration_ms", (time.monotonic() - started) * 1000)
         address = (modality["Host"], int(modality["Port"]))
-        if not self.ctx.config["SynchronousCMove"]:
+        if not self.services.config["SynchronousCMove"]:
             requestor = event.assoc.requestor.ae_title.strip()
             self.network.store_to_modality([i.public_id for i in instances], name, description="C-MOVE",
                                            move_originator_aet=requestor,
@@ -445,11 +466,11 @@ class QueryRetrieveScp:
             yield address
             yield 0
             return
-        yield (*address, {"contexts": store_contexts(self.ctx, instances),
+        yield (*address, {"contexts": store_contexts(self.services, instances),
                           "evt_handlers": [(evt.EVT_CONN_OPEN, tune)]})
         yield len(instances)
         for instance in instances:
-            yield PENDING, _dataset_of(self.ctx, instance)
+            yield PENDING, _dataset_of(self.services, instance)
 
     # -- C-GET -------------------------------------------------------------------------
 
@@ -461,26 +482,26 @@ class QueryRetrieveScp:
     def _get(self, event: evt.Event) -> Iterator[Any]:
         started = time.monotonic()
         try:
-            instances = retrieve_instances(self.ctx, event.identifier, "C-GET")
+            instances = retrieve_instances(self.services, event.identifier, "C-GET")
         except OrthancError as e:
             log.error("Cannot determine what resources are requested by C-GET: %s",
                       e.details or e.description)
             raise
         finally:
-            self.ctx.metrics.record_max("orthanc_get_scp_duration_ms", (time.monotonic() - started) * 1000)
+            self.services.metrics.record_max("orthanc_get_scp_duration_ms", (time.monotonic() - started) * 1000)
         yield len(instances)
         for instance in instances:
-            yield PENDING, _get_dataset(self.ctx, event.assoc, instance)
+            yield PENDING, _get_dataset(self.services, event.assoc, instance)
 
 
-def _get_dataset(ctx: ServerContext, assoc: Any, instance: Resource) -> Dataset:
+def _get_dataset(services: DicomServices, assoc: Any, instance: Resource) -> Dataset:
     """An instance for a C-GET, transcoded when the caller accepted its SOP class but not its
     transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does.  A file
     without meta header is Implicit VR Little Endian, the DICOM default."""
-    sop_class = ctx.index.metadata(instance.internal_id).get(Metadata.SopClassUid)
+    sop_class = services.index.metadata(instance.internal_id).get(Metadata.SopClassUid)
     accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts
                 if cx.abstract_syntax == sop_class and cx.as_scu]
-    ds = _dataset_of(ctx, instance)
+    ds = _dataset_of(services, instance)
     meta = ds.file_meta if hasattr(ds, "file_meta") else None
     if not accepted or meta is None:
         return ds
@@ -497,7 +518,7 @@ def _get_dataset(ctx: ServerContext, assoc: Any, instance: Resource) -> Dataset:
     for target in [ts for ts in UNCOMPRESSED if ts in accepted] + \
             [ts for ts in accepted if ts not in UNCOMPRESSED]:
         try:
-            data = transcode_file(ctx.store.read_dicom(instance), target, Settings.from_config(ctx.config))
+            data = transcode_file(services.store.read_dicom(instance), target, Settings.from_config(services.config))
             return pydicom.dcmread(BytesIO(data), force=True)
         except OrthancError:
             continue

@@ -1,9 +1,9 @@
-"""``ctx.network``: modalities, peers, queries and the operations on them, for REST and scripts.
+"""The network service: modalities, peers, queries and the operations on them, for REST and scripts.
 
 Modalities and peers start from the configuration (or from the index when
 ``DicomModalitiesInDatabase`` / ``OrthancPeersInDatabase`` is set, as Orthanc
 keeps them in global properties 20 and 21); REST changes replace the lists in
-``ctx.config`` so that every reader (SCP authorization, storage commitment,
+the configuration so that every reader (SCP authorization, storage commitment,
 scripts) sees them at once.  Everything here blocks: call it from a worker
 thread.
 """
@@ -36,13 +36,16 @@ from server.jobs.store_scu import DicomModalityStoreJob
 from server.net import scu
 from server.net.modalities import find_by_aet, normalize_modality, peer_settings
 from server.net.peers import PeerClient
-from server.net.query_retrieve import QueryRetrieveScp
+from server.net.query_retrieve import DicomServices, QueryRetrieveScp
 from server.storage import ids
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.config import Configuration
+    from server.jobs.engine import JobsEngine
     from server.jobs.job import Job
+    from server.jobs.store_scu import SendServices
     from server.net.scp import DicomServer
+    from server.storage.index import Index
 
 log = logging.getLogger("isengard.dicom")
 
@@ -95,9 +98,10 @@ _DATE_VRS = ("DA",)
 class RemoteRegistry:
     """Named modalities or peers, as the configuration spells them (arrays or objects)."""
 
-    def __init__(self, ctx: ServerContext, key: str, in_database: bool, property_id: int) -> None:
-        self.config = ctx.config
-        self.index = ctx.index
+    def __init__(self, config: Configuration, index: Index, key: str, in_database: bool,
+                 property_id: int) -> None:
+        self.config = config
+        self.index = index
         self.key = key
         self.in_database = in_database
         self.property_id = property_id
@@ -128,6 +132,28 @@ class RemoteRegistry:
         if self.in_database:
             self.index.set_property(self.property_id, json.dumps(entries))
         self.config.values[self.key] = entries
+
+
+class ModalityRegistry(RemoteRegistry):
+    """The DICOM modalities, with the lookups the SCU and storage commitment need."""
+
+    def __init__(self, config: Configuration, index: Index) -> None:
+        super().__init__(config, index, "DicomModalities", bool(config["DicomModalitiesInDatabase"]),
+                         PROPERTY_MODALITIES)
+
+    def modality(self, name: str) -> dict[str, Any]:
+        """The normalized parameters of a modality; 404 ``No modality with symbolic name``."""
+        params = self.get(name)
+        if params is None:
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}")
+        return normalize_modality(params)
+
+    def by_aet(self, aet: str) -> list[tuple[str, dict[str, Any]]]:
+        normalized = {n: normalize_modality(p) for n, p in self.all().items()}
+        return find_by_aet(normalized, aet, bool(self.config["StrictAetComparison"]))
+
+    def remote(self, name: str, local_aet: str | None = None, timeout: float | None = None) -> scu.Remote:
+        return scu.Remote.of(self.modality(name), self.config, local_aet, timeout)
 
 
 @dataclass
@@ -223,15 +249,17 @@ class _LingeringConnections:
 class NetworkService:
     """The DICOM network and peers, for the REST layer and the scripts."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
-        config = ctx.config
-        self.modalities = RemoteRegistry(ctx, "DicomModalities", bool(config["DicomModalitiesInDatabase"]),
-                                         PROPERTY_MODALITIES)
-        self.peers = RemoteRegistry(ctx, "OrthancPeers", bool(config["OrthancPeersInDatabase"]),
+    def __init__(self, services: DicomServices, modalities: ModalityRegistry, send: SendServices,
+                 jobs: JobsEngine) -> None:
+        self.services = services
+        self.send = send
+        self.jobs = jobs
+        config = services.config
+        self.modalities = modalities
+        self.peers = RemoteRegistry(config, services.index, "OrthancPeers", bool(config["OrthancPeersInDatabase"]),
                                     PROPERTY_PEERS)
         self.queries = QueryArchive(int(config["QueryRetrieveSize"]))
-        self.scp = QueryRetrieveScp(ctx, self)
+        self.scp = QueryRetrieveScp(services, self)
         self._lingering = _LingeringConnections(float(config["DicomAssociationCloseDelay"]))
 
     def install(self, dicom: DicomServer) -> None:
@@ -245,14 +273,10 @@ class NetworkService:
 
     def modality(self, name: str) -> dict[str, Any]:
         """The normalized parameters of a modality; 404 ``No modality with symbolic name``."""
-        params = self.modalities.get(name)
-        if params is None:
-            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}")
-        return normalize_modality(params)
+        return self.modalities.modality(name)
 
     def modalities_by_aet(self, aet: str) -> list[tuple[str, dict[str, Any]]]:
-        normalized = {n: normalize_modality(p) for n, p in self.modalities.all().items()}
-        return find_by_aet(normalized, aet, bool(self.ctx.config["StrictAetComparison"]))
+        return self.modalities.by_aet(aet)
 
     def peer(self, name: str) -> Any:
         """A peer as configured (secrets included); 404 ``No peer with symbolic name``."""
@@ -262,7 +286,7 @@ class NetworkService:
         return params
 
     def remote(self, name: str, local_aet: str | None = None, timeout: float | None = None) -> scu.Remote:
-        return scu.Remote.of(self.modality(name), self.ctx.config, local_aet, timeout)
+        return self.modalities.remote(name, local_aet, timeout)
 
     # -- what to send ------------------------------------------------------------------
 
@@ -274,20 +298,20 @@ class NetworkService:
         """
         instances: list[str] = []
         for public_id in resources:
-            resource = self.ctx.index.lookup(public_id.strip())
+            resource = self.services.index.lookup(public_id.strip())
             if resource is None:
                 if not ids.is_orthanc_id(public_id.strip()):
                     raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                                        f"This string is not a valid Orthanc identifier: {public_id}")
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-            instances += [i.public_id for i in self.ctx.index.descendants(resource.internal_id,
+            instances += [i.public_id for i in self.services.index.descendants(resource.internal_id,
                                                                           Level.INSTANCE)]
-            if remote_name is not None and self.ctx.config["LogExportedResources"]:
+            if remote_name is not None and self.services.config["LogExportedResources"]:
                 self._log_export(resource, remote_name)
         return instances
 
     def _log_export(self, resource: Any, remote_name: str) -> None:
-        index = self.ctx.index
+        index = self.services.index
         identifiers: dict[str, str] = {}
         current = resource
         while current is not None:
@@ -305,7 +329,7 @@ class NetworkService:
                   parent_resources: list[str] | None = None) -> Job:
         """A DicomModalityStore job, not yet submitted."""
         return DicomModalityStoreJob(
-            self.ctx, instances, self.modality(modality_name), local_aet=local_aet, timeout=timeout,
+            self.send, instances, self.modality(modality_name), local_aet=local_aet, timeout=timeout,
             move_originator_aet=move_originator_aet, move_originator_id=move_originator_id,
             storage_commitment=storage_commitment, modality_name=modality_name,
             description=description, permissive=permissive, parent_resources=parent_resources)
@@ -315,33 +339,33 @@ class NetworkService:
         """Submit a C-STORE of ``instances`` (Orthanc IDs of instances) to a modality; the job ID."""
         job = self.store_job(instances, modality_name, local_aet=local_aet, description=description,
                              **options)
-        return self.ctx.jobs.submit(job, priority)
+        return self.jobs.submit(job, priority)
 
     def peer_job(self, instances: list[str], peer_name: str, *, compress: bool = False,
                  transcode: str | None = None, description: str = "REST API", permissive: bool = False,
                  parent_resources: list[str] | None = None) -> Job:
         """An OrthancPeerStore job, not yet submitted."""
-        return OrthancPeerStoreJob(self.ctx, instances, self.peer(peer_name), peer_name=peer_name,
+        return OrthancPeerStoreJob(self.send, instances, self.peer(peer_name), peer_name=peer_name,
                                    compress=compress, transcode=transcode, description=description,
                                    permissive=permissive, parent_resources=parent_resources)
 
     def send_instance_to_modality(self, instance_id: str, modality_name: str,
                                   local_aet: str | None = None) -> None:
         """C-STORE one instance now, on an association kept open ``DicomAssociationCloseDelay`` s."""
-        instance = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+        instance = self.services.index.lookup(instance_id, Level.INSTANCE)
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        self._lingering.send(self.remote(modality_name, local_aet), self.ctx.store.read_dicom(instance),
-                             bool(self.ctx.config["TranscodeDicomProtocol"]))
+        self._lingering.send(self.remote(modality_name, local_aet), self.services.store.read_dicom(instance),
+                             bool(self.services.config["TranscodeDicomProtocol"]))
 
     def send_instance_to_peer(self, instance_id: str, peer_name: str) -> None:
         """``POST /instances`` of one instance to a peer, now."""
-        instance = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+        instance = self.services.index.lookup(instance_id, Level.INSTANCE)
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        client = PeerClient(peer_name, peer_settings(self.peer(peer_name)), self.ctx.config)
+        client = PeerClient(peer_name, peer_settings(self.peer(peer_name)), self.services.config)
         try:
-            client.store(self.ctx.store.read_dicom(instance), compress=False)
+            client.store(self.services.store.read_dicom(instance), compress=False)
         finally:
             client.close()
 
@@ -349,7 +373,7 @@ class NetworkService:
 
     def echo(self, remote: scu.Remote, check_find: bool | None = None) -> None:
         scu.echo(remote)
-        if self.ctx.config["DicomEchoChecksFind"] if check_find is None else check_find:
+        if self.services.config["DicomEchoChecksFind"] if check_find is None else check_find:
             # A random study, so that a modality that knows us answers quickly with nothing.
             query = {IDENTIFIER[Level.STUDY]: generate_uid()}
             scu.find(remote, Level.STUDY, self._identifier(Level.STUDY, query, remote.manufacturer,
@@ -358,7 +382,7 @@ class NetworkService:
     def store_straight(self, name: str, data: bytes, local_aet: str | None = None,
                        timeout: float | None = None) -> dict[str, str]:
         connection = scu.StoreConnection(self.remote(name, local_aet, timeout),
-                                         bool(self.ctx.config["TranscodeDicomProtocol"]))
+                                         bool(self.services.config["TranscodeDicomProtocol"]))
         try:
             sent = connection.store(data)
         finally:
@@ -371,7 +395,7 @@ class NetworkService:
         remote = self.remote(name, local_aet, timeout)
         for resource in resources:
             keys = {t: resource[t] for t in MOVE_KEYS[level] if t in resource}
-            scu.move(remote, target_aet or self.ctx.config["DicomAet"], level, keys)
+            scu.move(remote, target_aet or self.services.config["DicomAet"], level, keys)
 
     def find(self, remote: scu.Remote, level: Level, query: dict[Tag, str],
              normalize: bool = True) -> list[Dataset]:
@@ -380,7 +404,7 @@ class NetworkService:
     def find_worklist(self, remote: scu.Remote, query: dict[str, Any]) -> list[Dataset]:
         """Modality worklist C-FIND; ``query`` maps tags to strings or to arrays of such objects."""
         identifier = _dataset_from_json(query)
-        _set_character_set(identifier, self.ctx.default_encoding)
+        _set_character_set(identifier, self.services.default_encoding)
         return scu.find_worklist(remote, identifier)
 
     def query(self, name: str, level: Level, query: dict[Tag, str], normalize: bool = True,
@@ -399,8 +423,8 @@ class NetworkService:
         the modality's ``LocalAet``, else ours, as Orthanc."""
         items = [retrieve_item(_answer_tags(a)) for a in answers]
         modality = self.modality(record.modality)
-        target = target_aet or modality.get("LocalAet") or self.ctx.config["DicomAet"]
-        return DicomMoveScuJob(self.ctx, modality, target, items, local_aet=record.local_aet,
+        target = target_aet or modality.get("LocalAet") or self.services.config["DicomAet"]
+        return DicomMoveScuJob(self.services.config, modality, target, items, local_aet=record.local_aet,
                                timeout=timeout if timeout is not None else record.timeout,
                                query_format=query_format)
 
@@ -422,7 +446,7 @@ class NetworkService:
         for tag in _identifying_keys(level):
             fields.setdefault(tag, "")
         identifier = Dataset()
-        _set_character_set(identifier, self.ctx.default_encoding)
+        _set_character_set(identifier, self.services.default_encoding)
         for tag, value in sorted(fields.items()):
             if tag != SPECIFIC_CHARACTER_SET:
                 identifier.add(scu.element(tag, value))

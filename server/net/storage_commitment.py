@@ -5,7 +5,7 @@ instance up (the default lookup reads the index; Lua and Python scripts may
 provide their own through :class:`LookupProvider`) and sends the report back
 on a new association as an N-EVENT-REPORT.
 
-SCU: ``request_commitment`` sends the N-ACTION and keeps a Pending report that
+SCU: :meth:`CommitmentService.request_commitment` sends the N-ACTION and keeps a Pending report that
 the remote completes later with its N-EVENT-REPORT.  Reports are kept in the
 index (they survive a restart), at most ``StorageCommitmentReportsSize`` of them.
 """
@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
@@ -30,7 +30,9 @@ from server.net import scu
 from server.net.scp import called_aet
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.net.scp import DicomServer
+    from server.net.service import ModalityRegistry
+    from server.storage.index import Index
 
 log = logging.getLogger("isengard.dicom")
 
@@ -108,12 +110,12 @@ class LookupProvider(Protocol):
         """Called exactly once per handler created."""
 
 
-def default_lookup(ctx: ServerContext, sop_class: str, sop_instance: str) -> int:
+def default_lookup(index: Index, sop_class: str, sop_instance: str) -> int:
     """Orthanc's lookup: the instance by SOPInstanceUID, then its SOP class from the file."""
-    found = [r for r in ctx.index.lookup_identifier(sop_instance) if r.level is Level.INSTANCE]
+    found = [r for r in index.lookup_identifier(sop_instance) if r.level is Level.INSTANCE]
     if len(found) != 1:
         return NO_SUCH_OBJECT_INSTANCE
-    stored_class = ctx.index.metadata(found[0].internal_id).get(10)
+    stored_class = index.metadata(found[0].internal_id).get(10)
     if stored_class is None:
         return NO_SUCH_OBJECT_INSTANCE
     return SUCCESS if stored_class == sop_class else CLASS_INSTANCE_CONFLICT
@@ -141,10 +143,10 @@ def _associate(remote: scu.Remote, as_scp: bool):
     return scu.associate(remote, contexts, roles)
 
 
-def send_report(ctx: ServerContext, remote_aet: str, transaction_uid: str,
+def send_report(modalities: ModalityRegistry, remote_aet: str, transaction_uid: str,
                 results: list[tuple[str, str, int]]) -> None:
     """The N-EVENT-REPORT that ends an SCP transaction, on a new association."""
-    found = ctx.network.modalities_by_aet(remote_aet)
+    found = modalities.by_aet(remote_aet)
     if not found:
         raise OrthancError(ErrorCode.INEXISTENT_ITEM,
                            f"Unknown remote modality for storage commitment SCP: {remote_aet}")
@@ -161,7 +163,7 @@ def send_report(ctx: ServerContext, remote_aet: str, transaction_uid: str,
             item.FailureReason = reason
             items.append(item)
         report.FailedSOPSequence = Sequence(items)
-    assoc = _associate(scu.Remote.of(found[0][1], ctx.config), as_scp=True)
+    assoc = _associate(scu.Remote.of(found[0][1], modalities.config), as_scp=True)
     try:
         status, _ = assoc.send_n_event_report(report, 2 if failures else 1, StorageCommitmentPushModel,
                                               PUSH_MODEL_INSTANCE)
@@ -175,9 +177,9 @@ def send_report(ctx: ServerContext, remote_aet: str, transaction_uid: str,
 class Reports:
     """SCU-side reports, keyed by transaction UID, least recently used dropped first."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
-        self.limit = int(ctx.config["StorageCommitmentReportsSize"])
+    def __init__(self, index: Index, limit: int) -> None:
+        self.index = index
+        self.limit = limit
         self._lock = threading.Lock()
 
     def create(self, transaction_uid: str, remote_aet: str) -> None:
@@ -195,20 +197,18 @@ class Reports:
         self._save(transaction_uid, document)
 
     def get(self, transaction_uid: str) -> dict | None:
-        text = self.ctx.index.get_commitment_report(transaction_uid)
+        text = self.index.get_commitment_report(transaction_uid)
         return None if text is None else json.loads(text)
 
     def _save(self, transaction_uid: str, document: dict) -> None:
         with self._lock:
-            self.ctx.index.save_commitment_report(transaction_uid, json.dumps(document), self.limit)
+            self.index.save_commitment_report(transaction_uid, json.dumps(document), self.limit)
 
 
-def request_commitment(ctx: ServerContext, modality_name: str, pairs: list[tuple[str, str]],
-                       timeout: float | None = None) -> str:
+def request_commitment(remote: scu.Remote, reports: Reports, pairs: list[tuple[str, str]]) -> str:
     """SCU: send the N-ACTION for ``pairs`` (class, instance); returns the transaction UID."""
-    remote = ctx.network.remote(modality_name, timeout=timeout)
     transaction_uid = new_transaction_uid()
-    ctx.commitment_reports.create(transaction_uid, remote.aet)
+    reports.create(transaction_uid, remote.aet)
     request = Dataset()
     request.TransactionUID = transaction_uid
     request.ReferencedSOPSequence = _referenced(pairs)
@@ -231,44 +231,62 @@ def _pairs(sequence: Any) -> list[tuple[str, str]]:
 class CommitmentService:
     """The DICOM handlers (N-ACTION as SCP, N-EVENT-REPORT as SCU) and the lookup providers."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
+    def __init__(self, index: Index, modalities: ModalityRegistry, reports: Reports) -> None:
+        self.index = index
+        self.modalities = modalities
+        self.reports = reports
         self.providers: list[LookupProvider] = []
+        self._dicom: DicomServer | None = None
+        self._start_job: Callable[[str, list[tuple[str, str]], str, str], None] | None = None
 
-    def install(self, dicom: Any) -> None:
-        """Accept the Push Model on the DICOM server, in both roles."""
+    def default_lookup(self, sop_class: str, sop_instance: str) -> int:
+        return default_lookup(self.index, sop_class, sop_instance)
+
+    def send_report(self, remote_aet: str, transaction_uid: str,
+                    results: list[tuple[str, str, int]]) -> None:
+        send_report(self.modalities, remote_aet, transaction_uid, results)
+
+    def request_commitment(self, modality_name: str, pairs: list[tuple[str, str]],
+                           timeout: float | None = None) -> str:
+        """SCU: the N-ACTION for ``pairs`` (class, instance) to a modality; the transaction UID."""
+        return request_commitment(self.modalities.remote(modality_name, timeout=timeout), self.reports, pairs)
+
+    def install(self, dicom: DicomServer,
+                start_job: Callable[[str, list[tuple[str, str]], str, str], None]) -> None:
+        """Accept the Push Model on the DICOM server, in both roles; an N-ACTION calls
+        ``start_job(transaction UID, pairs, remote AET, called AET)``."""
+        self._dicom = dicom
+        self._start_job = start_job
         dicom.ae.add_supported_context(StorageCommitmentPushModel, UNCOMPRESSED, scu_role=True,
                                        scp_role=True)
         dicom.extra_handlers += [(evt.EVT_N_ACTION, self._on_n_action),
                                  (evt.EVT_N_EVENT_REPORT, self._on_n_event_report)]
 
     def _on_n_action(self, event: evt.Event) -> tuple[int, None]:
-        from server.jobs.storage_commitment_scp import StorageCommitmentScpJob
-
+        assert self._dicom is not None and self._start_job is not None
         requestor = event.assoc.requestor
         aet = requestor.ae_title.strip()
-        if not self.ctx.dicom.authorizer.allows("NAction", aet, requestor.address):
+        if not self._dicom.authorizer.allows("NAction", aet, requestor.address):
             log.warning("DICOM authorization rejected for AET %s (N-ACTION)", aet)
             return 0x0124, None
-        if not self.ctx.network.modalities_by_aet(aet):
+        if not self.modalities.by_aet(aet):
             log.error("Unknown remote modality for storage commitment SCP: %s", aet)
             return 0x0110, None
         request = event.action_information
         pairs = _pairs(getattr(request, "ReferencedSOPSequence", []))
-        job = StorageCommitmentScpJob(self.ctx, str(request.TransactionUID), pairs, aet,
-                                      called_aet(event))
-        self.ctx.jobs.submit(job, 0)
+        self._start_job(str(request.TransactionUID), pairs, aet, called_aet(event))
         return 0x0000, None
 
     def _on_n_event_report(self, event: evt.Event) -> tuple[int, None]:
         requestor = event.assoc.requestor
         aet = requestor.ae_title.strip()
-        if not self.ctx.dicom.authorizer.allows("EventReport", aet, requestor.address):
+        assert self._dicom is not None
+        if not self._dicom.authorizer.allows("EventReport", aet, requestor.address):
             log.warning("DICOM authorization rejected for AET %s (N-EVENT-REPORT)", aet)
             return 0x0124, None
         report = event.event_information
         successes = _pairs(getattr(report, "ReferencedSOPSequence", []))
         failures = [(str(i.ReferencedSOPClassUID), str(i.ReferencedSOPInstanceUID), int(i.FailureReason))
                     for i in getattr(report, "FailedSOPSequence", [])]
-        self.ctx.commitment_reports.complete(str(report.TransactionUID), aet, successes, failures)
+        self.reports.complete(str(report.TransactionUID), aet, successes, failures)
         return 0x0000, None

@@ -39,7 +39,6 @@ from server.errors import ErrorCode, OrthancError
 from server.net.scu import UNCOMPRESSED
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
     from server.net.scp import DicomServer
 
 log = logging.getLogger("isengard.worklists")
@@ -355,12 +354,13 @@ def _is_worklist(event: evt.Event) -> bool:
     return str(event.request.AffectedSOPClassUID) == ModalityWorklistInformationFind
 
 
-def install_hooks(ctx: ServerContext, dicom: DicomServer) -> None:
+def install_hooks(dicom: DicomServer, worklists: FolderWorklists | None, encoding: Callable[[], str],
+                  script_hooks: Callable[[DicomHooks], None] | None) -> None:
     """The worklists of the configuration, then the script's DICOM handlers, on the DICOM server."""
     hooks = DicomHooks()
-    hooks.worklist = ctx.worklists
-    if ctx.worklists is not None:
-        ctx.worklists.encoding = lambda: ctx.default_encoding
-    if ctx.python is not None:
-        ctx.python.add_dicom_hooks(hooks)
+    hooks.worklist = worklists
+    if worklists is not None:
+        worklists.encoding = encoding
+    if script_hooks is not None:
+        script_hooks(hooks)
     hooks.install(dicom)

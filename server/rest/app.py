@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tornado.httpserver
 import tornado.httputil
@@ -39,11 +39,9 @@ from server.rest import (
     tools,
     ui,
 )
-from server.rest.base import UnknownRouteHandler
+from server.rest.base import HttpServices, Route, UnknownRouteHandler
 from server.rest.compression import CompressionTransform
-
-if TYPE_CHECKING:
-    from server.app import ServerContext
+from server.rest.python_routes import ScriptRoutes
 
 #: Tornado's own cap, never reached: bodies are streamed and capped by the handlers
 #: (``MaximumRequestBodySizeMB``, :mod:`server.rest.body`), which answer Orthanc's 413.
@@ -131,25 +129,27 @@ class OrthancApplication(tornado.web.Application):
 
 
 def rest_routes() -> list[tuple[str, type]]:
-    """Every route of the REST API but the scripts' own, in matching order (the first wins);
-    also the source of the OpenAPI document (:mod:`server.openapi`)."""
+    """Every route of the REST API but the scripts' own, in matching order (the first wins, as
+    the composition root lists them); the source of the OpenAPI document (:mod:`server.openapi`)."""
     routes: list[tuple[str, type]] = []
     for module in (labels, resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
                    reconstruct, directory, slices, plugins, log_levels,
                    export, images, ui):
-        routes += module.routes()
+        routes += module.paths()
     return routes
 
 
-def build_application(ctx: ServerContext) -> tornado.web.Application:
-    handlers: list[Any] = [*python_routes.rules(ctx),
-                           *((pattern, handler, {"ctx": ctx}) for pattern, handler in rest_routes())]
-    transforms = [CompressionTransform] if ctx.config["HttpCompressionEnabled"] else []
+def build_application(http: HttpServices, routes: list[Route], python: ScriptRoutes | None,
+                      compression: bool) -> tornado.web.Application:
+    """The application of ``routes`` (the script's first), every handler given ``http``."""
+    handlers: list[Any] = [*python_routes.rules(http, python),
+                           *((pattern, handler, {"http": http, **services}) for pattern, handler, services in routes)]
+    transforms = [CompressionTransform] if compression else []
     return OrthancApplication(
         handlers,
         default_handler_class=UnknownRouteHandler,
-        default_handler_args={"ctx": ctx},
+        default_handler_args={"http": http},
         transforms=transforms,
     )
 
@@ -165,8 +165,8 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
         super().handle_stream(stream, address)
 
 
-def build_http_server(ctx: ServerContext) -> NoDelayHTTPServer:
-    return NoDelayHTTPServer(build_application(ctx), max_body_size=MAX_BODY_SIZE, xheaders=False,
+def build_http_server(application: tornado.web.Application, request_timeout: int) -> NoDelayHTTPServer:
+    return NoDelayHTTPServer(application, max_body_size=MAX_BODY_SIZE, xheaders=False,
                              # gzip/deflate bodies are inflated by the handlers, with a cap
                              decompress_request=False, max_header_size=MAX_HEADER_READ_BYTES,
-                             idle_connection_timeout=int(ctx.config["HttpRequestTimeout"]) or None)
+                             idle_connection_timeout=request_timeout or None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import tornado.iostream
 
@@ -26,9 +26,14 @@ from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.jobs.archive import ZIP_MIME, ArchiveJob, MediaJob
 from server.jobs.job import JobState
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.compression import CompressionTransform
 from server.rest.jobs import job_options
+
+if TYPE_CHECKING:
+    from server.config import Configuration
+    from server.jobs.archive import ArchiveServices
+    from server.jobs.engine import JobsEngine
 
 #: Bytes read from the growing ZIP per write to the client.
 CHUNK_SIZE = 1024 * 1024
@@ -43,6 +48,9 @@ def _read_at(stream: IO[bytes], offset: int, size: int) -> bytes:
 
 class _ArchiveHandler(OrthancHandler):
     """Submits an archive job and answers it, synchronously or not."""
+
+    config: Configuration
+    jobs: JobsEngine
 
     def parse_body(self) -> Any:
         """The JSON body; anything unparsable (an empty body too) is Orthanc's "Bad file format"."""
@@ -68,13 +76,13 @@ class _ArchiveHandler(OrthancHandler):
 
     async def produce(self, job: ArchiveJob, synchronous: bool, priority: int, filename: str) -> None:
         await self.run(job.plan)
-        engine = self.ctx.jobs
+        engine = self.jobs
         if not synchronous:
             job_id = await self.run(engine.submit, job, priority)
             self.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
             return
         job.asynchronous = False
-        streaming = bool(self.ctx.config["SynchronousZipStream"])
+        streaming = bool(self.config["SynchronousZipStream"])
         loop = asyncio.get_running_loop()
         grown = asyncio.Event()
         if streaming:
@@ -214,11 +222,16 @@ class CreateArchiveHandler(_ArchiveHandler):
 def _job(handler: OrthancHandler, media: bool, resources: list[str], transcode: str | None,
          extended: bool) -> ArchiveJob:
     kind = MediaJob if media else ArchiveJob
-    return kind(handler.ctx, resources, transcode=transcode, extended=extended)
+    return kind(handler.archive, resources, transcode=transcode, extended=extended)
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/(patients|studies|series)/([^/]+)/(archive|media)", ResourceArchiveHandler),
         (r"/tools/create-(archive|media|media-extended)", CreateArchiveHandler),
     ]
+
+
+def routes(*, archive: ArchiveServices, config: Configuration, jobs: JobsEngine) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), archive=archive, config=config, jobs=jobs)

@@ -16,6 +16,9 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -28,9 +31,12 @@ from server.rest import compression
 from server.rest.body import RawBodyTooLarge, RequestBody, limit_from_megabytes
 from server.rest.xml import json_to_xml, wants_xml
 from server.storage.index import Resource
+from server.store import Origin
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.config import Configuration
+    from server.metrics import Metrics
+    from server.storage.index import Index
 
 log = logging.getLogger("isengard.http")
 T = TypeVar("T")
@@ -48,6 +54,68 @@ def dumps(value: Any) -> bytes:
 
 def _keep_body_as_is() -> None:
     """Replaces ``HTTPServerRequest._parse_body``: the raw body stays in ``request.body``."""
+
+
+#: A route: its pattern, its handler, and the services the handler's ``initialize`` receives.
+Route = tuple[str, type, dict[str, Any]]
+
+
+def with_services(paths: list[tuple[str, type]], **services: Any) -> list[Route]:
+    """The routes of a module, each handler given ``services`` (as attributes of the same names)."""
+    return [(pattern, handler, services) for pattern, handler in paths]
+
+
+@dataclass(frozen=True)
+class RequestPolicy:
+    """How the handlers of one application treat requests: from HTTP clients, or in-process
+    for a script (Lua's ``RestApiGet``, Python's ``orthanc.RestApiGet``...), as Orthanc does."""
+
+    #: What in-process uploads are stored as; None over HTTP (``RestApi``, the client's address and user).
+    origin: Origin | None = None
+    #: ``RemoteAccessAllowed``, ``AuthenticationEnabled`` and the scripts' tokens are checked.
+    authentication: bool = True
+    #: The scripts' ``IncomingHttpRequestFilter`` is asked.
+    filters: bool = True
+    #: The request counts in the HTTP metrics.
+    metrics: bool = True
+
+    @property
+    def in_process(self) -> bool:
+        return self.origin is not None
+
+    def origin_of(self, remote_ip: str, username: str) -> Origin:
+        """The origin of what the request stores."""
+        if self.origin is not None:
+            return self.origin
+        return Origin("RestApi", remote_ip=remote_ip, http_username=username)
+
+
+#: Requests from HTTP clients.
+HTTP_POLICY = RequestPolicy()
+
+
+def in_process_policy(origin: Origin) -> RequestPolicy:
+    """In-process requests: no authentication, no filters, no metrics, stored with ``origin``."""
+    return RequestPolicy(origin, authentication=False, filters=False, metrics=False)
+
+
+@dataclass(frozen=True)
+class HttpServices:
+    """What every handler uses, whatever its route."""
+
+    policy: RequestPolicy
+    config: Configuration
+    #: For :meth:`OrthancHandler.resource`.
+    index: Index
+    #: Where handlers run their blocking work.
+    executor: Executor
+    #: Where large bodies are spooled.
+    spool_dir: Path
+    metrics: Metrics
+    #: The scripts' ``IncomingHttpRequestFilter``: True when the request may go on.
+    filters: Callable[[OrthancHandler], Awaitable[bool]]
+    #: True for an ``Authorization`` value the Python script issued as a token.
+    accepts_token: Callable[[str], bool]
 
 
 class _Forbidden(Exception):
@@ -68,14 +136,17 @@ class OrthancHandler(tornado.web.RequestHandler):
     when the method runs.
     """
 
-    ctx: ServerContext
+    http: HttpServices
     #: True for handlers that read their (possibly huge) body from :attr:`body_file`,
     #: spooled to disk; the others get ``self.request.body`` in memory.
     spooled_body = False
     _body: RequestBody | None = None
 
-    def initialize(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
+    def initialize(self, http: HttpServices, **services: Any) -> None:
+        """``services`` are the ones the route gives (:func:`with_services`), declared by the handler."""
+        self.http = http
+        for name, service in services.items():
+            setattr(self, name, service)
         # Bodies are DICOM files, JSON or text, never HTML forms: Tornado must not parse them
         # as form fields (``curl --data-binary`` labels them x-www-form-urlencoded, and a
         # binary body then fails Tornado's field limits with an empty 400).
@@ -94,7 +165,8 @@ class OrthancHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         """Everything decided from the headers, before a byte of the body is read."""
-        self.ctx.metrics_request_started()
+        if self.http.policy.metrics:
+            self.http.metrics.request_started()
         self.username: str | None = None
         try:
             await self._check_headers()
@@ -104,11 +176,12 @@ class OrthancHandler(tornado.web.RequestHandler):
 
     async def _check_headers(self) -> None:
         """Remote access, credentials and the scripts' ``IncomingHttpRequestFilter``."""
-        if not self._remote_allowed():
-            raise OrthancError(ErrorCode.UNAUTHORIZED, http_status=403)
-        if self.ctx.config["AuthenticationEnabled"]:
-            self.username = self._authenticate()
-        if not await self.ctx.http_filters_accept(self):
+        if self.http.policy.authentication:
+            if not self._remote_allowed():
+                raise OrthancError(ErrorCode.UNAUTHORIZED, http_status=403)
+            if self.http.config["AuthenticationEnabled"]:
+                self.username = self._authenticate()
+        if self.http.policy.filters and not await self.http.filters(self):
             raise _Forbidden()
 
     _refused = False
@@ -153,12 +226,12 @@ class OrthancHandler(tornado.web.RequestHandler):
             return
         if self._refused:
             return  # a small body, read and dropped (data_received has no sink)
-        config = self.ctx.config
+        config = self.http.config
         raw_limit = limit_from_megabytes(config["MaximumRequestBodySizeMB"])
         inflated_limit = limit_from_megabytes(config["MaximumFileSizeInArchiveMB"])
         if raw_limit is not None and inflated_limit is not None:
             inflated_limit = min(raw_limit, inflated_limit)
-        spool_dir = self.ctx.area.tmp if self.spooled_body else None
+        spool_dir = self.http.spool_dir if self.spooled_body else None
         self._body = RequestBody(raw_limit, inflated_limit or raw_limit,
                                  self.request.headers.get("Content-Encoding", ""), spool_dir)
         try:
@@ -250,10 +323,11 @@ class OrthancHandler(tornado.web.RequestHandler):
         if self._body is not None:
             self._body.close()
             self._body = None
-        self.ctx.metrics_request_finished(self.request.request_time())
+        if self.http.policy.metrics:
+            self.http.metrics.request_finished(self.request.request_time())
 
     def _remote_allowed(self) -> bool:
-        if self.ctx.config["RemoteAccessAllowed"]:
+        if self.http.config["RemoteAccessAllowed"]:
             return True
         try:
             return ipaddress.ip_address(self.request.remote_ip or "127.0.0.1").is_loopback
@@ -262,10 +336,9 @@ class OrthancHandler(tornado.web.RequestHandler):
 
     def _authenticate(self) -> str:
         header = self.request.headers.get("Authorization", "")
-        scripting = getattr(self.ctx, "python", None)
-        if scripting is not None and scripting.accepts_token(header):
+        if self.http.accepts_token(header):
             return ""
-        users = self.ctx.config["RegisteredUsers"]
+        users = self.http.config["RegisteredUsers"]
         if header.startswith("Basic "):
             try:
                 user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
@@ -429,7 +502,7 @@ class OrthancHandler(tornado.web.RequestHandler):
         self.set_status(status)
         if status == 401:
             self.set_header("WWW-Authenticate", 'Basic realm="Orthanc Secure Area"')
-        if status in (401, 403) or not self.ctx.config["HttpDescribeErrors"]:
+        if status in (401, 403) or not self.http.config["HttpDescribeErrors"]:
             self.finish()
             return
         body = {
@@ -453,11 +526,15 @@ class OrthancHandler(tornado.web.RequestHandler):
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work (disk, SQLite, pydicom) off the event loop."""
-        return await IOLoop.current().run_in_executor(self.ctx.executor, fn, *args)
+        return await IOLoop.current().run_in_executor(self.http.executor, fn, *args)
+
+    def origin(self) -> Origin:
+        """The origin of what this request stores (the caller's for an in-process request)."""
+        return self.http.policy.origin_of(self.request.remote_ip or "", self.username or "")
 
     async def resource(self, level: Level, public_id: str) -> Resource:
         """The resource named in the URI, looked up in a worker thread; else Orthanc's 404."""
-        found = await self.run(self.ctx.index.lookup, public_id, level)
+        found = await self.run(self.http.index.lookup, public_id, level)
         if found is None:
             raise NoAnswer()
         return found

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server import bulk
 from server.errors import ErrorCode, OrthancError
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.formats import body_format
+
+if TYPE_CHECKING:
+    from server.resources import ResourceViews
+    from server.rest.metadata import MetadataNames
+    from server.storage.index import Index
+    from server.store import Store
 
 
 class BulkContentHandler(OrthancHandler):
+    index: Index
+    metadata_names: MetadataNames
+    views: ResourceViews
+
     async def post(self) -> None:
         body = self._object_body()
         metadata = body.get("Metadata", True)
         if not isinstance(metadata, bool):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'The field "Metadata" must contain a Boolean')
         fmt = body_format(body, "simplify")
-        self.answer_json(await self.run(bulk.bulk_content, self.ctx, body, fmt, metadata))
+        self.answer_json(await self.run(bulk.bulk_content, self.index, self.views, self.metadata_names, body, fmt,
+                                        metadata))
 
     def _object_body(self) -> dict:
         body = self.json_body()
@@ -25,13 +38,21 @@ class BulkContentHandler(OrthancHandler):
 
 
 class BulkDeleteHandler(BulkContentHandler):
+    index: Index
+    store: Store
+
     async def post(self) -> None:
-        await self.run(bulk.bulk_delete, self.ctx, self._object_body())
+        await self.run(bulk.bulk_delete, self.index, self.store, self._object_body())
         self.answer_empty_text()
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools/bulk-content", BulkContentHandler),
         (r"/tools/bulk-delete", BulkDeleteHandler),
     ]
+
+
+def routes(*, index: Index, metadata_names: MetadataNames, store: Store, views: ResourceViews) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), index=index, metadata_names=metadata_names, store=store, views=views)

@@ -2,39 +2,59 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server.dicom.create import DicomCreator, extract_pdf
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.resources import ID
-from server.store import Origin
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from server.config import Configuration
+    from server.storage.index import Index
+    from server.store import Store
 
 
 class CreateDicomHandler(OrthancHandler):
+    config: Configuration
+    encoding: Callable[[], str]
+    index: Index
+    store: Store
+
     async def post(self) -> None:
         body = self.json_body()
-        creator = DicomCreator(self.ctx.index, self.ctx.store, self.ctx.default_encoding,
-                               self.ctx.config["DefaultPrivateCreator"])
-        origin = Origin("RestApi", remote_ip=self.request.remote_ip, http_username=self.username or "")
-        self.answer_json(await self.run(creator.create, body, origin))
+        creator = DicomCreator(self.index, self.store, self.encoding(),
+                               self.config["DefaultPrivateCreator"])
+        self.answer_json(await self.run(creator.create, body, self.origin()))
 
 
 class InstancePdfHandler(OrthancHandler):
     """The embedded PDF of an Encapsulated PDF instance; an empty 404 for other instances."""
 
+    index: Index
+    store: Store
+
     async def get(self, public_id: str) -> None:
-        instance = await self.run(self.ctx.index.lookup, public_id, Level.INSTANCE)
+        instance = await self.run(self.index.lookup, public_id, Level.INSTANCE)
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        data = await self.run(self.ctx.store.read_dicom, instance)
+        data = await self.run(self.store.read_dicom, instance)
         pdf = await self.run(extract_pdf, data)
         if pdf is None:
             raise NoAnswer()
         self.answer_bytes(pdf, "application/pdf")
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools/create-dicom", CreateDicomHandler),
         (rf"/instances/{ID}/pdf", InstancePdfHandler),
     ]
+
+
+def routes(*, config: Configuration, encoding: Callable[[], str], index: Index, store: Store) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), config=config, encoding=encoding, index=index, store=store)

@@ -9,10 +9,15 @@ the answer never advertises a URI that would answer 404.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server.dicom.main_tags import Level
 from server.frames import frame_count
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.resources import ID
+
+if TYPE_CHECKING:
+    from server.storage.index import Index
 
 TOOLS = (
     "accepted-transfer-syntaxes", "bulk-anonymize", "bulk-content", "bulk-delete", "bulk-modify",
@@ -56,15 +61,22 @@ class FrameHandler(DirectoryHandler):
 
 
 class FramesHandler(OrthancHandler):
+    index: Index
+
     async def get(self, public_id: str) -> None:
         instance = await self.resource(Level.INSTANCE, public_id)
-        count = await self.run(frame_count, self.ctx.index, instance)
+        count = await self.run(frame_count, self.index, instance)
         self.answer_json(list(range(count)))
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools", ToolsHandler),
         (rf"/instances/{ID}/frames", FramesHandler),
         (r"/instances/([^/]+)/frames/([^/]+)", FrameHandler),
     ]
+
+
+def routes(*, index: Index) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), index=index)

@@ -9,12 +9,16 @@ follows ``Accept`` (PNG by default, JPEG with ``quality``, PAM).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from server import images
 from server.dicom import render
 from server.errors import ErrorCode, OrthancError
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.resources import ID
+
+if TYPE_CHECKING:
+    from server.instance_files import InstanceFiles
 
 log = logging.getLogger("isengard.images")
 
@@ -93,8 +97,10 @@ class _ImageHandler(OrthancHandler):
 
 
 class FramesHandler(OrthancHandler):
+    files: InstanceFiles
+
     async def get(self, public_id: str) -> None:
-        self.answer_json(await self.run(images.frames, self.ctx, public_id))
+        self.answer_json(await self.run(images.frames, self.files, public_id))
 
 
 class FrameChildrenHandler(OrthancHandler):
@@ -105,16 +111,20 @@ class FrameChildrenHandler(OrthancHandler):
 class ExtractedHandler(_ImageHandler):
     """``preview``, ``image-uint8``, ``image-uint16``, ``image-int16`` of a frame."""
 
+    files: InstanceFiles
+
     async def get(self, public_id: str, *rest: str) -> None:
         frame_text, mode = (None, rest[0]) if len(rest) == 1 else rest
         frame = self.frame_number(frame_text)
-        await self.answer_image(images.extracted, self.ctx, public_id, frame, render.Mode(mode), self.output)
+        await self.answer_image(images.extracted, self.files, public_id, frame, render.Mode(mode), self.output)
 
 
 class RenderedHandler(_ImageHandler):
+    files: InstanceFiles
+
     async def get(self, public_id: str, frame_text: str | None = None) -> None:
         frame = self.frame_number(frame_text)
-        await self.answer_image(images.rendered, self.ctx, public_id, frame, self.arguments, self.output)
+        await self.answer_image(images.rendered, self.files, public_id, frame, self.arguments, self.output)
 
     def arguments(self) -> render.RenderArguments:
         return render.RenderArguments(
@@ -144,15 +154,19 @@ class RenderedHandler(_ImageHandler):
 
 
 class MatlabHandler(OrthancHandler):
+    files: InstanceFiles
+
     async def get(self, public_id: str, frame_text: str | None = None) -> None:
         frame = _ImageHandler.frame_number(frame_text)
-        self.answer_bytes(await self.run(images.matlab, self.ctx, public_id, frame), "text/plain")
+        self.answer_bytes(await self.run(images.matlab, self.files, public_id, frame), "text/plain")
 
 
 class RawFrameHandler(OrthancHandler):
+    files: InstanceFiles
+
     async def get(self, public_id: str, frame_text: str, gz: str | None = None) -> None:
         frame = _ImageHandler.frame_number(frame_text)
-        encoded = await self.run(images.raw, self.ctx, public_id, frame, gz is not None)
+        encoded = await self.run(images.raw, self.files, public_id, frame, gz is not None)
         self.answer_bytes(encoded.body, encoded.mime)
 
 
@@ -173,6 +187,8 @@ class _NumpyHandler(OrthancHandler):
 
 
 class NumpyInstanceHandler(_NumpyHandler):
+    files: InstanceFiles
+
     async def get(self, public_id: str, frame_text: str | None = None) -> None:
         frame = None
         if frame_text is not None:
@@ -181,18 +197,20 @@ class NumpyInstanceHandler(_NumpyHandler):
                                    'Expected an unsigned integer for the "frame" argument')
             frame = int(frame_text)
         rescale, compress = self.options_of_query()
-        body = await self.run(images.numpy_instance, self.ctx, public_id, frame, rescale, compress)
+        body = await self.run(images.numpy_instance, self.files, public_id, frame, rescale, compress)
         self.answer_bytes(body, "application/octet-stream")
 
 
 class NumpySeriesHandler(_NumpyHandler):
+    files: InstanceFiles
+
     async def get(self, public_id: str) -> None:
         rescale, compress = self.options_of_query()
-        body = await self.run(images.numpy_series, self.ctx, public_id, rescale, compress)
+        body = await self.run(images.numpy_series, self.files, public_id, rescale, compress)
         self.answer_bytes(body, "application/octet-stream")
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     frame = rf"/instances/{ID}/frames/([^/]+)"
     return [
         (rf"/instances/{ID}/frames", FramesHandler),
@@ -208,3 +226,8 @@ def routes() -> list[tuple[str, type]]:
         (rf"/instances/{ID}/numpy", NumpyInstanceHandler),
         (rf"/series/{ID}/numpy", NumpySeriesHandler),
     ]
+
+
+def routes(*, files: InstanceFiles) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), files=files)

@@ -5,8 +5,9 @@ Lua's ``RestApiGet/Post/Put/Delete`` (and the Python scripting's
 
 * No HTTP layer: no authentication, no ``IncomingHttpRequestFilter``, no
   metrics, and instances uploaded this way are stored with the caller's
-  origin (``Lua``, ``Plugins``), never ``RestApi``.  That is done by giving
-  the handlers a view of the server context (:class:`_InProcessContext`).
+  origin (``Lua``, ``Plugins``), never ``RestApi``.  The handlers of each
+  caller's application carry that request policy
+  (:func:`server.rest.base.in_process_policy`).
 * Callable from any thread.  The handler coroutine runs on the event loop
   (:meth:`InProcessRest.submit` returns a ``concurrent.futures.Future``); its
   blocking work runs on a pool of its own (:class:`ContextExecutor`), so a
@@ -24,20 +25,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import dataclasses
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tornado.httputil
 import tornado.web
 
-from server.store import Origin, Store, StoreResult
-
-if TYPE_CHECKING:
-    from server.app import ServerContext
+from server.rest.base import RequestPolicy, in_process_policy
+from server.store import Origin
 
 #: Threads for the blocking work of in-process requests; created only when needed.
 MAX_WORKERS = 64
@@ -55,47 +54,6 @@ class ContextExecutor(concurrent.futures.ThreadPoolExecutor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
         return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
-
-
-class _OriginStore:
-    """The store as in-process handlers see it: uploads carry the caller's origin."""
-
-    def __init__(self, store: Store, origin: Origin) -> None:
-        self._store = store
-        self._origin = origin
-
-    def ingest(self, data: bytes, origin: Origin) -> StoreResult:
-        return self._store.ingest(data, self._origin)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
-class _InProcessContext:
-    """The server context with the HTTP layer switched off (see the module docstring)."""
-
-    def __init__(self, ctx: ServerContext, origin: Origin, executor: ContextExecutor) -> None:
-        config = dataclasses.replace(ctx.config, values={
-            **ctx.config.values, "AuthenticationEnabled": False, "RemoteAccessAllowed": True})
-        object.__setattr__(self, "_ctx", ctx)
-        object.__setattr__(self, "config", config)
-        object.__setattr__(self, "executor", executor)
-        object.__setattr__(self, "store", _OriginStore(ctx.store, origin))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ctx, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._ctx, name, value)
-
-    async def http_filters_accept(self, handler: Any) -> bool:
-        return True
-
-    def metrics_request_started(self) -> None:
-        """In-process calls are not HTTP requests: Orthanc's HTTP metrics ignore them."""
-
-    def metrics_request_finished(self, seconds: float) -> None:
-        """See :meth:`metrics_request_started`."""
 
 
 class _Connection(tornado.httputil.HTTPConnection):
@@ -129,22 +87,28 @@ class _Connection(tornado.httputil.HTTPConnection):
 
 
 class InProcessRest:
-    """Serves REST requests on the server's own handlers, from any thread."""
+    r"""Serves REST requests on the server's own handlers, from any thread, once :meth:`start`\ ed."""
 
-    def __init__(self, ctx: ServerContext, loop: asyncio.AbstractEventLoop,
-                 build: Callable[[Any], tornado.web.Application]) -> None:
-        self._ctx = ctx
-        self._loop = loop
+    def __init__(self, build: Callable[[RequestPolicy, Executor], tornado.web.Application]) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._build = build
         self._executor = ContextExecutor(MAX_WORKERS, thread_name_prefix="rest-inprocess")
         self._applications: dict[str, tornado.web.Application] = {}
         self._lock = threading.Lock()
 
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve on ``loop`` from now on (the server's event loop, once it runs)."""
+        self._loop = loop
+
+    @property
+    def ready(self) -> bool:
+        return self._loop is not None
+
     def _application(self, origin: Origin) -> tornado.web.Application:
         with self._lock:
             if origin.kind not in self._applications:
-                view = _InProcessContext(self._ctx, origin, self._executor)
-                self._applications[origin.kind] = self._build(view)
+                policy = in_process_policy(origin)
+                self._applications[origin.kind] = self._build(policy, self._executor)
             return self._applications[origin.kind]
 
     async def fetch(self, method: str, uri: str, body: bytes = b"",
@@ -152,6 +116,7 @@ class InProcessRest:
         """Serve one request; to be awaited on the event loop."""
         origin = origin or Origin("Lua")
         application = self._application(origin)
+        assert self._loop is not None
         done: asyncio.Future[Answer] = self._loop.create_future()
         request_headers = tornado.httputil.HTTPHeaders({"Host": "localhost"})
         for name, value in (headers or {}).items():
@@ -166,6 +131,8 @@ class InProcessRest:
                headers: dict[str, str] | None = None,
                origin: Origin | None = None) -> concurrent.futures.Future[Answer]:
         """Start a request from any thread; the future resolves with its :class:`Answer`."""
+        if self._loop is None:
+            raise RuntimeError("In-process REST calls are served once the server runs")
         return asyncio.run_coroutine_threadsafe(
             self.fetch(method, uri, body, headers, origin), self._loop)
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
 
 from server.errors import ErrorCode, OrthancError
 from server.events import JobEvent, Kind
 from server.jobs.job import Job, JobState
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
+
+if TYPE_CHECKING:
+    from server.events import EventBus
+    from server.jobs.engine import JobsEngine
 
 #: Job event kind -> its SSE event name in ``/jobs/events``.
 SSE_EVENTS = {
@@ -55,7 +59,7 @@ async def submit_job(handler: OrthancHandler, job: Job, body: Any,
     end and stays in ``/jobs`` like any other.
     """
     synchronous, priority = job_options(body, synchronous_by_default)
-    engine = handler.ctx.jobs
+    engine = handler.jobs
     job_id = await handler.run(engine.submit, job, priority)
     if not synchronous:
         handler.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
@@ -67,12 +71,14 @@ async def submit_job(handler: OrthancHandler, job: Job, body: Any,
 
 
 class JobsHandler(OrthancHandler):
+    jobs: JobsEngine
+
     async def get(self) -> None:
         self.answer_json(await self.run(self._list, self.flag("expand")))
 
     def _list(self, expand: bool) -> list[Any]:
         """Off the loop: the engine's lock may wait on a job saving its state to the index."""
-        engine = self.ctx.jobs
+        engine = self.jobs
         ids = engine.ids()
         if expand:
             return [d for d in (engine.describe(i) for i in ids) if d is not None]
@@ -80,21 +86,25 @@ class JobsHandler(OrthancHandler):
 
 
 class JobHandler(OrthancHandler):
+    jobs: JobsEngine
+
     async def get(self, job_id: str) -> None:
-        document = await self.run(self.ctx.jobs.describe, job_id)
+        document = await self.run(self.jobs.describe, job_id)
         if document is None:
             raise NoAnswer()
         self.answer_json(document)
 
     async def delete(self, job_id: str) -> None:
-        if not await self.run(self.ctx.jobs.delete, job_id):
+        if not await self.run(self.jobs.delete, job_id):
             raise NoAnswer()
         self.answer_json({})
 
 
 class JobActionHandler(OrthancHandler):
+    jobs: JobsEngine
+
     async def post(self, job_id: str, action: str) -> None:
-        engine = self.ctx.jobs
+        engine = self.jobs
         done = await self.run(getattr(engine, action), job_id)
         if not done:
             raise NoAnswer()
@@ -103,8 +113,10 @@ class JobActionHandler(OrthancHandler):
 
 
 class JobOutputHandler(OrthancHandler):
+    jobs: JobsEngine
+
     async def get(self, job_id: str, key: str) -> None:
-        output = await self.run(self.ctx.jobs.output, job_id, key)
+        output = await self.run(self.jobs.output, job_id, key)
         if output is None:
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Job has no such output: {key}")
         self.set_header("Content-Type", output.mime)
@@ -118,13 +130,16 @@ class JobOutputHandler(OrthancHandler):
         await self.finish()
 
     async def delete(self, job_id: str, key: str) -> None:
-        if not await self.run(self.ctx.jobs.delete_output, job_id, key):
+        if not await self.run(self.jobs.delete_output, job_id, key):
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Job has no such output: {key}")
         self.answer_json({})
 
 
 class JobEventsHandler(OrthancHandler):
     """``GET /jobs/events[?job=ID]``: job state and progress as Server-Sent Events."""
+
+    bus: EventBus
+    jobs: JobsEngine
 
     async def get(self) -> None:
         wanted = self.get_argument("job", None)
@@ -136,7 +151,7 @@ class JobEventsHandler(OrthancHandler):
                 loop.call_soon_threadsafe(_offer, queue, event)
 
         for kind in SSE_EVENTS:
-            self.ctx.bus.subscribe(kind, listener)
+            self.bus.subscribe(kind, listener)
         try:
             self.set_header("Content-Type", "text/event-stream")
             self.set_header("Cache-Control", "no-cache")
@@ -147,7 +162,7 @@ class JobEventsHandler(OrthancHandler):
             pass
         finally:
             for kind in SSE_EVENTS:
-                self.ctx.bus.unsubscribe(kind, listener)
+                self.bus.unsubscribe(kind, listener)
 
     async def _stream(self, queue: asyncio.Queue[JobEvent]) -> None:
         while True:
@@ -157,7 +172,7 @@ class JobEventsHandler(OrthancHandler):
                 self.write(": keep-alive\n\n")
                 await self.flush()
                 continue
-            document = await self.run(self.ctx.jobs.describe, event.job_id) or {}
+            document = await self.run(self.jobs.describe, event.job_id) or {}
             data = {"ID": event.job_id, "State": document.get("State"),
                     "Progress": document.get("Progress"), "Type": document.get("Type")}
             if document.get("State") == "Failure":
@@ -172,7 +187,7 @@ def _offer(queue: asyncio.Queue[JobEvent], item: JobEvent) -> None:
         queue.put_nowait(item)
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/jobs", JobsHandler),
         (r"/jobs/events", JobEventsHandler),
@@ -180,3 +195,8 @@ def routes() -> list[tuple[str, type]]:
         (r"/jobs/([^/]+)/(pause|resume|cancel|resubmit)", JobActionHandler),
         (r"/jobs/([^/]+)/([^/]+)", JobOutputHandler),
     ]
+
+
+def routes(*, bus: EventBus, jobs: JobsEngine) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), bus=bus, jobs=jobs)

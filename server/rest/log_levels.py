@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server import logging_setup
 from server.errors import ErrorCode, OrthancError
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 
 
 class LogCategoryHandler(OrthancHandler):
@@ -20,6 +20,11 @@ class LogCategoryHandler(OrthancHandler):
         self.answer_empty_text()
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     categories = "|".join(logging_setup.CATEGORIES)
     return [(rf"/tools/log-level-({categories})", LogCategoryHandler)]
+
+
+def routes() -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths())

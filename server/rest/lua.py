@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server.errors import OrthancError
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 from server.scripting.lua_runtime import LuaScriptError
+
+if TYPE_CHECKING:
+    from server.config import Configuration
+    from server.scripting.lua import LuaScripting
 
 
 class ExecuteScriptHandler(OrthancHandler):
@@ -14,17 +20,25 @@ class ExecuteScriptHandler(OrthancHandler):
     they are not persisted.
     """
 
+    config: Configuration
+    lua: LuaScripting
+
     async def post(self) -> None:
-        if not self.ctx.config["ExecuteLuaEnabled"]:
+        if not self.config["ExecuteLuaEnabled"]:
             self._empty(403)
             self.finish()
             return
         try:
-            output = await self.ctx.lua.execute(self.request.body)
+            output = await self.lua.execute(self.request.body)
         except LuaScriptError as error:
             raise OrthancError(error.code, error.message) from None
         self.answer_text(output)
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [(r"/tools/execute-script", ExecuteScriptHandler)]
+
+
+def routes(*, config: Configuration, lua: LuaScripting) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), config=config, lua=lua)

@@ -10,7 +10,7 @@ that header is required to overwrite or delete.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
@@ -18,7 +18,7 @@ from server.attachments import Attachments
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.resources import METADATA_NAMES
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.resources import ID, LEVELS
 from server.storage.index import (
     ATTACHMENT_DICOM,
@@ -30,6 +30,13 @@ from server.storage.index import (
     is_user_type,
     md5_hex,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from server.config import Configuration
+    from server.storage.area import StorageArea
+    from server.storage.index import Index, Resource
 
 #: Orthanc's attachment number for the "DICOM as JSON" summary, which may be deleted.
 ATTACHMENT_DICOM_AS_JSON = 2
@@ -106,6 +113,9 @@ def parse_revision(value: str, header: str) -> Revision:
 class RevisionedHandler(OrthancHandler):
     """What the metadata and attachment routes share: the target resource and revisions."""
 
+    config: Configuration
+    index: Index
+
     def clear(self) -> None:
         """Keep the ETag and Allow headers already set through an error answer (a malformed
         If-None-Match gets 400 with the current ETag, as in Orthanc; a 405 says what is allowed)."""
@@ -117,7 +127,7 @@ class RevisionedHandler(OrthancHandler):
                 self.set_header(name, value)
 
     async def target(self, plural: str, public_id: str) -> Resource:
-        found = await self.run(self.ctx.index.lookup, public_id, Level.parse(plural))
+        found = await self.run(self.index.lookup, public_id, Level.parse(plural))
         if found is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         return found
@@ -137,14 +147,14 @@ class RevisionedHandler(OrthancHandler):
         header = self.request.headers.get("If-Match")
         if header is not None:
             return parse_revision(header, "if-match")
-        return EXPECT_NEW if self.ctx.config["CheckRevisions"] else None
+        return EXPECT_NEW if self.config["CheckRevisions"] else None
 
     def expected_for_delete(self) -> Revision | None:
         """The revision a DELETE removes; without If-Match, CheckRevisions refuses the DELETE."""
         header = self.request.headers.get("If-Match")
         if header is not None:
             return parse_revision(header, "if-match")
-        if self.ctx.config["CheckRevisions"]:
+        if self.config["CheckRevisions"]:
             raise OrthancError(ErrorCode.REVISION,
                                'HTTP header "If-Match" is missing, as "CheckRevisions" is "true"')
         return None
@@ -156,10 +166,13 @@ class RevisionedHandler(OrthancHandler):
 
 
 class MetadataListHandler(RevisionedHandler):
+    index: Index
+    metadata_names: MetadataNames
+
     async def get(self, plural: str, public_id: str) -> None:
         resource = await self.target(plural, public_id)
-        values = await self.run(self.ctx.index.metadata, resource.internal_id)
-        names = self.ctx.metadata_names
+        values = await self.run(self.index.metadata, resource.internal_id)
+        names = self.metadata_names
         # ``?numeric`` (Orthanc 1.12.0): the metadata by number instead of by name.
         name = (lambda kind: kind) if self.flag("numeric") else names.name
         if self.flag("expand"):
@@ -169,10 +182,14 @@ class MetadataListHandler(RevisionedHandler):
 
 
 class MetadataHandler(RevisionedHandler):
+    index: Index
+    metadata_names: MetadataNames
+    publish_updated: Callable[[Resource], None]
+
     async def get(self, plural: str, public_id: str, name: str) -> None:
-        number = self.ctx.metadata_names.number(name)
+        number = self.metadata_names.number(name)
         resource = await self.target(plural, public_id)
-        found = await self.run(self.ctx.index.metadata_revision, resource.internal_id, number)
+        found = await self.run(self.index.metadata_revision, resource.internal_id, number)
         if found is None:
             raise NoAnswer()
         value, revision = found
@@ -184,9 +201,9 @@ class MetadataHandler(RevisionedHandler):
         value = self.request.body.decode("utf-8", "replace")
         expected = self.expected_for_put()
         resource = await self.target(plural, public_id)
-        revision = await self.run(self.ctx.index.set_metadata, resource.internal_id,
+        revision = await self.run(self.index.set_metadata, resource.internal_id,
                                   number, value, expected)
-        self.ctx.publish_updated(resource)
+        self.publish_updated(resource)
         self.set_header("ETag", f'"{revision}-{md5_hex(value)}"')
         self.answer_empty_text()
 
@@ -194,14 +211,14 @@ class MetadataHandler(RevisionedHandler):
         number = self._writable(name)
         expected = self.expected_for_delete()
         resource = await self.target(plural, public_id)
-        if not await self.run(self.ctx.index.delete_metadata, resource.internal_id, number,
+        if not await self.run(self.index.delete_metadata, resource.internal_id, number,
                               expected):
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        self.ctx.publish_updated(resource)
+        self.publish_updated(resource)
         self.answer_empty_text()
 
     def _writable(self, name: str) -> int:
-        number = self.ctx.metadata_names.number(name)
+        number = self.metadata_names.number(name)
         if not is_user_type(number):
             raise self.forbidden()
         return number
@@ -216,10 +233,13 @@ _POST_OPERATIONS = {"compress", "uncompress", "verify-md5"}
 
 
 class AttachmentListHandler(RevisionedHandler):
+    content_types: ContentTypes
+    index: Index
+
     async def get(self, plural: str, public_id: str) -> None:
         resource = await self.target(plural, public_id)
-        found = await self.run(self.ctx.index.attachments, resource.internal_id)
-        names = self.ctx.content_types
+        found = await self.run(self.index.attachments, resource.internal_id)
+        names = self.content_types
         if "full" in self.request.query_arguments:
             self.answer_json({names.name(n): n for n in found})
         else:
@@ -227,10 +247,16 @@ class AttachmentListHandler(RevisionedHandler):
 
 
 class AttachmentHandler(RevisionedHandler):
+    area: StorageArea
+    config: Configuration
+    content_types: ContentTypes
+    index: Index
+    publish_updated: Callable[[Resource], None]
+
     async def get(self, plural: str, public_id: str, name: str, operation: str | None) -> None:
         if operation and operation not in _GET_OPERATIONS:
             self._no_route(operation)
-        number = self.ctx.content_types.number(name)
+        number = self.content_types.number(name)
         attachment = await self._attachment(await self.target(plural, public_id), number)
         if self.answer_revision(attachment.revision, attachment.uncompressed_md5):
             return
@@ -246,24 +272,24 @@ class AttachmentHandler(RevisionedHandler):
     async def post(self, plural: str, public_id: str, name: str, operation: str | None) -> None:
         if operation not in _POST_OPERATIONS:
             self._no_route(operation)
-        number = self.ctx.content_types.number(name)
+        number = self.content_types.number(name)
         resource = await self.target(plural, public_id)
         service = self._service()
         if operation == "verify-md5":
-            attachment = await self.run(self.ctx.index.attachment, resource.internal_id, number)
+            attachment = await self.run(self.index.attachment, resource.internal_id, number)
             if attachment is None or not await self.run(service.verify, attachment):
                 raise NoAnswer()
         else:
             await self.run(service.change_compression, resource.internal_id, number,
                            operation == "compress")
             if is_user_type(number):
-                self.ctx.publish_updated(resource, attachment=True)
+                self.publish_updated(resource, attachment=True)
         self.answer_text("{}", "application/json")
 
     async def put(self, plural: str, public_id: str, name: str, operation: str | None) -> None:
         if operation:
             self._no_route(operation)
-        number = self.ctx.content_types.number(name)
+        number = self.content_types.number(name)
         if not is_user_type(number):
             raise self.forbidden()
         expected = self.expected_for_put()
@@ -271,23 +297,23 @@ class AttachmentHandler(RevisionedHandler):
         data = self.request.body
         revision = await self.run(self._service().put, resource.internal_id, number, data,
                                   expected)
-        self.ctx.publish_updated(resource, attachment=True)
+        self.publish_updated(resource, attachment=True)
         self.set_header("ETag", f'"{revision}-{md5_hex(data)}"')
         self.answer_text("{}", "application/json")
 
     async def delete(self, plural: str, public_id: str, name: str, operation: str | None) -> None:
         if operation:
             self._no_route(operation)
-        number = self.ctx.content_types.number(name)
+        number = self.content_types.number(name)
         if not (is_user_type(number) or (number == ATTACHMENT_DICOM_AS_JSON
-                                         and self.ctx.config["StoreDicom"])):
+                                         and self.config["StoreDicom"])):
             raise self.forbidden()
         expected = self.expected_for_delete()
         resource = await self.target(plural, public_id)
         if not await self.run(self._service().delete, resource.internal_id, number, expected):
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         if is_user_type(number):
-            self.ctx.publish_updated(resource, attachment=True)
+            self.publish_updated(resource, attachment=True)
         self.answer_empty_text()
 
     def _no_route(self, operation: str | None) -> None:
@@ -298,10 +324,10 @@ class AttachmentHandler(RevisionedHandler):
         raise tornado.web.HTTPError(404)
 
     def _service(self) -> Attachments:
-        return Attachments(self.ctx.index, self.ctx.area)
+        return Attachments(self.index, self.area)
 
     async def _attachment(self, resource: Resource, number: int) -> Attachment:
-        attachment = await self.run(self.ctx.index.attachment, resource.internal_id, number)
+        attachment = await self.run(self.index.attachment, resource.internal_id, number)
         if attachment is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         return attachment
@@ -314,7 +340,7 @@ class AttachmentHandler(RevisionedHandler):
             self.answer_bytes(data, _BINARY)
             return
         extension = ".dcm" if attachment.file_type == ATTACHMENT_DICOM else ""
-        self.answer_bytes(data, self.ctx.content_types.mime(attachment.file_type),
+        self.answer_bytes(data, self.content_types.mime(attachment.file_type),
                           filename=attachment.uuid + extension)
 
 
@@ -337,10 +363,17 @@ def _info(attachment: Attachment) -> dict:
             "Uuid": attachment.uuid}
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (rf"/{LEVELS}/{ID}/metadata", MetadataListHandler),
         (rf"/{LEVELS}/{ID}/metadata/([^/]+)", MetadataHandler),
         (rf"/{LEVELS}/{ID}/attachments", AttachmentListHandler),
         (rf"/{LEVELS}/{ID}/attachments/([^/]+)(?:/([^/]+))?", AttachmentHandler),
     ]
+
+
+def routes(*, area: StorageArea, config: Configuration, content_types: ContentTypes, index: Index,
+           metadata_names: MetadataNames, publish_updated: Callable[[Resource], None]) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), area=area, config=config, content_types=content_types, index=index,
+                         metadata_names=metadata_names, publish_updated=publish_updated)

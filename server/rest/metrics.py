@@ -2,37 +2,55 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server.dicom.main_tags import Level
 from server.metrics import refresh_state
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
+
+if TYPE_CHECKING:
+    from server.jobs.engine import JobsEngine
+    from server.metrics import Metrics
+    from server.storage.index import Index
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 class MetricsEnabledHandler(OrthancHandler):
+    metrics: Metrics
+
     async def get(self) -> None:
-        self.answer_text("1" if self.ctx.metrics.enabled else "0")
+        self.answer_text("1" if self.metrics.enabled else "0")
 
     async def put(self) -> None:
-        self.ctx.metrics.set_enabled(self.boolean_body())
+        self.metrics.set_enabled(self.boolean_body())
         self.answer_empty_text()
 
 
 class PrometheusHandler(OrthancHandler):
+    index: Index
+    jobs: JobsEngine
+    metrics: Metrics
+
     async def get(self) -> None:
-        if self.ctx.metrics.enabled:
+        if self.metrics.enabled:
             await self.run(self._refresh)
-        self.answer_text(self.ctx.metrics.prometheus_text(), PROMETHEUS_CONTENT_TYPE)
+        self.answer_text(self.metrics.prometheus_text(), PROMETHEUS_CONTENT_TYPE)
 
     def _refresh(self) -> None:
-        index = self.ctx.index
+        index = self.index
         counts = {level.plural: index.count(level) for level in Level}
         _, last_change = index.last_change()
-        refresh_state(self.ctx.metrics, counts, index.totals(), last_change, self.ctx.jobs.counts())
+        refresh_state(self.metrics, counts, index.totals(), last_change, self.jobs.counts())
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools/metrics", MetricsEnabledHandler),
         (r"/tools/metrics-prometheus", PrometheusHandler),
     ]
+
+
+def routes(*, index: Index, jobs: JobsEngine, metrics: Metrics) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), index=index, jobs=jobs, metrics=metrics)

@@ -1,13 +1,13 @@
 """``/modalities``: the DICOM modalities, and C-ECHO, C-STORE, C-FIND and C-MOVE as their SCU.
 
-Handlers parse and answer as Orthanc 1.10.1; the work is in ``ctx.network``
+Handlers parse and answer as Orthanc 1.10.1; the work is in the network service
 (:mod:`server.net.service`).  Storage commitment has its own module.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.dicom.json_format import tags_simplified
 from server.dicom.main_tags import BY_LEVEL, Level, Tag
@@ -15,9 +15,16 @@ from server.errors import ErrorCode, OrthancError
 from server.find import parse_tag
 from server.net.modalities import check_name, normalize_modality, parse_modality
 from server.net.scu import Remote
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.jobs import submit_job
 from server.storage import ids
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from server.config import Configuration
+    from server.jobs.engine import JobsEngine
+    from server.net.service import NetworkService
 
 NAME = r"([^/]+)"
 
@@ -132,14 +139,18 @@ def query_tags(query: Any, field: str = "Query") -> dict[Tag, str]:
 
 
 class ModalitiesHandler(OrthancHandler):
+    network: NetworkService
+
     async def get(self) -> None:
-        modalities = {n: normalize_modality(p) for n, p in self.ctx.network.modalities.all().items()}
+        modalities = {n: normalize_modality(p) for n, p in self.network.modalities.all().items()}
         self.answer_json(modalities if self.flag("expand") else sorted(modalities))
 
 
 class ModalityHandler(OrthancHandler):
+    network: NetworkService
+
     async def get(self, name: str) -> None:
-        if self.ctx.network.modalities.get(name) is None:
+        if self.network.modalities.get(name) is None:
             raise NoAnswer()
         self.answer_json(OPERATIONS)
 
@@ -150,24 +161,28 @@ class ModalityHandler(OrthancHandler):
         except ValueError:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
         params = parse_modality(body)
-        await self.run(self.ctx.network.modalities.put, name, params)
+        await self.run(self.network.modalities.put, name, params)
         self.answer_empty_text()
 
     async def delete(self, name: str) -> None:
-        if not await self.run(self.ctx.network.modalities.delete, name):
+        if not await self.run(self.network.modalities.delete, name):
             raise OrthancError(ErrorCode.INEXISTENT_ITEM,
                                f"Unknown DICOM modality with symbolic name: {name}")
         self.answer_empty_text()
 
 
 class ModalityConfigurationHandler(OrthancHandler):
+    network: NetworkService
+
     async def get(self, name: str) -> None:
-        self.answer_json(self.ctx.network.modality(name))
+        self.answer_json(self.network.modality(name))
 
 
 class EchoHandler(OrthancHandler):
+    network: NetworkService
+
     async def post(self, name: str) -> None:
-        network = self.ctx.network
+        network = self.network
         body = json_value(self) if self.request.body.strip() else {}
         body = body if isinstance(body, dict) else {}   # Orthanc ignores other JSON values
         remote = network.remote(name, timeout=timeout_option(body))
@@ -178,20 +193,25 @@ class EchoHandler(OrthancHandler):
 class ToolsEchoHandler(OrthancHandler):
     """``POST /tools/dicom-echo``: C-ECHO to a modality given by its parameters."""
 
+    config: Configuration
+    network: NetworkService
+
     async def post(self) -> None:
         body = json_value(self)
         if isinstance(body, dict):
             params = parse_modality({k: v for k, v in body.items() if k != "CheckFind"})
         else:
             params, body = parse_modality(body), {}
-        remote = Remote.of(params, self.ctx.config, timeout=timeout_option(body))
-        await self.run(self.ctx.network.echo, remote, option(body, "CheckFind", bool))
+        remote = Remote.of(params, self.config, timeout=timeout_option(body))
+        await self.run(self.network.echo, remote, option(body, "CheckFind", bool))
         self.answer_json({})
 
 
 class StoreHandler(OrthancHandler):
+    network: NetworkService
+
     async def post(self, name: str) -> None:
-        network = self.ctx.network
+        network = self.network
         network.modality(name)
         resources, body = export_request(self.request.body)
         instances = await self.run(network.instances_of, resources, name)
@@ -206,15 +226,19 @@ class StoreHandler(OrthancHandler):
 
 
 class StoreStraightHandler(OrthancHandler):
+    network: NetworkService
+
     async def post(self, name: str) -> None:
-        network = self.ctx.network
+        network = self.network
         network.modality(name)
         self.answer_json(await self.run(network.store_straight, name, self.request.body))
 
 
 class QueryHandler(OrthancHandler):
+    network: NetworkService
+
     async def post(self, name: str) -> None:
-        network = self.ctx.network
+        network = self.network
         body = json_object(self)
         if not isinstance(body.get("Level"), str):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The JSON body must contain field Level")
@@ -236,6 +260,8 @@ class QueryHandler(OrthancHandler):
 class MoveHandler(OrthancHandler):
     """``/modalities/{id}/move``: synchronous C-MOVE, as in Orthanc 1.10.1 (no job)."""
 
+    network: NetworkService
+
     async def post(self, name: str) -> None:
         body = json_object(self, "Must provide a JSON body containing fields Resources and Level")
         if not isinstance(body.get("Resources"), list) or not isinstance(body.get("Level"), str):
@@ -243,7 +269,7 @@ class MoveHandler(OrthancHandler):
                                "Must provide a JSON body containing fields Resources and Level")
         level = parse_level(body["Level"])
         resources = [query_tags(r, "Resources") for r in body["Resources"]]
-        network = self.ctx.network
+        network = self.network
         network.modality(name)
         await self.run(network.move, name, level, resources, option(body, "TargetAet", str),
                        option(body, "LocalAet", str), timeout_option(body))
@@ -286,9 +312,12 @@ def _enough(fields: dict[Tag, str], *keys: Tag) -> bool:
 class LegacyFindHandler(OrthancHandler):
     """``find-patient``, ``find-study``, ``find-series``, ``find-instance`` and ``find``."""
 
+    encoding: Callable[[], str]
+    network: NetworkService
+
     async def post(self, name: str, kind: str) -> None:
         fields = query_tags(json_object(self), "body")
-        remote = self.ctx.network.remote(name)
+        remote = self.network.remote(name)
         self.answer_json(await self.run(self._find, remote, kind, fields))
 
     def _find(self, remote: Remote, kind: str, fields: dict[Tag, str]) -> list:
@@ -304,8 +333,8 @@ class LegacyFindHandler(OrthancHandler):
         return self._answers(remote, level, fields)
 
     def _answers(self, remote: Remote, level: Level, fields: dict[Tag, str]) -> list[dict]:
-        answers = self.ctx.network.find(remote, level, _template(level, fields))
-        return [tags_simplified(a, self.ctx.default_encoding) for a in answers]
+        answers = self.network.find(remote, level, _template(level, fields))
+        return [tags_simplified(a, self.encoding()) for a in answers]
 
     def _tree(self, remote: Remote, fields: dict[Tag, str]) -> list[dict]:
         result = []
@@ -322,15 +351,18 @@ class LegacyFindHandler(OrthancHandler):
 
 
 class FindWorklistHandler(OrthancHandler):
+    encoding: Callable[[], str]
+    network: NetworkService
+
     async def post(self, name: str) -> None:
         body = json_object(self)
-        network = self.ctx.network
+        network = self.network
         remote = network.remote(name)
         answers = await self.run(network.find_worklist, remote, body)
-        self.answer_json([tags_simplified(a, self.ctx.default_encoding) for a in answers])
+        self.answer_json([tags_simplified(a, self.encoding()) for a in answers])
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/modalities", ModalitiesHandler),
         (rf"/modalities/{NAME}", ModalityHandler),
@@ -345,3 +377,9 @@ def routes() -> list[tuple[str, type]]:
         (rf"/modalities/{NAME}/find-worklist", FindWorklistHandler),
         (r"/tools/dicom-echo", ToolsEchoHandler),
     ]
+
+
+def routes(*, jobs: JobsEngine, config: Configuration, encoding: Callable[[], str],
+           network: NetworkService) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), jobs=jobs, config=config, encoding=encoding, network=network)

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.net.modalities import check_name, normalize_peer, parse_peer, peer_settings
 from server.net.peers import PeerClient
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.jobs import submit_job
 from server.rest.modalities import export_request, option
+
+if TYPE_CHECKING:
+    from server.config import Configuration
+    from server.jobs.engine import JobsEngine
+    from server.net.service import NetworkService
 
 NAME = r"([^/]+)"
 
 
 class PeersHandler(OrthancHandler):
+    network: NetworkService
+
     async def get(self) -> None:
-        peers = {n: normalize_peer(p) for n, p in self.ctx.network.peers.all().items()}
+        peers = {n: normalize_peer(p) for n, p in self.network.peers.all().items()}
         self.answer_json(peers if self.flag("expand") else sorted(peers))
 
 
 class PeerHandler(OrthancHandler):
+    network: NetworkService
+
     async def get(self, name: str) -> None:
-        if self.ctx.network.peers.get(name) is None:
+        if self.network.peers.get(name) is None:
             raise NoAnswer()
         self.answer_json(["configuration", "store", "store-straight", "system"])
 
@@ -34,25 +44,30 @@ class PeerHandler(OrthancHandler):
         except ValueError:
             raise NoAnswer() from None
         params = parse_peer(body)
-        await self.run(self.ctx.network.peers.put, name, params)
+        await self.run(self.network.peers.put, name, params)
         self.answer_empty_text()
 
     async def delete(self, name: str) -> None:
-        if not await self.run(self.ctx.network.peers.delete, name):
+        if not await self.run(self.network.peers.delete, name):
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown Orthanc peer: {name}")
         self.answer_empty_text()
 
 
 class PeerConfigurationHandler(OrthancHandler):
+    network: NetworkService
+
     async def get(self, name: str) -> None:
-        self.answer_json(normalize_peer(self.ctx.network.peer(name)))
+        self.answer_json(normalize_peer(self.network.peer(name)))
 
 
 class PeerSystemHandler(OrthancHandler):
     """``GET /peers/{p}/system``: the peer's own answer, status included."""
 
+    config: Configuration
+    network: NetworkService
+
     async def get(self, name: str) -> None:
-        client = PeerClient(name, peer_settings(self.ctx.network.peer(name)), self.ctx.config)
+        client = PeerClient(name, peer_settings(self.network.peer(name)), self.config)
         try:
             status, body = await self.run(client.system)
         finally:
@@ -65,8 +80,10 @@ class PeerSystemHandler(OrthancHandler):
 
 
 class PeerStoreHandler(OrthancHandler):
+    network: NetworkService
+
     async def post(self, name: str) -> None:
-        network = self.ctx.network
+        network = self.network
         network.peer(name)
         resources, body = export_request(self.request.body)
         instances = await self.run(network.instances_of, resources, name)
@@ -81,8 +98,11 @@ class PeerStoreHandler(OrthancHandler):
 class PeerStoreStraightHandler(OrthancHandler):
     """``POST /peers/{p}/store-straight``: a DICOM file sent as is; the peer's answer."""
 
+    config: Configuration
+    network: NetworkService
+
     async def post(self, name: str) -> None:
-        client = PeerClient(name, peer_settings(self.ctx.network.peer(name)), self.ctx.config)
+        client = PeerClient(name, peer_settings(self.network.peer(name)), self.config)
         try:
             answer = await self.run(client.store, self.request.body, False)
         finally:
@@ -90,7 +110,7 @@ class PeerStoreStraightHandler(OrthancHandler):
         self.answer_bytes(answer, "application/json")
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/peers", PeersHandler),
         (rf"/peers/{NAME}", PeerHandler),
@@ -99,3 +119,8 @@ def routes() -> list[tuple[str, type]]:
         (rf"/peers/{NAME}/store", PeerStoreHandler),
         (rf"/peers/{NAME}/store-straight", PeerStoreStraightHandler),
     ]
+
+
+def routes(*, jobs: JobsEngine, config: Configuration, network: NetworkService) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), jobs=jobs, config=config, network=network)

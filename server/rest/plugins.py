@@ -5,15 +5,22 @@ provides (clients look for it here to know whether JPEG 2000 is available)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server.images import jpeg2000_enabled
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
+
+if TYPE_CHECKING:
+    from server.instance_files import InstanceFiles
 
 EXPLORER_JS = "// Extensions to Orthanc Explorer by the registered plugins\n\n"
 
 
 class PluginsHandler(OrthancHandler):
+    files: InstanceFiles
+
     async def get(self) -> None:
-        self.answer_json(["explorer.js", "gdcm"] if jpeg2000_enabled(self.ctx) else ["explorer.js"])
+        self.answer_json(["explorer.js", "gdcm"] if jpeg2000_enabled(self.files) else ["explorer.js"])
 
 
 class ExplorerExtensionsHandler(OrthancHandler):
@@ -28,9 +35,14 @@ class PluginHandler(OrthancHandler):
         raise NoAnswer()
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/plugins", PluginsHandler),
         (r"/plugins/explorer\.js", ExplorerExtensionsHandler),
         (r"/plugins/([^/]+)", PluginHandler),
     ]
+
+
+def routes(*, files: InstanceFiles) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), files=files)

@@ -14,28 +14,45 @@ the caller's ``contextvars`` into the event loop); ``...AfterPlugins`` and Lua's
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import tornado.httputil
 from tornado.ioloop import IOLoop
 from tornado.routing import Matcher
 
-from server.rest.base import OrthancHandler
-
-if TYPE_CHECKING:
-    from server.app import ServerContext
+from server.rest.base import HttpServices, OrthancHandler
 
 #: True while an in-process request must not reach the scripts' routes.
 SKIP_SCRIPT_ROUTES: contextvars.ContextVar[bool] = contextvars.ContextVar("skip_script_routes", default=False)
 
 
+class ScriptRoutes(Protocol):
+    """What the routes use of the Python script (:class:`server.scripting.python.PythonScripting`)."""
+
+    @property
+    def routes(self) -> Sequence[Any]:
+        """The registered (pattern, callback) pairs."""
+
+    @property
+    def rest_pool(self) -> Executor:
+        """Where the callbacks of HTTP requests run."""
+
+    def find_route(self, path: str) -> Any:
+        """The callback of ``path`` and its groups, or None."""
+
+    def serve_rest(self, path: str, method: str, get: dict[str, str], headers: dict[str, str],
+                   body: bytes) -> Any:
+        """Run the callback of ``path``; its collected answer."""
+
+
 class ScriptRoutesMatcher(Matcher):
     """Matches the requests whose decoded path fully matches a registered regular expression."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
+    def __init__(self, python: ScriptRoutes | None) -> None:
+        self.python = python
 
     def match(self, request: tornado.httputil.HTTPServerRequest) -> dict[str, Any] | None:
         if SKIP_SCRIPT_ROUTES.get():
@@ -44,7 +61,7 @@ class ScriptRoutesMatcher(Matcher):
             # filters...) sees the scripts' routes again.
             SKIP_SCRIPT_ROUTES.set(False)
             return None
-        scripting = getattr(self.ctx, "python", None)
+        scripting = self.python
         if scripting is None or not scripting.routes:
             return None
         return {} if scripting.find_route(unquote(request.path or "/")) is not None else None
@@ -52,6 +69,8 @@ class ScriptRoutesMatcher(Matcher):
 
 class ScriptRouteHandler(OrthancHandler):
     """Runs the script's callback on the scripting thread pool and sends what it answered."""
+
+    python: ScriptRoutes
 
     async def get(self, *args: str) -> None:
         await self._serve()
@@ -66,7 +85,7 @@ class ScriptRouteHandler(OrthancHandler):
         await self._serve()
 
     async def _serve(self) -> None:
-        scripting = self.ctx.python
+        scripting = self.python
         request = self.request
         output = await IOLoop.current().run_in_executor(
             self._pool(), scripting.serve_rest, unquote(request.path or "/"), request.method,
@@ -77,7 +96,7 @@ class ScriptRouteHandler(OrthancHandler):
         if output.content_type:
             self.set_header("Content-Type", output.content_type)
         body = output.body()
-        if (output.status >= 400 and not self.ctx.config["HttpDescribeErrors"]) or output.status in (204, 304):
+        if (output.status >= 400 and not self.http.config["HttpDescribeErrors"]) or output.status in (204, 304):
             body = b""
         self.finish(body)
 
@@ -88,8 +107,7 @@ class ScriptRouteHandler(OrthancHandler):
         An in-process request (a script or Lua calling the REST API, maybe from that
         very pool) runs on the in-process executor, which its callers cannot exhaust.
         """
-        scripting = self.ctx.python
-        return scripting.rest_pool if self.ctx.executor is scripting.ctx.executor else self.ctx.executor
+        return self.http.executor if self.http.policy.in_process else self.python.rest_pool
 
 
 def request_headers(request: tornado.httputil.HTTPServerRequest) -> dict[str, str]:
@@ -102,6 +120,6 @@ def request_get_arguments(request: tornado.httputil.HTTPServerRequest) -> dict[s
     return {name: values[-1].decode("utf-8", "replace") for name, values in request.query_arguments.items() if values}
 
 
-def rules(ctx: ServerContext) -> list[tuple[Matcher, type, dict[str, Any]]]:
+def rules(http: HttpServices, python: ScriptRoutes | None) -> list[tuple[Matcher, type, dict[str, Any]]]:
     """The rule to put first in the Tornado application."""
-    return [(ScriptRoutesMatcher(ctx), ScriptRouteHandler, {"ctx": ctx})]
+    return [(ScriptRoutesMatcher(python), ScriptRouteHandler, {"http": http, "python": python})]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
@@ -12,9 +12,15 @@ from server.dicom.dictionary import tag_name
 from server.dicom.main_tags import Level, Tag, format_tag
 from server.errors import ErrorCode, OrthancError
 from server.net.service import QueryRecord
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.jobs import submit_job
 from server.rest.modalities import json_object, option, query_tags, timeout_option
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from server.jobs.engine import JobsEngine
+    from server.net.service import NetworkService
 
 ID = r"([^/]+)"
 INDEX = r"([^/]+)"
@@ -39,8 +45,11 @@ CHILD_OPERATIONS = {Level.STUDY: "query-study", Level.SERIES: "query-series",
 class QueryView(OrthancHandler):
     """Shared lookups of ``/queries/{id}`` handlers."""
 
+    encoding: Callable[[], str]
+    network: NetworkService
+
     def record(self, query_id: str) -> QueryRecord:
-        found = self.ctx.network.queries.get(query_id)
+        found = self.network.queries.get(query_id)
         if found is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         return found
@@ -54,7 +63,7 @@ class QueryView(OrthancHandler):
         return record.answers[position]
 
     def render(self, answer: Dataset) -> dict:
-        encoding = self.ctx.default_encoding
+        encoding = self.encoding()
         if self.flag("simplify"):
             return json_format.tags_simplified(answer, encoding)
         if self.flag("short"):
@@ -63,17 +72,21 @@ class QueryView(OrthancHandler):
 
 
 class QueriesHandler(OrthancHandler):
+    network: NetworkService
+
     async def get(self) -> None:
-        self.answer_json(self.ctx.network.queries.ids())
+        self.answer_json(self.network.queries.ids())
 
 
 class QueryHandler(QueryView):
+    network: NetworkService
+
     async def get(self, query_id: str) -> None:
         self.record(query_id)
         self.answer_json(["answers", "level", "modality", "query", "retrieve"])
 
     async def delete(self, query_id: str) -> None:
-        self.ctx.network.queries.delete(query_id)
+        self.network.queries.delete(query_id)
         self.answer_empty_text()
 
 
@@ -150,17 +163,21 @@ def json_format_option(body: dict[str, Any]) -> str:
 class RetrieveHandler(QueryView):
     """``POST /queries/{id}/retrieve`` and ``/queries/{id}/answers/{n}/retrieve``: DicomMoveScu jobs."""
 
+    network: NetworkService
+
     async def post(self, query_id: str, index: str | None = None) -> None:
         record = self.record(query_id)
         answers = record.answers if index is None else [self.answer_of(record, index)]
         target, body = retrieve_options(self.request.body)
-        job = self.ctx.network.retrieve_job(record, answers, target, timeout_option(body),
+        job = self.network.retrieve_job(record, answers, target, timeout_option(body),
                                             json_format_option(body))
         await submit_job(self, job, body)
 
 
 class ChildQueryHandler(QueryView):
     """``/queries/{id}/answers/{n}/query-{study,series,instances}``: a query one level down."""
+
+    network: NetworkService
 
     async def post(self, query_id: str, index: str, route: str) -> None:
         record = self.record(query_id)
@@ -174,14 +191,14 @@ class ChildQueryHandler(QueryView):
             number = (group << 16) | element
             if number in answer:
                 query[(group, element)] = str(answer[number].value or "")
-        network = self.ctx.network
+        network = self.network
         timeout = timeout_option(body) or record.timeout
         child = await self.run(lambda: network.query(record.modality, level, query, record.normalize,
                                                      timeout=timeout))
         self.answer_json({"ID": child.id, "Path": f"/queries/{child.id}"})
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/queries", QueriesHandler),
         (rf"/queries/{ID}", QueryHandler),
@@ -196,3 +213,8 @@ def routes() -> list[tuple[str, type]]:
         (rf"/queries/{ID}/query", QueryContentHandler),
         (rf"/queries/{ID}/retrieve", RetrieveHandler),
     ]
+
+
+def routes(*, jobs: JobsEngine, encoding: Callable[[], str], network: NetworkService) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), jobs=jobs, encoding=encoding, network=network)

@@ -23,14 +23,21 @@ from server.dicom.transcode import Settings, parse_transcode, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.resources import descendants_in_orthanc_order
 from server.rest import multipart
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.body import MEGABYTE, SPOOL_THRESHOLD, limit_from_megabytes
 from server.rest.formats import dicom_format, ignore_length
 from server.storage.index import ATTACHMENT_DICOM, Resource
 from server.store import Origin
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
+    from server.config import Configuration
+    from server.instance_files import InstanceFiles
+    from server.requested_tags import RequestedTags
+    from server.resources import ResourceViews
+    from server.rest.multipart import ChunkStore
+    from server.storage.area import StorageArea
+    from server.storage.index import Index
+    from server.store import Store
 
 log = logging.getLogger("isengard.http")
 
@@ -44,11 +51,12 @@ def _requested_tags(handler: OrthancHandler) -> list[Tag]:
     return requested_tags.parse_argument(text)
 
 
-def _expanded(ctx: ServerContext, resource: Resource, fmt: str, requested: list[Tag]) -> dict:
+def _expanded(views: ResourceViews, requested_tags: RequestedTags, resource: Resource, fmt: str,
+              requested: list[Tag]) -> dict:
     """The view of a resource, with the ``RequestedTags`` object when tags were requested."""
-    view = ctx.views.expand(resource, fmt)
+    view = views.expand(resource, fmt)
     if requested:
-        view["RequestedTags"] = ctx.requested_tags.as_json(resource, requested, fmt)
+        view["RequestedTags"] = requested_tags.as_json(resource, requested, fmt)
     return view
 
 
@@ -58,6 +66,14 @@ def _is_zip(data: bytes) -> bool:
 
 class ListHandler(OrthancHandler):
     """``GET /{level}`` (``expand``, ``since``, ``limit``) and ``POST /instances``."""
+
+    area: StorageArea
+    config: Configuration
+    index: Index
+    requested_tags: RequestedTags
+    store: Store
+    upload_chunks: ChunkStore
+    views: ResourceViews
 
     spooled_body = True
 
@@ -84,22 +100,21 @@ class ListHandler(OrthancHandler):
         (Orthanc 1.10.1: ``limit=0`` is an empty page; from 1.12.5, API 26, "no limit",
         so this follows the API level ``/system`` reports)."""
         if window is None:
-            ids = self.ctx.index.list_ids(level)
+            ids = self.index.list_ids(level)
         else:
             since, limit = window
             no_limit_is_all = server.ORTHANC_API_VERSION >= 26
-            ids = self.ctx.index.list_ids(level, since, limit) if limit or no_limit_is_all else []
+            ids = self.index.list_ids(level, since, limit) if limit or no_limit_is_all else []
         if not expand:
             return ids
-        resources = (self.ctx.index.lookup(i) for i in ids)
-        return [_expanded(self.ctx, r, fmt, requested) for r in resources if r is not None]
+        resources = (self.index.lookup(i) for i in ids)
+        return [_expanded(self.views, self.requested_tags, r, fmt, requested) for r in resources if r is not None]
 
     async def post(self, plural: str) -> None:
         if plural != "instances":
             await super().post(plural)
             return
-        origin = Origin("RestApi", remote_ip=self.request.remote_ip,
-                        http_username=self.username or "")
+        origin = self.origin()
         boundary = multipart.form_boundary(self.request.headers.get("Content-Type", ""))
         if boundary is not None:
             target = multipart.chunk_target(self.request.headers)
@@ -116,7 +131,7 @@ class ListHandler(OrthancHandler):
         The form is split in memory (forms are what browsers send, file by file)."""
         for _, content in multipart.split_parts(body.read(), boundary):
             if target is not None:
-                completed = self.ctx.upload_chunks.add(*target, content)
+                completed = self.upload_chunks.add(*target, content)
                 if completed is None:
                     continue
                 content = completed
@@ -124,7 +139,7 @@ class ListHandler(OrthancHandler):
                 if _is_zip(content):
                     self._store_zip(io.BytesIO(content), origin)
                 else:
-                    self.ctx.store.ingest(content, origin)
+                    self.store.ingest(content, origin)
             except OrthancError as error:
                 log.error("Cannot store a part of a multipart upload: %s", error)
 
@@ -134,21 +149,21 @@ class ListHandler(OrthancHandler):
         body.seek(0)
         if _is_zip(head):
             return self._store_zip(body, origin)
-        return self.ctx.store.ingest(read_upload(body), origin).as_json()
+        return self.store.ingest(read_upload(body), origin).as_json()
 
     def _store_zip(self, body: IO[bytes], origin: Origin) -> list[dict]:
         """Members are read and stored one at a time, each at most ``MaximumFileSizeInArchiveMB``."""
-        limit = limit_from_megabytes(self.ctx.config["MaximumFileSizeInArchiveMB"])
+        limit = limit_from_megabytes(self.config["MaximumFileSizeInArchiveMB"])
         answers = []
         try:
             archive = zipfile.ZipFile(body)
             members = [m for m in archive.infolist() if not m.is_dir()]
             for member in members:
-                content = _read_member(archive, member, limit, self.ctx.area.tmp)
+                content = _read_member(archive, member, limit, self.area.tmp)
                 if content is None:
                     continue
                 try:
-                    answers.append(self.ctx.store.ingest(content, origin).as_json())
+                    answers.append(self.store.ingest(content, origin).as_json())
                 except OrthancError:
                     continue
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
@@ -184,14 +199,18 @@ def _too_large(name: str, limit: int) -> str:
 class ResourceHandler(OrthancHandler):
     """``GET`` and ``DELETE /{level}/{id}``."""
 
+    requested_tags: RequestedTags
+    store: Store
+    views: ResourceViews
+
     async def get(self, plural: str, public_id: str) -> None:
         resource = await self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(_expanded, self.ctx, resource,
+        self.answer_json(await self.run(_expanded, self.views, self.requested_tags, resource,
                                         dicom_format(self, "simplify"), _requested_tags(self)))
 
     async def delete(self, plural: str, public_id: str) -> None:
         resource = await self.resource(Level.parse(plural), public_id)
-        result = await self.run(self.ctx.store.delete, resource)
+        result = await self.run(self.store.delete, resource)
         remaining = None
         if result.remaining is not None:
             r = result.remaining
@@ -212,6 +231,10 @@ _RELATIVES = {
 class RelativesHandler(OrthancHandler):
     """``/{level}/{id}/{patient|study|series|instances...}``: parents and descendants."""
 
+    index: Index
+    requested_tags: RequestedTags
+    views: ResourceViews
+
     async def get(self, plural: str, public_id: str, relative: str) -> None:
         if (plural, relative) not in _RELATIVES:
             raise tornado.web.HTTPError(404)
@@ -225,25 +248,31 @@ class RelativesHandler(OrthancHandler):
                    expand: bool) -> object:
         """Ancestors as one view, descendants as a list of views (only their identifiers
         with ``expand=false``, Orthanc 1.12.2)."""
-        index = self.ctx.index
+        index = self.index
         if target < resource.level:
-            return _expanded(self.ctx, index.ancestor(resource, target), fmt, requested)
+            return _expanded(self.views, self.requested_tags, index.ancestor(resource, target), fmt, requested)
         found = descendants_in_orthanc_order(index, resource, target)
         if not expand:
             return [r.public_id for r in found]
-        return [_expanded(self.ctx, r, fmt, requested) for r in found]
+        return [_expanded(self.views, self.requested_tags, r, fmt, requested) for r in found]
 
 
 class StatisticsHandler(OrthancHandler):
+    views: ResourceViews
+
     async def get(self, plural: str, public_id: str) -> None:
         resource = await self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(self.ctx.views.statistics, resource))
+        self.answer_json(await self.run(self.views.statistics, resource))
 
 
 class InstanceFileHandler(OrthancHandler):
     """The stored file, or with ``transcode`` (Orthanc 1.12; ``lossy-quality`` 1.12.7) the file
     transcoded on the fly (nothing stored): an unknown UID is a 400, a transcoding that cannot
     be done NotImplemented."""
+
+    config: Configuration
+    index: Index
+    store: Store
 
     async def get(self, public_id: str) -> None:
         resource = await self.resource(Level.INSTANCE, public_id)
@@ -252,8 +281,8 @@ class InstanceFileHandler(OrthancHandler):
             data = await self.run(self._transcoded, resource, target, self._lossy_quality())
             self.answer_bytes(data, "application/dicom", f"{public_id}.dcm")
             return
-        data = await self.run(self.ctx.store.read_dicom, resource)
-        attachments = await self.run(self.ctx.index.attachments, resource.internal_id)
+        data = await self.run(self.store.read_dicom, resource)
+        attachments = await self.run(self.index.attachments, resource.internal_id)
         self.answer_bytes(data, "application/dicom", f"{attachments[ATTACHMENT_DICOM].uuid}.dcm")
 
     def _lossy_quality(self) -> int | None:
@@ -268,30 +297,34 @@ class InstanceFileHandler(OrthancHandler):
         return min(100, max(1, int(value or 1)))
 
     def _transcoded(self, resource: Resource, target: str, quality: int | None) -> bytes:
-        settings = Settings.from_config(self.ctx.config)
+        settings = Settings.from_config(self.config)
         if quality is not None:
             settings = dataclasses.replace(settings, quality=quality)
-        return transcode_file(self.ctx.store.read_dicom(resource), target, settings)
+        return transcode_file(self.store.read_dicom(resource), target, settings)
 
 
 class InstanceTagsHandler(OrthancHandler):
     """``/tags`` (``simplify``, ``short``, ``full``, ``ignore-length``) and ``/simplified-tags``."""
 
+    files: InstanceFiles
+
     async def get(self, public_id: str, which: str) -> None:
         resource = await self.resource(Level.INSTANCE, public_id)
         fmt = "simplify" if which == "simplified-tags" else dicom_format(self, "full")
-        full = await self.run(instance_tags.full_tags, self.ctx, resource, ignore_length(self))
+        full = await self.run(instance_tags.full_tags, self.files, resource, ignore_length(self))
         self.answer_json(json_format.render(full, fmt))
 
 
 class InstanceHeaderHandler(OrthancHandler):
+    store: Store
+
     async def get(self, public_id: str) -> None:
         resource = await self.resource(Level.INSTANCE, public_id)
         simplify, short = self.flag("simplify"), self.flag("short")
         self.answer_json(await self.run(self._header, resource, simplify, short))
 
     def _header(self, resource: Resource, simplify: bool, short: bool) -> dict:
-        ds, _ = read_dataset(self.ctx.store.read_dicom(resource), stop_before_pixels=True)
+        ds, _ = read_dataset(self.store.read_dicom(resource), stop_before_pixels=True)
         if simplify:
             return json_format.header_simplified(ds)
         if short:
@@ -300,6 +333,8 @@ class InstanceHeaderHandler(OrthancHandler):
 
 
 class InstanceContentHandler(OrthancHandler):
+    store: Store
+
     async def get(self, public_id: str, path: str) -> None:
         resource = await self.resource(Level.INSTANCE, public_id)
         parts = [p for p in (path or "").split("/") if p]
@@ -310,7 +345,7 @@ class InstanceContentHandler(OrthancHandler):
             self.answer_json(answer)
 
     def _content(self, resource: Resource, parts: list[str]) -> list[str] | bytes:
-        ds, _ = read_dataset(self.ctx.store.read_dicom(resource))
+        ds, _ = read_dataset(self.store.read_dicom(resource))
         try:
             return dicom_content.content_children(ds, parts)
         except dicom_content.NoSuchContent:
@@ -320,14 +355,16 @@ class InstanceContentHandler(OrthancHandler):
 class ProtectedHandler(OrthancHandler):
     """``/patients/{id}/protected``; an unknown patient is Orthanc's 400 "Parameter out of range"."""
 
+    index: Index
+
     async def get(self, public_id: str) -> None:
         resource = await self._patient(public_id)
-        protected = await self.run(self.ctx.index.is_protected, resource.internal_id)
+        protected = await self.run(self.index.is_protected, resource.internal_id)
         self.answer_text("1" if protected else "0")
 
     async def put(self, public_id: str) -> None:
         resource = await self._patient(public_id)
-        await self.run(self.ctx.index.set_protected, resource.internal_id, self.boolean_body())
+        await self.run(self.index.set_protected, resource.internal_id, self.boolean_body())
         self.answer_empty_text()
 
     async def _patient(self, public_id: str) -> Resource:
@@ -337,7 +374,7 @@ class ProtectedHandler(OrthancHandler):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (rf"/{LEVELS}", ListHandler),
         (rf"/{LEVELS}/{ID}", ResourceHandler),
@@ -349,3 +386,11 @@ def routes() -> list[tuple[str, type]]:
         (rf"/instances/{ID}/content(?:/(.*))?", InstanceContentHandler),
         (rf"/patients/{ID}/protected", ProtectedHandler),
     ]
+
+
+def routes(*, area: StorageArea, config: Configuration, files: InstanceFiles, index: Index,
+           requested_tags: RequestedTags, store: Store, upload_chunks: ChunkStore,
+           views: ResourceViews) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), area=area, config=config, files=files, index=index, requested_tags=requested_tags,
+                         store=store, upload_chunks=upload_chunks, views=views)

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server.dicom.main_tags import Level
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.resources import ID
 from server.slices import ordered_slices
 
+if TYPE_CHECKING:
+    from server.storage.index import Index
+
 
 class OrderedSlicesHandler(OrthancHandler):
+    index: Index
+
     async def get(self, public_id: str) -> None:
         series = await self.resource(Level.SERIES, public_id)
-        self.answer_json(await self.run(ordered_slices, self.ctx.index, series))
+        self.answer_json(await self.run(ordered_slices, self.index, series))
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [(rf"/series/{ID}/ordered-slices", OrderedSlicesHandler)]
+
+
+def routes(*, index: Index) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), index=index)

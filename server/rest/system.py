@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server import ORTHANC_API_VERSION, ORTHANC_VERSION, __version__
 from server.dicom.main_tags import Level, main_tags_signature
 from server.errors import ErrorCode, OrthancError
 from server.resources import size_fields
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 from server.storage.index import SCHEMA_VERSION, Change, ChangeRecord
 from server.store import Limits
+
+if TYPE_CHECKING:
+    from server.config import Configuration
+    from server.storage.index import Index
+    from server.store import Store
 
 #: Changes or exports per page when ``limit`` is not given.
 _DEFAULT_LIMIT = 100
 
 
 class SystemHandler(OrthancHandler):
+    config: Configuration
+    dicom_port: int
+    http_port: int
+    store: Store
+
     async def get(self) -> None:
-        config = self.ctx.config
+        config = self.config
         self.answer_json({
             "ApiVersion": ORTHANC_API_VERSION,
             "Capabilities": {"HasExtendedChanges": True, "HasExtendedFind": True,
@@ -26,15 +38,15 @@ class SystemHandler(OrthancHandler):
             "DatabaseBackendPlugin": None,
             "DatabaseVersion": SCHEMA_VERSION,
             "DicomAet": config["DicomAet"],
-            "DicomPort": self.ctx.dicom_port,
+            "DicomPort": self.dicom_port,
             "HasLabels": True,
-            "HttpPort": self.ctx.http_port,
+            "HttpPort": self.http_port,
             "MainDicomTags": {level.title: main_tags_signature(level) for level in Level},
             "MaximumPatientCount": config["MaximumPatientCount"],
             "MaximumStorageMode": config["MaximumStorageMode"],
             "MaximumStorageSize": config["MaximumStorageSize"],
-            "OverwriteInstances": self.ctx.store.limits.overwrite,
-            "OverwriteInstancesMode": _overwrite_mode(self.ctx.store.limits),
+            "OverwriteInstances": self.store.limits.overwrite,
+            "OverwriteInstancesMode": _overwrite_mode(self.store.limits),
             "StorageCompression": config["StorageCompression"],
             "UserMetadata": dict(config["UserMetadata"]),
             "IsHttpServerSecure": bool(config["SslEnabled"] or config["AuthenticationEnabled"]
@@ -55,11 +67,13 @@ def _overwrite_mode(limits: Limits) -> str:
 
 
 class StatisticsHandler(OrthancHandler):
+    index: Index
+
     async def get(self) -> None:
         self.answer_json(await self.run(self._statistics))
 
     def _statistics(self) -> dict:
-        index = self.ctx.index
+        index = self.index
         disk, uncompressed = index.totals()
         result = {
             "CountPatients": index.count(Level.PATIENT),
@@ -123,8 +137,10 @@ def _change_filters(handler: OrthancHandler) -> tuple[set[Change], int | None]:
 
 
 class ChangesHandler(OrthancHandler):
+    index: Index
+
     async def get(self) -> None:
-        index = self.ctx.index
+        index = self.index
         if "last" in self.request.arguments:
             records, last_logged = await self.run(index.last_change)
             since, done = 0, True
@@ -140,18 +156,20 @@ class ChangesHandler(OrthancHandler):
                                      last_logged))
 
     async def delete(self) -> None:
-        await self.run(self.ctx.index.clear_changes)
+        await self.run(self.index.clear_changes)
         self.answer_json({})
 
 
 class ExportsHandler(OrthancHandler):
+    index: Index
+
     async def get(self) -> None:
         if "last" in self.request.arguments:
-            rows = await self.run(self.ctx.index.last_export)
+            rows = await self.run(self.index.last_export)
             since, done = 0, True
         else:
             since, limit = _log_window(self)
-            rows, done = await self.run(self.ctx.index.exports, since, limit)
+            rows, done = await self.run(self.index.exports, since, limit)
         exports = []
         for seq, level, public_id, modality, patient, study, series, sop, date in rows:
             level = Level(level)
@@ -168,14 +186,19 @@ class ExportsHandler(OrthancHandler):
         self.answer_json(_log_answer("Exports", exports, done, since, None))
 
     async def delete(self) -> None:
-        await self.run(self.ctx.index.clear_exports)
+        await self.run(self.index.clear_exports)
         self.answer_json({})
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/system", SystemHandler),
         (r"/statistics", StatisticsHandler),
         (r"/changes", ChangesHandler),
         (r"/exports", ExportsHandler),
     ]
+
+
+def routes(*, config: Configuration, dicom_port: int, http_port: int, index: Index, store: Store) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), config=config, dicom_port=dicom_port, http_port=http_port, index=index, store=store)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import TYPE_CHECKING
 
 from pydicom.uid import generate_uid
 
@@ -16,8 +17,18 @@ from server.find import FindOptions, database_limit, parse_options, parse_reques
 from server.net.conformance import conformance_statement
 from server.net.scp import DicomServer, accepted_transfer_syntaxes
 from server.resources import RESPONSE_CONTENT
-from server.rest.base import OrthancHandler
+from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.formats import body_format
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from server.config import Configuration
+    from server.find import Finder
+    from server.requested_tags import RequestedTags
+    from server.resources import ResourceViews
+    from server.rest.metadata import MetadataNames
+    from server.storage.index import Index
 
 #: The UID root Orthanc (through dcmtk) generates UIDs under.
 UID_ROOT = "1.2.276.0.7230010.3."
@@ -34,9 +45,15 @@ class FindHandler(OrthancHandler):
     """``/tools/find``: the 1.10.1 fields, and the 1.12 labels, 1.12.5 ``OrderBy``,
     ``Parent*``, ``MetadataQuery`` and ``ResponseContent`` (which overrides ``Expand``)."""
 
+    config: Configuration
+    finder: Finder
+    metadata_names: MetadataNames
+    requested_tags: RequestedTags
+    views: ResourceViews
+
     async def post(self) -> None:
         level, constraints, body = parse_request(self.json_body())
-        options = parse_options(body, self.ctx.metadata_names.number)
+        options = parse_options(body, self.metadata_names.number)
         content = _response_content(body)
         requested = requested_tags.parse_list(body.get("RequestedTags", []))
         since = body.get("Since", 0)
@@ -48,7 +65,7 @@ class FindHandler(OrthancHandler):
 
     def _find(self, level, constraints, options: FindOptions, since: int, limit: int,
               content: set[str] | None, requested: list, fmt: str, case_sensitive: bool) -> list:
-        finder = self.ctx.finder
+        finder = self.finder
         if since and constraints and (case_sensitive
                                       or not finder.fully_in_index(level, constraints)):
             raise OrthancError(ErrorCode.BAD_REQUEST,
@@ -56,24 +73,27 @@ class FindHandler(OrthancHandler):
                                "against Dicom Tags that are not in the MainDicomTags or when "
                                "using CaseSenstive queries.")
         found, _ = finder.find(level, constraints, since, limit, options,
-                               database_limit(self.ctx.config, level))
+                               database_limit(self.config, level))
         if content is None:
             return [r.public_id for r in found]
         return [self._answer(r, content, requested, fmt) for r in found]
 
     def _answer(self, resource, content: set[str], requested: list, fmt: str) -> dict:
-        views = self.ctx.views
+        views = self.views
         if content == _EXPAND:
             answer = views.expand(resource, fmt)
         else:
-            answer = views.content(resource, content, fmt, self.ctx.metadata_names.name)
+            answer = views.content(resource, content, fmt, self.metadata_names.name)
         if requested:
-            answer["RequestedTags"] = self.ctx.requested_tags.as_json(resource, requested, fmt)
+            answer["RequestedTags"] = self.requested_tags.as_json(resource, requested, fmt)
         return answer
 
 
 class CountResourcesHandler(OrthancHandler):
     """``/tools/count-resources`` (Orthanc 1.12.5): ``/tools/find``'s filters, ``{"Count"}``."""
+
+    finder: Finder
+    metadata_names: MetadataNames
 
     async def post(self) -> None:
         level, constraints, body = parse_request(self.json_body())
@@ -81,8 +101,8 @@ class CountResourcesHandler(OrthancHandler):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
                                'Setting "CaseSensitive" to "true" is not supported by '
                                '/tools/count-resources')
-        options = parse_options(body, self.ctx.metadata_names.number)
-        count = await self.run(self.ctx.finder.count, level, constraints, options)
+        options = parse_options(body, self.metadata_names.number)
+        count = await self.run(self.finder.count, level, constraints, options)
         self.answer_json({"Count": count})
 
 
@@ -106,9 +126,11 @@ def _response_content(body: dict) -> set[str] | None:
 
 
 class LookupHandler(OrthancHandler):
+    index: Index
+
     async def post(self) -> None:
         value = self.request.body.decode("utf-8", "replace")
-        found = await self.run(self.ctx.index.lookup_identifier, value)
+        found = await self.run(self.index.lookup_identifier, value)
         self.answer_json([{"ID": r.public_id, "Path": f"/{r.level.plural}/{r.public_id}",
                            "Type": r.level.title} for r in found])
 
@@ -133,8 +155,11 @@ class GenerateUidHandler(OrthancHandler):
 
 
 class DefaultEncodingHandler(OrthancHandler):
+    encoding: Callable[[], str]
+    set_encoding: Callable[[str], None]
+
     async def get(self) -> None:
-        self.answer_text(self.ctx.default_encoding)
+        self.answer_text(self.encoding())
 
     async def put(self) -> None:
         """Any case is accepted; the answer is the encoding as Orthanc spells it."""
@@ -142,7 +167,7 @@ class DefaultEncodingHandler(OrthancHandler):
         name = parse_encoding(text)
         if name is None:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown encoding: {text}")
-        self.ctx.set_default_encoding(name)
+        self.set_encoding(name)
         self.answer_text(name)
 
 
@@ -160,12 +185,17 @@ class LogLevelHandler(OrthancHandler):
 
 
 class ConformanceHandler(OrthancHandler):
+    dicom: Callable[[], DicomServer | None]
+
     async def get(self) -> None:
-        self.answer_text(conformance_statement(self.ctx.dicom.ae if self.ctx.dicom else None))
+        dicom = self.dicom()
+        self.answer_text(conformance_statement(dicom.ae if dicom else None))
 
 
 class AcceptedTransferSyntaxesHandler(OrthancHandler):
     """What the DICOM server accepts in C-STORE, changed at run time (Orthanc 1.9)."""
+
+    dicom: Callable[[], DicomServer | None]
 
     async def get(self) -> None:
         self.answer_json(self._dicom().transfer_syntaxes)
@@ -184,9 +214,10 @@ class AcceptedTransferSyntaxesHandler(OrthancHandler):
         self.answer_json(self._dicom().transfer_syntaxes)
 
     def _dicom(self) -> DicomServer:
-        if self.ctx.dicom is None:
+        dicom = self.dicom()
+        if dicom is None:
             raise OrthancError(ErrorCode.BAD_SEQUENCE_OF_CALLS, "The DICOM server is disabled")
-        return self.ctx.dicom
+        return dicom
 
 
 class UnknownSopClassAcceptedHandler(AcceptedTransferSyntaxesHandler):
@@ -199,18 +230,22 @@ class UnknownSopClassAcceptedHandler(AcceptedTransferSyntaxesHandler):
 
 
 class ResetHandler(OrthancHandler):
+    request_stop: Callable[[bool], None]
+
     async def post(self) -> None:
         self.answer_json({})
-        self.ctx.request_stop(restart=True)
+        self.request_stop(restart=True)
 
 
 class ShutdownHandler(OrthancHandler):
+    request_stop: Callable[[bool], None]
+
     async def post(self) -> None:
         self.answer_json({})
-        self.ctx.request_stop(restart=False)
+        self.request_stop(restart=False)
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/tools/find", FindHandler),
         (r"/tools/count-resources", CountResourcesHandler),
@@ -225,3 +260,12 @@ def routes() -> list[tuple[str, type]]:
         (r"/tools/reset", ResetHandler),
         (r"/tools/shutdown", ShutdownHandler),
     ]
+
+
+def routes(*, config: Configuration, dicom: Callable[[], DicomServer | None], encoding: Callable[[], str],
+           finder: Finder, index: Index, metadata_names: MetadataNames, request_stop: Callable[[bool], None],
+           requested_tags: RequestedTags, set_encoding: Callable[[str], None], views: ResourceViews) -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths(), config=config, dicom=dicom, encoding=encoding, finder=finder, index=index,
+                         metadata_names=metadata_names, request_stop=request_stop, requested_tags=requested_tags,
+                         set_encoding=set_encoding, views=views)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 
 UI_DIRECTORY = Path(__file__).resolve().parent.parent / "ui"
 
@@ -61,10 +61,15 @@ class ExplorerRedirectHandler(RootRedirectHandler):
     target = "../ui/"
 
 
-def routes() -> list[tuple[str, type]]:
+def paths() -> list[tuple[str, type]]:
     return [
         (r"/ui", UiFileHandler),
         (r"/ui/([A-Za-z0-9_.-]+)", UiFileHandler),
         (r"/", RootRedirectHandler),
         (r"/app/explorer\.html", ExplorerRedirectHandler),
     ]
+
+
+def routes() -> list[Route]:
+    """The routes, each handler given the services it uses."""
+    return with_services(paths())

@@ -59,8 +59,8 @@ from server.scripting.lua_runtime import CALL_HEADER, LuaScriptError, LuaState, 
 from server.store import Origin
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
     from server.rest.base import OrthancHandler
+    from server.scripting.services import ScriptingServices
 
 log = logging.getLogger("isengard.lua")
 
@@ -109,11 +109,11 @@ def request_username(handler: OrthancHandler) -> str:
 
 
 class LuaScripting:
-    """The Lua engine of one server context (``ctx.lua``)."""
+    """The Lua engine of one server."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
-        config = ctx.config
+    def __init__(self, services: ScriptingServices) -> None:
+        self.services = services
+        config = services.config
         self.scripts = [config.resolve_path(p) for p in config["LuaScripts"]]
         self.timeout = float(config["LuaCallbackTimeout"])
         self.heartbeat_period = float(config["LuaHeartBeatPeriod"])
@@ -131,18 +131,19 @@ class LuaScripting:
         self._heartbeat = threading.Thread(target=self._beat, name="lua-heartbeat", daemon=True)
         # Before the Python script's: Orthanc asks Lua first.  Always: a request also waits
         # for the callbacks queued before it (see _wait_for_callbacks).
-        ctx.bus.interventions.http_request.install(self.accepts_http_request)
+        services.bus.interventions.http_request.install(self.accepts_http_request)
 
     # -- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
         """Create both states and run ``LuaScripts`` in them (raises :class:`LuaLoadError`)."""
-        config = self.ctx.config
+        config = self.services.config
         services = LuaServices(
-            rest=self.ctx.inprocess, configuration=config.user_values,
+            rest=self.services.rest, configuration=config.user_values,
             http=HttpSettings(float(config["HttpTimeout"]), config["HttpProxy"],
                               bool(config["HttpsVerifyPeers"]), config["HttpsCACertificates"]),
-            http_port=self.ctx.http_port, executor=self._http_pool, ctx=self.ctx)
+            http_port=self.services.http_port, executor=self._http_pool, network=self.services.network,
+            modification=self.services.modification)
         max_memory = int(config["LuaMemoryLimitMB"]) * 2 ** 20 or None
         self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions(),
                              max_memory)
@@ -150,12 +151,12 @@ class LuaScripting:
                                max_memory)
         self._subscribe()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
-        interventions = self.ctx.bus.interventions
+        interventions = self.services.bus.interventions
         if self._filters:
             interventions.store_instance.install(self._accepts_instance)
         interventions.find_request.install(self.filter_find_request)
         if self.scripts:
-            self.ctx.commitment.providers.append(LuaCommitmentProvider(self))
+            self.services.commitment.providers.append(LuaCommitmentProvider(self))
         self._events.start()
 
     def _load(self) -> None:
@@ -191,7 +192,7 @@ class LuaScripting:
     # -- event callbacks -------------------------------------------------------------
 
     def _subscribe(self) -> None:
-        bus = self.ctx.bus
+        bus = self.services.bus
         bus.subscribe(Kind.STORED, self._on_stored)
         bus.subscribe(Kind.STABLE, self._on_stable)
         for kind in _CHANGE_CALLBACKS:
@@ -202,7 +203,7 @@ class LuaScripting:
     def _on_stored(self, event: InstanceStored) -> None:
         if "OnStoredInstance" not in self._defined:
             return
-        instance = self.ctx.index.lookup(event.instance_id, Level.INSTANCE)
+        instance = self.services.index.lookup(event.instance_id, Level.INSTANCE)
         metadata = self._metadata(instance.internal_id) if instance else {}
         self._queue("OnStoredInstance", (event.instance_id, self._tags(event.parsed), metadata,
                                          origin_json(event.origin)))
@@ -212,10 +213,10 @@ class LuaScripting:
         callback = f"OnStable{level.title}"
         if callback not in self._defined:
             return
-        resource = self.ctx.index.lookup(event.resource_id, level)
+        resource = self.services.index.lookup(event.resource_id, level)
         if resource is None:
             return
-        tags = main_tags_json(level, self.ctx.index.main_tags(resource.internal_id))
+        tags = main_tags_json(level, self.services.index.main_tags(resource.internal_id))
         self._queue(callback, (resource.public_id, tags, self._metadata(resource.internal_id)))
 
     def _on_change(self, event: ResourceEvent) -> None:
@@ -250,13 +251,13 @@ class LuaScripting:
     # -- arguments -------------------------------------------------------------------
 
     def _metadata(self, internal_id: int) -> dict[str, str]:
-        names = self.ctx.metadata_names
-        return {names.name(k): v for k, v in self.ctx.index.metadata(internal_id).items()}
+        names = self.services.metadata_names
+        return {names.name(k): v for k, v in self.services.index.metadata(internal_id).items()}
 
     def _tags(self, parsed: ParsedInstance) -> dict[str, Any]:
         """Simplified tags of the whole file, without the pixel data (Orthanc's ``tags``/``dicom``)."""
         ds, _ = read_dataset(parsed.data, stop_before_pixels=True)
-        return json_format.tags_simplified(ds, self.ctx.default_encoding)
+        return json_format.tags_simplified(ds, self.services.default_encoding)
 
     # -- the main state --------------------------------------------------------------
 

@@ -18,20 +18,23 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lupa import lua53
 
 from server.dicom.main_tags import Level
 from server.dicom.modify import parse_modify_request
 from server.errors import ErrorCode, OrthancError
-from server.jobs.modification import modify_and_store
+from server.jobs.modification import ModificationServices, modify_and_store
 from server.rest.inprocess import Answer, InProcessRest
 from server.rest.python_routes import SKIP_SCRIPT_ROUTES
 from server.scripting.lua_http import HttpFailure, HttpSettings, LuaHttpClient
 from server.scripting.lua_json import dump, text
 from server.scripting.lua_runtime import CALL_HEADER, LuaState, Waiter
 from server.store import Origin
+
+if TYPE_CHECKING:
+    from server.net.service import NetworkService
 
 log = logging.getLogger("isengard.lua")
 
@@ -46,7 +49,8 @@ class LuaServices:
     http: HttpSettings
     http_port: int
     executor: Executor                 # runs outgoing HTTP requests while Lua waits
-    ctx: Any                           # the server context, for the routing helpers
+    network: NetworkService            # SendToModality, SendToPeer
+    modification: ModificationServices  # ModifyInstance
 
 
 def _safe(state: LuaState, name: str, function: Callable[..., Result]) -> Callable[..., Result]:
@@ -243,14 +247,14 @@ class LuaApi:
         if not isinstance(instance_id, bytes) or not isinstance(modality, bytes):
             return self.state.failure("SendToModality() expects an instance ID and a modality name")
         aet = text(local_aet) if isinstance(local_aet, bytes) else None
-        return self._routed("SendToModality", instance_id, lambda: self.services.ctx.network
+        return self._routed("SendToModality", instance_id, lambda: self.services.network
                             .send_instance_to_modality(text(instance_id), text(modality), aet))
 
     def send_to_peer(self, argc: int, instance_id: Any = None, peer: Any = None) -> Result:
         """``SendToPeer(instanceId, peer)``: ``POST /instances`` to the peer now; answers the ID."""
         if not isinstance(instance_id, bytes) or not isinstance(peer, bytes):
             return self.state.failure("SendToPeer() expects an instance ID and a peer name")
-        return self._routed("SendToPeer", instance_id, lambda: self.services.ctx.network
+        return self._routed("SendToPeer", instance_id, lambda: self.services.network
                             .send_instance_to_peer(text(instance_id), text(peer)))
 
     def modify_instance(self, argc: int, instance_id: Any = None, replacements: Any = None,
@@ -262,10 +266,9 @@ class LuaApi:
         request = {"Replace": self.state.json.read(replacements, True) if replacements is not None else {},
                    "Remove": list(removed.values()) if isinstance(removed, dict) else removed or [],
                    "RemovePrivateTags": remove_private_tags is True, "Force": True}
-        ctx = self.services.ctx
         try:
-            modification = parse_modify_request(request, ctx.config["DefaultPrivateCreator"])
-            stored = modify_and_store(ctx, text(instance_id), modification, Origin("Lua"))
+            modification = parse_modify_request(request, self.services.modification.config["DefaultPrivateCreator"])
+            stored = modify_and_store(self.services.modification, text(instance_id), modification, Origin("Lua"))
         except OrthancError as error:
             return self.state.failure(f"ModifyInstance(): {error.details or error.description}")
         return True, stored.ids[Level.INSTANCE].encode()

@@ -57,8 +57,8 @@ from server.storage.area import StorageArea
 from server.store import Origin
 
 if TYPE_CHECKING:
-    from server.app import ServerContext
     from server.rest.base import OrthancHandler
+    from server.scripting.services import ScriptingServices
 
 log = logging.getLogger("isengard.plugins.python")
 
@@ -79,9 +79,9 @@ _COMMITMENT_SLOTS = ("commitment", "commitment2")
 class PythonScripting:
     """One loaded script and everything it registered."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
-        self.verbose = bool(ctx.config["PythonVerbose"])
+    def __init__(self, services: ScriptingServices) -> None:
+        self.services = services
+        self.verbose = bool(services.config["PythonVerbose"])
         self.module = python_api.build_module(self)
         self.routes: list[tuple[re.Pattern[str], Callable[..., Any]]] = []
         self._slots: dict[str, tuple[Callable[..., Any], ...]] = {}
@@ -91,7 +91,7 @@ class PythonScripting:
         # REST callbacks may run for long: their own pool, bounded as Orthanc's HTTP threads
         # are, so that busy callbacks never delay the filter every request passes (or the
         # built-in routes, which use neither pool).
-        self.rest_pool = ThreadPoolExecutor(max(1, int(ctx.config["HttpThreadsCount"])),
+        self.rest_pool = ThreadPoolExecutor(max(1, int(services.config["HttpThreadsCount"])),
                                             thread_name_prefix="python-rest")
         #: ``ExtendOrthancExplorer``: JavaScript kept for the explorer, in registration order.
         self.explorer_extensions: list[str] = []
@@ -102,8 +102,8 @@ class PythonScripting:
         self._deliveries.start()
         self.commitment = CommitmentProvider(self)
         for kind in ChangeTranslator.KINDS:
-            ctx.bus.subscribe(kind, self._on_event)
-        interventions = ctx.bus.interventions
+            services.bus.subscribe(kind, self._on_event)
+        interventions = services.bus.interventions
         interventions.http_request.install(self.http_filter_accepts)
         interventions.received_instance.install(self.receive)
         interventions.store_instance.install(self.accepts_cstore)
@@ -133,7 +133,7 @@ class PythonScripting:
     def stop(self) -> None:
         """At shutdown, after ``ORTHANC_STOPPED`` was queued: deliver what is pending, then stop."""
         for kind in ChangeTranslator.KINDS:
-            self.ctx.bus.unsubscribe(kind, self._on_event)
+            self.services.bus.unsubscribe(kind, self._on_event)
         if not self._deliveries.close(STOP_TIMEOUT_SECONDS):
             log.warning("Python change callbacks still pending at shutdown were dropped")
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -143,7 +143,7 @@ class PythonScripting:
 
     @property
     def default_encoding(self) -> str:
-        return self.ctx.default_encoding
+        return self.services.default_encoding
 
     def register(self, slot: str, description: str, *callbacks: Callable[..., Any]) -> None:
         with self._lock:
@@ -153,7 +153,7 @@ class PythonScripting:
                 raise RuntimeError(f"Can only register {'once for' if len(callbacks) > 1 else 'one'} {description}")
             self._slots[slot] = callbacks
         if slot in _COMMITMENT_SLOTS:
-            self.ctx.commitment.providers.append(self.commitment)
+            self.services.commitment.providers.append(self.commitment)
         log.info("Registering one %s", description)
 
     def callback(self, slot: str) -> tuple[Callable[..., Any], ...] | None:
@@ -169,8 +169,8 @@ class PythonScripting:
             self.routes = [*self.routes, (pattern, callback)]
 
     def rest_api(self, method: str, uri: str, body: bytes, after_plugins: bool) -> bytes:
-        rest = getattr(self.ctx, "inprocess", None)
-        if rest is None:
+        rest = self.services.rest
+        if not rest.ready:
             raise orthanc_exception(_DATABASE_NOT_READY)
         token = SKIP_SCRIPT_ROUTES.set(not after_plugins)
         try:
@@ -182,45 +182,45 @@ class PythonScripting:
         raise orthanc_exception(_error_code(answer.body))
 
     def configuration_text(self) -> str:
-        values = dict(self.ctx.config.user_values)
-        if self.ctx.default_encoding != self.ctx.config["DefaultEncoding"]:
-            values["DefaultEncoding"] = self.ctx.default_encoding
+        values = dict(self.services.config.user_values)
+        if self.services.default_encoding != self.services.config["DefaultEncoding"]:
+            values["DefaultEncoding"] = self.services.default_encoding
         return json.dumps(values, indent=3, sort_keys=True, ensure_ascii=False)
 
     def instance_file(self, instance_id: str) -> bytes:
-        resource = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+        resource = self.services.index.lookup(instance_id, Level.INSTANCE)
         if resource is None:
             raise orthanc_exception(ErrorCode.UNKNOWN_RESOURCE)
         try:
-            return self.ctx.store.read_dicom(resource)
+            return self.services.store.read_dicom(resource)
         except OrthancError as e:
             raise python_api.from_orthanc_error(e) from None
 
     def lookup_resource(self, level: str, identifier: str) -> str:
         wanted = Level[level.upper()]
-        for resource in self.ctx.index.lookup_identifier(identifier):
+        for resource in self.services.index.lookup_identifier(identifier):
             if resource.level is wanted:
                 return resource.public_id
         raise orthanc_exception(ErrorCode.INTERNAL)
 
     def lookup_accession(self, accession_number: str) -> str:
         constraint = make_constraint(ACCESSION_NUMBER, accession_number, True)
-        found, _ = self.ctx.finder.find(Level.STUDY, [constraint] if constraint else [], limit=1)
+        found, _ = self.services.finder.find(Level.STUDY, [constraint] if constraint else [], limit=1)
         if not found:
             raise orthanc_exception(ErrorCode.INTERNAL)
         return found[0].public_id
 
     def get_global_property(self, key: int) -> str | None:
-        return self.ctx.index.get_property(key)
+        return self.services.index.get_property(key)
 
     def set_global_property(self, key: int, value: str) -> None:
-        self.ctx.index.set_property(key, value)
+        self.services.index.set_property(key, value)
 
     def peers(self) -> dict[str, dict[str, Any]]:
-        return {name: peer_settings(params) for name, params in self.ctx.network.peers.all().items()}
+        return {name: peer_settings(params) for name, params in self.services.network.peers.all().items()}
 
     def configuration_path(self) -> str:
-        path = self.ctx.config.path
+        path = self.services.config.path
         return str(path.resolve()) if path is not None else ""
 
     def extend_explorer(self, javascript: str) -> None:
@@ -234,7 +234,7 @@ class PythonScripting:
 
     def matcher(self, query: Dataset) -> HierarchicalMatcher:
         try:
-            return HierarchicalMatcher(query, bool(self.ctx.config.get("CaseSensitivePN", False)))
+            return HierarchicalMatcher(query, bool(self.services.config.get("CaseSensitivePN", False)))
         except OrthancError as e:
             raise python_api.from_orthanc_error(e) from None
 
@@ -251,9 +251,9 @@ class PythonScripting:
     def set_metric(self, name: str, value: float, timer: bool) -> None:
         number: float | int = int(value) if value.is_integer() else value
         if timer:
-            self.ctx.metrics.record_max(name, number)
+            self.services.metrics.record_max(name, number)
         else:
-            self.ctx.metrics.set(name, number)
+            self.services.metrics.set(name, number)
 
     # -- REST callbacks --------------------------------------------------------------
 
@@ -396,7 +396,7 @@ class PythonScripting:
     def answer_worklist(self, query: Dataset, issuer_aet: str, called_aet: str) -> FindAnswers:
         registered = self.callback("worklist")
         assert registered is not None
-        answers = WorklistAnswers(self.ctx.default_encoding)
+        answers = WorklistAnswers(self.services.default_encoding)
         self._run_scp("Python C-FIND SCP for worklist callback", registered[0], answers,
                       WorklistQuery(query, self.matcher(query)), issuer_aet, called_aet)
         return answers.answers
@@ -464,11 +464,12 @@ class PythonScripting:
             _log_traceback("Error in the Python on-stored-instance callback", e)
 
     def _instance_metadata(self, instance_id: str) -> dict[str, str]:
-        resource = self.ctx.index.lookup(instance_id, Level.INSTANCE)
+        resource = self.services.index.lookup(instance_id, Level.INSTANCE)
         if resource is None:
             return {}
-        names = self.ctx.metadata_names
-        return {names.name(number): value for number, value in self.ctx.index.metadata(resource.internal_id).items()}
+        names = self.services.metadata_names
+        values = self.services.index.metadata(resource.internal_id)
+        return {names.name(number): value for number, value in values.items()}
 
     def _verbose(self, message: str, *args: Any) -> None:
         if self.verbose:
@@ -513,7 +514,7 @@ class CommitmentProvider:
             return _Commitment(None, failed=True)
 
     def _remote_host(self, remote_aet: str) -> str:
-        found = self.scripting.ctx.network.modalities_by_aet(remote_aet)
+        found = self.scripting.services.network.modalities_by_aet(remote_aet)
         return str(found[0][1]["Host"]) if found else ""
 
     def lookup(self, handler: _Commitment, sop_class: str, sop_instance: str) -> int:
@@ -560,14 +561,14 @@ def _log_traceback(what: str, error: BaseException) -> None:
     log.error("%s, traceback:\n%s", what, "".join(traceback.format_exception(error)).rstrip())
 
 
-def load_script(ctx: ServerContext) -> PythonScripting | None:
+def load_script(services: ScriptingServices) -> PythonScripting | None:
     """The ``PythonScript`` option: the loaded script's service, or None when unset."""
-    value = ctx.config.get("PythonScript")
+    value = services.config.get("PythonScript")
     if not value:
         return None
-    scripting = PythonScripting(ctx)
+    scripting = PythonScripting(services)
     try:
-        scripting.load(ctx.config.resolve_path(value))
+        scripting.load(services.config.resolve_path(value))
     except ConfigError:
         scripting.stop()
         raise
