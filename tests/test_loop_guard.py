@@ -32,8 +32,8 @@ def test_index_and_storage_area_refuse_the_loop(tmp_path: Path) -> None:
 
     async def in_a_thread() -> None:
         assert await asyncio.to_thread(index.lookup, "unknown") is None
-        file_uuid, _, _ = await asyncio.to_thread(area.stage, b"data")
-        await asyncio.to_thread(area.discard, file_uuid)
+        staged = await asyncio.to_thread(area.stage, b"data")
+        await asyncio.to_thread(area.discard, staged.uuid)
 
     asyncio.run(on_the_loop())
     asyncio.run(in_a_thread())
