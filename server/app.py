@@ -270,7 +270,6 @@ class Server:
         http = build_http_server(self._application(HTTP_POLICY, self.executor), int(self.config["HttpRequestTimeout"]))
         self.inprocess.start(loop)
         await self.lua.start()
-        http.listen(self.http_port, address=self.config["ListenAddress"])
         if self.config["DicomServerEnabled"]:
             self.dicom = DicomServer(self.config, self.store, self.dicom_port)
             self.commitment.install(self.dicom, self._start_commitment_job)
@@ -280,6 +279,8 @@ class Server:
             self.dicom.start()
         self.stability.start()
         await loop.run_in_executor(None, self.jobs.start, not self.no_jobs)  # reads the index
+        # Only now: a client that sees the server answer sees every saved job restored.
+        http.listen(self.http_port, address=self.config["ListenAddress"])
         self.bus.publish(events.ServerEvent(events.Kind.STARTED))
         self.lua.initialize()
         log.warning("Isengard has started: HTTP on port %d, DICOM on port %d (AET %s)",
