@@ -11,7 +11,6 @@ the one ingest path, :meth:`server.store.Store.ingest`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +18,8 @@ from io import BytesIO
 from typing import Any
 
 from PIL import Image
-from pydicom.uid import generate_uid
 
-from server.dicom import json_format
+from server.dicom import json_format, uids
 from server.dicom.charset import encoding_for_term, specific_character_set
 from server.dicom.encode import (
     Element,
@@ -59,10 +57,6 @@ PIXEL_DATA = 0x7FE00010
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 
-#: dcmtk's UID roots, under which Orthanc generates study, series and instance UIDs.
-_UID_ROOTS = {Level.STUDY: "1.2.276.0.7230010.3.1.2.", Level.SERIES: "1.2.276.0.7230010.3.1.3.",
-              Level.INSTANCE: "1.2.276.0.7230010.3.1.4."}
-
 #: Tags a request may set even when they already have a value (``InjectTags``).
 _OVERRIDABLE = frozenset((PATIENT_ID, ACQUISITION_DATE, ACQUISITION_TIME, CONTENT_DATE, CONTENT_TIME,
                           INSTANCE_CREATION_DATE, INSTANCE_CREATION_TIME, SERIES_DATE, SERIES_TIME,
@@ -94,10 +88,6 @@ _OTHER_KNOWN_MIME_TYPES = frozenset((
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def new_uid(level: Level) -> str:
-    return generate_uid(prefix=_UID_ROOTS[level])
-
-
 class NewInstance:
     """A dataset being built, with the character set its strings are written in."""
 
@@ -109,16 +99,16 @@ class NewInstance:
     def generate(cls, encoding: str) -> NewInstance:
         """Orthanc's ``ParsedDicomFile(true)``: new patient ID and study, series, instance UIDs."""
         instance = cls({}, encoding)
-        instance.set_plain(PATIENT_ID, str(uuid.uuid4()))
-        instance.set_plain(STUDY_INSTANCE_UID, new_uid(Level.STUDY))
-        instance.set_plain(SERIES_INSTANCE_UID, new_uid(Level.SERIES))
-        instance.set_plain(SOP_INSTANCE_UID, new_uid(Level.INSTANCE))
+        instance.set_plain(PATIENT_ID, uids.generate(Level.PATIENT))
+        instance.set_plain(STUDY_INSTANCE_UID, uids.generate(Level.STUDY))
+        instance.set_plain(SERIES_INSTANCE_UID, uids.generate(Level.SERIES))
+        instance.set_plain(SOP_INSTANCE_UID, uids.generate(Level.INSTANCE))
         return instance
 
     def clone(self) -> NewInstance:
         """A copy with a new SOPInstanceUID, for the next instance of a series."""
         copy = NewInstance(copy_items(self.items), self.encoding)
-        copy.set_plain(SOP_INSTANCE_UID, new_uid(Level.INSTANCE))
+        copy.set_plain(SOP_INSTANCE_UID, uids.generate(Level.INSTANCE))
         return copy
 
     def context(self, private_creator: str = "", decode_binary: bool = False) -> ValueContext:

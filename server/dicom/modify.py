@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import struct
-import uuid
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from server.dicom import uids
 from server.dicom.anonymization_profiles import DEFAULT_VERSION, PROFILES
 from server.dicom.charset import TextDecoder, encode_text
 from server.dicom.elements import STRING_VRS, string_text
@@ -92,10 +92,6 @@ LEVEL_UID = {Level.STUDY: STUDY_INSTANCE_UID, Level.SERIES: SERIES_INSTANCE_UID,
 #: Orthanc writes its own version into DeidentificationMethod; Isengard reports the same API.
 DEIDENTIFICATION_PREFIX = "Orthanc 1.10.1 - "
 
-#: dcmtk's roots for generated study, series and instance UIDs (``SITE_*_UID_ROOT``).
-_UID_ROOTS = {Level.STUDY: "1.2.276.0.7230010.3.1.2.", Level.SERIES: "1.2.276.0.7230010.3.1.3.",
-              Level.INSTANCE: "1.2.276.0.7230010.3.1.4."}
-
 #: VRs whose explicit-VR header has a 4-byte length.
 _LONG_HEADER_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"))
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -104,14 +100,6 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 _WORD_SIZES = {"OW": 2, "US": 2, "SS": 2, "AT": 2, "OF": 4, "OL": 4, "UL": 4, "SL": 4, "FL": 4,
                "OD": 8, "OV": 8, "FD": 8, "SV": 8, "UV": 8}
 _ARRAY_CODES = {2: "H", 4: "I", 8: "Q"}
-
-
-def generate_uid(level: Level) -> str:
-    """A new identifier: a UUID for a patient, a DICOM UID under dcmtk's root otherwise."""
-    if level is Level.PATIENT:
-        return str(uuid.uuid4())
-    root = _UID_ROOTS[level]
-    return root + str(uuid.uuid4().int)[:64 - len(root)]
 
 
 def _dictionary_vr(tag: int, creator: str = "") -> str:
@@ -314,7 +302,7 @@ class Modification:
         key = (level, original.strip())
         mapped = self.uid_map.get(key)
         if mapped is None:
-            mapped = self.uid_map[key] = generate_uid(level)
+            mapped = self.uid_map[key] = uids.generate(level)
         return mapped
 
     def register_identifier(self, original: str, mapped: str, level: Level) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from server.dicom import uids
 from server.dicom.dictionary import tag_name
 from server.dicom.encode import format_tag, parse_tag
 from server.dicom.json_format import dataset_decoder, tag_text
@@ -19,7 +20,6 @@ from server.dicom.modify import (
     SOP_INSTANCE_UID,
     STUDY_INSTANCE_UID,
     Editor,
-    generate_uid,
     identifiers,
     write_file,
 )
@@ -87,7 +87,7 @@ class StudyRewriteJob(PublishingJob):
         if study_uid is not None:
             editor.set_string(ds, STUDY_INSTANCE_UID, "UI", study_uid)
         editor.set_string(ds, SERIES_INSTANCE_UID, "UI", target_series)
-        editor.set_string(ds, SOP_INSTANCE_UID, "UI", generate_uid(Level.INSTANCE))
+        editor.set_string(ds, SOP_INSTANCE_UID, "UI", uids.generate(Level.INSTANCE))
         return ds
 
     def serialize(self) -> dict[str, Any]:
@@ -180,7 +180,7 @@ def split_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: O
             if series is None or series.parent_internal_id != study.internal_id:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                    f"This series does not belong to the study to be split: {series_id}")
-            series_uids.setdefault(series_id, generate_uid(Level.SERIES))
+            series_uids.setdefault(series_id, uids.generate(Level.SERIES))
             instances += ctx.index.children_ids(series.internal_id)
     if "Instances" in body:
         for instance_id in strings_field(body, "Instances"):
@@ -188,7 +188,7 @@ def split_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: O
             if series is None or series.parent_internal_id != study.internal_id:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                    f"This instance does not belong to the study to be split: {instance_id}")
-            series_uids.setdefault(series.public_id, generate_uid(Level.SERIES))
+            series_uids.setdefault(series.public_id, uids.generate(Level.SERIES))
             instances.append(instance_id)
     if not series_uids:
         raise OrthancError(ErrorCode.BAD_REQUEST, 'Both the "Series" and the "Instances" fields are missing')
@@ -196,7 +196,7 @@ def split_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: O
     removals = [_split_tag(name) for name in _names(body, "Remove")]
     replacements = {_split_tag(name): value for name, value in _replacements(body).items()}
     return SplitStudyJob(ctx, instances, source_study=study_id,
-                         target_study_uid=generate_uid(Level.STUDY), replacements=replacements,
+                         target_study_uid=uids.generate(Level.STUDY), replacements=replacements,
                          removals=removals, series_uids=series_uids, origin=origin, keep_source=keep_source,
                          permissive=boolean_field(body, "Permissive", False))
 
@@ -210,7 +210,7 @@ def merge_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: O
     series_uids: dict[str, str] = {}
     for public_id in strings_field(body, "Resources"):
         for series_id, children in _merge_source(ctx, study_id, public_id):
-            series_uids.setdefault(series_id, generate_uid(Level.SERIES))
+            series_uids.setdefault(series_id, uids.generate(Level.SERIES))
             instances += children
     keep_source = boolean_field(body, "KeepSource", False)
     return MergeStudyJob(ctx, instances, target_study=study_id, replacements=replacements, removals=removals,

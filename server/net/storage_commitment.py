@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +23,7 @@ from pydicom.sequence import Sequence
 from pynetdicom import build_context, build_role, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
+from server.dicom import uids
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.net import scu
@@ -119,11 +119,6 @@ def default_lookup(ctx: ServerContext, sop_class: str, sop_instance: str) -> int
     return SUCCESS if stored_class == sop_class else CLASS_INSTANCE_CONFLICT
 
 
-def new_transaction_uid() -> str:
-    """Orthanc's transaction UIDs: ``2.25.`` followed by a random UUID as a decimal number."""
-    return f"2.25.{uuid.uuid4().int}"
-
-
 def _referenced(pairs: Iterable[tuple[str, str]]) -> Sequence:
     items = []
     for sop_class, sop_instance in pairs:
@@ -207,7 +202,7 @@ def request_commitment(ctx: ServerContext, modality_name: str, pairs: list[tuple
                        timeout: float | None = None) -> str:
     """SCU: send the N-ACTION for ``pairs`` (class, instance); returns the transaction UID."""
     remote = ctx.network.remote(modality_name, timeout=timeout)
-    transaction_uid = new_transaction_uid()
+    transaction_uid = uids.private_uid()
     ctx.commitment_reports.create(transaction_uid, remote.aet)
     request = Dataset()
     request.TransactionUID = transaction_uid

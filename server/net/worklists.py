@@ -34,7 +34,9 @@ from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from server.config import ConfigError
+from server.dicom import uids
 from server.dicom.charset import specific_character_set
+from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.net.scu import UNCOMPRESSED
 
@@ -75,7 +77,7 @@ def dataset_bytes(ds: Dataset) -> bytes:
     copied.file_meta = pydicom.dataset.FileMetaDataset()
     copied.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     copied.file_meta.MediaStorageSOPClassUID = ModalityWorklistInformationFind
-    copied.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    copied.file_meta.MediaStorageSOPInstanceUID = uids.generate(Level.INSTANCE)
     copied.save_as(out, implicit_vr=True, little_endian=True, enforce_file_format=True)
     return out.getvalue()
 

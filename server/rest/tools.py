@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
-
-from pydicom.uid import generate_uid
 
 from server import logging_setup, requested_tags
 from server.clock import local_now_iso, utc_now_iso
+from server.dicom import uids
 from server.dicom.charset import parse_encoding
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
@@ -18,16 +16,6 @@ from server.net.scp import DicomServer, accepted_transfer_syntaxes
 from server.resources import RESPONSE_CONTENT
 from server.rest.base import OrthancHandler
 from server.rest.formats import body_format
-
-#: The UID root Orthanc (through dcmtk) generates UIDs under.
-UID_ROOT = "1.2.276.0.7230010.3."
-
-
-def generate_orthanc_uid(level: Level) -> str:
-    """A new identifier for a level: a UUID for patients, a DICOM UID otherwise."""
-    if level is Level.PATIENT:
-        return str(uuid.uuid4())
-    return generate_uid(prefix=UID_ROOT)
 
 
 class FindHandler(OrthancHandler):
@@ -129,7 +117,7 @@ class GenerateUidHandler(OrthancHandler):
         except ValueError:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
                                f"Unknown resource level: {text}") from None
-        self.answer_text(generate_orthanc_uid(level))
+        self.answer_text(uids.generate(level))
 
 
 class DefaultEncodingHandler(OrthancHandler):
