@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import Level, parse_level
 from server.errors import ErrorCode, OrthancError
-from server.jobs.modification import strings_field
+from server.rest.requests import strings_field
 from server.storage.index import Resource
 
 if TYPE_CHECKING:
@@ -20,10 +20,7 @@ if TYPE_CHECKING:
 def _level(value: Any) -> Level:
     if not isinstance(value, str):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field \"Level\" must contain a string")
-    try:
-        return Level.parse(value)
-    except ValueError:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown resource level: {value}") from None
+    return parse_level(value)
 
 
 def _at_level(ctx: ServerContext, resource: Resource, level: Level) -> list[Resource]:

@@ -12,7 +12,7 @@ the one ingest path, :meth:`server.store.Store.ingest`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
@@ -270,6 +270,25 @@ def extract_pdf(data: bytes) -> bytes | None:
     return pdf
 
 
+@dataclass(frozen=True)
+class CreateDicomRequest:
+    """A ``/tools/create-dicom`` body (parsed by :mod:`server.rest.requests`).
+
+    ``legacy`` holds the (tag, text) pairs of Orthanc <= 0.9.3's format, where the body is
+    the tags; otherwise ``tags`` maps names to DICOM-as-JSON values and ``content`` is a
+    data URI, or a list of them (or of ``{Content, Tags}``) making a series."""
+
+    legacy: tuple[tuple[int, str], ...] | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+    #: The encoding (Orthanc's name) of the requested SpecificCharacterSet (None: ``DefaultEncoding``).
+    encoding: str | None = None
+    parent: str | None = None
+    interpret_binary_tags: bool = True
+    private_creator: str | None = None
+    force: bool = False
+    content: str | list[Any] | None = None
+
+
 class DicomCreator:
     """The service behind ``/tools/create-dicom``; one per request."""
 
@@ -280,61 +299,38 @@ class DicomCreator:
         self.default_encoding = default_encoding
         self.default_private_creator = default_private_creator
 
-    def create(self, body: Any, origin: Origin) -> dict[str, str]:
-        """The answer of ``POST /tools/create-dicom`` for a parsed JSON body."""
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BAD_REQUEST)
-        if "Tags" not in body:
-            return self._store(self._legacy(body), origin).as_json()
-        tags = body["Tags"]
-        if not isinstance(tags, dict):
-            raise OrthancError(ErrorCode.BAD_REQUEST)
+    def create(self, request: CreateDicomRequest, origin: Origin) -> dict[str, str]:
+        """The answer of ``POST /tools/create-dicom``."""
+        if request.legacy is not None:
+            return self._store(self._legacy(request.legacy), origin).as_json()
+        tags = request.tags
         instance = NewInstance.generate(self.default_encoding)
-        instance.set_encoding(self._requested_encoding(tags))
-        parent = self._inherit(instance, body["Parent"]) if "Parent" in body else None
-        decode = _boolean(body, "InterpretBinaryTags", True)
-        creator = body.get("PrivateCreator", self.default_private_creator)
-        if not isinstance(creator, str):
-            raise OrthancError(ErrorCode.BAD_REQUEST)
-        force = _boolean(body, "Force", False)
+        instance.set_encoding(request.encoding or self.default_encoding)
+        parent = self._inherit(instance, request.parent) if request.parent is not None else None
+        decode = request.interpret_binary_tags
+        creator = self.default_private_creator if request.private_creator is None else request.private_creator
         _set_dates(instance, parent)
-        _inject_tags(instance, tags, instance.context(creator, decode), force)
-        if "Content" in body:
-            content = body["Content"]
-            if isinstance(content, list) and content:
-                return self._create_series(instance, content, creator, decode, force, origin)
-            if isinstance(content, str):
-                embed_content_or_fail(instance, content)
-            elif not isinstance(content, list):
-                raise OrthancError(ErrorCode.CREATE_DICOM_USE_DATA_URI_SCHEME)
+        _inject_tags(instance, tags, instance.context(creator, decode), request.force)
+        content = request.content
+        if isinstance(content, list) and content:
+            return self._create_series(instance, content, creator, decode, request.force, origin)
+        if isinstance(content, str):
+            embed_content_or_fail(instance, content)
         return self._store(instance, origin).as_json()
 
-    def _legacy(self, body: dict[str, Any]) -> NewInstance:
+    def _legacy(self, tags: tuple[tuple[int, str], ...]) -> NewInstance:
         """The format of Orthanc <= 0.9.3: the body is the tags, values are plain strings."""
         instance = NewInstance.generate(self.default_encoding)
-        for name in sorted(body):
-            value = body[name]
-            if not isinstance(value, str):
-                raise OrthancError(ErrorCode.CREATE_DICOM_NOT_STRING)
-            tag = parse_tag(name)
+        for tag, value in tags:
             if tag == PIXEL_DATA:
                 embed_content_or_fail(instance, value)
             else:
                 instance.set_plain(tag, value)
         return instance
 
-    def _requested_encoding(self, tags: dict[str, Any]) -> str:
-        if "SpecificCharacterSet" not in tags:
-            return self.default_encoding
-        term = tags["SpecificCharacterSet"]
-        encoding = encoding_for_term(term) if isinstance(term, str) else None
-        if encoding is None:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown specific character set: {term}")
-        return encoding
-
-    def _inherit(self, instance: NewInstance, parent_id: Any) -> Level:
+    def _inherit(self, instance: NewInstance, parent_id: str) -> Level:
         """Copy the modules of the parent and its ancestors from one of its instances."""
-        parent = self.index.lookup(parent_id) if isinstance(parent_id, str) else None
+        parent = self.index.lookup(parent_id)
         if parent is None:
             raise OrthancError(ErrorCode.CREATE_DICOM_BAD_PARENT)
         if parent.level is Level.INSTANCE:
@@ -394,13 +390,6 @@ class DicomCreator:
 
     def _store(self, instance: NewInstance, origin: Origin) -> StoreResult:
         return self.store.ingest(write_file(instance.items), origin)
-
-
-def _boolean(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if not isinstance(value, bool):
-        raise OrthancError(ErrorCode.BAD_REQUEST)
-    return value
 
 
 def _set_dates(instance: NewInstance, parent: Level | None) -> None:

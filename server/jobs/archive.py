@@ -589,6 +589,22 @@ class ArchiveJob(Job):
         return job
 
 
+@dataclass(frozen=True)
+class ArchiveRequest:
+    """What an archive or media route asks for (parsed by :mod:`server.rest.requests`)."""
+
+    resources: tuple[str, ...]
+    media: bool = False
+    transcode: str | None = None
+    extended: bool = False
+
+
+def archive_job(ctx: ServerContext, request: ArchiveRequest) -> ArchiveJob:
+    """The Archive or Media job of a request, not yet submitted."""
+    kind = MediaJob if request.media else ArchiveJob
+    return kind(ctx, list(request.resources), transcode=request.transcode, extended=request.extended)
+
+
 class MediaJob(ArchiveJob):
     """A ZIP with ``IMAGES/IM0``... and a DICOMDIR (``Extended``: with the series descriptions)."""
 

@@ -8,6 +8,7 @@ guarantees described in :mod:`server.jobs.modification`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from server.dicom import uids
@@ -25,14 +26,7 @@ from server.dicom.modify import (
 )
 from server.errors import ErrorCode, OrthancError
 from server.jobs import job as job_module
-from server.jobs.modification import (
-    PublishingJob,
-    Staged,
-    boolean_field,
-    public_ids,
-    read_instance,
-    strings_field,
-)
+from server.jobs.modification import PublishingJob, Staged, public_ids, read_instance
 from server.storage.index import Resource
 from server.store import Origin
 
@@ -168,54 +162,75 @@ job_module.register(MergeStudyJob.TYPE, MergeStudyJob.unserialize)
 # -- building the jobs from requests (Orthanc's checks, in Orthanc's order) --------------------
 
 
-def split_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: Origin) -> SplitStudyJob:
+@dataclass(frozen=True)
+class SplitRequest:
+    """A ``/studies/{id}/split`` request (parsed by :mod:`server.rest.requests`); ``removals`` and
+    ``replacements`` are already checked against :data:`SPLIT_TAGS`."""
+
+    series: tuple[str, ...] = ()
+    instances: tuple[str, ...] = ()
+    keep_source: bool = False
+    removals: tuple[int, ...] = ()
+    replacements: dict[int, str] = field(default_factory=dict)
+    permissive: bool = False
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """A ``/studies/{id}/merge`` request (parsed by :mod:`server.rest.requests`)."""
+
+    resources: tuple[str, ...]
+    keep_source: bool = False
+    permissive: bool = False
+
+
+def existing_study(ctx: ServerContext, study_id: str, merge: bool) -> Resource:
+    """The study a split or merge is about: Orthanc looks it up before it reads the request."""
     study = ctx.index.lookup(study_id, Level.STUDY)
     if study is None:
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot split unknown study {study_id}")
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge into an unknown study: {study_id}" if merge
+                           else f"Cannot split unknown study {study_id}")
+    return study
+
+
+def split_job(ctx: ServerContext, study_id: str, request: SplitRequest, origin: Origin) -> SplitStudyJob:
+    study = existing_study(ctx, study_id, merge=False)
     instances: list[str] = []
     series_uids: dict[str, str] = {}
-    if "Series" in body:
-        for series_id in strings_field(body, "Series"):
+    if request.series:
+        for series_id in request.series:
             series = ctx.index.lookup(series_id, Level.SERIES)
             if series is None or series.parent_internal_id != study.internal_id:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                    f"This series does not belong to the study to be split: {series_id}")
             series_uids.setdefault(series_id, uids.generate(Level.SERIES))
             instances += ctx.index.children_ids(series.internal_id)
-    if "Instances" in body:
-        for instance_id in strings_field(body, "Instances"):
+    if request.instances:
+        for instance_id in request.instances:
             series = _parent(ctx, ctx.index.lookup(instance_id, Level.INSTANCE))
             if series is None or series.parent_internal_id != study.internal_id:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
                                    f"This instance does not belong to the study to be split: {instance_id}")
             series_uids.setdefault(series.public_id, uids.generate(Level.SERIES))
             instances.append(instance_id)
-    if not series_uids:
-        raise OrthancError(ErrorCode.BAD_REQUEST, 'Both the "Series" and the "Instances" fields are missing')
-    keep_source = boolean_field(body, "KeepSource", False)
-    removals = [_split_tag(name) for name in _names(body, "Remove")]
-    replacements = {_split_tag(name): value for name, value in _replacements(body).items()}
     return SplitStudyJob(ctx, instances, source_study=study_id,
-                         target_study_uid=uids.generate(Level.STUDY), replacements=replacements,
-                         removals=removals, series_uids=series_uids, origin=origin, keep_source=keep_source,
-                         permissive=boolean_field(body, "Permissive", False))
+                         target_study_uid=uids.generate(Level.STUDY), replacements=dict(request.replacements),
+                         removals=list(request.removals), series_uids=series_uids, origin=origin,
+                         keep_source=request.keep_source, permissive=request.permissive)
 
 
-def merge_job(ctx: ServerContext, study_id: str, body: dict[str, Any], origin: Origin) -> MergeStudyJob:
-    target = ctx.index.lookup(study_id, Level.STUDY)
-    if target is None:
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge into an unknown study: {study_id}")
+def merge_job(ctx: ServerContext, study_id: str, request: MergeRequest, origin: Origin) -> MergeStudyJob:
+    target = existing_study(ctx, study_id, merge=True)
     replacements, removals = _target_module_tags(ctx, target)
     instances: list[str] = []
     series_uids: dict[str, str] = {}
-    for public_id in strings_field(body, "Resources"):
+    for public_id in request.resources:
         for series_id, children in _merge_source(ctx, study_id, public_id):
             series_uids.setdefault(series_id, uids.generate(Level.SERIES))
             instances += children
-    keep_source = boolean_field(body, "KeepSource", False)
     return MergeStudyJob(ctx, instances, target_study=study_id, replacements=replacements, removals=removals,
-                         series_uids=series_uids, origin=origin, keep_source=keep_source,
-                         permissive=boolean_field(body, "Permissive", False))
+                         series_uids=series_uids, origin=origin, keep_source=request.keep_source,
+                         permissive=request.permissive)
 
 
 def _parent(ctx: ServerContext, resource: Resource | None) -> Resource | None:
@@ -267,21 +282,8 @@ def _target_module_tags(ctx: ServerContext, target: Resource) -> tuple[dict[int,
     return replacements, removals
 
 
-def _names(body: dict[str, Any], key: str) -> list[str]:
-    values = body.get(key, [])
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    return values
-
-
-def _replacements(body: dict[str, Any]) -> dict[str, str]:
-    values = body.get("Replace", {})
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    return values
-
-
-def _split_tag(name: str) -> int:
+def split_tag(name: str) -> int:
+    """A tag a split may remove or replace (a request's ``Remove`` and ``Replace`` names)."""
     tag = parse_tag(name)
     if tag not in SPLIT_TAGS:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot modify the following tag while splitting a "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from server.dicom.main_tags import Level
@@ -26,6 +27,19 @@ if TYPE_CHECKING:
     from server.storage.index import Resource
 
 log = logging.getLogger("isengard.jobs")
+
+
+@dataclass(frozen=True)
+class ModalityStoreRequest:
+    """A ``/modalities/{id}/store`` request (parsed by :mod:`server.rest.requests`)."""
+
+    resources: tuple[str, ...]
+    local_aet: str | None = None
+    timeout: float | None = None
+    move_originator_aet: str = ""
+    move_originator_id: int | None = None
+    storage_commitment: bool = False
+    permissive: bool = False
 
 
 class RetryLater(Exception):

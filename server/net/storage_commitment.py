@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
@@ -196,6 +197,16 @@ class Reports:
     def _save(self, transaction_uid: str, document: dict) -> None:
         with self._lock:
             self.ctx.index.save_commitment_report(transaction_uid, json.dumps(document), self.limit)
+
+
+@dataclass(frozen=True)
+class CommitmentRequest:
+    """A ``/modalities/{id}/storage-commitment`` request (parsed by :mod:`server.rest.requests`):
+    (SOP class, SOP instance) pairs given as such, and Orthanc IDs whose instances are added."""
+
+    dicom_instances: tuple[tuple[str, str], ...] = ()
+    resources: tuple[str, ...] = ()
+    timeout: float | None = None
 
 
 def request_commitment(ctx: ServerContext, modality_name: str, pairs: list[tuple[str, str]],

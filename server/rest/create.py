@@ -6,17 +6,18 @@ from server.dicom.create import DicomCreator, extract_pdf
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.rest.base import NoAnswer, OrthancHandler
+from server.rest.requests import create_dicom_request
 from server.rest.resources import ID
 from server.store import Origin
 
 
 class CreateDicomHandler(OrthancHandler):
     async def post(self) -> None:
-        body = self.json_body()
+        request = create_dicom_request(self.json_body())
         creator = DicomCreator(self.ctx.index, self.ctx.store, self.ctx.default_encoding,
                                self.ctx.config["DefaultPrivateCreator"])
         origin = Origin("RestApi", remote_ip=self.request.remote_ip, http_username=self.username or "")
-        self.answer_json(await self.run(creator.create, body, origin))
+        self.answer_json(await self.run(creator.create, request, origin))
 
 
 class InstancePdfHandler(OrthancHandler):

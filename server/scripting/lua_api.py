@@ -23,11 +23,11 @@ from typing import Any
 from lupa import lua53
 
 from server.dicom.main_tags import Level
-from server.dicom.modify import parse_modify_request
 from server.errors import ErrorCode, OrthancError
 from server.jobs.modification import modify_and_store
 from server.rest.inprocess import Answer, InProcessRest
 from server.rest.python_routes import SKIP_SCRIPT_ROUTES
+from server.rest.requests import modify_request
 from server.scripting.lua_http import HttpFailure, HttpSettings, LuaHttpClient
 from server.scripting.lua_json import dump, text
 from server.scripting.lua_runtime import CALL_HEADER, LuaState, Waiter
@@ -264,7 +264,7 @@ class LuaApi:
                    "RemovePrivateTags": remove_private_tags is True, "Force": True}
         ctx = self.services.ctx
         try:
-            modification = parse_modify_request(request, ctx.config["DefaultPrivateCreator"])
+            modification = modify_request(request, ctx.config["DefaultPrivateCreator"])
             stored = modify_and_store(ctx, text(instance_id), modification, Origin("Lua"))
         except OrthancError as error:
             return self.state.failure(f"ModifyInstance(): {error.details or error.description}")
