@@ -8,7 +8,6 @@ import threading
 import uuid
 
 from conftest import Isengard
-
 from server.dicom import uids
 from server.dicom.main_tags import Level
 
