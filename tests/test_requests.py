@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import ORTHANC_BINARY, Isengard, Orthanc, Server, free_port, sample
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import Level, parse_level
 from server.errors import ErrorCode, OrthancError
 from server.rest import requests
 
@@ -314,3 +314,13 @@ def test_routes_answer_as_orthanc(make_isengard: Any, tmp_path: Path) -> None:
             assert _error(ours, path, body) == _error(theirs, path, body), (path, body)
     finally:
         theirs.stop()
+
+
+def test_one_level_parser() -> None:
+    """Orthanc's ``StringToResourceType``: any case, singular or plural, Image for Instance."""
+    for text, level in (("patient", Level.PATIENT), ("Studies", Level.STUDY), ("SERIES", Level.SERIES),
+                        ("image", Level.INSTANCE), ("Instances", Level.INSTANCE), ("IMAGES", Level.INSTANCE)):
+        assert parse_level(text) is level and Level.parse(text) is level
+    assert _refused(parse_level, "nope") == (400, ErrorCode.PARAMETER_OUT_OF_RANGE, "Invalid resource type 'nope'")
+    with pytest.raises(ValueError):
+        Level.parse(" study")
