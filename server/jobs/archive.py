@@ -589,6 +589,13 @@ class ArchiveJob(Job):
         return job
 
 
+class MediaJob(ArchiveJob):
+    """A ZIP with ``IMAGES/IM0``... and a DICOMDIR (``Extended``: with the series descriptions)."""
+
+    TYPE = "Media"
+    MEDIA = True
+
+
 @dataclass(frozen=True)
 class ArchiveRequest:
     """What an archive or media route asks for (parsed by :mod:`server.rest.requests`)."""
@@ -603,13 +610,6 @@ def archive_job(ctx: ServerContext, request: ArchiveRequest) -> ArchiveJob:
     """The Archive or Media job of a request, not yet submitted."""
     kind = MediaJob if request.media else ArchiveJob
     return kind(ctx, list(request.resources), transcode=request.transcode, extended=request.extended)
-
-
-class MediaJob(ArchiveJob):
-    """A ZIP with ``IMAGES/IM0``... and a DICOMDIR (``Extended``: with the series descriptions)."""
-
-    TYPE = "Media"
-    MEDIA = True
 
 
 def _zip_info(path: str) -> zipfile.ZipInfo:
