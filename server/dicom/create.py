@@ -36,7 +36,7 @@ from server.dicom.encode import (
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.errors import ErrorCode, OrthancError
-from server.storage.index import Index
+from server.storage.index import Index, Resource
 from server.store import Origin, Store, StoreResult
 
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -328,13 +328,19 @@ class DicomCreator:
                 instance.set_plain(tag, value)
         return instance
 
-    def _inherit(self, instance: NewInstance, parent_id: str) -> Level:
-        """Copy the modules of the parent and its ancestors from one of its instances."""
+    def parent(self, parent_id: str) -> Resource:
+        """The ``Parent`` of a request: a patient, study or series (Orthanc checks it as it reads
+        the request, see :func:`server.rest.requests.create_dicom_request`)."""
         parent = self.index.lookup(parent_id)
         if parent is None:
             raise OrthancError(ErrorCode.CREATE_DICOM_BAD_PARENT)
         if parent.level is Level.INSTANCE:
             raise OrthancError(ErrorCode.CREATE_DICOM_PARENT_IS_INSTANCE)
+        return parent
+
+    def _inherit(self, instance: NewInstance, parent_id: str) -> Level:
+        """Copy the modules of the parent and its ancestors from one of its instances."""
+        parent = self.parent(parent_id)
         siblings = self.index.descendants(parent.internal_id, Level.INSTANCE)
         if not siblings:
             raise OrthancError(ErrorCode.INTERNAL)

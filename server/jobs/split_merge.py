@@ -193,26 +193,50 @@ def existing_study(ctx: ServerContext, study_id: str, merge: bool) -> Resource:
     return study
 
 
+def _split_series(ctx: ServerContext, study: Resource, series_id: str) -> Resource:
+    series = ctx.index.lookup(series_id, Level.SERIES)
+    if series is None or series.parent_internal_id != study.internal_id:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
+                           f"This series does not belong to the study to be split: {series_id}")
+    return series
+
+
+def _split_instance_series(ctx: ServerContext, study: Resource, instance_id: str) -> Resource:
+    series = _parent(ctx, ctx.index.lookup(instance_id, Level.INSTANCE))
+    if series is None or series.parent_internal_id != study.internal_id:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
+                           f"This instance does not belong to the study to be split: {instance_id}")
+    return series
+
+
+def check_split_sources(ctx: ServerContext, study_id: str, field: str, public_ids: list[str]) -> None:
+    """The ``Series`` or ``Instances`` of a split request must belong to the study: Orthanc checks
+    them as it reads the request (:func:`server.rest.requests.split_request` calls this)."""
+    study = existing_study(ctx, study_id, merge=False)
+    check = _split_series if field == "Series" else _split_instance_series
+    for public_id in public_ids:
+        check(ctx, study, public_id)
+
+
+def check_merge_sources(ctx: ServerContext, study_id: str, public_ids: list[str]) -> None:
+    """The ``Resources`` of a merge request must exist outside the target: Orthanc checks them as
+    it reads the request (:func:`server.rest.requests.merge_request` calls this)."""
+    for public_id in public_ids:
+        _merge_source(ctx, study_id, public_id)
+
+
 def split_job(ctx: ServerContext, study_id: str, request: SplitRequest, origin: Origin) -> SplitStudyJob:
     study = existing_study(ctx, study_id, merge=False)
     instances: list[str] = []
     series_uids: dict[str, str] = {}
-    if request.series:
-        for series_id in request.series:
-            series = ctx.index.lookup(series_id, Level.SERIES)
-            if series is None or series.parent_internal_id != study.internal_id:
-                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
-                                   f"This series does not belong to the study to be split: {series_id}")
-            series_uids.setdefault(series_id, uids.generate(Level.SERIES))
-            instances += ctx.index.children_ids(series.internal_id)
-    if request.instances:
-        for instance_id in request.instances:
-            series = _parent(ctx, ctx.index.lookup(instance_id, Level.INSTANCE))
-            if series is None or series.parent_internal_id != study.internal_id:
-                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
-                                   f"This instance does not belong to the study to be split: {instance_id}")
-            series_uids.setdefault(series.public_id, uids.generate(Level.SERIES))
-            instances.append(instance_id)
+    for series_id in request.series:
+        series = _split_series(ctx, study, series_id)
+        series_uids.setdefault(series_id, uids.generate(Level.SERIES))
+        instances += ctx.index.children_ids(series.internal_id)
+    for instance_id in request.instances:
+        series = _split_instance_series(ctx, study, instance_id)
+        series_uids.setdefault(series.public_id, uids.generate(Level.SERIES))
+        instances.append(instance_id)
     return SplitStudyJob(ctx, instances, source_study=study_id,
                          target_study_uid=uids.generate(Level.STUDY), replacements=dict(request.replacements),
                          removals=list(request.removals), series_uids=series_uids, origin=origin,

@@ -13,9 +13,10 @@ from server.store import Origin
 
 class CreateDicomHandler(OrthancHandler):
     async def post(self) -> None:
-        request = create_dicom_request(self.json_body())
+        body = self.json_body()
         creator = DicomCreator(self.ctx.index, self.ctx.store, self.ctx.default_encoding,
                                self.ctx.config["DefaultPrivateCreator"])
+        request = await self.run(create_dicom_request, body, creator.parent)
         origin = Origin("RestApi", remote_ip=self.request.remote_ip, http_username=self.username or "")
         self.answer_json(await self.run(creator.create, request, origin))
 

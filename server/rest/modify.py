@@ -8,12 +8,19 @@ asks otherwise.  Parsing and the work itself live in :mod:`server.dicom.modify` 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.jobs.modification import anonymized_patient_name, modification_job, modified_instance
-from server.jobs.split_merge import existing_study, merge_job, split_job
+from server.jobs.split_merge import (
+    check_merge_sources,
+    check_split_sources,
+    existing_study,
+    merge_job,
+    split_job,
+)
 from server.rest import requests
 from server.rest.base import OrthancHandler
 from server.rest.jobs import submit_job
@@ -75,7 +82,7 @@ class SplitHandler(_ModificationHandler):
     async def post(self, study_id: str) -> None:
         body = self.body()
         await self.run(existing_study, self.ctx, study_id, False)
-        request = requests.split_request(body)
+        request = await self.run(requests.split_request, body, partial(check_split_sources, self.ctx, study_id))
         options = requests.job_options(body)
         job = await self.run(split_job, self.ctx, study_id, request, self.origin())
         await submit_job(self, job, options)
@@ -85,7 +92,7 @@ class MergeHandler(_ModificationHandler):
     async def post(self, study_id: str) -> None:
         body = self.body()
         await self.run(existing_study, self.ctx, study_id, True)
-        request = requests.merge_request(body)
+        request = await self.run(requests.merge_request, body, partial(check_merge_sources, self.ctx, study_id))
         options = requests.job_options(body)
         job = await self.run(merge_job, self.ctx, study_id, request, self.origin())
         await submit_job(self, job, options)

@@ -342,12 +342,15 @@ def _split_replacements(body: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def split_request(body: Any) -> SplitRequest:
-    """``/studies/{id}/split``."""
+def split_request(body: Any, check_sources: Callable[[str, list[str]], None]) -> SplitRequest:
+    """``/studies/{id}/split``.  Orthanc checks that the ``Series``, then the ``Instances``,
+    belong to the study as it reads each field (``check_sources(field, ids)``)."""
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
     series = strings_field(body, "Series") if "Series" in body else []
+    check_sources("Series", series)
     instances = strings_field(body, "Instances") if "Instances" in body else []
+    check_sources("Instances", instances)
     if not series and not instances:
         raise OrthancError(ErrorCode.BAD_REQUEST, 'Both the "Series" and the "Instances" fields are missing')
     keep_source = boolean_field(body, "KeepSource", False)
@@ -357,11 +360,14 @@ def split_request(body: Any) -> SplitRequest:
                         boolean_field(body, "Permissive", False))
 
 
-def merge_request(body: Any) -> MergeRequest:
-    """``/studies/{id}/merge``."""
+def merge_request(body: Any, check_sources: Callable[[list[str]], None]) -> MergeRequest:
+    """``/studies/{id}/merge``.  Orthanc checks the ``Resources`` (``check_sources``) before
+    reading the other fields."""
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    return MergeRequest(tuple(strings_field(body, "Resources")), boolean_field(body, "KeepSource", False),
+    resources = strings_field(body, "Resources")
+    check_sources(resources)
+    return MergeRequest(tuple(resources), boolean_field(body, "KeepSource", False),
                         boolean_field(body, "Permissive", False))
 
 
@@ -478,7 +484,9 @@ def _commitment_pairs(items: Any) -> list[tuple[str, str]]:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    """A JSON value in an error message, as Orthanc prints it (jsoncpp's styled text ends
+    with a newline)."""
+    return json.dumps(value, separators=(",", ":")) + "\n"
 
 
 def commitment_request(raw: bytes) -> CommitmentRequest:
@@ -511,8 +519,9 @@ def _create_boolean(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def create_dicom_request(body: Any) -> CreateDicomRequest:
-    """``/tools/create-dicom``: the ``Tags`` format, or the tags themselves (Orthanc <= 0.9.3)."""
+def create_dicom_request(body: Any, check_parent: Callable[[str], object]) -> CreateDicomRequest:
+    """``/tools/create-dicom``: the ``Tags`` format, or the tags themselves (Orthanc <= 0.9.3).
+    Orthanc looks the ``Parent`` up (``check_parent``) right after the character set."""
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_REQUEST)
     if "Tags" not in body:
@@ -532,8 +541,10 @@ def create_dicom_request(body: Any) -> CreateDicomRequest:
         if encoding is None:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown specific character set: {term}")
     parent = body.get("Parent")
-    if "Parent" in body and not isinstance(parent, str):
-        raise OrthancError(ErrorCode.CREATE_DICOM_BAD_PARENT)
+    if "Parent" in body:
+        if not isinstance(parent, str):
+            raise OrthancError(ErrorCode.CREATE_DICOM_BAD_PARENT)
+        check_parent(parent)
     decode = _create_boolean(body, "InterpretBinaryTags", True)
     creator = body.get("PrivateCreator")
     if "PrivateCreator" in body and not isinstance(creator, str):
