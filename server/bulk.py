@@ -10,17 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from server.dicom.main_tags import Level, parse_level
 from server.errors import ErrorCode, OrthancError
-from server.rest.requests import strings_field
 from server.storage.index import Resource
 
 if TYPE_CHECKING:
     from server.app import ServerContext
-
-
-def _level(value: Any) -> Level:
-    if not isinstance(value, str):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field \"Level\" must contain a string")
-    return parse_level(value)
 
 
 def _at_level(ctx: ServerContext, resource: Resource, level: Level) -> list[Resource]:
@@ -30,15 +23,20 @@ def _at_level(ctx: ServerContext, resource: Resource, level: Level) -> list[Reso
     return ctx.index.descendants(resource.internal_id, level)
 
 
-def resolve(ctx: ServerContext, body: dict[str, Any]) -> list[Resource]:
+def bulk_level(value: Any) -> Level:
+    """A ``Level`` of these requests (a string, else a "bad file format")."""
+    if not isinstance(value, str):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field \"Level\" must contain a string")
+    return parse_level(value)
+
+
+def resolve(ctx: ServerContext, listed: list[str], level: Level | None) -> list[Resource]:
     """The resources a bulk-content request asks for.
 
     Without ``Level``: the listed resources in their order.  With it: every resource
     of that level above or below the listed ones, once each, in Orthanc ID order."""
-    listed = strings_field(body, "Resources")
-    if "Level" not in body:
+    if level is None:
         return [r for r in map(ctx.index.lookup, listed) if r is not None]
-    level = _level(body["Level"])
     found: dict[str, Resource] = {}
     for public_id in sorted(set(listed)):
         resource = ctx.index.lookup(public_id)
@@ -47,11 +45,12 @@ def resolve(ctx: ServerContext, body: dict[str, Any]) -> list[Resource]:
     return [found[key] for key in sorted(found)]
 
 
-def bulk_content(ctx: ServerContext, body: dict[str, Any], fmt: str, metadata: bool) -> list[dict]:
+def bulk_content(ctx: ServerContext, listed: list[str], level: Level | None, fmt: str,
+                 metadata: bool) -> list[dict]:
     """The expanded views of the resources, with their ``Metadata`` unless told otherwise."""
     answer = []
     names = ctx.metadata_names
-    for resource in resolve(ctx, body):
+    for resource in resolve(ctx, listed, level):
         view = ctx.views.expand(resource, fmt)
         if metadata:
             values = ctx.index.metadata(resource.internal_id)
@@ -61,7 +60,8 @@ def bulk_content(ctx: ServerContext, body: dict[str, Any], fmt: str, metadata: b
 
 
 def bulk_delete(ctx: ServerContext, body: dict[str, Any]) -> None:
-    """Delete each listed resource: an ID, or ``{"ID", "Level"}`` to check its level."""
+    """Delete each listed resource: an ID, or ``{"ID", "Level"}`` to check its level.  The items
+    are read as they are deleted (an invalid one stops the deletion there), as Orthanc does."""
     listed = body.get("Resources")
     if not isinstance(listed, list):
         raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a Resources array")
@@ -69,7 +69,7 @@ def bulk_delete(ctx: ServerContext, body: dict[str, Any]) -> None:
         if isinstance(item, str):
             resource = ctx.index.lookup(item)
         elif isinstance(item, dict) and isinstance(item.get("ID"), str) and isinstance(item.get("Level"), str):
-            resource = ctx.index.lookup(item["ID"], _level(item["Level"]))
+            resource = ctx.index.lookup(item["ID"], bulk_level(item["Level"]))
         else:
             raise OrthancError(ErrorCode.BAD_REQUEST, "Invalid payload")
         if resource is not None:
