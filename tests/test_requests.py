@@ -19,6 +19,7 @@ from server.rest import requests
 STUDY = "db1d826e-2f018e02-c7f35a1b-bb359a4d-dcb3961b"
 UNKNOWN = "00000000-00000000-00000000-00000000-00000000"
 SERIES = "7c66ccc1-673ad76e-01282155-b44e7224-6564eadc"
+INSTANCE = "efe24a75-8feafc74-fc83584b-0f133128-60304d7c"
 REPLACE = {"Replace": {"StudyDescription": "x"}}
 
 
@@ -102,6 +103,8 @@ def test_instance_modification_transcode_is_an_argument() -> None:
     """On ``/instances/{id}/modify`` Orthanc checks ``Transcode`` as a REST argument."""
     assert _refused(requests.instance_modification, {"Transcode": "x"}, False, "", _name) == (
         400, ErrorCode.PARAMETER_OUT_OF_RANGE, "Unknown transfer syntax: x")
+    assert _refused(requests.instance_modification, {"Transcode": None}, False, "", _name) == (
+        400, ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Transcode")
     modification, transcode = requests.instance_modification(
         {"Replace": {"SeriesInstanceUID": "1.2"}, "Force": True, "Transcode": "1.2.840.10008.1.2"}, False, "", _name)
     assert modification.level is Level.SERIES and transcode == "1.2.840.10008.1.2"
@@ -292,6 +295,9 @@ ROUTES = [
     (f"/studies/{STUDY}/modify", {**REPLACE, "Transcode": "x"}),
     (f"/studies/{STUDY}/modify", {**REPLACE, "Synchronous": 3}),
     (f"/studies/{STUDY}/archive", {"Transcode": "x"}),
+    (f"/studies/{STUDY}/archive", {"Transcode": None}),
+    (f"/instances/{INSTANCE}/modify", {"Transcode": None}),
+    (f"/instances/{INSTANCE}/modify", {"Transcode": "x"}),
     (f"/studies/{STUDY}/archive", {"Extended": 3}),
     (f"/patients/{UNKNOWN}/archive", {"Priority": "x"}),
     ("/tools/create-archive", b"nope"),

@@ -256,8 +256,7 @@ def instance_modification(body: Any, anonymize: bool, creator: str,
     if anonymize:
         return modification, None
     modification.set_level(detect_level(modification))
-    transcode = body.get("Transcode")
-    return modification, None if transcode is None else parse_transcode(transcode)
+    return modification, transcode_field(body, job=False)
 
 
 def _modification_request(body: dict[str, Any], modification: Modification) -> ModificationRequest:
