@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import Level, parse_level
 from server.errors import ErrorCode, OrthancError
-from server.jobs.modification import strings_field
 from server.storage.index import Resource
 
 if TYPE_CHECKING:
@@ -20,15 +19,6 @@ if TYPE_CHECKING:
     from server.store import Store
 
 
-def _level(value: Any) -> Level:
-    if not isinstance(value, str):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field \"Level\" must contain a string")
-    try:
-        return Level.parse(value)
-    except ValueError:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown resource level: {value}") from None
-
-
 def _at_level(index: Index, resource: Resource, level: Level) -> list[Resource]:
     """The resources of ``level`` that ``resource`` stands for: itself, its descendants or its ancestor."""
     if resource.level >= level:
@@ -36,15 +26,20 @@ def _at_level(index: Index, resource: Resource, level: Level) -> list[Resource]:
     return index.descendants(resource.internal_id, level)
 
 
-def resolve(index: Index, body: dict[str, Any]) -> list[Resource]:
+def bulk_level(value: Any) -> Level:
+    """A ``Level`` of these requests (a string, else a "bad file format")."""
+    if not isinstance(value, str):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field \"Level\" must contain a string")
+    return parse_level(value)
+
+
+def resolve(index: Index, listed: list[str], level: Level | None) -> list[Resource]:
     """The resources a bulk-content request asks for.
 
     Without ``Level``: the listed resources in their order.  With it: every resource
     of that level above or below the listed ones, once each, in Orthanc ID order."""
-    listed = strings_field(body, "Resources")
-    if "Level" not in body:
+    if level is None:
         return [r for r in map(index.lookup, listed) if r is not None]
-    level = _level(body["Level"])
     found: dict[str, Resource] = {}
     for public_id in sorted(set(listed)):
         resource = index.lookup(public_id)
@@ -53,11 +48,11 @@ def resolve(index: Index, body: dict[str, Any]) -> list[Resource]:
     return [found[key] for key in sorted(found)]
 
 
-def bulk_content(index: Index, views: ResourceViews, names: MetadataNames, body: dict[str, Any], fmt: str,
-                 metadata: bool) -> list[dict]:
+def bulk_content(index: Index, views: ResourceViews, names: MetadataNames, listed: list[str],
+                 level: Level | None, fmt: str, metadata: bool) -> list[dict]:
     """The expanded views of the resources, with their ``Metadata`` unless told otherwise."""
     answer = []
-    for resource in resolve(index, body):
+    for resource in resolve(index, listed, level):
         view = views.expand(resource, fmt)
         if metadata:
             values = index.metadata(resource.internal_id)
@@ -67,7 +62,8 @@ def bulk_content(index: Index, views: ResourceViews, names: MetadataNames, body:
 
 
 def bulk_delete(index: Index, store: Store, body: dict[str, Any]) -> None:
-    """Delete each listed resource: an ID, or ``{"ID", "Level"}`` to check its level."""
+    """Delete each listed resource: an ID, or ``{"ID", "Level"}`` to check its level.  The items
+    are read as they are deleted (an invalid one stops the deletion there), as Orthanc does."""
     listed = body.get("Resources")
     if not isinstance(listed, list):
         raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a Resources array")
@@ -75,7 +71,7 @@ def bulk_delete(index: Index, store: Store, body: dict[str, Any]) -> None:
         if isinstance(item, str):
             resource = index.lookup(item)
         elif isinstance(item, dict) and isinstance(item.get("ID"), str) and isinstance(item.get("Level"), str):
-            resource = index.lookup(item["ID"], _level(item["Level"]))
+            resource = index.lookup(item["ID"], bulk_level(item["Level"]))
         else:
             raise OrthancError(ErrorCode.BAD_REQUEST, "Invalid payload")
         if resource is not None:

@@ -19,7 +19,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 
 from server.dicom.dictionary import tag_from_name, vr_without_creator
-from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, BY_NAME, Level, Tag
+from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, BY_NAME, Level, Tag, parse_level
 from server.dicom.wildcards import Wildcard
 from server.errors import ErrorCode, OrthancError
 from server.labels import sql_filter as label_filter
@@ -32,20 +32,6 @@ WILDCARD_VRS = frozenset(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", 
 
 MODALITY: Tag = (0x0008, 0x0060)
 MODALITIES_IN_STUDY: Tag = (0x0008, 0x0061)
-
-#: Orthanc's ``StringToResourceType``: the spellings a find or a C-FIND may give a level.
-_LEVEL_NAMES = {"PATIENT": Level.PATIENT, "PATIENTS": Level.PATIENT, "STUDY": Level.STUDY,
-                "STUDIES": Level.STUDY, "SERIES": Level.SERIES, "INSTANCE": Level.INSTANCE,
-                "IMAGE": Level.INSTANCE, "INSTANCES": Level.INSTANCE, "IMAGES": Level.INSTANCE}
-
-
-def parse_level(text: str) -> Level:
-    """A resource level as Orthanc reads it (any case, singular or plural, IMAGE for instances)."""
-    level = _LEVEL_NAMES.get(text.upper())
-    if level is None:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Invalid resource type '{text}'")
-    return level
-
 
 def parse_tag(name: str) -> Tag:
     """A tag given as a keyword or dictionary name, ``gggg,eeee`` or ``gggg-eeee``."""

@@ -19,7 +19,6 @@ import server.jobs
 from server.app import Server
 from server.config import load_configuration
 from server.dicom.main_tags import Level
-from server.dicom.modify import parse_modify_request
 from server.jobs.archive import ArchiveJob, MediaJob
 from server.jobs.job import Job
 from server.jobs.modification import ResourceModificationJob
@@ -28,6 +27,7 @@ from server.jobs.peer_store import OrthancPeerStoreJob
 from server.jobs.split_merge import MergeStudyJob, SplitStudyJob
 from server.jobs.storage_commitment_scp import StorageCommitmentScpJob
 from server.jobs.store_scu import DicomModalityStoreJob
+from server.rest.requests import modify_request
 from server.store import Origin
 
 MODALITY = {"AET": "REMOTE", "Host": "127.0.0.1", "Port": 11112}
@@ -48,7 +48,7 @@ def root(tmp_path: Path) -> Iterator[Server]:
 def samples(root: Server) -> dict[str, Callable[[], Job]]:
     """One job of each type, built with the services the composition root gives its family."""
     modification = root.modification_services
-    modify = parse_modify_request({"Replace": {"PatientName": "Renamed"}}, "Isengard")
+    modify = modify_request({"Replace": {"PatientName": "Renamed"}}, "Isengard")
     modify.set_level(Level.STUDY)
     return {
         ArchiveJob.TYPE: lambda: ArchiveJob(root.archive_services, INSTANCES[:1], transcode="1.2.840.10008.1.2.1"),

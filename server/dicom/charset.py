@@ -191,11 +191,18 @@ def encode_text(text: str, encoding: str) -> bytes:
         return text.encode("utf-8")
     if encoding == "Ascii":
         return _NOT_ASCII.sub(b"", text.encode("ascii", "ignore"))
-    if encoding == "Thai":
-        return text.encode("tis-620", "ignore")
-    if encoding == "JapaneseKanji":
-        return text.encode("iso2022_jp_2", "ignore")
-    return text.encode(_CODECS[encoding], "ignore")
+    return text.encode(_writing_codec(encoding), "ignore")
+
+
+def _writing_codec(encoding: str) -> str:
+    """The Python codec that writes ``encoding`` as Orthanc does."""
+    special = {"Utf8": "utf-8", "Ascii": "ascii", "Thai": "tis-620", "JapaneseKanji": "iso2022_jp_2"}
+    return special.get(encoding) or _CODECS[encoding]
+
+
+def keep_encodable(text: str, encoding: str) -> str:
+    """``text`` without the characters ``encoding`` cannot represent (Orthanc's conversions drop them)."""
+    return encode_text(text, encoding).decode(_writing_codec(encoding))
 
 
 def ascii_only(raw: bytes) -> str:

@@ -11,17 +11,15 @@ the one ingest path, :meth:`server.store.Store.ingest`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
 
 from PIL import Image
-from pydicom.uid import generate_uid
 
-from server.dicom import json_format
+from server.dicom import json_format, uids
 from server.dicom.charset import encoding_for_term, specific_character_set
 from server.dicom.encode import (
     Element,
@@ -38,7 +36,7 @@ from server.dicom.encode import (
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
 from server.errors import ErrorCode, OrthancError
-from server.storage.index import Index
+from server.storage.index import Index, Resource
 from server.store import Origin, Store, StoreResult
 
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -58,10 +56,6 @@ IMAGE_INDEX = 0x00541330
 PIXEL_DATA = 0x7FE00010
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
-
-#: dcmtk's UID roots, under which Orthanc generates study, series and instance UIDs.
-_UID_ROOTS = {Level.STUDY: "1.2.276.0.7230010.3.1.2.", Level.SERIES: "1.2.276.0.7230010.3.1.3.",
-              Level.INSTANCE: "1.2.276.0.7230010.3.1.4."}
 
 #: Tags a request may set even when they already have a value (``InjectTags``).
 _OVERRIDABLE = frozenset((PATIENT_ID, ACQUISITION_DATE, ACQUISITION_TIME, CONTENT_DATE, CONTENT_TIME,
@@ -94,10 +88,6 @@ _OTHER_KNOWN_MIME_TYPES = frozenset((
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def new_uid(level: Level) -> str:
-    return generate_uid(prefix=_UID_ROOTS[level])
-
-
 class NewInstance:
     """A dataset being built, with the character set its strings are written in."""
 
@@ -109,16 +99,16 @@ class NewInstance:
     def generate(cls, encoding: str) -> NewInstance:
         """Orthanc's ``ParsedDicomFile(true)``: new patient ID and study, series, instance UIDs."""
         instance = cls({}, encoding)
-        instance.set_plain(PATIENT_ID, str(uuid.uuid4()))
-        instance.set_plain(STUDY_INSTANCE_UID, new_uid(Level.STUDY))
-        instance.set_plain(SERIES_INSTANCE_UID, new_uid(Level.SERIES))
-        instance.set_plain(SOP_INSTANCE_UID, new_uid(Level.INSTANCE))
+        instance.set_plain(PATIENT_ID, uids.generate(Level.PATIENT))
+        instance.set_plain(STUDY_INSTANCE_UID, uids.generate(Level.STUDY))
+        instance.set_plain(SERIES_INSTANCE_UID, uids.generate(Level.SERIES))
+        instance.set_plain(SOP_INSTANCE_UID, uids.generate(Level.INSTANCE))
         return instance
 
     def clone(self) -> NewInstance:
         """A copy with a new SOPInstanceUID, for the next instance of a series."""
         copy = NewInstance(copy_items(self.items), self.encoding)
-        copy.set_plain(SOP_INSTANCE_UID, new_uid(Level.INSTANCE))
+        copy.set_plain(SOP_INSTANCE_UID, uids.generate(Level.INSTANCE))
         return copy
 
     def context(self, private_creator: str = "", decode_binary: bool = False) -> ValueContext:
@@ -280,6 +270,25 @@ def extract_pdf(data: bytes) -> bytes | None:
     return pdf
 
 
+@dataclass(frozen=True)
+class CreateDicomRequest:
+    """A ``/tools/create-dicom`` body (parsed by :mod:`server.rest.requests`).
+
+    ``legacy`` holds the (tag, text) pairs of Orthanc <= 0.9.3's format, where the body is
+    the tags; otherwise ``tags`` maps names to DICOM-as-JSON values and ``content`` is a
+    data URI, or a list of them (or of ``{Content, Tags}``) making a series."""
+
+    legacy: tuple[tuple[int, str], ...] | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+    #: The encoding (Orthanc's name) of the requested SpecificCharacterSet (None: ``DefaultEncoding``).
+    encoding: str | None = None
+    parent: str | None = None
+    interpret_binary_tags: bool = True
+    private_creator: str | None = None
+    force: bool = False
+    content: str | list[Any] | None = None
+
+
 class DicomCreator:
     """The service behind ``/tools/create-dicom``; one per request."""
 
@@ -290,65 +299,48 @@ class DicomCreator:
         self.default_encoding = default_encoding
         self.default_private_creator = default_private_creator
 
-    def create(self, body: Any, origin: Origin) -> dict[str, str]:
-        """The answer of ``POST /tools/create-dicom`` for a parsed JSON body."""
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BAD_REQUEST)
-        if "Tags" not in body:
-            return self._store(self._legacy(body), origin).as_json()
-        tags = body["Tags"]
-        if not isinstance(tags, dict):
-            raise OrthancError(ErrorCode.BAD_REQUEST)
+    def create(self, request: CreateDicomRequest, origin: Origin) -> dict[str, str]:
+        """The answer of ``POST /tools/create-dicom``."""
+        if request.legacy is not None:
+            return self._store(self._legacy(request.legacy), origin).as_json()
+        tags = request.tags
         instance = NewInstance.generate(self.default_encoding)
-        instance.set_encoding(self._requested_encoding(tags))
-        parent = self._inherit(instance, body["Parent"]) if "Parent" in body else None
-        decode = _boolean(body, "InterpretBinaryTags", True)
-        creator = body.get("PrivateCreator", self.default_private_creator)
-        if not isinstance(creator, str):
-            raise OrthancError(ErrorCode.BAD_REQUEST)
-        force = _boolean(body, "Force", False)
+        instance.set_encoding(request.encoding or self.default_encoding)
+        parent = self._inherit(instance, request.parent) if request.parent is not None else None
+        decode = request.interpret_binary_tags
+        creator = self.default_private_creator if request.private_creator is None else request.private_creator
         _set_dates(instance, parent)
-        _inject_tags(instance, tags, instance.context(creator, decode), force)
-        if "Content" in body:
-            content = body["Content"]
-            if isinstance(content, list) and content:
-                return self._create_series(instance, content, creator, decode, force, origin)
-            if isinstance(content, str):
-                embed_content_or_fail(instance, content)
-            elif not isinstance(content, list):
-                raise OrthancError(ErrorCode.CREATE_DICOM_USE_DATA_URI_SCHEME)
+        _inject_tags(instance, tags, instance.context(creator, decode), request.force)
+        content = request.content
+        if isinstance(content, list) and content:
+            return self._create_series(instance, content, creator, decode, request.force, origin)
+        if isinstance(content, str):
+            embed_content_or_fail(instance, content)
         return self._store(instance, origin).as_json()
 
-    def _legacy(self, body: dict[str, Any]) -> NewInstance:
+    def _legacy(self, tags: tuple[tuple[int, str], ...]) -> NewInstance:
         """The format of Orthanc <= 0.9.3: the body is the tags, values are plain strings."""
         instance = NewInstance.generate(self.default_encoding)
-        for name in sorted(body):
-            value = body[name]
-            if not isinstance(value, str):
-                raise OrthancError(ErrorCode.CREATE_DICOM_NOT_STRING)
-            tag = parse_tag(name)
+        for tag, value in tags:
             if tag == PIXEL_DATA:
                 embed_content_or_fail(instance, value)
             else:
                 instance.set_plain(tag, value)
         return instance
 
-    def _requested_encoding(self, tags: dict[str, Any]) -> str:
-        if "SpecificCharacterSet" not in tags:
-            return self.default_encoding
-        term = tags["SpecificCharacterSet"]
-        encoding = encoding_for_term(term) if isinstance(term, str) else None
-        if encoding is None:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown specific character set: {term}")
-        return encoding
-
-    def _inherit(self, instance: NewInstance, parent_id: Any) -> Level:
-        """Copy the modules of the parent and its ancestors from one of its instances."""
-        parent = self.index.lookup(parent_id) if isinstance(parent_id, str) else None
+    def parent(self, parent_id: str) -> Resource:
+        """The ``Parent`` of a request: a patient, study or series (Orthanc checks it as it reads
+        the request, see :func:`server.rest.requests.create_dicom_request`)."""
+        parent = self.index.lookup(parent_id)
         if parent is None:
             raise OrthancError(ErrorCode.CREATE_DICOM_BAD_PARENT)
         if parent.level is Level.INSTANCE:
             raise OrthancError(ErrorCode.CREATE_DICOM_PARENT_IS_INSTANCE)
+        return parent
+
+    def _inherit(self, instance: NewInstance, parent_id: str) -> Level:
+        """Copy the modules of the parent and its ancestors from one of its instances."""
+        parent = self.parent(parent_id)
         siblings = self.index.descendants(parent.internal_id, Level.INSTANCE)
         if not siblings:
             raise OrthancError(ErrorCode.INTERNAL)
@@ -404,13 +396,6 @@ class DicomCreator:
 
     def _store(self, instance: NewInstance, origin: Origin) -> StoreResult:
         return self.store.ingest(write_file(instance.items), origin)
-
-
-def _boolean(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if not isinstance(value, bool):
-        raise OrthancError(ErrorCode.BAD_REQUEST)
-    return value
 
 
 def _set_dates(instance: NewInstance, parent: Level | None) -> None:

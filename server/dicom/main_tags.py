@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from server.errors import ErrorCode, OrthancError
+
 
 class Level(IntEnum):
     """Resource levels, with Orthanc's ResourceType numbering."""
@@ -28,12 +30,27 @@ class Level(IntEnum):
 
     @classmethod
     def parse(cls, text: str) -> Level:
-        """Accept Orthanc's spellings: ``Patient``, ``patients``, ``STUDY``, ``series``..."""
-        key = text.strip().lower()
-        for level in cls:
-            if key in (level.name.lower(), level.plural):
-                return level
-        raise ValueError(text)
+        """Orthanc's ``StringToResourceType`` (any case, singular or plural, ``Image`` for an
+        instance); ValueError otherwise.  Requests go through :func:`parse_level`."""
+        level = _LEVEL_NAMES.get(text.upper())
+        if level is None:
+            raise ValueError(text)
+        return level
+
+
+#: The spellings Orthanc gives a level, upper-cased.
+_LEVEL_NAMES = {"PATIENT": Level.PATIENT, "PATIENTS": Level.PATIENT, "STUDY": Level.STUDY,
+                "STUDIES": Level.STUDY, "SERIES": Level.SERIES, "INSTANCE": Level.INSTANCE,
+                "IMAGE": Level.INSTANCE, "INSTANCES": Level.INSTANCE, "IMAGES": Level.INSTANCE}
+
+
+def parse_level(text: str) -> Level:
+    """The one level parser of requests (REST fields and arguments, C-FIND/C-MOVE levels):
+    Orthanc's "Invalid resource type" (parameter out of range) for anything else."""
+    try:
+        return Level.parse(text)
+    except ValueError:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Invalid resource type '{text}'") from None
 
 
 Tag = tuple[int, int]

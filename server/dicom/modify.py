@@ -1,12 +1,12 @@
 """Orthanc's modification and anonymization of DICOM datasets (``DicomModification``).
 
-A :class:`Modification` is parsed once from a request body (:func:`parse_modify_request`,
-:func:`parse_anonymize_request`) and then applied to every instance of a job with
-:func:`modify_dataset`.  Its UID map is shared by all those instances, which is what keeps
-a modified study consistent: the same original UID always becomes the same new UID, in the
-identifying tags as in the references (ReferencedSOPInstanceUID, FrameOfReferenceUID,
-UIDs nested in sequences...).  Nothing here knows HTTP, the index or the jobs engine, so
-the REST routes, the jobs and Lua's ``ModifyInstance`` share it.
+A :class:`Modification` is parsed once from a request body (by :mod:`server.rest.requests`)
+and then applied to every instance of a job with :func:`modify_dataset`.  Its UID map is
+shared by all those instances, which is what keeps a modified study consistent: the same
+original UID always becomes the same new UID, in the identifying tags as in the references
+(ReferencedSOPInstanceUID, FrameOfReferenceUID, UIDs nested in sequences...).  Nothing here
+knows HTTP, the index or the jobs engine, so the REST routes, the jobs and Lua's
+``ModifyInstance`` share it.
 
 The steps and their order are those of Orthanc 1.10.1's ``DicomModification::Apply``:
 
@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import io
 import struct
-import uuid
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,8 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from server.dicom.anonymization_profiles import DEFAULT_VERSION, PROFILES
+from server.dicom import uids
+from server.dicom.anonymization_profiles import PROFILES
 from server.dicom.charset import TextDecoder, encode_text
 from server.dicom.elements import STRING_VRS, string_text
 from server.dicom.encode import (
@@ -92,10 +92,6 @@ LEVEL_UID = {Level.STUDY: STUDY_INSTANCE_UID, Level.SERIES: SERIES_INSTANCE_UID,
 #: Orthanc writes its own version into DeidentificationMethod; Isengard reports the same API.
 DEIDENTIFICATION_PREFIX = "Orthanc 1.10.1 - "
 
-#: dcmtk's roots for generated study, series and instance UIDs (``SITE_*_UID_ROOT``).
-_UID_ROOTS = {Level.STUDY: "1.2.276.0.7230010.3.1.2.", Level.SERIES: "1.2.276.0.7230010.3.1.3.",
-              Level.INSTANCE: "1.2.276.0.7230010.3.1.4."}
-
 #: VRs whose explicit-VR header has a 4-byte length.
 _LONG_HEADER_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"))
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -104,14 +100,6 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 _WORD_SIZES = {"OW": 2, "US": 2, "SS": 2, "AT": 2, "OF": 4, "OL": 4, "UL": 4, "SL": 4, "FL": 4,
                "OD": 8, "OV": 8, "FD": 8, "SV": 8, "UV": 8}
 _ARRAY_CODES = {2: "H", 4: "I", 8: "Q"}
-
-
-def generate_uid(level: Level) -> str:
-    """A new identifier: a UUID for a patient, a DICOM UID under dcmtk's root otherwise."""
-    if level is Level.PATIENT:
-        return str(uuid.uuid4())
-    root = _UID_ROOTS[level]
-    return root + str(uuid.uuid4().int)[:64 - len(root)]
 
 
 def _dictionary_vr(tag: int, creator: str = "") -> str:
@@ -314,7 +302,7 @@ class Modification:
         key = (level, original.strip())
         mapped = self.uid_map.get(key)
         if mapped is None:
-            mapped = self.uid_map[key] = generate_uid(level)
+            mapped = self.uid_map[key] = uids.generate(level)
         return mapped
 
     def register_identifier(self, original: str, mapped: str, level: Level) -> None:
@@ -356,114 +344,6 @@ class Modification:
             uid_map=uid_map)
 
 
-# -- parsing requests ----------------------------------------------------------------
-
-
-def _boolean(body: dict[str, Any], key: str, default: bool) -> bool:
-    if key not in body:
-        return default
-    value = body[key]
-    if not isinstance(value, bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f'Member "{key}" should be a Boolean value')
-    return value
-
-
-def _parse_list(modification: Modification, body: dict[str, Any], key: str, force: bool) -> None:
-    """``Remove`` or ``Keep``: a list of tag paths; identifiers only with ``Force``."""
-    if key not in body:
-        return
-    values = body[key]
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise OrthancError(ErrorCode.BAD_REQUEST)
-    for name in values:
-        path = TagPath.parse(name)
-        if not path.prefix and not force and path.tag in IDENTIFIERS:
-            verb = "kept" if key == "Keep" else "removed"
-            raise OrthancError(ErrorCode.BAD_REQUEST, f'Marking tag "{name}" as to be {verb} '
-                                                      'requires the "Force" option to be set to true')
-        if key == "Keep":
-            modification.keep(path)
-        else:
-            modification.remove(path)
-
-
-def _parse_replacements(modification: Modification, body: dict[str, Any], force: bool) -> None:
-    if "Replace" not in body:
-        return
-    replacements = body["Replace"]
-    if not isinstance(replacements, dict):
-        raise OrthancError(ErrorCode.BAD_REQUEST)
-    for name in sorted(replacements):
-        path = TagPath.parse(name)
-        if not path.prefix and not force and path.tag in IDENTIFIERS:
-            raise OrthancError(ErrorCode.BAD_REQUEST, f'Marking tag "{name}" as to be replaced '
-                                                      'requires the "Force" option to be set to true')
-        modification.replace(path, replacements[name])
-
-
-def _parse_private_creator(modification: Modification, body: dict[str, Any]) -> None:
-    if "PrivateCreator" in body:
-        value = body["PrivateCreator"]
-        if not isinstance(value, str):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: PrivateCreator")
-        modification.private_creator = value
-
-
-def _require_object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    return body
-
-
-def parse_modify_request(body: Any, default_private_creator: str = "") -> Modification:
-    """A ``/modify`` body (``Replace``, ``Remove``, ``Keep``, ``RemovePrivateTags``, ``Force``...).
-
-    The level is left at Instance: the caller sets the route's level, or
-    :func:`detect_level` for a single instance.
-    """
-    body = _require_object(body)
-    modification = Modification(private_creator=default_private_creator)
-    force = _boolean(body, "Force", False)
-    if _boolean(body, "RemovePrivateTags", False):
-        modification.set_remove_private_tags(True)
-    _parse_list(modification, body, "Remove", force)
-    _parse_replacements(modification, body, force)
-    _parse_list(modification, body, "Keep", force)
-    _parse_private_creator(modification, body)
-    return modification
-
-
-def parse_anonymize_request(body: Any, default_private_creator: str = "",
-                            patient_name: Callable[[], str] | None = None) -> Modification:
-    """An ``/anonymize`` body (``DicomVersion``, ``KeepPrivateTags``, ``Replace``, ``Remove``, ``Keep``...).
-
-    ``patient_name`` gives the ``Anonymized{N}`` name used when the request leaves
-    PatientName to the profile; it is called only then, as Orthanc increments its
-    counter only then.
-    """
-    body = _require_object(body)
-    modification = Modification(private_creator=default_private_creator)
-    force = _boolean(body, "Force", False)
-    version = DEFAULT_VERSION
-    if "DicomVersion" in body:
-        version = body["DicomVersion"]
-        if not isinstance(version, str):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-        if version not in PROFILES:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
-                               f"Unknown specific version of the DICOM standard: {version}")
-    modification.setup_anonymization(version)
-    if _boolean(body, "KeepPrivateTags", False):
-        modification.set_remove_private_tags(False)
-    _parse_list(modification, body, "Remove", force)
-    _parse_replacements(modification, body, force)
-    _parse_list(modification, body, "Keep", force)
-    if PATIENT_NAME in modification.uids and patient_name is not None:
-        modification.replace(TagPath((), PATIENT_NAME), patient_name(), safe_for_anonymization=True)
-    _parse_private_creator(modification, body)
-    return modification
-
-
 def detect_level(modification: Modification) -> Level:
     """The level of a single-instance modification, from the identifiers it replaces."""
     if modification.is_replaced(PATIENT_ID):
@@ -473,16 +353,6 @@ def detect_level(modification: Modification) -> Level:
     if modification.is_replaced(SERIES_INSTANCE_UID):
         return Level.SERIES
     return Level.INSTANCE
-
-
-def parse_level(value: Any) -> Level:
-    """A ``Level`` field (``Patient``, ``Study``, ``Series``, ``Instance``)."""
-    if not isinstance(value, str):
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
-    try:
-        return Level.parse(value)
-    except ValueError:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
 
 
 # -- applying ------------------------------------------------------------------------

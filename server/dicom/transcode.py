@@ -30,9 +30,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import pack_bits, pixel_array
 from pydicom.sequence import Sequence
-from pydicom.uid import AllTransferSyntaxes, generate_uid
+from pydicom.uid import AllTransferSyntaxes
 
-from server.dicom import pixels
+from server.dicom import pixels, uids
+from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 
 log = logging.getLogger("isengard.transcode")
@@ -394,4 +395,4 @@ def _mark_lossy(ds: Dataset, target: str, raw_size: int, compressed_size: int) -
             item.ReferencedSOPClassUID = old_class
             item.ReferencedSOPInstanceUID = old_uid
             ds.SourceImageSequence = Sequence([*ds.get("SourceImageSequence", []), item])
-        ds.SOPInstanceUID = generate_uid(prefix="2.25.")
+        ds.SOPInstanceUID = uids.generate(Level.INSTANCE)

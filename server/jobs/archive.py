@@ -601,6 +601,22 @@ class MediaJob(ArchiveJob):
     MEDIA = True
 
 
+@dataclass(frozen=True)
+class ArchiveRequest:
+    """What an archive or media route asks for (parsed by :mod:`server.rest.requests`)."""
+
+    resources: tuple[str, ...]
+    media: bool = False
+    transcode: str | None = None
+    extended: bool = False
+
+
+def archive_job(services: ArchiveServices, request: ArchiveRequest) -> ArchiveJob:
+    """The Archive or Media job of a request, not yet submitted."""
+    kind = MediaJob if request.media else ArchiveJob
+    return kind(services, list(request.resources), transcode=request.transcode, extended=request.extended)
+
+
 def _zip_info(path: str) -> zipfile.ZipInfo:
     """A ZIP entry as minizip writes it for Orthanc: deflated, local time, no attributes."""
     info = zipfile.ZipInfo(path, date_time=time.localtime()[:6])

@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydicom.dataset import Dataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from server import __version__
+from server.dicom import uids
 from server.dicom.charset import TextDecoder
 from server.dicom.elements import STRING_VRS, find_element, string_text
+from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 
 MEDIA_STORAGE_DIRECTORY_STORAGE = "1.2.840.10008.1.3.10"
@@ -284,7 +286,7 @@ def _meta() -> bytes:
     """File meta group 0002, its group length first."""
     body = (struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01"
             + _element(0x00020002, "UI", MEDIA_STORAGE_DIRECTORY_STORAGE)
-            + _element(0x00020003, "UI", generate_uid())
+            + _element(0x00020003, "UI", uids.generate(Level.INSTANCE))
             + _element(0x00020010, "UI", EXPLICIT_VR_LITTLE_ENDIAN)
             + _element(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID)
             + _element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME))

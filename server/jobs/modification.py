@@ -49,13 +49,10 @@ from server.dicom.modify import (
     identifiers,
     modify_dataset,
     modify_file,
-    parse_anonymize_request,
-    parse_level,
-    parse_modify_request,
     write_file,
 )
 from server.dicom.parse import read_dataset
-from server.dicom.transcode import CannotTranscode, Settings, parse_transcode
+from server.dicom.transcode import CannotTranscode, Settings
 from server.errors import ErrorCode, OrthancError
 from server.jobs.instances import SetOfInstancesJob
 from server.jobs.job import StopReason
@@ -93,24 +90,7 @@ class ModificationServices:
         return self.encoding()
 
 
-# -- request fields shared by the job-producing routes ------------------------------------
-
-
-def boolean_field(body: dict[str, Any], key: str, default: bool) -> bool:
-    """Orthanc's ``SerializationToolbox::ReadBoolean`` of an optional field."""
-    if key not in body:
-        return default
-    if not isinstance(body[key], bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {key}")
-    return bool(body[key])
-
-
-def strings_field(body: dict[str, Any], key: str) -> list[str]:
-    """Orthanc's ``ReadArrayOfStrings`` of a mandatory field."""
-    value = body.get(key)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"List of strings expected in field: {key}")
-    return value
+# -- helpers shared by the jobs that rewrite instances ------------------------------------
 
 
 def public_ids(values: dict[Level, str]) -> dict[Level, str]:
@@ -407,12 +387,16 @@ class ResourceModificationJob(PublishingJob):
 # -- building jobs from requests -------------------------------------------------------
 
 
-def parse_modification(services: ModificationServices, body: Any, anonymize: bool) -> Modification:
-    """The modification a ``/modify`` or ``/anonymize`` body asks for (level left to the caller)."""
-    creator = services.config["DefaultPrivateCreator"]
-    if anonymize:
-        return parse_anonymize_request(body, creator, lambda: anonymized_patient_name(services))
-    return parse_modify_request(body, creator)
+@dataclass(frozen=True)
+class ModificationRequest:
+    """A ``/modify`` or ``/anonymize`` request of a resource or of the bulk routes
+    (parsed by :mod:`server.rest.requests`).  ``modification`` carries the job's UID map."""
+
+    modification: Modification
+    keep_source: bool = True
+    transcode: str | None = None
+    permissive: bool = False
+    keep_labels: bool = False
 
 
 def anonymized_patient_name(services: ModificationServices) -> str:
@@ -420,35 +404,16 @@ def anonymized_patient_name(services: ModificationServices) -> str:
     return f"Anonymized{services.index.increment_property(PROPERTY_ANONYMIZATION_SEQUENCE)}"
 
 
-def modification_job(services: ModificationServices, body: dict[str, Any], modification: Modification,
-                     resources: list[str], output_level: Level | None, origin: Origin) -> ResourceModificationJob:
+def modification_job(services: ModificationServices, request: ModificationRequest, resources: list[str],
+                     output_level: Level | None, origin: Origin) -> ResourceModificationJob:
     """A ResourceModification job over ``resources`` (any level), as ``SubmitModificationJob`` builds it.
 
     ``output_level`` None means a bulk job, whose answer lists every resource produced.
     """
-    keep_source = boolean_field(body, "KeepSource", True)
-    transcode = None
-    if "Transcode" in body:
-        transcode = parse_transcode(body["Transcode"], job=True)
     instances = [instance for resource in resources for instance in child_instances(services, resource)]
-    permissive = boolean_field(body, "Permissive", False)
-    return ResourceModificationJob(services, instances, modification, output_level, transcode,
-                                   keep_labels=boolean_field(body, "KeepLabels", False), origin=origin,
-                                   keep_source=keep_source, permissive=permissive)
-
-
-def bulk_resources(body: dict[str, Any]) -> list[str]:
-    """The ``Resources`` of a bulk request, as the set Orthanc reads."""
-    return sorted(set(strings_field(body, "Resources")))
-
-
-def bulk_modification(services: ModificationServices, body: Any, anonymize: bool) -> Modification:
-    """The modification of ``/tools/bulk-modify`` (``Level`` or detected) or ``/tools/bulk-anonymize``."""
-    modification = parse_modification(services, body, anonymize)
-    if not anonymize:
-        level = parse_level(body["Level"]) if "Level" in body else detect_level(modification)
-        modification.set_level(level)
-    return modification
+    return ResourceModificationJob(services, instances, request.modification, output_level, request.transcode,
+                                   keep_labels=request.keep_labels, origin=origin,
+                                   keep_source=request.keep_source, permissive=request.permissive)
 
 
 # -- services without a job: one instance ----------------------------------------------------

@@ -7,6 +7,7 @@ move uses those of its level, as Orthanc's ``DicomControlUserConnection::Move``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from server.dicom.dictionary import tag_name
@@ -35,6 +36,18 @@ MOVE_KEYS: dict[Level, tuple[Tag, ...]] = {
     Level.SERIES: (STUDY_UID, SERIES_UID),
     Level.INSTANCE: (STUDY_UID, SERIES_UID, SOP_UID),
 }
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    """A ``/modalities/{id}/move`` request (parsed by :mod:`server.rest.requests`): one C-MOVE
+    per resource, with the identifiers of ``level``."""
+
+    level: Level
+    resources: tuple[dict[Tag, str], ...]
+    target_aet: str | None = None
+    local_aet: str | None = None
+    timeout: float | None = None
 
 
 def retrieve_item(answer: dict[Tag, str]) -> dict[str, str]:

@@ -7,6 +7,7 @@ Retry state like the C-STORE job (:class:`server.jobs.store_scu.RetryingInstance
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from server.dicom.transcode import Settings, transcode_or_keep
@@ -21,6 +22,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("isengard.jobs")
 
 MEGABYTE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PeerStoreRequest:
+    """A ``/peers/{id}/store`` request (parsed by :mod:`server.rest.requests`)."""
+
+    resources: tuple[str, ...]
+    compress: bool = False
+    transcode: str | None = None
+    permissive: bool = False
 
 
 class OrthancPeerStoreJob(RetryingInstancesJob):

@@ -8,8 +8,10 @@ guarantees described in :mod:`server.jobs.modification`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from server.dicom import uids
 from server.dicom.dictionary import tag_name
 from server.dicom.encode import format_tag, parse_tag
 from server.dicom.json_format import dataset_decoder, tag_text
@@ -19,20 +21,11 @@ from server.dicom.modify import (
     SOP_INSTANCE_UID,
     STUDY_INSTANCE_UID,
     Editor,
-    generate_uid,
     identifiers,
     write_file,
 )
 from server.errors import ErrorCode, OrthancError
-from server.jobs.modification import (
-    ModificationServices,
-    PublishingJob,
-    Staged,
-    boolean_field,
-    public_ids,
-    read_instance,
-    strings_field,
-)
+from server.jobs.modification import ModificationServices, PublishingJob, Staged, public_ids, read_instance
 from server.storage.index import Resource
 from server.store import Origin
 
@@ -85,7 +78,7 @@ class StudyRewriteJob(PublishingJob):
         if study_uid is not None:
             editor.set_string(ds, STUDY_INSTANCE_UID, "UI", study_uid)
         editor.set_string(ds, SERIES_INSTANCE_UID, "UI", target_series)
-        editor.set_string(ds, SOP_INSTANCE_UID, "UI", generate_uid(Level.INSTANCE))
+        editor.set_string(ds, SOP_INSTANCE_UID, "UI", uids.generate(Level.INSTANCE))
         return ds
 
     def serialize(self) -> dict[str, Any]:
@@ -162,54 +155,99 @@ class MergeStudyJob(StudyRewriteJob):
 # -- building the jobs from requests (Orthanc's checks, in Orthanc's order) --------------------
 
 
-def split_job(services: ModificationServices, study_id: str, body: dict[str, Any], origin: Origin) -> SplitStudyJob:
+@dataclass(frozen=True)
+class SplitRequest:
+    """A ``/studies/{id}/split`` request (parsed by :mod:`server.rest.requests`); ``removals`` and
+    ``replacements`` are already checked against :data:`SPLIT_TAGS`."""
+
+    series: tuple[str, ...] = ()
+    instances: tuple[str, ...] = ()
+    keep_source: bool = False
+    removals: tuple[int, ...] = ()
+    replacements: dict[int, str] = field(default_factory=dict)
+    permissive: bool = False
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """A ``/studies/{id}/merge`` request (parsed by :mod:`server.rest.requests`)."""
+
+    resources: tuple[str, ...]
+    keep_source: bool = False
+    permissive: bool = False
+
+
+def existing_study(services: ModificationServices, study_id: str, merge: bool) -> Resource:
+    """The study a split or merge is about: Orthanc looks it up before it reads the request."""
     study = services.index.lookup(study_id, Level.STUDY)
     if study is None:
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot split unknown study {study_id}")
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge into an unknown study: {study_id}" if merge
+                           else f"Cannot split unknown study {study_id}")
+    return study
+
+
+def _split_series(services: ModificationServices, study: Resource, series_id: str) -> Resource:
+    series = services.index.lookup(series_id, Level.SERIES)
+    if series is None or series.parent_internal_id != study.internal_id:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
+                           f"This series does not belong to the study to be split: {series_id}")
+    return series
+
+
+def _split_instance_series(services: ModificationServices, study: Resource, instance_id: str) -> Resource:
+    series = _parent(services, services.index.lookup(instance_id, Level.INSTANCE))
+    if series is None or series.parent_internal_id != study.internal_id:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
+                           f"This instance does not belong to the study to be split: {instance_id}")
+    return series
+
+
+def check_split_sources(services: ModificationServices, study_id: str, field: str, public_ids: list[str]) -> None:
+    """The ``Series`` or ``Instances`` of a split request must belong to the study: Orthanc checks
+    them as it reads the request (:func:`server.rest.requests.split_request` calls this)."""
+    study = existing_study(services, study_id, merge=False)
+    check = _split_series if field == "Series" else _split_instance_series
+    for public_id in public_ids:
+        check(services, study, public_id)
+
+
+def check_merge_sources(services: ModificationServices, study_id: str, public_ids: list[str]) -> None:
+    """The ``Resources`` of a merge request must exist outside the target: Orthanc checks them as
+    it reads the request (:func:`server.rest.requests.merge_request` calls this)."""
+    for public_id in public_ids:
+        _merge_source(services, study_id, public_id)
+
+
+def split_job(services: ModificationServices, study_id: str, request: SplitRequest, origin: Origin) -> SplitStudyJob:
+    study = existing_study(services, study_id, merge=False)
     instances: list[str] = []
     series_uids: dict[str, str] = {}
-    if "Series" in body:
-        for series_id in strings_field(body, "Series"):
-            series = services.index.lookup(series_id, Level.SERIES)
-            if series is None or series.parent_internal_id != study.internal_id:
-                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
-                                   f"This series does not belong to the study to be split: {series_id}")
-            series_uids.setdefault(series_id, generate_uid(Level.SERIES))
-            instances += services.index.children_ids(series.internal_id)
-    if "Instances" in body:
-        for instance_id in strings_field(body, "Instances"):
-            series = _parent(services, services.index.lookup(instance_id, Level.INSTANCE))
-            if series is None or series.parent_internal_id != study.internal_id:
-                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE,
-                                   f"This instance does not belong to the study to be split: {instance_id}")
-            series_uids.setdefault(series.public_id, generate_uid(Level.SERIES))
-            instances.append(instance_id)
-    if not series_uids:
-        raise OrthancError(ErrorCode.BAD_REQUEST, 'Both the "Series" and the "Instances" fields are missing')
-    keep_source = boolean_field(body, "KeepSource", False)
-    removals = [_split_tag(name) for name in _names(body, "Remove")]
-    replacements = {_split_tag(name): value for name, value in _replacements(body).items()}
+    for series_id in request.series:
+        series = _split_series(services, study, series_id)
+        series_uids.setdefault(series_id, uids.generate(Level.SERIES))
+        instances += services.index.children_ids(series.internal_id)
+    for instance_id in request.instances:
+        series = _split_instance_series(services, study, instance_id)
+        series_uids.setdefault(series.public_id, uids.generate(Level.SERIES))
+        instances.append(instance_id)
     return SplitStudyJob(services, instances, source_study=study_id,
-                         target_study_uid=generate_uid(Level.STUDY), replacements=replacements,
-                         removals=removals, series_uids=series_uids, origin=origin, keep_source=keep_source,
-                         permissive=boolean_field(body, "Permissive", False))
+                         target_study_uid=uids.generate(Level.STUDY), replacements=dict(request.replacements),
+                         removals=list(request.removals), series_uids=series_uids, origin=origin,
+                         keep_source=request.keep_source, permissive=request.permissive)
 
 
-def merge_job(services: ModificationServices, study_id: str, body: dict[str, Any], origin: Origin) -> MergeStudyJob:
-    target = services.index.lookup(study_id, Level.STUDY)
-    if target is None:
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge into an unknown study: {study_id}")
+def merge_job(services: ModificationServices, study_id: str, request: MergeRequest, origin: Origin) -> MergeStudyJob:
+    target = existing_study(services, study_id, merge=True)
     replacements, removals = _target_module_tags(services, target)
     instances: list[str] = []
     series_uids: dict[str, str] = {}
-    for public_id in strings_field(body, "Resources"):
+    for public_id in request.resources:
         for series_id, children in _merge_source(services, study_id, public_id):
-            series_uids.setdefault(series_id, generate_uid(Level.SERIES))
+            series_uids.setdefault(series_id, uids.generate(Level.SERIES))
             instances += children
-    keep_source = boolean_field(body, "KeepSource", False)
     return MergeStudyJob(services, instances, target_study=study_id, replacements=replacements, removals=removals,
-                         series_uids=series_uids, origin=origin, keep_source=keep_source,
-                         permissive=boolean_field(body, "Permissive", False))
+                         series_uids=series_uids, origin=origin, keep_source=request.keep_source,
+                         permissive=request.permissive)
 
 
 def _parent(services: ModificationServices, resource: Resource | None) -> Resource | None:
@@ -261,21 +299,8 @@ def _target_module_tags(services: ModificationServices, target: Resource) -> tup
     return replacements, removals
 
 
-def _names(body: dict[str, Any], key: str) -> list[str]:
-    values = body.get(key, [])
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    return values
-
-
-def _replacements(body: dict[str, Any]) -> dict[str, str]:
-    values = body.get("Replace", {})
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    return values
-
-
-def _split_tag(name: str) -> int:
+def split_tag(name: str) -> int:
+    """A tag a split may remove or replace (a request's ``Remove`` and ``Replace`` names)."""
     tag = parse_tag(name)
     if tag not in SPLIT_TAGS:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot modify the following tag while splitting a "

@@ -30,6 +30,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("isengard.jobs")
 
 
+@dataclass(frozen=True)
+class ModalityStoreRequest:
+    """A ``/modalities/{id}/store`` request (parsed by :mod:`server.rest.requests`)."""
+
+    resources: tuple[str, ...]
+    local_aet: str | None = None
+    timeout: float | None = None
+    move_originator_aet: str = ""
+    move_originator_id: int | None = None
+    storage_commitment: bool = False
+    permissive: bool = False
+
+
 class RetryLater(Exception):
     """A transient failure: the engine should put the job in Retry, then run the same step again."""
 

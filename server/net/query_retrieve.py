@@ -54,10 +54,10 @@ from server.dicom.main_tags import (
     Tag,
     format_tag,
 )
+from server.dicom.main_tags import parse_level as parse_resource_level
 from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, Finder, database_limit, make_constraint, parse_tag, vr_of
-from server.find import parse_level as find_level
 from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
 from server.storage.index import Metadata, Resource
@@ -111,7 +111,7 @@ def parse_level(text: str | None, request: str) -> Level:
     if not text or not text.strip():
         raise OrthancError(ErrorCode.BAD_REQUEST,
                            f"{request} request without the tag 0008,0052 (QueryRetrieveLevel)")
-    return find_level(text.strip())
+    return parse_resource_level(text.strip())
 
 
 @dataclass

@@ -23,9 +23,9 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.uid import generate_uid
 
 from server.clock import utc_now_iso
+from server.dicom import uids
 from server.dicom.charset import specific_character_set
 from server.dicom.main_tags import BY_LEVEL, IDENTIFIER, Level, Tag
 from server.errors import ErrorCode, OrthancError
@@ -375,7 +375,7 @@ class NetworkService:
         scu.echo(remote)
         if self.services.config["DicomEchoChecksFind"] if check_find is None else check_find:
             # A random study, so that a modality that knows us answers quickly with nothing.
-            query = {IDENTIFIER[Level.STUDY]: generate_uid()}
+            query = {IDENTIFIER[Level.STUDY]: uids.generate(Level.STUDY)}
             scu.find(remote, Level.STUDY, self._identifier(Level.STUDY, query, remote.manufacturer,
                                                            False))
 

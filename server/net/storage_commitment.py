@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
@@ -24,6 +24,7 @@ from pydicom.sequence import Sequence
 from pynetdicom import build_context, build_role, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
+from server.dicom import uids
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.net import scu
@@ -121,11 +122,6 @@ def default_lookup(index: Index, sop_class: str, sop_instance: str) -> int:
     return SUCCESS if stored_class == sop_class else CLASS_INSTANCE_CONFLICT
 
 
-def new_transaction_uid() -> str:
-    """Orthanc's transaction UIDs: ``2.25.`` followed by a random UUID as a decimal number."""
-    return f"2.25.{uuid.uuid4().int}"
-
-
 def _referenced(pairs: Iterable[tuple[str, str]]) -> Sequence:
     items = []
     for sop_class, sop_instance in pairs:
@@ -205,9 +201,19 @@ class Reports:
             self.index.save_commitment_report(transaction_uid, json.dumps(document), self.limit)
 
 
+@dataclass(frozen=True)
+class CommitmentRequest:
+    """A ``/modalities/{id}/storage-commitment`` request (parsed by :mod:`server.rest.requests`):
+    (SOP class, SOP instance) pairs given as such, and Orthanc IDs whose instances are added."""
+
+    dicom_instances: tuple[tuple[str, str], ...] = ()
+    resources: tuple[str, ...] = ()
+    timeout: float | None = None
+
+
 def request_commitment(remote: scu.Remote, reports: Reports, pairs: list[tuple[str, str]]) -> str:
     """SCU: send the N-ACTION for ``pairs`` (class, instance); returns the transaction UID."""
-    transaction_uid = new_transaction_uid()
+    transaction_uid = uids.private_uid()
     reports.create(transaction_uid, remote.aet)
     request = Dataset()
     request.TransactionUID = transaction_uid

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pydicom
-from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -33,7 +32,9 @@ from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from server.config import ConfigError
-from server.dicom.charset import specific_character_set
+from server.dicom import uids
+from server.dicom.charset import keep_encodable, specific_character_set
+from server.dicom.main_tags import Level
 from server.dicom.wildcards import Wildcard
 from server.errors import ErrorCode, OrthancError
 from server.net.scu import UNCOMPRESSED
@@ -74,7 +75,7 @@ def dataset_bytes(ds: Dataset) -> bytes:
     copied.file_meta = pydicom.dataset.FileMetaDataset()
     copied.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     copied.file_meta.MediaStorageSOPClassUID = ModalityWorklistInformationFind
-    copied.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    copied.file_meta.MediaStorageSOPInstanceUID = uids.generate(Level.INSTANCE)
     copied.save_as(out, implicit_vr=True, little_endian=True, enforce_file_format=True)
     return out.getvalue()
 
@@ -178,24 +179,21 @@ def answer_of(matcher: HierarchicalMatcher, source: Dataset, encoding: str) -> D
     """
     source.decode()
     answer = matcher.extract(source)
+    _drop_unencodable(answer, encoding)
     term = specific_character_set(encoding)  # None for Windows1251, no DICOM character set
-    if term is None:
-        _drop_unencodable(answer, "cp1251")
-        return answer
-    codec = "ascii" if term == "ISO_IR 6" else python_encoding.get(term, "latin_1")
-    _drop_unencodable(answer, codec)
-    answer.SpecificCharacterSet = term
+    if term is not None:
+        answer.SpecificCharacterSet = term
     return answer
 
 
-def _drop_unencodable(ds: Dataset, codec: str) -> None:
+def _drop_unencodable(ds: Dataset, encoding: str) -> None:
     for element in ds:
         if element.VR == "SQ":
             for item in element.value:
-                _drop_unencodable(item, codec)
+                _drop_unencodable(item, encoding)
         elif element.VR in _TEXT_VRS and element.value:
             values = element.value if isinstance(element.value, MultiValue) else [element.value]
-            kept = [str(v).encode(codec, "ignore").decode(codec) for v in values]
+            kept = [keep_encodable(str(v), encoding) for v in values]
             element.value = kept if isinstance(element.value, MultiValue) else kept[0]
 
 

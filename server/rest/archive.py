@@ -17,18 +17,18 @@ is then deleted, since nobody can download it.
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import tornado.iostream
 
 from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
-from server.jobs.archive import ZIP_MIME, ArchiveJob, MediaJob
+from server.jobs.archive import ZIP_MIME, ArchiveJob, ArchiveRequest, archive_job
 from server.jobs.job import JobState
+from server.rest import requests
 from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.compression import CompressionTransform
-from server.rest.jobs import job_options
+from server.rest.requests import JobOptions
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -49,35 +49,16 @@ def _read_at(stream: IO[bytes], offset: int, size: int) -> bytes:
 class _ArchiveHandler(OrthancHandler):
     """Submits an archive job and answers it, synchronously or not."""
 
+    archive: ArchiveServices
     config: Configuration
     jobs: JobsEngine
 
-    def parse_body(self) -> Any:
-        """The JSON body; anything unparsable (an empty body too) is Orthanc's "Bad file format"."""
-        try:
-            return json.loads(self.request.body or b"")
-        except (ValueError, UnicodeDecodeError):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
-
-    @staticmethod
-    def options(body: Any, media: bool, extended: bool) -> tuple[bool, int, str | None, bool]:
-        """(synchronous, priority, transcode, extended) from a POST body; a non-object body means defaults."""
-        if not isinstance(body, dict):
-            return True, 0, None, extended
-        synchronous, priority = job_options(body)
-        transcode = body.get("Transcode")
-        if transcode is not None:
-            parse_transcode(transcode)
-        if media and "Extended" in body:
-            if not isinstance(body["Extended"], bool):
-                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected in field: Extended")
-            extended = body["Extended"]
-        return synchronous, priority, transcode, extended
-
-    async def produce(self, job: ArchiveJob, synchronous: bool, priority: int, filename: str) -> None:
+    async def produce(self, request: ArchiveRequest, options: JobOptions, filename: str) -> None:
+        job = archive_job(self.archive, request)
         await self.run(job.plan)
         engine = self.jobs
-        if not synchronous:
+        priority = options.priority
+        if not options.synchronous:
             job_id = await self.run(engine.submit, job, priority)
             self.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
             return
@@ -185,44 +166,27 @@ class ResourceArchiveHandler(_ArchiveHandler):
     async def get(self, level: str, public_id: str, kind: str) -> None:
         media = kind == "media"
         transcode = self.get_argument("transcode", None)
-        if transcode is not None:
-            parse_transcode(transcode)
-        extended = media and "extended" in self.request.arguments
-        job = _job(self, media, [public_id], transcode, extended)
-        await self.produce(job, True, 0, f"{public_id}.zip")
+        request = ArchiveRequest((public_id,), media, None if transcode is None else parse_transcode(transcode),
+                                 media and "extended" in self.request.arguments)
+        await self.produce(request, JobOptions(), f"{public_id}.zip")
 
     async def post(self, level: str, public_id: str, kind: str) -> None:
-        media = kind == "media"
-        synchronous, priority, transcode, extended = self.options(self.parse_body(), media, False)
-        job = _job(self, media, [public_id], transcode, extended)
-        await self.produce(job, synchronous, priority, f"{public_id}.zip")
+        body = self.json_body(OrthancError(ErrorCode.BAD_FILE_FORMAT))
+        options = requests.job_options(body)
+        request = requests.archive_request(body, [public_id], kind == "media", False)
+        await self.produce(request, options, f"{public_id}.zip")
 
 
 class CreateArchiveHandler(_ArchiveHandler):
     """``POST /tools/create-archive|create-media|create-media-extended`` of a list of resources."""
 
     async def post(self, kind: str) -> None:
-        media = kind != "archive"
-        body = self.parse_body()
-        if isinstance(body, dict):
-            if "Resources" not in body:
-                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Missing field Resources in the JSON body")
-            resources = body["Resources"]
-        elif isinstance(body, list):
-            resources = body
-        else:
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-        if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Expected a list of strings (Orthanc identifiers)")
-        synchronous, priority, transcode, extended = self.options(body, media, kind == "media-extended")
-        job = _job(self, media, resources, transcode, extended)
-        await self.produce(job, synchronous, priority, TOOLS_FILENAME)
-
-
-def _job(handler: OrthancHandler, media: bool, resources: list[str], transcode: str | None,
-         extended: bool) -> ArchiveJob:
-    kind = MediaJob if media else ArchiveJob
-    return kind(handler.archive, resources, transcode=transcode, extended=extended)
+        body = self.json_body(OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                                           "Expected a list of resources to archive in the body"))
+        resources = requests.archive_resources(body)
+        options = requests.job_options(body)
+        request = requests.archive_request(body, resources, kind != "archive", kind == "media-extended")
+        await self.produce(request, options, TOOLS_FILENAME)
 
 
 def paths() -> list[tuple[str, type]]:

@@ -28,7 +28,7 @@ from tornado.ioloop import IOLoop
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
 from server.rest import compression
-from server.rest.body import RawBodyTooLarge, RequestBody, limit_from_megabytes
+from server.rest.body import RawBodyTooLarge, RequestBody, limit_from_megabytes, parse_json
 from server.rest.xml import json_to_xml, wants_xml
 from server.storage.index import Resource
 from server.store import Origin
@@ -539,12 +539,10 @@ class OrthancHandler(tornado.web.RequestHandler):
             raise NoAnswer()
         return found
 
-    def json_body(self) -> Any:
-        try:
-            return json.loads(self.request.body or b"")
-        except (ValueError, UnicodeDecodeError):
-            raise OrthancError(ErrorCode.BAD_REQUEST,
-                               "The body must contain a JSON object") from None
+    def json_body(self, error: Exception | None = None) -> Any:
+        """The body as JSON; ``error`` (by default Orthanc's usual "bad request") if it is not."""
+        return parse_json(self.request.body, error or OrthancError(
+            ErrorCode.BAD_REQUEST, "The body must contain a JSON object"))
 
     def boolean_body(self) -> bool:
         """Orthanc's boolean bodies (``PUT .../protected``, ``/tools/metrics``...): 0/1/true/false."""

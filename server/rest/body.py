@@ -18,10 +18,11 @@ then goes through :class:`RequestBody`:
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from server.errors import ErrorCode, OrthancError
 
@@ -43,6 +44,15 @@ class BodyTooLarge(OrthancError):
 
 class RawBodyTooLarge(BodyTooLarge):
     """Past ``MaximumRequestBodySizeMB`` as sent: the rest of the body is never read."""
+
+
+def parse_json(raw: bytes, error: Exception) -> Any:
+    """The one JSON-body parser of the REST layer.  ``error`` is what the route answers for a
+    body that is not JSON (an empty one included): Orthanc's routes answer differently."""
+    try:
+        return json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise error from None
 
 
 def limit_from_megabytes(value: object) -> int | None:

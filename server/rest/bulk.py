@@ -8,6 +8,7 @@ from server import bulk
 from server.errors import ErrorCode, OrthancError
 from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.formats import body_format
+from server.rest.requests import strings_field
 
 if TYPE_CHECKING:
     from server.resources import ResourceViews
@@ -27,8 +28,10 @@ class BulkContentHandler(OrthancHandler):
         if not isinstance(metadata, bool):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'The field "Metadata" must contain a Boolean')
         fmt = body_format(body, "simplify")
-        self.answer_json(await self.run(bulk.bulk_content, self.index, self.views, self.metadata_names, body, fmt,
-                                        metadata))
+        listed = strings_field(body, "Resources")
+        level = bulk.bulk_level(body["Level"]) if "Level" in body else None
+        self.answer_json(await self.run(bulk.bulk_content, self.index, self.views, self.metadata_names, listed, level,
+                                        fmt, metadata))
 
     def _object_body(self) -> dict:
         body = self.json_body()

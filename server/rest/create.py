@@ -8,6 +8,7 @@ from server.dicom.create import DicomCreator, extract_pdf
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
+from server.rest.requests import create_dicom_request
 from server.rest.resources import ID
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ class CreateDicomHandler(OrthancHandler):
         body = self.json_body()
         creator = DicomCreator(self.index, self.store, self.encoding(),
                                self.config["DefaultPrivateCreator"])
-        self.answer_json(await self.run(creator.create, body, self.origin()))
+        request = await self.run(create_dicom_request, body, creator.parent)
+        self.answer_json(await self.run(creator.create, request, self.origin()))
 
 
 class InstancePdfHandler(OrthancHandler):

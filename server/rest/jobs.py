@@ -12,6 +12,7 @@ from server.errors import ErrorCode, OrthancError
 from server.events import JobEvent, Kind
 from server.jobs.job import Job, JobState
 from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
+from server.rest.requests import JobOptions
 
 if TYPE_CHECKING:
     from server.events import EventBus
@@ -29,39 +30,15 @@ SSE_EVENTS = {
 SSE_KEEPALIVE = 15.0
 
 
-def job_options(body: Any, synchronous_by_default: bool = True) -> tuple[bool, int]:
-    """(synchronous, priority) from a job-producing POST body, as Orthanc reads them."""
-    if not isinstance(body, dict):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    synchronous = synchronous_by_default
-    if "Synchronous" in body:
-        synchronous = _boolean(body, "Synchronous")
-    elif "Asynchronous" in body:
-        synchronous = not _boolean(body, "Asynchronous")
-    priority = body.get("Priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'Field "Priority" must be an integer')
-    return synchronous, priority
-
-
-def _boolean(body: dict, key: str) -> bool:
-    value = body[key]
-    if not isinstance(value, bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f'Field "{key}" must be a Boolean')
-    return value
-
-
-async def submit_job(handler: OrthancHandler, job: Job, body: Any,
-                     synchronous_by_default: bool = True) -> None:
+async def submit_job(handler: OrthancHandler, job: Job, options: JobOptions) -> None:
     """Submit ``job`` and answer as Orthanc: ``{ID, Path}`` when asynchronous, else its result.
 
     A synchronous caller that disconnects does not cancel the job: it runs to its
     end and stays in ``/jobs`` like any other.
     """
-    synchronous, priority = job_options(body, synchronous_by_default)
     engine = handler.jobs
-    job_id = await handler.run(engine.submit, job, priority)
-    if not synchronous:
+    job_id = await handler.run(engine.submit, job, options.priority)
+    if not options.synchronous:
         handler.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
         return
     record = await engine.wait(job_id)

@@ -6,18 +6,17 @@ Handlers parse and answer as Orthanc 1.10.1; the work is in the network service
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from server.dicom.json_format import tags_simplified
-from server.dicom.main_tags import BY_LEVEL, Level, Tag
+from server.dicom.main_tags import BY_LEVEL, Level, Tag, parse_level
 from server.errors import ErrorCode, OrthancError
-from server.find import parse_tag
 from server.net.modalities import check_name, normalize_modality, parse_modality
 from server.net.scu import Remote
+from server.rest import requests
 from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.jobs import submit_job
-from server.storage import ids
+from server.rest.requests import query_tags, timeout_field, typed_option
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,102 +39,14 @@ SERIES_UID: Tag = (0x0020, 0x000E)
 MODALITIES_IN_STUDY: Tag = (0x0008, 0x0061)
 
 
-def option(body: dict, key: str, kind: type, default: Any = None) -> Any:
-    """An optional field of a JSON body, of the given type (400 Bad file format otherwise)."""
-    if key not in body:
-        return default
-    value = body[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        label = {str: "String", int: "Integer", bool: "Boolean"}.get(kind, "A")
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"{label} value expected in field: {key}")
-    return value
-
-
-def timeout_option(body: dict) -> float | None:
-    value = option(body, "Timeout", int)
-    if value is not None and value < 0:
-        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE,
-                           "Negative value found while expecting an unsigned int in field 'Timeout'")
-    return float(value) if value else None
-
-
-def export_request(raw: bytes) -> tuple[list[str], dict[str, Any]]:
-    """(resources, other fields) of a store body: an ID, an array of IDs or ``{"Resources": ...}``."""
-    text = raw.decode("utf-8", "replace").strip()
-    if ids.is_orthanc_id(text):
-        return [text], {}
-    try:
-        body = json.loads(text)
-    except ValueError:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON value") from None
-    options: dict[str, Any] = {}
-    if isinstance(body, str):
-        resources: Any = [body]
-    elif isinstance(body, list):
-        resources = body
-    elif isinstance(body, dict):
-        if "Resources" not in body:
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'Missing field in JSON: "Resources"')
-        resources = body["Resources"]
-        if not isinstance(resources, list):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                               "JSON array of strings is expected in field: Resources")
-        options = {k: v for k, v in body.items() if k != "Resources"}
-    else:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                           "Must provide a JSON object, or a JSON array of strings")
-    checked = []
-    for item in resources:
-        if not isinstance(item, str):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                               "Resources to be exported must be specified as a JSON array of strings")
-        if not ids.is_orthanc_id(item.strip()):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                               f"This string is not a valid Orthanc identifier: {item.strip()}")
-        checked.append(item.strip())
-    return checked, options
-
-
 def json_value(handler: OrthancHandler) -> Any:
     """The JSON body, whatever its type (400 "Cannot parse the JSON body" otherwise)."""
-    try:
-        return json.loads(handler.request.body or b"")
-    except ValueError:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body") from None
+    return handler.json_body(OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body"))
 
 
 def json_object(handler: OrthancHandler, message: str = "Must provide a JSON object") -> dict:
-    try:
-        body = json.loads(handler.request.body or b"{}")
-    except ValueError:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, message) from None
-    if not isinstance(body, dict):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, message)
-    return body
-
-
-def parse_level(text: Any) -> Level:
-    try:
-        return Level.parse(text if text.strip().lower() != "image" else "instance")
-    except (ValueError, AttributeError):
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
-
-
-def query_tags(query: Any, field: str = "Query") -> dict[Tag, str]:
-    """``{tag name or gggg,eeee: string}`` as tags (Orthanc's ``ReadMapOfTags``)."""
-    invalid = OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                           f"Associative array of DICOM tags to strings expected in field: {field}")
-    if not isinstance(query, dict):
-        raise invalid
-    result: dict[Tag, str] = {}
-    for name, value in query.items():
-        if not isinstance(value, str):
-            raise invalid
-        try:
-            result[parse_tag(name)] = value
-        except OrthancError:
-            raise invalid from None
-    return result
+    """A JSON object body (an empty body is an empty object)."""
+    return requests.json_object(handler.request.body or b"{}", OrthancError(ErrorCode.BAD_FILE_FORMAT, message))
 
 
 class ModalitiesHandler(OrthancHandler):
@@ -156,11 +67,7 @@ class ModalityHandler(OrthancHandler):
 
     async def put(self, name: str) -> None:
         check_name(name)
-        try:
-            body = json.loads(self.request.body or b"")
-        except ValueError:
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
-        params = parse_modality(body)
+        params = parse_modality(self.json_body(OrthancError(ErrorCode.BAD_FILE_FORMAT)))
         await self.run(self.network.modalities.put, name, params)
         self.answer_empty_text()
 
@@ -185,8 +92,8 @@ class EchoHandler(OrthancHandler):
         network = self.network
         body = json_value(self) if self.request.body.strip() else {}
         body = body if isinstance(body, dict) else {}   # Orthanc ignores other JSON values
-        remote = network.remote(name, timeout=timeout_option(body))
-        await self.run(network.echo, remote, option(body, "CheckFind", bool))
+        remote = network.remote(name, timeout=timeout_field(body))
+        await self.run(network.echo, remote, typed_option(body, "CheckFind", bool))
         self.answer_json({})
 
 
@@ -202,8 +109,8 @@ class ToolsEchoHandler(OrthancHandler):
             params = parse_modality({k: v for k, v in body.items() if k != "CheckFind"})
         else:
             params, body = parse_modality(body), {}
-        remote = Remote.of(params, self.config, timeout=timeout_option(body))
-        await self.run(self.network.echo, remote, option(body, "CheckFind", bool))
+        remote = Remote.of(params, self.config, timeout=timeout_field(body))
+        await self.run(self.network.echo, remote, typed_option(body, "CheckFind", bool))
         self.answer_json({})
 
 
@@ -213,16 +120,15 @@ class StoreHandler(OrthancHandler):
     async def post(self, name: str) -> None:
         network = self.network
         network.modality(name)
-        resources, body = export_request(self.request.body)
+        request, options = requests.modality_store_request(self.request.body)
+        resources = list(request.resources)
         instances = await self.run(network.instances_of, resources, name)
         job = network.store_job(
-            instances, name, local_aet=option(body, "LocalAet", str) or None,
-            timeout=timeout_option(body),
-            move_originator_aet=option(body, "MoveOriginatorAet", str, ""),
-            move_originator_id=option(body, "MoveOriginatorID", int),
-            storage_commitment=option(body, "StorageCommitment", bool, False),
-            permissive=option(body, "Permissive", bool, False), parent_resources=resources)
-        await submit_job(self, job, body)
+            instances, name, local_aet=request.local_aet, timeout=request.timeout,
+            move_originator_aet=request.move_originator_aet, move_originator_id=request.move_originator_id,
+            storage_commitment=request.storage_commitment, permissive=request.permissive,
+            parent_resources=resources)
+        await submit_job(self, job, options)
 
 
 class StoreStraightHandler(OrthancHandler):
@@ -250,7 +156,7 @@ class QueryHandler(OrthancHandler):
         normalize = body.get("Normalize", True)
         query = query_tags(body.get("Query", {}))
         local_aet = body.get("LocalAet") or None
-        remote_timeout = timeout_option(body)
+        remote_timeout = timeout_field(body)
         network.modality(name)
         record = await self.run(lambda: network.query(name, level, query, normalize,
                                                       local_aet=local_aet, timeout=remote_timeout))
@@ -263,16 +169,11 @@ class MoveHandler(OrthancHandler):
     network: NetworkService
 
     async def post(self, name: str) -> None:
-        body = json_object(self, "Must provide a JSON body containing fields Resources and Level")
-        if not isinstance(body.get("Resources"), list) or not isinstance(body.get("Level"), str):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                               "Must provide a JSON body containing fields Resources and Level")
-        level = parse_level(body["Level"])
-        resources = [query_tags(r, "Resources") for r in body["Resources"]]
+        request = requests.move_request(self.request.body or b"{}")
         network = self.network
         network.modality(name)
-        await self.run(network.move, name, level, resources, option(body, "TargetAet", str),
-                       option(body, "LocalAet", str), timeout_option(body))
+        await self.run(network.move, name, request.level, list(request.resources), request.target_aet,
+                       request.local_aet, request.timeout)
         self.answer_json({})
 
 

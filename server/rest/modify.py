@@ -8,21 +8,20 @@ asks otherwise.  Parsing and the work itself live in :mod:`server.dicom.modify` 
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from server.dicom.main_tags import Level
-from server.dicom.modify import detect_level
-from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
-from server.jobs.modification import (
-    bulk_modification,
-    bulk_resources,
-    modification_job,
-    modified_instance,
-    parse_modification,
+from server.jobs.modification import anonymized_patient_name, modification_job, modified_instance
+from server.jobs.split_merge import (
+    check_merge_sources,
+    check_split_sources,
+    existing_study,
+    merge_job,
+    split_job,
 )
-from server.jobs.split_merge import merge_job, split_job
+from server.rest import requests
 from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.jobs import submit_job
 
@@ -32,12 +31,18 @@ if TYPE_CHECKING:
 
 
 class _ModificationHandler(OrthancHandler):
+    modification: ModificationServices
+
     def body(self) -> Any:
         """The JSON body; Orthanc answers "Bad file format" when it does not parse."""
-        try:
-            return json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
+        return self.json_body(OrthancError(ErrorCode.BAD_FILE_FORMAT))
+
+    def creator(self) -> str:
+        return str(self.modification.config["DefaultPrivateCreator"])
+
+    def patient_name(self) -> str:
+        """``Anonymized{N}`` (a counter in the index: call it off the loop, from the parsers)."""
+        return anonymized_patient_name(self.modification)
 
 
 class InstanceHandler(_ModificationHandler):
@@ -46,13 +51,8 @@ class InstanceHandler(_ModificationHandler):
     modification: ModificationServices
 
     async def post(self, instance_id: str, action: str) -> None:
-        body = self.body()
-        modification = await self.run(parse_modification, self.modification, body, action == "anonymize")
-        transcode = None
-        if action == "modify":
-            modification.set_level(detect_level(modification))
-            if body.get("Transcode") is not None:
-                transcode = parse_transcode(body["Transcode"])
+        modification, transcode = await self.run(requests.instance_modification, self.body(),
+                                                 action == "anonymize", self.creator(), self.patient_name)
         data = await self.run(modified_instance, self.modification, instance_id, modification, transcode)
         self.answer_bytes(data, "application/dicom")
 
@@ -64,13 +64,12 @@ class ResourceHandler(_ModificationHandler):
 
     async def post(self, plural: str, public_id: str, action: str) -> None:
         body = self.body()
-        anonymize = action == "anonymize"
-        modification = await self.run(parse_modification, self.modification, body, anonymize)
         level = Level.parse(plural)
-        if not anonymize:
-            modification.set_level(level)
-        job = await self.run(modification_job, self.modification, body, modification, [public_id], level, self.origin())
-        await submit_job(self, job, body)
+        request = await self.run(requests.resource_modification, body, action == "anonymize", level,
+                                 self.creator(), self.patient_name)
+        options = requests.job_options(body)
+        job = await self.run(modification_job, self.modification, request, [public_id], level, self.origin())
+        await submit_job(self, job, options)
 
 
 class BulkHandler(_ModificationHandler):
@@ -80,34 +79,37 @@ class BulkHandler(_ModificationHandler):
 
     async def post(self, action: str) -> None:
         body = self.body()
-        modification = await self.run(bulk_modification, self.modification, body, action == "anonymize")
-        resources = bulk_resources(body)
-        job = await self.run(modification_job, self.modification, body, modification, resources, None, self.origin())
-        await submit_job(self, job, body)
+        request, resources = await self.run(requests.bulk_modification, body, action == "anonymize",
+                                            self.creator(), self.patient_name)
+        options = requests.job_options(body)
+        job = await self.run(modification_job, self.modification, request, resources, None, self.origin())
+        await submit_job(self, job, options)
 
 
 class SplitHandler(_ModificationHandler):
     modification: ModificationServices
 
     async def post(self, study_id: str) -> None:
-        body = _object(self.body())
-        job = await self.run(split_job, self.modification, study_id, body, self.origin())
-        await submit_job(self, job, body)
+        body = self.body()
+        await self.run(existing_study, self.modification, study_id, False)
+        request = await self.run(requests.split_request, body,
+                                 partial(check_split_sources, self.modification, study_id))
+        options = requests.job_options(body)
+        job = await self.run(split_job, self.modification, study_id, request, self.origin())
+        await submit_job(self, job, options)
 
 
 class MergeHandler(_ModificationHandler):
     modification: ModificationServices
 
     async def post(self, study_id: str) -> None:
-        body = _object(self.body())
-        job = await self.run(merge_job, self.modification, study_id, body, self.origin())
-        await submit_job(self, job, body)
-
-
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    return body
+        body = self.body()
+        await self.run(existing_study, self.modification, study_id, True)
+        request = await self.run(requests.merge_request, body,
+                                 partial(check_merge_sources, self.modification, study_id))
+        options = requests.job_options(body)
+        job = await self.run(merge_job, self.modification, study_id, request, self.origin())
+        await submit_job(self, job, options)
 
 
 def paths() -> list[tuple[str, type]]:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
-from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.net.modalities import check_name, normalize_peer, parse_peer, peer_settings
 from server.net.peers import PeerClient
 from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.jobs import submit_job
-from server.rest.modalities import export_request, option
+from server.rest.requests import peer_store_request
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -39,11 +37,7 @@ class PeerHandler(OrthancHandler):
 
     async def put(self, name: str) -> None:
         check_name(name)
-        try:
-            body = json.loads(self.request.body or b"")
-        except ValueError:
-            raise NoAnswer() from None
-        params = parse_peer(body)
+        params = parse_peer(self.json_body(NoAnswer()))
         await self.run(self.network.peers.put, name, params)
         self.answer_empty_text()
 
@@ -84,15 +78,12 @@ class PeerStoreHandler(OrthancHandler):
 
     async def post(self, name: str) -> None:
         network = self.network
-        network.peer(name)
-        resources, body = export_request(self.request.body)
+        request, options = peer_store_request(self.request.body, lambda: network.peer(name))
+        resources = list(request.resources)
         instances = await self.run(network.instances_of, resources, name)
-        transcode = option(body, "Transcode", str) or None
-        job = network.peer_job(instances, name, compress=option(body, "Compress", bool, False),
-                               transcode=transcode and parse_transcode(transcode, job=True),
-                               permissive=option(body, "Permissive", bool, False),
-                               parent_resources=resources)
-        await submit_job(self, job, body)
+        job = network.peer_job(instances, name, compress=request.compress, transcode=request.transcode,
+                               permissive=request.permissive, parent_resources=resources)
+        await submit_job(self, job, options)
 
 
 class PeerStoreStraightHandler(OrthancHandler):

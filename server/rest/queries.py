@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
@@ -13,8 +12,10 @@ from server.dicom.main_tags import Level, Tag, format_tag
 from server.errors import ErrorCode, OrthancError
 from server.net.service import QueryRecord
 from server.rest.base import OrthancHandler, Route, with_services
+from server.rest.body import parse_json
 from server.rest.jobs import submit_job
-from server.rest.modalities import json_object, option, query_tags, timeout_option
+from server.rest.modalities import json_object
+from server.rest.requests import job_options, query_tags, timeout_field, typed_option
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -141,21 +142,21 @@ def retrieve_options(raw: bytes) -> tuple[str | None, dict[str, Any]]:
     if not text:
         return None, {}
     try:
-        body = json.loads(text)
-    except ValueError:
+        body = parse_json(text.encode(), ValueError())
+    except ValueError:  # a plain AET
         return text, {}
     if isinstance(body, str):
         return body, {}
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON object or a target AET")
-    return option(body, "TargetAet", str) or None, body
+    return typed_option(body, "TargetAet", str) or None, body
 
 
 def json_format_option(body: dict[str, Any]) -> str:
     """The DICOM-as-JSON format a job body asks for (``Simplify``, ``Short`` or ``Full``
     set to true); ``Short`` by default, as Orthanc's retrieve jobs."""
     for key in ("Simplify", "Short", "Full"):
-        if option(body, key, bool, False):
+        if typed_option(body, key, bool, False):
             return key
     return "Short"
 
@@ -169,9 +170,9 @@ class RetrieveHandler(QueryView):
         record = self.record(query_id)
         answers = record.answers if index is None else [self.answer_of(record, index)]
         target, body = retrieve_options(self.request.body)
-        job = self.network.retrieve_job(record, answers, target, timeout_option(body),
+        job = self.network.retrieve_job(record, answers, target, timeout_field(body),
                                             json_format_option(body))
-        await submit_job(self, job, body)
+        await submit_job(self, job, job_options(body))
 
 
 class ChildQueryHandler(QueryView):
@@ -192,7 +193,7 @@ class ChildQueryHandler(QueryView):
             if number in answer:
                 query[(group, element)] = str(answer[number].value or "")
         network = self.network
-        timeout = timeout_option(body) or record.timeout
+        timeout = timeout_field(body) or record.timeout
         child = await self.run(lambda: network.query(record.modality, level, query, record.normalize,
                                                      timeout=timeout))
         self.answer_json({"ID": child.id, "Path": f"/queries/{child.id}"})

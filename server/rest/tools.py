@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from typing import TYPE_CHECKING
-
-from pydicom.uid import generate_uid
 
 from server import logging_setup, requested_tags
 from server.clock import local_now_iso, utc_now_iso
+from server.dicom import uids
 from server.dicom.charset import parse_encoding
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import parse_level
 from server.errors import ErrorCode, OrthancError
 from server.find import FindOptions, database_limit, parse_options, parse_request
 from server.net.conformance import conformance_statement
 from server.net.scp import DicomServer, accepted_transfer_syntaxes
 from server.resources import RESPONSE_CONTENT
 from server.rest.base import OrthancHandler, Route, with_services
+from server.rest.body import parse_json
 from server.rest.formats import body_format
 
 if TYPE_CHECKING:
@@ -29,16 +27,6 @@ if TYPE_CHECKING:
     from server.resources import ResourceViews
     from server.rest.metadata import MetadataNames
     from server.storage.index import Index
-
-#: The UID root Orthanc (through dcmtk) generates UIDs under.
-UID_ROOT = "1.2.276.0.7230010.3."
-
-
-def generate_orthanc_uid(level: Level) -> str:
-    """A new identifier for a level: a UUID for patients, a DICOM UID otherwise."""
-    if level is Level.PATIENT:
-        return str(uuid.uuid4())
-    return generate_uid(prefix=UID_ROOT)
 
 
 class FindHandler(OrthancHandler):
@@ -146,12 +134,7 @@ class GenerateUidHandler(OrthancHandler):
         if text is None:
             raise OrthancError(ErrorCode.BAD_REQUEST,
                                'Missing "level" argument in /tools/generate-uid')
-        try:
-            level = Level.parse(text)
-        except ValueError:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
-                               f"Unknown resource level: {text}") from None
-        self.answer_text(generate_orthanc_uid(level))
+        self.answer_text(uids.generate(parse_level(text)))
 
 
 class DefaultEncodingHandler(OrthancHandler):
@@ -202,8 +185,8 @@ class AcceptedTransferSyntaxesHandler(OrthancHandler):
 
     async def put(self) -> None:
         try:
-            patterns = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
+            patterns = parse_json(self.request.body, ValueError())
+        except ValueError:  # a plain transfer syntax UID or pattern
             patterns = self.request.body.decode("utf-8", "replace").strip()
         if isinstance(patterns, str):
             patterns = [patterns]

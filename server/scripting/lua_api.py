@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 from lupa import lua53
 
 from server.dicom.main_tags import Level
-from server.dicom.modify import parse_modify_request
 from server.errors import ErrorCode, OrthancError
 from server.jobs.modification import ModificationServices, modify_and_store
 from server.rest.inprocess import Answer, InProcessRest
 from server.rest.python_routes import SKIP_SCRIPT_ROUTES
+from server.rest.requests import modify_request
 from server.scripting.lua_http import HttpFailure, HttpSettings, LuaHttpClient
 from server.scripting.lua_json import dump, text
 from server.scripting.lua_runtime import CALL_HEADER, LuaState, Waiter
@@ -267,7 +267,7 @@ class LuaApi:
                    "Remove": list(removed.values()) if isinstance(removed, dict) else removed or [],
                    "RemovePrivateTags": remove_private_tags is True, "Force": True}
         try:
-            modification = parse_modify_request(request, self.services.modification.config["DefaultPrivateCreator"])
+            modification = modify_request(request, self.services.modification.config["DefaultPrivateCreator"])
             stored = modify_and_store(self.services.modification, text(instance_id), modification, Origin("Lua"))
         except OrthancError as error:
             return self.state.failure(f"ModifyInstance(): {error.details or error.description}")

@@ -38,7 +38,7 @@ from tornado.ioloop import IOLoop
 from server import events
 from server.config import ConfigError
 from server.delivery import DeliveryQueue
-from server.dicom.main_tags import Level
+from server.dicom.main_tags import Level, parse_level
 from server.dicom.parse import ParsedInstance
 from server.errors import ErrorCode, OrthancError
 from server.find import make_constraint
@@ -414,11 +414,8 @@ class PythonScripting:
         """``callback(**request)`` with the keys orthanc-python gives (Level, the identifiers, the AETs)."""
         registered = self.callback("move")
         assert registered is not None
-        level = str(query.get("QueryRetrieveLevel", "") or "").strip().upper()
-        level = "INSTANCE" if level == "IMAGE" else level
-        if level not in ("PATIENT", "STUDY", "SERIES", "INSTANCE"):
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Bad QueryRetrieveLevel: {level}")
-        request: dict[str, Any] = {"Level": level}
+        level = parse_level(str(query.get("QueryRetrieveLevel", "") or "").strip())
+        request: dict[str, Any] = {"Level": level.name}
         for key in ("PatientID", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
             value = query.get(key)
             request[key] = "" if value is None else str(value)
