@@ -210,3 +210,17 @@ def test_find_star_needs_the_attribute_and_wildcards_need_a_text_vr(server: Isen
         assert refused.status_code == 400
         assert refused.json()["OrthancStatus"] == 3
         assert refused.json()["Details"].startswith("Wildcards are not allowed on tag ")
+
+
+def test_answers_compressed_already_go_as_they_are(server: Isengard) -> None:
+    """A PNG rendering or a JPEG-LS frame would not shrink: unlike Orthanc, it is not gzipped
+    (a client that accepts gzip gets the same bytes, without the CPU spent on both sides)."""
+    instance = server.upload(sample("TransferSyntaxes/1.2.840.10008.1.2.4.80.dcm"))["ID"]
+    for uri in (f"/instances/{instance}/frames/0/raw", f"/instances/{instance}/preview"):
+        plain = requests.get(server.url + uri, headers={"Accept-Encoding": "identity"}).content
+        assert len(plain) >= 64 * 1024
+        answer = requests.get(server.url + uri, headers={"Accept-Encoding": "gzip"}, stream=True)
+        body = answer.raw.read()
+        assert "Content-Encoding" not in answer.headers
+        assert int(answer.headers["Content-Length"]) == len(body)
+        assert body == plain

@@ -410,9 +410,11 @@ class OrthancHandler(tornado.web.RequestHandler):
             return None
         if sum(len(part) for part in self._write_buffer) < compression.OFF_LOOP_MIN_LENGTH:
             return None
-        transform = next((t for t in self._transforms
-                          if isinstance(t, compression.CompressionTransform)), None)
+        transform = self._compression_transform()
         return None if transform is None else transform.encoding
+
+    def _compression_transform(self) -> compression.CompressionTransform | None:
+        return next((t for t in self._transforms if isinstance(t, compression.CompressionTransform)), None)
 
     async def _finish_compressed(self, data: bytes, encoding: str) -> None:
         """Nobody awaits this task: whatever happens, the answer goes (uncompressed at worst)."""
@@ -426,6 +428,10 @@ class OrthancHandler(tornado.web.RequestHandler):
         if body is not None:
             self.set_header("Content-Encoding", encoding)
             self.add_header("Vary", "Accept-Encoding")
+        else:  # sent as it is: the transform must not compress it on the loop either
+            transform = self._compression_transform()
+            if transform is not None:
+                transform.encoding = None
         self._write_buffer = [data if body is None else body]
         self.set_header("Content-Length", len(self._write_buffer[0]))
         await super().finish()

@@ -7,6 +7,12 @@ large answer on the event loop would stall every other request: answers of
 :data:`OFF_LOOP_MIN_LENGTH` bytes or more are compressed in a worker thread by
 :meth:`server.rest.base.OrthancHandler.finish`, and the transform below only compresses
 the small ones (well under a millisecond) and the chunks of streamed answers.
+
+Unlike Orthanc, which gzips whatever it answers, a large answer that is compressed already
+(a PNG or JPEG rendering, a JPEG-LS or JPEG 2000 frame, a ZIP, a DICOM file of compressed
+pixels) goes as it is: a sample of it is deflated first, and when that saves less than
+:data:`WORTH_IT` the whole answer is sent uncompressed, sparing the CPU of both sides
+(zlib spends ~35 µs per KiB on data it cannot shrink).
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ MIN_LENGTH = 1024
 #: From this size a whole answer is compressed in a worker thread (inline it would hold the
 #: loop about 0.4 ms at this size, more than a hop to the thread pool costs).
 OFF_LOOP_MIN_LENGTH = 16 * 1024
+#: What is deflated to tell whether the rest will shrink.
+SAMPLE_LENGTH = 32 * 1024
+#: Compress only when the sample shrinks to less than this fraction of its size.
+WORTH_IT = 0.9
 
 
 def accepted_encoding(request: tornado.httputil.HTTPServerRequest) -> str | None:
@@ -35,8 +45,14 @@ def _compressor(encoding: str) -> zlib._Compress:
     return zlib.compressobj(6, zlib.DEFLATED, window)
 
 
-def compress(data: bytes, encoding: str) -> bytes:
-    """A whole answer in ``encoding`` (blocking: called in a worker thread)."""
+def compress(data: bytes, encoding: str) -> bytes | None:
+    """A whole answer in ``encoding``, or None when it would not shrink (blocking: called in a
+    worker thread)."""
+    if len(data) > 2 * SAMPLE_LENGTH:
+        start = len(data) // 2 - SAMPLE_LENGTH // 2  # past the headers of a file, into its body
+        sample = data[start:start + SAMPLE_LENGTH]
+        if len(zlib.compress(sample, 1)) > WORTH_IT * len(sample):
+            return None
     compressor = _compressor(encoding)
     return compressor.compress(data) + compressor.flush()
 
