@@ -34,7 +34,7 @@ from server.jobs.modification import ModificationServices
 from server.jobs.registry import JobServices, job_registry
 from server.jobs.storage_commitment_scp import StorageCommitmentScpJob
 from server.jobs.store_scu import SendServices
-from server.metrics import Metrics
+from server.metrics import LogCounter, Metrics, count_jobs
 from server.net.query_retrieve import DicomServices
 from server.net.scp import DicomServer
 from server.net.service import ModalityRegistry, NetworkService
@@ -105,6 +105,9 @@ class Server:
         self.executor = ContextExecutor(HTTP_WORKERS, thread_name_prefix="http-worker")
         self.bus = events.EventBus()
         self.metrics = Metrics(bool(config["MetricsEnabled"]))
+        count_jobs(self.metrics, self.bus)
+        self.log_counter = LogCounter(self.metrics)
+        logging.getLogger().addHandler(self.log_counter)
         self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),
                                 compress=bool(config["StorageCompression"]), metrics=self.metrics)
         self.index = Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
@@ -229,7 +232,8 @@ class Server:
             *storage_commitment.routes(commitment=self.commitment, commitment_reports=self.commitment_reports,
                                        index=self.index, store=self.store),
             *create.routes(config=self.config, encoding=self._encoding, index=self.index, store=self.store),
-            *metrics.routes(index=self.index, jobs=self.jobs, metrics=self.metrics),
+            *metrics.routes(index=self.index, jobs=self.jobs, metrics=self.metrics,
+                            available_threads=self._available_threads),
             *archive.routes(archive=self.archive_services, config=self.config, jobs=self.jobs),
             *modalities.routes(jobs=self.jobs, config=self.config, encoding=self._encoding, network=self.network),
             *peers.routes(jobs=self.jobs, config=self.config, network=self.network),
@@ -247,6 +251,14 @@ class Server:
             *images.routes(files=self.files),
             *ui.routes(),
         ]
+
+    def _available_threads(self) -> dict[str, int]:
+        """Idle workers per pool, as Orthanc 1.13's ``orthanc_available_*`` metrics count them."""
+        available = {"orthanc_available_http_threads_count": self.executor.available()}
+        if self.dicom is not None:
+            busy = len(self.dicom.ae.active_associations)
+            available["orthanc_available_dicom_threads"] = max(0, self.dicom.ae.maximum_associations - busy)
+        return available
 
     def _start_commitment_job(self, transaction_uid: str, pairs: list[tuple[str, str]], remote_aet: str,
                               called_aet: str) -> None:
@@ -318,6 +330,7 @@ class Server:
         self.stability.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         await asyncio.get_running_loop().run_in_executor(None, self.index.close)
+        logging.getLogger().removeHandler(self.log_counter)
 
 
 def run(config: Configuration, no_jobs: bool = False) -> int:

@@ -10,12 +10,17 @@ work.  Nothing is recorded while metrics are disabled (``MetricsEnabled``,
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.events import Event, EventBus
 
 #: Orthanc's window for the ``*_duration_ms`` and active-requests metrics.
 WINDOW_SECONDS = 10.0
@@ -161,3 +166,45 @@ def refresh_state(metrics: Metrics, counts: Mapping[str, int], sizes: tuple[int,
     metrics.set("orthanc_jobs_success", success)
     metrics.set("orthanc_jobs_failed", failed)
     metrics.set("orthanc_jobs_completed", success + failed)
+
+
+def count_jobs(metrics: Metrics, bus: EventBus) -> None:
+    """Orthanc 1.13's cumulative ``orthanc_jobs_total_*``: jobs ended since start-up (the
+    ``orthanc_jobs_success``... gauges count only those the history still holds)."""
+    from server.events import Kind
+
+    def ended(success: bool) -> None:
+        metrics.increment("orthanc_jobs_total_completed", 1)
+        metrics.increment("orthanc_jobs_total_success" if success else "orthanc_jobs_total_failed", 1)
+
+    def on_success(_: Event) -> None:
+        ended(True)
+
+    def on_failure(_: Event) -> None:
+        ended(False)
+
+    bus.subscribe(Kind.JOB_SUCCESS, on_success)
+    bus.subscribe(Kind.JOB_FAILURE, on_failure)
+    for name in ("orthanc_jobs_total_completed", "orthanc_jobs_total_success", "orthanc_jobs_total_failed"):
+        metrics.increment(name, 0)
+
+
+class LogCounter(logging.Handler):
+    """Orthanc 1.13's ``orthanc_logged_errors_count`` and ``orthanc_logged_warnings_count``:
+    every error and warning the server logged since start-up."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(logging.WARNING)
+        self.metrics = metrics
+        metrics.increment("orthanc_logged_errors_count", 0)
+        metrics.increment("orthanc_logged_warnings_count", 0)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        name = "orthanc_logged_errors_count" if record.levelno >= logging.ERROR else "orthanc_logged_warnings_count"
+        self.metrics.increment(name, 1)
+
+
+def refresh_threads(metrics: Metrics, available: Mapping[str, int]) -> None:
+    """``orthanc_available_*_threads*``: idle workers of each pool, at the scrape."""
+    for name, count in available.items():
+        metrics.set(name, count)

@@ -20,6 +20,10 @@ STATE_METRICS = {
     "orthanc_disk_size_mb", "orthanc_uncompressed_size_mb", "orthanc_jobs_completed", "orthanc_jobs_failed",
     "orthanc_jobs_pending", "orthanc_jobs_running", "orthanc_jobs_success", "orthanc_last_change",
     "orthanc_up_time_s", "orthanc_rest_api_active_requests",
+    # Orthanc 1.13's
+    "orthanc_jobs_total_completed", "orthanc_jobs_total_success", "orthanc_jobs_total_failed",
+    "orthanc_logged_errors_count", "orthanc_logged_warnings_count",
+    "orthanc_available_http_threads_count", "orthanc_available_dicom_threads",
 }
 
 
@@ -124,6 +128,27 @@ def test_job_metrics_follow_the_engine(make_isengard) -> None:
     assert values["orthanc_jobs_failed"] == states["Failure"]
     assert values["orthanc_jobs_completed"] == states["Success"] + states["Failure"]
     assert values["orthanc_jobs_pending"] == values["orthanc_jobs_running"] == 0
+    # Orthanc 1.13's cumulative counters: the same jobs, kept after the history forgets them
+    assert values["orthanc_jobs_total_success"] == states["Success"]
+    assert values["orthanc_jobs_total_completed"] == states["Success"] + states["Failure"]
+    for job in jobs:
+        server.delete(f"/jobs/{job['ID']}")
+    assert scrape(server)["orthanc_jobs_total_success"] == states["Success"]
+
+
+def test_logged_errors_warnings_and_available_threads(make_isengard) -> None:
+    """Orthanc 1.13's: what the server logged since start-up, idle workers at the scrape."""
+    server = make_isengard(ExecuteLuaEnabled=True)
+    before = scrape(server)
+    assert before["orthanc_available_http_threads_count"] == 7  # 8 workers, one answers the scrape
+    assert before["orthanc_available_dicom_threads"] > 0
+    assert before["orthanc_logged_warnings_count"] >= 1  # "Isengard has started"
+    assert server.post("/tools/execute-script", b'print("one warning")').status_code == 200
+    form = b"--b\r\nContent-Disposition: form-data; name=f; filename=x\r\n\r\nnot dicom\r\n--b--\r\n"
+    server.post("/instances", form, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    after = scrape(server)
+    assert after["orthanc_logged_warnings_count"] >= before["orthanc_logged_warnings_count"] + 1
+    assert after["orthanc_logged_errors_count"] >= before["orthanc_logged_errors_count"] + 1
 
 
 def test_promtool_accepts_the_exposition(server: Isengard, tmp_path) -> None:

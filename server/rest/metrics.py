@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from server.dicom.main_tags import Level
-from server.metrics import refresh_state
+from server.metrics import refresh_state, refresh_threads
 from server.rest.base import OrthancHandler, Route, with_services
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from server.jobs.engine import JobsEngine
     from server.metrics import Metrics
     from server.storage.index import Index
@@ -31,6 +33,8 @@ class PrometheusHandler(OrthancHandler):
     index: Index
     jobs: JobsEngine
     metrics: Metrics
+    #: ``orthanc_available_*`` name -> idle workers of that pool now.
+    available_threads: Callable[[], dict[str, int]]
 
     async def get(self) -> None:
         if self.metrics.enabled:
@@ -42,6 +46,7 @@ class PrometheusHandler(OrthancHandler):
         counts = {level.plural: index.count(level) for level in Level}
         _, last_change = index.last_change()
         refresh_state(self.metrics, counts, index.totals(), last_change, self.jobs.counts())
+        refresh_threads(self.metrics, self.available_threads())
 
 
 def paths() -> list[tuple[str, type]]:
@@ -51,6 +56,7 @@ def paths() -> list[tuple[str, type]]:
     ]
 
 
-def routes(*, index: Index, jobs: JobsEngine, metrics: Metrics) -> list[Route]:
+def routes(*, index: Index, jobs: JobsEngine, metrics: Metrics,
+           available_threads: Callable[[], dict[str, int]]) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(paths(), index=index, jobs=jobs, metrics=metrics)
+    return with_services(paths(), index=index, jobs=jobs, metrics=metrics, available_threads=available_threads)
