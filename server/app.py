@@ -34,7 +34,7 @@ from server.jobs.modification import ModificationServices
 from server.jobs.registry import JobServices, job_registry
 from server.jobs.storage_commitment_scp import StorageCommitmentScpJob
 from server.jobs.store_scu import SendServices
-from server.metrics import LogCounter, Metrics, count_jobs
+from server.metrics import LogCounter, Metrics
 from server.net.query_retrieve import DicomServices
 from server.net.scp import DicomServer
 from server.net.service import ModalityRegistry, NetworkService
@@ -105,7 +105,10 @@ class Server:
         self.executor = ContextExecutor(HTTP_WORKERS, thread_name_prefix="http-worker")
         self.bus = events.EventBus()
         self.metrics = Metrics(bool(config["MetricsEnabled"]))
-        count_jobs(self.metrics, self.bus)
+        for name in ("orthanc_jobs_total_completed", "orthanc_jobs_total_success", "orthanc_jobs_total_failed"):
+            self.metrics.increment(name, 0)
+        self.bus.subscribe(events.Kind.JOB_SUCCESS, lambda _: self.metrics.job_ended(True))
+        self.bus.subscribe(events.Kind.JOB_FAILURE, lambda _: self.metrics.job_ended(False))
         self.log_counter = LogCounter(self.metrics)
         logging.getLogger().addHandler(self.log_counter)
         self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),

@@ -17,10 +17,6 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from server.events import Event, EventBus
 
 #: Orthanc's window for the ``*_duration_ms`` and active-requests metrics.
 WINDOW_SECONDS = 10.0
@@ -108,6 +104,12 @@ class Metrics:
         finally:
             self.record_max(name, int((time.monotonic() - start) * 1000))
 
+    def job_ended(self, success: bool) -> None:
+        """Orthanc 1.13's cumulative ``orthanc_jobs_total_*``: jobs ended since start-up (the
+        ``orthanc_jobs_success``... gauges count only those the history still holds)."""
+        self.increment("orthanc_jobs_total_completed", 1)
+        self.increment("orthanc_jobs_total_success" if success else "orthanc_jobs_total_failed", 1)
+
     def request_started(self) -> None:
         with self._lock:
             self._active_requests += 1
@@ -166,27 +168,6 @@ def refresh_state(metrics: Metrics, counts: Mapping[str, int], sizes: tuple[int,
     metrics.set("orthanc_jobs_success", success)
     metrics.set("orthanc_jobs_failed", failed)
     metrics.set("orthanc_jobs_completed", success + failed)
-
-
-def count_jobs(metrics: Metrics, bus: EventBus) -> None:
-    """Orthanc 1.13's cumulative ``orthanc_jobs_total_*``: jobs ended since start-up (the
-    ``orthanc_jobs_success``... gauges count only those the history still holds)."""
-    from server.events import Kind
-
-    def ended(success: bool) -> None:
-        metrics.increment("orthanc_jobs_total_completed", 1)
-        metrics.increment("orthanc_jobs_total_success" if success else "orthanc_jobs_total_failed", 1)
-
-    def on_success(_: Event) -> None:
-        ended(True)
-
-    def on_failure(_: Event) -> None:
-        ended(False)
-
-    bus.subscribe(Kind.JOB_SUCCESS, on_success)
-    bus.subscribe(Kind.JOB_FAILURE, on_failure)
-    for name in ("orthanc_jobs_total_completed", "orthanc_jobs_total_success", "orthanc_jobs_total_failed"):
-        metrics.increment(name, 0)
 
 
 class LogCounter(logging.Handler):
