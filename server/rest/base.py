@@ -151,12 +151,25 @@ class OrthancHandler(tornado.web.RequestHandler):
         # as form fields (``curl --data-binary`` labels them x-www-form-urlencoded, and a
         # binary body then fails Tornado's field limits with an empty 400).
         self.request._parse_body = _keep_body_as_is  # type: ignore[method-assign]
+        self._set_connection_headers()
 
     # -- cross-cutting ---------------------------------------------------------------
 
     def set_default_headers(self) -> None:
         self.clear_header("Content-Type")
         self.clear_header("Server")
+        if hasattr(self, "http"):  # Tornado's constructor calls this before initialize
+            self._set_connection_headers()
+
+    def _set_connection_headers(self) -> None:
+        """Orthanc's ``Connection: keep-alive`` and ``Keep-Alive: timeout=`` (``KeepAliveTimeout``),
+        or ``Connection: close`` without ``KeepAlive``; Tornado says close when it will."""
+        config = self.http.config
+        if config["KeepAlive"]:
+            self.set_header("Connection", "keep-alive")
+            self.set_header("Keep-Alive", f"timeout={int(config['KeepAliveTimeout'])}")
+        else:
+            self.set_header("Connection", "close")
 
     def compute_etag(self) -> None:
         """No automatic ETag (nor 304) on GET answers: Orthanc's ETags are the revisions of
