@@ -130,6 +130,15 @@ def test_default_keep_alive_timeout_is_one_second(isengard: Isengard) -> None:
         assert _idle_seconds(connection) < 2.5
 
 
+def test_a_client_that_closes_is_told_close(isengard: Isengard) -> None:
+    for request in (b"GET /system HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    b"GET /system HTTP/1.0\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", isengard.http_port)) as connection:
+            head = _request(connection, request)
+            assert b"\r\nConnection: close" in head
+            assert b"Keep-Alive" not in head
+
+
 def test_without_keep_alive_each_answer_closes(make_isengard: Any) -> None:
     server = make_isengard(KeepAlive=False)
     with socket.create_connection(("127.0.0.1", server.http_port)) as connection:
