@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 
 from server import events, instance_tags
@@ -69,7 +71,7 @@ from server.rest import (
     tools,
     ui,
 )
-from server.rest.app import build_application, build_http_server
+from server.rest.app import build_application, build_http_server, check_registered_users
 from server.rest.base import HTTP_POLICY, HttpServices, RequestPolicy, Route
 from server.rest.inprocess import ContextExecutor, InProcessRest
 from server.rest.metadata import ContentTypes, MetadataNames
@@ -98,6 +100,7 @@ class Server:
     """Everything one run of the server is made of, built from one configuration."""
 
     def __init__(self, config: Configuration, no_jobs: bool = False) -> None:
+        check_registered_users(config)
         private_dictionary.load(config["Dictionary"], str(config.path or ""))
         self.config = config
         self.no_jobs = no_jobs
@@ -282,7 +285,10 @@ class Server:
         self._stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, False)
-        http = build_http_server(self._application(HTTP_POLICY, self.executor), int(self.config["HttpRequestTimeout"]))
+        sockets = self._bind_http()  # first: a taken port or a bad address stops start-up cleanly
+        keep_alive = int(self.config["KeepAliveTimeout"]) if self.config["KeepAlive"] else 0
+        http = build_http_server(self._application(HTTP_POLICY, self.executor), int(self.config["HttpRequestTimeout"]),
+                                 keep_alive)
         self.inprocess.start(loop)
         await self.lua.start()
         if self.config["DicomServerEnabled"]:
@@ -295,7 +301,7 @@ class Server:
         self.stability.start()
         await loop.run_in_executor(None, self.jobs.start, not self.no_jobs)  # reads the index
         # Only now: a client that sees the server answer sees every saved job restored.
-        http.listen(self.http_port, address=self.config["ListenAddress"])
+        http.add_sockets(sockets)
         self.bus.publish(events.ServerEvent(events.Kind.STARTED))
         self.lua.initialize()
         log.warning("Isengard has started: HTTP on port %d, DICOM on port %d (AET %s)",
@@ -310,6 +316,24 @@ class Server:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
         return self._restart
+
+    def _bind_http(self) -> list[socket.socket]:
+        """The HTTP sockets on each of ``HttpBindAddresses`` (Orthanc 1.12.10), or else on
+        ``ListenAddress``; accepted from only once the server is ready.
+
+        Binding chooses who can connect at all; ``RemoteAccessAllowed`` still answers the
+        non-loopback clients that do with an error, as in Orthanc.
+        """
+        sockets: list[socket.socket] = []
+        for address in self.config["HttpBindAddresses"] or [self.config["ListenAddress"]]:
+            try:
+                sockets += tornado.netutil.bind_sockets(self.http_port, address=address)
+            except (OSError, ValueError) as error:
+                for bound in sockets:
+                    bound.close()
+                raise ConfigError(f'Cannot listen on HTTP port {self.http_port} of address "{address}" '
+                                  f'(configuration options "HttpBindAddresses", "HttpPort"): {error}') from None
+        return sockets
 
     @staticmethod
     async def _close_connections(http: tornado.httpserver.HTTPServer) -> None:

@@ -18,14 +18,15 @@ from pydicom.uid import UID_dictionary
 from pynetdicom import AE, _config, evt
 from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
-from pynetdicom.service_class import StorageServiceClass
-from pynetdicom.sop_class import Verification, register_uid
+from pynetdicom.service_class import ServiceClass, StorageServiceClass
+from pynetdicom.sop_class import Verification, register_uid, uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
 from server.dicom.encode import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from server.dicom.parse import check_encoding
 from server.errors import OrthancError
 from server.net.modalities import normalized_modalities
+from server.net.sop_classes import accepted_sop_classes
 from server.store import Origin, Store
 
 if TYPE_CHECKING:
@@ -78,6 +79,32 @@ def _extra_storage_classes() -> list[str]:
 
 
 EXTRA_STORAGE_CLASSES = _extra_storage_classes()
+
+#: Every storage SOP class known (DCMTK's dcmAllStorageSOPClassUIDs in Orthanc): the default of
+#: ``AcceptedSopClasses`` and what its wildcards select from.
+STORAGE_SOP_CLASSES = [c.abstract_syntax for c in AllStoragePresentationContexts] + EXTRA_STORAGE_CLASSES
+
+_KNOWN_STORAGE = frozenset(STORAGE_SOP_CLASSES)
+
+#: DIMSE status "Refused: SOP Class not supported".
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
+
+
+def configured_sop_classes(config: Any) -> list[str]:
+    """``AcceptedSopClasses`` less ``RejectedSopClasses`` (or its 1.12.6 misspelling
+    ``RejectSopClasses``, which Orthanc still reads when the right name is absent)."""
+    rejected = config.user_value("RejectedSopClasses")
+    if rejected is None:
+        rejected = config["RejectSopClasses"]
+    return accepted_sop_classes(config["AcceptedSopClasses"], rejected, STORAGE_SOP_CLASSES)
+
+
+def _storage_class(uid: str) -> bool:
+    """Whether pynetdicom serves C-STORE on ``uid``; a UID it does not know (a private class
+    named in ``AcceptedSopClasses``) is registered as a storage class first."""
+    if uid_to_service_class(uid) is ServiceClass:
+        register_uid(uid, "Isengard" + uid.replace(".", "_"), StorageServiceClass)
+    return uid_to_service_class(uid) is StorageServiceClass
 
 
 class DimseStatusError(Exception):
@@ -194,6 +221,8 @@ class DicomServer:
         ae.maximum_associations = int(config["DicomMaximumAssociations"])
         self.transfer_syntaxes = accepted_transfer_syntaxes(config["AcceptedTransferSyntaxes"]) or \
             UNCOMPRESSED
+        self.sop_classes = [uid for uid in configured_sop_classes(config) if _storage_class(uid)]
+        self._accepted = frozenset(self.sop_classes)
         self._add_contexts(ae)
         self.set_unknown_sop_class_accepted(bool(config["UnknownSopClassAccepted"]))
         return ae
@@ -204,23 +233,18 @@ class DicomServer:
 
     def _add_storage_contexts(self, ae: AE) -> None:
         """Storage as SCP, and as SCU too: a C-GET sends its instances over the caller's
-        association, in the storage contexts it proposed with the SCP role for itself."""
+        association, in the storage contexts it proposed with the SCP role for itself.
+        Only the accepted SOP classes (``AcceptedSopClasses``) get a context."""
         preferred = [ts for ts in self.transfer_syntaxes if ts == PREFERRED_TRANSFER_SYNTAX]
         syntaxes = preferred + [ts for ts in self.transfer_syntaxes if ts not in preferred]
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, syntaxes,
-                                     scu_role=True, scp_role=True)
-        supported = {c.abstract_syntax for c in ae.supported_contexts}
-        for uid in EXTRA_STORAGE_CLASSES:
-            if uid in supported:
-                ae.remove_supported_context(uid)
+        for uid in self.sop_classes:
             ae.add_supported_context(uid, syntaxes, scu_role=True, scp_role=True)
 
     def set_transfer_syntaxes(self, syntaxes: list[str]) -> None:
         """``PUT /tools/accepted-transfer-syntaxes``: governs the associations negotiated from now on."""
         self.transfer_syntaxes = [ts for ts in KNOWN_TRANSFER_SYNTAXES if ts in syntaxes]
-        for context in AllStoragePresentationContexts:
-            self.ae.remove_supported_context(context.abstract_syntax)
+        for uid in self.sop_classes:
+            self.ae.remove_supported_context(uid)
         self._add_storage_contexts(self.ae)
         if self._server is not None:
             self._server.contexts = _Contexts(self.ae.supported_contexts)
@@ -231,6 +255,12 @@ class DicomServer:
 
     def set_unknown_sop_class_accepted(self, accepted: bool) -> None:
         _config.UNRESTRICTED_STORAGE_SERVICE = accepted
+
+    def _rejected_class(self, uid: str) -> bool:
+        """A known storage class left out of the accepted ones: refused even in promiscuous mode
+        (``UnknownSopClassAccepted`` only opens the classes nobody knows), where pynetdicom
+        accepts every storage context."""
+        return uid not in self._accepted and uid in _KNOWN_STORAGE
 
     def start(self) -> None:
         handlers = [(evt.EVT_CONN_OPEN, self._on_open),
@@ -289,6 +319,9 @@ class DicomServer:
         if self._refuse(event, "Store"):
             return STATUS_NOT_AUTHORIZED
         aet, ip = self._caller(event)
+        if self._rejected_class(str(event.context.abstract_syntax)):
+            log.warning("C-STORE from %s refused: SOP class %s is not accepted", aet, event.context.abstract_syntax)
+            return STATUS_SOP_CLASS_NOT_SUPPORTED
         mismatch = _mismatch(event)
         if mismatch is not None:
             log.warning("C-STORE from %s refused: %s", aet, mismatch[1])

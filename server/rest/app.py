@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 import re
 import socket
 from typing import Any
@@ -10,7 +12,9 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.iostream
 import tornado.web
+from tornado.http1connection import HTTP1ServerConnection
 
+from server.config import ConfigError, Configuration
 from server.rest import (
     archive,
     bulk,
@@ -42,6 +46,8 @@ from server.rest import (
 from server.rest.base import HttpServices, Route, UnknownRouteHandler
 from server.rest.compression import CompressionTransform
 from server.rest.python_routes import ScriptRoutes
+
+log = logging.getLogger("isengard")
 
 #: Tornado's own cap, never reached: bodies are streamed and capped by the handlers
 #: (``MaximumRequestBodySizeMB``, :mod:`server.rest.body`), which answer Orthanc's 413.
@@ -155,7 +161,14 @@ def build_application(http: HttpServices, routes: list[Route], python: ScriptRou
 
 
 class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
-    """Sets TCP_NODELAY on every connection: small answers must not wait for Nagle."""
+    """Sets TCP_NODELAY on every connection: small answers must not wait for Nagle.
+
+    The first request of a connection has ``HttpRequestTimeout`` to send its headers (the
+    server's ``idle_connection_timeout``); once answered, an idle keep-alive connection waits
+    only ``keep_alive_timeout`` seconds (Orthanc's ``KeepAliveTimeout``) for the next one.
+    """
+
+    keep_alive_timeout: float = 1
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: Any) -> None:
         try:
@@ -164,9 +177,38 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
             pass
         super().handle_stream(stream, address)
 
+    def start_request(self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+                      ) -> tornado.httputil.HTTPMessageDelegate:
+        # This request was created with the parameters it reads its headers under; the
+        # connection's next requests get the keep-alive wait.
+        if isinstance(server_conn, HTTP1ServerConnection) and server_conn.params is self.conn_params:
+            server_conn.params = copy.copy(self.conn_params)
+            server_conn.params.header_timeout = self.keep_alive_timeout
+        return super().start_request(server_conn, request_conn)
 
-def build_http_server(application: tornado.web.Application, request_timeout: int) -> NoDelayHTTPServer:
-    return NoDelayHTTPServer(application, max_body_size=MAX_BODY_SIZE, xheaders=False,
-                             # gzip/deflate bodies are inflated by the handlers, with a cap
-                             decompress_request=False, max_header_size=MAX_HEADER_READ_BYTES,
-                             idle_connection_timeout=request_timeout or None)
+
+def build_http_server(application: tornado.web.Application, request_timeout: int,
+                      keep_alive_timeout: int) -> NoDelayHTTPServer:
+    server = NoDelayHTTPServer(application, max_body_size=MAX_BODY_SIZE, xheaders=False,
+                               # gzip/deflate bodies are inflated by the handlers, with a cap
+                               decompress_request=False, max_header_size=MAX_HEADER_READ_BYTES,
+                               idle_connection_timeout=request_timeout or None)
+    server.keep_alive_timeout = keep_alive_timeout
+    return server
+
+
+def check_registered_users(config: Configuration) -> None:
+    """Orthanc 1.13's start-up rule: authentication on, remote access allowed and no
+    ``RegisteredUsers`` option at all is refused (the Docker-image setup nobody could log in
+    to); an empty ``RegisteredUsers`` only warns, as in Orthanc."""
+    if not config["AuthenticationEnabled"] or config["RegisteredUsers"]:
+        return
+    if config["RemoteAccessAllowed"] and "RegisteredUsers" not in config.user_values:
+        where = f" in {config.path}" if config.path is not None else ""
+        raise ConfigError(
+            f'Invalid configuration{where}: HTTP authentication is enabled ("AuthenticationEnabled") and '
+            'remote access is allowed ("RemoteAccessAllowed"), but no user is declared; expected at least '
+            'one user in "RegisteredUsers" (required since Orthanc 1.13.0), or "AuthenticationEnabled" '
+            'or "RemoteAccessAllowed" set to false')
+    log.warning('HTTP authentication is enabled, but no user is declared, check the value of '
+                'configuration option "RegisteredUsers" if you cannot access Orthanc as expected')

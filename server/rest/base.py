@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
+import tornado.httputil
 import tornado.web
 from tornado.ioloop import IOLoop
 
@@ -118,6 +119,14 @@ class HttpServices:
     accepts_token: Callable[[str], bool]
 
 
+def _keeps_alive(request: tornado.httputil.HTTPServerRequest) -> bool:
+    """Whether the client asked to keep the connection (HTTP/1.1 unless it says close)."""
+    connection = request.headers.get("Connection", "").lower()
+    if request.version == "HTTP/1.1":
+        return connection != "close"
+    return connection == "keep-alive"
+
+
 class _Forbidden(Exception):
     """An ``IncomingHttpRequestFilter`` refused the request: Orthanc's empty 403."""
 
@@ -151,12 +160,25 @@ class OrthancHandler(tornado.web.RequestHandler):
         # as form fields (``curl --data-binary`` labels them x-www-form-urlencoded, and a
         # binary body then fails Tornado's field limits with an empty 400).
         self.request._parse_body = _keep_body_as_is  # type: ignore[method-assign]
+        self._set_connection_headers()
 
     # -- cross-cutting ---------------------------------------------------------------
 
     def set_default_headers(self) -> None:
         self.clear_header("Content-Type")
         self.clear_header("Server")
+        if hasattr(self, "http"):  # Tornado's constructor calls this before initialize
+            self._set_connection_headers()
+
+    def _set_connection_headers(self) -> None:
+        """Orthanc's ``Connection: keep-alive`` and ``Keep-Alive: timeout=`` (``KeepAliveTimeout``),
+        or ``Connection: close`` without ``KeepAlive``; Tornado says close when it will."""
+        config = self.http.config
+        if config["KeepAlive"] and _keeps_alive(self.request):
+            self.set_header("Connection", "keep-alive")
+            self.set_header("Keep-Alive", f"timeout={int(config['KeepAliveTimeout'])}")
+        else:
+            self.set_header("Connection", "close")
 
     def compute_etag(self) -> None:
         """No automatic ETag (nor 304) on GET answers: Orthanc's ETags are the revisions of

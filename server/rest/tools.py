@@ -12,7 +12,7 @@ from server.dicom.main_tags import parse_level
 from server.errors import ErrorCode, OrthancError
 from server.find import FindOptions, database_limit, parse_options, parse_request
 from server.net.conformance import conformance_statement
-from server.net.scp import DicomServer, accepted_transfer_syntaxes
+from server.net.scp import DicomServer, accepted_transfer_syntaxes, configured_sop_classes
 from server.resources import RESPONSE_CONTENT
 from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.body import parse_json
@@ -212,6 +212,16 @@ class UnknownSopClassAcceptedHandler(AcceptedTransferSyntaxesHandler):
         self.answer_empty_text()
 
 
+class AcceptedSopClassesHandler(OrthancHandler):
+    """The storage SOP classes the C-STORE SCP accepts (Orthanc 1.12.6): ``AcceptedSopClasses``
+    less ``RejectedSopClasses``, sorted as Orthanc's set, whether the DICOM server runs or not."""
+
+    config: Configuration
+
+    async def get(self) -> None:
+        self.answer_json(sorted(configured_sop_classes(self.config)))
+
+
 class ResetHandler(OrthancHandler):
     request_stop: Callable[[bool], None]
 
@@ -240,6 +250,7 @@ def paths() -> list[tuple[str, type]]:
         (r"/tools/dicom-conformance", ConformanceHandler),
         (r"/tools/accepted-transfer-syntaxes", AcceptedTransferSyntaxesHandler),
         (r"/tools/unknown-sop-class-accepted", UnknownSopClassAcceptedHandler),
+        (r"/tools/accepted-sop-classes", AcceptedSopClassesHandler),
         (r"/tools/reset", ResetHandler),
         (r"/tools/shutdown", ShutdownHandler),
     ]
