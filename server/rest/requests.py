@@ -113,10 +113,12 @@ def json_object(raw: bytes, error: OrthancError) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class JobOptions:
-    """How a job-producing request wants its job run (``Synchronous``/``Asynchronous``, ``Priority``)."""
+    """How a job-producing request wants its job run (``Synchronous``/``Asynchronous``, ``Priority``),
+    and the ``UserData`` (any JSON) the job carries along (Orthanc 1.12.9)."""
 
     synchronous: bool = True
     priority: int = 0
+    user_data: Any = None
 
 
 def job_options(body: Any, synchronous_by_default: bool = True) -> JobOptions:
@@ -129,7 +131,7 @@ def job_options(body: Any, synchronous_by_default: bool = True) -> JobOptions:
         synchronous = boolean_field(body, "Synchronous", True)
     elif "Asynchronous" in body:
         synchronous = not boolean_field(body, "Asynchronous", False)
-    return JobOptions(synchronous, integer_field(body, "Priority", 0))
+    return JobOptions(synchronous, integer_field(body, "Priority", 0), body.get("UserData"))
 
 
 # -- modify and anonymize -------------------------------------------------------------------
