@@ -30,6 +30,7 @@ from server.dicom.charset import specific_character_set
 from server.dicom.main_tags import BY_LEVEL, IDENTIFIER, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_tag
+from server.jobs.get_scu import DicomGetScuJob, GetRequest, level_query
 from server.jobs.move_scu import MOVE_KEYS, DicomMoveScuJob, retrieve_item
 from server.jobs.peer_store import OrthancPeerStoreJob
 from server.jobs.store_scu import DicomModalityStoreJob
@@ -348,6 +349,13 @@ class NetworkService:
         return OrthancPeerStoreJob(self.send, instances, self.peer(peer_name), peer_name=peer_name,
                                    compress=compress, transcode=transcode, description=description,
                                    permissive=permissive, parent_resources=parent_resources)
+
+    def get_job(self, modality_name: str, request: GetRequest) -> Job:
+        """A DicomGetScu job (``/modalities/{id}/get``), not yet submitted: one C-GET per
+        resource, the received instances stored here."""
+        queries = [level_query(request.level, resource) for resource in request.resources]
+        return DicomGetScuJob(self.send, self.modality(modality_name), queries, local_aet=request.local_aet,
+                              timeout=request.timeout, permissive=request.permissive)
 
     def send_instance_to_modality(self, instance_id: str, modality_name: str,
                                   local_aet: str | None = None) -> None:

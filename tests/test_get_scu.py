@@ -1,0 +1,137 @@
+"""C-GET as an SCU (Orthanc 1.12.6): ``/modalities/{id}/get`` and the ``DicomGetScu`` job, with the
+real Orthanc 1.10.1 as the C-GET SCP that sends the instances over the same association."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ORTHANC_BINARY, Isengard, Orthanc, free_port, sample
+from helpers import orthanc_error, wait_job
+
+STUDY_143 = "1.3.6.1.4.1.34261.90254037371867.41912.1553085024.2"
+SERIES_143 = "1.3.6.1.4.1.34261.90254037371867.41912.1553085024.3"
+STUDY_IMAGE1 = "1.2.276.0.7230010.3.1.2.2831176407.9838.1444138856.248789"
+SERIES_IMAGE1 = "1.2.276.0.7230010.3.1.3.2831176407.9838.1444138856.248790"
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Isengard, Orthanc]]:
+    """Isengard and the real Orthanc, each knowing the other; Orthanc holds three instances."""
+    if not ORTHANC_BINARY.exists():
+        pytest.skip("the real Orthanc is not installed (make test installs it)")
+    root = tmp_path_factory.mktemp("get-scu")
+    isengard = Isengard(root / "isengard", DicomAet="ISENGET", ConcurrentJobs=1)
+    orthanc = Orthanc(root / "orthanc", DicomModalities={
+        "isengard": ["ISENGET", "127.0.0.1", isengard.dicom_port],
+        "other": ["OTHERAET", "127.0.0.1", isengard.dicom_port]})
+    isengard.config["DicomModalities"] = {
+        "orthanc": ["ORTHANCREF", "127.0.0.1", orthanc.dicom_port],
+        "dead": ["DEAD", "127.0.0.1", free_port()],
+    }
+    isengard.config_path.write_text(json.dumps(isengard.config))
+    orthanc.start()
+    isengard.start()
+    for name in ("Issue143.dcm", "PatientIdsCollision/Image1.dcm", "PatientIdsCollision/Image2.dcm"):
+        orthanc.upload(sample(name))
+    yield isengard, orthanc
+    isengard.stop()
+    orthanc.stop()
+    isengard.assert_loop_never_blocked()
+
+
+@pytest.fixture
+def clean(pair: tuple[Isengard, Orthanc]) -> tuple[Isengard, Orthanc]:
+    pair[0].clear()
+    return pair
+
+
+def test_get_is_listed_among_the_operations(pair: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = pair
+    assert "get" in isengard.json("/modalities/orthanc")
+
+
+def test_synchronous_get_stores_the_instances_with_their_dicom_origin(clean: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = clean
+    answer = isengard.post("/modalities/orthanc/get", json={"Level": "Study",
+                                                            "Resources": [{"StudyInstanceUID": STUDY_143}]})
+    assert answer.status_code == 200, answer.text
+    instances = isengard.json("/instances")
+    assert len(instances) == 1
+    query = {"0008,0052": "STUDY", "0020,000d": STUDY_143}
+    assert answer.json() == {
+        "Description": "REST API", "LocalAet": "ISENGET", "RemoteAet": "ORTHANCREF", "Query": [query],
+        "Details": [{"DimseErrorStatus": 0, "Query": query, "ReceivedInstancesIds": instances}]}
+    metadata = isengard.json(f"/instances/{instances[0]}/metadata?expand")
+    assert (metadata["Origin"], metadata["RemoteAET"], metadata["CalledAET"]) == \
+        ("DicomProtocol", "ORTHANCREF", "ISENGET")
+    assert metadata["RemoteIP"] == "127.0.0.1"
+
+
+def test_asynchronous_get_job_survives_a_restart(clean: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = clean
+    body = {"Level": "Series", "Asynchronous": True, "Priority": 3, "LocalAet": "OTHERAET", "Timeout": 20,
+            "UserData": {"Ticket": 42},
+            "Resources": [{"StudyInstanceUID": STUDY_143, "SeriesInstanceUID": SERIES_143},
+                          {"StudyInstanceUID": STUDY_IMAGE1, "SeriesInstanceUID": SERIES_IMAGE1}]}
+    submitted = isengard.post("/modalities/orthanc/get", json=body)
+    assert submitted.status_code == 200, submitted.text
+    job = submitted.json()["ID"]
+    assert submitted.json()["Path"] == f"/jobs/{job}"
+    document = wait_job(isengard, job)
+    assert (document["State"], document["Type"], document["Priority"], document["Progress"]) == \
+        ("Success", "DicomGetScu", 3, 100)
+    assert document["UserData"] == {"Ticket": 42}
+    content = document["Content"]
+    assert content["LocalAet"] == "OTHERAET"
+    received = [d["ReceivedInstancesIds"] for d in content["Details"]]
+    assert [len(ids) for ids in received] == [1, 1]
+    assert sorted(received[0] + received[1]) == sorted(isengard.json("/instances"))
+    assert isengard.stop() == 0
+    isengard.start()
+    assert isengard.json(f"/jobs/{job}") | {"Timestamp": None} == document | {"Timestamp": None}
+
+
+def test_failed_get_and_permissive_get(clean: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = clean
+    wrong = {"Level": "Series", "Resources": [{"StudyInstanceUID": STUDY_IMAGE1},
+                                              {"StudyInstanceUID": STUDY_143, "SeriesInstanceUID": SERIES_143}]}
+    failed = isengard.post("/modalities/orthanc/get", json=wrong | {"Asynchronous": True})
+    document = wait_job(isengard, failed.json()["ID"])
+    assert document["State"] == "Failure"
+    assert document["ErrorDetails"].startswith('C-GET SCU to AET "ORTHANCREF" has failed with DIMSE status 0x')
+    assert isengard.json("/instances") == []
+    permissive = isengard.post("/modalities/orthanc/get", json=wrong | {"Permissive": True})
+    assert permissive.status_code == 200, permissive.text
+    details = permissive.json()["Details"]
+    assert details[0]["DimseErrorStatus"] != 0 and details[0]["ReceivedInstancesIds"] == []
+    assert details[1]["DimseErrorStatus"] == 0 and details[1]["ReceivedInstancesIds"] == isengard.json("/instances")
+
+
+def test_bad_get_requests(pair: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = pair
+    message = "Must provide a JSON body containing fields Resources and Level"
+    assert orthanc_error(isengard.post("/modalities/orthanc/get", "{}")) == (400, 15, message)
+    assert orthanc_error(isengard.post("/modalities/orthanc/get", '{"Level": "Study", "Resources": {}}')) == \
+        (400, 15, message)
+    assert orthanc_error(isengard.post("/modalities/orthanc/get",
+                                       '{"Level": "Nope", "Resources": []}'))[:2] == (400, 3)
+    assert isengard.post("/modalities/nope/get", '{"Level": "Study", "Resources": []}').status_code == 404
+    dead = isengard.post("/modalities/dead/get", json={"Level": "Study", "Resources": [{"StudyInstanceUID": "1.2"}]})
+    assert orthanc_error(dead)[:2] == (500, 9)
+
+
+def test_saved_jobs_restore_a_get_job_unchanged(tmp_path: Path) -> None:
+    """The saved form restores as it was written (the job registry lists the type)."""
+    server = Isengard(tmp_path / "node", DicomModalities={"dead": ["DEAD", "127.0.0.1", free_port()]}).start()
+    job = server.post("/modalities/dead/get", json={"Level": "Study", "Asynchronous": True, "Permissive": True,
+                                                     "Resources": [{"StudyInstanceUID": "1.2.3"}]}).json()["ID"]
+    before = wait_job(server, job)
+    assert before["State"] == "Success" and before["Content"]["Details"][0]["ReceivedInstancesIds"] == []
+    assert server.stop() == 0
+    server.start()
+    assert server.json(f"/jobs/{job}")["Content"] == before["Content"]
+    assert server.stop() == 0
