@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ORTHANC_BINARY, Isengard, Orthanc, free_port, sample
 from helpers import orthanc_error, wait_job
+from server.config import ConfigError, load_configuration
 
 STUDY_143 = "1.3.6.1.4.1.34261.90254037371867.41912.1553085024.2"
 SERIES_143 = "1.3.6.1.4.1.34261.90254037371867.41912.1553085024.3"
@@ -135,3 +136,78 @@ def test_saved_jobs_restore_a_get_job_unchanged(tmp_path: Path) -> None:
     server.start()
     assert server.json(f"/jobs/{job}")["Content"] == before["Content"]
     assert server.stop() == 0
+
+
+# -- the retrieve method of /queries/{id}/retrieve ------------------------------------------
+
+
+def _query(isengard: Isengard, modality: str = "orthanc") -> str:
+    """A study-level query of the two COMMON studies, asking for their SOP classes."""
+    answer = isengard.post(f"/modalities/{modality}/query", json={
+        "Level": "Study", "Query": {"PatientID": "COMMON", "SOPClassesInStudy": ""}})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["Path"]
+
+
+def test_retrieve_uses_c_move_by_default_and_c_get_when_asked(clean: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = clean
+    path = _query(isengard)
+    moved = isengard.post(f"{path}/answers/0/retrieve", json={"Asynchronous": True})
+    assert wait_job(isengard, moved.json()["ID"])["Type"] == "DicomMoveScu"
+    assert len(isengard.json("/instances")) == 1
+    isengard.clear()
+    got = isengard.post(f"{path}/retrieve", json={"RetrieveMethod": "C-GET", "UserData": "q"})
+    assert got.status_code == 200, got.text
+    content = got.json()
+    assert set(content) == {"Description", "Details", "LocalAet", "Query", "RemoteAet"}
+    assert [len(d["ReceivedInstancesIds"]) for d in content["Details"]] == [1, 1]
+    assert {q["0008,0052"] for q in content["Query"]} == {"STUDY"}
+    assert len(isengard.json("/instances")) == 2
+    assert orthanc_error(isengard.post(f"{path}/retrieve", json={"RetrieveMethod": "C-FIND"})) == \
+        (400, 3, 'RetrieveMethod can be "C-MOVE", "C-GET" or "SystemDefault": C-FIND')
+    assert orthanc_error(isengard.post(f"{path}/retrieve", json={"RetrieveMethod": 1}))[:2] == (400, 15)
+
+
+def test_retrieve_follows_the_modality_retrieve_method(clean: tuple[Isengard, Orthanc]) -> None:
+    isengard, orthanc = clean
+    modality = {"AET": "ORTHANCREF", "Host": "127.0.0.1", "Port": orthanc.dicom_port, "RetrieveMethod": "C-GET"}
+    assert isengard.put("/modalities/byget", json=modality).status_code == 200
+    try:
+        assert isengard.json("/modalities/byget/configuration")["RetrieveMethod"] == "C-GET"
+        path = _query(isengard, "byget")
+        job = isengard.post(f"{path}/answers/1/retrieve", json={"Asynchronous": True}).json()["ID"]
+        document = wait_job(isengard, job)
+        assert (document["State"], document["Type"]) == ("Success", "DicomGetScu")
+        assert document["Content"]["Details"][0]["ReceivedInstancesIds"] == isengard.json("/instances")
+        moved = isengard.post(f"{path}/answers/1/retrieve", json={"RetrieveMethod": "C-MOVE", "Asynchronous": True})
+        assert wait_job(isengard, moved.json()["ID"])["Type"] == "DicomMoveScu"
+    finally:
+        isengard.delete("/modalities/byget")
+
+
+def test_default_retrieve_method_option(pair: tuple[Isengard, Orthanc], make_isengard) -> None:
+    _, orthanc = pair
+    server = make_isengard(DicomAet="ISENGET", DicomDefaultRetrieveMethod="C-GET", DicomModalities={
+        "orthanc": ["ORTHANCREF", "127.0.0.1", orthanc.dicom_port],
+        "moving": {"AET": "ORTHANCREF", "Host": "127.0.0.1", "Port": orthanc.dicom_port,
+                   "RetrieveMethod": "C-MOVE"}})
+    job = server.post(f"{_query(server)}/retrieve", json={"Asynchronous": True}).json()["ID"]
+    assert wait_job(server, job)["Type"] == "DicomGetScu"
+    assert len(server.json("/instances")) == 2
+    job = server.post(f"{_query(server, 'moving')}/retrieve", json={"Asynchronous": True}).json()["ID"]
+    assert wait_job(server, job)["Type"] == "DicomMoveScu"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"DicomDefaultRetrieveMethod": "C-FIND"}',
+     '"DicomDefaultRetrieveMethod" is "C-FIND", expected "C-MOVE" or "C-GET"'),
+    ('{"DicomModalities": {"p": {"AET": "P", "Host": "h", "Port": 1, "RetrieveMethod": "get"}}}',
+     '"DicomModalities.p.RetrieveMethod" is "get", expected "C-MOVE", "C-GET" or "SystemDefault"'),
+])
+def test_bad_retrieve_methods_are_refused_at_start_up(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "orthanc.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        load_configuration(path)
+    (tmp_path / "ok.json").write_text("{}")
+    assert load_configuration(tmp_path / "ok.json")["DicomDefaultRetrieveMethod"] == "C-MOVE"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from server.dicom.main_tags import Level, Tag, format_tag
 from server.errors import OrthancError
 from server.jobs.job import Job, StepResult, StopReason
-from server.jobs.move_scu import formatted, parse_key
+from server.jobs.move_scu import MOVE_KEYS, formatted, parse_key
 from server.net import scu
 from server.net.query_retrieve import QUERY_RETRIEVE_LEVEL, parse_level
 from server.net.scp import STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, DimseStatusError
@@ -111,13 +111,16 @@ class DicomGetScuJob(Job):
     def _get(self, command: GetCommand) -> None:
         query = {parse_key(key): value for key, value in command.query.items()}
         level = parse_level(query.get(QUERY_RETRIEVE_LEVEL), "C-GET")
+        # Unique keys only, as for a C-MOVE: an SCP may read any other key (an empty
+        # AccessionNumber of a find answer) as a matching key and send more than asked.
+        identifiers = {tag: query[tag] for tag in (QUERY_RETRIEVE_LEVEL, *MOVE_KEYS[level]) if tag in query}
         origin = Origin("DicomProtocol", remote_ip=self.remote.host, remote_aet=self.remote.aet,
                         called_aet=self.remote.local_aet)
 
         def receive(data: bytes) -> int:
             return self._store(command, data, origin)
 
-        scu.get(self.remote, level, query, receive, self.sop_classes or None, self._progress)
+        scu.get(self.remote, level, identifiers, receive, self.sop_classes or None, self._progress)
 
     def _store(self, command: GetCommand, data: bytes, origin: Origin) -> int:
         """One C-STORE sub-operation: stored as any received instance; its DIMSE status."""

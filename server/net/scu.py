@@ -339,8 +339,8 @@ class DimseFailure(NetworkError):
 def get(remote: Remote, level: Level, query: dict[Tag, str], receive: Callable[[bytes], int],
         storage_classes: list[str] | None = None,
         progress: Callable[[SubOperations], None] | None = None) -> None:
-    """C-GET of ``query`` at ``level`` (every key sent, as Orthanc does): the modality sends the
-    instances over this association; ``receive`` gets each file and answers its C-STORE status."""
+    """C-GET of ``query`` (its keys, QueryRetrieveLevel included) at ``level``: the modality sends
+    the instances over this association; ``receive`` gets each file and answers its C-STORE status."""
     identifier = Dataset()
     for tag, value in sorted(query.items()):
         identifier.add(element(tag, value))
