@@ -211,3 +211,20 @@ def test_bad_retrieve_methods_are_refused_at_start_up(tmp_path: Path, text: str,
         load_configuration(path)
     (tmp_path / "ok.json").write_text("{}")
     assert load_configuration(tmp_path / "ok.json")["DicomDefaultRetrieveMethod"] == "C-MOVE"
+
+
+def test_get_from_another_isengard(make_isengard) -> None:
+    """Isengard's own C-GET SCP answers Isengard's C-GET SCU (instance level, two resources)."""
+    source = make_isengard(DicomAet="SOURCE", DicomModalities={"sink": ["SINK", "127.0.0.1", free_port()]})
+    sink = make_isengard(DicomAet="SINK", DicomModalities={"source": ["SOURCE", "127.0.0.1", source.dicom_port]})
+    uploaded = [source.upload(sample(name)) for name in ("PatientIdsCollision/Image1.dcm",
+                                                         "PatientIdsCollision/Image2.dcm")]
+    resources = []
+    for instance in uploaded:
+        tags = source.json(f"/instances/{instance['ID']}/simplified-tags")
+        resources.append({key: tags[key] for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")})
+    answer = sink.post("/modalities/source/get", json={"Level": "Instance", "Resources": resources})
+    assert answer.status_code == 200, answer.text
+    received = [d["ReceivedInstancesIds"] for d in answer.json()["Details"]]
+    assert received == [[uploaded[0]["ID"]], [uploaded[1]["ID"]]]
+    assert sorted(sink.json("/instances")) == sorted(i["ID"] for i in uploaded)
