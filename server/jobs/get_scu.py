@@ -100,7 +100,7 @@ class DicomGetScuJob(Job):
             try:
                 self._get(command)
             except OrthancError as e:
-                command.dimse_error_status = getattr(e, "status", 0)
+                command.dimse_error_status = e.status if isinstance(e, scu.DimseFailure) else 0
                 if not self.permissive:
                     raise
                 log.warning("DicomGetScu: C-GET %d failed, ignored (permissive): %s", self.position, e)

@@ -316,7 +316,7 @@ GET_STORAGE_SYNTAXES = [EXPLICIT_LITTLE, IMPLICIT_LITTLE]
 
 @dataclass(frozen=True)
 class SubOperations:
-    """The counters of a C-GET (or C-MOVE) pending response."""
+    """The sub-operation counters of a C-GET pending response (the job's progress)."""
 
     remaining: int = 0
     completed: int = 0
@@ -329,10 +329,10 @@ class SubOperations:
 
 
 class DimseFailure(NetworkError):
-    """A C-GET or C-MOVE answered with a failure status (kept as the job's ``DimseErrorStatus``)."""
+    """A C-GET answered with a failure status (kept as the job's ``DimseErrorStatus``)."""
 
-    def __init__(self, details: str, status: int, http_status: int | None = None) -> None:
-        super().__init__(details, transient=False, http_status=http_status)
+    def __init__(self, details: str, status: int) -> None:
+        super().__init__(details, transient=False)
         self.status = status
 
 
