@@ -53,6 +53,7 @@ def clean(pair: tuple[Isengard, Orthanc]) -> tuple[Isengard, Orthanc]:
 def test_get_is_listed_among_the_operations(pair: tuple[Isengard, Orthanc]) -> None:
     isengard, _ = pair
     assert "get" in isengard.json("/modalities/orthanc")
+    assert isengard.json("/system")["DicomDefaultRetrieveMethod"] == "C-MOVE"
 
 
 def test_synchronous_get_stores_the_instances_with_their_dicom_origin(clean: tuple[Isengard, Orthanc]) -> None:
@@ -191,6 +192,7 @@ def test_default_retrieve_method_option(pair: tuple[Isengard, Orthanc], make_ise
         "orthanc": ["ORTHANCREF", "127.0.0.1", orthanc.dicom_port],
         "moving": {"AET": "ORTHANCREF", "Host": "127.0.0.1", "Port": orthanc.dicom_port,
                    "RetrieveMethod": "C-MOVE"}})
+    assert server.json("/system")["DicomDefaultRetrieveMethod"] == "C-GET"  # as Orthanc 1.12.11
     job = server.post(f"{_query(server)}/retrieve", json={"Asynchronous": True}).json()["ID"]
     assert wait_job(server, job)["Type"] == "DicomGetScu"
     assert len(server.json("/instances")) == 2
