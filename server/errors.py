@@ -115,6 +115,7 @@ DESCRIPTIONS: dict[int, str] = {
     2042: 'Cannot override the value of a tag that already exists',
     2043: 'No request handler factory for DICOM N-ACTION SCP (storage commitment)',
     2044: 'No request handler factory for DICOM C-GET SCP',
+    2045: 'DicomUserConnection: The C-GET command is not supported by the remote SCP',
     3000: 'Unsupported media type',
 }
 
@@ -178,6 +179,7 @@ class ErrorCode(IntEnum):
     DATABASE_PLUGIN = 2037
     SSL_INITIALIZATION = 2039
     DISCONTINUED_ABI = 2040
+    DICOM_GET_UNAVAILABLE = 2045
     UNSUPPORTED_MEDIA_TYPE = 3000
 
 

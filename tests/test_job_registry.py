@@ -20,6 +20,7 @@ from server.app import Server
 from server.config import load_configuration
 from server.dicom.main_tags import Level
 from server.jobs.archive import ArchiveJob, MediaJob
+from server.jobs.get_scu import DicomGetScuJob
 from server.jobs.job import Job
 from server.jobs.modification import ResourceModificationJob
 from server.jobs.move_scu import DicomMoveScuJob
@@ -70,9 +71,22 @@ def samples(root: Server) -> dict[str, Callable[[], Job]]:
         DicomMoveScuJob.TYPE: lambda: DicomMoveScuJob(
             root.config, MODALITY, "TARGET", [{"0008,0052": "STUDY", "0020,000d": "1.2.3"}], local_aet="LOCAL",
             query_format="Simplify"),
+        DicomGetScuJob.TYPE: lambda: _get_job(root),
         StorageCommitmentScpJob.TYPE: lambda: StorageCommitmentScpJob(
             root.commitment, "2.25.1", [("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4")], "REMOTE", "ISENGARD"),
     }
+
+
+def _get_job(root: Server) -> DicomGetScuJob:
+    """A C-GET job half done: one command ran (with its received instances), one failed."""
+    job = DicomGetScuJob(root.send_services, MODALITY, [{"0008,0052": "STUDY", "0020,000d": "1.2.3"},
+                                                        {"0008,0052": "SERIES", "0020,000e": "1.2.4"}],
+                         local_aet="LOCAL", timeout=7.0, query_format="Full", permissive=True,
+                         sop_classes=["1.2.840.10008.5.1.4.1.1.2"])
+    job.commands[0].received.append(INSTANCES[0])
+    job.commands[1].dimse_error_status = 0xC000
+    job.position = 1
+    return job
 
 
 def all_job_types() -> set[str]:

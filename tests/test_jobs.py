@@ -289,3 +289,25 @@ def test_events_tell_retry_and_resubmit(make_isengard) -> None:
     assert kinds.index("retry") < kinds.index("canceled") and kinds[-2:] == ["canceled", "resubmitted"]
     assert '"State": "Retry"' in lines[lines.index("event: retry") + 1]
     server.post(f"/jobs/{job}/cancel", data="")
+
+
+def test_user_data_is_echoed_and_survives_a_restart(tmp_path: Path) -> None:
+    """Orthanc 1.12.9: any job-creating payload takes ``UserData`` (any JSON), which
+    ``/jobs/{id}`` shows and the saved job keeps; a job without it shows none."""
+    server = Isengard(tmp_path / "node", ConcurrentJobs=1).start()
+    study = _upload_study(server, 1, "1.2.826.0.1.3680043.99.7")
+    user_data = {"Requester": "ward 4", "Tags": [1, 2.5, None, True]}
+    archive = server.post(f"/studies/{study}/archive", json={"Asynchronous": True, "UserData": user_data})
+    modify = server.post(f"/studies/{study}/modify", json={"Asynchronous": True, "UserData": "just text",
+                                                           "Replace": {"StudyDescription": "U"}})
+    plain = _submit(server, study)
+    jobs = {archive.json()["ID"]: user_data, modify.json()["ID"]: "just text"}
+    for job, expected in jobs.items():
+        assert wait_job(server, job, {"Success"})["UserData"] == expected
+    assert "UserData" not in wait_job(server, plain, {"Success"})
+    assert server.stop() == 0
+    server.start()
+    for job, expected in jobs.items():
+        assert server.json(f"/jobs/{job}")["UserData"] == expected
+    assert "UserData" not in server.json(f"/jobs/{plain}")
+    assert server.stop() == 0

@@ -65,7 +65,8 @@ def test_list_put_delete(pair: tuple[Isengard, Isengard]) -> None:
         "AET": "ISENB", "AllowEcho": True, "AllowEventReport": True, "AllowFind": True,
         "AllowFindWorklist": True, "AllowGet": True, "AllowMove": True, "AllowNAction": True,
         "AllowStore": True, "AllowTranscoding": True, "Host": "127.0.0.1", "LocalAet": "",
-        "Manufacturer": "Generic", "Port": pair[1].dicom_port, "Timeout": 0, "UseDicomTls": False}
+        "Manufacturer": "Generic", "Port": pair[1].dicom_port, "RetrieveMethod": "SystemDefault", "Timeout": 0,
+        "UseDicomTls": False}
     assert "store" in a.json("/modalities/b") and "query" in a.json("/modalities/b")
 
     answer = a.put("/modalities/new", json.dumps({"AET": "NEW", "Host": "h", "Port": "104",
@@ -91,6 +92,11 @@ def test_list_put_delete(pair: tuple[Isengard, Isengard]) -> None:
         (400, 3, "A TCP port number must be in range [1..65534], but found: 70000")
     assert orthanc_error(a.put("/modalities/x", '{"Host": "h", "Port": 1}')) == \
         (400, 15, "String value expected in field: AET")
+    assert orthanc_error(a.put("/modalities/x", '{"AET": "X", "Host": "h", "Port": 1, "RetrieveMethod": "C-FIND"}')) \
+        == (400, 3, 'RetrieveMethod can be "C-MOVE", "C-GET" or "SystemDefault": C-FIND')
+    assert a.put("/modalities/x", '{"AET": "X", "Host": "h", "Port": 1, "RetrieveMethod": "C-GET"}').status_code == 200
+    assert a.json("/modalities?expand")["x"]["RetrieveMethod"] == "C-GET"
+    assert a.delete("/modalities/x").status_code == 200
 
 
 def test_lists_kept_in_the_database(make_isengard) -> None:

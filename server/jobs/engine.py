@@ -83,6 +83,8 @@ class JobRecord:
     content: dict[str, Any] = field(default_factory=dict)
     pause_requested: bool = False
     cancel_requested: bool = False
+    #: The submitter's ``UserData`` (Orthanc 1.12.9: any JSON, shown and saved with the job).
+    user_data: Any = None
     retry_at: float | None = None
     started: bool = False
     waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
@@ -148,9 +150,11 @@ class JobsEngine:
 
     # -- submission and queries ------------------------------------------------------
 
-    def submit(self, job: Job, priority: int = 0) -> str:
+    def submit(self, job: Job, priority: int = 0, user_data: Any = None) -> str:
+        """Register ``job``; ``user_data`` is carried along (``/jobs/{id}`` and the saved job)."""
         record = JobRecord(id=str(uuid.uuid4()), job=job, priority=priority,
-                           state=JobState.PENDING, creation_time=_now(), seq=next(self._seq))
+                           state=JobState.PENDING, creation_time=_now(), seq=next(self._seq),
+                           user_data=user_data)
         job.id = record.id
         record.progress = job.progress()
         record.content = job.content()
@@ -212,6 +216,8 @@ class JobsEngine:
             "Timestamp": _format(now),
             "Type": record.job.TYPE,
         }
+        if record.user_data is not None:
+            result["UserData"] = record.user_data
         if record.completion_time is not None:
             result["CompletionTime"] = _format(record.completion_time)
         if record.state is JobState.RUNNING and record.progress > 0.01:
@@ -591,6 +597,8 @@ class JobsEngine:
             "Runtime": record.runtime, "ErrorCode": int(record.error_code),
             "ErrorDetails": record.error_details, "Seq": record.seq, "Job": data,
         }
+        if record.user_data is not None:
+            document["UserData"] = record.user_data
         self._unsaved[record.id] = json.dumps(document)
 
     def _restore(self, rows: list[tuple[str, str]]) -> None:
@@ -620,7 +628,7 @@ class JobsEngine:
                            seq=int(doc.get("Seq", 0)), last_change=_parse(doc["LastChangeTime"]),
                            runtime=float(doc.get("Runtime", 0.0)),
                            error_code=int(doc.get("ErrorCode", 0)),
-                           error_details=doc.get("ErrorDetails", ""))
+                           error_details=doc.get("ErrorDetails", ""), user_data=doc.get("UserData"))
         if doc.get("CompletionTime"):
             record.completion_time = _parse(doc["CompletionTime"])
         record.progress = job.progress()

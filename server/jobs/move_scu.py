@@ -75,7 +75,7 @@ class DicomMoveScuJob(Job):
 
     def step(self) -> StepResult:
         if self.position < len(self.queries):
-            query = {_tag(k): v for k, v in self.queries[self.position].items()}
+            query = {parse_key(k): v for k, v in self.queries[self.position].items()}
             level = parse_level(query.get(QUERY_RETRIEVE_LEVEL), "C-MOVE")
             identifiers = {t: query[t] for t in MOVE_KEYS[level] if t in query}
             scu.move(self.remote, self.target_aet, level, identifiers)
@@ -113,13 +113,14 @@ def formatted(query: dict[str, str], query_format: str) -> dict[str, Any]:
     ``DicomMap::ToJson``: every value is a string."""
     if query_format == "Short":
         return dict(query)
-    names = {key: tag_name(*_tag(key), None) for key in query}
+    names = {key: tag_name(*parse_key(key), None) for key in query}
     if query_format == "Simplify":
         return {names[key]: value for key, value in query.items()}
     return {key: {"Name": names[key], "Type": "String", "Value": value}
             for key, value in query.items()}
 
 
-def _tag(key: str) -> Tag:
+def parse_key(key: str) -> Tag:
+    """A kept query's ``gggg,eeee`` key as a tag."""
     group, element = key.split(",")
     return int(group, 16), int(element, 16)

@@ -12,6 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from server.jobs.archive import ArchiveJob, ArchiveServices, MediaJob
+from server.jobs.get_scu import DicomGetScuJob
 from server.jobs.job import JobRegistry
 from server.jobs.modification import ModificationServices, ResourceModificationJob
 from server.jobs.move_scu import DicomMoveScuJob
@@ -46,5 +47,6 @@ def job_registry(services: JobServices) -> JobRegistry:
         DicomModalityStoreJob.TYPE: partial(DicomModalityStoreJob.unserialize, services.send),
         OrthancPeerStoreJob.TYPE: partial(OrthancPeerStoreJob.unserialize, services.send),
         DicomMoveScuJob.TYPE: partial(DicomMoveScuJob.unserialize, services.config),
+        DicomGetScuJob.TYPE: partial(DicomGetScuJob.unserialize, services.send),
         StorageCommitmentScpJob.TYPE: partial(StorageCommitmentScpJob.unserialize, services.commitment),
     })

@@ -30,6 +30,7 @@ def normalize_modality(params: Any) -> dict[str, Any]:
         "LocalAet": params.get("LocalAet", ""),
         "Timeout": params.get("Timeout", 0),
         "UseDicomTls": params.get("UseDicomTls", False),
+        "RetrieveMethod": params.get("RetrieveMethod", "SystemDefault"),
     }
     commitment = params.get("AllowStorageCommitment")
     for flag in _ALLOW_FLAGS:
@@ -92,6 +93,8 @@ OBSOLETE_MANUFACTURERS = {"AgfaImpax": "GenericNoWildcardInDates",
                           "SyngoVia": "GenericNoWildcardInDates", "EFilm2": "Generic",
                           "MedInria": "Generic", "ClearCanvas": "Generic", "Dcm4Chee": "Generic"}
 _MODALITY_BOOLEANS = (*_ALLOW_FLAGS, "AllowStorageCommitment", "UseDicomTls")
+#: A modality's ``RetrieveMethod`` (Orthanc 1.12.6); SystemDefault: ``DicomDefaultRetrieveMethod``.
+RETRIEVE_METHODS = ("C-MOVE", "C-GET", "SystemDefault")
 _PEER_STRINGS = ("Username", "Password", "CertificateFile", "CertificateKeyFile",
                  "CertificateKeyPassword")
 
@@ -164,11 +167,23 @@ def parse_modality(params: Any) -> dict[str, Any]:
     for key in _MODALITY_BOOLEANS:
         _field(params, key, bool, "Boolean")
     _field(params, "LocalAet", str, "String")
+    if "RetrieveMethod" in params:
+        retrieve_method(params["RetrieveMethod"])
     if "Timeout" in params and (not isinstance(params["Timeout"], int) or
                                 isinstance(params["Timeout"], bool) or params["Timeout"] < 0):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                            "Unsigned integer value expected in field: Timeout")
     return normalize_modality(checked)
+
+
+def retrieve_method(value: Any, key: str = "RetrieveMethod") -> str:
+    """A ``RetrieveMethod`` as Orthanc's ``StringToRetrieveMethod`` reads it."""
+    if not isinstance(value, str):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"String value expected in field: {key}")
+    if value not in RETRIEVE_METHODS:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                           f'RetrieveMethod can be "C-MOVE", "C-GET" or "SystemDefault": {value}')
+    return value
 
 
 def parse_peer(params: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
@@ -23,14 +24,16 @@ import pydicom
 from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import (
     ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
@@ -38,7 +41,7 @@ from pynetdicom.sop_class import (
 from server.dicom.main_tags import Level, Tag
 from server.dicom.transcode import DEFAULT_SETTINGS, CannotTranscode, Settings, transcode_dataset
 from server.errors import ErrorCode, OrthancError
-from server.net.scp import DUL_POLL_SECONDS
+from server.net.scp import DUL_POLL_SECONDS, received_file
 
 log = logging.getLogger("isengard.dicom")
 
@@ -165,8 +168,9 @@ def tune(event: evt.Event) -> None:
 
 
 def associate(remote: Remote, contexts: list[PresentationContext],
-              ext_neg: list | None = None) -> Association:
-    """Open an association proposing ``contexts`` (and role selections in ``ext_neg``).
+              ext_neg: list | None = None, handlers: list | None = None) -> Association:
+    """Open an association proposing ``contexts`` (and role selections in ``ext_neg``), with
+    extra event ``handlers`` (the C-STORE sub-operations of a C-GET).
 
     The result has at least one accepted presentation context; every failure is
     an OrthancError with Orthanc's wording.  Call :func:`close` when done.
@@ -182,7 +186,7 @@ def associate(remote: Remote, contexts: list[PresentationContext],
 
     started = time.monotonic()
     assoc = ae.associate(remote.host, remote.port, contexts=contexts, ae_title=remote.aet,
-                         ext_neg=ext_neg, evt_handlers=[(evt.EVT_CONN_OPEN, on_open)])
+                         ext_neg=ext_neg, evt_handlers=[(evt.EVT_CONN_OPEN, on_open), *(handlers or [])])
     if assoc.is_established:
         return assoc
     prefix = f'DicomAssociation - connecting to AET "{remote.aet}": '
@@ -300,6 +304,77 @@ def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, s
     if final != 0x0000:
         raise NetworkError(f'C-MOVE SCU to AET "{remote.aet}" has failed with DIMSE status '
                            f"0x{final:04X}", transient=False)
+
+
+#: The storage SOP classes a C-GET proposes when the resources' own are unknown: Orthanc
+#: proposes its 120 most common accepted ones, as there are only 128 presentation contexts.
+COMMON_STORAGE_CLASSES = [str(c.abstract_syntax) for c in StoragePresentationContexts]
+#: The transfer syntaxes a C-GET proposes for its storage sub-operations (Orthanc's
+#: ``GetProposedStorageTransferSyntaxes``).
+GET_STORAGE_SYNTAXES = [EXPLICIT_LITTLE, IMPLICIT_LITTLE]
+
+
+@dataclass(frozen=True)
+class SubOperations:
+    """The sub-operation counters of a C-GET pending response (the job's progress)."""
+
+    remaining: int = 0
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+
+    def fraction(self) -> float:
+        total = self.remaining + self.completed + self.failed + self.warning
+        return (self.completed + self.failed + self.warning) / total if total else 0.0
+
+
+class DimseFailure(NetworkError):
+    """A C-GET answered with a failure status (kept as the job's ``DimseErrorStatus``)."""
+
+    def __init__(self, details: str, status: int) -> None:
+        super().__init__(details, transient=False)
+        self.status = status
+
+
+def get(remote: Remote, level: Level, query: dict[Tag, str], receive: Callable[[bytes], int],
+        storage_classes: list[str] | None = None,
+        progress: Callable[[SubOperations], None] | None = None) -> None:
+    """C-GET of ``query`` (its keys, QueryRetrieveLevel included) at ``level``: the modality sends
+    the instances over this association; ``receive`` gets each file and answers its C-STORE status."""
+    identifier = Dataset()
+    for tag, value in sorted(query.items()):
+        identifier.add(element(tag, value))
+    model = (PatientRootQueryRetrieveInformationModelGet if level is Level.PATIENT
+             else StudyRootQueryRetrieveInformationModelGet)
+    classes = (storage_classes or COMMON_STORAGE_CLASSES)[:MAX_CONTEXTS - 2]
+    contexts = [build_context(PatientRootQueryRetrieveInformationModelGet, UNCOMPRESSED),
+                build_context(StudyRootQueryRetrieveInformationModelGet, UNCOMPRESSED),
+                *(build_context(sop_class, GET_STORAGE_SYNTAXES) for sop_class in classes)]
+    roles = [build_role(sop_class, scp_role=True) for sop_class in classes]
+
+    def on_store(event: evt.Event) -> int:
+        return receive(received_file(event))
+
+    assoc = associate(remote, contexts, roles, [(evt.EVT_C_STORE, on_store)])
+    final: int | None = None
+    try:
+        if not any(cx.abstract_syntax == model for cx in assoc.accepted_contexts):
+            raise OrthancError(ErrorCode.DICOM_GET_UNAVAILABLE, f"Remote AET is {remote.aet}")
+        for status, _ in assoc.send_c_get(identifier, model):
+            if "Status" not in status:
+                break
+            if progress is not None and "NumberOfRemainingSuboperations" in status:
+                progress(SubOperations(*(int(status.get(f"Number{k}Suboperations") or 0) for k in
+                                         ("OfRemaining", "OfCompleted", "OfFailed", "OfWarning"))))
+            if status.Status not in _PENDING:
+                final = int(status.Status)
+    finally:
+        close(assoc)
+    if final is None:
+        raise _lost(remote, "C-GET", assoc)
+    if final != 0x0000:
+        raise DimseFailure(f'C-GET SCU to AET "{remote.aet}" has failed with DIMSE status 0x{final:04X}',
+                           final)
 
 
 #: Binary number VRs: a query key of these holds numbers, not the text given.

@@ -30,6 +30,7 @@ from server.dicom.charset import specific_character_set
 from server.dicom.main_tags import BY_LEVEL, IDENTIFIER, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_tag
+from server.jobs.get_scu import SOP_CLASSES_IN_STUDY, DicomGetScuJob, GetRequest, level_query
 from server.jobs.move_scu import MOVE_KEYS, DicomMoveScuJob, retrieve_item
 from server.jobs.peer_store import OrthancPeerStoreJob
 from server.jobs.store_scu import DicomModalityStoreJob
@@ -349,6 +350,13 @@ class NetworkService:
                                    compress=compress, transcode=transcode, description=description,
                                    permissive=permissive, parent_resources=parent_resources)
 
+    def get_job(self, modality_name: str, request: GetRequest) -> Job:
+        """A DicomGetScu job (``/modalities/{id}/get``), not yet submitted: one C-GET per
+        resource, the received instances stored here."""
+        queries = [level_query(request.level, resource) for resource in request.resources]
+        return DicomGetScuJob(self.send, self.modality(modality_name), queries, local_aet=request.local_aet,
+                              timeout=request.timeout, permissive=request.permissive)
+
     def send_instance_to_modality(self, instance_id: str, modality_name: str,
                                   local_aet: str | None = None) -> None:
         """C-STORE one instance now, on an association kept open ``DicomAssociationCloseDelay`` s."""
@@ -418,15 +426,30 @@ class NetworkService:
         return record
 
     def retrieve_job(self, record: QueryRecord, answers: list[Dataset], target_aet: str | None,
-                     timeout: float | None = None, query_format: str = "Short") -> Job:
-        """A DicomMoveScu job moving ``answers`` of ``record`` to ``target_aet``; by default
-        the modality's ``LocalAet``, else ours, as Orthanc."""
+                     timeout: float | None = None, query_format: str = "Short",
+                     method: str | None = None, permissive: bool = False) -> Job:
+        """The job retrieving ``answers`` of ``record``: by ``method`` (the request's), else the
+        modality's ``RetrieveMethod``, else ``DicomDefaultRetrieveMethod`` (Orthanc 1.12.6).
+
+        A DicomMoveScu job moves them to ``target_aet`` (by default the modality's
+        ``LocalAet``, else ours, as Orthanc); a DicomGetScu job gets them over its own
+        association, proposing the answers' ``SOPClassesInStudy`` when they name some, and
+        going on past a failed C-GET when ``permissive``.
+        """
         items = [retrieve_item(_answer_tags(a)) for a in answers]
         modality = self.modality(record.modality)
-        target = target_aet or modality.get("LocalAet") or self.services.config["DicomAet"]
-        return DicomMoveScuJob(self.services.config, modality, target, items, local_aet=record.local_aet,
-                               timeout=timeout if timeout is not None else record.timeout,
-                               query_format=query_format)
+        config = self.services.config
+        timeout = timeout if timeout is not None else record.timeout
+        chosen = method or modality["RetrieveMethod"]
+        if chosen == "SystemDefault":
+            chosen = config["DicomDefaultRetrieveMethod"]
+        if chosen == "C-GET":
+            classes = sorted({c for a in answers for c in _answer_values(a, SOP_CLASSES_IN_STUDY)})
+            return DicomGetScuJob(self.send, modality, items, local_aet=record.local_aet, timeout=timeout,
+                                  query_format=query_format, permissive=permissive, sop_classes=classes)
+        target = target_aet or modality.get("LocalAet") or config["DicomAet"]
+        return DicomMoveScuJob(config, modality, target, items, local_aet=record.local_aet,
+                               timeout=timeout, query_format=query_format)
 
     def _identifier(self, level: Level, query: dict[Tag, str], manufacturer: str,
                     normalize: bool) -> Dataset:
@@ -506,6 +529,13 @@ def _with_meta_uids(answer: Dataset) -> Dataset:
 
 def _answer_tags(answer: Dataset) -> dict[Tag, str]:
     return {(el.tag.group, el.tag.element): value_text(el.value) for el in answer if el.VR != "SQ"}
+
+
+def _answer_values(answer: Dataset, tag: Tag) -> list[str]:
+    """The values of a (possibly multi-valued) text element of an answer; none when absent."""
+    number = (tag[0] << 16) | tag[1]
+    text = value_text(answer[number].value) if number in answer else ""
+    return [v.strip() for v in text.split("\\") if v.strip()]
 
 
 def value_text(value: Any) -> str:

@@ -59,7 +59,7 @@ class _ArchiveHandler(OrthancHandler):
         engine = self.jobs
         priority = options.priority
         if not options.synchronous:
-            job_id = await self.run(engine.submit, job, priority)
+            job_id = await self.run(engine.submit, job, priority, options.user_data)
             self.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
             return
         job.asynchronous = False
@@ -68,7 +68,7 @@ class _ArchiveHandler(OrthancHandler):
         grown = asyncio.Event()
         if streaming:
             job.on_bytes = lambda _size: loop.call_soon_threadsafe(grown.set)
-        job_id = await self.run(engine.submit, job, priority)
+        job_id = await self.run(engine.submit, job, priority, options.user_data)
         done = asyncio.ensure_future(engine.wait(job_id))
         try:
             if streaming:

@@ -37,7 +37,7 @@ async def submit_job(handler: OrthancHandler, job: Job, options: JobOptions) -> 
     end and stays in ``/jobs`` like any other.
     """
     engine = handler.jobs
-    job_id = await handler.run(engine.submit, job, options.priority)
+    job_id = await handler.run(engine.submit, job, options.priority, options.user_data)
     if not options.synchronous:
         handler.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
         return

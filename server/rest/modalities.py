@@ -1,4 +1,4 @@
-"""``/modalities``: the DICOM modalities, and C-ECHO, C-STORE, C-FIND and C-MOVE as their SCU.
+"""``/modalities``: the DICOM modalities, and C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET as their SCU.
 
 Handlers parse and answer as Orthanc 1.10.1; the work is in the network service
 (:mod:`server.net.service`).  Storage commitment has its own module.
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
 NAME = r"([^/]+)"
 
-#: ``GET /modalities/{id}`` in Orthanc 1.10.1.
+#: ``GET /modalities/{id}`` in Orthanc 1.10.1, with ``get`` (Orthanc 1.12.6).
 OPERATIONS = ["configuration", "echo", "find", "find-instance", "find-patient", "find-series",
-              "find-study", "find-worklist", "move", "query", "storage-commitment", "store",
+              "find-study", "find-worklist", "get", "move", "query", "storage-commitment", "store",
               "store-straight"]
 
 PATIENT_ID: Tag = (0x0010, 0x0020)
@@ -177,6 +177,17 @@ class MoveHandler(OrthancHandler):
         self.answer_json({})
 
 
+class GetHandler(OrthancHandler):
+    """``/modalities/{id}/get`` (Orthanc 1.12.6): a DicomGetScu job, synchronous by default."""
+
+    network: NetworkService
+
+    async def post(self, name: str) -> None:
+        request, options = requests.get_request(self.request.body or b"{}")
+        job = self.network.get_job(name, request)
+        await submit_job(self, job, options)
+
+
 # -- the deprecated synchronous C-FIND helpers -----------------------------------------
 
 _NOT_STUDY_MODULE = {(0x0008, 0x0080), (0x0032, 0x1032), (0x0032, 0x1060)}
@@ -273,6 +284,7 @@ def paths() -> list[tuple[str, type]]:
         (rf"/modalities/{NAME}/store-straight", StoreStraightHandler),
         (rf"/modalities/{NAME}/query", QueryHandler),
         (rf"/modalities/{NAME}/move", MoveHandler),
+        (rf"/modalities/{NAME}/get", GetHandler),
         (rf"/modalities/{NAME}/(find-patient|find-study|find-series|find-instance|find)",
          LegacyFindHandler),
         (rf"/modalities/{NAME}/find-worklist", FindWorklistHandler),

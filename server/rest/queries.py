@@ -1,4 +1,4 @@
-"""``/queries``: the answers of ``/modalities/{id}/query`` and their retrieval (C-MOVE jobs)."""
+"""``/queries``: the answers of ``/modalities/{id}/query`` and their retrieval (C-MOVE or C-GET jobs)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from server.dicom import json_format
 from server.dicom.dictionary import tag_name
 from server.dicom.main_tags import Level, Tag, format_tag
 from server.errors import ErrorCode, OrthancError
+from server.net.modalities import retrieve_method
 from server.net.service import QueryRecord
 from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.body import parse_json
@@ -162,7 +163,8 @@ def json_format_option(body: dict[str, Any]) -> str:
 
 
 class RetrieveHandler(QueryView):
-    """``POST /queries/{id}/retrieve`` and ``/queries/{id}/answers/{n}/retrieve``: DicomMoveScu jobs."""
+    """``POST /queries/{id}/retrieve`` and ``/queries/{id}/answers/{n}/retrieve``: DicomMoveScu or
+    DicomGetScu jobs (``RetrieveMethod``)."""
 
     network: NetworkService
 
@@ -170,8 +172,10 @@ class RetrieveHandler(QueryView):
         record = self.record(query_id)
         answers = record.answers if index is None else [self.answer_of(record, index)]
         target, body = retrieve_options(self.request.body)
+        method = retrieve_method(body["RetrieveMethod"]) if body.get("RetrieveMethod", "") != "" else None
         job = self.network.retrieve_job(record, answers, target, timeout_field(body),
-                                            json_format_option(body))
+                                        json_format_option(body), method,
+                                        typed_option(body, "Permissive", bool, False))
         await submit_job(self, job, job_options(body))
 
 

@@ -36,6 +36,7 @@ from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_tag as parse_query_tag
 from server.jobs.archive import ArchiveRequest
+from server.jobs.get_scu import GetRequest
 from server.jobs.modification import ModificationRequest
 from server.jobs.move_scu import MoveRequest
 from server.jobs.peer_store import PeerStoreRequest
@@ -113,10 +114,12 @@ def json_object(raw: bytes, error: OrthancError) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class JobOptions:
-    """How a job-producing request wants its job run (``Synchronous``/``Asynchronous``, ``Priority``)."""
+    """How a job-producing request wants its job run (``Synchronous``/``Asynchronous``, ``Priority``),
+    and the ``UserData`` (any JSON) the job carries along (Orthanc 1.12.9)."""
 
     synchronous: bool = True
     priority: int = 0
+    user_data: Any = None
 
 
 def job_options(body: Any, synchronous_by_default: bool = True) -> JobOptions:
@@ -129,7 +132,7 @@ def job_options(body: Any, synchronous_by_default: bool = True) -> JobOptions:
         synchronous = boolean_field(body, "Synchronous", True)
     elif "Asynchronous" in body:
         synchronous = not boolean_field(body, "Asynchronous", False)
-    return JobOptions(synchronous, integer_field(body, "Priority", 0))
+    return JobOptions(synchronous, integer_field(body, "Priority", 0), body.get("UserData"))
 
 
 # -- modify and anonymize -------------------------------------------------------------------
@@ -460,6 +463,20 @@ def move_request(raw: bytes) -> MoveRequest:
     resources = tuple(query_tags(r, "Resources") for r in body["Resources"])
     return MoveRequest(level, resources, typed_option(body, "TargetAet", str), typed_option(body, "LocalAet", str),
                        timeout_field(body))
+
+
+def get_request(raw: bytes) -> tuple[GetRequest, JobOptions]:
+    """``/modalities/{id}/get`` (Orthanc 1.12.6's ``ParseMoveGetJob``): ``Resources`` and ``Level``
+    required, ``LocalAet``, ``Timeout``, ``Permissive`` and the job options."""
+    message = "Must provide a JSON body containing fields Resources and Level"
+    body = json_object(raw, OrthancError(ErrorCode.BAD_FILE_FORMAT, message))
+    if not isinstance(body.get("Resources"), list) or not isinstance(body.get("Level"), str):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, message)
+    level = parse_level(body["Level"])
+    resources = tuple(query_tags(r, "Resources elements") for r in body["Resources"])
+    request = GetRequest(level, resources, typed_option(body, "LocalAet", str) or None, timeout_field(body),
+                         boolean_field(body, "Permissive", False))
+    return request, job_options(body)
 
 
 def _commitment_pairs(items: Any) -> list[tuple[str, str]]:

@@ -38,6 +38,7 @@ class SystemHandler(OrthancHandler):
             "DatabaseBackendPlugin": None,
             "DatabaseVersion": SCHEMA_VERSION,
             "DicomAet": config["DicomAet"],
+            "DicomDefaultRetrieveMethod": config["DicomDefaultRetrieveMethod"],
             "DicomPort": self.dicom_port,
             "HasLabels": True,
             "HttpPort": self.http_port,
