@@ -14,6 +14,7 @@ import io
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -63,6 +64,12 @@ Route = tuple[str, type, dict[str, Any]]
 def with_services(paths: list[tuple[str, type]], **services: Any) -> list[Route]:
     """The routes of a module, each handler given ``services`` (as attributes of the same names)."""
     return [(pattern, handler, services) for pattern, handler in paths]
+
+
+def download_filename(name: str) -> str:
+    """A client-given name for ``Content-Disposition`` without the quotes and line breaks that
+    could end the header or add one (Orthanc 1.12.11's ``SanitizeFileName``)."""
+    return re.sub(r'[\r\n"]', "", name)
 
 
 @dataclass(frozen=True)
@@ -448,9 +455,18 @@ class OrthancHandler(tornado.web.RequestHandler):
     def answer_bytes(self, data: bytes, content_type: str,
                      filename: str | None = None) -> None:
         self.set_header("Content-Type", content_type)
-        if filename:
-            self.set_header("Content-Disposition", f'filename="{filename}"')
+        if filename is not None:
+            self.set_content_filename(filename)
         self.finish(data)
+
+    def set_content_filename(self, filename: str) -> None:
+        """Orthanc's ``Content-Disposition``, the name stripped of what could break the header."""
+        self.set_header("Content-Disposition", f'filename="{download_filename(filename)}"')
+
+    def filename_argument(self, default: str) -> str:
+        """The ``filename`` GET argument (Orthanc 1.11 for archives, 1.12.7 for files), taken
+        as given (an empty one included), or ``default``."""
+        return self.get_argument("filename", default, strip=False)
 
     # -- errors ----------------------------------------------------------------------
 

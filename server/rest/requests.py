@@ -42,6 +42,7 @@ from server.jobs.peer_store import PeerStoreRequest
 from server.jobs.split_merge import MergeRequest, SplitRequest, split_tag
 from server.jobs.store_scu import ModalityStoreRequest
 from server.net.storage_commitment import CommitmentRequest
+from server.rest.base import download_filename
 from server.rest.body import parse_json
 from server.storage import ids
 
@@ -299,14 +300,18 @@ def bulk_modification(body: Any, anonymize: bool, creator: str,
 
 def archive_request(body: Any, resources: list[str], media: bool, extended: bool) -> ArchiveRequest:
     """The fields of an archive or media POST (a body that is no object asks for the defaults).
-    Orthanc checks ``Extended`` for archives too, and uses it for media only."""
+    Orthanc checks ``Extended`` for archives too, and uses it for media only; a ``Filename``
+    that is no string is ignored, as Orthanc 1.12.7 does."""
     if not isinstance(body, dict):
         return ArchiveRequest(tuple(resources), media, None, extended)
     transcode = transcode_field(body, job=False)
     if "Extended" in body:
         value = boolean_field(body, "Extended", False)
         extended = value if media else extended
-    return ArchiveRequest(tuple(resources), media, transcode, extended)
+    filename = body.get("Filename")
+    return ArchiveRequest(tuple(resources), media, transcode, extended,
+                          download_filename(filename) if isinstance(filename, str) else None)
+
 
 
 def archive_resources(body: Any) -> list[str]:

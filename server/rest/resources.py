@@ -268,7 +268,7 @@ class StatisticsHandler(OrthancHandler):
 class InstanceFileHandler(OrthancHandler):
     """The stored file, or with ``transcode`` (Orthanc 1.12; ``lossy-quality`` 1.12.7) the file
     transcoded on the fly (nothing stored): an unknown UID is a 400, a transcoding that cannot
-    be done NotImplemented."""
+    be done NotImplemented.  ``filename`` (Orthanc 1.12.7) names the download."""
 
     config: Configuration
     index: Index
@@ -279,11 +279,12 @@ class InstanceFileHandler(OrthancHandler):
         if "transcode" in self.request.arguments:
             target = parse_transcode(self.get_argument("transcode", ""))
             data = await self.run(self._transcoded, resource, target, self._lossy_quality())
-            self.answer_bytes(data, "application/dicom", f"{public_id}.dcm")
+            self.answer_bytes(data, "application/dicom", self.filename_argument(f"{public_id}.dcm"))
             return
         data = await self.run(self.store.read_dicom, resource)
         attachments = await self.run(self.index.attachments, resource.internal_id)
-        self.answer_bytes(data, "application/dicom", f"{attachments[ATTACHMENT_DICOM].uuid}.dcm")
+        self.answer_bytes(data, "application/dicom",
+                          self.filename_argument(f"{attachments[ATTACHMENT_DICOM].uuid}.dcm"))
 
     def _lossy_quality(self) -> int | None:
         """``lossy-quality`` (Orthanc 1.12.7), parsed as Orthanc's unsigned GET arguments (an
