@@ -9,9 +9,10 @@ import io
 import subprocess
 import zipfile
 
+import pydicom
 import pytest
 
-from conftest import Isengard, sample
+from conftest import Isengard, Orthanc, sample
 from helpers import orthanc_error, wait_job
 
 DICOM = sample("ColorTestMalaterre.dcm")
@@ -171,3 +172,39 @@ def test_range_on_compressed_storage(make_isengard) -> None:
     assert tail.content == stored_bytes[8:]
     assert tail.headers["Content-Range"] == f"bytes 8-{info['CompressedSize'] - 1}/{info['CompressedSize']}"
     server.assert_loop_never_blocked()
+
+
+# -- whole -----------------------------------------------------------------------------------------
+
+
+def trailing_tags_file() -> bytes:
+    """A small image (implicit VR: the private value is UN, hence null as in Orthanc) followed
+    by private tags stored after its pixel data."""
+    ds = pydicom.dcmread(sample("ColorTestMalaterre.dcm"))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.1125.7.1"
+    block = ds.private_block(0x7FE1, "ISENGARD TRAILER", create=True)
+    block.add_new(0x01, "LO", "after the pixels")
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_tags_after_pixel_data_only_with_whole(stored: tuple[Isengard, dict], orthanc: Orthanc) -> None:
+    server, _ = stored
+    data = trailing_tags_file()
+    instance = server.upload(data)["ID"]
+    plain = server.json(f"/instances/{instance}/tags")
+    assert "7fe1,1001" not in plain and "7fe0,0010" in plain
+    reference = orthanc.upload(data)["ID"]
+    assert sorted(plain) == sorted(orthanc.json(f"/instances/{reference}/tags"))  # Orthanc 1.10.1 stops too
+    whole = server.json(f"/instances/{instance}/tags?whole")
+    assert whole["7fe1,1001"]["Type"] == "Null"
+    assert whole["7fe1,0010"]["Value"] == "ISENGARD TRAILER"
+    assert {k: v for k, v in whole.items() if not k.startswith("7fe1")} == plain
+    assert server.json(f"/instances/{instance}/tags?whole=true&short")["7fe1,0010"] == "ISENGARD TRAILER"
+    assert "7fe1,0010" not in server.json(f"/instances/{instance}/tags?whole=false&short")
+    simplified = server.json(f"/instances/{instance}/simplified-tags?whole=1")
+    assert "ISENGARD TRAILER" in simplified.values()
+    assert "ISENGARD TRAILER" in server.json(f"/instances/{instance}/tags?simplify&whole").values()
+    assert "ISENGARD TRAILER" not in server.json(f"/instances/{instance}/simplified-tags").values()
+    assert orthanc_error(server.get(f"/instances/{instance}/tags?whole=yes"))[:2] == (400, 3)

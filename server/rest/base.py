@@ -574,6 +574,19 @@ class OrthancHandler(tornado.web.RequestHandler):
         value = self.get_argument(name, "").lower()
         return value in ("", "true", "1")
 
+    def boolean_argument(self, name: str, default: bool) -> bool:
+        """Orthanc's ``GetBooleanArgument``: absent is ``default``, empty is true, else
+        true/1 or false/0, anything else a 400."""
+        value = self.get_argument(name, None, strip=False)
+        if value is None:
+            return default
+        if value in ("", "true", "1"):
+            return True
+        if value in ("false", "0"):
+            return False
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                           f'Expected a Boolean for GET argument "{name}", found: {value}')
+
     def int_argument(self, name: str, default: int) -> int:
         value = self.get_argument(name, None)
         if value is None:

@@ -305,14 +305,16 @@ class InstanceFileHandler(OrthancHandler):
 
 
 class InstanceTagsHandler(OrthancHandler):
-    """``/tags`` (``simplify``, ``short``, ``full``, ``ignore-length``) and ``/simplified-tags``."""
+    """``/tags`` (``simplify``, ``short``, ``full``, ``ignore-length``) and ``/simplified-tags``;
+    ``whole`` (Orthanc 1.12.4) shows the tags stored after the pixel data."""
 
     files: InstanceFiles
 
     async def get(self, public_id: str, which: str) -> None:
+        whole = self.boolean_argument("whole", False)
         resource = await self.resource(Level.INSTANCE, public_id)
         fmt = "simplify" if which == "simplified-tags" else dicom_format(self, "full")
-        full = await self.run(instance_tags.full_tags, self.files, resource, ignore_length(self))
+        full = await self.run(instance_tags.full_tags, self.files, resource, ignore_length(self), whole)
         self.answer_json(json_format.render(full, fmt))
 
 
