@@ -555,7 +555,8 @@ def create_dicom_request(body: Any, check_parent: Callable[[str], object]) -> Cr
         raise OrthancError(ErrorCode.BAD_REQUEST)
     force = _create_boolean(body, "Force", False)
     content = body.get("Content")
+    encapsulate = "Content" in body and _create_boolean(body, "Encapsulate", False)
     if "Content" in body and not isinstance(content, (str, list)):
         raise OrthancError(ErrorCode.CREATE_DICOM_USE_DATA_URI_SCHEME)
     return CreateDicomRequest(tags=tags, encoding=encoding, parent=parent, interpret_binary_tags=decode,
-                              private_creator=creator, force=force, content=content)
+                              private_creator=creator, force=force, content=content, encapsulate=encapsulate)
