@@ -75,6 +75,9 @@ def test_attachment_data_filename(stored: tuple[Isengard, dict]) -> None:
         'filename="toto.dcm"', "application/dicom")
     sample_data = server.get(f"/patients/{answer['ParentPatient']}/attachments/sample/data?filename=a.bin")
     assert (sample_data.content, sample_data.headers["Content-Disposition"]) == (b"0123456789", 'filename="a.bin"')
+    stored_as_is = server.get(f"/instances/{answer['ID']}/attachments/dicom/compressed-data?filename=c.dcm")
+    assert (stored_as_is.headers["Content-Type"], stored_as_is.headers["Content-Disposition"]) == (
+        "application/dicom", 'filename="c.dcm"')  # not compressed: answered as data (Orthanc 1.12.5)
 
 
 def test_archive_filename(stored: tuple[Isengard, dict]) -> None:
@@ -167,7 +170,10 @@ def test_range_on_compressed_storage(make_isengard) -> None:
     part = server.get(f"{base}/data", headers={"Range": "bytes=128-131"})
     assert (part.status_code, part.content) == (206, b"DICM")
     assert part.headers["Content-Range"] == f"bytes 128-131/{info['UncompressedSize']}"
-    stored_bytes = server.get(f"{base}/compressed-data").content
+    compressed = server.get(f"{base}/compressed-data?filename=c.dcm")
+    assert compressed.headers["Content-Type"] == "application/octet-stream"
+    assert "Content-Disposition" not in compressed.headers
+    stored_bytes = compressed.content
     tail = server.get(f"{base}/compressed-data", headers={"Range": "bytes=8-"})
     assert tail.content == stored_bytes[8:]
     assert tail.headers["Content-Range"] == f"bytes 8-{info['CompressedSize'] - 1}/{info['CompressedSize']}"

@@ -20,6 +20,7 @@ from server.errors import ErrorCode, OrthancError
 from server.resources import METADATA_NAMES
 from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.resources import ID, LEVELS
+from server.storage.area import COMPRESSION_NONE
 from server.storage.index import (
     ATTACHMENT_DICOM,
     ATTACHMENT_NAMES,
@@ -350,9 +351,10 @@ class AttachmentHandler(RevisionedHandler):
 
     async def _answer_data(self, attachment: Attachment, uncompress: bool) -> None:
         """``data`` as Orthanc answers a file (its MIME type, named after its uuid or the
-        ``filename`` argument of Orthanc 1.12.7); ``compressed-data`` as the bytes on disk."""
+        ``filename`` argument of Orthanc 1.12.7); ``compressed-data`` of a compressed file as
+        the bytes on disk, of another as ``data`` (Orthanc 1.12.5; 1.10.1 answered it binary)."""
         data = await self.run(self._service().read, attachment, uncompress)
-        if not uncompress:
+        if not uncompress and attachment.compression != COMPRESSION_NONE:
             self.answer_bytes(data, _BINARY)
             return
         extension = ".dcm" if attachment.file_type == ATTACHMENT_DICOM else ""
