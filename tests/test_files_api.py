@@ -214,3 +214,16 @@ def test_tags_after_pixel_data_only_with_whole(stored: tuple[Isengard, dict], or
     assert "ISENGARD TRAILER" in server.json(f"/instances/{instance}/tags?simplify&whole").values()
     assert "ISENGARD TRAILER" not in server.json(f"/instances/{instance}/simplified-tags").values()
     assert orthanc_error(server.get(f"/instances/{instance}/tags?whole=yes"))[:2] == (400, 3)
+
+
+def test_private_tags_after_pixel_data_of_a_real_file(stored: tuple[Isengard, dict]) -> None:
+    """A file whose private block follows the pixel data (Orthanc forum, 2024): shown as
+    strings with ``whole`` in every format, hidden without it."""
+    server, _ = stored
+    instance = server.upload(sample("2024-05-30-GuillemVela.dcm"))["ID"]
+    assert "8e05,1000" not in server.json(f"/instances/{instance}/tags?full")
+    full = server.json(f"/instances/{instance}/tags?full&whole")
+    assert (full["8e05,0010"]["Value"], full["8e05,1000"]["Value"]) == ("XEOS_Attributes", "acquisition")
+    assert server.json(f"/instances/{instance}/tags?short&whole")["8e05,1001"] == "specimen"
+    assert "Unknown Tag & Data" in server.json(f"/instances/{instance}/simplified-tags?whole")
+    assert "Unknown Tag & Data" not in server.json(f"/instances/{instance}/tags?simplify")
