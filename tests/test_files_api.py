@@ -227,3 +227,14 @@ def test_private_tags_after_pixel_data_of_a_real_file(stored: tuple[Isengard, di
     assert server.json(f"/instances/{instance}/tags?short&whole")["8e05,1001"] == "specimen"
     assert "Unknown Tag & Data" in server.json(f"/instances/{instance}/simplified-tags?whole")
     assert "Unknown Tag & Data" not in server.json(f"/instances/{instance}/tags?simplify")
+
+
+def test_archive_job_filename_survives_a_restart(make_isengard) -> None:
+    server = make_isengard()
+    series = server.upload(DICOM)["ParentSeries"]
+    job = server.post(f"/series/{series}/archive", json={"Asynchronous": True, "Filename": "kept.zip"}).json()["ID"]
+    wait_job(server, job, {"Success"})
+    server.stop()
+    server.start()
+    download = server.get(f"/jobs/{job}/archive")
+    assert (download.status_code, download.headers["Content-Disposition"]) == (200, 'filename="kept.zip"')
