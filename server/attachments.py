@@ -7,6 +7,8 @@ replaces removed; a refused write (409 on a stale revision) leaves both untouche
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from server.errors import ErrorCode, OrthancError
 from server.storage.area import COMPRESSION_NONE, StorageArea
 from server.storage.index import Attachment, Index, Revision, md5_hex
@@ -34,6 +36,20 @@ class Attachments:
         """The attachment's content, or the bytes stored on disk (``compressed-data``)."""
         return self.area.read(attachment.uuid, attachment.compression if uncompress
                               else COMPRESSION_NONE)
+
+    def read_range(self, attachment: Attachment, uncompress: bool,
+                   wanted: ByteRange) -> tuple[bytes, str]:
+        """Part of the attachment (or of its stored bytes) and its ``Content-Range``; 416 if
+        the range ends past the content.  A stored file that is not compressed is read only
+        where asked."""
+        compressed = uncompress and attachment.compression != COMPRESSION_NONE
+        full_size = attachment.uncompressed_size if uncompress else attachment.compressed_size
+        start, end = wanted.bounds(full_size)
+        if compressed:
+            data = self.read(attachment, uncompress=True)[start:end + 1]
+        else:
+            data = self.area.read_range(attachment.uuid, start, end + 1 - start)
+        return data, f"bytes {start}-{end}/{full_size}"
 
     def verify(self, attachment: Attachment) -> bool:
         """Whether the stored bytes, and their uncompressed content, still have their MD5."""
@@ -70,3 +86,34 @@ class Attachments:
         if replaced is not None:
             self.area.remove(replaced)
         return revision
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """One HTTP ``Range`` as Orthanc 1.12.5 reads it (``StorageRange``): ``bytes=a-b``, ``a-``,
+    and ``-b``, which Orthanc takes as bytes 0 to b (not as the last b bytes of RFC 9110)."""
+
+    start: int | None
+    end: int | None
+
+    @classmethod
+    def parse(cls, header: str) -> ByteRange:
+        """The range of a ``Range`` header; 416 for anything else (several ranges included)."""
+        if not header.startswith("bytes="):
+            raise OrthancError(ErrorCode.BAD_RANGE)
+        tokens = header[len("bytes="):].split("-")
+        if len(tokens) != 2 or not all(t == "" or (t.isascii() and t.isdigit()) for t in tokens):
+            raise OrthancError(ErrorCode.BAD_RANGE)
+        start, end = (int(t) if t else None for t in tokens)
+        if start is not None and end is not None and start > end:
+            raise OrthancError(ErrorCode.BAD_RANGE)
+        return cls(start, end)
+
+    def bounds(self, full_size: int) -> tuple[int, int]:
+        """The first and last (inclusive) byte within a content of ``full_size`` bytes; 416 if
+        the content is empty or the range reaches past its end (Orthanc does not clamp)."""
+        start = 0 if self.start is None else self.start
+        end = full_size - 1 if self.end is None else self.end
+        if full_size == 0 or start >= full_size or end >= full_size:
+            raise OrthancError(ErrorCode.BAD_RANGE)
+        return start, end

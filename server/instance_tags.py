@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
 
 def full_tags(files: InstanceFiles, instance: Resource,
-              ignore_length: frozenset[int] = frozenset()) -> Json:
-    """The tags of one instance in the full format (``/instances/{id}/tags``)."""
+              ignore_length: frozenset[int] = frozenset(), whole: bool = False) -> Json:
+    """The tags of one instance in the full format (``/instances/{id}/tags``); with ``whole``,
+    the tags stored after the pixel data too."""
     ds, _ = read_dataset(files.store.read_dicom(instance))
-    return json_format.tags_full(ds, files.default_encoding, ignore_length)
+    return json_format.tags_full(ds, files.default_encoding, ignore_length, whole)
 
 
 def _instances(files: InstanceFiles, resource: Resource) -> list[Resource]:

@@ -6,6 +6,7 @@ import base64
 import io
 import re
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from conftest import Isengard, Orthanc, Server, sample
+from conftest import Isengard, Orthanc, Server, dcmtk, sample
 
 DICTIONARY = {
     "0405,0010": ["LO", "PrivateCreatorForMyCompany", 1, 1, "My Company"],
@@ -348,3 +349,60 @@ def test_private_tags_round_trip_through_tags(both) -> None:
     assert simplified["MyPrivateXMLTag"] == "<xml><test>Testing</test></xml>"
     ds = file_of(isengard, instance)
     assert ds[0x04051001].VR == "ST" and ds[0x04051002].VR == "US" and ds[0x04051002].value == 12
+
+
+# -- Encapsulate (Orthanc 1.12.7) ------------------------------------------------------------
+
+
+def _jpeg(mode: str) -> bytes:
+    image = Image.new(mode, (33, 21))
+    for x in range(33):
+        for y in range(21):
+            image.putpixel((x, y), (x * 7, y * 11, 90) if mode == "RGB" else x * 7)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("mode", "photometric", "samples"), [("RGB", "YBR_FULL_422", 3), ("L", "MONOCHROME2", 1)])
+def test_encapsulated_jpeg_is_stored_as_is(both, tmp_path: Path, mode: str, photometric: str, samples: int) -> None:
+    """The JPEG becomes the one fragment of JPEG Baseline pixel data, untouched: dcmdump and
+    pydicom read it, and pydicom decodes it to the image Pillow decodes."""
+    isengard, _ = both
+    jpeg = _jpeg(mode)
+    uri = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    instance = create(isengard, {"Tags": {"PatientName": "Encapsulated"}, "Content": uri, "Encapsulate": True})["ID"]
+    data = isengard.get(f"/instances/{instance}/file").content
+    ds = pydicom.dcmread(io.BytesIO(data))
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+    assert (ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit) == (
+        21, 33, samples, 8, 8, 7)
+    assert (ds.PhotometricInterpretation, ds.PixelRepresentation) == (photometric, 0)
+    assert "NumberOfFrames" not in ds
+    frames = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    assert frames[0].rstrip(b"\0") == jpeg.rstrip(b"\0")
+    reference = Image.open(io.BytesIO(jpeg))
+    decoded = ds.pixel_array
+    assert decoded.shape == ((21, 33, 3) if samples == 3 else (21, 33))
+    expected = reference.convert("RGB") if samples == 3 else reference
+    assert abs(int(decoded.astype(int).sum()) - sum(expected.tobytes())) <= decoded.size * 2
+    path = tmp_path / "created.dcm"
+    path.write_bytes(data)
+    dump = subprocess.run([dcmtk("dcmdump"), "+P", "0002,0010", "+P", "7fe0,0010", str(path)],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    assert "JPEGBaseline" in dump and "PixelSequence" in dump
+    assert isengard.get(f"/instances/{instance}/preview").status_code == 200
+    assert isengard.json(f"/instances/{instance}/metadata?expand")["TransferSyntax"] == "1.2.840.10008.1.2.4.50"
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"Content": data_uri("Lena.png", "image/png"), "Encapsulate": True}, 500, 2),  # NotImplemented
+    ({"Content": "not a data URI", "Encapsulate": True}, 400, 15),
+    ({"Content": [data_uri("Lena.jpg", "image/jpeg")], "Encapsulate": True}, 500, 2),
+    ({"Content": "data:image/jpeg;base64,AAAA", "Encapsulate": True}, 400, 15),
+    ({"Content": data_uri("Lena.jpg", "image/jpeg"), "Encapsulate": "yes"}, 400, 8),
+])
+def test_encapsulate_refusals(both, body: dict, status: int, code: int) -> None:
+    isengard, _ = both
+    refused = isengard.post("/tools/create-dicom", json={"Tags": {}, **body})
+    assert (refused.status_code, refused.json()["OrthancStatus"]) == (status, code)

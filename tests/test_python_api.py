@@ -223,6 +223,10 @@ def test_sample_storage_area_keeps_files_where_the_script_says(tmp_path: Path) -
         local = [p for p in (tmp_path / "server" / "storage").rglob("*") if p.is_file() and p.name == stored.name[2:]]
         assert local == []
         assert server.get(f"/instances/{uploaded['ID']}/file").content == data
+        base = f"/instances/{uploaded['ID']}/attachments/dicom"
+        stored_part = server.get(f"{base}/compressed-data", headers={"Range": "bytes=0-9"})
+        assert (stored_part.status_code, stored_part.content) == (206, stored.read_bytes()[:10])
+        assert server.get(f"{base}/data", headers={"Range": "bytes=128-131"}).content == b"DICM"
     finally:
         server.stop()
     server.start()

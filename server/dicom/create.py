@@ -1,4 +1,5 @@
-"""``POST /tools/create-dicom``: new instances from tags, a PNG/JPEG image or a PDF file.
+"""``POST /tools/create-dicom``: new instances from tags, a PNG/JPEG image (or, with
+``Encapsulate``, a JPEG kept compressed) or a PDF file.
 
 The rules are Orthanc 1.10.1's (``CreateDicomV2``, ``ParsedDicomFile::EmbedImage``
 and ``EmbedPdf``): generated identifiers, UTC dates, the modules of a ``Parent``
@@ -18,10 +19,12 @@ from io import BytesIO
 from typing import Any
 
 from PIL import Image
+from pydicom.encaps import encapsulate
 
 from server.dicom import json_format, uids
 from server.dicom.charset import encoding_for_term, specific_character_set
 from server.dicom.encode import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
     Element,
     Items,
     ValueContext,
@@ -35,6 +38,7 @@ from server.dicom.encode import (
 )
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
+from server.dicom.transcode import JPEG_BASELINE
 from server.errors import ErrorCode, OrthancError
 from server.storage.index import Index, Resource
 from server.store import Origin, Store, StoreResult
@@ -94,6 +98,8 @@ class NewInstance:
     def __init__(self, items: Items, encoding: str) -> None:
         self.items = items
         self.encoding = encoding
+        #: Explicit little endian, or the syntax of the encapsulated pixel data (``Encapsulate``).
+        self.transfer_syntax = EXPLICIT_VR_LITTLE_ENDIAN
 
     @classmethod
     def generate(cls, encoding: str) -> NewInstance:
@@ -174,8 +180,32 @@ def embed_content_or_fail(instance: NewInstance, uri: str) -> None:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
 
 
+def encapsulate_content(instance: NewInstance, uri: str) -> None:
+    """``Encapsulate`` (Orthanc 1.12.7's ``EncapsulatePixelData``): a JPEG kept as it is, one
+    fragment after a basic offset table, in JPEG Baseline whatever its coding; the image
+    pixel module is read from the decoded JPEG, and a color one is YBR_FULL_422."""
+    decoded = decode_data_uri(uri)
+    if decoded is None:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    mime, content = decoded
+    if mime != "image/jpeg":
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot encapsulate pixel data from MIME type: {mime}")
+    raster = decode_jpeg(content)
+    _set_image_module(instance, raster)
+    if raster.samples == 3:
+        instance.set_plain(PHOTOMETRIC_INTERPRETATION, "YBR_FULL_422")
+    instance.items[PIXEL_DATA] = Element("OB", encapsulate([content], has_bot=True), encapsulated=True)
+    instance.transfer_syntax = JPEG_BASELINE
+
+
 def embed_image(instance: NewInstance, raster: Raster) -> None:
     """Uncompressed pixel data and the image pixel module, as ``ParsedDicomFile::EmbedImage``."""
+    _set_image_module(instance, raster)
+    instance.items[PIXEL_DATA] = Element("OW", raster.data)
+
+
+def _set_image_module(instance: NewInstance, raster: Raster) -> None:
+    """``ConfigureTagsForUncompressedImage``: size, samples, bits; no pixel data left."""
     instance.items.pop(PIXEL_DATA, None)
     instance.set_plain(COLUMNS, str(raster.width))
     instance.set_plain(ROWS, str(raster.height))
@@ -191,7 +221,6 @@ def embed_image(instance: NewInstance, raster: Raster) -> None:
     instance.set_plain(HIGH_BIT, str(raster.bits - 1))
     if raster.samples == 3:
         instance.set_plain(PLANAR_CONFIGURATION, "0")
-    instance.items[PIXEL_DATA] = Element("OW", raster.data)
 
 
 def embed_pdf(instance: NewInstance, pdf: bytes) -> None:
@@ -287,6 +316,8 @@ class CreateDicomRequest:
     private_creator: str | None = None
     force: bool = False
     content: str | list[Any] | None = None
+    #: ``Encapsulate`` (Orthanc 1.12.7): the JPEG of ``content`` stored as it is.
+    encapsulate: bool = False
 
 
 class DicomCreator:
@@ -313,8 +344,12 @@ class DicomCreator:
         _inject_tags(instance, tags, instance.context(creator, decode), request.force)
         content = request.content
         if isinstance(content, list) and content:
+            if request.encapsulate:
+                raise OrthancError(ErrorCode.NOT_IMPLEMENTED)
             return self._create_series(instance, content, creator, decode, request.force, origin)
-        if isinstance(content, str):
+        if isinstance(content, str) and request.encapsulate:
+            encapsulate_content(instance, content)
+        elif isinstance(content, str):
             embed_content_or_fail(instance, content)
         return self._store(instance, origin).as_json()
 
@@ -395,7 +430,7 @@ class DicomCreator:
             self.store.delete(series)
 
     def _store(self, instance: NewInstance, origin: Origin) -> StoreResult:
-        return self.store.ingest(write_file(instance.items), origin)
+        return self.store.ingest(write_file(instance.items, instance.transfer_syntax), origin)
 
 
 def _set_dates(instance: NewInstance, parent: Level | None) -> None:

@@ -59,6 +59,8 @@ _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(na
 _FLOAT32_MAX = 3.4028234663852886e38
 
 #: VRs whose explicit-VR header has a 4-byte length.
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_SEQUENCE_DELIMITER = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
 _LONG_HEADER_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"))
 
 #: Orthanc's names of its main tags, which dcmtk 3.6.7 names otherwise or not at all.
@@ -67,15 +69,18 @@ _MAIN_TAG_NAMES = {"OtherPatientIDs": 0x00101000}
 
 @dataclass
 class Element:
-    """One element: ``raw`` holds the value bytes, ``items`` the items of a sequence."""
+    """One element: ``raw`` holds the value bytes, ``items`` the items of a sequence.
+    ``encapsulated``: ``raw`` is the items of encapsulated pixel data (offset table, then
+    fragments), written with an undefined length and closed by a sequence delimiter."""
 
     vr: str
     raw: bytes = b""
     items: list[Items] | None = None
+    encapsulated: bool = False
 
     def copy(self) -> Element:
         if self.items is None:
-            return Element(self.vr, self.raw)
+            return Element(self.vr, self.raw, encapsulated=self.encapsulated)
         return Element(self.vr, items=[copy_items(item) for item in self.items])
 
 
@@ -262,6 +267,9 @@ def encode_items(items: Items) -> bytes:
             body = b"".join(_item(item) for item in element.items)
             out += _header(tag, "SQ", len(body)) + body
             continue
+        if element.encapsulated:
+            out += _header(tag, element.vr, _UNDEFINED_LENGTH) + element.raw + _SEQUENCE_DELIMITER
+            continue
         value = _padded(element)
         vr = element.vr
         if vr not in _LONG_HEADER_VRS and len(value) > 0xFFFF:
@@ -283,15 +291,16 @@ def text_value(items: Items, tag: int) -> str | None:
     return element.raw.decode("latin-1").rstrip(" \0")
 
 
-def write_file(dataset: Items) -> bytes:
-    """A DICOM file (preamble, meta header, dataset) holding ``dataset``."""
+def write_file(dataset: Items, transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN) -> bytes:
+    """A DICOM file (preamble, meta header, dataset) holding ``dataset``; a compressed
+    ``transfer_syntax`` is for a dataset whose pixel data is encapsulated already."""
     sop_class = text_value(dataset, 0x00080016) or PRIVATE_GENERIC_FILE_SOP_CLASS
     sop_instance = text_value(dataset, 0x00080018) or ""
     meta: Items = {
         0x00020001: Element("OB", b"\x00\x01"),
         0x00020002: Element("UI", sop_class.encode()),
         0x00020003: Element("UI", sop_instance.encode()),
-        0x00020010: Element("UI", EXPLICIT_VR_LITTLE_ENDIAN.encode()),
+        0x00020010: Element("UI", transfer_syntax.encode()),
         0x00020012: Element("UI", IMPLEMENTATION_CLASS_UID.encode()),
         0x00020013: Element("SH", IMPLEMENTATION_VERSION_NAME.encode()),
     }

@@ -52,16 +52,17 @@ Json = dict[str, Any]
 
 
 def tags_full(ds: Dataset, default_encoding: str = "Latin1",
-              ignore_length: frozenset[int] = frozenset()) -> Json:
+              ignore_length: frozenset[int] = frozenset(), whole: bool = False) -> Json:
     """``GET /instances/{id}/tags``: the dataset in Orthanc's full format.
 
     Elements after PixelData are left out, as Orthanc reads the file only up
-    to the pixel data.  ``default_encoding`` is the ``DefaultEncoding`` option,
+    to the pixel data, unless ``whole`` (``?whole``, Orthanc 1.12.4: the file
+    read to its end).  ``default_encoding`` is the ``DefaultEncoding`` option,
     used when the dataset has no SpecificCharacterSet.  The tags of
     ``ignore_length`` (``?ignore-length=``) show their value however long it is.
     """
     decoder = dataset_decoder(ds, default_encoding)
-    return _dataset(iter_elements(ds, skip=set(meta_overflow(ds))), decoder, top_level=True,
+    return _dataset(iter_elements(ds, skip=set(meta_overflow(ds))), decoder, top_level=not whole,
                     ignore_length=ignore_length)
 
 

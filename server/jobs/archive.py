@@ -55,6 +55,8 @@ MEGA_BYTES = 1024 * 1024
 MEDIA_IMAGES_FOLDER = "IMAGES"
 OUTPUT_KEY = "archive"
 ZIP_MIME = "application/zip"
+#: The download name of an asynchronous job's ZIP when the request names none (Orthanc 1.10.1).
+DEFAULT_OUTPUT_FILENAME = "archive.zip"
 #: Orthanc's ZIP comment, kept so that archives (and ``ArchiveSize``) are the same as Orthanc's.
 ZIP_COMMENT = b"Created by Orthanc"
 
@@ -364,7 +366,8 @@ class ArchiveJob(Job):
     MEDIA = False
 
     def __init__(self, services: ArchiveServices, resources: list[str], description: str = "REST API",
-                 transcode: str | None = None, extended: bool = False, asynchronous: bool = True) -> None:
+                 transcode: str | None = None, extended: bool = False, asynchronous: bool = True,
+                 filename: str = DEFAULT_OUTPUT_FILENAME) -> None:
         super().__init__()
         self.services = services
         self.resources = list(resources)
@@ -372,6 +375,8 @@ class ArchiveJob(Job):
         self.transcode = transcode
         self.extended = extended
         self.asynchronous = asynchronous
+        #: The download name of the output (the body's ``Filename``, Orthanc 1.12.7).
+        self.filename = filename
         self.instances_count = 0
         self.uncompressed_size = 0
         self.archive_size = 0
@@ -549,7 +554,7 @@ class ArchiveJob(Job):
         if not (self.asynchronous and self.complete and self.file is not None):
             return {}
         self.services.files.touch(self)
-        return {OUTPUT_KEY: Output(self.file, ZIP_MIME, "archive.zip")}
+        return {OUTPUT_KEY: Output(self.file, ZIP_MIME, self.filename)}
 
     def delete_output(self, key: str) -> bool:
         if key != OUTPUT_KEY or not self.outputs():
@@ -565,7 +570,7 @@ class ArchiveJob(Job):
     def serialize(self) -> dict[str, Any]:
         return {
             "Resources": self.resources, "Description": self.description, "Transcode": self.transcode,
-            "Extended": self.extended, "Asynchronous": self.asynchronous,
+            "Extended": self.extended, "Asynchronous": self.asynchronous, "Filename": self.filename,
             "File": self.path.name, "Complete": self.complete,
             "OutputTime": self.output_time, "InstancesCount": self.instances_count,
             "UncompressedSize": self.uncompressed_size, "ArchiveSize": self.archive_size,
@@ -576,7 +581,8 @@ class ArchiveJob(Job):
         """Rebuild after a restart.  Every restored job is asynchronous (its synchronous caller
         is gone), so its archive becomes an output; an unfinished ZIP is dropped and built again."""
         job = cls(services, list(data["Resources"]), description=data.get("Description", "REST API"),
-                  transcode=data.get("Transcode"), extended=bool(data.get("Extended", False)))
+                  transcode=data.get("Transcode"), extended=bool(data.get("Extended", False)),
+                  filename=str(data.get("Filename", DEFAULT_OUTPUT_FILENAME)))
         job.instances_count = int(data.get("InstancesCount", 0))
         job.uncompressed_size = int(data.get("UncompressedSize", 0))
         job.complete = bool(data.get("Complete", False))
@@ -609,12 +615,15 @@ class ArchiveRequest:
     media: bool = False
     transcode: str | None = None
     extended: bool = False
+    #: The body's ``Filename`` (Orthanc 1.12.7): the download name of the ZIP.
+    filename: str | None = None
 
 
 def archive_job(services: ArchiveServices, request: ArchiveRequest) -> ArchiveJob:
     """The Archive or Media job of a request, not yet submitted."""
     kind = MediaJob if request.media else ArchiveJob
-    return kind(services, list(request.resources), transcode=request.transcode, extended=request.extended)
+    return kind(services, list(request.resources), transcode=request.transcode, extended=request.extended,
+                filename=DEFAULT_OUTPUT_FILENAME if request.filename is None else request.filename)
 
 
 def _zip_info(path: str) -> zipfile.ZipInfo:

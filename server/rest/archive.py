@@ -134,7 +134,7 @@ class _ArchiveHandler(OrthancHandler):
         self._uncompressed()
         self.set_status(200)
         self.set_header("Content-Type", ZIP_MIME)
-        self.set_header("Content-Disposition", f'filename="{filename}"')
+        self.set_content_filename(filename)
         self.set_header("Connection", "close")
 
     async def _send_finished(self, job: ArchiveJob, done: asyncio.Future, filename: str) -> bool:
@@ -145,7 +145,7 @@ class _ArchiveHandler(OrthancHandler):
         assert job.file is not None
         self._uncompressed()
         self.set_header("Content-Type", ZIP_MIME)
-        self.set_header("Content-Disposition", f'filename="{filename}"')
+        self.set_content_filename(filename)
         self.set_header("Content-Length", str(job.archive_size))
         reader = await self.run(open, job.file, "rb")
         await self.run(job.discard)  # the open reader keeps the data: no file left once the client has it
@@ -168,13 +168,13 @@ class ResourceArchiveHandler(_ArchiveHandler):
         transcode = self.get_argument("transcode", None)
         request = ArchiveRequest((public_id,), media, None if transcode is None else parse_transcode(transcode),
                                  media and "extended" in self.request.arguments)
-        await self.produce(request, JobOptions(), f"{public_id}.zip")
+        await self.produce(request, JobOptions(), self.filename_argument(f"{public_id}.zip"))
 
     async def post(self, level: str, public_id: str, kind: str) -> None:
         body = self.json_body(OrthancError(ErrorCode.BAD_FILE_FORMAT))
         options = requests.job_options(body)
         request = requests.archive_request(body, [public_id], kind == "media", False)
-        await self.produce(request, options, f"{public_id}.zip")
+        await self.produce(request, options, f"{public_id}.zip" if request.filename is None else request.filename)
 
 
 class CreateArchiveHandler(_ArchiveHandler):
@@ -186,7 +186,7 @@ class CreateArchiveHandler(_ArchiveHandler):
         resources = requests.archive_resources(body)
         options = requests.job_options(body)
         request = requests.archive_request(body, resources, kind != "archive", kind == "media-extended")
-        await self.produce(request, options, TOOLS_FILENAME)
+        await self.produce(request, options, TOOLS_FILENAME if request.filename is None else request.filename)
 
 
 def paths() -> list[tuple[str, type]]:

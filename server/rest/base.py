@@ -14,6 +14,7 @@ import io
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -64,6 +65,12 @@ Route = tuple[str, type, dict[str, Any]]
 def with_services(paths: list[tuple[str, type]], **services: Any) -> list[Route]:
     """The routes of a module, each handler given ``services`` (as attributes of the same names)."""
     return [(pattern, handler, services) for pattern, handler in paths]
+
+
+def download_filename(name: str) -> str:
+    """A client-given name for ``Content-Disposition`` without the quotes and line breaks that
+    could end the header or add one (Orthanc 1.12.11's ``SanitizeFileName``)."""
+    return re.sub(r'[\r\n"]', "", name)
 
 
 @dataclass(frozen=True)
@@ -476,9 +483,18 @@ class OrthancHandler(tornado.web.RequestHandler):
     def answer_bytes(self, data: bytes, content_type: str,
                      filename: str | None = None) -> None:
         self.set_header("Content-Type", content_type)
-        if filename:
-            self.set_header("Content-Disposition", f'filename="{filename}"')
+        if filename is not None:
+            self.set_content_filename(filename)
         self.finish(data)
+
+    def set_content_filename(self, filename: str) -> None:
+        """Orthanc's ``Content-Disposition``, the name stripped of what could break the header."""
+        self.set_header("Content-Disposition", f'filename="{download_filename(filename)}"')
+
+    def filename_argument(self, default: str) -> str:
+        """The ``filename`` GET argument (Orthanc 1.11 for archives, 1.12.7 for files), taken
+        as given (an empty one included), or ``default``."""
+        return self.get_argument("filename", default, strip=False)
 
     # -- errors ----------------------------------------------------------------------
 
@@ -585,6 +601,19 @@ class OrthancHandler(tornado.web.RequestHandler):
             return False
         value = self.get_argument(name, "").lower()
         return value in ("", "true", "1")
+
+    def boolean_argument(self, name: str, default: bool) -> bool:
+        """Orthanc's ``GetBooleanArgument``: absent is ``default``, empty is true, else
+        true/1 or false/0, anything else a 400."""
+        value = self.get_argument(name, None, strip=False)
+        if value is None:
+            return default
+        if value in ("", "true", "1"):
+            return True
+        if value in ("false", "0"):
+            return False
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                           f'Expected a Boolean for GET argument "{name}", found: {value}')
 
     def int_argument(self, name: str, default: int) -> int:
         value = self.get_argument(name, None)

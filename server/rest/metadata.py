@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from server.attachments import Attachments
+from server.attachments import Attachments, ByteRange
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.resources import METADATA_NAMES
 from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.resources import ID, LEVELS
+from server.storage.area import COMPRESSION_NONE
 from server.storage.index import (
     ATTACHMENT_DICOM,
     ATTACHMENT_NAMES,
@@ -257,11 +258,14 @@ class AttachmentHandler(RevisionedHandler):
         if operation and operation not in _GET_OPERATIONS:
             self._no_route(operation)
         number = self.content_types.number(name)
+        wanted = self._range() if operation in ("data", "compressed-data") else None
         attachment = await self._attachment(await self.target(plural, public_id), number)
         if self.answer_revision(attachment.revision, attachment.uncompressed_md5):
             return
         if not operation:
             self.answer_json(_OPERATIONS)
+        elif wanted is not None:
+            await self._answer_range(attachment, operation == "data", wanted)
         elif operation in ("data", "compressed-data"):
             await self._answer_data(attachment, operation == "data")
         elif operation == "info":
@@ -332,16 +336,30 @@ class AttachmentHandler(RevisionedHandler):
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         return attachment
 
+    def _range(self) -> ByteRange | None:
+        """The ``Range`` header (Orthanc 1.12.5), read before the attachment is looked up: a
+        bad one is a 416 even for an unknown attachment, as in Orthanc."""
+        header = self.request.headers.get("Range")
+        return None if header is None else ByteRange.parse(header)
+
+    async def _answer_range(self, attachment: Attachment, uncompress: bool, wanted: ByteRange) -> None:
+        """206 with the part asked for, as Orthanc's ``SendStatus``: binary, no file name."""
+        data, content_range = await self.run(self._service().read_range, attachment, uncompress, wanted)
+        self.set_status(206)
+        self.set_header("Content-Range", content_range)
+        self.answer_bytes(data, _BINARY)
+
     async def _answer_data(self, attachment: Attachment, uncompress: bool) -> None:
-        """``data`` as Orthanc answers a file (its MIME type, named after its uuid);
-        ``compressed-data`` as the bytes on disk."""
+        """``data`` as Orthanc answers a file (its MIME type, named after its uuid or the
+        ``filename`` argument of Orthanc 1.12.7); ``compressed-data`` of a compressed file as
+        the bytes on disk, of another as ``data`` (Orthanc 1.12.5; 1.10.1 answered it binary)."""
         data = await self.run(self._service().read, attachment, uncompress)
-        if not uncompress:
+        if not uncompress and attachment.compression != COMPRESSION_NONE:
             self.answer_bytes(data, _BINARY)
             return
         extension = ".dcm" if attachment.file_type == ATTACHMENT_DICOM else ""
         self.answer_bytes(data, self.content_types.mime(attachment.file_type),
-                          filename=attachment.uuid + extension)
+                          filename=self.filename_argument(attachment.uuid + extension))
 
 
 def _describe(attachment: Attachment, operation: str) -> str:

@@ -43,6 +43,7 @@ from server.jobs.peer_store import PeerStoreRequest
 from server.jobs.split_merge import MergeRequest, SplitRequest, split_tag
 from server.jobs.store_scu import ModalityStoreRequest
 from server.net.storage_commitment import CommitmentRequest
+from server.rest.base import download_filename
 from server.rest.body import parse_json
 from server.storage import ids
 
@@ -302,14 +303,18 @@ def bulk_modification(body: Any, anonymize: bool, creator: str,
 
 def archive_request(body: Any, resources: list[str], media: bool, extended: bool) -> ArchiveRequest:
     """The fields of an archive or media POST (a body that is no object asks for the defaults).
-    Orthanc checks ``Extended`` for archives too, and uses it for media only."""
+    Orthanc checks ``Extended`` for archives too, and uses it for media only; a ``Filename``
+    that is no string is ignored, as Orthanc 1.12.7 does."""
     if not isinstance(body, dict):
         return ArchiveRequest(tuple(resources), media, None, extended)
     transcode = transcode_field(body, job=False)
     if "Extended" in body:
         value = boolean_field(body, "Extended", False)
         extended = value if media else extended
-    return ArchiveRequest(tuple(resources), media, transcode, extended)
+    filename = body.get("Filename")
+    return ArchiveRequest(tuple(resources), media, transcode, extended,
+                          download_filename(filename) if isinstance(filename, str) else None)
+
 
 
 def archive_resources(body: Any) -> list[str]:
@@ -567,7 +572,8 @@ def create_dicom_request(body: Any, check_parent: Callable[[str], object]) -> Cr
         raise OrthancError(ErrorCode.BAD_REQUEST)
     force = _create_boolean(body, "Force", False)
     content = body.get("Content")
+    encapsulate = "Content" in body and _create_boolean(body, "Encapsulate", False)
     if "Content" in body and not isinstance(content, (str, list)):
         raise OrthancError(ErrorCode.CREATE_DICOM_USE_DATA_URI_SCHEME)
     return CreateDicomRequest(tags=tags, encoding=encoding, parent=parent, interpret_binary_tags=decode,
-                              private_creator=creator, force=force, content=content)
+                              private_creator=creator, force=force, content=content, encapsulate=encapsulate)

@@ -268,7 +268,7 @@ class StatisticsHandler(OrthancHandler):
 class InstanceFileHandler(OrthancHandler):
     """The stored file, or with ``transcode`` (Orthanc 1.12; ``lossy-quality`` 1.12.7) the file
     transcoded on the fly (nothing stored): an unknown UID is a 400, a transcoding that cannot
-    be done NotImplemented."""
+    be done NotImplemented.  ``filename`` (Orthanc 1.12.7) names the download."""
 
     config: Configuration
     index: Index
@@ -279,11 +279,12 @@ class InstanceFileHandler(OrthancHandler):
         if "transcode" in self.request.arguments:
             target = parse_transcode(self.get_argument("transcode", ""))
             data = await self.run(self._transcoded, resource, target, self._lossy_quality())
-            self.answer_bytes(data, "application/dicom", f"{public_id}.dcm")
+            self.answer_bytes(data, "application/dicom", self.filename_argument(f"{public_id}.dcm"))
             return
         data = await self.run(self.store.read_dicom, resource)
         attachments = await self.run(self.index.attachments, resource.internal_id)
-        self.answer_bytes(data, "application/dicom", f"{attachments[ATTACHMENT_DICOM].uuid}.dcm")
+        self.answer_bytes(data, "application/dicom",
+                          self.filename_argument(f"{attachments[ATTACHMENT_DICOM].uuid}.dcm"))
 
     def _lossy_quality(self) -> int | None:
         """``lossy-quality`` (Orthanc 1.12.7), parsed as Orthanc's unsigned GET arguments (an
@@ -304,14 +305,16 @@ class InstanceFileHandler(OrthancHandler):
 
 
 class InstanceTagsHandler(OrthancHandler):
-    """``/tags`` (``simplify``, ``short``, ``full``, ``ignore-length``) and ``/simplified-tags``."""
+    """``/tags`` (``simplify``, ``short``, ``full``, ``ignore-length``) and ``/simplified-tags``;
+    ``whole`` (Orthanc 1.12.4) shows the tags stored after the pixel data."""
 
     files: InstanceFiles
 
     async def get(self, public_id: str, which: str) -> None:
+        whole = self.boolean_argument("whole", False)
         resource = await self.resource(Level.INSTANCE, public_id)
         fmt = "simplify" if which == "simplified-tags" else dicom_format(self, "full")
-        full = await self.run(instance_tags.full_tags, self.files, resource, ignore_length(self))
+        full = await self.run(instance_tags.full_tags, self.files, resource, ignore_length(self), whole)
         self.answer_json(json_format.render(full, fmt))
 
 
