@@ -198,3 +198,16 @@ def test_other_setups_start(tmp_path: Path, options: dict) -> None:
 def test_an_empty_user_list_only_warns(tmp_path: Path) -> None:
     output = _served(tmp_path, RemoteAccessAllowed=True, RegisteredUsers={})
     assert 'no user is declared, check the value of configuration option "RegisteredUsers"' in output
+
+
+def test_a_request_that_crosses_the_keep_alive_timeout_is_answered(make_isengard: Any) -> None:
+    """A next request begun before ``KeepAliveTimeout`` is answered even if it ends after it
+    (closing then would drop it without an answer: the keep-alive race)."""
+    server = make_isengard(KeepAliveTimeout=1, HttpRequestTimeout=10)
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as connection:
+        assert _request(connection).startswith(b"HTTP/1.1 200")
+        time.sleep(0.8)
+        connection.sendall(b"GET /sys")
+        time.sleep(0.6)
+        connection.sendall(b"tem HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")

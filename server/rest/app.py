@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 import socket
@@ -10,6 +9,7 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.httputil
+import tornado.ioloop
 import tornado.iostream
 import tornado.web
 from tornado.http1connection import HTTP1ServerConnection
@@ -164,8 +164,11 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
     """Sets TCP_NODELAY on every connection: small answers must not wait for Nagle.
 
     The first request of a connection has ``HttpRequestTimeout`` to send its headers (the
-    server's ``idle_connection_timeout``); once answered, an idle keep-alive connection waits
-    only ``keep_alive_timeout`` seconds (Orthanc's ``KeepAliveTimeout``) for the next one.
+    server's ``idle_connection_timeout``); once answered, an idle keep-alive connection is
+    closed after ``keep_alive_timeout`` seconds (Orthanc's ``KeepAliveTimeout``) unless the
+    next request has begun to arrive by then: a client whose request crosses the close would
+    otherwise see its connection dropped without an answer (the race every keep-alive server
+    has; it is narrowed here to bytes still on the wire).
     """
 
     keep_alive_timeout: float = 1
@@ -179,12 +182,52 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
 
     def start_request(self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
                       ) -> tornado.httputil.HTTPMessageDelegate:
-        # This request was created with the parameters it reads its headers under; the
-        # connection's next requests get the keep-alive wait.
-        if isinstance(server_conn, HTTP1ServerConnection) and server_conn.params is self.conn_params:
-            server_conn.params = copy.copy(self.conn_params)
-            server_conn.params.header_timeout = self.keep_alive_timeout
-        return super().start_request(server_conn, request_conn)
+        delegate = super().start_request(server_conn, request_conn)
+        if not isinstance(server_conn, HTTP1ServerConnection):
+            return delegate
+        if getattr(server_conn, "isengard_answered", False):  # a keep-alive connection, now idle
+            watched = _StartWatch(delegate)
+            stream = server_conn.stream
+            tornado.ioloop.IOLoop.current().call_later(
+                self.keep_alive_timeout, _close_if_idle, stream, watched)
+            delegate = watched
+        server_conn.isengard_answered = True  # type: ignore[attr-defined]
+        return delegate
+
+
+class _StartWatch(tornado.httputil.HTTPMessageDelegate):
+    """Forwards to a request's delegate, noting when its headers arrived."""
+
+    def __init__(self, delegate: tornado.httputil.HTTPMessageDelegate) -> None:
+        self.delegate = delegate
+        self.started = False
+
+    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
+        self.started = True
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        self.delegate.on_connection_close()
+
+
+def _close_if_idle(stream: tornado.iostream.IOStream, watched: _StartWatch) -> None:
+    """``KeepAliveTimeout`` elapsed: close the connection if no byte of a next request came."""
+    if watched.started or stream.closed() or stream._read_buffer_size > 0:  # noqa: SLF001
+        return
+    try:
+        if stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+            return
+    except BlockingIOError:
+        pass
+    except OSError:
+        pass
+    stream.close()
 
 
 def build_http_server(application: tornado.web.Application, request_timeout: int,
