@@ -323,3 +323,16 @@ def test_series_numpy_follows_the_slice_order_as_the_real_orthanc(isengard: Isen
     b = orthanc.get(f"/series/{theirs['ParentSeries']}/numpy?rescale=0")
     assert a.status_code == b.status_code == 200
     assert np.array_equal(np.load(io.BytesIO(a.content)), np.load(io.BytesIO(b.content)))
+
+
+@pytest.mark.parametrize("name", ["TransferSyntaxes/1.2.840.10008.1.2.4.90.dcm",
+                                  "TransferSyntaxes/1.2.840.10008.1.2.4.91.dcm"])
+def test_threaded_jpeg2000_decoding_equals_pydicoms(name: str) -> None:
+    """The multi-threaded OpenJPEG path gives exactly the values of pydicom's own path."""
+    from server.dicom import pixels
+
+    ds = pixels.read_image_dataset(sample(name).read_bytes())
+    g = pixels.geometry(ds)
+    fast = pixels._openjpeg_threaded_frame(ds, 0, g)
+    assert fast is not None
+    assert np.array_equal(fast, pixels.pixel_array(ds, index=0))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from dataclasses import dataclass
 from enum import Enum
 from io import BytesIO
@@ -282,6 +283,10 @@ def _pydicom_frame(ds: Dataset, index: int, g: Geometry, fmt: PixelFormat, compr
     raw = not compressed and (not fmt.is_color or g.photometric == "PALETTE COLOR")
     if compressed and transfer_syntax(ds) != "1.2.840.10008.1.2.5":
         _check_coded_size(ds, index, g)
+    if transfer_syntax(ds) in JPEG2000_SYNTAXES and g.samples == 1:
+        fast = _openjpeg_threaded_frame(ds, index, g)
+        if fast is not None:
+            return fast
     try:
         return pixel_array(ds, index=index, raw=raw)
     except MemoryError:
@@ -322,6 +327,22 @@ def _libjpeg_turbo_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
         values[values >= 1 << (g.bits_stored - 1)] -= 1 << g.bits_stored
         return values
     return pixels
+
+
+def _openjpeg_threaded_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray | None:
+    """A grayscale JPEG 2000 frame decoded by OpenJPEG on every core (imagecodecs), about twice
+    as fast as pydicom's single-threaded path; None (that path then decodes) unless the
+    codestream's samples are exactly what the image tags say, so that no correction pydicom
+    would apply is skipped."""
+    try:
+        frame = next(itertools.islice(generate_frames(ds.PixelData, number_of_frames=g.frames), index, None))
+        values = imagecodecs.jpeg2k_decode(frame, numthreads=os.cpu_count() or 1)
+    except Exception:  # noqa: BLE001 - pydicom's path decides what a corrupt stream answers
+        return None
+    expected = np.dtype(f"{'i' if g.signed else 'u'}{max(1, g.bits_allocated // 8)}")
+    if values.shape != (g.rows, g.columns) or values.dtype != expected:
+        return None
+    return values
 
 
 def _coded_size(stream: bytes) -> tuple[int, int] | None:
