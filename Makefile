@@ -35,19 +35,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check server tests bench
 	$(BIN)/mypy
 
-## Run Orthanc's own integration suite (../shared/orthanc-suite) against the working tree and
-## print the per-area table against Orthanc 1.10.1's results. Not part of `make test`.
-SUITE ?= ../shared/orthanc-suite
+## Run Orthanc's own integration suite (a checkout of orthanc-tests with its runner, given as
+## ORTHANC_SUITE=path) against the working tree and print the per-area table against Orthanc
+## 1.10.1's results. Not part of `make test`: a clone does not carry the suite.
+ORTHANC_SUITE ?=
 COMPAT_RESULTS ?= $(CURDIR)/.compat/results.txt
 compat: $(STAMP)
-	@if [ ! -x $(SUITE)/run-orthanc-tests.sh ]; then \
-		echo "make compat: $(SUITE) is absent: nothing to run (Orthanc's suite is not part of a clone)"; \
+	@if [ -z "$(ORTHANC_SUITE)" ] || [ ! -x "$(ORTHANC_SUITE)/run-orthanc-tests.sh" ]; then \
+		echo "make compat: give the suite's folder, e.g. make compat ORTHANC_SUITE=path/to/orthanc-suite: nothing to run"; \
 		exit 0; \
 	fi; \
 	mkdir -p $(dir $(COMPAT_RESULTS)); \
 	SUT_CMD="cd $(CURDIR) && exec $(CURDIR)/$(BIN)/python -m server" ACC_RESULTS=$(COMPAT_RESULTS) \
-		$(SUITE)/run-orthanc-tests.sh $(COMPAT_TESTS) || true; \
-	python3 $(SUITE)/compare.py --diff $(SUITE)/results-orthanc-1.10.1.txt $(COMPAT_RESULTS)
+		$(ORTHANC_SUITE)/run-orthanc-tests.sh $(COMPAT_TESTS) || true; \
+	python3 $(ORTHANC_SUITE)/compare.py --diff $(ORTHANC_SUITE)/results-orthanc-1.10.1.txt $(COMPAT_RESULTS)
 
 ## Compare ingest, listing and find with the real Orthanc (see bench/README.md).
 bench: $(STAMP) system-deps
