@@ -108,8 +108,6 @@ class Server:
         self.executor = ContextExecutor(HTTP_WORKERS, thread_name_prefix="http-worker")
         self.bus = events.EventBus()
         self.metrics = Metrics(bool(config["MetricsEnabled"]))
-        for name in ("orthanc_jobs_total_completed", "orthanc_jobs_total_success", "orthanc_jobs_total_failed"):
-            self.metrics.increment(name, 0)
         self.bus.subscribe(events.Kind.JOB_SUCCESS, lambda _: self.metrics.job_ended(True))
         self.bus.subscribe(events.Kind.JOB_FAILURE, lambda _: self.metrics.job_ended(False))
         self.log_counter = LogCounter(self.metrics)

@@ -29,6 +29,10 @@ _RUNNING_STATES = ("Running", "Paused")
 
 Number = int | float
 
+#: Orthanc 1.13's counters since start-up, shown at 0 from the first scrape.
+CUMULATIVE = ("orthanc_jobs_total_completed", "orthanc_jobs_total_success", "orthanc_jobs_total_failed",
+              "orthanc_logged_errors_count", "orthanc_logged_warnings_count")
+
 
 class MaxOverWindow:
     """The maximum of the values recorded during the last ``window`` seconds."""
@@ -66,6 +70,8 @@ class Metrics:
         self._values: dict[str, tuple[Number, int]] = {}
         self._windows: dict[str, MaxOverWindow] = {}
         self._active_requests = 0
+        for name in CUMULATIVE:
+            self.increment(name, 0)
 
     def set_enabled(self, enabled: bool) -> None:
         """``PUT /tools/metrics``: what was recorded stays, nothing new is recorded while off."""
@@ -177,8 +183,6 @@ class LogCounter(logging.Handler):
     def __init__(self, metrics: Metrics) -> None:
         super().__init__(logging.WARNING)
         self.metrics = metrics
-        metrics.increment("orthanc_logged_errors_count", 0)
-        metrics.increment("orthanc_logged_warnings_count", 0)
 
     def emit(self, record: logging.LogRecord) -> None:
         name = "orthanc_logged_errors_count" if record.levelno >= logging.ERROR else "orthanc_logged_warnings_count"
