@@ -291,11 +291,9 @@ def text_value(items: Items, tag: int) -> str | None:
     return element.raw.decode("latin-1").rstrip(" \0")
 
 
-def write_file(dataset: Items, transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN) -> bytes:
-    """A DICOM file (preamble, meta header, dataset) holding ``dataset``; a compressed
-    ``transfer_syntax`` is for a dataset whose pixel data is encapsulated already."""
-    sop_class = text_value(dataset, 0x00080016) or PRIVATE_GENERIC_FILE_SOP_CLASS
-    sop_instance = text_value(dataset, 0x00080018) or ""
+def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """The preamble, ``DICM`` and the file meta group Orthanc (its DCMTK) writes before a
+    dataset: the one writer of file headers, also for every received C-STORE."""
     meta: Items = {
         0x00020001: Element("OB", b"\x00\x01"),
         0x00020002: Element("UI", sop_class.encode()),
@@ -306,4 +304,12 @@ def write_file(dataset: Items, transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN)
     }
     body = encode_items(meta)
     group_length = encode_items({0x00020000: Element("UL", struct.pack("<I", len(body)))})
-    return b"\0" * 128 + b"DICM" + group_length + body + encode_items(dataset)
+    return b"\0" * 128 + b"DICM" + group_length + body
+
+
+def write_file(dataset: Items, transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN) -> bytes:
+    """A DICOM file (preamble, meta header, dataset) holding ``dataset``; a compressed
+    ``transfer_syntax`` is for a dataset whose pixel data is encapsulated already."""
+    sop_class = text_value(dataset, 0x00080016) or PRIVATE_GENERIC_FILE_SOP_CLASS
+    sop_instance = text_value(dataset, 0x00080018) or ""
+    return file_meta(sop_class, sop_instance, transfer_syntax) + encode_items(dataset)

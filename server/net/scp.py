@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.uid import UID_dictionary
 from pynetdicom import AE, _config, evt
-from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 from pynetdicom.service_class import ServiceClass, StorageServiceClass
 from pynetdicom.sop_class import Verification, register_uid, uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
-from server.dicom.encode import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from server.dicom.encode import file_meta
 from server.dicom.parse import check_encoding
 from server.errors import OrthancError
 from server.net.modalities import normalized_modalities
@@ -146,12 +145,12 @@ def called_aet(event: evt.Event) -> str:
 
 def received_file(event: evt.Event) -> bytes:
     """The DICOM file of a C-STORE: the dataset as sent, behind the meta header Orthanc writes
-    (its dcmtk's implementation, where pynetdicom would name itself)."""
-    meta = event.file_meta
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta),
-                     event.encoded_dataset(include_meta=False)))
+    (its dcmtk's implementation, where pynetdicom would name itself).  Written by hand from
+    the request: pydicom's meta writer took ~7 % of a C-STORE's time."""
+    request = event.request
+    meta = file_meta(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
+                     str(event.context.transfer_syntax))
+    return meta + request.DataSet.getvalue()
 
 
 class _NoDelayServer(ThreadedAssociationServer):
@@ -354,12 +353,14 @@ def _mismatch(event: evt.Event) -> tuple[int, str] | None:
     syntax = str(event.context.transfer_syntax)
     raw = request.DataSet.getvalue()
     try:
-        check_encoding(raw, syntax)
-        dataset = event.dataset
-        sop_class = str(dataset.get("SOPClassUID", "")).strip("\0 ")
-        sop_instance = str(dataset.get("SOPInstanceUID", "")).strip("\0 ")
+        uids = check_encoding(raw, syntax)
+        if uids is None:
+            dataset = event.dataset
+            uids = (str(dataset.get("SOPClassUID", "")).strip("\0 "),
+                    str(dataset.get("SOPInstanceUID", "")).strip("\0 "))
     except Exception as e:  # noqa: BLE001 - whatever the bytes, the SCU gets a status
         return STATUS_CANNOT_UNDERSTAND, f"dataset not encoded in {syntax}: {e}"
+    sop_class, sop_instance = uids
     if not sop_class or not sop_instance:
         return STATUS_CANNOT_UNDERSTAND, "no SOP class or SOP instance UID in the dataset"
     if sop_class != str(request.AffectedSOPClassUID) or sop_class != str(event.context.abstract_syntax):

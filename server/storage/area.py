@@ -73,6 +73,9 @@ class StorageArea:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.removals = root / "removals"
         self.removals.mkdir(exist_ok=True)
+        #: Plain strings for the per-file paths (``pathlib`` costs ~10 us a join).
+        self._root, self._tmp = str(root), str(self.tmp)
+        self._folders: set[str] = set()
 
     def path(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
@@ -87,14 +90,17 @@ class StorageArea:
         """
         file_uuid = str(uuid.uuid4())
         compressor = zlib.compressobj(6) if (self.compress if compress is None else compress) else None
-        tmp_path = self.tmp / file_uuid
-        plain_md5, stored_md5, size = hashlib.md5(), hashlib.md5(), 0
+        tmp_path = os.path.join(self._tmp, file_uuid)
+        plain_md5 = hashlib.md5()
+        # Stored as is, the file's MD5 is the data's: hashing once saves ~45 us per 34 KB.
+        stored_md5, size = (hashlib.md5() if compressor is not None else None), 0
         try:
             with self.metrics.timer("orthanc_storage_create_duration_ms"), open(tmp_path, "wb") as f:
                 def write(chunk: bytes | memoryview) -> None:
                     nonlocal size
                     f.write(chunk)
-                    stored_md5.update(chunk)
+                    if stored_md5 is not None:
+                        stored_md5.update(chunk)
                     size += len(chunk)
                 if compressor is not None:
                     write(len(data).to_bytes(8, "little"))
@@ -104,18 +110,31 @@ class StorageArea:
                 if compressor is not None:
                     write(compressor.flush())
         except OSError as e:
-            tmp_path.unlink(missing_ok=True)
+            Path(tmp_path).unlink(missing_ok=True)
             raise OrthancError(ErrorCode.CANNOT_WRITE_FILE, str(e)) from e
         self.metrics.increment("orthanc_storage_written_bytes", size)
-        return Staged(file_uuid, size, stored_md5.hexdigest(), len(data), plain_md5.hexdigest(),
-                      COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
+        plain = plain_md5.hexdigest()
+        return Staged(file_uuid, size, stored_md5.hexdigest() if stored_md5 is not None else plain,
+                      len(data), plain, COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
 
     @off_loop
     def publish(self, file_uuid: str) -> None:
-        """Move a staged file to its final place (after the index committed it)."""
-        target = self.path(file_uuid)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.tmp / file_uuid, target)
+        """Move a staged file to its final place (after the index committed it).
+
+        The two folder levels are made once (65,536 at most): a ``mkdir`` per file was
+        ~35 us of a ~2 ms ingest.  A folder removed behind the server's back is made again."""
+        folder = os.path.join(self._root, file_uuid[0:2], file_uuid[2:4])
+        source, target = os.path.join(self._tmp, file_uuid), os.path.join(folder, file_uuid)
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            if not os.path.exists(source):
+                raise
+            os.makedirs(folder, exist_ok=True)
+            os.replace(source, target)
 
     @off_loop
     def discard(self, file_uuid: str) -> None:
