@@ -19,7 +19,16 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 
 from server.dicom.dictionary import tag_from_name, vr_without_creator
-from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, BY_NAME, Level, Tag, parse_level
+from server.dicom.main_tags import (
+    ALL_TAGS,
+    BY_LEVEL,
+    BY_NAME,
+    FOLDED_IDENTIFIERS,
+    Level,
+    Tag,
+    parse_level,
+    upper_case,
+)
 from server.dicom.wildcards import Wildcard
 from server.errors import ErrorCode, OrthancError
 from server.labels import sql_filter as label_filter
@@ -54,12 +63,6 @@ def vr_of(tag: Tag) -> str:
     return vr_without_creator(tag[0], tag[1]) or "UN"
 
 
-#: The tags Orthanc 1.10.1 also indexes normalized (its ``DicomIdentifiers``): they match
-#: without case the way files do, accents included.
-_IDENTIFIERS = frozenset({(0x0010, 0x0020), (0x0010, 0x0010), (0x0010, 0x0030), (0x0020, 0x000D),
-                          (0x0008, 0x0050), (0x0008, 0x1030), (0x0008, 0x0020), (0x0020, 0x000E),
-                          (0x0008, 0x0018)})
-
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -67,14 +70,6 @@ def ascii_upper_case(text: str) -> str:
     """Upper case for ASCII letters only: SQLite's case-insensitive comparisons, which
     Orthanc 1.10.1's index applies to the other main tags (so ``é`` and ``É`` differ)."""
     return text.translate(_ASCII_UPPER)
-
-
-def upper_case(text: str) -> str:
-    """Orthanc's ``ToUpperCaseWithAccents``: each character to its upper case, accents kept
-    (one character for one, so ``ß`` stays ``ß``)."""
-    if text.isascii():
-        return text.upper()
-    return "".join(u if len(u := c.upper()) == 1 else c for c in text)
 
 
 @dataclass
@@ -86,6 +81,9 @@ class Constraint:
     exact: str | None  # the value, when a case-sensitive equality is all there is to check
     #: The same test in SQL on a value column named ``{v}`` (None: only Python can tell).
     sql: tuple[str, list[object]] | None = None
+    #: The values, upper-cased, one of which a tag of ``FOLDED_IDENTIFIERS`` must equal when
+    #: case is ignored: the index's ``DicomIdentifiers`` table finds them without a scan.
+    folded: tuple[str, ...] | None = None
 
 
 def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint | None:
@@ -105,6 +103,7 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
     column = "{v}" if case_sensitive else _sql_case_folding(tag)
     has_wildcard = "*" in pattern or "?" in pattern
     exact = None
+    folded: tuple[str, ...] | None = None
     sql: tuple[str, list[object]] | None = None
     check: Callable[[str], bool]
     if vr in _RANGE_VRS and "-" in pattern:
@@ -121,6 +120,7 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         options = {norm(item) for item in pattern.split("\\")}
         check = options.__contains__
         sql = f"{column} IN ({','.join('?' * len(options))})", sorted(options)
+        folded = tuple(sorted(options))
     elif has_wildcard and vr in WILDCARD_VRS:
         wildcard = Wildcard(norm(pattern))
         check = wildcard.matches
@@ -132,7 +132,10 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         check = lambda value: value == reference  # noqa: E731
         exact = pattern if case_sensitive else None
         sql = f"{column}=?", [reference]
-    return Constraint(tag, _present_and(check, norm), exact, sql)
+        folded = (reference,)
+    if case_sensitive or tag not in FOLDED_IDENTIFIERS:
+        folded = None
+    return Constraint(tag, _present_and(check, norm), exact, sql, folded)
 
 
 def _present_and(check: Callable[[str], bool],
@@ -151,7 +154,7 @@ def _lower_level_tag(tag: Tag, level: Level) -> bool:
 def _case_folding(tag: Tag) -> Callable[[str], str]:
     """How a tag ignores case: ASCII letters only for the main tags Orthanc 1.10.1 matches
     in SQLite, every letter for the identifiers and the tags read from the files."""
-    if tag in ALL_TAGS and tag not in _IDENTIFIERS:
+    if tag in ALL_TAGS and tag not in FOLDED_IDENTIFIERS:
         return ascii_upper_case
     return upper_case
 
@@ -400,10 +403,11 @@ class Finder:
                         ) -> tuple[list[Resource], dict[int, dict[Tag, str]]]:
         """The first ``database_limit`` + 1 resources (all with 0) that match the indexed
         constraints, with their main tags."""
-        in_sql = {c.tag: c.exact for c in indexed if c.exact is not None
-                  and c.tag in BY_LEVEL[level] and c.tag not in BY_LEVEL[Level.PATIENT]}
+        own = [c for c in indexed if c.tag in BY_LEVEL[level] and c.tag not in BY_LEVEL[Level.PATIENT]]
+        in_sql = {c.tag: c.exact for c in own if c.exact is not None}
+        folded = {c.tag: c.folded for c in own if c.folded is not None}
         remaining = [c for c in indexed if c.exact is None or in_sql.get(c.tag) != c.exact]
-        candidate_ids = list(self.index.candidates(level, in_sql))
+        candidate_ids = list(self.index.candidates(level, in_sql, folded))
         tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
         cache: dict[int, dict[Tag, str]] = {}
         selected: list[Resource] = []
@@ -504,6 +508,10 @@ class Finder:
             if c.sql is None or owner is None or (
                     c.tag == MODALITIES_IN_STUDY and level is Level.STUDY):
                 remaining.append(c)
+            elif owner is level and c.folded is not None:
+                where.append(f"internalId IN (SELECT f.id FROM DicomIdentifiers f WHERE f.tagGroup=? "
+                             f"AND f.tagElement=? AND f.value IN ({','.join('?' * len(c.folded))}))")
+                args += [c.tag[0], c.tag[1], *c.folded]
             elif owner is level:  # the index on (tag, value) serves equalities and ranges
                 condition, values = c.sql
                 where.append(f"internalId IN (SELECT m.id FROM MainDicomTags m WHERE "

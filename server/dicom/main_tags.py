@@ -146,6 +146,20 @@ IDENTIFIER: dict[Level, Tag] = {
     Level.INSTANCE: (0x0008, 0x0018),
 }
 
+#: The tags Orthanc 1.10.1 also indexes normalized (its ``DicomIdentifiers``): a find that
+#: ignores case matches them the way it matches files, accents included.
+FOLDED_IDENTIFIERS = frozenset({(0x0010, 0x0020), (0x0010, 0x0010), (0x0010, 0x0030), (0x0020, 0x000D),
+                                (0x0008, 0x0050), (0x0008, 0x1030), (0x0008, 0x0020), (0x0020, 0x000E),
+                                (0x0008, 0x0018)})
+
+
+def upper_case(text: str) -> str:
+    """Orthanc's ``ToUpperCaseWithAccents``: each character to its upper case, accents kept
+    (one character for one, so ``ß`` stays ``ß``)."""
+    if text.isascii():
+        return text.upper()
+    return "".join(u if len(u := c.upper()) == 1 else c for c in text)
+
 
 def format_tag(tag: Tag) -> str:
     return f"{tag[0]:04x},{tag[1]:04x}"

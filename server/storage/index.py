@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from server.clock import utc_now_iso
-from server.dicom.main_tags import Level, Tag
+from server.dicom.main_tags import FOLDED_IDENTIFIERS, Level, Tag, upper_case
 from server.errors import ErrorCode, OrthancError
 from server.loop_guard import check as check_off_loop
 
@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS MainDicomTags(
     tagGroup INTEGER, tagElement INTEGER, value TEXT,
     PRIMARY KEY(id, tagGroup, tagElement));
 CREATE INDEX IF NOT EXISTS MainDicomTagsValues ON MainDicomTags(tagGroup, tagElement, value);
+CREATE TABLE IF NOT EXISTS DicomIdentifiers(
+    id INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE,
+    tagGroup INTEGER, tagElement INTEGER, value TEXT,
+    PRIMARY KEY(id, tagGroup, tagElement));
+CREATE INDEX IF NOT EXISTS DicomIdentifiersValues ON DicomIdentifiers(tagGroup, tagElement, value);
 CREATE TABLE IF NOT EXISTS Metadata(
     id INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE,
     type INTEGER, value TEXT, revision INTEGER NOT NULL DEFAULT 0,
@@ -198,6 +203,12 @@ def normalize_identifier(value: str | None) -> str | None:
     return text.upper().strip()
 
 
+def _identifier_rows(rows: Iterable[tuple[int, int, int, str]]) -> list[tuple[int, int, int, str]]:
+    """The ``DicomIdentifiers`` rows of ``MainDicomTags`` rows: the values of the identifiers
+    upper-cased, so that a find ignoring case is an indexed lookup, as in Orthanc 1.10.1."""
+    return [(rid, g, e, upper_case(v)) for rid, g, e, v in rows if (g, e) in FOLDED_IDENTIFIERS]
+
+
 class Index:
     """The database behind every REST answer about resources."""
 
@@ -211,9 +222,20 @@ class Index:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.create_function("normalize_identifier", 1, normalize_identifier,
                                  deterministic=True)
+        had_identifiers = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
+                                           "AND name='DicomIdentifiers'").fetchone() is not None
         self._db.executescript(SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO GlobalProperties VALUES(?, ?)",
                          (PROPERTY_DATABASE_VERSION, str(SCHEMA_VERSION)))
+        if not had_identifiers:
+            self._fill_identifiers()
+
+    def _fill_identifiers(self) -> None:
+        """The ``DicomIdentifiers`` of an index written before the table existed."""
+        with self.transaction() as db:
+            rows = db.execute("SELECT id, tagGroup, tagElement, value FROM MainDicomTags").fetchall()
+            db.executemany("INSERT INTO DicomIdentifiers VALUES(?, ?, ?, ?)",
+                           _identifier_rows(rows))
 
     def close(self) -> None:
         check_off_loop("Index.close")
@@ -479,8 +501,9 @@ class Index:
             values = dict(tags[level])
             if level is Level.STUDY:
                 values.update(tags[Level.PATIENT])
-            db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)",
-                           [(new_id, g, e, v) for (g, e), v in values.items()])
+            rows = [(new_id, g, e, v) for (g, e), v in values.items()]
+            db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO DicomIdentifiers VALUES(?, ?, ?, ?)", _identifier_rows(rows))
         for level in reversed(created):
             change = {Level.PATIENT: Change.NewPatient, Level.STUDY: Change.NewStudy,
                       Level.SERIES: Change.NewSeries, Level.INSTANCE: Change.NewInstance}[level]
@@ -553,8 +576,10 @@ class Index:
                 if level is Level.STUDY:
                     values.update(tags[Level.PATIENT])
                 db.execute("DELETE FROM MainDicomTags WHERE id=?", (internal_id,))
-                db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)",
-                               [(internal_id, g, e, v) for (g, e), v in values.items()])
+                db.execute("DELETE FROM DicomIdentifiers WHERE id=?", (internal_id,))
+                rows = [(internal_id, g, e, v) for (g, e), v in values.items()]
+                db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)", rows)
+                db.executemany("INSERT INTO DicomIdentifiers VALUES(?, ?, ?, ?)", _identifier_rows(rows))
             for kind, value in metadata.items():
                 db.execute("INSERT INTO Metadata(id, type, value, revision) VALUES(?, ?, ?, 0) "
                            "ON CONFLICT(id, type) DO UPDATE SET value=excluded.value, "
@@ -797,14 +822,20 @@ class Index:
                 found += [Resource(r[0], level, r[1], r[2]) for r in rows]
         return found
 
-    def candidates(self, level: Level, exact: dict[Tag, str]) -> Iterable[int]:
-        """Internal ids at ``level`` whose indexed tags equal ``exact`` (all of them)."""
+    def candidates(self, level: Level, exact: dict[Tag, str],
+                   folded: dict[Tag, tuple[str, ...]] | None = None) -> Iterable[int]:
+        """Internal ids at ``level`` whose indexed tags equal ``exact`` (all of them), and
+        whose identifiers, upper-cased, are among ``folded``'s values."""
         sql = "SELECT internalId FROM Resources WHERE resourceType=?"
         args: list[object] = [int(level)]
         for (group, element), value in exact.items():
             sql += (" AND internalId IN (SELECT id FROM MainDicomTags WHERE tagGroup=? "
                     "AND tagElement=? AND value=?)")
             args += [group, element, value]
+        for (group, element), values in (folded or {}).items():
+            sql += (" AND internalId IN (SELECT id FROM DicomIdentifiers WHERE tagGroup=? "
+                    f"AND tagElement=? AND value IN ({','.join('?' * len(values))}))")
+            args += [group, element, *values]
         sql += " ORDER BY internalId"
         with self.reading() as db:
             return [r[0] for r in db.execute(sql, args)]
