@@ -522,7 +522,7 @@ class OrthancHandler(tornado.web.RequestHandler):
             self._empty(403)
             self.finish()
         elif isinstance(exc, OrthancError):
-            self._error_body(exc.code, exc.status, exc.details)
+            self._error_body(exc.code, exc.status, exc.details, exc.payload)
         elif isinstance(exc, tornado.web.HTTPError):
             self._http_error(exc.status_code)
         elif isinstance(exc, RecursionError):
@@ -541,8 +541,10 @@ class OrthancHandler(tornado.web.RequestHandler):
             self._empty(status)
             self.finish()
 
-    def _error_body(self, code: int, status: int, details: str | None) -> None:
-        """Orthanc's error document (status-only when HttpDescribeErrors is false)."""
+    def _error_body(self, code: int, status: int, details: str | None,
+                    payload: dict[str, Any] | None = None) -> None:
+        """Orthanc's error document (status-only when HttpDescribeErrors is false), with the
+        error's ``ErrorPayload`` when it has one (Orthanc 1.12.10)."""
         self.set_status(status)
         if status == 401:
             self.set_header("WWW-Authenticate", 'Basic realm="Orthanc Secure Area"')
@@ -560,6 +562,8 @@ class OrthancHandler(tornado.web.RequestHandler):
         }
         if details:
             body["Details"] = details
+        if payload is not None:
+            body["ErrorPayload"] = payload
         self.set_header("Content-Type", "application/json")
         self.set_header("X-Content-Type-Options", "nosniff")
         lines = ",\n".join(f"\t{json.dumps(k)} : {json.dumps(v, ensure_ascii=False)}"
