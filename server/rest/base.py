@@ -496,6 +496,17 @@ class OrthancHandler(tornado.web.RequestHandler):
         as given (an empty one included), or ``default``."""
         return self.get_argument("filename", default, strip=False)
 
+    def lossy_quality_argument(self) -> int | None:
+        """``lossy-quality`` (Orthanc 1.12.7, wherever ``transcode`` is a GET argument), parsed as
+        Orthanc's unsigned GET arguments (an empty value counts as 1) and clamped to 1..100."""
+        value = self.get_argument("lossy-quality", None)
+        if value is None:
+            return None
+        if value and not (value.isascii() and value.isdigit()):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               f'Expected a Unsigned Int for GET argument "lossy-quality", found: {value}')
+        return min(100, max(1, int(value or 1)))
+
     # -- errors ----------------------------------------------------------------------
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]

@@ -68,6 +68,17 @@ def integer_field(body: dict[str, Any], key: str, default: int) -> int:
     return value
 
 
+def lossy_quality_field(body: dict[str, Any]) -> int | None:
+    """``LossyQuality`` (Orthanc 1.12.7): Orthanc's ``ReadUnsignedInteger``, clamped to
+    libjpeg's 1..100; None when absent (``DicomLossyTranscodingQuality`` then)."""
+    if "LossyQuality" not in body:
+        return None
+    value = body["LossyQuality"]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Unsigned integer value expected in field: LossyQuality")
+    return min(100, max(1, value))
+
+
 def strings_field(body: dict[str, Any], key: str) -> list[str]:
     """``ReadArrayOfStrings`` of a mandatory field."""
     value = body.get(key)
@@ -312,7 +323,8 @@ def archive_request(body: Any, resources: list[str], media: bool, extended: bool
         extended = value if media else extended
     filename = body.get("Filename")
     return ArchiveRequest(tuple(resources), media, transcode, extended,
-                          download_filename(filename) if isinstance(filename, str) else None)
+                          download_filename(filename) if isinstance(filename, str) else None,
+                          lossy_quality_field(body) if transcode is not None else None)
 
 
 
