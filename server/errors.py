@@ -7,6 +7,7 @@ The table is Orthanc 1.10.1's (``Orthanc --errors``), so that clients that read
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 DESCRIPTIONS: dict[int, str] = {
     -1: 'Internal error',
@@ -205,16 +206,24 @@ class OrthancError(Exception):
     """An error that the REST layer turns into Orthanc's JSON error body.
 
     ``details`` is the free text Orthanc puts in ``Details``; ``http_status``
-    overrides the status derived from the code where Orthanc does so.
+    overrides the status derived from the code where Orthanc does so; ``payload``
+    is Orthanc 1.12.10's ``ErrorPayload`` (``{Type, Content}``: the DIMSE status of a
+    failed C-STORE/C-FIND/C-MOVE/C-GET, the ``Details`` of a failed retrieve job).
     """
 
     def __init__(self, code: int, details: str | None = None,
-                 http_status: int | None = None) -> None:
+                 http_status: int | None = None, payload: dict[str, Any] | None = None) -> None:
         super().__init__(details or describe(code))
         self.code = int(code)
         self.details = details
         self.status = http_status if http_status is not None else status_for(code)
+        self.payload = payload
 
     @property
     def description(self) -> str:
         return describe(self.code)
+
+
+def dimse_payload(status: int) -> dict[str, Any]:
+    """The ``ErrorPayload`` of a DIMSE failure status (Orthanc's ``MakeDimseErrorStatusPayload``)."""
+    return {"Type": "Dimse", "Content": {"DimseErrorStatus": int(status)}}

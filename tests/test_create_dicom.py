@@ -233,6 +233,22 @@ def test_pdf_round_trip(both) -> None:
         assert (unknown.status_code, unknown.json()["OrthancStatus"]) == (404, 17)
 
 
+@pytest.mark.parametrize(("mime", "sop_class"), [
+    ("model/stl", "1.2.840.10008.5.1.4.1.1.104.3"), ("model/obj", "1.2.840.10008.5.1.4.1.1.104.4"),
+    ("model/mtl", "1.2.840.10008.5.1.4.1.1.104.5")])
+def test_encapsulated_3d_models(both, mime: str, sop_class: str) -> None:
+    """Orthanc 1.12.1: STL, OBJ and MTL files kept as they are (an odd length padded with a 0)."""
+    isengard, _ = both
+    model = b"solid cube\nendsolid"
+    content = f"data:{mime.upper()};base64," + base64.b64encode(model).decode()
+    ds = file_of(isengard, create(isengard, {"Tags": {"PatientName": "Jodogne"}, "Content": content})["ID"])
+    assert (ds.SOPClassUID, ds.Modality, ds.MIMETypeOfEncapsulatedDocument) == (sop_class, "M3D", mime)
+    assert ds.PatientName == "Jodogne" and ds.EncapsulatedDocument == model + b"\0"
+    given = {"Modality": "OT", "SOPClassUID": "1.2.3", "MIMETypeOfEncapsulatedDocument": "text/plain"}
+    ds = file_of(isengard, create(isengard, {"Tags": given, "Content": content, "Force": True})["ID"])
+    assert (ds.SOPClassUID, ds.Modality, ds.MIMETypeOfEncapsulatedDocument) == ("1.2.3", "OT", mime)
+
+
 ERRORS: dict[str, Any] = {
     "pixel-data-in-tags": {"Tags": {"PixelData": "x"}},
     "unknown-tag": {"Tags": {"Foo": "x"}},

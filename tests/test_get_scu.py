@@ -1,5 +1,6 @@
 """C-GET as an SCU (Orthanc 1.12.6): ``/modalities/{id}/get`` and the ``DicomGetScu`` job, with the
-real Orthanc 1.10.1 as the C-GET SCP that sends the instances over the same association."""
+real Orthanc 1.10.1 as the C-GET SCP that sends the instances over the same association; and
+``/modalities/{id}/move`` as a ``DicomMoveScu`` job (Orthanc 1.11.1) with the same peer."""
 
 from __future__ import annotations
 
@@ -111,6 +112,68 @@ def test_failed_get_and_permissive_get(clean: tuple[Isengard, Orthanc]) -> None:
     details = permissive.json()["Details"]
     assert details[0]["DimseErrorStatus"] != 0 and details[0]["ReceivedInstancesIds"] == []
     assert details[1]["DimseErrorStatus"] == 0 and details[1]["ReceivedInstancesIds"] == isengard.json("/instances")
+
+
+def test_failed_synchronous_get_answers_its_details_as_error_payload(clean: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = clean
+    failed = isengard.post("/modalities/orthanc/get", json={"Level": "Series",
+                                                            "Resources": [{"StudyInstanceUID": STUDY_IMAGE1}]})
+    error = failed.json()
+    assert (failed.status_code, error["OrthancStatus"]) == (500, 9)
+    [details] = error["ErrorPayload"]["Content"]
+    assert error["ErrorPayload"]["Type"] == "RetrieveJob" and details["DimseErrorStatus"] != 0
+    assert details["Query"] == {"0008,0052": "SERIES", "0020,000d": STUDY_IMAGE1}
+
+
+# -- C-MOVE: /modalities/{id}/move ----------------------------------------------------------
+
+
+def test_synchronous_move_lists_the_instances_received(clean: tuple[Isengard, Orthanc]) -> None:
+    """Orthanc's C-STOREs name Isengard's C-MOVE as their originator: the job knows what it got."""
+    isengard, _ = clean
+    moved = isengard.post("/modalities/orthanc/move", json={
+        "Level": "Series", "Resources": [{"PatientID": "COMMON", "StudyInstanceUID": STUDY_IMAGE1,
+                                          "SeriesInstanceUID": SERIES_IMAGE1}]})
+    assert moved.status_code == 200, moved.text
+    query = {"0008,0052": "SERIES", "0010,0020": "COMMON", "0020,000d": STUDY_IMAGE1,
+             "0020,000e": SERIES_IMAGE1}
+    assert moved.json() == {
+        "Description": "REST API", "LocalAet": "ISENGET", "RemoteAet": "ORTHANCREF", "TargetAet": "ISENGET",
+        "Query": [query],
+        "Details": [{"DimseErrorStatus": 0, "Query": query, "ReceivedInstancesIds": isengard.json("/instances")}]}
+    assert len(isengard.json("/instances")) == 1
+
+
+def test_asynchronous_move_job_survives_a_restart(clean: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = clean
+    body = {"Level": "Study", "Asynchronous": True, "Priority": 2, "UserData": "u", "Permissive": True,
+            "Timeout": 20, "Resources": [{"StudyInstanceUID": "9.9.9"}, {"StudyInstanceUID": STUDY_143}]}
+    submitted = isengard.post("/modalities/orthanc/move", json=body)
+    assert submitted.status_code == 200, submitted.text
+    job = submitted.json()["ID"]
+    assert submitted.json() == {"ID": job, "Path": f"/jobs/{job}"}
+    document = wait_job(isengard, job)
+    assert (document["State"], document["Type"], document["Priority"], document["UserData"]) == \
+        ("Success", "DicomMoveScu", 2, "u")
+    failed, moved = document["Content"]["Details"]
+    assert failed["DimseErrorStatus"] != 0 and failed["ReceivedInstancesIds"] == []
+    assert moved["DimseErrorStatus"] == 0 and moved["ReceivedInstancesIds"] == isengard.json("/instances")
+    assert isengard.stop() == 0
+    isengard.start()
+    assert isengard.json(f"/jobs/{job}") | {"Timestamp": None} == document | {"Timestamp": None}
+
+
+def test_failed_move_job_shows_the_dimse_status(clean: tuple[Isengard, Orthanc]) -> None:
+    isengard, _ = clean
+    job = isengard.post("/modalities/orthanc/move", json={
+        "Level": "Study", "Synchronous": False, "TargetAet": "UNKNOWN",
+        "Resources": [{"StudyInstanceUID": STUDY_143}]}).json()["ID"]
+    document = wait_job(isengard, job)
+    status = document["Content"]["Details"][0]["DimseErrorStatus"]
+    assert document["State"] == "Failure" and status != 0
+    assert document["ErrorPayload"] == {"Type": "Dimse", "Content": {"DimseErrorStatus": status}}
+    assert document["ErrorDetails"].startswith(
+        f'C-MOVE SCU to AET "ORTHANCREF" has failed with DIMSE status 0x{status:04X}')
 
 
 def test_bad_get_requests(pair: tuple[Isengard, Orthanc]) -> None:

@@ -238,6 +238,29 @@ def test_store_refused_association_fails_at_once(clean: tuple[Isengard, Isengard
     assert state["ErrorDetails"] == 'DicomAssociation - connecting to AET "WRONGAET": DUL Association Rejected'
 
 
+def test_refused_c_store_answers_its_dimse_status(clean: tuple[Isengard, Isengard]) -> None:
+    """Orthanc 1.12.10: ``ErrorPayload`` of a C-STORE failure, synchronous or in a job."""
+    a, _ = clean
+    sent = a.upload(sample("Issue143.dcm"))["ID"]
+    port = free_port()
+    scp = AE(ae_title="FULL")
+    scp.supported_contexts = AllStoragePresentationContexts
+    server = scp.start_server(("127.0.0.1", port), block=False,
+                              evt_handlers=[(evt.EVT_C_STORE, lambda event: 0xA700)])
+    a.put("/modalities/full", json.dumps(["FULL", "127.0.0.1", port]))
+    payload = {"Type": "Dimse", "Content": {"DimseErrorStatus": 0xA700}}
+    try:
+        straight = a.post("/modalities/full/store-straight", sample("Issue143.dcm").read_bytes())
+        assert orthanc_error(straight) == (500, 9, 'C-STORE SCU to AET "FULL" has failed with DIMSE status 0xA700')
+        assert straight.json()["ErrorPayload"] == payload
+        job = a.post("/modalities/full/store", json.dumps({"Resources": [sent], "Asynchronous": True})).json()
+        assert wait_job(a, job["ID"])["ErrorPayload"] == payload
+        assert a.post("/modalities/full/store", json.dumps([sent])).json()["ErrorPayload"] == payload
+    finally:
+        server.shutdown()
+        a.delete("/modalities/full")
+
+
 def test_store_straight(clean: tuple[Isengard, Isengard]) -> None:
     a, b = clean
     data = sample("PatientIdsCollision/Image1.dcm").read_bytes()
@@ -279,10 +302,12 @@ def test_query_answers_and_retrieve(clean: tuple[Isengard, Isengard]) -> None:
 
     retrieved = a.post(f"{path}/answers/0/retrieve", "ISENA")
     assert retrieved.status_code == 200, retrieved.text
+    kept = {"0008,0050": answers[0]["AccessionNumber"], "0008,0052": "STUDY", "0010,0020": "COMMON",
+            "0020,000d": answers[0]["StudyInstanceUID"]}
+    # ReceivedInstancesIds stays empty: B (pynetdicom's C-MOVE SCP) names itself as the move originator
     assert retrieved.json() == {"Description": "REST API", "LocalAet": "ISENA", "RemoteAet": "ISENB",
-                                "Query": [{"0008,0050": answers[0]["AccessionNumber"], "0008,0052": "STUDY",
-                                           "0010,0020": "COMMON",
-                                           "0020,000d": answers[0]["StudyInstanceUID"]}]}
+                                "TargetAet": "ISENA", "Query": [kept],
+                                "Details": [{"DimseErrorStatus": 0, "Query": kept, "ReceivedInstancesIds": []}]}
     assert len(a.json("/instances")) == 1
     job = a.post(f"{path}/retrieve", json.dumps({"TargetAet": "ISENA", "Asynchronous": True})).json()
     assert wait_job(a, job["ID"])["Type"] == "DicomMoveScu"
@@ -305,17 +330,28 @@ def test_query_failures(pair: tuple[Isengard, Isengard]) -> None:
 
 
 def test_move_route(clean: tuple[Isengard, Isengard]) -> None:
+    """A DicomMoveScu job, synchronous by default (Orthanc 1.11.1): its content is the answer; a
+    failure answers the DIMSE status of each C-MOVE as its ErrorPayload (Orthanc 1.12.10)."""
     a, b = clean
     b.upload(sample("Issue143.dcm"))
     moved = a.post("/modalities/b/move", json.dumps({"Level": "Patient", "Resources": [{"PatientID": "PM5644"}]}))
-    assert (moved.status_code, moved.json()) == (200, {})
+    query = {"0008,0052": "PATIENT", "0010,0020": "PM5644"}
+    assert (moved.status_code, moved.json()) == (200, {
+        "Description": "REST API", "LocalAet": "ISENA", "RemoteAet": "ISENB", "TargetAet": "ISENA",
+        "Query": [query], "Details": [{"DimseErrorStatus": 0, "Query": query, "ReceivedInstancesIds": []}]})
     assert len(a.json("/instances")) == 1
     missing = a.post("/modalities/b/move", json.dumps({"Level": "Study",
                                                        "Resources": [{"StudyInstanceUID": "9.9.9"}]}))
     assert missing.status_code == 500
-    assert missing.json()["Details"].startswith('C-MOVE SCU to AET "ISENB" has failed with DIMSE status 0x')
+    error = missing.json()
+    assert error["Details"].startswith('C-MOVE SCU to AET "ISENB" has failed with DIMSE status 0x')
+    status = int(error["Details"].split("0x")[1][:4], 16)
+    assert error["ErrorPayload"] == {"Type": "RetrieveJob", "Content": [{
+        "DimseErrorStatus": status, "Query": {"0008,0052": "STUDY", "0020,000d": "9.9.9"},
+        "ReceivedInstancesIds": []}]}
     assert orthanc_error(a.post("/modalities/b/move", "{}")) == \
         (400, 15, "Must provide a JSON body containing fields Resources and Level")
+    assert "ErrorPayload" not in a.post("/modalities/b/move", "{}").json()
 
 
 def test_legacy_find_routes(clean: tuple[Isengard, Isengard]) -> None:

@@ -224,15 +224,20 @@ def test_modality_store_request() -> None:
         "ME", 5.0, 7, True)
 
 
-def test_move_request() -> None:
+def test_retrieve_request() -> None:
     message = "Must provide a JSON body containing fields Resources and Level"
-    assert _refused(requests.move_request, b"{}") == (400, ErrorCode.BAD_FILE_FORMAT, message)
-    assert _refused(requests.move_request, _raw({"Level": "x", "Resources": []}))[:2] == (
+    assert _refused(requests.retrieve_request, b"{}") == (400, ErrorCode.BAD_FILE_FORMAT, message)
+    assert _refused(requests.retrieve_request, _raw({"Level": "x", "Resources": []}))[:2] == (
         400, ErrorCode.PARAMETER_OUT_OF_RANGE)
-    request = requests.move_request(_raw({"Level": "image", "Resources": [{"StudyInstanceUID": "1.2"}],
-                                          "TargetAet": "T"}))
+    request, options = requests.retrieve_request(_raw({"Level": "image", "Resources": [{"StudyInstanceUID": "1.2"}],
+                                                       "TargetAet": "T"}))
     assert request.level is Level.INSTANCE and request.resources == ({(0x0020, 0x000D): "1.2"},)
-    assert request.target_aet == "T" and request.local_aet is None
+    assert request.target_aet == "T" and request.local_aet is None and not request.permissive
+    assert options.synchronous
+    request, options = requests.retrieve_request(_raw({"Level": "Study", "Resources": [], "Asynchronous": True,
+                                                       "Permissive": True, "Priority": 3, "UserData": [1]}))
+    assert request.permissive and request.target_aet is None
+    assert (options.synchronous, options.priority, options.user_data) == (False, 3, [1])
 
 
 COMMITMENT = [

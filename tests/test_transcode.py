@@ -16,6 +16,7 @@ import pydicom
 import pytest
 
 from conftest import Isengard, dcmtk, sample
+from helpers import wait_job
 
 GDCM = {"Plugins": ["/usr/share/orthanc/plugins/libOrthancGdcm.so"]}
 
@@ -215,3 +216,54 @@ def test_file_route_lossy_quality(server: Isengard) -> None:
     assert len(low.content) < len(high.content)
     bad = server.get(f"{route}&lossy-quality=high")
     assert bad.status_code == 400 and bad.json()["OrthancStatus"] == 3
+
+
+def _zip_sizes(answer: Any) -> list[int]:
+    assert answer.status_code == 200, answer.text
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+        return [len(archive.read(name)) for name in archive.namelist() if name != "DICOMDIR"]
+
+
+def test_archive_lossy_quality(server: Isengard) -> None:
+    """``lossy-quality`` / ``LossyQuality`` (Orthanc 1.12.7) wherever archives take ``transcode``."""
+    study = server.upload(sample("KarstenHilbertRF.dcm"))["ParentStudy"]
+    jpeg = "1.2.840.10008.1.2.4.50"
+    for route in (f"/studies/{study}/archive", f"/studies/{study}/media", "/tools/create-archive"):
+        get = f"{route}?transcode={jpeg}&resources={study}"
+        low, high = (_zip_sizes(server.get(f"{get}&lossy-quality={q}")) for q in (40, 80))
+        assert low[0] < high[0]
+        posted = [_zip_sizes(server.post(route, json={"Resources": [study], "Transcode": jpeg, "LossyQuality": q}))
+                  for q in (40, 80)]
+        assert posted == [low, high]
+    bad = server.post("/tools/create-archive", json={"Resources": [study], "Transcode": jpeg, "LossyQuality": "x"})
+    assert bad.status_code == 400 and bad.json()["Details"] == "Unsigned integer value expected in field: LossyQuality"
+    job = server.post("/tools/create-media", json={"Resources": [study], "Transcode": jpeg, "LossyQuality": 40,
+                                                    "Asynchronous": True}).json()["ID"]
+    assert wait_job(server, job)["Content"]["LossyQuality"] == 40
+
+
+def test_tools_create_archive_by_get(server: Isengard) -> None:
+    """Orthanc 1.12.2: ``GET /tools/create-archive|create-media|create-media-extended``."""
+    first = server.upload(sample("KarstenHilbertRF.dcm"))
+    second = server.upload(sample("SignedCT.dcm"))
+    resources = f"{first['ParentPatient']},{second['ID']},{first['ID']}"
+    archive = server.get(f"/tools/create-archive?resources={resources}")
+    assert archive.headers["Content-Disposition"] == 'filename="Archive.zip"'
+    assert len(_zip_sizes(archive)) == 2
+    media = server.get(f"/tools/create-media-extended?resources={resources}&filename=toto.zip"
+                       "&transcode=1.2.840.10008.1.2.1")
+    assert media.headers["Content-Disposition"] == 'filename="toto.zip"'
+    with zipfile.ZipFile(io.BytesIO(media.content)) as zipped:
+        assert sorted(zipped.namelist()) == ["DICOMDIR", "IMAGES/IM0", "IMAGES/IM1"]
+        assert {transfer_syntax(zipped.read(n)) for n in ("IMAGES/IM0", "IMAGES/IM1")} == {"1.2.840.10008.1.2.1"}
+    missing = server.get("/tools/create-media")
+    assert missing.status_code == 400 and missing.json()["Details"] == "Missing resources argument"
+    assert server.get("/tools/create-archive?resources=nope").status_code == 404
+
+
+def test_modified_instance_lossy_quality(server: Isengard) -> None:
+    instance = server.upload(sample("KarstenHilbertRF.dcm"))["ID"]
+    low, high = (server.post(f"/instances/{instance}/modify", json={
+        "Replace": {"PatientName": "Q"}, "Transcode": "1.2.840.10008.1.2.4.50", "LossyQuality": q}) for q in (40, 80))
+    assert low.status_code == high.status_code == 200
+    assert len(low.content) < len(high.content)

@@ -1,5 +1,5 @@
 """``POST /tools/create-dicom``: new instances from tags, a PNG/JPEG image (or, with
-``Encapsulate``, a JPEG kept compressed) or a PDF file.
+``Encapsulate``, a JPEG kept compressed), a PDF file or a 3D model (STL, OBJ, MTL).
 
 The rules are Orthanc 1.10.1's (``CreateDicomV2``, ``ParsedDicomFile::EmbedImage``
 and ``EmbedPdf``): generated identifiers, UTC dates, the modules of a ``Parent``
@@ -60,6 +60,10 @@ IMAGE_INDEX = 0x00541330
 PIXEL_DATA = 0x7FE00010
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
+#: The SOP class of each encapsulated 3D model's MIME type (Orthanc 1.12.1).
+ENCAPSULATED_3D_MODELS = {"model/stl": "1.2.840.10008.5.1.4.1.1.104.3",
+                          "model/obj": "1.2.840.10008.5.1.4.1.1.104.4",
+                          "model/mtl": "1.2.840.10008.5.1.4.1.1.104.5"}
 
 #: Tags a request may set even when they already have a value (``InjectTags``).
 _OVERRIDABLE = frozenset((PATIENT_ID, ACQUISITION_DATE, ACQUISITION_TIME, CONTENT_DATE, CONTENT_TIME,
@@ -165,6 +169,8 @@ def embed_content(instance: NewInstance, uri: str) -> bool:
         embed_image(instance, decode_jpeg(content))
     elif mime == "application/pdf":
         embed_pdf(instance, content)
+    elif mime in ENCAPSULATED_3D_MODELS:
+        embed_3d_model(instance, mime, content)
     elif mime == "application/octet-stream":
         instance.items[PIXEL_DATA] = Element("OW", content)
     elif mime in _OTHER_KNOWN_MIME_TYPES:
@@ -232,6 +238,15 @@ def embed_pdf(instance: NewInstance, pdf: bytes) -> None:
     instance.set_if_absent(CONVERSION_TYPE, "WSD")
     instance.set_if_absent(MIME_TYPE_OF_ENCAPSULATED_DOCUMENT, "application/pdf")
     instance.items[ENCAPSULATED_DOCUMENT] = Element("OB", pdf)
+
+
+def embed_3d_model(instance: NewInstance, mime: str, model: bytes) -> None:
+    """An Encapsulated STL, OBJ or MTL instance (Orthanc 1.12.1): the file as it is, its MIME
+    type, and the SOP class and Modality unless the tags gave them."""
+    instance.set_plain(MIME_TYPE_OF_ENCAPSULATED_DOCUMENT, mime)
+    instance.items[ENCAPSULATED_DOCUMENT] = Element("OB", model)
+    instance.set_if_absent(SOP_CLASS_UID, ENCAPSULATED_3D_MODELS[mime])
+    instance.set_if_absent(MODALITY, "M3D")
 
 
 def decode_png(content: bytes) -> Raster:

@@ -87,8 +87,10 @@ class Settings:
     jpeg2000: bool = False
 
     @classmethod
-    def from_config(cls, config: Any) -> Settings:
-        quality = config.get("DicomLossyTranscodingQuality", 90)
+    def from_config(cls, config: Any, lossy_quality: int | None = None) -> Settings:
+        """The configuration's settings; ``lossy_quality`` (a request's ``LossyQuality``,
+        Orthanc 1.12.7) overrides ``DicomLossyTranscodingQuality``."""
+        quality = config.get("DicomLossyTranscodingQuality", 90) if lossy_quality is None else lossy_quality
         section = config.get("Gdcm")
         enabled = not (isinstance(section, dict) and section.get("Enable") is False)
         return cls(quality=int(quality) if isinstance(quality, int) and 1 <= quality <= 100 else 90,

@@ -367,12 +367,14 @@ class ArchiveJob(Job):
 
     def __init__(self, services: ArchiveServices, resources: list[str], description: str = "REST API",
                  transcode: str | None = None, extended: bool = False, asynchronous: bool = True,
-                 filename: str = DEFAULT_OUTPUT_FILENAME) -> None:
+                 filename: str = DEFAULT_OUTPUT_FILENAME, lossy_quality: int | None = None) -> None:
         super().__init__()
         self.services = services
         self.resources = list(resources)
         self.description = description
         self.transcode = transcode
+        #: The request's ``LossyQuality`` (Orthanc 1.12.7), else ``DicomLossyTranscodingQuality``.
+        self.lossy_quality = lossy_quality
         self.extended = extended
         self.asynchronous = asynchronous
         #: The download name of the output (the body's ``Filename``, Orthanc 1.12.7).
@@ -455,7 +457,8 @@ class ArchiveJob(Job):
             return
         path = self._paths.file(name)
         if self.transcode is not None:
-            data = transcode_or_keep(data, self.transcode, Settings.from_config(self.services.config))
+            data = transcode_or_keep(data, self.transcode,
+                                     Settings.from_config(self.services.config, self.lossy_quality))
         self._zip.writestr(_zip_info(path), data)
         if self._dicomdir is not None:
             ds, _ = read_dataset(data, stop_before_pixels=True)
@@ -547,6 +550,8 @@ class ArchiveJob(Job):
         }
         if self.transcode is not None:
             result["Transcode"] = self.transcode
+        if self.lossy_quality is not None:
+            result["LossyQuality"] = self.lossy_quality
         return result
 
     def outputs(self) -> dict[str, Output]:
@@ -570,6 +575,7 @@ class ArchiveJob(Job):
     def serialize(self) -> dict[str, Any]:
         return {
             "Resources": self.resources, "Description": self.description, "Transcode": self.transcode,
+            "LossyQuality": self.lossy_quality,
             "Extended": self.extended, "Asynchronous": self.asynchronous, "Filename": self.filename,
             "File": self.path.name, "Complete": self.complete,
             "OutputTime": self.output_time, "InstancesCount": self.instances_count,
@@ -582,7 +588,8 @@ class ArchiveJob(Job):
         is gone), so its archive becomes an output; an unfinished ZIP is dropped and built again."""
         job = cls(services, list(data["Resources"]), description=data.get("Description", "REST API"),
                   transcode=data.get("Transcode"), extended=bool(data.get("Extended", False)),
-                  filename=str(data.get("Filename", DEFAULT_OUTPUT_FILENAME)))
+                  filename=str(data.get("Filename", DEFAULT_OUTPUT_FILENAME)),
+                  lossy_quality=data.get("LossyQuality"))
         job.instances_count = int(data.get("InstancesCount", 0))
         job.uncompressed_size = int(data.get("UncompressedSize", 0))
         job.complete = bool(data.get("Complete", False))
@@ -617,13 +624,16 @@ class ArchiveRequest:
     extended: bool = False
     #: The body's ``Filename`` (Orthanc 1.12.7): the download name of the ZIP.
     filename: str | None = None
+    #: ``LossyQuality`` / ``lossy-quality`` with a transcode (Orthanc 1.12.7).
+    lossy_quality: int | None = None
 
 
 def archive_job(services: ArchiveServices, request: ArchiveRequest) -> ArchiveJob:
     """The Archive or Media job of a request, not yet submitted."""
     kind = MediaJob if request.media else ArchiveJob
     return kind(services, list(request.resources), transcode=request.transcode, extended=request.extended,
-                filename=DEFAULT_OUTPUT_FILENAME if request.filename is None else request.filename)
+                filename=DEFAULT_OUTPUT_FILENAME if request.filename is None else request.filename,
+                lossy_quality=request.lossy_quality)
 
 
 def _zip_info(path: str) -> zipfile.ZipInfo:

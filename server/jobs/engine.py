@@ -79,6 +79,8 @@ class JobRecord:
     running_since: float | None = None
     error_code: int = ErrorCode.SUCCESS
     error_details: str = ""
+    #: The failure's ``ErrorPayload`` (Orthanc 1.12.10), if it has one.
+    error_payload: dict[str, Any] | None = None
     progress: float = 0.0
     content: dict[str, Any] = field(default_factory=dict)
     pause_requested: bool = False
@@ -218,6 +220,8 @@ class JobsEngine:
         }
         if record.user_data is not None:
             result["UserData"] = record.user_data
+        if record.error_payload is not None:
+            result["ErrorPayload"] = record.error_payload
         if record.completion_time is not None:
             result["CompletionTime"] = _format(record.completion_time)
         if record.state is JobState.RUNNING and record.progress > 0.01:
@@ -297,6 +301,7 @@ class JobsEngine:
             record.runtime = 0.0
             record.completion_time = None
             record.error_code, record.error_details = ErrorCode.SUCCESS, ""
+            record.error_payload = None
             record.progress = record.job.progress()
             record.content = record.job.content()
             record.started = False
@@ -361,6 +366,7 @@ class JobsEngine:
                         self._set_state(record, JobState.RUNNING)
                         record.running_since = time.monotonic()
                         record.error_code, record.error_details = ErrorCode.SUCCESS, ""
+                        record.error_payload = None
                         self._save(record)
                         return False, record
                 if woke:
@@ -404,7 +410,7 @@ class JobsEngine:
         try:
             value = call()
         except OrthancError as e:
-            return StepResult.failure(e.code, e.details or "")
+            return StepResult.failure(e.code, e.details or "", e.payload)
         except Exception as e:  # noqa: BLE001 - a job bug fails the job, not the worker
             log.exception("Job step failed")
             return StepResult.failure(ErrorCode.INTERNAL, str(e))
@@ -444,7 +450,7 @@ class JobsEngine:
                 self._lock.notify_all()
             else:
                 canceled = result.code == ErrorCode.CANCELED_JOB
-                self._finish(record, JobState.FAILURE, result.code, result.details)
+                self._finish(record, JobState.FAILURE, result.code, result.details, result.payload)
                 reason = StopReason.CANCELED if canceled else StopReason.FAILURE
                 event = Kind.JOB_FAILURE
             record.cancel_requested = record.pause_requested = False  # done with, whatever the outcome
@@ -485,10 +491,11 @@ class JobsEngine:
         self._pending = [entry for entry in self._pending if entry[2] != record.id]
         heapq.heapify(self._pending)
 
-    def _finish(self, record: JobRecord, state: JobState, code: int, details: str) -> None:
+    def _finish(self, record: JobRecord, state: JobState, code: int, details: str,
+                payload: dict[str, Any] | None = None) -> None:
         self._set_state(record, state)
         record.completion_time = record.last_change
-        record.error_code, record.error_details = code, details
+        record.error_code, record.error_details, record.error_payload = code, details, payload
         if state is JobState.SUCCESS:
             record.progress = 1.0
         self._save(record)
@@ -599,6 +606,8 @@ class JobsEngine:
         }
         if record.user_data is not None:
             document["UserData"] = record.user_data
+        if record.error_payload is not None:
+            document["ErrorPayload"] = record.error_payload
         self._unsaved[record.id] = json.dumps(document)
 
     def _restore(self, rows: list[tuple[str, str]]) -> None:
@@ -628,7 +637,8 @@ class JobsEngine:
                            seq=int(doc.get("Seq", 0)), last_change=_parse(doc["LastChangeTime"]),
                            runtime=float(doc.get("Runtime", 0.0)),
                            error_code=int(doc.get("ErrorCode", 0)),
-                           error_details=doc.get("ErrorDetails", ""), user_data=doc.get("UserData"))
+                           error_details=doc.get("ErrorDetails", ""), user_data=doc.get("UserData"),
+                           error_payload=doc.get("ErrorPayload"))
         if doc.get("CompletionTime"):
             record.completion_time = _parse(doc["CompletionTime"])
         record.progress = job.progress()

@@ -50,7 +50,7 @@ class SetOfInstancesJob(Job):
                 self.handle_instance(instance)
             except OrthancError as e:
                 if not self.permissive:
-                    return StepResult.failure(e.code, e.details or "")
+                    return StepResult.failure(e.code, e.details or "", e.payload)
                 log.warning("%s job: instance %s failed (%s), going on (Permissive)", self.TYPE,
                             instance, e.details or e.description)
                 self.failed.append(instance)

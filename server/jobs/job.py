@@ -47,6 +47,8 @@ class StepResult:
     code: int = ErrorCode.SUCCESS
     details: str = ""
     retry_after: float = 0.0
+    #: The failure's ``ErrorPayload`` (Orthanc 1.12.10), shown in ``/jobs/{id}``.
+    payload: dict[str, Any] | None = None
 
     @staticmethod
     def next() -> StepResult:
@@ -57,8 +59,8 @@ class StepResult:
         return _SUCCESS
 
     @staticmethod
-    def failure(code: int, details: str = "") -> StepResult:
-        return StepResult("failure", code, details)
+    def failure(code: int, details: str = "", payload: dict[str, Any] | None = None) -> StepResult:
+        return StepResult("failure", code, details, payload=payload)
 
     @staticmethod
     def retry(after_seconds: float, code: int = ErrorCode.SUCCESS, details: str = "") -> StepResult:
@@ -126,6 +128,11 @@ class Job(ABC):
     def synchronous_answer(self) -> Any:
         """What a synchronous REST call answers when the job succeeds."""
         return self.content()
+
+    def error_payload(self) -> dict[str, Any] | None:
+        """The ``ErrorPayload`` a failed synchronous call answers, preferred to its failed
+        step's (Orthanc's ``IJob::LookupErrorPayload``); None: the step's."""
+        return None
 
 
 #: How to rebuild one job type from :meth:`Job.serialize`'s output (its services bound).

@@ -420,14 +420,15 @@ def modification_job(services: ModificationServices, request: ModificationReques
 
 
 def modified_instance(services: ModificationServices, instance_id: str, modification: Modification,
-                      transcode: str | None = None) -> bytes:
-    """``POST /instances/{id}/modify|anonymize``: the modified file; nothing is stored."""
+                      transcode: str | None = None, lossy_quality: int | None = None) -> bytes:
+    """``POST /instances/{id}/modify|anonymize``: the modified file, transcoded with ``Transcode``
+    (at ``LossyQuality``, Orthanc 1.12.7); nothing is stored."""
     resource = services.index.lookup(instance_id, Level.INSTANCE)
     if resource is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
     try:
         return modify_file(services.store.read_dicom(resource), modification, services.default_encoding, transcode,
-                           Settings.from_config(services.config))
+                           Settings.from_config(services.config, lossy_quality))
     except CannotTranscode:
         raise OrthancError(ErrorCode.INTERNAL, f"Cannot transcode to transfer syntax: {transcode}") from None
 

@@ -22,9 +22,11 @@ from pynetdicom.sop_class import Verification, register_uid, uid_to_service_clas
 from pynetdicom.transport import ThreadedAssociationServer
 
 from server.dicom.encode import file_meta
+from server.dicom.main_tags import Level
 from server.dicom.parse import check_encoding
 from server.errors import OrthancError
 from server.net.modalities import normalized_modalities
+from server.net.move_originators import MOVE_ORIGINATORS
 from server.net.sop_classes import accepted_sop_classes
 from server.store import Origin, Store
 
@@ -328,7 +330,7 @@ class DicomServer:
         origin = Origin("DicomProtocol", remote_ip=ip, remote_aet=aet, called_aet=called_aet(event))
         data = received_file(event)
         try:
-            self.store.ingest(data, origin)
+            result = self.store.ingest(data, origin)
         except DimseStatusError as e:
             log.info("C-STORE from %s: %s", aet, e)
             return e.status
@@ -338,7 +340,17 @@ class DicomServer:
         except Exception:  # noqa: BLE001 - the association must get an answer
             log.exception("C-STORE from %s failed", aet)
             return STATUS_OUT_OF_RESOURCES
+        if result.status in ("Success", "AlreadyStored"):
+            _tell_move_originator(event.request, result.ids.get(Level.INSTANCE))
         return STATUS_SUCCESS
+
+
+def _tell_move_originator(request: Any, instance_id: str | None) -> None:
+    """A sub-operation of a C-MOVE this server asked for: the instance it received."""
+    originator = request.MoveOriginatorApplicationEntityTitle
+    message_id = request.MoveOriginatorMessageID
+    if originator and message_id is not None and instance_id:
+        MOVE_ORIGINATORS.received(str(originator), int(message_id), instance_id)
 
 
 

@@ -40,7 +40,7 @@ from pynetdicom.sop_class import (
 
 from server.dicom.main_tags import Level, Tag
 from server.dicom.transcode import DEFAULT_SETTINGS, CannotTranscode, Settings, transcode_dataset
-from server.errors import ErrorCode, OrthancError
+from server.errors import ErrorCode, OrthancError, dimse_payload
 from server.net.scp import DUL_POLL_SECONDS, received_file
 
 log = logging.getLogger("isengard.dicom")
@@ -70,9 +70,20 @@ class NetworkError(OrthancError):
     """A network failure; ``transient`` when trying again later may succeed."""
 
     def __init__(self, details: str, transient: bool = True,
-                 code: int = ErrorCode.NETWORK_PROTOCOL, http_status: int | None = None) -> None:
-        super().__init__(code, details, http_status)
+                 code: int = ErrorCode.NETWORK_PROTOCOL, http_status: int | None = None,
+                 payload: dict[str, Any] | None = None) -> None:
+        super().__init__(code, details, http_status, payload)
         self.transient = transient
+
+
+class DimseFailure(NetworkError):
+    """A DIMSE command answered with a failure ``status``: kept as the retrieve
+    jobs' ``DimseErrorStatus`` and given as the error's ``ErrorPayload`` (Orthanc 1.12.10)."""
+
+    def __init__(self, details: str, status: int, transient: bool = False,
+                 http_status: int | None = None) -> None:
+        super().__init__(details, transient, http_status=http_status, payload=dimse_payload(status))
+        self.dimse_status = status
 
 
 @dataclass(frozen=True)
@@ -271,14 +282,16 @@ def _find(remote: Remote, identifier: Dataset, model: str,
         raise _lost(remote, "C-FIND", assoc)
     if final != 0x0000:
         suffix = " (unable to process - invalid query ?)" if final == 0xC000 else ""
-        raise NetworkError(f'C-FIND SCU to AET "{remote.aet}" has failed with DIMSE status '
-                           f"0x{final:04X}{suffix}", transient=False,
+        raise DimseFailure(f'C-FIND SCU to AET "{remote.aet}" has failed with DIMSE status '
+                           f"0x{final:04X}{suffix}", final,
                            http_status=422 if final == 0xC000 else None)
     return answers
 
 
-def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, str]) -> None:
-    """C-MOVE of the resources that ``identifiers`` (tag -> value) name, to ``target_aet``."""
+def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, str],
+         progress: Callable[[SubOperations], None] | None = None, message_id: int = 1) -> None:
+    """C-MOVE of the resources that ``identifiers`` (tag -> value) name, to ``target_aet``, as
+    message ``message_id`` (the move originator its sub-operations name)."""
     identifier = Dataset()
     for tag, value in sorted(identifiers.items()):
         identifier.add(element(tag, value))
@@ -288,9 +301,10 @@ def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, s
     assoc = associate(remote, _query_contexts(move=True))
     final: int | None = None
     try:
-        for status, _ in assoc.send_c_move(identifier, target_aet, model):
+        for status, _ in assoc.send_c_move(identifier, target_aet, model, msg_id=message_id):
             if "Status" not in status:
                 break
+            _report(status, progress)
             if status.Status not in _PENDING:
                 final = int(status.Status)
     finally:
@@ -298,12 +312,11 @@ def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, s
     if final is None:
         raise _lost(remote, "C-MOVE", assoc)
     if final == 0xC000:
-        raise NetworkError(f'C-MOVE SCU to AET "{remote.aet}" has failed with DIMSE status '
-                           "0xC000 (unable to process - resource not found ?)",
-                           transient=False, http_status=422)
+        raise DimseFailure(f'C-MOVE SCU to AET "{remote.aet}" has failed with DIMSE status '
+                           "0xC000 (unable to process - resource not found ?)", final, http_status=422)
     if final != 0x0000:
-        raise NetworkError(f'C-MOVE SCU to AET "{remote.aet}" has failed with DIMSE status '
-                           f"0x{final:04X}", transient=False)
+        raise DimseFailure(f'C-MOVE SCU to AET "{remote.aet}" has failed with DIMSE status '
+                           f"0x{final:04X}", final)
 
 
 #: The storage SOP classes a C-GET proposes when the resources' own are unknown: Orthanc
@@ -328,22 +341,22 @@ class SubOperations:
         return (self.completed + self.failed + self.warning) / total if total else 0.0
 
 
-class DimseFailure(NetworkError):
-    """A C-GET answered with a failure status (kept as the job's ``DimseErrorStatus``)."""
-
-    def __init__(self, details: str, status: int) -> None:
-        super().__init__(details, transient=False)
-        self.status = status
+def _report(status: Dataset, progress: Callable[[SubOperations], None] | None) -> None:
+    """Hand the sub-operation counters of a C-MOVE or C-GET response to ``progress``."""
+    if progress is not None and "NumberOfRemainingSuboperations" in status:
+        progress(SubOperations(*(int(status.get(f"Number{k}Suboperations") or 0) for k in
+                                 ("OfRemaining", "OfCompleted", "OfFailed", "OfWarning"))))
 
 
 def get(remote: Remote, level: Level, query: dict[Tag, str], receive: Callable[[bytes], int],
         storage_classes: list[str] | None = None,
         progress: Callable[[SubOperations], None] | None = None) -> None:
-    """C-GET of ``query`` (its keys, QueryRetrieveLevel included) at ``level``: the modality sends
+    """C-GET of the resources that ``query`` (tag -> value) names at ``level``: the modality sends
     the instances over this association; ``receive`` gets each file and answers its C-STORE status."""
     identifier = Dataset()
     for tag, value in sorted(query.items()):
         identifier.add(element(tag, value))
+    identifier.QueryRetrieveLevel = QR_LEVEL[level]
     model = (PatientRootQueryRetrieveInformationModelGet if level is Level.PATIENT
              else StudyRootQueryRetrieveInformationModelGet)
     classes = (storage_classes or COMMON_STORAGE_CLASSES)[:MAX_CONTEXTS - 2]
@@ -363,9 +376,7 @@ def get(remote: Remote, level: Level, query: dict[Tag, str], receive: Callable[[
         for status, _ in assoc.send_c_get(identifier, model):
             if "Status" not in status:
                 break
-            if progress is not None and "NumberOfRemainingSuboperations" in status:
-                progress(SubOperations(*(int(status.get(f"Number{k}Suboperations") or 0) for k in
-                                         ("OfRemaining", "OfCompleted", "OfFailed", "OfWarning"))))
+            _report(status, progress)
             if status.Status not in _PENDING:
                 final = int(status.Status)
     finally:
@@ -478,8 +489,8 @@ class StoreConnection:
             self.close()
             raise lost
         if status.Status not in _STORED:
-            raise NetworkError(f'C-STORE SCU to AET "{self.remote.aet}" has failed with DIMSE status '
-                               f"0x{status.Status:04X}",
+            raise DimseFailure(f'C-STORE SCU to AET "{self.remote.aet}" has failed with DIMSE status '
+                               f"0x{status.Status:04X}", int(status.Status),
                                transient=0xA700 <= status.Status <= 0xA7FF)
         return item
 

@@ -30,9 +30,10 @@ from server.dicom.charset import specific_character_set
 from server.dicom.main_tags import BY_LEVEL, IDENTIFIER, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_tag
-from server.jobs.get_scu import SOP_CLASSES_IN_STUDY, DicomGetScuJob, GetRequest, level_query
-from server.jobs.move_scu import MOVE_KEYS, DicomMoveScuJob, retrieve_item
+from server.jobs.get_scu import SOP_CLASSES_IN_STUDY, DicomGetScuJob
+from server.jobs.move_scu import DicomMoveScuJob
 from server.jobs.peer_store import OrthancPeerStoreJob
+from server.jobs.retrieve_scu import RetrieveRequest, level_query, retrieve_item
 from server.jobs.store_scu import DicomModalityStoreJob
 from server.net import scu
 from server.net.modalities import find_by_aet, normalize_modality, peer_settings
@@ -350,12 +351,21 @@ class NetworkService:
                                    compress=compress, transcode=transcode, description=description,
                                    permissive=permissive, parent_resources=parent_resources)
 
-    def get_job(self, modality_name: str, request: GetRequest) -> Job:
+    def get_job(self, modality_name: str, request: RetrieveRequest) -> Job:
         """A DicomGetScu job (``/modalities/{id}/get``), not yet submitted: one C-GET per
         resource, the received instances stored here."""
         queries = [level_query(request.level, resource) for resource in request.resources]
         return DicomGetScuJob(self.send, self.modality(modality_name), queries, local_aet=request.local_aet,
                               timeout=request.timeout, permissive=request.permissive)
+
+    def move_job(self, modality_name: str, request: RetrieveRequest) -> Job:
+        """A DicomMoveScu job (``/modalities/{id}/move``), not yet submitted: one C-MOVE per
+        resource, to ``TargetAet``, by default this server (``DicomAet``)."""
+        queries = [level_query(request.level, resource) for resource in request.resources]
+        target = request.target_aet or self.services.config["DicomAet"]
+        return DicomMoveScuJob(self.services.config, self.modality(modality_name), target, queries,
+                               local_aet=request.local_aet, timeout=request.timeout,
+                               permissive=request.permissive)
 
     def send_instance_to_modality(self, instance_id: str, modality_name: str,
                                   local_aet: str | None = None) -> None:
@@ -396,14 +406,6 @@ class NetworkService:
         finally:
             connection.close()
         return {"SOPClassUID": sent.sop_class, "SOPInstanceUID": sent.sop_instance}
-
-    def move(self, name: str, level: Level, resources: list[dict[Tag, str]], target_aet: str | None,
-             local_aet: str | None = None, timeout: float | None = None) -> None:
-        """``/modalities/{id}/move``: one C-MOVE per resource, with the identifiers of ``level``."""
-        remote = self.remote(name, local_aet, timeout)
-        for resource in resources:
-            keys = {t: resource[t] for t in MOVE_KEYS[level] if t in resource}
-            scu.move(remote, target_aet or self.services.config["DicomAet"], level, keys)
 
     def find(self, remote: scu.Remote, level: Level, query: dict[Tag, str],
              normalize: bool = True) -> list[Dataset]:

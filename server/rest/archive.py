@@ -167,7 +167,8 @@ class ResourceArchiveHandler(_ArchiveHandler):
         media = kind == "media"
         transcode = self.get_argument("transcode", None)
         request = ArchiveRequest((public_id,), media, None if transcode is None else parse_transcode(transcode),
-                                 media and "extended" in self.request.arguments)
+                                 media and "extended" in self.request.arguments,
+                                 lossy_quality=None if transcode is None else self.lossy_quality_argument())
         await self.produce(request, JobOptions(), self.filename_argument(f"{public_id}.zip"))
 
     async def post(self, level: str, public_id: str, kind: str) -> None:
@@ -178,7 +179,20 @@ class ResourceArchiveHandler(_ArchiveHandler):
 
 
 class CreateArchiveHandler(_ArchiveHandler):
-    """``POST /tools/create-archive|create-media|create-media-extended`` of a list of resources."""
+    """``/tools/create-archive|create-media|create-media-extended`` of a list of resources: a
+    JSON body (POST), or (GET, Orthanc 1.12.2) ``resources`` (comma-separated identifiers),
+    ``transcode``, ``lossy-quality`` and ``filename``, synchronously."""
+
+    async def get(self, kind: str) -> None:
+        listed = self.get_argument("resources", None)
+        if listed is None:
+            raise OrthancError(ErrorCode.BAD_REQUEST, "Missing resources argument")
+        transcode = self.get_argument("transcode", None)
+        request = ArchiveRequest(tuple(sorted(set(listed.split(",")))), kind != "archive",
+                                 None if transcode is None else parse_transcode(transcode),
+                                 kind == "media-extended",
+                                 lossy_quality=None if transcode is None else self.lossy_quality_argument())
+        await self.produce(request, JobOptions(), self.filename_argument(TOOLS_FILENAME))
 
     async def post(self, kind: str) -> None:
         body = self.json_body(OrthancError(ErrorCode.BAD_FILE_FORMAT,

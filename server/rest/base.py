@@ -496,6 +496,17 @@ class OrthancHandler(tornado.web.RequestHandler):
         as given (an empty one included), or ``default``."""
         return self.get_argument("filename", default, strip=False)
 
+    def lossy_quality_argument(self) -> int | None:
+        """``lossy-quality`` (Orthanc 1.12.7, wherever ``transcode`` is a GET argument), parsed as
+        Orthanc's unsigned GET arguments (an empty value counts as 1) and clamped to 1..100."""
+        value = self.get_argument("lossy-quality", None)
+        if value is None:
+            return None
+        if value and not (value.isascii() and value.isdigit()):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
+                               f'Expected a Unsigned Int for GET argument "lossy-quality", found: {value}')
+        return min(100, max(1, int(value or 1)))
+
     # -- errors ----------------------------------------------------------------------
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
@@ -522,7 +533,7 @@ class OrthancHandler(tornado.web.RequestHandler):
             self._empty(403)
             self.finish()
         elif isinstance(exc, OrthancError):
-            self._error_body(exc.code, exc.status, exc.details)
+            self._error_body(exc.code, exc.status, exc.details, exc.payload)
         elif isinstance(exc, tornado.web.HTTPError):
             self._http_error(exc.status_code)
         elif isinstance(exc, RecursionError):
@@ -541,8 +552,10 @@ class OrthancHandler(tornado.web.RequestHandler):
             self._empty(status)
             self.finish()
 
-    def _error_body(self, code: int, status: int, details: str | None) -> None:
-        """Orthanc's error document (status-only when HttpDescribeErrors is false)."""
+    def _error_body(self, code: int, status: int, details: str | None,
+                    payload: dict[str, Any] | None = None) -> None:
+        """Orthanc's error document (status-only when HttpDescribeErrors is false), with the
+        error's ``ErrorPayload`` when it has one (Orthanc 1.12.10)."""
         self.set_status(status)
         if status == 401:
             self.set_header("WWW-Authenticate", 'Basic realm="Orthanc Secure Area"')
@@ -560,6 +573,8 @@ class OrthancHandler(tornado.web.RequestHandler):
         }
         if details:
             body["Details"] = details
+        if payload is not None:
+            body["ErrorPayload"] = payload
         self.set_header("Content-Type", "application/json")
         self.set_header("X-Content-Type-Options", "nosniff")
         lines = ",\n".join(f"\t{json.dumps(k)} : {json.dumps(v, ensure_ascii=False)}"

@@ -43,7 +43,8 @@ async def submit_job(handler: OrthancHandler, job: Job, options: JobOptions) -> 
         return
     record = await engine.wait(job_id)
     if record.state is not JobState.SUCCESS:
-        raise OrthancError(record.error_code, record.error_details or None)
+        payload = await handler.run(record.job.error_payload) or record.error_payload
+        raise OrthancError(record.error_code, record.error_details or None, payload=payload)
     handler.answer_json(await handler.run(record.job.synchronous_answer))
 
 

@@ -164,17 +164,14 @@ class QueryHandler(OrthancHandler):
 
 
 class MoveHandler(OrthancHandler):
-    """``/modalities/{id}/move``: synchronous C-MOVE, as in Orthanc 1.10.1 (no job)."""
+    """``/modalities/{id}/move`` (Orthanc 1.11.1): a DicomMoveScu job, synchronous by default."""
 
     network: NetworkService
 
     async def post(self, name: str) -> None:
-        request = requests.move_request(self.request.body or b"{}")
-        network = self.network
-        network.modality(name)
-        await self.run(network.move, name, request.level, list(request.resources), request.target_aet,
-                       request.local_aet, request.timeout)
-        self.answer_json({})
+        request, options = requests.retrieve_request(self.request.body or b"{}")
+        job = self.network.move_job(name, request)
+        await submit_job(self, job, options)
 
 
 class GetHandler(OrthancHandler):
@@ -183,7 +180,7 @@ class GetHandler(OrthancHandler):
     network: NetworkService
 
     async def post(self, name: str) -> None:
-        request, options = requests.get_request(self.request.body or b"{}")
+        request, options = requests.retrieve_request(self.request.body or b"{}")
         job = self.network.get_job(name, request)
         await submit_job(self, job, options)
 

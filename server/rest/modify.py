@@ -51,9 +51,11 @@ class InstanceHandler(_ModificationHandler):
     modification: ModificationServices
 
     async def post(self, instance_id: str, action: str) -> None:
-        modification, transcode = await self.run(requests.instance_modification, self.body(),
+        body = self.body()
+        modification, transcode = await self.run(requests.instance_modification, body,
                                                  action == "anonymize", self.creator(), self.patient_name)
-        data = await self.run(modified_instance, self.modification, instance_id, modification, transcode)
+        quality = requests.lossy_quality_field(body) if transcode is not None else None
+        data = await self.run(modified_instance, self.modification, instance_id, modification, transcode, quality)
         self.answer_bytes(data, "application/dicom")
 
 

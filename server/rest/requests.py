@@ -36,10 +36,9 @@ from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_tag as parse_query_tag
 from server.jobs.archive import ArchiveRequest
-from server.jobs.get_scu import GetRequest
 from server.jobs.modification import ModificationRequest
-from server.jobs.move_scu import MoveRequest
 from server.jobs.peer_store import PeerStoreRequest
+from server.jobs.retrieve_scu import RetrieveRequest
 from server.jobs.split_merge import MergeRequest, SplitRequest, split_tag
 from server.jobs.store_scu import ModalityStoreRequest
 from server.net.storage_commitment import CommitmentRequest
@@ -67,6 +66,17 @@ def integer_field(body: dict[str, Any], key: str, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Integer value expected in field: {key}")
     return value
+
+
+def lossy_quality_field(body: dict[str, Any]) -> int | None:
+    """``LossyQuality`` (Orthanc 1.12.7): Orthanc's ``ReadUnsignedInteger``, clamped to
+    libjpeg's 1..100; None when absent (``DicomLossyTranscodingQuality`` then)."""
+    if "LossyQuality" not in body:
+        return None
+    value = body["LossyQuality"]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Unsigned integer value expected in field: LossyQuality")
+    return min(100, max(1, value))
 
 
 def strings_field(body: dict[str, Any], key: str) -> list[str]:
@@ -313,7 +323,8 @@ def archive_request(body: Any, resources: list[str], media: bool, extended: bool
         extended = value if media else extended
     filename = body.get("Filename")
     return ArchiveRequest(tuple(resources), media, transcode, extended,
-                          download_filename(filename) if isinstance(filename, str) else None)
+                          download_filename(filename) if isinstance(filename, str) else None,
+                          lossy_quality_field(body) if transcode is not None else None)
 
 
 
@@ -458,29 +469,20 @@ def query_tags(query: Any, field: str = "Query") -> dict[Tag, str]:
     return result
 
 
-def move_request(raw: bytes) -> MoveRequest:
-    """``/modalities/{id}/move`` (synchronous in Orthanc 1.10.1)."""
-    message = "Must provide a JSON body containing fields Resources and Level"
-    body = json_object(raw, OrthancError(ErrorCode.BAD_FILE_FORMAT, message))
-    if not isinstance(body.get("Resources"), list) or not isinstance(body.get("Level"), str):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, message)
-    level = parse_level(body["Level"])
-    resources = tuple(query_tags(r, "Resources") for r in body["Resources"])
-    return MoveRequest(level, resources, typed_option(body, "TargetAet", str), typed_option(body, "LocalAet", str),
-                       timeout_field(body))
-
-
-def get_request(raw: bytes) -> tuple[GetRequest, JobOptions]:
-    """``/modalities/{id}/get`` (Orthanc 1.12.6's ``ParseMoveGetJob``): ``Resources`` and ``Level``
-    required, ``LocalAet``, ``Timeout``, ``Permissive`` and the job options."""
+def retrieve_request(raw: bytes) -> tuple[RetrieveRequest, JobOptions]:
+    """``/modalities/{id}/move`` (a job since Orthanc 1.11.1) and ``/modalities/{id}/get``
+    (Orthanc 1.12.6), Orthanc's ``ParseMoveGetJob``: ``Resources`` and ``Level`` required,
+    ``LocalAet``, ``Timeout``, ``Permissive``, ``TargetAet`` (C-MOVE) and the job options,
+    synchronous by default."""
     message = "Must provide a JSON body containing fields Resources and Level"
     body = json_object(raw, OrthancError(ErrorCode.BAD_FILE_FORMAT, message))
     if not isinstance(body.get("Resources"), list) or not isinstance(body.get("Level"), str):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, message)
     level = parse_level(body["Level"])
     resources = tuple(query_tags(r, "Resources elements") for r in body["Resources"])
-    request = GetRequest(level, resources, typed_option(body, "LocalAet", str) or None, timeout_field(body),
-                         boolean_field(body, "Permissive", False))
+    request = RetrieveRequest(level, resources, typed_option(body, "LocalAet", str) or None, timeout_field(body),
+                              boolean_field(body, "Permissive", False),
+                              typed_option(body, "TargetAet", str) or None)
     return request, job_options(body)
 
 

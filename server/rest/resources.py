@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import tempfile
@@ -278,7 +277,7 @@ class InstanceFileHandler(OrthancHandler):
         resource = await self.resource(Level.INSTANCE, public_id)
         if "transcode" in self.request.arguments:
             target = parse_transcode(self.get_argument("transcode", ""))
-            data = await self.run(self._transcoded, resource, target, self._lossy_quality())
+            data = await self.run(self._transcoded, resource, target, self.lossy_quality_argument())
             self.answer_bytes(data, "application/dicom", self.filename_argument(f"{public_id}.dcm"))
             return
         data = await self.run(self.store.read_dicom, resource)
@@ -286,22 +285,8 @@ class InstanceFileHandler(OrthancHandler):
         self.answer_bytes(data, "application/dicom",
                           self.filename_argument(f"{attachments[ATTACHMENT_DICOM].uuid}.dcm"))
 
-    def _lossy_quality(self) -> int | None:
-        """``lossy-quality`` (Orthanc 1.12.7), parsed as Orthanc's unsigned GET arguments (an
-        empty value counts as 1) and clamped to libjpeg's 1..100."""
-        value = self.get_argument("lossy-quality", None)
-        if value is None:
-            return None
-        if value and not (value.isascii() and value.isdigit()):
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE,
-                               f'Expected a Unsigned Int for GET argument "lossy-quality", found: {value}')
-        return min(100, max(1, int(value or 1)))
-
     def _transcoded(self, resource: Resource, target: str, quality: int | None) -> bytes:
-        settings = Settings.from_config(self.config)
-        if quality is not None:
-            settings = dataclasses.replace(settings, quality=quality)
-        return transcode_file(self.store.read_dicom(resource), target, settings)
+        return transcode_file(self.store.read_dicom(resource), target, Settings.from_config(self.config, quality))
 
 
 class InstanceTagsHandler(OrthancHandler):
