@@ -36,6 +36,7 @@ from server.jobs.modification import ModificationServices
 from server.jobs.registry import JobServices, job_registry
 from server.jobs.storage_commitment_scp import StorageCommitmentScpJob
 from server.jobs.store_scu import SendServices
+from server.key_values import KeyValueStores
 from server.metrics import LogCounter, Metrics
 from server.net.query_retrieve import DicomServices
 from server.net.scp import DicomServer
@@ -163,7 +164,8 @@ class Server:
         self.inprocess = InProcessRest(self._application)
         scripting = ScriptingServices(config, self.bus, self.index, self.store, self.finder, self.metrics,
                                       self.metadata_names, self.network, self.commitment,
-                                      self.modification_services, self.inprocess, self.http_port, self._encoding)
+                                      self.modification_services, self.inprocess, self.http_port, self._encoding,
+                                      self.stability, KeyValueStores(self.index))
         self.lua = LuaScripting(scripting)
         self.python: PythonScripting | None = load_script(scripting)
         if self.python is not None:  # RegisterStorageArea

@@ -13,7 +13,7 @@ interventions:
   operation that happened is not undone.
 * **Interventions** (:class:`Intervention`, :class:`Interventions`): a hook point
   asks whether a request may go on, or how (an HTTP request, a received instance,
-  a C-FIND query).  Handlers are installed in order (Lua's, then the Python
+  a C-FIND query, an instance about to be sent by C-STORE).  Handlers are installed in order (Lua's, then the Python
   script's, as Orthanc asks Lua before its plugins); each may refuse or rewrite,
   and an error raised by one reaches the hook point, which refuses the request.
 
@@ -32,6 +32,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from server.dicom.main_tags import Level
     from server.dicom.parse import ParsedInstance
     from server.store import Origin
@@ -139,6 +141,10 @@ class Intervention(Enum):
     STORE_INSTANCE = "ReceivedInstanceFilter"
     #: ``(query, origin) -> query``: the C-FIND query to run (``gggg,eeee`` keys, string values).
     FIND_REQUEST = "IncomingFindRequestFilter"
+    #: ``(dataset, destination) -> bool``: False skips the C-STORE of that instance to a modality
+    #: (a store job, Lua's ``SendToModality``, a C-MOVE); ``destination`` has ``RemoteAet`` and
+    #: ``RemoteIp``.  An error fails that sub-operation.
+    OUTGOING_STORE = "OutgoingCStoreInstanceFilter"
 
 
 #: Takes the request's handler (a ``server.rest.base.OrthancHandler``: the bus does not import
@@ -147,6 +153,7 @@ HttpRequestFilter = Callable[[Any], Awaitable[bool]]
 InstanceReceiver = Callable[[bytes, "Origin"], "bytes | None"]
 InstanceFilter = Callable[["ParsedInstance", "Origin"], bool]
 FindFilter = Callable[[dict[str, str], dict[str, str]], dict[str, str]]
+OutgoingFilter = Callable[["Dataset", dict[str, str]], bool]
 
 H = TypeVar("H")
 
@@ -178,6 +185,7 @@ class Interventions:
         self.received_instance: Hook[InstanceReceiver] = Hook(Intervention.RECEIVED_INSTANCE)
         self.store_instance: Hook[InstanceFilter] = Hook(Intervention.STORE_INSTANCE)
         self.find_request: Hook[FindFilter] = Hook(Intervention.FIND_REQUEST)
+        self.outgoing_store: Hook[OutgoingFilter] = Hook(Intervention.OUTGOING_STORE)
 
 
 # -- the bus ---------------------------------------------------------------------------

@@ -3,7 +3,8 @@ has arrived for it during ``StableAge`` seconds.
 
 As in Orthanc, the set of unstable resources lives in memory only: after a restart
 every resource is stable.  Reaching stability logs a Stable* change and publishes
-a ``stable`` event (Lua ``OnStable*``, Python ``STABLE_*``).
+a ``stable`` event (Lua ``OnStable*``, Python ``STABLE_*``).  Scripts may force the
+status either way (:meth:`StabilityMonitor.set_stable_status`, Orthanc 1.12.9).
 """
 
 from __future__ import annotations
@@ -43,6 +44,28 @@ class StabilityMonitor:
         with self._lock:
             return public_id not in self._deadlines
 
+    def set_stable_status(self, public_id: str, stable: bool) -> bool | None:
+        """Lua's ``SetStableStatus`` and ``orthanc.SetStableStatus``: whether the status changed,
+        None for an unknown resource.
+
+        Making an unstable resource stable reaches stability now (the change, the event);
+        a stable one is left alone.  Making a resource unstable restarts its ``StableAge``
+        period whatever its status.  An instance has no stability: nothing changes.
+        """
+        resource = self.index.lookup(public_id)
+        if resource is None:
+            return None
+        if resource.level == Level.INSTANCE:
+            return False
+        with self._lock:
+            changed = (public_id in self._deadlines) == stable
+            self._deadlines.pop(public_id, None)
+            if not stable:
+                self._deadlines[public_id] = (resource.level, time.monotonic() + self.stable_age)
+        if stable and changed:
+            self._become_stable(public_id, resource.level)
+        return changed
+
     def _on_stored(self, event: events.InstanceStored) -> None:
         if event.status != "Success":
             return
@@ -70,8 +93,12 @@ class StabilityMonitor:
                     due.append((public_id, level))
                     del self._deadlines[public_id]
         for public_id, level in due:
-            resource = self.index.lookup(public_id)
-            if resource is None:
-                continue
-            self.index.log_change(_CHANGE[level], resource.internal_id)
-            self.bus.publish(events.ResourceEvent(events.Kind.STABLE, level, public_id))
+            self._become_stable(public_id, level)
+
+    def _become_stable(self, public_id: str, level: Level) -> None:
+        """Outside the lock: listeners may store instances, which takes it."""
+        resource = self.index.lookup(public_id)
+        if resource is None:
+            return
+        self.index.log_change(_CHANGE[level], resource.internal_id)
+        self.bus.publish(events.ResourceEvent(events.Kind.STABLE, level, public_id))

@@ -42,7 +42,11 @@ names = {{name: describe(getattr(orthanc, name)) for name in dir(orthanc) if not
 open({target!r}, "w").write(json.dumps(names))
 """
 #: Names Isengard adds to orthanc-python 4.0: newer plugin features Isengard has.
-NEWER = {"DicomConnection", "RegisterStorageCommitmentScpCallback", "RegisterStorageCommitmentScpCallback2"}
+NEWER = {"DicomConnection", "RegisterStorageCommitmentScpCallback", "RegisterStorageCommitmentScpCallback2",
+         # orthanc-python 6.0/7.0's database functions
+         "StoreKeyValue", "GetKeyValue", "DeleteKeyValue", "CreateKeysValuesIterator", "KeysValuesIterator",
+         "EnqueueValue", "DequeueValue", "ReserveQueueValue", "AcknowledgeQueueValue", "GetQueueSize",
+         "QueueOrigin", "SetStableStatus", "StableStatus"}
 
 
 def _real_required() -> None:

@@ -20,7 +20,7 @@ from server.dicom.transcode import Settings
 from server.errors import ErrorCode, OrthancError
 from server.jobs.instances import SetOfInstancesJob
 from server.jobs.job import StepResult, StopReason
-from server.net.scu import NetworkError, Remote, StoreConnection
+from server.net.scu import NetworkError, Outgoing, Remote, StoreConnection, outgoing_accepted
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -149,8 +149,12 @@ class DicomModalityStoreJob(RetryingInstancesJob):
             self._connection = StoreConnection(self.remote, bool(self.services.config["TranscodeDicomProtocol"]),
                                                Settings.from_config(self.services.config))
         log.info('Sending instance %s to modality "%s"', instance.public_id, self.remote.aet)
-        sent = self._connection.store(self.services.store.read_dicom(instance), self.move_originator_aet,
-                                      self.move_originator_id)
+        item = Outgoing.parse(self.services.store.read_dicom(instance))
+        if not outgoing_accepted(self.services.store.interventions.outgoing_store, item.dataset,
+                                 self.remote.aet, self.remote.host):
+            log.info("Instance %s filtered out by OutgoingCStoreInstanceFilter", instance.public_id)
+            return
+        sent = self._connection.store(item, self.move_originator_aet, self.move_originator_id)
         if self.storage_commitment:
             self.committed.append((sent.sop_class, sent.sop_instance))
 

@@ -59,7 +59,7 @@ from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, Finder, database_limit, make_constraint, parse_tag, vr_of
 from server.net.scp import called_aet
-from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, tune
+from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, outgoing_accepted, tune
 from server.storage.index import Metadata, Resource
 
 if TYPE_CHECKING:
@@ -469,8 +469,11 @@ class QueryRetrieveScp:
         yield (*address, {"contexts": store_contexts(self.services, instances),
                           "evt_handlers": [(evt.EVT_CONN_OPEN, tune)]})
         yield len(instances)
+        filters = self.services.store.interventions.outgoing_store
         for instance in instances:
-            yield PENDING, _dataset_of(self.services, instance)
+            dataset = _dataset_of(self.services, instance)
+            if outgoing_accepted(filters, dataset, modality["AET"], modality["Host"]):
+                yield PENDING, dataset
 
     # -- C-GET -------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
@@ -448,6 +448,15 @@ class Outgoing:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                                "Unable to find the SOP class and instance")
         return cls(ds, sop_class, sop_instance, str(meta.TransferSyntaxUID))
+
+
+def outgoing_accepted(filters: Iterable[Callable[[Dataset, dict[str, str]], bool]], dataset: Dataset,
+                      aet: str, host: str) -> bool:
+    """Orthanc's ``OutgoingCStoreInstanceFilter`` hook point, before each C-STORE of Orthanc's
+    own (a store job, Lua's ``SendToModality``, a C-MOVE sub-operation; not ``store-straight``
+    nor C-GET): whether every filter lets the instance go to that modality."""
+    destination = {"RemoteIp": host, "RemoteAet": aet}
+    return all(accepts(dataset, destination) for accepts in filters)
 
 
 class StoreConnection:

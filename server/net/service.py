@@ -210,7 +210,7 @@ class _LingeringConnections:
         self._reaper: threading.Thread | None = None
         self._stopping = threading.Event()
 
-    def send(self, remote: scu.Remote, data: bytes, transcode: bool) -> None:
+    def send(self, remote: scu.Remote, data: bytes | scu.Outgoing, transcode: bool) -> None:
         key = (remote.aet, remote.local_aet)
         with self._lock:
             connection, _ = self._open.pop(key, (None, 0.0))
@@ -369,12 +369,16 @@ class NetworkService:
 
     def send_instance_to_modality(self, instance_id: str, modality_name: str,
                                   local_aet: str | None = None) -> None:
-        """C-STORE one instance now, on an association kept open ``DicomAssociationCloseDelay`` s."""
+        """C-STORE one instance now, on an association kept open ``DicomAssociationCloseDelay`` s
+        (unless an ``OutgoingCStoreInstanceFilter`` skips it)."""
         instance = self.services.index.lookup(instance_id, Level.INSTANCE)
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        self._lingering.send(self.remote(modality_name, local_aet), self.services.store.read_dicom(instance),
-                             bool(self.services.config["TranscodeDicomProtocol"]))
+        remote = self.remote(modality_name, local_aet)
+        item = scu.Outgoing.parse(self.services.store.read_dicom(instance))
+        if scu.outgoing_accepted(self.services.store.interventions.outgoing_store, item.dataset,
+                                 remote.aet, remote.host):
+            self._lingering.send(remote, item, bool(self.services.config["TranscodeDicomProtocol"]))
 
     def send_instance_to_peer(self, instance_id: str, peer_name: str) -> None:
         """``POST /instances`` of one instance to a peer, now."""

@@ -32,8 +32,8 @@ class SystemHandler(OrthancHandler):
         self.answer_json({
             "ApiVersion": ORTHANC_API_VERSION,
             "Capabilities": {"HasExtendedChanges": True, "HasExtendedFind": True,
-                             "HasKeyValueStores": False, "HasQueues": False,
-                             "HasReserveQueueValue": False},
+                             "HasKeyValueStores": True, "HasQueues": True,
+                             "HasReserveQueueValue": True},
             "CheckRevisions": config["CheckRevisions"],
             "DatabaseBackendPlugin": None,
             "DatabaseVersion": SCHEMA_VERSION,

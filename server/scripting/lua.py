@@ -4,7 +4,7 @@ Two Lua states, as in Orthanc, both loaded with the same scripts: the *main*
 state (event callbacks, ``IncomingHttpRequestFilter``,
 ``IncomingFindRequestFilter``, ``Initialize``/``Finalize``,
 ``/tools/execute-script``) and the *filter* state (``ReceivedInstanceFilter``,
-``ReceivedCStoreInstanceFilter``), so that a slow event callback never holds up
+``ReceivedCStoreInstanceFilter``, ``OutgoingCStoreInstanceFilter``), so that a slow event callback never holds up
 the judgement of incoming instances.  Globals are not shared between them.
 
 Ordering guarantees of the callbacks
@@ -27,8 +27,9 @@ Ordering guarantees of the callbacks
   callback that stores instances cannot block on its own queue), and the
   event loop thread, which never blocks.
 * Filters (``ReceivedInstanceFilter``, ``ReceivedCStoreInstanceFilter``,
-  ``IncomingHttpRequestFilter``, ``IncomingFindRequestFilter``) run
-  synchronously, before the request goes on.
+  ``IncomingHttpRequestFilter``, ``IncomingFindRequestFilter``,
+  ``OutgoingCStoreInstanceFilter``) run synchronously, before the request (or
+  the C-STORE) goes on.
 * A Lua error or a timeout in an event callback is logged with the script's
   file and line, and the event is dropped; in a filter it refuses the request
   (500 "Cannot execute a Lua command" over HTTP, 0xA700 over DICOM), as Orthanc.
@@ -43,6 +44,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from pydicom.dataset import Dataset
+
 from server.delivery import DeliveryQueue
 from server.dicom import json_format
 from server.dicom.main_tags import Level
@@ -54,6 +57,7 @@ from server.resources import main_tags_json
 from server.rest.inprocess import ContextExecutor
 from server.scripting.lua_api import LuaApi, LuaServices
 from server.scripting.lua_commitment import LuaCommitmentProvider
+from server.scripting.lua_database import LuaDatabase
 from server.scripting.lua_http import HttpSettings
 from server.scripting.lua_runtime import CALL_HEADER, LuaScriptError, LuaState, in_lua_context, join_call
 from server.store import Origin
@@ -72,7 +76,8 @@ MAIN_CALLBACKS = [
     *(f"OnDeleted{level.title}" for level in Level),
     *(f"OnUpdated{level.title}" for level in Level),
 ]
-FILTER_CALLBACKS = ["ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter"]
+RECEIVED_FILTERS = ["ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter"]
+FILTER_CALLBACKS = [*RECEIVED_FILTERS, "OutgoingCStoreInstanceFilter"]
 _JOB_CALLBACKS = {Kind.JOB_SUBMITTED: "OnJobSubmitted", Kind.JOB_SUCCESS: "OnJobSuccess",
                   Kind.JOB_FAILURE: "OnJobFailure"}
 _CHANGE_CALLBACKS = {Kind.DELETED: "Deleted", Kind.UPDATED: "Updated"}
@@ -143,7 +148,8 @@ class LuaScripting:
             http=HttpSettings(float(config["HttpTimeout"]), config["HttpProxy"],
                               bool(config["HttpsVerifyPeers"]), config["HttpsCACertificates"]),
             http_port=self.services.http_port, executor=self._http_pool, network=self.services.network,
-            modification=self.services.modification)
+            modification=self.services.modification,
+            database=LuaDatabase(self.services.key_values, self.services.stability))
         max_memory = int(config["LuaMemoryLimitMB"]) * 2 ** 20 or None
         self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions(),
                              max_memory)
@@ -152,8 +158,10 @@ class LuaScripting:
         self._subscribe()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
         interventions = self.services.bus.interventions
-        if self._filters:
+        if self._filters.intersection(RECEIVED_FILTERS):
             interventions.store_instance.install(self._accepts_instance)
+        if "OutgoingCStoreInstanceFilter" in self._filters:
+            interventions.outgoing_store.install(self._accepts_outgoing)
         interventions.find_request.install(self.filter_find_request)
         if self.scripts:
             self.services.commitment.providers.append(LuaCommitmentProvider(self))
@@ -364,6 +372,17 @@ class LuaScripting:
         except LuaScriptError as error:
             log.error("Error in the Lua callback while receiving an instance: %s", error.message)
             raise OrthancError(error.code, error.message) from None
+
+    def _accepts_outgoing(self, dataset: Dataset, destination: dict[str, str]) -> bool:
+        """``OutgoingCStoreInstanceFilter(tags, destination)`` (Orthanc 1.12.11), before a C-STORE of
+        ours: false skips the instance.  A Lua error or a non-boolean fails the sub-operation."""
+        tags = json_format.tags_simplified(dataset, self.services.default_encoding)
+        try:
+            defined, accepted = self.filter.call("OutgoingCStoreInstanceFilter", tags, destination)
+        except LuaScriptError as error:
+            log.error("Error in the Lua callback while sending an instance: %s", error.message)
+            raise OrthancError(error.code, error.message) from None
+        return not defined or _predicate(accepted)
 
 
 def _predicate(value: Any) -> bool:

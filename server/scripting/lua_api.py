@@ -28,6 +28,7 @@ from server.jobs.modification import ModificationServices, modify_and_store
 from server.rest.inprocess import Answer, InProcessRest
 from server.rest.python_routes import SKIP_SCRIPT_ROUTES
 from server.rest.requests import modify_request
+from server.scripting.lua_database import LuaDatabase
 from server.scripting.lua_http import HttpFailure, HttpSettings, LuaHttpClient
 from server.scripting.lua_json import dump, text
 from server.scripting.lua_runtime import CALL_HEADER, LuaState, Waiter
@@ -51,6 +52,7 @@ class LuaServices:
     executor: Executor                 # runs outgoing HTTP requests while Lua waits
     network: NetworkService            # SendToModality, SendToPeer
     modification: ModificationServices  # ModifyInstance
+    database: LuaDatabase              # SetStableStatus, StoreKeyValue...
 
 
 def _safe(state: LuaState, name: str, function: Callable[..., Result]) -> Callable[..., Result]:
@@ -86,6 +88,7 @@ class LuaApi:
             "DumpJson": self.dump_json, "GetOrthancConfiguration": self.get_orthanc_configuration,
             "Delete": self.delete, "SendToModality": self.send_to_modality,
             "SendToPeer": self.send_to_peer, "ModifyInstance": self.modify_instance,
+            **self.services.database.functions(),
         }
         return {name: _safe(self.state, name, function) for name, function in table.items()}
 

@@ -42,6 +42,7 @@ from server.dicom.main_tags import Level, parse_level
 from server.dicom.parse import ParsedInstance
 from server.errors import ErrorCode, OrthancError
 from server.find import make_constraint
+from server.key_values import KeyValueStores
 from server.net.modalities import peer_settings
 from server.net.scp import DimseStatusError
 from server.net.worklists import DicomHooks, FindAnswers, HierarchicalMatcher
@@ -209,6 +210,13 @@ class PythonScripting:
         if not found:
             raise orthanc_exception(ErrorCode.INTERNAL)
         return found[0].public_id
+
+    @property
+    def key_values(self) -> KeyValueStores:
+        return self.services.key_values
+
+    def set_stable_status(self, resource_id: str, stable: bool) -> bool | None:
+        return self.services.stability.set_stable_status(resource_id, stable)
 
     def get_global_property(self, key: int) -> str | None:
         return self.services.index.get_property(key)

@@ -25,6 +25,7 @@ from server.dicom.parse import read_dataset
 from server.dicom.transcode import transcode_file
 from server.errors import DESCRIPTIONS, OrthancError
 from server.scripting import python_dicom, python_images
+from server.scripting.python_database import DatabaseFunctions, KeysValuesIterator
 from server.scripting.python_dicom import FindAnswers, FindMatcher, FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, enumeration_class
 from server.scripting.python_images import Image
@@ -381,7 +382,7 @@ for _class in (Job, StorageArea, DicomWebNode, ServerChunkedRequestReader):
     _class.__module__ = "orthanc"
 
 
-class _Functions(ToolboxFunctions):
+class _Functions(ToolboxFunctions, DatabaseFunctions):
     """The module-level functions, bound to one :class:`Host`."""
 
     def __init__(self, host: Host) -> None:
@@ -579,7 +580,8 @@ FUNCTIONS = sorted(name for name in dir(_Functions) if not name.startswith("_"))
 #: The classes of the module (besides the enumerations).
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     OrthancException, DicomInstance, DicomConnection, RestOutput, Peers, Image, FindMatcher, FindQuery,
-    FindAnswers, WorklistQuery, WorklistAnswers, Job, StorageArea, DicomWebNode, ServerChunkedRequestReader)}
+    FindAnswers, WorklistQuery, WorklistAnswers, Job, StorageArea, DicomWebNode, ServerChunkedRequestReader,
+    KeysValuesIterator)}
 
 
 def build_module(host: Host) -> ModuleType:

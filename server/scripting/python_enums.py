@@ -80,6 +80,12 @@ ENUMERATIONS: dict[str, tuple[str, dict[str, int]]] = {
         "LT": 12, "OB": 13, "OF": 14, "OW": 15, "PN": 16, "SH": 17, "SL": 18, "SQ": 19, "SS": 20, "ST": 21,
         "TM": 22, "UI": 23, "UL": 24, "UN": 25, "US": 26, "UT": 27,
     }),
+    "QueueOrigin": ("Where DequeueValue and ReserveQueueValue take a value from.", {
+        "FRONT": 0, "BACK": 1,
+    }),
+    "StableStatus": ("The status SetStableStatus gives a resource.", {
+        "STABLE": 0, "UNSTABLE": 1,
+    }),
     "ErrorCode": ("Orthanc's error codes (the first item of OrthancException.args).", {
         "INTERNAL_ERROR": -1, "SUCCESS": 0, "PLUGIN": 1, "NOT_IMPLEMENTED": 2, "PARAMETER_OUT_OF_RANGE": 3,
         "NOT_ENOUGH_MEMORY": 4, "BAD_PARAMETER_TYPE": 5, "BAD_SEQUENCE_OF_CALLS": 6, "INEXISTENT_ITEM": 7,

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from server.events import EventBus
     from server.find import Finder
     from server.jobs.modification import ModificationServices
+    from server.key_values import KeyValueStores
     from server.metrics import Metrics
     from server.net.service import NetworkService
     from server.net.storage_commitment import CommitmentService
     from server.rest.inprocess import InProcessRest
     from server.rest.metadata import MetadataNames
+    from server.stability import StabilityMonitor
     from server.storage.index import Index
     from server.store import Store
 
@@ -45,6 +47,10 @@ class ScriptingServices:
     http_port: int
     #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
     encoding: Callable[[], str]
+    #: ``SetStableStatus``.
+    stability: StabilityMonitor
+    #: ``StoreKeyValue``, ``EnqueueValue``... (kept in the index).
+    key_values: KeyValueStores
 
     @property
     def default_encoding(self) -> str:

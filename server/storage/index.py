@@ -77,6 +77,12 @@ CREATE INDEX IF NOT EXISTS LabelsIndex ON Labels(label);
 CREATE TABLE IF NOT EXISTS Jobs(id TEXT PRIMARY KEY, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS StorageCommitmentReports(
     uid TEXT PRIMARY KEY, document TEXT NOT NULL, lastAccess INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS KeyValueStores(
+    storeId TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY(storeId, key));
+CREATE TABLE IF NOT EXISTS Queues(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, queueId TEXT NOT NULL, value BLOB NOT NULL,
+    reservedUntil INTEGER DEFAULT NULL);
+CREATE INDEX IF NOT EXISTS QueuesIndex ON Queues(queueId, id);
 """
 
 
@@ -890,6 +896,75 @@ class Index:
     def _touch_report(db: sqlite3.Connection, uid: str, document: str) -> None:
         last = db.execute("SELECT COALESCE(MAX(lastAccess), 0) FROM StorageCommitmentReports").fetchone()[0]
         db.execute("INSERT OR REPLACE INTO StorageCommitmentReports VALUES(?, ?, ?)", (uid, document, last + 1))
+
+    # -- key-value stores and queues (Orthanc 1.12.8) -----------------------------------
+    # The tables are created when missing, so that an index written before them opens as is.
+
+    def store_key_value(self, store_id: str, key: str, value: bytes) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO KeyValueStores VALUES(?, ?, ?)", (store_id, key, value))
+
+    def get_key_value(self, store_id: str, key: str) -> bytes | None:
+        with self.reading() as db:
+            row = db.execute("SELECT value FROM KeyValueStores WHERE storeId=? AND key=?",
+                             (store_id, key)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def delete_key_value(self, store_id: str, key: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM KeyValueStores WHERE storeId=? AND key=?", (store_id, key))
+
+    def list_keys_values(self, store_id: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        """The pairs of a store in the keys' order, from the first key past ``after``."""
+        sql = "SELECT key, value FROM KeyValueStores WHERE storeId=?"
+        arguments: tuple[Any, ...] = (store_id,)
+        if after is not None:
+            sql, arguments = sql + " AND key>?", (store_id, after)
+        with self.reading() as db:
+            rows = db.execute(sql + " ORDER BY key LIMIT ?", (*arguments, limit)).fetchall()
+        return [(key, bytes(value)) for key, value in rows]
+
+    def enqueue_value(self, queue_id: str, value: bytes) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO Queues(queueId, value) VALUES(?, ?)", (queue_id, value))
+
+    def dequeue_value(self, queue_id: str, from_back: bool, now: int) -> bytes | None:
+        """Remove and answer the oldest (or newest) value that no one holds a live reservation of."""
+        with self.transaction() as db:
+            found = self._available_in_queue(db, queue_id, from_back, now)
+            if found is not None:
+                db.execute("DELETE FROM Queues WHERE id=?", (found[0],))
+        return None if found is None else found[1]
+
+    def reserve_queue_value(self, queue_id: str, from_back: bool, now: int,
+                            until: int) -> tuple[int, bytes] | None:
+        """Hide a value from the other consumers until ``until`` (seconds since the epoch) or
+        its acknowledgement; answers its ID and the value."""
+        with self.transaction() as db:
+            found = self._available_in_queue(db, queue_id, from_back, now)
+            if found is not None:
+                db.execute("UPDATE Queues SET reservedUntil=? WHERE id=?", (until, found[0]))
+        return found
+
+    def acknowledge_queue_value(self, queue_id: str, value_id: int, now: int) -> bool:
+        """Remove a reserved value; False when its reservation has expired (or it is unknown)."""
+        with self.transaction() as db:
+            cursor = db.execute("DELETE FROM Queues WHERE queueId=? AND id=? AND reservedUntil IS NOT NULL "
+                                "AND ? < reservedUntil", (queue_id, value_id, now))
+        return cursor.rowcount == 1
+
+    def queue_size(self, queue_id: str) -> int:
+        """Every value of the queue, the reserved ones included (as Orthanc counts)."""
+        with self.reading() as db:
+            return int(db.execute("SELECT COUNT(*) FROM Queues WHERE queueId=?", (queue_id,)).fetchone()[0])
+
+    @staticmethod
+    def _available_in_queue(db: sqlite3.Connection, queue_id: str, from_back: bool,
+                            now: int) -> tuple[int, bytes] | None:
+        order = "DESC" if from_back else "ASC"
+        row = db.execute("SELECT id, value FROM Queues WHERE queueId=? AND (reservedUntil IS NULL OR "
+                         f"reservedUntil <= ?) ORDER BY id {order} LIMIT 1", (queue_id, now)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
     # -- global properties -----------------------------------------------------------
 
