@@ -9,6 +9,7 @@ place: an instance is either fully indexed and on disk, or absent (see
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +183,8 @@ class Store:
             if server.ORTHANC_API_VERSION >= 17:  # Orthanc 1.11
                 for level in created:
                     self.index.set_metadata_in(db, internal[level], {
-                        Metadata.MainDicomTagsSignature: main_tags_signature(level)})
+                        kind: value for kind, value in main_tags_metadata(parsed, level).items()
+                        if value is not None})
             if Level.SERIES in created:
                 series_metadata = {Metadata.RemoteAET: origin.remote_aet or ""}
                 expected = expected_instances(parsed)
@@ -279,6 +281,16 @@ class Store:
         if attachment is None:
             raise OrthancError(ErrorCode.INEXISTENT_FILE)
         return self.area.read(attachment.uuid, attachment.compression)
+
+
+def main_tags_metadata(parsed: ParsedInstance, level: Level) -> dict[int, str | None]:
+    """The metadata that record how a level was indexed (Orthanc 1.11.1): the signature of
+    the main tags, and the main tags that are sequences (``MainDicomSequences``, ``None``
+    when the file has none of them)."""
+    nodes = parsed.sequences.get(level)
+    sequences = json.dumps({"Version": 1, "Sequences": nodes}) if nodes else None
+    return {Metadata.MainDicomTagsSignature: main_tags_signature(level),
+            Metadata.MainDicomSequences: sequences}
 
 
 def has_pixel_data(parsed: ParsedInstance) -> bool:

@@ -19,15 +19,19 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag as PydicomTag
 
-from server.dicom.json_format import dataset_decoder, tag_text
-from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, Level, Tag
+from server.dicom.json_format import Json, dataset_decoder, sequences_full, tag_text
+from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, SEQUENCES, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.storage import ids
 
 SPECIFIC_CHARACTER_SET = (0x0008, 0x0005)
 SOP_CLASS_UID = (0x0008, 0x0016)
 
-_WANTED = [PydicomTag(t) for t in [*ALL_TAGS, SPECIFIC_CHARACTER_SET, SOP_CLASS_UID]]
+
+
+def _wanted() -> list[PydicomTag]:
+    """The tags ingest reads (the main tags are configured at start-up)."""
+    return [PydicomTag(t) for t in [*ALL_TAGS, SPECIFIC_CHARACTER_SET, SOP_CLASS_UID]]
 
 
 @dataclass
@@ -45,6 +49,8 @@ class ParsedInstance:
     transfer_syntax: str | None
     pixel_data_offset: int | None
     ids: dict[Level, str] = field(default_factory=dict)
+    #: The main tags that are sequences, per level, as full-format nodes by ``gggg,eeee``.
+    sequences: dict[Level, Json] = field(default_factory=dict)
 
     def tag(self, level: Level, tag: Tag) -> str | None:
         return self.tags[level].get(tag)
@@ -287,7 +293,7 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     a value Orthanc shows as Null or TooLong is not indexed.
     """
     check_complete(data)
-    ds, stopped_at = read_dataset(data, stop_before_pixels=True, specific_tags=_WANTED)
+    ds, stopped_at = read_dataset(data, stop_before_pixels=True, specific_tags=_wanted())
     if len(ds) == 0 and "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                            f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
@@ -296,10 +302,15 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     for level, level_tags in BY_LEVEL.items():
         values: dict[Tag, str] = {}
         for group, element in level_tags:
+            if (group, element) in SEQUENCES:
+                continue
             value = tag_text(ds, (group << 16) | element, decoder)
             if value is not None:
                 values[(group, element)] = value
         tags[level] = values
+    sequences = {level: sequences_full(ds, ((g << 16) | e for g, e in level_tags if (g, e) in SEQUENCES),
+                                       decoder)
+                 for level, level_tags in BY_LEVEL.items()}
     identifiers = [tags[Level.STUDY].get((0x0020, 0x000D)), tags[Level.SERIES].get((0x0020, 0x000E)),
                    tags[Level.INSTANCE].get((0x0008, 0x0018))]
     if None in identifiers:
@@ -313,7 +324,8 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     parsed = ParsedInstance(data=data, tags=tags, patient_id=patient, study_uid=study,
                             series_uid=series, sop_uid=sop, sop_class_uid=sop_class or None,
                             transfer_syntax=_transfer_syntax(ds),
-                            pixel_data_offset=_pixel_data_offset(data, stopped_at))
+                            pixel_data_offset=_pixel_data_offset(data, stopped_at),
+                            sequences={level: nodes for level, nodes in sequences.items() if nodes})
     parsed.ids = {
         Level.PATIENT: ids.patient_id(patient),
         Level.STUDY: ids.study_id(patient, study),
