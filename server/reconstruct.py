@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import server
 from server.dicom.main_tags import Level
 from server.dicom.parse import parse_for_index
 from server.errors import OrthancError
@@ -41,9 +40,8 @@ def reconstruct_resource(files: InstanceFiles, resource: Resource) -> None:
             metadata[Metadata.TransferSyntax] = parsed.transfer_syntax
         if parsed.sop_class_uid:
             metadata[Metadata.SopClassUid] = parsed.sop_class_uid
-        signed = server.ORTHANC_API_VERSION >= 17  # Orthanc 1.11
         files.index.reconstruct_instance(instance, parsed.tags, metadata, {
-            level: main_tags_metadata(parsed, level) for level in Level} if signed else {})
+            level: main_tags_metadata(parsed, level) for level in Level})
 
 
 def reconstruct_all(files: InstanceFiles) -> None:

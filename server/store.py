@@ -180,11 +180,10 @@ class Store:
                                        self._instance_metadata(parsed, origin, now))
             for level, values in origin.provenance.items():
                 self.index.set_metadata_in(db, internal[level], values)
-            if server.ORTHANC_API_VERSION >= 17:  # Orthanc 1.11
-                for level in created:
-                    self.index.set_metadata_in(db, internal[level], {
-                        kind: value for kind, value in main_tags_metadata(parsed, level).items()
-                        if value is not None})
+            for level in created:
+                self.index.set_metadata_in(db, internal[level], {
+                    kind: value for kind, value in main_tags_metadata(parsed, level).items()
+                    if value is not None})
             if Level.SERIES in created:
                 series_metadata = {Metadata.RemoteAET: origin.remote_aet or ""}
                 expected = expected_instances(parsed)
@@ -284,13 +283,15 @@ class Store:
 
 
 def main_tags_metadata(parsed: ParsedInstance, level: Level) -> dict[int, str | None]:
-    """The metadata that record how a level was indexed (Orthanc 1.11.1): the signature of
-    the main tags, and the main tags that are sequences (``MainDicomSequences``, ``None``
-    when the file has none of them)."""
+    """The metadata that record how a level was indexed: the signature of the main tags
+    (from API 17, Orthanc 1.11), and the main tags that are sequences (``MainDicomSequences``,
+    Orthanc 1.11.1; ``None`` when the file has none of them)."""
     nodes = parsed.sequences.get(level)
-    sequences = json.dumps({"Version": 1, "Sequences": nodes}) if nodes else None
-    return {Metadata.MainDicomTagsSignature: main_tags_signature(level),
-            Metadata.MainDicomSequences: sequences}
+    values: dict[int, str | None] = {
+        Metadata.MainDicomSequences: json.dumps({"Version": 1, "Sequences": nodes}) if nodes else None}
+    if server.ORTHANC_API_VERSION >= 17:  # Orthanc 1.11
+        values[Metadata.MainDicomTagsSignature] = main_tags_signature(level)
+    return values
 
 
 def has_pixel_data(parsed: ParsedInstance) -> bool:
