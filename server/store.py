@@ -269,11 +269,22 @@ class Store:
         :mod:`server.storage.area`, a crash in between leaves no orphan file)."""
         with self.index.transaction() as db:
             deleted, uuids, remaining = self.index.delete(db, resource)
+            if remaining is not None and server.ORTHANC_API_VERSION >= 21:
+                self._touch_ancestors(db, remaining)
             journal = self.area.journal_removals(uuids)
         self.area.remove_journaled(journal, uuids)
         for gone in deleted:
             self.bus.publish(events.ResourceEvent(events.Kind.DELETED, gone.level, gone.public_id))
         return DeleteResult(deleted, remaining)
+
+    def _touch_ancestors(self, db, remaining: Resource) -> None:
+        """Orthanc 1.12.1: a deletion updates the ``LastUpdate`` of the parents that remain."""
+        now = utc_now_iso()
+        current: int | None = remaining.internal_id
+        while current is not None:
+            self.index.set_metadata_in(db, current, {Metadata.LastUpdate: now})
+            row = db.execute("SELECT parentId FROM Resources WHERE internalId=?", (current,)).fetchone()
+            current = row[0] if row else None
 
     def read_dicom(self, instance: Resource) -> bytes:
         attachment = self.index.attachments(instance.internal_id).get(ATTACHMENT_DICOM)

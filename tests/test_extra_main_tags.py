@@ -118,3 +118,23 @@ def test_system_reports_the_newer_fields(make_isengard):
     assert "pydicom" in system["ThirdPartyVersions"]
     default = make_isengard().json("/system")["DatabaseServerIdentifier"]
     assert len(default) == 44 and default.count("-") == 4
+
+
+def test_deleting_a_child_updates_the_last_update_of_its_parents(make_isengard):
+    """Orthanc 1.12.1 (API 21); Orthanc 1.10.1 leaves the parents' LastUpdate alone."""
+    import io
+    import time
+
+    import pydicom
+    isengard = make_isengard()
+    first = isengard.upload(JPEG)
+    ds = pydicom.dcmread(JPEG)
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".2"
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    second = isengard.upload(buffer.getvalue())
+    path = f"/series/{first['ParentSeries']}/metadata/LastUpdate"
+    before = isengard.get(path).text
+    time.sleep(1.01)
+    assert isengard.delete(f"/instances/{second['ID']}").status_code == 200
+    assert (isengard.get(path).text != before) == (server.ORTHANC_API_VERSION >= 21)
