@@ -22,7 +22,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from server import events, instance_tags
+from server import events, extra_main_tags, instance_tags
 from server.config import ConfigError, Configuration, load_configuration
 from server.dicom import private_dictionary
 from server.dicom.json_format import dataset_decoder, tag_text
@@ -103,6 +103,7 @@ class Server:
     def __init__(self, config: Configuration, no_jobs: bool = False) -> None:
         check_registered_users(config)
         private_dictionary.load(config["Dictionary"], str(config.path or ""))
+        extra_main_tags.configure(config.get("ExtraMainDicomTags"))
         self.config = config
         self.no_jobs = no_jobs
         # Context-propagating: work done for a waiting Lua call follows the request into the pool.

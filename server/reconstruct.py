@@ -1,7 +1,8 @@
 """``POST /{level}/{id}/reconstruct`` and ``/tools/reconstruct``: re-index from the files.
 
 Each instance below the resource is parsed again and its main DICOM tags (and
-those of its patient, study and series) replace what the index holds, so that
+those of its patient, study and series, with the signature of the main tags of
+today's configuration and the ``MainDicomSequences``) replace what the index holds, so that
 the last instance reconstructed decides the tags of its parents, as in Orthanc.
 This is how a client repairs parents whose children disagree (after a
 modification that kept the UIDs, a change of the ``Dictionary``...).
@@ -16,6 +17,7 @@ from server.dicom.main_tags import Level
 from server.dicom.parse import parse_for_index
 from server.errors import OrthancError
 from server.storage.index import Metadata, Resource
+from server.store import main_tags_metadata
 
 if TYPE_CHECKING:
     from server.instance_files import InstanceFiles
@@ -38,7 +40,8 @@ def reconstruct_resource(files: InstanceFiles, resource: Resource) -> None:
             metadata[Metadata.TransferSyntax] = parsed.transfer_syntax
         if parsed.sop_class_uid:
             metadata[Metadata.SopClassUid] = parsed.sop_class_uid
-        files.index.reconstruct_instance(instance, parsed.tags, metadata)
+        files.index.reconstruct_instance(instance, parsed.tags, metadata, {
+            level: main_tags_metadata(parsed, level) for level in Level})
 
 
 def reconstruct_all(files: InstanceFiles) -> None:

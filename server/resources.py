@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
+from server.dicom import json_format
+from server.dicom.json_format import Json
 from server.dicom.main_tags import BY_LEVEL, Level, Tag, format_tag
 from server.labels import Labels
 from server.stability import StabilityMonitor
@@ -32,15 +35,37 @@ RESPONSE_CONTENT = frozenset(("MainDicomTags", "RequestedTags", "Metadata", "Sta
 METADATA_NAMES: dict[int, str] = {m.value: m.name for m in Metadata}
 
 
-def main_tags_json(level: Level, tags: dict[Tag, str], fmt: str = "simplify") -> dict:
-    """The ``MainDicomTags`` of a level: by name, by ``gggg,eeee`` (short) or full nodes."""
+def main_tags_json(level: Level, tags: dict[Tag, str], fmt: str = "simplify",
+                   sequences: Json | None = None) -> dict:
+    """The ``MainDicomTags`` of a level: by name, by ``gggg,eeee`` (short) or full nodes;
+    ``sequences``: the full-format nodes of its ``MainDicomSequences`` metadata."""
     names = BY_LEVEL[level]
-    if fmt == "short":
-        return {format_tag(tag): value for tag, value in tags.items() if tag in names}
+    full: Json = {format_tag(tag): {"Name": names[tag], "Type": "String", "Value": value}
+                  for tag, value in tags.items() if tag in names}
+    full.update(sequences or {})
     if fmt == "full":
-        return {format_tag(tag): {"Name": names[tag], "Type": "String", "Value": value}
-                for tag, value in tags.items() if tag in names}
-    return {names[tag]: value for tag, value in tags.items() if tag in names}
+        return full
+    if fmt == "short":
+        return {key: _short_or_simple(node, True) for key, node in full.items()}
+    return {node["Name"]: _short_or_simple(node, False) for node in full.values()}
+
+
+def _short_or_simple(node: Json, short: bool) -> Json:
+    if node["Type"] == "Sequence":
+        return [json_format.simplify(item, short) for item in node["Value"]]
+    return node["Value"]
+
+
+def main_sequences(metadata: dict[int, str]) -> Json:
+    """The nodes kept in a resource's ``MainDicomSequences`` metadata (Orthanc 1.11.1)."""
+    text = metadata.get(Metadata.MainDicomSequences)
+    if not text:
+        return {}
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return {}
+    return document.get("Sequences") or {} if document.get("Version") == 1 else {}
 
 
 class ResourceViews:
@@ -53,10 +78,11 @@ class ResourceViews:
         """The object ``GET /{level}/{id}`` answers, its tags in ``fmt`` (simplify, short, full)."""
         index = self.index
         tags = index.main_tags(resource.internal_id)
+        metadata = index.metadata(resource.internal_id)
         level = resource.level
         result: dict = {
             "ID": resource.public_id,
-            "MainDicomTags": main_tags_json(level, tags, fmt),
+            "MainDicomTags": main_tags_json(level, tags, fmt, main_sequences(metadata)),
             "Type": level.title,
         }
         if level is not Level.PATIENT:
@@ -66,7 +92,6 @@ class ResourceViews:
             result["IsProtected"] = index.is_protected(resource.internal_id)  # Orthanc 1.12.8
         if level is Level.STUDY:
             result["PatientMainDicomTags"] = main_tags_json(Level.PATIENT, tags, fmt)
-        metadata = index.metadata(resource.internal_id)
         for origin in (Metadata.AnonymizedFrom, Metadata.ModifiedFrom):
             if origin in metadata:
                 result[origin.name] = metadata[origin]

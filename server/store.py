@@ -9,6 +9,7 @@ place: an instance is either fully indexed and on disk, or absent (see
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,10 +180,10 @@ class Store:
                                        self._instance_metadata(parsed, origin, now))
             for level, values in origin.provenance.items():
                 self.index.set_metadata_in(db, internal[level], values)
-            if server.ORTHANC_API_VERSION >= 17:  # Orthanc 1.11
-                for level in created:
-                    self.index.set_metadata_in(db, internal[level], {
-                        Metadata.MainDicomTagsSignature: main_tags_signature(level)})
+            for level in created:
+                self.index.set_metadata_in(db, internal[level], {
+                    kind: value for kind, value in main_tags_metadata(parsed, level).items()
+                    if value is not None})
             if Level.SERIES in created:
                 series_metadata = {Metadata.RemoteAET: origin.remote_aet or ""}
                 expected = expected_instances(parsed)
@@ -268,17 +269,40 @@ class Store:
         :mod:`server.storage.area`, a crash in between leaves no orphan file)."""
         with self.index.transaction() as db:
             deleted, uuids, remaining = self.index.delete(db, resource)
+            if remaining is not None and server.ORTHANC_API_VERSION >= 21:
+                self._touch_ancestors(db, remaining)
             journal = self.area.journal_removals(uuids)
         self.area.remove_journaled(journal, uuids)
         for gone in deleted:
             self.bus.publish(events.ResourceEvent(events.Kind.DELETED, gone.level, gone.public_id))
         return DeleteResult(deleted, remaining)
 
+    def _touch_ancestors(self, db, remaining: Resource) -> None:
+        """Orthanc 1.12.1: a deletion updates the ``LastUpdate`` of the parents that remain."""
+        now = utc_now_iso()
+        current: int | None = remaining.internal_id
+        while current is not None:
+            self.index.set_metadata_in(db, current, {Metadata.LastUpdate: now})
+            row = db.execute("SELECT parentId FROM Resources WHERE internalId=?", (current,)).fetchone()
+            current = row[0] if row else None
+
     def read_dicom(self, instance: Resource) -> bytes:
         attachment = self.index.attachments(instance.internal_id).get(ATTACHMENT_DICOM)
         if attachment is None:
             raise OrthancError(ErrorCode.INEXISTENT_FILE)
         return self.area.read(attachment.uuid, attachment.compression)
+
+
+def main_tags_metadata(parsed: ParsedInstance, level: Level) -> dict[int, str | None]:
+    """The metadata that record how a level was indexed: the signature of the main tags
+    (from API 17, Orthanc 1.11), and the main tags that are sequences (``MainDicomSequences``,
+    Orthanc 1.11.1; ``None`` when the file has none of them)."""
+    nodes = parsed.sequences.get(level)
+    values: dict[int, str | None] = {
+        Metadata.MainDicomSequences: json.dumps({"Version": 1, "Sequences": nodes}) if nodes else None}
+    if server.ORTHANC_API_VERSION >= 17:  # Orthanc 1.11
+        values[Metadata.MainDicomTagsSignature] = main_tags_signature(level)
+    return values
 
 
 def has_pixel_data(parsed: ParsedInstance) -> bool:

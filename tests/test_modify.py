@@ -24,6 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from conftest import Isengard, Orthanc, Server
 from helpers import wait_job
+from server import ORTHANC_API_VERSION, ORTHANC_VERSION
 from server.dicom.anonymization_profiles import PROFILES
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -532,3 +533,28 @@ def test_job_killed_mid_way_completes_once_after_restart(make_isengard) -> None:
     assert counts(server) == {"patients": 2, "studies": 2, "series": 2, "instances": 400}
     _assert_references_inside(server, done["Content"]["ID"], 200)
     assert not _staging(server)
+
+
+def test_profile_2023b_and_the_default_follow_the_api_level(fresh) -> None:
+    """Orthanc 1.12.1 (API 21) added the PS 3.15-2023b profile and made it the default;
+    Orthanc 1.12.7 (API 28) writes "Orthanc {version}" as the method of a customised one."""
+    isengard, _ = fresh
+    data = every_tag_file()
+    instance = upload(isengard, [data])["ID"]
+    answer = isengard.post(f"/instances/{instance}/anonymize", json={"DicomVersion": "2023b"})
+    if ORTHANC_API_VERSION < 21:
+        assert answer.status_code == 400
+        return
+    original, anonymized = pydicom.dcmread(io.BytesIO(data)), pydicom.dcmread(io.BytesIO(answer.content))
+    profile = PROFILES["2023b"]
+    assert 0x00080012 in profile.removals and 0x00080012 not in PROFILES["2021b"].removals
+    assert not [t for t in profile.removals if t in original and t in anonymized]
+    assert all(not anonymized[t].value for t in profile.clearings if t in original)
+    method = f"Orthanc {ORTHANC_VERSION} - PS 3.15-2023b Table E.1-1 Basic Profile"
+    assert anonymized.DeidentificationMethod == method
+    default = isengard.post(f"/instances/{instance}/anonymize", json={}).content
+    assert pydicom.dcmread(io.BytesIO(default)).DeidentificationMethod == method
+    custom = isengard.post(f"/instances/{instance}/anonymize",
+                           json={"Replace": {"StationName": "tutu"}}).content
+    expected = f"Orthanc {ORTHANC_VERSION}" if ORTHANC_API_VERSION >= 28 else None
+    assert pydicom.dcmread(io.BytesIO(custom)).get("DeidentificationMethod") == expected

@@ -1,4 +1,4 @@
-"""The anonymization profiles of Orthanc 1.10.1 (``DicomVersion`` "2008", "2017c", "2021b").
+"""The anonymization profiles of Orthanc (``DicomVersion`` "2008", "2017c", "2021b", "2023b").
 
 Each profile is the set of tags Orthanc removes, empties ("clearings") and replaces
 by a generated UID ("uids") when it anonymizes.  The lists were not copied from a
@@ -13,6 +13,8 @@ groups (50xx, 60xx) are left alone, as Orthanc 1.10.1 does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import server
 
 
 @dataclass(frozen=True)
@@ -814,6 +816,178 @@ PROFILE_2021B = Profile(
         0x3010006F,  # ReferencedDosimetricObjectiveUID
     }),
 )
-#: ``DicomVersion`` value -> profile.  Orthanc 1.10.1 defaults to "2021b".
+#: DicomVersion "2023b" (Orthanc 1.12.1's default): the 2021b profile with the changes of
+#: PS 3.15-2023b Table E.1-1 (tags added to a column, or moved out of one).
+_2023B_REMOVALS_ADDED = frozenset({
+    0x00080012,  # Instance Creation Date
+    0x00080013,  # Instance Creation Time
+    0x00080054,  # Retrieve AE Title
+    0x00080055,  # Station AE Title
+    0x00081000,  # Network ID
+    0x00081088,  # Pyramid Description
+    0x00120086,  # Ethics Committee Approval Effectiveness Start Date
+    0x00120087,  # Ethics Committee Approval Effectiveness End Date
+    0x0014407C,  # Calibration Time
+    0x0014407E,  # Calibration Date
+    0x00180027,  # Intervention Drug Stop Time
+    0x00180035,  # Intervention Drug Start Time
+    0x00181012,  # Date of Secondary Capture
+    0x00181014,  # Time of Secondary Capture
+    0x00181042,  # Contrast/Bolus Start Time
+    0x00181043,  # Contrast/Bolus Stop Time
+    0x00181072,  # Radiopharmaceutical Start Time
+    0x00181073,  # Radiopharmaceutical Stop Time
+    0x00181078,  # Radiopharmaceutical Start DateTime
+    0x00181079,  # Radiopharmaceutical Stop DateTime
+    0x00181200,  # Date of Last Calibration
+    0x00181201,  # Time of Last Calibration
+    0x00181202,  # DateTime of Last Calibration
+    0x0018700C,  # Date of Last Detector Calibration
+    0x0018700E,  # Time of Last Detector Calibration
+    0x0018A002,  # Contribution DateTime
+    0x00200027,  # Pyramid Label
+    0x00203403,  # Modified Image Date
+    0x00203405,  # Modified Image Time
+    0x00320032,  # Study Verified Date
+    0x00320033,  # Study Verified Time
+    0x00320034,  # Study Read Date
+    0x00320035,  # Study Read Time
+    0x00321000,  # Scheduled Study Start Date
+    0x00321001,  # Scheduled Study Start Time
+    0x00321010,  # Scheduled Study Stop Date
+    0x00321011,  # Scheduled Study Stop Time
+    0x00321040,  # Study Arrival Date
+    0x00321041,  # Study Arrival Time
+    0x00321050,  # Study Completion Date
+    0x00321051,  # Study Completion Time
+    0x0038001A,  # Scheduled Admission Date
+    0x0038001B,  # Scheduled Admission Time
+    0x0038001C,  # Scheduled Discharge Date
+    0x0038001D,  # Scheduled Discharge Time
+    0x00380030,  # Discharge Date
+    0x00380032,  # Discharge Time
+    0x003A0329,  # Waveform Filter Description
+    0x003A032B,  # Filter Lookup Table Description
+    0x00402004,  # Issue Date of Imaging Service Request
+    0x00402005,  # Issue Time of Imaging Service Request
+    0x0040A023,  # Findings Group Recording Date (Trial)
+    0x0040A024,  # Findings Group Recording Time (Trial)
+    0x0040A032,  # Observation DateTime
+    0x0040A033,  # Observation Start DateTime
+    0x0040A110,  # Date of Document or Verbal Transaction (Trial)
+    0x0040A112,  # Time of Document or Verbal Transaction (Trial)
+    0x0040DB06,  # Template Version
+    0x0040DB07,  # Template Local Version
+    0x0040E004,  # HL7 Document Effective Time
+    0x00440004,  # Approval Status DateTime
+    0x0044000B,  # Product Expiration DateTime
+    0x00440010,  # Substance Administration DateTime
+    0x00440105,  # Assertion Expiration DateTime
+    0x006A0006,  # Annotation Group Description
+    0x00700082,  # Presentation Creation Date
+    0x00700083,  # Presentation Creation Time
+    0x00741234,  # Receiving AE
+    0x00741236,  # Requesting AE
+    0x01000420,  # SOP Authorization DateTime
+    0x04000310,  # Certified Timestamp
+    0x21000040,  # Creation Date
+    0x21000050,  # Creation Time
+    0x21000070,  # Originator
+    0x30020121,  # Position Acquisition Template Name
+    0x30020123,  # Position Acquisition Template Description
+    0x300A000B,  # Treatment Sites
+    0x300A078E,  # Patient Treatment Preparation Procedure Parameter Description
+    0x300A0792,  # Patient Treatment Preparation Method Description
+    0x300A0794,  # Patient Setup Photo Description
+    0x300A079A,  # Displacement Reference Label
+    0x30100077,  # Treatment Site
+    0x30100085,  # Intended Fraction Start Time
+    0x40080040,  # Results ID
+    0x40080100,  # Interpretation Recorded Date
+    0x40080101,  # Interpretation Recorded Time
+    0x40080108,  # Interpretation Transcription Date
+    0x40080109,  # Interpretation Transcription Time
+    0x40080112,  # Interpretation Approval Date
+    0x40080113,  # Interpretation Approval Time
+    0x40080200,  # Interpretation ID
+})
+_2023B_CLEARINGS_ADDED = frozenset({
+    0x00080106,  # Context Group Version
+    0x00080107,  # Context Group Local Version
+    0x00181203,  # Calibration DateTime
+    0x00189074,  # Frame Acquisition DateTime
+    0x00189151,  # Frame Reference DateTime
+    0x00189623,  # Functional Sync Pulse
+    0x00189701,  # Decay Correction DateTime
+    0x00189804,  # Exclusion Start DateTime
+    0x00189919,  # Instruction Performed DateTime
+    0x0040A030,  # Verification DateTime
+    0x0040A082,  # Participation DateTime
+    0x0040A120,  # DateTime
+    0x0040A121,  # Date
+    0x0040A122,  # Time
+    0x0040A13A,  # Referenced DateTime
+    0x00420011,  # Encapsulated Document
+    0x00440104,  # Assertion DateTime
+    0x00686226,  # Effective DateTime
+    0x00686270,  # Information Issue DateTime
+    0x006A0003,  # Annotation Group UID
+    0x006A0005,  # Annotation Group Label
+    0x0072000A,  # Hanging Protocol Creation DateTime
+    0x0072005E,  # Selector AE Value
+    0x0072005F,  # Selector AS Value
+    0x00720061,  # Selector DA Value
+    0x00720063,  # Selector DT Value
+    0x00720065,  # Selector OB Value
+    0x00720066,  # Selector LO Value
+    0x00720068,  # Selector LT Value
+    0x0072006A,  # Selector PN Value
+    0x0072006B,  # Selector TM Value
+    0x0072006C,  # Selector SH Value
+    0x0072006D,  # Selector UN Value
+    0x0072006E,  # Selector ST Value
+    0x00720070,  # Selector UT Value
+    0x00720071,  # Selector UR Value
+    0x04000105,  # Digital Signature DateTime
+    0x04000115,  # Certificate of Signer
+    0x04000562,  # Attribute Modification DateTime
+    0x04000563,  # Modifying System
+    0x04000564,  # Source of Previous Values
+    0x04000565,  # Reason for the Attribute Modification
+    0x21000140,  # Destination AE
+    0x30080024,  # Treatment Control Point Date
+    0x30080025,  # Treatment Control Point Time
+    0x30080162,  # Safe Position Exit Date
+    0x30080164,  # Safe Position Exit Time
+    0x30080166,  # Safe Position Return Date
+    0x30080168,  # Safe Position Return Time
+    0x300A022C,  # Source Strength Reference Date
+    0x300A022E,  # Source Strength Reference Time
+    0x300C0127,  # Beam Hold Transition DateTime
+    0x300E0004,  # Review Date
+    0x300E0005,  # Review Time
+})
+_2023B_UIDS_ADDED = frozenset({
+    0x00080017,  # Acquisition UID
+    0x00080019,  # Pyramid UID
+    0x00640003,  # Source Frame of Reference UID
+    0x300A0785,  # Referenced Treatment Position Group UID
+})
+_2023B_CLEARINGS_DROPPED = frozenset({
+    0x30100077,  # Treatment Site
+})
+PROFILE_2023B = Profile(
+    method="PS 3.15-2023b Table E.1-1 Basic Profile",
+    removals=PROFILE_2021B.removals | _2023B_REMOVALS_ADDED,
+    clearings=(PROFILE_2021B.clearings - _2023B_CLEARINGS_DROPPED - _2023B_REMOVALS_ADDED
+               - _2023B_UIDS_ADDED) | _2023B_CLEARINGS_ADDED,
+    uids=PROFILE_2021B.uids | _2023B_UIDS_ADDED,
+)
+
+
+#: ``DicomVersion`` value -> profile, at the reported API level: "2023b" came with Orthanc
+#: 1.12.1 (API 21) and became the default; Orthanc 1.10.1 defaults to "2021b".
 PROFILES: dict[str, Profile] = {"2008": PROFILE_2008, "2017c": PROFILE_2017C, "2021b": PROFILE_2021B}
-DEFAULT_VERSION = "2021b"
+if server.ORTHANC_API_VERSION >= 21:
+    PROFILES["2023b"] = PROFILE_2023B
+DEFAULT_VERSION = "2023b" if server.ORTHANC_API_VERSION >= 21 else "2021b"

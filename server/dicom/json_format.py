@@ -161,6 +161,14 @@ def _dataset(elements: Iterable[Element], decoder: TextDecoder, top_level: bool,
     return result
 
 
+def sequences_full(ds: Dataset, tags: Iterable[int], decoder: TextDecoder) -> Json:
+    """The top-level sequences of ``tags`` present in ``ds``, as full-format nodes (what
+    Orthanc keeps of the main tags that are sequences)."""
+    wanted = frozenset(tags)
+    return _dataset((el for el in iter_elements(ds) if el.tag in wanted and el.items is not None),
+                    decoder, top_level=False)
+
+
 def tag_text(ds: Dataset, tag: int, decoder: TextDecoder) -> str | None:
     """The text Orthanc indexes for a top-level tag: None when absent, Null or TooLong."""
     el = find_element(ds, tag)

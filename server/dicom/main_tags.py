@@ -1,13 +1,17 @@
 """Orthanc's main DICOM tags: the tags indexed for each level of the hierarchy.
 
-The lists are those of Orthanc 1.10 (database schema 6), so that the
-``MainDicomTags`` of every resource equal what Orthanc shows.
+The default lists are Orthanc 1.11's (database schema 6), plus the tags Orthanc 1.12.5
+added when the reported API level has them; :func:`configure` adds the
+``ExtraMainDicomTags`` of the configuration.  Like Orthanc's ``DicomMap`` singleton,
+the lists are process-wide: the composition root configures them once at start-up,
+before anything is indexed, and every reader sees the same lists.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
+import server
 from server.errors import ErrorCode, OrthancError
 
 
@@ -125,6 +129,21 @@ INSTANCE_TAGS: dict[Tag, str] = {
     (0x0020, 0x0037): "ImageOrientationPatient",
 }
 
+#: Orthanc 1.11's lists, whose signatures an unsigned resource is assumed to have.
+_DEFAULTS_1_11: dict[Level, dict[Tag, str]] = {
+    Level.PATIENT: dict(PATIENT_TAGS), Level.STUDY: dict(STUDY_TAGS),
+    Level.SERIES: dict(SERIES_TAGS), Level.INSTANCE: dict(INSTANCE_TAGS),
+}
+
+#: The default main tags Orthanc 1.12.5 (API 26) added, for its default QIDO-RS queries.
+_ADDED_1_12_5: dict[Level, dict[Tag, str]] = {
+    Level.STUDY: {(0x0008, 0x0201): "TimezoneOffsetFromUTC"},
+    Level.SERIES: {(0x0008, 0x0201): "TimezoneOffsetFromUTC",
+                   (0x0040, 0x0244): "PerformedProcedureStepStartDate",
+                   (0x0040, 0x0245): "PerformedProcedureStepStartTime",
+                   (0x0040, 0x0275): "RequestAttributesSequence"},
+}
+
 BY_LEVEL: dict[Level, dict[Tag, str]] = {
     Level.PATIENT: PATIENT_TAGS,
     Level.STUDY: STUDY_TAGS,
@@ -137,6 +156,10 @@ ALL_TAGS: dict[Tag, str] = {t: n for tags in BY_LEVEL.values() for t, n in tags.
 
 #: Keyword -> tag, over every level.
 BY_NAME: dict[str, Tag] = {n: t for t, n in ALL_TAGS.items()}
+
+#: The main tags that are sequences: kept in the ``MainDicomSequences`` metadata of their
+#: resource (Orthanc 1.11.1), not in the ``MainDicomTags`` table.
+SEQUENCES: set[Tag] = set()
 
 #: The tag that identifies a resource of each level (its DICOM UID, or PatientID).
 IDENTIFIER: dict[Level, Tag] = {
@@ -165,8 +188,51 @@ def format_tag(tag: Tag) -> str:
     return f"{tag[0]:04x},{tag[1]:04x}"
 
 
+def _signature(tags: dict[Tag, str]) -> str:
+    return ";".join(sorted(format_tag(tag) for tag in tags))
+
+
 def main_tags_signature(level: Level) -> str:
     """Orthanc 1.11's ``GetMainDicomTagsSignature``: the level's main tags, sorted, joined by
     semicolons; stored with each resource, it tells which resources a ``/reconstruct`` would
     update after the main tags changed."""
-    return ";".join(sorted(format_tag(tag) for tag in BY_LEVEL[level]))
+    return _signature(BY_LEVEL[level])
+
+
+def default_signature(level: Level) -> str:
+    """The signature of Orthanc 1.11's default lists: what a resource indexed without a
+    ``MainDicomTagsSignature`` (by Orthanc 1.10 or earlier) was indexed with."""
+    return _signature(_DEFAULTS_1_11[level])
+
+
+def configure(extra: dict[Level, list[tuple[Tag, str, bool]]], api_version: int) -> list[str]:
+    """Orthanc's ``LoadMainDicomTags``: the default lists of ``api_version`` plus the extra
+    tags, each ``(tag, keyword, is_sequence)``.  Returns the warnings Orthanc logs (a tag that
+    is already a main tag of its level, or of the patient for a study, is ignored)."""
+    warnings: list[str] = []
+    for level, tags in BY_LEVEL.items():
+        tags.clear()
+        tags.update(_DEFAULTS_1_11[level])
+        if api_version >= 26:  # Orthanc 1.12.5
+            tags.update(_ADDED_1_12_5.get(level, {}))
+    SEQUENCES.clear()
+    if api_version >= 26:
+        SEQUENCES.add((0x0040, 0x0275))
+    for level, entries in extra.items():
+        for tag, name, is_sequence in entries:
+            taken = BY_LEVEL[level]
+            if tag in taken or (level is Level.STUDY and tag in BY_LEVEL[Level.PATIENT]):
+                warnings.append(f"{name} is already defined as a standard MainDicomTags, it is "
+                                "useless to include it in the ExtraMainDicomTags")
+                continue
+            taken[tag] = name
+            if is_sequence:
+                SEQUENCES.add(tag)
+    ALL_TAGS.clear()
+    ALL_TAGS.update({t: n for tags in BY_LEVEL.values() for t, n in tags.items()})
+    BY_NAME.clear()
+    BY_NAME.update({n: t for t, n in ALL_TAGS.items()})
+    return warnings
+
+
+configure({}, server.ORTHANC_API_VERSION)

@@ -44,6 +44,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+import server
 from server.dicom import uids
 from server.dicom.anonymization_profiles import PROFILES
 from server.dicom.charset import TextDecoder, encode_text
@@ -90,7 +91,7 @@ LEVEL_UID = {Level.STUDY: STUDY_INSTANCE_UID, Level.SERIES: SERIES_INSTANCE_UID,
              Level.INSTANCE: SOP_INSTANCE_UID}
 
 #: Orthanc writes its own version into DeidentificationMethod; Isengard reports the same API.
-DEIDENTIFICATION_PREFIX = "Orthanc 1.10.1 - "
+DEIDENTIFICATION_PREFIX = f"Orthanc {server.ORTHANC_VERSION} - "
 
 #: VRs whose explicit-VR header has a 4-byte length.
 _LONG_HEADER_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"))
@@ -263,11 +264,15 @@ class Modification:
             self.mark_not_orthanc_anonymization()
 
     def mark_not_orthanc_anonymization(self) -> None:
-        """A customised anonymization no longer claims to follow Orthanc's profile."""
+        """A customised anonymization no longer claims to follow Orthanc's profile: the method
+        is removed (Orthanc 1.10.1) or reduced to "Orthanc {version}" (Orthanc 1.12.7, API 28)."""
         value = self.replacements.get(DEIDENTIFICATION_METHOD)
         methods = {DEIDENTIFICATION_PREFIX + profile.method for profile in PROFILES.values()}
         if value in methods:
-            del self.replacements[DEIDENTIFICATION_METHOD]
+            if server.ORTHANC_API_VERSION >= 28:
+                self.replacements[DEIDENTIFICATION_METHOD] = f"Orthanc {server.ORTHANC_VERSION}"
+            else:
+                del self.replacements[DEIDENTIFICATION_METHOD]
 
     def setup_anonymization(self, version: str) -> None:
         profile = PROFILES[version]

@@ -20,18 +20,21 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag as PydicomTag
 
-from server.dicom.json_format import dataset_decoder, tag_text
-from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, Level, Tag
+from server.dicom.json_format import Json, dataset_decoder, sequences_full, tag_text
+from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, SEQUENCES, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.storage import ids
 
 SPECIFIC_CHARACTER_SET = (0x0008, 0x0005)
 SOP_CLASS_UID = (0x0008, 0x0016)
 
-_WANTED = [PydicomTag(t) for t in [*ALL_TAGS, SPECIFIC_CHARACTER_SET, SOP_CLASS_UID]]
 #: Where pydicom's ``stop_before_pixels`` stops: FloatPixelData, DoubleFloatPixelData, PixelData.
 _PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))
-_WANTED_SET = frozenset(int(t) for t in _WANTED) | _PIXEL_TAGS
+
+
+def _wanted() -> list[PydicomTag]:
+    """The tags ingest reads (the main tags are configured at start-up)."""
+    return [PydicomTag(t) for t in [*ALL_TAGS, SPECIFIC_CHARACTER_SET, SOP_CLASS_UID]]
 
 
 @dataclass
@@ -49,6 +52,8 @@ class ParsedInstance:
     transfer_syntax: str | None
     pixel_data_offset: int | None
     ids: dict[Level, str] = field(default_factory=dict)
+    #: The main tags that are sequences, per level, as full-format nodes by ``gggg,eeee``.
+    sequences: dict[Level, Json] = field(default_factory=dict)
 
     def tag(self, level: Level, tag: Tag) -> str | None:
         return self.tags[level].get(tag)
@@ -329,10 +334,15 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     for level, level_tags in BY_LEVEL.items():
         values: dict[Tag, str] = {}
         for group, element in level_tags:
+            if (group, element) in SEQUENCES:
+                continue
             value = tag_text(ds, (group << 16) | element, decoder)
             if value is not None:
                 values[(group, element)] = value
         tags[level] = values
+    sequences = {level: sequences_full(ds, ((g << 16) | e for g, e in level_tags if (g, e) in SEQUENCES),
+                                       decoder)
+                 for level, level_tags in BY_LEVEL.items()}
     identifiers = [tags[Level.STUDY].get((0x0020, 0x000D)), tags[Level.SERIES].get((0x0020, 0x000E)),
                    tags[Level.INSTANCE].get((0x0008, 0x0018))]
     if None in identifiers:
@@ -346,7 +356,8 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     parsed = ParsedInstance(data=data, tags=tags, patient_id=patient, study_uid=study,
                             series_uid=series, sop_uid=sop, sop_class_uid=sop_class or None,
                             transfer_syntax=_transfer_syntax(ds),
-                            pixel_data_offset=_pixel_data_offset(data, stopped_at))
+                            pixel_data_offset=_pixel_data_offset(data, stopped_at),
+                            sequences={level: nodes for level, nodes in sequences.items() if nodes})
     parsed.ids = {
         Level.PATIENT: ids.patient_id(patient),
         Level.STUDY: ids.study_id(patient, study),
@@ -363,10 +374,13 @@ def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int]:
     One walk (:func:`check_complete`'s) notes them as pydicom's raw elements, converted only
     when :func:`tag_text` asks: ~4x cheaper than pydicom's reader.  A deflated file, or one
     without a meta header (its encoding then is pydicom's guess), is read by pydicom."""
-    walker = _Walker(data, wanted=_WANTED_SET)
+    wanted = _wanted()
+    walker = _Walker(data, wanted=frozenset(int(t) for t in wanted) | _PIXEL_TAGS)
     syntax = check_complete(data, walker)
-    if syntax is None or syntax in _DEFLATED:
-        return read_dataset(data, stop_before_pixels=True, specific_tags=_WANTED)
+    if syntax is None or syntax in _DEFLATED or any(
+            length == _UNDEFINED for tag, (_, _, _, length) in walker.found.items() if tag not in _PIXEL_TAGS):
+        # (a wanted sequence of undefined length: its end is pydicom's to find)
+        return read_dataset(data, stop_before_pixels=True, specific_tags=wanted)
     implicit, little = syntax == _IMPLICIT_LITTLE, syntax != _EXPLICIT_BIG
     stopped_at = len(data)
     elements: dict[int, RawDataElement] = {}
@@ -374,7 +388,7 @@ def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int]:
         if tag in _PIXEL_TAGS:
             stopped_at = start
             break
-        raw = bytes(data[value:value + length]) if length != _UNDEFINED else b""
+        raw = bytes(data[value:value + length])
         elements[tag] = RawDataElement(PydicomTag(tag), vr.decode("ascii") if vr else None, length, raw,
                                        value, implicit, little)
     ds = Dataset(elements)

@@ -11,6 +11,7 @@ from server.resources import size_fields
 from server.rest.base import OrthancHandler, Route, with_services
 from server.storage.index import SCHEMA_VERSION, Change, ChangeRecord
 from server.store import Limits
+from server.system_info import database_server_identifier, performance, third_party_versions
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -36,12 +37,15 @@ class SystemHandler(OrthancHandler):
                              "HasReserveQueueValue": True},
             "CheckRevisions": config["CheckRevisions"],
             "DatabaseBackendPlugin": None,
+            "DatabaseServerIdentifier": database_server_identifier(config, self.dicom_port,
+                                                                   self.http_port),
             "DatabaseVersion": SCHEMA_VERSION,
             "DicomAet": config["DicomAet"],
             "DicomDefaultRetrieveMethod": config["DicomDefaultRetrieveMethod"],
             "DicomPort": self.dicom_port,
             "HasLabels": True,
             "HttpPort": self.http_port,
+            "IngestTranscoding": config.get("IngestTranscoding") or "",
             "MainDicomTags": {level.title: main_tags_signature(level) for level in Level},
             "MaximumPatientCount": config["MaximumPatientCount"],
             "MaximumStorageMode": config["MaximumStorageMode"],
@@ -54,9 +58,14 @@ class SystemHandler(OrthancHandler):
                                        or not config["RemoteAccessAllowed"]),
             "IsengardVersion": __version__,
             "Name": config["Name"],
+            "PatientLevelEnabled": True,
+            "Performance": performance(config),
             "PluginsEnabled": False,
             "ReadOnly": config["ReadOnly"],
             "StorageAreaPlugin": None,
+            "StoreMD5ForAttachments": config["StoreMD5ForAttachments"],
+            "ThirdPartyPatches": [],
+            "ThirdPartyVersions": third_party_versions(),
             "Version": ORTHANC_VERSION,
         })
 

@@ -104,6 +104,7 @@ class Metadata(IntEnum):
     HttpUsername = 13
     PixelDataOffset = 14
     MainDicomTagsSignature = 15
+    MainDicomSequences = 16
 
 
 class Change(IntEnum):
@@ -561,9 +562,11 @@ class Index:
         return "Complete" if len(seen) == expected else "Missing"
 
     def reconstruct_instance(self, instance: Resource, tags: dict[Level, dict[Tag, str]],
-                             metadata: dict[int, str]) -> bool:
+                             metadata: dict[int, str],
+                             level_metadata: dict[Level, dict[int, str | None]]) -> bool:
         """Replace the main DICOM tags of an instance and its ancestors by ``tags``
-        (re-read from its file), and the given instance metadata (revision + 1).
+        (re-read from its file), the given instance metadata and the metadata of each
+        level (``None`` removes one), each replaced value at revision + 1.
 
         False when the instance vanished meanwhile.  As at ingest, the study also
         indexes the patient tags."""
@@ -586,10 +589,17 @@ class Index:
                 rows = [(internal_id, g, e, v) for (g, e), v in values.items()]
                 db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)", rows)
                 db.executemany("INSERT INTO DicomIdentifiers VALUES(?, ?, ?, ?)", _identifier_rows(rows))
-            for kind, value in metadata.items():
+            updates: list[tuple[int, int, str | None]] = [
+                (instance.internal_id, kind, value) for kind, value in metadata.items()]
+            updates += [(chain[level], kind, value) for level, values in level_metadata.items()
+                        if level in chain for kind, value in values.items()]
+            for internal_id, kind, value in updates:
+                if value is None:
+                    db.execute("DELETE FROM Metadata WHERE id=? AND type=?", (internal_id, kind))
+                    continue
                 db.execute("INSERT INTO Metadata(id, type, value, revision) VALUES(?, ?, ?, 0) "
                            "ON CONFLICT(id, type) DO UPDATE SET value=excluded.value, "
-                           "revision=revision+1", (instance.internal_id, kind, value))
+                           "revision=revision+1", (internal_id, kind, value))
         return True
 
     # -- deleting --------------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""The parts of ``GET /system`` that are computed rather than read from the configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: The libraries Isengard is built on, as ``ThirdPartyVersions`` names them (Orthanc 1.13
+#: lists its own: dcmtk, boost...; a client tests a library by name).
+_LIBRARIES = ("pydicom", "pynetdicom", "tornado", "lupa", "Pillow", "numpy")
+
+
+def database_server_identifier(config: Any, dicom_port: int, http_port: int) -> str:
+    """Orthanc 1.11.1's ``DatabaseServerIdentifier``: the option, or else the SHA-1 (Orthanc's
+    dashed form) of the host's MAC addresses, the AET and the two ports, so that servers
+    sharing one database tell themselves apart."""
+    configured = config.get("DatabaseServerIdentifier")
+    if configured:
+        return str(configured)
+    items = {f"mac={mac}" for mac in _mac_addresses()}
+    items |= {f"aet={config['DicomAet']}", f"dicom-port={dicom_port}", f"http-port={http_port}"}
+    digest = hashlib.sha1("|".join(sorted(items)).encode()).hexdigest()
+    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
+
+
+def _mac_addresses() -> set[str]:
+    addresses: set[str] = set()
+    for path in Path("/sys/class/net").glob("*/address"):
+        try:
+            mac = path.read_text().strip()
+        except OSError:
+            continue
+        if mac and mac.strip("0:"):
+            addresses.add(mac)
+    return addresses
+
+
+def performance(config: Any) -> dict[str, int]:
+    """Orthanc 1.13's ``Performance``: the sizes (MB) and thread counts that bound the work,
+    limited to the pools Isengard has."""
+    return {"ConcurrentJobs": int(config["ConcurrentJobs"]),
+            "DicomThreadsCount": int(config["DicomThreadsCount"]),
+            "HttpThreadsCount": int(config["HttpThreadsCount"]),
+            "MaximumStorageCacheSize": int(config["MaximumStorageCacheSize"])}
+
+
+def third_party_versions() -> dict[str, str]:
+    """Orthanc 1.13's ``ThirdPartyVersions``: the versions of the libraries in use."""
+    versions = {"Python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
