@@ -81,9 +81,10 @@ class Constraint:
     exact: str | None  # the value, when a case-sensitive equality is all there is to check
     #: The same test in SQL on a value column named ``{v}`` (None: only Python can tell).
     sql: tuple[str, list[object]] | None = None
-    #: The values, upper-cased, one of which a tag of ``FOLDED_IDENTIFIERS`` must equal when
-    #: case is ignored: the index's ``DicomIdentifiers`` table finds them without a scan.
-    folded: tuple[str, ...] | None = None
+    #: When case is ignored on a tag of ``FOLDED_IDENTIFIERS``: the test in SQL on its
+    #: upper-cased value, a column named ``{v}`` of the index's ``DicomIdentifiers``, whose
+    #: index serves equalities, lists and wildcards with a literal start.
+    folded: tuple[str, list[object]] | None = None
 
 
 def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint | None:
@@ -103,7 +104,7 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
     column = "{v}" if case_sensitive else _sql_case_folding(tag)
     has_wildcard = "*" in pattern or "?" in pattern
     exact = None
-    folded: tuple[str, ...] | None = None
+    folded: tuple[str, list[object]] | None = None
     sql: tuple[str, list[object]] | None = None
     check: Callable[[str], bool]
     if vr in _RANGE_VRS and "-" in pattern:
@@ -120,11 +121,12 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         options = {norm(item) for item in pattern.split("\\")}
         check = options.__contains__
         sql = f"{column} IN ({','.join('?' * len(options))})", sorted(options)
-        folded = tuple(sorted(options))
+        folded = f"{{v}} IN ({','.join('?' * len(options))})", sorted(options)
     elif has_wildcard and vr in WILDCARD_VRS:
         wildcard = Wildcard(norm(pattern))
         check = wildcard.matches
         sql = f"{column} GLOB ?", [wildcard.glob()]
+        folded = "{v} GLOB ?", [wildcard.glob()]
     elif has_wildcard:
         raise _no_wildcards(tag)
     else:
@@ -132,7 +134,7 @@ def make_constraint(tag: Tag, pattern: str, case_sensitive: bool) -> Constraint 
         check = lambda value: value == reference  # noqa: E731
         exact = pattern if case_sensitive else None
         sql = f"{column}=?", [reference]
-        folded = (reference,)
+        folded = "{v}=?", [reference]
     if case_sensitive or tag not in FOLDED_IDENTIFIERS:
         folded = None
     return Constraint(tag, _present_and(check, norm), exact, sql, folded)
@@ -403,7 +405,7 @@ class Finder:
                         ) -> tuple[list[Resource], dict[int, dict[Tag, str]]]:
         """The first ``database_limit`` + 1 resources (all with 0) that match the indexed
         constraints, with their main tags."""
-        own = [c for c in indexed if c.tag in BY_LEVEL[level] and c.tag not in BY_LEVEL[Level.PATIENT]]
+        own = [c for c in indexed if owners[c.tag] is level]  # what _matches reads in the resource's own tags
         in_sql = {c.tag: c.exact for c in own if c.exact is not None}
         folded = {c.tag: c.folded for c in own if c.folded is not None}
         remaining = [c for c in indexed if c.exact is None or in_sql.get(c.tag) != c.exact]
@@ -509,9 +511,10 @@ class Finder:
                     c.tag == MODALITIES_IN_STUDY and level is Level.STUDY):
                 remaining.append(c)
             elif owner is level and c.folded is not None:
+                condition, values = c.folded
                 where.append(f"internalId IN (SELECT f.id FROM DicomIdentifiers f WHERE f.tagGroup=? "
-                             f"AND f.tagElement=? AND f.value IN ({','.join('?' * len(c.folded))}))")
-                args += [c.tag[0], c.tag[1], *c.folded]
+                             f"AND f.tagElement=? AND {condition.format(v='f.value')})")
+                args += [c.tag[0], c.tag[1], *values]
             elif owner is level:  # the index on (tag, value) serves equalities and ranges
                 condition, values = c.sql
                 where.append(f"internalId IN (SELECT m.id FROM MainDicomTags m WHERE "

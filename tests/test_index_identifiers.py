@@ -24,7 +24,7 @@ def _store(index: Index, number: int, name: str) -> None:
 
 
 def _instances(index: Index, value: str) -> list[int]:
-    return list(index.candidates(Level.INSTANCE, {}, {SOP_UID: (value,)}))
+    return list(index.candidates(Level.INSTANCE, {}, {SOP_UID: ("{v}=?", [value])}))
 
 
 def test_folded_lookup_ignores_case_accents_included(tmp_path: Path) -> None:
@@ -33,9 +33,20 @@ def test_folded_lookup_ignores_case_accents_included(tmp_path: Path) -> None:
         _store(index, number, name)
     assert len(_instances(index, "1.2.1.1.1")) == 1
     assert _instances(index, "1.2.9.1.1") == []
-    studies = index.candidates(Level.STUDY, {}, {PATIENT_NAME: ("ÉMILE^ZOLA",)})
+    studies = index.candidates(Level.STUDY, {}, {PATIENT_NAME: ("{v}=?", ["ÉMILE^ZOLA"])})
     assert len(list(studies)) == 1       # é folds to É, e does not
-    assert len(list(index.candidates(Level.STUDY, {}, {PATIENT_NAME: ("EMILE^ZOLA", "SMITH")}))) == 2
+    assert len(list(index.candidates(Level.STUDY, {}, {PATIENT_NAME: ("{v} IN (?, ?)", ["EMILE^ZOLA", "SMITH"])}))) == 2
+
+
+def test_wildcards_with_a_literal_start_use_the_index(tmp_path: Path) -> None:
+    index = Index(tmp_path / "index.sqlite")
+    _store(index, 1, "Doe^John")
+    with index.reading() as db:
+        plan = " ".join(str(row) for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM DicomIdentifiers WHERE tagGroup=16 AND tagElement=16 "
+            "AND value GLOB ?", ["DOE*"]))
+    assert "USING INDEX DicomIdentifiersValues" in plan and "value>" in plan, plan
+    assert len(list(index.candidates(Level.STUDY, {}, {PATIENT_NAME: ("{v} GLOB ?", ["DOE*"])}))) == 1
 
 
 def test_index_written_before_the_table_gets_it_filled(tmp_path: Path) -> None:
@@ -46,7 +57,7 @@ def test_index_written_before_the_table_gets_it_filled(tmp_path: Path) -> None:
     index.close()
     reopened = Index(tmp_path / "index.sqlite")
     assert len(_instances(reopened, "1.2.1.1.1")) == 1
-    assert len(list(reopened.candidates(Level.STUDY, {}, {PATIENT_NAME: ("DOE^JOHN",)}))) == 1
+    assert len(list(reopened.candidates(Level.STUDY, {}, {PATIENT_NAME: ("{v}=?", ["DOE^JOHN"])}))) == 1
 
 
 def test_deleting_a_resource_forgets_its_identifiers(tmp_path: Path) -> None:

@@ -839,18 +839,18 @@ class Index:
         return found
 
     def candidates(self, level: Level, exact: dict[Tag, str],
-                   folded: dict[Tag, tuple[str, ...]] | None = None) -> Iterable[int]:
+                   folded: dict[Tag, tuple[str, list[object]]] | None = None) -> Iterable[int]:
         """Internal ids at ``level`` whose indexed tags equal ``exact`` (all of them), and
-        whose identifiers, upper-cased, are among ``folded``'s values."""
+        whose upper-cased identifiers pass ``folded``'s SQL conditions (on a column ``{v}``)."""
         sql = "SELECT internalId FROM Resources WHERE resourceType=?"
         args: list[object] = [int(level)]
         for (group, element), value in exact.items():
             sql += (" AND internalId IN (SELECT id FROM MainDicomTags WHERE tagGroup=? "
                     "AND tagElement=? AND value=?)")
             args += [group, element, value]
-        for (group, element), values in (folded or {}).items():
+        for (group, element), (condition, values) in (folded or {}).items():
             sql += (" AND internalId IN (SELECT id FROM DicomIdentifiers WHERE tagGroup=? "
-                    f"AND tagElement=? AND value IN ({','.join('?' * len(values))}))")
+                    f"AND tagElement=? AND {condition.format(v='value')})")
             args += [group, element, *values]
         sql += " ORDER BY internalId"
         with self.reading() as db:
