@@ -18,7 +18,7 @@ import server
 from server import events
 from server.clock import utc_now_iso
 from server.dicom.main_tags import Level, main_tags_signature
-from server.dicom.parse import ParsedInstance, parse_for_index
+from server.dicom.parse import ParsedInstance, check_complete, parse_for_index
 from server.dicom.pixels import read_image_dataset
 from server.dicom.transcode import IngestTranscoding
 from server.errors import ErrorCode, OrthancError
@@ -113,6 +113,8 @@ class Store:
             return self._ingest(data, origin)
 
     def _ingest(self, data: bytes, origin: Origin) -> StoreResult:
+        if self.interventions.received_instance:
+            check_complete(data)  # scripts see complete files only, as DCMTK parsed them first
         for receive in self.interventions.received_instance:
             received = receive(data, origin)
             if received is None:

@@ -204,11 +204,16 @@ def default_signature(level: Level) -> str:
     ``MainDicomTagsSignature`` (by Orthanc 1.10 or earlier) was indexed with."""
     return _signature(_DEFAULTS_1_11[level])
 
+#: Counts the calls of :func:`configure`: what is derived from the lists may be cached on it.
+generation = 0
+
 
 def configure(extra: dict[Level, list[tuple[Tag, str, bool]]], api_version: int) -> list[str]:
     """Orthanc's ``LoadMainDicomTags``: the default lists of ``api_version`` plus the extra
     tags, each ``(tag, keyword, is_sequence)``.  Returns the warnings Orthanc logs (a tag that
     is already a main tag of its level, or of the patient for a study, is ignored)."""
+    global generation
+    generation += 1
     warnings: list[str] = []
     for level, tags in BY_LEVEL.items():
         tags.clear()

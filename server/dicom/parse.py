@@ -20,6 +20,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag as PydicomTag
 
+from server.dicom import main_tags
 from server.dicom.json_format import Json, dataset_decoder, sequences_full, tag_text
 from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, SEQUENCES, Level, Tag
 from server.errors import ErrorCode, OrthancError
@@ -32,9 +33,18 @@ SOP_CLASS_UID = (0x0008, 0x0016)
 _PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))
 
 
-def _wanted() -> list[PydicomTag]:
-    """The tags ingest reads (the main tags are configured at start-up)."""
-    return [PydicomTag(t) for t in [*ALL_TAGS, SPECIFIC_CHARACTER_SET, SOP_CLASS_UID]]
+_wanted_cache: tuple[int, list[PydicomTag], frozenset[int]] = (-1, [], frozenset())
+
+
+def _wanted_tags() -> tuple[list[PydicomTag], frozenset[int]]:
+    """The tags ingest reads (the main tags are configured at start-up), and the same as
+    numbers with the pixel tags (where the walk notes where reading stops); made again only
+    when the main tags were configured again."""
+    global _wanted_cache
+    if _wanted_cache[0] != main_tags.generation:
+        tags = [PydicomTag(t) for t in [*ALL_TAGS, SPECIFIC_CHARACTER_SET, SOP_CLASS_UID]]
+        _wanted_cache = (main_tags.generation, tags, frozenset(int(t) for t in tags) | _PIXEL_TAGS)
+    return _wanted_cache[1], _wanted_cache[2]
 
 
 @dataclass
@@ -301,7 +311,8 @@ def _file_meta(walker: _Walker) -> tuple[int, str, bool]:
 
 
 def read_upload(body: IO[bytes]) -> bytes | mmap.mmap:
-    """The bytes of an uploaded DICOM file, checked complete.
+    """The bytes of an uploaded DICOM file (a large one checked complete here, a small one by
+    the store).
 
     A spooled upload on disk stays there: it is answered as a memory map of the
     (unlinked) file, which the store path reads piece by piece (only element headers
@@ -311,9 +322,7 @@ def read_upload(body: IO[bytes]) -> bytes | mmap.mmap:
     size = body.seek(0, 2)
     body.seek(0)
     if size <= _MAP_ABOVE:
-        data = body.read()
-        check_complete(data)
-        return data
+        return body.read()  # checked by the store's parse (see Store.ingest)
     mapped = mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ)
     check_complete(mapped)
     return mapped
@@ -374,8 +383,8 @@ def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int]:
     One walk (:func:`check_complete`'s) notes them as pydicom's raw elements, converted only
     when :func:`tag_text` asks: ~4x cheaper than pydicom's reader.  A deflated file, or one
     without a meta header (its encoding then is pydicom's guess), is read by pydicom."""
-    wanted = _wanted()
-    walker = _Walker(data, wanted=frozenset(int(t) for t in wanted) | _PIXEL_TAGS)
+    wanted, numbers = _wanted_tags()
+    walker = _Walker(data, wanted=numbers)
     syntax = check_complete(data, walker)
     if syntax is None or syntax in _DEFLATED or any(
             length == _UNDEFINED for tag, (_, _, _, length) in walker.found.items() if tag not in _PIXEL_TAGS):
