@@ -126,7 +126,7 @@ function followJob(jobId, onUpdate) {
 // -- studies ---------------------------------------------------------------------------
 
 const studyFilters = { PatientName: "", PatientID: "", AccessionNumber: "", StudyDescription: "",
-  ModalitiesInStudy: "", from: "", to: "", Labels: "", order: "date-desc", page: 0 };
+  ModalitiesInStudy: "", from: "", to: "", Labels: "", sort: { column: "StudyDate", direction: "DESC" }, page: 0 };
 
 /** The labels typed in a field: separated by commas or spaces. */
 function labelList(text) {
@@ -145,12 +145,20 @@ async function hasExtendedFind() {
   return extendedFind;
 }
 
-const ORDERS = {
-  "date-desc": [{ Type: "DicomTag", Key: "StudyDate", Direction: "DESC" }],
-  "date-asc": [{ Type: "DicomTag", Key: "StudyDate", Direction: "ASC" }],
-  "name-asc": [{ Type: "DicomTag", Key: "PatientName", Direction: "ASC" }],
-  "name-desc": [{ Type: "DicomTag", Key: "PatientName", Direction: "DESC" }],
+/** The study list's sortable columns: header, the main tags it sorts on, the way it first sorts. */
+const SORTABLE = {
+  PatientName: { header: "Patient", keys: ["PatientName"], first: "ASC" },
+  PatientID: { header: "Patient ID", keys: ["PatientID"], first: "ASC" },
+  StudyDate: { header: "Date", keys: ["StudyDate", "StudyTime"], first: "DESC" },
+  StudyDescription: { header: "Description", keys: ["StudyDescription"], first: "ASC" },
+  AccessionNumber: { header: "Accession", keys: ["AccessionNumber"], first: "ASC" },
 };
+
+/** ``OrderBy`` of ``/tools/find`` (Orthanc 1.12.5) for the column the list is sorted on. */
+function orderBy() {
+  const { column, direction } = studyFilters.sort;
+  return SORTABLE[column].keys.map((Key) => ({ Type: "DicomTag", Key, Direction: direction }));
+}
 
 function studyQuery() {
   const query = {};
@@ -173,7 +181,7 @@ async function findStudies() {
   if (await hasExtendedFind()) {
     try {
       const [studies, total] = await Promise.all([
-        api("POST", "/tools/find", { ...request, OrderBy: ORDERS[studyFilters.order] }),
+        api("POST", "/tools/find", { ...request, OrderBy: orderBy() }),
         // Some filters cannot be counted in the index (the server says so): then no total.
         api("POST", "/tools/count-resources", { ...request, Expand: undefined, Since: undefined, Limit: undefined,
           CaseSensitive: undefined }).then((c) => c.Count, () => null),
@@ -204,11 +212,6 @@ async function studiesPage() {
     filterField("From date", "from", "date"),
     filterField("To date", "to", "date"),
     labels ? filterField("Labels (all of)", "Labels") : null,
-    extendedFind ? h("label", {}, "Sort by", h("select", { name: "order" },
-      h("option", { value: "date-desc", selected: studyFilters.order === "date-desc" }, "Newest first"),
-      h("option", { value: "date-asc", selected: studyFilters.order === "date-asc" }, "Oldest first"),
-      h("option", { value: "name-asc", selected: studyFilters.order === "name-asc" }, "Patient name A–Z"),
-      h("option", { value: "name-desc", selected: studyFilters.order === "name-desc" }, "Patient name Z–A"))) : null,
     h("div", { class: "row" }, h("button", { type: "submit" }, "Search"),
       h("button", { type: "reset", class: "secondary" }, "Clear")));
   const results = h("div", { id: "study-results", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
@@ -260,12 +263,41 @@ async function showStudies(results) {
   const turn = (delta) => { studyFilters.page += delta; showStudies(results); };
   results.replaceChildren(
     h("p", { class: "muted", id: "study-summary" }, summary),
-    studies.length ? table(["Patient", "Patient ID", "Date", "Description",
-      h("span", { class: "hide-narrow" }, "Accession"), h("span", { class: "hide-narrow" }, "Series")], rows) : "",
+    studies.length ? h("div", { class: "table-wrap" }, h("table", { id: "studies" },
+      h("thead", {}, h("tr", {}, Object.keys(SORTABLE).map((column) => sortHeader(column, results)),
+        h("th", { scope: "col", class: "hide-narrow" }, "Series"))),
+      h("tbody", {}, rows))) : "",
     h("div", { class: "row" },
-      h("button", { type: "button", class: "secondary", disabled: studyFilters.page === 0, onclick: () => turn(-1) }, "Previous page"),
-      h("button", { type: "button", class: "secondary", disabled: !more, onclick: () => turn(1) }, "Next page")));
-  for (const header of results.querySelectorAll("th:nth-child(n+5)")) header.classList.add("hide-narrow");
+      h("button", { type: "button", class: "secondary previous", disabled: studyFilters.page === 0, onclick: () => turn(-1) }, "Previous page"),
+      h("button", { type: "button", class: "secondary next", disabled: !more, onclick: () => turn(1) }, "Next page")));
+  const sorted = results.querySelector(`th[data-column="${focusSort}"] button`);
+  if (sorted) sorted.focus();  // The keyboard stays on the header just pressed.
+  focusSort = null;
+}
+
+let focusSort = null;  // The column whose header was just pressed: focused again once redrawn.
+
+/** A column's header: a button sorting the list on it when the server sorts (``OrderBy``),
+ * pressed again the other way; ``aria-sort`` and an arrow say how the list is sorted. */
+function sortHeader(column, results) {
+  const { header } = SORTABLE[column];
+  const narrow = column === "AccessionNumber" ? "hide-narrow" : null;
+  if (!extendedFind) return h("th", { scope: "col", class: narrow }, header);
+  const { sort } = studyFilters;
+  const current = sort.column === column;
+  const arrow = current ? (sort.direction === "ASC" ? "▲" : "▼") : "↕";
+  const next = current ? (sort.direction === "ASC" ? "DESC" : "ASC") : SORTABLE[column].first;
+  const button = h("button", { type: "button", class: "sort", title: `Sort by ${header.toLowerCase()}` +
+      ` (${next === "ASC" ? "ascending" : "descending"})` },
+    header, " ", h("span", { class: "arrow", "aria-hidden": "true" }, arrow));
+  button.addEventListener("click", () => {
+    studyFilters.sort = { column, direction: next };
+    studyFilters.page = 0;
+    focusSort = column;
+    showStudies(results);
+  });
+  return h("th", { scope: "col", class: narrow, dataset: { column },
+    "aria-sort": current ? (sort.direction === "ASC" ? "ascending" : "descending") : null }, button);
 }
 
 // -- one study ---------------------------------------------------------------------------
