@@ -528,11 +528,11 @@ async function showTags(instance, area) {
 function uploadPage() {
   const input = h("input", { type: "file", multiple: true, id: "upload-files", "aria-label": "DICOM or ZIP files to upload" });
   const drop = h("div", { class: "drop", id: "drop-zone" }, h("p", {}, "Drop DICOM or ZIP files here, or choose them:"), input);
-  const overall = h("progress", { max: 1, value: 0, hidden: true, "aria-label": "Upload progress" });
+  const overall = h("progress", { max: 1, value: 0, hidden: true, "aria-label": "Files uploaded" });
   const summary = h("p", { id: "upload-summary", "aria-live": "polite" });
   const body = h("tbody", {});
   const results = h("div", { class: "table-wrap" }, h("table", { id: "upload-results" },
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "File"), h("th", { scope: "col" }, "Result"))), body));
+    h("thead", {}, h("tr", {}, ["File", "Sent", "Result"].map((text) => h("th", { scope: "col" }, text)))), body));
   input.addEventListener("change", () => { uploadFiles([...input.files], overall, summary, body); input.value = ""; });
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -576,6 +576,36 @@ function describeUpload(answer) {
   return { status, text };
 }
 
+/** POSTs one file to ``/instances`` by XMLHttpRequest, whose upload events tell the bytes
+ * sent (fetch cannot yet); answers the parsed JSON, or throws the server's error. */
+function uploadFile(file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", `${API}/instances`);
+    request.upload.addEventListener("progress", (event) => onProgress(event.loaded));
+    request.addEventListener("error", () => reject(new Error("The server cannot be reached")));
+    request.addEventListener("load", () => {
+      onProgress(file.size);  // The server answered: every byte went, whatever the events said.
+      let parsed = null;
+      try { parsed = JSON.parse(request.responseText); } catch { parsed = null; }
+      if (request.status >= 200 && request.status < 300) resolve(parsed);
+      else reject(new ApiError(request.status, parsed, "/instances"));
+    });
+    request.send(file);
+  });
+}
+
+/** A file's own progress: a bar of its bytes and the bytes sent, in words. */
+function byteProgress(file) {
+  const bar = h("progress", { max: file.size || 1, value: 0, "aria-label": `Bytes of ${file.name} sent` });
+  const text = h("span", { class: "bytes muted" }, ` 0 of ${formatBytes(file.size)}`);
+  const show = (sent) => {
+    bar.value = Math.min(sent, file.size || 1);
+    text.textContent = ` ${formatBytes(sent)} of ${formatBytes(file.size)}`;
+  };
+  return { cell: h("td", { class: "sent" }, bar, text), show };
+}
+
 async function uploadFiles(files, overall, summary, body) {
   if (!files.length) return;
   overall.hidden = false;
@@ -583,9 +613,10 @@ async function uploadFiles(files, overall, summary, body) {
   overall.value = 0;
   const tally = { stored: 0, already: 0, refused: 0 };
   const queue = files.map((file) => {
-    const result = h("td", {}, "Waiting…");
-    body.append(h("tr", {}, h("td", {}, file.name), result));
-    return { file, result };
+    const result = h("td", { class: "result" }, "Waiting…");
+    const progress = byteProgress(file);
+    body.append(h("tr", {}, h("td", {}, file.name), progress.cell, result));
+    return { file, result, progress };
   });
   const report = () => {
     summary.textContent = `${overall.value} of ${files.length} files: ${tally.stored} stored, ` +
@@ -596,13 +627,13 @@ async function uploadFiles(files, overall, summary, body) {
     for (let item = queue.shift(); item; item = queue.shift()) {
       item.result.textContent = "Uploading…";
       try {
-        const { status, text } = describeUpload(await api("POST", "/instances", item.file));
+        const { status, text } = describeUpload(await uploadFile(item.file, item.progress.show));
         item.result.textContent = text;
-        item.result.className = `status-${status}`;
+        item.result.className = `result status-${status}`;
         if (status === "AlreadyStored") tally.already += 1; else tally.stored += 1;
       } catch (error) {
         item.result.textContent = `Refused: ${error.message}`;
-        item.result.className = "status-Error";
+        item.result.className = "result status-Error";
         tally.refused += 1;
       }
       overall.value += 1;
