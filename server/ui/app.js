@@ -822,6 +822,65 @@ async function jobsPage() {
 
 // -- system ----------------------------------------------------------------------------
 
+const METRICS_EVERY_MS = 10000;
+
+/** Prometheus' text exposition (``name value [timestamp]`` lines) as a name -> number map. */
+function parsePrometheus(text) {
+  const values = new Map();
+  for (const line of String(text).split("\n")) {
+    const match = /^([A-Za-z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line.trim());
+    if (match && !line.startsWith("#")) values.set(match[1], Number(match[2]));
+  }
+  return values;
+}
+
+function formatDuration(seconds) {
+  const s = Math.floor(Number(seconds) || 0);
+  const [days, hours, minutes] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60];
+  if (days) return `${days} d ${hours} h`;
+  if (hours) return `${hours} h ${minutes} min`;
+  return minutes ? `${minutes} min ${s % 60} s` : `${s} s`;
+}
+
+/** The metrics a person running the server watches: Prometheus name, words, how shown. */
+const KEY_METRICS = [
+  ["orthanc_up_time_s", "Up time", formatDuration],
+  ["orthanc_rest_api_active_requests", "REST requests in progress"],
+  ["orthanc_jobs_pending", "Jobs waiting"],
+  ["orthanc_jobs_running", "Jobs running"],
+  ["orthanc_jobs_total_success", "Jobs succeeded since start"],
+  ["orthanc_jobs_total_failed", "Jobs failed since start"],
+  ["orthanc_disk_size_mb", "Disk use", (mb) => formatBytes(mb * 1024 * 1024)],
+  ["orthanc_uncompressed_size_mb", "Disk use uncompressed", (mb) => formatBytes(mb * 1024 * 1024)],
+  ["orthanc_logged_errors_count", "Errors logged"],
+  ["orthanc_logged_warnings_count", "Warnings logged"],
+];
+
+/** The "Key metrics" section, read from ``/tools/metrics-prometheus`` now and every
+ * ``METRICS_EVERY_MS`` while the page is shown (and on demand); answers its stop function. */
+function metricsSection(area) {
+  const list = h("dl", { class: "facts", id: "metrics" });
+  const updated = h("span", { class: "muted", id: "metrics-updated", "aria-live": "polite" });
+  const button = h("button", { type: "button", class: "secondary", id: "metrics-refresh" }, "Refresh the metrics");
+  const refresh = async () => {
+    const text = await attempt(() => api("GET", "/tools/metrics-prometheus"));
+    if (text === undefined) return;
+    const values = parsePrometheus(text);
+    if (!values.size) {
+      list.replaceChildren(h("dt", {}, "Metrics"), h("dd", {}, "None kept: the server's MetricsEnabled option is false."));
+    } else {
+      list.replaceChildren(...KEY_METRICS.filter(([name]) => values.has(name)).map(([name, label, show]) =>
+        [h("dt", {}, label), h("dd", { dataset: { metric: name } }, show ? show(values.get(name)) : values.get(name))]).flat());
+    }
+    updated.textContent = `Updated at ${new Date().toLocaleTimeString()}, every ${METRICS_EVERY_MS / 1000} s.`;
+  };
+  button.addEventListener("click", refresh);
+  area.replaceChildren(h("h2", {}, "Key metrics"), list, h("div", { class: "row", style: "margin-top:.6rem" }, button, updated));
+  refresh();
+  const timer = setInterval(() => { if (!document.hidden) refresh(); }, METRICS_EVERY_MS);
+  return () => clearInterval(timer);
+}
+
 async function systemPage() {
   const [system, stats] = await Promise.all([attempt(() => api("GET", "/system")), attempt(() => api("GET", "/statistics"))]);
   const modalities = (await attempt(() => api("GET", "/modalities?expand"))) || {};
@@ -848,6 +907,8 @@ async function systemPage() {
     echoRow("modality", name, `${m.AET}@${m.Host}:${m.Port}`, `/modalities/${encodeURIComponent(name)}/echo`, "POST"));
   const peerRows = Object.entries(peers).map(([name, p]) =>
     echoRow("peer", name, p.Url || "", `/peers/${encodeURIComponent(name)}/system`, "GET"));
+  const metricsArea = h("section", {});
+  leavePage = metricsSection(metricsArea);
   main.replaceChildren(
     h("h1", {}, "System"),
     system ? h("section", {}, h("h2", {}, "Server"), facts([
@@ -857,6 +918,7 @@ async function systemPage() {
       ["Patients", stats.CountPatients], ["Studies", stats.CountStudies], ["Series", stats.CountSeries],
       ["Instances", stats.CountInstances], ["Disk use", formatBytes(stats.TotalDiskSize)],
       ["Uncompressed", formatBytes(stats.TotalUncompressedSize)]])) : "",
+    metricsArea,
     h("section", {}, h("h2", {}, "DICOM modalities"), modalityRows.length
       ? table(["Name", "Address", "Echo"], modalityRows) : h("p", { class: "muted" }, "No modality is configured.")),
     h("section", {}, h("h2", {}, "Orthanc peers"), peerRows.length
