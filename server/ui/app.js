@@ -647,15 +647,20 @@ async function uploadFiles(files, overall, summary, body) {
 
 const QUERY_FIELDS = { Patient: ["PatientName", "PatientID", "PatientBirthDate"],
   Study: ["PatientName", "PatientID", "StudyDate", "AccessionNumber", "StudyDescription", "ModalitiesInStudy"] };
+/** The answers' columns in words; those marked narrow give way on a phone. */
+const QUERY_COLUMNS = { PatientName: ["Patient"], PatientID: ["Patient ID"], PatientBirthDate: ["Birth date"],
+  StudyDate: ["Date"], AccessionNumber: ["Accession", "hide-narrow"], StudyDescription: ["Description"],
+  ModalitiesInStudy: ["Modalities", "hide-narrow"] };
 
 async function queryPage() {
-  const modalities = (await attempt(() => api("GET", "/modalities"))) || [];
+  const modalities = (await attempt(() => api("GET", "/modalities?expand"))) || {};
   const system = (await attempt(() => api("GET", "/system"))) || {};
-  if (!modalities.length) {
+  const names = Object.keys(modalities);
+  if (!names.length) {
     main.replaceChildren(h("h1", {}, "Query/retrieve"), h("p", {}, "No DICOM modality is configured."));
     return;
   }
-  const modality = h("select", { name: "modality", id: "query-modality" }, modalities.map((m) => h("option", { value: m }, m)));
+  const modality = h("select", { name: "modality", id: "query-modality" }, names.map((m) => h("option", { value: m }, m)));
   const level = h("select", { name: "level", id: "query-level" },
     Object.keys(QUERY_FIELDS).map((l) => h("option", { value: l, selected: l === "Study" }, l)));
   const name = h("input", { type: "search", name: "PatientName", id: "query-name" });
@@ -673,9 +678,11 @@ async function queryPage() {
       if (name.value.trim()) query.PatientName = name.value.trim();
       if (patientId.value.trim()) query.PatientID = patientId.value.trim();
       try {
-        const sent = await api("POST", `/modalities/${encodeURIComponent(modality.value)}/query`,
+        const queried = modality.value;
+        const sent = await api("POST", `/modalities/${encodeURIComponent(queried)}/query`,
           { Level: level.value, Query: query });
-        showAnswers(sent.ID, QUERY_FIELDS[level.value], system.DicomAet, answers);
+        const options = retrieveOptions(queried, modalities, system);
+        await showAnswers(sent.ID, QUERY_FIELDS[level.value], options, answers);
       } catch (error) {
         answers.replaceChildren();
         throw error;
@@ -685,7 +692,43 @@ async function queryPage() {
   main.replaceChildren(h("h1", {}, "Query/retrieve"), h("section", {}, form), answers);
 }
 
-async function showAnswers(queryId, fields, ownAet, area) {
+/** How answers of ``queried`` are retrieved: C-MOVE to Isengard or another modality (its AET
+ * as ``TargetAet``), or C-GET (to Isengard, over the query's own association). The method
+ * shown first is the modality's ``RetrieveMethod`` (``SystemDefault``: the server's). */
+function retrieveOptions(queried, modalities, system) {
+  const own = system.DicomAet || "ORTHANC";
+  const configured = modalities[queried].RetrieveMethod || "SystemDefault";
+  const usual = configured === "SystemDefault" ? (system.DicomDefaultRetrieveMethod || "C-MOVE") : configured;
+  const method = h("select", { id: "retrieve-method", name: "method" },
+    ["C-MOVE", "C-GET"].map((m) => h("option", { value: m, selected: m === usual },
+      m === usual ? `${m} (as ${queried} is set up)` : m)));
+  const target = h("select", { id: "retrieve-target", name: "target" },
+    h("option", { value: own }, `Isengard itself (${own})`),
+    Object.entries(modalities).map(([n, m]) => h("option", { value: m.AET, dataset: { modality: n } }, `${n} (${m.AET})`)));
+  const note = h("span", { class: "muted", id: "retrieve-note" });
+  const follow = () => {
+    const getting = method.value === "C-GET";
+    target.disabled = getting;  // C-GET brings the images over the association: here only.
+    if (getting) target.value = own;
+    note.textContent = getting ? "C-GET brings the images to Isengard." : "";
+  };
+  method.addEventListener("change", follow);
+  follow();
+  const form = h("div", { class: "filters", role: "group", "aria-label": "How to retrieve" },
+    h("label", {}, "Retrieve with", method), h("label", {}, "Retrieve to", target), note);
+  return {
+    form,
+    /** The body of ``/queries/{id}/answers/{n}/retrieve``, and where the images go, in words. */
+    request: () => {
+      const body = { TargetAet: target.value, Asynchronous: true };
+      if (method.value !== usual) body.RetrieveMethod = method.value;
+      const where = target.selectedOptions[0].dataset.modality || "Isengard";
+      return { body, where: method.value === "C-GET" ? "Isengard (C-GET)" : where };
+    },
+  };
+}
+
+async function showAnswers(queryId, fields, options, area) {
   const found = await api("GET", `/queries/${queryId}/answers?expand&simplify`);
   const rows = found.map((answer, index) => {
     const status = h("span", { "aria-live": "polite" });
@@ -695,11 +738,12 @@ async function showAnswers(queryId, fields, ownAet, area) {
       button.disabled = true;
       progress.hidden = false;
       status.textContent = "";
+      status.className = "";
+      const { body, where } = options.request();
       try {
-        const job = await api("POST", `/queries/${queryId}/answers/${index}/retrieve`,
-          { TargetAet: ownAet, Asynchronous: true });
+        const job = await api("POST", `/queries/${queryId}/answers/${index}/retrieve`, body);
         await followJob(job.ID, (state) => { progress.value = state.Progress || 0; });
-        status.textContent = "Retrieved";
+        status.textContent = `Retrieved to ${where}`;
         status.className = "status-Success";
       } catch (error) {
         status.textContent = `Failed: ${error.message}`;
@@ -708,11 +752,15 @@ async function showAnswers(queryId, fields, ownAet, area) {
         button.disabled = false;
       }
     }));
-    return h("tr", {}, fields.map((tag) => h("td", {}, tag.endsWith("Date") ? formatDate(answer[tag]) : (answer[tag] || ""))),
+    return h("tr", {}, fields.map((tag) => h("td", { class: QUERY_COLUMNS[tag][1] },
+      tag.endsWith("Date") ? formatDate(answer[tag]) : (answer[tag] || ""))),
       h("td", {}, h("div", { class: "row" }, button, progress, status)));
   });
   area.replaceChildren(h("p", { class: "muted", id: "query-summary" }, `${found.length} answer(s)`),
-    found.length ? table([...fields, "Retrieve"], rows) : "");
+    found.length ? h("section", {}, options.form) : "",
+    found.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {},
+      fields.map((tag) => h("th", { scope: "col", class: QUERY_COLUMNS[tag][1] }, QUERY_COLUMNS[tag][0])),
+      h("th", { scope: "col" }, "Retrieve"))), h("tbody", {}, rows))) : "");
 }
 
 // -- jobs --------------------------------------------------------------------------------
