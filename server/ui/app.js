@@ -925,7 +925,10 @@ function metricsSection(area) {
   button.addEventListener("click", refresh);
   area.replaceChildren(h("h2", {}, "Key metrics"), list, h("div", { class: "row", style: "margin-top:.6rem" }, button, updated));
   refresh();
-  const timer = setInterval(() => { if (!document.hidden) refresh(); }, METRICS_EVERY_MS);
+  const timer = setInterval(() => {
+    if (!area.isConnected) clearInterval(timer);  // Left while the page was still loading.
+    else if (!document.hidden) refresh();
+  }, METRICS_EVERY_MS);
   return () => clearInterval(timer);
 }
 
