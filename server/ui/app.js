@@ -287,8 +287,7 @@ function sortHeader(column, results) {
   const current = sort.column === column;
   const arrow = current ? (sort.direction === "ASC" ? "▲" : "▼") : "↕";
   const next = current ? (sort.direction === "ASC" ? "DESC" : "ASC") : SORTABLE[column].first;
-  const button = h("button", { type: "button", class: "sort", title: `Sort by ${header.toLowerCase()}` +
-      ` (${next === "ASC" ? "ascending" : "descending"})` },
+  const button = h("button", { type: "button", class: "sort", title: `Sort by ${header}, ${next === "ASC" ? "ascending" : "descending"}` },
     header, " ", h("span", { class: "arrow", "aria-hidden": "true" }, arrow));
   button.addEventListener("click", () => {
     studyFilters.sort = { column, direction: next };
@@ -577,7 +576,7 @@ function describeUpload(answer) {
 }
 
 /** POSTs one file to ``/instances`` by XMLHttpRequest, whose upload events tell the bytes
- * sent (fetch cannot yet); answers the parsed JSON, or throws the server's error. */
+ * sent (fetch tells none over HTTP/1.1); answers the parsed JSON, or throws the server's error. */
 function uploadFile(file, onProgress) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
