@@ -126,7 +126,7 @@ function followJob(jobId, onUpdate) {
 // -- studies ---------------------------------------------------------------------------
 
 const studyFilters = { PatientName: "", PatientID: "", AccessionNumber: "", StudyDescription: "",
-  ModalitiesInStudy: "", from: "", to: "", Labels: "", order: "date-desc", page: 0 };
+  ModalitiesInStudy: "", from: "", to: "", Labels: "", sort: { column: "StudyDate", direction: "DESC" }, page: 0 };
 
 /** The labels typed in a field: separated by commas or spaces. */
 function labelList(text) {
@@ -145,12 +145,20 @@ async function hasExtendedFind() {
   return extendedFind;
 }
 
-const ORDERS = {
-  "date-desc": [{ Type: "DicomTag", Key: "StudyDate", Direction: "DESC" }],
-  "date-asc": [{ Type: "DicomTag", Key: "StudyDate", Direction: "ASC" }],
-  "name-asc": [{ Type: "DicomTag", Key: "PatientName", Direction: "ASC" }],
-  "name-desc": [{ Type: "DicomTag", Key: "PatientName", Direction: "DESC" }],
+/** The study list's sortable columns: header, the main tags it sorts on, the way it first sorts. */
+const SORTABLE = {
+  PatientName: { header: "Patient", keys: ["PatientName"], first: "ASC" },
+  PatientID: { header: "Patient ID", keys: ["PatientID"], first: "ASC" },
+  StudyDate: { header: "Date", keys: ["StudyDate", "StudyTime"], first: "DESC" },
+  StudyDescription: { header: "Description", keys: ["StudyDescription"], first: "ASC" },
+  AccessionNumber: { header: "Accession", keys: ["AccessionNumber"], first: "ASC" },
 };
+
+/** ``OrderBy`` of ``/tools/find`` (Orthanc 1.12.5) for the column the list is sorted on. */
+function orderBy() {
+  const { column, direction } = studyFilters.sort;
+  return SORTABLE[column].keys.map((Key) => ({ Type: "DicomTag", Key, Direction: direction }));
+}
 
 function studyQuery() {
   const query = {};
@@ -173,7 +181,7 @@ async function findStudies() {
   if (await hasExtendedFind()) {
     try {
       const [studies, total] = await Promise.all([
-        api("POST", "/tools/find", { ...request, OrderBy: ORDERS[studyFilters.order] }),
+        api("POST", "/tools/find", { ...request, OrderBy: orderBy() }),
         // Some filters cannot be counted in the index (the server says so): then no total.
         api("POST", "/tools/count-resources", { ...request, Expand: undefined, Since: undefined, Limit: undefined,
           CaseSensitive: undefined }).then((c) => c.Count, () => null),
@@ -204,11 +212,6 @@ async function studiesPage() {
     filterField("From date", "from", "date"),
     filterField("To date", "to", "date"),
     labels ? filterField("Labels (all of)", "Labels") : null,
-    extendedFind ? h("label", {}, "Sort by", h("select", { name: "order" },
-      h("option", { value: "date-desc", selected: studyFilters.order === "date-desc" }, "Newest first"),
-      h("option", { value: "date-asc", selected: studyFilters.order === "date-asc" }, "Oldest first"),
-      h("option", { value: "name-asc", selected: studyFilters.order === "name-asc" }, "Patient name A–Z"),
-      h("option", { value: "name-desc", selected: studyFilters.order === "name-desc" }, "Patient name Z–A"))) : null,
     h("div", { class: "row" }, h("button", { type: "submit" }, "Search"),
       h("button", { type: "reset", class: "secondary" }, "Clear")));
   const results = h("div", { id: "study-results", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
@@ -260,12 +263,40 @@ async function showStudies(results) {
   const turn = (delta) => { studyFilters.page += delta; showStudies(results); };
   results.replaceChildren(
     h("p", { class: "muted", id: "study-summary" }, summary),
-    studies.length ? table(["Patient", "Patient ID", "Date", "Description",
-      h("span", { class: "hide-narrow" }, "Accession"), h("span", { class: "hide-narrow" }, "Series")], rows) : "",
+    studies.length ? h("div", { class: "table-wrap" }, h("table", { id: "studies" },
+      h("thead", {}, h("tr", {}, Object.keys(SORTABLE).map((column) => sortHeader(column, results)),
+        h("th", { scope: "col", class: "hide-narrow" }, "Series"))),
+      h("tbody", {}, rows))) : "",
     h("div", { class: "row" },
-      h("button", { type: "button", class: "secondary", disabled: studyFilters.page === 0, onclick: () => turn(-1) }, "Previous page"),
-      h("button", { type: "button", class: "secondary", disabled: !more, onclick: () => turn(1) }, "Next page")));
-  for (const header of results.querySelectorAll("th:nth-child(n+5)")) header.classList.add("hide-narrow");
+      h("button", { type: "button", class: "secondary previous", disabled: studyFilters.page === 0, onclick: () => turn(-1) }, "Previous page"),
+      h("button", { type: "button", class: "secondary next", disabled: !more, onclick: () => turn(1) }, "Next page")));
+  const sorted = results.querySelector(`th[data-column="${focusSort}"] button`);
+  if (sorted) sorted.focus();  // The keyboard stays on the header just pressed.
+  focusSort = null;
+}
+
+let focusSort = null;  // The column whose header was just pressed: focused again once redrawn.
+
+/** A column's header: a button sorting the list on it when the server sorts (``OrderBy``),
+ * pressed again the other way; ``aria-sort`` and an arrow say how the list is sorted. */
+function sortHeader(column, results) {
+  const { header } = SORTABLE[column];
+  const narrow = column === "AccessionNumber" ? "hide-narrow" : null;
+  if (!extendedFind) return h("th", { scope: "col", class: narrow }, header);
+  const { sort } = studyFilters;
+  const current = sort.column === column;
+  const arrow = current ? (sort.direction === "ASC" ? "▲" : "▼") : "↕";
+  const next = current ? (sort.direction === "ASC" ? "DESC" : "ASC") : SORTABLE[column].first;
+  const button = h("button", { type: "button", class: "sort", title: `Sort by ${header}, ${next === "ASC" ? "ascending" : "descending"}` },
+    header, " ", h("span", { class: "arrow", "aria-hidden": "true" }, arrow));
+  button.addEventListener("click", () => {
+    studyFilters.sort = { column, direction: next };
+    studyFilters.page = 0;
+    focusSort = column;
+    showStudies(results);
+  });
+  return h("th", { scope: "col", class: narrow, dataset: { column },
+    "aria-sort": current ? (sort.direction === "ASC" ? "ascending" : "descending") : null }, button);
 }
 
 // -- one study ---------------------------------------------------------------------------
@@ -496,11 +527,11 @@ async function showTags(instance, area) {
 function uploadPage() {
   const input = h("input", { type: "file", multiple: true, id: "upload-files", "aria-label": "DICOM or ZIP files to upload" });
   const drop = h("div", { class: "drop", id: "drop-zone" }, h("p", {}, "Drop DICOM or ZIP files here, or choose them:"), input);
-  const overall = h("progress", { max: 1, value: 0, hidden: true, "aria-label": "Upload progress" });
+  const overall = h("progress", { max: 1, value: 0, hidden: true, "aria-label": "Files uploaded" });
   const summary = h("p", { id: "upload-summary", "aria-live": "polite" });
   const body = h("tbody", {});
   const results = h("div", { class: "table-wrap" }, h("table", { id: "upload-results" },
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "File"), h("th", { scope: "col" }, "Result"))), body));
+    h("thead", {}, h("tr", {}, ["File", "Sent", "Result"].map((text) => h("th", { scope: "col" }, text)))), body));
   input.addEventListener("change", () => { uploadFiles([...input.files], overall, summary, body); input.value = ""; });
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -544,6 +575,36 @@ function describeUpload(answer) {
   return { status, text };
 }
 
+/** POSTs one file to ``/instances`` by XMLHttpRequest, whose upload events tell the bytes
+ * sent (fetch tells none over HTTP/1.1); answers the parsed JSON, or throws the server's error. */
+function uploadFile(file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", `${API}/instances`);
+    request.upload.addEventListener("progress", (event) => onProgress(event.loaded));
+    request.addEventListener("error", () => reject(new Error("The server cannot be reached")));
+    request.addEventListener("load", () => {
+      onProgress(file.size);  // The server answered: every byte went, whatever the events said.
+      let parsed = null;
+      try { parsed = JSON.parse(request.responseText); } catch { parsed = null; }
+      if (request.status >= 200 && request.status < 300) resolve(parsed);
+      else reject(new ApiError(request.status, parsed, "/instances"));
+    });
+    request.send(file);
+  });
+}
+
+/** A file's own progress: a bar of its bytes and the bytes sent, in words. */
+function byteProgress(file) {
+  const bar = h("progress", { max: file.size || 1, value: 0, "aria-label": `Bytes of ${file.name} sent` });
+  const text = h("span", { class: "bytes muted" }, ` 0 of ${formatBytes(file.size)}`);
+  const show = (sent) => {
+    bar.value = Math.min(sent, file.size || 1);
+    text.textContent = ` ${formatBytes(sent)} of ${formatBytes(file.size)}`;
+  };
+  return { cell: h("td", { class: "sent" }, bar, text), show };
+}
+
 async function uploadFiles(files, overall, summary, body) {
   if (!files.length) return;
   overall.hidden = false;
@@ -551,9 +612,10 @@ async function uploadFiles(files, overall, summary, body) {
   overall.value = 0;
   const tally = { stored: 0, already: 0, refused: 0 };
   const queue = files.map((file) => {
-    const result = h("td", {}, "Waiting…");
-    body.append(h("tr", {}, h("td", {}, file.name), result));
-    return { file, result };
+    const result = h("td", { class: "result" }, "Waiting…");
+    const progress = byteProgress(file);
+    body.append(h("tr", {}, h("td", {}, file.name), progress.cell, result));
+    return { file, result, progress };
   });
   const report = () => {
     summary.textContent = `${overall.value} of ${files.length} files: ${tally.stored} stored, ` +
@@ -564,13 +626,13 @@ async function uploadFiles(files, overall, summary, body) {
     for (let item = queue.shift(); item; item = queue.shift()) {
       item.result.textContent = "Uploading…";
       try {
-        const { status, text } = describeUpload(await api("POST", "/instances", item.file));
+        const { status, text } = describeUpload(await uploadFile(item.file, item.progress.show));
         item.result.textContent = text;
-        item.result.className = `status-${status}`;
+        item.result.className = `result status-${status}`;
         if (status === "AlreadyStored") tally.already += 1; else tally.stored += 1;
       } catch (error) {
         item.result.textContent = `Refused: ${error.message}`;
-        item.result.className = "status-Error";
+        item.result.className = "result status-Error";
         tally.refused += 1;
       }
       overall.value += 1;
@@ -584,15 +646,20 @@ async function uploadFiles(files, overall, summary, body) {
 
 const QUERY_FIELDS = { Patient: ["PatientName", "PatientID", "PatientBirthDate"],
   Study: ["PatientName", "PatientID", "StudyDate", "AccessionNumber", "StudyDescription", "ModalitiesInStudy"] };
+/** The answers' columns in words; those marked narrow give way on a phone. */
+const QUERY_COLUMNS = { PatientName: ["Patient"], PatientID: ["Patient ID"], PatientBirthDate: ["Birth date"],
+  StudyDate: ["Date"], AccessionNumber: ["Accession", "hide-narrow"], StudyDescription: ["Description"],
+  ModalitiesInStudy: ["Modalities", "hide-narrow"] };
 
 async function queryPage() {
-  const modalities = (await attempt(() => api("GET", "/modalities"))) || [];
+  const modalities = (await attempt(() => api("GET", "/modalities?expand"))) || {};
   const system = (await attempt(() => api("GET", "/system"))) || {};
-  if (!modalities.length) {
+  const names = Object.keys(modalities);
+  if (!names.length) {
     main.replaceChildren(h("h1", {}, "Query/retrieve"), h("p", {}, "No DICOM modality is configured."));
     return;
   }
-  const modality = h("select", { name: "modality", id: "query-modality" }, modalities.map((m) => h("option", { value: m }, m)));
+  const modality = h("select", { name: "modality", id: "query-modality" }, names.map((m) => h("option", { value: m }, m)));
   const level = h("select", { name: "level", id: "query-level" },
     Object.keys(QUERY_FIELDS).map((l) => h("option", { value: l, selected: l === "Study" }, l)));
   const name = h("input", { type: "search", name: "PatientName", id: "query-name" });
@@ -610,9 +677,11 @@ async function queryPage() {
       if (name.value.trim()) query.PatientName = name.value.trim();
       if (patientId.value.trim()) query.PatientID = patientId.value.trim();
       try {
-        const sent = await api("POST", `/modalities/${encodeURIComponent(modality.value)}/query`,
+        const queried = modality.value;
+        const sent = await api("POST", `/modalities/${encodeURIComponent(queried)}/query`,
           { Level: level.value, Query: query });
-        showAnswers(sent.ID, QUERY_FIELDS[level.value], system.DicomAet, answers);
+        const options = retrieveOptions(queried, modalities, system);
+        await showAnswers(sent.ID, QUERY_FIELDS[level.value], options, answers);
       } catch (error) {
         answers.replaceChildren();
         throw error;
@@ -622,7 +691,43 @@ async function queryPage() {
   main.replaceChildren(h("h1", {}, "Query/retrieve"), h("section", {}, form), answers);
 }
 
-async function showAnswers(queryId, fields, ownAet, area) {
+/** How answers of ``queried`` are retrieved: C-MOVE to Isengard or another modality (its AET
+ * as ``TargetAet``), or C-GET (to Isengard, over the query's own association). The method
+ * shown first is the modality's ``RetrieveMethod`` (``SystemDefault``: the server's). */
+function retrieveOptions(queried, modalities, system) {
+  const own = system.DicomAet || "ORTHANC";
+  const configured = modalities[queried].RetrieveMethod || "SystemDefault";
+  const usual = configured === "SystemDefault" ? (system.DicomDefaultRetrieveMethod || "C-MOVE") : configured;
+  const method = h("select", { id: "retrieve-method", name: "method" },
+    ["C-MOVE", "C-GET"].map((m) => h("option", { value: m, selected: m === usual },
+      m === usual ? `${m} (as ${queried} is set up)` : m)));
+  const target = h("select", { id: "retrieve-target", name: "target" },
+    h("option", { value: own }, `Isengard itself (${own})`),
+    Object.entries(modalities).map(([n, m]) => h("option", { value: m.AET, dataset: { modality: n } }, `${n} (${m.AET})`)));
+  const note = h("span", { class: "muted", id: "retrieve-note" });
+  const follow = () => {
+    const getting = method.value === "C-GET";
+    target.disabled = getting;  // C-GET brings the images over the association: here only.
+    if (getting) target.value = own;
+    note.textContent = getting ? "C-GET brings the images to Isengard." : "";
+  };
+  method.addEventListener("change", follow);
+  follow();
+  const form = h("div", { class: "filters", role: "group", "aria-label": "How to retrieve" },
+    h("label", {}, "Retrieve with", method), h("label", {}, "Retrieve to", target), note);
+  return {
+    form,
+    /** The body of ``/queries/{id}/answers/{n}/retrieve``, and where the images go, in words. */
+    request: () => {
+      const body = { TargetAet: target.value, Asynchronous: true };
+      if (method.value !== usual) body.RetrieveMethod = method.value;
+      const where = target.selectedOptions[0].dataset.modality || "Isengard";
+      return { body, where: method.value === "C-GET" ? "Isengard (C-GET)" : where };
+    },
+  };
+}
+
+async function showAnswers(queryId, fields, options, area) {
   const found = await api("GET", `/queries/${queryId}/answers?expand&simplify`);
   const rows = found.map((answer, index) => {
     const status = h("span", { "aria-live": "polite" });
@@ -632,11 +737,12 @@ async function showAnswers(queryId, fields, ownAet, area) {
       button.disabled = true;
       progress.hidden = false;
       status.textContent = "";
+      status.className = "";
+      const { body, where } = options.request();
       try {
-        const job = await api("POST", `/queries/${queryId}/answers/${index}/retrieve`,
-          { TargetAet: ownAet, Asynchronous: true });
+        const job = await api("POST", `/queries/${queryId}/answers/${index}/retrieve`, body);
         await followJob(job.ID, (state) => { progress.value = state.Progress || 0; });
-        status.textContent = "Retrieved";
+        status.textContent = `Retrieved to ${where}`;
         status.className = "status-Success";
       } catch (error) {
         status.textContent = `Failed: ${error.message}`;
@@ -645,11 +751,15 @@ async function showAnswers(queryId, fields, ownAet, area) {
         button.disabled = false;
       }
     }));
-    return h("tr", {}, fields.map((tag) => h("td", {}, tag.endsWith("Date") ? formatDate(answer[tag]) : (answer[tag] || ""))),
+    return h("tr", {}, fields.map((tag) => h("td", { class: QUERY_COLUMNS[tag][1] },
+      tag.endsWith("Date") ? formatDate(answer[tag]) : (answer[tag] || ""))),
       h("td", {}, h("div", { class: "row" }, button, progress, status)));
   });
   area.replaceChildren(h("p", { class: "muted", id: "query-summary" }, `${found.length} answer(s)`),
-    found.length ? table([...fields, "Retrieve"], rows) : "");
+    found.length ? h("section", {}, options.form) : "",
+    found.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {},
+      fields.map((tag) => h("th", { scope: "col", class: QUERY_COLUMNS[tag][1] }, QUERY_COLUMNS[tag][0])),
+      h("th", { scope: "col" }, "Retrieve"))), h("tbody", {}, rows))) : "");
 }
 
 // -- jobs --------------------------------------------------------------------------------
@@ -759,6 +869,68 @@ async function jobsPage() {
 
 // -- system ----------------------------------------------------------------------------
 
+const METRICS_EVERY_MS = 10000;
+
+/** Prometheus' text exposition (``name value [timestamp]`` lines) as a name -> number map. */
+function parsePrometheus(text) {
+  const values = new Map();
+  for (const line of String(text).split("\n")) {
+    const match = /^([A-Za-z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line.trim());
+    if (match && !line.startsWith("#")) values.set(match[1], Number(match[2]));
+  }
+  return values;
+}
+
+function formatDuration(seconds) {
+  const s = Math.floor(Number(seconds) || 0);
+  const [days, hours, minutes] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60];
+  if (days) return `${days} d ${hours} h`;
+  if (hours) return `${hours} h ${minutes} min`;
+  return minutes ? `${minutes} min ${s % 60} s` : `${s} s`;
+}
+
+/** The metrics a person running the server watches: Prometheus name, words, how shown. */
+const KEY_METRICS = [
+  ["orthanc_up_time_s", "Up time", formatDuration],
+  ["orthanc_rest_api_active_requests", "REST requests in progress"],
+  ["orthanc_jobs_pending", "Jobs waiting"],
+  ["orthanc_jobs_running", "Jobs running"],
+  ["orthanc_jobs_total_success", "Jobs succeeded since start"],
+  ["orthanc_jobs_total_failed", "Jobs failed since start"],
+  ["orthanc_disk_size_mb", "Disk use", (mb) => formatBytes(mb * 1024 * 1024)],
+  ["orthanc_uncompressed_size_mb", "Disk use uncompressed", (mb) => formatBytes(mb * 1024 * 1024)],
+  ["orthanc_logged_errors_count", "Errors logged"],
+  ["orthanc_logged_warnings_count", "Warnings logged"],
+];
+
+/** The "Key metrics" section, read from ``/tools/metrics-prometheus`` now and every
+ * ``METRICS_EVERY_MS`` while the page is shown (and on demand); answers its stop function. */
+function metricsSection(area) {
+  const list = h("dl", { class: "facts", id: "metrics" });
+  const updated = h("span", { class: "muted", id: "metrics-updated", "aria-live": "polite" });
+  const button = h("button", { type: "button", class: "secondary", id: "metrics-refresh" }, "Refresh the metrics");
+  const refresh = async () => {
+    const text = await attempt(() => api("GET", "/tools/metrics-prometheus"));
+    if (text === undefined) return;
+    const values = parsePrometheus(text);
+    if (!values.size) {
+      list.replaceChildren(h("dt", {}, "Metrics"), h("dd", {}, "None kept: the server's MetricsEnabled option is false."));
+    } else {
+      list.replaceChildren(...KEY_METRICS.filter(([name]) => values.has(name)).map(([name, label, show]) =>
+        [h("dt", {}, label), h("dd", { dataset: { metric: name } }, show ? show(values.get(name)) : values.get(name))]).flat());
+    }
+    updated.textContent = `Updated at ${new Date().toLocaleTimeString()}, every ${METRICS_EVERY_MS / 1000} s.`;
+  };
+  button.addEventListener("click", refresh);
+  area.replaceChildren(h("h2", {}, "Key metrics"), list, h("div", { class: "row", style: "margin-top:.6rem" }, button, updated));
+  refresh();
+  const timer = setInterval(() => {
+    if (!area.isConnected) clearInterval(timer);  // Left while the page was still loading.
+    else if (!document.hidden) refresh();
+  }, METRICS_EVERY_MS);
+  return () => clearInterval(timer);
+}
+
 async function systemPage() {
   const [system, stats] = await Promise.all([attempt(() => api("GET", "/system")), attempt(() => api("GET", "/statistics"))]);
   const modalities = (await attempt(() => api("GET", "/modalities?expand"))) || {};
@@ -785,6 +957,8 @@ async function systemPage() {
     echoRow("modality", name, `${m.AET}@${m.Host}:${m.Port}`, `/modalities/${encodeURIComponent(name)}/echo`, "POST"));
   const peerRows = Object.entries(peers).map(([name, p]) =>
     echoRow("peer", name, p.Url || "", `/peers/${encodeURIComponent(name)}/system`, "GET"));
+  const metricsArea = h("section", {});
+  leavePage = metricsSection(metricsArea);
   main.replaceChildren(
     h("h1", {}, "System"),
     system ? h("section", {}, h("h2", {}, "Server"), facts([
@@ -794,6 +968,7 @@ async function systemPage() {
       ["Patients", stats.CountPatients], ["Studies", stats.CountStudies], ["Series", stats.CountSeries],
       ["Instances", stats.CountInstances], ["Disk use", formatBytes(stats.TotalDiskSize)],
       ["Uncompressed", formatBytes(stats.TotalUncompressedSize)]])) : "",
+    metricsArea,
     h("section", {}, h("h2", {}, "DICOM modalities"), modalityRows.length
       ? table(["Name", "Address", "Echo"], modalityRows) : h("p", { class: "muted" }, "No modality is configured.")),
     h("section", {}, h("h2", {}, "Orthanc peers"), peerRows.length
