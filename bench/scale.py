@@ -43,8 +43,9 @@ TENTHS = 10
 
 def template() -> tuple[bytes, dict[str, int]]:
     """A ~2 KB DICOM file whose identifiers are fixed-width placeholders, and where each is."""
-    placeholders = {"patient": "P" * 8, "name": "N" * 8, "study": "S" * 12, "series": "E" * 12,
-                    "sop": "I" * 12}
+    # digits, so that the UIDs are valid; no other value of the file holds these runs
+    placeholders = {"patient": "P" * 8, "name": "N" * 8, "study": "901234567891", "series": "902345678912",
+                    "sop": "903456789123"}
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
     ds.SOPInstanceUID = f"{ROOT}.3.{placeholders['sop']}"
@@ -77,8 +78,8 @@ def instances(count: int) -> Iterator[bytes]:
     for number in range(count):
         series = number // PER_SERIES
         patient = series // PER_PATIENT
-        values = {"patient": f"{patient:08d}", "name": f"{patient:08d}", "study": f"{series:012d}",
-                  "series": f"{series:012d}", "sop": f"{number:012d}"}
+        values = {"patient": f"{patient:08d}", "name": f"{patient:08d}", "study": f"9{series:011d}",
+                  "series": f"9{series:011d}", "sop": f"9{number:011d}"}
         file = data
         for key, placeholder in placeholders.items():
             file = file.replace(placeholder.encode(), values[key].encode())
