@@ -41,8 +41,10 @@ def describe(value):
 names = {{name: describe(getattr(orthanc, name)) for name in dir(orthanc) if not name.startswith("_")}}
 open({target!r}, "w").write(json.dumps(names))
 """
-#: Names Isengard adds to orthanc-python 4.0: newer plugin features Isengard has.
-NEWER = {"DicomConnection", "RegisterStorageCommitmentScpCallback", "RegisterStorageCommitmentScpCallback2"}
+#: Names Isengard adds to orthanc-python 4.0: newer plugin features Isengard has, and custom jobs
+#: (the C SDK's CreateJob2 and RegisterJobsUnserializer, which no plugin release wraps).
+NEWER = {"DicomConnection", "RegisterStorageCommitmentScpCallback", "RegisterStorageCommitmentScpCallback2",
+         "CreateJob", "RegisterJobsUnserializer"}
 
 
 def _real_required() -> None:

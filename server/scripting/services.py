@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from server.config import Configuration
     from server.events import EventBus
     from server.find import Finder
+    from server.jobs.engine import JobsEngine
     from server.jobs.modification import ModificationServices
     from server.metrics import Metrics
     from server.net.service import NetworkService
@@ -45,6 +46,8 @@ class ScriptingServices:
     http_port: int
     #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
     encoding: Callable[[], str]
+    #: Where the scripts' own jobs go (``orthanc.CreateJob``), and their unserializers.
+    jobs: JobsEngine
 
     @property
     def default_encoding(self) -> str:
