@@ -289,3 +289,54 @@ def test_global_properties_are_kept_in_the_index_across_restarts(tmp_path: Path)
         assert server.get("/count").text == "3"
     finally:
         server.stop()
+
+
+def _draw_text(server: Isengard | Orthanc) -> dict[str, Any]:
+    answer = server.get("/draw-text")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_draw_text_is_the_real_plugins_with_another_font(tmp_path: Path) -> None:
+    """Same fonts API, formats, colours, errors and placement; the glyphs are another font's."""
+    _real_required()
+    (tmp_path / "real").mkdir()
+    shutil.copy(SCRIPTS / "draw_text.py", tmp_path / "draw_text.py")
+    real = Orthanc(tmp_path / "real", Plugins=[str(PLUGIN)], PythonScript=str(tmp_path / "draw_text.py")).start()
+    try:
+        expected = _draw_text(real)
+    finally:
+        real.stop()
+    ours = Isengard(tmp_path / "isengard", PythonScript=str(tmp_path / "draw_text.py")).start()
+    try:
+        got = _draw_text(ours)
+    finally:
+        ours.stop()
+    assert got["fonts"] == expected["fonts"] == [1, 16, None, 0]
+    assert got["font_index"] == expected["font_index"] == 3  # ParameterOutOfRange
+    for name, drawn in expected["formats"].items():  # unsupported: NotImplemented, and nothing drawn
+        assert (got["formats"][name]["answer"], got["formats"][name]["max"]) == (drawn["answer"], drawn["max"]), name
+    assert expected["formats"]["RGBA32"]["max"] == [200, 100, 50, 255]  # the colour itself over transparency
+    for result in (expected, got):
+        left, top, right, bottom = result["one_line"]["box"]
+        assert 5 <= left <= 7 and 4 <= top <= 8  # x, y: the top left of the text
+        assert result["two_lines"]["box"][:3] == [left, top, right] and result["two_lines"]["box"][3] > 2 * bottom - top
+        assert result["not_latin1"]["box"] is None  # characters outside Latin-1 are not drawn
+        assert result["outside"] == [["ok", None], None]
+
+
+def test_draw_text_without_the_system_font_uses_pillows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Where DejaVu is not installed: Pillow's own font, whose missing characters are not drawn."""
+    from server.scripting import python_font
+    from server.scripting.python_images import Image
+
+    monkeypatch.setattr(python_font, "SYSTEM_FONT", tmp_path / "absent.ttf")
+    python_font.font.cache_clear()
+    try:
+        assert python_font.font().name == "Aileron-Regular"
+        drawn, missing = Image(1, 40, 20, 40, bytes(800)), Image(1, 40, 20, 40, bytes(800))
+        drawn.DrawText(0, "Ab", 0, 0, 255, 255, 255)
+        missing.DrawText(0, "\u00e9", 0, 0, 255, 255, 255)
+        assert max(drawn.GetImageBuffer()) > 200 and max(missing.GetImageBuffer()) == 0
+    finally:
+        python_font.font.cache_clear()
