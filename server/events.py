@@ -139,6 +139,9 @@ class Intervention(Enum):
     STORE_INSTANCE = "ReceivedInstanceFilter"
     #: ``(query, origin) -> query``: the C-FIND query to run (``gggg,eeee`` keys, string values).
     FIND_REQUEST = "IncomingFindRequestFilter"
+    #: ``(query, origin) -> query``: the worklist C-FIND query to answer, in Orthanc's "Short"
+    #: JSON (``gggg,eeee`` keys, string values, sequences as lists of objects).
+    WORKLIST_REQUEST = "IncomingWorklistRequestFilter"
 
 
 #: Takes the request's handler (a ``server.rest.base.OrthancHandler``: the bus does not import
@@ -147,6 +150,7 @@ HttpRequestFilter = Callable[[Any], Awaitable[bool]]
 InstanceReceiver = Callable[[bytes, "Origin"], "bytes | None"]
 InstanceFilter = Callable[["ParsedInstance", "Origin"], bool]
 FindFilter = Callable[[dict[str, str], dict[str, str]], dict[str, str]]
+WorklistFilter = Callable[[dict[str, Any], dict[str, str]], dict[str, Any]]
 
 H = TypeVar("H")
 
@@ -178,6 +182,7 @@ class Interventions:
         self.received_instance: Hook[InstanceReceiver] = Hook(Intervention.RECEIVED_INSTANCE)
         self.store_instance: Hook[InstanceFilter] = Hook(Intervention.STORE_INSTANCE)
         self.find_request: Hook[FindFilter] = Hook(Intervention.FIND_REQUEST)
+        self.worklist_request: Hook[WorklistFilter] = Hook(Intervention.WORKLIST_REQUEST)
 
 
 # -- the bus ---------------------------------------------------------------------------
