@@ -340,3 +340,33 @@ def test_draw_text_without_the_system_font_uses_pillows(monkeypatch: pytest.Monk
         assert max(drawn.GetImageBuffer()) > 200 and max(missing.GetImageBuffer()) == 0
     finally:
         python_font.font.cache_clear()
+
+
+def test_sample_annotated_preview_draws_text_and_stores_a_secondary_capture(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image as PillowImage
+
+    server = Isengard(tmp_path / "server", PythonScript=str(SAMPLES / "annotated_preview.py")).start()
+    try:
+        source = server.upload(sample("2019-06-17-VedranZdesic.dcm"))["ID"]
+        preview = PillowImage.open(io.BytesIO(server.get(f"/instances/{source}/preview").content))
+        answer = server.get(f"/instances/{source}/annotated")
+        assert (answer.status_code, answer.headers["Content-Type"]) == (200, "image/png")
+        annotated = PillowImage.open(io.BytesIO(answer.content)).convert("RGB")
+        assert annotated.size == preview.size
+        corner = {annotated.getpixel((x, y)) for x in range(4, 60) for y in range(4, 24)}
+        assert any(r > 240 and g > 240 and b < 16 for r, g, b in corner)  # yellow text (Orthanc's 254 at most)
+        assert server.get("/instances/nowhere/annotated").status_code == 404
+
+        stored = server.post(f"/instances/{source}/annotated", "")
+        assert stored.status_code == 200, stored.text
+        created = server.json(f"/instances/{stored.json()['ID']}/simplified-tags")
+        original = server.json(f"/instances/{source}/simplified-tags")
+        assert (created["SOPClassUID"], created["Modality"]) == ("1.2.840.10008.5.1.4.1.1.7", "OT")
+        new_id = stored.json()["ID"]
+        assert server.json(f"/instances/{new_id}/study")["ID"] == server.json(f"/instances/{source}/study")["ID"]
+        assert created["SeriesInstanceUID"] != original["SeriesInstanceUID"]
+        assert (int(created["Columns"]), int(created["Rows"])) == preview.size
+    finally:
+        server.stop()
