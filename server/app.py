@@ -166,7 +166,7 @@ class Server:
         scripting = ScriptingServices(config, self.bus, self.index, self.store, self.finder, self.metrics,
                                       self.metadata_names, self.network, self.commitment,
                                       self.modification_services, self.inprocess, self.http_port, self._encoding,
-                                      self.stability, KeyValueStores(self.index))
+                                      self.stability, KeyValueStores(self.index), self.jobs)
         self.lua = LuaScripting(scripting)
         self.python: PythonScripting | None = load_script(scripting)
         if self.python is not None:  # RegisterStorageArea

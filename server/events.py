@@ -145,6 +145,9 @@ class Intervention(Enum):
     #: (a store job, Lua's ``SendToModality``, a C-MOVE); ``destination`` has ``RemoteAet`` and
     #: ``RemoteIp``.  An error fails that sub-operation.
     OUTGOING_STORE = "OutgoingCStoreInstanceFilter"
+    #: ``(query, origin) -> query``: the worklist C-FIND query to answer, in Orthanc's "Short"
+    #: JSON (``gggg,eeee`` keys, string values, sequences as lists of objects).
+    WORKLIST_REQUEST = "IncomingWorklistRequestFilter"
 
 
 #: Takes the request's handler (a ``server.rest.base.OrthancHandler``: the bus does not import
@@ -154,6 +157,7 @@ InstanceReceiver = Callable[[bytes, "Origin"], "bytes | None"]
 InstanceFilter = Callable[["ParsedInstance", "Origin"], bool]
 FindFilter = Callable[[dict[str, str], dict[str, str]], dict[str, str]]
 OutgoingFilter = Callable[["Dataset", dict[str, str]], bool]
+WorklistFilter = Callable[[dict[str, Any], dict[str, str]], dict[str, Any]]
 
 H = TypeVar("H")
 
@@ -186,6 +190,7 @@ class Interventions:
         self.store_instance: Hook[InstanceFilter] = Hook(Intervention.STORE_INSTANCE)
         self.find_request: Hook[FindFilter] = Hook(Intervention.FIND_REQUEST)
         self.outgoing_store: Hook[OutgoingFilter] = Hook(Intervention.OUTGOING_STORE)
+        self.worklist_request: Hook[WorklistFilter] = Hook(Intervention.WORKLIST_REQUEST)
 
 
 # -- the bus ---------------------------------------------------------------------------

@@ -41,12 +41,14 @@ def describe(value):
 names = {{name: describe(getattr(orthanc, name)) for name in dir(orthanc) if not name.startswith("_")}}
 open({target!r}, "w").write(json.dumps(names))
 """
-#: Names Isengard adds to orthanc-python 4.0: newer plugin features Isengard has.
+#: Names Isengard adds to orthanc-python 4.0: newer plugin features Isengard has, and custom jobs
+#: (the C SDK's CreateJob2 and RegisterJobsUnserializer, which no plugin release wraps).
 NEWER = {"DicomConnection", "RegisterStorageCommitmentScpCallback", "RegisterStorageCommitmentScpCallback2",
          # orthanc-python 6.0/7.0's database functions
          "StoreKeyValue", "GetKeyValue", "DeleteKeyValue", "CreateKeysValuesIterator", "KeysValuesIterator",
          "EnqueueValue", "DequeueValue", "ReserveQueueValue", "AcknowledgeQueueValue", "GetQueueSize",
-         "QueueOrigin", "SetStableStatus", "StableStatus"}
+         "QueueOrigin", "SetStableStatus", "StableStatus",
+         "CreateJob", "RegisterJobsUnserializer"}
 
 
 def _real_required() -> None:
@@ -289,5 +291,86 @@ def test_global_properties_are_kept_in_the_index_across_restarts(tmp_path: Path)
     server.start()
     try:
         assert server.get("/count").text == "3"
+    finally:
+        server.stop()
+
+
+def _draw_text(server: Isengard | Orthanc) -> dict[str, Any]:
+    answer = server.get("/draw-text")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_draw_text_is_the_real_plugins_with_another_font(tmp_path: Path) -> None:
+    """Same fonts API, formats, colours, errors and placement; the glyphs are another font's."""
+    _real_required()
+    (tmp_path / "real").mkdir()
+    shutil.copy(SCRIPTS / "draw_text.py", tmp_path / "draw_text.py")
+    real = Orthanc(tmp_path / "real", Plugins=[str(PLUGIN)], PythonScript=str(tmp_path / "draw_text.py")).start()
+    try:
+        expected = _draw_text(real)
+    finally:
+        real.stop()
+    ours = Isengard(tmp_path / "isengard", PythonScript=str(tmp_path / "draw_text.py")).start()
+    try:
+        got = _draw_text(ours)
+    finally:
+        ours.stop()
+    assert got["fonts"] == expected["fonts"] == [1, 16, None, 0]
+    assert got["font_index"] == expected["font_index"] == 3  # ParameterOutOfRange
+    for name, drawn in expected["formats"].items():  # unsupported: NotImplemented, and nothing drawn
+        assert (got["formats"][name]["answer"], got["formats"][name]["max"]) == (drawn["answer"], drawn["max"]), name
+    assert expected["formats"]["RGBA32"]["max"] == [200, 100, 50, 255]  # the colour itself over transparency
+    for result in (expected, got):
+        left, top, right, bottom = result["one_line"]["box"]
+        assert 5 <= left <= 7 and 4 <= top <= 8  # x, y: the top left of the text
+        assert result["two_lines"]["box"][:3] == [left, top, right] and result["two_lines"]["box"][3] > 2 * bottom - top
+        assert result["not_latin1"]["box"] is None  # characters outside Latin-1 are not drawn
+        assert result["outside"] == [["ok", None], None]
+
+
+def test_draw_text_without_the_system_font_uses_pillows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Where DejaVu is not installed: Pillow's own font, whose missing characters are not drawn."""
+    from server.scripting import python_font
+    from server.scripting.python_images import Image
+
+    monkeypatch.setattr(python_font, "SYSTEM_FONT", tmp_path / "absent.ttf")
+    python_font.font.cache_clear()
+    try:
+        assert python_font.font().name == "Aileron-Regular"
+        drawn, missing = Image(1, 40, 20, 40, bytes(800)), Image(1, 40, 20, 40, bytes(800))
+        drawn.DrawText(0, "Ab", 0, 0, 255, 255, 255)
+        missing.DrawText(0, "\u00e9", 0, 0, 255, 255, 255)
+        assert max(drawn.GetImageBuffer()) > 200 and max(missing.GetImageBuffer()) == 0
+    finally:
+        python_font.font.cache_clear()
+
+
+def test_sample_annotated_preview_draws_text_and_stores_a_secondary_capture(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image as PillowImage
+
+    server = Isengard(tmp_path / "server", PythonScript=str(SAMPLES / "annotated_preview.py")).start()
+    try:
+        source = server.upload(sample("2019-06-17-VedranZdesic.dcm"))["ID"]
+        preview = PillowImage.open(io.BytesIO(server.get(f"/instances/{source}/preview").content))
+        answer = server.get(f"/instances/{source}/annotated")
+        assert (answer.status_code, answer.headers["Content-Type"]) == (200, "image/png")
+        annotated = PillowImage.open(io.BytesIO(answer.content)).convert("RGB")
+        assert annotated.size == preview.size
+        corner = {annotated.getpixel((x, y)) for x in range(4, 60) for y in range(4, 24)}
+        assert any(r > 240 and g > 240 and b < 16 for r, g, b in corner)  # yellow text (Orthanc's 254 at most)
+        assert server.get("/instances/nowhere/annotated").status_code == 404
+
+        stored = server.post(f"/instances/{source}/annotated", "")
+        assert stored.status_code == 200, stored.text
+        created = server.json(f"/instances/{stored.json()['ID']}/simplified-tags")
+        original = server.json(f"/instances/{source}/simplified-tags")
+        assert (created["SOPClassUID"], created["Modality"]) == ("1.2.840.10008.5.1.4.1.1.7", "OT")
+        new_id = stored.json()["ID"]
+        assert server.json(f"/instances/{new_id}/study")["ID"] == server.json(f"/instances/{source}/study")["ID"]
+        assert created["SeriesInstanceUID"] != original["SeriesInstanceUID"]
+        assert (int(created["Columns"]), int(created["Rows"])) == preview.size
     finally:
         server.stop()

@@ -153,6 +153,31 @@ def test_worklists_disabled_refuse_the_worklist_model(make_isengard: object) -> 
             assoc.release()
 
 
+def test_lua_worklist_request_filter_rewrites_the_query_as_in_orthanc(tmp_path: Path) -> None:
+    """``IncomingWorklistRequestFilter`` runs before the worklists, as with Orthanc's worklists plugin."""
+    if not (ORTHANC_BINARY.exists() and WORKLISTS_PLUGIN.exists()):
+        pytest.skip("the real Orthanc or its worklists plugin is not installed")
+    database = tmp_path / "wl"
+    database.mkdir()
+    for n in range(1, 11):
+        dump2dcm(WORKLISTS / "database" / f"wklist{n}.dump", database / f"{n}.wl")
+    options = {"Worklists": {"Enable": True, "Database": str(database)}, **OPEN,
+               "LuaScripts": [str(Path(__file__).parent / "lua" / "worklist_filter.lua")]}
+    ours = Isengard(tmp_path / "isengard", **options).start()
+    real = Orthanc(tmp_path / "orthanc", Plugins=[str(WORKLISTS_PLUGIN)], **options).start()
+    try:
+        for aet, query in [("AA32", _query()), ("AB45", _query()), ("NOBODY", _query()),
+                           ("AB45", _query(ScheduledStationAETitle="AA32")), ("AB45", _query(PatientName="*I*")),
+                           ("AA32", _query(PatientName="*RESTRICTED*"))]:
+            mine, final = pynetdicom_worklist(ours, query, aet=aet)
+            theirs, real_final = pynetdicom_worklist(real, query, aet=aet)
+            assert (_summary(mine), final) == (_summary(theirs), real_final), (aet, query)
+        assert _summary(pynetdicom_worklist(ours, _query(), aet="AB45")[0])  # the filter lets some through
+    finally:
+        ours.stop()
+        real.stop()
+
+
 # -- Python callbacks -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -597,6 +597,8 @@ class JobsEngine:
         except Exception:  # noqa: BLE001 - an unserializable job still runs
             log.exception("Cannot serialize job %s", record.id)
             return
+        if data is None:  # a job that cannot be serialized is not saved (as in Orthanc)
+            return
         document = {
             "Type": record.job.TYPE, "Priority": record.priority, "State": record.state.value,
             "CreationTime": _format(record.creation_time), "LastChangeTime": _format(record.last_change),

@@ -112,8 +112,12 @@ class Job(ABC):
         """The public ``Content`` of ``/jobs/{id}``."""
 
     @abstractmethod
-    def serialize(self) -> dict[str, Any]:
-        """Everything needed to rebuild the job after a restart (JSON-compatible)."""
+    def serialize(self) -> dict[str, Any] | None:
+        """Everything needed to rebuild the job after a restart (JSON-compatible).
+
+        None: the job cannot be serialized (Orthanc's ``IJob::Serialize`` answering false,
+        as a plugin's job may): it is never saved, so it does not outlive the process.
+        """
 
     def outputs(self) -> dict[str, Output]:
         return {}
@@ -137,17 +141,32 @@ class Job(ABC):
 
 #: How to rebuild one job type from :meth:`Job.serialize`'s output (its services bound).
 Restore = Callable[[dict[str, Any]], Job]
+#: A script's unserializer: ``(type, data)`` -> the job, or None when the type is not its own.
+Unserializer = Callable[[str, dict[str, Any]], Job | None]
 
 
 class JobRegistry:
-    """Every job type the engine can restore after a restart, listed once, explicitly."""
+    """Every job type the engine can restore after a restart, listed once, explicitly.
+
+    Scripts add unserializers for their own job types (``RegisterJobsUnserializer``),
+    before the engine restores the saved jobs.
+    """
 
     def __init__(self, restorers: dict[str, Restore]) -> None:
         self._restorers = dict(restorers)
+        self._unserializers: list[Unserializer] = []
 
     def types(self) -> list[str]:
         return sorted(self._restorers)
 
+    def add_unserializer(self, unserializer: Unserializer) -> None:
+        self._unserializers.append(unserializer)
+
     def restore(self, type_name: str, data: dict[str, Any]) -> Job:
-        """Rebuild a saved job; KeyError for an unknown type."""
+        """Rebuild a saved job, asking the scripts first as Orthanc asks its plugins; KeyError when
+        neither they nor a built-in type take it."""
+        for unserializer in self._unserializers:
+            job = unserializer(type_name, data)
+            if job is not None:
+                return job
         return self._restorers[type_name](data)

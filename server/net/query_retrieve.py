@@ -408,7 +408,7 @@ class QueryRetrieveScp:
         if self._refused(event, hooks.request_kind(event) if hooks is not None else "Find"):
             return iter(())
         if hooks is not None and hooks.answers_find(event):  # worklists, a script's C-FIND SCP
-            return hooks.on_find(event, event.assoc.acceptor.ae_title.strip())
+            return hooks.on_find(event, event.assoc.acceptor.ae_title.strip(), self._origin(event))
         return self._find(event)
 
     def _find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:

@@ -210,6 +210,8 @@ class DicomServer:
         self.extra_handlers: list[tuple[Any, Callable]] = []
         #: C-FIND hooks (``IncomingFindRequestFilter``, see :mod:`server.events`).
         self.find_filters = store.bus.interventions.find_request
+        #: Worklist C-FIND hooks (``IncomingWorklistRequestFilter``).
+        self.worklist_filters = store.bus.interventions.worklist_request
         #: Worklist, C-FIND and C-MOVE handlers of scripts and worklists (:mod:`server.net.worklists`).
         self.hooks: DicomHooks | None = None
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -32,14 +32,16 @@ from pynetdicom import evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from server.config import ConfigError
-from server.dicom import uids
-from server.dicom.charset import keep_encodable, specific_character_set
+from server.dicom import json_format, uids
+from server.dicom.charset import encoding_for_term, keep_encodable, specific_character_set
+from server.dicom.encode import Element, ValueContext, element_from_json, parse_tag, write_file
 from server.dicom.main_tags import Level
 from server.dicom.wildcards import Wildcard
 from server.errors import ErrorCode, OrthancError
 from server.net.scu import UNCOMPRESSED
 
 if TYPE_CHECKING:
+    from server.events import WorklistFilter
     from server.net.scp import DicomServer
 
 log = logging.getLogger("isengard.worklists")
@@ -290,15 +292,20 @@ class FolderWorklists:
 class DicomHooks:
     """The handlers that scripts and the worklists plug into the DICOM server."""
 
-    def __init__(self) -> None:
+    def __init__(self, encoding: Callable[[], str]) -> None:
         self.worklist: WorklistHandler | None = None
         self.find: FindHandler | None = None
         self.move: MoveHandler | None = None
+        #: The current ``DefaultEncoding``, for the queries that filters rewrite.
+        self.encoding = encoding
+        #: ``IncomingWorklistRequestFilter`` (the DICOM server's, once installed).
+        self.worklist_filters: Iterable[WorklistFilter] = ()
 
     def install(self, dicom: DicomServer) -> None:
         """Accept the worklist model when a handler answers it; hand the hooks to the DICOM server."""
         if self.worklist is not None:
             dicom.ae.add_supported_context(ModalityWorklistInformationFind, UNCOMPRESSED)
+        self.worklist_filters = dicom.worklist_filters
         dicom.hooks = self
 
     @staticmethod
@@ -312,7 +319,9 @@ class DicomHooks:
             return True
         return self.find is not None
 
-    def on_find(self, event: evt.Event, called_aet: str) -> Iterator[tuple[int, Dataset | None]]:
+    def on_find(self, event: evt.Event, called_aet: str,
+                origin: dict[str, str]) -> Iterator[tuple[int, Dataset | None]]:
+        """``origin``: the association as Lua's filters see it (``CalledAet``, ``RemoteAet``...)."""
         issuer = event.assoc.requestor.ae_title.strip()
         worklist = _is_worklist(event)
         handler = self.worklist if worklist else self.find
@@ -321,7 +330,10 @@ class DicomHooks:
             yield UNABLE_TO_PROCESS, None
             return
         try:
-            answers = handler(event.identifier, issuer, called_aet)
+            query = event.identifier
+            if worklist:
+                query = filtered_worklist_query(query, self.worklist_filters, origin, self.encoding())
+            answers = handler(query, issuer, called_aet)
         except Exception as e:  # noqa: BLE001 - the peer must get a status, not a dropped association
             log.error("%s handler has failed: %s", "Worklist" if worklist else "C-FIND", e)
             yield UNABLE_TO_PROCESS, None
@@ -348,6 +360,35 @@ class DicomHooks:
         yield 0
 
 
+def filtered_worklist_query(query: Dataset, filters: Iterable[WorklistFilter], origin: dict[str, str],
+                            default_encoding: str) -> Dataset:
+    """``IncomingWorklistRequestFilter``, run before the worklist handler as in Orthanc (for any
+    handler: the configured worklists or a script's): each filter gets the query in the "Short"
+    JSON format and answers the query to run, rebuilt as Orthanc's ``CreateFromJson`` does.
+    A filter answering the very document it got (no script callback) leaves the query as is."""
+    source = json_format.tags_short(query, default_encoding)
+    document: Any = source
+    for apply in filters:
+        document = apply(document, dict(origin))
+    return query if document is source else query_from_json(document, default_encoding)
+
+
+def query_from_json(document: Any, default_encoding: str) -> Dataset:
+    """A query from JSON (``gggg,eeee`` or tag names -> string, null or list of items), its
+    ``SpecificCharacterSet`` that of the document, else of ``DefaultEncoding``."""
+    if not isinstance(document, dict):
+        raise OrthancError(ErrorCode.LUA_BAD_OUTPUT, "IncomingWorklistRequestFilter must return a table of DICOM tags")
+    tags = {parse_tag(str(name)): value for name, value in document.items()}
+    declared = tags.pop(SPECIFIC_CHARACTER_SET, None)
+    encoding = (encoding_for_term(declared) if isinstance(declared, str) else None) or default_encoding
+    context = ValueContext(encoding)
+    items = {tag: element_from_json(tag, value, context) for tag, value in tags.items()}
+    term = specific_character_set(encoding)
+    if term:
+        items[SPECIFIC_CHARACTER_SET] = Element("CS", term.encode("ascii"))
+    return Dataset(parse_dicom(write_file(items)))  # the dataset alone, as a received identifier
+
+
 def _is_worklist(event: evt.Event) -> bool:
     return str(event.request.AffectedSOPClassUID) == ModalityWorklistInformationFind
 
@@ -355,7 +396,7 @@ def _is_worklist(event: evt.Event) -> bool:
 def install_hooks(dicom: DicomServer, worklists: FolderWorklists | None, encoding: Callable[[], str],
                   script_hooks: Callable[[DicomHooks], None] | None) -> None:
     """The worklists of the configuration, then the script's DICOM handlers, on the DICOM server."""
-    hooks = DicomHooks()
+    hooks = DicomHooks(encoding)
     hooks.worklist = worklists
     if worklists is not None:
         worklists.encoding = encoding

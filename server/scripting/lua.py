@@ -71,7 +71,7 @@ log = logging.getLogger("isengard.lua")
 #: Callbacks of the main state whose presence is tracked without taking its lock.
 MAIN_CALLBACKS = [
     "Initialize", "Finalize", "OnHeartBeat", "OnStoredInstance", "OnJobSubmitted", "OnJobSuccess",
-    "OnJobFailure", "IncomingHttpRequestFilter", "IncomingFindRequestFilter",
+    "OnJobFailure", "IncomingHttpRequestFilter", "IncomingFindRequestFilter", "IncomingWorklistRequestFilter",
     *(f"OnStable{level.title}" for level in (Level.PATIENT, Level.STUDY, Level.SERIES)),
     *(f"OnDeleted{level.title}" for level in Level),
     *(f"OnUpdated{level.title}" for level in Level),
@@ -163,6 +163,7 @@ class LuaScripting:
         if "OutgoingCStoreInstanceFilter" in self._filters:
             interventions.outgoing_store.install(self._accepts_outgoing)
         interventions.find_request.install(self.filter_find_request)
+        interventions.worklist_request.install(self.filter_worklist_request)
         if self.scripts:
             self.services.commitment.providers.append(LuaCommitmentProvider(self))
         self._events.start()
@@ -344,6 +345,20 @@ class LuaScripting:
             raise OrthancError(ErrorCode.LUA_BAD_OUTPUT,
                                "IncomingFindRequestFilter must return a table of DICOM tags")
         return {str(k): "" if v is None else str(v) for k, v in modified.items()}
+
+    def filter_worklist_request(self, query: dict[str, Any], origin: dict[str, str]) -> dict[str, Any]:
+        """Hook of the worklist C-FIND: ``IncomingWorklistRequestFilter(source, origin)`` (blocking).
+
+        ``query`` is the request in Orthanc's "Short" JSON; answers the table the script
+        returned (strings kept as strings), or ``query`` itself when the callback is not defined.
+        """
+        if "IncomingWorklistRequestFilter" not in self._defined:
+            return query
+        try:
+            return self._call_main("IncomingWorklistRequestFilter", query, origin,  # type: ignore[no-any-return]
+                                   result=lambda value: self.main.json.read(value, keep_strings=True))
+        except LuaScriptError as error:
+            raise OrthancError(error.code, error.message) from None
 
     def _accepts_instance(self, parsed: ParsedInstance, origin: Origin) -> bool:
         """The store filter: ``ReceivedInstanceFilter``, then for C-STORE ``ReceivedCStoreInstanceFilter``.

@@ -58,6 +58,7 @@ from server.storage.area import StorageArea
 from server.store import Origin
 
 if TYPE_CHECKING:
+    from server.jobs.job import Job, Unserializer
     from server.rest.base import OrthancHandler
     from server.scripting.services import ScriptingServices
 
@@ -245,6 +246,14 @@ class PythonScripting:
             return HierarchicalMatcher(query, bool(self.services.config.get("CaseSensitivePN", False)))
         except OrthancError as e:
             raise python_api.from_orthanc_error(e) from None
+
+    def submit_job(self, job: Job, priority: int) -> str:
+        """``orthanc.Job.SubmitJob``: into the jobs engine, saved with the others (``SaveJobs``)."""
+        return self.services.jobs.submit(job, priority)
+
+    def add_jobs_unserializer(self, unserializer: Unserializer) -> None:
+        """``orthanc.RegisterJobsUnserializer``: before the saved jobs are restored (the script loads first)."""
+        self.services.jobs.registry.add_unserializer(unserializer)
 
     def new_token(self) -> str:
         token = f"Bearer {uuid.uuid4()}"

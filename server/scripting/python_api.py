@@ -29,6 +29,7 @@ from server.scripting.python_database import DatabaseFunctions, KeysValuesIterat
 from server.scripting.python_dicom import FindAnswers, FindMatcher, FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, enumeration_class
 from server.scripting.python_images import Image
+from server.scripting.python_jobs import Job, JobFunctions
 from server.scripting.python_toolbox import FIRST_PLUGIN_ERROR, PLUGIN_ERROR_DESCRIPTION, Peers, ToolboxFunctions
 from server.store import Origin
 
@@ -347,13 +348,6 @@ class _Opaque:
         raise ValueError("Expected a pair (pointer, borrowed) in the constructor")
 
 
-class Job(_Opaque):
-    """orthanc-python 4.0 has no way to create a job from Python: only the type exists."""
-
-    def SubmitJob(self, priority: int) -> str:
-        raise orthanc_exception(2)
-
-
 class StorageArea(_Opaque):
     """Handed to C callbacks of the plugin SDK only; never to Python code."""
 
@@ -378,11 +372,11 @@ class ServerChunkedRequestReader(_Opaque):
     """Used by chunked REST callbacks of C plugins only."""
 
 
-for _class in (Job, StorageArea, DicomWebNode, ServerChunkedRequestReader):
+for _class in (StorageArea, DicomWebNode, ServerChunkedRequestReader):
     _class.__module__ = "orthanc"
 
 
-class _Functions(ToolboxFunctions, DatabaseFunctions):
+class _Functions(ToolboxFunctions, DatabaseFunctions, JobFunctions):
     """The module-level functions, bound to one :class:`Host`."""
 
     def __init__(self, host: Host) -> None:

@@ -22,6 +22,7 @@ from PIL import Image as PillowImage
 
 from server.dicom.create import Raster
 from server.errors import ErrorCode, OrthancError
+from server.scripting import python_font
 from server.scripting.python_enums import CODES, ENUMERATIONS
 from server.scripting.python_toolbox import exception
 
@@ -67,7 +68,7 @@ class Image:
         self._width = width
         self._height = height
         self._pitch = pitch
-        self._buffer = bytes(buffer)
+        self._buffer = bytearray(buffer)  # DrawText draws in place
 
     def GetImagePixelFormat(self) -> int:
         return self._format
@@ -82,7 +83,7 @@ class Image:
         return self._pitch
 
     def GetImageBuffer(self) -> bytes:
-        return self._buffer
+        return bytes(self._buffer)
 
     def ConvertPixelFormat(self, target_format: int) -> Image:
         """Orthanc's ``ImageProcessing::Convert``: the same pairs, clamping and luminance."""
@@ -97,8 +98,16 @@ class Image:
         return Image(target_format, self._width, self._height, self._width * BYTES_PER_PIXEL[target_format], data)
 
     def DrawText(self, font_index: int, utf8_text: str, x: int, y: int, r: int, g: int, b: int) -> None:
-        """No fonts are embedded (``GetFontsCount() == 0``), so every font index is out of range."""
-        raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        """Draw text with the one font (index 0) as Orthanc does (:mod:`server.scripting.python_font`)."""
+        if font_index != 0:
+            raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        if not isinstance(utf8_text, str):
+            raise TypeError("the text must be a string")
+        try:
+            python_font.draw(self._buffer, self._format, self._width, self._height, self._pitch, utf8_text,
+                             int(x), int(y), (int(r) & 255, int(g) & 255, int(b) & 255))
+        except python_font.UnsupportedFormat:
+            raise exception(ErrorCode.NOT_IMPLEMENTED) from None
 
 
 Image.__module__ = "orthanc"

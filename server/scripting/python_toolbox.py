@@ -23,6 +23,7 @@ from pydicom.datadict import dictionary_VM
 
 from server.dicom import dictionary
 from server.errors import ErrorCode
+from server.scripting import python_font
 from server.scripting.python_enums import CODES, ENUMERATIONS, VR_NAMES
 
 log = logging.getLogger("isengard.plugins.python")
@@ -298,14 +299,16 @@ class ToolboxFunctions:
         return sys.argv[int(argument) + 1]
 
     def GetFontsCount(self) -> int:
-        """No fonts are embedded (Orthanc embeds one, for ``Image.DrawText``)."""
-        return 0
+        """One font, as Orthanc embeds one (for ``Image.DrawText``)."""
+        return 1
 
-    def GetFontName(self, font_index: int) -> str:
-        raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+    def GetFontName(self, font_index: int) -> str | None:
+        """None for an unknown index, as orthanc-python answers."""
+        return python_font.font().name if font_index == 0 else None
 
     def GetFontSize(self, font_index: int) -> int:
-        raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        """0 for an unknown index, as orthanc-python answers."""
+        return python_font.SIZE if font_index == 0 else 0
 
     def CreateMemoryBuffer(self, size: int) -> bytes:
         return bytes(int(size))

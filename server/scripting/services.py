@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from server.config import Configuration
     from server.events import EventBus
     from server.find import Finder
+    from server.jobs.engine import JobsEngine
     from server.jobs.modification import ModificationServices
     from server.key_values import KeyValueStores
     from server.metrics import Metrics
@@ -51,6 +52,8 @@ class ScriptingServices:
     stability: StabilityMonitor
     #: ``StoreKeyValue``, ``EnqueueValue``... (kept in the index).
     key_values: KeyValueStores
+    #: Where the scripts' own jobs go (``orthanc.CreateJob``), and their unserializers.
+    jobs: JobsEngine
 
     @property
     def default_encoding(self) -> str:
