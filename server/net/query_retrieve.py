@@ -55,6 +55,7 @@ from server.dicom.main_tags import (
     format_tag,
 )
 from server.dicom.main_tags import parse_level as parse_resource_level
+from server.dicom.parse import dataset_to_send
 from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, Finder, database_limit, make_constraint, parse_tag, vr_of
@@ -334,7 +335,7 @@ def retrieve_instances(services: DicomServices, identifier: Dataset, request: st
 def _dataset_of(services: DicomServices, instance: Resource) -> Dataset:
     """The file to send; a stand-in that pynetdicom counts as a failed sub-operation if it is gone."""
     try:
-        return pydicom.dcmread(BytesIO(services.store.read_dicom(instance)), force=True)
+        return dataset_to_send(services.store.read_dicom(instance))
     except Exception:  # noqa: BLE001 - deleted or unreadable since the request
         log.warning("An instance was removed after the C-MOVE/C-GET request: %s", instance.public_id)
         failed = Dataset()

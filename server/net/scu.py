@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Any
 
 import pydicom
@@ -39,6 +38,7 @@ from pynetdicom.sop_class import (
 )
 
 from server.dicom.main_tags import Level, Tag
+from server.dicom.parse import dataset_to_send
 from server.dicom.transcode import DEFAULT_SETTINGS, CannotTranscode, Settings, transcode_dataset
 from server.errors import ErrorCode, OrthancError, dimse_payload
 from server.net.scp import DUL_POLL_SECONDS, received_file
@@ -436,7 +436,7 @@ class Outgoing:
     @classmethod
     def parse(cls, data: bytes) -> Outgoing:
         try:
-            ds = pydicom.dcmread(BytesIO(data), force=True)
+            ds = dataset_to_send(data)
         except Exception as e:  # noqa: BLE001 - pydicom raises many types on corrupt input
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the DICOM file to send") from e
         meta = ds.file_meta
