@@ -352,13 +352,15 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                            f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
     decoder = dataset_decoder(ds, default_encoding)
+    present = set(ds.keys())  # most main tags are absent from a file: not looked up one by one
     tags: dict[Level, dict[Tag, str]] = {}
     for level, level_tags in BY_LEVEL.items():
         values: dict[Tag, str] = {}
         for group, element in level_tags:
-            if (group, element) in SEQUENCES:
+            number = (group << 16) | element
+            if number not in present or (group, element) in SEQUENCES:
                 continue
-            value = tag_text(ds, (group << 16) | element, decoder)
+            value = tag_text(ds, number, decoder)
             if value is not None:
                 values[(group, element)] = value
         tags[level] = values
