@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+from pynetdicom import _config
 
 from server.config import (
     ConfigError,
@@ -383,6 +384,7 @@ def test_log_levels() -> None:
         set_category_log_level("dicom", "trace")
         assert get_category_log_level("dicom") == "trace"
         assert logging.getLogger("server.net.scp").isEnabledFor(logging.DEBUG)
+        assert _config.LOG_HANDLER_LEVEL == "standard" and _config.LOG_RESPONSE_IDENTIFIERS
         with pytest.raises(ValueError):
             set_log_level("loud")
         with pytest.raises(ValueError):
@@ -390,6 +392,8 @@ def test_log_levels() -> None:
     finally:
         set_log_level("default")
     assert not logging.getLogger("isengard.config").isEnabledFor(logging.INFO)
+    # pynetdicom's debug lines are not even formatted below "trace"
+    assert _config.LOG_HANDLER_LEVEL == "none" and not _config.LOG_REQUEST_IDENTIFIERS
 
 
 def test_refusals_are_logged_without_a_traceback() -> None:
