@@ -455,8 +455,28 @@ def modality_store_request(raw: bytes) -> tuple[ModalityStoreRequest, JobOptions
         move_originator_aet=typed_option(body, "MoveOriginatorAet", str, ""),
         move_originator_id=typed_option(body, "MoveOriginatorID", int),
         storage_commitment=typed_option(body, "StorageCommitment", bool, False),
-        permissive=typed_option(body, "Permissive", bool, False))
+        permissive=typed_option(body, "Permissive", bool, False),
+        overrides=_modality_overrides(body) if server.ORTHANC_API_VERSION >= API_STORE_OVERRIDES else ())
     return request, job_options(body)
+
+
+#: Orthanc 1.11.3: ``/modalities/{id}/store`` may override the modality's AET, host and port.
+API_STORE_OVERRIDES = 19
+
+
+def _modality_overrides(body: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """``CalledAet``, ``Host`` and ``Port`` of a store, as the modality's ``AET``, ``Host``, ``Port``."""
+    overrides: list[tuple[str, Any]] = []
+    for field, key in (("CalledAet", "AET"), ("Host", "Host")):
+        value = typed_option(body, field, str)
+        if value is not None:
+            overrides.append((key, value))
+    port = typed_option(body, "Port", int)
+    if port is not None:
+        if not 0 <= port <= 65535:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        overrides.append(("Port", port))
+    return tuple(overrides)
 
 
 def query_tags(query: Any, field: str = "Query") -> dict[Tag, str]:
