@@ -21,6 +21,8 @@ from server.store import main_tags_metadata
 
 if TYPE_CHECKING:
     from server.instance_files import InstanceFiles
+    from server.storage.index import Index
+    from server.store import Store
 
 log = logging.getLogger("isengard.reconstruct")
 
@@ -28,20 +30,26 @@ log = logging.getLogger("isengard.reconstruct")
 def reconstruct_resource(files: InstanceFiles, resource: Resource) -> None:
     log.warning("Reconstructing resource %s", resource.public_id)
     for instance in files.index.descendants(resource.internal_id, Level.INSTANCE):
-        try:
-            data = files.store.read_dicom(instance)
-        except OrthancError:
-            if files.index.lookup(instance.public_id) is None:
-                continue  # deleted meanwhile
-            raise
-        parsed = parse_for_index(data, files.default_encoding)
-        metadata: dict[int, str] = {}
-        if parsed.transfer_syntax:
-            metadata[Metadata.TransferSyntax] = parsed.transfer_syntax
-        if parsed.sop_class_uid:
-            metadata[Metadata.SopClassUid] = parsed.sop_class_uid
-        files.index.reconstruct_instance(instance, parsed.tags, metadata, {
-            level: main_tags_metadata(parsed, level) for level in Level})
+        reconstruct_instance(files.index, files.store, files.default_encoding, instance)
+
+
+def reconstruct_instance(index: Index, store: Store, default_encoding: str, instance: Resource) -> None:
+    """Re-index one instance and its ancestors from its file (also the end of a
+    modification job, Orthanc 1.11.3); nothing if it was deleted meanwhile."""
+    try:
+        data = store.read_dicom(instance)
+    except OrthancError:
+        if index.lookup(instance.public_id) is None:
+            return
+        raise
+    parsed = parse_for_index(data, default_encoding)
+    metadata: dict[int, str] = {}
+    if parsed.transfer_syntax:
+        metadata[Metadata.TransferSyntax] = parsed.transfer_syntax
+    if parsed.sop_class_uid:
+        metadata[Metadata.SopClassUid] = parsed.sop_class_uid
+    index.reconstruct_instance(instance, parsed.tags, metadata, {
+        level: main_tags_metadata(parsed, level) for level in Level})
 
 
 def reconstruct_all(files: InstanceFiles) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Collection
+from pathlib import Path
+from typing import Any
 
 import requests
 from pydicom import config
@@ -11,7 +15,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from conftest import Server
+from conftest import _STARTED, REPO, Isengard, Server
 
 
 def wait_job(server: Server, job: str, states: Collection[str] = ("Success", "Failure"),
@@ -43,3 +47,24 @@ def query_identifier(keys: dict) -> Dataset:
         identifier.add(DataElement(tag, vr, None if value == "" and vr in ("US", "UL", "SS", "SL") else value,
                                    validation_mode=config.IGNORE))
     return identifier
+
+
+class IsengardAtLevel(Isengard):
+    """Isengard reporting another Orthanc release and ``ApiVersion`` (set before anything else
+    of the server is imported), to test the behaviour of a newer API level in a real process."""
+
+    def __init__(self, workdir: Path, version: str, api_version: int, **options: Any) -> None:
+        super().__init__(workdir, **options)
+        self.level = (version, api_version)
+
+    def start(self, *extra_args: str) -> IsengardAtLevel:
+        version, api_version = self.level
+        code = (f"import runpy, server; server.ORTHANC_VERSION = {version!r}; "
+                f"server.ORTHANC_API_VERSION = {api_version}; "
+                "runpy.run_module('server', run_name='__main__', alter_sys=True)")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the process keeps it
+        self.process = subprocess.Popen([sys.executable, "-c", code, *extra_args, str(self.config_path)],
+                                        cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        _STARTED.append(self.process)
+        self.wait_ready(self.process)
+        return self

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, PersonName
 
+import server
+
 #: Orthanc's ``Encoding`` enumeration, the one table of this module: each name (as
 #: ``DefaultEncoding`` and ``/tools/default-encoding`` spell it) with the Python codec that
 #: converts as ICU does (None: Ascii, Utf8 and Thai have code of their own) and the
@@ -67,6 +69,9 @@ _ISO2022_CONTROLS = re.compile(
 
 #: The ICU Shift-JIS table Orthanc uses reads 0x5C and 0x7E as JIS X 0201 Roman.
 _JIS_X_0201_ROMAN = str.maketrans({"\\": "\u00a5", "~": "\u203e"})
+#: Orthanc 1.12.9 (API 29): 0x5C stays the backslash that separates values, but in UT, ST, LT.
+API_JAPANESE_SEPARATORS = 29
+_JIS_X_0201_SEPARATED = str.maketrans({"~": "\u203e"})
 
 #: ICU's TIS-620 table has no C1 controls: those bytes are skipped.
 _C1_CONTROLS = bytes(range(0x80, 0xA0))
@@ -82,8 +87,9 @@ class TextDecoder:
     encoding: str
     code_extensions: bool = False
 
-    def decode(self, raw: bytes) -> str:
-        """The UTF-8 text Orthanc shows for the raw bytes of a string value."""
+    def decode(self, raw: bytes, vr: str | None = None) -> str:
+        """The UTF-8 text Orthanc shows for the raw bytes of a string value (of ``vr``, when the
+        caller knows it: Japanese values are then split at their backslashes, from API 29)."""
         if self.encoding == "Ascii":
             return ascii_only(raw)
         if self.encoding == "Utf8":
@@ -93,7 +99,9 @@ class TextDecoder:
         else:
             text = raw.decode(_CODECS[self.encoding], "ignore")
         if self.encoding == "Japanese":
-            text = text.translate(_JIS_X_0201_ROMAN)
+            separated = vr is not None and vr not in ("UT", "ST", "LT") \
+                and server.ORTHANC_API_VERSION >= API_JAPANESE_SEPARATORS
+            text = text.translate(_JIS_X_0201_SEPARATED if separated else _JIS_X_0201_ROMAN)
         if self.code_extensions:
             text = _ISO2022_CONTROLS.sub("", text)
         return text

@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+import server
 from server.dicom.charset import encode_text
 from server.dicom.dictionary import lookup, tag_from_name
 from server.dicom.elements import STRING_VRS
@@ -172,15 +173,22 @@ def element_from_text(tag: int, text: str, context: ValueContext, decode: bool) 
     data = _text_bytes(text, context.encoding, decode)
     if not data and (vr in _BINARY_VRS or vr in STRING_VRS or vr in _NUMBERS or vr in ("AT", "xs")):
         return Element("US" if vr == "xs" else vr)
-    if vr in _BINARY_VRS:
+    # Orthanc 1.12.11: an OF value is written as floats, like FL (it was binary before).
+    number_vr = "FL" if vr == "OF" and server.ORTHANC_API_VERSION >= API_FLOAT_ARRAYS else vr
+    if vr in _BINARY_VRS and number_vr == vr:
         if vr == "OW" and len(data) % 2:
             raise OrthancError(ErrorCode.INTERNAL)
         return Element(vr, data)
     if vr in STRING_VRS:
         return Element(vr, data)
     value = data.decode("latin-1")
-    if vr in _NUMBERS:
-        packed = _number(vr, value)
+    if number_vr in _NUMBERS:
+        if "\\" in value and server.ORTHANC_API_VERSION >= API_MULTIPLE_NUMBERS:
+            parts = [_number(number_vr, part) for part in value.split("\\")]
+            if any(part is None for part in parts):
+                return _out_of_range(tag, value)
+            return Element(vr, b"".join(part for part in parts if part is not None))
+        packed = _number(number_vr, value)
         return Element(vr, packed) if packed is not None else _out_of_range(tag, value)
     if vr == "xs":
         return _us_or_ss(tag, value)
@@ -188,6 +196,12 @@ def element_from_text(tag: int, text: str, context: ValueContext, decode: bool) 
         target = parse_tag(text)
         return Element("AT", struct.pack("<HH", target >> 16, target & 0xFFFF))
     return _out_of_range(tag, value)
+
+
+#: Orthanc 1.12.5: a number tag takes several values separated by backslashes.
+API_MULTIPLE_NUMBERS = 26
+#: Orthanc 1.12.11: OF values are numbers.
+API_FLOAT_ARRAYS = 30
 
 
 def _text_bytes(text: str, encoding: str, decode: bool) -> bytes:

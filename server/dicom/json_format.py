@@ -18,6 +18,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 
+import server
 from server.dicom.charset import TextDecoder, decoder_for
 from server.dicom.dictionary import lookup, tag_name
 from server.dicom.elements import (
@@ -41,6 +42,11 @@ _NUMBERS: dict[str, tuple[str, int]] = {
     "US": ("H", 2), "SS": ("h", 2), "UL": ("I", 4), "SL": ("i", 4), "FL": ("f", 4),
     "FD": ("d", 8),
 }
+
+#: Orthanc 1.12.11 (API 30) shows the binary arrays of numbers as their values, like the
+#: numbers (``Null`` when their text exceeds ``MAXIMUM_STRING_LENGTH``).
+API_NUMBER_ARRAYS = 30
+_NUMBER_ARRAYS: dict[str, tuple[str, int]] = {"OF": ("f", 4), "OD": ("d", 8), "OL": ("I", 4), "OV": ("Q", 8)}
 
 _NULL = ("Null", None)
 
@@ -184,13 +190,17 @@ def _leaf(el: Element, decoder: TextDecoder, any_length: bool = False) -> tuple[
     """(Type, Value) of a leaf element, following ``ConvertLeafElement``."""
     vr = el.vr
     if vr in STRING_VRS:
-        text = decoder.decode(string_text(el.raw, vr))
+        text = decoder.decode(string_text(el.raw, vr), vr)
     elif vr == "UN":
         text = _unknown_as_text(el, decoder)
     elif vr in _NUMBERS:
         text = _numbers(el)
     elif vr == "AT":
         text = _attribute_tag(el)
+    elif vr in _NUMBER_ARRAYS and server.ORTHANC_API_VERSION >= API_NUMBER_ARRAYS:
+        text = _number_array(el)
+        if text is not None and len(text.encode()) > MAXIMUM_STRING_LENGTH:
+            return _NULL
     else:
         return _NULL
     if text is None:
@@ -226,6 +236,16 @@ def _numbers(el: Element) -> str | None:
     if code in "fd":
         return "\\".join(map(_float_text, values))
     return "\\".join(map(str, values))
+
+
+def _number_array(el: Element) -> str | None:
+    """Every whole value of an OF, OD, OL or OV element (``ILeafElementArrayReader``)."""
+    code, size = _NUMBER_ARRAYS[el.vr]
+    count = len(el.raw) // size
+    if count == 0:
+        return None
+    values = struct.unpack(("<" if el.little_endian else ">") + code * count, el.raw[:count * size])
+    return "\\".join(map(_float_text, values)) if code in "fd" else "\\".join(map(str, values))
 
 
 def _float_text(value: float) -> str:

@@ -369,11 +369,21 @@ def modify_dataset(ds: Dataset, modification: Modification, default_encoding: st
     return ds
 
 
+#: Orthanc 1.11.3: with ``Force``, identifiers of any level may be replaced at any level.
+API_FORCED_IDENTIFIERS = 19
+
+
 def check_modification(modification: Modification) -> None:
-    """What Orthanc 1.10.1 refuses when it applies a modification (so: inside the job)."""
+    """What Orthanc 1.10.1 refuses when it applies a modification (so: inside the job).
+
+    From Orthanc 1.11.3 (API 19) only the removal of an identifier is refused here: the
+    checks of the level moved to the parsing of a request without ``Force``, where replacing
+    an identifier is refused anyway."""
     m = modification
     if any(m.is_removed(tag) for tag in IDENTIFIERS):
         raise OrthancError(ErrorCode.BAD_REQUEST)  # Orthanc 1.10.1 gives no details
+    if server.ORTHANC_API_VERSION >= API_FORCED_IDENTIFIERS:
+        return
     patient_id_replaced = m.is_replaced(PATIENT_ID) or PATIENT_ID in m.uids
     refusals = [
         (m.level is Level.PATIENT and not patient_id_replaced,

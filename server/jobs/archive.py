@@ -6,10 +6,17 @@ order), which becomes a list of commands: open a folder, write an instance,
 close a folder.  One command is one step, so pause and cancel take effect
 between two instances; a last step adds the DICOMDIR (Media) and closes the ZIP.
 
-Archive names: ``{PatientID} {PatientName}/{AccessionNumber} {StudyDescription}/
-{Modality} {SeriesDescription}/{MO}{NNNNNN}.dcm``, reduced to printable ASCII,
-``^`` as a space, keeping only letters, digits, ``.``, ``_`` and single spaces,
-``Unknown Patient|Study|Series`` when empty, ``-2``, ``-3``... for duplicates.
+Archive names (Orthanc 1.10.1): ``{PatientID} {PatientName}/{AccessionNumber}
+{StudyDescription}/{Modality} {SeriesDescription}/{MO}{NNNNNN}.dcm``, reduced to
+printable ASCII, ``^`` as a space, keeping only letters, digits, ``.``, ``_`` and
+single spaces, ``Unknown Patient|Study|Series`` when empty, ``-2``, ``-3``... for
+duplicates, instances numbered from 0 in each series.  Newer levels, each from its
+``ApiVersion``: the patient folder of a study or series archive follows the study's
+patient tags (1.12.2); files are numbered by their ``IndexInSeries`` (InstanceNumber)
+when these are unique in the series (1.12.6); names keep every character but the few
+that break file systems, and may be UTF-8 (``Utf8``, ``ZipUseUtf8``, 1.12.11); folders
+join the non-empty tags with `` - `` and the series folder starts with SeriesNumber
+(1.13).
 Media names: ``IMAGES/IM0``, ``IMAGES/IM1``... and ``DICOMDIR`` at the root.
 
 The ZIP is written to a temporary file under ``StorageDirectory/jobs``, never in
@@ -26,6 +33,7 @@ called after every step with the number of bytes that will not change any more.
 from __future__ import annotations
 
 import logging
+import string
 import threading
 import time
 import uuid
@@ -35,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import server
 from server.dicom.json_format import dataset_decoder
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
@@ -42,7 +51,7 @@ from server.dicom.transcode import Settings, transcode_or_keep
 from server.errors import ErrorCode, OrthancError
 from server.jobs.dicomdir import DicomDirWriter
 from server.jobs.job import Job, Output, StepResult, StopReason
-from server.storage.index import ATTACHMENT_DICOM, Resource
+from server.storage.index import ATTACHMENT_DICOM, Metadata, Resource
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -63,6 +72,13 @@ ZIP_COMMENT = b"Created by Orthanc"
 PATIENT_ID, PATIENT_NAME = (0x0010, 0x0020), (0x0010, 0x0010)
 ACCESSION_NUMBER, STUDY_DESCRIPTION = (0x0008, 0x0050), (0x0008, 0x1030)
 MODALITY, SERIES_DESCRIPTION = (0x0008, 0x0060), (0x0008, 0x103E)
+SERIES_NUMBER = (0x0020, 0x0011)
+
+#: The ``ApiVersion`` of each change of the archive layout (see the module's docstring).
+API_PATIENT_FROM_STUDY = 22  # Orthanc 1.12.2
+API_INDEX_IN_SERIES = 27  # Orthanc 1.12.6
+API_NORMALIZED_PATHS = 30  # Orthanc 1.12.11
+API_DASHED_FOLDERS = 31  # Orthanc 1.13.0
 
 
 # -- names ---------------------------------------------------------------------------
@@ -93,15 +109,39 @@ def keep_alphanumeric(name: str) -> str:
     return "".join(result).strip(_C_SPACES)
 
 
-class ZipPaths:
-    """Folder and file names inside the ZIP, unique per folder (``HierarchicalZipWriter::Index``)."""
+#: The characters that Orthanc's ``NormalizePath`` turns into one space: C's white space,
+#: the control characters, those that break some file systems, and the (back)slashes.
+_PATH_BREAKERS = frozenset(string.whitespace + "".join(map(chr, range(32))) + ':*?"<>|/\\')
 
-    def __init__(self) -> None:
+
+def normalize_path(name: str, utf8: bool) -> str:
+    """Orthanc's ``Toolbox::NormalizePath`` (1.12.11) without slashes: non-ASCII characters
+    dropped unless ``utf8``, each run of breaking characters one space, stripped."""
+    converted = name if utf8 else "".join(c for c in name if 0 < ord(c) < 128 and (c == "\n" or c.isprintable()))
+    result: list[str] = []
+    for c in converted:
+        if c in _PATH_BREAKERS:
+            if not result or result[-1] != " ":
+                result.append(" ")
+        else:
+            result.append(c)
+    return "".join(result).strip(_C_SPACES)
+
+
+class ZipPaths:
+    """Folder and file names inside the ZIP, unique per folder (``HierarchicalZipWriter::Index``):
+    kept alphanumeric (Orthanc 1.10.1) or normalized (1.12.11, ``utf8`` keeps non-ASCII)."""
+
+    def __init__(self, utf8: bool = False) -> None:
         self._folders: list[str] = []
         self._counts: list[dict[str, int]] = [{}]
+        self._utf8 = utf8
 
     def _unique(self, name: str) -> str:
-        standardized = keep_alphanumeric(name)
+        if server.ORTHANC_API_VERSION >= API_NORMALIZED_PATHS:
+            standardized = normalize_path(name, self._utf8)
+        else:
+            standardized = keep_alphanumeric(name)
         counts = self._counts[-1]
         if standardized not in counts:
             counts[standardized] = 1
@@ -132,23 +172,33 @@ class Command:
     instance: Resource | None = None
 
 
+def _index_in_series(services: ArchiveServices, instance: Resource) -> int:
+    """The instance's ``IndexInSeries`` metadata as Orthanc reads it: 0 if absent or no uint32."""
+    value = services.index.metadata(instance.internal_id).get(Metadata.IndexInSeries, "")
+    return int(value) if value.isdigit() and int(value) < 2 ** 32 else 0
+
+
 class _Node:
     """Orthanc's ``ArchiveIndex``: one level of the tree of requested resources.
 
     Above the instance level, children are keyed by Orthanc ID (walked in sorted
     order); a child of ``None`` is a resource asked for as a whole, to be expanded
-    into all its children.
+    into all its children.  ``key_level`` is the level whose resources key this node:
+    the study for the patient folders of a study or series archive (Orthanc's
+    ``PatientInfoFromStudy``), so that they show the patient tags of the study.
     """
 
-    def __init__(self, level: Level) -> None:
+    def __init__(self, level: Level, key_level: Level | None = None) -> None:
         self.level = level
+        self.key_level = level if key_level is None else key_level
         self.resources: dict[str, tuple[Resource, _Node | None]] = {}
-        self.instances: list[tuple[Resource, int]] = []
+        #: (instance, number in its series, size of its DICOM file)
+        self.instances: list[tuple[Resource, int, int]] = []
 
     def add(self, services: ArchiveServices, chain: dict[Level, Resource], requested: Level) -> None:
-        resource = chain[self.level]
+        resource = chain[self.key_level]
         if self.level is Level.INSTANCE:
-            self._add_to_expand(services, resource)
+            self._add_instance(services, resource, _index_in_series(services, resource))
             return
         previous = self.resources.get(resource.public_id)
         if requested == self.level:
@@ -160,27 +210,41 @@ class _Node:
         elif previous[1] is not None:
             previous[1].add(services, chain, requested)
 
-    def _add_to_expand(self, services: ArchiveServices, resource: Resource) -> None:
-        if self.level is Level.INSTANCE:
-            attachment = services.index.attachments(resource.internal_id).get(ATTACHMENT_DICOM)
-            if attachment is not None:
-                self.instances.append((resource, attachment.uncompressed_size))
-        else:
-            self.resources[resource.public_id] = (resource, None)
+    def _add_instance(self, services: ArchiveServices, resource: Resource, number: int) -> None:
+        attachment = services.index.attachments(resource.internal_id).get(ATTACHMENT_DICOM)
+        if attachment is not None:
+            self.instances.append((resource, number, attachment.uncompressed_size))
+
+    def _expand_series(self, services: ArchiveServices, series: Resource) -> None:
+        """The instances of a series: in index order numbered from 0 (Orthanc 1.10.1), or
+        (1.12.6, ``SimpleInstanceOrdering``) sorted by IndexInSeries and numbered by it when
+        no two share one, else numbered from 0 in that order."""
+        instances = services.index.children(series.internal_id)
+        if server.ORTHANC_API_VERSION < API_INDEX_IN_SERIES:
+            for instance in instances:
+                self._add_instance(services, instance, 0)
+            return
+        ordered = sorted(((_index_in_series(services, i), i) for i in instances), key=lambda pair: pair[0])
+        unique = len({number for number, _ in ordered}) == len(ordered)
+        for position, (number, instance) in enumerate(ordered):
+            self._add_instance(services, instance, number if unique else position)
 
     def expand(self, services: ArchiveServices) -> None:
         for public_id, (resource, child) in list(self.resources.items()):
             if child is None:
                 child = _Node(Level(self.level + 1))
-                for grandchild in services.index.children(resource.internal_id):
-                    child._add_to_expand(services, grandchild)
+                if child.level is Level.INSTANCE:
+                    child._expand_series(services, resource)
+                else:
+                    for grandchild in services.index.children(resource.internal_id):
+                        child.resources[grandchild.public_id] = (grandchild, None)
                 self.resources[public_id] = (resource, child)
             child.expand(services)
 
     def apply(self, visitor: _Visitor) -> None:
         if self.level is Level.INSTANCE:
-            for resource, size in self.instances:
-                visitor.add_instance(resource, size)
+            for resource, number, size in self.instances:
+                visitor.add_instance(resource, number, size)
             return
         for public_id in sorted(self.resources):
             resource, child = self.resources[public_id]
@@ -188,6 +252,10 @@ class _Node:
             assert child is not None
             child.apply(visitor)
             visitor.close()
+
+
+def _tag(tags: dict[tuple[int, int], str], tag: tuple[int, int]) -> str:
+    return tags.get(tag, "")
 
 
 class _Visitor:
@@ -204,26 +272,39 @@ class _Visitor:
 
     def open(self, level: Level, resource: Resource) -> None:
         tags = self.services.index.main_tags(resource.internal_id)
-        if level is Level.PATIENT:
-            path = f"{tags.get(PATIENT_ID, '')} {tags.get(PATIENT_NAME, '')}"
-        elif level is Level.STUDY:
-            path = f"{tags.get(ACCESSION_NUMBER, '')} {tags.get(STUDY_DESCRIPTION, '')}"
-        else:
-            modality = tags.get(MODALITY, "")
-            path = f"{modality} {tags.get(SERIES_DESCRIPTION, '')}"
+        if level is Level.SERIES:
+            modality = _tag(tags, MODALITY)
             self._prefix = bytes(b - 32 if 0x61 <= b <= 0x7A else b for b in modality.encode()[:2])
             self._digits = 8 - len(self._prefix)
             self._counter = 0
-        path = convert_to_ascii(path).strip(_C_SPACES) or f"Unknown {level.title}"
+        if level is Level.PATIENT:
+            parts = [_tag(tags, PATIENT_ID), _tag(tags, PATIENT_NAME)]
+        elif level is Level.STUDY:
+            parts = [_tag(tags, ACCESSION_NUMBER), _tag(tags, STUDY_DESCRIPTION)]
+        else:
+            parts = [_tag(tags, MODALITY), _tag(tags, SERIES_DESCRIPTION)]
+        api = server.ORTHANC_API_VERSION
+        if api >= API_DASHED_FOLDERS:
+            if level is Level.SERIES:
+                parts.insert(0, _tag(tags, SERIES_NUMBER))
+            path = " - ".join(parts[:1] + [part for part in parts[1:] if part]
+                              if level is Level.PATIENT else [part for part in parts if part])
+        else:
+            path = " ".join(parts)
+        path = path.strip(_C_SPACES) if api >= API_NORMALIZED_PATHS else convert_to_ascii(path).strip(_C_SPACES)
+        if not path or (api >= API_PATIENT_FROM_STUDY and path.count("^") == len(path)):
+            path = f"Unknown {level.title}"
         self.commands.append(Command("open", path))
 
     def close(self) -> None:
         self.commands.append(Command("close"))
 
-    def add_instance(self, resource: Resource, size: int) -> None:
-        name = self._prefix.decode("latin-1") + f"{self._counter:0{self._digits}d}.dcm"
-        self._counter += 1
-        self._write(name, resource, size)
+    def add_instance(self, resource: Resource, number: int, size: int) -> None:
+        """``number``: the instance's number in its series (Orthanc 1.12.6); before, a counter."""
+        if server.ORTHANC_API_VERSION < API_INDEX_IN_SERIES:
+            number = self._counter
+            self._counter += 1
+        self._write(self._prefix.decode("latin-1") + f"{number:0{self._digits}d}.dcm", resource, size)
 
     def _write(self, name: str, resource: Resource, size: int) -> None:
         self.commands.append(Command("write", name, resource))
@@ -240,7 +321,7 @@ class _MediaVisitor(_Visitor):
     def close(self) -> None:
         return
 
-    def add_instance(self, resource: Resource, size: int) -> None:
+    def add_instance(self, resource: Resource, number: int, size: int) -> None:
         self._write(f"IM{self._counter}", resource, size)
         self._counter += 1
 
@@ -260,11 +341,17 @@ def _chain(services: ArchiveServices, public_id: str) -> tuple[dict[Level, Resou
     return chain, resource.level
 
 
-def build_plan(services: ArchiveServices, resources: list[str], media: bool) -> _Visitor:
-    """The commands that build the ZIP of ``resources``, with the instance count and size."""
-    root = _Node(Level.PATIENT)
+def build_plan(services: ArchiveServices, resources: list[str], media: bool,
+               patient_from_study: bool = False) -> _Visitor:
+    """The commands that build the ZIP of ``resources``, with the instance count and size;
+    ``patient_from_study``: name the patient folders after the patient tags of the studies
+    (the archive of one study or series, from Orthanc 1.12.2)."""
+    from_study = patient_from_study and server.ORTHANC_API_VERSION >= API_PATIENT_FROM_STUDY
+    root = _Node(Level.PATIENT, Level.STUDY if from_study else None)
     for public_id in resources:
         chain, level = _chain(services, public_id)
+        if from_study and level is Level.PATIENT:
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Missing resource while creating an archive: {public_id}")
         root.add(services, chain, level)
     root.expand(services)
     visitor: _Visitor
@@ -367,7 +454,8 @@ class ArchiveJob(Job):
 
     def __init__(self, services: ArchiveServices, resources: list[str], description: str = "REST API",
                  transcode: str | None = None, extended: bool = False, asynchronous: bool = True,
-                 filename: str = DEFAULT_OUTPUT_FILENAME, lossy_quality: int | None = None) -> None:
+                 filename: str = DEFAULT_OUTPUT_FILENAME, lossy_quality: int | None = None,
+                 utf8: bool = False, patient_from_study: bool = False) -> None:
         super().__init__()
         self.services = services
         self.resources = list(resources)
@@ -379,6 +467,10 @@ class ArchiveJob(Job):
         self.asynchronous = asynchronous
         #: The download name of the output (the body's ``Filename``, Orthanc 1.12.7).
         self.filename = filename
+        #: UTF-8 names in the ZIP (the body's ``Utf8`` or ``ZipUseUtf8``, Orthanc 1.12.11).
+        self.utf8 = utf8
+        #: The patient folders show the studies' patient tags (one study or series, 1.12.2).
+        self.patient_from_study = patient_from_study
         self.instances_count = 0
         self.uncompressed_size = 0
         self.archive_size = 0
@@ -403,7 +495,7 @@ class ArchiveJob(Job):
 
     def plan(self) -> None:
         """Resolve the resources into the list of steps (404 if one is unknown)."""
-        visitor = build_plan(self.services, self.resources, self.MEDIA)
+        visitor = build_plan(self.services, self.resources, self.MEDIA, self.patient_from_study)
         self._commands = visitor.commands
         self.instances_count = visitor.instances_count
         self.uncompressed_size = visitor.uncompressed_size
@@ -420,7 +512,7 @@ class ArchiveJob(Job):
         self.file = self.path
         self._zip = zipfile.ZipFile(self._stream, "w", zipfile.ZIP_DEFLATED)
         self._zip.comment = ZIP_COMMENT
-        self._paths = ZipPaths()
+        self._paths = ZipPaths(self.utf8)
         self._dicomdir = DicomDirWriter(self.extended) if self.MEDIA else None
         self.position = 0
         self.archive_size = 0
@@ -577,6 +669,7 @@ class ArchiveJob(Job):
             "Resources": self.resources, "Description": self.description, "Transcode": self.transcode,
             "LossyQuality": self.lossy_quality,
             "Extended": self.extended, "Asynchronous": self.asynchronous, "Filename": self.filename,
+            "Utf8": self.utf8, "PatientFromStudy": self.patient_from_study,
             "File": self.path.name, "Complete": self.complete,
             "OutputTime": self.output_time, "InstancesCount": self.instances_count,
             "UncompressedSize": self.uncompressed_size, "ArchiveSize": self.archive_size,
@@ -589,7 +682,8 @@ class ArchiveJob(Job):
         job = cls(services, list(data["Resources"]), description=data.get("Description", "REST API"),
                   transcode=data.get("Transcode"), extended=bool(data.get("Extended", False)),
                   filename=str(data.get("Filename", DEFAULT_OUTPUT_FILENAME)),
-                  lossy_quality=data.get("LossyQuality"))
+                  lossy_quality=data.get("LossyQuality"), utf8=bool(data.get("Utf8", False)),
+                  patient_from_study=bool(data.get("PatientFromStudy", False)))
         job.instances_count = int(data.get("InstancesCount", 0))
         job.uncompressed_size = int(data.get("UncompressedSize", 0))
         job.complete = bool(data.get("Complete", False))
@@ -626,6 +720,10 @@ class ArchiveRequest:
     filename: str | None = None
     #: ``LossyQuality`` / ``lossy-quality`` with a transcode (Orthanc 1.12.7).
     lossy_quality: int | None = None
+    #: ``Utf8`` (Orthanc 1.12.11): UTF-8 names in the ZIP.
+    utf8: bool = False
+    #: An archive of one study or series: its patient folder follows the study's tags.
+    patient_from_study: bool = False
 
 
 def archive_job(services: ArchiveServices, request: ArchiveRequest) -> ArchiveJob:
@@ -633,7 +731,8 @@ def archive_job(services: ArchiveServices, request: ArchiveRequest) -> ArchiveJo
     kind = MediaJob if request.media else ArchiveJob
     return kind(services, list(request.resources), transcode=request.transcode, extended=request.extended,
                 filename=DEFAULT_OUTPUT_FILENAME if request.filename is None else request.filename,
-                lossy_quality=request.lossy_quality)
+                lossy_quality=request.lossy_quality, utf8=request.utf8,
+                patient_from_study=request.patient_from_study)
 
 
 def _zip_info(path: str) -> zipfile.ZipInfo:

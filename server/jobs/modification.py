@@ -42,8 +42,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
+import server
+from server.dicom import main_tags
 from server.dicom.main_tags import Level
 from server.dicom.modify import (
+    API_FORCED_IDENTIFIERS,
+    PATIENT_ID,
+    SERIES_INSTANCE_UID,
+    SOP_INSTANCE_UID,
+    STUDY_INSTANCE_UID,
     Modification,
     detect_level,
     identifiers,
@@ -56,9 +63,10 @@ from server.dicom.transcode import CannotTranscode, Settings
 from server.errors import ErrorCode, OrthancError
 from server.jobs.instances import SetOfInstancesJob
 from server.jobs.job import StopReason
+from server.reconstruct import reconstruct_instance
 from server.storage import ids
 from server.storage.index import PROPERTY_ANONYMIZATION_SEQUENCE, Metadata, Resource
-from server.store import Origin, StoreResult
+from server.store import Origin, StoreResult, overwrite_mode
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -69,6 +77,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("isengard.jobs")
 
 MANIFEST = "manifest.json"
+#: Orthanc 1.12.11: ``Content.Resources`` lists the resources asked for, with their levels.
+API_TYPED_RESOURCES = 30
 
 
 @dataclass(frozen=True)
@@ -267,14 +277,19 @@ class ResourceModificationJob(PublishingJob):
 
     def __init__(self, services: ModificationServices, instances: list[str], modification: Modification,
                  output_level: Level | None, transcode: str | None = None,
-                 keep_labels: bool = False, **kwargs: Any) -> None:
+                 keep_labels: bool = False, parents: dict[str, Level] | None = None, **kwargs: Any) -> None:
         super().__init__(services, instances, **kwargs)
+        #: The resources asked for, with their levels (Orthanc's ``parentResources_``).
+        self.parents = dict(parents or {})
         self.keep_labels = keep_labels
         self.modification = modification
         self.output_level = output_level
         self.transcode = transcode
         self.output: dict[str, str] = {}
         self.resources: dict[Level, set[str]] = {level: set() for level in Level}
+        #: One published instance of each series the job produced (Orthanc 1.11.3 reconstructs
+        #: them once published, so that existing parents take the modified main tags).
+        self.to_reconstruct: dict[str, str] = {}
 
     @property
     def is_anonymization(self) -> bool:
@@ -301,12 +316,28 @@ class ResourceModificationJob(PublishingJob):
         UIDs) replaces the very resources that carried them."""
         kept = self._labels_of(position) if self.keep_labels else {}
         result, source = super()._publish(position)
+        if result is not None:
+            self.to_reconstruct.setdefault(result.ids[Level.SERIES], result.ids[Level.INSTANCE])
         if result is not None and kept:
             for level, labels in kept.items():
                 new = self.services.index.lookup(result.ids[level], level)
                 if new is not None:
                     self.services.labels.add_many(new.internal_id, labels)
         return result, source
+
+    def handle_trailing_step(self) -> None:
+        """Publish, then (Orthanc 1.11.3, API 19) re-index one instance of each series produced
+        with its ancestors: a study or patient that existed before (its UIDs kept) then shows
+        the modified tags, as ``ResourceModificationJob::PostProcessInstances``."""
+        self.to_reconstruct = {}
+        super().handle_trailing_step()
+        if server.ORTHANC_API_VERSION < API_FORCED_IDENTIFIERS:
+            return
+        for instance_id in sorted(self.to_reconstruct.values()):
+            instance = self.services.index.lookup(instance_id, Level.INSTANCE)
+            if instance is not None:
+                reconstruct_instance(self.services.index, self.services.store, self.services.default_encoding,
+                                     instance)
 
     def _labels_of(self, position: int) -> dict[Level, list[str]]:
         """The labels of the source instance of a staged position and of its ancestors."""
@@ -355,6 +386,11 @@ class ResourceModificationJob(PublishingJob):
     def content(self) -> dict[str, Any]:
         result = super().content()
         result["IsAnonymization"] = self.is_anonymization
+        if self.parents and server.ORTHANC_API_VERSION >= API_FORCED_IDENTIFIERS:
+            result["ParentResources"] = sorted(self.parents)  # Orthanc 1.11.3
+            if server.ORTHANC_API_VERSION >= API_TYPED_RESOURCES:  # Orthanc 1.12.11
+                result["Resources"] = [{"ID": public_id, "Type": self.parents[public_id].title}
+                                       for public_id in sorted(self.parents)]
         if self.output_level is None:
             result["Resources"] = [{"ID": public_id, "Path": f"/{level.plural}/{public_id}", "Type": level.title}
                                    for level in reversed(Level) for public_id in sorted(self.resources[level])]
@@ -368,6 +404,7 @@ class ResourceModificationJob(PublishingJob):
         return {**super().serialize(), "Modification": self.modification.to_json(),
                 "OutputLevel": self.output_level.title if self.output_level is not None else None,
                 "Transcode": self.transcode, "Output": self.output, "KeepLabels": self.keep_labels,
+                "Parents": {public_id: level.title for public_id, level in self.parents.items()},
                 "Resources": {level.title: sorted(values) for level, values in self.resources.items()}}
 
     @staticmethod
@@ -377,6 +414,8 @@ class ResourceModificationJob(PublishingJob):
         job = ResourceModificationJob(services, modification=Modification.from_json(data["Modification"]),
                                       output_level=Level.parse(level) if level else None,
                                       transcode=data["Transcode"], keep_labels=data.get("KeepLabels", False),
+                                      parents={public_id: Level.parse(level)
+                                               for public_id, level in data.get("Parents", {}).items()},
                                       **PublishingJob.publishing_arguments(data))
         job.restore(data)
         job.output = data["Output"]
@@ -411,9 +450,91 @@ def modification_job(services: ModificationServices, request: ModificationReques
     ``output_level`` None means a bulk job, whose answer lists every resource produced.
     """
     instances = [instance for resource in resources for instance in child_instances(services, resource)]
+    if server.ORTHANC_API_VERSION >= API_FORCED_IDENTIFIERS:
+        check_model(services, request, resources)
+    parents = {}
+    for public_id in resources:
+        resource = services.index.lookup(public_id)
+        if resource is not None:
+            parents[public_id] = resource.level
     return ResourceModificationJob(services, instances, request.modification, output_level, request.transcode,
-                                   keep_labels=request.keep_labels, origin=origin,
+                                   keep_labels=request.keep_labels, parents=parents, origin=origin,
                                    keep_source=request.keep_source, permissive=request.permissive)
+
+
+def _tag_number(tag: tuple[int, int]) -> int:
+    return (tag[0] << 16) | tag[1]
+
+
+def _replacement(modification: Modification, tag: int) -> str:
+    """``GetReplacementAsString``: a replaced main tag must be a string."""
+    value = modification.replacements[tag]
+    if not isinstance(value, str):
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE)
+    return value
+
+
+def check_model(services: ModificationServices, request: ModificationRequest, resources: list[str]) -> None:
+    """Orthanc 1.11.3's ``PerformSanityChecks`` (API 19), before the job is submitted.
+
+    Keeping the three UIDs of a patient or study without a new PatientID rewrites the
+    instances in place: it needs ``KeepSource`` (else the job would delete its own output)
+    and ``OverwriteInstances``.  A study may take new patient tags only if it is its
+    patient's only study, or if they are exactly those of another existing patient (the
+    study then joins that patient)."""
+    m = request.modification
+    if m.level in (Level.PATIENT, Level.STUDY) and not m.is_replaced(PATIENT_ID) \
+            and {STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID} <= m.kept_identifiers:
+        if not request.keep_source:
+            raise OrthancError(ErrorCode.BAD_REQUEST, "When keeping StudyInstanceUID, SeriesInstanceUID and "
+                               "SOPInstanceUID tag, you must set KeepSource to true to avoid deleting the "
+                               "modified files at the end of the process")
+        if not overwrite_mode(services.config["OverwriteInstances"])[0]:
+            raise OrthancError(ErrorCode.BAD_REQUEST, "When keeping StudyInstanceUID, SeriesInstanceUID and "
+                               "SOPInstanceUID tag, you must have the 'OverwriteInstances' Orthanc configuration "
+                               "set to true in order to replace the modified resources")
+    patient_tags = sorted(_tag_number(tag) for tag in main_tags.BY_LEVEL[Level.PATIENT])
+    if m.level is Level.STUDY and any(m.is_replaced(tag) for tag in patient_tags):
+        for study_id in resources:
+            _check_study_patient(services, m, study_id, patient_tags)
+
+
+def _check_study_patient(services: ModificationServices, m: Modification, study_id: str,
+                         patient_tags: list[int]) -> None:
+    """The patient tags given to one study must match its target patient if that one has
+    other studies (Orthanc's messages)."""
+    if m.is_replaced(PATIENT_ID):
+        target = _replacement(m, PATIENT_ID)
+    else:
+        study = services.index.lookup(study_id, Level.STUDY)
+        if study is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "Study not found")
+        target = services.index.main_tags(study.internal_id).get((0x0010, 0x0020), "")
+    patient = services.index.lookup(ids.patient_id(target), Level.PATIENT)
+    if patient is None:
+        return
+    studies = services.index.children_ids(patient.internal_id)
+    if not [other for other in studies if other != study_id]:
+        return
+    existing = {_tag_number(tag): value for tag, value in services.index.main_tags(patient.internal_id).items()}
+    prefix = ("Trying to change patient tags in a study.  The Patient already exists and has other studies.  ")
+    advice = "Try using /patients/../modify instead to modify the patient. "
+    for tag in patient_tags:
+        name = f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
+        if tag in existing:
+            if not m.is_replaced(tag):
+                if existing[tag]:
+                    raise OrthancError(ErrorCode.BAD_REQUEST, prefix + "All the 'Replace' tags should match the "
+                                       "existing patient main dicom tags and you should specify all Patient "
+                                       f"MainDicomTags in your query.  {advice}Missing tag in the 'Replace' tags: "
+                                       + name)
+            elif _replacement(m, tag) != existing[tag]:
+                raise OrthancError(ErrorCode.BAD_REQUEST, prefix + "All the 'Replace' tags should match the "
+                                   "existing patient main dicom tags and you should specify all Patient "
+                                   f"MainDicomTags in your query.  {advice}Failing tag: {name}")
+        elif m.is_replaced(tag):
+            raise OrthancError(ErrorCode.BAD_REQUEST, prefix + "You are trying to replace a tag that is not "
+                               f"defined yet in this patient. {advice}Failing tag: {name}")
 
 
 # -- services without a job: one instance ----------------------------------------------------

@@ -41,6 +41,9 @@ class ModalityStoreRequest:
     move_originator_id: int | None = None
     storage_commitment: bool = False
     permissive: bool = False
+    #: ``CalledAet``, ``Host``, ``Port`` (Orthanc 1.11.3): this store's overrides of the
+    #: modality's ``AET``, ``Host`` and ``Port``.
+    overrides: tuple[tuple[str, Any], ...] = ()
 
 
 class RetryLater(Exception):

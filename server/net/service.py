@@ -328,10 +328,12 @@ class NetworkService:
                   timeout: float | None = None, move_originator_aet: str = "",
                   move_originator_id: int | None = None, storage_commitment: bool = False,
                   description: str = "REST API", permissive: bool = False,
-                  parent_resources: list[str] | None = None) -> Job:
-        """A DicomModalityStore job, not yet submitted."""
+                  parent_resources: list[str] | None = None, overrides: dict[str, Any] | None = None) -> Job:
+        """A DicomModalityStore job, not yet submitted; ``overrides`` replace some of the
+        modality's parameters for this job only (``CalledAet``, ``Host``, ``Port``)."""
         return DicomModalityStoreJob(
-            self.send, instances, self.modality(modality_name), local_aet=local_aet, timeout=timeout,
+            self.send, instances, {**self.modality(modality_name), **(overrides or {})}, local_aet=local_aet,
+            timeout=timeout,
             move_originator_aet=move_originator_aet, move_originator_id=move_originator_id,
             storage_commitment=storage_commitment, modality_name=modality_name,
             description=description, permissive=permissive, parent_resources=parent_resources)

@@ -168,13 +168,16 @@ class ResourceArchiveHandler(_ArchiveHandler):
         transcode = self.get_argument("transcode", None)
         request = ArchiveRequest((public_id,), media, None if transcode is None else parse_transcode(transcode),
                                  media and "extended" in self.request.arguments,
-                                 lossy_quality=None if transcode is None else self.lossy_quality_argument())
+                                 lossy_quality=None if transcode is None else self.lossy_quality_argument(),
+                                 patient_from_study=level != "patients")
         await self.produce(request, JobOptions(), self.filename_argument(f"{public_id}.zip"))
 
     async def post(self, level: str, public_id: str, kind: str) -> None:
         body = self.json_body(OrthancError(ErrorCode.BAD_FILE_FORMAT))
         options = requests.job_options(body)
-        request = requests.archive_request(body, [public_id], kind == "media", False)
+        request = requests.archive_request(body, [public_id], kind == "media", False,
+                                           utf8=bool(self.config["ZipUseUtf8"]),
+                                           patient_from_study=level != "patients")
         await self.produce(request, options, f"{public_id}.zip" if request.filename is None else request.filename)
 
 
@@ -199,7 +202,8 @@ class CreateArchiveHandler(_ArchiveHandler):
                                            "Expected a list of resources to archive in the body"))
         resources = requests.archive_resources(body)
         options = requests.job_options(body)
-        request = requests.archive_request(body, resources, kind != "archive", kind == "media-extended")
+        request = requests.archive_request(body, resources, kind != "archive", kind == "media-extended",
+                                           utf8=bool(self.config["ZipUseUtf8"]))
         await self.produce(request, options, TOOLS_FILENAME if request.filename is None else request.filename)
 
 

@@ -27,6 +27,7 @@ import tornado.httputil
 import tornado.web
 from tornado.ioloop import IOLoop
 
+import server
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
 from server.rest import compression
@@ -174,6 +175,9 @@ class OrthancHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.clear_header("Content-Type")
         self.clear_header("Server")
+        if server.ORTHANC_API_VERSION >= 22:
+            # Orthanc 1.12.2 sends it with every answer (against MIME confusion).
+            self.set_header("X-Content-Type-Options", "nosniff")
         if hasattr(self, "http"):  # Tornado's constructor calls this before initialize
             self._set_connection_headers()
 
@@ -575,7 +579,8 @@ class OrthancHandler(tornado.web.RequestHandler):
             body["Details"] = details
         if payload is not None:
             body["ErrorPayload"] = payload
-        self.set_header("Content-Type", "application/json")
+        # Orthanc 1.12.2 (API 22) sends its error document as text/plain; before, with no type.
+        self.set_header("Content-Type", "text/plain" if server.ORTHANC_API_VERSION >= 22 else "application/json")
         self.set_header("X-Content-Type-Options", "nosniff")
         lines = ",\n".join(f"\t{json.dumps(k)} : {json.dumps(v, ensure_ascii=False)}"
                             for k, v in sorted(body.items()))

@@ -127,7 +127,7 @@ class StoreHandler(OrthancHandler):
             instances, name, local_aet=request.local_aet, timeout=request.timeout,
             move_originator_aet=request.move_originator_aet, move_originator_id=request.move_originator_id,
             storage_commitment=request.storage_commitment, permissive=request.permissive,
-            parent_resources=resources)
+            parent_resources=resources, overrides=dict(request.overrides))
         await submit_job(self, job, options)
 
 

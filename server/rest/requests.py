@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import server
 from server.dicom.anonymization_profiles import DEFAULT_VERSION, PROFILES
 from server.dicom.charset import encoding_for_term
 from server.dicom.create import CreateDicomRequest
@@ -35,7 +36,7 @@ from server.dicom.modify import (
 from server.dicom.transcode import parse_transcode
 from server.errors import ErrorCode, OrthancError
 from server.find import parse_tag as parse_query_tag
-from server.jobs.archive import ArchiveRequest
+from server.jobs.archive import API_NORMALIZED_PATHS, ArchiveRequest
 from server.jobs.modification import ModificationRequest
 from server.jobs.peer_store import PeerStoreRequest
 from server.jobs.retrieve_scu import RetrieveRequest
@@ -311,20 +312,26 @@ def bulk_modification(body: Any, anonymize: bool, creator: str,
 # -- archives and media ---------------------------------------------------------------------
 
 
-def archive_request(body: Any, resources: list[str], media: bool, extended: bool) -> ArchiveRequest:
+def archive_request(body: Any, resources: list[str], media: bool, extended: bool, *,
+                    utf8: bool = False, patient_from_study: bool = False) -> ArchiveRequest:
     """The fields of an archive or media POST (a body that is no object asks for the defaults).
     Orthanc checks ``Extended`` for archives too, and uses it for media only; a ``Filename``
-    that is no string is ignored, as Orthanc 1.12.7 does."""
+    that is no string is ignored, as Orthanc 1.12.7 does; ``Utf8`` (Orthanc 1.12.11, API 30)
+    overrides ``utf8``, the ``ZipUseUtf8`` default."""
     if not isinstance(body, dict):
-        return ArchiveRequest(tuple(resources), media, None, extended)
+        return ArchiveRequest(tuple(resources), media, None, extended, utf8=utf8,
+                              patient_from_study=patient_from_study)
     transcode = transcode_field(body, job=False)
     if "Extended" in body:
         value = boolean_field(body, "Extended", False)
         extended = value if media else extended
+    if server.ORTHANC_API_VERSION >= API_NORMALIZED_PATHS:
+        utf8 = boolean_field(body, "Utf8", utf8)
     filename = body.get("Filename")
     return ArchiveRequest(tuple(resources), media, transcode, extended,
                           download_filename(filename) if isinstance(filename, str) else None,
-                          lossy_quality_field(body) if transcode is not None else None)
+                          lossy_quality_field(body) if transcode is not None else None,
+                          utf8=utf8, patient_from_study=patient_from_study)
 
 
 
@@ -448,8 +455,28 @@ def modality_store_request(raw: bytes) -> tuple[ModalityStoreRequest, JobOptions
         move_originator_aet=typed_option(body, "MoveOriginatorAet", str, ""),
         move_originator_id=typed_option(body, "MoveOriginatorID", int),
         storage_commitment=typed_option(body, "StorageCommitment", bool, False),
-        permissive=typed_option(body, "Permissive", bool, False))
+        permissive=typed_option(body, "Permissive", bool, False),
+        overrides=_modality_overrides(body) if server.ORTHANC_API_VERSION >= API_STORE_OVERRIDES else ())
     return request, job_options(body)
+
+
+#: Orthanc 1.11.3: ``/modalities/{id}/store`` may override the modality's AET, host and port.
+API_STORE_OVERRIDES = 19
+
+
+def _modality_overrides(body: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """``CalledAet``, ``Host`` and ``Port`` of a store, as the modality's ``AET``, ``Host``, ``Port``."""
+    overrides: list[tuple[str, Any]] = []
+    for field, key in (("CalledAet", "AET"), ("Host", "Host")):
+        value = typed_option(body, field, str)
+        if value is not None:
+            overrides.append((key, value))
+    port = typed_option(body, "Port", int)
+    if port is not None:
+        if not 0 <= port <= 65535:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        overrides.append(("Port", port))
+    return tuple(overrides)
 
 
 def query_tags(query: Any, field: str = "Query") -> dict[Tag, str]:

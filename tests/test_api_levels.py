@@ -1,0 +1,70 @@
+"""Behaviours of newer Orthanc releases, each keyed on its ``ApiVersion``, on a real Isengard
+reporting Orthanc 1.13.0 (the current level's behaviour is compared with the real Orthanc
+1.10.1 elsewhere)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from conftest import Isengard, sample
+from helpers import IsengardAtLevel
+
+
+@pytest.fixture(scope="module")
+def isengard_13(tmp_path_factory: pytest.TempPathFactory):
+    started = IsengardAtLevel(tmp_path_factory.mktemp("api"), "1.13.0", 31).start()
+    yield started
+    started.stop()
+    started.assert_loop_never_blocked()
+
+
+def _upload(server: Isengard, name: str) -> str:
+    return server.post("/instances", data=sample(name).read_bytes()).json()["ID"]
+
+
+def test_error_documents_are_text_and_every_answer_says_nosniff(isengard_13: Isengard) -> None:
+    """Orthanc 1.12.2."""
+    missing = isengard_13.get("/no-such-route")
+    assert missing.status_code == 404 and missing.headers["Content-Type"] == "text/plain"
+    assert isengard_13.get("/system").headers["X-Content-Type-Options"] == "nosniff"
+    assert isengard_13.json("/system")["ApiVersion"] == 31
+
+
+def test_number_tags_take_several_values(isengard_13: Isengard) -> None:
+    """Orthanc 1.12.5 (numbers) and 1.12.11 (OF is numbers, not bytes)."""
+    created = isengard_13.post("/tools/create-dicom", json={"Tags": {
+        "TimeRange": "3.12\\4.12", "PointCoordinatesData": "1.5\\2.5"}}).json()["ID"]
+    tags = isengard_13.json(f"/instances/{created}/tags?simplify")
+    assert [float(v) for v in tags["TimeRange"].split("\\")] == [3.12, 4.12]
+    assert tags["PointCoordinatesData"] == "1.5\\2.5"
+
+
+def test_od_of_ol_values_are_shown(isengard_13: Isengard) -> None:
+    """Orthanc 1.12.11: OF, OD and OL are listed as numbers in ``/tags``."""
+    tags = isengard_13.json(f"/instances/{_upload(isengard_13, '2026-03-16-OD-OF-OL.dcm')}/tags")
+    assert [round(float(v), 4) for v in tags["0066,0016"]["Value"].split("\\")] == [10.1, 20.2, 30.3]
+    assert tags["0070,150d"] == {"Name": "VolumetricCurvePoints", "Type": "String",
+                                 "Value": "1.1000000000000001\\2.2000000000000002\\3.2999999999999998"}
+    assert tags["0066,0041"]["Value"] == "42\\0\\15"
+
+
+def test_japanese_backslashes_separate_values(isengard_13: Isengard) -> None:
+    """Orthanc 1.12.9: in ISO_IR 13, 0x5C of a multi-valued string is the separator."""
+    tags = isengard_13.json(f"/instances/{_upload(isengard_13, 'Encodings/ISO_IR13.dcm')}/tags?simplify")
+    assert tags["ImageType"] == "ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D\\FM\\FIL"
+
+
+def test_archive_utf8_names(isengard_13: Isengard) -> None:
+    """Orthanc 1.12.11 (``Utf8``) and 1.13 (folders joined by " - ")."""
+    created = isengard_13.post("/tools/create-dicom", json={"Tags": {
+        "PatientID": "P", "PatientName": "Gérard", "StudyDescription": "Étude", "Modality": "CT",
+        "SeriesNumber": "7"}}).json()
+    names = {}
+    for utf8 in (False, True):
+        answer = isengard_13.post("/tools/create-archive", json={"Resources": [created["ID"]], "Utf8": utf8})
+        names[utf8] = zipfile.ZipFile(io.BytesIO(answer.content)).namelist()
+    assert names[False] == ["P - Grard/tude/7 - CT/CT000000.dcm"]
+    assert names[True] == ["P - Gérard/Étude/7 - CT/CT000000.dcm"]
