@@ -54,9 +54,15 @@ compat: $(STAMP)
 		$(ORTHANC_SUITE)/run-orthanc-tests.sh $(COMPAT_TESTS) || true; \
 	python3 $(ORTHANC_SUITE)/compare.py --diff $(ORTHANC_SUITE)/results-orthanc-1.10.1.txt $(COMPAT_RESULTS)
 
-## Compare ingest, listing and find with the real Orthanc (see bench/README.md).
+## Every benchmark against the real Orthanc, one after the other (see bench/README.md); each
+## prints its table of ratios. BENCH_SCALE instances for the scale run (~25 min at 200,000).
+BENCH_SCALE ?= 200000
 bench: $(STAMP) system-deps
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m compileall -q -j 0 server >/dev/null
+	status=0; \
+	for script in run network jobs images modify find_orderby; do $(BIN)/python bench/$$script.py || status=1; done; \
+	$(BIN)/python bench/scale.py --instances $(BENCH_SCALE) || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) OrthancStorage .pytest_cache .ruff_cache .mypy_cache .compat

@@ -1,4 +1,5 @@
-"""Benchmark the DICOM network services: C-FIND latency and C-MOVE throughput, Isengard against Orthanc.
+"""Benchmark the DICOM network services: C-FIND and C-ECHO latency, C-MOVE and C-GET throughput,
+Isengard against Orthanc.
 
 Usage: .venv/bin/python bench/network.py [--studies N] [--move M] [--only isengard|orthanc]
                                          [--repeat R] [--json out.json]
@@ -12,7 +13,11 @@ the C-MOVE destination (dcmtk's ``storescp --ignore``, which receives and discar
   by a PatientName wildcard, and a StudyDate range returning 10 % of the studies with the
   NumberOfStudyRelatedInstances and ModalitiesInStudy counters;
 * C-MOVE throughput: all the studies of M/10 patients (M instances) moved to the destination
-  in one request, wall time from the request to the final response, median of R runs.
+  in one request, wall time from the request to the final response, median of R runs;
+* C-GET throughput: the same instances retrieved to the benchmark's own SCU (C-STORE
+  sub-operations on the same association, answered at once), median of R runs;
+* C-ECHO latency: on one open association (median of 50), and dcmtk's ``echoscu`` from process
+  start to exit (median of 10).
 
 Every answer is counted against what the data says; a wrong answer becomes a WARNING line and
 exit status 1.  See bench/README.md for how to read ratios.
@@ -24,6 +29,7 @@ import argparse
 import datetime
 import io
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -38,10 +44,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.sop_class import (
     CTImageStorage,
+    PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    Verification,
 )
 from report import Metric, Outcome, table
 from servers import Server, exit_on_sigterm, free_port, make_servers, measure_each
@@ -201,6 +210,58 @@ def move_once(server: Server, patients: list[str]) -> tuple[float, int]:
     return elapsed, completed
 
 
+def get_once(server: Server, patients: list[str]) -> tuple[float, int]:
+    """(seconds, instances received) of one C-GET of ``patients`` (storage on the same association)."""
+    ae = AE(ae_title=SCU_AET)
+    ae.add_requested_context(PatientRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    role = SCP_SCU_RoleSelectionNegotiation()
+    role.sop_class_uid, role.scu_role, role.scp_role = CTImageStorage, False, True
+    ae.dimse_timeout = ae.network_timeout = 600
+    received = [0]
+
+    def on_store(event: evt.Event) -> int:
+        received[0] += 1
+        return 0x0000
+
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet, ext_neg=[role],
+                         evt_handlers=[*HANDLERS, (evt.EVT_C_STORE, on_store)])
+    if not assoc.is_established:
+        raise WrongAnswer(f"{server.name} refused the C-GET association")
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "PATIENT"
+    identifier.PatientID = "\\".join(patients)
+    started = time.perf_counter()
+    try:
+        for _status, _ in assoc.send_c_get(identifier, PatientRootQueryRetrieveInformationModelGet):
+            pass
+    finally:
+        elapsed = time.perf_counter() - started
+        assoc.release()
+    return elapsed, received[0]
+
+
+def echo_latency(server: Server) -> dict[str, float]:
+    """C-ECHO: on one open association, and dcmtk's echoscu from process start to exit (the
+    association's set-up and release included, as a monitoring probe would see it)."""
+    ae = AE(ae_title=SCU_AET)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet, evt_handlers=HANDLERS)
+    if not assoc.is_established:
+        raise WrongAnswer(f"{server.name} refused the C-ECHO association")
+    try:
+        latency = time_calls(lambda i: assoc.send_c_echo())
+    finally:
+        assoc.release()
+    walls = []
+    for _ in range(10):
+        started = time.perf_counter()
+        subprocess.run(["echoscu", "-aet", SCU_AET, "-aec", server.aet, "127.0.0.1", str(server.dicom_port)],
+                       check=True, capture_output=True, env={**os.environ, "TCP_NODELAY": "1"}, timeout=30)
+        walls.append(time.perf_counter() - started)
+    return {"echo_median_ms": latency.median_ms, "echoscu_ms": 1000 * statistics.median(walls)}
+
+
 def measure(server: Server, studies: list[Study], payloads: list[bytes], arguments: argparse.Namespace,
             destination_port: int, warnings: list[str]) -> tuple[str, dict[str, float]]:
     server.start()
@@ -219,6 +280,13 @@ def measure(server: Server, studies: list[Study], payloads: list[bytes], argumen
         expect("C-MOVE", completed, arguments.move, warnings, server)
         runs.append(arguments.move / seconds)
     figures["move_ips"] = statistics.median(runs)
+    runs = []
+    for _ in range(arguments.repeat):
+        seconds, received = get_once(server, patients)
+        expect("C-GET", received, arguments.move, warnings, server)
+        runs.append(arguments.move / seconds)
+    figures["get_ips"] = statistics.median(runs)
+    figures.update(echo_latency(server))
     version = session.get(f"{server.url}/system", timeout=30).json()
     return version.get("IsengardVersion", version.get("Version", "?")), figures
 
@@ -231,7 +299,10 @@ def metrics(move: int) -> list[Metric]:
     """The latencies of every C-FIND, then the C-MOVE throughput."""
     return [*(Metric(f"{key}_{stat}_ms", f"{label} {stat} (ms)", False) for key, label in LABELS
               for stat in ("median", "p95")),
-            Metric("move_ips", f"C-MOVE of {move} instances (inst/s)", True)]
+            Metric("move_ips", f"C-MOVE of {move} instances (inst/s)", True),
+            Metric("get_ips", f"C-GET of {move} instances (inst/s)", True),
+            Metric("echo_median_ms", "C-ECHO on an open association, median (ms)", False),
+            Metric("echoscu_ms", "C-ECHO by echoscu, process start to exit, median (ms)", False)]
 
 
 def main(argv: list[str] | None = None) -> int:

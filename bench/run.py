@@ -22,7 +22,7 @@ from dataset import Corpus, generate
 from profiling import Profiler, report
 from report import Metric, Outcome, heading, progress, table
 from servers import Server, exit_on_sigterm, make_servers, measure_each
-from workload import Ingest, ingest_cstore, ingest_rest, latencies
+from workload import Ingest, ingest_cstore, ingest_cstore_parallel, ingest_rest, latencies
 
 CONCURRENT_CLIENTS = 8
 PROFILED_PHASES = ("rest8", "cstore")
@@ -39,6 +39,7 @@ LATENCY_LABELS = {
 INGEST_LABELS = {
     "rest1": "REST, 1 client",
     "rest8": f"REST, {CONCURRENT_CLIENTS} clients",
+    "cstore4": "C-STORE, 4 associations",
     "cstore": "C-STORE, 1 association",
 }
 METRICS = (
@@ -46,6 +47,8 @@ METRICS = (
     + [Metric(f"{key}_cpu_ms", f"server CPU per instance, {label} (ms)", False) for key, label in INGEST_LABELS.items()]
     + [Metric(f"{key}_{stat}_ms", f"{label} {stat} (ms)", False)
        for key, label in LATENCY_LABELS.items() for stat in ("median", "p95")]
+    + [Metric("startup_s", "start-up to the first answer of GET /system, median (s)", False),
+       Metric("peak_rss_mb", "peak resident memory over the whole run (MB)", False)]
 )
 
 
@@ -70,16 +73,21 @@ def ingest_phases(corpus: Corpus, payloads: list[bytes]) -> dict[str, Callable[[
     return {
         "rest1": lambda server: ingest_rest(server, payloads, 1),
         "rest8": lambda server: ingest_rest(server, payloads, CONCURRENT_CLIENTS),
+        "cstore4": lambda server: ingest_cstore_parallel(server, corpus, 4),
         "cstore": lambda server: ingest_cstore(server, corpus),
     }
 
 
 def repeated_ingest(server: Server, key: str, phase: Callable[[Server], Ingest], repeat: int,
-                    profiler: Profiler) -> Ingest:
-    """Median of ``repeat`` runs, each on a fresh server and storage: one run of ~1 s is too noisy alone."""
+                    profiler: Profiler, startups: list[float], peaks: list[float]) -> Ingest:
+    """Median of ``repeat`` runs, each on a fresh server and storage: one run of ~1 s is too noisy alone.
+    Each fresh server's start-up time goes to ``startups``, its peak memory after the run to ``peaks``."""
     runs = []
     for attempt in range(repeat):
+        if server.process is not None and server.process.poll() is None:
+            peaks.append(server.peak_rss_mb())
         server.restart_empty()
+        startups.append(server.startup_seconds)
         if attempt == 0 and key in PROFILED_PHASES:
             with profiler.record(server, key):
                 runs.append(phase(server))
@@ -95,14 +103,17 @@ def measure(server: Server, corpus: Corpus, payloads: list[bytes], arguments: ar
             profiler: Profiler, figures: dict[str, float], warnings: list[str]) -> str:
     """Run every phase on ``server``, filling ``figures`` as they come; returns the version /system reports."""
     progress(f"{server.name}: {arguments.repeat} run(s) per ingest phase")
+    startups, peaks = [], []
     for key, phase in ingest_phases(corpus, payloads).items():
-        ingest = repeated_ingest(server, key, phase, arguments.repeat, profiler)
+        ingest = repeated_ingest(server, key, phase, arguments.repeat, profiler, startups, peaks)
         figures[f"{key}_ips"] = ingest.instances_per_second
         figures[f"{key}_cpu_ms"] = ingest.cpu_ms_per_instance
     progress(f"  {server.name}: latencies")
     for key, latency in latencies(server, corpus, warnings).items():
         figures[f"{key}_median_ms"] = latency.median_ms
         figures[f"{key}_p95_ms"] = latency.p95_ms
+    figures["startup_s"] = statistics.median(startups)
+    figures["peak_rss_mb"] = max([*peaks, server.peak_rss_mb()])
     return str(requests.get(server.url + "/system", timeout=10).json().get("Version", "?"))
 
 

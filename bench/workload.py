@@ -93,6 +93,23 @@ def ingest_cstore(server: Server, corpus: Corpus) -> Ingest:
     return measure_ingest(server, len(corpus.files), send)
 
 
+def ingest_cstore_parallel(server: Server, corpus: Corpus, associations: int) -> Ingest:
+    """C-STORE of the files over ``associations`` concurrent storescu processes, a share each."""
+    shares = [corpus.files[k::associations] for k in range(associations)]
+
+    def send() -> None:
+        processes = [subprocess.Popen(["storescu", "-aet", "BENCH", "-aec", server.aet, "127.0.0.1",
+                                       str(server.dicom_port), *map(str, share)],
+                                      env={**os.environ, "TCP_NODELAY": "1"}, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE) for share in shares]
+        for process in processes:
+            _, errors = process.communicate(timeout=STORESCU_TIMEOUT)
+            if process.returncode != 0:
+                raise WrongAnswer(f"{server.name}: storescu exited with {process.returncode}: {errors[-500:]!r}")
+
+    return measure_ingest(server, len(corpus.files), send)
+
+
 def get_json(session: requests.Session, server: Server, path: str) -> Any:
     answer = session.get(server.url + path, timeout=REQUEST_TIMEOUT)
     if answer.status_code != 200:

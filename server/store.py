@@ -231,6 +231,8 @@ class Store:
             values[Metadata.IndexInSeries] = index.strip()
         if parsed.pixel_data_offset is not None:
             values[Metadata.PixelDataOffset] = str(parsed.pixel_data_offset)
+        if parsed.odd_pixel_vr is not None and server.ORTHANC_API_VERSION >= 21:  # Orthanc 1.12.1
+            values[Metadata.PixelDataVR] = parsed.odd_pixel_vr
         return values
 
     def _recycle(self, db, parsed: ParsedInstance, size: int) -> tuple[list[Resource], list[str]]:

@@ -68,3 +68,17 @@ def test_archive_utf8_names(isengard_13: Isengard) -> None:
         names[utf8] = zipfile.ZipFile(io.BytesIO(answer.content)).namelist()
     assert names[False] == ["P - Grard/tude/7 - CT/CT000000.dcm"]
     assert names[True] == ["P - Gérard/Étude/7 - CT/CT000000.dcm"]
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("Issue143.dcm", "OW"),                     # explicit little endian, 8 bits in OW: kept
+    ("KarstenHilbertRF.dcm", "OW"),
+    ("ColorTestMalaterre.dcm", None),           # implicit: OW is what the standard says
+    ("TransferSyntaxes/1.2.840.10008.1.2.1.dcm", None),  # explicit, 8 bits in OB
+    ("MarekLatin2.dcm", None),                  # no pixel data
+])
+def test_pixel_data_vr_kept_when_it_is_not_the_standard_one(isengard_13: Isengard, name: str,
+                                                             kept: str | None) -> None:
+    """Orthanc 1.12.1: the ``PixelDataVR`` metadata."""
+    metadata = isengard_13.json(f"/instances/{_upload(isengard_13, name)}/metadata?expand")
+    assert metadata.get("PixelDataVR") == kept

@@ -33,6 +33,7 @@ SOP_CLASS_UID = (0x0008, 0x0016)
 
 #: Where pydicom's ``stop_before_pixels`` stops: FloatPixelData, DoubleFloatPixelData, PixelData.
 _PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))
+_PIXEL_DATA, _BITS_ALLOCATED = 0x7FE00010, 0x00280100
 
 
 _wanted_cache: tuple[int, list[PydicomTag], frozenset[int]] = (-1, [], frozenset())
@@ -45,7 +46,8 @@ def _wanted_tags() -> tuple[list[PydicomTag], frozenset[int]]:
     global _wanted_cache
     if _wanted_cache[0] != main_tags.generation:
         tags = [PydicomTag(t) for t in [*ALL_TAGS, SPECIFIC_CHARACTER_SET, SOP_CLASS_UID]]
-        _wanted_cache = (main_tags.generation, tags, frozenset(int(t) for t in tags) | _PIXEL_TAGS)
+        _wanted_cache = (main_tags.generation, tags,
+                         frozenset(int(t) for t in tags) | _PIXEL_TAGS | {_BITS_ALLOCATED})
     return _wanted_cache[1], _wanted_cache[2]
 
 
@@ -64,6 +66,9 @@ class ParsedInstance:
     transfer_syntax: str | None
     pixel_data_offset: int | None
     ids: dict[Level, str] = field(default_factory=dict)
+    #: The pixel data's VR when it is not the one the standard calls for (an explicit
+    #: 8-bit OW...): what Orthanc 1.12.1 keeps in the ``PixelDataVR`` metadata.
+    odd_pixel_vr: str | None = None
     #: The main tags that are sequences, per level, as full-format nodes by ``gggg,eeee``.
     sequences: dict[Level, Json] = field(default_factory=dict)
 
@@ -127,6 +132,7 @@ _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _IMPLICIT_LITTLE = "1.2.840.10008.1.2"
 _EXPLICIT_BIG = "1.2.840.10008.1.2.2"
 _DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+_UNCOMPRESSED_EXPLICIT = ("1.2.840.10008.1.2.1", _EXPLICIT_BIG)
 #: Uploads larger than this are checked through a memory map before they are read.
 _MAP_ABOVE = 8 * 1024 * 1024
 _ZERO_ELEMENT = bytes(8)
@@ -347,7 +353,7 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     Values are the strings ``/tags`` shows (same decoding and normalisation);
     a value Orthanc shows as Null or TooLong is not indexed.
     """
-    ds, stopped_at = _read_indexed(data)
+    ds, stopped_at, pixel_vr = _read_indexed(data)
     if len(ds) == 0 and "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                            f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
@@ -377,11 +383,15 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                            "missing StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
     sop_class = tag_text(ds, 0x00080016, decoder)
+    syntax = _transfer_syntax(ds)
+    offset = _pixel_data_offset(data, stopped_at)
     parsed = ParsedInstance(data=data, tags=tags, patient_id=patient, study_uid=study,
                             series_uid=series, sop_uid=sop, sop_class_uid=sop_class or None,
-                            transfer_syntax=_transfer_syntax(ds),
-                            pixel_data_offset=_pixel_data_offset(data, stopped_at),
+                            transfer_syntax=syntax, pixel_data_offset=offset,
                             sequences={level: nodes for level, nodes in sequences.items() if nodes})
+    if offset is not None and pixel_vr is not None and syntax is not None \
+            and pixel_vr != expected_pixel_vr(syntax, _bits_allocated(ds)):
+        parsed.odd_pixel_vr = pixel_vr
     parsed.ids = {
         Level.PATIENT: ids.patient_id(patient),
         Level.STUDY: ids.study_id(patient, study),
@@ -391,9 +401,9 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     return parsed
 
 
-def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int]:
-    """The wanted top-level elements of a checked-complete file, and where its pixel data
-    starts (else where reading stopped).
+def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int, str | None]:
+    """The wanted top-level elements of a checked-complete file, where its pixel data starts
+    (else where reading stopped), and the VR DCMTK reads its pixel data with (None: unknown).
 
     One walk (:func:`check_complete`'s) notes them as pydicom's raw elements, converted only
     when :func:`tag_text` asks: ~4x cheaper than pydicom's reader.  A deflated file, or one
@@ -404,7 +414,7 @@ def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int]:
     if syntax is None or syntax in _DEFLATED or any(
             length == _UNDEFINED for tag, (_, _, _, length) in walker.found.items() if tag not in _PIXEL_TAGS):
         # (a wanted sequence of undefined length: its end is pydicom's to find)
-        return read_dataset(data, stop_before_pixels=True, specific_tags=wanted)
+        return (*read_dataset(data, stop_before_pixels=True, specific_tags=wanted), None)
     implicit, little = syntax == _IMPLICIT_LITTLE, syntax != _EXPLICIT_BIG
     stopped_at = len(data)
     elements: dict[BaseTag, RawDataElement] = {}
@@ -419,7 +429,26 @@ def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int]:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = syntax
     ds.set_original_encoding(implicit, little)
-    return ds, stopped_at
+    return ds, stopped_at, _read_pixel_vr(syntax, walker.found.get(_PIXEL_DATA))
+
+
+def _read_pixel_vr(syntax: str, pixel_data: tuple[int, bytes, int, int] | None) -> str | None:
+    """The pixel data's VR as Orthanc's DicomStreamReader takes it: the file's in the explicit
+    uncompressed syntaxes, OW in implicit little endian, OB in the compressed ones."""
+    if pixel_data is None:
+        return None
+    if syntax == _IMPLICIT_LITTLE:
+        return "OW"
+    if syntax in _UNCOMPRESSED_EXPLICIT:
+        return pixel_data[1].decode("ascii", "replace")
+    return "OB"
+
+
+def expected_pixel_vr(syntax: str, bits_allocated: int) -> str:
+    """Orthanc's ``GuessPixelDataValueRepresentation``: the VR the standard calls for."""
+    if syntax in _UNCOMPRESSED_EXPLICIT:
+        return "OW" if bits_allocated > 8 else "OB"
+    return "OW" if syntax == _IMPLICIT_LITTLE else "OB"
 
 
 def dataset_to_send(data: bytes) -> Dataset:
@@ -448,6 +477,15 @@ def dataset_to_send(data: bytes) -> Dataset:
     ds.set_original_encoding(implicit, little,
                              convert_encodings(charset) if charset else default_encoding)
     return ds
+
+
+def _bits_allocated(ds: Dataset) -> int:
+    """BitsAllocated, 8 when absent or unreadable (as Orthanc guesses)."""
+    element = ds.get_item(_BITS_ALLOCATED) if _BITS_ALLOCATED in ds else None
+    raw = getattr(element, "value", None)
+    if not isinstance(raw, bytes) or len(raw) < 2:
+        return 8
+    return int.from_bytes(raw[:2], "little" if element.is_little_endian else "big")
 
 
 #: The transfer syntaxes a file without meta header can be in, by (implicit VR, little endian).

@@ -105,6 +105,7 @@ class Metadata(IntEnum):
     PixelDataOffset = 14
     MainDicomTagsSignature = 15
     MainDicomSequences = 16
+    PixelDataVR = 17
 
 
 class Change(IntEnum):
