@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,9 @@ def peers(*servers: Isengard, **extra: Any) -> dict[str, Any]:
 
 
 def staged_files(server: Isengard) -> list[Path]:
-    return [p for p in (server.workdir / "storage" / "transfers").rglob("*") if p.is_file()]
+    """What the server stages (``os.walk`` ignores folders removed while it looks)."""
+    root = server.workdir / "storage" / "transfers"
+    return [Path(folder) / name for folder, _, names in os.walk(root) for name in names]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 15) -> None:

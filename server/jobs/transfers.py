@@ -358,7 +358,8 @@ class PullTransferJob(BucketsJob):
             self.area.check()
             self.phase = "commit"
             return StepResult.next()
-        self.committed += self.area.commit(self.services.store, self.committed, COMMIT_BATCH)
+        self.committed += self.area.commit(self.services.store, self.services.settings.commit_threads,
+                                           self.committed, COMMIT_BATCH)
         if self.committed < len(self.area.instances):
             return StepResult.next()
         self.area.discard()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from server.errors import ErrorCode, OrthancError
 from server.jobs.transfers import TransferQuery
 from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.jobs import submit_job
@@ -103,6 +104,8 @@ class PushBucketHandler(OrthancHandler):
 
     async def put(self, transaction: str, bucket: str) -> None:
         """One bucket of a push transaction, as its raw (or gzipped) bytes."""
+        if not (bucket.isascii() and bucket.isdigit()):
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Bad bucket index: {bucket}")
         await self.run(self.transfers.push.store_bucket, transaction, int(bucket), self.request.body)
         self.answer_json({})
 
@@ -138,8 +141,8 @@ def paths() -> list[tuple[str, type]]:
         (r"/transfers/lookup", TransfersLookupHandler),
         (r"/transfers/chunks/([.0-9a-f-]+)", TransfersChunksHandler),
         (r"/transfers/push", PushCreateHandler),
-        (rf"/transfers/push/{TRANSACTION}/([0-9]+)", PushBucketHandler),
         (rf"/transfers/push/{TRANSACTION}/commit", PushCommitHandler),
+        (rf"/transfers/push/{TRANSACTION}/([^/]+)", PushBucketHandler),
         (rf"/transfers/push/{TRANSACTION}", PushTransactionHandler),
     ]
 

@@ -62,8 +62,10 @@ def parse_push(body: Any) -> tuple[list[InstanceInfo], list[Bucket], str]:
 class PushTransactions:
     """The open push transactions of this server."""
 
-    def __init__(self, root: Path, store: Store, max_transactions: int, idle_timeout: float) -> None:
+    def __init__(self, root: Path, store: Store, max_transactions: int, idle_timeout: float,
+                 commit_threads: int = 1) -> None:
         self.root = root
+        self.commit_threads = commit_threads
         self.store = store
         self.max_transactions = max_transactions
         self.idle_timeout = idle_timeout
@@ -157,7 +159,7 @@ class PushTransactions:
         transaction = self._take(transaction_id)
         try:
             transaction.area.check()
-            transaction.area.commit(self.store)
+            transaction.area.commit(self.store, self.commit_threads)
         finally:
             self._forget(transaction_id)
             transaction.area.discard()

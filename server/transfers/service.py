@@ -43,7 +43,7 @@ class Transfers:
         #: Who this server is to its peers (the plugin's UUID, new at each start).
         self.originator = str(uuid.uuid4())
         self.push = PushTransactions(staging / "push", store, self.settings.max_push_transactions,
-                                     self.settings.peer_connectivity_timeout)
+                                     self.settings.peer_connectivity_timeout, self.settings.commit_threads)
         self.job_services = TransferServices(config, self.settings, self.source, store, staging / "pull",
                                              self.peer, self.originator)
 

@@ -26,6 +26,10 @@ class TransferSettings:
     peer_connectivity_timeout: float = 2
     #: Seconds the sender waits for the receiver's commit.
     peer_commit_timeout: float = 600
+    #: Threads storing the instances of a commit (the plugin's ``CommitThreadsCount``; its
+    #: default is 1, Isengard's 4: its ingest is Python, and overlapping disk, parsing and
+    #: index work is what makes a commit keep up with the bucket transfers).
+    commit_threads: int = 4
 
     @classmethod
     def from_config(cls, section: dict[str, Any] | None) -> TransferSettings:
@@ -41,4 +45,5 @@ class TransferSettings:
             peer_connectivity_timeout=float(section.get("PeerConnectivityTimeout",
                                                         defaults.peer_connectivity_timeout)),
             peer_commit_timeout=float(section.get("PeerCommitTimeout", defaults.peer_commit_timeout)),
+            commit_threads=max(1, int(section.get("CommitThreadsCount", defaults.commit_threads))),
         )

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,12 +87,20 @@ class DownloadArea:
                 raise OrthancError(ErrorCode.CORRUPTED_FILE,
                                    f"Bad MD5 sum in a transferred DICOM instance: {info.id}")
 
-    def commit(self, store: Store, first: int = 0, count: int | None = None) -> int:
-        """Store instances ``first`` to ``first + count`` (all by default) in ID order; how
-        many were stored.  Call :meth:`check` before the first."""
+    def commit(self, store: Store, threads: int, first: int = 0, count: int | None = None) -> int:
+        """Store instances ``first`` to ``first + count`` (all by default) in ID order, on
+        ``threads`` threads (file reads, parsing and writes overlap; the index serializes its
+        transactions); how many were stored.  Call :meth:`check` before the first."""
         ordered = sorted(self.instances)[first:None if count is None else first + count]
-        for instance_id in ordered:
+
+        def ingest(instance_id: str) -> None:
             store.ingest(self._path(instance_id).read_bytes(), Origin(kind="Plugins"))
+        if threads <= 1 or len(ordered) <= 1:
+            for instance_id in ordered:
+                ingest(instance_id)
+        else:
+            with ThreadPoolExecutor(min(threads, len(ordered)), thread_name_prefix="transfers-commit") as pool:
+                list(pool.map(ingest, ordered))
         return len(ordered)
 
     def discard(self) -> None:
