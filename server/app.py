@@ -40,7 +40,7 @@ from server.key_values import KeyValueStores
 from server.metrics import LogCounter, Metrics
 from server.net.query_retrieve import DicomServices
 from server.net.scp import DicomServer
-from server.net.service import ModalityRegistry, NetworkService
+from server.net.service import ModalityRegistry, NetworkService, RemoteRegistry
 from server.net.storage_commitment import CommitmentService, Reports
 from server.net.worklists import FolderWorklists, install_hooks
 from server.requested_tags import RequestedTags
@@ -70,6 +70,7 @@ from server.rest import (
     system,
     tags,
     tools,
+    transfers,
     ui,
 )
 from server.rest.app import build_application, build_http_server, check_registered_users
@@ -84,6 +85,7 @@ from server.stability import StabilityMonitor
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
 from server.store import Limits, Store, overwrite_mode
+from server.transfers.service import Transfers
 
 if TYPE_CHECKING:
     from server.rest.base import OrthancHandler
@@ -152,8 +154,11 @@ class Server:
         self.archive_services = ArchiveServices(
             config, self.index, self.store,
             ArchiveFiles(self.jobs_directory, int(config["MediaArchiveSize"])), self._encoding)
+        self.transfers = Transfers(config, self.index, self.store, self._peers,
+                                   config.resolve_path(config["StorageDirectory"]) / "transfers")
         self.job_registry = job_registry(JobServices(config, self.send_services, self.modification_services,
-                                                     self.archive_services, self.commitment))
+                                                     self.archive_services, self.commitment,
+                                                     self.transfers.job_services))
         save_jobs = config["SaveJobs"] and not config["ReadOnly"]
         self.jobs = JobsEngine(self.job_registry, self.bus, self.index if save_jobs else None,
                                int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
@@ -207,6 +212,10 @@ class Server:
     def _accepts_token(self, authorization: str) -> bool:
         return self.python is not None and self.python.accepts_token(authorization)
 
+    def _peers(self) -> RemoteRegistry:
+        """The ``OrthancPeers`` registry, which the network service owns (built after the jobs)."""
+        return self.network.peers
+
     def _dicom_server(self) -> DicomServer | None:
         return self.dicom
 
@@ -257,6 +266,7 @@ class Server:
             *export.routes(config=self.config, index=self.index, store=self.store),
             *images.routes(files=self.files),
             *ui.routes(),
+            *transfers.routes(jobs=self.jobs, transfers=self.transfers),
         ]
 
     def _available_threads(self) -> dict[str, int]:
@@ -300,6 +310,7 @@ class Server:
                           self.python.add_dicom_hooks if self.python is not None else None)
             self.dicom.start()
         self.stability.start()
+        await loop.run_in_executor(None, self.transfers.start)  # clears what a former run staged
         await loop.run_in_executor(None, self.jobs.start, not self.no_jobs)  # reads the index
         # Only now: a client that sees the server answer sees every saved job restored.
         http.add_sockets(sockets)
@@ -350,6 +361,7 @@ class Server:
         if self.dicom is not None:
             self.dicom.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.jobs.stop)
+        await asyncio.get_running_loop().run_in_executor(None, self.transfers.stop)
         self.network.stop()
         await self.lua.stop()
         if self.python is not None:

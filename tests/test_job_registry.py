@@ -28,6 +28,7 @@ from server.jobs.peer_store import OrthancPeerStoreJob
 from server.jobs.split_merge import MergeStudyJob, SplitStudyJob
 from server.jobs.storage_commitment_scp import StorageCommitmentScpJob
 from server.jobs.store_scu import DicomModalityStoreJob
+from server.jobs.transfers import PullTransferJob, PushTransferJob, TransferQuery
 from server.rest.requests import modify_request
 from server.store import Origin
 
@@ -74,7 +75,18 @@ def samples(root: Server) -> dict[str, Callable[[], Job]]:
         DicomGetScuJob.TYPE: lambda: _get_job(root),
         StorageCommitmentScpJob.TYPE: lambda: StorageCommitmentScpJob(
             root.commitment, "2.25.1", [("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4")], "REMOTE", "ISENGARD"),
+        PushTransferJob.TYPE: lambda: PushTransferJob(root.transfers.job_services, _transfer_query(root, None)),
+        PullTransferJob.TYPE: lambda: PullTransferJob(root.transfers.job_services, _transfer_query(root, "uuid")),
     }
+
+
+def _transfer_query(root: Server, originator: str | None) -> TransferQuery:
+    """A transfer to or from a configured peer (the jobs refuse an unknown one)."""
+    root.network.peers.put("peer", {"Url": "http://127.0.0.1:8043/"})
+    return TransferQuery.parse({"Peer": "peer", "Resources": [{"Level": "Study", "ID": "study"}],
+                                "Compression": "gzip", "Originator": originator} if originator else
+                               {"Peer": "peer", "Resources": [{"Level": "Series", "ID": "series"}],
+                                "Compression": "none", "SenderTransferID": "transfer"})
 
 
 def _get_job(root: Server) -> DicomGetScuJob:

@@ -227,7 +227,7 @@ def test_frames_and_ordered_slices_match_orthanc(both) -> None:
 
 
 def test_plugins_as_orthanc_without_plugins(server: Isengard) -> None:
-    assert server.json("/plugins") == ["explorer.js"]
+    assert server.json("/plugins") == ["explorer.js", "transfers"]
     script = server.get("/plugins/explorer.js")
     assert script.headers["Content-Type"] == "application/javascript"
     assert script.text == "// Extensions to Orthanc Explorer by the registered plugins\n\n"

@@ -120,7 +120,7 @@ def test_jpeg2000_needs_the_gdcm_plugin_configuration(isengard: Isengard) -> Non
     instance = isengard.upload(sample("KarstenHilbertRF.dcm"))["ID"]
     answer = isengard.post(f"/instances/{instance}/modify", json={"Transcode": "1.2.840.10008.1.2.4.90"})
     assert answer.status_code == 500
-    assert isengard.json("/plugins") == ["explorer.js"]
+    assert isengard.json("/plugins") == ["explorer.js", "transfers"]
     j2k = isengard.upload(sample("TransferSyntaxes/1.2.840.10008.1.2.4.90.dcm"))["ID"]
     assert isengard.get(f"/instances/{j2k}/preview").status_code == 415
 

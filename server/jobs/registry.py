@@ -20,6 +20,7 @@ from server.jobs.peer_store import OrthancPeerStoreJob
 from server.jobs.split_merge import MergeStudyJob, SplitStudyJob
 from server.jobs.storage_commitment_scp import CommitmentScp, StorageCommitmentScpJob
 from server.jobs.store_scu import DicomModalityStoreJob, SendServices
+from server.jobs.transfers import PullTransferJob, PushTransferJob, TransferServices
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -34,6 +35,7 @@ class JobServices:
     modification: ModificationServices
     archive: ArchiveServices
     commitment: CommitmentScp
+    transfers: TransferServices
 
 
 def job_registry(services: JobServices) -> JobRegistry:
@@ -49,4 +51,6 @@ def job_registry(services: JobServices) -> JobRegistry:
         DicomMoveScuJob.TYPE: partial(DicomMoveScuJob.unserialize, services.config),
         DicomGetScuJob.TYPE: partial(DicomGetScuJob.unserialize, services.send),
         StorageCommitmentScpJob.TYPE: partial(StorageCommitmentScpJob.unserialize, services.commitment),
+        PushTransferJob.TYPE: partial(PushTransferJob.unserialize, services.transfers),
+        PullTransferJob.TYPE: partial(PullTransferJob.unserialize, services.transfers),
     })

@@ -45,13 +45,15 @@ class PeerClient:
         self.verbose = bool(config["HttpVerbose"])
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> requests.Response:
-        """One HTTP call; NetworkError for transport failures, the response otherwise."""
+                headers: dict[str, str] | None = None, timeout: float | None = None) -> requests.Response:
+        """One HTTP call; NetworkError for transport failures, the response otherwise.
+        ``timeout`` replaces the peer's own (the transfers' commit and detection use theirs)."""
         url = self.url + path
         if self.verbose:
             log.info("HTTP %s %s (%d bytes)", method, url, len(body or b""))
         try:
-            return self.session.request(method, url, data=body, headers=headers, timeout=self.timeout)
+            return self.session.request(method, url, data=body, headers=headers,
+                                        timeout=timeout or self.timeout)
         except requests.Timeout:
             raise NetworkError("libCURL error: Timeout was reached") from None
         except requests.exceptions.SSLError as e:

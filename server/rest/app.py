@@ -41,6 +41,7 @@ from server.rest import (
     system,
     tags,
     tools,
+    transfers,
     ui,
 )
 from server.rest.base import HttpServices, Route, UnknownRouteHandler
@@ -141,7 +142,7 @@ def rest_routes() -> list[tuple[str, type]]:
     for module in (labels, resources, metadata, system, tools, jobs, storage_commitment, create, metrics, archive,
                    modalities, peers, queries, modify, lua, tags, bulk,
                    reconstruct, directory, slices, plugins, log_levels,
-                   export, images, ui):
+                   export, images, ui, transfers):
         routes += module.paths()
     return routes
 
