@@ -489,7 +489,8 @@ class Finder:
         if remaining:
             return len(self.find(level, constraints, options=options)[0])
         with self.index.reading() as db:
-            return db.execute("SELECT COUNT(*) FROM Resources " + sql, args).fetchone()[0]
+            return int(db.execute("SELECT COUNT(*) FROM (SELECT internalId FROM Resources "
+                                  f"{sql}) AS found", args).fetchone()[0])
 
     def _query(self, level: Level, constraints: list[Constraint],
                options: FindOptions) -> tuple[str, list[object], list[Constraint]] | None:

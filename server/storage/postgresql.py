@@ -8,7 +8,8 @@ Selected, as with Orthanc's orthanc-postgresql plugin, by a ``PostgreSQL`` secti
 The index's statements are SQLite's; :func:`translate` rewrites each one once (cached):
 ``?`` to psycopg's ``%s``, ``GLOB`` to an operator defined in the schema (the same
 pattern, as LIKE), ``INSERT OR REPLACE/IGNORE`` to ``ON CONFLICT``, ``LIMIT -1`` to
-``LIMIT ALL``, ``IS NOT ?`` to ``IS DISTINCT FROM``, and an insert into a table with a
+``LIMIT ALL``, ``IS NOT ?`` to ``IS DISTINCT FROM``, a ``CAST`` of text to a number to
+SQLite's lenient one (its leading number, else 0), and an insert into a table with a
 generated key gets ``RETURNING`` it, for ``lastrowid``.
 
 Writers are serialised cluster-wide by a transaction-scoped advisory lock, which is what
@@ -125,6 +126,15 @@ CREATE OR REPLACE FUNCTION isengard_glob(value TEXT, pattern TEXT) RETURNS BOOLE
     AS $$ SELECT value LIKE replace(replace(replace(replace(replace(replace(pattern,
         '\\', '\\\\'), '%', '\\%'), '_', '\\_'), '[[]', '['), '*', '%'), '?', '_') $$;
 
+-- SQLite's lenient CAST of text to a number: its leading number, else 0 (never an error).
+CREATE OR REPLACE FUNCTION sqlite_integer(value TEXT) RETURNS NUMERIC
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT COALESCE(substring(value FROM '^\\s*([+-]?[0-9]+)')::NUMERIC, 0) $$;
+CREATE OR REPLACE FUNCTION sqlite_real(value TEXT) RETURNS DOUBLE PRECISION
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT COALESCE(substring(value FROM
+        '^\\s*([+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?)')::DOUBLE PRECISION, 0) $$;
+
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_operator WHERE oprname = '<~>'
                    AND oprleft = 'text'::regtype AND oprright = 'text'::regtype) THEN
@@ -146,6 +156,7 @@ _REPLACED = {
 _GENERATED = {"resources": "internalId", "changes": "seq", "exportedresources": "seq",
               "patientrecyclingorder": "seq", "queues": "id"}
 
+_LENIENT_CAST = re.compile(r"CAST\(([\w.]+) AS (INTEGER|REAL)\)")
 _INSERT_OR = re.compile(r"^\s*INSERT OR (REPLACE|IGNORE) INTO (\w+)", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
 
@@ -155,6 +166,7 @@ def translate(sql: str) -> tuple[str, bool]:
     """A statement of the index in PostgreSQL's words; and whether it returns a generated key."""
     text = sql.replace("%", "%%").replace("IS NOT ?", "IS DISTINCT FROM ?").replace("?", "%s")
     text = text.replace(" GLOB ", " <~> ").replace("LIMIT -1", "LIMIT ALL")
+    text = _LENIENT_CAST.sub(lambda m: f"sqlite_{m.group(2).lower()}({m.group(1)})", text)
     conflict = ""
     found = _INSERT_OR.match(text)
     if found is not None:
