@@ -19,19 +19,23 @@ run: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 server >/dev/null
 	$(BIN)/python -m server orthanc.json
 
+# The index-dependent tests run a second time with every server on PostgreSQL.
+POSTGRESQL_TESTS = tests/test_changes_find.py tests/test_labels.py tests/test_rest_resources.py
+
 ## Install what the tests need (dcmtk, the real Orthanc, Chromium for the UI tests, from Debian) and run the suite.
 test: $(STAMP) system-deps
 	$(BIN)/ruff check server tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m compileall -q -j 0 server >/dev/null
 	$(BIN)/python -m pytest -q
+	ISENGARD_TEST_INDEX=postgresql $(BIN)/python -m pytest -q $(POSTGRESQL_TESTS)
 
 system-deps:
-	@if ! command -v storescu >/dev/null || ! command -v gdcmconv >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1 \
+	@if ! command -v storescu >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v gdcmconv >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1 \
 		|| ! test -e /usr/share/orthanc/plugins/libOrthancGdcm.so \
 		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
-		echo "Installing dcmtk, libgdcm-tools, orthanc, orthanc-python, orthanc-gdcm, chromium and chromium-driver from Debian"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools orthanc orthanc-python orthanc-gdcm \
+		echo "Installing dcmtk, libgdcm-tools, orthanc, orthanc-python, orthanc-gdcm, postgresql, chromium and chromium-driver from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools orthanc orthanc-python orthanc-gdcm postgresql \
 			chromium chromium-driver >/dev/null; \
 	fi
 

@@ -82,6 +82,7 @@ from server.scripting.lua import LuaLoadError, LuaScripting
 from server.scripting.python import PythonScripting, load_script
 from server.scripting.services import ScriptingServices
 from server.stability import StabilityMonitor
+from server.storage import postgresql
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
 from server.store import Limits, Store, overwrite_mode
@@ -118,7 +119,7 @@ class Server:
         logging.getLogger().addHandler(self.log_counter)
         self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),
                                 compress=bool(config["StorageCompression"]), metrics=self.metrics)
-        self.index = Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
+        self.index = open_index(config)
         self.index.read_only = bool(config["ReadOnly"])
         published, removed = self.area.recover(self.index.has_attachment_uuid)
         if published or removed:
@@ -371,6 +372,18 @@ class Server:
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         await asyncio.get_running_loop().run_in_executor(None, self.index.close)
         logging.getLogger().removeHandler(self.log_counter)
+
+
+def open_index(config: Configuration) -> Index:
+    """SQLite in ``IndexDirectory``, or PostgreSQL when its section says ``EnableIndex``
+    (the storage area stays on disk: ``EnableStorage`` is refused rather than ignored)."""
+    section = config.get("PostgreSQL") or {}
+    if not postgresql.enabled(section):
+        return Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
+    if section.get("EnableStorage"):
+        raise ConfigError('"EnableStorage" of the "PostgreSQL" section is not supported: '
+                          'Isengard keeps the DICOM files in "StorageDirectory"')
+    return Index(postgresql.PostgresDatabase(postgresql.Settings.from_config(section)))
 
 
 def run(config: Configuration, no_jobs: bool = False) -> int:

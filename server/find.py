@@ -167,11 +167,6 @@ def _sql_case_folding(tag: Tag) -> str:
     return "upper({v})" if _case_folding(tag) is ascii_upper_case else "orthanc_upper({v})"
 
 
-def _sql_upper(value: str | None) -> str | None:
-    """:func:`upper_case` for SQL (SQLite's ``upper`` leaves non-ASCII letters alone)."""
-    return None if value is None else upper_case(value)
-
-
 def _ancestor_sql(depth: int) -> str:
     """The internal id of the ancestor ``depth`` levels above the row of ``Resources``
     being filtered (0: the row itself)."""
@@ -368,8 +363,6 @@ class Finder:
     def __init__(self, index: Index, read_tags: Callable[[Resource], dict[Tag, str]]) -> None:
         self.index = index
         self.read_tags = read_tags
-        with index.reading() as db:
-            db.create_function("orthanc_upper", 1, _sql_upper, deterministic=True)
 
     def find(self, level: Level, constraints: list[Constraint], since: int = 0, limit: int = 0,
              options: FindOptions | None = None,
@@ -450,9 +443,12 @@ class Finder:
         bound = limit or database_limit
         select = "SELECT internalId, publicId, parentId FROM Resources " + sql
         if not remaining:
-            if bound or since:
+            if bound:
                 select += " LIMIT ? OFFSET ?"
-                args = [*args, bound + 1 if bound else -1, since]
+                args = [*args, bound + 1, since]
+            elif since:
+                select += " LIMIT -1 OFFSET ?"
+                args = [*args, since]
             with self.index.reading() as db:
                 rows = db.execute(select, args).fetchall()
             found = [Resource(r[0], level, r[1], r[2]) for r in rows]
@@ -493,7 +489,8 @@ class Finder:
         if remaining:
             return len(self.find(level, constraints, options=options)[0])
         with self.index.reading() as db:
-            return db.execute("SELECT COUNT(*) FROM Resources " + sql, args).fetchone()[0]
+            return int(db.execute("SELECT COUNT(*) FROM (SELECT internalId FROM Resources "
+                                  f"{sql}) AS found", args).fetchone()[0])
 
     def _query(self, level: Level, constraints: list[Constraint],
                options: FindOptions) -> tuple[str, list[object], list[Constraint]] | None:

@@ -7,10 +7,10 @@ key's cascade), so that ``/tools/find`` can filter on them in SQL.
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterable
 
 from server.errors import ErrorCode, OrthancError
+from server.storage.database import Connection
 from server.storage.index import Index
 
 _VALID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -42,7 +42,7 @@ class Labels:
             return self.of_in(db, internal_id)
 
     @staticmethod
-    def of_in(db: sqlite3.Connection, internal_id: int) -> list[str]:
+    def of_in(db: Connection, internal_id: int) -> list[str]:
         return [r[0] for r in db.execute(
             "SELECT label FROM Labels WHERE id=? ORDER BY label", (internal_id,))]
 
@@ -71,7 +71,7 @@ class Labels:
             return [r[0] for r in db.execute("SELECT DISTINCT label FROM Labels ORDER BY label")]
 
     @staticmethod
-    def _require(db: sqlite3.Connection, internal_id: int) -> None:
+    def _require(db: Connection, internal_id: int) -> None:
         """The resource may have been deleted since the handler looked it up."""
         if db.execute("SELECT 1 FROM Resources WHERE internalId=?",
                       (internal_id,)).fetchone() is None:

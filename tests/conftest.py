@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pg_cluster
 import pytest
 import requests
 
@@ -35,6 +36,28 @@ LOOP_GUARD_MESSAGE = "Blocking call on the event loop"
 _STARTED: list[subprocess.Popen] = []
 
 
+#: ``ISENGARD_TEST_INDEX=postgresql``: every Isengard the tests start (without a
+#: ``PostgreSQL`` section of their own) indexes in a fresh PostgreSQL database.
+ON_POSTGRESQL = os.environ.get("ISENGARD_TEST_INDEX") == "postgresql"
+
+#: The session's PostgreSQL cluster, started when a test first needs it.
+_POSTGRES: list[pg_cluster.PostgresCluster] = []
+
+
+def postgres_cluster() -> pg_cluster.PostgresCluster:
+    if not _POSTGRES:
+        if not pg_cluster.available():
+            pytest.skip("PostgreSQL is not installed (make test installs it)")
+        _POSTGRES.append(pg_cluster.PostgresCluster(free_port()).start())
+    return _POSTGRES[0]
+
+
+@pytest.fixture
+def postgres_server() -> pg_cluster.PostgresCluster:
+    """The session's PostgreSQL (``section()`` gives a server its own database)."""
+    return postgres_cluster()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftover_servers() -> Iterator[None]:
     yield
@@ -42,6 +65,8 @@ def _no_leftover_servers() -> Iterator[None]:
         if process.poll() is None:
             process.kill()
             process.wait()
+    for cluster in _POSTGRES:
+        cluster.stop()
 
 
 #: Ports handed out by :func:`free_port` in this session.
@@ -136,6 +161,8 @@ class Isengard(Server):
         super().__init__(http_port, dicom_port, options.get("DicomAet", "ISENGARD"))
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        if ON_POSTGRESQL and "PostgreSQL" not in options:
+            options["PostgreSQL"] = postgres_cluster().section()
         self.config = {
             "Name": "IsengardTest",
             "HttpPort": http_port,

@@ -36,7 +36,7 @@ class SystemHandler(OrthancHandler):
                              "HasKeyValueStores": True, "HasQueues": True,
                              "HasReserveQueueValue": True},
             "CheckRevisions": config["CheckRevisions"],
-            "DatabaseBackendPlugin": None,
+            "DatabaseBackendPlugin": self.store.index.database.backend_plugin,
             "DatabaseServerIdentifier": database_server_identifier(config, self.dicom_port,
                                                                    self.http_port),
             "DatabaseVersion": SCHEMA_VERSION,

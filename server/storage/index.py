@@ -1,7 +1,8 @@
-"""The SQLite index: the patient/study/series/instance hierarchy and what hangs on it.
+"""The index: the patient/study/series/instance hierarchy and what hangs on it.
 
-One connection, serialised by a lock: SQLite has one writer at a time anyway,
-and every transaction here is short.  The schema follows Orthanc's (resources,
+Its SQL is written once and runs on SQLite (embedded, the default, here) or on
+PostgreSQL (:mod:`server.storage.postgresql`, several nodes sharing one database), both
+behind :class:`~server.storage.database.Database`.  The schema follows Orthanc's (resources,
 main DICOM tags, metadata, attached files, changes, exports, recycling order,
 global properties) so that the same questions are cheap to answer.
 """
@@ -23,6 +24,7 @@ from server.clock import utc_now_iso
 from server.dicom.main_tags import FOLDED_IDENTIFIERS, Level, Tag, upper_case
 from server.errors import ErrorCode, OrthancError
 from server.loop_guard import check as check_off_loop
+from server.storage.database import Connection, Database
 
 SCHEMA_VERSION = 6
 
@@ -217,8 +219,11 @@ def _identifier_rows(rows: Iterable[tuple[int, int, int, str]]) -> list[tuple[in
     return [(rid, g, e, upper_case(v)) for rid, g, e, v in rows if (g, e) in FOLDED_IDENTIFIERS]
 
 
-class Index:
-    """The database behind every REST answer about resources."""
+class SqliteDatabase:
+    """The embedded engine: one connection, serialised by a lock (SQLite has one writer at
+    a time anyway, and every transaction here is short), in WAL mode."""
+
+    backend_plugin: str | None = None
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,12 +235,51 @@ class Index:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.create_function("normalize_identifier", 1, normalize_identifier,
                                  deterministic=True)
-        had_identifiers = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
-                                           "AND name='DicomIdentifiers'").fetchone() is not None
+        self._db.create_function("orthanc_upper", 1, _sql_upper, deterministic=True)
+        self.needs_identifiers = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='DicomIdentifiers'"
+        ).fetchone() is None
         self._db.executescript(SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO GlobalProperties VALUES(?, ?)",
                          (PROPERTY_DATABASE_VERSION, str(SCHEMA_VERSION)))
-        if not had_identifiers:
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self._lock:
+            yield self._db
+
+    def last_change_seq(self, db: Connection) -> int:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='Changes'").fetchone()
+        return int(row[0]) if row else 0
+
+
+def _sql_upper(value: str | None) -> str | None:
+    """:func:`upper_case` for SQL (SQLite's ``upper`` leaves non-ASCII letters alone)."""
+    return None if value is None else upper_case(value)
+
+
+class Index:
+    """The database behind every REST answer about resources: the same SQL on SQLite (a
+    path) or on another :class:`~server.storage.database.Database` (PostgreSQL)."""
+
+    def __init__(self, database: Path | Database) -> None:
+        self.database: Database = SqliteDatabase(database) if isinstance(database, Path) else database
+        if self.database.needs_identifiers:
             self._fill_identifiers()
 
     def _fill_identifiers(self) -> None:
@@ -247,33 +291,26 @@ class Index:
 
     def close(self) -> None:
         check_off_loop("Index.close")
-        with self._lock:
-            self._db.close()
+        self.database.close()
 
     #: ``ReadOnly`` (Orthanc 1.12.5): every write transaction is refused.
     read_only = False
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; the lock keeps other threads out until it commits."""
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction; other writers wait until it commits."""
         if self.read_only:
             raise OrthancError(ErrorCode.READ_ONLY, "The DB is trying to execute a ReadWrite "
                                "transaction while Orthanc has been started in ReadOnly mode.")
         check_off_loop("Index.transaction")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self.database.transaction() as db:
+            yield db
 
     @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[Connection]:
         check_off_loop("Index.reading")
-        with self._lock:
-            yield self._db
+        with self.database.reading() as db:
+            yield db
 
     # -- resources -------------------------------------------------------------------
 
@@ -286,7 +323,7 @@ class Index:
         return Resource(row[0], Level(row[1]), public_id, row[2])
 
     @staticmethod
-    def lookup_in(db: sqlite3.Connection, public_id: str) -> Resource | None:
+    def lookup_in(db: Connection, public_id: str) -> Resource | None:
         """:meth:`lookup` inside a transaction already held."""
         row = db.execute("SELECT internalId, resourceType, parentId FROM Resources "
                          "WHERE publicId=?", (public_id,)).fetchone()
@@ -328,7 +365,7 @@ class Index:
         """Every resource of ``level`` below (or equal to) ``internal_id``, in insertion order."""
         with self.reading() as db:
             rows = db.execute(
-                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL "
+                "WITH RECURSIVE tree(id) AS (SELECT CAST(? AS BIGINT) UNION ALL "
                 "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
                 "SELECT r.internalId, r.resourceType, r.publicId, r.parentId FROM Resources r "
                 "JOIN tree ON r.internalId=tree.id WHERE r.resourceType=? ORDER BY r.internalId",
@@ -406,7 +443,7 @@ class Index:
             return True
 
     @staticmethod
-    def _require_resource(db: sqlite3.Connection, internal_id: int) -> None:
+    def _require_resource(db: Connection, internal_id: int) -> None:
         """A write on a resource deleted meanwhile is Orthanc's 404, not a constraint error."""
         if db.execute("SELECT 1 FROM Resources WHERE internalId=?", (internal_id,)).fetchone() is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
@@ -427,7 +464,7 @@ class Index:
         with self.reading() as db:
             return self._attachment_in(db, internal_id, file_type)
 
-    def _attachment_in(self, db: sqlite3.Connection, internal_id: int,
+    def _attachment_in(self, db: Connection, internal_id: int,
                        file_type: int) -> Attachment | None:
         row = db.execute(f"SELECT {self._ATTACHMENT_COLUMNS} FROM AttachedFiles "
                          "WHERE id=? AND fileType=?", (internal_id, file_type)).fetchone()
@@ -475,13 +512,13 @@ class Index:
 
     # -- storing ---------------------------------------------------------------------
 
-    def instance_attachment_uuid(self, db: sqlite3.Connection, public_id: str) -> tuple[int, str] | None:
+    def instance_attachment_uuid(self, db: Connection, public_id: str) -> tuple[int, str] | None:
         row = db.execute("SELECT r.internalId, a.uuid FROM Resources r LEFT JOIN AttachedFiles a "
                          "ON a.id=r.internalId AND a.fileType=1 WHERE r.publicId=?",
                          (public_id,)).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def insert_hierarchy(self, db: sqlite3.Connection, ids: dict[Level, str],
+    def insert_hierarchy(self, db: Connection, ids: dict[Level, str],
                          tags: dict[Level, dict[Tag, str]], now: str) -> tuple[dict[Level, int], list[Level]]:
         """Create the missing resources for an instance; returns internal ids and new levels.
 
@@ -521,7 +558,7 @@ class Index:
                        (internal[level], Metadata.LastUpdate, now))
         return internal, created
 
-    def add_attachment(self, db: sqlite3.Connection, internal_id: int, att: Attachment) -> None:
+    def add_attachment(self, db: Connection, internal_id: int, att: Attachment) -> None:
         db.execute("INSERT INTO AttachedFiles(id, fileType, uuid, compressedSize, uncompressedSize, "
                    "compressionType, uncompressedMD5, compressedMD5, revision) "
                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -529,17 +566,17 @@ class Index:
                     att.uncompressed_size, att.compression, att.uncompressed_md5,
                     att.compressed_md5, att.revision))
 
-    def set_metadata_in(self, db: sqlite3.Connection, internal_id: int,
+    def set_metadata_in(self, db: Connection, internal_id: int,
                         values: dict[int, str]) -> None:
         db.executemany("INSERT OR REPLACE INTO Metadata(id, type, value) VALUES(?, ?, ?)",
                        [(internal_id, k, v) for k, v in values.items()])
 
-    def tag_most_recent_patient(self, db: sqlite3.Connection, patient: int) -> None:
+    def tag_most_recent_patient(self, db: Connection, patient: int) -> None:
         """Move a patient to the end of the recycling order; protected ones are not in it."""
         if db.execute("DELETE FROM PatientRecyclingOrder WHERE patientId=?", (patient,)).rowcount:
             db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
 
-    def series_status(self, db: sqlite3.Connection, series: int) -> str:
+    def series_status(self, db: Connection, series: int) -> str:
         """Orthanc's series Status: Unknown, Missing, Inconsistent or Complete."""
         row = db.execute("SELECT value FROM Metadata WHERE id=? AND type=?",
                          (series, Metadata.ExpectedNumberOfInstances)).fetchone()
@@ -600,19 +637,19 @@ class Index:
                     continue
                 db.execute("INSERT INTO Metadata(id, type, value, revision) VALUES(?, ?, ?, 0) "
                            "ON CONFLICT(id, type) DO UPDATE SET value=excluded.value, "
-                           "revision=revision+1", (internal_id, kind, value))
+                           "revision=Metadata.revision+1", (internal_id, kind, value))
         return True
 
     # -- deleting --------------------------------------------------------------------
 
-    def delete(self, db: sqlite3.Connection, resource: Resource) -> tuple[list[Resource], list[str], Resource | None]:
+    def delete(self, db: Connection, resource: Resource) -> tuple[list[Resource], list[str], Resource | None]:
         """Delete a resource, its descendants and the ancestors it leaves empty.
 
         Returns (deleted resources, file uuids to remove, remaining ancestor).
         Must run inside :meth:`transaction`.
         """
         rows = db.execute(
-            "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL "
+            "WITH RECURSIVE tree(id) AS (SELECT CAST(? AS BIGINT) UNION ALL "
             "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
             "SELECT r.internalId, r.resourceType, r.publicId, r.parentId FROM Resources r "
             "JOIN tree ON r.internalId=tree.id", (resource.internal_id,)).fetchall()
@@ -637,7 +674,7 @@ class Index:
         return deleted, uuids, remaining
 
     @staticmethod
-    def _attachment_uuids(db: sqlite3.Connection, ids: list[int]) -> list[str]:
+    def _attachment_uuids(db: Connection, ids: list[int]) -> list[str]:
         uuids: list[str] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
@@ -659,7 +696,7 @@ class Index:
             if not protected:
                 db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
 
-    def oldest_unprotected_patient(self, db: sqlite3.Connection, avoid: int | None) -> Resource | None:
+    def oldest_unprotected_patient(self, db: Connection, avoid: int | None) -> Resource | None:
         row = db.execute(
             "SELECT r.internalId, r.publicId FROM PatientRecyclingOrder o JOIN Resources r "
             "ON r.internalId=o.patientId WHERE o.patientId IS NOT ? ORDER BY o.seq LIMIT 1",
@@ -668,25 +705,25 @@ class Index:
 
     # -- statistics ------------------------------------------------------------------
 
-    def totals(self, db: sqlite3.Connection | None = None) -> tuple[int, int]:
+    def totals(self, db: Connection | None = None) -> tuple[int, int]:
         """(compressed, uncompressed) bytes over every attachment."""
         if db is None:
             with self.reading() as conn:
                 return self.totals(conn)
         row = db.execute("SELECT COALESCE(SUM(compressedSize), 0), "
                          "COALESCE(SUM(uncompressedSize), 0) FROM AttachedFiles").fetchone()
-        return row[0], row[1]
+        return int(row[0]), int(row[1])  # PostgreSQL's SUM of BIGINTs is a NUMERIC
 
     def resource_sizes(self, internal_id: int) -> dict[str, int]:
         """Counts of descendants and sizes of their files, for ``/{level}/{id}/statistics``."""
         with self.reading() as db:
             rows = db.execute(
-                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL "
+                "WITH RECURSIVE tree(id) AS (SELECT CAST(? AS BIGINT) UNION ALL "
                 "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
                 "SELECT r.resourceType, COUNT(*) FROM Resources r JOIN tree "
                 "ON r.internalId=tree.id GROUP BY r.resourceType", (internal_id,)).fetchall()
             sizes = db.execute(
-                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL "
+                "WITH RECURSIVE tree(id) AS (SELECT CAST(? AS BIGINT) UNION ALL "
                 "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
                 "SELECT a.fileType, COALESCE(SUM(a.compressedSize), 0), "
                 "COALESCE(SUM(a.uncompressedSize), 0) FROM AttachedFiles a JOIN tree "
@@ -694,22 +731,22 @@ class Index:
         counts = {Level(t).name: n for t, n in rows}
         result = {"PATIENT": 0, "STUDY": 0, "SERIES": 0, "INSTANCE": 0}
         result.update(counts)
-        result["disk"] = sum(s[1] for s in sizes)
-        result["uncompressed"] = sum(s[2] for s in sizes)
-        result["dicom_disk"] = sum(s[1] for s in sizes if s[0] == ATTACHMENT_DICOM)
-        result["dicom_uncompressed"] = sum(s[2] for s in sizes if s[0] == ATTACHMENT_DICOM)
+        result["disk"] = sum(int(s[1]) for s in sizes)
+        result["uncompressed"] = sum(int(s[2]) for s in sizes)
+        result["dicom_disk"] = sum(int(s[1]) for s in sizes if s[0] == ATTACHMENT_DICOM)
+        result["dicom_uncompressed"] = sum(int(s[2]) for s in sizes if s[0] == ATTACHMENT_DICOM)
         return result
 
     # -- changes ---------------------------------------------------------------------
 
-    def _log_change(self, db: sqlite3.Connection, change: Change, internal_id: int,
+    def _log_change(self, db: Connection, change: Change, internal_id: int,
                     date: str | None = None) -> None:
         level = db.execute("SELECT resourceType FROM Resources WHERE internalId=?",
                            (internal_id,)).fetchone()[0]
         db.execute("INSERT INTO Changes(changeType, internalId, resourceType, date) "
                    "VALUES(?, ?, ?, ?)", (int(change), internal_id, level, date or utc_now_iso()))
 
-    def log_change_in(self, db: sqlite3.Connection, change: Change, internal_id: int,
+    def log_change_in(self, db: Connection, change: Change, internal_id: int,
                       date: str) -> None:
         self._log_change(db, change, internal_id, date)
 
@@ -740,7 +777,7 @@ class Index:
         """Orthanc 1.12.5's ExtendedChanges: :meth:`changes` filtered by ``types`` and
         bounded by ``to`` (included).  With ``to`` and no ``since``, the page is the last
         ``limit`` changes up to ``to`` (to browse backwards), still in ascending order."""
-        where, args = ["1"], []
+        where, args = ["TRUE"], []
         if since > 0:
             where.append("c.seq>?")
             args.append(since)
@@ -771,12 +808,10 @@ class Index:
                                                         row[3], row[4])]
         return records, last
 
-    @staticmethod
-    def _last_change_seq(db: sqlite3.Connection) -> int:
+    def _last_change_seq(self, db: Connection) -> int:
         """The sequence number of the last change ever logged, even if it was deleted since
         (with its resource) or cleared: Orthanc's ``GetLastChangeIndex``."""
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='Changes'").fetchone()
-        return row[0] if row else 0
+        return self.database.last_change_seq(db)
 
     def clear_changes(self) -> None:
         with self.transaction() as db:
@@ -904,7 +939,7 @@ class Index:
         return None if row is None else row[0]
 
     @staticmethod
-    def _touch_report(db: sqlite3.Connection, uid: str, document: str) -> None:
+    def _touch_report(db: Connection, uid: str, document: str) -> None:
         last = db.execute("SELECT COALESCE(MAX(lastAccess), 0) FROM StorageCommitmentReports").fetchone()[0]
         db.execute("INSERT OR REPLACE INTO StorageCommitmentReports VALUES(?, ?, ?)", (uid, document, last + 1))
 
@@ -970,7 +1005,7 @@ class Index:
             return int(db.execute("SELECT COUNT(*) FROM Queues WHERE queueId=?", (queue_id,)).fetchone()[0])
 
     @staticmethod
-    def _available_in_queue(db: sqlite3.Connection, queue_id: str, from_back: bool,
+    def _available_in_queue(db: Connection, queue_id: str, from_back: bool,
                             now: int) -> tuple[int, bytes] | None:
         order = "DESC" if from_back else "ASC"
         row = db.execute("SELECT id, value FROM Queues WHERE queueId=? AND (reservedUntil IS NULL OR "

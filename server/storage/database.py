@@ -1,0 +1,60 @@
+"""What :class:`~server.storage.index.Index` needs of a database: connections that run its
+SQL, transactions, and the few answers whose SQL differs between engines.
+
+The index's SQL is written once, in SQLite's dialect (``?`` placeholders, ``GLOB``,
+``INSERT OR REPLACE``); :mod:`server.storage.sqlite` runs it as is and
+:mod:`server.storage.postgresql` translates each statement once (then caches it).  One
+dialect in the code, rather than a query builder, keeps every query readable where it is
+used, and the differences few and in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the index reads (``sqlite3.Cursor`` is one)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """A connection inside :meth:`Database.reading` or :meth:`Database.transaction`."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+class Database(Protocol):
+    """One engine behind the index."""
+
+    #: ``/system``'s ``DatabaseBackendPlugin``: None for the embedded SQLite, as in Orthanc.
+    backend_plugin: str | None
+
+    #: Whether ``DicomIdentifiers`` was just added to an index written before it existed.
+    needs_identifiers: bool
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A write transaction; writers are serialised (one at a time, as in SQLite)."""
+
+    def reading(self) -> AbstractContextManager[Connection]:
+        """Reads that see one state of the index; nested calls in a thread share it."""
+
+    def last_change_seq(self, db: Connection) -> int:
+        """The sequence number of the last change ever logged (deleted or not)."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,391 @@
+"""The PostgreSQL engine of the index: several Isengard nodes can share one database.
+
+Selected, as with Orthanc's orthanc-postgresql plugin, by a ``PostgreSQL`` section with
+``"EnableIndex": true``, the plugin's option names (``Host``, ``Port``, ``Database``,
+``Username``, ``Password`` or ``ConnectionUri``, ``EnableSsl``, ``Lock``,
+``MaximumConnectionRetries``, ``ConnectionRetryInterval``, ``IndexConnectionsCount``).
+
+The index's statements are SQLite's; :func:`translate` rewrites each one once (cached):
+``?`` to psycopg's ``%s``, ``GLOB`` to an operator defined in the schema (the same
+pattern, as LIKE), ``INSERT OR REPLACE/IGNORE`` to ``ON CONFLICT``, ``LIMIT -1`` to
+``LIMIT ALL``, ``IS NOT ?`` to ``IS DISTINCT FROM``, a ``CAST`` of text to a number to
+SQLite's lenient one (its leading number, else 0), and an insert into a table with a
+generated key gets ``RETURNING`` it, for ``lastrowid``.
+
+Writers are serialised cluster-wide by a transaction-scoped advisory lock, which is what
+SQLite's single writer gave the index (a lookup then an insert cannot race another
+node's); readers run in a REPEATABLE READ transaction, one snapshot however many
+statements.  Each thread holds at most one pooled connection: a nested ``reading`` or
+``transaction`` reuses it, so a small pool cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
+
+from server.config.error import ConfigError
+from server.storage.database import Connection
+
+log = logging.getLogger(__name__)
+
+#: Advisory lock keys: the node's exclusive use (``Lock``), and the one writer at a time.
+LOCK_KEY = 0x15E9A4D0
+WRITER_KEY = 0x15E9A4D1
+
+#: ``/system``'s ``DatabaseBackendPlugin`` (Orthanc shows the plugin's library there).
+BACKEND_NAME = "PostgreSQL"
+
+#: The index's tables in PostgreSQL: SQLite's, with PostgreSQL's types.  Text compares
+#: in the "C" collation, byte by byte as SQLite does, whatever the database's locale
+#: (so that ``ORDER BY`` and ``upper`` agree on both engines).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS GlobalProperties(property INTEGER PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS Resources(
+    internalId BIGSERIAL PRIMARY KEY,
+    resourceType INTEGER NOT NULL,
+    publicId TEXT COLLATE "C" NOT NULL,
+    parentId BIGINT REFERENCES Resources(internalId) ON DELETE CASCADE);
+CREATE UNIQUE INDEX IF NOT EXISTS PublicIndex ON Resources(publicId);
+CREATE INDEX IF NOT EXISTS ChildrenIndex ON Resources(parentId);
+CREATE INDEX IF NOT EXISTS LevelIndex ON Resources(resourceType, internalId);
+CREATE TABLE IF NOT EXISTS MainDicomTags(
+    id BIGINT REFERENCES Resources(internalId) ON DELETE CASCADE,
+    tagGroup INTEGER, tagElement INTEGER, value TEXT COLLATE "C",
+    PRIMARY KEY(id, tagGroup, tagElement));
+CREATE INDEX IF NOT EXISTS MainDicomTagsValues ON MainDicomTags(tagGroup, tagElement, value);
+CREATE TABLE IF NOT EXISTS DicomIdentifiers(
+    id BIGINT REFERENCES Resources(internalId) ON DELETE CASCADE,
+    tagGroup INTEGER, tagElement INTEGER, value TEXT COLLATE "C",
+    PRIMARY KEY(id, tagGroup, tagElement));
+CREATE INDEX IF NOT EXISTS DicomIdentifiersValues ON DicomIdentifiers(tagGroup, tagElement, value);
+CREATE TABLE IF NOT EXISTS Metadata(
+    id BIGINT REFERENCES Resources(internalId) ON DELETE CASCADE,
+    type INTEGER, value TEXT COLLATE "C", revision INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(id, type));
+CREATE TABLE IF NOT EXISTS AttachedFiles(
+    id BIGINT REFERENCES Resources(internalId) ON DELETE CASCADE,
+    fileType INTEGER, uuid TEXT COLLATE "C" NOT NULL, compressedSize BIGINT,
+    uncompressedSize BIGINT, compressionType INTEGER, uncompressedMD5 TEXT, compressedMD5 TEXT,
+    revision INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(id, fileType));
+CREATE UNIQUE INDEX IF NOT EXISTS AttachedFilesUuid ON AttachedFiles(uuid);
+CREATE TABLE IF NOT EXISTS Changes(
+    seq BIGSERIAL PRIMARY KEY, changeType INTEGER,
+    internalId BIGINT REFERENCES Resources(internalId) ON DELETE CASCADE,
+    resourceType INTEGER, date TEXT);
+CREATE INDEX IF NOT EXISTS ChangesIndex ON Changes(internalId);
+CREATE TABLE IF NOT EXISTS ExportedResources(
+    seq BIGSERIAL PRIMARY KEY, resourceType INTEGER, publicId TEXT,
+    remoteModality TEXT, patientId TEXT, studyInstanceUid TEXT, seriesInstanceUid TEXT,
+    sopInstanceUid TEXT, date TEXT);
+CREATE TABLE IF NOT EXISTS PatientRecyclingOrder(
+    seq BIGSERIAL PRIMARY KEY,
+    patientId BIGINT REFERENCES Resources(internalId) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS PatientRecyclingIndex ON PatientRecyclingOrder(patientId);
+CREATE TABLE IF NOT EXISTS Labels(
+    id BIGINT REFERENCES Resources(internalId) ON DELETE CASCADE,
+    label TEXT COLLATE "C" NOT NULL, PRIMARY KEY(id, label));
+CREATE INDEX IF NOT EXISTS LabelsIndex ON Labels(label);
+CREATE TABLE IF NOT EXISTS Jobs(id TEXT PRIMARY KEY, document TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS StorageCommitmentReports(
+    uid TEXT PRIMARY KEY, document TEXT NOT NULL, lastAccess BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS KeyValueStores(
+    storeId TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, value BYTEA NOT NULL,
+    PRIMARY KEY(storeId, key));
+CREATE TABLE IF NOT EXISTS Queues(
+    id BIGSERIAL PRIMARY KEY, queueId TEXT COLLATE "C" NOT NULL, value BYTEA NOT NULL,
+    reservedUntil BIGINT DEFAULT NULL);
+CREATE INDEX IF NOT EXISTS QueuesIndex ON Queues(queueId, id);
+
+-- Orthanc's upper case with accents (one character for one): the database's ctype,
+-- never the "C" collation of the columns, which would change ASCII letters only.
+CREATE OR REPLACE FUNCTION orthanc_upper(value TEXT) RETURNS TEXT
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT upper(value COLLATE "default") $$;
+
+-- Orthanc's NormalizeIdentifier: "%" and "_" as spaces, printable ASCII only, upper case.
+CREATE OR REPLACE FUNCTION normalize_identifier(value TEXT) RETURNS TEXT
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT btrim(upper(regexp_replace(translate(value, '%_', '  '), '[^\\x20-\\x7e]', '', 'g'))) $$;
+
+-- SQLite's GLOB as the index writes its patterns (only "*", "?" and "[[]" for "["), as LIKE.
+CREATE OR REPLACE FUNCTION isengard_glob(value TEXT, pattern TEXT) RETURNS BOOLEAN
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT value LIKE replace(replace(replace(replace(replace(replace(pattern,
+        '\\', '\\\\'), '%', '\\%'), '_', '\\_'), '[[]', '['), '*', '%'), '?', '_') $$;
+
+-- SQLite's lenient CAST of text to a number: its leading number, else 0 (never an error).
+CREATE OR REPLACE FUNCTION sqlite_integer(value TEXT) RETURNS NUMERIC
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT COALESCE(substring(value FROM '^\\s*([+-]?[0-9]+)')::NUMERIC, 0) $$;
+CREATE OR REPLACE FUNCTION sqlite_real(value TEXT) RETURNS DOUBLE PRECISION
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT COALESCE(substring(value FROM
+        '^\\s*([+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?)')::DOUBLE PRECISION, 0) $$;
+
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_operator WHERE oprname = '<~>'
+                   AND oprleft = 'text'::regtype AND oprright = 'text'::regtype) THEN
+        CREATE OPERATOR <~> (LEFTARG = TEXT, RIGHTARG = TEXT, FUNCTION = isengard_glob);
+    END IF;
+END $$;
+"""
+
+#: For ``INSERT OR REPLACE``: each table's key, then its other columns (all replaced).
+_REPLACED = {
+    "globalproperties": ("property", ("value",)),
+    "metadata": ("id, type", ("value", "revision")),
+    "jobs": ("id", ("document",)),
+    "storagecommitmentreports": ("uid", ("document", "lastAccess")),
+    "keyvaluestores": ("storeId, key", ("value",)),
+}
+
+#: The generated key of each table that has one, returned by an insert (``lastrowid``).
+_GENERATED = {"resources": "internalId", "changes": "seq", "exportedresources": "seq",
+              "patientrecyclingorder": "seq", "queues": "id"}
+
+_LENIENT_CAST = re.compile(r"CAST\(([\w.]+) AS (INTEGER|REAL)\)")
+_INSERT_OR = re.compile(r"^\s*INSERT OR (REPLACE|IGNORE) INTO (\w+)", re.IGNORECASE)
+_INSERT = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def translate(sql: str) -> tuple[str, bool]:
+    """A statement of the index in PostgreSQL's words; and whether it returns a generated key."""
+    text = sql.replace("%", "%%").replace("IS NOT ?", "IS DISTINCT FROM ?").replace("?", "%s")
+    text = text.replace(" GLOB ", " <~> ").replace("LIMIT -1", "LIMIT ALL")
+    text = _LENIENT_CAST.sub(lambda m: f"sqlite_{m.group(2).lower()}({m.group(1)})", text)
+    conflict = ""
+    found = _INSERT_OR.match(text)
+    if found is not None:
+        text = "INSERT INTO " + text[found.end(1) + len(" INTO "):].lstrip()
+        if found.group(1).upper() == "IGNORE":
+            conflict = " ON CONFLICT DO NOTHING"
+        else:
+            key, others = _REPLACED[found.group(2).lower()]
+            updates = ", ".join(f"{column}=EXCLUDED.{column}" for column in others)
+            conflict = f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    inserted = _INSERT.match(text)
+    generated = _GENERATED.get(inserted.group(1).lower()) if inserted and not conflict else None
+    if generated:
+        return f"{text} RETURNING {generated}", True
+    return text + conflict, False
+
+
+class _Cursor:
+    """A psycopg cursor that answers ``lastrowid`` as sqlite3's does."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], returns_key: bool) -> None:
+        self._cursor = cursor
+        self.lastrowid: int | None = None
+        if returns_key:
+            row = cursor.fetchone()
+            self.lastrowid = None if row is None else int(row[0])
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+
+class _Connection:
+    """A pooled connection running the index's SQLite statements."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.raw = connection
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Cursor:
+        text, returns_key = translate(sql)
+        return _Cursor(self.raw.execute(text, list(parameters)), returns_key)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> _Cursor:
+        text, _ = translate(sql)
+        cursor = self.raw.cursor()
+        rows = [list(row) for row in parameters]
+        if rows:
+            cursor.executemany(text, rows)
+        return _Cursor(cursor, False)
+
+
+@dataclass
+class Settings:
+    """The ``PostgreSQL`` section, as the plugin reads it."""
+
+    conninfo: str
+    lock: bool = True
+    retries: int = 10
+    retry_interval: float = 5
+    connections: int = 50
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> Settings:
+        uri = section.get("ConnectionUri")
+        if uri:
+            conninfo = str(uri)
+        else:
+            fields = {"host": section.get("Host", "localhost"), "port": section.get("Port", 5432),
+                      "dbname": section.get("Database"), "user": section.get("Username"),
+                      "password": section.get("Password")}
+            if section.get("EnableSsl"):
+                fields["sslmode"] = "require"
+            conninfo = make_conninfo(**{k: v for k, v in fields.items() if v not in (None, "")})
+        return cls(conninfo, bool(section.get("Lock", True)),
+                   int(section.get("MaximumConnectionRetries", 10)),
+                   float(section.get("ConnectionRetryInterval", 5)),
+                   max(1, int(section.get("IndexConnectionsCount", 50))))
+
+
+def enabled(section: dict[str, Any] | None) -> bool:
+    """Whether the configuration asks for the PostgreSQL index (``EnableIndex``)."""
+    return bool(section and section.get("EnableIndex"))
+
+
+class _ThreadState(threading.local):
+    connection: _Connection | None = None
+    writing = False
+
+
+class PostgresDatabase:
+    """The index's :class:`~server.storage.database.Database` on PostgreSQL."""
+
+    backend_plugin: str | None = BACKEND_NAME
+    needs_identifiers = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._state = _ThreadState()
+        self._lock_connection: psycopg.Connection[Any] | None = None
+        first = self._connect()
+        try:
+            if settings.lock:
+                self._take_lock(first)
+            with first.transaction():
+                first.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_KEY,))
+                first.execute(SCHEMA)
+                first.execute("INSERT INTO GlobalProperties VALUES(1, '6') ON CONFLICT DO NOTHING")
+        except BaseException:
+            first.close()
+            raise
+        if settings.lock:
+            self._lock_connection = first
+        else:
+            first.close()
+        self._pool = ConnectionPool(settings.conninfo, min_size=1, max_size=settings.connections,
+                                    kwargs={"autocommit": True}, open=False,
+                                    name="isengard-index")
+        self._pool.open(wait=True, timeout=max(30.0, settings.retries * settings.retry_interval))
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """The first connection, tried ``MaximumConnectionRetries`` more times, as the plugin."""
+        attempt = 0
+        while True:
+            try:
+                return psycopg.connect(self.settings.conninfo, autocommit=True)
+            except psycopg.OperationalError as error:
+                if attempt >= self.settings.retries:
+                    raise ConfigError(f"Cannot connect to the PostgreSQL index: "
+                                      f"{str(error).strip()}") from error
+                attempt += 1
+                log.warning("PostgreSQL index unreachable, retrying in %s s (%d/%d): %s",
+                            self.settings.retry_interval, attempt, self.settings.retries,
+                            str(error).strip())
+                time.sleep(self.settings.retry_interval)
+
+    @staticmethod
+    def _take_lock(connection: psycopg.Connection[Any]) -> None:
+        """``"Lock": true``: this node only, for as long as it runs (a session lock)."""
+        row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        if not row or not row[0]:
+            raise ConfigError('The PostgreSQL database is locked by another instance of '
+                              'Isengard; set "Lock": false in the "PostgreSQL" section of every '
+                              'node that shares it')
+
+    def close(self) -> None:
+        self._pool.close()
+        if self._lock_connection is not None:
+            self._lock_connection.close()
+            self._lock_connection = None
+
+    @contextmanager
+    def _held(self, begin: str) -> Iterator[_Connection]:
+        """This thread's connection inside ``begin``..COMMIT (ROLLBACK on an error)."""
+        state = self._state
+        with self._pool.connection() as raw:
+            state.connection = connection = _Connection(raw)
+            try:
+                raw.execute(begin)
+                try:
+                    yield connection
+                except BaseException:
+                    raw.execute("ROLLBACK")
+                    raise
+                raw.execute("COMMIT")
+            finally:
+                state.connection = None
+
+    _WRITE = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITER_KEY})"
+    _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        state = self._state
+        current = state.connection
+        if current is None:
+            state.writing = True
+            try:
+                with self._held(self._WRITE) as connection:
+                    yield connection
+            finally:
+                state.writing = False
+        elif state.writing:
+            yield current
+        else:
+            # A write inside a read: the read's snapshot ends, the write commits, and the
+            # reading goes on in a new snapshot that sees it (as SQLite's reads would).
+            current.raw.execute("COMMIT")
+            current.raw.execute(self._WRITE)
+            state.writing = True
+            try:
+                yield current
+            except BaseException:
+                current.raw.execute("ROLLBACK")
+                raise
+            else:
+                current.raw.execute("COMMIT")
+            finally:
+                state.writing = False
+                current.raw.execute(self._READ)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        current = self._state.connection
+        if current is not None:
+            yield current
+            return
+        with self._held(self._READ) as connection:
+            yield connection
+
+    def last_change_seq(self, db: Connection) -> int:
+        row = db.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                         "FROM changes_seq_seq").fetchone()
+        return int(row[0])
