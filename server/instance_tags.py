@@ -4,9 +4,10 @@ as Orthanc derives them (so the three output formats behave alike everywhere).""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
-from server.dicom import json_format
+from server.dicom import dicomweb, json_format
 from server.dicom.json_format import Json
 from server.dicom.main_tags import Level
 from server.dicom.modules import Module, module_keys
@@ -24,6 +25,13 @@ def full_tags(files: InstanceFiles, instance: Resource,
     the tags stored after the pixel data too."""
     ds, _ = read_dataset(files.store.read_dicom(instance))
     return json_format.tags_full(ds, files.default_encoding, ignore_length, whole)
+
+
+def dicomweb_file(files: InstanceFiles, instance: Resource, xml: bool) -> str:
+    """The whole file of one instance in DICOMweb JSON, or XML (``/file`` with ``Accept``)."""
+    ds, _ = read_dataset(files.store.read_dicom(instance))
+    document = dicomweb.dicomweb_json(ds, files.default_encoding)
+    return dicomweb.dicomweb_xml(document) if xml else json.dumps(document, indent=3, sort_keys=True)
 
 
 def _instances(files: InstanceFiles, resource: Resource) -> list[Resource]:

@@ -42,6 +42,9 @@ log = logging.getLogger("isengard.http")
 
 ID = r"([0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8})"
 LEVELS = r"(patients|studies|series|instances)"
+DICOMWEB_JSON = "application/dicom+json"
+DICOMWEB_XML = "application/dicom+xml"
+DICOMWEB_TYPES = (DICOMWEB_JSON, DICOMWEB_XML)
 
 
 def _requested_tags(handler: OrthancHandler) -> list[Tag]:
@@ -267,14 +270,22 @@ class StatisticsHandler(OrthancHandler):
 class InstanceFileHandler(OrthancHandler):
     """The stored file, or with ``transcode`` (Orthanc 1.12; ``lossy-quality`` 1.12.7) the file
     transcoded on the fly (nothing stored): an unknown UID is a 400, a transcoding that cannot
-    be done NotImplemented.  ``filename`` (Orthanc 1.12.7) names the download."""
+    be done NotImplemented.  ``filename`` (Orthanc 1.12.7) names the download.  An ``Accept``
+    of exactly ``application/dicom+json`` or ``application/dicom+xml`` (Orthanc 1.5.4) asks
+    for the instance in DICOMweb JSON or XML instead."""
 
     config: Configuration
+    files: InstanceFiles
     index: Index
     store: Store
 
     async def get(self, public_id: str) -> None:
         resource = await self.resource(Level.INSTANCE, public_id)
+        mime = self.request.headers.get("Accept")
+        if mime in DICOMWEB_TYPES:
+            text = await self.run(instance_tags.dicomweb_file, self.files, resource, mime == DICOMWEB_XML)
+            self.answer_text(text, mime)
+            return
         if "transcode" in self.request.arguments:
             target = parse_transcode(self.get_argument("transcode", ""))
             data = await self.run(self._transcoded, resource, target, self.lossy_quality_argument())
