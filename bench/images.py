@@ -1,12 +1,15 @@
 """Benchmark the image routes and the transcoder, Isengard against the real Orthanc.
 
-Usage: .venv/bin/python bench/images.py [--requests N] [--only isengard|orthanc]
+Usage: .venv/bin/python bench/images.py [--requests N] [--repeat R] [--only isengard|orthanc]
 
 A 512x512 16-bit CT slice (``SignedCT.dcm`` of the test data) in four syntaxes (uncompressed,
 JPEG lossless, JPEG-LS, and JPEG 2000 where the server has it; the compressed ones made by
 dcmtk and GDCM) is uploaded to each server in turn; then ``/preview``, ``/rendered`` and
 ``/frames/0/raw`` are fetched N times each (frames per second), and the uncompressed slice
 is transcoded by ``POST /instances/{id}/modify`` to JPEG lossless N times (MB/s of source).
+Each frames/s figure comes with the server's CPU time per request (user + system of its
+process tree, in ms), which depends far less than the rate on what else the machine runs.
+With ``--repeat R`` every figure is measured R times and the median is shown.
 The servers never run at the same time.  JPEG 2000 needs Orthanc's GDCM plugin (Debian's
 ``orthanc-gdcm``): the real Orthanc loads it for the JPEG 2000 syntaxes only, so that the
 other rows measure Orthanc's own decoders.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +27,7 @@ import time
 from pathlib import Path
 
 import requests
-from servers import Server, make_servers
+from servers import Server, cpu_seconds, make_servers
 
 SOURCE = Path(__file__).resolve().parent.parent / "tests" / "data" / "SignedCT.dcm"
 SYNTAXES = {
@@ -65,19 +69,30 @@ def per_second(session: requests.Session, url: str, count: int, method: str = "G
     return count / (time.perf_counter() - start)
 
 
-def measure(server: Server, files: dict[str, bytes], count: int) -> dict[str, float]:
+def rate_and_cpu(server: Server, session: requests.Session, url: str, count: int) -> tuple[float, float]:
+    """Requests per second, and the server's CPU milliseconds per request."""
+    before = cpu_seconds(server.pid)
+    rate = per_second(session, url, count)
+    return rate, (cpu_seconds(server.pid) - before) * 1000 / count
+
+
+def measure(server: Server, files: dict[str, bytes], count: int, repeat: int) -> dict[str, float]:
     session = requests.Session()
     figures: dict[str, float] = {}
     for label, data in files.items():
         answer = session.post(server.url + "/instances", data=data, timeout=60)
         instance = answer.json()["ID"]
         for route in ROUTES:
-            figures[f"{label} {route} (frames/s)"] = per_second(session, f"{server.url}/instances/{instance}/{route}",
-                                                                count)
+            url = f"{server.url}/instances/{instance}/{route}"
+            runs = [rate_and_cpu(server, session, url, count) for _ in range(repeat)]
+            figures[f"{label} {route} (frames/s)"] = statistics.median(r[0] for r in runs)
+            figures[f"{label} {route}, server CPU (ms)"] = statistics.median(r[1] for r in runs)
         session.delete(f"{server.url}/instances/{instance}")
     instance = session.post(server.url + "/instances", data=files["uncompressed"], timeout=60).json()["ID"]
-    rate = per_second(session, f"{server.url}/instances/{instance}/modify", count, "POST",
-                      {"Transcode": "1.2.840.10008.1.2.4.70", "Keep": ["SOPInstanceUID"], "Force": True})
+    rate = statistics.median(
+        per_second(session, f"{server.url}/instances/{instance}/modify", count, "POST",
+                   {"Transcode": "1.2.840.10008.1.2.4.70", "Keep": ["SOPInstanceUID"], "Force": True})
+        for _ in range(repeat))
     figures["transcode to JPEG lossless (MB/s)"] = rate * len(files["uncompressed"]) / 1e6
     return figures
 
@@ -85,6 +100,7 @@ def measure(server: Server, files: dict[str, bytes], count: int) -> dict[str, fl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50, help="requests per figure (default 50)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure, the median is shown (default 1)")
     parser.add_argument("--only", choices=("isengard", "orthanc"), help="measure a single server")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
@@ -98,18 +114,20 @@ def main(argv: list[str] | None = None) -> int:
                 server.extra_config = {**server.extra_config, **ORTHANC_GDCM}
             server.start()
             try:
-                results[server.name] = measure(server, files, args.requests)
+                results[server.name] = measure(server, files, args.requests, args.repeat)
             finally:
                 server.stop()
     names = list(results)
     keys = list(next(iter(results.values())))
-    print("| figure | " + " | ".join(names) + (" | ratio |" if len(names) == 2 else " |"))
-    print("|---" * (len(names) + 1 + (len(names) == 2)) + "|")
+    two = len(names) == 2
+    print("| figure | " + " | ".join(names) + (" | ratio | better |" if two else " |"))
+    print("|---" * (len(names) + 1 + 2 * two) + "|")
     for key in keys:
         values = [results[name].get(key, 0.0) for name in names]
         ratio = ""
-        if len(names) == 2:
+        if two:
             ratio = f" {values[0] / values[1]:.2f} |" if values[1] else " - |"
+            ratio += " lower |" if key.endswith("(ms)") else " higher |"
         print(f"| {key} | " + " | ".join(f"{v:.1f}" for v in values) + " |" + ratio)
     return 0
 
