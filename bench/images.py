@@ -4,13 +4,17 @@ Usage: .venv/bin/python bench/images.py [--requests N] [--repeat R] [--only isen
 
 A 512x512 16-bit CT slice (``SignedCT.dcm`` of the test data) in four syntaxes (uncompressed,
 JPEG lossless, JPEG-LS, and JPEG 2000 where the server has it; the compressed ones made by
-dcmtk and GDCM) is uploaded to each server in turn; then ``/preview``, ``/rendered`` and
+dcmtk and GDCM) is uploaded to each server; then ``/preview``, ``/rendered`` and
 ``/frames/0/raw`` are fetched N times each (frames per second), and the uncompressed slice
 is transcoded by ``POST /instances/{id}/modify`` to JPEG lossless N times (MB/s of source).
 Each frames/s figure comes with the server's CPU time per request (user + system of its
 process tree, in ms), which depends far less than the rate on what else the machine runs.
 With ``--repeat R`` every figure is measured R times and the median is shown.
-The servers never run at the same time.  JPEG 2000 needs Orthanc's GDCM plugin (Debian's
+
+Both servers run side by side and the requests alternate between them one at a time (never
+two at once, the first server of each pair alternating too), so that both meet the same load
+from the rest of the machine: measured one after the other, minutes apart, on a shared
+machine, the rates of either server swung by up to 2x.  JPEG 2000 needs Orthanc's GDCM plugin (Debian's
 ``orthanc-gdcm``): the real Orthanc loads it for the JPEG 2000 syntaxes only, so that the
 other rows measure Orthanc's own decoders.
 """
@@ -59,41 +63,50 @@ def variants(workdir: Path) -> dict[str, bytes]:
     return files
 
 
-def per_second(session: requests.Session, url: str, count: int, method: str = "GET",
-               body: object = None) -> float:
-    start = time.perf_counter()
-    for _ in range(count):
-        answer = session.request(method, url, json=body, timeout=120)
-        if answer.status_code != 200:
-            return 0.0
-    return count / (time.perf_counter() - start)
+def alternate(servers: list[Server], sessions: dict[str, requests.Session], urls: dict[str, str], count: int,
+              body: object = None) -> dict[str, tuple[float, float]]:
+    """``count`` requests to each server, alternating: per server, the requests per second (of its
+    own answering time) and its CPU milliseconds per request; (0, 0) for a server that failed."""
+    elapsed = dict.fromkeys(urls, 0.0)
+    failed: set[str] = set()
+    cpu = {server.name: cpu_seconds(server.pid) for server in servers}
+    for i in range(count):
+        for server in servers if i % 2 == 0 else servers[::-1]:
+            start = time.perf_counter()
+            answer = sessions[server.name].request("POST" if body else "GET", urls[server.name], json=body,
+                                                   timeout=120)
+            elapsed[server.name] += time.perf_counter() - start
+            if answer.status_code != 200:
+                failed.add(server.name)
+    return {server.name: (0.0, 0.0) if server.name in failed else
+            (count / elapsed[server.name], (cpu_seconds(server.pid) - cpu[server.name]) * 1000 / count)
+            for server in servers}
 
 
-def rate_and_cpu(server: Server, session: requests.Session, url: str, count: int) -> tuple[float, float]:
-    """Requests per second, and the server's CPU milliseconds per request."""
-    before = cpu_seconds(server.pid)
-    rate = per_second(session, url, count)
-    return rate, (cpu_seconds(server.pid) - before) * 1000 / count
+def measure(servers: list[Server], files: dict[str, bytes], count: int, repeat: int) -> dict[str, dict[str, float]]:
+    sessions = {server.name: requests.Session() for server in servers}
+    figures: dict[str, dict[str, float]] = {server.name: {} for server in servers}
 
+    def upload(server: Server, data: bytes) -> str:
+        return sessions[server.name].post(server.url + "/instances", data=data, timeout=60).json()["ID"]
 
-def measure(server: Server, files: dict[str, bytes], count: int, repeat: int) -> dict[str, float]:
-    session = requests.Session()
-    figures: dict[str, float] = {}
     for label, data in files.items():
-        answer = session.post(server.url + "/instances", data=data, timeout=60)
-        instance = answer.json()["ID"]
+        instances = {server.name: upload(server, data) for server in servers}
         for route in ROUTES:
-            url = f"{server.url}/instances/{instance}/{route}"
-            runs = [rate_and_cpu(server, session, url, count) for _ in range(repeat)]
-            figures[f"{label} {route} (frames/s)"] = statistics.median(r[0] for r in runs)
-            figures[f"{label} {route}, server CPU (ms)"] = statistics.median(r[1] for r in runs)
-        session.delete(f"{server.url}/instances/{instance}")
-    instance = session.post(server.url + "/instances", data=files["uncompressed"], timeout=60).json()["ID"]
-    rate = statistics.median(
-        per_second(session, f"{server.url}/instances/{instance}/modify", count, "POST",
-                   {"Transcode": "1.2.840.10008.1.2.4.70", "Keep": ["SOPInstanceUID"], "Force": True})
-        for _ in range(repeat))
-    figures["transcode to JPEG lossless (MB/s)"] = rate * len(files["uncompressed"]) / 1e6
+            urls = {server.name: f"{server.url}/instances/{instances[server.name]}/{route}" for server in servers}
+            runs = [alternate(servers, sessions, urls, count) for _ in range(repeat)]
+            for name in figures:
+                figures[name][f"{label} {route} (frames/s)"] = statistics.median(run[name][0] for run in runs)
+                figures[name][f"{label} {route}, server CPU (ms)"] = statistics.median(run[name][1] for run in runs)
+        for server in servers:
+            sessions[server.name].delete(f"{server.url}/instances/{instances[server.name]}")
+    instances = {server.name: upload(server, files["uncompressed"]) for server in servers}
+    urls = {server.name: f"{server.url}/instances/{instances[server.name]}/modify" for server in servers}
+    body = {"Transcode": "1.2.840.10008.1.2.4.70", "Keep": ["SOPInstanceUID"], "Force": True}
+    runs = [alternate(servers, sessions, urls, count, body) for _ in range(repeat)]
+    for name in figures:
+        rate = statistics.median(run[name][0] for run in runs)
+        figures[name]["transcode to JPEG lossless (MB/s)"] = rate * len(files["uncompressed"]) / 1e6
     return figures
 
 
@@ -106,16 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         files = variants(root)
-        results: dict[str, dict[str, float]] = {}
-        for server in make_servers(root, args.only):
+        servers = make_servers(root, args.only)
+        for server in servers:
             if server.name.lower().startswith("isengard"):
                 server.extra_config = {**server.extra_config, **GDCM}
             elif Path(GDCM_PLUGIN).exists():
                 server.extra_config = {**server.extra_config, **ORTHANC_GDCM}
-            server.start()
-            try:
-                results[server.name] = measure(server, files, args.requests, args.repeat)
-            finally:
+        try:
+            for server in servers:
+                server.start()
+            results = measure(servers, files, args.requests, args.repeat)
+        finally:
+            for server in servers:
                 server.stop()
     names = list(results)
     keys = list(next(iter(results.values())))
