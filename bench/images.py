@@ -1,13 +1,20 @@
 """Benchmark the image routes and the transcoder, Isengard against the real Orthanc.
 
-Usage: .venv/bin/python bench/images.py [--requests N] [--only isengard|orthanc]
+Usage: .venv/bin/python bench/images.py [--requests N] [--repeat R] [--only isengard|orthanc]
 
 A 512x512 16-bit CT slice (``SignedCT.dcm`` of the test data) in four syntaxes (uncompressed,
 JPEG lossless, JPEG-LS, and JPEG 2000 where the server has it; the compressed ones made by
-dcmtk and GDCM) is uploaded to each server in turn; then ``/preview``, ``/rendered`` and
+dcmtk and GDCM) is uploaded to each server; then ``/preview``, ``/rendered`` and
 ``/frames/0/raw`` are fetched N times each (frames per second), and the uncompressed slice
 is transcoded by ``POST /instances/{id}/modify`` to JPEG lossless N times (MB/s of source).
-The servers never run at the same time.  JPEG 2000 needs Orthanc's GDCM plugin (Debian's
+Each frames/s figure comes with the server's CPU time per request (user + system of its
+process tree, in ms), which depends far less than the rate on what else the machine runs.
+With ``--repeat R`` every figure is measured R times and the median is shown.
+
+Both servers run side by side and the requests alternate between them one at a time (never
+two at once, the first server of each pair alternating too), so that both meet the same load
+from the rest of the machine: measured one after the other, minutes apart, on a shared
+machine, the rates of either server swung by up to 2x.  JPEG 2000 needs Orthanc's GDCM plugin (Debian's
 ``orthanc-gdcm``): the real Orthanc loads it for the JPEG 2000 syntaxes only, so that the
 other rows measure Orthanc's own decoders.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +31,7 @@ import time
 from pathlib import Path
 
 import requests
-from servers import Server, make_servers
+from servers import Server, cpu_seconds, make_servers
 
 SOURCE = Path(__file__).resolve().parent.parent / "tests" / "data" / "SignedCT.dcm"
 SYNTAXES = {
@@ -55,61 +63,86 @@ def variants(workdir: Path) -> dict[str, bytes]:
     return files
 
 
-def per_second(session: requests.Session, url: str, count: int, method: str = "GET",
-               body: object = None) -> float:
-    start = time.perf_counter()
-    for _ in range(count):
-        answer = session.request(method, url, json=body, timeout=120)
-        if answer.status_code != 200:
-            return 0.0
-    return count / (time.perf_counter() - start)
+def alternate(servers: list[Server], sessions: dict[str, requests.Session], urls: dict[str, str], count: int,
+              body: object = None) -> dict[str, tuple[float, float]]:
+    """``count`` requests to each server, alternating: per server, the requests per second (of its
+    own answering time) and its CPU milliseconds per request; (0, 0) for a server that failed."""
+    elapsed = dict.fromkeys(urls, 0.0)
+    failed: set[str] = set()
+    cpu = {server.name: cpu_seconds(server.pid) for server in servers}
+    for i in range(count):
+        for server in servers if i % 2 == 0 else servers[::-1]:
+            start = time.perf_counter()
+            answer = sessions[server.name].request("POST" if body else "GET", urls[server.name], json=body,
+                                                   timeout=120)
+            elapsed[server.name] += time.perf_counter() - start
+            if answer.status_code != 200:
+                failed.add(server.name)
+    return {server.name: (0.0, 0.0) if server.name in failed else
+            (count / elapsed[server.name], (cpu_seconds(server.pid) - cpu[server.name]) * 1000 / count)
+            for server in servers}
 
 
-def measure(server: Server, files: dict[str, bytes], count: int) -> dict[str, float]:
-    session = requests.Session()
-    figures: dict[str, float] = {}
+def measure(servers: list[Server], files: dict[str, bytes], count: int, repeat: int) -> dict[str, dict[str, float]]:
+    sessions = {server.name: requests.Session() for server in servers}
+    figures: dict[str, dict[str, float]] = {server.name: {} for server in servers}
+
+    def upload(server: Server, data: bytes) -> str:
+        return sessions[server.name].post(server.url + "/instances", data=data, timeout=60).json()["ID"]
+
     for label, data in files.items():
-        answer = session.post(server.url + "/instances", data=data, timeout=60)
-        instance = answer.json()["ID"]
+        instances = {server.name: upload(server, data) for server in servers}
         for route in ROUTES:
-            figures[f"{label} {route} (frames/s)"] = per_second(session, f"{server.url}/instances/{instance}/{route}",
-                                                                count)
-        session.delete(f"{server.url}/instances/{instance}")
-    instance = session.post(server.url + "/instances", data=files["uncompressed"], timeout=60).json()["ID"]
-    rate = per_second(session, f"{server.url}/instances/{instance}/modify", count, "POST",
-                      {"Transcode": "1.2.840.10008.1.2.4.70", "Keep": ["SOPInstanceUID"], "Force": True})
-    figures["transcode to JPEG lossless (MB/s)"] = rate * len(files["uncompressed"]) / 1e6
+            urls = {server.name: f"{server.url}/instances/{instances[server.name]}/{route}" for server in servers}
+            runs = [alternate(servers, sessions, urls, count) for _ in range(repeat)]
+            for name in figures:
+                figures[name][f"{label} {route} (frames/s)"] = statistics.median(run[name][0] for run in runs)
+                figures[name][f"{label} {route}, server CPU (ms)"] = statistics.median(run[name][1] for run in runs)
+        for server in servers:
+            sessions[server.name].delete(f"{server.url}/instances/{instances[server.name]}")
+    instances = {server.name: upload(server, files["uncompressed"]) for server in servers}
+    urls = {server.name: f"{server.url}/instances/{instances[server.name]}/modify" for server in servers}
+    body = {"Transcode": "1.2.840.10008.1.2.4.70", "Keep": ["SOPInstanceUID"], "Force": True}
+    runs = [alternate(servers, sessions, urls, count, body) for _ in range(repeat)]
+    for name in figures:
+        rate = statistics.median(run[name][0] for run in runs)
+        figures[name]["transcode to JPEG lossless (MB/s)"] = rate * len(files["uncompressed"]) / 1e6
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50, help="requests per figure (default 50)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure, the median is shown (default 1)")
     parser.add_argument("--only", choices=("isengard", "orthanc"), help="measure a single server")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         files = variants(root)
-        results: dict[str, dict[str, float]] = {}
-        for server in make_servers(root, args.only):
+        servers = make_servers(root, args.only)
+        for server in servers:
             if server.name.lower().startswith("isengard"):
                 server.extra_config = {**server.extra_config, **GDCM}
             elif Path(GDCM_PLUGIN).exists():
                 server.extra_config = {**server.extra_config, **ORTHANC_GDCM}
-            server.start()
-            try:
-                results[server.name] = measure(server, files, args.requests)
-            finally:
+        try:
+            for server in servers:
+                server.start()
+            results = measure(servers, files, args.requests, args.repeat)
+        finally:
+            for server in servers:
                 server.stop()
     names = list(results)
     keys = list(next(iter(results.values())))
-    print("| figure | " + " | ".join(names) + (" | ratio |" if len(names) == 2 else " |"))
-    print("|---" * (len(names) + 1 + (len(names) == 2)) + "|")
+    two = len(names) == 2
+    print("| figure | " + " | ".join(names) + (" | ratio | better |" if two else " |"))
+    print("|---" * (len(names) + 1 + 2 * two) + "|")
     for key in keys:
         values = [results[name].get(key, 0.0) for name in names]
         ratio = ""
-        if len(names) == 2:
+        if two:
             ratio = f" {values[0] / values[1]:.2f} |" if values[1] else " - |"
+            ratio += " lower |" if key.endswith("(ms)") else " higher |"
         print(f"| {key} | " + " | ".join(f"{v:.1f}" for v in values) + " |" + ratio)
     return 0
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from server.decoded_cache import DecodedCache
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -21,6 +23,8 @@ class InstanceFiles:
     store: Store
     #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
     encoding: Callable[[], str]
+    #: Parsed files and decoded frames of the image routes (:mod:`server.decoded_cache`).
+    decoded: DecodedCache = field(default_factory=DecodedCache, compare=False)
 
     @property
     def default_encoding(self) -> str:

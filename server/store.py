@@ -290,10 +290,14 @@ class Store:
             row = db.execute("SELECT parentId FROM Resources WHERE internalId=?", (current,)).fetchone()
             current = row[0] if row else None
 
-    def read_dicom(self, instance: Resource) -> bytes:
+    def dicom_attachment(self, instance: Resource) -> Attachment:
         attachment = self.index.attachments(instance.internal_id).get(ATTACHMENT_DICOM)
         if attachment is None:
             raise OrthancError(ErrorCode.INEXISTENT_FILE)
+        return attachment
+
+    def read_dicom(self, instance: Resource) -> bytes:
+        attachment = self.dicom_attachment(instance)
         return self.area.read(attachment.uuid, attachment.compression)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 from importlib import metadata
@@ -26,7 +27,9 @@ def database_server_identifier(config: Any, dicom_port: int, http_port: int) -> 
     return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
 
 
-def _mac_addresses() -> set[str]:
+@functools.cache
+def _mac_addresses() -> frozenset[str]:
+    """Read once: ``/system`` is answered on the event loop, which must not touch the disk."""
     addresses: set[str] = set()
     for path in Path("/sys/class/net").glob("*/address"):
         try:
@@ -35,7 +38,7 @@ def _mac_addresses() -> set[str]:
             continue
         if mac and mac.strip("0:"):
             addresses.add(mac)
-    return addresses
+    return frozenset(addresses)
 
 
 def performance(config: Any) -> dict[str, int]:
@@ -49,6 +52,12 @@ def performance(config: Any) -> dict[str, int]:
 
 def third_party_versions() -> dict[str, str]:
     """Orthanc 1.13's ``ThirdPartyVersions``: the versions of the libraries in use."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    """Found once (reading the packages' metadata from disk took ~2 ms of each ``/system``)."""
     versions = {"Python": platform.python_version()}
     for name in _LIBRARIES:
         try:

@@ -224,3 +224,9 @@ def test_answers_compressed_already_go_as_they_are(server: Isengard) -> None:
         assert "Content-Encoding" not in answer.headers
         assert int(answer.headers["Content-Length"]) == len(body)
         assert body == plain
+    ct = server.upload(sample("SignedCT.dcm"))["ID"]
+    small = requests.get(server.url + f"/instances/{ct}/rendered?width=128",  # a PNG of 1-16 KiB
+                         headers={"Accept-Encoding": "gzip"}, stream=True)
+    body = small.raw.read()
+    assert small.headers["Content-Type"] == "image/png" and 1024 <= len(body) < 16 * 1024
+    assert "Content-Encoding" not in small.headers and body.startswith(b"\x89PNG")
