@@ -25,6 +25,13 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "data"
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 
+#: The tests compare Isengard with the real Orthanc Debian ships (1.10.1): every server they
+#: start, and the server modules they import, answer as that release, unless the environment
+#: says otherwise.  The newer releases' behaviours are tested at their level where they are
+#: (tests/test_*_levels.py, helpers.IsengardAtLevel), and by Orthanc's own suite.
+COMPARED_LEVEL = "1.10.1:16"
+os.environ.setdefault("ISENGARD_ORTHANC_LEVEL", COMPARED_LEVEL)
+
 # Every server started by the tests refuses index and storage calls on its event loop
 # (server/loop_guard.py): a handler that forgets ``await self.run(...)`` fails its test.
 os.environ["ISENGARD_LOOP_GUARD"] = "1"

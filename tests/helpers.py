@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -50,8 +51,8 @@ def query_identifier(keys: dict) -> Dataset:
 
 
 class IsengardAtLevel(Isengard):
-    """Isengard reporting another Orthanc release and ``ApiVersion`` (set before anything else
-    of the server is imported), to test the behaviour of a newer API level in a real process."""
+    """Isengard reporting another Orthanc release and ``ApiVersion`` (``ISENGARD_ORTHANC_LEVEL``,
+    see server/__init__.py), to test the behaviour of another API level in a real process."""
 
     def __init__(self, workdir: Path, version: str, api_version: int, **options: Any) -> None:
         super().__init__(workdir, **options)
@@ -59,12 +60,10 @@ class IsengardAtLevel(Isengard):
 
     def start(self, *extra_args: str) -> IsengardAtLevel:
         version, api_version = self.level
-        code = (f"import runpy, server; server.ORTHANC_VERSION = {version!r}; "
-                f"server.ORTHANC_API_VERSION = {api_version}; "
-                "runpy.run_module('server', run_name='__main__', alter_sys=True)")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the process keeps it
-        self.process = subprocess.Popen([sys.executable, "-c", code, *extra_args, str(self.config_path)],
-                                        cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([sys.executable, "-m", "server", *extra_args, str(self.config_path)],
+                                        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "ISENGARD_ORTHANC_LEVEL": f"{version}:{api_version}"})
         _STARTED.append(self.process)
         self.wait_ready(self.process)
         return self

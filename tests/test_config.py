@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,11 @@ def test_help_lists_every_orthanc_option() -> None:
 
 
 def test_version() -> None:
+    """Isengard implements Orthanc 1.13.0's API; the tests compare with Orthanc 1.10.1 at its level."""
+    shipped = subprocess.run([sys.executable, "-m", "server", "--version"], cwd=REPO, capture_output=True,
+                             text=True, timeout=30,
+                             env={k: v for k, v in os.environ.items() if k != "ISENGARD_ORTHANC_LEVEL"})
+    assert shipped.stdout.startswith("Isengard 0.1.0 (Orthanc API 1.13.0)\n")
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("Isengard 0.1.0 (Orthanc API 1.10.1)\n")

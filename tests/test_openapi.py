@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,9 @@ SAMPLE_VALUE = "0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d"
 
 
 def run_cli(*arguments: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "server", *arguments], cwd=REPO,
+    """The command line of the server as shipped (at its own Orthanc level, not the tests')."""
+    environment = {k: v for k, v in os.environ.items() if k != "ISENGARD_ORTHANC_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "server", *arguments], cwd=REPO, env=environment,
                             capture_output=True, text=True, timeout=60, check=True)
     return result.stdout
 

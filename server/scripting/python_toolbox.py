@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import requests
 from pydicom.datadict import dictionary_VM
 
+import server
 from server.dicom import dictionary
 from server.errors import ErrorCode
 from server.scripting import python_font
@@ -28,8 +29,8 @@ from server.scripting.python_enums import CODES, ENUMERATIONS, VR_NAMES
 
 log = logging.getLogger("isengard.plugins.python")
 
-#: Orthanc 1.10.1's version, as ``CheckVersion`` compares it.
-ORTHANC_VERSION = (1, 10, 1)
+#: The reported Orthanc version, as ``CheckVersion`` compares it.
+ORTHANC_VERSION = tuple(int(part) for part in server.ORTHANC_VERSION.split("."))
 #: The database schema version of Orthanc 1.10.1 (``GetExpectedDatabaseVersion``).
 DATABASE_VERSION = 6
 #: Global properties below this number are Orthanc's own (``SetGlobalProperty`` refuses them).
