@@ -16,7 +16,8 @@ import logging
 import signal
 import socket
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
 import tornado.netutil
@@ -376,14 +377,30 @@ class Server:
 
 def open_index(config: Configuration) -> Index:
     """SQLite in ``IndexDirectory``, or PostgreSQL when its section says ``EnableIndex``
-    (the storage area stays on disk: ``EnableStorage`` is refused rather than ignored)."""
+    (the storage area stays on disk: ``EnableStorage`` is refused rather than ignored) and
+    the configuration loads Orthanc's PostgreSQL plugin, if it names plugins at all."""
     section = config.get("PostgreSQL") or {}
-    if not postgresql.enabled(section):
+    if not postgresql.enabled(section) or not _loads_postgresql_plugin(config.user_value("Plugins")):
         return Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
     if section.get("EnableStorage"):
         raise ConfigError('"EnableStorage" of the "PostgreSQL" section is not supported: '
                           'Isengard keeps the DICOM files in "StorageDirectory"')
     return Index(postgresql.PostgresDatabase(postgresql.Settings.from_config(section)))
+
+
+def _loads_postgresql_plugin(plugins: Any) -> bool:
+    """Orthanc reads the ``PostgreSQL`` section only when its plugin is loaded: a configuration
+    whose ``Plugins`` (files or folders) has none keeps SQLite, as Orthanc would (Orthanc's
+    integration suite configures the section with ``"Plugins": []``).  Without ``Plugins``,
+    the section alone says it: Isengard has the backend built in."""
+    if plugins is None:
+        return True
+    for entry in plugins if isinstance(plugins, list) else []:
+        path = Path(str(entry))
+        names = [p.name for p in path.iterdir()] if path.is_dir() else [path.name]
+        if any("postgresqlindex" in name.lower() for name in names):
+            return True
+    return False
 
 
 def run(config: Configuration, no_jobs: bool = False) -> int:

@@ -179,3 +179,14 @@ def test_enable_index_false_keeps_sqlite(postgres_server: PostgresCluster, tmp_p
         assert (tmp_path / "storage" / "index.sqlite").exists()
     finally:
         server.stop()
+
+
+def test_section_without_the_plugin_keeps_sqlite(tmp_path: Path) -> None:
+    """As Orthanc ignores the section when its plugin is not loaded (Orthanc's own suite
+    configures it with ``"Plugins": []`` and no database behind)."""
+    section = {"EnableIndex": True, "EnableStorage": True, "Host": "127.0.0.1", "Port": 9}
+    server = Isengard(tmp_path, PostgreSQL=section, Plugins=[]).start()
+    try:
+        assert server.json("/system")["DatabaseBackendPlugin"] is None
+    finally:
+        server.stop()
