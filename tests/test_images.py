@@ -3,6 +3,7 @@ against the real Orthanc 1.10.1, and what bad pixel data gets."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import struct
@@ -336,3 +337,13 @@ def test_threaded_jpeg2000_decoding_equals_pydicoms(name: str) -> None:
     fast = pixels._openjpeg_threaded_frame(ds, 0, g)
     assert fast is not None
     assert np.array_equal(fast, pixels.pixel_array(ds, index=0))
+
+
+def test_rle_ybr_full_planar_preview_is_orthancs(isengard: Isengard) -> None:
+    """Orthanc 1.12.1 converts RLE YBR_FULL samples with its own formula (truncating, where
+    pydicom rounds): the preview is the one whose MD5 Orthanc's suite expects."""
+    path = sample("2023-04-21-RLEPlanarConfigurationYBR_FULL.dcm")
+    instance = isengard.post("/instances", data=path.read_bytes()).json()["ID"]
+    preview = isengard.get(f"/instances/{instance}/preview")
+    assert preview.status_code == 200
+    assert hashlib.md5(preview.content).hexdigest() == "07a3ea7ea08d54362f744cc5945e8743"

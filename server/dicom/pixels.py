@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from io import BytesIO
@@ -44,6 +45,7 @@ JPEG2000_SYNTAXES = frozenset({
     "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
 })
 
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 JPEG_SYNTAXES = frozenset({
     "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
 })
@@ -281,12 +283,16 @@ def _pydicom_frame(ds: Dataset, index: int, g: Geometry, fmt: PixelFormat, compr
     if transfer_syntax(ds) in JPEG_SYNTAXES:
         return _libjpeg_turbo_frame(ds, index, g)
     raw = not compressed and (not fmt.is_color or g.photometric == "PALETTE COLOR")
-    if compressed and transfer_syntax(ds) != "1.2.840.10008.1.2.5":
+    if compressed and transfer_syntax(ds) != RLE_LOSSLESS:
         _check_coded_size(ds, index, g)
     if transfer_syntax(ds) in JPEG2000_SYNTAXES and g.samples == 1:
         fast = _openjpeg_threaded_frame(ds, index, g)
         if fast is not None:
             return fast
+    if transfer_syntax(ds) == RLE_LOSSLESS and g.photometric == "YBR_FULL" and fmt is PixelFormat.RGB24:
+        # Orthanc 1.12.1 converts with its own formula (DCMTK hands the YBR samples over)
+        raw_ybr = _decoded(lambda: pixel_array(ds, index=index, raw=True))
+        return jpeg_ycbcr_to_rgb(raw_ybr.reshape(g.rows, g.columns, 3))
     try:
         return pixel_array(ds, index=index, raw=raw)
     except MemoryError:
@@ -294,6 +300,28 @@ def _pydicom_frame(ds: Dataset, index: int, g: Geometry, fmt: PixelFormat, compr
     except Exception as e:  # noqa: BLE001 - codecs raise anything on corrupt streams
         log.info("Cannot decode frame %d: %s", index, e)
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot decode the frame: {e}") from None
+
+
+def _decoded(decode: Callable[[], np.ndarray]) -> np.ndarray:
+    """A codec's output; what it raises is Orthanc's answer for an undecodable frame."""
+    try:
+        return decode()
+    except MemoryError:
+        raise OrthancError(NOT_ENOUGH_MEMORY, "Not enough memory to decode the frame") from None
+    except Exception as e:  # noqa: BLE001 - codecs raise anything on corrupt streams
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, f"Cannot decode the frame: {e}") from None
+
+
+def jpeg_ycbcr_to_rgb(ybr: np.ndarray) -> np.ndarray:
+    """Orthanc's ``ConvertJpegYCbCrToRgb``: the JPEG (full range) formula in single precision,
+    truncated into 0-255 (pydicom's conversion rounds: previews would differ by one here and
+    there from Orthanc's, whose MD5s its suite compares)."""
+    values = ybr.astype(np.float32)
+    y, cb, cr = values[..., 0], values[..., 1] - np.float32(128), values[..., 2] - np.float32(128)
+    rgb = np.stack([y + np.float32(1.402) * cr,
+                    y - np.float32(0.344136) * cb - np.float32(0.714136) * cr,
+                    y + np.float32(1.772) * cb], axis=-1)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def stored_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:
