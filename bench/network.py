@@ -36,8 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -187,27 +189,46 @@ def measure_find(server: Server, studies: list[Study], warnings: list[str]) -> d
     return figures
 
 
+def patients_identifier(patients: list[str]) -> Dataset:
+    """The C-MOVE / C-GET identifier naming ``patients``."""
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "PATIENT"
+    identifier.PatientID = "\\".join(patients)
+    return identifier
+
+
+def retrieve_once(server: Server, what: str, ae: AE, send: Callable[[Association], Iterator[Any]],
+                  **options: Any) -> float:
+    """Seconds of one retrieve (``send`` on a new association of ``ae`` with ``server``)."""
+    ae.dimse_timeout = ae.network_timeout = 600
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet,
+                         **{"evt_handlers": HANDLERS, **options})
+    if not assoc.is_established:
+        raise WrongAnswer(f"{server.name} refused the {what} association")
+    started = time.perf_counter()
+    try:
+        for _ in send(assoc):
+            pass
+    finally:
+        elapsed = time.perf_counter() - started
+        assoc.release()
+    return elapsed
+
+
 def move_once(server: Server, patients: list[str]) -> tuple[float, int]:
     """(seconds, completed sub-operations) of one C-MOVE of ``patients`` to the destination."""
     ae = AE(ae_title=SCU_AET)
     ae.add_requested_context(PatientRootQueryRetrieveInformationModelMove)
-    ae.dimse_timeout = ae.network_timeout = 600
-    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet, evt_handlers=HANDLERS)
-    if not assoc.is_established:
-        raise WrongAnswer(f"{server.name} refused the C-MOVE association")
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = "PATIENT"
-    identifier.PatientID = "\\".join(patients)
-    started = time.perf_counter()
-    completed = 0
-    try:
-        for status, _ in assoc.send_c_move(identifier, DESTINATION_AET, PatientRootQueryRetrieveInformationModelMove):
+    completed = [0]
+
+    def send(assoc: Association) -> Iterator[Any]:
+        for status, _ in assoc.send_c_move(patients_identifier(patients), DESTINATION_AET,
+                                           PatientRootQueryRetrieveInformationModelMove):
             if "Status" in status and status.Status not in (0xFF00, 0xFF01):
-                completed = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
-    finally:
-        elapsed = time.perf_counter() - started
-        assoc.release()
-    return elapsed, completed
+                completed[0] = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
+            yield status
+
+    return retrieve_once(server, "C-MOVE", ae, send), completed[0]
 
 
 def get_once(server: Server, patients: list[str]) -> tuple[float, int]:
@@ -217,28 +238,17 @@ def get_once(server: Server, patients: list[str]) -> tuple[float, int]:
     ae.add_requested_context(CTImageStorage)
     role = SCP_SCU_RoleSelectionNegotiation()
     role.sop_class_uid, role.scu_role, role.scp_role = CTImageStorage, False, True
-    ae.dimse_timeout = ae.network_timeout = 600
     received = [0]
 
     def on_store(event: evt.Event) -> int:
         received[0] += 1
         return 0x0000
 
-    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet, ext_neg=[role],
-                         evt_handlers=[*HANDLERS, (evt.EVT_C_STORE, on_store)])
-    if not assoc.is_established:
-        raise WrongAnswer(f"{server.name} refused the C-GET association")
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = "PATIENT"
-    identifier.PatientID = "\\".join(patients)
-    started = time.perf_counter()
-    try:
-        for _status, _ in assoc.send_c_get(identifier, PatientRootQueryRetrieveInformationModelGet):
-            pass
-    finally:
-        elapsed = time.perf_counter() - started
-        assoc.release()
-    return elapsed, received[0]
+    seconds = retrieve_once(
+        server, "C-GET", ae,
+        lambda assoc: assoc.send_c_get(patients_identifier(patients), PatientRootQueryRetrieveInformationModelGet),
+        ext_neg=[role], evt_handlers=[*HANDLERS, (evt.EVT_C_STORE, on_store)])
+    return seconds, received[0]
 
 
 def echo_latency(server: Server) -> dict[str, float]:
