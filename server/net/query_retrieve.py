@@ -218,10 +218,12 @@ class FindScp:
         return answer
 
     def _representative(self, resource: Resource) -> Resource | None:
-        if resource.level is Level.INSTANCE:
-            return resource
-        instances = self.services.index.descendants(resource.internal_id, Level.INSTANCE)
-        return instances[0] if instances else None
+        """The instance whose tags answer for ``resource``: the first to have arrived (down
+        the first child of each level, without listing them all)."""
+        current: Resource | None = resource
+        while current is not None and current.level is not Level.INSTANCE:
+            current = self.services.index.first_child(current.internal_id)
+        return current
 
     def _values(self, instance: Resource | None, wanted: list[Tag], sequences: list[Tag]) -> dict[Tag, str]:
         """The main tags of an instance and its parents, or its file's tags if a key needs them."""
@@ -244,21 +246,21 @@ class FindScp:
             return {}
         index = self.services.index
         result: dict[Tag, str] = {}
+        count = index.count_descendants
         if level is Level.PATIENT:
-            result[PATIENT_STUDIES] = str(len(index.children(resource.internal_id)))
-            result[PATIENT_SERIES] = str(len(index.descendants(resource.internal_id, Level.SERIES)))
-            result[PATIENT_INSTANCES] = str(len(index.descendants(resource.internal_id, Level.INSTANCE)))
+            result[PATIENT_STUDIES] = str(count(resource.internal_id, Level.STUDY))
+            result[PATIENT_SERIES] = str(count(resource.internal_id, Level.SERIES))
+            result[PATIENT_INSTANCES] = str(count(resource.internal_id, Level.INSTANCE))
         elif level is Level.STUDY:
-            series = index.children(resource.internal_id)
-            instances = index.descendants(resource.internal_id, Level.INSTANCE)
-            result[STUDY_SERIES] = str(len(series))
-            result[STUDY_INSTANCES] = str(len(instances))
+            result[STUDY_SERIES] = str(count(resource.internal_id, Level.SERIES))
+            result[STUDY_INSTANCES] = str(count(resource.internal_id, Level.INSTANCE))
             result[MODALITIES_IN_STUDY] = self.services.finder.modalities_in_study(resource)
             if SOP_CLASSES_IN_STUDY in asked:
+                instances = index.descendants(resource.internal_id, Level.INSTANCE)
                 classes = {index.metadata(i.internal_id).get(Metadata.SopClassUid) for i in instances}
                 result[SOP_CLASSES_IN_STUDY] = "\\".join(sorted(c for c in classes if c))
         else:
-            result[SERIES_INSTANCES] = str(len(index.children(resource.internal_id)))
+            result[SERIES_INSTANCES] = str(count(resource.internal_id, Level.INSTANCE))
         return {t: v for t, v in result.items() if t in wanted}
 
     def _copy_sequences(self, answer: Dataset, instance: Resource | None, tags: list[Tag]) -> None:

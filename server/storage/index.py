@@ -372,6 +372,22 @@ class Index:
                 (internal_id, int(level))).fetchall()
         return [Resource(r[0], Level(r[1]), r[2], r[3]) for r in rows]
 
+    def first_child(self, internal_id: int) -> Resource | None:
+        """The child that arrived first (Orthanc's ``LookupOneChild``)."""
+        with self.reading() as db:
+            row = db.execute("SELECT internalId, resourceType, publicId, parentId FROM Resources "
+                             "WHERE parentId=? ORDER BY internalId LIMIT 1", (internal_id,)).fetchone()
+        return None if row is None else Resource(row[0], Level(row[1]), row[2], row[3])
+
+    def count_descendants(self, internal_id: int, level: Level) -> int:
+        """How many resources of ``level`` are below (or equal to) ``internal_id``."""
+        with self.reading() as db:
+            return int(db.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT CAST(? AS BIGINT) UNION ALL "
+                "SELECT r.internalId FROM Resources r JOIN tree ON r.parentId=tree.id) "
+                "SELECT COUNT(*) FROM Resources r JOIN tree ON r.internalId=tree.id "
+                "WHERE r.resourceType=?", (internal_id, int(level))).fetchone()[0])
+
     def list_ids(self, level: Level, since: int = 0, limit: int = 0) -> list[str]:
         sql = "SELECT publicId FROM Resources WHERE resourceType=? ORDER BY internalId"
         args: list[int] = [int(level)]
