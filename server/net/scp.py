@@ -55,8 +55,12 @@ UNCOMPRESSED = KNOWN_TRANSFER_SYNTAXES[:3]
 #: Chosen first when the caller proposes it, as Orthanc does (pynetdicom takes the acceptor's order).
 PREFERRED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1"
 
-#: pynetdicom's DUL thread sleeps this long when idle (its default, 1 ms, caps throughput).
+#: pynetdicom's DUL thread sleeps this long when idle (its default, 1 ms, caps throughput):
+#: short on the associations we open (each C-STORE sub-operation of a C-MOVE waits on it),
+#: longer on those peers open to us, which may sit idle for long (4 idle associations cost
+#: 51 % of a CPU at 0.1 ms, 28 % at 0.5 ms; C-STORE over 4 associations +16 %, over one +2 %).
 DUL_POLL_SECONDS = 0.0001
+SCP_DUL_POLL_SECONDS = 0.0005
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -295,7 +299,7 @@ class DicomServer:
     @staticmethod
     def _on_open(event: evt.Event) -> None:
         """Poll the socket more often than pynetdicom's default 1 ms: each message waits less."""
-        event.assoc.dul._run_loop_delay = DUL_POLL_SECONDS
+        event.assoc.dul._run_loop_delay = SCP_DUL_POLL_SECONDS
 
     def _on_requested(self, event: evt.Event) -> None:
         ip = event.assoc.requestor.address
