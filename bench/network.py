@@ -284,18 +284,13 @@ def measure(server: Server, studies: list[Study], payloads: list[bytes], argumen
     post_all(server, payloads)
     figures = measure_find(server, studies, warnings)
     patients = sorted({s.patient_id for s in studies[: arguments.move]})
-    runs = []
-    for _ in range(arguments.repeat):
-        seconds, completed = move_once(server, patients)
-        expect("C-MOVE", completed, arguments.move, warnings, server)
-        runs.append(arguments.move / seconds)
-    figures["move_ips"] = statistics.median(runs)
-    runs = []
-    for _ in range(arguments.repeat):
-        seconds, received = get_once(server, patients)
-        expect("C-GET", received, arguments.move, warnings, server)
-        runs.append(arguments.move / seconds)
-    figures["get_ips"] = statistics.median(runs)
+    for key, what, once in (("move_ips", "C-MOVE", move_once), ("get_ips", "C-GET", get_once)):
+        runs = []
+        for _ in range(arguments.repeat):
+            seconds, count = once(server, patients)
+            expect(what, count, arguments.move, warnings, server)
+            runs.append(arguments.move / seconds)
+        figures[key] = statistics.median(runs)
     figures.update(echo_latency(server))
     version = session.get(f"{server.url}/system", timeout=30).json()
     return version.get("IsengardVersion", version.get("Version", "?")), figures
