@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -127,9 +128,9 @@ class BucketsJob(Job):
                                           self.query.transfer_id)
         return self._client
 
+    @abstractmethod
     def transfer_bucket(self, index: int) -> int:
         """Send or fetch one bucket (in a pool thread); the bytes on the wire."""
-        raise NotImplementedError
 
     def run_buckets(self) -> bool:
         """Keep ``Threads`` bucket requests in flight, for one poll; True once all are done."""
@@ -187,9 +188,9 @@ class BucketsJob(Job):
         except NetworkError as e:
             return self.network_failure(e)
 
+    @abstractmethod
     def advance(self) -> StepResult:
         """One bounded piece of the transfer."""
-        raise NotImplementedError
 
     def network_failure(self, error: NetworkError) -> StepResult:
         """Retry state while allowed, else failure."""

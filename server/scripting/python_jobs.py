@@ -2,8 +2,8 @@
 
 No release of orthanc-python (4.0 up to 7.1) wraps the C SDK's
 ``OrthancPluginCreateJob2`` or ``OrthancPluginRegisterJobsUnserializer``: its
-``orthanc.Job`` exists, but a script cannot make one ("Create Python jobs" is on
-the plugin's TODO list).  Isengard adds the closest Python form of those C
+``orthanc.Job`` exists, but a script cannot make one (the plugin lists Python jobs
+as future work).  Isengard adds the closest Python form of those C
 functions under the plugin's naming (``OrthancPluginX`` becomes ``orthanc.X``), and
 still refuses ``orthanc.Job()`` as the plugin does:
 
