@@ -299,14 +299,8 @@ def move(remote: Remote, target_aet: str, level: Level, identifiers: dict[Tag, s
     model = (PatientRootQueryRetrieveInformationModelMove if level is Level.PATIENT
              else StudyRootQueryRetrieveInformationModelMove)
     assoc = associate(remote, _query_contexts(move=True))
-    final: int | None = None
     try:
-        for status, _ in assoc.send_c_move(identifier, target_aet, model, msg_id=message_id):
-            if "Status" not in status:
-                break
-            _report(status, progress)
-            if status.Status not in _PENDING:
-                final = int(status.Status)
+        final = _final_status(assoc.send_c_move(identifier, target_aet, model, msg_id=message_id), progress)
     finally:
         close(assoc)
     if final is None:
@@ -341,6 +335,20 @@ class SubOperations:
         return (self.completed + self.failed + self.warning) / total if total else 0.0
 
 
+def _final_status(responses: Iterable[tuple[Dataset, Any]],
+                  progress: Callable[[SubOperations], None] | None) -> int | None:
+    """The final DIMSE status of a C-MOVE's or C-GET's responses, each pending one reported to
+    ``progress``; None when the association was lost before it."""
+    final: int | None = None
+    for status, _ in responses:
+        if "Status" not in status:
+            break
+        _report(status, progress)
+        if status.Status not in _PENDING:
+            final = int(status.Status)
+    return final
+
+
 def _report(status: Dataset, progress: Callable[[SubOperations], None] | None) -> None:
     """Hand the sub-operation counters of a C-MOVE or C-GET response to ``progress``."""
     if progress is not None and "NumberOfRemainingSuboperations" in status:
@@ -369,16 +377,10 @@ def get(remote: Remote, level: Level, query: dict[Tag, str], receive: Callable[[
         return receive(received_file(event))
 
     assoc = associate(remote, contexts, roles, [(evt.EVT_C_STORE, on_store)])
-    final: int | None = None
     try:
         if not any(cx.abstract_syntax == model for cx in assoc.accepted_contexts):
             raise OrthancError(ErrorCode.DICOM_GET_UNAVAILABLE, f"Remote AET is {remote.aet}")
-        for status, _ in assoc.send_c_get(identifier, model):
-            if "Status" not in status:
-                break
-            _report(status, progress)
-            if status.Status not in _PENDING:
-                final = int(status.Status)
+        final = _final_status(assoc.send_c_get(identifier, model), progress)
     finally:
         close(assoc)
     if final is None:
