@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from server.decoded_cache import DecodedCache
+from server.dicom.charset import FollowsDefaultEncoding
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class InstanceFiles:
+class InstanceFiles(FollowsDefaultEncoding):
     """What the services reading stored instances use (tags, images, reconstruction, bulk)."""
 
     config: Configuration
@@ -25,7 +26,3 @@ class InstanceFiles:
     encoding: Callable[[], str]
     #: Parsed files and decoded frames of the image routes (:mod:`server.decoded_cache`).
     decoded: DecodedCache = field(default_factory=DecodedCache, compare=False)
-
-    @property
-    def default_encoding(self) -> str:
-        return self.encoding()

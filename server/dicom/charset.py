@@ -11,6 +11,7 @@ term makes it keep the plain ASCII characters only.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, PersonName
@@ -78,6 +79,17 @@ _C1_CONTROLS = bytes(range(0x80, 0xA0))
 
 #: ASCII as Orthanc's ``ConvertToAscii`` keeps it: printable characters and newline.
 _NOT_ASCII = re.compile(b"[^\x20-\x7e\n]")
+
+
+class FollowsDefaultEncoding:
+    """A services bundle whose ``encoding`` (a callable: ``PUT /tools/default-encoding``
+    changes it at run time) gives the current ``DefaultEncoding``."""
+
+    encoding: Callable[[], str]
+
+    @property
+    def default_encoding(self) -> str:
+        return self.encoding()
 
 
 @dataclass(frozen=True, slots=True)

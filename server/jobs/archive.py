@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import server
+from server.dicom.charset import FollowsDefaultEncoding
 from server.dicom.json_format import dataset_decoder
 from server.dicom.main_tags import Level
 from server.dicom.parse import read_dataset
@@ -428,7 +429,7 @@ class ArchiveFiles:
 
 
 @dataclass(frozen=True)
-class ArchiveServices:
+class ArchiveServices(FollowsDefaultEncoding):
     """What the archive and media jobs use."""
 
     config: Configuration
@@ -438,10 +439,6 @@ class ArchiveServices:
     files: ArchiveFiles
     #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
     encoding: Callable[[], str]
-
-    @property
-    def default_encoding(self) -> str:
-        return self.encoding()
 
 
 # -- the jobs ----------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from pydicom.dataset import Dataset
 
 import server
 from server.dicom import main_tags
+from server.dicom.charset import FollowsDefaultEncoding
 from server.dicom.main_tags import Level
 from server.dicom.modify import (
     API_FORCED_IDENTIFIERS,
@@ -82,7 +83,7 @@ API_TYPED_RESOURCES = 30
 
 
 @dataclass(frozen=True)
-class ModificationServices:
+class ModificationServices(FollowsDefaultEncoding):
     """What the jobs rewriting instances (modification, split, merge) and the one-instance
     modifications use."""
 
@@ -94,10 +95,6 @@ class ModificationServices:
     jobs_directory: Path
     #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
     encoding: Callable[[], str]
-
-    @property
-    def default_encoding(self) -> str:
-        return self.encoding()
 
 
 # -- helpers shared by the jobs that rewrite instances ------------------------------------

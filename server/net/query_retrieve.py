@@ -37,7 +37,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from server.dicom.charset import TextDecoder, pydicom_value, specific_character_set
+from server.dicom.charset import FollowsDefaultEncoding, TextDecoder, pydicom_value, specific_character_set
 from server.dicom.elements import STRING_VRS, Element, iter_elements, string_text
 from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.main_tags import (
@@ -152,7 +152,7 @@ class FindRequest:
 
 
 @dataclass(frozen=True)
-class DicomServices:
+class DicomServices(FollowsDefaultEncoding):
     """What the DICOM network side (the SCP handlers, :class:`server.net.service.NetworkService`)
     uses of the local server."""
 
@@ -163,10 +163,6 @@ class DicomServices:
     metrics: Metrics
     #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
     encoding: Callable[[], str]
-
-    @property
-    def default_encoding(self) -> str:
-        return self.encoding()
 
 
 class FindScp:

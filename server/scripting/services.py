@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from server.dicom.charset import FollowsDefaultEncoding
+
 if TYPE_CHECKING:
     from server.config import Configuration
     from server.events import EventBus
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ScriptingServices:
+class ScriptingServices(FollowsDefaultEncoding):
     """The services of the scripting engines, built once by the composition root."""
 
     config: Configuration
@@ -54,7 +56,3 @@ class ScriptingServices:
     key_values: KeyValueStores
     #: Where the scripts' own jobs go (``orthanc.CreateJob``), and their unserializers.
     jobs: JobsEngine
-
-    @property
-    def default_encoding(self) -> str:
-        return self.encoding()
