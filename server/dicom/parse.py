@@ -423,8 +423,7 @@ def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int, str | None]:
             stopped_at = start
             break
         key = PydicomTag(tag)
-        elements[key] = RawDataElement(key, vr.decode("ascii") if vr else None, length,
-                                       bytes(data[value:value + length]), value, implicit, little)
+        elements[key] = _raw_element(data, key, vr, value, value + length, length, implicit, little)
     ds = Dataset(elements)
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = syntax
@@ -451,6 +450,13 @@ def expected_pixel_vr(syntax: str, bits_allocated: int) -> str:
     return "OW" if syntax == _IMPLICIT_LITTLE else "OB"
 
 
+def _raw_element(data: bytes | mmap.mmap, key: BaseTag, vr: bytes, value: int, end: int, length: int,
+                 implicit: bool, little: bool) -> RawDataElement:
+    """One element the walk found, as pydicom's raw element (converted only when read)."""
+    return RawDataElement(key, vr.decode("ascii") if vr else None, length, bytes(data[value:end]), value,
+                          implicit, little)
+
+
 def dataset_to_send(data: bytes) -> Dataset:
     """A stored file as a dataset to send (C-STORE SCU, C-MOVE and C-GET SCP): every top-level
     element raw, as the file has it, so that pydicom writes it back as is (pydicom's own
@@ -466,10 +472,9 @@ def dataset_to_send(data: bytes) -> Dataset:
     for tag, (_, vr, value, length) in walker.found.items():
         end = walker.ends[tag] - 8 if length == _UNDEFINED else value + length
         key = PydicomTag(tag)
-        in_meta = value < walker.dataset_start
-        (meta if in_meta else elements)[key] = RawDataElement(
-            key, vr.decode("ascii") if vr else None, length, bytes(data[value:end]), value,
-            not in_meta and implicit, in_meta or little)
+        in_meta = value < walker.dataset_start  # the meta group is explicit little endian
+        (meta if in_meta else elements)[key] = _raw_element(data, key, vr, value, end, length,
+                                                            not in_meta and implicit, in_meta or little)
     ds = Dataset(elements)
     ds.file_meta = FileMetaDataset(meta)  # with the TransferSyntaxUID: check_complete found it
     # with its character set too, or pydicom decodes and re-encodes every element when writing
