@@ -1,5 +1,5 @@
 """The transfers accelerator between real Isengard processes: push and pull of a study of
-a few hundred generated instances, atomicity on the receiver (nothing before the commit,
+a thousand generated instances, atomicity on the receiver (nothing before the commit,
 nothing after an interrupted sender, nothing on an MD5 mismatch), and the jobs' life cycle."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from conftest import Isengard
 from helpers import orthanc_error, wait_job
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
-SMALL = 300
+SMALL = 1000
 #: Small buckets, so that a few hundred small instances make many buckets and a large
 #: instance is split.
 TRANSFERS = {"Threads": 3, "BucketSize": 64, "PeerConnectivityTimeout": 2}
@@ -60,8 +60,10 @@ def upload_study(server: Isengard, count: int, large: int = 0) -> str:
 
 def md5s(server: Isengard, study: str) -> dict[str, str]:
     """Each instance of the study by ID, with the MD5 of its file."""
-    return {i["ID"]: hashlib.md5(server.get(f"/instances/{i['ID']}/file").content).hexdigest()
-            for i in server.json(f"/studies/{study}/instances")}
+    def md5(instance: str) -> tuple[str, str]:
+        return instance, hashlib.md5(server.get(f"/instances/{instance}/file").content).hexdigest()
+    with ThreadPoolExecutor(4) as pool:
+        return dict(pool.map(md5, [i["ID"] for i in server.json(f"/studies/{study}/instances")]))
 
 
 def peers(*servers: Isengard, **extra: Any) -> dict[str, Any]:
@@ -204,15 +206,17 @@ SLOW = {"Threads": 1, "BucketSize": 1, "PeerConnectivityTimeout": 1}
 
 def test_sender_killed_leaves_nothing_then_the_restored_job_completes(
         make_isengard: Callable[..., Isengard]) -> None:
-    receiver = make_isengard(Transfers=SLOW)
-    sender = make_isengard(Transfers=SLOW, **peers(receiver))
+    # Buckets of ~5 small instances, two at a time: the sender is killed well before the end.
+    transfers = {"Threads": 2, "BucketSize": 8, "PeerConnectivityTimeout": 1}
+    receiver = make_isengard(Transfers=transfers)
+    sender = make_isengard(Transfers=transfers, **peers(receiver))
     study = upload_study(sender, SMALL)
     job = sender.post("/transfers/send", json.dumps({
         "Resources": [{"Level": "Study", "ID": study}], "Peer": "peer0", "Compression": "none"})).json()["ID"]
     wait_until(lambda: sender.json(f"/jobs/{job}")["Content"].get("CompletedHttpQueries", 0) > 20)
     sender.kill()
     assert staged_files(receiver) != []
-    wait_until(lambda: staged_files(receiver) == [], timeout=5)
+    wait_until(lambda: staged_files(receiver) == [])
     assert receiver.json("/instances") == [] and receiver.json("/changes")["Changes"] == []
 
     sender.start()  # SaveJobs: the job is back, and starts over
@@ -223,7 +227,7 @@ def test_sender_killed_leaves_nothing_then_the_restored_job_completes(
 def test_pause_resume_cancel_resubmit(make_isengard: Callable[..., Isengard]) -> None:
     receiver = make_isengard(Transfers=SLOW)
     sender = make_isengard(Transfers=SLOW, JobsMaxRetries=0, **peers(receiver))
-    study = upload_study(sender, SMALL // 2)
+    study = upload_study(sender, 150)
     body = json.dumps({"Resources": [{"Level": "Study", "ID": study}], "Peer": "peer0", "Compression": "gzip"})
     job = sender.post("/transfers/send", body).json()["ID"]
     wait_until(lambda: sender.json(f"/jobs/{job}")["Content"].get("CompletedHttpQueries", 0) > 5)
@@ -232,7 +236,7 @@ def test_pause_resume_cancel_resubmit(make_isengard: Callable[..., Isengard]) ->
     assert 0 < paused["Progress"] < 100
     assert sender.post(f"/jobs/{job}/resume").status_code == 200
     assert wait_job(sender, job)["State"] == "Success"
-    assert len(receiver.json("/instances")) == SMALL // 2
+    assert len(receiver.json("/instances")) == 150
     receiver.clear()
 
     job = sender.post("/transfers/send", body).json()["ID"]
@@ -249,7 +253,7 @@ def test_pause_resume_cancel_resubmit(make_isengard: Callable[..., Isengard]) ->
     receiver.start()
     assert sender.post(f"/jobs/{job}/resubmit").status_code == 200
     assert wait_job(sender, job)["State"] == "Success"
-    assert len(receiver.json("/instances")) == SMALL // 2
+    assert len(receiver.json("/instances")) == 150
 
 
 def test_retry_while_the_receiver_restarts(make_isengard: Callable[..., Isengard]) -> None:

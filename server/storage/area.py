@@ -118,6 +118,21 @@ class StorageArea:
                       len(data), plain, COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
 
     @off_loop
+    def adopt(self, path: Path, data: bytes) -> Staged:
+        """Stage a file that the caller hands over, ``data`` being its content: moved under
+        ``tmp/`` when it is stored as is (no second write), else staged from ``data``
+        (compressed) and removed.  ``path`` must be on the storage area's file system."""
+        if self.compress:
+            staged = self.stage(data)
+            path.unlink(missing_ok=True)
+            return staged
+        file_uuid = str(uuid.uuid4())
+        os.replace(path, os.path.join(self._tmp, file_uuid))
+        md5 = hashlib.md5(data).hexdigest()
+        self.metrics.increment("orthanc_storage_written_bytes", len(data))
+        return Staged(file_uuid, len(data), md5, len(data), md5, COMPRESSION_NONE)
+
+    @off_loop
     def publish(self, file_uuid: str) -> None:
         """Move a staged file to its final place (after the index committed it).
 

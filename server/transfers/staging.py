@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("isengard.transfers")
 
 _READ_PIECE = 1024 * 1024
+#: Instances indexed in one transaction at a commit: large enough to spread a
+#: transaction's cost, small enough that a batch of large instances stays modest in memory.
+COMMIT_BATCH = 32
 
 
 def clear_staging(root: Path) -> None:
@@ -88,19 +91,22 @@ class DownloadArea:
                                    f"Bad MD5 sum in a transferred DICOM instance: {info.id}")
 
     def commit(self, store: Store, threads: int, first: int = 0, count: int | None = None) -> int:
-        """Store instances ``first`` to ``first + count`` (all by default) in ID order, on
-        ``threads`` threads (file reads, parsing and writes overlap; the index serializes its
-        transactions); how many were stored.  Call :meth:`check` before the first."""
+        """Store instances ``first`` to ``first + count`` (all by default) in ID order, in
+        batches of :data:`COMMIT_BATCH` handed over to :meth:`Store.ingest_files` (one index
+        transaction each, files moved rather than copied), ``threads`` batches at a time;
+        how many were stored.  Call :meth:`check` before the first."""
         ordered = sorted(self.instances)[first:None if count is None else first + count]
+        batches = [[self._path(instance_id) for instance_id in ordered[start:start + COMMIT_BATCH]]
+                   for start in range(0, len(ordered), COMMIT_BATCH)]
 
-        def ingest(instance_id: str) -> None:
-            store.ingest(self._path(instance_id).read_bytes(), Origin(kind="Plugins"))
-        if threads <= 1 or len(ordered) <= 1:
-            for instance_id in ordered:
-                ingest(instance_id)
+        def ingest(paths: list[Path]) -> None:
+            store.ingest_files(paths, Origin(kind="Plugins"))
+        if threads <= 1 or len(batches) <= 1:
+            for batch in batches:
+                ingest(batch)
         else:
-            with ThreadPoolExecutor(min(threads, len(ordered)), thread_name_prefix="transfers-commit") as pool:
-                list(pool.map(ingest, ordered))
+            with ThreadPoolExecutor(min(threads, len(batches)), thread_name_prefix="transfers-commit") as pool:
+                list(pool.map(ingest, batches))
         return len(ordered)
 
     def discard(self) -> None:
