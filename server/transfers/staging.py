@@ -31,6 +31,7 @@ _READ_PIECE = 1024 * 1024
 #: Instances indexed in one transaction at a commit: large enough to spread a
 #: transaction's cost, small enough that a batch of large instances stays modest in memory.
 COMMIT_BATCH = 32
+COMMIT_BATCH_BYTES = 8 * 1024 * 1024
 
 
 def clear_staging(root: Path) -> None:
@@ -92,12 +93,12 @@ class DownloadArea:
 
     def commit(self, store: Store, threads: int, first: int = 0, count: int | None = None) -> int:
         """Store instances ``first`` to ``first + count`` (all by default) in ID order, in
-        batches of :data:`COMMIT_BATCH` handed over to :meth:`Store.ingest_files` (one index
+        batches of :data:`COMMIT_BATCH` (at most :data:`COMMIT_BATCH_BYTES`, or one larger
+        instance) handed over to :meth:`Store.ingest_files` (one index
         transaction each, files moved rather than copied), ``threads`` batches at a time;
         how many were stored.  Call :meth:`check` before the first."""
         ordered = sorted(self.instances)[first:None if count is None else first + count]
-        batches = [[self._path(instance_id) for instance_id in ordered[start:start + COMMIT_BATCH]]
-                   for start in range(0, len(ordered), COMMIT_BATCH)]
+        batches = self._batches(ordered)
 
         def ingest(paths: list[Path]) -> None:
             store.ingest_files(paths, Origin(kind="Plugins"))
@@ -108,6 +109,19 @@ class DownloadArea:
             with ThreadPoolExecutor(min(threads, len(batches)), thread_name_prefix="transfers-commit") as pool:
                 list(pool.map(ingest, batches))
         return len(ordered)
+
+    def _batches(self, ordered: list[str]) -> list[list[Path]]:
+        """``ordered`` cut into batches of :data:`COMMIT_BATCH` and :data:`COMMIT_BATCH_BYTES`."""
+        batches: list[list[Path]] = []
+        size = 0
+        for instance_id in ordered:
+            info = self.instances[instance_id]
+            if not batches or len(batches[-1]) == COMMIT_BATCH or size + info.size > COMMIT_BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(self._path(instance_id))
+            size += info.size
+        return batches
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
