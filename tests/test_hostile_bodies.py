@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import socket
+import subprocess
 import threading
 import time
 import zipfile
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Isengard, sample
+from conftest import Isengard, dcmtk, dcmtk_env, sample
 
 CT = sample("ColorTestMalaterre.dcm")
 MB = 1024 * 1024
@@ -262,6 +263,21 @@ def test_one_gigabyte_dicom_file_is_stored_in_bounded_memory(isengard: Isengard,
     assert answer.json()["Status"] == "Success"
     assert peak_rss_kb(isengard) < RSS_LIMIT_KB
     instance = answer.json()["ID"]
+    assert isengard.json(f"/instances/{instance}/attachments/dicom/size") > 1024 * MB
+    assert isengard.json(f"/instances/{instance}")["MainDicomTags"]["NumberOfFrames"] == "1024"
+    assert isengard.post(f"/instances/{instance}/attachments/dicom/verify-md5", b"").status_code == 200
+
+
+def test_one_gigabyte_c_store_is_stored_in_bounded_memory(isengard: Isengard, tmp_path: Path) -> None:
+    """The same file over DICOM (dcmtk's storescu): the dataset goes to a file as its
+    fragments arrive, never into the server's memory, and is stored intact."""
+    path = _large_dicom(tmp_path / "large.dcm", 1024)
+    result = subprocess.run([dcmtk("storescu"), "-aec", isengard.aet, "127.0.0.1", str(isengard.dicom_port),
+                             str(path)], capture_output=True, text=True, timeout=300, env=dcmtk_env())
+    path.unlink()
+    assert result.returncode == 0, result.stderr
+    assert peak_rss_kb(isengard) < RSS_LIMIT_KB
+    [instance] = isengard.json("/instances")
     assert isengard.json(f"/instances/{instance}/attachments/dicom/size") > 1024 * MB
     assert isengard.json(f"/instances/{instance}")["MainDicomTags"]["NumberOfFrames"] == "1024"
     assert isengard.post(f"/instances/{instance}/attachments/dicom/verify-md5", b"").status_code == 200
