@@ -89,6 +89,8 @@ class Server(ABC):
     process: subprocess.Popen[bytes] | None = None
     extra_config: dict[str, Any] = field(default_factory=dict)
     startup_seconds: float = 0.0
+    #: Whether ``start`` wipes the storage folder (not one that the nodes of a cluster share).
+    owns_storage: bool = True
 
     @property
     def url(self) -> str:
@@ -125,7 +127,8 @@ class Server(ABC):
     def start(self) -> None:
         """Start on an empty storage folder and wait until ``GET /system`` answers; the time
         that took is ``startup_seconds``."""
-        shutil.rmtree(self.storage, ignore_errors=True)
+        if self.owns_storage:
+            shutil.rmtree(self.storage, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / f"{self.name}.json"
         config_path.write_text(json.dumps({**self.config(), **self.extra_config}, indent=2))
