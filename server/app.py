@@ -372,6 +372,7 @@ class Server:
         self.stability.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         await asyncio.get_running_loop().run_in_executor(None, self.index.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.area.close)
         logging.getLogger().removeHandler(self.log_counter)
 
 
