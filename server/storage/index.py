@@ -670,13 +670,14 @@ class Index:
     # their last instance live in the index, so that every node sharing it sees them and
     # they survive a restart; a deleted resource's row goes with it (ON DELETE CASCADE).
 
-    _TOUCH_UNSTABLE = ("INSERT INTO UnstableResources VALUES(?, ?, ?) "
-                       "ON CONFLICT(id) DO UPDATE SET lastUpdate=excluded.lastUpdate")
-
-    def touch_unstable(self, db: Connection, resources: Iterable[tuple[int, Level]]) -> None:
-        """Inside an ingest's transaction: these resources got an instance now."""
+    @staticmethod
+    def touch_unstable(db: Connection, resources: list[tuple[int, Level]]) -> None:
+        """Inside an ingest's transaction: these resources got an instance now (one
+        statement, one round trip to PostgreSQL)."""
         now = time.time()
-        db.executemany(self._TOUCH_UNSTABLE, [(rid, int(level), now) for rid, level in resources])
+        db.execute("INSERT INTO UnstableResources VALUES" + ",".join(["(?, ?, ?)"] * len(resources))
+                   + " ON CONFLICT(id) DO UPDATE SET lastUpdate=excluded.lastUpdate",
+                   [value for rid, level in resources for value in (rid, int(level), now)])
 
     def is_unstable(self, internal_id: int) -> bool:
         with self.reading() as db:
