@@ -102,9 +102,8 @@ class NodeFolders:
         if self._lock is None:
             return
         _remove_if_empty(self.removals)
-        if [entry.name for entry in self.tmp.iterdir()] == [LOCK_NAME]:
-            (self.tmp / LOCK_NAME).unlink(missing_ok=True)
-            _remove_if_empty(self.tmp)
+        if all(path.name == LOCK_NAME for path in self.tmp.rglob("*") if not path.is_dir()):
+            shutil.rmtree(self.tmp, ignore_errors=True)  # empty folders (transfers) aside
         os.close(self._lock)
         self._lock = None
 
