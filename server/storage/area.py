@@ -103,7 +103,7 @@ class NodeFolders:
             return
         _remove_if_empty(self.removals)
         if all(path.name == LOCK_NAME for path in self.tmp.rglob("*") if not path.is_dir()):
-            shutil.rmtree(self.tmp, ignore_errors=True)  # empty folders (transfers) aside
+            shutil.rmtree(self.tmp, ignore_errors=True)  # only the lock and empty folders left
         os.close(self._lock)
         self._lock = None
 
@@ -123,9 +123,10 @@ def _claim(folder: Path) -> Iterator[bool]:
         fd = os.open(folder / LOCK_NAME, os.O_RDWR)
     except FileNotFoundError:
         try:
-            yield time.time() - folder.stat().st_mtime > BIRTH_GRACE_SECONDS
+            abandoned = time.time() - folder.stat().st_mtime > BIRTH_GRACE_SECONDS
         except FileNotFoundError:
-            yield False
+            abandoned = False
+        yield abandoned
         return
     try:
         try:
