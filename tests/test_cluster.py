@@ -198,7 +198,7 @@ def test_overwriting_nodes_leave_one_file_per_instance(cluster: Callable[..., Cl
 def test_a_dead_nodes_stabilities_fire_on_a_live_node(cluster: Callable[..., Cluster]) -> None:
     """A node killed (-9) right after an ingest: another node makes the study stable. The
     dead node's staged files are recovered at its restart, never a live node's."""
-    nodes_of = cluster(StableAge=2)
+    nodes_of = cluster(StableAge=3)  # the kill comes well before the doomed node could claim
     doomed, live = nodes_of.start("doomed", "live")
     stored = doomed.upload(_instances(1)[0])
     assert live.process is not None and doomed.process is not None
