@@ -156,8 +156,8 @@ class Server:
         self.archive_services = ArchiveServices(
             config, self.index, self.store,
             ArchiveFiles(self.jobs_directory, int(config["MediaArchiveSize"])), self._encoding)
-        self.transfers = Transfers(config, self.index, self.store, self._peers,
-                                   config.resolve_path(config["StorageDirectory"]) / "transfers")
+        # In this process's staging folder: nodes sharing the storage area clear their own only.
+        self.transfers = Transfers(config, self.index, self.store, self._peers, self.area.tmp / "transfers")
         self.job_registry = job_registry(JobServices(config, self.send_services, self.modification_services,
                                                      self.archive_services, self.commitment,
                                                      self.transfers.job_services))
@@ -372,6 +372,7 @@ class Server:
         self.stability.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         await asyncio.get_running_loop().run_in_executor(None, self.index.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.area.close)
         logging.getLogger().removeHandler(self.log_counter)
 
 

@@ -102,7 +102,7 @@ class ResourceViews:
             result["IndexInSeries"] = _int_or_none(metadata.get(Metadata.IndexInSeries))
             return result
         result[_CHILDREN_KEY[level]] = index.children_ids(resource.internal_id)
-        result["IsStable"] = self.stability.is_stable(resource.public_id)
+        result["IsStable"] = self.stability.is_stable(resource.internal_id)
         result["LastUpdate"] = metadata.get(Metadata.LastUpdate)
         if level is Level.SERIES:
             result["ExpectedNumberOfInstances"] = _int_or_none(

@@ -235,6 +235,8 @@ class Store:
         deleted += recycled
         obsolete += recycled_files
         internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now)
+        self.index.touch_unstable(db, [(internal[level], level)
+                                       for level in (Level.SERIES, Level.STUDY, Level.PATIENT)])
         self.index.add_attachment(db, internal[Level.INSTANCE], Attachment(
             ATTACHMENT_DICOM, staged.uuid, staged.size, staged.uncompressed_size,
             staged.compression, staged.uncompressed_md5, staged.md5))

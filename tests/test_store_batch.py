@@ -57,11 +57,13 @@ class Setup:
         return paths
 
     def stored_files(self) -> list[Path]:
-        return [Path(folder) / name for folder, _, names in os.walk(self.area.root)
-                for name in names if Path(folder).parent.parent == self.area.root]
+        """The files in Orthanc's two levels of folders (not under ``tmp/``)."""
+        return [Path(folder) / name for folder, _, names in os.walk(self.area.root) for name in names
+                if Path(folder).parent.parent == self.area.root and len(Path(folder).name) == 2
+                and len(Path(folder).parent.name) == 2]
 
     def staged_files(self) -> list[str]:
-        return os.listdir(self.area.tmp)
+        return [name for name in os.listdir(self.area.tmp) if name != ".lock"]
 
 
 @pytest.fixture

@@ -71,9 +71,10 @@ def peers(*servers: Isengard, **extra: Any) -> dict[str, Any]:
 
 
 def staged_files(server: Isengard) -> list[Path]:
-    """What the server stages (``os.walk`` ignores folders removed while it looks)."""
-    root = server.workdir / "storage" / "transfers"
-    return [Path(folder) / name for folder, _, names in os.walk(root) for name in names]
+    """What the server stages, in its node's staging folder (``os.walk`` ignores folders
+    removed while it looks)."""
+    return [Path(folder) / name for root in (server.workdir / "storage" / "tmp").glob("*/transfers")
+            for folder, _, names in os.walk(root) for name in names]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 15) -> None:

@@ -30,7 +30,7 @@ class ScriptStorageArea(StorageArea):
 
     def __init__(self, local: StorageArea, create: Callable[..., Any], read: Callable[..., Any],
                  remove: Callable[..., Any]) -> None:
-        super().__init__(local.root, local.compress, local.metrics)
+        super().__init__(local.root, local.compress, local.metrics, local.node)
         self._create = create
         self._read = read
         self._remove = remove

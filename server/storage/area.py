@@ -11,18 +11,27 @@ them commits, and the journal is dropped once the files are gone.  At start-up
 the journals left by a crash are replayed: a file is removed only if the index
 does not know its UUID (the transaction may not have committed), so no file of
 a live instance is ever removed and none of a deleted one is left behind.
+
+Several nodes may share one storage area (and one PostgreSQL index): each process
+stages and journals in its own folders, ``tmp/<node>/`` and ``removals/<node>/``, and
+holds an ``flock`` on ``tmp/<node>/.lock`` for as long as it lives.  Start-up recovery
+only touches the folders whose lock nobody holds: those of dead processes, never a
+live node's in-flight uploads or deletions.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import mmap
 import os
 import shutil
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +47,12 @@ log = logging.getLogger("isengard.storage")
 
 #: Pieces in which a file is hashed, compressed and written.
 PIECE = 1024 * 1024
+
+#: The lock file of a node's staging folder, held (``flock``) while its process lives.
+LOCK_NAME = ".lock"
+
+#: A node folder without its lock file is being made; past this age, its maker died then.
+BIRTH_GRACE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -62,20 +77,87 @@ def pieces(data: bytes | mmap.mmap) -> Iterator[memoryview]:
             data.madvise(mmap.MADV_DONTNEED, start, min(PIECE, len(view) - start))
 
 
+class NodeFolders:
+    """This process's own ``tmp/<node>/`` and ``removals/<node>/``, and the lock that tells
+    the other nodes sharing the area that it is alive.
+
+    The lock file is made under a passing name, locked, then renamed into place: a folder
+    whose ``.lock`` exists but is not locked is never one being made.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.tmp = root / "tmp" / self.name
+        self.removals = root / "removals" / self.name
+        self.tmp.mkdir(parents=True)
+        partial = self.tmp / f"{LOCK_NAME}.{uuid.uuid4().hex}"
+        self._lock: int | None = os.open(partial, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(partial, self.tmp / LOCK_NAME)
+        self.removals.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Remove the folders when nothing is left in them, then let the lock go (what is
+        left is then another node's, or the next start's, to recover)."""
+        if self._lock is None:
+            return
+        _remove_if_empty(self.removals)
+        if all(path.name == LOCK_NAME for path in self.tmp.rglob("*") if not path.is_dir()):
+            shutil.rmtree(self.tmp, ignore_errors=True)  # only the lock and empty folders left
+        os.close(self._lock)
+        self._lock = None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+@contextmanager
+def _claim(folder: Path) -> Iterator[bool]:
+    """Whether ``folder`` is a dead process's node folder; its lock is held by this process
+    for the block, so that two nodes starting together do not recover it both."""
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            abandoned = time.time() - folder.stat().st_mtime > BIRTH_GRACE_SECONDS
+        except FileNotFoundError:
+            abandoned = False
+        yield abandoned
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 class StorageArea:
     """Files named by UUID under ``root/ab/cd/abcd...``, optionally zlib-compressed."""
 
-    def __init__(self, root: Path, compress: bool = False, metrics: Metrics | None = None) -> None:
+    def __init__(self, root: Path, compress: bool = False, metrics: Metrics | None = None,
+                 node: NodeFolders | None = None) -> None:
         self.root = root
         self.compress = compress
         self.metrics = metrics or Metrics(enabled=False)
-        self.tmp = root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.removals = root / "removals"
-        self.removals.mkdir(exist_ok=True)
+        self.node = node or NodeFolders(root)
+        #: Where this process stages its files (and spools large uploads).
+        self.tmp = self.node.tmp
+        self.removals = self.node.removals
+        self.tmp_root, self.removals_root = root / "tmp", root / "removals"
         #: Plain strings for the per-file paths (``pathlib`` costs ~10 us a join).
         self._root, self._tmp = str(root), str(self.tmp)
         self._folders: set[str] = set()
+
+    def close(self) -> None:
+        self.node.close()
 
     def path(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
@@ -137,7 +219,9 @@ class StorageArea:
         """Move a staged file to its final place (after the index committed it).
 
         The two folder levels are made once (65,536 at most): a ``mkdir`` per file was
-        ~35 us of a ~2 ms ingest.  A folder removed behind the server's back is made again."""
+        ~35 us of a ~2 ms ingest.  A folder removed behind the server's back is made again.
+        A staged file already gone was removed by a writer that deleted or overwrote the
+        instance right after its commit (see :meth:`remove`): nothing is left to publish."""
         folder = os.path.join(self._root, file_uuid[0:2], file_uuid[2:4])
         source, target = os.path.join(self._tmp, file_uuid), os.path.join(folder, file_uuid)
         if folder not in self._folders:
@@ -147,7 +231,8 @@ class StorageArea:
             os.replace(source, target)
         except FileNotFoundError:
             if not os.path.exists(source):
-                raise
+                log.info("Staged file %s removed before it was published", file_uuid)
+                return
             os.makedirs(folder, exist_ok=True)
             os.replace(source, target)
 
@@ -173,8 +258,23 @@ class StorageArea:
         self.metrics.increment("orthanc_storage_read_bytes", len(data))
         return data
 
+    def _places(self, file_uuid: str) -> Iterator[Path]:
+        """Where a file may be: its place, else still staged (committed, not yet moved) by
+        this node or by another one sharing the area."""
+        yield self.path(file_uuid)
+        yield self.tmp / file_uuid
+        for folder in self._other_staging_folders():
+            yield folder / file_uuid
+
+    def _other_staging_folders(self) -> list[Path]:
+        try:
+            return [Path(entry.path) for entry in os.scandir(self.tmp_root)
+                    if entry.is_dir() and entry.name != self.node.name]
+        except FileNotFoundError:
+            return []
+
     def _read_raw_range(self, file_uuid: str, offset: int, size: int) -> bytes:
-        for candidate in (self.path(file_uuid), self.tmp / file_uuid):
+        for candidate in self._places(file_uuid):
             try:
                 with candidate.open("rb") as stream:
                     stream.seek(offset)
@@ -184,7 +284,7 @@ class StorageArea:
         raise OrthancError(ErrorCode.INEXISTENT_FILE, f"Missing file in the storage area: {file_uuid}")
 
     def _read_raw(self, file_uuid: str) -> bytes:
-        for candidate in (self.path(file_uuid), self.tmp / file_uuid):
+        for candidate in self._places(file_uuid):
             try:
                 return candidate.read_bytes()
             except FileNotFoundError:
@@ -193,9 +293,16 @@ class StorageArea:
 
     @off_loop
     def remove(self, file_uuid: str) -> None:
+        """Remove a file the index no longer names.  A file not yet at its place is still
+        staged by the writer that committed it (on this node or another): removed there,
+        its writer's :meth:`publish` finds nothing to move.  A file is only ever moved from
+        a staging folder to its place, so looking there, then in the staging folders, then
+        there again cannot miss it."""
         path = self.path(file_uuid)
         with self.metrics.timer("orthanc_storage_remove_duration_ms"):
-            path.unlink(missing_ok=True)
+            if not _unlink(path) and not any(
+                    _unlink(folder / file_uuid) for folder in (self.tmp, *self._other_staging_folders())):
+                _unlink(path)
         for folder in (path.parent, path.parent.parent):
             try:
                 folder.rmdir()
@@ -225,10 +332,17 @@ class StorageArea:
             journal.unlink(missing_ok=True)
 
     @off_loop
-    def replay_removals(self, is_indexed: Callable[[str], bool]) -> int:
-        """Finish the removals a crash interrupted: only files the index no longer knows."""
+    def replay_removals(self, is_indexed: Callable[[str], bool], journals: Path | None = None) -> int:
+        """Finish the removals a crash interrupted (the journals in ``journals``, by default
+        those a former version wrote directly under ``removals/``): only files the index no
+        longer knows."""
         removed = 0
-        for journal in sorted(self.removals.iterdir()):
+        folder = journals or self.removals_root
+        if not folder.is_dir():
+            return 0
+        for journal in sorted(folder.iterdir()):
+            if not journal.is_file():
+                continue
             if journal.suffix == ".txt":
                 for file_uuid in journal.read_text().split():
                     if not is_indexed(file_uuid) and self.path(file_uuid).exists():
@@ -242,17 +356,55 @@ class StorageArea:
     @off_loop
     def recover(self, is_indexed: Callable[[str], bool]) -> tuple[int, int]:
         """Finish or roll back the ingests a crash interrupted; returns (published, removed).
-        The deletions a crash interrupted are finished too (:meth:`replay_removals`)."""
+        The deletions a crash interrupted are finished too (:meth:`replay_removals`).
+
+        Only the folders of dead processes are recovered (see :class:`NodeFolders`); files
+        directly under ``tmp/`` and ``removals/`` are a former version's, recovered as well."""
         self.replay_removals(is_indexed)
+        published, removed = self._recover_files(self.tmp_root, is_indexed)
+        for folder in list(self.tmp_root.iterdir()):
+            if not folder.is_dir() or folder.name == self.node.name:
+                continue
+            with _claim(folder) as dead:
+                if not dead:
+                    continue
+                journals = self.removals_root / folder.name
+                self.replay_removals(is_indexed, journals)
+                shutil.rmtree(journals, ignore_errors=True)
+                done, gone = self._recover_files(folder, is_indexed)
+                published, removed = published + done, removed + gone
+                shutil.rmtree(folder, ignore_errors=True)
+        for journals in list(self.removals_root.iterdir()):
+            # Journals whose node's staging folder is gone: its recovery was interrupted.
+            if journals.is_dir() and not (self.tmp_root / journals.name).exists():
+                self.replay_removals(is_indexed, journals)
+                shutil.rmtree(journals, ignore_errors=True)
+        return published, removed
+
+    def _recover_files(self, folder: Path, is_indexed: Callable[[str], bool]) -> tuple[int, int]:
+        """Publish the staged files of ``folder`` the index knows, remove the others."""
         published = removed = 0
-        for entry in list(self.tmp.iterdir()):
-            if entry.is_file() and is_indexed(entry.name):
-                self.publish(entry.name)
+        for entry in list(folder.iterdir()):
+            if not entry.is_file() or entry.name.startswith(LOCK_NAME):
+                continue
+            if is_indexed(entry.name):
+                self._publish_from(entry)
                 published += 1
             else:
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+                entry.unlink(missing_ok=True)
                 removed += 1
         return published, removed
+
+    def _publish_from(self, staged: Path) -> None:
+        target = self.path(staged.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+
+
+def _unlink(path: Path | str) -> bool:
+    """Whether there was a file to remove."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False

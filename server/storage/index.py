@@ -13,6 +13,7 @@ import hashlib
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,6 +86,10 @@ CREATE TABLE IF NOT EXISTS Queues(
     id INTEGER PRIMARY KEY AUTOINCREMENT, queueId TEXT NOT NULL, value BLOB NOT NULL,
     reservedUntil INTEGER DEFAULT NULL);
 CREATE INDEX IF NOT EXISTS QueuesIndex ON Queues(queueId, id);
+CREATE TABLE IF NOT EXISTS UnstableResources(
+    id INTEGER PRIMARY KEY REFERENCES Resources(internalId) ON DELETE CASCADE,
+    resourceType INTEGER NOT NULL, lastUpdate REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS UnstableResourcesAge ON UnstableResources(lastUpdate);
 """
 
 
@@ -132,6 +137,10 @@ class Change(IntEnum):
     UpdatedAttachment = 17
     UpdatedMetadata = 18
 
+
+#: The change logged when a resource of a level becomes stable.
+STABLE_CHANGE = {Level.PATIENT: Change.StablePatient, Level.STUDY: Change.StableStudy,
+                 Level.SERIES: Change.StableSeries}
 
 #: Orthanc's FileContentType for the DICOM file itself.
 ATTACHMENT_DICOM = 1
@@ -655,6 +664,66 @@ class Index:
                            "ON CONFLICT(id, type) DO UPDATE SET value=excluded.value, "
                            "revision=Metadata.revision+1", (internal_id, kind, value))
         return True
+
+    # -- stability -------------------------------------------------------------------
+    # The unstable resources and the time (seconds since the epoch, the nodes' clocks) of
+    # their last instance live in the index, so that every node sharing it sees them and
+    # they survive a restart; a deleted resource's row goes with it (ON DELETE CASCADE).
+
+    @staticmethod
+    def touch_unstable(db: Connection, resources: list[tuple[int, Level]]) -> None:
+        """Inside an ingest's transaction: these resources got an instance now (one
+        statement, one round trip to PostgreSQL)."""
+        now = time.time()
+        db.execute("INSERT INTO UnstableResources VALUES" + ",".join(["(?, ?, ?)"] * len(resources))
+                   + " ON CONFLICT(id) DO UPDATE SET lastUpdate=excluded.lastUpdate",
+                   [value for rid, level in resources for value in (rid, int(level), now)])
+
+    def is_unstable(self, internal_id: int) -> bool:
+        with self.reading() as db:
+            return db.execute("SELECT 1 FROM UnstableResources WHERE id=?",
+                              (internal_id,)).fetchone() is not None
+
+    def set_unstable(self, resource: Resource) -> bool:
+        """Restart the stability period of ``resource``; whether it was stable."""
+        with self.transaction() as db:
+            was_stable = db.execute("SELECT 1 FROM UnstableResources WHERE id=?",
+                                    (resource.internal_id,)).fetchone() is None
+            self.touch_unstable(db, [(resource.internal_id, resource.level)])
+        return was_stable
+
+    def due_unstable(self, before: float) -> list[Resource]:
+        """The unstable resources whose last instance came before ``before``: series, then
+        study, then patient for the same instance, as they became unstable together."""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT r.internalId, r.resourceType, r.publicId, r.parentId FROM UnstableResources u "
+                "JOIN Resources r ON r.internalId=u.id WHERE u.lastUpdate<=? "
+                "ORDER BY u.lastUpdate, u.resourceType DESC", (before,)).fetchall()
+        return [Resource(r[0], Level(r[1]), r[2], r[3]) for r in rows]
+
+    def claim_stable(self, resources: list[Resource], before: float | None) -> list[Resource]:
+        """Make stable those of ``resources`` still unstable (and, with ``before``, with no
+        instance since): each one's Stable* change is logged in the same transaction.
+
+        The DELETE is the claim: among nodes sharing the index, only the one whose DELETE
+        removed the row answers the resource, so a resource becomes stable once."""
+        if not resources:
+            return []
+        claimed: list[Resource] = []
+        with self.transaction() as db:
+            now = utc_now_iso()
+            for resource in resources:
+                if before is None:
+                    cursor = db.execute("DELETE FROM UnstableResources WHERE id=?",
+                                        (resource.internal_id,))
+                else:
+                    cursor = db.execute("DELETE FROM UnstableResources WHERE id=? AND lastUpdate<=?",
+                                        (resource.internal_id, before))
+                if cursor.rowcount == 1:
+                    self._log_change(db, STABLE_CHANGE[resource.level], resource.internal_id, now)
+                    claimed.append(resource)
+        return claimed
 
     # -- deleting --------------------------------------------------------------------
 

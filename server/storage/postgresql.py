@@ -108,6 +108,10 @@ CREATE TABLE IF NOT EXISTS Queues(
     id BIGSERIAL PRIMARY KEY, queueId TEXT COLLATE "C" NOT NULL, value BYTEA NOT NULL,
     reservedUntil BIGINT DEFAULT NULL);
 CREATE INDEX IF NOT EXISTS QueuesIndex ON Queues(queueId, id);
+CREATE TABLE IF NOT EXISTS UnstableResources(
+    id BIGINT PRIMARY KEY REFERENCES Resources(internalId) ON DELETE CASCADE,
+    resourceType INTEGER NOT NULL, lastUpdate DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS UnstableResourcesAge ON UnstableResources(lastUpdate);
 
 -- Orthanc's upper case with accents (one character for one): the database's ctype,
 -- never the "C" collation of the columns, which would change ASCII letters only.
