@@ -401,8 +401,10 @@ class Finder:
         own = [c for c in indexed if owners[c.tag] is level]  # what _matches reads in the resource's own tags
         in_sql = {c.tag: c.exact for c in own if c.exact is not None}
         folded = {c.tag: c.folded for c in own if c.folded is not None}
+        # the others that SQL can test too (ranges...): fewer candidates to read and match
+        tested = {c.tag: c.sql for c in own if c.exact is None and c.folded is None and c.sql is not None}
         remaining = [c for c in indexed if c.exact is None or in_sql.get(c.tag) != c.exact]
-        candidate_ids = list(self.index.candidates(level, in_sql, folded))
+        candidate_ids = list(self.index.candidates(level, in_sql, folded, tested))
         tags = self.index.main_tags_many(candidate_ids) if candidate_ids else {}
         cache: dict[int, dict[Tag, str]] = {}
         selected: list[Resource] = []

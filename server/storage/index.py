@@ -960,19 +960,22 @@ class Index:
         return found
 
     def candidates(self, level: Level, exact: dict[Tag, str],
-                   folded: dict[Tag, tuple[str, list[object]]] | None = None) -> Iterable[int]:
-        """Internal ids at ``level`` whose indexed tags equal ``exact`` (all of them), and
-        whose upper-cased identifiers pass ``folded``'s SQL conditions (on a column ``{v}``)."""
+                   folded: dict[Tag, tuple[str, list[object]]] | None = None,
+                   tested: dict[Tag, tuple[str, list[object]]] | None = None) -> Iterable[int]:
+        """Internal ids at ``level`` whose indexed tags equal ``exact`` (all of them), whose
+        upper-cased identifiers pass ``folded``'s SQL conditions (on a column ``{v}``), and
+        whose indexed tags pass ``tested``'s (a range of dates...)."""
         sql = "SELECT internalId FROM Resources WHERE resourceType=?"
         args: list[object] = [int(level)]
         for (group, element), value in exact.items():
             sql += (" AND internalId IN (SELECT id FROM MainDicomTags WHERE tagGroup=? "
                     "AND tagElement=? AND value=?)")
             args += [group, element, value]
-        for (group, element), (condition, values) in (folded or {}).items():
-            sql += (" AND internalId IN (SELECT id FROM DicomIdentifiers WHERE tagGroup=? "
-                    f"AND tagElement=? AND {condition.format(v='value')})")
-            args += [group, element, *values]
+        for table, conditions in (("DicomIdentifiers", folded), ("MainDicomTags", tested)):
+            for (group, element), (condition, values) in (conditions or {}).items():
+                sql += (f" AND internalId IN (SELECT id FROM {table} WHERE tagGroup=? "
+                        f"AND tagElement=? AND {condition.format(v='value')})")
+                args += [group, element, *values]
         sql += " ORDER BY internalId"
         with self.reading() as db:
             return [r[0] for r in db.execute(sql, args)]
