@@ -1,0 +1,181 @@
+"""One jobs queue for a cluster (:mod:`server.jobs.cluster`): nodes sharing a PostgreSQL
+index and a storage folder see, control and serve each other's jobs, and a node killed
+with ``kill -9`` has its jobs finished by the others, each once.
+
+The lease is shortened (``ISENGARD_JOBS_LEASE_SECONDS``, for the tests only) so that a
+takeover takes seconds, not half a minute."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from pg_cluster import PostgresCluster
+from test_jobs import _upload_study
+
+from conftest import Isengard
+from helpers import wait_job
+
+LEASE_SECONDS = 2
+CANCELED_JOB = 37
+
+Node = Callable[..., Isengard]
+
+
+@pytest.fixture
+def cluster(postgres_server: PostgresCluster, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Node, PostgresCluster, str]]:
+    """A factory of nodes on one fresh database and one storage folder."""
+    monkeypatch.setenv("ISENGARD_JOBS_LEASE_SECONDS", str(LEASE_SECONDS))
+    database = postgres_server.create_database()
+    started: list[Isengard] = []
+
+    def node(name: str, **options: Any) -> Isengard:
+        server = Isengard(tmp_path / name, PostgreSQL=postgres_server.section(database, Lock=False),
+                          StorageDirectory=str(tmp_path / "storage"), JobsHistorySize=100,
+                          MediaArchiveSize=100, **options)
+        started.append(server)
+        return server.start()
+
+    yield node, postgres_server, database
+    for server in started:
+        if server.process is not None and server.process.poll() is None:
+            server.stop()
+            server.assert_loop_never_blocked()
+
+
+def _rows(postgres: PostgresCluster, database: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with postgres.connect(database) as connection:
+        return connection.execute(sql, args).fetchall()
+
+
+def _runner(postgres: PostgresCluster, database: str, job: str, nodes: list[Isengard]) -> Isengard:
+    """The node whose worker runs ``job`` (its name in the cluster holds its process ID)."""
+    owner = _rows(postgres, database, "SELECT owner FROM ClusterJobs WHERE id=%s", job)[0][0]
+    assert owner, job
+    return next(n for n in nodes if n.process is not None and f"-{n.process.pid}-" in owner)
+
+
+def _archive(node: Isengard, study: str) -> str:
+    answer = node.post(f"/studies/{study}/archive", json={"Asynchronous": True})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["ID"]
+
+
+def _listen(node: Isengard, seen: list[tuple[str, dict[str, Any]]], stop: threading.Event) -> None:
+    """Collect ``/jobs/events`` (the Server-Sent Events) until ``stop``."""
+    with requests.get(node.url + "/jobs/events", stream=True, timeout=60) as answer:
+        name = ""
+        for line in answer.iter_lines(decode_unicode=True):
+            if stop.is_set():
+                return
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: "):
+                seen.append((name, json.loads(line[len("data: "):])))
+
+
+def test_a_job_is_seen_controlled_and_served_by_every_node(cluster: tuple[Node, PostgresCluster, str]) -> None:
+    node, _, _ = cluster
+    a, b = node("a"), node("b")
+    study = _upload_study(a, 3, "1.2.826.0.1.3680043.77.1")
+    seen: list[tuple[str, dict[str, Any]]] = []
+    stop = threading.Event()
+    threading.Thread(target=_listen, args=(b, seen, stop), daemon=True).start()
+    time.sleep(0.5)
+
+    job = _archive(a, study)
+    assert job in b.json("/jobs")
+    done = wait_job(b, job)
+    assert done["State"] == "Success" and done["Type"] == "Archive"
+    on_a = a.json(f"/jobs/{job}")
+    assert {k: v for k, v in on_a.items() if k != "Timestamp"} == {
+        k: v for k, v in done.items() if k != "Timestamp"}
+    assert b.json("/jobs?expand")[0]["ID"] == job
+    served = b.get(f"/jobs/{job}/archive")
+    assert served.status_code == 200 and served.content == a.get(f"/jobs/{job}/archive").content
+    assert len(zipfile.ZipFile(io.BytesIO(served.content)).namelist()) == 3
+
+    deadline = time.monotonic() + 10
+    while not {"submitted", "success"} <= {name for name, data in seen if data["ID"] == job}:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    stop.set()
+
+    assert b.delete(f"/jobs/{job}/archive").status_code == 200
+    assert a.get(f"/jobs/{job}/archive").status_code == 404
+    assert b.delete(f"/jobs/{job}").status_code == 200
+    assert a.get(f"/jobs/{job}").status_code == 404
+
+    # A synchronous call answers from its node, whichever node the other jobs run on.
+    synchronous = b.post(f"/studies/{study}/archive", json={})
+    assert synchronous.status_code == 200
+    assert len(zipfile.ZipFile(io.BytesIO(synchronous.content)).namelist()) == 3
+    counts = {d["State"] for d in a.json("/jobs?expand")}
+    assert counts <= {"Success"}
+
+
+def test_pause_resume_and_cancel_from_another_node_reach_the_runner(
+        cluster: tuple[Node, PostgresCluster, str]) -> None:
+    node, postgres, database = cluster
+    a, b = node("a", ConcurrentJobs=1), node("b", ConcurrentJobs=1)
+    study = _upload_study(a, 400, "1.2.826.0.1.3680043.77.2")
+    job = a.post(f"/studies/{study}/modify", json={
+        "Asynchronous": True, "Replace": {"StudyDescription": "Cluster"}}).json()["ID"]
+    wait_job(b, job, {"Running"})
+    runner = _runner(postgres, database, job, [a, b])
+    other = b if runner is a else a
+    assert other.post(f"/jobs/{job}/pause").status_code == 200
+    wait_job(other, job, {"Paused"})
+    assert other.post(f"/jobs/{job}/resume").status_code == 200
+    wait_job(other, job, {"Running"})
+    runner = _runner(postgres, database, job, [a, b])
+    other = b if runner is a else a
+    assert other.post(f"/jobs/{job}/cancel").status_code == 200
+    canceled = wait_job(other, job, timeout=15)
+    assert (canceled["State"], canceled["ErrorCode"]) == ("Failure", CANCELED_JOB)
+    assert runner.json(f"/jobs/{job}")["State"] == "Failure"
+    assert other.post(f"/jobs/{job}/resubmit").status_code == 200
+    assert wait_job(runner, job, timeout=60)["State"] == "Success"
+
+
+def test_a_killed_node_s_jobs_end_once_on_the_others(cluster: tuple[Node, PostgresCluster, str]) -> None:
+    node, postgres, database = cluster
+    a = node("a", ConcurrentJobs=2)
+    study = _upload_study(a, 200, "1.2.826.0.1.3680043.77.3")
+    jobs = [_archive(a, study) for _ in range(20)]
+
+    def states() -> dict[str, int]:
+        return dict(_rows(postgres, database, "SELECT state, count(*) FROM ClusterJobs GROUP BY state"))
+
+    deadline = time.monotonic() + 30
+    while not (states().get("Success", 0) >= 2 and states().get("Running", 0) >= 1):
+        assert time.monotonic() < deadline, states()
+        time.sleep(0.01)
+    a.kill()
+    left = states()
+    assert left.get("Running", 0) >= 1 and left.get("Success", 0) < 20, left  # killed mid-run
+
+    b, c = node("b"), node("c")
+    for job in jobs:
+        assert wait_job(b, job, timeout=40)["State"] == "Success"
+    # Once each: no job succeeded twice (A's last events may be lost with it: it sends them
+    # every 0.2 s), none failed, and B and C ran every job A had not finished.
+    successes = dict(_rows(postgres, database, "SELECT jobId, count(*) FROM ClusterJobEvents "
+                                               "WHERE kind='job_success' GROUP BY jobId"))
+    assert set(successes.values()) == {1} and len(successes) >= 20 - left.get("Success", 0)
+    assert not _rows(postgres, database, "SELECT 1 FROM ClusterJobEvents WHERE kind='job_failure'")
+    for job in jobs:
+        for server in (b, c):
+            answer = server.get(f"/jobs/{job}/archive")
+            assert answer.status_code == 200, (job, answer.text)
+        assert len(zipfile.ZipFile(io.BytesIO(answer.content)).namelist()) == 200
+    assert "taken over" not in b.log() + c.log()  # A is dead: no lease was lost by a live node
