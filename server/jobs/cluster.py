@@ -6,8 +6,8 @@ the database (a :class:`ClusterStore`) rather than in one node's memory:
 * any node lists, describes and controls any job (its saved document, which the runner
   rewrites at each state change and about once a second while it runs);
 * the workers of every node take the next job from the database (priority, then age); the
-  runner holds a *lease* on it, renewed every third of :data:`LEASE_SECONDS`.  A node that
-  dies (``kill -9``) stops renewing: once its leases end, other nodes take its jobs over
+  runner holds a *lease* on it (:data:`LEASE_SECONDS`), renewed every :data:`RENEW_SECONDS`.
+  A node that dies (``kill -9``) stops renewing: once its leases end, other nodes take its jobs over
   and run them from their saved position, as a restart does on a single node.  The final
   state is written only by the node that still holds the lease, so a job ends once;
 * a pause or cancel asked on another node than the runner's is written in the job's row
@@ -50,6 +50,9 @@ log = logging.getLogger("isengard.jobs")
 #: variable ``ISENGARD_JOBS_LEASE_SECONDS`` is for the tests only, which kill nodes and
 #: would otherwise wait half a minute for the takeover.
 LEASE_SECONDS = float(os.environ.get("ISENGARD_JOBS_LEASE_SECONDS", "30"))
+#: How often a node renews its leases and reads what other nodes asked of its jobs: a
+#: pause or cancel asked on another node reaches the runner within this time.
+RENEW_SECONDS = min(1.0, LEASE_SECONDS / 3)
 #: How long an idle worker waits before asking the database for a job again (a job
 #: submitted or resumed on any node wakes it sooner, through the events).
 CLAIM_POLL_SECONDS = 1.0
@@ -592,7 +595,7 @@ class ClusterJobsEngine(JobsEngine):
 
     def _renew_loop(self) -> None:
         """Renew this node's leases; note what other nodes asked, and the jobs taken over."""
-        while not self._halt.wait(LEASE_SECONDS / 3):
+        while not self._halt.wait(RENEW_SECONDS):
             try:
                 asked = self.store.renew()
             except Exception:  # noqa: BLE001 - the database may come back before the leases end
