@@ -20,12 +20,15 @@ import pytest
 import requests
 from pg_cluster import PostgresCluster
 from test_jobs import _upload_study
+from test_python_scripting import SCRIPTS
 
 from conftest import Isengard
 from helpers import wait_job
 
 LEASE_SECONDS = 2
 CANCELED_JOB = 37
+#: orthanc.JobStopReason, as the script's callbacks record it.
+PAUSED, CANCELED = 2, 4
 
 Node = Callable[..., Isengard]
 
@@ -125,26 +128,38 @@ def test_a_job_is_seen_controlled_and_served_by_every_node(cluster: tuple[Node, 
 
 def test_pause_resume_and_cancel_from_another_node_reach_the_runner(
         cluster: tuple[Node, PostgresCluster, str]) -> None:
+    """With a script's job that counts until it is stopped (``tests/python/jobs.py``, loaded by
+    both nodes, so that either can rebuild it); its callbacks run on the node running it."""
     node, postgres, database = cluster
-    a, b = node("a", ConcurrentJobs=1), node("b", ConcurrentJobs=1)
-    study = _upload_study(a, 400, "1.2.826.0.1.3680043.77.2")
-    job = a.post(f"/studies/{study}/modify", json={
-        "Asynchronous": True, "Replace": {"StudyDescription": "Cluster"}}).json()["ID"]
-    wait_job(b, job, {"Running"})
-    runner = _runner(postgres, database, job, [a, b])
-    other = b if runner is a else a
+    nodes = [node(name, PythonScript=str(SCRIPTS / "jobs.py")) for name in ("a", "b")]
+
+    def other_than_runner(job: str) -> tuple[Isengard, Isengard]:
+        runner = _runner(postgres, database, job, nodes)
+        return runner, nodes[1] if runner is nodes[0] else nodes[0]
+
+    answer = nodes[0].post("/counters", json={"name": "endless", "total": 10**9, "delay": 0.01})
+    job = answer.text
+    wait_job(nodes[1], job, {"Running"})
+    runner, other = other_than_runner(job)
     assert other.post(f"/jobs/{job}/pause").status_code == 200
-    wait_job(other, job, {"Paused"})
+    position = wait_job(other, job, {"Paused"}, timeout=10)["Content"]["Position"]
+    assert position > 0 and ["endless", "stop", PAUSED] in runner.json("/counters/events")["events"]
     assert other.post(f"/jobs/{job}/resume").status_code == 200
     wait_job(other, job, {"Running"})
-    runner = _runner(postgres, database, job, [a, b])
-    other = b if runner is a else a
+    runner, other = other_than_runner(job)
+    deadline = time.monotonic() + 10
+    while other.json(f"/jobs/{job}")["Content"]["Position"] <= position:  # the runner's progress
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     assert other.post(f"/jobs/{job}/cancel").status_code == 200
-    canceled = wait_job(other, job, timeout=15)
+    canceled = wait_job(other, job, timeout=10)
     assert (canceled["State"], canceled["ErrorCode"]) == ("Failure", CANCELED_JOB)
-    assert runner.json(f"/jobs/{job}")["State"] == "Failure"
+    assert ["endless", "stop", CANCELED] in runner.json("/counters/events")["events"]
     assert other.post(f"/jobs/{job}/resubmit").status_code == 200
-    assert wait_job(runner, job, timeout=60)["State"] == "Success"
+    wait_job(runner, job, {"Running"})
+    runner, other = other_than_runner(job)
+    assert other.post(f"/jobs/{job}/cancel").status_code == 200
+    assert wait_job(other, job, timeout=10)["ErrorCode"] == CANCELED_JOB
 
 
 def test_a_killed_node_s_jobs_end_once_on_the_others(cluster: tuple[Node, PostgresCluster, str]) -> None:
