@@ -194,3 +194,43 @@ def test_a_killed_node_s_jobs_end_once_on_the_others(cluster: tuple[Node, Postgr
             assert answer.status_code == 200, (job, answer.text)
         assert len(zipfile.ZipFile(io.BytesIO(answer.content)).namelist()) == 200
     assert "taken over" not in b.log() + c.log()  # A is dead: no lease was lost by a live node
+
+
+def test_a_synchronous_caller_is_answered_when_another_node_ran_its_job(
+        cluster: tuple[Node, PostgresCluster, str]) -> None:
+    """A synchronous job runs on its caller's node, unless it was paused and resumed: then the
+    first free worker of the cluster takes it, here the other node's (the caller's only one is
+    busy), and the caller is answered when that node ends it."""
+    node, postgres, database = cluster
+    nodes = [node(name, ConcurrentJobs=1, PythonScript=str(SCRIPTS / "jobs.py")) for name in ("a", "b")]
+    study = _upload_study(nodes[0], 2, "1.2.826.0.1.3680043.77.4")
+    endless = nodes[0].post("/counters", json={"name": "busy", "total": 10**9, "delay": 0.01}).text
+    wait_job(nodes[0], endless, {"Running"})
+    caller = _runner(postgres, database, endless, nodes)
+    other = nodes[1] if caller is nodes[0] else nodes[0]
+    answers: list[requests.Response] = []
+    call = threading.Thread(target=lambda: answers.append(caller.post(
+        f"/studies/{study}/modify", json={"Replace": {"StudyDescription": "Elsewhere"}})))
+    call.start()
+    deadline = time.monotonic() + 10
+    while not (waiting := [d["ID"] for d in other.json("/jobs?expand") if d["Type"] == "ResourceModification"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    job = waiting[0]
+    assert other.json(f"/jobs/{job}")["State"] == "Pending"  # held for the caller's busy node
+    assert other.post(f"/jobs/{job}/pause").status_code == 200
+    wait_job(other, job, {"Paused"})
+    assert other.post(f"/jobs/{job}/resume").status_code == 200
+    call.join(timeout=30)
+    assert answers and answers[0].status_code == 200, answers
+    answer = answers[0].json()
+    assert answer["Type"] == "Study" and answer["Path"] == f"/studies/{answer['ID']}"
+    assert caller.json(f"/studies/{answer['ID']}")["MainDicomTags"]["StudyDescription"] == "Elsewhere"
+    assert other.process is not None
+    deadline = time.monotonic() + 5
+    while not (ran := _rows(postgres, database, "SELECT node FROM ClusterJobEvents WHERE jobId=%s "
+                                                "AND kind='job_running'", job)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [f"-{other.process.pid}-" in name for (name,) in ran] == [True]
+    assert other.post(f"/jobs/{endless}/cancel").status_code == 200
