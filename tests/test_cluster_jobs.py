@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import threading
 import time
 import zipfile
@@ -28,7 +29,7 @@ from helpers import wait_job
 LEASE_SECONDS = 2
 CANCELED_JOB = 37
 #: orthanc.JobStopReason, as the script's callbacks record it.
-PAUSED, CANCELED = 2, 4
+SUCCESS, PAUSED, CANCELED = 1, 2, 4
 
 Node = Callable[..., Isengard]
 
@@ -234,3 +235,35 @@ def test_a_synchronous_caller_is_answered_when_another_node_ran_its_job(
         time.sleep(0.05)
     assert [f"-{other.process.pid}-" in name for (name,) in ran] == [True]
     assert other.post(f"/jobs/{endless}/cancel").status_code == 200
+
+
+def test_a_stalled_runner_loses_its_job_to_another_node_which_ends_it_once(
+        cluster: tuple[Node, PostgresCluster, str]) -> None:
+    """A node frozen (SIGSTOP) beyond its lease: another node takes its job over from the saved
+    position; woken up, the first node drops its run without saving or announcing it."""
+    node, postgres, database = cluster
+    nodes = [node(name, PythonScript=str(SCRIPTS / "jobs.py")) for name in ("a", "b")]
+    job = nodes[0].post("/counters", json={"name": "frozen", "total": 400, "delay": 0.01}).text
+    wait_job(nodes[0], job, {"Running"})
+    stalled = _runner(postgres, database, job, nodes)
+    other = nodes[1] if stalled is nodes[0] else nodes[0]
+    assert stalled.process is not None
+    stalled.process.send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 15
+        while _runner(postgres, database, job, nodes) is stalled:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        stalled.process.send_signal(signal.SIGCONT)
+    done = wait_job(other, job, timeout=30)
+    assert (done["State"], done["Content"]["Position"]) == ("Success", 400)
+    deadline = time.monotonic() + 5
+    while "was taken over by another node" not in stalled.log():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)  # the events of both nodes are in the database
+    successes = _rows(postgres, database, "SELECT node FROM ClusterJobEvents WHERE jobId=%s "
+                                          "AND kind='job_success'", job)
+    assert len(successes) == 1 and f"-{other.process.pid}-" in successes[0][0]
+    assert ["frozen", "stop", SUCCESS] not in stalled.json("/counters/events")["events"]

@@ -313,7 +313,8 @@ class ClusterJobsEngine(JobsEngine):
                         self._callers.pop(job_id, None)
 
     def _outcome(self, job_id: str) -> JobRecord | None:
-        """The finished job (the object that ran, when it ran here); None while it runs."""
+        """The finished job; None while it runs.  The object that ran it if it ran here, else
+        its saved document, whose ``Content`` is what a job answers a synchronous call."""
         document = self.store.load(job_id)
         if document is None:
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown job: {job_id}")
@@ -323,11 +324,7 @@ class ClusterJobsEngine(JobsEngine):
             local = self._jobs.get(job_id)
         if local is not None and local.finished:
             return local
-        try:
-            job = self.registry.restore(document["Type"], document["Job"])
-        except Exception:  # noqa: BLE001 - its answer is then its saved content
-            job = SavedJob(document)
-        return record_from_document(job_id, document, job)
+        return record_from_document(job_id, document, SavedJob(document))
 
     def watch(self, listener: Listener) -> None:
         super().watch(listener)
@@ -556,6 +553,16 @@ class ClusterJobsEngine(JobsEngine):
             self._trim()
             self._wake_callers(record.id)
 
+    def _conclude(self, record: JobRecord, result: StepResult | None) -> None:
+        """As on a single node, unless another node took the job over meanwhile (this node
+        stalled beyond its lease): then nothing of this run is saved or announced."""
+        with self._lock:
+            released = record.released
+            if released:
+                record.running_since = None
+        if not released:
+            super()._conclude(record, result)
+
     def _forget(self, record: JobRecord) -> None:
         """Out of this node's memory only: the cluster's history is trimmed in the database."""
         self._jobs.pop(record.id, None)
@@ -661,6 +668,9 @@ class ClusterJobsEngine(JobsEngine):
         with self._lock:
             if kind in (Kind.JOB_RUNNING, Kind.JOB_SUCCESS, Kind.JOB_FAILURE, Kind.JOB_CANCELED):
                 self._offered.pop(stored.job_id, None)  # another node ran it: its object is stale
+                local = self._jobs.get(stored.job_id)
+                if local is not None and local.finished:  # as this node's former run ended
+                    self._jobs.pop(stored.job_id)
             watchers = list(self._watchers)
         if kind in (Kind.JOB_SUBMITTED, Kind.JOB_RESUMED, Kind.JOB_RESUBMITTED, Kind.JOB_RETRY,
                     Kind.JOB_PAUSED):
