@@ -267,3 +267,26 @@ def test_a_stalled_runner_loses_its_job_to_another_node_which_ends_it_once(
                                           "AND kind='job_success'", job)
     assert len(successes) == 1 and f"-{other.process.pid}-" in successes[0][0]
     assert ["frozen", "stop", SUCCESS] not in stalled.json("/counters/events")["events"]
+
+
+def test_jobs_a_node_saved_before_the_cluster_join_its_queue(cluster: tuple[Node, PostgresCluster, str]) -> None:
+    """The ``Jobs`` table of a single node's ``SaveJobs`` (an index written before the cluster
+    queue) is moved into the queue at start-up: its pending jobs run, its finished ones show."""
+    node, postgres, database = cluster
+    a = node("a")
+    study = _upload_study(a, 2, "1.2.826.0.1.3680043.77.5")
+    finished = _archive(a, study)
+    wait_job(a, finished)
+    a.stop()
+    saved = json.loads(_rows(postgres, database, "SELECT document FROM ClusterJobs WHERE id=%s", finished)[0][0])
+    legacy = {k: v for k, v in saved.items() if k not in ("Outputs", "Progress", "Content", "EffectiveRuntime")}
+    pending = dict(legacy, State="Pending", CompletionTime=None, Job=dict(legacy["Job"], Complete=False))
+    with postgres.connect(database) as connection:
+        connection.execute("DELETE FROM ClusterJobs")
+        connection.execute("INSERT INTO Jobs VALUES(%s, %s), (%s, %s)", (
+            "saved-finished", json.dumps(legacy), "saved-pending", json.dumps(pending)))
+    a.start()
+    assert a.json("/jobs/saved-finished")["State"] == "Success"
+    assert wait_job(a, "saved-pending")["State"] == "Success"
+    assert len(zipfile.ZipFile(io.BytesIO(a.get("/jobs/saved-pending/archive").content)).namelist()) == 2
+    assert _rows(postgres, database, "SELECT count(*) FROM Jobs") == [(0,)]

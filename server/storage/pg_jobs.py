@@ -49,6 +49,16 @@ CREATE TABLE IF NOT EXISTS ClusterJobEvents(
 """
 
 _NOW = "extract(epoch from clock_timestamp())"
+
+#: The jobs a node saved in the index's ``Jobs`` table before it shared them (one node's
+#: ``SaveJobs``), moved into the queue once: free to take, the finished ones oldest.
+_ADOPT_SAVED = """
+INSERT INTO ClusterJobs(id, state, priority, document, lease_until, retry_at, finished_at)
+SELECT id, document::json->>'State', COALESCE((document::json->>'Priority')::INTEGER, 0), document,
+       0, 0, CASE WHEN document::json->>'State' IN ('Success', 'Failure') THEN 0 END
+FROM Jobs ORDER BY COALESCE((document::json->>'Seq')::BIGINT, 0) ON CONFLICT DO NOTHING;
+DELETE FROM Jobs;
+"""
 _FINISHED = ("Success", "Failure")
 
 #: The next job a node may run: pending (free, its own, or of a node whose lease ran out),
@@ -90,6 +100,7 @@ class PostgresJobStore:
         with self._pool.connection() as connection, connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_KEY,))
             connection.execute(SCHEMA)
+            connection.execute(_ADOPT_SAVED)
 
     def close(self) -> None:
         self._pool.close()
