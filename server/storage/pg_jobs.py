@@ -22,7 +22,6 @@ index's cluster-wide writer lock (:mod:`server.storage.postgresql`).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,8 +30,6 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from server.jobs.cluster import Change, Claimed, Stored, StoredEvent
-
-log = logging.getLogger(__name__)
 
 #: Advisory lock held while inserting events, so that their ``seq`` commit in order.
 EVENTS_KEY = 0x15E9A4D2
