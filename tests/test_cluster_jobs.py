@@ -87,9 +87,13 @@ def _listen(node: Isengard, seen: list[tuple[str, dict[str, Any]]], stop: thread
                 seen.append((name, json.loads(line[len("data: "):])))
 
 
-def test_a_job_is_seen_controlled_and_served_by_every_node(cluster: tuple[Node, PostgresCluster, str]) -> None:
+def test_a_job_is_seen_controlled_and_served_by_every_node(cluster: tuple[Node, PostgresCluster, str],
+                                                          tmp_path: Path) -> None:
     node, _, _ = cluster
-    a, b = node("a"), node("b")
+    script = tmp_path / "callbacks.lua"
+    script.write_text("function OnJobSubmitted(id) print('submitted ' .. id) end\n"
+                      "function OnJobSuccess(id) print('success ' .. id) end\n")
+    a, b = node("a", LuaScripts=[str(script)]), node("b", LuaScripts=[str(script)])
     study = _upload_study(a, 3, "1.2.826.0.1.3680043.77.1")
     seen: list[tuple[str, dict[str, Any]]] = []
     stop = threading.Event()
@@ -113,6 +117,13 @@ def test_a_job_is_seen_controlled_and_served_by_every_node(cluster: tuple[Node, 
         assert time.monotonic() < deadline, seen
         time.sleep(0.05)
     stop.set()
+    # The script's callbacks run once in the cluster: on the node that submitted, that ran the job.
+    deadline = time.monotonic() + 5
+    while sum(f"Lua says: success {job}" in n.log() for n in (a, b)) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert f"Lua says: submitted {job}" in a.log() and f"Lua says: submitted {job}" not in b.log()
+    assert sum(f"Lua says: success {job}" in n.log() for n in (a, b)) == 1
 
     assert b.delete(f"/jobs/{job}/archive").status_code == 200
     assert a.get(f"/jobs/{job}/archive").status_code == 404
