@@ -32,6 +32,7 @@ from server.dicom.transcode import IngestTranscoding
 from server.find import Finder
 from server.instance_files import InstanceFiles
 from server.jobs.archive import ArchiveFiles, ArchiveServices
+from server.jobs.cluster import LEASE_SECONDS, ClusterJobsEngine, node_name
 from server.jobs.engine import JobsEngine
 from server.jobs.modification import ModificationServices
 from server.jobs.registry import JobServices, job_registry
@@ -86,6 +87,7 @@ from server.stability import StabilityMonitor
 from server.storage import postgresql
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
+from server.storage.pg_jobs import PostgresJobStore
 from server.store import Limits, Store, overwrite_mode
 from server.transfers.service import Transfers
 
@@ -153,17 +155,17 @@ class Server:
         self.modification_services = ModificationServices(
             config, self.index, self.store, self.views.labels, self.jobs_directory,
             self._encoding)
+        save_jobs = config["SaveJobs"] and not config["ReadOnly"]
+        cluster = save_jobs and isinstance(self.index.database, postgresql.PostgresDatabase)
         self.archive_services = ArchiveServices(
             config, self.index, self.store,
-            ArchiveFiles(self.jobs_directory, int(config["MediaArchiveSize"])), self._encoding)
+            ArchiveFiles(self.jobs_directory, int(config["MediaArchiveSize"]), shared=cluster), self._encoding)
         # In this process's staging folder: nodes sharing the storage area clear their own only.
         self.transfers = Transfers(config, self.index, self.store, self._peers, self.area.tmp / "transfers")
         self.job_registry = job_registry(JobServices(config, self.send_services, self.modification_services,
                                                      self.archive_services, self.commitment,
                                                      self.transfers.job_services))
-        save_jobs = config["SaveJobs"] and not config["ReadOnly"]
-        self.jobs = JobsEngine(self.job_registry, self.bus, self.index if save_jobs else None,
-                               int(config["ConcurrentJobs"]), int(config["JobsHistorySize"]))
+        self.jobs = self._jobs_engine(config, save_jobs, cluster)
         self.network = NetworkService(
             DicomServices(config, self.index, self.store, self.finder, self.metrics, self._encoding),
             self.modalities, self.send_services, self.jobs)
@@ -182,6 +184,16 @@ class Server:
         self.dicom: DicomServer | None = None
         self._stop: asyncio.Event | None = None
         self._restart = False
+
+    def _jobs_engine(self, config: Configuration, save_jobs: bool, cluster: bool) -> JobsEngine:
+        """The jobs engine: one queue shared by every node on a PostgreSQL index with
+        ``SaveJobs`` (:mod:`server.jobs.cluster`), else this node's own."""
+        workers, history = int(config["ConcurrentJobs"]), int(config["JobsHistorySize"])
+        database = self.index.database
+        if cluster and isinstance(database, postgresql.PostgresDatabase):
+            store = PostgresJobStore(database.settings.conninfo, node_name(), LEASE_SECONDS)
+            return ClusterJobsEngine(self.job_registry, self.bus, store, workers, history)
+        return JobsEngine(self.job_registry, self.bus, self.index if save_jobs else None, workers, history)
 
     # -- services handed out as callables ----------------------------------------------
 
@@ -246,7 +258,7 @@ class Server:
                           finder=self.finder, index=self.index, metadata_names=self.metadata_names,
                           request_stop=self.request_stop, requested_tags=self.requested_tags,
                           set_encoding=self.set_default_encoding, views=self.views),
-            *jobs.routes(bus=self.bus, jobs=self.jobs),
+            *jobs.routes(jobs=self.jobs),
             *storage_commitment.routes(commitment=self.commitment, commitment_reports=self.commitment_reports,
                                        index=self.index, store=self.store),
             *create.routes(config=self.config, encoding=self._encoding, index=self.index, store=self.store),

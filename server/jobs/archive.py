@@ -379,15 +379,17 @@ class ArchiveFiles:
     Orthanc's LRU cache (``SharedArchive``): adding one beyond the capacity removes the
     least recently used, and a download makes it the most recent.  Files that no job
     claims (left by a crash, or by a restart with ``SaveJobs: false``) are deleted when
-    the first archive job starts, that is once the saved jobs are all restored.
+    the first archive job starts, that is once the saved jobs are all restored; never in a
+    cluster (``shared``), whose nodes share the folder: one cannot tell another's files from
+    orphans.  The capacity then bounds the outputs of the jobs each node ran.
     """
 
-    def __init__(self, folder: Path, capacity: int) -> None:
+    def __init__(self, folder: Path, capacity: int, shared: bool = False) -> None:
         self.folder = folder
         self.capacity = max(1, capacity)
         self._lock = threading.Lock()
         self._entries: list[tuple[float, ArchiveJob]] = []
-        self._claimed: set[str] | None = set()
+        self._claimed: set[str] | None = None if shared else set()
 
     def claim(self, path: Path) -> None:
         with self._lock:

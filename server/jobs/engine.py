@@ -35,14 +35,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from server.errors import ErrorCode, OrthancError, describe
-from server.events import EventBus, JobEvent, Kind
+from server.events import JOB_KINDS, EventBus, JobEvent, Kind, Listener
 from server.jobs.job import Job, JobRegistry, JobState, Output, StepResult, StopReason
-
-if TYPE_CHECKING:
-    from server.storage.index import Index
 
 log = logging.getLogger("isengard.jobs")
 
@@ -61,6 +58,19 @@ def _format(moment: datetime) -> str:
 
 def _parse(text: str) -> datetime:
     return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+class JobsIndex(Protocol):
+    """Where the engine saves its jobs: the index (:class:`~server.storage.index.Index`), or
+    the cluster's job store (:mod:`server.jobs.cluster`), which writes only the jobs it holds."""
+
+    def save_job(self, job_id: str, document: str) -> None: ...
+
+    def delete_job(self, job_id: str) -> None: ...
+
+    def load_jobs(self) -> list[tuple[str, str]]: ...
+
+    def clear_jobs(self) -> None: ...
 
 
 @dataclass
@@ -89,6 +99,8 @@ class JobRecord:
     user_data: Any = None
     retry_at: float | None = None
     started: bool = False
+    #: Another node took the job over (its lease ran out): stop stepping, save nothing.
+    released: bool = False
     waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
 
     @property
@@ -101,7 +113,7 @@ class JobRecord:
 
 
 class JobsEngine:
-    def __init__(self, registry: JobRegistry, bus: EventBus, index: Index | None, workers: int,
+    def __init__(self, registry: JobRegistry, bus: EventBus, index: JobsIndex | None, workers: int,
                  history_size: int) -> None:
         self.registry = registry
         self.bus = bus
@@ -136,6 +148,9 @@ class JobsEngine:
                 self._settle()
             else:
                 self.index.clear_jobs()
+        self._start_workers()
+
+    def _start_workers(self) -> None:
         for number in range(self.workers_count):
             thread = threading.Thread(target=self._work, name=f"job-worker-{number}", daemon=True)
             thread.start()
@@ -152,8 +167,12 @@ class JobsEngine:
 
     # -- submission and queries ------------------------------------------------------
 
-    def submit(self, job: Job, priority: int = 0, user_data: Any = None) -> str:
-        """Register ``job``; ``user_data`` is carried along (``/jobs/{id}`` and the saved job)."""
+    def submit(self, job: Job, priority: int = 0, user_data: Any = None, here: bool = False) -> str:
+        """Register ``job``; ``user_data`` is carried along (``/jobs/{id}`` and the saved job).
+
+        ``here``: a caller waits for this very object (a synchronous REST call); a cluster
+        runs it on this node (:mod:`server.jobs.cluster`), a single node always does.
+        """
         record = JobRecord(id=str(uuid.uuid4()), job=job, priority=priority,
                            state=JobState.PENDING, creation_time=_now(), seq=next(self._seq),
                            user_data=user_data)
@@ -244,6 +263,15 @@ class JobsEngine:
             record.waiters.append((loop, future))
         await future
         return record
+
+    def watch(self, listener: Listener) -> None:
+        """Have ``listener`` called with every job event (``/jobs/events``)."""
+        for kind in JOB_KINDS:
+            self.bus.subscribe(kind, listener)
+
+    def unwatch(self, listener: Listener) -> None:
+        for kind in JOB_KINDS:
+            self.bus.unsubscribe(kind, listener)
 
     # -- actions (True: done or no-op -> 200 {}; False: refused -> 400) --------------
 
@@ -384,7 +412,8 @@ class JobsEngine:
         last_progress = -1
         while result is None:
             with self._lock:
-                if record.cancel_requested or record.pause_requested or self._stopping:
+                if (record.cancel_requested or record.pause_requested or record.released
+                        or self._stopping):
                     break
             outcome = self._guarded(record.job.step) or StepResult.failure(ErrorCode.INTERNAL)
             with self._lock:
@@ -592,14 +621,21 @@ class JobsEngine:
         """With the lock held: snapshot the job's document, for :meth:`_persist` to write."""
         if self.index is None:
             return
+        data = self._serialized(record)
+        if data is not None:  # a job that cannot be serialized is not saved (as in Orthanc)
+            self._unsaved[record.id] = json.dumps(self._document(record, data))
+
+    @staticmethod
+    def _serialized(record: JobRecord) -> dict[str, Any] | None:
         try:
-            data = record.job.serialize()
+            return record.job.serialize()
         except Exception:  # noqa: BLE001 - an unserializable job still runs
             log.exception("Cannot serialize job %s", record.id)
-            return
-        if data is None:  # a job that cannot be serialized is not saved (as in Orthanc)
-            return
-        document = {
+            return None
+
+    def _document(self, record: JobRecord, data: dict[str, Any] | None) -> dict[str, Any]:
+        """What is saved of a job, ``data`` being its :meth:`Job.serialize`."""
+        document: dict[str, Any] = {
             "Type": record.job.TYPE, "Priority": record.priority, "State": record.state.value,
             "CreationTime": _format(record.creation_time), "LastChangeTime": _format(record.last_change),
             "CompletionTime": _format(record.completion_time) if record.completion_time else None,
@@ -610,7 +646,7 @@ class JobsEngine:
             document["UserData"] = record.user_data
         if record.error_payload is not None:
             document["ErrorPayload"] = record.error_payload
-        self._unsaved[record.id] = json.dumps(document)
+        return document
 
     def _restore(self, rows: list[tuple[str, str]]) -> None:
         """With the lock held: rebuild the saved jobs (``rows`` of :meth:`Index.load_jobs`)."""
@@ -633,23 +669,29 @@ class JobsEngine:
         log.warning("Restored %d saved jobs", len(self._jobs))
 
     def _restore_one(self, job_id: str, doc: dict[str, Any], job: Job) -> None:
-        job.id = job_id
-        record = JobRecord(id=job_id, job=job, priority=int(doc.get("Priority", 0)),
-                           state=JobState(doc["State"]), creation_time=_parse(doc["CreationTime"]),
-                           seq=int(doc.get("Seq", 0)), last_change=_parse(doc["LastChangeTime"]),
-                           runtime=float(doc.get("Runtime", 0.0)),
-                           error_code=int(doc.get("ErrorCode", 0)),
-                           error_details=doc.get("ErrorDetails", ""), user_data=doc.get("UserData"),
-                           error_payload=doc.get("ErrorPayload"))
-        if doc.get("CompletionTime"):
-            record.completion_time = _parse(doc["CompletionTime"])
-        record.progress = job.progress()
-        record.content = job.content()
+        record = record_from_document(job_id, doc, job)
         self._jobs[job_id] = record
         if record.finished:
             self._history.append(job_id)
         elif record.state in (JobState.RUNNING, JobState.PENDING, JobState.RETRY):
             self._enqueue(record)
+
+
+def record_from_document(job_id: str, doc: dict[str, Any], job: Job) -> JobRecord:
+    """The record of a saved job (:meth:`JobsEngine._document`), ``job`` rebuilt from it."""
+    job.id = job_id
+    record = JobRecord(id=job_id, job=job, priority=int(doc.get("Priority", 0)),
+                       state=JobState(doc["State"]), creation_time=_parse(doc["CreationTime"]),
+                       seq=int(doc.get("Seq", 0)), last_change=_parse(doc["LastChangeTime"]),
+                       runtime=float(doc.get("Runtime", 0.0)),
+                       error_code=int(doc.get("ErrorCode", 0)),
+                       error_details=doc.get("ErrorDetails", ""), user_data=doc.get("UserData"),
+                       error_payload=doc.get("ErrorPayload"))
+    if doc.get("CompletionTime"):
+        record.completion_time = _parse(doc["CompletionTime"])
+    record.progress = job.progress()
+    record.content = job.content()
+    return record
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

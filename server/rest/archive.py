@@ -68,7 +68,7 @@ class _ArchiveHandler(OrthancHandler):
         grown = asyncio.Event()
         if streaming:
             job.on_bytes = lambda _size: loop.call_soon_threadsafe(grown.set)
-        job_id = await self.run(engine.submit, job, priority, options.user_data)
+        job_id = await self.run(engine.submit, job, priority, options.user_data, True)
         done = asyncio.ensure_future(engine.wait(job_id))
         try:
             if streaming:

@@ -15,7 +15,6 @@ from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.requests import JobOptions
 
 if TYPE_CHECKING:
-    from server.events import EventBus
     from server.jobs.engine import JobsEngine
 
 #: Job event kind -> its SSE event name in ``/jobs/events``.
@@ -37,7 +36,8 @@ async def submit_job(handler: OrthancHandler, job: Job, options: JobOptions) -> 
     end and stays in ``/jobs`` like any other.
     """
     engine = handler.jobs
-    job_id = await handler.run(engine.submit, job, options.priority, options.user_data)
+    job_id = await handler.run(engine.submit, job, options.priority, options.user_data,
+                               options.synchronous)
     if not options.synchronous:
         handler.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
         return
@@ -114,9 +114,9 @@ class JobOutputHandler(OrthancHandler):
 
 
 class JobEventsHandler(OrthancHandler):
-    """``GET /jobs/events[?job=ID]``: job state and progress as Server-Sent Events."""
+    """``GET /jobs/events[?job=ID]``: job state and progress as Server-Sent Events (in a
+    cluster, those of every node)."""
 
-    bus: EventBus
     jobs: JobsEngine
 
     async def get(self) -> None:
@@ -128,8 +128,7 @@ class JobEventsHandler(OrthancHandler):
             if wanted is None or event.job_id == wanted:
                 loop.call_soon_threadsafe(_offer, queue, event)
 
-        for kind in SSE_EVENTS:
-            self.bus.subscribe(kind, listener)
+        self.jobs.watch(listener)
         try:
             self.set_header("Content-Type", "text/event-stream")
             self.set_header("Cache-Control", "no-cache")
@@ -139,8 +138,7 @@ class JobEventsHandler(OrthancHandler):
         except tornado.iostream.StreamClosedError:
             pass
         finally:
-            for kind in SSE_EVENTS:
-                self.bus.unsubscribe(kind, listener)
+            self.jobs.unwatch(listener)
 
     async def _stream(self, queue: asyncio.Queue[JobEvent]) -> None:
         while True:
@@ -175,6 +173,6 @@ def paths() -> list[tuple[str, type]]:
     ]
 
 
-def routes(*, bus: EventBus, jobs: JobsEngine) -> list[Route]:
+def routes(*, jobs: JobsEngine) -> list[Route]:
     """The routes, each handler given the services it uses."""
-    return with_services(paths(), bus=bus, jobs=jobs)
+    return with_services(paths(), jobs=jobs)
