@@ -83,7 +83,6 @@ from server.scripting.lua import LuaLoadError, LuaScripting
 from server.scripting.python import PythonScripting, load_script
 from server.scripting.services import ScriptingServices
 from server.stability import StabilityMonitor
-from server.storage import postgresql
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
 from server.store import Limits, Store, overwrite_mode
@@ -380,8 +379,10 @@ def open_index(config: Configuration) -> Index:
     (the storage area stays on disk: ``EnableStorage`` is refused rather than ignored) and
     the configuration loads Orthanc's PostgreSQL plugin, if it names plugins at all."""
     section = config.get("PostgreSQL") or {}
-    if not postgresql.enabled(section) or not _loads_postgresql_plugin(config.user_value("Plugins")):
+    if not section.get("EnableIndex") or not _loads_postgresql_plugin(config.user_value("Plugins")):
         return Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
+    from server.storage import postgresql  # here: psycopg takes ~0.1 s to import, for this backend only
+
     if section.get("EnableStorage"):
         raise ConfigError('"EnableStorage" of the "PostgreSQL" section is not supported: '
                           'Isengard keeps the DICOM files in "StorageDirectory"')
