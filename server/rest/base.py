@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import ipaddress
 import json
@@ -133,6 +134,15 @@ def _keeps_alive(request: tornado.httputil.HTTPServerRequest) -> bool:
     if request.version == "HTTP/1.1":
         return connection != "close"
     return connection == "keep-alive"
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback(address: str) -> bool:
+    """Whether a client's address is a loopback one; remembered (parsed at each request before)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class _Forbidden(Exception):
@@ -362,10 +372,7 @@ class OrthancHandler(tornado.web.RequestHandler):
     def _remote_allowed(self) -> bool:
         if self.http.config["RemoteAccessAllowed"]:
             return True
-        try:
-            return ipaddress.ip_address(self.request.remote_ip or "127.0.0.1").is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.request.remote_ip or "127.0.0.1")
 
     def _authenticate(self) -> str:
         header = self.request.headers.get("Authorization", "")
