@@ -297,6 +297,7 @@ class OrthancHandler(tornado.web.RequestHandler):
         self._last_chunk = time.monotonic()
 
         def check() -> None:
+            self._stall_timer = None
             if self._body is None or self._finished or self.request._body_future.done():  # type: ignore[attr-defined]
                 return
             idle = time.monotonic() - self._last_chunk
@@ -305,8 +306,17 @@ class OrthancHandler(tornado.web.RequestHandler):
                             self.request.method, self.request.path, timeout)
                 self.request.connection.close()  # type: ignore[attr-defined]
                 return
-            IOLoop.current().call_later(timeout - idle, check)
-        IOLoop.current().call_later(timeout, check)
+            self._stall_timer = IOLoop.current().call_later(timeout - idle, check)
+        self._stall_timer = IOLoop.current().call_later(timeout, check)
+
+    _stall_timer: object | None = None
+
+    def _stop_watching_stall(self) -> None:
+        """The body is complete, or the answer went: a timer left pending would hold the
+        handler for ``HttpRequestTimeout`` seconds, thousands of them under load."""
+        if self._stall_timer is not None:
+            IOLoop.current().remove_timeout(self._stall_timer)
+            self._stall_timer = None
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         self._last_chunk = time.monotonic()
@@ -344,6 +354,7 @@ class OrthancHandler(tornado.web.RequestHandler):
             self.send_error(error.status, exc_info=(type(error), error, None))
 
     def _body_complete(self, future: asyncio.Future[None]) -> None:
+        self._stop_watching_stall()
         body = self._body
         if body is None or future.cancelled() or future.exception() is not None or self._finished:
             return
@@ -363,6 +374,7 @@ class OrthancHandler(tornado.web.RequestHandler):
         return self._body.file
 
     def on_finish(self) -> None:
+        self._stop_watching_stall()
         if self._body is not None:
             self._body.close()
             self._body = None
