@@ -80,7 +80,6 @@ from server.rest.inprocess import ContextExecutor, InProcessRest
 from server.rest.metadata import ContentTypes, MetadataNames
 from server.rest.multipart import ChunkStore
 from server.scripting.lua import LuaLoadError, LuaScripting
-from server.scripting.python import PythonScripting, load_script
 from server.scripting.services import ScriptingServices
 from server.stability import StabilityMonitor
 from server.storage.area import StorageArea
@@ -90,6 +89,7 @@ from server.transfers.service import Transfers
 
 if TYPE_CHECKING:
     from server.rest.base import OrthancHandler
+    from server.scripting.python import PythonScripting
 
 log = logging.getLogger("isengard")
 
@@ -174,7 +174,11 @@ class Server:
                                       self.modification_services, self.inprocess, self.http_port, self._encoding,
                                       self.stability, KeyValueStores(self.index), self.jobs)
         self.lua = LuaScripting(scripting)
-        self.python: PythonScripting | None = load_script(scripting)
+        self.python: PythonScripting | None = None
+        if config.get("PythonScript"):
+            from server.scripting.python import load_script  # here: ~10 ms of imports, for a script only
+
+            self.python = load_script(scripting)
         if self.python is not None:  # RegisterStorageArea
             self.area = self.store.area = self.python.storage_area(self.area)
         self.worklists = FolderWorklists.from_config(config)

@@ -251,7 +251,9 @@ class DicomServer:
         for uid in self.sop_classes:
             ae.add_supported_context(uid, [], scu_role=True, scp_role=True)
             context = ae._supported_contexts[uid]
-            context._transfer_syntax += [ts for ts in checked.transfer_syntax if ts not in context.transfer_syntax]
+            known = context.transfer_syntax
+            context._transfer_syntax = known + [ts for ts in checked.transfer_syntax if ts not in known] \
+                if known else list(checked.transfer_syntax)
 
     def set_transfer_syntaxes(self, syntaxes: list[str]) -> None:
         """``PUT /tools/accepted-transfer-syntaxes``: governs the associations negotiated from now on."""
