@@ -136,6 +136,10 @@ def _keeps_alive(request: tornado.httputil.HTTPServerRequest) -> bool:
     return connection == "keep-alive"
 
 
+#: A request with none of these headers has no body (RFC 9112, section 6.3).
+_BODY_HEADERS = ("Content-Length", "Transfer-Encoding", "Content-Encoding")
+
+
 @functools.lru_cache(maxsize=256)
 def _is_loopback(address: str) -> bool:
     """Whether a client's address is a loopback one; remembered (parsed at each request before)."""
@@ -269,6 +273,8 @@ class OrthancHandler(tornado.web.RequestHandler):
             return
         if self._refused:
             return  # a small body, read and dropped (data_received has no sink)
+        if not any(name in self.request.headers for name in _BODY_HEADERS):
+            return  # no body (most GETs): ``request.body`` stays empty, with no sink nor timer
         config = self.http.config
         raw_limit = limit_from_megabytes(config["MaximumRequestBodySizeMB"])
         inflated_limit = limit_from_megabytes(config["MaximumFileSizeInArchiveMB"])
