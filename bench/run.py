@@ -29,6 +29,9 @@ PROFILED_PHASES = ("rest8", "cstore")
 
 
 LATENCY_LABELS = {
+    "get_system": "GET /system",
+    "get_statistics": "GET /statistics",
+    "get_instance_file": "GET /instances/{id}/file",
     "get_instances": "GET /instances",
     "get_studies_expand": "GET /studies?expand",
     "get_patient": "GET /patients/{id}",

@@ -154,7 +154,7 @@ def study_date_range(corpus: Corpus) -> tuple[str, str]:
 
 
 def latencies(server: Server, corpus: Corpus, warnings: list[str]) -> dict[str, Latency]:
-    """Listing and /tools/find latencies on a server that holds the whole corpus."""
+    """Small requests, listing and /tools/find latencies on a server that holds the whole corpus."""
     with requests.Session() as session:
         return _latencies(session, server, corpus, warnings)
 
@@ -179,7 +179,18 @@ def _latencies(session: requests.Session, server: Server, corpus: Corpus, warnin
         if len(found) != 1:
             raise WrongAnswer(f"{server.name}: find {body} returned {len(found)} results, expected 1")
 
+    instances = get_json(session, server, "/instances")
+
+    def instance_file(i: int) -> None:
+        path = f"/instances/{instances[(i * 7919) % len(instances)]}/file"
+        answer = session.get(server.url + path, timeout=REQUEST_TIMEOUT)
+        if answer.status_code != 200 or not answer.content.startswith(b"\0" * 128 + b"DICM"):
+            raise WrongAnswer(f"{server.name}: GET {path} -> {answer.status_code}, not a DICOM file")
+
     return {
+        "get_system": time_calls(lambda i: get_json(session, server, "/system")),
+        "get_statistics": time_calls(lambda i: get_json(session, server, "/statistics")),
+        "get_instance_file": time_calls(instance_file),
         "get_instances": time_calls(lambda i: get_json(session, server, "/instances")),
         "get_studies_expand": time_calls(lambda i: get_json(session, server, "/studies?expand")),
         "get_patient": time_calls(lambda i: get_json(session, server, f"/patients/{patients[i % len(patients)]}")),

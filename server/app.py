@@ -81,10 +81,8 @@ from server.rest.inprocess import ContextExecutor, InProcessRest
 from server.rest.metadata import ContentTypes, MetadataNames
 from server.rest.multipart import ChunkStore
 from server.scripting.lua import LuaLoadError, LuaScripting
-from server.scripting.python import PythonScripting, load_script
 from server.scripting.services import ScriptingServices
 from server.stability import StabilityMonitor
-from server.storage import postgresql
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
 from server.storage.pg_jobs import PostgresJobStore
@@ -93,6 +91,7 @@ from server.transfers.service import Transfers
 
 if TYPE_CHECKING:
     from server.rest.base import OrthancHandler
+    from server.scripting.python import PythonScripting
 
 log = logging.getLogger("isengard")
 
@@ -177,7 +176,11 @@ class Server:
                                       self.modification_services, self.inprocess, self.http_port, self._encoding,
                                       self.stability, KeyValueStores(self.index), self.jobs)
         self.lua = LuaScripting(scripting)
-        self.python: PythonScripting | None = load_script(scripting)
+        self.python: PythonScripting | None = None
+        if config.get("PythonScript"):
+            from server.scripting.python import load_script  # here: ~10 ms of imports, for a script only
+
+            self.python = load_script(scripting)
         if self.python is not None:  # RegisterStorageArea
             self.area = self.store.area = self.python.storage_area(self.area)
         self.worklists = FolderWorklists.from_config(config)
@@ -393,8 +396,10 @@ def open_index(config: Configuration) -> Index:
     (the storage area stays on disk: ``EnableStorage`` is refused rather than ignored) and
     the configuration loads Orthanc's PostgreSQL plugin, if it names plugins at all."""
     section = config.get("PostgreSQL") or {}
-    if not postgresql.enabled(section) or not _loads_postgresql_plugin(config.user_value("Plugins")):
+    if not section.get("EnableIndex") or not _loads_postgresql_plugin(config.user_value("Plugins")):
         return Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
+    from server.storage import postgresql  # here: psycopg takes ~0.1 s to import, for this backend only
+
     if section.get("EnableStorage"):
         raise ConfigError('"EnableStorage" of the "PostgreSQL" section is not supported: '
                           'Isengard keeps the DICOM files in "StorageDirectory"')

@@ -64,6 +64,11 @@ class DeliveryQueue:
             self._queued += 1
             self._condition.notify_all()
 
+    def idle(self) -> bool:
+        """Whether every delivery queued so far has ended: :meth:`drained` would be resolved at
+        once.  Without its future and lock, for the callers that ask often (each HTTP request)."""
+        return self._delivered >= self._queued or self._closed
+
     def drained(self) -> Future[None]:
         """A future resolved once every delivery queued so far has ended (at once when idle)."""
         future: Future[None] = Future()

@@ -48,8 +48,9 @@ class MaxOverWindow:
         self._expire(now)
 
     def value(self, now: float) -> Number | None:
+        """The first value: :meth:`record` keeps them in decreasing order."""
         self._expire(now)
-        return max((v for _, v in self._values), default=None)
+        return self._values[0][1] if self._values else None
 
     def _expire(self, now: float) -> None:
         while len(self._values) > 1 and self._values[0][0] < now - self.window:

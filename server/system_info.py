@@ -21,8 +21,14 @@ def database_server_identifier(config: Any, dicom_port: int, http_port: int) -> 
     configured = config.get("DatabaseServerIdentifier")
     if configured:
         return str(configured)
+    return _hashed_identifier(config["DicomAet"], dicom_port, http_port)
+
+
+@functools.cache
+def _hashed_identifier(aet: str, dicom_port: int, http_port: int) -> str:
+    """Hashed once per AET and ports (each ``/system`` shows it)."""
     items = {f"mac={mac}" for mac in _mac_addresses()}
-    items |= {f"aet={config['DicomAet']}", f"dicom-port={dicom_port}", f"http-port={http_port}"}
+    items |= {f"aet={aet}", f"dicom-port={dicom_port}", f"http-port={http_port}"}
     digest = hashlib.sha1("|".join(sorted(items)).encode()).hexdigest()
     return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
 

@@ -14,11 +14,13 @@ import functools
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from server.config.error import ConfigError
+from server.config.quick_check import surely_valid
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.json"
 
@@ -40,6 +42,8 @@ def _schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # here: ~50 ms to import, for invalid configurations
+
     return Draft202012Validator(_schema())
 
 
@@ -72,6 +76,8 @@ def effective_values(user: Mapping[str, Any]) -> dict[str, Any]:
 
 def validate(user: Mapping[str, Any], origins: Mapping[str, Path]) -> None:
     """Raise a one-line `ConfigError` for the first invalid known option."""
+    if surely_valid(dict(user), _schema()):
+        return
     errors = sorted(_validator().iter_errors(dict(user)), key=_sort_key)
     if errors:
         error = _innermost(errors[0])

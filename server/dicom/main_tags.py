@@ -195,8 +195,12 @@ def _signature(tags: dict[Tag, str]) -> str:
 def main_tags_signature(level: Level) -> str:
     """Orthanc 1.11's ``GetMainDicomTagsSignature``: the level's main tags, sorted, joined by
     semicolons; stored with each resource, it tells which resources a ``/reconstruct`` would
-    update after the main tags changed."""
-    return _signature(BY_LEVEL[level])
+    update after the main tags changed.  Made once per :func:`configure` (each ``/system``
+    shows the four, each ingest stores them)."""
+    cached = _signatures.get(level)
+    if cached is None or cached[0] != generation:
+        cached = _signatures[level] = (generation, _signature(BY_LEVEL[level]))
+    return cached[1]
 
 
 def default_signature(level: Level) -> str:
@@ -206,6 +210,8 @@ def default_signature(level: Level) -> str:
 
 #: Counts the calls of :func:`configure`: what is derived from the lists may be cached on it.
 generation = 0
+#: :func:`main_tags_signature` by level, with the generation it was made for.
+_signatures: dict[Level, tuple[int, str]] = {}
 
 
 def configure(extra: dict[Level, list[tuple[Tag, str, bool]]], api_version: int) -> list[str]:

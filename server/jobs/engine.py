@@ -395,7 +395,8 @@ class JobsEngine:
                         record.running_since = time.monotonic()
                         record.error_code, record.error_details = ErrorCode.SUCCESS, ""
                         record.error_payload = None
-                        self._save(record)
+                        # Not saved: a job restored as Pending or as Running is queued again alike;
+                        # its first save comes at a position save or at its end (one index write less).
                         return False, record
                 if woke:
                     return False, None

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import gzip
 import logging
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from server.net.scu import NetworkError
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger("isengard.peers")
 
@@ -26,6 +27,8 @@ class PeerClient:
     """Requests to one peer; keeps its connection alive between calls (one job, one client)."""
 
     def __init__(self, name: str, settings: dict[str, Any], config: Any) -> None:
+        import requests  # here, not at start-up: ~70 ms to import, for peers only
+
         self.name = name
         self.url = settings["Url"]
         timeout = settings.get("Timeout") or config["HttpTimeout"]
@@ -48,6 +51,8 @@ class PeerClient:
                 headers: dict[str, str] | None = None, timeout: float | None = None) -> requests.Response:
         """One HTTP call; NetworkError for transport failures, the response otherwise.
         ``timeout`` replaces the peer's own (the transfers' commit and detection use theirs)."""
+        import requests
+
         url = self.url + path
         if self.verbose:
             log.info("HTTP %s %s (%d bytes)", method, url, len(body or b""))

@@ -189,7 +189,7 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
         if getattr(server_conn, "isengard_answered", False):  # a keep-alive connection, now idle
             watched = _StartWatch(delegate)
             stream = server_conn.stream
-            tornado.ioloop.IOLoop.current().call_later(
+            watched.timer = tornado.ioloop.IOLoop.current().call_later(
                 self.keep_alive_timeout, _close_if_idle, stream, watched)
             delegate = watched
         server_conn.isengard_answered = True  # type: ignore[attr-defined]
@@ -202,9 +202,14 @@ class _StartWatch(tornado.httputil.HTTPMessageDelegate):
     def __init__(self, delegate: tornado.httputil.HTTPMessageDelegate) -> None:
         self.delegate = delegate
         self.started = False
+        #: The :func:`_close_if_idle` timer, cancelled once the request came (not left in the loop).
+        self.timer: object | None = None
 
     def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
         self.started = True
+        if self.timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self.timer)
+            self.timer = None
         return self.delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:

@@ -17,7 +17,7 @@ is then deleted, since nobody can download it.
 from __future__ import annotations
 
 import asyncio
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import tornado.iostream
 
@@ -55,13 +55,13 @@ class _ArchiveHandler(OrthancHandler):
 
     async def produce(self, request: ArchiveRequest, options: JobOptions, filename: str) -> None:
         job = archive_job(self.archive, request)
-        await self.run(job.plan)
         engine = self.jobs
         priority = options.priority
         if not options.synchronous:
-            job_id = await self.run(engine.submit, job, priority, options.user_data)
+            job_id = await self.run(_plan_and_submit, engine, job, priority, options.user_data)
             self.answer_json({"ID": job_id, "Path": f"/jobs/{job_id}"})
             return
+        await self.run(job.plan)
         job.asynchronous = False
         streaming = bool(self.config["SynchronousZipStream"])
         loop = asyncio.get_running_loop()
@@ -205,6 +205,12 @@ class CreateArchiveHandler(_ArchiveHandler):
         request = requests.archive_request(body, resources, kind != "archive", kind == "media-extended",
                                            utf8=bool(self.config["ZipUseUtf8"]))
         await self.produce(request, options, TOOLS_FILENAME if request.filename is None else request.filename)
+
+
+def _plan_and_submit(engine: JobsEngine, job: ArchiveJob, priority: int, user_data: Any) -> str:
+    """One trip to the worker threads instead of two (each costs a small job ~0.2 ms)."""
+    job.plan()
+    return engine.submit(job, priority, user_data)
 
 
 def paths() -> list[tuple[str, type]]:

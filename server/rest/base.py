@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import ipaddress
 import json
@@ -133,6 +134,19 @@ def _keeps_alive(request: tornado.httputil.HTTPServerRequest) -> bool:
     if request.version == "HTTP/1.1":
         return connection != "close"
     return connection == "keep-alive"
+
+
+#: A request with none of these headers has no body (RFC 9112, section 6.3).
+_BODY_HEADERS = ("Content-Length", "Transfer-Encoding", "Content-Encoding")
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback(address: str) -> bool:
+    """Whether a client's address is a loopback one; remembered (parsed at each request before)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class _Forbidden(Exception):
@@ -259,6 +273,8 @@ class OrthancHandler(tornado.web.RequestHandler):
             return
         if self._refused:
             return  # a small body, read and dropped (data_received has no sink)
+        if not any(name in self.request.headers for name in _BODY_HEADERS):
+            return  # no body (most GETs): ``request.body`` stays empty, with no sink nor timer
         config = self.http.config
         raw_limit = limit_from_megabytes(config["MaximumRequestBodySizeMB"])
         inflated_limit = limit_from_megabytes(config["MaximumFileSizeInArchiveMB"])
@@ -287,6 +303,7 @@ class OrthancHandler(tornado.web.RequestHandler):
         self._last_chunk = time.monotonic()
 
         def check() -> None:
+            self._stall_timer = None
             if self._body is None or self._finished or self.request._body_future.done():  # type: ignore[attr-defined]
                 return
             idle = time.monotonic() - self._last_chunk
@@ -295,8 +312,17 @@ class OrthancHandler(tornado.web.RequestHandler):
                             self.request.method, self.request.path, timeout)
                 self.request.connection.close()  # type: ignore[attr-defined]
                 return
-            IOLoop.current().call_later(timeout - idle, check)
-        IOLoop.current().call_later(timeout, check)
+            self._stall_timer = IOLoop.current().call_later(timeout - idle, check)
+        self._stall_timer = IOLoop.current().call_later(timeout, check)
+
+    _stall_timer: object | None = None
+
+    def _stop_watching_stall(self) -> None:
+        """The body is complete, or the answer went: a timer left pending would hold the
+        handler for ``HttpRequestTimeout`` seconds, thousands of them under load."""
+        if self._stall_timer is not None:
+            IOLoop.current().remove_timeout(self._stall_timer)
+            self._stall_timer = None
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         self._last_chunk = time.monotonic()
@@ -334,6 +360,7 @@ class OrthancHandler(tornado.web.RequestHandler):
             self.send_error(error.status, exc_info=(type(error), error, None))
 
     def _body_complete(self, future: asyncio.Future[None]) -> None:
+        self._stop_watching_stall()
         body = self._body
         if body is None or future.cancelled() or future.exception() is not None or self._finished:
             return
@@ -353,6 +380,7 @@ class OrthancHandler(tornado.web.RequestHandler):
         return self._body.file
 
     def on_finish(self) -> None:
+        self._stop_watching_stall()
         if self._body is not None:
             self._body.close()
             self._body = None
@@ -362,10 +390,7 @@ class OrthancHandler(tornado.web.RequestHandler):
     def _remote_allowed(self) -> bool:
         if self.http.config["RemoteAccessAllowed"]:
             return True
-        try:
-            return ipaddress.ip_address(self.request.remote_ip or "127.0.0.1").is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.request.remote_ip or "127.0.0.1")
 
     def _authenticate(self) -> str:
         header = self.request.headers.get("Authorization", "")

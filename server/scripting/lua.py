@@ -319,8 +319,10 @@ class LuaScripting:
         running callback holds: a client that stores an instance over DICOM, then asks over
         REST, sees what ``OnStoredInstance`` did (Orthanc's Jpeg2000Conversion sample).
         Requests made by or for Lua itself never wait: they would wait for themselves."""
+        if self._events.idle() or in_lua_context():
+            return
         drained = self._events.drained()
-        if drained.done() or in_lua_context():
+        if drained.done():
             return
         try:
             await asyncio.wait_for(asyncio.wrap_future(drained), self.timeout or None)

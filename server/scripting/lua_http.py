@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -33,9 +34,18 @@ class LuaHttpClient:
         self.settings = settings
         self.timeout = settings.timeout
         self._credentials: str | None = None
-        self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler(self._proxies(settings.proxy)),
-            urllib.request.HTTPSHandler(context=self._tls(settings)))
+        self._lock = threading.Lock()
+        self._built_opener: urllib.request.OpenerDirector | None = None
+
+    def _opener(self) -> urllib.request.OpenerDirector:
+        """Built at the first request: its TLS context loads the system's CA certificates
+        (~20 ms, for each Lua state at start-up), and most scripts never call HTTP."""
+        with self._lock:
+            if self._built_opener is None:
+                self._built_opener = urllib.request.build_opener(
+                    urllib.request.ProxyHandler(self._proxies(self.settings.proxy)),
+                    urllib.request.HTTPSHandler(context=self._tls(self.settings)))
+            return self._built_opener
 
     @staticmethod
     def _proxies(proxy: str) -> dict[str, str]:
@@ -65,7 +75,7 @@ class LuaHttpClient:
         if self._credentials is not None:
             request.add_header("Authorization", f"Basic {self._credentials}")
         try:
-            with self._opener.open(request, timeout=self.timeout or None) as answer:
+            with self._opener().open(request, timeout=self.timeout or None) as answer:
                 return answer.status, answer.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read() if error.fp is not None else b""

@@ -259,11 +259,6 @@ class Settings:
                    max(1, int(section.get("IndexConnectionsCount", 50))))
 
 
-def enabled(section: dict[str, Any] | None) -> bool:
-    """Whether the configuration asks for the PostgreSQL index (``EnableIndex``)."""
-    return bool(section and section.get("EnableIndex"))
-
-
 class _ThreadState(threading.local):
     connection: _Connection | None = None
     writing = False
