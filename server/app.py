@@ -85,7 +85,6 @@ from server.scripting.services import ScriptingServices
 from server.stability import StabilityMonitor
 from server.storage.area import StorageArea
 from server.storage.index import Index, Resource
-from server.storage.pg_jobs import PostgresJobStore
 from server.store import Limits, Store, overwrite_mode
 from server.transfers.service import Transfers
 
@@ -155,7 +154,8 @@ class Server:
             config, self.index, self.store, self.views.labels, self.jobs_directory,
             self._encoding)
         save_jobs = config["SaveJobs"] and not config["ReadOnly"]
-        cluster = save_jobs and isinstance(self.index.database, postgresql.PostgresDatabase)
+        # a database plugin (PostgreSQL) is what several nodes can share
+        cluster = save_jobs and self.index.database.backend_plugin is not None
         self.archive_services = ArchiveServices(
             config, self.index, self.store,
             ArchiveFiles(self.jobs_directory, int(config["MediaArchiveSize"]), shared=cluster), self._encoding)
@@ -193,7 +193,11 @@ class Server:
         ``SaveJobs`` (:mod:`server.jobs.cluster`), else this node's own."""
         workers, history = int(config["ConcurrentJobs"]), int(config["JobsHistorySize"])
         database = self.index.database
-        if cluster and isinstance(database, postgresql.PostgresDatabase):
+        if cluster:
+            from server.storage.pg_jobs import PostgresJobStore  # psycopg: for this backend only
+            from server.storage.postgresql import PostgresDatabase
+
+            assert isinstance(database, PostgresDatabase)
             store = PostgresJobStore(database.settings.conninfo, node_name(), LEASE_SECONDS)
             return ClusterJobsEngine(self.job_registry, self.bus, store, workers, history)
         return JobsEngine(self.job_registry, self.bus, self.index if save_jobs else None, workers, history)
