@@ -90,6 +90,27 @@ CREATE TABLE IF NOT EXISTS UnstableResources(
     id INTEGER PRIMARY KEY REFERENCES Resources(internalId) ON DELETE CASCADE,
     resourceType INTEGER NOT NULL, lastUpdate REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS UnstableResourcesAge ON UnstableResources(lastUpdate);
+-- The total sizes of the attachments (0: stored, 1: uncompressed), kept by triggers in the
+-- transaction that changes them: /statistics, the metrics and MaximumStorageSize read them
+-- at once, not by summing the whole table (which grew with the archive, at each ingest).
+CREATE TABLE IF NOT EXISTS GlobalIntegers(property INTEGER PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO GlobalIntegers SELECT 0, COALESCE(SUM(compressedSize), 0) FROM AttachedFiles;
+INSERT OR IGNORE INTO GlobalIntegers SELECT 1, COALESCE(SUM(uncompressedSize), 0) FROM AttachedFiles;
+CREATE TRIGGER IF NOT EXISTS AttachedFileAdded AFTER INSERT ON AttachedFiles BEGIN
+    UPDATE GlobalIntegers SET value = value + COALESCE(new.compressedSize, 0) WHERE property = 0;
+    UPDATE GlobalIntegers SET value = value + COALESCE(new.uncompressedSize, 0) WHERE property = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS AttachedFileRemoved AFTER DELETE ON AttachedFiles BEGIN
+    UPDATE GlobalIntegers SET value = value - COALESCE(old.compressedSize, 0) WHERE property = 0;
+    UPDATE GlobalIntegers SET value = value - COALESCE(old.uncompressedSize, 0) WHERE property = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS AttachedFileResized AFTER UPDATE OF compressedSize, uncompressedSize
+        ON AttachedFiles BEGIN
+    UPDATE GlobalIntegers SET value = value + COALESCE(new.compressedSize, 0)
+        - COALESCE(old.compressedSize, 0) WHERE property = 0;
+    UPDATE GlobalIntegers SET value = value + COALESCE(new.uncompressedSize, 0)
+        - COALESCE(old.uncompressedSize, 0) WHERE property = 1;
+END;
 """
 
 
@@ -795,9 +816,8 @@ class Index:
         if db is None:
             with self.reading() as conn:
                 return self.totals(conn)
-        row = db.execute("SELECT COALESCE(SUM(compressedSize), 0), "
-                         "COALESCE(SUM(uncompressedSize), 0) FROM AttachedFiles").fetchone()
-        return int(row[0]), int(row[1])  # PostgreSQL's SUM of BIGINTs is a NUMERIC
+        rows = dict(db.execute("SELECT property, value FROM GlobalIntegers WHERE property IN (0, 1)"))
+        return int(rows.get(0, 0)), int(rows.get(1, 0))
 
     def resource_sizes(self, internal_id: int) -> dict[str, int]:
         """Counts of descendants and sizes of their files, for ``/{level}/{id}/statistics``."""

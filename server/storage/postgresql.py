@@ -112,6 +112,28 @@ CREATE TABLE IF NOT EXISTS UnstableResources(
     id BIGINT PRIMARY KEY REFERENCES Resources(internalId) ON DELETE CASCADE,
     resourceType INTEGER NOT NULL, lastUpdate DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS UnstableResourcesAge ON UnstableResources(lastUpdate);
+CREATE TABLE IF NOT EXISTS GlobalIntegers(property INTEGER PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO GlobalIntegers SELECT 0, COALESCE(SUM(compressedSize), 0) FROM AttachedFiles
+    ON CONFLICT DO NOTHING;
+INSERT INTO GlobalIntegers SELECT 1, COALESCE(SUM(uncompressedSize), 0) FROM AttachedFiles
+    ON CONFLICT DO NOTHING;
+
+-- The totals of GlobalIntegers, kept as SQLite's triggers keep them (see index.py).
+CREATE OR REPLACE FUNCTION attached_files_totals() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        UPDATE GlobalIntegers SET value = value - COALESCE(OLD.compressedSize, 0) WHERE property = 0;
+        UPDATE GlobalIntegers SET value = value - COALESCE(OLD.uncompressedSize, 0) WHERE property = 1;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        UPDATE GlobalIntegers SET value = value + COALESCE(NEW.compressedSize, 0) WHERE property = 0;
+        UPDATE GlobalIntegers SET value = value + COALESCE(NEW.uncompressedSize, 0) WHERE property = 1;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER AttachedFilesTotals AFTER INSERT OR DELETE
+    OR UPDATE OF compressedSize, uncompressedSize ON AttachedFiles
+    FOR EACH ROW EXECUTE FUNCTION attached_files_totals();
 
 -- Orthanc's upper case with accents (one character for one): the database's ctype,
 -- never the "C" collation of the columns, which would change ASCII letters only.
