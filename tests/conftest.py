@@ -109,6 +109,10 @@ def dicom_files() -> list[Path]:
     return files
 
 
+#: An option's value that leaves it out of a test server's configuration (its default then).
+UNSET: Any = object()
+
+
 class Server:
     """A running HTTP server with a few helpers around ``requests``."""
 
@@ -178,8 +182,14 @@ class Isengard(Server):
             "ListenAddress": "127.0.0.1",
             "StorageDirectory": str(workdir / "storage"),
             "RemoteAccessAllowed": False,
+            # Orthanc's 1 s closes the tests' idle keep-alive connections all the time, and
+            # a request reusing one just as it closes is dropped unanswered (the race of every
+            # keep-alive server, which browsers meet by retrying): test_http_listening.py
+            # tests the timeout itself.
+            "KeepAliveTimeout": 30,
             **options,
         }
+        self.config = {key: value for key, value in self.config.items() if value is not UNSET}
         self.dicom_port = self.config["DicomPort"]
         self.config_path = workdir / "config.json"
         self.config_path.write_text(json.dumps(self.config, indent=2))
