@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import requests
 from pydicom import config
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from conftest import _STARTED, REPO, Isengard, Server
 
@@ -67,3 +69,22 @@ class IsengardAtLevel(Isengard):
         _STARTED.append(self.process)
         self.wait_ready(self.process)
         return self
+
+
+def ct_slice(study: str, series: str, number: int, pixels: int = 16, patient: str = "TRANSFERS") -> bytes:
+    """A generated CT slice of ``pixels`` x ``pixels`` 16-bit pixels, each file its own."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.PatientName, ds.Modality = patient, "Transfers^Test", "CT"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.InstanceNumber = study, series, number
+    ds.Rows = ds.Columns = pixels
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = bytes((number + i) % 251 for i in range(pixels * pixels * 2))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

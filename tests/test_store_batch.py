@@ -4,14 +4,12 @@ scripts have a say or the batch fails."""
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from helpers import ct_slice
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError
 from server.events import EventBus, Kind
@@ -23,17 +21,7 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
 def instance(patient: str, number: int) -> bytes:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CT
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = CT, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = patient, f"1.2.3.{patient}", f"1.2.3.{patient}.1"
-    ds.InstanceNumber, ds.Modality = number, "CT"
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return ct_slice(f"1.2.3.{patient}", f"1.2.3.{patient}.1", number, patient=patient)
 
 
 class Setup:

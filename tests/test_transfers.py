@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import time
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from conftest import Isengard
-from helpers import orthanc_error, wait_job
+from helpers import ct_slice, orthanc_error, wait_job
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 SMALL = 1000
@@ -29,30 +27,11 @@ SMALL = 1000
 TRANSFERS = {"Threads": 3, "BucketSize": 64, "PeerConnectivityTimeout": 2}
 
 
-def instance(study: str, series: str, number: int, pixels: int = 16) -> bytes:
-    """A CT slice of ``pixels`` x ``pixels`` 16-bit pixels."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CT
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = CT, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.PatientName, ds.Modality = "TRANSFERS", "Transfers^Test", "CT"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.InstanceNumber = study, series, number
-    ds.Rows = ds.Columns = pixels
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.PixelData = bytes((number + i) % 251 for i in range(pixels * pixels * 2))
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
-
-
 def upload_study(server: Isengard, count: int, large: int = 0) -> str:
     """A study of ``count`` small instances and ``large`` ones of ~300 KB; its Orthanc ID."""
     study, series = generate_uid(), generate_uid()
-    files = [instance(study, series, n) for n in range(count)]
-    files += [instance(study, series, count + n, pixels=390) for n in range(large)]
+    files = [ct_slice(study, series, n) for n in range(count)]
+    files += [ct_slice(study, series, count + n, pixels=390) for n in range(large)]
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(server.upload, files))
     return answers[0]["ParentStudy"]
