@@ -17,8 +17,6 @@ from server.storage.area import StorageArea
 from server.storage.index import Index
 from server.store import Limits, Origin, Store
 
-CT = "1.2.840.10008.5.1.4.1.1.2"
-
 
 def instance(patient: str, number: int) -> bytes:
     return ct_slice(f"1.2.3.{patient}", f"1.2.3.{patient}.1", number, patient=patient)

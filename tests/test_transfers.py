@@ -20,7 +20,6 @@ from pydicom.uid import generate_uid
 from conftest import Isengard
 from helpers import ct_slice, orthanc_error, wait_job
 
-CT = "1.2.840.10008.5.1.4.1.1.2"
 SMALL = 1000
 #: Small buckets, so that a few hundred small instances make many buckets and a large
 #: instance is split.
