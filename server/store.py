@@ -240,20 +240,21 @@ class Store:
         self.index.add_attachment(db, internal[Level.INSTANCE], Attachment(
             ATTACHMENT_DICOM, staged.uuid, staged.size, staged.uncompressed_size,
             staged.compression, staged.uncompressed_md5, staged.md5))
-        self.index.set_metadata_in(db, internal[Level.INSTANCE],
-                                   self._instance_metadata(parsed, origin, now))
+        # every metadata in one statement (one round trip to PostgreSQL), the later wins
+        metadata = {(internal[Level.INSTANCE], kind): value
+                    for kind, value in self._instance_metadata(parsed, origin, now).items()}
         for level, values in origin.provenance.items():
-            self.index.set_metadata_in(db, internal[level], values)
+            metadata.update({(internal[level], kind): value for kind, value in values.items()})
         for level in created:
-            self.index.set_metadata_in(db, internal[level], {
-                kind: value for kind, value in main_tags_metadata(parsed, level).items()
-                if value is not None})
+            metadata.update({(internal[level], kind): value
+                             for kind, value in main_tags_metadata(parsed, level).items()
+                             if value is not None})
         if Level.SERIES in created:
-            series_metadata = {Metadata.RemoteAET: origin.remote_aet or ""}
+            metadata[internal[Level.SERIES], Metadata.RemoteAET] = origin.remote_aet or ""
             expected = expected_instances(parsed)
             if expected is not None:
-                series_metadata[Metadata.ExpectedNumberOfInstances] = expected
-            self.index.set_metadata_in(db, internal[Level.SERIES], series_metadata)
+                metadata[internal[Level.SERIES], Metadata.ExpectedNumberOfInstances] = expected
+        self.index.set_metadata_many(db, metadata)
         if Level.PATIENT not in created:
             self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
         if self.index.series_status(db, internal[Level.SERIES]) == "Complete":

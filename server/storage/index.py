@@ -138,6 +138,10 @@ class Change(IntEnum):
     UpdatedMetadata = 18
 
 
+#: The change logged when a resource of a level is created.
+_NEW_CHANGE = {Level.PATIENT: Change.NewPatient, Level.STUDY: Change.NewStudy,
+               Level.SERIES: Change.NewSeries, Level.INSTANCE: Change.NewInstance}
+
 #: The change logged when a resource of a level becomes stable.
 STABLE_CHANGE = {Level.PATIENT: Change.StablePatient, Level.STUDY: Change.StableStudy,
                  Level.SERIES: Change.StableSeries}
@@ -220,6 +224,21 @@ def normalize_identifier(value: str | None) -> str | None:
         return None
     text = _NOT_IN_IDENTIFIERS.sub("", value.replace("%", " ").replace("_", " "))
     return text.upper().strip()
+
+
+def insert_rows(db: Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    """``insert`` VALUES(...), (...): all the rows in one statement (on PostgreSQL one round
+    trip and one statement's work, where ``executemany`` costs one statement a row), by
+    chunks within SQLite's number of parameters."""
+    for start in range(0, len(rows), _ROWS_A_STATEMENT):
+        chunk = rows[start:start + _ROWS_A_STATEMENT]
+        marks = "(" + ", ".join("?" * len(chunk[0])) + ")"
+        db.execute(f"{insert} VALUES{', '.join([marks] * len(chunk))}",
+                   [value for row in chunk for value in row])
+
+
+#: Rows of one :func:`insert_rows` statement: few parameters (SQLite's limit is 32766).
+_ROWS_A_STATEMENT = 500
 
 
 def _identifier_rows(rows: Iterable[tuple[int, int, int, str]]) -> list[tuple[int, int, int, str]]:
@@ -553,11 +572,14 @@ class Index:
         internal: dict[Level, int] = {}
         created: list[Level] = []
         parent: int | None = None
+        marks = ", ".join("?" * len(Level))
+        known = dict(db.execute(f"SELECT publicId, internalId FROM Resources WHERE publicId IN ({marks})",
+                                [ids[level] for level in Level]).fetchall())
+        tag_rows: list[tuple[int, int, int, str]] = []
         for level in Level:
-            row = db.execute("SELECT internalId FROM Resources WHERE publicId=?",
-                             (ids[level],)).fetchone()
-            if row is not None:
-                internal[level] = parent = row[0]
+            existing = known.get(ids[level])
+            if existing is not None:
+                internal[level] = parent = existing
                 continue
             cursor = db.execute(
                 "INSERT INTO Resources(resourceType, publicId, parentId) VALUES(?, ?, ?)",
@@ -571,16 +593,15 @@ class Index:
             values = dict(tags[level])
             if level is Level.STUDY:
                 values.update(tags[Level.PATIENT])
-            rows = [(new_id, g, e, v) for (g, e), v in values.items()]
-            db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)", rows)
-            db.executemany("INSERT INTO DicomIdentifiers VALUES(?, ?, ?, ?)", _identifier_rows(rows))
-        for level in reversed(created):
-            change = {Level.PATIENT: Change.NewPatient, Level.STUDY: Change.NewStudy,
-                      Level.SERIES: Change.NewSeries, Level.INSTANCE: Change.NewInstance}[level]
-            self._log_change(db, change, internal[level], now)
-        for level in (Level.PATIENT, Level.STUDY, Level.SERIES):
-            db.execute("INSERT OR REPLACE INTO Metadata(id, type, value) VALUES(?, ?, ?)",
-                       (internal[level], Metadata.LastUpdate, now))
+            tag_rows += [(new_id, g, e, v) for (g, e), v in values.items()]
+        insert_rows(db, "INSERT INTO MainDicomTags", tag_rows)
+        insert_rows(db, "INSERT INTO DicomIdentifiers", _identifier_rows(tag_rows))
+        insert_rows(db, "INSERT INTO Changes(changeType, internalId, resourceType, date)",
+                    [(int(_NEW_CHANGE[level]), internal[level], int(level), now)
+                     for level in reversed(created)])
+        insert_rows(db, "INSERT OR REPLACE INTO Metadata(id, type, value)",
+                    [(internal[level], int(Metadata.LastUpdate), now)
+                     for level in (Level.PATIENT, Level.STUDY, Level.SERIES)])
         return internal, created
 
     def add_attachment(self, db: Connection, internal_id: int, att: Attachment) -> None:
@@ -593,12 +614,20 @@ class Index:
 
     def set_metadata_in(self, db: Connection, internal_id: int,
                         values: dict[int, str]) -> None:
-        db.executemany("INSERT OR REPLACE INTO Metadata(id, type, value) VALUES(?, ?, ?)",
-                       [(internal_id, k, v) for k, v in values.items()])
+        self.set_metadata_many(db, {(internal_id, kind): value for kind, value in values.items()})
+
+    @staticmethod
+    def set_metadata_many(db: Connection, values: dict[tuple[int, int], str]) -> None:
+        """Metadata of several resources, keyed by (internal id, type), in one statement."""
+        insert_rows(db, "INSERT OR REPLACE INTO Metadata(id, type, value)",
+                    [(internal_id, int(kind), value) for (internal_id, kind), value in values.items()])
 
     def tag_most_recent_patient(self, db: Connection, patient: int) -> None:
-        """Move a patient to the end of the recycling order; protected ones are not in it."""
-        if db.execute("DELETE FROM PatientRecyclingOrder WHERE patientId=?", (patient,)).rowcount:
+        """Move a patient to the end of the recycling order; protected ones are not in it,
+        and the last one already is at the end (one statement then, as when ingesting a
+        patient's instances one after the other)."""
+        if db.execute("DELETE FROM PatientRecyclingOrder WHERE patientId=? AND seq<"
+                      "(SELECT MAX(seq) FROM PatientRecyclingOrder)", (patient,)).rowcount:
             db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
 
     def series_status(self, db: Connection, series: int) -> str:
@@ -826,10 +855,9 @@ class Index:
 
     def _log_change(self, db: Connection, change: Change, internal_id: int,
                     date: str | None = None) -> None:
-        level = db.execute("SELECT resourceType FROM Resources WHERE internalId=?",
-                           (internal_id,)).fetchone()[0]
         db.execute("INSERT INTO Changes(changeType, internalId, resourceType, date) "
-                   "VALUES(?, ?, ?, ?)", (int(change), internal_id, level, date or utc_now_iso()))
+                   "SELECT ?, internalId, resourceType, ? FROM Resources WHERE internalId=?",
+                   (int(change), date or utc_now_iso(), internal_id))
 
     def log_change_in(self, db: Connection, change: Change, internal_id: int,
                       date: str) -> None:
