@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
@@ -291,6 +291,10 @@ class SqliteDatabase:
         with self._lock:
             yield self._db
 
+    def read_one(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchone()
+
     def last_change_seq(self, db: Connection) -> int:
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='Changes'").fetchone()
         return int(row[0]) if row else 0
@@ -343,9 +347,9 @@ class Index:
     # -- resources -------------------------------------------------------------------
 
     def lookup(self, public_id: str, level: Level | None = None) -> Resource | None:
-        with self.reading() as db:
-            row = db.execute("SELECT internalId, resourceType, parentId FROM Resources "
-                             "WHERE publicId=?", (public_id,)).fetchone()
+        check_off_loop("Index.lookup")
+        row = self.database.read_one("SELECT internalId, resourceType, parentId FROM Resources "
+                                     "WHERE publicId=?", (public_id,))
         if row is None or (level is not None and row[1] != level):
             return None
         return Resource(row[0], Level(row[1]), public_id, row[2])
@@ -556,25 +560,26 @@ class Index:
 
     # -- storing ---------------------------------------------------------------------
 
-    def instance_attachment_uuid(self, db: Connection, public_id: str) -> tuple[int, str] | None:
-        row = db.execute("SELECT r.internalId, a.uuid FROM Resources r LEFT JOIN AttachedFiles a "
-                         "ON a.id=r.internalId AND a.fileType=1 WHERE r.publicId=?",
-                         (public_id,)).fetchone()
-        return None if row is None else (row[0], row[1])
+    @staticmethod
+    def existing_levels(db: Connection, ids: dict[Level, str]) -> dict[str, int]:
+        """Which resources of an instance's levels exist: public id -> internal id."""
+        marks = ", ".join("?" * len(ids))
+        return dict(db.execute(f"SELECT publicId, internalId FROM Resources WHERE publicId IN ({marks})",
+                               list(ids.values())).fetchall())
 
-    def insert_hierarchy(self, db: Connection, ids: dict[Level, str],
-                         tags: dict[Level, dict[Tag, str]], now: str) -> tuple[dict[Level, int], list[Level]]:
+    def insert_hierarchy(self, db: Connection, ids: dict[Level, str], tags: dict[Level, dict[Tag, str]],
+                         now: str, known: dict[str, int] | None = None) -> tuple[dict[Level, int], list[Level]]:
         """Create the missing resources for an instance; returns internal ids and new levels.
 
-        Must run inside :meth:`transaction`.  Patient tags are also indexed at the
-        study level, as Orthanc does, so that study queries on patient tags stay local.
+        Must run inside :meth:`transaction`; ``known`` is :meth:`existing_levels` when
+        the caller just asked.  Patient tags are also indexed at the study level, as
+        Orthanc does, so that study queries on patient tags stay local.
         """
         internal: dict[Level, int] = {}
         created: list[Level] = []
         parent: int | None = None
-        marks = ", ".join("?" * len(Level))
-        known = dict(db.execute(f"SELECT publicId, internalId FROM Resources WHERE publicId IN ({marks})",
-                                [ids[level] for level in Level]).fetchall())
+        if known is None:
+            known = self.existing_levels(db, ids)
         tag_rows: list[tuple[int, int, int, str]] = []
         for level in Level:
             existing = known.get(ids[level])
@@ -599,9 +604,6 @@ class Index:
         insert_rows(db, "INSERT INTO Changes(changeType, internalId, resourceType, date)",
                     [(int(_NEW_CHANGE[level]), internal[level], int(level), now)
                      for level in reversed(created)])
-        insert_rows(db, "INSERT OR REPLACE INTO Metadata(id, type, value)",
-                    [(internal[level], int(Metadata.LastUpdate), now)
-                     for level in (Level.PATIENT, Level.STUDY, Level.SERIES)])
         return internal, created
 
     def add_attachment(self, db: Connection, internal_id: int, att: Attachment) -> None:

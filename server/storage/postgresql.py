@@ -384,6 +384,15 @@ class PostgresDatabase:
         with self._held(self._READ) as connection:
             yield connection
 
+    def read_one(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        """Outside a transaction, one statement alone (autocommit): no BEGIN and COMMIT
+        round trips around it."""
+        current = self._state.connection
+        if current is not None:
+            return current.execute(sql, parameters).fetchone()
+        with self._pool.connection() as raw:
+            return raw.execute(translate(sql)[0], list(parameters)).fetchone()
+
     def last_change_seq(self, db: Connection) -> int:
         row = db.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
                          "FROM changes_seq_seq").fetchone()
