@@ -221,39 +221,48 @@ class Store:
         created; what it deletes (overwritten, recycled) is added to ``deleted`` and its
         files to ``obsolete``."""
         now = utc_now_iso()
-        existing = self.index.instance_attachment_uuid(db, parsed.ids[Level.INSTANCE])
+        known = self.index.existing_levels(db, parsed.ids)
+        existing = known.get(parsed.ids[Level.INSTANCE])
+        stale = False  # whether resources were deleted since ``known``
         if existing is not None:
             if not self.limits.overwrite or (
                     self.limits.overwrite_if_changed
-                    and self._same_file(db, existing[0], staged.uncompressed_md5)):
+                    and self._same_file(db, existing, staged.uncompressed_md5)):
                 return "AlreadyStored", []
             resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
             gone, uuids, _ = self.index.delete(db, resource)
             deleted += gone
             obsolete += uuids
+            stale = True
         recycled, recycled_files = self._recycle(db, parsed, staged.size)
-        deleted += recycled
-        obsolete += recycled_files
-        internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now)
+        if recycled:
+            deleted += recycled
+            obsolete += recycled_files
+            stale = True
+        internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now,
+                                                        None if stale else known)
         self.index.touch_unstable(db, [(internal[level], level)
                                        for level in (Level.SERIES, Level.STUDY, Level.PATIENT)])
         self.index.add_attachment(db, internal[Level.INSTANCE], Attachment(
             ATTACHMENT_DICOM, staged.uuid, staged.size, staged.uncompressed_size,
             staged.compression, staged.uncompressed_md5, staged.md5))
-        self.index.set_metadata_in(db, internal[Level.INSTANCE],
-                                   self._instance_metadata(parsed, origin, now))
+        # every metadata in one statement (one round trip to PostgreSQL), the later wins
+        metadata = {(internal[level], Metadata.LastUpdate): now
+                    for level in (Level.PATIENT, Level.STUDY, Level.SERIES)}
+        metadata.update({(internal[Level.INSTANCE], kind): value
+                         for kind, value in self._instance_metadata(parsed, origin, now).items()})
         for level, values in origin.provenance.items():
-            self.index.set_metadata_in(db, internal[level], values)
+            metadata.update({(internal[level], kind): value for kind, value in values.items()})
         for level in created:
-            self.index.set_metadata_in(db, internal[level], {
-                kind: value for kind, value in main_tags_metadata(parsed, level).items()
-                if value is not None})
+            metadata.update({(internal[level], kind): value
+                             for kind, value in main_tags_metadata(parsed, level).items()
+                             if value is not None})
         if Level.SERIES in created:
-            series_metadata = {Metadata.RemoteAET: origin.remote_aet or ""}
+            metadata[internal[Level.SERIES], Metadata.RemoteAET] = origin.remote_aet or ""
             expected = expected_instances(parsed)
             if expected is not None:
-                series_metadata[Metadata.ExpectedNumberOfInstances] = expected
-            self.index.set_metadata_in(db, internal[Level.SERIES], series_metadata)
+                metadata[internal[Level.SERIES], Metadata.ExpectedNumberOfInstances] = expected
+        self.index.set_metadata_many(db, metadata)
         if Level.PATIENT not in created:
             self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
         if self.index.series_status(db, internal[Level.SERIES]) == "Complete":

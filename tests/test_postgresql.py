@@ -100,10 +100,12 @@ def test_find_in_sql_matches_case_accents_and_wildcards(index: Index) -> None:
 
 def test_statements_are_translated_once() -> None:
     assert translate("INSERT OR REPLACE INTO Jobs VALUES(?, ?)") == (
-        "INSERT INTO Jobs VALUES(%s, %s) ON CONFLICT (id) DO UPDATE SET document=EXCLUDED.document",
+        b"INSERT INTO Jobs VALUES($1, $2) ON CONFLICT (id) DO UPDATE SET document=EXCLUDED.document",
         False)
     assert translate("SELECT 1 WHERE a IS NOT ? AND b LIKE '5%' LIMIT -1 OFFSET ?") == (
-        "SELECT 1 WHERE a IS DISTINCT FROM %s AND b LIKE '5%%' LIMIT ALL OFFSET %s", False)
+        b"SELECT 1 WHERE a IS DISTINCT FROM $1 AND b LIKE '5%' LIMIT ALL OFFSET $2", False)
+    assert translate("INSERT INTO Changes(seq) VALUES(?), (?)") == (
+        b"INSERT INTO Changes(seq) VALUES($1), ($2) RETURNING seq", True)
     assert translate("INSERT INTO Resources(publicId) VALUES(?)")[1] is True
     assert translate.cache_info().currsize > 0
 

@@ -54,6 +54,11 @@ class Database(Protocol):
     def reading(self) -> AbstractContextManager[Connection]:
         """Reads that see one state of the index; nested calls in a thread share it."""
 
+    def read_one(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        """The first row of one query (or None): a :meth:`reading` of one statement, which
+        needs no transaction of its own (in a thread's :meth:`reading` or
+        :meth:`transaction`, it runs there)."""
+
     def last_change_seq(self, db: Connection) -> int:
         """The sequence number of the last change ever logged (deleted or not)."""
 

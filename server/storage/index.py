@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
@@ -159,6 +159,10 @@ class Change(IntEnum):
     UpdatedMetadata = 18
 
 
+#: The change logged when a resource of a level is created.
+_NEW_CHANGE = {Level.PATIENT: Change.NewPatient, Level.STUDY: Change.NewStudy,
+               Level.SERIES: Change.NewSeries, Level.INSTANCE: Change.NewInstance}
+
 #: The change logged when a resource of a level becomes stable.
 STABLE_CHANGE = {Level.PATIENT: Change.StablePatient, Level.STUDY: Change.StableStudy,
                  Level.SERIES: Change.StableSeries}
@@ -243,6 +247,21 @@ def normalize_identifier(value: str | None) -> str | None:
     return text.upper().strip()
 
 
+def insert_rows(db: Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    """``insert`` VALUES(...), (...): all the rows in one statement (on PostgreSQL one round
+    trip and one statement's work, where ``executemany`` costs one statement a row), by
+    chunks within SQLite's number of parameters."""
+    for start in range(0, len(rows), _ROWS_A_STATEMENT):
+        chunk = rows[start:start + _ROWS_A_STATEMENT]
+        marks = "(" + ", ".join("?" * len(chunk[0])) + ")"
+        db.execute(f"{insert} VALUES{', '.join([marks] * len(chunk))}",
+                   [value for row in chunk for value in row])
+
+
+#: Rows of one :func:`insert_rows` statement: few parameters (SQLite's limit is 32766).
+_ROWS_A_STATEMENT = 500
+
+
 def _identifier_rows(rows: Iterable[tuple[int, int, int, str]]) -> list[tuple[int, int, int, str]]:
     """The ``DicomIdentifiers`` rows of ``MainDicomTags`` rows: the values of the identifiers
     upper-cased, so that a find ignoring case is an indexed lookup, as in Orthanc 1.10.1."""
@@ -292,6 +311,10 @@ class SqliteDatabase:
     def reading(self) -> Iterator[Connection]:
         with self._lock:
             yield self._db
+
+    def read_one(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchone()
 
     def last_change_seq(self, db: Connection) -> int:
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='Changes'").fetchone()
@@ -345,9 +368,9 @@ class Index:
     # -- resources -------------------------------------------------------------------
 
     def lookup(self, public_id: str, level: Level | None = None) -> Resource | None:
-        with self.reading() as db:
-            row = db.execute("SELECT internalId, resourceType, parentId FROM Resources "
-                             "WHERE publicId=?", (public_id,)).fetchone()
+        check_off_loop("Index.lookup")
+        row = self.database.read_one("SELECT internalId, resourceType, parentId FROM Resources "
+                                     "WHERE publicId=?", (public_id,))
         if row is None or (level is not None and row[1] != level):
             return None
         return Resource(row[0], Level(row[1]), public_id, row[2])
@@ -558,27 +581,31 @@ class Index:
 
     # -- storing ---------------------------------------------------------------------
 
-    def instance_attachment_uuid(self, db: Connection, public_id: str) -> tuple[int, str] | None:
-        row = db.execute("SELECT r.internalId, a.uuid FROM Resources r LEFT JOIN AttachedFiles a "
-                         "ON a.id=r.internalId AND a.fileType=1 WHERE r.publicId=?",
-                         (public_id,)).fetchone()
-        return None if row is None else (row[0], row[1])
+    @staticmethod
+    def existing_levels(db: Connection, ids: dict[Level, str]) -> dict[str, int]:
+        """Which resources of an instance's levels exist: public id -> internal id."""
+        marks = ", ".join("?" * len(ids))
+        return dict(db.execute(f"SELECT publicId, internalId FROM Resources WHERE publicId IN ({marks})",
+                               list(ids.values())).fetchall())
 
-    def insert_hierarchy(self, db: Connection, ids: dict[Level, str],
-                         tags: dict[Level, dict[Tag, str]], now: str) -> tuple[dict[Level, int], list[Level]]:
+    def insert_hierarchy(self, db: Connection, ids: dict[Level, str], tags: dict[Level, dict[Tag, str]],
+                         now: str, known: dict[str, int] | None = None) -> tuple[dict[Level, int], list[Level]]:
         """Create the missing resources for an instance; returns internal ids and new levels.
 
-        Must run inside :meth:`transaction`.  Patient tags are also indexed at the
-        study level, as Orthanc does, so that study queries on patient tags stay local.
+        Must run inside :meth:`transaction`; ``known`` is :meth:`existing_levels` when
+        the caller just asked.  Patient tags are also indexed at the study level, as
+        Orthanc does, so that study queries on patient tags stay local.
         """
         internal: dict[Level, int] = {}
         created: list[Level] = []
         parent: int | None = None
+        if known is None:
+            known = self.existing_levels(db, ids)
+        tag_rows: list[tuple[int, int, int, str]] = []
         for level in Level:
-            row = db.execute("SELECT internalId FROM Resources WHERE publicId=?",
-                             (ids[level],)).fetchone()
-            if row is not None:
-                internal[level] = parent = row[0]
+            existing = known.get(ids[level])
+            if existing is not None:
+                internal[level] = parent = existing
                 continue
             cursor = db.execute(
                 "INSERT INTO Resources(resourceType, publicId, parentId) VALUES(?, ?, ?)",
@@ -592,16 +619,12 @@ class Index:
             values = dict(tags[level])
             if level is Level.STUDY:
                 values.update(tags[Level.PATIENT])
-            rows = [(new_id, g, e, v) for (g, e), v in values.items()]
-            db.executemany("INSERT INTO MainDicomTags VALUES(?, ?, ?, ?)", rows)
-            db.executemany("INSERT INTO DicomIdentifiers VALUES(?, ?, ?, ?)", _identifier_rows(rows))
-        for level in reversed(created):
-            change = {Level.PATIENT: Change.NewPatient, Level.STUDY: Change.NewStudy,
-                      Level.SERIES: Change.NewSeries, Level.INSTANCE: Change.NewInstance}[level]
-            self._log_change(db, change, internal[level], now)
-        for level in (Level.PATIENT, Level.STUDY, Level.SERIES):
-            db.execute("INSERT OR REPLACE INTO Metadata(id, type, value) VALUES(?, ?, ?)",
-                       (internal[level], Metadata.LastUpdate, now))
+            tag_rows += [(new_id, g, e, v) for (g, e), v in values.items()]
+        insert_rows(db, "INSERT INTO MainDicomTags", tag_rows)
+        insert_rows(db, "INSERT INTO DicomIdentifiers", _identifier_rows(tag_rows))
+        insert_rows(db, "INSERT INTO Changes(changeType, internalId, resourceType, date)",
+                    [(int(_NEW_CHANGE[level]), internal[level], int(level), now)
+                     for level in reversed(created)])
         return internal, created
 
     def add_attachment(self, db: Connection, internal_id: int, att: Attachment) -> None:
@@ -614,12 +637,20 @@ class Index:
 
     def set_metadata_in(self, db: Connection, internal_id: int,
                         values: dict[int, str]) -> None:
-        db.executemany("INSERT OR REPLACE INTO Metadata(id, type, value) VALUES(?, ?, ?)",
-                       [(internal_id, k, v) for k, v in values.items()])
+        self.set_metadata_many(db, {(internal_id, kind): value for kind, value in values.items()})
+
+    @staticmethod
+    def set_metadata_many(db: Connection, values: dict[tuple[int, int], str]) -> None:
+        """Metadata of several resources, keyed by (internal id, type), in one statement."""
+        insert_rows(db, "INSERT OR REPLACE INTO Metadata(id, type, value)",
+                    [(internal_id, int(kind), value) for (internal_id, kind), value in values.items()])
 
     def tag_most_recent_patient(self, db: Connection, patient: int) -> None:
-        """Move a patient to the end of the recycling order; protected ones are not in it."""
-        if db.execute("DELETE FROM PatientRecyclingOrder WHERE patientId=?", (patient,)).rowcount:
+        """Move a patient to the end of the recycling order; protected ones are not in it,
+        and the last one already is at the end (one statement then, as when ingesting a
+        patient's instances one after the other)."""
+        if db.execute("DELETE FROM PatientRecyclingOrder WHERE patientId=? AND seq<"
+                      "(SELECT MAX(seq) FROM PatientRecyclingOrder)", (patient,)).rowcount:
             db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
 
     def series_status(self, db: Connection, series: int) -> str:
@@ -846,10 +877,9 @@ class Index:
 
     def _log_change(self, db: Connection, change: Change, internal_id: int,
                     date: str | None = None) -> None:
-        level = db.execute("SELECT resourceType FROM Resources WHERE internalId=?",
-                           (internal_id,)).fetchone()[0]
         db.execute("INSERT INTO Changes(changeType, internalId, resourceType, date) "
-                   "VALUES(?, ?, ?, ?)", (int(change), internal_id, level, date or utc_now_iso()))
+                   "SELECT ?, internalId, resourceType, ? FROM Resources WHERE internalId=?",
+                   (int(change), date or utc_now_iso(), internal_id))
 
     def log_change_in(self, db: Connection, change: Change, internal_id: int,
                       date: str) -> None:

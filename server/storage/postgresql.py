@@ -6,7 +6,7 @@ Selected, as with Orthanc's orthanc-postgresql plugin, by a ``PostgreSQL`` secti
 ``MaximumConnectionRetries``, ``ConnectionRetryInterval``, ``IndexConnectionsCount``).
 
 The index's statements are SQLite's; :func:`translate` rewrites each one once (cached):
-``?`` to psycopg's ``%s``, ``GLOB`` to an operator defined in the schema (the same
+``?`` to PostgreSQL's ``$1``, ``$2``..., ``GLOB`` to an operator defined in the schema (the same
 pattern, as LIKE), ``INSERT OR REPLACE/IGNORE`` to ``ON CONFLICT``, ``LIMIT -1`` to
 ``LIMIT ALL``, ``IS NOT ?`` to ``IS DISTINCT FROM``, a ``CAST`` of text to a number to
 SQLite's lenient one (its leading number, else 0), and an insert into a table with a
@@ -188,9 +188,12 @@ _INSERT = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
 
 
 @lru_cache(maxsize=4096)
-def translate(sql: str) -> tuple[str, bool]:
-    """A statement of the index in PostgreSQL's words; and whether it returns a generated key."""
-    text = sql.replace("%", "%%").replace("IS NOT ?", "IS DISTINCT FROM ?").replace("?", "%s")
+def translate(sql: str) -> tuple[bytes, bool]:
+    """A statement of the index in PostgreSQL's words, with its own ``$1``, ``$2``...
+    placeholders (which psycopg's ``RawCursor`` sends as they are: no parsing of each
+    statement on each call, which psycopg caches for 50 parameters at most); and whether
+    it returns a generated key."""
+    text = sql.replace("IS NOT ?", "IS DISTINCT FROM ?")
     text = text.replace(" GLOB ", " <~> ").replace("LIMIT -1", "LIMIT ALL")
     text = _LENIENT_CAST.sub(lambda m: f"sqlite_{m.group(2).lower()}({m.group(1)})", text)
     conflict = ""
@@ -205,9 +208,9 @@ def translate(sql: str) -> tuple[str, bool]:
             conflict = f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
     inserted = _INSERT.match(text)
     generated = _GENERATED.get(inserted.group(1).lower()) if inserted and not conflict else None
-    if generated:
-        return f"{text} RETURNING {generated}", True
-    return text + conflict, False
+    text += f" RETURNING {generated}" if generated else conflict
+    first, *rest = text.split("?")
+    return (first + "".join(f"${number}{part}" for number, part in enumerate(rest, 1))).encode(), bool(generated)
 
 
 class _Cursor:
@@ -312,7 +315,8 @@ class PostgresDatabase:
         else:
             first.close()
         self._pool = ConnectionPool(settings.conninfo, min_size=1, max_size=settings.connections,
-                                    kwargs={"autocommit": True}, open=False,
+                                    kwargs={"autocommit": True, "cursor_factory": psycopg.RawCursor},
+                                    open=False,
                                     name="isengard-index")
         self._pool.open(wait=True, timeout=max(30.0, settings.retries * settings.retry_interval))
 
@@ -405,6 +409,15 @@ class PostgresDatabase:
             return
         with self._held(self._READ) as connection:
             yield connection
+
+    def read_one(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        """Outside a transaction, one statement alone (autocommit): no BEGIN and COMMIT
+        round trips around it."""
+        current = self._state.connection
+        if current is not None:
+            return current.execute(sql, parameters).fetchone()
+        with self._pool.connection() as raw:
+            return raw.execute(translate(sql)[0], list(parameters)).fetchone()
 
     def last_change_seq(self, db: Connection) -> int:
         row = db.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "

@@ -1,0 +1,45 @@
+"""What one ingest asks of the index, in process: few statements (each is a round trip to
+PostgreSQL, whose index runs the same SQL), and the recycling order they keep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_store_batch import instance
+
+from server.dicom.main_tags import Level
+from server.events import EventBus
+from server.storage.area import StorageArea
+from server.storage.index import Index, SqliteDatabase
+from server.store import Limits, Origin, Store
+
+
+def store(root: Path, limits: Limits | None = None) -> Store:
+    return Store(Index(root / "index.sqlite"), StorageArea(root / "storage"), EventBus(), limits or Limits())
+
+
+def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) -> None:
+    target = store(tmp_path)
+    target.ingest(instance("1", 1), Origin())
+    database = target.index.database
+    assert isinstance(database, SqliteDatabase)
+    statements: list[str] = []
+    database._db.set_trace_callback(statements.append)
+    assert target.ingest(instance("1", 2), Origin()).status == "Success"
+    database._db.set_trace_callback(None)
+    # lookup, BEGIN, the four levels, resource, tags, identifiers, change, unstable, file,
+    # metadata, recycling order, series status, COMMIT
+    assert len(statements) <= 13, statements  # 29 before they were counted
+
+
+def test_the_newest_instance_makes_its_patient_the_last_recycled(tmp_path: Path) -> None:
+    target = store(tmp_path, Limits(max_patients=2))
+    ids = [target.ingest(instance(p, n), Origin()).ids for p, n in (("1", 1), ("2", 1), ("1", 2))]
+    patient_a, patient_b = ids[0][Level.PATIENT], ids[1][Level.PATIENT]
+    assert ids[2][Level.PATIENT] == patient_a
+    target.ingest(instance("3", 1), Origin())  # B is the oldest now
+    assert target.index.lookup(patient_b) is None and target.index.lookup(patient_a) is not None
+    target.ingest(instance("3", 2), Origin())  # 3, already the last, stays so
+    target.ingest(instance("4", 1), Origin())
+    assert target.index.lookup(patient_a) is None
+    assert target.index.count(Level.PATIENT) == 2
