@@ -27,9 +27,12 @@ def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) 
     database._db.set_trace_callback(statements.append)
     assert target.ingest(instance("1", 2), Origin()).status == "Success"
     database._db.set_trace_callback(None)
+    # A trigger's statements are traced as its statement's text again: they run inside the
+    # database (on PostgreSQL too), not one round trip each.
+    sent = [s for n, s in enumerate(statements) if n == 0 or s != statements[n - 1]]
     # lookup, BEGIN, the four levels, resource, tags, identifiers, change, unstable, file,
     # metadata, recycling order, series status, COMMIT
-    assert len(statements) <= 13, statements  # 29 before they were counted
+    assert len(sent) <= 13, sent  # 29 before they were counted
 
 
 def test_the_newest_instance_makes_its_patient_the_last_recycled(tmp_path: Path) -> None:

@@ -97,19 +97,18 @@ CREATE TABLE IF NOT EXISTS GlobalIntegers(property INTEGER PRIMARY KEY, value IN
 INSERT OR IGNORE INTO GlobalIntegers SELECT 0, COALESCE(SUM(compressedSize), 0) FROM AttachedFiles;
 INSERT OR IGNORE INTO GlobalIntegers SELECT 1, COALESCE(SUM(uncompressedSize), 0) FROM AttachedFiles;
 CREATE TRIGGER IF NOT EXISTS AttachedFileAdded AFTER INSERT ON AttachedFiles BEGIN
-    UPDATE GlobalIntegers SET value = value + COALESCE(new.compressedSize, 0) WHERE property = 0;
-    UPDATE GlobalIntegers SET value = value + COALESCE(new.uncompressedSize, 0) WHERE property = 1;
+    UPDATE GlobalIntegers SET value = value + COALESCE(CASE property WHEN 0 THEN new.compressedSize
+        ELSE new.uncompressedSize END, 0) WHERE property IN (0, 1);
 END;
 CREATE TRIGGER IF NOT EXISTS AttachedFileRemoved AFTER DELETE ON AttachedFiles BEGIN
-    UPDATE GlobalIntegers SET value = value - COALESCE(old.compressedSize, 0) WHERE property = 0;
-    UPDATE GlobalIntegers SET value = value - COALESCE(old.uncompressedSize, 0) WHERE property = 1;
+    UPDATE GlobalIntegers SET value = value - COALESCE(CASE property WHEN 0 THEN old.compressedSize
+        ELSE old.uncompressedSize END, 0) WHERE property IN (0, 1);
 END;
 CREATE TRIGGER IF NOT EXISTS AttachedFileResized AFTER UPDATE OF compressedSize, uncompressedSize
         ON AttachedFiles BEGIN
-    UPDATE GlobalIntegers SET value = value + COALESCE(new.compressedSize, 0)
-        - COALESCE(old.compressedSize, 0) WHERE property = 0;
-    UPDATE GlobalIntegers SET value = value + COALESCE(new.uncompressedSize, 0)
-        - COALESCE(old.uncompressedSize, 0) WHERE property = 1;
+    UPDATE GlobalIntegers SET value = value + COALESCE(CASE property WHEN 0 THEN new.compressedSize
+        ELSE new.uncompressedSize END, 0) - COALESCE(CASE property WHEN 0 THEN old.compressedSize
+        ELSE old.uncompressedSize END, 0) WHERE property IN (0, 1);
 END;
 """
 

@@ -122,12 +122,12 @@ INSERT INTO GlobalIntegers SELECT 1, COALESCE(SUM(uncompressedSize), 0) FROM Att
 CREATE OR REPLACE FUNCTION attached_files_totals() RETURNS TRIGGER LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP <> 'INSERT' THEN
-        UPDATE GlobalIntegers SET value = value - COALESCE(OLD.compressedSize, 0) WHERE property = 0;
-        UPDATE GlobalIntegers SET value = value - COALESCE(OLD.uncompressedSize, 0) WHERE property = 1;
+        UPDATE GlobalIntegers SET value = value - COALESCE(CASE property WHEN 0 THEN OLD.compressedSize
+            ELSE OLD.uncompressedSize END, 0) WHERE property IN (0, 1);
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        UPDATE GlobalIntegers SET value = value + COALESCE(NEW.compressedSize, 0) WHERE property = 0;
-        UPDATE GlobalIntegers SET value = value + COALESCE(NEW.uncompressedSize, 0) WHERE property = 1;
+        UPDATE GlobalIntegers SET value = value + COALESCE(CASE property WHEN 0 THEN NEW.compressedSize
+            ELSE NEW.uncompressedSize END, 0) WHERE property IN (0, 1);
     END IF;
     RETURN NULL;
 END $$;
