@@ -265,7 +265,7 @@ class Store:
         self.index.set_metadata_many(db, metadata)
         if Level.PATIENT not in created:
             self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
-        if self.index.series_status(db, internal[Level.SERIES]) == "Complete":
+        if self.index.series_complete(db, internal[Level.SERIES]):
             self.index.log_change_in(db, Change.CompletedSeries, internal[Level.SERIES], now)
         return "Success", created
 

@@ -3,14 +3,16 @@ PostgreSQL, whose index runs the same SQL), and the recycling order they keep.""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import pydicom
 from test_store_batch import instance
 
 from server.dicom.main_tags import Level
 from server.events import EventBus
 from server.storage.area import StorageArea
-from server.storage.index import Index, SqliteDatabase
+from server.storage.index import Change, Index, SqliteDatabase
 from server.store import Limits, Origin, Store
 
 
@@ -46,3 +48,34 @@ def test_the_newest_instance_makes_its_patient_the_last_recycled(tmp_path: Path)
     target.ingest(instance("4", 1), Origin())
     assert target.index.lookup(patient_a) is None
     assert target.index.count(Level.PATIENT) == 2
+
+
+def series_instance(number: int, expected: int) -> bytes:
+    """An instance of one series that announces ``expected`` instances (ImagesInAcquisition)."""
+    ds = pydicom.dcmread(io.BytesIO(instance("5", number)))
+    ds.ImagesInAcquisition, ds.NumberOfTemporalPositions = expected, 1
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_a_series_is_completed_once_its_expected_instances_are_in(tmp_path: Path) -> None:
+    target = store(tmp_path)
+
+    def completed() -> int:
+        changes, _, _ = target.index.changes(0, 100)
+        return sum(1 for change in changes if change.change == Change.CompletedSeries)
+
+    def status() -> str:
+        with target.index.reading() as db:
+            return target.index.series_status(db, series.internal_id)
+
+    counts = []
+    for number in (1, 2, 3):
+        ids = target.ingest(series_instance(number, 3), Origin()).ids
+        counts.append(completed())
+    assert counts == [0, 0, 1]
+    series = target.index.lookup(ids[Level.SERIES])
+    assert series is not None and status() == "Complete"
+    target.ingest(series_instance(3, 3), Origin())  # a fourth instance, numbered 3 again
+    assert completed() == 1 and status() == "Inconsistent"

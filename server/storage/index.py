@@ -654,12 +654,7 @@ class Index:
 
     def series_status(self, db: Connection, series: int) -> str:
         """Orthanc's series Status: Unknown, Missing, Inconsistent or Complete."""
-        row = db.execute("SELECT value FROM Metadata WHERE id=? AND type=?",
-                         (series, Metadata.ExpectedNumberOfInstances)).fetchone()
-        try:
-            expected = int(row[0]) if row else 0
-        except ValueError:
-            expected = 0
+        expected = self._expected_instances(db, series)
         if expected <= 0:
             return "Unknown"
         seen: set[int] = set()
@@ -674,6 +669,25 @@ class Index:
                 return "Inconsistent"
             seen.add(position)
         return "Complete" if len(seen) == expected else "Missing"
+
+    def series_complete(self, db: Connection, series: int) -> bool:
+        """Whether :meth:`series_status` is Complete, asked at each ingest: the children are
+        counted first (a Complete series has exactly the expected number), so a series still
+        filling does not read every child's metadata at each of its instances."""
+        expected = self._expected_instances(db, series)
+        if expected <= 0:
+            return False
+        children = db.execute("SELECT COUNT(*) FROM Resources WHERE parentId=?", (series,)).fetchone()[0]
+        return children == expected and self.series_status(db, series) == "Complete"
+
+    @staticmethod
+    def _expected_instances(db: Connection, series: int) -> int:
+        row = db.execute("SELECT value FROM Metadata WHERE id=? AND type=?",
+                         (series, Metadata.ExpectedNumberOfInstances)).fetchone()
+        try:
+            return int(row[0]) if row else 0
+        except ValueError:
+            return 0
 
     def reconstruct_instance(self, instance: Resource, tags: dict[Level, dict[Tag, str]],
                              metadata: dict[int, str],
