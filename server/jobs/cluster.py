@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from server.errors import ErrorCode, OrthancError
 from server.events import JOB_KINDS, EventBus, JobEvent, Kind, Listener
-from server.jobs.engine import JobRecord, JobsEngine, JobsIndex, record_from_document
+from server.jobs.engine import JobRecord, JobsEngine, JobsIndex, record_from_document, resolve_waiter, timestamp
 from server.jobs.job import Job, JobRegistry, JobState, Output, StepResult
 
 log = logging.getLogger("isengard.jobs")
@@ -66,7 +66,6 @@ EVENTS_KEPT_SECONDS = 600.0
 WAIT_POLL_SECONDS = 2.0
 
 _FINISHED = (JobState.SUCCESS.value, JobState.FAILURE.value)
-_TIME_FORMAT = "%Y%m%dT%H%M%S.%f"
 
 
 @dataclass(frozen=True)
@@ -171,14 +170,10 @@ class SavedJob(Job):
         return data if isinstance(data, dict) else None
 
 
-def _stamp() -> str:
-    return datetime.now(UTC).strftime(_TIME_FORMAT)
-
-
 def _concluded(document: dict[str, Any], state: JobState, code: int = ErrorCode.SUCCESS,
                details: str = "") -> dict[str, Any]:
     """``document`` moved to ``state`` by a node that does not run the job."""
-    changed = dict(document, State=state.value, LastChangeTime=_stamp())
+    changed = dict(document, State=state.value, LastChangeTime=timestamp())
     if state in (JobState.SUCCESS, JobState.FAILURE):
         changed.update(CompletionTime=changed["LastChangeTime"], ErrorCode=int(code),
                        ErrorDetails=details)
@@ -686,9 +681,4 @@ class ClusterJobsEngine(JobsEngine):
         with self._lock:
             callers = list(self._callers.get(job_id, ()))
         for loop, future in callers:
-            loop.call_soon_threadsafe(_resolve, future)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+            loop.call_soon_threadsafe(resolve_waiter, future)

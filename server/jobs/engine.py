@@ -60,6 +60,11 @@ def _parse(text: str) -> datetime:
     return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
+def timestamp() -> str:
+    """Now, as a saved job's document records its times."""
+    return _format(_now())
+
+
 class JobsIndex(Protocol):
     """Where the engine saves its jobs: the index (:class:`~server.storage.index.Index`), or
     the cluster's job store (:mod:`server.jobs.cluster`), which writes only the jobs it holds."""
@@ -573,7 +578,7 @@ class JobsEngine:
             dropped, self._dropped = self._dropped, []
             later, self._later = self._later, []
         for loop, future in wake:
-            loop.call_soon_threadsafe(_resolve, future)
+            loop.call_soon_threadsafe(resolve_waiter, future)
         for job in dropped:
             for key in list(job.outputs()):
                 job.delete_output(key)
@@ -695,6 +700,7 @@ def record_from_document(job_id: str, doc: dict[str, Any], job: Job) -> JobRecor
     return record
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def resolve_waiter(future: asyncio.Future[None]) -> None:
+    """Wake a caller waiting for a job (on its event loop)."""
     if not future.done():
         future.set_result(None)

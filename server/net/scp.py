@@ -295,10 +295,7 @@ class DicomServer:
         checked.transfer_syntax = preferred + [ts for ts in self.transfer_syntaxes if ts not in preferred]
         for uid in self.sop_classes:
             ae.add_supported_context(uid, [], scu_role=True, scp_role=True)
-            context = ae._supported_contexts[uid]
-            known = context.transfer_syntax
-            context._transfer_syntax = known + [ts for ts in checked.transfer_syntax if ts not in known] \
-                if known else list(checked.transfer_syntax)
+            ae._supported_contexts[uid]._transfer_syntax = list(checked.transfer_syntax)
 
     def set_transfer_syntaxes(self, syntaxes: list[str]) -> None:
         """``PUT /tools/accepted-transfer-syntaxes``: governs the associations negotiated from now on."""
