@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from server.dicom.main_tags import Level, Tag
 from server.dicom.parse import dataset_to_send
 from server.dicom.transcode import DEFAULT_SETTINGS, CannotTranscode, Settings, transcode_dataset
 from server.errors import ErrorCode, OrthancError, dimse_payload
-from server.net.scp import DUL_POLL_SECONDS, received_file
+from server.net.scp import received_file
 
 log = logging.getLogger("isengard.dicom")
 
@@ -125,57 +124,9 @@ def _tcp_failure(remote: Remote) -> str:
         return f"TCP Initialization Error: {e.strerror or e}"
 
 
-class ReactorGate:
-    """A drop-in for pynetdicom's reactor checkpoint (a ``threading.Event``) that closes a race.
-
-    Before sending a request, pynetdicom clears the checkpoint and waits until
-    the association thread says it is paused; but that thread says so *before*
-    waiting on the checkpoint, so a sender arriving just after the wait returned
-    goes on while the thread is about to poll the message queue, and the thread
-    may take the sender's response (the sender then waits for the DIMSE timeout,
-    and the association is lost).  Here ``clear`` returns only once the thread
-    is really parked in ``wait`` (or after a short bound, if it has ended).
-    """
-
-    PARK_TIMEOUT = 0.05
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._open = True
-        self._parked = False
-
-    def is_set(self) -> bool:
-        return self._open
-
-    def set(self) -> None:
-        with self._condition:
-            self._open = True
-            self._condition.notify_all()
-
-    def clear(self) -> None:
-        deadline = time.monotonic() + self.PARK_TIMEOUT
-        with self._condition:
-            self._open = False
-            while not self._parked and (remaining := deadline - time.monotonic()) > 0:
-                self._condition.wait(remaining)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with self._condition:
-            self._parked = True
-            self._condition.notify_all()
-            try:
-                return self._condition.wait_for(lambda: self._open, timeout)
-            finally:
-                self._parked = False
-
-
 def tune(event: evt.Event) -> None:
-    """On a new outgoing connection: TCP_NODELAY (no 40 ms wait per message), the DICOM
-    server's short polling delay (C-MOVE 200 -> 330 instances/s) and :class:`ReactorGate`,
-    without which that delay makes pynetdicom lose C-STORE responses."""
+    """On a new outgoing connection: TCP_NODELAY (no 40 ms wait per message)."""
     event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    event.assoc._reactor_checkpoint = ReactorGate()
-    event.assoc.dul._run_loop_delay = DUL_POLL_SECONDS
 
 
 def associate(remote: Remote, contexts: list[PresentationContext],
