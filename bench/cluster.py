@@ -13,7 +13,8 @@ on one fresh database and one storage folder, ``"Lock": false``):
 * C-STORE: N other instances by 4 ``storescu`` associations, spread over the nodes.
 
 Figures: instances per second (wall clock), CPU per instance of the nodes and of PostgreSQL,
-and the two-node / one-node ratio.  Orthanc 1.10.1 runs with Debian's orthanc-postgresql 4.0
+the two-node / one-node ratio, and how many of the machine's cores were busy (every process:
+nodes, PostgreSQL, clients): a phase with every core busy is bound by the machine.  Orthanc 1.10.1 runs with Debian's orthanc-postgresql 4.0
 index plugin (``EnableIndex``; files in the shared folder, as Isengard's).
 
 ``--scale N`` adds one Isengard node ingesting N instances over REST (4 clients) with the
@@ -125,17 +126,27 @@ def count_instances(node: Server) -> int:
     return len(requests.get(node.url + "/instances", timeout=TIMEOUT).json())
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all processes, all cores) since boot:
+    whether a phase was bound by the machine's cores or by something else."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(nodes: list[Server], postgres: Postgres, expected: int, send_all: Callable[[], None]) -> dict[str, float]:
     cpu_nodes = sum(cpu_seconds(node.pid) for node in nodes)
-    cpu_db, started = postgres.cpu(), time.perf_counter()
+    cpu_db, busy, started = postgres.cpu(), machine_busy_seconds(), time.perf_counter()
     send_all()
     elapsed = time.perf_counter() - started
+    busy = machine_busy_seconds() - busy
     counts = [count_instances(node) for node in nodes]
     if counts != [expected] * len(nodes):
         raise WrongAnswer(f"the nodes hold {counts} instances, expected {expected} each")
     return {"rate": expected / elapsed,
             "cpu_ms": 1000 * (sum(cpu_seconds(node.pid) for node in nodes) - cpu_nodes) / expected,
-            "db_cpu_ms": 1000 * (postgres.cpu() - cpu_db) / expected}
+            "db_cpu_ms": 1000 * (postgres.cpu() - cpu_db) / expected,
+            "busy_cores": busy / elapsed}
 
 
 def rest(nodes: list[Server], files: list[bytes]) -> Callable[[], None]:
@@ -218,11 +229,15 @@ METRICS = [
     Metric("rest_scaling", "REST: 2 nodes / 1 node", True),
     Metric("rest1_cpu_ms", "REST, 1 node: server CPU per instance (ms)", False),
     Metric("rest1_db_cpu_ms", "REST, 1 node: PostgreSQL CPU per instance (ms)", False),
+    Metric("rest1_busy_cores", f"REST, 1 node: machine busy (cores of {os.cpu_count()})", False),
+    Metric("rest2_busy_cores", f"REST, 2 nodes: machine busy (cores of {os.cpu_count()})", False),
     Metric("store1_rate", "C-STORE 4 associations, 1 node (inst/s)", True),
     Metric("store2_rate", "C-STORE 4 associations, 2 nodes (inst/s)", True),
     Metric("store_scaling", "C-STORE: 2 nodes / 1 node", True),
     Metric("store1_cpu_ms", "C-STORE, 1 node: server CPU per instance (ms)", False),
     Metric("store1_db_cpu_ms", "C-STORE, 1 node: PostgreSQL CPU per instance (ms)", False),
+    Metric("store1_busy_cores", f"C-STORE, 1 node: machine busy (cores of {os.cpu_count()})", False),
+    Metric("store2_busy_cores", f"C-STORE, 2 nodes: machine busy (cores of {os.cpu_count()})", False),
     Metric("scale_first_rate", "scale: rate over the first tenth (inst/s)", True),
     Metric("scale_last_rate", "scale: rate over the last tenth (inst/s)", True),
     Metric("scale_kept", "scale: last tenth / first tenth", True),
