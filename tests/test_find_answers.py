@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 
 from server.dicom.charset import pydicom_value, specific_character_set
+from server.dicom.raw_dataset import character_set, write_raw
 from server.find import vr_of
 from server.net.query_retrieve import _NUMERIC_VRS, _layout, _put
 
@@ -41,7 +42,8 @@ KEYS = [
     ((0x0008, 0x1140), "", None),                     # SQ, empty
     ((0x0011, 0x1010), "private", "LO"),              # unknown: the query's VR
     ((0x0011, 0x1011), "abc", None),                  # unknown, the query's VR unknown too: UN
-    ((0x0008, 0x0005), "", None),                     # never a key, but harmless
+    ((0x0008, 0x0000), "", None),                     # a group length: never written
+    ((0x0009, 0x0010), "", "LO"),                     # a private creator
 ]
 
 
@@ -67,19 +69,21 @@ def _reference(tag: tuple[int, int], text: str, query_vr: str | None, encoding: 
 def _answers(encoding: str, syntax: str, keys: list) -> tuple[Dataset, Dataset]:
     new, old = Dataset(), Dataset()
     term = specific_character_set(encoding)
-    for answer in (new, old):
-        if term is not None:
-            answer.SpecificCharacterSet = term
-        answer.QueryRetrieveLevel = "STUDY"
-        answer.RetrieveAETitle = "ORTHANC"
+    if term is not None:
+        old.SpecificCharacterSet = term
+    old.QueryRetrieveLevel = "STUDY"
+    old.RetrieveAETitle = "ORTHANC"
     raw = True
+    for tag, text in ((0x00080005, term), (0x00080052, "STUDY"), (0x00080054, "ORTHANC")):
+        if text is not None:
+            raw &= _put(new, (tag >> 16, tag & 0xFFFF), text, None, "Latin1", _layout(syntax))
     for tag, text, query_vr in keys:
         raw &= _put(new, tag, text, query_vr, encoding, _layout(syntax))
         element = _reference(tag, text, query_vr, encoding)
         if element is not None:
             old.add(element)
     if raw:
-        new.set_original_encoding(*_layout(syntax), new._character_set)
+        new.set_original_encoding(*_layout(syntax), character_set(term))
     return new, old
 
 
@@ -91,7 +95,10 @@ def test_answer_keys_are_the_bytes_pydicom_wrote(encoding: str, layout: str) -> 
     assert new.original_encoding == _layout(syntax)  # written raw
     implicit, little = _layout(syntax)
     deflated = layout == "deflated"
-    assert encode(new, implicit, little, deflated) == encode(old, implicit, little, deflated)
+    expected = encode(old, implicit, little, deflated)
+    if not deflated:
+        assert write_raw(new, implicit, little) == expected
+    assert encode(new, implicit, little, deflated) == expected
 
 
 def test_an_ambiguous_vr_leaves_the_answer_to_pydicom() -> None:
@@ -99,6 +106,7 @@ def test_an_ambiguous_vr_leaves_the_answer_to_pydicom() -> None:
     keys = [*KEYS[:6], ((0x0028, 0x0106), "3", None)]
     new, old = _answers("Latin1", LAYOUTS["explicit little"], keys)
     assert new.original_encoding == (None, None)
+    assert write_raw(new, False, True) is None
     assert encode(new, False, True, False) == encode(old, False, True, False)
 
 

@@ -64,6 +64,7 @@ from server.dicom.main_tags import (
 )
 from server.dicom.main_tags import parse_level as parse_resource_level
 from server.dicom.parse import dataset_to_send
+from server.dicom.raw_dataset import character_set
 from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, Finder, database_limit, make_constraint, parse_tag, vr_of
@@ -214,18 +215,18 @@ class FindScp:
         answer = Dataset()
         encoding = self.services.default_encoding
         term = specific_character_set(encoding)
-        if term is not None:
-            answer.SpecificCharacterSet = term
-        answer.QueryRetrieveLevel = request.query[QUERY_RETRIEVE_LEVEL]
-        answer.RetrieveAETitle = self.services.config["DicomAet"]
         raw = True
+        for tag, text in ((SPECIFIC_CHARACTER_SET, term), (QUERY_RETRIEVE_LEVEL, request.query[QUERY_RETRIEVE_LEVEL]),
+                          (RETRIEVE_AE_TITLE, self.services.config["DicomAet"])):
+            if text is not None:
+                raw &= _put(answer, tag, text, None, "Latin1", layout)
         for tag in wanted:
             text = counters.get(tag, values.get(tag, ""))
             raw &= _put(answer, tag, text, request.vrs.get(tag), encoding, layout)
         if request.sequences:
             self._copy_sequences(answer, instance, request.sequences)
         if raw:  # the keys are in this layout and character set: pydicom writes them as they are
-            answer.set_original_encoding(*layout, answer._character_set)
+            answer.set_original_encoding(*layout, character_set(term))
         return answer
 
     def _representative(self, resource: Resource) -> Resource | None:
