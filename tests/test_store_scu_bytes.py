@@ -247,3 +247,18 @@ def test_c_get_in_the_accepted_syntax(server: Isengard, stored: dict[str, tuple[
     [(context_syntax, dataset)] = got
     assert context_syntax == syntax
     assert (md5(dataset) == md5(dataset_bytes(data))) is raw
+
+
+def test_compressed_storage_sends_the_dicom_file(make_isengard, destinations: dict[str, tuple[str, int, Path]]) -> None:
+    """With ``StorageCompression`` the file on disk is not the DICOM file: what is sent is the
+    dataset of the DICOM file the storage gives back."""
+    aet, port, folder = destinations["all"]
+    server = make_isengard(StorageCompression=True, DicomModalities={"all": [aet, "127.0.0.1", port],
+                                                                      "scu": ["SCU", "127.0.0.1", 1]})
+    data = sample(EXPLICIT).read_bytes()
+    server.upload(data)
+    emptied(folder)
+    result = move(server, aet, sop_instance_of(data))
+    assert result.returncode == 0 and "Failed" not in result.stderr, result.stderr
+    path = received(folder, sop_instance_of(data))
+    assert path is not None and md5(dataset_bytes(path.read_bytes())) == md5(dataset_bytes(data))
