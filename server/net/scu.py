@@ -534,8 +534,9 @@ def store_request(assoc: Association, item: Outgoing, msg_id: int = 1, priority:
     When a context accepted the file's own transfer syntax, the request carries the file's
     dataset bytes as they are; otherwise pynetdicom encodes the decoded dataset, converting
     between uncompressed syntaxes (and failing, as it does, without a context for it)."""
-    context = _exact_context(assoc, item) if item.raw is not None else None
-    if context is None:
+    raw = item.raw
+    context = _exact_context(assoc, item) if raw is not None else None
+    if raw is None or context is None:
         return Association.send_c_store(assoc, item.dataset, msg_id, priority, originator_aet, originator_id)
     if not assoc.is_established:
         raise RuntimeError("The association with a peer SCP must be established before sending a "
@@ -547,7 +548,7 @@ def store_request(assoc: Association, item: Outgoing, msg_id: int = 1, priority:
     request.MoveOriginatorMessageID = originator_id
     request.AffectedSOPClassUID = item.sop_class
     request.AffectedSOPInstanceUID = item.sop_instance
-    request.DataSet = BytesIO(item.raw)
+    request.DataSet = BytesIO(raw)
     return _exchange(assoc, request, context.context_id)
 
 
