@@ -14,8 +14,9 @@ on one fresh database and one storage folder, ``"Lock": false``):
 
 Figures: instances per second (wall clock), CPU per instance of the nodes and of PostgreSQL,
 the two-node / one-node ratio, and how many of the machine's cores were busy (every process:
-nodes, PostgreSQL, clients): a phase with every core busy is bound by the machine.  Orthanc 1.10.1 runs with Debian's orthanc-postgresql 4.0
-index plugin (``EnableIndex``; files in the shared folder, as Isengard's).
+nodes, PostgreSQL, clients): a phase with every core busy is bound by the machine.
+Orthanc 1.10.1 runs with Debian's orthanc-postgresql 4.0 index plugin (``EnableIndex``;
+files in the shared folder, as Isengard's).
 
 ``--scale N`` adds one Isengard node ingesting N instances over REST (4 clients) with the
 rate and CPU taken on each tenth, as ``scale.py`` does on SQLite: is it flat on PostgreSQL?

@@ -2,7 +2,7 @@
 Isengard against Orthanc.
 
 Usage: .venv/bin/python bench/network.py [--studies N] [--move M] [--only isengard|orthanc]
-                                         [--repeat R] [--json out.json]
+                                         [--repeat R] [--retrieve-only] [--json out.json]
 
 Each server in turn (never both at once) gets N single-instance studies (N/10 patients of
 10 studies, small uncompressed CT slices), a modality for the benchmark's own SCU and one for
@@ -16,6 +16,8 @@ the C-MOVE destination (dcmtk's ``storescp --ignore``, which receives and discar
   in one request, wall time from the request to the final response, median of R runs;
 * C-GET throughput: the same instances retrieved to the benchmark's own SCU (C-STORE
   sub-operations on the same association, answered at once), median of R runs;
+* the server's CPU time per instance moved and retrieved (its process tree, user + system),
+  median of the same runs (``--retrieve-only`` measures C-MOVE and C-GET alone);
 * C-ECHO latency: on one open association (median of 50), and dcmtk's ``echoscu`` from process
   start to exit (median of 10).
 
@@ -55,7 +57,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 from report import Metric, Outcome, table
-from servers import Server, exit_on_sigterm, free_port, make_servers, measure_each
+from servers import Server, cpu_seconds, exit_on_sigterm, free_port, make_servers, measure_each
 from workload import WrongAnswer, post_all, time_calls
 
 STUDIES_PER_PATIENT = 10
@@ -124,6 +126,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--move", type=int, default=500, help="instances moved per C-MOVE (default 500)")
     parser.add_argument("--only", choices=("isengard", "orthanc"), help="measure a single server")
     parser.add_argument("--repeat", type=int, default=3, help="C-MOVE runs, the median is reported")
+    parser.add_argument("--retrieve-only", action="store_true", help="measure C-MOVE and C-GET only")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     arguments = parser.parse_args(argv)
     if arguments.studies < 100 or not 10 <= arguments.move <= arguments.studies:
@@ -282,16 +285,20 @@ def measure(server: Server, studies: list[Study], payloads: list[bytes], argumen
         answer.raise_for_status()
     print(f"{server.name}: storing {len(payloads)} studies", file=sys.stderr)
     post_all(server, payloads)
-    figures = measure_find(server, studies, warnings)
+    figures = {} if arguments.retrieve_only else measure_find(server, studies, warnings)
     patients = sorted({s.patient_id for s in studies[: arguments.move]})
-    for key, what, once in (("move_ips", "C-MOVE", move_once), ("get_ips", "C-GET", get_once)):
-        runs = []
+    for key, what, once in (("move", "C-MOVE", move_once), ("get", "C-GET", get_once)):
+        runs, cpu = [], []
         for _ in range(arguments.repeat):
+            cpu_before = cpu_seconds(server.pid)
             seconds, count = once(server, patients)
+            cpu.append(1000 * (cpu_seconds(server.pid) - cpu_before) / arguments.move)
             expect(what, count, arguments.move, warnings, server)
             runs.append(arguments.move / seconds)
-        figures[key] = statistics.median(runs)
-    figures.update(echo_latency(server))
+        figures[f"{key}_ips"] = statistics.median(runs)
+        figures[f"{key}_cpu_ms"] = statistics.median(cpu)
+    if not arguments.retrieve_only:
+        figures.update(echo_latency(server))
     version = session.get(f"{server.url}/system", timeout=30).json()
     return version.get("IsengardVersion", version.get("Version", "?")), figures
 
@@ -306,6 +313,8 @@ def metrics(move: int) -> list[Metric]:
               for stat in ("median", "p95")),
             Metric("move_ips", f"C-MOVE of {move} instances (inst/s)", True),
             Metric("get_ips", f"C-GET of {move} instances (inst/s)", True),
+            Metric("move_cpu_ms", "C-MOVE: server CPU per instance (ms)", False),
+            Metric("get_cpu_ms", "C-GET: server CPU per instance (ms)", False),
             Metric("echo_median_ms", "C-ECHO on an open association, median (ms)", False),
             Metric("echoscu_ms", "C-ECHO by echoscu, process start to exit, median (ms)", False)]
 

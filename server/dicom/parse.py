@@ -195,9 +195,9 @@ class _Walker:
         (length,) = struct.unpack_from(order + "H", self.data, offset + 6)
         return tag, vr, length, offset + 8
 
-    def walk(self, offset: int, explicit: bool, little: bool) -> int:
-        """Walk the dataset from ``offset`` to the end of the file; the number of its
-        top-level elements, zero ones apart.
+    def walk(self, offset: int, explicit: bool, little: bool, until: int = 0xFFFFFFFF) -> int:
+        """Walk the dataset from ``offset`` to the end of the file, or to its first top-level
+        element past the tag ``until``; the number of its top-level elements, zero ones apart.
 
         Iterative (nesting deeper than MAX_NESTING is refused): a frame is [in_sequence, explicit]; items
         of undefined length push a dataset frame, elements of undefined length a
@@ -216,6 +216,8 @@ class _Walker:
                 offset = self._skip_zeros(offset)
                 continue
             tag, vr, length, value = self.header(offset, explicit and not in_sequence, little)
+            if top and tag > until:
+                return elements
             if in_sequence:
                 if tag == _SEQUENCE_END:
                     stack.pop()
@@ -306,6 +308,52 @@ def check_encoding(data: bytes, transfer_syntax: str) -> tuple[str, str] | None:
     return sop_class, sop_instance
 
 
+#: What a C-STORE request needs: the dataset's SOP UIDs, else those of the file meta.
+_SENDING_UIDS = _SOP_UIDS | {0x00020002, 0x00020003}
+
+
+@dataclass(frozen=True)
+class SendingView:
+    """What a C-STORE request needs of a DICOM file, read without decoding it."""
+
+    #: Where the dataset starts, past the file meta: the bytes from there are sent as they are.
+    dataset_start: int
+    transfer_syntax: str
+    sop_class: str
+    sop_instance: str
+
+
+def sending_view(data: bytes, stored: bool) -> SendingView | None:
+    """The transfer syntax, SOP UIDs (the dataset's, else the file meta's, "" when neither has
+    them) and dataset offset of a file to send.
+
+    A ``stored`` file was checked complete when it was stored: only its meta header and first
+    elements, up to (0008,0018), are read.  Any other file is walked whole and refused, as
+    :func:`check_complete` does, when it ends early.  None for a file that pydicom must read
+    (no meta header: its encoding is a guess; deflated: its elements cannot be walked)."""
+    walker = _Walker(data, wanted=_SENDING_UIDS)
+    if stored:
+        try:
+            walker.dataset_start, syntax, declared = _file_meta(walker)
+            if declared and syntax not in _DEFLATED:
+                walker.walk(walker.dataset_start, syntax != _IMPLICIT_LITTLE, syntax != _EXPLICIT_BIG,
+                            until=0x00080018)
+        except (_Truncated, struct.error):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                               f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)") from None
+        found: str | None = syntax if declared else None
+    else:
+        found = check_complete(data, walker)
+    if found is None or found in _DEFLATED:
+        return None
+
+    def text(tag: int, fallback: int) -> str:
+        _, _, start, length = walker.found.get(tag, walker.found.get(fallback, (0, b"", 0, 0)))
+        return bytes(data[start:start + length]).decode("ascii", "replace").strip("\0 ")
+
+    return SendingView(walker.dataset_start, found, text(0x00080016, 0x00020002), text(0x00080018, 0x00020003))
+
+
 def _file_meta(walker: _Walker) -> tuple[int, str, bool]:
     """Where the dataset starts, its transfer syntax (guessed without a file meta header), and
     whether the meta header declared it."""
@@ -317,7 +365,7 @@ def _file_meta(walker: _Walker) -> tuple[int, str, bool]:
         tag, vr, length, value = walker.header(meta, True, True)
         if length == _UNDEFINED or value + length > walker.size:
             raise _Truncated
-        if walker.wanted is None:  # noted with the dataset's elements: see dataset_to_send
+        if walker.wanted is None or tag in walker.wanted:  # noted with the dataset's elements
             walker.found[tag] = (meta, vr, value, length)
         if tag == 0x00020010:
             syntax = bytes(data[value:value + length]).rstrip(b"\0 ").decode("ascii", "replace")

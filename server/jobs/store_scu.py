@@ -152,8 +152,8 @@ class DicomModalityStoreJob(RetryingInstancesJob):
             self._connection = StoreConnection(self.remote, bool(self.services.config["TranscodeDicomProtocol"]),
                                                Settings.from_config(self.services.config))
         log.info('Sending instance %s to modality "%s"', instance.public_id, self.remote.aet)
-        item = Outgoing.parse(self.services.store.read_dicom(instance))
-        if not outgoing_accepted(self.services.store.interventions.outgoing_store, item.dataset,
+        item = Outgoing.stored(self.services.store.read_dicom(instance))
+        if not outgoing_accepted(self.services.store.interventions.outgoing_store, item,
                                  self.remote.aet, self.remote.host):
             log.info("Instance %s filtered out by OutgoingCStoreInstanceFilter", instance.public_id)
             return

@@ -63,13 +63,12 @@ from server.dicom.main_tags import (
     format_tag,
 )
 from server.dicom.main_tags import parse_level as parse_resource_level
-from server.dicom.parse import dataset_to_send
 from server.dicom.raw_dataset import character_set
 from server.dicom.transcode import Settings, transcode_file
 from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, Finder, database_limit, make_constraint, parse_tag, vr_of
 from server.net.scp import called_aet
-from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, outgoing_accepted, tune
+from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, Outgoing, outgoing_accepted, sends_outgoing, tune
 from server.storage.index import Metadata, Resource
 
 if TYPE_CHECKING:
@@ -399,10 +398,10 @@ def retrieve_instances(services: DicomServices, identifier: Dataset, request: st
     raise OrthancError(ErrorCode.BAD_REQUEST, f"Invalid fields in a {request} request")
 
 
-def _dataset_of(services: DicomServices, instance: Resource) -> Dataset:
+def _outgoing_of(services: DicomServices, instance: Resource) -> Outgoing | Dataset:
     """The file to send; a stand-in that pynetdicom counts as a failed sub-operation if it is gone."""
     try:
-        return dataset_to_send(services.store.read_dicom(instance))
+        return Outgoing.stored(services.store.read_dicom(instance))
     except Exception:  # noqa: BLE001 - deleted or unreadable since the request
         log.warning("An instance was removed after the C-MOVE/C-GET request: %s", instance.public_id)
         failed = Dataset()
@@ -535,13 +534,13 @@ class QueryRetrieveScp:
             yield 0
             return
         yield (*address, {"contexts": store_contexts(self.services, instances),
-                          "evt_handlers": [(evt.EVT_CONN_OPEN, tune)]})
+                          "evt_handlers": [(evt.EVT_CONN_OPEN, tune), (evt.EVT_CONN_OPEN, sends_outgoing)]})
         yield len(instances)
         filters = self.services.store.interventions.outgoing_store
         for instance in instances:
-            dataset = _dataset_of(self.services, instance)
-            if outgoing_accepted(filters, dataset, modality["AET"], modality["Host"]):
-                yield PENDING, dataset
+            item = _outgoing_of(self.services, instance)
+            if outgoing_accepted(filters, item, modality["AET"], modality["Host"]):
+                yield PENDING, item.sendable() if isinstance(item, Outgoing) else item
 
     # -- C-GET -------------------------------------------------------------------------
 
@@ -560,6 +559,7 @@ class QueryRetrieveScp:
             raise
         finally:
             self.services.metrics.record_max("orthanc_get_scp_duration_ms", (time.monotonic() - started) * 1000)
+        sends_outgoing(event)
         yield len(instances)
         for instance in instances:
             yield PENDING, _get_dataset(self.services, event.assoc, instance)
@@ -567,29 +567,27 @@ class QueryRetrieveScp:
 
 def _get_dataset(services: DicomServices, assoc: Any, instance: Resource) -> Dataset:
     """An instance for a C-GET, transcoded when the caller accepted its SOP class but not its
-    transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does.  A file
-    without meta header is Implicit VR Little Endian, the DICOM default."""
-    sop_class = services.index.metadata(instance.internal_id).get(Metadata.SopClassUid)
+    transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does; sent as
+    the file has it when its syntax was accepted."""
+    item = _outgoing_of(services, instance)
+    if not isinstance(item, Outgoing):
+        return item
     accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts
-                if cx.abstract_syntax == sop_class and cx.as_scu]
-    ds = _dataset_of(services, instance)
-    meta = ds.file_meta if hasattr(ds, "file_meta") else None
-    if not accepted or meta is None:
-        return ds
-    syntax = str(meta.get("TransferSyntaxUID", IMPLICIT_VR_LITTLE_ENDIAN))
-    if syntax in accepted:
-        meta.TransferSyntaxUID = syntax
-        return ds
+                if cx.abstract_syntax == item.sop_class and cx.as_scu]
+    syntax = item.transfer_syntax
+    if not accepted or syntax in accepted:
+        return item.sendable()
+    ds = item.dataset
     if syntax in LITTLE_ENDIAN_UNCOMPRESSED:
         # pynetdicom encodes the dataset in the syntax its file meta names.
         for target in accepted:
             if target in LITTLE_ENDIAN_UNCOMPRESSED:
-                meta.TransferSyntaxUID = target
+                ds.file_meta.TransferSyntaxUID = target
                 return ds
     for target in [ts for ts in UNCOMPRESSED if ts in accepted] + \
             [ts for ts in accepted if ts not in UNCOMPRESSED]:
         try:
-            data = transcode_file(services.store.read_dicom(instance), target, Settings.from_config(services.config))
+            data = transcode_file(item.data, target, Settings.from_config(services.config))
             return pydicom.dcmread(BytesIO(data), force=True)
         except OrthancError:
             continue

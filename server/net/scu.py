@@ -11,12 +11,14 @@ anything else that needs a raw association reuses :func:`associate`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from io import BytesIO
+from typing import Any, cast
 
 import pydicom
 from pydicom import config
@@ -24,6 +26,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import (
     ModalityWorklistInformationFind,
@@ -37,7 +40,7 @@ from pynetdicom.sop_class import (
 )
 
 from server.dicom.main_tags import Level, Tag
-from server.dicom.parse import dataset_to_send
+from server.dicom.parse import dataset_to_send, sending_view
 from server.dicom.transcode import DEFAULT_SETTINGS, CannotTranscode, Settings, transcode_dataset
 from server.errors import ErrorCode, OrthancError, dimse_payload
 from server.net.scp import received_file
@@ -377,39 +380,162 @@ def tag_vr(tag: Tag) -> str:
 # -- C-STORE ---------------------------------------------------------------------------
 
 
-@dataclass
 class Outgoing:
-    """One DICOM file to send, parsed."""
+    """One DICOM file to send: what its C-STORE request needs, read from the file without
+    decoding it, and the dataset's bytes, sent as the file has them when the peer accepted its
+    transfer syntax.  Decoded into a pydicom dataset only when something needs one (an
+    ``OutgoingCStoreInstanceFilter``, a transcoding, a conversion pynetdicom makes, a file
+    without meta header or deflated)."""
 
-    dataset: Dataset
-    sop_class: str
-    sop_instance: str
-    transfer_syntax: str
+    def __init__(self, data: bytes, sop_class: str, sop_instance: str, transfer_syntax: str,
+                 raw: bytes | None, dataset: Dataset | None = None) -> None:
+        self.data = data
+        self.sop_class = sop_class
+        self.sop_instance = sop_instance
+        self.transfer_syntax = transfer_syntax
+        #: The dataset's bytes in ``transfer_syntax``; None once the dataset was transcoded,
+        #: and for a file that pydicom reads.
+        self.raw = raw
+        self._dataset = dataset
 
     @classmethod
     def parse(cls, data: bytes) -> Outgoing:
+        """Any DICOM file (``store-straight``'s body): refused when it ends early."""
+        return cls._read(data, stored=False)
+
+    @classmethod
+    def stored(cls, data: bytes) -> Outgoing:
+        """A file this server stored, checked then: its meta header and first elements are read."""
+        return cls._read(data, stored=True)
+
+    @classmethod
+    def _read(cls, data: bytes, stored: bool) -> Outgoing:
         try:
-            ds = dataset_to_send(data)
+            view = sending_view(data, stored)
+            item = cls(data, view.sop_class, view.sop_instance, view.transfer_syntax,
+                       data[view.dataset_start:]) if view is not None else cls._decoded(data)
         except Exception as e:  # noqa: BLE001 - pydicom raises many types on corrupt input
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the DICOM file to send") from e
+        if not item.sop_class or not item.sop_instance:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Unable to find the SOP class and instance")
+        return item
+
+    @classmethod
+    def _decoded(cls, data: bytes) -> Outgoing:
+        """A file without meta header (its syntax as pydicom guesses it), or deflated."""
+        ds = dataset_to_send(data)
         meta = ds.file_meta
         if "TransferSyntaxUID" not in meta:
             meta.TransferSyntaxUID = IMPLICIT_LITTLE if ds.is_implicit_VR else EXPLICIT_LITTLE
         sop_class = str(ds.get("SOPClassUID", meta.get("MediaStorageSOPClassUID", "")))
         sop_instance = str(ds.get("SOPInstanceUID", meta.get("MediaStorageSOPInstanceUID", "")))
-        if not sop_class or not sop_instance:
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                               "Unable to find the SOP class and instance")
-        return cls(ds, sop_class, sop_instance, str(meta.TransferSyntaxUID))
+        return cls(data, sop_class, sop_instance, str(meta.TransferSyntaxUID), None, ds)
+
+    @property
+    def dataset(self) -> Dataset:
+        """The decoded dataset, with its file meta (decoded at the first use)."""
+        if self._dataset is None:
+            self._dataset = dataset_to_send(self.data)
+        return self._dataset
+
+    def transcoded(self, syntax: str) -> None:
+        """Note that :attr:`dataset` was transcoded to ``syntax``: the file's bytes are no longer it."""
+        self.transfer_syntax = syntax
+        self.raw = None
+
+    def sendable(self) -> Sendable:
+        """This file for pynetdicom's C-MOVE and C-GET service classes."""
+        return Sendable(self)
 
 
-def outgoing_accepted(filters: Iterable[Callable[[Dataset, dict[str, str]], bool]], dataset: Dataset,
+class Sendable(Dataset):
+    """What pynetdicom's C-MOVE and C-GET service classes take for a C-STORE sub-operation: a
+    Dataset (they check), with the SOP UIDs they read (a failed instance is listed by its
+    SOPInstanceUID), carrying the :class:`Outgoing` that :func:`send_c_store` sends."""
+
+    def __init__(self, outgoing: Outgoing) -> None:
+        super().__init__()
+        self.outgoing = outgoing
+        self.add(DataElement(0x00080016, "UI", outgoing.sop_class, validation_mode=config.IGNORE))
+        self.add(DataElement(0x00080018, "UI", outgoing.sop_instance, validation_mode=config.IGNORE))
+
+
+def sends_outgoing(event: evt.Event) -> None:
+    """On a connection whose C-STORE requests pynetdicom's service classes send (the C-MOVE
+    sub-association, the C-GET caller's): they call ``send_c_store``, which must know
+    :class:`Sendable`."""
+    assoc = event.assoc
+    assoc.send_c_store = functools.partial(send_c_store, assoc)  # type: ignore[method-assign]
+
+
+def send_c_store(assoc: Association, dataset: Dataset, msg_id: int = 1, priority: int = 2,
+                 originator_aet: str | None = None, originator_id: int | None = None) -> Dataset:
+    """pynetdicom's ``Association.send_c_store`` (same arguments, answers and exceptions), that
+    sends a :class:`Sendable` with :func:`store_request`."""
+    if isinstance(dataset, Sendable):
+        return store_request(assoc, dataset.outgoing, msg_id, priority, originator_aet, originator_id)
+    return Association.send_c_store(assoc, dataset, msg_id, priority, originator_aet, originator_id)
+
+
+def store_request(assoc: Association, item: Outgoing, msg_id: int = 1, priority: int = 2,
+                  originator_aet: str | None = None, originator_id: int | None = None) -> Dataset:
+    """Send ``item`` in a C-STORE request and answer the response's status (empty when none came),
+    as pynetdicom's ``send_c_store`` does.
+
+    When a context accepted the file's own transfer syntax, the request carries the file's
+    dataset bytes as they are; otherwise pynetdicom encodes the decoded dataset, converting
+    between uncompressed syntaxes (and failing, as it does, without a context for it)."""
+    raw = item.raw
+    context = _exact_context(assoc, item) if raw is not None else None
+    if raw is None or context is None:
+        return Association.send_c_store(assoc, item.dataset, msg_id, priority, originator_aet, originator_id)
+    if not assoc.is_established:
+        raise RuntimeError("The association with a peer SCP must be established before sending a "
+                           "C-STORE request")
+    request = C_STORE()
+    request.MessageID = msg_id
+    request.Priority = priority
+    request.MoveOriginatorApplicationEntityTitle = originator_aet
+    request.MoveOriginatorMessageID = originator_id
+    request.AffectedSOPClassUID = item.sop_class
+    request.AffectedSOPInstanceUID = item.sop_instance
+    request.DataSet = BytesIO(raw)
+    return _exchange(assoc, request, context.context_id)
+
+
+def _exact_context(assoc: Association, item: Outgoing) -> PresentationContext | None:
+    """An accepted context for ``item``'s SOP class, as its sender, in its transfer syntax."""
+    for cx in assoc.accepted_contexts:
+        if cx.abstract_syntax == item.sop_class and cx.as_scu and cx.transfer_syntax[0] == item.transfer_syntax:
+            return cx
+    return None
+
+
+def _exchange(assoc: Association, request: C_STORE, context_id: int | None) -> Dataset:
+    """Send ``request`` and wait for its response, the reactor paused meanwhile (so that it does
+    not take the response): the end of pynetdicom's ``send_c_store``, to follow it if it changes."""
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.0001)
+    try:
+        assoc.dimse.send_msg(request, cast(int, context_id))
+        _, response = assoc.dimse.get_msg(block=True)
+    finally:
+        assoc._reactor_checkpoint.set()
+    if response is None:
+        assoc._handle_no_response()
+        return Dataset()
+    return assoc._check_received_status(response)
+
+
+def outgoing_accepted(filters: Iterable[Callable[[Dataset, dict[str, str]], bool]], item: Outgoing | Dataset,
                       aet: str, host: str) -> bool:
     """Orthanc's ``OutgoingCStoreInstanceFilter`` hook point, before each C-STORE of Orthanc's
     own (a store job, Lua's ``SendToModality``, a C-MOVE sub-operation; not ``store-straight``
-    nor C-GET): whether every filter lets the instance go to that modality."""
+    nor C-GET): whether every filter lets the instance go to that modality.  An
+    :class:`Outgoing` is decoded only when there are filters."""
     destination = {"RemoteIp": host, "RemoteAet": aet}
-    return all(accepts(dataset, destination) for accepts in filters)
+    return all(accepts(item.dataset if isinstance(item, Outgoing) else item, destination) for accepts in filters)
 
 
 class StoreConnection:
@@ -441,8 +567,8 @@ class StoreConnection:
         if item.transfer_syntax not in accepted:
             self._transcode(item, accepted)
         try:
-            status = assoc.send_c_store(item.dataset, originator_aet=originator_aet or None,
-                                        originator_id=originator_id)
+            status = store_request(assoc, item, originator_aet=originator_aet or None,
+                                   originator_id=originator_id)
         except (RuntimeError, ValueError, AttributeError) as e:
             self.close()
             raise NetworkError(f'C-STORE SCU to AET "{self.remote.aet}": {e}', transient=False) from e
@@ -470,7 +596,7 @@ class StoreConnection:
                     transcode_dataset(item.dataset, target, self.settings)
                 except CannotTranscode:
                     continue
-                item.transfer_syntax = target
+                item.transcoded(target)
                 return
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED,
                            f"Cannot transcode from {item.transfer_syntax} to one of [ {' '.join(accepted)} ]")

@@ -377,8 +377,8 @@ class NetworkService:
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         remote = self.remote(modality_name, local_aet)
-        item = scu.Outgoing.parse(self.services.store.read_dicom(instance))
-        if scu.outgoing_accepted(self.services.store.interventions.outgoing_store, item.dataset,
+        item = scu.Outgoing.stored(self.services.store.read_dicom(instance))
+        if scu.outgoing_accepted(self.services.store.interventions.outgoing_store, item,
                                  remote.aet, remote.host):
             self._lingering.send(remote, item, bool(self.services.config["TranscodeDicomProtocol"]))
 
