@@ -8,6 +8,7 @@ server survives malformed messages.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -506,3 +507,24 @@ def test_small_and_large_c_stores_are_stored_intact(make_isengard: Callable[...,
         stored = requests.get(f"{server.url}/instances/{found['ID']}/file", timeout=60).content
         assert stored.endswith(encode(ds, False, True))
         assert pydicom.dcmread(BytesIO(stored)).file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_traced_messages_are_logged_from_the_command_sets(make_isengard: Callable[..., Isengard],
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """At the "trace" level pynetdicom's handlers log every message from ``command_set``:
+    made from the bytes on demand, with the values received (the server) and sent (this
+    process's pynetdicom, whose handlers log at that level by default)."""
+    server = make_isengard(DicomAlwaysAllowStore=True, DicomAlwaysAllowEcho=True)
+    assert requests.put(f"{server.url}/tools/log-level-dicom", data="trace", timeout=30).status_code == 200
+    assoc = _associate(server)
+    ds = _secondary_capture(1024)
+    with caplog.at_level(logging.DEBUG, logger="pynetdicom"):
+        assert assoc.send_c_echo().Status == 0
+        assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    log = server.log()
+    assert "Received Echo Request (MsgID 1)" in log and "Received Store Request" in log
+    assert f"Affected SOP Instance UID     : {ds.SOPInstanceUID}" in log
+    assert "Traceback" not in log
+    sent = caplog.text
+    assert "Sending Store Request: MsgID 1" in sent and f"Affected SOP Instance UID     : {ds.SOPInstanceUID}" in sent
