@@ -56,6 +56,10 @@ IN_MEMORY_LIMIT = 8 * 1024 * 1024
 
 _ORIGINAL: dict[str, Callable[..., Any]] = {}
 
+#: A ``DIMSEMessage`` with this module's attributes (set by :func:`_init`), which pynetdicom's
+#: class does not declare.
+Message = Any
+
 # -- values ------------------------------------------------------------------------------
 
 #: A conformant UID (PS3.5 9.1, pydicom's RE_VALID_UID), checked with its length: such a
@@ -155,11 +159,9 @@ _CODECS: dict[str, tuple[Callable[[Any], bytes | None], Callable[[bytes], Any] |
 
 # -- command sets ------------------------------------------------------------------------
 
-_GROUP_LENGTH = 0x0000
 _COMMAND_FIELD = 0x0100
 _DATA_SET_TYPE = 0x0800
 _NO_DATA_SET = 0x0101
-_COMPUTED = {"CommandGroupLength", "CommandField", "CommandDataSetType"}
 
 
 class _MessageSpec:
@@ -233,7 +235,7 @@ def decode_command_set(data: bytes) -> dict[str, Any] | None:
 # -- DIMSEMessage's methods --------------------------------------------------------------
 
 
-def _init(self: DIMSEMessage) -> None:
+def _init(self: Message) -> None:
     """As pynetdicom's, without filling a ``Dataset`` the message may never need."""
     self.context_id = None
     self.encoded_command_set = BytesIO()
@@ -250,7 +252,7 @@ def _init(self: DIMSEMessage) -> None:
     self._receiving = None
 
 
-def _template(self: DIMSEMessage) -> Any:
+def _template(self: Message) -> Any:
     """The ``Dataset`` pynetdicom's ``__init__`` made: every keyword of the message, empty."""
     from pydicom.dataset import Dataset
 
@@ -262,7 +264,7 @@ def _template(self: DIMSEMessage) -> Any:
     return dataset
 
 
-def _get_command_set(self: DIMSEMessage) -> Any:
+def _get_command_set(self: Message) -> Any:
     """The command set as a pydicom ``Dataset``, made when first asked for."""
     if self._command_set is None:
         self._command_set = (_template(self) if self._encoded is None
@@ -270,12 +272,12 @@ def _get_command_set(self: DIMSEMessage) -> Any:
     return self._command_set
 
 
-def _set_command_set(self: DIMSEMessage, dataset: Any) -> None:
+def _set_command_set(self: Message, dataset: Any) -> None:
     self._command_set = dataset
     self._encoded = self._fields = None
 
 
-def _primitive_to_message(self: DIMSEMessage, primitive: Any) -> None:
+def _primitive_to_message(self: Message, primitive: Any) -> None:
     """pynetdicom's ``primitive_to_message``, the command set encoded at once."""
     spec = _SPECS.get(type(self).__name__)
     if spec is None or self._command_set is not None:
@@ -297,7 +299,7 @@ def _primitive_to_message(self: DIMSEMessage, primitive: Any) -> None:
     self._encoded = encoded
 
 
-def _fragments(self: DIMSEMessage, context_id: int, data: bytes, max_pdu_length: int,
+def _fragments(self: Message, context_id: int, data: bytes, max_pdu_length: int,
                control: int) -> Iterator[P_DATA]:
     """``data`` in P-DATA primitives as pynetdicom cuts them; ``control`` is the header of
     all but the last (whose bit 2 is set)."""
@@ -310,7 +312,7 @@ def _fragments(self: DIMSEMessage, context_id: int, data: bytes, max_pdu_length:
         yield pdata
 
 
-def _encode_msg(self: DIMSEMessage, context_id: int, max_pdu_length: int) -> Iterator[P_DATA]:
+def _encode_msg(self: Message, context_id: int, max_pdu_length: int) -> Iterator[P_DATA]:
     """pynetdicom's ``encode_msg`` with the command set already encoded."""
     if self._encoded is None or self._command_set is not None:
         yield from _ORIGINAL["encode_msg"](self, context_id, max_pdu_length)
@@ -342,7 +344,7 @@ def _file_fragments(context_id: int, path: tuple[Path, int], max_pdu_length: int
             yield pdata
 
 
-def _decode_msg(self: DIMSEMessage, primitive: P_DATA, assoc: Any = None) -> bool:
+def _decode_msg(self: Message, primitive: P_DATA, assoc: Any = None) -> bool:
     """pynetdicom's ``decode_msg``: the command set read at once, and a C-STORE's dataset
     kept in memory until it outgrows :data:`IN_MEMORY_LIMIT` (then spilled to a file)."""
     if primitive.__class__ != P_DATA or primitive is None:
@@ -374,7 +376,7 @@ def _decode_msg(self: DIMSEMessage, primitive: P_DATA, assoc: Any = None) -> boo
     return False
 
 
-def _command_decoded(self: DIMSEMessage) -> bool:
+def _command_decoded(self: Message) -> bool:
     """Decodes the complete command set, sets the message's class; whether the message has
     no data set (and is thus complete)."""
     encoded = self.encoded_command_set.getvalue()
@@ -388,7 +390,7 @@ def _command_decoded(self: DIMSEMessage) -> bool:
     return fields["CommandDataSetType"] == _NO_DATA_SET
 
 
-def _spill(self: DIMSEMessage) -> None:
+def _spill(self: Message) -> None:
     """Moves the dataset received so far into a temporary file behind the preamble and file
     meta pynetdicom's chunked mode writes, in its folder: ``event.dataset_path`` and
     ``event.dataset`` then work as they do in that mode."""
@@ -410,7 +412,7 @@ def _spill(self: DIMSEMessage) -> None:
     self.data_set = BytesIO()
 
 
-def _message_to_primitive(self: DIMSEMessage) -> Any:
+def _message_to_primitive(self: Message) -> Any:
     """pynetdicom's ``message_to_primitive`` from the decoded fields: each goes through the
     primitive's setter, as pydicom's ``Dataset`` elements did."""
     fields = self._fields
