@@ -41,7 +41,7 @@ from server.jobs.store_scu import SendServices
 from server.key_values import KeyValueStores
 from server.metrics import LogCounter, Metrics
 from server.net.query_retrieve import DicomServices
-from server.net.scp import DicomServer
+from server.net.scp import DicomServer, configure_pynetdicom
 from server.net.service import ModalityRegistry, NetworkService, RemoteRegistry
 from server.net.storage_commitment import CommitmentService, Reports
 from server.net.worklists import FolderWorklists, install_hooks
@@ -106,6 +106,7 @@ class Server:
 
     def __init__(self, config: Configuration, no_jobs: bool = False) -> None:
         check_registered_users(config)
+        configure_pynetdicom()
         private_dictionary.load(config["Dictionary"], str(config.path or ""))
         extra_main_tags.configure(config.get("ExtraMainDicomTags"))
         self.config = config

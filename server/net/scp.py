@@ -28,7 +28,7 @@ from server.dicom.encode import file_meta
 from server.dicom.main_tags import Level
 from server.dicom.parse import check_encoding, read_upload
 from server.errors import OrthancError
-from server.net import reactor
+from server.net import dimse_codec, reactor
 from server.net.modalities import normalized_modalities
 from server.net.move_originators import MOVE_ORIGINATORS
 from server.net.sop_classes import accepted_sop_classes
@@ -143,12 +143,21 @@ def called_aet(event: evt.Event) -> str:
     return str(event.assoc.requestor.primitive.called_ae_title).strip()
 
 
-#: A C-STORE's dataset is written to a temporary file as its fragments arrive (pynetdicom's
-#: chunked mode) rather than gathered in memory: a 1 GB multi-frame file does not cost the
-#: server 1 GB of memory (and twice that to add its meta header), whoever sends it.
-_config.STORE_RECV_CHUNKED_DATASET = True
+def configure_pynetdicom() -> None:
+    """pynetdicom as Isengard runs it, set once by the composition root (importing a module
+    changes nothing, so that in-process tests keep pynetdicom's defaults):
 
-reactor.install()
+    - a C-STORE's dataset larger than ``IN_MEMORY_LIMIT`` is written to a temporary file as
+      its fragments arrive (pynetdicom's chunked mode, spilling past that size:
+      :mod:`~server.net.dimse_codec`) rather than gathered in memory: a 1 GB multi-frame
+      file does not cost the server 1 GB of memory (and twice that to add its meta header),
+      whoever sends it, to the SCP or to our C-GET SCU;
+    - command sets are encoded and decoded by hand (:mod:`~server.net.dimse_codec`);
+    - associations run event-driven threads (:mod:`~server.net.reactor`).
+    """
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    dimse_codec.install()
+    reactor.install()
 
 
 def received_file(event: evt.Event) -> bytes | mmap.mmap:
@@ -156,12 +165,15 @@ def received_file(event: evt.Event) -> bytes | mmap.mmap:
     (its dcmtk's implementation, where pynetdicom would name itself).  Written by hand from
     the request: pydicom's meta writer took ~7 % of a C-STORE's time.
 
-    A small file is read into memory; a large one is copied behind its header into an
-    unlinked file, answered as a memory map as a large REST upload is (:func:`read_upload`)."""
+    A small dataset was received in memory; a large one, spilled to pynetdicom's file, is
+    copied behind its header into an unlinked file, answered as a memory map as a large REST
+    upload is (:func:`read_upload`)."""
     request = event.request
     meta = file_meta(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
                      str(event.context.transfer_syntax))
     path = event.dataset_path
+    if path is None:
+        return meta + request.DataSet.getvalue()
     with open(path, "rb") as received:
         received.seek(_dataset_start(received))
         if os.fstat(received.fileno()).st_size - received.tell() <= IN_MEMORY_LIMIT:
@@ -173,8 +185,8 @@ def received_file(event: evt.Event) -> bytes | mmap.mmap:
             return read_upload(spool)
 
 
-#: Received files up to this size are read into memory; larger ones are memory-mapped.
-IN_MEMORY_LIMIT = 8 * 1024 * 1024
+#: Received datasets up to this size stay in memory; larger ones are spilled to a file, then memory-mapped.
+IN_MEMORY_LIMIT = dimse_codec.IN_MEMORY_LIMIT
 COPY_PIECE = 1024 * 1024
 
 
