@@ -56,10 +56,14 @@ def file_of(server: Server, instance: str) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(server.get(f"/instances/{instance}/file").content))
 
 
-def stable_tags(server: Server, instance: str) -> dict:
-    """/tags with the generated values (UIDs, patient ID, "now") replaced by a marker."""
+def stable_tags(server: Server, instance: str, parent: str | None = None) -> dict:
+    """/tags with the generated values (UIDs, patient ID, "now") replaced by a marker; the
+    "now" of a ``parent`` instance too (what a child inherits may be a second older)."""
     tags = server.json(f"/instances/{instance}/tags")
     now = {tags[key]["Value"] for key in ("0008,0012", "0008,0013") if key in tags}
+    if parent is not None:
+        parent_tags = server.json(f"/instances/{parent}/tags")
+        now |= {parent_tags[key]["Value"] for key in ("0008,0012", "0008,0013") if key in parent_tags}
     for key in DATE_TAGS & tags.keys():
         assert re.fullmatch(r"\d{8}", tags[key]["Value"])
     for key in TIME_TAGS & tags.keys():

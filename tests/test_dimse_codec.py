@@ -510,10 +510,12 @@ def test_small_and_large_c_stores_are_stored_intact(make_isengard: Callable[...,
 
 
 def test_traced_messages_are_logged_from_the_command_sets(make_isengard: Callable[..., Isengard],
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+                                                         caplog: pytest.LogCaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """At the "trace" level pynetdicom's handlers log every message from ``command_set``:
     made from the bytes on demand, with the values received (the server) and sent (this
-    process's pynetdicom, whose handlers log at that level by default)."""
+    process's pynetdicom, its handlers on whatever an earlier in-process test left)."""
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "standard")
     server = make_isengard(DicomAlwaysAllowStore=True, DicomAlwaysAllowEcho=True)
     assert requests.put(f"{server.url}/tools/log-level-dicom", data="trace", timeout=30).status_code == 200
     assoc = _associate(server)
