@@ -165,3 +165,20 @@ def test_gate_clear_from_the_reactor_thread_returns_at_once() -> None:
     thread.start()
     thread.join(2)
     assert took and took[0] < 0.05
+
+
+def test_messages_leave_from_the_sending_thread(scp) -> None:
+    """An established association's P-DATA is sent by the thread that sends the message,
+    not handed to the DUL thread (no wake-up of it); both orders of messages hold."""
+    port, received, _ = scp
+    assoc = _associate(port)
+    dul = assoc.dul
+    wakeups: list[int] = []
+    wake = dul.wakeup.set
+    dul.wakeup.set = lambda: (wakeups.append(1), wake())[1]  # type: ignore[method-assign]
+    for n in range(50):
+        assert assoc.send_c_echo().Status == 0
+        assert assoc.send_c_store(dcmread(BytesIO(ct_slice("1.2.3", "1.2.3.5", n)))).Status == 0
+    assert len(received) == 50
+    assert len(wakeups) < 5  # only when the DUL thread stayed busy longer than SEND_WAIT
+    assoc.release()
