@@ -170,7 +170,7 @@ def _dataset(elements: Iterable[Element], decoder: TextDecoder, top_level: bool,
 def sequences_full(ds: Dataset, tags: Iterable[int], decoder: TextDecoder) -> Json:
     """The top-level sequences of ``tags`` present in ``ds``, as full-format nodes (what
     Orthanc keeps of the main tags that are sequences)."""
-    wanted = frozenset(tag for tag in tags if tag in ds)
+    wanted = frozenset(tag for tag in tags if tag in ds._dict)
     if not wanted:  # the common case: no walk over every element (a third of an ingest)
         return {}
     return _dataset((el for el in iter_elements(ds) if el.tag in wanted and el.items is not None),
