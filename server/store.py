@@ -22,6 +22,7 @@ from server.dicom.parse import ParsedInstance, check_complete, parse_for_index
 from server.dicom.pixels import read_image_dataset
 from server.dicom.transcode import IngestTranscoding
 from server.errors import ErrorCode, OrthancError
+from server.group_commit import GroupCommit
 from server.metrics import Metrics
 from server.storage.area import Staged, StorageArea
 from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Metadata, Resource
@@ -94,6 +95,23 @@ def overwrite_mode(value: bool | str) -> tuple[bool, bool]:
     return value != "Never", value == "IfChanged"
 
 
+@dataclass
+class _AfterCommit:
+    """What a committed batch deleted (recycled, overwritten): announced and removed after."""
+
+    deleted: list[Resource]
+    obsolete: list[str]
+    journal: Path | None
+
+
+_NOTHING_AFTER = _AfterCommit([], [], None)
+
+#: An ingest's index work (parsed, origin, staged file), and its outcome: (status, the levels
+#: it created, what to do after the commit).
+_Commit = tuple["ParsedInstance", Origin, Staged]
+_Committed = tuple[str, list[Level], _AfterCommit]
+
+
 class Store:
     def __init__(self, index: Index, area: StorageArea, bus: events.EventBus,
                  limits: Limits, metrics: Metrics | None = None) -> None:
@@ -106,6 +124,8 @@ class Store:
         self.interventions = bus.interventions
         #: ``IngestTranscoding``, applied after the receivers and before the filters, as in Orthanc.
         self.transcoding: IngestTranscoding | None = None
+        #: Concurrent ingests commit together (one transaction, one wait for the index's lock).
+        self._commits: GroupCommit[_Commit, _Committed] = GroupCommit(self._commit_batch)
 
     def ingest(self, data: bytes, origin: Origin) -> StoreResult:
         """Store one DICOM file; raises :class:`OrthancError` for what Orthanc refuses."""
@@ -133,17 +153,17 @@ class Store:
         for accept in self.interventions.store_instance:
             if not accept(parsed, origin):
                 return StoreResult("FilteredOut", parsed.ids, parsed)
-        if not self.limits.overwrite and self.index.lookup(parsed.ids[Level.INSTANCE]):
-            result = StoreResult("AlreadyStored", parsed.ids, parsed)
-            self.bus.publish(events.InstanceStored(parsed.ids[Level.INSTANCE], origin, parsed, result.status))
-            return result
+        # A copy already stored is found by the commit's own transaction (and its staged file
+        # dropped), as Orthanc writes the file before its index says AlreadyStored: a lookup
+        # beforehand took the index's lock twice per instance, the most contended wait when
+        # several associations or clients store at once.
         staged = self.area.stage(data)
         try:
-            status, created, obsolete, journal = self._commit(parsed, origin, staged)
+            status, created, after = self._commits.submit((parsed, origin, staged))
         except BaseException:
             self.area.discard(staged.uuid)
             raise
-        self.area.remove_journaled(journal, obsolete)
+        self._after_commit(after)
         return self._announce(parsed, origin, staged, status, created)
 
     def _announce(self, parsed: ParsedInstance, origin: Origin, staged: Staged, status: str,
@@ -177,24 +197,18 @@ class Store:
         except OrthancError:
             return [self.ingest(data, origin) for data in contents]
         staged = [self.area.adopt(path, data) for path, data in zip(paths, contents, strict=True)]
-        obsolete: list[str] = []
-        deleted: list[Resource] = []
         try:
-            with self.index.transaction() as db:
-                outcomes = [self._index_in(db, one, origin, file, deleted, obsolete)
-                            for one, file in zip(parsed, staged, strict=True)]
-                journal = self.area.journal_removals(obsolete)
+            outcomes = self._commit_together([(one, origin, file) for one, file in zip(parsed, staged, strict=True)])
         except OrthancError:
             return self._one_by_one(staged, contents, origin)
         except BaseException:
             for file in staged:
                 self.area.discard(file.uuid)
             raise
-        for resource in deleted:
-            self.bus.publish(events.ResourceEvent(events.Kind.DELETED, resource.level, resource.public_id))
-        self.area.remove_journaled(journal, obsolete)
+        for _, _, after in outcomes[:1]:
+            self._after_commit(after)
         return [self._announce(one, origin, file, status, created)
-                for one, file, (status, created) in zip(parsed, staged, outcomes, strict=True)]
+                for one, file, (status, created, _) in zip(parsed, staged, outcomes, strict=True)]
 
     def _one_by_one(self, staged: list[Staged], contents: list[bytes], origin: Origin) -> list[StoreResult]:
         """A failed batch: its adopted files are dropped, each instance is ingested alone."""
@@ -202,18 +216,42 @@ class Store:
             self.area.discard(file.uuid)
         return [self.ingest(data, origin) for data in contents]
 
-    def _commit(self, parsed: ParsedInstance, origin: Origin,
-                staged: Staged) -> tuple[str, list[Level], list[str], Path | None]:
-        """Index the instance; files it makes obsolete (overwritten, recycled) are journaled
-        for removal in the same transaction (see :meth:`delete`)."""
+    def _commit_batch(self, batch: list[_Commit]) -> list[_Committed | BaseException]:
+        """Index concurrent ingests (:class:`~server.group_commit.GroupCommit`): all in one
+        transaction, each in its own when that fails (a full storage, a refused patient...)
+        so that each caller gets its own answer or error.  What the batch deletes (recycled,
+        overwritten) goes with the first outcome, for its caller to announce and remove."""
+        if len(batch) > 1:
+            try:
+                return list(self._commit_together(batch))
+            except OrthancError:
+                pass
+        outcomes: list[_Committed | BaseException] = []
+        for work in batch:
+            try:
+                outcomes.extend(self._commit_together([work]))
+            except Exception as error:  # noqa: BLE001 - that caller's error, raised in its thread
+                outcomes.append(error)
+        return outcomes
+
+    def _commit_together(self, batch: list[_Commit]) -> list[_Committed]:
+        """Index instances in one transaction; files they make obsolete (overwritten,
+        recycled) are journaled for removal in the same transaction (see :meth:`delete`)."""
         obsolete: list[str] = []
         deleted: list[Resource] = []
         with self.index.transaction() as db:
-            status, created = self._index_in(db, parsed, origin, staged, deleted, obsolete)
+            indexed = [self._index_in(db, parsed, origin, staged, deleted, obsolete)
+                       for parsed, origin, staged in batch]
             journal = self.area.journal_removals(obsolete)
-        for resource in deleted:
+        after = _AfterCommit(deleted, obsolete, journal)
+        return [(status, created, after if number == 0 else _NOTHING_AFTER)
+                for number, (status, created) in enumerate(indexed)]
+
+    def _after_commit(self, after: _AfterCommit) -> None:
+        """Outside the writers' lock: the deleted resources announced, their files removed."""
+        for resource in after.deleted:
             self.bus.publish(events.ResourceEvent(events.Kind.DELETED, resource.level, resource.public_id))
-        return status, created, obsolete, journal
+        self.area.remove_journaled(after.journal, after.obsolete)
 
     def _index_in(self, db, parsed: ParsedInstance, origin: Origin, staged: Staged,
                   deleted: list[Resource], obsolete: list[str]) -> tuple[str, list[Level]]:

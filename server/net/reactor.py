@@ -140,16 +140,26 @@ class EventDUL(DULServiceProvider):
                     except queue.Empty:
                         event = None
                     else:
+                        state = self.state_machine.current_state
                         self.state_machine.do_action(event)
                 if event is None:
                     self._wait()
                     continue
                 self.acted.set()
-                _gate(self.assoc).wake()
+                if self._news_for_the_association(state):
+                    _gate(self.assoc).wake()
         finally:
             self.wakeup.close()
             self.acted.set()
             _gate(self.assoc).wake()
+
+    def _news_for_the_association(self, state_before: str) -> bool:
+        """Whether the association thread has something to look at after an event: a whole
+        DIMSE message, an ACSE primitive (a release, an abort), a new state.  Not a fragment
+        of a message still arriving: a C-STORE comes in several PDUs, and waking the thread
+        for each cost a switch of threads apiece."""
+        return bool(self.assoc.dimse.msg_queue.qsize() or self.to_user_queue.qsize()
+                    or self.state_machine.current_state != state_before)
 
     def send_pdu(self, primitive: Any) -> None:
         """pynetdicom's (the primitive queued for this thread to send), but a P-DATA is sent
