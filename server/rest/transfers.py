@@ -110,9 +110,19 @@ class PushBucketHandler(OrthancHandler):
         self.answer_json({})
 
     def on_finish(self) -> None:
-        if self._held:
-            self.transfers.push.unhold(self._held)
+        self._unhold()
         super().on_finish()
+
+    def on_connection_close(self) -> None:
+        """The sender went away (killed, cut off) before its answer: whatever becomes of this
+        request, the transaction may be idle again, and reaped."""
+        self._unhold()
+        super().on_connection_close()
+
+    def _unhold(self) -> None:
+        held, self._held = self._held, ""
+        if held:
+            self.transfers.push.unhold(held)
 
 
 class PushCommitHandler(OrthancHandler):
