@@ -180,15 +180,17 @@ class FindScp:
     def __init__(self, services: DicomServices) -> None:
         self.services = services
 
-    def answers(self, request: FindRequest, syntax: str) -> tuple[list[Dataset], bool]:
+    def answers(self, request: FindRequest, syntax: str) -> tuple[Iterator[Dataset], bool]:
         """(answers, complete): ``complete`` is False when a limit cut the list.  The answers
-        are for an association in the transfer ``syntax``, whose encoding their keys have."""
+        are for an association in the transfer ``syntax``, whose encoding their keys have.
+        The resources are matched here; each answer is made as it is taken, so that the
+        first ones travel while the next are made (the peer's decoding overlaps ours)."""
         level = parse_level(request.query.get(QUERY_RETRIEVE_LEVEL), "C-FIND")
         found, complete = self._match(level, request.query)
         if not complete:
             log.warning("Too many results for an incoming C-FIND query")
         layout = _layout(syntax)
-        return [self._answer(level, resource, request, layout) for resource in found], complete
+        return (self._answer(level, resource, request, layout) for resource in found), complete
 
     def _match(self, level: Level, query: dict[Tag, str]) -> tuple[list[Resource], bool]:
         """DICOM matching: case-sensitive, but for person names (``CaseSensitivePN``);
@@ -307,7 +309,8 @@ def _put(answer: Dataset, tag: Tag, text: str, query_vr: str | None, encoding: s
         answer.add(DataElement(number, vr, _pydicom_value(vr, text, encoding), validation_mode=config.IGNORE))
         return False
     assert isinstance(value, bytes)
-    answer[number] = RawDataElement(BaseTag(number), vr, len(value), value, 0, *layout)
+    key = BaseTag(number)  # into the dataset's dictionary: pydicom's __setitem__ checks cost ~5 us
+    answer._dict[key] = RawDataElement(key, vr, len(value), value, 0, *layout)
     return True
 
 
@@ -491,12 +494,18 @@ class QueryRetrieveScp:
             return
         finally:
             self.services.metrics.record_max("orthanc_find_scp_duration_ms", (time.monotonic() - started) * 1000)
-        for answer in answers:
-            if event.is_cancelled:
-                yield CANCEL, None
+        while not event.is_cancelled:
+            try:
+                answer = next(answers, None)
+            except Exception as e:  # noqa: BLE001 - as above, after the answers already sent
+                log.error("C-FIND request handler has failed: %s", e)
+                yield UNABLE_TO_PROCESS, None
+                return
+            if answer is None:
+                yield (SUCCESS if complete else CANCEL), None
                 return
             yield PENDING, answer
-        yield (SUCCESS if complete else CANCEL), None
+        yield CANCEL, None
 
     # -- C-MOVE ------------------------------------------------------------------------
 
