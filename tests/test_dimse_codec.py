@@ -45,6 +45,7 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from conftest import Isengard
 from server.net import dimse_codec
+from server.net.scp import PYNETDICOM_VERSION
 
 dimse_codec.install()
 ORIGINAL = dimse_codec._ORIGINAL
@@ -436,9 +437,9 @@ def test_limit_is_the_servers_in_memory_limit() -> None:
 def test_pynetdicom_is_the_version_the_codec_replaces() -> None:
     """The codec replaces pynetdicom 3.0.4's internals: another release must be checked
     (its ``dimse_messages`` read again, this test file run) before this pin changes."""
-    assert pynetdicom.__version__ == dimse_codec.PYNETDICOM_VERSION, (
+    assert pynetdicom.__version__ == PYNETDICOM_VERSION, (
         f"pynetdicom is {pynetdicom.__version__}, server/net/dimse_codec.py was written for "
-        f"{dimse_codec.PYNETDICOM_VERSION}: check its replaced methods against the new release")
+        f"{PYNETDICOM_VERSION}: check its replaced methods against the new release")
     assert dimse_messages.DIMSEMessage.decode_msg is dimse_codec._decode_msg
 
 

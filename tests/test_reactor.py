@@ -20,6 +20,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from helpers import ct_slice
 from server.net import reactor
 from server.net.reactor import EventAssociation, ReactorGate
+from server.net.scp import PYNETDICOM_VERSION
 
 reactor.install()
 
@@ -27,8 +28,8 @@ reactor.install()
 def test_patches_the_pinned_pynetdicom() -> None:
     """The overridden loops follow pynetdicom 3.0.4's: a new release must be read again."""
     pins = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert f"pynetdicom=={reactor.PYNETDICOM_VERSION}" in pins
-    assert pynetdicom.__version__ == reactor.PYNETDICOM_VERSION
+    assert f"pynetdicom=={PYNETDICOM_VERSION}" in pins
+    assert pynetdicom.__version__ == PYNETDICOM_VERSION
 
 
 @pytest.fixture

@@ -309,10 +309,14 @@ def check_encoding(data: bytes, transfer_syntax: str) -> tuple[str, str] | None:
         walker.walk(0, transfer_syntax != _IMPLICIT_LITTLE, transfer_syntax != _EXPLICIT_BIG)
     except (_Truncated, struct.error):
         raise ValueError(f"the dataset is not encoded in {transfer_syntax}") from None
-    sop_class, sop_instance = (
-        bytes(data[start:start + length]).decode("ascii", "replace").strip("\0 ")
-        for _, _, start, length in (walker.found.get(tag, (0, b"", 0, 0)) for tag in (0x00080016, 0x00080018)))
-    return sop_class, sop_instance
+    return _found_uid(walker, 0x00080016), _found_uid(walker, 0x00080018)
+
+
+def _found_uid(walker: _Walker, tag: int, fallback: int = -1) -> str:
+    """The text of a UID the walk noted (``fallback``'s when ``tag`` was not there; "" when
+    neither was)."""
+    _, _, start, length = walker.found.get(tag, walker.found.get(fallback, (0, b"", 0, 0)))
+    return bytes(walker.data[start:start + length]).decode("ascii", "replace").strip("\0 ")
 
 
 #: What a C-STORE request needs: the dataset's SOP UIDs, else those of the file meta.
@@ -353,12 +357,8 @@ def sending_view(data: bytes, stored: bool) -> SendingView | None:
         found = check_complete(data, walker)
     if found is None or found in _DEFLATED:
         return None
-
-    def text(tag: int, fallback: int) -> str:
-        _, _, start, length = walker.found.get(tag, walker.found.get(fallback, (0, b"", 0, 0)))
-        return bytes(data[start:start + length]).decode("ascii", "replace").strip("\0 ")
-
-    return SendingView(walker.dataset_start, found, text(0x00080016, 0x00020002), text(0x00080018, 0x00020003))
+    return SendingView(walker.dataset_start, found, _found_uid(walker, 0x00080016, 0x00020002),
+                       _found_uid(walker, 0x00080018, 0x00020003))
 
 
 def _file_meta(walker: _Walker) -> tuple[int, str, bool]:

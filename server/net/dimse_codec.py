@@ -41,7 +41,6 @@ from pathlib import Path
 from tempfile import NamedTemporaryFile
 from typing import Any
 
-import pynetdicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.uid import UID
 from pynetdicom import _config, _validators, dimse_messages, dimse_primitives, service_class
@@ -51,9 +50,6 @@ from pynetdicom.pdu_primitives import P_DATA
 from server.dicom.raw_dataset import write_raw
 
 log = logging.getLogger("isengard.dicom")
-
-#: The pynetdicom release whose internals this module replaces (tests/test_dimse_codec.py).
-PYNETDICOM_VERSION = "3.0.4"
 
 #: A C-STORE dataset up to this size stays in memory; a larger one goes to a temporary file.
 IN_MEMORY_LIMIT = 8 * 1024 * 1024
@@ -446,13 +442,9 @@ def _set_uid(value: Any, name: str, allow_empty: bool = True, allow_none: bool =
 
 
 def install() -> None:
-    """Puts the codec into pynetdicom (once; later calls do nothing).  Another pynetdicom
-    than the one checked keeps its own code, with a warning: its internals may differ."""
+    """Puts the codec into pynetdicom (once; later calls do nothing); written for the release
+    :data:`~server.net.scp.PYNETDICOM_VERSION` (see :func:`~server.net.scp.configure_pynetdicom`)."""
     if _ORIGINAL:
-        return
-    if pynetdicom.__version__ != PYNETDICOM_VERSION:
-        log.warning("pynetdicom %s is not %s: its DIMSE codec is left as is",
-                    pynetdicom.__version__, PYNETDICOM_VERSION)
         return
     for name in ("__init__", "primitive_to_message", "encode_msg", "decode_msg", "message_to_primitive"):
         _ORIGINAL[name] = getattr(DIMSEMessage, name)

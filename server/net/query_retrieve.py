@@ -331,7 +331,7 @@ def _encoded_value(vr: str, text: str, encoding: str, little: bool) -> bytes | o
     number out of range)."""
     if vr in _NUMERIC_VRS:
         try:
-            numbers = [_NUMERIC_VRS[vr](v) for v in text.split("\\")] if text else []
+            numbers = _numbers(vr, text)
         except ValueError:
             return _UNWRITABLE
         try:
@@ -351,9 +351,16 @@ def _encoded_value(vr: str, text: str, encoding: str, little: bool) -> bytes | o
 def _pydicom_value(vr: str, text: str, encoding: str) -> Any:
     """A key's value for pydicom, when :func:`_encoded_value` leaves it to pydicom."""
     if vr in _NUMERIC_VRS:
-        values = [_NUMERIC_VRS[vr](v) for v in text.split("\\")] if text else None
-        return values[0] if values is not None and len(values) == 1 else values
+        values = _numbers(vr, text)
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else values
     return pydicom_value(text, encoding, vr)
+
+
+def _numbers(vr: str, text: str) -> list[int | float]:
+    """The values of a numeric key's text, as dcmtk reads them (ValueError if one is no number)."""
+    return [_NUMERIC_VRS[vr](v) for v in text.split("\\")] if text else []
 
 
 def _layout(syntax: str) -> tuple[bool, bool]:

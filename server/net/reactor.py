@@ -19,7 +19,6 @@ pynetdicom 3.0.4's, which ``pyproject.toml`` pins (``tests/test_reactor.py`` che
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import select
@@ -28,7 +27,6 @@ import threading
 import time
 from typing import Any
 
-import pynetdicom
 from pynetdicom import ae as pynetdicom_ae
 from pynetdicom import association as pynetdicom_association
 from pynetdicom import evt
@@ -37,11 +35,6 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket
-
-log = logging.getLogger("isengard.dicom")
-
-#: The pynetdicom release whose loops these classes replace.
-PYNETDICOM_VERSION = "3.0.4"
 
 #: The longest either thread sleeps without looking at its timers (seconds).
 TICK = 0.1
@@ -400,12 +393,8 @@ def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
 
 
 def install() -> None:
-    """Make pynetdicom build :class:`EventAssociation` and :class:`EventDUL` (idempotent).
-    Another pynetdicom than the one checked keeps its own loops, with a warning."""
-    if pynetdicom.__version__ != PYNETDICOM_VERSION:
-        log.warning("pynetdicom %s is not %s: its association loops are left as they are",
-                    pynetdicom.__version__, PYNETDICOM_VERSION)
-        return
+    """Make pynetdicom build :class:`EventAssociation` and :class:`EventDUL` (idempotent);
+    written for the release :data:`~server.net.scp.PYNETDICOM_VERSION`."""
     pynetdicom_association.DULServiceProvider = EventDUL  # type: ignore[attr-defined]
     pynetdicom_association.Association = EventAssociation  # type: ignore[misc]
     pynetdicom_ae.Association = EventAssociation  # type: ignore[attr-defined]

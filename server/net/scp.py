@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import pynetdicom
 from pydicom.uid import UID_dictionary
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
@@ -143,6 +144,11 @@ def called_aet(event: evt.Event) -> str:
     return str(event.assoc.requestor.primitive.called_ae_title).strip()
 
 
+#: The pynetdicom release whose internals :mod:`~server.net.dimse_codec` and
+#: :mod:`~server.net.reactor` replace (``pyproject.toml`` pins it; tests check both agree).
+PYNETDICOM_VERSION = "3.0.4"
+
+
 def configure_pynetdicom() -> None:
     """pynetdicom as Isengard runs it, set once by the composition root (importing a module
     changes nothing, so that in-process tests keep pynetdicom's defaults):
@@ -154,8 +160,15 @@ def configure_pynetdicom() -> None:
       whoever sends it, to the SCP or to our C-GET SCU;
     - command sets are encoded and decoded by hand (:mod:`~server.net.dimse_codec`);
     - associations run event-driven threads (:mod:`~server.net.reactor`).
+
+    Those two replace internals of the pinned pynetdicom: another release keeps its own
+    code, with a warning (its internals may differ).
     """
     _config.STORE_RECV_CHUNKED_DATASET = True
+    if pynetdicom.__version__ != PYNETDICOM_VERSION:
+        log.warning("pynetdicom %s is not %s: its DIMSE codec and association loops are left as they are",
+                    pynetdicom.__version__, PYNETDICOM_VERSION)
+        return
     dimse_codec.install()
     reactor.install()
 
