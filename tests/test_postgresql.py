@@ -4,10 +4,12 @@ PostgreSQL as with Orthanc's plugin (``EnableIndex``, ``Lock``, ``/system``)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pg_cluster import PostgresCluster
 
@@ -96,6 +98,55 @@ def test_find_in_sql_matches_case_accents_and_wildcards(index: Index) -> None:
             rows = db.execute(sql.format(condition), args).fetchall()
             assert len(rows) == expected, (condition, args)
     assert [r.public_id for r in index.lookup_identifier("ID1")] == ["PATIENT-1"]
+
+
+def _recycling_order(index: Index) -> list[str]:
+    with index.reading() as db:
+        return [row[0] for row in db.execute(
+            "SELECT r.publicId FROM PatientRecyclingOrder o JOIN Resources r "
+            "ON r.internalId=o.patientId ORDER BY o.seq")]
+
+
+def test_recycling_order_moves_a_patient_to_the_end_once(index: Index) -> None:
+    patients = {suffix: _store(index, suffix, suffix)[PATIENT] for suffix in "123"}
+    for touched, expected in [("1", "231"), ("1", "231"), ("3", "213"), ("2", "132")]:
+        with index.transaction() as db:
+            index.tag_most_recent_patient(db, patients[touched])
+        assert _recycling_order(index) == [f"PATIENT-{n}" for n in expected]
+    index.set_protected(patients["1"], True)  # out of the order: touching it keeps it out
+    with index.transaction() as db:
+        index.tag_most_recent_patient(db, patients["1"])
+    assert _recycling_order(index) == ["PATIENT-3", "PATIENT-2"]
+
+
+def test_a_write_reads_its_own_answers(index: Index) -> None:
+    """Inside a write (pipelined on PostgreSQL), keys and counts are those of each statement."""
+    with index.transaction() as db:
+        first = db.execute("INSERT INTO Resources(resourceType, publicId) VALUES(0, 'a')")
+        db.execute("INSERT INTO Resources(resourceType, publicId) VALUES(0, 'b')")
+        deleted = db.execute("DELETE FROM Resources WHERE publicId IN ('a', 'b', 'c')")
+        assert deleted.rowcount == 2
+        assert first.lastrowid is not None and first.lastrowid == first.lastrowid
+    assert index.count(PATIENT) == 0
+
+
+def test_a_failed_statement_rolls_back_the_whole_write(index: Index) -> None:
+    """A statement's error may come later than the statement on PostgreSQL (whose write
+    transactions do not wait for answers they do not read): it still rolls back all, and
+    the next transactions work."""
+    _store(index, "1", "A")
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+        with index.transaction() as db:
+            db.execute("INSERT INTO Resources(resourceType, publicId) VALUES(0, 'new')")
+            db.execute("INSERT INTO Resources(resourceType, publicId) VALUES(0, 'PATIENT-1')")
+            db.execute("INSERT INTO Resources(resourceType, publicId) VALUES(0, 'after')")
+    with pytest.raises(RuntimeError):
+        with index.transaction() as db:
+            db.execute("INSERT INTO Resources(resourceType, publicId) VALUES(0, 'new')")
+            raise RuntimeError("refused")
+    assert index.list_ids(PATIENT) == ["PATIENT-1"]
+    _store(index, "2", "B")
+    assert index.list_ids(PATIENT) == ["PATIENT-1", "PATIENT-2"]
 
 
 def test_statements_are_translated_once() -> None:

@@ -646,11 +646,13 @@ class Index:
 
     def tag_most_recent_patient(self, db: Connection, patient: int) -> None:
         """Move a patient to the end of the recycling order; protected ones are not in it,
-        and the last one already is at the end (one statement then, as when ingesting a
-        patient's instances one after the other)."""
-        if db.execute("DELETE FROM PatientRecyclingOrder WHERE patientId=? AND seq<"
-                      "(SELECT MAX(seq) FROM PatientRecyclingOrder)", (patient,)).rowcount:
-            db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
+        and the last one already is at the end.  A new row at the end, then the older one
+        away: two statements whose answers need not be read (no round trip to PostgreSQL
+        waits for them)."""
+        moved = "patientId=? AND seq<(SELECT MAX(seq) FROM PatientRecyclingOrder)"
+        db.execute("INSERT INTO PatientRecyclingOrder(patientId) SELECT ? WHERE EXISTS "
+                   f"(SELECT 1 FROM PatientRecyclingOrder WHERE {moved})", (patient, patient))
+        db.execute(f"DELETE FROM PatientRecyclingOrder WHERE {moved}", (patient,))
 
     def series_status(self, db: Connection, series: int) -> str:
         """Orthanc's series Status: Unknown, Missing, Inconsistent or Complete."""

@@ -14,9 +14,11 @@ generated key gets ``RETURNING`` it, for ``lastrowid``.
 
 Writers are serialised cluster-wide by a transaction-scoped advisory lock, which is what
 SQLite's single writer gave the index (a lookup then an insert cannot race another
-node's); readers run in a REPEATABLE READ transaction, one snapshot however many
-statements.  Each thread holds at most one pooled connection: a nested ``reading`` or
-``transaction`` reuses it, so a small pool cannot deadlock.
+node's), and run in psycopg's pipeline mode: only the statements whose answers are read
+wait for them, so that the lock is held for a few round trips per ingest rather than a dozen.
+Readers run in a REPEATABLE READ transaction, one snapshot however many statements.
+Each thread holds at most one pooled connection: a nested ``reading`` or ``transaction``
+reuses it, so a small pool cannot deadlock.
 """
 
 from __future__ import annotations
@@ -214,17 +216,30 @@ def translate(sql: str) -> tuple[bytes, bool]:
 
 
 class _Cursor:
-    """A psycopg cursor that answers ``lastrowid`` as sqlite3's does."""
+    """A psycopg cursor that answers ``lastrowid`` as sqlite3's does.  In a pipeline (a
+    write transaction), its results arrive when read: fetching waits for them (psycopg
+    does), and so do ``lastrowid`` and ``rowcount`` (which psycopg would answer before
+    they came), only when they are read."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any], returns_key: bool) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], returns_key: bool,
+                 pipeline: psycopg.Pipeline | None = None) -> None:
         self._cursor = cursor
-        self.lastrowid: int | None = None
-        if returns_key:
-            row = cursor.fetchone()
-            self.lastrowid = None if row is None else int(row[0])
+        self._pipeline = pipeline
+        self._returns_key = returns_key
+        self._key: int | None = None
+
+    @property
+    def lastrowid(self) -> int | None:
+        if self._returns_key:
+            row = self._cursor.fetchone()
+            self._key = None if row is None else int(row[0])
+            self._returns_key = False
+        return self._key
 
     @property
     def rowcount(self) -> int:
+        if self._pipeline is not None and self._cursor.pgresult is None:
+            self._pipeline.sync()
         return self._cursor.rowcount
 
     def fetchone(self) -> Any:
@@ -242,10 +257,12 @@ class _Connection:
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self.raw = connection
+        #: Set in a write transaction: statements go without waiting for their answers.
+        self.pipeline: psycopg.Pipeline | None = None
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Cursor:
         text, returns_key = translate(sql)
-        return _Cursor(self.raw.execute(text, list(parameters)), returns_key)
+        return _Cursor(self.raw.execute(text, list(parameters)), returns_key, self.pipeline)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> _Cursor:
         text, _ = translate(sql)
@@ -253,7 +270,7 @@ class _Connection:
         rows = [list(row) for row in parameters]
         if rows:
             cursor.executemany(text, rows)
-        return _Cursor(cursor, False)
+        return _Cursor(cursor, False, self.pipeline)
 
 
 @dataclass
@@ -352,13 +369,13 @@ class PostgresDatabase:
             self._lock_connection = None
 
     @contextmanager
-    def _held(self, begin: str) -> Iterator[_Connection]:
-        """This thread's connection inside ``begin``..COMMIT (ROLLBACK on an error)."""
+    def _reading(self) -> Iterator[_Connection]:
+        """This thread's connection in a REPEATABLE READ transaction."""
         state = self._state
         with self._pool.connection() as raw:
             state.connection = connection = _Connection(raw)
             try:
-                raw.execute(begin)
+                raw.execute(self._READ)
                 try:
                     yield connection
                 except BaseException:
@@ -368,7 +385,33 @@ class PostgresDatabase:
             finally:
                 state.connection = None
 
-    _WRITE = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITER_KEY})"
+    @contextmanager
+    def _writing(self) -> Iterator[_Connection]:
+        """This thread's connection in a write transaction, in psycopg's pipeline mode: a
+        statement whose answer is not read (most of an ingest's inserts) does not wait
+        for it, so the writers' lock is held for a few round trips instead of one per
+        statement.  An error comes when the next answer is read (or at the end), and
+        rolls back all; the ROLLBACK goes after the pipeline, whose statements after an
+        error are not run until it ends."""
+        state = self._state
+        with self._pool.connection() as raw:
+            state.connection = connection = _Connection(raw)
+            try:
+                with raw.pipeline() as pipeline:
+                    connection.pipeline = pipeline
+                    for statement in self._BEGIN_WRITE:
+                        raw.execute(statement)
+                    yield connection
+                    raw.execute("COMMIT")
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            finally:
+                connection.pipeline = None
+                state.connection = None
+
+    _BEGIN_WRITE = ("BEGIN ISOLATION LEVEL READ COMMITTED", f"SELECT pg_advisory_xact_lock({WRITER_KEY})")
+    _WRITE = "; ".join(_BEGIN_WRITE)
     _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ"
 
     @contextmanager
@@ -378,7 +421,7 @@ class PostgresDatabase:
         if current is None:
             state.writing = True
             try:
-                with self._held(self._WRITE) as connection:
+                with self._writing() as connection:
                     yield connection
             finally:
                 state.writing = False
@@ -407,7 +450,7 @@ class PostgresDatabase:
         if current is not None:
             yield current
             return
-        with self._held(self._READ) as connection:
+        with self._reading() as connection:
             yield connection
 
     def read_one(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
