@@ -25,7 +25,7 @@ from server.errors import ErrorCode, OrthancError
 from server.group_commit import GroupCommit
 from server.metrics import Metrics
 from server.storage.area import Staged, StorageArea
-from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Metadata, Resource
+from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Metadata, Resource, expected_count
 
 log = logging.getLogger("isengard.store")
 
@@ -259,7 +259,7 @@ class Store:
         created; what it deletes (overwritten, recycled) is added to ``deleted`` and its
         files to ``obsolete``."""
         now = utc_now_iso()
-        known = self.index.existing_levels(db, parsed.ids)
+        known, expected = self.index.ingest_lookup(db, parsed.ids)
         existing = known.get(parsed.ids[Level.INSTANCE])
         stale = False  # whether resources were deleted since ``known``
         if existing is not None:
@@ -297,13 +297,14 @@ class Store:
                              if value is not None})
         if Level.SERIES in created:
             metadata[internal[Level.SERIES], Metadata.RemoteAET] = origin.remote_aet or ""
-            expected = expected_instances(parsed)
-            if expected is not None:
-                metadata[internal[Level.SERIES], Metadata.ExpectedNumberOfInstances] = expected
+            expected_text = expected_instances(parsed)
+            if expected_text is not None:
+                metadata[internal[Level.SERIES], Metadata.ExpectedNumberOfInstances] = expected_text
+            expected = expected_count(expected_text)
         self.index.set_metadata_many(db, metadata)
         if Level.PATIENT not in created:
             self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
-        if self.index.series_complete(db, internal[Level.SERIES]):
+        if self.index.series_complete(db, internal[Level.SERIES], expected):
             self.index.log_change_in(db, Change.CompletedSeries, internal[Level.SERIES], now)
         return "Success", created
 

@@ -79,3 +79,11 @@ def test_a_series_is_completed_once_its_expected_instances_are_in(tmp_path: Path
     assert series is not None and status() == "Complete"
     target.ingest(series_instance(3, 3), Origin())  # a fourth instance, numbered 3 again
     assert completed() == 1 and status() == "Inconsistent"
+
+
+def test_a_series_of_one_expected_instance_is_completed_by_it(tmp_path: Path) -> None:
+    """The series is new: its ExpectedNumberOfInstances comes from the instance, not the index."""
+    target = store(tmp_path)
+    target.ingest(series_instance(1, 1), Origin())
+    changes, _, _ = target.index.changes(0, 100)
+    assert [change.change for change in changes].count(Change.CompletedSeries) == 1

@@ -237,6 +237,14 @@ class ChangeRecord:
 _NOT_IN_IDENTIFIERS = re.compile(r"[^\x20-\x7e]")
 
 
+def expected_count(value: str | None) -> int:
+    """A series' ExpectedNumberOfInstances metadata as a number (0: unknown)."""
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0
+
+
 def normalize_identifier(value: str | None) -> str | None:
     """Orthanc's ``NormalizeIdentifier``, the form identifiers are looked up in: ``%`` and
     ``_`` become spaces, all but printable ASCII is dropped, then upper case, stripped."""
@@ -587,6 +595,18 @@ class Index:
         return dict(db.execute(f"SELECT publicId, internalId FROM Resources WHERE publicId IN ({marks})",
                                list(ids.values())).fetchall())
 
+    @staticmethod
+    def ingest_lookup(db: Connection, ids: dict[Level, str]) -> tuple[dict[str, int], int]:
+        """:meth:`existing_levels`, and the series' ExpectedNumberOfInstances (0 if none or
+        no series yet), in one statement: one round trip to PostgreSQL where two would
+        wait in turn, while the writers' lock is held."""
+        marks = ", ".join("?" * len(ids))
+        rows = db.execute(f"SELECT r.publicId, r.internalId, m.value FROM Resources r LEFT JOIN Metadata m "
+                          f"ON m.id=r.internalId AND m.type=? WHERE r.publicId IN ({marks})",
+                          [Metadata.ExpectedNumberOfInstances, *ids.values()]).fetchall()
+        expected = next((value for public_id, _, value in rows if public_id == ids[Level.SERIES]), None)
+        return {public_id: internal_id for public_id, internal_id, _ in rows}, expected_count(expected)
+
     def insert_hierarchy(self, db: Connection, ids: dict[Level, str], tags: dict[Level, dict[Tag, str]],
                          now: str, known: dict[str, int] | None = None) -> tuple[dict[Level, int], list[Level]]:
         """Create the missing resources for an instance; returns internal ids and new levels.
@@ -672,11 +692,11 @@ class Index:
             seen.add(position)
         return "Complete" if len(seen) == expected else "Missing"
 
-    def series_complete(self, db: Connection, series: int) -> bool:
-        """Whether :meth:`series_status` is Complete, asked at each ingest: the children are
-        counted first (a Complete series has exactly the expected number), so a series still
-        filling does not read every child's metadata at each of its instances."""
-        expected = self._expected_instances(db, series)
+    def series_complete(self, db: Connection, series: int, expected: int) -> bool:
+        """Whether :meth:`series_status` is Complete, asked at each ingest with the series'
+        ExpectedNumberOfInstances: the children are counted first (a Complete series has
+        exactly the expected number), so a series still filling does not read every
+        child's metadata at each of its instances."""
         if expected <= 0:
             return False
         children = db.execute("SELECT COUNT(*) FROM Resources WHERE parentId=?", (series,)).fetchone()[0]
@@ -686,10 +706,7 @@ class Index:
     def _expected_instances(db: Connection, series: int) -> int:
         row = db.execute("SELECT value FROM Metadata WHERE id=? AND type=?",
                          (series, Metadata.ExpectedNumberOfInstances)).fetchone()
-        try:
-            return int(row[0]) if row else 0
-        except ValueError:
-            return 0
+        return expected_count(row[0] if row else None)
 
     def reconstruct_instance(self, instance: Resource, tags: dict[Level, dict[Tag, str]],
                              metadata: dict[int, str],
