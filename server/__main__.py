@@ -277,7 +277,8 @@ def _import_dicom_libraries() -> None:
     - With OpenBLAS on one thread unless ``OPENBLAS_NUM_THREADS`` says otherwise: pydicom
       imports numpy, whose OpenBLAS starts a worker per core that spins for a while; on a
       busy or small machine they take the CPU from the rest of the start-up (numpy's import
-      took 50 to 100 ms instead of 45).  Isengard's numpy work (pixels) calls no BLAS.
+      took 60 to 100 ms on two busy cores, 48 ms with one thread).  Isengard's numpy work
+      (pixels) calls no BLAS.
     - pynetdicom (the logging imports it next) under pydicom's documented
       ``disable_value_validation``, "for performance reasons if the values are known to be
       valid": its import makes ~3000 UIDs of pydicom's own dictionary (~5 ms to validate).
