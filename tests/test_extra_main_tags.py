@@ -4,6 +4,8 @@ default main tags of the reported API level and the ``/system`` fields that desc
 from __future__ import annotations
 
 import json
+import platform
+from importlib import metadata
 from pathlib import Path
 
 import server
@@ -115,7 +117,10 @@ def test_system_reports_the_newer_fields(make_isengard):
     assert system["IngestTranscoding"] == ""
     assert system["StoreMD5ForAttachments"] is True
     assert system["ThirdPartyPatches"] == []
-    assert "pydicom" in system["ThirdPartyVersions"]
+    # the versions of the modules in use: the installed packages' (read from the modules, not the disk)
+    libraries = ("pydicom", "pynetdicom", "tornado", "lupa", "Pillow", "numpy")
+    assert system["ThirdPartyVersions"] == {"Python": platform.python_version(),
+                                            **{name: metadata.version(name) for name in libraries}}
     default = make_isengard().json("/system")["DatabaseServerIdentifier"]
     assert len(default) == 44 and default.count("-") == 4
 

@@ -10,11 +10,13 @@ the entries Orthanc adds at start-up.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from server.dicom._dcmtk_dictionary import PRIVATE, PUBLIC, REPEATING
+from functools import cache, lru_cache
 
 UNKNOWN_TAG_NAME = "Unknown Tag & Data"
+
+#: A range entry: (group low, group high, group parity, element low, element high, element
+#: parity, private creator, VR, name), as :mod:`server.dicom._dcmtk_dictionary` lists them.
+_Range = tuple[int, int, str, int, int, str, str | None, str, str]
 
 #: Entries of the ``Dictionary`` option: public ones by ``group << 16 | element``,
 #: private ones by (group, private creator, element); values are (VR, name).
@@ -43,12 +45,21 @@ _MAIN_TAG_NAMES: dict[int, str] = {
 }
 
 
+@cache
+def _dcmtk() -> tuple[dict[int, tuple[str, str]], dict[tuple[int, str, int], tuple[str, str]], tuple[_Range, ...]]:
+    """dcmtk's public, private and range entries, imported at the first look-up: ~7,800
+    entries, ~6 ms of each start-up otherwise, that only the requests naming or typing tags use."""
+    from server.dicom._dcmtk_dictionary import PRIVATE, PUBLIC, REPEATING
+
+    return PUBLIC, PRIVATE, REPEATING
+
+
 def _parity_ok(value: int, parity: str) -> bool:
     return parity == "u" or (value & 1) == (parity == "o")
 
 
 def _in_range(group: int, element: int, creator: str | None,
-              entry: tuple[int, int, str, int, int, str, str | None, str, str]) -> bool:
+              entry: _Range) -> bool:
     """dcmtk's ``DcmDictEntry::contains``: parities, creator, then the ranges."""
     g_lo, g_hi, g_par, e_lo, e_hi, e_par, e_creator, _, _ = entry
     if not (_parity_ok(group, g_par) and _parity_ok(element, e_par)):
@@ -61,14 +72,15 @@ def _in_range(group: int, element: int, creator: str | None,
 @lru_cache(maxsize=16384)
 def lookup(group: int, element: int, creator: str | None = None) -> tuple[str, str] | None:
     """The dictionary's (VR, name) for a tag read with ``creator``, or None."""
+    public, private, ranges = _dcmtk()
     if creator is None:
-        found = _CUSTOM_PUBLIC.get(group << 16 | element) or PUBLIC.get(group << 16 | element)
+        found = _CUSTOM_PUBLIC.get(group << 16 | element) or public.get(group << 16 | element)
     else:
-        found = (_CUSTOM_PRIVATE.get((group, creator, element)) or PRIVATE.get((group, creator, element))
-                 or PRIVATE.get((group, creator, element & 0xFF)))
+        found = (_CUSTOM_PRIVATE.get((group, creator, element)) or private.get((group, creator, element))
+                 or private.get((group, creator, element & 0xFF)))
     if found is not None:
         return found
-    for entry in REPEATING:
+    for entry in ranges:
         if _in_range(group, element, creator, entry):
             return entry[7], entry[8]
     return None
@@ -90,16 +102,17 @@ def _tags_by_name() -> dict[str, int]:
     A name of the ``Dictionary`` option wins over a built-in private or range
     entry of the same name, never over a built-in public one.
     """
+    public, private, ranges = _dcmtk()
     names: dict[str, int] = {}
-    for key, (_, name) in PRIVATE.items():
+    for key, (_, name) in private.items():
         names[name] = key[0] << 16 | key[2]
     for key, (_, name) in _CUSTOM_PRIVATE.items():
         names[name] = key[0] << 16 | key[2]
-    for entry in reversed(REPEATING):
+    for entry in reversed(ranges):
         names[entry[8]] = entry[0] << 16 | entry[3]
     for tag, (_, name) in _CUSTOM_PUBLIC.items():
         names[name] = tag
-    for tag, (_, name) in PUBLIC.items():
+    for tag, (_, name) in public.items():
         names[name] = tag
     return names
 
