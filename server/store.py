@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from server.errors import ErrorCode, OrthancError
 from server.group_commit import GroupCommit
 from server.metrics import Metrics
 from server.storage.area import Staged, StorageArea
-from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Metadata, Resource, expected_count
+from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Known, Metadata, Resource, expected_count
 
 log = logging.getLogger("isengard.store")
 
@@ -240,7 +241,9 @@ class Store:
         obsolete: list[str] = []
         deleted: list[Resource] = []
         with self.index.transaction() as db:
-            indexed = [self._index_in(db, parsed, origin, staged, deleted, obsolete)
+            reserved = self.index.reserve_resource_ids(db, len(batch))  # one id per instance
+            known = self.index.ingest_lookup(db, [parsed.ids for parsed, _, _ in batch])
+            indexed = [self._index_in(db, parsed, origin, staged, known, reserved, deleted, obsolete)
                        for parsed, origin, staged in batch]
             journal = self.area.journal_removals(obsolete)
         after = _AfterCommit(deleted, obsolete, journal)
@@ -253,15 +256,15 @@ class Store:
             self.bus.publish(events.ResourceEvent(events.Kind.DELETED, resource.level, resource.public_id))
         self.area.remove_journaled(after.journal, after.obsolete)
 
-    def _index_in(self, db, parsed: ParsedInstance, origin: Origin, staged: Staged,
-                  deleted: list[Resource], obsolete: list[str]) -> tuple[str, list[Level]]:
-        """Index one instance in the transaction ``db``: its status and the levels it
-        created; what it deletes (overwritten, recycled) is added to ``deleted`` and its
+    def _index_in(self, db, parsed: ParsedInstance, origin: Origin, staged: Staged, known: Known,
+                  reserved: Iterator[int], deleted: list[Resource],
+                  obsolete: list[str]) -> tuple[str, list[Level]]:
+        """Index one instance in the transaction ``db``, where ``known`` is what its batch
+        knows of the index and ``reserved`` the ids it reserved: its status and the levels
+        it created; what it deletes (overwritten, recycled) is added to ``deleted`` and its
         files to ``obsolete``."""
         now = utc_now_iso()
-        known, expected = self.index.ingest_lookup(db, parsed.ids)
-        existing = known.get(parsed.ids[Level.INSTANCE])
-        stale = False  # whether resources were deleted since ``known``
+        existing = known.ids.get(parsed.ids[Level.INSTANCE])
         if existing is not None:
             if not self.limits.overwrite or (
                     self.limits.overwrite_if_changed
@@ -269,16 +272,14 @@ class Store:
                 return "AlreadyStored", []
             resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
             gone, uuids, _ = self.index.delete(db, resource)
+            known.deleted(gone)
             deleted += gone
             obsolete += uuids
-            stale = True
         recycled, recycled_files = self._recycle(db, parsed, staged.size)
-        if recycled:
-            deleted += recycled
-            obsolete += recycled_files
-            stale = True
-        internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now,
-                                                        None if stale else known)
+        known.deleted(recycled)
+        deleted += recycled
+        obsolete += recycled_files
+        internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now, known, reserved)
         self.index.touch_unstable(db, [(internal[level], level)
                                        for level in (Level.SERIES, Level.STUDY, Level.PATIENT)])
         self.index.add_attachment(db, internal[Level.INSTANCE], Attachment(
@@ -300,11 +301,12 @@ class Store:
             expected_text = expected_instances(parsed)
             if expected_text is not None:
                 metadata[internal[Level.SERIES], Metadata.ExpectedNumberOfInstances] = expected_text
-            expected = expected_count(expected_text)
+                known.expected[parsed.ids[Level.SERIES]] = expected_count(expected_text)
         self.index.set_metadata_many(db, metadata)
         if Level.PATIENT not in created:
             self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
-        if self.index.series_complete(db, internal[Level.SERIES], expected):
+        if self.index.series_complete(db, internal[Level.SERIES],
+                                      known.expected.get(parsed.ids[Level.SERIES], 0)):
             self.index.log_change_in(db, Change.CompletedSeries, internal[Level.SERIES], now)
         return "Success", created
 

@@ -4,20 +4,43 @@ PostgreSQL, whose index runs the same SQL), and the recycling order they keep.""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pydicom
+import pytest
+from pg_cluster import PostgresCluster
 from test_store_batch import instance
 
 from server.dicom.main_tags import Level
 from server.events import EventBus
 from server.storage.area import StorageArea
 from server.storage.index import Change, Index, SqliteDatabase
+from server.storage.postgresql import PostgresDatabase, Settings
 from server.store import Limits, Origin, Store
 
 
-def store(root: Path, limits: Limits | None = None) -> Store:
-    return Store(Index(root / "index.sqlite"), StorageArea(root / "storage"), EventBus(), limits or Limits())
+def store(root: Path, limits: Limits | None = None, index: Index | None = None) -> Store:
+    return Store(index or Index(root / "index.sqlite"), StorageArea(root / "storage"), EventBus(),
+                 limits or Limits())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[Limits], Store]]:
+    """Stores on each index engine (PostgreSQL's reserves the ids of a batch's instances)."""
+    opened: list[Index] = []
+
+    def make(limits: Limits) -> Store:
+        if request.param == "sqlite":
+            index = Index(tmp_path / "index.sqlite")
+        else:
+            cluster: PostgresCluster = request.getfixturevalue("postgres_server")
+            index = Index(PostgresDatabase(Settings.from_config(cluster.section())))
+        opened.append(index)
+        return store(tmp_path, limits, index)
+    yield make
+    for index in opened:
+        index.close()
 
 
 def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) -> None:
@@ -32,8 +55,8 @@ def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) 
     # A trigger's statements are traced as its statement's text again: they run inside the
     # database (on PostgreSQL too), not one round trip each.
     sent = [s for n, s in enumerate(statements) if n == 0 or s != statements[n - 1]]
-    # lookup, BEGIN, the four levels, resource, tags, identifiers, change, unstable, file,
-    # metadata, recycling order, series status, COMMIT
+    # BEGIN, the lookup (levels and the series' expected count), resource, tags,
+    # identifiers, change, unstable, file, metadata, recycling order (two), COMMIT
     assert len(sent) <= 13, sent  # 29 before they were counted
 
 
@@ -87,3 +110,58 @@ def test_a_series_of_one_expected_instance_is_completed_by_it(tmp_path: Path) ->
     target.ingest(series_instance(1, 1), Origin())
     changes, _, _ = target.index.changes(0, 100)
     assert [change.change for change in changes].count(Change.CompletedSeries) == 1
+
+
+def _files(folder: Path, contents: list[bytes]) -> list[Path]:
+    folder.mkdir()
+    paths = [folder / f"{number}.dcm" for number in range(len(contents))]
+    for path, data in zip(paths, contents, strict=True):
+        path.write_bytes(data)
+    return paths
+
+
+def test_a_batch_sees_what_its_earlier_instances_did(tmp_path: Path, engine: Callable[[Limits], Store]) -> None:
+    """One transaction, one lookup for all: a series created by the batch's first instance
+    is known to the next ones (its expected count too), a copy later in the batch is
+    AlreadyStored."""
+    target = engine(Limits())
+    contents = [series_instance(n, 3) for n in (1, 2, 3)]
+    files = _files(tmp_path / "in", [*contents, contents[1]])
+    results = target.ingest_files(files, Origin())
+    assert [r.status for r in results] == ["Success", "Success", "Success", "AlreadyStored"]
+    assert target.index.count(Level.SERIES) == 1 and target.index.count(Level.INSTANCE) == 3
+    changes, _, _ = target.index.changes(0, 100)
+    assert [change.change for change in changes].count(Change.CompletedSeries) == 1
+
+
+def test_a_batch_forgets_what_it_recycled(tmp_path: Path, engine: Callable[[Limits], Store]) -> None:
+    """A patient recycled by a later instance of the batch is created again by the next."""
+    target = engine(Limits(max_patients=1))
+    files = _files(tmp_path / "in", [instance("1", 1), instance("2", 1), instance("1", 2)])
+    results = target.ingest_files(files, Origin())
+    assert [r.status for r in results] == ["Success"] * 3
+    assert target.index.list_ids(Level.INSTANCE) == [results[2].ids[Level.INSTANCE]]
+    patient = target.index.lookup(results[2].ids[Level.PATIENT])
+    assert patient is not None and target.index.count(Level.PATIENT) == 1
+    assert [r.public_id for r in target.index.descendants(patient.internal_id, Level.INSTANCE)] == [
+        results[2].ids[Level.INSTANCE]]
+
+
+def test_a_batch_overwrites_its_own_instance(tmp_path: Path, engine: Callable[[Limits], Store]) -> None:
+    target = engine(Limits(overwrite=True))
+    first, second = instance("1", 1), instance("1", 2)
+    files = _files(tmp_path / "in", [first, second, first])
+    results = target.ingest_files(files, Origin())
+    assert [r.status for r in results] == ["Success"] * 3
+    assert sorted(target.index.list_ids(Level.INSTANCE)) == sorted(
+        {results[0].ids[Level.INSTANCE], results[1].ids[Level.INSTANCE]})
+
+
+def test_a_batch_lists_its_instances_in_their_order(tmp_path: Path, engine: Callable[[Limits], Store]) -> None:
+    """Reserved ids (PostgreSQL) keep the instances in the order they were stored, across
+    batches and with new series in the middle of one."""
+    target = engine(Limits())
+    first = target.ingest_files(_files(tmp_path / "a", [instance("1", 1), instance("2", 1)]), Origin())
+    second = target.ingest_files(_files(tmp_path / "b", [instance("2", 2), instance("3", 1)]), Origin())
+    assert target.index.list_ids(Level.INSTANCE) == [r.ids[Level.INSTANCE] for r in first + second]
+    assert target.index.list_ids(Level.INSTANCE, since=3, limit=10) == [second[1].ids[Level.INSTANCE]]

@@ -62,4 +62,10 @@ class Database(Protocol):
     def last_change_seq(self, db: Connection) -> int:
         """The sequence number of the last change ever logged (deleted or not)."""
 
+    def reserve_resource_ids(self, db: Connection, count: int) -> Iterator[int]:
+        """Up to ``count`` internal ids for resources the transaction ``db`` is about to
+        create, read when first needed: where an insert's generated id costs a round trip
+        (PostgreSQL), they come with the next statement's answer.  Empty where it costs
+        nothing (SQLite's ``lastrowid``)."""
+
     def close(self) -> None: ...

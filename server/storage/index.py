@@ -226,6 +226,24 @@ class Resource:
 
 
 @dataclass
+class Known:
+    """What an ingest batch knows of the index (:meth:`Index.ingest_lookup`), kept true by
+    the batch as it creates and deletes resources: internal ids by public id, and the
+    series' ExpectedNumberOfInstances by public id (absent: unknown)."""
+
+    ids: dict[str, int]
+    expected: dict[str, int]
+
+    def created(self, public_id: str, internal_id: int) -> None:
+        self.ids[public_id] = internal_id
+
+    def deleted(self, resources: Iterable[Resource]) -> None:
+        for resource in resources:
+            self.ids.pop(resource.public_id, None)
+            self.expected.pop(resource.public_id, None)
+
+
+@dataclass
 class ChangeRecord:
     seq: int
     change: Change
@@ -327,6 +345,10 @@ class SqliteDatabase:
     def last_change_seq(self, db: Connection) -> int:
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='Changes'").fetchone()
         return int(row[0]) if row else 0
+
+    @staticmethod
+    def reserve_resource_ids(db: Connection, count: int) -> Iterator[int]:
+        return iter(())
 
 
 def _sql_upper(value: str | None) -> str | None:
@@ -589,50 +611,61 @@ class Index:
 
     # -- storing ---------------------------------------------------------------------
 
-    @staticmethod
-    def existing_levels(db: Connection, ids: dict[Level, str]) -> dict[str, int]:
-        """Which resources of an instance's levels exist: public id -> internal id."""
-        marks = ", ".join("?" * len(ids))
-        return dict(db.execute(f"SELECT publicId, internalId FROM Resources WHERE publicId IN ({marks})",
-                               list(ids.values())).fetchall())
+    def reserve_resource_ids(self, db: Connection, count: int) -> Iterator[int]:
+        """See :meth:`Database.reserve_resource_ids`; ask before :meth:`ingest_lookup`."""
+        return self.database.reserve_resource_ids(db, count)
 
     @staticmethod
-    def ingest_lookup(db: Connection, ids: dict[Level, str]) -> tuple[dict[str, int], int]:
-        """:meth:`existing_levels`, and the series' ExpectedNumberOfInstances (0 if none or
-        no series yet), in one statement: one round trip to PostgreSQL where two would
-        wait in turn, while the writers' lock is held."""
-        marks = ", ".join("?" * len(ids))
-        rows = db.execute(f"SELECT r.publicId, r.internalId, m.value FROM Resources r LEFT JOIN Metadata m "
-                          f"ON m.id=r.internalId AND m.type=? WHERE r.publicId IN ({marks})",
-                          [Metadata.ExpectedNumberOfInstances, *ids.values()]).fetchall()
-        expected = next((value for public_id, _, value in rows if public_id == ids[Level.SERIES]), None)
-        return {public_id: internal_id for public_id, internal_id, _ in rows}, expected_count(expected)
+    def ingest_lookup(db: Connection, instances: Iterable[dict[Level, str]]) -> Known:
+        """What a batch of ingests needs of the index before it writes, in one statement
+        for the whole batch (one round trip to PostgreSQL, while the writers' lock is held,
+        where there were two per instance): which of their resources exist, and the
+        ExpectedNumberOfInstances of the series among them."""
+        wanted = list(dict.fromkeys(public_id for ids in instances for public_id in ids.values()))
+        known = Known({}, {})
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            for public_id, internal_id, expected in db.execute(
+                    "SELECT r.publicId, r.internalId, m.value FROM Resources r LEFT JOIN Metadata m "
+                    f"ON m.id=r.internalId AND m.type=? WHERE r.publicId IN ({', '.join('?' * len(chunk))})",
+                    [Metadata.ExpectedNumberOfInstances, *chunk]):
+                known.ids[public_id] = internal_id
+                if expected is not None:
+                    known.expected[public_id] = expected_count(expected)
+        return known
 
     def insert_hierarchy(self, db: Connection, ids: dict[Level, str], tags: dict[Level, dict[Tag, str]],
-                         now: str, known: dict[str, int] | None = None) -> tuple[dict[Level, int], list[Level]]:
+                         now: str, known: Known | None = None,
+                         reserved: Iterator[int] | None = None) -> tuple[dict[Level, int], list[Level]]:
         """Create the missing resources for an instance; returns internal ids and new levels.
 
-        Must run inside :meth:`transaction`; ``known`` is :meth:`existing_levels` when
-        the caller just asked.  Patient tags are also indexed at the study level, as
-        Orthanc does, so that study queries on patient tags stay local.
+        Must run inside :meth:`transaction`; ``known`` is what the caller knows of the
+        index (:meth:`ingest_lookup`), and learns the resources created.  The instance
+        takes its internal id from ``reserved`` if any is left there
+        (:meth:`reserve_resource_ids`).  Patient tags are also indexed at the study level,
+        as Orthanc does, so that study queries on patient tags stay local.
         """
         internal: dict[Level, int] = {}
         created: list[Level] = []
         parent: int | None = None
         if known is None:
-            known = self.existing_levels(db, ids)
+            known = self.ingest_lookup(db, [ids])
         tag_rows: list[tuple[int, int, int, str]] = []
         for level in Level:
-            existing = known.get(ids[level])
+            existing = known.ids.get(ids[level])
             if existing is not None:
                 internal[level] = parent = existing
                 continue
-            cursor = db.execute(
-                "INSERT INTO Resources(resourceType, publicId, parentId) VALUES(?, ?, ?)",
-                (int(level), ids[level], parent))
-            new_id = cursor.lastrowid
-            assert new_id is not None
+            new_id = next(reserved, None) if reserved is not None and level is Level.INSTANCE else None
+            if new_id is not None:
+                db.execute("INSERT INTO Resources(internalId, resourceType, publicId, parentId) "
+                           "VALUES(?, ?, ?, ?)", (new_id, int(level), ids[level], parent))
+            else:
+                new_id = db.execute("INSERT INTO Resources(resourceType, publicId, parentId) VALUES(?, ?, ?)",
+                                    (int(level), ids[level], parent)).lastrowid
+                assert new_id is not None
             internal[level] = parent = new_id
+            known.created(ids[level], new_id)
             created.append(level)
             if level is Level.PATIENT:
                 db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (new_id,))

@@ -462,6 +462,12 @@ class PostgresDatabase:
         with self._pool.connection() as raw:
             return raw.execute(translate(sql)[0], list(parameters)).fetchone()
 
+    def reserve_resource_ids(self, db: Connection, count: int) -> Iterator[int]:
+        """Ids from the resources' own sequence (inserted explicitly, they leave it as
+        it is): their answer comes with the next statement's, in the pipeline of a write."""
+        rows = db.execute("SELECT nextval('resources_internalid_seq') FROM generate_series(1, ?)", (count,))
+        return (int(row[0]) for row in rows)
+
     def last_change_seq(self, db: Connection) -> int:
         row = db.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
                          "FROM changes_seq_seq").fetchone()
