@@ -2,7 +2,7 @@
 has arrived for it during ``StableAge`` seconds.
 
 The unstable resources live in the index (``UnstableResources``): each ingest records
-its series, study and patient there in its own transaction (:meth:`Index.touch_unstable`),
+its series, study and patient there in its own transaction (:meth:`Writes.touch_unstable`),
 and the monitor of every node sharing the index looks for those past ``StableAge`` and
 claims each by deleting its row, in the transaction that logs the Stable* change.  So a
 resource becomes stable once however many nodes run, and a pending stability survives a

@@ -26,7 +26,17 @@ from server.errors import ErrorCode, OrthancError
 from server.group_commit import GroupCommit
 from server.metrics import Metrics
 from server.storage.area import Staged, StorageArea
-from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Known, Metadata, Resource, expected_count
+from server.storage.index import (
+    ATTACHMENT_DICOM,
+    Attachment,
+    Change,
+    Index,
+    Known,
+    Metadata,
+    Resource,
+    Writes,
+    expected_count,
+)
 
 log = logging.getLogger("isengard.store")
 
@@ -106,6 +116,16 @@ class _AfterCommit:
 
 
 _NOTHING_AFTER = _AfterCommit([], [], None)
+
+
+@dataclass
+class _Batch:
+    """What the ingests of one transaction share: what they know of the index, the ids
+    reserved for their instances, the rows they write together."""
+
+    known: Known
+    reserved: Iterator[int]
+    writes: Writes
 
 #: An ingest's index work (parsed, origin, staged file), and its outcome: (status, the levels
 #: it created, what to do after the commit).
@@ -240,11 +260,14 @@ class Store:
         recycled) are journaled for removal in the same transaction (see :meth:`delete`)."""
         obsolete: list[str] = []
         deleted: list[Resource] = []
+        writes = Writes()
         with self.index.transaction() as db:
             reserved = self.index.reserve_resource_ids(db, len(batch))  # one id per instance
             known = self.index.ingest_lookup(db, [parsed.ids for parsed, _, _ in batch])
-            indexed = [self._index_in(db, parsed, origin, staged, known, reserved, deleted, obsolete)
+            shared = _Batch(known, reserved, writes)
+            indexed = [self._index_in(db, parsed, origin, staged, shared, deleted, obsolete)
                        for parsed, origin, staged in batch]
+            writes.flush(db)
             journal = self.area.journal_removals(obsolete)
         after = _AfterCommit(deleted, obsolete, journal)
         return [(status, created, after if number == 0 else _NOTHING_AFTER)
@@ -256,38 +279,41 @@ class Store:
             self.bus.publish(events.ResourceEvent(events.Kind.DELETED, resource.level, resource.public_id))
         self.area.remove_journaled(after.journal, after.obsolete)
 
-    def _index_in(self, db, parsed: ParsedInstance, origin: Origin, staged: Staged, known: Known,
-                  reserved: Iterator[int], deleted: list[Resource],
-                  obsolete: list[str]) -> tuple[str, list[Level]]:
-        """Index one instance in the transaction ``db``, where ``known`` is what its batch
-        knows of the index and ``reserved`` the ids it reserved: its status and the levels
-        it created; what it deletes (overwritten, recycled) is added to ``deleted`` and its
-        files to ``obsolete``."""
+    def _index_in(self, db, parsed: ParsedInstance, origin: Origin, staged: Staged, batch: _Batch,
+                  deleted: list[Resource], obsolete: list[str]) -> tuple[str, list[Level]]:
+        """Index one instance in the transaction ``db``, a part of ``batch``: its status and
+        the levels it created; what it deletes (overwritten, recycled) is added to
+        ``deleted`` and its files to ``obsolete``.  The batch's writes are flushed before
+        whatever reads them (the files and totals of recycling, an overwritten instance)."""
         now = utc_now_iso()
+        known, writes = batch.known, batch.writes
         existing = known.ids.get(parsed.ids[Level.INSTANCE])
         if existing is not None:
-            if not self.limits.overwrite or (
-                    self.limits.overwrite_if_changed
-                    and self._same_file(db, existing, staged.uncompressed_md5)):
+            if not self.limits.overwrite:
+                return "AlreadyStored", []
+            writes.flush(db)
+            if self.limits.overwrite_if_changed and self._same_file(db, existing, staged.uncompressed_md5):
                 return "AlreadyStored", []
             resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
             gone, uuids, _ = self.index.delete(db, resource)
             known.deleted(gone)
             deleted += gone
             obsolete += uuids
-        recycled, recycled_files = self._recycle(db, parsed, staged.size)
-        known.deleted(recycled)
-        deleted += recycled
-        obsolete += recycled_files
-        internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now, known, reserved)
-        self.index.touch_unstable(db, [(internal[level], level)
-                                       for level in (Level.SERIES, Level.STUDY, Level.PATIENT)])
-        self.index.add_attachment(db, internal[Level.INSTANCE], Attachment(
+        if self.limits.max_storage_bytes or self.limits.max_patients:
+            writes.flush(db)  # the totals and the recycling order as they are now
+            recycled, recycled_files = self._recycle(db, parsed, staged.size)
+            known.deleted(recycled)
+            deleted += recycled
+            obsolete += recycled_files
+        internal, created = self.index.insert_hierarchy(db, parsed.ids, parsed.tags, now, known,
+                                                        batch.reserved, writes)
+        writes.touch_unstable([(internal[level], level) for level in (Level.SERIES, Level.STUDY, Level.PATIENT)])
+        writes.attach(internal[Level.INSTANCE], Attachment(
             ATTACHMENT_DICOM, staged.uuid, staged.size, staged.uncompressed_size,
             staged.compression, staged.uncompressed_md5, staged.md5))
-        # every metadata in one statement (one round trip to PostgreSQL), the later wins
-        metadata = {(internal[level], Metadata.LastUpdate): now
-                    for level in (Level.PATIENT, Level.STUDY, Level.SERIES)}
+        metadata = writes.metadata
+        metadata.update({(internal[level], Metadata.LastUpdate): now
+                         for level in (Level.PATIENT, Level.STUDY, Level.SERIES)})
         metadata.update({(internal[Level.INSTANCE], kind): value
                          for kind, value in self._instance_metadata(parsed, origin, now).items()})
         for level, values in origin.provenance.items():
@@ -302,12 +328,11 @@ class Store:
             if expected_text is not None:
                 metadata[internal[Level.SERIES], Metadata.ExpectedNumberOfInstances] = expected_text
                 known.expected[parsed.ids[Level.SERIES]] = expected_count(expected_text)
-        self.index.set_metadata_many(db, metadata)
         if Level.PATIENT not in created:
-            self.index.tag_most_recent_patient(db, internal[Level.PATIENT])
+            writes.patient_used(internal[Level.PATIENT])
         if self.index.series_complete(db, internal[Level.SERIES],
-                                      known.expected.get(parsed.ids[Level.SERIES], 0)):
-            self.index.log_change_in(db, Change.CompletedSeries, internal[Level.SERIES], now)
+                                      known.expected.get(parsed.ids[Level.SERIES], 0), writes):
+            writes.change(Change.CompletedSeries, internal[Level.SERIES], Level.SERIES, now)
         return "Success", created
 
     @staticmethod
@@ -345,10 +370,9 @@ class Store:
         return values
 
     def _recycle(self, db, parsed: ParsedInstance, size: int) -> tuple[list[Resource], list[str]]:
-        """Delete the oldest unprotected patients until the new instance fits the limits."""
+        """Delete the oldest unprotected patients until the new instance fits the limits
+        (``MaximumStorageSize``, ``MaximumPatientCount``: called when either is set)."""
         limits = self.limits
-        if not limits.max_storage_bytes and not limits.max_patients:
-            return [], []
         own = self.index.lookup_in(db, parsed.ids[Level.PATIENT])
         own_id = own.internal_id if own else None
         deleted: list[Resource] = []

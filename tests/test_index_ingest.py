@@ -165,3 +165,16 @@ def test_a_batch_lists_its_instances_in_their_order(tmp_path: Path, engine: Call
     second = target.ingest_files(_files(tmp_path / "b", [instance("2", 2), instance("3", 1)]), Origin())
     assert target.index.list_ids(Level.INSTANCE) == [r.ids[Level.INSTANCE] for r in first + second]
     assert target.index.list_ids(Level.INSTANCE, since=3, limit=10) == [second[1].ids[Level.INSTANCE]]
+
+
+def test_a_batch_leaves_the_patient_it_touched_last_the_most_recent(
+        tmp_path: Path, engine: Callable[[Limits], Store]) -> None:
+    target = engine(Limits())
+    target.ingest(instance("0", 1), Origin())
+    files = _files(tmp_path / "in", [instance("1", 1), instance("2", 1), instance("0", 2), instance("1", 2)])
+    results = target.ingest_files(files, Origin())
+    with target.index.reading() as db:
+        order = [row[0] for row in db.execute(
+            "SELECT r.publicId FROM PatientRecyclingOrder o JOIN Resources r "
+            "ON r.internalId=o.patientId ORDER BY o.seq")]
+    assert order == [results[n].ids[Level.PATIENT] for n in (1, 2, 3)]

@@ -243,6 +243,59 @@ class Known:
             self.expected.pop(resource.public_id, None)
 
 
+class Writes:
+    """The rows an ingest batch adds, written one statement a table (on PostgreSQL, while
+    the writers' lock is held, each statement costs the node a send): at the end of the
+    batch, or before a read that needs them (:meth:`flush`).  Rows of one key are written
+    once, the later wins, as each ingest's would have replaced the one before."""
+
+    def __init__(self) -> None:
+        self.tags: list[tuple[int, int, int, str]] = []
+        self.changes: list[tuple[int, int, int, str]] = []
+        self.unstable: dict[int, tuple[int, float]] = {}
+        self.attachments: list[tuple[Any, ...]] = []
+        self.metadata: dict[tuple[int, int], str] = {}
+        #: Patients to put at the end of the recycling order, the last touched last: whether
+        #: each is new (then not in the order yet).
+        self.recent_patients: dict[int, bool] = {}
+
+    def touch_unstable(self, resources: list[tuple[int, Level]]) -> None:
+        """These resources got an instance now (see :class:`~server.stability.StabilityMonitor`)."""
+        now = time.time()
+        self.unstable.update((rid, (int(level), now)) for rid, level in resources)
+
+    def attach(self, internal_id: int, att: Attachment) -> None:
+        self.attachments.append((internal_id, att.file_type, att.uuid, att.compressed_size,
+                                 att.uncompressed_size, att.compression, att.uncompressed_md5,
+                                 att.compressed_md5, att.revision))
+
+    def change(self, change: Change, internal_id: int, level: Level, date: str) -> None:
+        self.changes.append((int(change), internal_id, int(level), date))
+
+    def patient_used(self, patient: int, new: bool = False) -> None:
+        """The patient got an instance: the most recent in the recycling order."""
+        self.recent_patients[patient] = self.recent_patients.pop(patient, False) or new
+
+    def flush(self, db: Connection) -> None:
+        insert_rows(db, "INSERT INTO MainDicomTags", self.tags)
+        insert_rows(db, "INSERT INTO DicomIdentifiers", _identifier_rows(self.tags))
+        insert_rows(db, "INSERT INTO Changes(changeType, internalId, resourceType, date)", self.changes)
+        insert_rows(db, "INSERT INTO UnstableResources",
+                    [(rid, level, when) for rid, (level, when) in self.unstable.items()],
+                    " ON CONFLICT(id) DO UPDATE SET lastUpdate=excluded.lastUpdate")
+        insert_rows(db, "INSERT INTO AttachedFiles(id, fileType, uuid, compressedSize, uncompressedSize, "
+                    "compressionType, uncompressedMD5, compressedMD5, revision)", self.attachments)
+        Index.set_metadata_many(db, self.metadata)
+        for patient, new in self.recent_patients.items():
+            if new:
+                db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
+            else:
+                Index.tag_most_recent_patient(db, patient)
+        for written in (self.tags, self.changes, self.unstable, self.attachments, self.metadata,
+                        self.recent_patients):
+            written.clear()
+
+
 @dataclass
 class ChangeRecord:
     seq: int
@@ -272,14 +325,14 @@ def normalize_identifier(value: str | None) -> str | None:
     return text.upper().strip()
 
 
-def insert_rows(db: Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
-    """``insert`` VALUES(...), (...): all the rows in one statement (on PostgreSQL one round
-    trip and one statement's work, where ``executemany`` costs one statement a row), by
-    chunks within SQLite's number of parameters."""
+def insert_rows(db: Connection, insert: str, rows: list[tuple[Any, ...]], suffix: str = "") -> None:
+    """``insert`` VALUES(...), (...) ``suffix``: all the rows in one statement (on PostgreSQL
+    one round trip and one statement's work, where ``executemany`` costs one statement a
+    row), by chunks within SQLite's number of parameters."""
     for start in range(0, len(rows), _ROWS_A_STATEMENT):
         chunk = rows[start:start + _ROWS_A_STATEMENT]
         marks = "(" + ", ".join("?" * len(chunk[0])) + ")"
-        db.execute(f"{insert} VALUES{', '.join([marks] * len(chunk))}",
+        db.execute(f"{insert} VALUES{', '.join([marks] * len(chunk))}{suffix}",
                    [value for row in chunk for value in row])
 
 
@@ -635,22 +688,28 @@ class Index:
         return known
 
     def insert_hierarchy(self, db: Connection, ids: dict[Level, str], tags: dict[Level, dict[Tag, str]],
-                         now: str, known: Known | None = None,
-                         reserved: Iterator[int] | None = None) -> tuple[dict[Level, int], list[Level]]:
+                         now: str, known: Known | None = None, reserved: Iterator[int] | None = None,
+                         writes: Writes | None = None) -> tuple[dict[Level, int], list[Level]]:
         """Create the missing resources for an instance; returns internal ids and new levels.
 
         Must run inside :meth:`transaction`; ``known`` is what the caller knows of the
         index (:meth:`ingest_lookup`), and learns the resources created.  The instance
         takes its internal id from ``reserved`` if any is left there
-        (:meth:`reserve_resource_ids`).  Patient tags are also indexed at the study level,
-        as Orthanc does, so that study queries on patient tags stay local.
+        (:meth:`reserve_resource_ids`).  Their tags and changes go to the caller's
+        ``writes``, if given.  Patient tags are also indexed at the study level, as Orthanc
+        does, so that study queries on patient tags stay local.
         """
+        if writes is None:
+            writes = Writes()
+            try:
+                return self.insert_hierarchy(db, ids, tags, now, known, reserved, writes)
+            finally:
+                writes.flush(db)
         internal: dict[Level, int] = {}
         created: list[Level] = []
         parent: int | None = None
         if known is None:
             known = self.ingest_lookup(db, [ids])
-        tag_rows: list[tuple[int, int, int, str]] = []
         for level in Level:
             existing = known.ids.get(ids[level])
             if existing is not None:
@@ -668,16 +727,13 @@ class Index:
             known.created(ids[level], new_id)
             created.append(level)
             if level is Level.PATIENT:
-                db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (new_id,))
+                writes.patient_used(new_id, new=True)
             values = dict(tags[level])
             if level is Level.STUDY:
                 values.update(tags[Level.PATIENT])
-            tag_rows += [(new_id, g, e, v) for (g, e), v in values.items()]
-        insert_rows(db, "INSERT INTO MainDicomTags", tag_rows)
-        insert_rows(db, "INSERT INTO DicomIdentifiers", _identifier_rows(tag_rows))
-        insert_rows(db, "INSERT INTO Changes(changeType, internalId, resourceType, date)",
-                    [(int(_NEW_CHANGE[level]), internal[level], int(level), now)
-                     for level in reversed(created)])
+            writes.tags += [(new_id, g, e, v) for (g, e), v in values.items()]
+        for level in reversed(created):
+            writes.change(_NEW_CHANGE[level], internal[level], level, now)
         return internal, created
 
     def add_attachment(self, db: Connection, internal_id: int, att: Attachment) -> None:
@@ -698,7 +754,8 @@ class Index:
         insert_rows(db, "INSERT OR REPLACE INTO Metadata(id, type, value)",
                     [(internal_id, int(kind), value) for (internal_id, kind), value in values.items()])
 
-    def tag_most_recent_patient(self, db: Connection, patient: int) -> None:
+    @staticmethod
+    def tag_most_recent_patient(db: Connection, patient: int) -> None:
         """Move a patient to the end of the recycling order; protected ones are not in it,
         and the last one already is at the end.  A new row at the end, then the older one
         away: two statements whose answers need not be read (no round trip to PostgreSQL
@@ -726,15 +783,18 @@ class Index:
             seen.add(position)
         return "Complete" if len(seen) == expected else "Missing"
 
-    def series_complete(self, db: Connection, series: int, expected: int) -> bool:
+    def series_complete(self, db: Connection, series: int, expected: int, writes: Writes) -> bool:
         """Whether :meth:`series_status` is Complete, asked at each ingest with the series'
         ExpectedNumberOfInstances: the children are counted first (a Complete series has
         exactly the expected number), so a series still filling does not read every
-        child's metadata at each of its instances."""
+        child's metadata at each of its instances (nor needs the batch's ``writes``)."""
         if expected <= 0:
             return False
         children = db.execute("SELECT COUNT(*) FROM Resources WHERE parentId=?", (series,)).fetchone()[0]
-        return children == expected and self.series_status(db, series) == "Complete"
+        if children != expected:
+            return False
+        writes.flush(db)
+        return self.series_status(db, series) == "Complete"
 
     @staticmethod
     def _expected_instances(db: Connection, series: int) -> int:
@@ -788,15 +848,6 @@ class Index:
     # their last instance live in the index, so that every node sharing it sees them and
     # they survive a restart; a deleted resource's row goes with it (ON DELETE CASCADE).
 
-    @staticmethod
-    def touch_unstable(db: Connection, resources: list[tuple[int, Level]]) -> None:
-        """Inside an ingest's transaction: these resources got an instance now (one
-        statement, one round trip to PostgreSQL)."""
-        now = time.time()
-        db.execute("INSERT INTO UnstableResources VALUES" + ",".join(["(?, ?, ?)"] * len(resources))
-                   + " ON CONFLICT(id) DO UPDATE SET lastUpdate=excluded.lastUpdate",
-                   [value for rid, level in resources for value in (rid, int(level), now)])
-
     def is_unstable(self, internal_id: int) -> bool:
         with self.reading() as db:
             return db.execute("SELECT 1 FROM UnstableResources WHERE id=?",
@@ -807,7 +858,9 @@ class Index:
         with self.transaction() as db:
             was_stable = db.execute("SELECT 1 FROM UnstableResources WHERE id=?",
                                     (resource.internal_id,)).fetchone() is None
-            self.touch_unstable(db, [(resource.internal_id, resource.level)])
+            writes = Writes()
+            writes.touch_unstable([(resource.internal_id, resource.level)])
+            writes.flush(db)
         return was_stable
 
     def due_unstable(self, before: float) -> list[Resource]:
@@ -946,10 +999,6 @@ class Index:
         db.execute("INSERT INTO Changes(changeType, internalId, resourceType, date) "
                    "SELECT ?, internalId, resourceType, ? FROM Resources WHERE internalId=?",
                    (int(change), date or utc_now_iso(), internal_id))
-
-    def log_change_in(self, db: Connection, change: Change, internal_id: int,
-                      date: str) -> None:
-        self._log_change(db, change, internal_id, date)
 
     def log_change(self, change: Change, internal_id: int) -> None:
         with self.transaction() as db:
