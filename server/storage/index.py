@@ -243,6 +243,15 @@ class Known:
             self.expected.pop(resource.public_id, None)
 
 
+_INSERT_ATTACHMENTS = ("INSERT INTO AttachedFiles(id, fileType, uuid, compressedSize, uncompressedSize, "
+                       "compressionType, uncompressedMD5, compressedMD5, revision)")
+
+
+def _attachment_row(internal_id: int, att: Attachment) -> tuple[Any, ...]:
+    return (internal_id, att.file_type, att.uuid, att.compressed_size, att.uncompressed_size,
+            att.compression, att.uncompressed_md5, att.compressed_md5, att.revision)
+
+
 class Writes:
     """The rows an ingest batch adds, written one statement a table (on PostgreSQL, while
     the writers' lock is held, each statement costs the node a send): at the end of the
@@ -265,9 +274,7 @@ class Writes:
         self.unstable.update((rid, (int(level), now)) for rid, level in resources)
 
     def attach(self, internal_id: int, att: Attachment) -> None:
-        self.attachments.append((internal_id, att.file_type, att.uuid, att.compressed_size,
-                                 att.uncompressed_size, att.compression, att.uncompressed_md5,
-                                 att.compressed_md5, att.revision))
+        self.attachments.append(_attachment_row(internal_id, att))
 
     def change(self, change: Change, internal_id: int, level: Level, date: str) -> None:
         self.changes.append((int(change), internal_id, int(level), date))
@@ -283,8 +290,7 @@ class Writes:
         insert_rows(db, "INSERT INTO UnstableResources",
                     [(rid, level, when) for rid, (level, when) in self.unstable.items()],
                     " ON CONFLICT(id) DO UPDATE SET lastUpdate=excluded.lastUpdate")
-        insert_rows(db, "INSERT INTO AttachedFiles(id, fileType, uuid, compressedSize, uncompressedSize, "
-                    "compressionType, uncompressedMD5, compressedMD5, revision)", self.attachments)
+        insert_rows(db, _INSERT_ATTACHMENTS, self.attachments)
         Index.set_metadata_many(db, self.metadata)
         for patient, new in self.recent_patients.items():
             if new:
@@ -736,13 +742,9 @@ class Index:
             writes.change(_NEW_CHANGE[level], internal[level], level, now)
         return internal, created
 
-    def add_attachment(self, db: Connection, internal_id: int, att: Attachment) -> None:
-        db.execute("INSERT INTO AttachedFiles(id, fileType, uuid, compressedSize, uncompressedSize, "
-                   "compressionType, uncompressedMD5, compressedMD5, revision) "
-                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (internal_id, att.file_type, att.uuid, att.compressed_size,
-                    att.uncompressed_size, att.compression, att.uncompressed_md5,
-                    att.compressed_md5, att.revision))
+    @staticmethod
+    def add_attachment(db: Connection, internal_id: int, att: Attachment) -> None:
+        insert_rows(db, _INSERT_ATTACHMENTS, [_attachment_row(internal_id, att)])
 
     def set_metadata_in(self, db: Connection, internal_id: int,
                         values: dict[int, str]) -> None:
