@@ -295,3 +295,24 @@ def test_a_paused_thread_is_not_disturbed() -> None:
     gate.set()
     assert left.wait(1)
     thread.join(1)
+
+
+def test_a_message_leaves_in_few_writes(scp) -> None:
+    """A message's PDUs are written together: a small C-STORE's command and dataset in one
+    write, a large dataset in writes of BATCH bytes; the peer receives the same dataset."""
+    port, received, server_ae = scp
+    server_ae.maximum_pdu_size = 16384
+    assoc = _associate(port)
+    writes: list[int] = []
+    sock = assoc.dul.socket
+    send = sock.send
+    sock.send = lambda data: (writes.append(len(data)), send(data))[1]  # type: ignore[method-assign]
+    small = dcmread(BytesIO(ct_slice("1.2.3", "1.2.3.8", 1)))
+    assert assoc.send_c_store(small).Status == 0
+    assert len(writes) == 1 and writes[0] > len(small.PixelData)
+    writes.clear()
+    large = dcmread(BytesIO(ct_slice("1.2.3", "1.2.3.8", 2, pixels=600)))
+    assert assoc.send_c_store(large).Status == 0
+    assert 1 < len(writes) <= sum(writes) // reactor.BATCH + 1  # not one per 16 KB PDU
+    assoc.release()
+    assert [ds.PixelData for ds in received] == [small.PixelData, large.PixelData]
