@@ -419,6 +419,34 @@ def _outgoing_of(services: DicomServices, instance: Resource) -> Outgoing | Data
         return failed
 
 
+class ReadAhead:
+    """The files of ``instances`` to send, in order, each read while the peer stores the one
+    before (:meth:`read_next` is a C-STORE's ``meanwhile``, see :func:`~server.net.scu._exchange`):
+    reading and parsing a file was ~20 % of a C-MOVE sub-operation's time, spent while the
+    peer waited.  Only the reading goes ahead: the outgoing filters still see each instance
+    just before it is sent."""
+
+    def __init__(self, services: DicomServices, instances: list[Resource]) -> None:
+        self._services = services
+        self._instances = iter(instances)
+        self._next: tuple[Resource, Outgoing | Dataset] | None = None
+
+    def __iter__(self) -> Iterator[tuple[Resource, Outgoing | Dataset]]:
+        while True:
+            self.read_next()
+            if self._next is None:
+                return
+            read, self._next = self._next, None
+            yield read
+
+    def read_next(self) -> None:
+        """Read the next file, unless it was read already or there is none."""
+        if self._next is None:
+            instance = next(self._instances, None)
+            if instance is not None:
+                self._next = (instance, _outgoing_of(self._services, instance))
+
+
 def store_contexts(services: DicomServices, instances: list[Resource]) -> list[PresentationContext]:
     """Presentation contexts for sending ``instances``: their own syntax and the uncompressed ones."""
     wanted: dict[str, list[str]] = {}
@@ -553,10 +581,10 @@ class QueryRetrieveScp:
                           "evt_handlers": [(evt.EVT_CONN_OPEN, tune), (evt.EVT_CONN_OPEN, sends_outgoing)]})
         yield len(instances)
         filters = self.services.store.interventions.outgoing_store
-        for instance in instances:
-            item = _outgoing_of(self.services, instance)
+        files = ReadAhead(self.services, instances)
+        for _, item in files:
             if outgoing_accepted(filters, item, modality["AET"], modality["Host"]):
-                yield PENDING, item.sendable() if isinstance(item, Outgoing) else item
+                yield PENDING, item.sendable(files.read_next) if isinstance(item, Outgoing) else item
 
     # -- C-GET -------------------------------------------------------------------------
 
@@ -577,22 +605,23 @@ class QueryRetrieveScp:
             self.services.metrics.record_max("orthanc_get_scp_duration_ms", (time.monotonic() - started) * 1000)
         sends_outgoing(event)
         yield len(instances)
-        for instance in instances:
-            yield PENDING, _get_dataset(self.services, event.assoc, instance)
+        files = ReadAhead(self.services, instances)
+        for instance, item in files:
+            yield PENDING, _get_dataset(self.services, event.assoc, instance, item, files)
 
 
-def _get_dataset(services: DicomServices, assoc: Any, instance: Resource) -> Dataset:
+def _get_dataset(services: DicomServices, assoc: Any, instance: Resource, item: Outgoing | Dataset,
+                 files: ReadAhead) -> Dataset:
     """An instance for a C-GET, transcoded when the caller accepted its SOP class but not its
     transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does; sent as
-    the file has it when its syntax was accepted."""
-    item = _outgoing_of(services, instance)
+    the file has it when its syntax was accepted (the next file read meanwhile)."""
     if not isinstance(item, Outgoing):
         return item
     accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts
                 if cx.abstract_syntax == item.sop_class and cx.as_scu]
     syntax = item.transfer_syntax
     if not accepted or syntax in accepted:
-        return item.sendable()
+        return item.sendable(files.read_next)
     ds = item.dataset
     if syntax in LITTLE_ENDIAN_UNCOMPRESSED:
         # pynetdicom encodes the dataset in the syntax its file meta names.
