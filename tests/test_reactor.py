@@ -15,7 +15,9 @@ import pynetdicom
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, _config, build_role, evt
+from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import CTImageStorage, PatientRootQueryRetrieveInformationModelGet, Verification
 
 from helpers import ct_slice
@@ -24,6 +26,14 @@ from server.net.reactor import EventAssociation, ReactorGate
 from server.net.scp import PYNETDICOM_VERSION
 
 reactor.install()
+
+
+@pytest.fixture(autouse=True, params=["none", "standard"])
+def traced(request, monkeypatch: pytest.MonkeyPatch) -> str:
+    """As the server runs (pynetdicom's logging handlers unbound: PDUs written and read
+    without its objects), and as it traces DICOM messages (handlers bound)."""
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", request.param)
+    return request.param
 
 
 def test_patches_the_pinned_pynetdicom() -> None:
@@ -316,3 +326,29 @@ def test_a_message_leaves_in_few_writes(scp) -> None:
     assert 1 < len(writes) <= sum(writes) // reactor.BATCH + 1  # not one per 16 KB PDU
     assoc.release()
     assert [ds.PixelData for ds in received] == [small.PixelData, large.PixelData]
+
+
+PDV_CASES = [[(1, b"\x03" + bytes(range(40)))], [(3, b"\x00" + b"x" * 16377), (3, b"\x02y")], [(5, b"\x01")], []]
+
+
+@pytest.mark.parametrize("pdvs", PDV_CASES)
+def test_p_data_pdus_are_pynetdicoms_byte_for_byte(pdvs) -> None:
+    """The P-DATA-TF written and read without pynetdicom's PDU objects (when nobody listens
+    to its PDU events) are its own."""
+    primitive = P_DATA()
+    primitive.presentation_data_value_list.extend(pdvs)
+    encoded = P_DATA_TF(primitive).encode()
+    assert reactor.encode_p_data(primitive) == encoded
+    decoded = P_DATA_TF()
+    decoded.decode(encoded)
+    assert reactor.decode_p_data(encoded) == decoded.to_primitive().presentation_data_value_list
+    assert reactor._ReceivedData(pdvs).to_primitive().presentation_data_value_list == pdvs
+
+
+@pytest.mark.parametrize("items", [b"\0\0\0\0\1", b"\0\0\0\x09\1abc", b"\0\0\0", b"\0\0\0\2\1a\0"])
+def test_a_p_data_pdu_that_does_not_fit_is_left_to_pynetdicom(items: bytes) -> None:
+    """pynetdicom refuses these (an invalid PDU, Evt19): they take its path."""
+    pdu = b"\x04\x00" + len(items).to_bytes(4, "big") + items
+    assert reactor.decode_p_data(pdu) is None
+    with pytest.raises(Exception):  # noqa: B017, PT011 - pynetdicom's assertion or struct error
+        P_DATA_TF().decode(pdu)

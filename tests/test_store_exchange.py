@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import CTImageStorage
 
 from helpers import ct_slice
@@ -21,6 +21,12 @@ from server.storage.index import Level, Resource
 
 reactor.install()
 dimse_codec.install()
+
+
+@pytest.fixture(autouse=True)
+def untraced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the server runs: pynetdicom's logging handlers unbound."""
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "none")
 
 
 @pytest.fixture
