@@ -17,7 +17,7 @@ from server.errors import ErrorCode, OrthancError
 from server.net import dimse_codec, reactor
 from server.net.query_retrieve import ReadAhead
 from server.net.scu import Outgoing, Sendable, send_c_store, store_request
-from server.storage.index import Level, Resource
+from server.storage.index import ATTACHMENT_DICOM, Level, Resource
 
 reactor.install()
 dimse_codec.install()
@@ -88,20 +88,30 @@ def _instance(n: int) -> Resource:
     return Resource(n, Level.INSTANCE, f"instance-{n}", None)
 
 
-def test_files_are_read_one_ahead_in_order() -> None:
-    """Each file is read once, in order, at most one ahead of the one being sent; a file gone
-    meanwhile becomes the stand-in pynetdicom counts as a failed sub-operation."""
-    files = {n: ct_slice("1.2.3", "1.2.3.3", n) for n in (1, 2, 4)}
+def test_files_are_read_one_ahead_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file is read once, in order, at most one ahead of the one being sent, its
+    attachment looked up with a window of others; a file gone meanwhile becomes the stand-in
+    pynetdicom counts as a failed sub-operation."""
+    monkeypatch.setattr(ReadAhead, "WINDOW", 2)
+    files = {n: ct_slice("1.2.3", "1.2.3.3", n) for n in (1, 2, 4, 5)}
     reads: list[int] = []
+    lookups: list[list[int]] = []
 
-    def read_dicom(instance: Resource) -> bytes:
+    def attachments_many(ids: list[int], file_type: int) -> dict[int, str]:
+        assert file_type == ATTACHMENT_DICOM
+        lookups.append(ids)
+        return {i: f"attachment {i}" for i in ids if i in files}
+
+    def read_dicom(instance: Resource, attachment: str | None = None) -> bytes:
         reads.append(instance.internal_id)
         if instance.internal_id not in files:
             raise OrthancError(ErrorCode.INEXISTENT_FILE)
+        assert attachment == f"attachment {instance.internal_id}"
         return files[instance.internal_id]
 
-    services = SimpleNamespace(store=SimpleNamespace(read_dicom=read_dicom))
-    ahead = ReadAhead(services, [_instance(n) for n in (1, 2, 3, 4)])  # type: ignore[arg-type]
+    services = SimpleNamespace(index=SimpleNamespace(attachments_many=attachments_many),
+                               store=SimpleNamespace(read_dicom=read_dicom))
+    ahead = ReadAhead(services, [_instance(n) for n in (1, 2, 3, 4, 5)])  # type: ignore[arg-type]
     sent = []
     for instance, item in ahead:
         assert reads[-1] == instance.internal_id  # nothing read past it yet
@@ -109,7 +119,8 @@ def test_files_are_read_one_ahead_in_order() -> None:
         ahead.read_next()  # once is enough
         assert reads == sorted(set(reads))
         sent.append((instance.internal_id, item))
-    assert reads == [1, 2, 3, 4]
-    assert [n for n, item in sent if isinstance(item, Outgoing)] == [1, 2, 4]
+    assert reads == [1, 2, 3, 4, 5]
+    assert lookups == [[1, 2], [3, 4], [5]]
+    assert [n for n, item in sent if isinstance(item, Outgoing)] == [1, 2, 4, 5]
     [(_, gone)] = [(n, item) for n, item in sent if n == 3]
     assert not isinstance(gone, Sendable) and gone.SOPInstanceUID == "0"

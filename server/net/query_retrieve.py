@@ -69,7 +69,7 @@ from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, Finder, database_limit, make_constraint, parse_tag, vr_of
 from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, Outgoing, outgoing_accepted, sends_outgoing, tune
-from server.storage.index import Metadata, Resource
+from server.storage.index import ATTACHMENT_DICOM, Attachment, Metadata, Resource
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -408,10 +408,12 @@ def retrieve_instances(services: DicomServices, identifier: Dataset, request: st
     raise OrthancError(ErrorCode.BAD_REQUEST, f"Invalid fields in a {request} request")
 
 
-def _outgoing_of(services: DicomServices, instance: Resource) -> Outgoing | Dataset:
-    """The file to send; a stand-in that pynetdicom counts as a failed sub-operation if it is gone."""
+def _outgoing_of(services: DicomServices, instance: Resource,
+                 attachment: Attachment | None = None) -> Outgoing | Dataset:
+    """The file to send (``attachment`` its DICOM attachment if looked up already); a stand-in
+    that pynetdicom counts as a failed sub-operation if it is gone."""
     try:
-        return Outgoing.stored(services.store.read_dicom(instance))
+        return Outgoing.stored(services.store.read_dicom(instance, attachment))
     except Exception:  # noqa: BLE001 - deleted or unreadable since the request
         log.warning("An instance was removed after the C-MOVE/C-GET request: %s", instance.public_id)
         failed = Dataset()
@@ -423,12 +425,17 @@ class ReadAhead:
     """The files of ``instances`` to send, in order, each read while the peer stores the one
     before (:meth:`read_next` is a C-STORE's ``meanwhile``, see :func:`~server.net.scu._exchange`):
     reading and parsing a file was ~20 % of a C-MOVE sub-operation's time, spent while the
-    peer waited.  Only the reading goes ahead: the outgoing filters still see each instance
-    just before it is sent."""
+    peer waited.  Their attachments are looked up :data:`WINDOW` at a time.  Only the
+    reading goes ahead: the outgoing filters still see each instance just before it is sent."""
+
+    #: How many instances' attachments one query looks up.
+    WINDOW = 100
 
     def __init__(self, services: DicomServices, instances: list[Resource]) -> None:
         self._services = services
-        self._instances = iter(instances)
+        self._instances = instances
+        self._position = 0
+        self._attachments: dict[int, Attachment] = {}
         self._next: tuple[Resource, Outgoing | Dataset] | None = None
 
     def __iter__(self) -> Iterator[tuple[Resource, Outgoing | Dataset]]:
@@ -441,17 +448,24 @@ class ReadAhead:
 
     def read_next(self) -> None:
         """Read the next file, unless it was read already or there is none."""
-        if self._next is None:
-            instance = next(self._instances, None)
-            if instance is not None:
-                self._next = (instance, _outgoing_of(self._services, instance))
+        if self._next is not None or self._position >= len(self._instances):
+            return
+        position = self._position
+        if position % self.WINDOW == 0:
+            window = [i.internal_id for i in self._instances[position:position + self.WINDOW]]
+            self._attachments = self._services.index.attachments_many(window, ATTACHMENT_DICOM)
+        instance = self._instances[position]
+        self._position += 1
+        self._next = (instance, _outgoing_of(self._services, instance, self._attachments.get(instance.internal_id)))
 
 
 def store_contexts(services: DicomServices, instances: list[Resource]) -> list[PresentationContext]:
     """Presentation contexts for sending ``instances``: their own syntax and the uncompressed ones."""
     wanted: dict[str, list[str]] = {}
+    found = services.index.metadata_many([i.internal_id for i in instances],
+                                         (Metadata.SopClassUid, Metadata.TransferSyntax))
     for instance in instances:
-        metadata = services.index.metadata(instance.internal_id)
+        metadata = found[instance.internal_id]
         sop_class = metadata.get(Metadata.SopClassUid)
         if not sop_class:
             continue
