@@ -313,9 +313,14 @@ class EventDUL(DULServiceProvider):
         of threads: this thread woken by the response, then the sender by this one.
 
         False when the caller must wait for this thread to read instead: the association is
-        not established (or stops being so while reading: this thread sees it to its end)."""
+        not established (or stops being so while reading: this thread sees it to its end).
+        True at once when the connection is gone (Sta1): no message can come any more, and
+        waiting for one took the whole DIMSE timeout (each following C-STORE sub-operation
+        of a C-MOVE whose destination died waited 30 s)."""
         me = threading.get_ident()
         with self.acting:
+            if self.state_machine.current_state == "Sta1":
+                return True
             if me == self.ident or not self._can_lend():
                 return False
             self._reader, self._reading = me, True
@@ -326,6 +331,8 @@ class EventDUL(DULServiceProvider):
                 if not self._wait_for_socket(deadline):
                     continue
                 with self.acting:
+                    if self.state_machine.current_state == "Sta1":
+                        return True
                     if self._reader != me or not self._can_lend():
                         return False
                     state = self.state_machine.current_state

@@ -499,7 +499,8 @@ def store_request(assoc: Association, item: Outgoing, msg_id: int = 1, priority:
     context = _exact_context(assoc, item) if raw is not None else None
     if raw is None or context is None:
         return Association.send_c_store(assoc, item.dataset, msg_id, priority, originator_aet, originator_id)
-    if not assoc.is_established:
+    if not assoc.is_established or assoc.dul.state_machine.current_state != "Sta6":
+        # the second: the connection was lost, and the association thread has not seen it yet
         raise RuntimeError("The association with a peer SCP must be established before sending a "
                            "C-STORE request")
     request = C_STORE()
