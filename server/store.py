@@ -429,7 +429,15 @@ class Store:
             raise OrthancError(ErrorCode.INEXISTENT_FILE)
         return attachment
 
-    def read_dicom(self, instance: Resource) -> bytes:
+    def read_dicom(self, instance: Resource, attachment: Attachment | None = None) -> bytes:
+        """The instance's DICOM file; ``attachment`` is its DICOM attachment when looked up
+        already (with others': :meth:`Index.attachments_many`), looked up again when its file
+        is gone (the attachment was replaced since, by a compression say)."""
+        if attachment is not None:
+            try:
+                return self.area.read(attachment.uuid, attachment.compression)
+            except OrthancError:
+                pass
         attachment = self.dicom_attachment(instance)
         return self.area.read(attachment.uuid, attachment.compression)
 

@@ -214,6 +214,22 @@ def test_encoding_is_pynetdicoms_byte_for_byte(case: str, max_pdu: int) -> None:
     assert fast == (case not in UNUSUAL)
 
 
+def test_a_checked_uid_is_not_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A UID found conformant (set in a primitive, decoded) is marked so: encoding it or
+    setting it again skips the regular expression; any other value is still checked."""
+    checked = dimse_codec._set_uid(CT, "Affected SOP Class UID")
+    assert isinstance(checked, pydicom.uid.UID) and checked == CT
+    assert dimse_codec._decode_ui(b"1.2.34\0") == "1.2.34"
+    pattern, calls = dimse_codec._UID, []
+    monkeypatch.setattr(dimse_codec, "_UID", SimpleNamespace(
+        fullmatch=lambda value: calls.append(value) or pattern.fullmatch(value)))
+    assert dimse_codec._encode_ui(checked) == CT.encode() + b"\0"
+    assert dimse_codec._set_uid(checked, "Affected SOP Class UID") is checked
+    assert calls == []
+    assert dimse_codec._encode_ui(pydicom.uid.UID(CT)) == CT.encode() + b"\0" and calls == [CT]
+    assert dimse_codec._encode_ui("1.02") is None
+
+
 def test_out_of_range_status_fails_as_before() -> None:
     """A status that is no US: pynetdicom fails to encode it, and so does the codec."""
     for encoder in (_reference_encode, _codec_encode):

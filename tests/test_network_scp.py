@@ -14,16 +14,18 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
 )
 
 from conftest import Isengard, dcmtk, dcmtk_env, free_port, sample
-from helpers import query_identifier
+from helpers import ct_slice, query_identifier
 
 FILES = ["Issue143.dcm", "PatientIdsCollision/Image1.dcm", "PatientIdsCollision/Image2.dcm",
          "Issue154-d1.dcm", "MarekLatin2.dcm"]
 STUDY_ROOT = StudyRootQueryRetrieveInformationModelFind
 PATIENT_ROOT = PatientRootQueryRetrieveInformationModelFind
+PATIENT_ROOT_MOVE = PatientRootQueryRetrieveInformationModelMove
 
 
 def _run(*command: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -181,6 +183,39 @@ def test_movescu_failures(server: Isengard) -> None:
     assert "Failed: UnableToProcess" in move("FINDSCU", "UNKNOWNDEST", uid).stderr
     assert "Failed: UnableToProcess" in move("FINDSCU", "DEST", "9.9.9").stderr
     assert "Peer aborted Association" in move("NOMOVE", "DEST", uid).stderr
+
+
+def test_a_destination_that_dies_midway_fails_the_rest_at_once(make_isengard, tmp_path: Path) -> None:
+    """Each sub-operation has its pending response with the counts; once the destination is
+    gone, the remaining ones fail without waiting for a timeout each."""
+    port = free_port()
+    storescp = subprocess.Popen([dcmtk("storescp"), "--aetitle", "DEST", "--ignore", str(port)],
+                                env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        server = make_isengard(DicomModalities=_modalities(port), DicomScuTimeout=30)
+        for n in range(60):
+            server.upload(ct_slice("1.2.3.60", "1.2.3.60.1", n, patient="DYING"))
+        time.sleep(0.3)
+        ae = AE(ae_title="FINDSCU")
+        ae.add_requested_context(PATIENT_ROOT_MOVE)
+        assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel, identifier.PatientID = "PATIENT", "DYING"
+        counts, started = [], time.monotonic()
+        for status, _ in assoc.send_c_move(identifier, "DEST", PATIENT_ROOT_MOVE):
+            counts.append((status.Status, status.NumberOfCompletedSuboperations, status.NumberOfFailedSuboperations,
+                           status.get("NumberOfRemainingSuboperations")))
+            if len(counts) == 20:
+                storescp.kill()
+        assoc.release()
+    finally:
+        storescp.kill()
+        storescp.wait()
+    assert time.monotonic() - started < 10
+    assert [remaining for _, _, _, remaining in counts[:-1]] == list(range(59, -1, -1))
+    assert all(completed + failed == 60 - remaining for _, completed, failed, remaining in counts[:-1])
+    final, completed, failed, _ = counts[-1]
+    assert final == 0xB000 and completed + failed == 60 and 20 <= completed < 60
 
 
 def test_getscu_retrieves_over_the_same_association(server: Isengard, tmp_path: Path) -> None:

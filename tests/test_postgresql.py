@@ -15,7 +15,7 @@ from pg_cluster import PostgresCluster
 
 from conftest import TESTDATA, Isengard
 from server.dicom.main_tags import Level
-from server.storage.index import Change, Index
+from server.storage.index import ATTACHMENT_DICOM, Attachment, Change, Index, Metadata
 from server.storage.postgresql import PostgresDatabase, Settings, translate
 
 PATIENT, STUDY, SERIES, INSTANCE = Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE
@@ -81,6 +81,20 @@ def test_metadata_revisions_and_key_values(index: Index) -> None:
     assert index.acknowledge_queue_value("q", reserved[0], 150)
     assert index.queue_size("q") == 0
     assert index.increment_property(3) == 1 and index.increment_property(3) == 2
+
+
+def test_metadata_and_attachments_of_many(index: Index) -> None:
+    """What a C-MOVE looks up for its instances at once: their SOP class and syntax, their files."""
+    first, second = _store(index, "1", "A"), _store(index, "2", "B")
+    ids = [first[INSTANCE], second[INSTANCE]]
+    with index.transaction() as db:
+        index.set_metadata_in(db, first[INSTANCE], {Metadata.SopClassUid: "1.2.3", Metadata.TransferSyntax: "1.2.4",
+                                                    Metadata.LastUpdate: "20240101T000000"})
+        index.add_attachment(db, first[INSTANCE], Attachment(ATTACHMENT_DICOM, "uuid-1", 10, 12, 1, "m1", "m2"))
+    assert index.metadata_many(ids, (Metadata.SopClassUid, Metadata.TransferSyntax)) == {
+        first[INSTANCE]: {Metadata.SopClassUid: "1.2.3", Metadata.TransferSyntax: "1.2.4"}, second[INSTANCE]: {}}
+    assert index.attachments_many(ids, ATTACHMENT_DICOM) == {
+        first[INSTANCE]: index.attachments(first[INSTANCE])[ATTACHMENT_DICOM]}
 
 
 def test_find_in_sql_matches_case_accents_and_wildcards(index: Index) -> None:

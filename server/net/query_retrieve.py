@@ -69,7 +69,7 @@ from server.errors import ErrorCode, OrthancError
 from server.find import Constraint, Finder, database_limit, make_constraint, parse_tag, vr_of
 from server.net.scp import called_aet
 from server.net.scu import MAX_CONTEXTS, UNCOMPRESSED, Outgoing, outgoing_accepted, sends_outgoing, tune
-from server.storage.index import Metadata, Resource
+from server.storage.index import ATTACHMENT_DICOM, Attachment, Metadata, Resource
 
 if TYPE_CHECKING:
     from server.config import Configuration
@@ -408,10 +408,12 @@ def retrieve_instances(services: DicomServices, identifier: Dataset, request: st
     raise OrthancError(ErrorCode.BAD_REQUEST, f"Invalid fields in a {request} request")
 
 
-def _outgoing_of(services: DicomServices, instance: Resource) -> Outgoing | Dataset:
-    """The file to send; a stand-in that pynetdicom counts as a failed sub-operation if it is gone."""
+def _outgoing_of(services: DicomServices, instance: Resource,
+                 attachment: Attachment | None = None) -> Outgoing | Dataset:
+    """The file to send (``attachment`` its DICOM attachment if looked up already); a stand-in
+    that pynetdicom counts as a failed sub-operation if it is gone."""
     try:
-        return Outgoing.stored(services.store.read_dicom(instance))
+        return Outgoing.stored(services.store.read_dicom(instance, attachment))
     except Exception:  # noqa: BLE001 - deleted or unreadable since the request
         log.warning("An instance was removed after the C-MOVE/C-GET request: %s", instance.public_id)
         failed = Dataset()
@@ -419,11 +421,51 @@ def _outgoing_of(services: DicomServices, instance: Resource) -> Outgoing | Data
         return failed
 
 
+class ReadAhead:
+    """The files of ``instances`` to send, in order, each read while the peer stores the one
+    before (:meth:`read_next` is a C-STORE's ``meanwhile``, see :func:`~server.net.scu._exchange`):
+    reading and parsing a file was ~20 % of a C-MOVE sub-operation's time, spent while the
+    peer waited.  Their attachments are looked up :data:`WINDOW` at a time.  Only the
+    reading goes ahead: the outgoing filters still see each instance just before it is sent."""
+
+    #: How many instances' attachments one query looks up.
+    WINDOW = 100
+
+    def __init__(self, services: DicomServices, instances: list[Resource]) -> None:
+        self._services = services
+        self._instances = instances
+        self._position = 0
+        self._attachments: dict[int, Attachment] = {}
+        self._next: tuple[Resource, Outgoing | Dataset] | None = None
+
+    def __iter__(self) -> Iterator[tuple[Resource, Outgoing | Dataset]]:
+        while True:
+            self.read_next()
+            if self._next is None:
+                return
+            read, self._next = self._next, None
+            yield read
+
+    def read_next(self) -> None:
+        """Read the next file, unless it was read already or there is none."""
+        if self._next is not None or self._position >= len(self._instances):
+            return
+        position = self._position
+        if position % self.WINDOW == 0:
+            window = [i.internal_id for i in self._instances[position:position + self.WINDOW]]
+            self._attachments = self._services.index.attachments_many(window, ATTACHMENT_DICOM)
+        instance = self._instances[position]
+        self._position += 1
+        self._next = (instance, _outgoing_of(self._services, instance, self._attachments.get(instance.internal_id)))
+
+
 def store_contexts(services: DicomServices, instances: list[Resource]) -> list[PresentationContext]:
     """Presentation contexts for sending ``instances``: their own syntax and the uncompressed ones."""
     wanted: dict[str, list[str]] = {}
+    found = services.index.metadata_many([i.internal_id for i in instances],
+                                         (Metadata.SopClassUid, Metadata.TransferSyntax))
     for instance in instances:
-        metadata = services.index.metadata(instance.internal_id)
+        metadata = found[instance.internal_id]
         sop_class = metadata.get(Metadata.SopClassUid)
         if not sop_class:
             continue
@@ -553,10 +595,10 @@ class QueryRetrieveScp:
                           "evt_handlers": [(evt.EVT_CONN_OPEN, tune), (evt.EVT_CONN_OPEN, sends_outgoing)]})
         yield len(instances)
         filters = self.services.store.interventions.outgoing_store
-        for instance in instances:
-            item = _outgoing_of(self.services, instance)
+        files = ReadAhead(self.services, instances)
+        for _, item in files:
             if outgoing_accepted(filters, item, modality["AET"], modality["Host"]):
-                yield PENDING, item.sendable() if isinstance(item, Outgoing) else item
+                yield PENDING, item.sendable(files.read_next) if isinstance(item, Outgoing) else item
 
     # -- C-GET -------------------------------------------------------------------------
 
@@ -577,22 +619,23 @@ class QueryRetrieveScp:
             self.services.metrics.record_max("orthanc_get_scp_duration_ms", (time.monotonic() - started) * 1000)
         sends_outgoing(event)
         yield len(instances)
-        for instance in instances:
-            yield PENDING, _get_dataset(self.services, event.assoc, instance)
+        files = ReadAhead(self.services, instances)
+        for instance, item in files:
+            yield PENDING, _get_dataset(self.services, event.assoc, instance, item, files)
 
 
-def _get_dataset(services: DicomServices, assoc: Any, instance: Resource) -> Dataset:
+def _get_dataset(services: DicomServices, assoc: Any, instance: Resource, item: Outgoing | Dataset,
+                 files: ReadAhead) -> Dataset:
     """An instance for a C-GET, transcoded when the caller accepted its SOP class but not its
     transfer syntax (``getscu`` proposes the uncompressed ones only), as Orthanc does; sent as
-    the file has it when its syntax was accepted."""
-    item = _outgoing_of(services, instance)
+    the file has it when its syntax was accepted (the next file read meanwhile)."""
     if not isinstance(item, Outgoing):
         return item
     accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts
                 if cx.abstract_syntax == item.sop_class and cx.as_scu]
     syntax = item.transfer_syntax
     if not accepted or syntax in accepted:
-        return item.sendable()
+        return item.sendable(files.read_next)
     ds = item.dataset
     if syntax in LITTLE_ENDIAN_UNCOMPRESSED:
         # pynetdicom encodes the dataset in the syntax its file meta names.

@@ -12,6 +12,11 @@ socket and on a pipe that anything queued for it writes to; the association thre
 on :class:`ReactorGate`, which the DUL thread wakes after each event it has processed.
 Timers (ARTIM, the network timeout) are checked at least every :data:`TICK` seconds.
 
+A thread that sends a request and waits for its response (``get_msg(block=True)``: every
+SCU exchange, the C-STORE sub-operations of a C-MOVE or a C-GET) reads the socket itself
+rather than waiting for the DUL thread to read and hand over the message
+(:meth:`EventDUL.read_until`): each exchange so costs no wake-up of another thread.
+
 :func:`install` makes pynetdicom build these classes; the rest of its machinery (the state
 machine, ACSE, DIMSE, the service classes) is unchanged.  The overridden methods follow
 pynetdicom 3.0.4's, which ``pyproject.toml`` pins (``tests/test_reactor.py`` checks it).
@@ -23,14 +28,18 @@ import os
 import queue
 import select
 import ssl
+import struct
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pynetdicom import ae as pynetdicom_ae
 from pynetdicom import association as pynetdicom_association
+from pynetdicom import dimse as pynetdicom_dimse
 from pynetdicom import evt
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
@@ -41,6 +50,9 @@ TICK = 0.1
 
 #: How long a sender waits for the DUL thread to end its turn before queueing its message.
 SEND_WAIT = 0.005
+
+#: A sender writes a message's PDUs together up to this many bytes.
+BATCH = 256 * 1024
 
 
 class Wakeup:
@@ -76,16 +88,61 @@ class Wakeup:
 
 
 class _WakingQueue(queue.Queue[Any]):
-    """A queue that wakes the DUL thread when another thread puts something in it."""
+    """A queue that wakes the DUL thread when another thread puts something in it; for the
+    event queue, not when the thread reading the socket in its place does (it acts on the
+    events itself)."""
 
-    def __init__(self, dul: EventDUL) -> None:
+    def __init__(self, dul: EventDUL, events: bool) -> None:
         super().__init__()
         self._dul = dul
+        self._events = events
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
-        if threading.get_ident() != self._dul.ident:
-            self._dul.wakeup.set()
+        me = threading.get_ident()
+        dul = self._dul
+        if me != dul.ident and not (self._events and dul._reading and me == dul._reader):
+            dul.wakeup.set()
+
+
+_PDU_HEADER = struct.Struct(">BBI")
+_PDV_HEADER = struct.Struct(">IB")
+
+
+def encode_p_data(primitive: P_DATA) -> bytes:
+    """The P-DATA-TF PDU of ``primitive``, as pynetdicom's ``P_DATA_TF(primitive).encode()``."""
+    items = b"".join(_PDV_HEADER.pack(len(value) + 1, context_id) + value
+                     for context_id, value in primitive.presentation_data_value_list)
+    return _PDU_HEADER.pack(0x04, 0x00, len(items)) + items
+
+
+def decode_p_data(pdu: bytes) -> list[tuple[int, bytes]] | None:
+    """The (context ID, value) of each item of a P-DATA-TF PDU, as pynetdicom's decoding
+    gives them; None when an item does not fit (pynetdicom's decoding then refuses it)."""
+    values = []
+    offset, end = 6, len(pdu)
+    while offset < end:
+        if offset + 5 > end:
+            return None
+        length, context_id = _PDV_HEADER.unpack_from(pdu, offset)
+        if length < 1 or offset + 4 + length > end:
+            return None
+        values.append((context_id, pdu[offset + 5:offset + 4 + length]))
+        offset += 4 + length
+    return values
+
+
+class _ReceivedData:
+    """A received P-DATA-TF as DT-2 uses it: what gives its primitive."""
+
+    def __init__(self, values: list[tuple[int, bytes]]) -> None:
+        self._values = values
+
+    def to_primitive(self) -> P_DATA:
+        primitive = P_DATA()
+        primitive.presentation_data_value_list = []  # as pynetdicom fills it: (ID, value) tuples
+        primitive.presentation_data_value_list.extend(self._values)
+        return primitive
 
 
 class EventDUL(DULServiceProvider):
@@ -96,11 +153,19 @@ class EventDUL(DULServiceProvider):
         self._kill = False
         #: Set after each state-machine event: :meth:`EventAssociation.kill` waits on it.
         self.acted = threading.Event()
-        #: Held by whichever thread runs the state machine: this one, or a sender (:meth:`_send_now`).
+        #: Held by whichever thread runs the state machine: this one, a sender (:meth:`_send_now`)
+        #: or a reader (:meth:`read_until`).
         self.acting = threading.Lock()
+        #: The thread that reads the socket in this one's place (:meth:`read_until`), whether
+        #: it is reading now, and when it last stopped.
+        self._reader: int | None = None
+        self._reading = False
+        self._read_at = 0.0
+        #: The PDUs :meth:`_send_now` is gathering for one write.
+        self._corked: list[bytes] | None = None
         super().__init__(assoc)
-        self.event_queue = _WakingQueue(self)
-        self.to_provider_queue = _WakingQueue(self)
+        self.event_queue = _WakingQueue(self, events=True)
+        self.to_provider_queue = _WakingQueue(self, events=False)
         # Only used by pynetdicom's ``stop_dul`` now, while it waits for this thread to end.
         self._run_loop_delay = 0.0005
 
@@ -126,6 +191,7 @@ class EventDUL(DULServiceProvider):
                 if self.artim_timer.expired:
                     self.event_queue.put("Evt18")
                 with self.acting:
+                    self._take_back_socket()
                     if not self._turn():
                         return
                     try:
@@ -156,36 +222,174 @@ class EventDUL(DULServiceProvider):
 
     def send_pdu(self, primitive: Any) -> None:
         """pynetdicom's (the primitive queued for this thread to send), but a P-DATA is sent
-        by the calling thread itself when it can be (:meth:`_send_now`)."""
-        if isinstance(primitive, P_DATA) and self._send_now(primitive):
+        by the calling thread itself when it can be (:meth:`_send_now`).  Anything else (a
+        release, an abort) gives the socket back to this thread, which reads the answer."""
+        if isinstance(primitive, P_DATA):
+            self.send_data([primitive])
             return
+        self._reader = None
         super().send_pdu(primitive)
 
-    def _send_now(self, primitive: P_DATA) -> bool:
-        """Send ``primitive`` from the calling thread: the state machine's own action (DT-1,
-        "send a P-DATA-TF PDU") under the lock this thread acts under, when the association
-        is established and nothing was queued before it.  Each DIMSE message so leaves
-        without a hand-off to this thread (a wake-up, a switch of threads: ~15 % of a C-MOVE
-        sub-operation).  False when this thread stays busy (reading a large PDU) or something
-        waits: then queued."""
+    def send_data(self, fragments: Iterable[P_DATA]) -> None:
+        """The P-DATA primitives of a DIMSE message, sent by the calling thread in writes of
+        up to :data:`BATCH` bytes when it can (:meth:`_send_now`), else queued for this one.
+        A small C-STORE's command and dataset, two PDUs, so leave in one write."""
+        batch: list[P_DATA] = []
+        size = 0
+        for pdata in fragments:
+            batch.append(pdata)
+            size += sum(len(value) for _, value in pdata.presentation_data_value_list)
+            if size >= BATCH:
+                self._send_batch(batch)
+                batch, size = [], 0
+        if batch:
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: list[P_DATA]) -> None:
+        for pdata in batch[self._send_now(batch):]:
+            DULServiceProvider.send_pdu(self, pdata)
+
+    def _send_now(self, batch: list[P_DATA]) -> int:
+        """Send ``batch`` from the calling thread: the state machine's own action (DT-1,
+        "send a P-DATA-TF PDU") for each, under the lock this thread acts under, when the
+        association is established and nothing was queued before; their PDUs are written
+        together (:meth:`_send`).  Each DIMSE message so leaves without a hand-off to this
+        thread (a wake-up, a switch of threads: ~15 % of a C-MOVE sub-operation).  How many
+        were sent: none when this thread stays busy (reading a large PDU) or something
+        waits, fewer when the association broke meanwhile (the rest is queued)."""
         if not self.acting.acquire(timeout=SEND_WAIT):
-            return False
+            return 0
+        sent = 0
         try:
-            if self._kill or self.state_machine.current_state != "Sta6" or self.to_provider_queue.qsize():
-                return False
-            queue.Queue.put(self.to_provider_queue, primitive)  # no wake-up: DT-1 takes it now
-            self.state_machine.do_action("Evt9")
-            return True
+            self._corked = []
+            unheard = not self._listened(evt.EVT_PDU_SENT, evt.EVT_FSM_TRANSITION)
+            for pdata in batch:
+                if self._kill or self.state_machine.current_state != "Sta6" or self.to_provider_queue.qsize():
+                    break
+                if unheard:  # DT-1 (Sta6 -> Sta6), whose events nobody listens to, without the objects
+                    self._corked.append(encode_p_data(pdata))
+                else:
+                    queue.Queue.put(self.to_provider_queue, pdata)  # no wake-up: DT-1 takes it now
+                    self.state_machine.do_action("Evt9")
+                sent += 1
+            corked, self._corked = self._corked, None
+            if corked and self.socket is not None:
+                self.socket.send(b"".join(corked))
+            return sent
         finally:
+            self._corked = None
             self.acting.release()
 
+    def _listened(self, *events: Any) -> bool:
+        """Whether a handler is bound to one of these events (pynetdicom's own logging
+        handlers are, when DICOM messages are traced)."""
+        handlers = self.assoc._handlers
+        return any(handlers.get(event) for event in events)
+
+    def _decode_pdu(self, bytestream: bytearray) -> tuple[Any, str]:
+        """pynetdicom's; a P-DATA-TF nobody listens for (``EVT_DATA_RECV``, ``EVT_PDU_RECV``)
+        is cut into its values here (:func:`decode_p_data`): pynetdicom's PDU and item
+        objects cost ~8 % of a C-MOVE sub-operation.  Anything unusual is pynetdicom's."""
+        if bytestream[0] == 0x04 and not self._listened(evt.EVT_DATA_RECV, evt.EVT_PDU_RECV):
+            values = decode_p_data(bytes(bytestream))
+            if values is not None:
+                return _ReceivedData(values), "Evt10"
+        return super()._decode_pdu(bytestream)
+
+    def _send(self, pdu: Any) -> None:
+        """pynetdicom's (encode and write a PDU), keeping the bytes for one write while
+        :meth:`_send_now` sends a batch."""
+        if self._corked is not None and self.socket is not None:
+            self._corked.append(pdu.encode())
+            evt.trigger(self.assoc, evt.EVT_PDU_SENT, {"pdu": pdu})
+        else:
+            super()._send(pdu)
+
+    def read_until(self, ready: Callable[[], bool], deadline: float | None) -> bool:
+        """Read PDUs and act on them from the calling thread (a sender waiting for its
+        response) until ``ready()``, the ``deadline`` (``time.monotonic()``) or the end of
+        the connection; this thread stays away from the socket meanwhile, and until it takes
+        it back (:meth:`_take_back_socket`).  Waiting for a response used to cost two switches
+        of threads: this thread woken by the response, then the sender by this one.
+
+        False when the caller must wait for this thread to read instead: the association is
+        not established (or stops being so while reading: this thread sees it to its end).
+        True at once when the connection is gone (Sta1): no message can come any more, and
+        waiting for one took the whole DIMSE timeout (each following C-STORE sub-operation
+        of a C-MOVE whose destination died waited 30 s)."""
+        me = threading.get_ident()
+        with self.acting:
+            if self.state_machine.current_state == "Sta1":
+                return True
+            if me == self.ident or not self._can_lend():
+                return False
+            self._reader, self._reading = me, True
+        try:
+            while not ready():
+                if deadline is not None and time.monotonic() >= deadline:
+                    return True
+                if not self._wait_for_socket(deadline):
+                    continue
+                with self.acting:
+                    if self.state_machine.current_state == "Sta1":
+                        return True
+                    if self._reader != me or not self._can_lend():
+                        return False
+                    state = self.state_machine.current_state
+                    self._read_pdu_data()  # pynetdicom's _is_transport_event, whose select was ours
+                    self._idle_timer.restart()
+                    while not self._kill and not self.event_queue.empty():  # as this thread's turns
+                        self.state_machine.do_action(self.event_queue.get(block=False))
+                self.acted.set()
+                if self.to_user_queue.qsize() or self.state_machine.current_state != state:
+                    _gate(self.assoc).wake()
+            return True
+        finally:
+            with self.acting:
+                self._reading = False
+                self._read_at = time.monotonic()
+                if self.state_machine.current_state != "Sta6":
+                    self._reader = None
+            if self._reader is None:
+                self.wakeup.set()
+
+    def _can_lend(self) -> bool:
+        return not self._kill and self.state_machine.current_state == "Sta6" and self.socket is not None \
+            and self.socket._is_connected
+
+    def _wait_for_socket(self, deadline: float | None) -> bool:
+        """Whether the socket has data, after waiting up to :data:`TICK` (or the deadline)."""
+        sock = self.socket.socket if self.socket is not None else None
+        if sock is None:
+            return True  # the next look at the state machine ends the reading
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        timeout = TICK if deadline is None else max(0.0, min(TICK, deadline - time.monotonic()))
+        try:
+            return bool(select.select([sock], [], [], timeout)[0])
+        except (OSError, ValueError):
+            return True  # closed under us: reading it tells the state machine
+
+    def give_back_socket(self) -> None:
+        """The socket is this thread's to read again (a reader is done with the association)."""
+        if self._reader is not None:
+            self._reader = None
+            self.wakeup.set()
+
+    def _take_back_socket(self) -> None:
+        """A reader that has not read for a :data:`TICK` may be busy elsewhere: read again
+        what the peer sends meanwhile (an abort, a release)."""
+        if self._reader is not None and not self._reading and time.monotonic() - self._read_at > TICK:
+            self._reader = None
+
     def _turn(self) -> bool:
-        """Send a queued primitive or read a PDU; False when the association must end now
-        (as pynetdicom does: on an unexpected error, an A-ABORT bypassing the state machine)."""
+        """Send a queued primitive or read a PDU (unless a reader has the socket); False when
+        the association must end now (as pynetdicom does: on an unexpected error, an A-ABORT
+        bypassing the state machine)."""
         try:
             if self._process_recv_primitive():
                 pass
-            elif self._is_transport_event():
+            elif self._reader is None and self._is_transport_event():
                 self._idle_timer.restart()
             return True
         except Exception:  # noqa: BLE001 - pynetdicom's own handling, kept as it is
@@ -207,7 +411,8 @@ class EventDUL(DULServiceProvider):
         if self.artim_timer._start_time is not None and self.artim_timer._end_time is None:
             timeout = max(0.0, min(timeout, self.artim_timer.remaining))
         waited: list[Any] = [self.wakeup]
-        sock = self.socket.socket if self.socket is not None and self.socket._is_connected else None
+        sock = self.socket.socket if self.socket is not None and self.socket._is_connected \
+            and self._reader is None else None
         if sock is not None:
             if isinstance(sock, ssl.SSLSocket) and sock.pending():
                 return
@@ -231,62 +436,76 @@ class ReactorGate:
     thread is parked (idle or paused), and a parked thread does not leave while the gate is
     closed.  From the association thread itself (a service class sending requests, as C-GET
     does), ``clear`` returns at once.
+
+    The thread is only notified when it may leave: a wake-up while the gate is closed is
+    kept for when it opens, and opening it disturbs the thread only if it was woken or waits
+    for the opening (each C-STORE sub-operation pauses the thread of its association: it
+    used to be woken twice per sub-operation for nothing).
     """
 
     def __init__(self) -> None:
-        self._condition = threading.Condition()
+        lock = threading.Lock()
+        #: Where the association thread waits.
+        self._thread = threading.Condition(lock)
+        #: Where pausers wait for it to park, and pynetdicom's own waits on the checkpoint.
+        self._others = threading.Condition(lock)
         self._open = True
         self._woken = False
         self._parked = False
+        #: The thread's wake-up came (or its time ran out): it only waits for the opening.
+        self._leaving = False
         self._owner: int | None = None
 
     def is_set(self) -> bool:
         return self._open
 
     def set(self) -> None:
-        with self._condition:
+        with self._thread:
             self._open = True
-            self._condition.notify_all()
+            if self._woken or self._leaving:
+                self._thread.notify()
+            self._others.notify_all()
 
     def clear(self) -> None:
-        with self._condition:
+        with self._thread:
             self._open = False
             if threading.get_ident() == self._owner:
                 return
-            self._condition.wait_for(lambda: self._parked or self._owner is None, TICK)
+            self._others.wait_for(lambda: self._parked or self._owner is None, TICK)
 
     def wait(self, timeout: float | None = None) -> bool:
         """pynetdicom's own waits on the checkpoint (before a release on a network timeout)."""
-        with self._condition:
+        with self._thread:
             self._parked = True
-            self._condition.notify_all()
+            self._others.notify_all()
             try:
-                return self._condition.wait_for(lambda: self._open, timeout)
+                return self._others.wait_for(lambda: self._open, timeout)
             finally:
                 self._parked = False
 
     def wake(self) -> None:
-        with self._condition:
+        with self._thread:
             self._woken = True
-            self._condition.notify_all()
+            if self._open:
+                self._thread.notify()
 
     def idle(self, timeout: float) -> None:
         """Park until woken or ``timeout``, then until open."""
-        with self._condition:
+        with self._thread:
             self._owner = threading.get_ident()
             self._parked = True
-            self._condition.notify_all()
-            self._condition.wait_for(lambda: self._woken and self._open, timeout)
-            self._condition.wait_for(lambda: self._open)
-            self._parked = False
-            self._woken = False
+            self._others.notify_all()
+            self._thread.wait_for(lambda: self._woken and self._open, timeout)
+            self._leaving = True
+            self._thread.wait_for(lambda: self._open)
+            self._leaving = self._parked = self._woken = False
 
     def leave(self) -> None:
         """The association thread has ended: nobody need wait for it to park."""
-        with self._condition:
+        with self._thread:
             self._owner = None
             self._parked = True
-            self._condition.notify_all()
+            self._others.notify_all()
 
 
 def _gate(assoc: Association) -> ReactorGate:
@@ -325,7 +544,11 @@ class EventAssociation(Association):
     def _run_reactor(self) -> None:
         """pynetdicom's acceptor loop, with the 1 ms sleep replaced by the gate's wait."""
         gate = _gate(self)
+        dul = self.dul
+        assert isinstance(dul, EventDUL)
         while not self._kill:
+            if dul._reader == threading.get_ident():
+                dul.give_back_socket()  # it read the responses to its requests (C-GET's C-STOREs)
             self._is_paused = True
             gate.idle(TICK)
             self._is_paused = False
@@ -392,6 +615,42 @@ def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
     return buffer
 
 
+def _send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int) -> None:
+    """pynetdicom's ``send_msg``, the message's P-DATA handed over together
+    (:meth:`EventDUL.send_data`) rather than one by one."""
+    if primitive.MessageIDBeingRespondedTo is None:
+        message = pynetdicom_dimse._RQ_TO_MESSAGE[primitive.__class__]()
+    else:
+        message = pynetdicom_dimse._RSP_TO_MESSAGE[primitive.__class__]()
+    message.primitive_to_message(primitive)
+    message.context_id = context_id
+    evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": message})
+    fragments = message.encode_msg(context_id, self.maximum_pdu_size)
+    dul = self.dul
+    if isinstance(dul, EventDUL):
+        dul.send_data(fragments)
+    else:
+        for pdata in fragments:
+            dul.send_pdu(pdata)
+
+
+def _get_msg(self: DIMSEServiceProvider, block: bool = False) -> tuple[Any, Any]:
+    """pynetdicom's ``get_msg``; a blocking one reads the message from the calling thread
+    (:meth:`EventDUL.read_until`) when it can."""
+    timeout = self.dimse_timeout
+    dul = self.dul
+    if block and isinstance(dul, EventDUL):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if dul.read_until(lambda: self.msg_queue.qsize() > 0, deadline):
+            block = False
+        elif deadline is not None:
+            timeout = max(0.0, deadline - time.monotonic())
+    try:
+        return self.msg_queue.get(block=block, timeout=timeout)
+    except queue.Empty:
+        return None, None
+
+
 def install() -> None:
     """Make pynetdicom build :class:`EventAssociation` and :class:`EventDUL` (idempotent);
     written for the release :data:`~server.net.scp.PYNETDICOM_VERSION`."""
@@ -399,3 +658,5 @@ def install() -> None:
     pynetdicom_association.Association = EventAssociation  # type: ignore[misc]
     pynetdicom_ae.Association = EventAssociation  # type: ignore[attr-defined]
     AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    DIMSEServiceProvider.get_msg = _get_msg  # type: ignore[method-assign]
+    DIMSEServiceProvider.send_msg = _send_msg  # type: ignore[method-assign]

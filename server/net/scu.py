@@ -24,6 +24,7 @@ import pydicom
 from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
@@ -443,21 +444,28 @@ class Outgoing:
         self.transfer_syntax = syntax
         self.raw = None
 
-    def sendable(self) -> Sendable:
-        """This file for pynetdicom's C-MOVE and C-GET service classes."""
-        return Sendable(self)
+    def sendable(self, meanwhile: Callable[[], None] | None = None) -> Sendable:
+        """This file for pynetdicom's C-MOVE and C-GET service classes; ``meanwhile`` is
+        called while the peer stores it (see :func:`_exchange`)."""
+        return Sendable(self, meanwhile)
+
+
+_SOP_CLASS = BaseTag(0x00080016)
+_SOP_INSTANCE = BaseTag(0x00080018)
+_STATUS = BaseTag(0x00000900)
 
 
 class Sendable(Dataset):
     """What pynetdicom's C-MOVE and C-GET service classes take for a C-STORE sub-operation: a
     Dataset (they check), with the SOP UIDs they read (a failed instance is listed by its
-    SOPInstanceUID), carrying the :class:`Outgoing` that :func:`send_c_store` sends."""
+    SOPInstanceUID), carrying the :class:`Outgoing` that :func:`send_c_store` sends, and what
+    to do while the peer stores it."""
 
-    def __init__(self, outgoing: Outgoing) -> None:
-        super().__init__()
+    def __init__(self, outgoing: Outgoing, meanwhile: Callable[[], None] | None = None) -> None:
+        super().__init__({tag: DataElement(tag, "UI", value, validation_mode=config.IGNORE) for tag, value in
+                          ((_SOP_CLASS, outgoing.sop_class), (_SOP_INSTANCE, outgoing.sop_instance))})
         self.outgoing = outgoing
-        self.add(DataElement(0x00080016, "UI", outgoing.sop_class, validation_mode=config.IGNORE))
-        self.add(DataElement(0x00080018, "UI", outgoing.sop_instance, validation_mode=config.IGNORE))
+        self.meanwhile = meanwhile
 
 
 def sends_outgoing(event: evt.Event) -> None:
@@ -473,14 +481,16 @@ def send_c_store(assoc: Association, dataset: Dataset, msg_id: int = 1, priority
     """pynetdicom's ``Association.send_c_store`` (same arguments, answers and exceptions), that
     sends a :class:`Sendable` with :func:`store_request`."""
     if isinstance(dataset, Sendable):
-        return store_request(assoc, dataset.outgoing, msg_id, priority, originator_aet, originator_id)
+        return store_request(assoc, dataset.outgoing, msg_id, priority, originator_aet, originator_id,
+                             dataset.meanwhile)
     return Association.send_c_store(assoc, dataset, msg_id, priority, originator_aet, originator_id)
 
 
 def store_request(assoc: Association, item: Outgoing, msg_id: int = 1, priority: int = 2,
-                  originator_aet: str | None = None, originator_id: int | None = None) -> Dataset:
+                  originator_aet: str | None = None, originator_id: int | None = None,
+                  meanwhile: Callable[[], None] | None = None) -> Dataset:
     """Send ``item`` in a C-STORE request and answer the response's status (empty when none came),
-    as pynetdicom's ``send_c_store`` does.
+    as pynetdicom's ``send_c_store`` does; ``meanwhile`` is called while the peer stores it.
 
     When a context accepted the file's own transfer syntax, the request carries the file's
     dataset bytes as they are; otherwise pynetdicom encodes the decoded dataset, converting
@@ -489,7 +499,8 @@ def store_request(assoc: Association, item: Outgoing, msg_id: int = 1, priority:
     context = _exact_context(assoc, item) if raw is not None else None
     if raw is None or context is None:
         return Association.send_c_store(assoc, item.dataset, msg_id, priority, originator_aet, originator_id)
-    if not assoc.is_established:
+    if not assoc.is_established or assoc.dul.state_machine.current_state != "Sta6":
+        # the second: the connection was lost, and the association thread has not seen it yet
         raise RuntimeError("The association with a peer SCP must be established before sending a "
                            "C-STORE request")
     request = C_STORE()
@@ -500,7 +511,7 @@ def store_request(assoc: Association, item: Outgoing, msg_id: int = 1, priority:
     request.AffectedSOPClassUID = item.sop_class
     request.AffectedSOPInstanceUID = item.sop_instance
     request.DataSet = BytesIO(raw)
-    return _exchange(assoc, request, context.context_id)
+    return _exchange(assoc, request, context.context_id, meanwhile)
 
 
 def _exact_context(assoc: Association, item: Outgoing) -> PresentationContext | None:
@@ -511,21 +522,38 @@ def _exact_context(assoc: Association, item: Outgoing) -> PresentationContext | 
     return None
 
 
-def _exchange(assoc: Association, request: C_STORE, context_id: int | None) -> Dataset:
+def _exchange(assoc: Association, request: C_STORE, context_id: int | None,
+              meanwhile: Callable[[], None] | None = None) -> Dataset:
     """Send ``request`` and wait for its response, the reactor paused meanwhile (so that it does
-    not take the response): the end of pynetdicom's ``send_c_store``, to follow it if it changes."""
+    not take the response): the end of pynetdicom's ``send_c_store``, to follow it if it changes.
+
+    ``meanwhile`` runs between the two, while the peer stores (a C-MOVE or C-GET SCP reads its
+    next file then): that work then costs no time to the sub-operations, and the response
+    has often arrived when the thread comes to read it."""
     assoc._reactor_checkpoint.clear()
     while not assoc._is_paused:
         time.sleep(0.0001)
     try:
         assoc.dimse.send_msg(request, cast(int, context_id))
+        if meanwhile is not None:
+            meanwhile()
         _, response = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()
     if response is None:
         assoc._handle_no_response()
         return Dataset()
-    return assoc._check_received_status(response)
+    return _received_status(assoc, response)
+
+
+def _received_status(assoc: Association, response: Any) -> Dataset:
+    """pynetdicom's ``_check_received_status``: the status of a response, and its optional
+    elements; a plain status (nearly every one) is put straight into the dataset (pydicom's
+    ``setattr`` took ~8 % of a C-MOVE sub-operation)."""
+    if not response.is_valid_response or \
+            any(getattr(response, keyword, None) is not None for keyword in response.STATUS_OPTIONAL_KEYWORDS):
+        return assoc._check_received_status(response)
+    return Dataset({_STATUS: DataElement(_STATUS, "US", response.Status, validation_mode=config.IGNORE)})
 
 
 def outgoing_accepted(filters: Iterable[Callable[[Dataset, dict[str, str]], bool]], item: Outgoing | Dataset,

@@ -108,6 +108,21 @@ class NodeFolders:
         self._lock = None
 
 
+def _read_file(path: str) -> bytes:
+    """The whole file in four system calls (open, fstat, read, close), where ``read_bytes``
+    makes nine (a C-MOVE reads a file per sub-operation)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        if len(data) < size:  # a read stops at 2 GB; a file may also change under us
+            with os.fdopen(os.dup(fd), "rb") as rest:
+                data += rest.read()
+        return data
+    finally:
+        os.close(fd)
+
+
 def _remove_if_empty(folder: Path) -> None:
     try:
         folder.rmdir()
@@ -284,9 +299,13 @@ class StorageArea:
         raise OrthancError(ErrorCode.INEXISTENT_FILE, f"Missing file in the storage area: {file_uuid}")
 
     def _read_raw(self, file_uuid: str) -> bytes:
+        try:  # where it nearly always is, without pathlib
+            return _read_file(os.path.join(self._root, file_uuid[0:2], file_uuid[2:4], file_uuid))
+        except FileNotFoundError:
+            pass
         for candidate in self._places(file_uuid):
             try:
-                return candidate.read_bytes()
+                return _read_file(str(candidate))
             except FileNotFoundError:
                 continue
         raise OrthancError(ErrorCode.INEXISTENT_FILE, f"Missing file in the storage area: {file_uuid}")

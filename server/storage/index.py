@@ -561,6 +561,20 @@ class Index:
                               (internal_id,)).fetchall()
         return dict(rows)
 
+    def metadata_many(self, internal_ids: list[int], kinds: tuple[int, ...]) -> dict[int, dict[int, str]]:
+        """The metadata of these ``kinds`` of many resources in few queries (a C-MOVE's
+        presentation contexts need the SOP class and syntax of each instance)."""
+        result: dict[int, dict[int, str]] = {i: {} for i in internal_ids}
+        types = ",".join(str(int(kind)) for kind in kinds)
+        with self.reading() as db:
+            for start in range(0, len(internal_ids), 500):
+                chunk = internal_ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for rid, kind, value in db.execute(
+                        f"SELECT id, type, value FROM Metadata WHERE id IN ({marks}) AND type IN ({types})", chunk):
+                    result[rid][kind] = value
+        return result
+
     def metadata_revision(self, internal_id: int, kind: int) -> tuple[str, int] | None:
         with self.reading() as db:
             row = db.execute("SELECT value, revision FROM Metadata WHERE id=? AND type=?",
@@ -617,6 +631,20 @@ class Index:
                 f"SELECT {self._ATTACHMENT_COLUMNS} FROM AttachedFiles WHERE id=? ORDER BY fileType",
                 (internal_id,)).fetchall()
         return {r[0]: Attachment(*r) for r in rows}
+
+    def attachments_many(self, internal_ids: list[int], file_type: int) -> dict[int, Attachment]:
+        """The attachment of ``file_type`` of many resources (those that have one) in few
+        queries: a C-MOVE reads a file per sub-operation."""
+        result: dict[int, Attachment] = {}
+        with self.reading() as db:
+            for start in range(0, len(internal_ids), 500):
+                chunk = internal_ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for rid, *row in db.execute(
+                        f"SELECT id, {self._ATTACHMENT_COLUMNS} FROM AttachedFiles "
+                        f"WHERE id IN ({marks}) AND fileType=?", (*chunk, file_type)):
+                    result[rid] = Attachment(*row)
+        return result
 
     def attachment(self, internal_id: int, file_type: int) -> Attachment | None:
         with self.reading() as db:
