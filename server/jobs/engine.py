@@ -225,6 +225,18 @@ class JobsEngine:
                 return None
             return self._describe(record)
 
+    def describe_at_once(self, job_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """:meth:`describe` if it needs no waiting: ``(True, document or None)``; ``(False,
+        None)`` when the lock is busy, so that the event loop can answer the polls of
+        ``/jobs/{id}`` without a trip to a worker thread, and never waits on the lock."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            record = self._jobs.get(job_id)
+            return True, None if record is None else self._describe(record)
+        finally:
+            self._lock.release()
+
     @staticmethod
     def _describe(record: JobRecord) -> dict[str, Any]:
         now = _now()
@@ -468,6 +480,7 @@ class JobsEngine:
                 record.pause_requested = False
                 record.started = False
                 self._set_state(record, JobState.PAUSED)
+                self._save(record)
                 self._publish_later(Kind.JOB_PAUSED, record.id)
                 reason = StopReason.PAUSED
             elif result is None:  # the engine stops: saved as Running, resumed at restart
@@ -480,6 +493,7 @@ class JobsEngine:
                 record.error_code, record.error_details = result.code, result.details
                 record.started = False
                 self._set_state(record, JobState.RETRY)
+                self._save(record)
                 self._publish_later(Kind.JOB_RETRY, record.id)
                 reason = StopReason.RETRY
                 self._lock.notify_all()
@@ -488,8 +502,8 @@ class JobsEngine:
                 self._finish(record, JobState.FAILURE, result.code, result.details, result.payload)
                 reason = StopReason.CANCELED if canceled else StopReason.FAILURE
                 event = Kind.JOB_FAILURE
-            record.cancel_requested = record.pause_requested = False  # done with, whatever the outcome
-            self._save(record)
+            # Done with, whatever the outcome (not saved: each branch above saved the job once).
+            record.cancel_requested = record.pause_requested = False
         if reason is not None:
             self._stop_job(record, reason)
         self._persist_quietly()
