@@ -721,6 +721,62 @@ class FailingIndex(MemoryIndex):
         super().save_job(job_id, document)
 
 
+class BatchIndex(MemoryIndex):
+    """A :class:`MemoryIndex` that writes batches too; a single write made while ``writing`` is
+    clear sets it and waits for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.writing, self.gate = threading.Event(), threading.Event()
+
+    def save_job(self, job_id: str, document: str) -> None:
+        if not self.writing.is_set():
+            self.writing.set()
+            self.gate.wait(PATIENCE)
+        super().save_job(job_id, document)
+
+    def save_jobs(self, changes: list[tuple[str, str | None]]) -> None:
+        self.batches.append([job_id for job_id, _ in changes])
+        for job_id, document in changes:
+            if document is None:
+                self.delete_job(job_id)
+            else:
+                super().save_job(job_id, document)
+
+
+def test_the_snapshots_taken_during_a_write_are_written_together(harness: Harness) -> None:
+    """While one submission is being written, the others wait, then one of them writes all
+    theirs in one batch (one transaction on the index); each returns once its own is written."""
+    index = BatchIndex()
+    engine = harness.engine(index=index)
+    index.writing.set()  # not this one's write
+    _, gate = busy(engine)
+    index.writing.clear()  # the next write waits for the gate
+    first = threading.Thread(target=engine.submit, args=(make_job(),))
+    first.start()
+    index.writing.wait(PATIENCE)
+    ids: list[str] = []
+    others = [threading.Thread(target=lambda: ids.append(engine.submit(make_job()))) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    until(lambda: len(engine.ids()) == 5, "the other submissions are waiting for the write")
+    index.gate.set()
+    for thread in [first, *others]:
+        thread.join(PATIENCE)
+    assert len(ids) == 3 and all(job_id in index.documents for job_id in ids)
+    assert any(set(ids) <= set(batch) for batch in index.batches)
+    gate.set()
+
+
+def test_the_index_writes_and_deletes_jobs_in_one_transaction(tmp_path: Path) -> None:
+    index = Index(tmp_path / "index.db")
+    index.save_jobs([("a", "1"), ("b", "2"), ("c", "3")])
+    index.save_jobs([("a", None), ("b", "4"), ("d", "5")])
+    assert sorted(index.load_jobs()) == [("b", "4"), ("c", "3"), ("d", "5")]
+    index.close()
+
+
 def test_a_failed_write_refuses_the_submit_and_never_kills_a_worker(harness: Harness) -> None:
     index = FailingIndex()
     engine = harness.engine(index=index)

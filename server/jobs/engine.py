@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -141,6 +142,9 @@ class JobsEngine:
         self._dropped: list[Job] = []  # forgotten jobs, whose outputs are to delete
         #: Held by the one thread writing snapshots, so that they reach the index in order.
         self._writer = threading.Lock()
+        #: The index's way to write several snapshots in one transaction, if it has one.
+        self._save_many: Callable[[list[tuple[str, str | None]]], None] | None = \
+            getattr(index, "save_jobs", None)
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -613,6 +617,13 @@ class JobsEngine:
             with self._lock:
                 batch, self._unsaved = self._unsaved, {}
             items = list(batch.items())
+            if len(items) > 1 and self._save_many is not None:
+                try:
+                    self._save_many(items)
+                except BaseException:
+                    self._give_back(items)
+                    raise
+                return
             for position, (job_id, document) in enumerate(items):
                 try:
                     if document is None:
