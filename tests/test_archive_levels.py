@@ -28,6 +28,7 @@ class TreeIndex:
         self.resources: dict[int, Resource] = {}
         self.tags: dict[int, dict] = {}
         self.meta: dict[int, dict[int, str]] = {}
+        self.tag_reads = 0
 
     def add(self, level: Level, public_id: str, parent: int | None, tags: dict | None = None,
             meta: dict[int, str] | None = None) -> int:
@@ -46,8 +47,9 @@ class TreeIndex:
     def children(self, internal_id: int) -> list[Resource]:
         return [r for r in self.resources.values() if r.parent_internal_id == internal_id]
 
-    def main_tags(self, internal_id: int) -> dict:
-        return self.tags[internal_id]
+    def main_tags_many(self, internal_ids: list[int]) -> dict[int, dict]:
+        self.tag_reads += 1
+        return {internal_id: self.tags[internal_id] for internal_id in internal_ids}
 
     def metadata(self, internal_id: int) -> dict[int, str]:
         return self.meta[internal_id]
@@ -104,6 +106,13 @@ def test_orthanc_1_10_layout(api) -> None:
         "887 KNEE R/A1 IRM du genou droit/T2/00000001.dcm",
         "887 KNEE R/A1 IRM du genou droit/T2/00000002.dcm",
     ]
+
+
+def test_the_folder_tags_are_read_in_one_query() -> None:
+    """A plan reads the main tags of all its patients, studies and series at once."""
+    index = _knee()
+    assert len(_names(index, ["p"])) == 6
+    assert index.tag_reads == 1
 
 
 def test_study_archive_names_the_patient_after_the_study_from_1_12_2(api) -> None:

@@ -451,6 +451,60 @@ def test_history_keeps_the_last_finished_jobs_and_deletes_the_outputs_of_the_oth
     gate.set()
 
 
+def test_each_state_change_is_written_once_and_a_forgotten_job_stays_deleted(harness: Harness) -> None:
+    """Submitted, then Success: two writes (Running is not saved, nor each step); with no history
+    the finished job is deleted from the index, never written back after."""
+    index = MemoryIndex()
+    writes: list[tuple[str, str]] = []
+    save = index.save_job
+
+    def counted(job_id: str, document: str) -> None:
+        writes.append((job_id, json.loads(document)["State"]))
+        save(job_id, document)
+
+    index.save_job = counted  # type: ignore[method-assign]
+    engine = harness.engine(index=index)
+    job_id = engine.submit(make_job(steps=5))
+    reach(engine, job_id, "Success")
+    until(lambda: len(writes) == 2, "two writes")
+    assert writes == [(job_id, "Pending"), (job_id, "Success")]
+    forgetful = harness.engine(index=index, history=0)
+    forgotten = forgetful.submit(make_job(steps=2))
+    until(lambda: forgetful.get(forgotten) is None, "the finished job is forgotten at once")
+    until(lambda: forgotten not in index.documents, "and deleted from the index")
+    assert [state for written, state in writes if written == forgotten] == ["Pending"]  # then deleted
+
+
+def test_describe_at_once_answers_from_memory_or_says_it_would_wait(harness: Harness) -> None:
+    """What ``GET /jobs/{id}`` answers on the event loop: the document when the engine's lock is
+    free, None for an unknown job, and ``(False, None)`` (ask off the loop) when it is held."""
+    engine = harness.engine()
+    job_id = engine.submit(make_job())
+    reach(engine, job_id, "Success")
+    answered, document = engine.describe_at_once(job_id)
+    expected = engine.describe(job_id)
+    assert answered and document is not None and expected is not None
+    assert {k: v for k, v in document.items() if k != "Timestamp"} == \
+        {k: v for k, v in expected.items() if k != "Timestamp"}
+    assert engine.describe_at_once("unknown") == (True, None)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine._lock:
+            held.set()
+            release.wait(PATIENCE)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(PATIENCE)
+    try:
+        assert engine.describe_at_once(job_id) == (False, None)
+    finally:
+        release.set()
+        holder.join()
+    assert engine.describe_at_once(job_id)[0]
+
+
 def test_outputs_are_served_only_on_success_and_deleted_on_demand(harness: Harness, tmp_path: Path) -> None:
     engine = harness.engine()
     path = tmp_path / "out.zip"
@@ -665,6 +719,62 @@ class FailingIndex(MemoryIndex):
             self.failures -= 1
             raise OSError("disk full")
         super().save_job(job_id, document)
+
+
+class BatchIndex(MemoryIndex):
+    """A :class:`MemoryIndex` that writes batches too; a single write made while ``writing`` is
+    clear sets it and waits for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.writing, self.gate = threading.Event(), threading.Event()
+
+    def save_job(self, job_id: str, document: str) -> None:
+        if not self.writing.is_set():
+            self.writing.set()
+            self.gate.wait(PATIENCE)
+        super().save_job(job_id, document)
+
+    def save_jobs(self, changes: list[tuple[str, str | None]]) -> None:
+        self.batches.append([job_id for job_id, _ in changes])
+        for job_id, document in changes:
+            if document is None:
+                self.delete_job(job_id)
+            else:
+                super().save_job(job_id, document)
+
+
+def test_the_snapshots_taken_during_a_write_are_written_together(harness: Harness) -> None:
+    """While one submission is being written, the others wait, then one of them writes all
+    theirs in one batch (one transaction on the index); each returns once its own is written."""
+    index = BatchIndex()
+    engine = harness.engine(index=index)
+    index.writing.set()  # not this one's write
+    _, gate = busy(engine)
+    index.writing.clear()  # the next write waits for the gate
+    first = threading.Thread(target=engine.submit, args=(make_job(),))
+    first.start()
+    index.writing.wait(PATIENCE)
+    ids: list[str] = []
+    others = [threading.Thread(target=lambda: ids.append(engine.submit(make_job()))) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    until(lambda: len(engine.ids()) == 5, "the other submissions are waiting for the write")
+    index.gate.set()
+    for thread in [first, *others]:
+        thread.join(PATIENCE)
+    assert len(ids) == 3 and all(job_id in index.documents for job_id in ids)
+    assert any(set(ids) <= set(batch) for batch in index.batches)
+    gate.set()
+
+
+def test_the_index_writes_and_deletes_jobs_in_one_transaction(tmp_path: Path) -> None:
+    index = Index(tmp_path / "index.db")
+    index.save_jobs([("a", "1"), ("b", "2"), ("c", "3")])
+    index.save_jobs([("a", None), ("b", "4"), ("d", "5")])
+    assert sorted(index.load_jobs()) == [("b", "4"), ("c", "3"), ("d", "5")]
+    index.close()
 
 
 def test_a_failed_write_refuses_the_submit_and_never_kills_a_worker(harness: Harness) -> None:

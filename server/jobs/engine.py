@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -141,6 +142,9 @@ class JobsEngine:
         self._dropped: list[Job] = []  # forgotten jobs, whose outputs are to delete
         #: Held by the one thread writing snapshots, so that they reach the index in order.
         self._writer = threading.Lock()
+        #: The index's way to write several snapshots in one transaction, if it has one.
+        self._save_many: Callable[[list[tuple[str, str | None]]], None] | None = \
+            getattr(index, "save_jobs", None)
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -224,6 +228,18 @@ class JobsEngine:
             if record is None:
                 return None
             return self._describe(record)
+
+    def describe_at_once(self, job_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """:meth:`describe` if it needs no waiting: ``(True, document or None)``; ``(False,
+        None)`` when the lock is busy, so that the event loop can answer the polls of
+        ``/jobs/{id}`` without a trip to a worker thread, and never waits on the lock."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            record = self._jobs.get(job_id)
+            return True, None if record is None else self._describe(record)
+        finally:
+            self._lock.release()
 
     @staticmethod
     def _describe(record: JobRecord) -> dict[str, Any]:
@@ -468,6 +484,7 @@ class JobsEngine:
                 record.pause_requested = False
                 record.started = False
                 self._set_state(record, JobState.PAUSED)
+                self._save(record)
                 self._publish_later(Kind.JOB_PAUSED, record.id)
                 reason = StopReason.PAUSED
             elif result is None:  # the engine stops: saved as Running, resumed at restart
@@ -480,6 +497,7 @@ class JobsEngine:
                 record.error_code, record.error_details = result.code, result.details
                 record.started = False
                 self._set_state(record, JobState.RETRY)
+                self._save(record)
                 self._publish_later(Kind.JOB_RETRY, record.id)
                 reason = StopReason.RETRY
                 self._lock.notify_all()
@@ -488,8 +506,8 @@ class JobsEngine:
                 self._finish(record, JobState.FAILURE, result.code, result.details, result.payload)
                 reason = StopReason.CANCELED if canceled else StopReason.FAILURE
                 event = Kind.JOB_FAILURE
-            record.cancel_requested = record.pause_requested = False  # done with, whatever the outcome
-            self._save(record)
+            # Done with, whatever the outcome (not saved: each branch above saved the job once).
+            record.cancel_requested = record.pause_requested = False
         if reason is not None:
             self._stop_job(record, reason)
         self._persist_quietly()
@@ -599,6 +617,13 @@ class JobsEngine:
             with self._lock:
                 batch, self._unsaved = self._unsaved, {}
             items = list(batch.items())
+            if len(items) > 1 and self._save_many is not None:
+                try:
+                    self._save_many(items)
+                except BaseException:
+                    self._give_back(items)
+                    raise
+                return
             for position, (job_id, document) in enumerate(items):
                 try:
                     if document is None:

@@ -1197,6 +1197,14 @@ class Index:
         with self.transaction() as db:
             db.execute("DELETE FROM Jobs WHERE id=?", (job_id,))
 
+    def save_jobs(self, changes: list[tuple[str, str | None]]) -> None:
+        """Several jobs' documents (None: delete the job) in one transaction: the jobs engine's
+        snapshots taken while another was being written share one commit."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM Jobs WHERE id=?", [(i,) for i, d in changes if d is None])
+            db.executemany("INSERT OR REPLACE INTO Jobs VALUES(?, ?)",
+                           [(i, d) for i, d in changes if d is not None])
+
     def load_jobs(self) -> list[tuple[str, str]]:
         with self.reading() as db:
             return db.execute("SELECT id, document FROM Jobs").fetchall()
