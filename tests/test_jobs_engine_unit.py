@@ -475,36 +475,6 @@ def test_each_state_change_is_written_once_and_a_forgotten_job_stays_deleted(har
     assert [state for written, state in writes if written == forgotten] == ["Pending"]  # then deleted
 
 
-def test_describe_at_once_answers_from_memory_or_says_it_would_wait(harness: Harness) -> None:
-    """What ``GET /jobs/{id}`` answers on the event loop: the document when the engine's lock is
-    free, None for an unknown job, and ``(False, None)`` (ask off the loop) when it is held."""
-    engine = harness.engine()
-    job_id = engine.submit(make_job())
-    reach(engine, job_id, "Success")
-    answered, document = engine.describe_at_once(job_id)
-    expected = engine.describe(job_id)
-    assert answered and document is not None and expected is not None
-    assert {k: v for k, v in document.items() if k != "Timestamp"} == \
-        {k: v for k, v in expected.items() if k != "Timestamp"}
-    assert engine.describe_at_once("unknown") == (True, None)
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with engine._lock:
-            held.set()
-            release.wait(PATIENCE)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait(PATIENCE)
-    try:
-        assert engine.describe_at_once(job_id) == (False, None)
-    finally:
-        release.set()
-        holder.join()
-    assert engine.describe_at_once(job_id)[0]
-
-
 def test_outputs_are_served_only_on_success_and_deleted_on_demand(harness: Harness, tmp_path: Path) -> None:
     engine = harness.engine()
     path = tmp_path / "out.zip"

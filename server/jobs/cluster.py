@@ -273,10 +273,6 @@ class ClusterJobsEngine(JobsEngine):
         document = self.store.load(job_id)
         return None if document is None else self._describe(self._saved_record(job_id, document))
 
-    def describe_at_once(self, job_id: str) -> tuple[bool, dict[str, Any] | None]:
-        """Never at once: a job this node does not run is read from the database."""
-        return False, None
-
     @staticmethod
     def _saved_record(job_id: str, document: dict[str, Any]) -> JobRecord:
         record = record_from_document(job_id, document, SavedJob(document))

@@ -229,18 +229,6 @@ class JobsEngine:
                 return None
             return self._describe(record)
 
-    def describe_at_once(self, job_id: str) -> tuple[bool, dict[str, Any] | None]:
-        """:meth:`describe` if it needs no waiting: ``(True, document or None)``; ``(False,
-        None)`` when the lock is busy, so that the event loop can answer the polls of
-        ``/jobs/{id}`` without a trip to a worker thread, and never waits on the lock."""
-        if not self._lock.acquire(blocking=False):
-            return False, None
-        try:
-            record = self._jobs.get(job_id)
-            return True, None if record is None else self._describe(record)
-        finally:
-            self._lock.release()
-
     @staticmethod
     def _describe(record: JobRecord) -> dict[str, Any]:
         now = _now()

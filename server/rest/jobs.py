@@ -67,9 +67,7 @@ class JobHandler(OrthancHandler):
     jobs: JobsEngine
 
     async def get(self, job_id: str) -> None:
-        answered, document = self.jobs.describe_at_once(job_id)  # clients poll this: no thread hop
-        if not answered:
-            document = await self.run(self.jobs.describe, job_id)
+        document = await self.run(self.jobs.describe, job_id)
         if document is None:
             raise NoAnswer()
         self.answer_json(document)
