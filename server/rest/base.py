@@ -33,6 +33,7 @@ from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
 from server.rest import compression
 from server.rest.body import RawBodyTooLarge, RequestBody, limit_from_megabytes, parse_json
+from server.rest.workers import ContextExecutor
 from server.rest.xml import json_to_xml, wants_xml
 from server.storage.index import Resource
 from server.store import Origin
@@ -616,8 +617,11 @@ class OrthancHandler(tornado.web.RequestHandler):
     # -- helpers ---------------------------------------------------------------------
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking work (disk, SQLite, pydicom) off the event loop."""
-        return await IOLoop.current().run_in_executor(self.http.executor, fn, *args)
+        """Run blocking work (disk, SQLite, pydicom) off the event loop (see :mod:`server.rest.workers`)."""
+        executor = self.http.executor
+        if isinstance(executor, ContextExecutor):
+            return await executor.run_async(asyncio.get_running_loop(), fn, *args)
+        return await IOLoop.current().run_in_executor(executor, fn, *args)
 
     def origin(self) -> Origin:
         """The origin of what this request stores (the caller's for an in-process request)."""
