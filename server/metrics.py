@@ -15,8 +15,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 #: Orthanc's window for the ``*_duration_ms`` and active-requests metrics.
 WINDOW_SECONDS = 10.0
@@ -98,18 +97,15 @@ class Metrics:
             return
         now = time.monotonic()
         with self._lock:
-            window = self._windows.setdefault(name, MaxOverWindow())
+            window = self._windows.get(name)
+            if window is None:
+                window = self._windows[name] = MaxOverWindow()
             window.record(value, now)
             self._values[name] = (window.value(now) or 0, _now_ms())
 
-    @contextmanager
-    def timer(self, name: str) -> Iterator[None]:
+    def timer(self, name: str) -> _Timer:
         """Record how long the block took, in whole milliseconds as Orthanc's ``Timer``."""
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self.record_max(name, int((time.monotonic() - start) * 1000))
+        return _Timer(self, name)
 
     def job_ended(self, success: bool) -> None:
         """Orthanc 1.13's cumulative ``orthanc_jobs_total_*``: jobs ended since start-up (the
@@ -143,6 +139,24 @@ class Metrics:
             return ""
         return "".join(f"{name} {format_value(value)} {stamp}\n"
                        for name, (value, stamp) in sorted(self.snapshot().items()))
+
+
+class _Timer:
+    """:meth:`Metrics.timer`'s context manager (a class: twice as cheap as a generator's, and
+    every ingest and every file written goes through two)."""
+
+    __slots__ = ("metrics", "name", "start")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self.metrics = metrics
+        self.name = name
+        self.start = 0.0
+
+    def __enter__(self) -> None:
+        self.start = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.metrics.record_max(self.name, int((time.monotonic() - self.start) * 1000))
 
 
 def format_value(value: Number) -> str:

@@ -11,6 +11,7 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.ioloop
 import tornado.iostream
+import tornado.log
 import tornado.web
 from tornado.http1connection import HTTP1ServerConnection
 
@@ -69,6 +70,8 @@ def normalize_path(path: str) -> str:
     (``//tools/find`` and ``/patients/`` are ``/tools/find`` and ``/patients``), and
     percent-encoded letters, digits and ``-._~`` are those characters (``/%70atients``).
     Other escapes (``%20``, ``%2F``) stay for the routes, which decode their arguments."""
+    if "//" not in path and "%" not in path and (len(path) <= 1 or not path.endswith("/")):
+        return path  # already normal (nearly every request): no regular expression to run
     path = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), _SLASHES.sub("/", path))
     if len(path) > 1 and path.endswith("/"):
         path = path[:-1]
@@ -134,6 +137,14 @@ class OrthancApplication(tornado.web.Application):
             return self.get_handler_delegate(request, BadMethodHandler)
         return super().find_handler(request, **kwargs)
 
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        """Tornado's access log line, built only when its level is shown (it is not by default:
+        Tornado formats the line for every request, then the logger drops it)."""
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        if tornado.log.access_log.isEnabledFor(level):
+            super().log_request(handler)
+
 
 def rest_routes() -> list[tuple[str, type]]:
     """Every route of the REST API but the scripts' own, in matching order (the first wins, as
@@ -179,6 +190,10 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
             stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        else:
+            # Tornado sets it on before the last write of each answer and off after it
+            # (two system calls per request, and Nagle back between requests): it stays on.
+            stream.set_nodelay = _stays_on  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     def start_request(self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
@@ -194,6 +209,10 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
             delegate = watched
         server_conn.isengard_answered = True  # type: ignore[attr-defined]
         return delegate
+
+
+def _stays_on(value: bool) -> None:
+    """``IOStream.set_nodelay`` of a connection whose ``TCP_NODELAY`` is on for good."""
 
 
 class _StartWatch(tornado.httputil.HTTPMessageDelegate):
