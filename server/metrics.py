@@ -40,11 +40,13 @@ class MaxOverWindow:
         self.window = window
         self._values: deque[tuple[float, Number]] = deque()
 
-    def record(self, value: Number, now: float) -> None:
+    def record(self, value: Number, now: float) -> Number:
+        """Add a sample; the maximum over the window, this sample included."""
         while self._values and self._values[-1][1] <= value:
             self._values.pop()
         self._values.append((now, value))
         self._expire(now)
+        return self._values[0][1]
 
     def value(self, now: float) -> Number | None:
         """The first value: :meth:`record` keeps them in decreasing order."""
@@ -97,11 +99,14 @@ class Metrics:
             return
         now = time.monotonic()
         with self._lock:
-            window = self._windows.get(name)
-            if window is None:
-                window = self._windows[name] = MaxOverWindow()
-            window.record(value, now)
-            self._values[name] = (window.value(now) or 0, _now_ms())
+            self._record_max(name, value, now)
+
+    def _record_max(self, name: str, value: Number, now: float) -> None:
+        """:meth:`record_max`, the lock held."""
+        window = self._windows.get(name)
+        if window is None:
+            window = self._windows[name] = MaxOverWindow()
+        self._values[name] = (window.record(value, now), _now_ms())
 
     def timer(self, name: str) -> _Timer:
         """Record how long the block took, in whole milliseconds as Orthanc's ``Timer``."""
@@ -114,15 +119,18 @@ class Metrics:
         self.increment("orthanc_jobs_total_success" if success else "orthanc_jobs_total_failed", 1)
 
     def request_started(self) -> None:
+        now = time.monotonic()
         with self._lock:
             self._active_requests += 1
-            active = self._active_requests
-        self.record_max("orthanc_rest_api_active_requests", active)
+            if self.enabled:
+                self._record_max("orthanc_rest_api_active_requests", self._active_requests, now)
 
     def request_finished(self, seconds: float) -> None:
+        now = time.monotonic()
         with self._lock:
             self._active_requests -= 1
-        self.record_max("orthanc_rest_api_duration_ms", int(seconds * 1000))
+            if self.enabled:
+                self._record_max("orthanc_rest_api_duration_ms", int(seconds * 1000), now)
 
     def snapshot(self) -> dict[str, tuple[Number, int]]:
         now = time.monotonic()

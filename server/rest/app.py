@@ -201,13 +201,11 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
         delegate = super().start_request(server_conn, request_conn)
         if not isinstance(server_conn, HTTP1ServerConnection):
             return delegate
-        if getattr(server_conn, "isengard_answered", False):  # a keep-alive connection, now idle
-            watched = _StartWatch(delegate)
-            stream = server_conn.stream
-            watched.timer = tornado.ioloop.IOLoop.current().call_later(
-                self.keep_alive_timeout, _close_if_idle, stream, watched)
-            delegate = watched
-        server_conn.isengard_answered = True  # type: ignore[attr-defined]
+        watch: _IdleWatch | None = getattr(server_conn, "isengard_idle", None)
+        if watch is None:  # the first request: Tornado's idle_connection_timeout covers its wait
+            server_conn.isengard_idle = _IdleWatch(server_conn.stream, self.keep_alive_timeout)  # type: ignore[attr-defined]
+        else:  # a keep-alive connection, now idle
+            watch.awaiting(request_conn)
         return delegate
 
 
@@ -215,44 +213,53 @@ def _stays_on(value: bool) -> None:
     """``IOStream.set_nodelay`` of a connection whose ``TCP_NODELAY`` is on for good."""
 
 
-class _StartWatch(tornado.httputil.HTTPMessageDelegate):
-    """Forwards to a request's delegate, noting when its headers arrived."""
+class _IdleWatch:
+    """Closes a keep-alive connection that waited ``timeout`` seconds for its next request
+    without a byte of it (:class:`NoDelayHTTPServer`).
 
-    def __init__(self, delegate: tornado.httputil.HTTPMessageDelegate) -> None:
-        self.delegate = delegate
-        self.started = False
-        #: The :func:`_close_if_idle` timer, cancelled once the request came (not left in the loop).
+    One timer per connection, not one per request: each answer only notes when the wait
+    began, and the timer, when it fires, either closes the connection, or is set again for
+    the end of the wait begun since, or lets the next wait set it (a request under way)."""
+
+    __slots__ = ("stream", "timeout", "request", "since", "timer")
+
+    def __init__(self, stream: tornado.iostream.IOStream, timeout: float) -> None:
+        self.stream = stream
+        self.timeout = timeout
+        #: The connection of the request awaited (Tornado's, per request), and since when.
+        self.request: tornado.httputil.HTTPConnection | None = None
+        self.since = 0.0
         self.timer: object | None = None
 
-    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
-        self.started = True
-        if self.timer is not None:
-            tornado.ioloop.IOLoop.current().remove_timeout(self.timer)
-            self.timer = None
-        return self.delegate.headers_received(start_line, headers)
+    def awaiting(self, request: tornado.httputil.HTTPConnection) -> None:
+        """The previous request is answered: the wait for ``request`` begins now."""
+        loop = tornado.ioloop.IOLoop.current()
+        self.request, self.since = request, loop.time()
+        if self.timer is None:
+            self.timer = loop.call_at(self.since + self.timeout, self._check)
 
-    def data_received(self, chunk: bytes) -> Any:
-        return self.delegate.data_received(chunk)
-
-    def finish(self) -> None:
-        self.delegate.finish()
-
-    def on_connection_close(self) -> None:
-        self.delegate.on_connection_close()
-
-
-def _close_if_idle(stream: tornado.iostream.IOStream, watched: _StartWatch) -> None:
-    """``KeepAliveTimeout`` elapsed: close the connection if no byte of a next request came."""
-    if watched.started or stream.closed() or stream._read_buffer_size > 0:  # noqa: SLF001
-        return
-    try:
-        if stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+    def _check(self) -> None:
+        self.timer = None
+        stream = self.stream
+        if stream.closed():
             return
-    except BlockingIOError:
-        pass
-    except OSError:
-        pass
-    stream.close()
+        deadline = self.since + self.timeout
+        loop = tornado.ioloop.IOLoop.current()
+        if loop.time() < deadline:  # another wait began since the timer was set
+            self.timer = loop.call_at(deadline, self._check)
+            return
+        if getattr(self.request, "_request_start_line", None) is not None:
+            return  # its headers came: the request is under way
+        if stream._read_buffer_size > 0:  # noqa: SLF001 - its first bytes came
+            return
+        try:
+            if stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                return
+        except BlockingIOError:
+            pass
+        except OSError:
+            pass
+        stream.close()
 
 
 def build_http_server(application: tornado.web.Application, request_timeout: int,
