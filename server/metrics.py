@@ -15,8 +15,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 #: Orthanc's window for the ``*_duration_ms`` and active-requests metrics.
 WINDOW_SECONDS = 10.0
@@ -41,11 +40,13 @@ class MaxOverWindow:
         self.window = window
         self._values: deque[tuple[float, Number]] = deque()
 
-    def record(self, value: Number, now: float) -> None:
+    def record(self, value: Number, now: float) -> Number:
+        """Add a sample; the maximum over the window, this sample included."""
         while self._values and self._values[-1][1] <= value:
             self._values.pop()
         self._values.append((now, value))
         self._expire(now)
+        return self._values[0][1]
 
     def value(self, now: float) -> Number | None:
         """The first value: :meth:`record` keeps them in decreasing order."""
@@ -98,18 +99,18 @@ class Metrics:
             return
         now = time.monotonic()
         with self._lock:
-            window = self._windows.setdefault(name, MaxOverWindow())
-            window.record(value, now)
-            self._values[name] = (window.value(now) or 0, _now_ms())
+            self._record_max(name, value, now)
 
-    @contextmanager
-    def timer(self, name: str) -> Iterator[None]:
+    def _record_max(self, name: str, value: Number, now: float) -> None:
+        """:meth:`record_max`, the lock held."""
+        window = self._windows.get(name)
+        if window is None:
+            window = self._windows[name] = MaxOverWindow()
+        self._values[name] = (window.record(value, now), _now_ms())
+
+    def timer(self, name: str) -> _Timer:
         """Record how long the block took, in whole milliseconds as Orthanc's ``Timer``."""
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self.record_max(name, int((time.monotonic() - start) * 1000))
+        return _Timer(self, name)
 
     def job_ended(self, success: bool) -> None:
         """Orthanc 1.13's cumulative ``orthanc_jobs_total_*``: jobs ended since start-up (the
@@ -118,15 +119,18 @@ class Metrics:
         self.increment("orthanc_jobs_total_success" if success else "orthanc_jobs_total_failed", 1)
 
     def request_started(self) -> None:
+        now = time.monotonic()
         with self._lock:
             self._active_requests += 1
-            active = self._active_requests
-        self.record_max("orthanc_rest_api_active_requests", active)
+            if self.enabled:
+                self._record_max("orthanc_rest_api_active_requests", self._active_requests, now)
 
     def request_finished(self, seconds: float) -> None:
+        now = time.monotonic()
         with self._lock:
             self._active_requests -= 1
-        self.record_max("orthanc_rest_api_duration_ms", int(seconds * 1000))
+            if self.enabled:
+                self._record_max("orthanc_rest_api_duration_ms", int(seconds * 1000), now)
 
     def snapshot(self) -> dict[str, tuple[Number, int]]:
         now = time.monotonic()
@@ -143,6 +147,24 @@ class Metrics:
             return ""
         return "".join(f"{name} {format_value(value)} {stamp}\n"
                        for name, (value, stamp) in sorted(self.snapshot().items()))
+
+
+class _Timer:
+    """:meth:`Metrics.timer`'s context manager (a class: twice as cheap as a generator's, and
+    every ingest and every file written goes through two)."""
+
+    __slots__ = ("metrics", "name", "start")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self.metrics = metrics
+        self.name = name
+        self.start = 0.0
+
+    def __enter__(self) -> None:
+        self.start = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.metrics.record_max(self.name, int((time.monotonic() - self.start) * 1000))
 
 
 def format_value(value: Number) -> str:

@@ -112,6 +112,18 @@ def test_keep_alive_timeout_closes_idle_connections(make_isengard: Any) -> None:
     assert answer.headers["Keep-Alive"] == "timeout=2"
 
 
+def test_a_connection_in_steady_use_stays_open_past_the_keep_alive_timeout(make_isengard: Any) -> None:
+    """Only a wait of ``KeepAliveTimeout`` for the next request closes: requests whose gaps are
+    shorter keep the connection for longer than the timeout, and the last wait closes it."""
+    server = make_isengard(KeepAliveTimeout=1, HttpRequestTimeout=10)
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as connection:
+        began = time.monotonic()
+        while time.monotonic() - began < 2.5:
+            assert _request(connection).startswith(b"HTTP/1.1 200")
+            time.sleep(0.4)
+        assert 0.4 < _idle_seconds(connection) < 2.5
+
+
 def test_the_first_request_still_has_the_request_timeout(make_isengard: Any) -> None:
     """A client slow to send its first headers is not cut at the keep-alive timeout."""
     server = make_isengard(KeepAliveTimeout=1, HttpRequestTimeout=10)

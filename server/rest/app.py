@@ -11,6 +11,7 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.ioloop
 import tornado.iostream
+import tornado.log
 import tornado.web
 from tornado.http1connection import HTTP1ServerConnection
 
@@ -69,6 +70,8 @@ def normalize_path(path: str) -> str:
     (``//tools/find`` and ``/patients/`` are ``/tools/find`` and ``/patients``), and
     percent-encoded letters, digits and ``-._~`` are those characters (``/%70atients``).
     Other escapes (``%20``, ``%2F``) stay for the routes, which decode their arguments."""
+    if "//" not in path and "%" not in path and (len(path) <= 1 or not path.endswith("/")):
+        return path  # already normal (nearly every request): no regular expression to run
     path = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), _SLASHES.sub("/", path))
     if len(path) > 1 and path.endswith("/"):
         path = path[:-1]
@@ -134,6 +137,14 @@ class OrthancApplication(tornado.web.Application):
             return self.get_handler_delegate(request, BadMethodHandler)
         return super().find_handler(request, **kwargs)
 
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        """Tornado's access log line, built only when its level is shown (it is not by default:
+        Tornado formats the line for every request, then the logger drops it)."""
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        if tornado.log.access_log.isEnabledFor(level):
+            super().log_request(handler)
+
 
 def rest_routes() -> list[tuple[str, type]]:
     """Every route of the REST API but the scripts' own, in matching order (the first wins, as
@@ -179,6 +190,10 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
             stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        else:
+            # Tornado sets it on before the last write of each answer and off after it
+            # (two system calls per request, and Nagle back between requests): it stays on.
+            stream.set_nodelay = _stays_on  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     def start_request(self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
@@ -186,54 +201,65 @@ class NoDelayHTTPServer(tornado.httpserver.HTTPServer):
         delegate = super().start_request(server_conn, request_conn)
         if not isinstance(server_conn, HTTP1ServerConnection):
             return delegate
-        if getattr(server_conn, "isengard_answered", False):  # a keep-alive connection, now idle
-            watched = _StartWatch(delegate)
-            stream = server_conn.stream
-            watched.timer = tornado.ioloop.IOLoop.current().call_later(
-                self.keep_alive_timeout, _close_if_idle, stream, watched)
-            delegate = watched
-        server_conn.isengard_answered = True  # type: ignore[attr-defined]
+        watch: _IdleWatch | None = getattr(server_conn, "isengard_idle", None)
+        if watch is None:  # the first request: Tornado's idle_connection_timeout covers its wait
+            server_conn.isengard_idle = _IdleWatch(server_conn.stream, self.keep_alive_timeout)  # type: ignore[attr-defined]
+        else:  # a keep-alive connection, now idle
+            watch.awaiting(request_conn)
         return delegate
 
 
-class _StartWatch(tornado.httputil.HTTPMessageDelegate):
-    """Forwards to a request's delegate, noting when its headers arrived."""
+def _stays_on(value: bool) -> None:
+    """``IOStream.set_nodelay`` of a connection whose ``TCP_NODELAY`` is on for good."""
 
-    def __init__(self, delegate: tornado.httputil.HTTPMessageDelegate) -> None:
-        self.delegate = delegate
-        self.started = False
-        #: The :func:`_close_if_idle` timer, cancelled once the request came (not left in the loop).
+
+class _IdleWatch:
+    """Closes a keep-alive connection that waited ``timeout`` seconds for its next request
+    without a byte of it (:class:`NoDelayHTTPServer`).
+
+    One timer per connection, not one per request: each answer only notes when the wait
+    began, and the timer, when it fires, either closes the connection, or is set again for
+    the end of the wait begun since, or lets the next wait set it (a request under way)."""
+
+    __slots__ = ("stream", "timeout", "request", "since", "timer")
+
+    def __init__(self, stream: tornado.iostream.IOStream, timeout: float) -> None:
+        self.stream = stream
+        self.timeout = timeout
+        #: The connection of the request awaited (Tornado's, per request), and since when.
+        self.request: tornado.httputil.HTTPConnection | None = None
+        self.since = 0.0
         self.timer: object | None = None
 
-    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
-        self.started = True
-        if self.timer is not None:
-            tornado.ioloop.IOLoop.current().remove_timeout(self.timer)
-            self.timer = None
-        return self.delegate.headers_received(start_line, headers)
+    def awaiting(self, request: tornado.httputil.HTTPConnection) -> None:
+        """The previous request is answered: the wait for ``request`` begins now."""
+        loop = tornado.ioloop.IOLoop.current()
+        self.request, self.since = request, loop.time()
+        if self.timer is None:
+            self.timer = loop.call_at(self.since + self.timeout, self._check)
 
-    def data_received(self, chunk: bytes) -> Any:
-        return self.delegate.data_received(chunk)
-
-    def finish(self) -> None:
-        self.delegate.finish()
-
-    def on_connection_close(self) -> None:
-        self.delegate.on_connection_close()
-
-
-def _close_if_idle(stream: tornado.iostream.IOStream, watched: _StartWatch) -> None:
-    """``KeepAliveTimeout`` elapsed: close the connection if no byte of a next request came."""
-    if watched.started or stream.closed() or stream._read_buffer_size > 0:  # noqa: SLF001
-        return
-    try:
-        if stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+    def _check(self) -> None:
+        self.timer = None
+        stream = self.stream
+        if stream.closed():
             return
-    except BlockingIOError:
-        pass
-    except OSError:
-        pass
-    stream.close()
+        deadline = self.since + self.timeout
+        loop = tornado.ioloop.IOLoop.current()
+        if loop.time() < deadline:  # another wait began since the timer was set
+            self.timer = loop.call_at(deadline, self._check)
+            return
+        if getattr(self.request, "_request_start_line", None) is not None:
+            return  # its headers came: the request is under way
+        if stream._read_buffer_size > 0:  # noqa: SLF001 - its first bytes came
+            return
+        try:
+            if stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                return
+        except BlockingIOError:
+            pass
+        except OSError:
+            pass
+        stream.close()
 
 
 def build_http_server(application: tornado.web.Application, request_timeout: int,

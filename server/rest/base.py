@@ -29,10 +29,12 @@ import tornado.web
 from tornado.ioloop import IOLoop
 
 import server
+from server.clock import http_date
 from server.dicom.main_tags import Level
 from server.errors import ErrorCode, OrthancError, describe
 from server.rest import compression
 from server.rest.body import RawBodyTooLarge, RequestBody, limit_from_megabytes, parse_json
+from server.rest.workers import ContextExecutor
 from server.rest.xml import json_to_xml, wants_xml
 from server.storage.index import Resource
 from server.store import Origin
@@ -140,6 +142,22 @@ def _keeps_alive(request: tornado.httputil.HTTPServerRequest) -> bool:
 _BODY_HEADERS = ("Content-Length", "Transfer-Encoding", "Content-Encoding")
 
 
+def _declared_length(headers: tornado.httputil.HTTPHeaders) -> int | None:
+    """The body's size as ``Content-Length`` says, None without one (or with a chunked body,
+    whose ``Content-Length`` Tornado ignores)."""
+    length = headers.get("Content-Length")
+    if length is None or "Transfer-Encoding" in headers:
+        return None
+    length = length.strip()
+    return int(length) if length.isdigit() else None
+
+
+def _buffered(connection: object) -> int:
+    """The bytes already read from the client past the headers (Tornado's read buffer)."""
+    stream = getattr(connection, "stream", None)
+    return getattr(stream, "_read_buffer_size", 0)
+
+
 @functools.lru_cache(maxsize=256)
 def _is_loopback(address: str) -> bool:
     """Whether a client's address is a loopback one; remembered (parsed at each request before)."""
@@ -185,6 +203,16 @@ class OrthancHandler(tornado.web.RequestHandler):
         self._set_connection_headers()
 
     # -- cross-cutting ---------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Tornado's, without its ``Server`` and ``Content-Type`` defaults (which
+        :meth:`set_default_headers` took out again) and with a ``Date`` made once a second:
+        it runs for every request."""
+        self._headers = tornado.httputil.HTTPHeaders({"Date": http_date()})
+        self.set_default_headers()
+        self._write_buffer = []
+        self._status_code = 200
+        self._reason = tornado.httputil.responses[200]
 
     def set_default_headers(self) -> None:
         self.clear_header("Content-Type")
@@ -281,17 +309,21 @@ class OrthancHandler(tornado.web.RequestHandler):
         if raw_limit is not None and inflated_limit is not None:
             inflated_limit = min(raw_limit, inflated_limit)
         spool_dir = self.http.spool_dir if self.spooled_body else None
+        declared = _declared_length(self.request.headers)
         self._body = RequestBody(raw_limit, inflated_limit or raw_limit,
-                                 self.request.headers.get("Content-Encoding", ""), spool_dir)
+                                 self.request.headers.get("Content-Encoding", ""), spool_dir, declared)
         try:
             self._body.check_declared(self.request.headers.get("Content-Length"))
         except RawBodyTooLarge:
             self._unread_body = True
             raise
+        connection = self.request.connection
         # No limit of Tornado's own (it would close the connection without an answer).
-        self.request.connection.set_max_body_size(2 ** 62)  # type: ignore[attr-defined]
+        connection.set_max_body_size(2 ** 62)  # type: ignore[attr-defined]
         # Runs before the coroutine waiting for the body: the method sees the whole body.
         body_future.add_done_callback(self._body_complete)
+        if declared is not None and _buffered(connection) >= declared:
+            return  # the whole body was read with the headers: no client can stall it now
         self._watch_stall(float(config["HttpRequestTimeout"]))
 
     def _watch_stall(self, timeout: float) -> None:
@@ -616,8 +648,11 @@ class OrthancHandler(tornado.web.RequestHandler):
     # -- helpers ---------------------------------------------------------------------
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking work (disk, SQLite, pydicom) off the event loop."""
-        return await IOLoop.current().run_in_executor(self.http.executor, fn, *args)
+        """Run blocking work (disk, SQLite, pydicom) off the event loop (see :mod:`server.rest.workers`)."""
+        executor = self.http.executor
+        if isinstance(executor, ContextExecutor):
+            return await executor.run_async(asyncio.get_running_loop(), fn, *args)
+        return await IOLoop.current().run_in_executor(executor, fn, *args)
 
     def origin(self) -> Origin:
         """The origin of what this request stores (the caller's for an in-process request)."""

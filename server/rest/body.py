@@ -76,15 +76,19 @@ class RequestBody:
     """Receives the raw chunks of one body; :meth:`feed` raises :class:`OrthancError` to refuse it."""
 
     def __init__(self, raw_limit: int | None, inflated_limit: int | None, encoding: str,
-                 spool_dir: Path | None) -> None:
+                 spool_dir: Path | None, declared: int | None = None) -> None:
+        """``declared`` is the size the client announced (``Content-Length``), if any: an upload
+        that cannot grow past :data:`SPOOL_THRESHOLD` (that size, not compressed) is kept in
+        memory from the start, without a ``SpooledTemporaryFile`` around it."""
         self.raw_limit = raw_limit
         self.inflated_limit = inflated_limit
         self.received = 0
         self.size = 0
         self._inflater = _decompressor(encoding)
         self._spooled = spool_dir is not None
+        small = declared is not None and declared <= SPOOL_THRESHOLD and self._inflater is None
         self._file: IO[bytes] = (
-            tempfile.SpooledTemporaryFile(SPOOL_THRESHOLD, dir=spool_dir) if spool_dir is not None
+            tempfile.SpooledTemporaryFile(SPOOL_THRESHOLD, dir=spool_dir) if spool_dir is not None and not small
             else io.BytesIO())
 
     @property

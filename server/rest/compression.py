@@ -80,9 +80,9 @@ class CompressionTransform(tornado.web.OutputTransform):
     def transform_first_chunk(self, status_code: int, headers: tornado.httputil.HTTPHeaders,
                               chunk: bytes, finishing: bool) -> tuple[int, tornado.httputil.HTTPHeaders, bytes]:
         self._active = (self.encoding is not None and status_code == 200
+                        and (not finishing or len(chunk) >= MIN_LENGTH)  # most answers: small, at once
                         and "Content-Encoding" not in headers
-                        and not compressed_already(headers.get("Content-Type"))
-                        and (not finishing or len(chunk) >= MIN_LENGTH))
+                        and not compressed_already(headers.get("Content-Type")))
         if not self._active or self.encoding is None:
             return status_code, headers, chunk
         headers["Content-Encoding"] = self.encoding

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -36,6 +35,7 @@ import tornado.httputil
 import tornado.web
 
 from server.rest.base import RequestPolicy, in_process_policy
+from server.rest.workers import ContextExecutor as ContextExecutor  # where app.py and lua.py find it
 from server.store import Origin
 
 #: Threads for the blocking work of in-process requests; created only when needed.
@@ -47,34 +47,6 @@ class Answer:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-
-
-class ContextExecutor(concurrent.futures.ThreadPoolExecutor):
-    """A thread pool that runs each task in the submitter's ``contextvars`` context, and
-    counts the tasks running (``orthanc_available_http_threads_count``)."""
-
-    def __init__(self, max_workers: int, thread_name_prefix: str = "") -> None:
-        super().__init__(max_workers, thread_name_prefix=thread_name_prefix)
-        self.workers = max_workers
-        self._running = 0
-        self._running_lock = threading.Lock()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
-        return super().submit(self._counted, contextvars.copy_context(), fn, *args, **kwargs)
-
-    def _counted(self, context: contextvars.Context, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with self._running_lock:
-            self._running += 1
-        try:
-            return context.run(fn, *args, **kwargs)
-        finally:
-            with self._running_lock:
-                self._running -= 1
-
-    def available(self) -> int:
-        """Workers not running a task now."""
-        with self._running_lock:
-            return max(0, self.workers - self._running)
 
 
 class _Connection(tornado.httputil.HTTPConnection):

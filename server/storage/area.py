@@ -189,29 +189,27 @@ class StorageArea:
         compressor = zlib.compressobj(6) if (self.compress if compress is None else compress) else None
         tmp_path = os.path.join(self._tmp, file_uuid)
         plain_md5 = hashlib.md5()
-        # Stored as is, the file's MD5 is the data's: hashing once saves ~45 us per 34 KB.
-        stored_md5, size = (hashlib.md5() if compressor is not None else None), 0
         try:
-            with self.metrics.timer("orthanc_storage_create_duration_ms"), open(tmp_path, "wb") as f:
-                def write(chunk: bytes | memoryview) -> None:
-                    nonlocal size
-                    f.write(chunk)
-                    if stored_md5 is not None:
-                        stored_md5.update(chunk)
-                    size += len(chunk)
-                if compressor is not None:
-                    write(len(data).to_bytes(8, "little"))
-                for piece in pieces(data):
-                    plain_md5.update(piece)
-                    write(compressor.compress(piece) if compressor is not None else piece)
-                if compressor is not None:
-                    write(compressor.flush())
+            with self.metrics.timer("orthanc_storage_create_duration_ms"):
+                # A plain descriptor: open() adds a buffer and three system calls (fstat, isatty, lseek).
+                fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                try:
+                    if compressor is None:
+                        # Stored as is, the file's MD5 is the data's: hashing once saves ~45 us per 34 KB.
+                        for piece in pieces(data):
+                            plain_md5.update(piece)
+                            _write_all(fd, piece)
+                        size, stored = len(data), None
+                    else:
+                        size, stored = _write_compressed(fd, data, compressor, plain_md5)
+                finally:
+                    os.close(fd)
         except OSError as e:
-            Path(tmp_path).unlink(missing_ok=True)
+            _unlink(tmp_path)
             raise OrthancError(ErrorCode.CANNOT_WRITE_FILE, str(e)) from e
         self.metrics.increment("orthanc_storage_written_bytes", size)
         plain = plain_md5.hexdigest()
-        return Staged(file_uuid, size, stored_md5.hexdigest() if stored_md5 is not None else plain,
+        return Staged(file_uuid, size, stored if stored is not None else plain,
                       len(data), plain, COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
 
     @off_loop
@@ -240,7 +238,7 @@ class StorageArea:
         folder = os.path.join(self._root, file_uuid[0:2], file_uuid[2:4])
         source, target = os.path.join(self._tmp, file_uuid), os.path.join(folder, file_uuid)
         if folder not in self._folders:
-            os.makedirs(folder, exist_ok=True)
+            _make_folder(folder)
             self._folders.add(folder)
         try:
             os.replace(source, target)
@@ -248,12 +246,12 @@ class StorageArea:
             if not os.path.exists(source):
                 log.info("Staged file %s removed before it was published", file_uuid)
                 return
-            os.makedirs(folder, exist_ok=True)
+            _make_folder(folder)
             os.replace(source, target)
 
     @off_loop
     def discard(self, file_uuid: str) -> None:
-        (self.tmp / file_uuid).unlink(missing_ok=True)
+        _unlink(os.path.join(self._tmp, file_uuid))
 
     @off_loop
     def read(self, file_uuid: str, compression: int) -> bytes:
@@ -418,6 +416,42 @@ class StorageArea:
         target = self.path(staged.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, target)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until all of ``data`` is written (a regular file takes it at once, but may not)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_compressed(fd: int, data: bytes | mmap.mmap, compressor: zlib._Compress,
+                      plain_md5: hashlib._Hash) -> tuple[int, str]:
+    """Orthanc's zlib format (see :meth:`StorageArea.stage`), written to ``fd`` piece by piece
+    while ``plain_md5`` takes in the data; the size and MD5 of what was written."""
+    stored_md5, size = hashlib.md5(), 0
+    def write(chunk: bytes) -> None:
+        nonlocal size
+        _write_all(fd, chunk)
+        stored_md5.update(chunk)
+        size += len(chunk)
+    write(len(data).to_bytes(8, "little"))
+    for piece in pieces(data):
+        plain_md5.update(piece)
+        write(compressor.compress(piece))
+    write(compressor.flush())
+    return size, stored_md5.hexdigest()
+
+
+def _make_folder(folder: str) -> None:
+    """``os.makedirs(folder, exist_ok=True)`` in one system call when the parent exists (it
+    looks at each level first: two or four calls per new folder)."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
 
 
 def _unlink(path: Path | str) -> bool:
