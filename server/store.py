@@ -9,9 +9,10 @@ place: an instance is either fully indexed and on disk, or absent (see
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,16 +238,18 @@ class Store:
             self.area.discard(file.uuid)
         return [self.ingest(data, origin) for data in contents]
 
-    def _commit_batch(self, batch: list[_Commit]) -> list[_Committed | BaseException]:
+    def _commit_batch(self, batch: list[_Commit],
+                      more: Callable[[], list[_Commit]]) -> list[_Committed | BaseException]:
         """Index concurrent ingests (:class:`~server.group_commit.GroupCommit`): all in one
-        transaction, each in its own when that fails (a full storage, a refused patient...)
-        so that each caller gets its own answer or error.  What the batch deletes (recycled,
-        overwritten) goes with the first outcome, for its caller to announce and remove."""
-        if len(batch) > 1:
-            try:
-                return list(self._commit_together(batch))
-            except OrthancError:
-                pass
+        transaction (with those that came while it waited for the writers' lock), each in
+        its own when that fails (a full storage, a refused patient...) so that each caller
+        gets its own answer or error.  What the batch deletes (recycled, overwritten) goes
+        with the first outcome, for its caller to announce and remove."""
+        try:
+            return list(self._commit_together(batch, more))
+        except OrthancError as error:
+            if len(batch) == 1:
+                return [error]
         outcomes: list[_Committed | BaseException] = []
         for work in batch:
             try:
@@ -255,15 +258,22 @@ class Store:
                 outcomes.append(error)
         return outcomes
 
-    def _commit_together(self, batch: list[_Commit]) -> list[_Committed]:
-        """Index instances in one transaction; files they make obsolete (overwritten,
-        recycled) are journaled for removal in the same transaction (see :meth:`delete`)."""
+    def _commit_together(self, batch: list[_Commit],
+                         more: Callable[[], list[_Commit]] | None = None) -> list[_Committed]:
+        """Index instances in one transaction, with those ``more()`` adds to ``batch`` once
+        the writers' lock is held (the lookup's answer says so); files they make obsolete
+        (overwritten, recycled) are journaled for removal in the same transaction (see
+        :meth:`delete`)."""
         obsolete: list[str] = []
         deleted: list[Resource] = []
         writes = Writes()
         with self.index.transaction() as db:
             reserved = self.index.reserve_resource_ids(db, len(batch))  # one id per instance
             known = self.index.ingest_lookup(db, [parsed.ids for parsed, _, _ in batch])
+            extra = more() if more is not None else []
+            if extra:
+                reserved = itertools.chain(reserved, self.index.reserve_resource_ids(db, len(extra)))
+                known.update(self.index.ingest_lookup(db, [parsed.ids for parsed, _, _ in extra]))
             shared = _Batch(known, reserved, writes)
             indexed = [self._index_in(db, parsed, origin, staged, shared, deleted, obsolete)
                        for parsed, origin, staged in batch]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from server.store import Limits, Origin
 
 def test_a_lone_caller_runs_at_once() -> None:
     batches: list[list[int]] = []
-    commits = GroupCommit(lambda batch: (batches.append(batch), [n * 10 for n in batch])[1])
+    commits = GroupCommit(lambda batch, more: (batches.append(batch), [n * 10 for n in batch])[1])
     assert commits.submit(4) == 40
     assert commits.submit(5) == 50
     assert batches == [[4], [5]]
@@ -29,7 +30,7 @@ def test_callers_arriving_during_a_batch_commit_together() -> None:
     batches: list[list[int]] = []
     started = threading.Event()
 
-    def run(batch: list[int]) -> list[int | BaseException]:
+    def run(batch: list[int], more: Callable[[], list[int]]) -> list[int | BaseException]:
         batches.append(batch)
         started.set()
         time.sleep(0.2)  # the first batch holds the writers' lock while the others queue
@@ -48,8 +49,34 @@ def test_callers_arriving_during_a_batch_commit_together() -> None:
     assert len(batches) < 12 and all(len(batch) <= BATCH_LIMIT for batch in batches)
 
 
+def test_a_batch_takes_the_callers_that_came_while_it_waited() -> None:
+    """As a node's batch does once it holds PostgreSQL's writers' lock: ``more()`` adds the
+    work queued meanwhile, whose callers get their outcomes from this batch."""
+    batches: list[list[int]] = []
+    started, queued = threading.Event(), threading.Event()
+
+    def run(batch: list[int], more: Callable[[], list[int]]) -> list[int | BaseException]:
+        started.set()
+        if batch == [0]:
+            queued.wait(5)  # waiting for the lock, while the others queue
+            assert more() == list(range(1, 6))
+        batches.append(list(batch))
+        return [n * 10 for n in batch]
+
+    commits = GroupCommit(run)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(commits.submit, 0)
+        started.wait(5)
+        rest = [pool.submit(commits.submit, n) for n in range(1, 6)]
+        while len(commits._queued) < 5:
+            time.sleep(0.01)
+        queued.set()
+        assert first.result() == 0 and [f.result() for f in rest] == [10, 20, 30, 40, 50]
+    assert batches == [list(range(6))]
+
+
 def test_each_caller_gets_its_own_error() -> None:
-    def run(batch: list[int]) -> list[int | BaseException]:
+    def run(batch: list[int], more: Callable[[], list[int]]) -> list[int | BaseException]:
         return [ValueError(n) if n % 2 else n for n in batch]
 
     commits = GroupCommit(run)
@@ -64,7 +91,7 @@ def test_each_caller_gets_its_own_error() -> None:
 
 
 def test_a_failed_batch_fails_each_of_its_callers() -> None:
-    def run(batch: list[int]) -> list[int | BaseException]:
+    def run(batch: list[int], more: Callable[[], list[int]]) -> list[int | BaseException]:
         raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):

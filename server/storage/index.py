@@ -237,6 +237,11 @@ class Known:
     def created(self, public_id: str, internal_id: int) -> None:
         self.ids[public_id] = internal_id
 
+    def update(self, other: Known) -> None:
+        """What another lookup of the same transaction found."""
+        self.ids.update(other.ids)
+        self.expected.update(other.expected)
+
     def deleted(self, resources: Iterable[Resource]) -> None:
         for resource in resources:
             self.ids.pop(resource.public_id, None)
