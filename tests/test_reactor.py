@@ -121,6 +121,17 @@ def test_a_peer_abort_ends_both_threads(scp) -> None:
     assert served.is_aborted
 
 
+def test_a_second_notice_of_the_closed_connection_is_dropped(scp) -> None:
+    """The DUL thread and a reader lent the socket may both see the connection close."""
+    port, _, _ = scp
+    assoc = _associate(port)
+    assoc.release()
+    dul = assoc.dul
+    assert dul.state_machine.current_state == "Sta1"
+    dul._act("Evt17")
+    assert dul.state_machine.current_state == "Sta1"
+
+
 def test_no_descriptor_is_left_behind(scp) -> None:
     port, _, _ = scp
     _associate(port).release()

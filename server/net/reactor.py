@@ -200,7 +200,7 @@ class EventDUL(DULServiceProvider):
                         event = None
                     else:
                         state = self.state_machine.current_state
-                        self.state_machine.do_action(event)
+                        self._act(event)
                 if event is None:
                     self._wait()
                     continue
@@ -211,6 +211,15 @@ class EventDUL(DULServiceProvider):
             self.wakeup.close()
             self.acted.set()
             _gate(self.assoc).wake()
+
+    def _act(self, event: str) -> None:
+        """The state machine's action for ``event``.  Both this thread and a reader lent the
+        socket (:meth:`read_until`) may see the connection close: a second notice (Evt17)
+        once the machine is back to idle (Sta1) is dropped, where pynetdicom's machine would
+        raise InvalidEventError in this thread."""
+        if event == "Evt17" and self.state_machine.current_state == "Sta1":
+            return
+        self.state_machine.do_action(event)
 
     def _news_for_the_association(self, state_before: str) -> bool:
         """Whether the association thread has something to look at after an event: a whole
@@ -339,7 +348,7 @@ class EventDUL(DULServiceProvider):
                     self._read_pdu_data()  # pynetdicom's _is_transport_event, whose select was ours
                     self._idle_timer.restart()
                     while not self._kill and not self.event_queue.empty():  # as this thread's turns
-                        self.state_machine.do_action(self.event_queue.get(block=False))
+                        self._act(self.event_queue.get(block=False))
                 self.acted.set()
                 if self.to_user_queue.qsize() or self.state_machine.current_state != state:
                     _gate(self.assoc).wake()
