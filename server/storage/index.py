@@ -347,6 +347,14 @@ def insert_rows(db: Connection, insert: str, rows: list[tuple[Any, ...]], suffix
                    [value for row in chunk for value in row])
 
 
+def select_in(db: Connection, select: str, values: Sequence[Any], *after: Any) -> Iterator[Any]:
+    """The rows of ``select`` whose ``{}`` is the list of an ``IN`` of many ``values`` (then
+    the parameters ``after``), a statement per chunk within SQLite's number of parameters."""
+    for start in range(0, len(values), _ROWS_A_STATEMENT):
+        chunk = values[start:start + _ROWS_A_STATEMENT]
+        yield from db.execute(select.format(", ".join("?" * len(chunk))), [*chunk, *after])
+
+
 #: Rows of one :func:`insert_rows` statement: few parameters (SQLite's limit is 32766).
 _ROWS_A_STATEMENT = 500
 
@@ -572,12 +580,10 @@ class Index:
         result: dict[int, dict[int, str]] = {i: {} for i in internal_ids}
         types = ",".join(str(int(kind)) for kind in kinds)
         with self.reading() as db:
-            for start in range(0, len(internal_ids), 500):
-                chunk = internal_ids[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for rid, kind, value in db.execute(
-                        f"SELECT id, type, value FROM Metadata WHERE id IN ({marks}) AND type IN ({types})", chunk):
-                    result[rid][kind] = value
+            for rid, kind, value in select_in(
+                    db, f"SELECT id, type, value FROM Metadata WHERE id IN ({{}}) AND type IN ({types})",
+                    internal_ids):
+                result[rid][kind] = value
         return result
 
     def metadata_revision(self, internal_id: int, kind: int) -> tuple[str, int] | None:
@@ -642,13 +648,9 @@ class Index:
         queries: a C-MOVE reads a file per sub-operation."""
         result: dict[int, Attachment] = {}
         with self.reading() as db:
-            for start in range(0, len(internal_ids), 500):
-                chunk = internal_ids[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for rid, *row in db.execute(
-                        f"SELECT id, {self._ATTACHMENT_COLUMNS} FROM AttachedFiles "
-                        f"WHERE id IN ({marks}) AND fileType=?", (*chunk, file_type)):
-                    result[rid] = Attachment(*row)
+            for rid, *row in select_in(db, f"SELECT id, {self._ATTACHMENT_COLUMNS} FROM AttachedFiles "
+                                       "WHERE id IN ({}) AND fileType=?", internal_ids, file_type):
+                result[rid] = Attachment(*row)
         return result
 
     def attachment(self, internal_id: int, file_type: int) -> Attachment | None:
@@ -715,15 +717,13 @@ class Index:
         ExpectedNumberOfInstances of the series among them."""
         wanted = list(dict.fromkeys(public_id for ids in instances for public_id in ids.values()))
         known = Known({}, {})
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            for public_id, internal_id, expected in db.execute(
-                    "SELECT r.publicId, r.internalId, m.value FROM Resources r LEFT JOIN Metadata m "
-                    f"ON m.id=r.internalId AND m.type=? WHERE r.publicId IN ({', '.join('?' * len(chunk))})",
-                    [Metadata.ExpectedNumberOfInstances, *chunk]):
-                known.ids[public_id] = internal_id
-                if expected is not None:
-                    known.expected[public_id] = expected_count(expected)
+        for public_id, internal_id, expected in select_in(
+                db, "SELECT r.publicId, r.internalId, m.value FROM Resources r LEFT JOIN Metadata m "
+                f"ON m.id=r.internalId AND m.type={int(Metadata.ExpectedNumberOfInstances)} "
+                "WHERE r.publicId IN ({})", wanted):
+            known.ids[public_id] = internal_id
+            if expected is not None:
+                known.expected[public_id] = expected_count(expected)
         return known
 
     def insert_hierarchy(self, db: Connection, ids: dict[Level, str], tags: dict[Level, dict[Tag, str]],
@@ -966,13 +966,7 @@ class Index:
 
     @staticmethod
     def _attachment_uuids(db: Connection, ids: list[int]) -> list[str]:
-        uuids: list[str] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            uuids += [r[0] for r in db.execute(
-                f"SELECT uuid FROM AttachedFiles WHERE id IN ({marks})", chunk)]
-        return uuids
+        return [r[0] for r in select_in(db, "SELECT uuid FROM AttachedFiles WHERE id IN ({})", ids)]
 
     # -- recycling -------------------------------------------------------------------
 
@@ -1183,13 +1177,9 @@ class Index:
     def main_tags_many(self, internal_ids: list[int]) -> dict[int, dict[Tag, str]]:
         result: dict[int, dict[Tag, str]] = {i: {} for i in internal_ids}
         with self.reading() as db:
-            for start in range(0, len(internal_ids), 500):
-                chunk = internal_ids[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for rid, g, e, v in db.execute(
-                        f"SELECT id, tagGroup, tagElement, value FROM MainDicomTags "
-                        f"WHERE id IN ({marks})", chunk):
-                    result[rid][(g, e)] = v
+            for rid, g, e, v in select_in(
+                    db, "SELECT id, tagGroup, tagElement, value FROM MainDicomTags WHERE id IN ({})", internal_ids):
+                result[rid][(g, e)] = v
         return result
 
     # -- jobs ------------------------------------------------------------------------
