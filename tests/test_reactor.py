@@ -229,6 +229,29 @@ def test_responses_are_read_by_the_waiting_thread(scp) -> None:
     assert assoc.is_released and dul._reader is None
 
 
+def test_requests_are_read_by_the_acceptors_own_thread(scp) -> None:
+    """An acceptor's association thread reads the requests while it waits for them: its DUL
+    thread neither reads them nor wakes it for each (it only ticks)."""
+    port, received, server_ae = scp
+    assoc = _associate(port)
+    assoc.send_c_echo()  # the served DUL thread may still be selecting on the socket, once
+    [served] = server_ae.active_associations
+    turns: list[int] = []
+    turn = served.dul._turn
+    served.dul._turn = lambda: (turns.append(1), turn())[1]
+    started = time.monotonic()
+    for n in range(50):
+        assert assoc.send_c_echo().Status == 0
+        assert assoc.send_c_store(dcmread(BytesIO(ct_slice("1.2.3", "1.2.3.8", n)))).Status == 0
+    ticks = (time.monotonic() - started) / reactor.TICK
+    assert served.dul._reader == served.ident
+    assert len(received) == 50
+    assert len(turns) <= ticks + 3
+    assoc.release()
+    served.join(2)
+    assert served.is_released and not served.is_alive()
+
+
 def test_a_peer_abort_between_exchanges_is_seen(scp) -> None:
     """The socket a waiting thread read is taken back by the DUL thread when that thread does
     not read it any more: a peer's abort ends the association without another request."""

@@ -11,6 +11,8 @@ Here both threads block until there is work.  The DUL thread waits in ``select``
 socket and on a pipe that anything queued for it writes to; the association thread waits
 on :class:`ReactorGate`, which the DUL thread wakes after each event it has processed.
 Timers (ARTIM, the network timeout) are checked at least every :data:`TICK` seconds.
+An acceptor's association thread, parked at its gate, reads the requests itself
+(:meth:`EventDUL.read_requests`): a request wakes one thread, not the DUL thread and then it.
 
 A thread that sends a request and waits for its response (``get_msg(block=True)``: every
 SCU exchange, the C-STORE sub-operations of a C-MOVE or a C-GET) reads the socket itself
@@ -24,6 +26,7 @@ pynetdicom 3.0.4's, which ``pyproject.toml`` pins (``tests/test_reactor.py`` che
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import select
@@ -194,11 +197,10 @@ class EventDUL(DULServiceProvider):
                     self._take_back_socket()
                     if not self._turn():
                         return
-                    try:
+                    event: str | None = None
+                    with contextlib.suppress(queue.Empty):
                         event = self.event_queue.get(block=False)
-                    except queue.Empty:
-                        event = None
-                    else:
+                    if event is not None:
                         state = self.state_machine.current_state
                         self._act(event)
                 if event is None:
@@ -328,10 +330,10 @@ class EventDUL(DULServiceProvider):
         of a C-MOVE whose destination died waited 30 s)."""
         me = threading.get_ident()
         with self.acting:
-            if self.state_machine.current_state == "Sta1":
+            if self.state_machine.current_state == "Sta1" or ready():
                 return True
-            if me == self.ident or not self._can_lend():
-                return False
+            if me == self.ident or not self._can_lend() or (self._reading and self._reader != me):
+                return False  # (another thread reads: the association's, parked, or a pauser)
             self._reader, self._reading = me, True
         try:
             while not ready():
@@ -355,12 +357,28 @@ class EventDUL(DULServiceProvider):
             return True
         finally:
             with self.acting:
-                self._reading = False
-                self._read_at = time.monotonic()
-                if self.state_machine.current_state != "Sta6":
-                    self._reader = None
+                if self._reader == me:  # (else taken by another thread, now reading)
+                    self._reading = False
+                    self._read_at = time.monotonic()
+                    if self.state_machine.current_state != "Sta6":
+                        self._reader = None
             if self._reader is None:
                 self.wakeup.set()
+
+    def read_requests(self, deadline: float) -> None:
+        """Read from the association's own thread, parked at its gate, until a message or
+        primitive awaits it, the gate closes or is woken, or the ``deadline``: each request
+        so costs no wake-up of this thread and then of the association's (a switch of
+        threads apiece; 8 threads fought for the GIL over 4 associations)."""
+        gate = _gate(self.assoc)
+        dimse_messages = self.assoc.dimse.msg_queue
+
+        def news() -> bool:
+            return bool(gate._woken or not gate._open or dimse_messages.qsize() or self.to_user_queue.qsize())
+
+        self.read_until(news, deadline)
+        if dimse_messages.qsize() or self.to_user_queue.qsize():
+            gate.wake()
 
     def _can_lend(self) -> bool:
         return not self._kill and self.state_machine.current_state == "Sta6" and self.socket is not None \
@@ -378,12 +396,6 @@ class EventDUL(DULServiceProvider):
             return bool(select.select([sock], [], [], timeout)[0])
         except (OSError, ValueError):
             return True  # closed under us: reading it tells the state machine
-
-    def give_back_socket(self) -> None:
-        """The socket is this thread's to read again (a reader is done with the association)."""
-        if self._reader is not None:
-            self._reader = None
-            self.wakeup.set()
 
     def _take_back_socket(self) -> None:
         """A reader that has not read for a :data:`TICK` may be busy elsewhere: read again
@@ -498,13 +510,22 @@ class ReactorGate:
             if self._open:
                 self._thread.notify()
 
-    def idle(self, timeout: float) -> None:
-        """Park until woken or ``timeout``, then until open."""
+    def idle(self, timeout: float, read: Callable[[float], None] | None = None) -> None:
+        """Park until woken or ``timeout``, then until open.  While parked and open, the
+        thread may ``read`` (its association's socket, until woken or the deadline) rather
+        than wait for another thread to read and wake it.  A pauser closing the gate meanwhile
+        finds it parked; a response read before the thread notices the closed gate waits in
+        the queue for the pauser."""
+        deadline = time.monotonic() + timeout
         with self._thread:
             self._owner = threading.get_ident()
             self._parked = True
             self._others.notify_all()
-            self._thread.wait_for(lambda: self._woken and self._open, timeout)
+            reading = self._open and not self._woken
+        if read is not None and reading:
+            read(deadline)
+        with self._thread:
+            self._thread.wait_for(lambda: self._woken and self._open, max(0.0, deadline - time.monotonic()))
             self._leaving = True
             self._thread.wait_for(lambda: self._open)
             self._leaving = self._parked = self._woken = False
@@ -555,11 +576,12 @@ class EventAssociation(Association):
         gate = _gate(self)
         dul = self.dul
         assert isinstance(dul, EventDUL)
+        # An acceptor's thread reads the requests itself; a requestor's waits (the threads
+        # sending its requests read their responses, and would find the socket taken).
+        read = dul.read_requests if self.is_acceptor else None
         while not self._kill:
-            if dul._reader == threading.get_ident():
-                dul.give_back_socket()  # it read the responses to its requests (C-GET's C-STOREs)
             self._is_paused = True
-            gate.idle(TICK)
+            gate.idle(TICK, read)
             self._is_paused = False
             if self._kill:
                 return
