@@ -386,3 +386,42 @@ def test_a_p_data_pdu_that_does_not_fit_is_left_to_pynetdicom(items: bytes) -> N
     assert reactor.decode_p_data(pdu) is None
     with pytest.raises(Exception):  # noqa: B017, PT011 - pynetdicom's assertion or struct error
         P_DATA_TF().decode(pdu)
+
+
+class _Socket:
+    """What :func:`reactor._recv` uses of pynetdicom's ``AssociationSocket``."""
+
+    def __init__(self, sock) -> None:
+        self.socket = sock
+        self._is_connected = True
+
+
+def test_reads_take_what_the_peer_sent_ahead() -> None:
+    """A read takes what the peer sent beyond the bytes asked for (the next PDU's header, a
+    dataset behind its command): later reads are served from it, without the socket."""
+    import socket
+
+    mine, peer = socket.socketpair()
+    try:
+        pdus = [bytes([4, 0]) + len(body).to_bytes(4, "big") + body
+                for body in (b"c" * 200, b"d" * 16_000, b"e" * 10)]
+        peer.sendall(b"".join(pdus))
+        wrapped = _Socket(mine)
+        assert reactor._recv(wrapped, 6) == pdus[0][:6]
+        mine.setblocking(False)  # from here a read of the socket would raise
+        assert reactor._has_read_ahead(wrapped)
+        assert reactor._recv(wrapped, 200) == pdus[0][6:]
+        assert reactor._recv(wrapped, 6 + 16_000) == pdus[1]
+        assert reactor._recv(wrapped, 16) == pdus[2]
+        assert not reactor._has_read_ahead(wrapped)
+        mine.setblocking(True)
+        large = os.urandom(reactor.READ_AHEAD * 3)
+        peer.sendall(large[:10])
+        assert reactor._recv(wrapped, 4) == large[:4]  # 6 more wait ahead
+        threading.Thread(target=peer.sendall, args=(large[10:],)).start()
+        assert reactor._recv(wrapped, len(large) - 4) == large[4:]
+        peer.sendall(b"xy")
+        peer.close()
+        assert reactor._recv(wrapped, 6) == b"xy"  # the connection ended: what came
+    finally:
+        mine.close()

@@ -57,6 +57,9 @@ SEND_WAIT = 0.005
 #: A sender writes a message's PDUs together up to this many bytes.
 BATCH = 256 * 1024
 
+#: The most a read of the socket takes (:func:`_recv`).
+READ_AHEAD = 64 * 1024
+
 
 class Wakeup:
     """A pipe whose read end ``select`` can wait on beside a socket."""
@@ -389,7 +392,7 @@ class EventDUL(DULServiceProvider):
         sock = self.socket.socket if self.socket is not None else None
         if sock is None:
             return True  # the next look at the state machine ends the reading
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if (isinstance(sock, ssl.SSLSocket) and sock.pending()) or _has_read_ahead(self.socket):
             return True
         timeout = TICK if deadline is None else max(0.0, min(TICK, deadline - time.monotonic()))
         try:
@@ -435,7 +438,7 @@ class EventDUL(DULServiceProvider):
         sock = self.socket.socket if self.socket is not None and self.socket._is_connected \
             and self._reader is None else None
         if sock is not None:
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            if (isinstance(sock, ssl.SSLSocket) and sock.pending()) or _has_read_ahead(self.socket):
                 return
             waited.append(sock)
         try:
@@ -630,20 +633,66 @@ class EventAssociation(Association):
         return False
 
 
+class _ReadAhead:
+    """What a socket's reads took beyond the bytes asked for, and the piece they read into."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.piece = memoryview(bytearray(READ_AHEAD))
+
+
+def _read_ahead(sock: AssociationSocket) -> _ReadAhead:
+    ahead = sock.__dict__.get("_isengard_read_ahead")
+    if ahead is None:
+        ahead = sock.__dict__["_isengard_read_ahead"] = _ReadAhead()
+    return ahead
+
+
+def _has_read_ahead(sock: AssociationSocket) -> bool:
+    """Whether bytes the peer sent wait in ``sock``'s read-ahead (``select`` cannot see them)."""
+    ahead = sock.__dict__.get("_isengard_read_ahead")
+    return ahead is not None and len(ahead.data) > 0
+
+
 def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
     """pynetdicom's ``AssociationSocket.recv`` (blocking until ``nr_bytes`` are read or the
-    connection breaks), reading into one buffer rather than 4 KB pieces appended one by one."""
+    connection breaks), each read taking whatever the peer sent, up to :data:`READ_AHEAD`.
+    A PDU is read as its header, then its body; a 34 KB C-STORE comes as a command and
+    three PDUs of 16 KB: read as asked, that was eight ``recv`` and four ``select`` calls,
+    each releasing the GIL (a switch of threads apiece when four associations store at once),
+    now one or two.  A larger body than that is read into its own buffer, as pynetdicom does."""
     sock = self.socket
     assert sock is not None
-    buffer = bytearray(nr_bytes)
-    view = memoryview(buffer)
-    read = 0
-    while read < nr_bytes:
-        got = sock.recv_into(view[read:])
+    ahead = _read_ahead(self)
+    data = ahead.data
+    if nr_bytes - len(data) > READ_AHEAD:
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        read = len(data)
+        view[:read] = data
+        data.clear()
+        while read < nr_bytes:
+            got = sock.recv_into(view[read:])
+            if not got:
+                return buffer[:read]
+            read += got
+        return buffer
+    while len(data) < nr_bytes:
+        got = sock.recv_into(ahead.piece)
         if not got:
-            return buffer[:read]
-        read += got
-    return buffer
+            break
+        data += ahead.piece[:got]
+    wanted = data[:nr_bytes]
+    del data[:nr_bytes]
+    return wanted
+
+
+def _ready(self: AssociationSocket) -> bool:
+    """pynetdicom's ``AssociationSocket.ready``, true as well when bytes wait in the read-ahead."""
+    return (_has_read_ahead(self) and self._is_connected) or _SOCKET_READY(self)
+
+
+_SOCKET_READY = AssociationSocket.ready.fget  # type: ignore[attr-defined]
 
 
 def _send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int) -> None:
@@ -689,5 +738,6 @@ def install() -> None:
     pynetdicom_association.Association = EventAssociation  # type: ignore[misc]
     pynetdicom_ae.Association = EventAssociation  # type: ignore[attr-defined]
     AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    AssociationSocket.ready = property(_ready)  # type: ignore[method-assign,assignment]
     DIMSEServiceProvider.get_msg = _get_msg  # type: ignore[method-assign]
     DIMSEServiceProvider.send_msg = _send_msg  # type: ignore[method-assign]
