@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_an_index_written_before_the_totals_gets_them(tmp_path: Path) -> None:
         store.ingest(instance("P", 500 * n), Origin())
     expected = summed(index)
     index.close()
-    with sqlite3.connect(path) as db:  # as an index of the version before the totals
+    with closing(sqlite3.connect(path)) as db, db:  # as an index of the version before the totals
         db.executescript("DROP TRIGGER AttachedFileAdded; DROP TRIGGER AttachedFileRemoved; "
                          "DROP TRIGGER AttachedFileResized; DROP TABLE GlobalIntegers;")
     reopened = Index(path)

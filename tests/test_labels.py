@@ -7,6 +7,7 @@ source (``OrthancRestResources.cpp``, ``ServerToolbox::CheckValidLabel``)."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def test_labels_survive_restart_and_old_databases(make_isengard: Any, tmp_path: 
     assert server.json(f"/instances/{instance}")["Labels"] == ["persisted"]
     server.stop()
     index = next(Path(server.workdir).rglob("index.sqlite"))
-    with sqlite3.connect(index) as db:  # a database from before labels existed
+    with closing(sqlite3.connect(index)) as db, db:  # a database from before labels existed
         db.execute("DROP TABLE Labels")
     server.start()
     assert server.json(f"/instances/{instance}")["Labels"] == []

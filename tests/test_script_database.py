@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,7 @@ def test_key_values_survive_a_restart_and_an_index_older_than_them(tmp_path: Pat
     server = scripted(tmp_path)
     server.start()
     server.stop()
-    with sqlite3.connect(tmp_path / "storage" / "index.sqlite") as db:  # as an index of before 1.13
+    with closing(sqlite3.connect(tmp_path / "storage" / "index.sqlite")) as db, db:  # as an index of before 1.13
         db.executescript("DROP TABLE KeyValueStores; DROP TABLE Queues;")
     server.start()
     try:

@@ -71,6 +71,26 @@ def test_separate_index_directory(make_isengard, tmp_path: Path) -> None:
     assert (index / "index.sqlite").exists()
 
 
+def test_a_second_server_on_the_same_index_is_refused(make_isengard, tmp_path: Path) -> None:
+    """As Orthanc's, the SQLite index is this process's alone (exclusive locking mode): a
+    second server on it stops at start-up with one line, and the first one goes on."""
+    index = tmp_path / "shared-index"
+    first = make_isengard(IndexDirectory=str(index))
+    first.upload(CT)
+    config = tmp_path / "second.json"
+    config.write_text(json.dumps({"HttpPort": free_port(), "DicomServerEnabled": False,
+                                  "ListenAddress": "127.0.0.1", "IndexDirectory": str(index),
+                                  "StorageDirectory": str(tmp_path / "second-storage")}))
+    result = subprocess.run([sys.executable, "-m", "server", str(config)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert "used by another process" in message and str(index) in message and "IndexDirectory" in message
+    assert "Traceback" not in result.stderr
+    assert len(first.json("/instances")) == 1
+    first.upload(CT)  # still the writer
+
+
 def test_overwrite_instances(make_isengard) -> None:
     server = make_isengard(OverwriteInstances=True)
     first = server.upload(CT)
