@@ -350,10 +350,14 @@ class EventDUL(DULServiceProvider):
                     if self._reader != me or not self._can_lend():
                         return False
                     state = self.state_machine.current_state
-                    self._read_pdu_data()  # pynetdicom's _is_transport_event, whose select was ours
-                    self._idle_timer.restart()
-                    while not self._kill and not self.event_queue.empty():  # as this thread's turns
-                        self._act(self.event_queue.get(block=False))
+                    try:
+                        self._read_pdu_data()  # pynetdicom's _is_transport_event, whose select was ours
+                        self._idle_timer.restart()
+                        while not self._kill and not self.event_queue.empty():  # as this thread's turns
+                            self._act(self.event_queue.get(block=False))
+                    except Exception:  # noqa: BLE001 - as the DUL thread's turn would (_turn)
+                        self._abort_after_error()
+                        return True
                 self.acted.set()
                 if self.to_user_queue.qsize() or self.state_machine.current_state != state:
                     _gate(self.assoc).wake()
@@ -417,17 +421,22 @@ class EventDUL(DULServiceProvider):
                 self._idle_timer.restart()
             return True
         except Exception:  # noqa: BLE001 - pynetdicom's own handling, kept as it is
-            pynetdicom_association.LOGGER.exception("Exception in DUL.run(), aborting association")
-            abort = A_ABORT_RQ()
-            abort.source = 0x02
-            abort.reason_diagnostic = 0x00
-            if self.socket is not None:
-                self.socket.send(abort.encode())
-            self.assoc.is_aborted = True
-            self.assoc.is_established = False
-            self.assoc._kill = True
-            self._kill = True
+            self._abort_after_error()
             return False
+
+    def _abort_after_error(self) -> None:
+        """pynetdicom's handling of an error while reading or acting (a malformed message):
+        log it, send an A-ABORT, end the association and this thread."""
+        pynetdicom_association.LOGGER.exception("Exception in DUL.run(), aborting association")
+        abort = A_ABORT_RQ()
+        abort.source = 0x02
+        abort.reason_diagnostic = 0x00
+        if self.socket is not None:
+            self.socket.send(abort.encode())
+        self.assoc.is_aborted = True
+        self.assoc.is_established = False
+        self.assoc._kill = True
+        self._kill_thread = True
 
     def _wait(self) -> None:
         """Until the socket has data, something was queued for this thread, or a timer is due."""
