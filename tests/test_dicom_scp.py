@@ -108,3 +108,46 @@ def test_store_permissions_per_modality(make_isengard) -> None:
     echo = _run(dcmtk("echoscu"), "-aet", "NOSTORE", "-aec", server.aet, "127.0.0.1",
                 str(server.dicom_port))
     assert echo.returncode == 0, echo.stderr
+
+
+def test_a_c_store_cut_short_leaves_no_file(make_isengard, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dataset past the in-memory limit goes to a temporary file as it arrives; an abort
+    before its last fragment removes that file with the association (it used to stay)."""
+    import time
+    from io import BytesIO
+
+    from pydicom.dataset import Dataset
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+    from pynetdicom.sop_class import CTImageStorage
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))
+    server = make_isengard()
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientID = CTImageStorage, "1.2.3.4.5.6.7", "CUT"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4.5", "1.2.3.4.5.6"
+    ds.add_new(0x00091010, "OB", bytes(12 * 1024 * 1024))
+    request = C_STORE()
+    request.MessageID, request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = 1, CTImageStorage, "1.2.3.4.5.6.7"
+    request.Priority, request.DataSet = 2, BytesIO(encode(ds, False, True))
+    ae = AE(ae_title="CUTTER")
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
+    assert assoc.is_established
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    fragments = list(message.encode_msg(assoc.accepted_contexts[0].context_id, 16384))
+    for pdata in fragments[:len(fragments) * 3 // 4]:  # 9 MB of 12: past the in-memory limit
+        assoc.dul.send_pdu(pdata)
+    deadline = time.monotonic() + 10
+    while not list(spool.glob("*.dcm")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(spool.glob("*.dcm")), "the dataset spilled to a file"
+    assoc.abort()
+    while list(spool.glob("*.dcm")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not list(spool.glob("*.dcm"))
+    assert server.json("/instances") == []

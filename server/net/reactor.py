@@ -566,6 +566,7 @@ class EventAssociation(Association):
             super().run_reactor()
         finally:
             _gate(self).leave()
+            _drop_unfinished_dataset(self)
 
     def kill(self) -> None:
         """pynetdicom's, waiting for the DUL's next event rather than 10 ms at a time for its
@@ -640,6 +641,21 @@ class EventAssociation(Association):
             self.kill()
             return True
         return False
+
+
+def _drop_unfinished_dataset(assoc: Association) -> None:
+    """The file a C-STORE's dataset was being written to (past ``IN_MEMORY_LIMIT``, or
+    pynetdicom's chunked mode) when the association ended before its last fragment: closed
+    and removed, where pynetdicom left one in the temporary folder per C-STORE cut short."""
+    message = assoc.dimse.message
+    spool = getattr(message, "_data_set_file", None)
+    if spool is None:
+        return
+    assoc.dimse.message = None
+    spool.close()
+    path = message._data_set_path  # type: ignore[union-attr]
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path[0] if isinstance(path, tuple) else path)
 
 
 class _ReadAhead:
