@@ -36,6 +36,8 @@ os.environ.setdefault("ISENGARD_ORTHANC_LEVEL", COMPARED_LEVEL)
 # (server/loop_guard.py): a handler that forgets ``await self.run(...)`` fails its test.
 os.environ["ISENGARD_LOOP_GUARD"] = "1"
 LOOP_GUARD_MESSAGE = "Blocking call on the event loop"
+#: What Python's ``threading.excepthook`` writes when an exception ends a thread.
+THREAD_DIED = "Exception in thread "
 
 
 #: Every server process a test started, so that none outlives the session (a failing test
@@ -230,6 +232,13 @@ class Isengard(Server):
         log = self.log()
         assert LOOP_GUARD_MESSAGE not in log, log[log.index(LOOP_GUARD_MESSAGE):][:3000]
 
+    def assert_no_thread_died(self) -> None:
+        """A thread of the server ended by an exception (Python's hook wrote it to the log)
+        fails the test even where the server went on answering: an association thread
+        killed by a malformed message once did, and its test still passed."""
+        log = self.log()
+        assert THREAD_DIED not in log, log[log.index(THREAD_DIED):][:3000]
+
 
 class Orthanc(Server):
     """The real Orthanc 1.10.1 (Debian's), for differential and interoperability tests."""
@@ -274,6 +283,7 @@ def isengard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isengard]:
     yield server
     server.stop()
     server.assert_loop_never_blocked()
+    server.assert_no_thread_died()
 
 
 @pytest.fixture
@@ -292,6 +302,7 @@ def make_isengard(tmp_path: Path) -> Iterator[Any]:
             server.stop()
     for server in started:
         server.assert_loop_never_blocked()
+        server.assert_no_thread_died()
 
 
 @pytest.fixture(scope="session")

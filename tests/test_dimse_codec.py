@@ -508,9 +508,7 @@ def test_server_survives_a_malformed_command_set(make_isengard: Callable[..., Is
     assert not assoc.is_established
     again = _associate(server)
     assert again.send_c_echo().Status == 0
-    again.release()
-    # pynetdicom's handling aborted it, whichever thread read the message: no thread died
-    assert "Exception in thread" not in server.log_path.read_text(errors="replace")
+    again.release()  # (and no server thread died: make_isengard's teardown checks the log)
 
 
 def test_small_and_large_c_stores_are_stored_intact(make_isengard: Callable[..., Isengard]) -> None:
