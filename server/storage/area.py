@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import logging
 import mmap
 import os
@@ -301,7 +302,7 @@ class StorageArea:
             return _read_file(os.path.join(self._root, file_uuid[0:2], file_uuid[2:4], file_uuid))
         except FileNotFoundError:
             pass
-        for candidate in self._places(file_uuid):
+        for candidate in itertools.islice(self._places(file_uuid), 1, None):  # its place was tried
             try:
                 return _read_file(str(candidate))
             except FileNotFoundError:
