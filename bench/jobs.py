@@ -6,7 +6,9 @@ Usage: .venv/bin/python bench/jobs.py [--instances N] [--jobs J] [--only isengar
 The N synthetic CT slices of ``dataset.py`` (5 patients) are uploaded to each server in turn, then:
 
 * one asynchronous archive of all N instances (``POST /tools/create-archive`` with every
-  patient), from submission to ``Success`` (the client polls ``/jobs/{id}`` every 5 ms);
+  patient), from submission to ``Success`` (the client polls ``/jobs/{id}`` every 5 ms), and
+  the size of its ZIP against the instances' (Isengard's ``ZipCompressionLevel`` trades one
+  for the other);
 * J small asynchronous archive jobs (one instance each) submitted back to back, then awaited:
   jobs per second from the first submission to the last ``Success``, and server CPU per job;
 * the latency of one small job from submission to ``Success``, jobs run one at a time.
@@ -47,6 +49,7 @@ METRICS = (
     Metric("archive_s", "archive of N instances, submit to Success (s)", False),
     Metric("archive_mbps", "archive of N instances, uncompressed MB/s", True),
     Metric("archive_cpu_ms", "archive of N instances, server CPU per instance (ms)", False),
+    Metric("archive_ratio", "archive of N instances, ZIP size / uncompressed size", False),
     Metric("small_jobs_per_s", "J small archive jobs, throughput (jobs/s)", True),
     Metric("small_cpu_ms", "J small archive jobs, server CPU per job (ms)", False),
     Metric("small_latency_ms", "one small archive job, submit to Success, median (ms)", False),
@@ -94,8 +97,9 @@ def large_archive(session: requests.Session, server: Server, patients: list[str]
     archive = session.get(f"{server.url}/jobs/{document['ID']}/archive", timeout=JOB_TIMEOUT)
     if archive.status_code != 200 or len(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) != count:
         raise WrongAnswer(f"{server.name}: the archive output is not a ZIP of {count} files")
-    return {"archive_s": elapsed, "archive_mbps": int(content["UncompressedSize"]) / 1e6 / elapsed,
-            "archive_cpu_ms": 1000 * cpu / count}
+    uncompressed = int(content["UncompressedSize"])
+    return {"archive_s": elapsed, "archive_mbps": uncompressed / 1e6 / elapsed,
+            "archive_cpu_ms": 1000 * cpu / count, "archive_ratio": len(archive.content) / uncompressed}
 
 
 def small_jobs(session: requests.Session, server: Server, instances: list[str], jobs: int) -> dict[str, float]:

@@ -495,6 +495,8 @@ class ArchiveJob(Job):
         self._commands: list[Command] | None = None
         self._stream: IO[bytes] | None = None
         self._zip: zipfile.ZipFile | None = None
+        #: ``ZipCompressionLevel`` (Isengard's; Orthanc's minizip always deflates at 6).
+        self._level = 1
         self._paths = ZipPaths()
         self._dicomdir: DicomDirWriter | None = None
         self._lock = threading.Lock()
@@ -524,6 +526,7 @@ class ArchiveJob(Job):
             self._stream = open(self.path, "w+b")  # noqa: SIM115 - closed in _close_zip
         self.file = self.path
         self._zip = zipfile.ZipFile(self._stream, "w", zipfile.ZIP_DEFLATED)
+        self._level = int(self.services.config["ZipCompressionLevel"])
         self._zip.comment = ZIP_COMMENT
         self._paths = ZipPaths(self.utf8)
         self._dicomdir = DicomDirWriter(self.extended) if self.MEDIA else None
@@ -570,16 +573,21 @@ class ArchiveJob(Job):
         if self.transcode is not None:
             data = transcode_or_keep(data, self.transcode,
                                      Settings.from_config(self.services.config, self.lossy_quality))
-        self._zip.writestr(_zip_info(path), data)
+        self._add(path, data)
         if self._dicomdir is not None:
             ds, _ = read_dataset(data, stop_before_pixels=True)
             self._dicomdir.add(ds, dataset_decoder(ds, self.services.default_encoding), [MEDIA_IMAGES_FOLDER, name])
+
+    def _add(self, path: str, data: bytes) -> None:
+        """One file into the ZIP, at the ``ZipCompressionLevel`` of when the ZIP was opened."""
+        assert self._zip is not None
+        self._zip.writestr(_zip_info(path, self._level), data, compresslevel=self._level)
 
     def _finish(self) -> None:
         """Last step: the DICOMDIR of a media, the ZIP's central directory, the output."""
         assert self._zip is not None
         if self._dicomdir is not None:
-            self._zip.writestr(_zip_info(self._paths.file("DICOMDIR")), self._dicomdir.encode())
+            self._add(self._paths.file("DICOMDIR"), self._dicomdir.encode())
         self._close_zip()
         assert self.file is not None
         self.archive_size = self.file.stat().st_size
@@ -754,10 +762,11 @@ def archive_job(services: ArchiveServices, request: ArchiveRequest) -> ArchiveJo
                 patient_from_study=request.patient_from_study)
 
 
-def _zip_info(path: str) -> zipfile.ZipInfo:
-    """A ZIP entry as minizip writes it for Orthanc: deflated, local time, no attributes."""
+def _zip_info(path: str, level: int) -> zipfile.ZipInfo:
+    """A ZIP entry as minizip writes it for Orthanc: deflated (stored at level 0), local time,
+    no attributes."""
     info = zipfile.ZipInfo(path, date_time=time.localtime()[:6])
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = zipfile.ZIP_DEFLATED if level else zipfile.ZIP_STORED
     info.create_system = 0
     info.external_attr = 0
     return info
