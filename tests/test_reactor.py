@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import tomllib
+from collections import Counter
 from io import BytesIO
 from pathlib import Path
 
@@ -104,6 +105,30 @@ def test_an_idle_association_sleeps(scp) -> None:
     cpu = _cpu_seconds(threads) - before
     assert all(t.is_alive() for t in threads)
     assert cpu < 0.03
+    assoc.release()
+
+
+def test_an_idle_associations_threads_look_at_it_about_once_a_second(scp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of the four threads wakes about once a second (``READ_TICK``) when nothing
+    happens, not ten times (``TICK``: 1 ms of CPU a time here, cold caches) nor a thousand
+    (pynetdicom's polls).  Counted rather than timed: the machine's noise does not count."""
+    port, _, server_ae = scp
+    assoc = _associate(port)
+    assoc.send_c_echo()
+    [served] = server_ae.active_associations
+    time.sleep(3 * reactor.TICK)  # the requestor's DUL thread takes its socket back from the C-ECHO's reader
+    wakes: Counter[int] = Counter()
+    for owner, name in ((reactor.EventDUL, "_wait"), (reactor.EventDUL, "_wait_for_socket"), (ReactorGate, "idle")):
+        original = getattr(owner, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            wakes[threading.get_ident()] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+    time.sleep(2.0)
+    counts = [wakes[thread.ident or 0] for thread in (assoc, assoc.dul, served, served.dul)]
+    assert max(counts) <= 6, counts
     assoc.release()
 
 

@@ -10,7 +10,8 @@ these loops (py-spy), and a C-ECHO on an open association took 3.6 ms where Orth
 Here both threads block until there is work.  The DUL thread waits in ``select`` on the
 socket and on a pipe that anything queued for it writes to; the association thread waits
 on :class:`ReactorGate`, which the DUL thread wakes after each event it has processed.
-Timers (ARTIM, the network timeout) are checked at least every :data:`TICK` seconds.
+The ARTIM timer and the network timeout wake the thread that checks them when they are
+due; otherwise an idle association's threads look at it once every :data:`READ_TICK`.
 An acceptor's association thread, parked at its gate, reads the requests itself
 (:meth:`EventDUL.read_requests`): a request wakes one thread, not the DUL thread and then it.
 
@@ -48,10 +49,12 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket
 
-#: The longest either thread sleeps without looking at its timers (seconds).
+#: How soon the DUL thread takes the socket back from a reader that stopped reading, and
+#: the shortest wait of an association's thread (seconds).
 TICK = 0.1
 
-#: The longest an acceptor's thread reads its socket without looking at its association.
+#: The longest either thread waits without looking at its association when nothing comes:
+#: each look at an idle association cost ~1 ms of CPU on this machine (cold caches).
 READ_TICK = 1.0
 
 #: How long a sender waits for the DUL thread to end its turn before queueing its message.
@@ -391,10 +394,11 @@ class EventDUL(DULServiceProvider):
             gate.wake()
 
     def reading_wait(self) -> float:
-        """How long an acceptor's thread reads before it looks at its association again: up
-        to :data:`READ_TICK`, within the network timeout.  What comes on the socket (a
-        request, a release, an abort, the end of the connection) wakes it at once; ticking
-        every :data:`TICK` as well made an idle association's threads cost 20 % more."""
+        """How long an association's thread waits (an acceptor's reads) before it looks at its
+        association again: up to :data:`READ_TICK`, within the network timeout.  What comes
+        on the socket (a request, a release, an abort, the end of the connection) wakes it at
+        once; ticking every :data:`TICK` as well made an idle association's threads cost 20 %
+        more (an acceptor's), or 10 wake-ups a second for nothing (a requestor's)."""
         return max(TICK, min(READ_TICK, self._idle_timer.remaining))
 
     def _can_lend(self) -> bool:
@@ -449,17 +453,25 @@ class EventDUL(DULServiceProvider):
         self._kill_thread = True
 
     def _wait(self) -> None:
-        """Until the socket has data, something was queued for this thread, or a timer is due."""
-        timeout = TICK
-        if self.artim_timer._start_time is not None and self.artim_timer._end_time is None:
-            timeout = max(0.0, min(timeout, self.artim_timer.remaining))
+        """Until the socket has data, something was queued for this thread, or a timer is due.
+
+        What this thread must do wakes it (the socket, the wake-up pipe, the ARTIM timer);
+        otherwise it looks again every :data:`READ_TICK` while it or a reader watches the
+        socket, and every :data:`TICK` while a reader that stopped reading keeps it (to take
+        it back: the peer may abort meanwhile).  A reader that stops during a long wait is
+        seen at its end: while an acceptor's thread serves a long request, an abort or a
+        C-CANCEL from the peer may so wait up to a second to be read (a tenth before)."""
         waited: list[Any] = [self.wakeup]
         sock = self.socket.socket if self.socket is not None and self.socket._is_connected \
             and self._reader is None else None
+        timeout = READ_TICK if self._reading else TICK
         if sock is not None:
             if (isinstance(sock, ssl.SSLSocket) and sock.pending()) or _has_read_ahead(self.socket):
                 return
             waited.append(sock)
+            timeout = READ_TICK
+        if self.artim_timer._start_time is not None and self.artim_timer._end_time is None:
+            timeout = max(0.0, min(timeout, self.artim_timer.remaining))
         try:
             select.select(waited, [], [], timeout)
         except (OSError, ValueError):
@@ -604,7 +616,7 @@ class EventAssociation(Association):
         read = dul.read_requests if self.is_acceptor else None
         while not self._kill:
             self._is_paused = True
-            gate.idle(TICK if read is None else dul.reading_wait(), read)
+            gate.idle(dul.reading_wait(), read)
             self._is_paused = False
             if self._kill:
                 return
