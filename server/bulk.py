@@ -51,13 +51,12 @@ def resolve(index: Index, listed: list[str], level: Level | None) -> list[Resour
 def bulk_content(index: Index, views: ResourceViews, names: MetadataNames, listed: list[str],
                  level: Level | None, fmt: str, metadata: bool) -> list[dict]:
     """The expanded views of the resources, with their ``Metadata`` unless told otherwise."""
-    answer = []
-    for resource in resolve(index, listed, level):
-        view = views.expand(resource, fmt)
-        if metadata:
-            values = index.metadata(resource.internal_id)
-            view["Metadata"] = {names.name(k): v for k, v in values.items()}
-        answer.append(view)
+    resources = resolve(index, listed, level)
+    answer = views.expand_many(resources, fmt)
+    if metadata:
+        values = index.metadata_many([r.internal_id for r in resources])
+        for view, resource in zip(answer, resources, strict=True):
+            view["Metadata"] = {names.name(k): v for k, v in values[resource.internal_id].items()}
     return answer
 
 

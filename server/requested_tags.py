@@ -94,6 +94,14 @@ class RequestedTags:
                     "Name": tag_name(*tag), "Type": "Null", "Value": None}
         return {format_tag(tag): nodes[tag] for tag in tags if tag in nodes}
 
+    def add_to(self, views: list[dict], resources: list[Resource], tags: list[Tag],
+               fmt: str = "simplify") -> list[dict]:
+        """Each view with the ``RequestedTags`` of its resource, when tags were requested."""
+        if tags:
+            for view, resource in zip(views, resources, strict=True):
+                view["RequestedTags"] = self.as_json(resource, tags, fmt)
+        return views
+
     def as_json(self, resource: Resource, tags: list[Tag], fmt: str = "simplify") -> Json:
         """The ``RequestedTags`` object, in the answer's format (simplify, short, full)."""
         return json_format.render(self.full(resource, tags), fmt)

@@ -44,6 +44,9 @@ class StabilityMonitor:
     def is_stable(self, internal_id: int) -> bool:
         return not self.index.is_unstable(internal_id)
 
+    def unstable_among(self, internal_ids: list[int]) -> set[int]:
+        return self.index.unstable_many(internal_ids)
+
     def set_stable_status(self, public_id: str, stable: bool) -> bool | None:
         """Lua's ``SetStableStatus`` and ``orthanc.SetStableStatus``: whether the status changed,
         None for an unknown resource.

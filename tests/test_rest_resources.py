@@ -73,6 +73,30 @@ def test_listing_expand_since_limit(server: Isengard) -> None:
     assert missing.json()["OrthancStatus"] == 8
 
 
+def test_views_read_together_equal_each_resources_own(server: Isengard) -> None:
+    """Listings (``?expand``), ``/tools/find`` with ``Expand`` and ``/{level}/{id}/{children}``
+    read the facts of all their resources together: each view must be the resource's own."""
+    for path in SERIES:
+        server.upload(path)
+    knee = server.upload(KNEE_LIKE)
+    assert server.put(f"/patients/{knee['ParentPatient']}/protected", "1").status_code == 200
+    assert server.put(f"/studies/{knee['ParentStudy']}/labels/beta").status_code == 200
+    assert server.put(f"/studies/{knee['ParentStudy']}/labels/alpha").status_code == 200
+    assert server.put(f"/instances/{knee['ID']}/labels/gamma").status_code == 200
+    for plural, level in (("patients", "Patient"), ("studies", "Study"), ("series", "Series"),
+                          ("instances", "Instance")):
+        listed = server.json(f"/{plural}?expand")
+        assert len(listed) >= 2
+        assert listed == [server.json(f"/{plural}/{view['ID']}") for view in listed]
+        found = server.post("/tools/find", json={"Level": level, "Query": {}, "Expand": True}).json()
+        assert sorted(found, key=lambda view: view["ID"]) == sorted(listed, key=lambda view: view["ID"])
+    study = server.json(f"/studies/{knee['ParentStudy']}")
+    assert study["Labels"] == ["alpha", "beta"]
+    assert server.json(f"/patients/{knee['ParentPatient']}")["IsProtected"] is True
+    below = server.json(f"/patients/{knee['ParentPatient']}/instances")
+    assert below == [server.json(f"/instances/{view['ID']}") for view in below]
+
+
 def test_statistics_count_and_size(server: Isengard) -> None:
     answer = server.upload(KNEE_LIKE)
     size = KNEE_LIKE.stat().st_size

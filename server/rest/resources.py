@@ -56,10 +56,7 @@ def _requested_tags(handler: OrthancHandler) -> list[Tag]:
 def _expanded(views: ResourceViews, requested_tags: RequestedTags, resource: Resource, fmt: str,
               requested: list[Tag]) -> dict:
     """The view of a resource, with the ``RequestedTags`` object when tags were requested."""
-    view = views.expand(resource, fmt)
-    if requested:
-        view["RequestedTags"] = requested_tags.as_json(resource, requested, fmt)
-    return view
+    return requested_tags.add_to([views.expand(resource, fmt)], [resource], requested, fmt)[0]
 
 
 def _is_zip(data: bytes) -> bool:
@@ -109,8 +106,8 @@ class ListHandler(OrthancHandler):
             ids = self.index.list_ids(level, since, limit) if limit or no_limit_is_all else []
         if not expand:
             return ids
-        resources = (self.index.lookup(i) for i in ids)
-        return [_expanded(self.views, self.requested_tags, r, fmt, requested) for r in resources if r is not None]
+        resources = [r for r in map(self.index.lookup, ids) if r is not None]
+        return self.requested_tags.add_to(self.views.expand_many(resources, fmt), resources, requested, fmt)
 
     async def post(self, plural: str) -> None:
         if plural != "instances":
@@ -256,7 +253,7 @@ class RelativesHandler(OrthancHandler):
         found = descendants_in_orthanc_order(index, resource, target)
         if not expand:
             return [r.public_id for r in found]
-        return [_expanded(self.views, self.requested_tags, r, fmt, requested) for r in found]
+        return self.requested_tags.add_to(self.views.expand_many(found, fmt), found, requested, fmt)
 
 
 class StatisticsHandler(OrthancHandler):

@@ -64,17 +64,11 @@ class FindHandler(OrthancHandler):
                                database_limit(self.config, level))
         if content is None:
             return [r.public_id for r in found]
-        return [self._answer(r, content, requested, fmt) for r in found]
-
-    def _answer(self, resource, content: set[str], requested: list, fmt: str) -> dict:
-        views = self.views
         if content == _EXPAND:
-            answer = views.expand(resource, fmt)
+            answers = self.views.expand_many(found, fmt)
         else:
-            answer = views.content(resource, content, fmt, self.metadata_names.name)
-        if requested:
-            answer["RequestedTags"] = self.requested_tags.as_json(resource, requested, fmt)
-        return answer
+            answers = [self.views.content(r, content, fmt, self.metadata_names.name) for r in found]
+        return self.requested_tags.add_to(answers, found, requested, fmt)
 
 
 class CountResourcesHandler(OrthancHandler):

@@ -9,7 +9,9 @@ global properties) so that the same questions are cheap to answer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import re
 import sqlite3
 import threading
@@ -350,10 +352,18 @@ def insert_rows(db: Connection, insert: str, rows: list[tuple[Any, ...]], suffix
 
 def select_in(db: Connection, select: str, values: Sequence[Any], *after: Any) -> Iterator[Any]:
     """The rows of ``select`` whose ``{}`` is the list of an ``IN`` of many ``values`` (then
-    the parameters ``after``), a statement per chunk within SQLite's number of parameters."""
-    for start in range(0, len(values), _ROWS_A_STATEMENT):
-        chunk = values[start:start + _ROWS_A_STATEMENT]
-        yield from db.execute(select.format(", ".join("?" * len(chunk))), [*chunk, *after])
+    the parameters ``after``), a statement per chunk within SQLite's number of parameters;
+    none for no values (``IN ()`` is no SQL for PostgreSQL)."""
+    if len(values) <= _ROWS_A_STATEMENT:  # nearly always: the cursor itself, no generator
+        return iter(db.execute(select.format(_marks(len(values))), [*values, *after]) if values else ())
+    return itertools.chain.from_iterable(
+        db.execute(select.format(_marks(len(chunk))), [*chunk, *after])
+        for chunk in (values[start:start + _ROWS_A_STATEMENT] for start in range(0, len(values), _ROWS_A_STATEMENT)))
+
+
+@functools.lru_cache(maxsize=64)
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
 
 
 #: Rows of one :func:`insert_rows` statement: few parameters (SQLite's limit is 32766).
@@ -519,6 +529,20 @@ class Index:
         assert current is not None
         return current
 
+    def public_ids_many(self, internal_ids: list[int]) -> dict[int, str]:
+        with self.reading() as db:
+            return dict(select_in(db, "SELECT internalId, publicId FROM Resources WHERE internalId IN ({})",
+                                  internal_ids))
+
+    def children_ids_many(self, internal_ids: list[int]) -> dict[int, list[str]]:
+        """:meth:`children_ids` of many resources in few queries."""
+        result: dict[int, list[str]] = {i: [] for i in internal_ids}
+        with self.reading() as db:
+            for parent, child in select_in(db, "SELECT parentId, publicId FROM Resources WHERE parentId IN ({}) "
+                                           "ORDER BY internalId", internal_ids):
+                result[parent].append(child)
+        return result
+
     def children_ids(self, internal_id: int) -> list[str]:
         with self.reading() as db:
             return [r[0] for r in db.execute(
@@ -589,14 +613,16 @@ class Index:
                               (internal_id,)).fetchall()
         return dict(rows)
 
-    def metadata_many(self, internal_ids: list[int], kinds: tuple[int, ...]) -> dict[int, dict[int, str]]:
-        """The metadata of these ``kinds`` of many resources in few queries (a C-MOVE's
-        presentation contexts need the SOP class and syntax of each instance)."""
+    def metadata_many(self, internal_ids: list[int], kinds: tuple[int, ...] | None = None
+                      ) -> dict[int, dict[int, str]]:
+        """The metadata (of these ``kinds``, else all) of many resources in few queries (a
+        C-MOVE's presentation contexts need the SOP class and syntax of each instance; a
+        listing, each resource's whole metadata)."""
         result: dict[int, dict[int, str]] = {i: {} for i in internal_ids}
-        types = ",".join(str(int(kind)) for kind in kinds)
+        only = "" if kinds is None else f" AND type IN ({','.join(str(int(kind)) for kind in kinds)})"
         with self.reading() as db:
             for rid, kind, value in select_in(
-                    db, f"SELECT id, type, value FROM Metadata WHERE id IN ({{}}) AND type IN ({types})",
+                    db, f"SELECT id, type, value FROM Metadata WHERE id IN ({{}}){only} ORDER BY type",
                     internal_ids):
                 result[rid][kind] = value
         return result
@@ -903,6 +929,11 @@ class Index:
             return db.execute("SELECT 1 FROM UnstableResources WHERE id=?",
                               (internal_id,)).fetchone() is not None
 
+    def unstable_many(self, internal_ids: list[int]) -> set[int]:
+        """Those of these resources that are not stable yet."""
+        with self.reading() as db:
+            return {r[0] for r in select_in(db, "SELECT id FROM UnstableResources WHERE id IN ({})", internal_ids)}
+
     def set_unstable(self, resource: Resource) -> bool:
         """Restart the stability period of ``resource``; whether it was stable."""
         with self.transaction() as db:
@@ -989,6 +1020,13 @@ class Index:
         with self.reading() as db:
             return db.execute("SELECT 1 FROM PatientRecyclingOrder WHERE patientId=?",
                               (patient,)).fetchone() is None
+
+    def protected_many(self, patients: list[int]) -> set[int]:
+        """Those of these patients that are protected (not in the recycling order)."""
+        with self.reading() as db:
+            recycled = {r[0] for r in select_in(
+                db, "SELECT patientId FROM PatientRecyclingOrder WHERE patientId IN ({})", patients)}
+        return set(patients) - recycled
 
     def set_protected(self, patient: int, protected: bool) -> None:
         with self.transaction() as db:
