@@ -123,7 +123,7 @@ class ResourceViews:
                                        ATTACHMENT_DICOM)
         return [self._view(r, fmt, _Facts(
             tags[r.internal_id], metadata[r.internal_id], labels[r.internal_id],
-            None if r.parent_internal_id is None else parents[r.parent_internal_id],
+            None if r.parent_internal_id is None else parents.get(r.parent_internal_id),  # (deleted meanwhile)
             children.get(r.internal_id), r.internal_id not in unstable, r.internal_id in protected,
             files.get(r.internal_id))) for r in resources]
 
