@@ -203,9 +203,21 @@ class ResourceHandler(OrthancHandler):
     views: ResourceViews
 
     async def get(self, plural: str, public_id: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(_expanded, self.views, self.requested_tags, resource,
-                                        dicom_format(self, "simplify"), _requested_tags(self)))
+        fmt = dicom_format(self, "simplify")
+        try:
+            requested: list[Tag] | OrthancError = _requested_tags(self)
+        except OrthancError as error:  # answered after an unknown resource's 404, as before
+            requested = error
+        self.answer_json(await self.run(self._view, Level.parse(plural), public_id, fmt, requested))
+
+    def _view(self, level: Level, public_id: str, fmt: str, requested: list[Tag] | OrthancError) -> dict:
+        """The lookup and the view in one trip to the worker threads (two cost ~0.1 ms more)."""
+        resource = self.http.index.lookup(public_id, level)
+        if resource is None:
+            raise NoAnswer()
+        if isinstance(requested, OrthancError):
+            raise requested
+        return _expanded(self.views, self.requested_tags, resource, fmt, requested)
 
     async def delete(self, plural: str, public_id: str) -> None:
         resource = await self.resource(Level.parse(plural), public_id)
