@@ -496,7 +496,7 @@ class ArchiveJob(Job):
         self._stream: IO[bytes] | None = None
         self._zip: zipfile.ZipFile | None = None
         #: ``ZipCompressionLevel`` (Isengard's; Orthanc's minizip always deflates at 6).
-        self._level = 1
+        self._level = int(services.config["ZipCompressionLevel"])
         self._paths = ZipPaths()
         self._dicomdir: DicomDirWriter | None = None
         self._lock = threading.Lock()
@@ -526,7 +526,6 @@ class ArchiveJob(Job):
             self._stream = open(self.path, "w+b")  # noqa: SIM115 - closed in _close_zip
         self.file = self.path
         self._zip = zipfile.ZipFile(self._stream, "w", zipfile.ZIP_DEFLATED)
-        self._level = int(self.services.config["ZipCompressionLevel"])
         self._zip.comment = ZIP_COMMENT
         self._paths = ZipPaths(self.utf8)
         self._dicomdir = DicomDirWriter(self.extended) if self.MEDIA else None
@@ -579,7 +578,7 @@ class ArchiveJob(Job):
             self._dicomdir.add(ds, dataset_decoder(ds, self.services.default_encoding), [MEDIA_IMAGES_FOLDER, name])
 
     def _add(self, path: str, data: bytes) -> None:
-        """One file into the ZIP, at the ``ZipCompressionLevel`` of when the ZIP was opened."""
+        """One file into the ZIP, at the ``ZipCompressionLevel`` of this run of the server."""
         assert self._zip is not None
         self._zip.writestr(_zip_info(path, self._level), data, compresslevel=self._level)
 

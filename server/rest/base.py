@@ -660,7 +660,11 @@ class OrthancHandler(tornado.web.RequestHandler):
 
     async def resource(self, level: Level, public_id: str) -> Resource:
         """The resource named in the URI, looked up in a worker thread; else Orthanc's 404."""
-        found = await self.run(self.http.index.lookup, public_id, level)
+        return await self.run(self.resource_in_worker, level, public_id)
+
+    def resource_in_worker(self, level: Level, public_id: str) -> Resource:
+        """:meth:`resource` from a worker thread already (one trip for the lookup and the work)."""
+        found = self.http.index.lookup(public_id, level)
         if found is None:
             raise NoAnswer()
         return found

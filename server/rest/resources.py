@@ -212,9 +212,7 @@ class ResourceHandler(OrthancHandler):
 
     def _view(self, level: Level, public_id: str, fmt: str, requested: list[Tag] | OrthancError) -> dict:
         """The lookup and the view in one trip to the worker threads (two cost ~0.1 ms more)."""
-        resource = self.http.index.lookup(public_id, level)
-        if resource is None:
-            raise NoAnswer()
+        resource = self.resource_in_worker(level, public_id)
         if isinstance(requested, OrthancError):
             raise requested
         return _expanded(self.views, self.requested_tags, resource, fmt, requested)

@@ -356,9 +356,8 @@ def select_in(db: Connection, select: str, values: Sequence[Any], *after: Any) -
     none for no values (``IN ()`` is no SQL for PostgreSQL)."""
     if len(values) <= _ROWS_A_STATEMENT:  # nearly always: the cursor itself, no generator
         return iter(db.execute(select.format(_marks(len(values))), [*values, *after]) if values else ())
-    return itertools.chain.from_iterable(
-        db.execute(select.format(_marks(len(chunk))), [*chunk, *after])
-        for chunk in (values[start:start + _ROWS_A_STATEMENT] for start in range(0, len(values), _ROWS_A_STATEMENT)))
+    return itertools.chain.from_iterable(select_in(db, select, values[start:start + _ROWS_A_STATEMENT], *after)
+                                         for start in range(0, len(values), _ROWS_A_STATEMENT))
 
 
 @functools.lru_cache(maxsize=64)
