@@ -30,6 +30,7 @@ from server.dicom.json_format import dataset_decoder, tag_text
 from server.dicom.parse import read_dataset
 from server.dicom.transcode import IngestTranscoding
 from server.find import Finder
+from server.ingest_processes import IngestProcesses
 from server.instance_files import InstanceFiles
 from server.jobs.archive import ArchiveFiles, ArchiveServices
 from server.jobs.cluster import LEASE_SECONDS, ClusterJobsEngine, node_name
@@ -109,6 +110,10 @@ class Server:
         configure_pynetdicom()
         private_dictionary.load(config["Dictionary"], str(config.path or ""))
         extra_main_tags.configure(config.get("ExtraMainDicomTags"))
+        # Forked first, while the process has no threads, sockets nor index: what parsing needs
+        # (the main tags, the private dictionary) is configured by now.
+        processes = int(config["IngestProcesses"])
+        self.ingest_processes = IngestProcesses(processes) if processes else None
         self.config = config
         self.no_jobs = no_jobs
         # Context-propagating: work done for a waiting Lua call follows the request into the pool.
@@ -182,8 +187,12 @@ class Server:
             from server.scripting.python import load_script  # here: ~10 ms of imports, for a script only
 
             self.python = load_script(scripting)
+        self.store.processes = self.ingest_processes
         if self.python is not None:  # RegisterStorageArea
-            self.area = self.store.area = self.python.storage_area(self.area)
+            local = self.area
+            self.area = self.store.area = self.python.storage_area(local)
+            if self.area is not local:
+                self.store.processes = None  # the script keeps the files: nothing to stage here
         self.worklists = FolderWorklists.from_config(config)
         self.dicom: DicomServer | None = None
         self._stop: asyncio.Event | None = None
@@ -393,6 +402,8 @@ class Server:
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         await asyncio.get_running_loop().run_in_executor(None, self.index.close)
         await asyncio.get_running_loop().run_in_executor(None, self.area.close)
+        if self.ingest_processes is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.ingest_processes.close)
         logging.getLogger().removeHandler(self.log_counter)
 
 

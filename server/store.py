@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from server.dicom.pixels import read_image_dataset
 from server.dicom.transcode import IngestTranscoding
 from server.errors import ErrorCode, OrthancError
 from server.group_commit import GroupCommit
+from server.ingest_processes import IngestProcesses
 from server.metrics import Metrics
 from server.storage.area import Staged, StorageArea
 from server.storage.index import (
@@ -40,6 +42,10 @@ from server.storage.index import (
 )
 
 log = logging.getLogger("isengard.store")
+
+#: How many ingests must be under way in this process for small files to go to the ingest
+#: processes (see :meth:`Store._parse_and_stage`).
+HAND_OVER_FROM = 2
 
 
 @dataclass
@@ -146,15 +152,31 @@ class Store:
         self.interventions = bus.interventions
         #: ``IngestTranscoding``, applied after the receivers and before the filters, as in Orthanc.
         self.transcoding: IngestTranscoding | None = None
+        #: Where small files are parsed and staged when nothing in this process needs a say
+        #: on them first (see :meth:`_parse_and_stage`); ``None``: here, by the caller.
+        self.processes: IngestProcesses | None = None
+        #: Ingests under way in this process (see :data:`HAND_OVER_FROM`).
+        self._ingesting = 0
+        self._ingesting_lock = threading.Lock()
         #: Concurrent ingests commit together (one transaction, one wait for the index's lock).
         self._commits: GroupCommit[_Commit, _Committed] = GroupCommit(self._commit_batch)
 
     def ingest(self, data: bytes, origin: Origin) -> StoreResult:
         """Store one DICOM file; raises :class:`OrthancError` for what Orthanc refuses."""
-        with self.metrics.timer("orthanc_store_dicom_duration_ms"):
-            return self._ingest(data, origin)
+        with self._ingesting_lock:
+            self._ingesting += 1
+        try:
+            with self.metrics.timer("orthanc_store_dicom_duration_ms"):
+                return self._ingest(data, origin)
+        finally:
+            with self._ingesting_lock:
+                self._ingesting -= 1
 
     def _ingest(self, data: bytes, origin: Origin) -> StoreResult:
+        done = self._parse_and_stage(data)
+        if done is not None:
+            parsed, staged = done
+            return self._commit(parsed, origin, staged)
         if self.interventions.received_instance:
             check_complete(data)  # scripts see complete files only, as DCMTK parsed them first
         for receive in self.interventions.received_instance:
@@ -179,7 +201,32 @@ class Store:
         # dropped), as Orthanc writes the file before its index says AlreadyStored: a lookup
         # beforehand took the index's lock twice per instance, the most contended wait when
         # several associations or clients store at once.
-        staged = self.area.stage(data)
+        return self._commit(parsed, origin, self.area.stage(data))
+
+    def _parse_and_stage(self, data: bytes) -> tuple[ParsedInstance, Staged] | None:
+        """The file parsed and staged by an ingest process, when that is all that comes
+        before its commit: no script's nor ``IngestTranscoding``'s say (nor a Python
+        script's storage area: ``app.py`` gives the store no processes then); ``None``
+        otherwise, or when the processes could not (the caller then does it).
+
+        Only while other ingests are under way: the hand-over costs more CPU in all (the
+        pipe, two wake-ups) than it saves this process, and a lone client (one association,
+        one uploader) waits for it; it pays where several ingests share this process's one
+        thread of Python and another core is free."""
+        if (self.processes is None or self._ingesting < HAND_OVER_FROM or self.interventions.received_instance
+                or self.interventions.store_instance or self.transcoding is not None
+                or not isinstance(data, bytes)):
+            return None
+        area = self.area
+        done = self.processes.parse_and_stage(data, self.limits.default_encoding, area.staging_folder, area.compress)
+        if done is None:
+            return None
+        parsed, staged, seconds = done
+        area.staged_elsewhere(staged, seconds)
+        return parsed, staged
+
+    def _commit(self, parsed: ParsedInstance, origin: Origin, staged: Staged) -> StoreResult:
+        """Index a staged file (with the concurrent ingests'), then publish or drop it."""
         try:
             status, created, after = self._commits.submit((parsed, origin, staged))
         except BaseException:

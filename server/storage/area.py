@@ -175,43 +175,30 @@ class StorageArea:
     def close(self) -> None:
         self.node.close()
 
+    @property
+    def staging_folder(self) -> str:
+        """Where :meth:`stage` writes (what an ingest process is told to write into)."""
+        return self._tmp
+
     def path(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
 
     @off_loop
     def stage(self, data: bytes | mmap.mmap, compress: bool | None = None) -> Staged:
-        """Write ``data`` under ``tmp/``, piece by piece (see :func:`pieces`).
+        """Write ``data`` under ``tmp/`` (see :func:`write_staged`).
 
         ``compress`` overrides ``StorageCompression`` (``.../compress`` and ``.../uncompress``).
-        Orthanc's zlib format is its own: the uncompressed size as a 64-bit
-        little-endian prefix, followed by the zlib stream.
         """
-        file_uuid = str(uuid.uuid4())
-        compressor = zlib.compressobj(6) if (self.compress if compress is None else compress) else None
-        tmp_path = os.path.join(self._tmp, file_uuid)
-        plain_md5 = hashlib.md5()
-        try:
-            with self.metrics.timer("orthanc_storage_create_duration_ms"):
-                # A plain descriptor: open() adds a buffer and three system calls (fstat, isatty, lseek).
-                fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-                try:
-                    if compressor is None:
-                        # Stored as is, the file's MD5 is the data's: hashing once saves ~45 us per 34 KB.
-                        for piece in pieces(data):
-                            plain_md5.update(piece)
-                            _write_all(fd, piece)
-                        size, stored = len(data), None
-                    else:
-                        size, stored = _write_compressed(fd, data, compressor, plain_md5)
-                finally:
-                    os.close(fd)
-        except OSError as e:
-            _unlink(tmp_path)
-            raise OrthancError(ErrorCode.CANNOT_WRITE_FILE, str(e)) from e
-        self.metrics.increment("orthanc_storage_written_bytes", size)
-        plain = plain_md5.hexdigest()
-        return Staged(file_uuid, size, stored if stored is not None else plain,
-                      len(data), plain, COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
+        start = time.monotonic()
+        staged = write_staged(self._tmp, data, self.compress if compress is None else compress)
+        self.staged_elsewhere(staged, time.monotonic() - start)
+        return staged
+
+    def staged_elsewhere(self, staged: Staged, seconds: float) -> None:
+        """Count a file staged in this area (by :meth:`stage`, or by an ingest process: see
+        :mod:`server.ingest_processes`) in the storage metrics."""
+        self.metrics.record_max("orthanc_storage_create_duration_ms", int(seconds * 1000))
+        self.metrics.increment("orthanc_storage_written_bytes", staged.size)
 
     @off_loop
     def adopt(self, path: Path, data: bytes) -> Staged:
@@ -417,6 +404,40 @@ class StorageArea:
         target = self.path(staged.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, target)
+
+
+def write_staged(tmp: str, data: bytes | mmap.mmap, compress: bool) -> Staged:
+    """Write ``data`` into the staging folder ``tmp`` under a new UUID, piece by piece (see
+    :func:`pieces`), hashing it on the way: the work of :meth:`StorageArea.stage`, which the
+    ingest processes do too.
+
+    Orthanc's zlib format is its own: the uncompressed size as a 64-bit little-endian
+    prefix, followed by the zlib stream.
+    """
+    file_uuid = str(uuid.uuid4())
+    compressor = zlib.compressobj(6) if compress else None
+    tmp_path = os.path.join(tmp, file_uuid)
+    plain_md5 = hashlib.md5()
+    try:
+        # A plain descriptor: open() adds a buffer and three system calls (fstat, isatty, lseek).
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            if compressor is None:
+                # Stored as is, the file's MD5 is the data's: hashing once saves ~45 us per 34 KB.
+                for piece in pieces(data):
+                    plain_md5.update(piece)
+                    _write_all(fd, piece)
+                size, stored = len(data), None
+            else:
+                size, stored = _write_compressed(fd, data, compressor, plain_md5)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        _unlink(tmp_path)
+        raise OrthancError(ErrorCode.CANNOT_WRITE_FILE, str(e)) from e
+    plain = plain_md5.hexdigest()
+    return Staged(file_uuid, size, stored if stored is not None else plain,
+                  len(data), plain, COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
