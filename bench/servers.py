@@ -140,11 +140,17 @@ class Server(ABC):
         self.startup_seconds = time.perf_counter() - started
 
     def peak_rss_mb(self) -> float:
-        """The process's peak resident memory so far (``VmHWM``), MB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        """The peak resident memory so far (``VmHWM``) of the process and its children (the
+        ingest processes), summed, MB: pages they share count once per process, so this
+        errs on the high side."""
+        total = 0
+        for member in descendants(self.pid):
+            try:
+                lines = Path(f"/proc/{member}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in lines if line.startswith("VmHWM:"))
+        return total / 1024
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
