@@ -65,6 +65,15 @@ def _stat_fields(pid: int) -> list[str]:
     return text[text.rindex(")") + 2 :].split()
 
 
+def _status_kb(pid: int, field: str) -> int:
+    """A kB figure of /proc/PID/status (0 when the process is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(int(line.split()[1]) for line in lines if line.startswith(field))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time consumed so far by the process tree rooted at ``pid``."""
     total = 0
@@ -140,16 +149,16 @@ class Server(ABC):
         self.startup_seconds = time.perf_counter() - started
 
     def peak_rss_mb(self) -> float:
-        """The peak resident memory so far (``VmHWM``) of the process and its children (the
-        ingest processes), summed, MB: pages they share count once per process, so this
-        errs on the high side."""
-        total = 0
-        for member in descendants(self.pid):
+        """The process's peak resident memory so far (``VmHWM``), plus the proportional share
+        (``Pss``) of its children (the ingest processes) now, MB: forked children share most
+        of their pages with the server, which their own VmHWM would count again."""
+        total = _status_kb(self.pid, "VmHWM:")
+        for child in descendants(self.pid)[1:]:
             try:
-                lines = Path(f"/proc/{member}/status").read_text().splitlines()
+                rollup = Path(f"/proc/{child}/smaps_rollup").read_text().splitlines()
             except OSError:
                 continue
-            total += sum(int(line.split()[1]) for line in lines if line.startswith("VmHWM:"))
+            total += sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
         return total / 1024
 
     def _wait_ready(self) -> None:
