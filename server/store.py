@@ -222,7 +222,7 @@ class Store:
         if done is None:
             return None
         parsed, staged, seconds = done
-        area.staged_elsewhere(staged, seconds)
+        area.count_staged(staged, seconds)
         return parsed, staged
 
     def _commit(self, parsed: ParsedInstance, origin: Origin, staged: Staged) -> StoreResult:

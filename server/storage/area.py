@@ -191,10 +191,10 @@ class StorageArea:
         """
         start = time.monotonic()
         staged = write_staged(self._tmp, data, self.compress if compress is None else compress)
-        self.staged_elsewhere(staged, time.monotonic() - start)
+        self.count_staged(staged, time.monotonic() - start)
         return staged
 
-    def staged_elsewhere(self, staged: Staged, seconds: float) -> None:
+    def count_staged(self, staged: Staged, seconds: float) -> None:
         """Count a file staged in this area (by :meth:`stage`, or by an ingest process: see
         :mod:`server.ingest_processes`) in the storage metrics."""
         self.metrics.record_max("orthanc_storage_create_duration_ms", int(seconds * 1000))
