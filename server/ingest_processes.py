@@ -47,22 +47,29 @@ class IngestProcesses:
     """``count`` forked processes, each serving one caller at a time over its own pipe."""
 
     def __init__(self, count: int) -> None:
-        context = multiprocessing.get_context("fork")
         self._lock = threading.Condition()
-        self._idle: list[Connection] = []
-        self._alive = 0
         self._processes: list[multiprocessing.process.BaseProcess] = []
         ours: list[Connection] = []
-        for number in range(count):
-            parent_end, child_end = context.Pipe()
-            ours.append(parent_end)
-            # The child closes the parent's ends it inherits: each pipe then has one reader
-            # and one writer, and a child sees its end of file as soon as the server is gone.
-            process = context.Process(target=_serve, args=(child_end, list(ours)),
-                                      name=f"isengard-ingest-{number}", daemon=True)
-            process.start()
-            child_end.close()
-            self._processes.append(process)
+        try:
+            context = multiprocessing.get_context("fork")
+            for number in range(count):
+                parent_end, child_end = context.Pipe()
+                # The child closes the parent's ends it inherits: each pipe then has one reader
+                # and one writer, and a child sees its end of file as soon as the server is gone.
+                process = context.Process(target=_serve, args=(child_end, [*ours, parent_end]),
+                                          name=f"isengard-ingest-{number}", daemon=True)
+                try:
+                    process.start()
+                except BaseException:
+                    parent_end.close()
+                    raise
+                finally:
+                    child_end.close()
+                ours.append(parent_end)
+                self._processes.append(process)
+        except (OSError, ValueError) as error:  # no fork here, or no room for another process
+            log.warning("%d of %d ingest processes started (%s): the others' work is done by "
+                        "the threads that receive the files", len(ours), count, error)
         self._idle = ours
         self._alive = len(ours)
 

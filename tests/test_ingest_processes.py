@@ -5,6 +5,7 @@ server, the processes do the parsing, and they end with it, even when it is kill
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
@@ -104,6 +105,29 @@ def test_a_dead_process_is_dropped_and_the_others_serve_until_none_is_left(
     started = time.monotonic()
     assert processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False) is None
     assert time.monotonic() - started < 1  # no wait for a process that will never come back
+
+
+def test_a_process_that_cannot_be_started_leaves_its_work_to_the_caller(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    """No room for another process (or no fork on this system): the server starts anyway."""
+    started = 0
+
+    def start(process: Any) -> None:
+        nonlocal started
+        if started:
+            raise OSError(11, "Resource temporarily unavailable")
+        started += 1
+        real_start(process)
+
+    real_start = multiprocessing.process.BaseProcess.start
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start)
+    pool = IngestProcesses(3)
+    try:
+        assert len(pool._processes) == 1 and pool._alive == 1
+        assert "1 of 3 ingest processes started" in caplog.text
+        assert pool.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False) is not None
+    finally:
+        pool.close()
 
 
 def test_closing_ends_the_processes() -> None:
