@@ -149,16 +149,16 @@ class Server(ABC):
         self.startup_seconds = time.perf_counter() - started
 
     def peak_rss_mb(self) -> float:
-        """The process's peak resident memory so far (``VmHWM``), plus the proportional share
-        (``Pss``) of its children (the ingest processes) now, MB: forked children share most
-        of their pages with the server, which their own VmHWM would count again."""
+        """The process's peak resident memory so far (``VmHWM``), plus the private memory
+        (``Private_*``) of its children (the ingest processes) now, MB: forked, they share
+        their other pages with the server, whose resident set counts them already."""
         total = _status_kb(self.pid, "VmHWM:")
         for child in descendants(self.pid)[1:]:
             try:
                 rollup = Path(f"/proc/{child}/smaps_rollup").read_text().splitlines()
             except OSError:
                 continue
-            total += sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+            total += sum(int(line.split()[1]) for line in rollup if line.startswith("Private_"))
         return total / 1024
 
     def _wait_ready(self) -> None:
