@@ -51,13 +51,7 @@ def resolve(index: Index, listed: list[str], level: Level | None) -> list[Resour
 def bulk_content(index: Index, views: ResourceViews, names: MetadataNames, listed: list[str],
                  level: Level | None, fmt: str, metadata: bool) -> list[dict]:
     """The expanded views of the resources, with their ``Metadata`` unless told otherwise."""
-    resources = resolve(index, listed, level)
-    answer = views.expand_many(resources, fmt)
-    if metadata:
-        values = index.metadata_many([r.internal_id for r in resources])
-        for view, resource in zip(answer, resources, strict=True):
-            view["Metadata"] = {names.name(k): v for k, v in values[resource.internal_id].items()}
-    return answer
+    return views.expand_many(resolve(index, listed, level), fmt, names.name if metadata else None)
 
 
 def bulk_delete(index: Index, store: Store, body: dict[str, Any]) -> None:
