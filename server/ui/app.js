@@ -104,9 +104,13 @@ const JOB_EVENTS = ["submitted", "running", "progress", "paused", "resumed", "re
 function followJob(jobId, onUpdate) {
   return new Promise((resolve, reject) => {
     const source = new EventSource(`${API}/jobs/events?job=${encodeURIComponent(jobId)}`);
+    let ended = false;
     const update = (job) => {
+      // The first read may answer after the job's last event: its older state is not shown.
+      if (ended) return;
       onUpdate(job);
       if (["Success", "Failure"].includes(job.State)) {
+        ended = true;
         source.close();
         if (job.State === "Success") resolve(job);
         else reject(new Error(job.ErrorDescription || "The job failed"));
