@@ -29,6 +29,7 @@ from server.group_commit import GroupCommit
 from server.ingest_processes import IngestProcesses
 from server.metrics import Metrics
 from server.storage.area import Staged, StorageArea
+from server.storage.database import WriteConflict
 from server.storage.index import (
     ATTACHMENT_DICOM,
     Attachment,
@@ -308,22 +309,45 @@ class Store:
     def _commit_together(self, batch: list[_Commit],
                          more: Callable[[], list[_Commit]] | None = None) -> list[_Committed]:
         """Index instances in one transaction, with those ``more()`` adds to ``batch`` once
-        the writers' lock is held (the lookup's answer says so); files they make obsolete
-        (overwritten, recycled) are journaled for removal in the same transaction (see
-        :meth:`delete`)."""
+        the index has answered the lookup; files they make obsolete (overwritten,
+        recycled) are journaled for removal in the same transaction (see :meth:`delete`).
+
+        The writers' lock (cluster-wide on PostgreSQL) is taken late: another node writes
+        while this one looks up and prepares its rows, and the lock is held for the writes
+        and the commit alone.  That needs the lookup to stay true until the writes; when
+        another node created or deleted one of the batch's resources meanwhile, the
+        writes fail (:class:`WriteConflict`) and the batch runs again, lock first."""
+        try:
+            return self._commit_in(batch, more, late_lock=True)
+        except WriteConflict as conflict:
+            log.debug("Ingest batch of %d run again, lock first: %s", len(batch), conflict)
+            return self._commit_in(batch, None, late_lock=False)
+
+    def _commit_in(self, batch: list[_Commit], more: Callable[[], list[_Commit]] | None,
+                   late_lock: bool) -> list[_Committed]:
         obsolete: list[str] = []
         deleted: list[Resource] = []
         writes = Writes()
-        with self.index.transaction() as db:
+        with self.index.transaction(late_lock) as db:
             reserved = self.index.reserve_resource_ids(db, len(batch))  # one id per instance
             known = self.index.ingest_lookup(db, [parsed.ids for parsed, _, _ in batch])
             extra = more() if more is not None else []
             if extra:
                 reserved = itertools.chain(reserved, self.index.reserve_resource_ids(db, len(extra)))
                 known.update(self.index.ingest_lookup(db, [parsed.ids for parsed, _, _ in extra]))
+            if late_lock and self._reads_while_writing(batch, known):
+                self.index.lock_writers(db)
+                late_lock = False
+                known = self.index.ingest_lookup(db, [parsed.ids for parsed, _, _ in batch])
+            new_parents = {public_id for parsed, _, _ in batch for level, public_id in parsed.ids.items()
+                           if level is not Level.INSTANCE and public_id not in known.ids}
+            if new_parents:
+                reserved = itertools.chain(reserved, self.index.reserve_resource_ids(db, len(new_parents)))
             shared = _Batch(known, reserved, writes)
             indexed = [self._index_in(db, parsed, origin, staged, shared, deleted, obsolete)
                        for parsed, origin, staged in batch]
+            if late_lock:
+                self.index.lock_writers(db)
             writes.flush(db)
             journal = self.area.journal_removals(obsolete)
         after = _AfterCommit(deleted, obsolete, journal)
@@ -335,6 +359,16 @@ class Store:
         for resource in after.deleted:
             self.bus.publish(events.ResourceEvent(events.Kind.DELETED, resource.level, resource.public_id))
         self.area.remove_journaled(after.journal, after.obsolete)
+
+    def _reads_while_writing(self, batch: list[_Commit], known: Known) -> bool:
+        """Whether indexing ``batch`` reads the index between its writes (recycling, an
+        overwritten instance, a series' completeness): those reads need the writers'
+        lock, and a lookup made under it."""
+        if self.limits.max_storage_bytes or self.limits.max_patients:
+            return True
+        return any((self.limits.overwrite and parsed.ids[Level.INSTANCE] in known.ids)
+                   or known.expected.get(parsed.ids[Level.SERIES]) or expected_instances(parsed) is not None
+                   for parsed, _, _ in batch)
 
     def _index_in(self, db, parsed: ParsedInstance, origin: Origin, staged: Staged, batch: _Batch,
                   deleted: list[Resource], obsolete: list[str]) -> tuple[str, list[Level]]:

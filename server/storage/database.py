@@ -15,6 +15,11 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 
+class WriteConflict(Exception):
+    """A ``late_lock`` transaction's write clashed with another writer's: run it again with
+    the lock taken first."""
+
+
 class Cursor(Protocol):
     """The part of a DB-API cursor the index reads (``sqlite3.Cursor`` is one)."""
 
@@ -48,8 +53,20 @@ class Database(Protocol):
     #: Whether ``DicomIdentifiers`` was just added to an index written before it existed.
     needs_identifiers: bool
 
-    def transaction(self) -> AbstractContextManager[Connection]:
-        """A write transaction; writers are serialised (one at a time, as in SQLite)."""
+    def transaction(self, late_lock: bool = False) -> AbstractContextManager[Connection]:
+        """A write transaction; writers are serialised (one at a time, as in SQLite).
+
+        ``late_lock``: where writers are several processes (PostgreSQL's nodes), the
+        writers' lock is taken only by :meth:`lock_writers`, so that a transaction can read
+        and prepare its writes while another one writes.  Its reads before the lock may be
+        outdated by then; every write must come after it, and a write that the outdated
+        reads made wrong (a resource created or deleted meanwhile) raises
+        :class:`WriteConflict`, after the transaction is rolled back.  Nested in another
+        transaction, it is that one."""
+
+    def lock_writers(self, db: Connection) -> None:
+        """Take the writers' lock in a ``late_lock`` transaction (a no-op where the
+        transaction holds it from its start)."""
 
     def reading(self) -> AbstractContextManager[Connection]:
         """Reads that see one state of the index; nested calls in a thread share it."""

@@ -267,6 +267,8 @@ class Writes:
     once, the later wins, as each ingest's would have replaced the one before."""
 
     def __init__(self) -> None:
+        #: New resources whose ids were reserved (parents before their children).
+        self.resources: list[tuple[int, int, str, int | None]] = []
         self.tags: list[tuple[int, int, int, str]] = []
         self.changes: list[tuple[int, int, int, str]] = []
         self.unstable: dict[int, tuple[int, float]] = {}
@@ -292,6 +294,7 @@ class Writes:
         self.recent_patients[patient] = self.recent_patients.pop(patient, False) or new
 
     def flush(self, db: Connection) -> None:
+        insert_rows(db, "INSERT INTO Resources(internalId, resourceType, publicId, parentId)", self.resources)
         insert_rows(db, "INSERT INTO MainDicomTags", self.tags)
         insert_rows(db, "INSERT INTO DicomIdentifiers", _identifier_rows(self.tags))
         insert_rows(db, "INSERT INTO Changes(changeType, internalId, resourceType, date)", self.changes)
@@ -305,8 +308,8 @@ class Writes:
                 db.execute("INSERT INTO PatientRecyclingOrder(patientId) VALUES(?)", (patient,))
             else:
                 Index.tag_most_recent_patient(db, patient)
-        for written in (self.tags, self.changes, self.unstable, self.attachments, self.metadata,
-                        self.recent_patients):
+        for written in (self.resources, self.tags, self.changes, self.unstable, self.attachments,
+                        self.metadata, self.recent_patients):
             written.clear()
 
 
@@ -419,7 +422,8 @@ class SqliteDatabase:
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, late_lock: bool = False) -> Iterator[Connection]:
+        """One writer: this process's (``late_lock`` changes nothing)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -441,6 +445,10 @@ class SqliteDatabase:
     def last_change_seq(self, db: Connection) -> int:
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='Changes'").fetchone()
         return int(row[0]) if row else 0
+
+    @staticmethod
+    def lock_writers(db: Connection) -> None:
+        """Held since ``BEGIN IMMEDIATE``."""
 
     @staticmethod
     def reserve_resource_ids(db: Connection, count: int) -> Iterator[int]:
@@ -476,14 +484,19 @@ class Index:
     read_only = False
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A write transaction; other writers wait until it commits."""
+    def transaction(self, late_lock: bool = False) -> Iterator[Connection]:
+        """A write transaction; other writers wait until it commits (see
+        :meth:`Database.transaction` for ``late_lock``)."""
         if self.read_only:
             raise OrthancError(ErrorCode.READ_ONLY, "The DB is trying to execute a ReadWrite "
                                "transaction while Orthanc has been started in ReadOnly mode.")
         check_off_loop("Index.transaction")
-        with self.database.transaction() as db:
+        with self.database.transaction(late_lock) as db:
             yield db
+
+    def lock_writers(self, db: Connection) -> None:
+        """See :meth:`Database.lock_writers`."""
+        self.database.lock_writers(db)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -772,10 +785,10 @@ class Index:
         """Create the missing resources for an instance; returns internal ids and new levels.
 
         Must run inside :meth:`transaction`; ``known`` is what the caller knows of the
-        index (:meth:`ingest_lookup`), and learns the resources created.  The instance
+        index (:meth:`ingest_lookup`), and learns the resources created.  A new resource
         takes its internal id from ``reserved`` if any is left there
-        (:meth:`reserve_resource_ids`).  Their tags and changes go to the caller's
-        ``writes``, if given.  Patient tags are also indexed at the study level, as Orthanc
+        (:meth:`reserve_resource_ids`) and is then written with the caller's ``writes``
+        (if given), as are the tags and changes.  Patient tags are also indexed at the study level, as Orthanc
         does, so that study queries on patient tags stay local.
         """
         if writes is None:
@@ -794,11 +807,12 @@ class Index:
             if existing is not None:
                 internal[level] = parent = existing
                 continue
-            new_id = next(reserved, None) if reserved is not None and level is Level.INSTANCE else None
+            new_id = next(reserved, None) if reserved is not None else None
             if new_id is not None:
-                db.execute("INSERT INTO Resources(internalId, resourceType, publicId, parentId) "
-                           "VALUES(?, ?, ?, ?)", (new_id, int(level), ids[level], parent))
+                writes.resources.append((new_id, int(level), ids[level], parent))
             else:
+                if writes.resources:  # its parent may be waiting there
+                    writes.flush(db)
                 new_id = db.execute("INSERT INTO Resources(resourceType, publicId, parentId) VALUES(?, ?, ?)",
                                     (int(level), ids[level], parent)).lastrowid
                 assert new_id is not None
@@ -862,14 +876,13 @@ class Index:
         """Whether :meth:`series_status` is Complete, asked at each ingest with the series'
         ExpectedNumberOfInstances: the children are counted first (a Complete series has
         exactly the expected number), so a series still filling does not read every
-        child's metadata at each of its instances (nor needs the batch's ``writes``)."""
+        child's metadata at each of its instances.  The batch's ``writes`` go first: its
+        new instances may be among them."""
         if expected <= 0:
             return False
-        children = db.execute("SELECT COUNT(*) FROM Resources WHERE parentId=?", (series,)).fetchone()[0]
-        if children != expected:
-            return False
         writes.flush(db)
-        return self.series_status(db, series) == "Complete"
+        children = db.execute("SELECT COUNT(*) FROM Resources WHERE parentId=?", (series,)).fetchone()[0]
+        return children == expected and self.series_status(db, series) == "Complete"
 
     @staticmethod
     def _expected_instances(db: Connection, series: int) -> int:

@@ -14,8 +14,12 @@ generated key gets ``RETURNING`` it, for ``lastrowid``.
 
 Writers are serialised cluster-wide by a transaction-scoped advisory lock, which is what
 SQLite's single writer gave the index (a lookup then an insert cannot race another
-node's), and run in psycopg's pipeline mode: only the statements whose answers are read
-wait for them, so that the lock is held for a few round trips per ingest rather than a dozen.
+node's; changes are numbered in the order they commit), and run in psycopg's pipeline
+mode: only the statements whose answers are read wait for them, so that the lock is held
+for a few round trips per ingest rather than a dozen.  An ingest batch takes it late
+(``late_lock``): it looks up and prepares its rows while another node writes, then holds
+the lock for its writes and its commit alone; a resource another node created or deleted
+meanwhile fails a key, and the batch runs again, lock first (:class:`WriteConflict`).
 Readers run in a REPEATABLE READ transaction, one snapshot however many statements.
 Each thread holds at most one pooled connection: a nested ``reading`` or ``transaction``
 reuses it, so a small pool cannot deadlock.
@@ -38,9 +42,18 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from server.config.error import ConfigError
-from server.storage.database import Connection
+from server.storage.database import Connection, WriteConflict
 
 log = logging.getLogger(__name__)
+
+
+def _not_a_second_error(record: logging.LogRecord) -> bool:
+    """psycopg warns of the pipeline's end failing after an error in it: the first error is
+    the one raised, and handled (a :class:`WriteConflict` is routine between nodes)."""
+    return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_not_a_second_error)
 
 #: Advisory lock keys: the node's exclusive use (``Lock``), and the one writer at a time.
 LOCK_KEY = 0x15E9A4D0
@@ -304,6 +317,8 @@ class Settings:
 class _ThreadState(threading.local):
     connection: _Connection | None = None
     writing = False
+    #: In a ``late_lock`` write that has not taken the writers' lock yet.
+    unlocked = False
 
 
 class PostgresDatabase:
@@ -386,25 +401,38 @@ class PostgresDatabase:
                 state.connection = None
 
     @contextmanager
-    def _writing(self) -> Iterator[_Connection]:
+    def _writing(self, late_lock: bool) -> Iterator[_Connection]:
         """This thread's connection in a write transaction, in psycopg's pipeline mode: a
         statement whose answer is not read (most of an ingest's inserts) does not wait
         for it, so the writers' lock is held for a few round trips instead of one per
         statement.  An error comes when the next answer is read (or at the end), and
         rolls back all; the ROLLBACK goes after the pipeline, whose statements after an
-        error are not run until it ends."""
+        error are not run until it ends.
+
+        ``late_lock``: the writers' lock waits for :meth:`lock_writers`; a resource that
+        another writer created or deleted meanwhile makes an insert fail on its key, which
+        is a :class:`WriteConflict`."""
         state = self._state
         with self._pool.connection() as raw:
             state.connection = connection = _Connection(raw)
             try:
                 with raw.pipeline() as pipeline:
                     connection.pipeline = pipeline
-                    for statement in self._BEGIN_WRITE:
+                    for statement in self._BEGIN_WRITE[:1] if late_lock else self._BEGIN_WRITE:
                         raw.execute(statement)
                     yield connection
                     raw.execute("COMMIT")
-            except BaseException:
-                raw.execute("ROLLBACK")
+            except BaseException as error:
+                if isinstance(error, psycopg.Error):
+                    # After an error in a pipeline, psycopg may take for prepared a
+                    # statement whose PREPARE was skipped, and fail at its next use: the
+                    # connection is closed (which rolls back), and the pool replaces it.
+                    raw.close()
+                else:
+                    raw.execute("ROLLBACK")
+                if late_lock and isinstance(error, (psycopg.errors.UniqueViolation,
+                                                    psycopg.errors.ForeignKeyViolation)):
+                    raise WriteConflict(str(error).strip()) from error
                 raise
             finally:
                 connection.pipeline = None
@@ -415,17 +443,19 @@ class PostgresDatabase:
     _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ"
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, late_lock: bool = False) -> Iterator[Connection]:
         state = self._state
         current = state.connection
         if current is None:
-            state.writing = True
+            state.writing, state.unlocked = True, late_lock
             try:
-                with self._writing() as connection:
+                with self._writing(late_lock) as connection:
                     yield connection
             finally:
-                state.writing = False
+                state.writing = state.unlocked = False
         elif state.writing:
+            if state.unlocked and not late_lock:  # a write that needs the lock from its start
+                self.lock_writers(current)
             yield current
         else:
             # A write inside a read: the read's snapshot ends, the write commits, and the
@@ -443,6 +473,11 @@ class PostgresDatabase:
             finally:
                 state.writing = False
                 current.raw.execute(self._READ)
+
+    def lock_writers(self, db: Connection) -> None:
+        """Its answer is not read: the statements after it wait, in PostgreSQL, for the lock."""
+        db.execute(f"SELECT pg_advisory_xact_lock({WRITER_KEY})")
+        self._state.unlocked = False
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
