@@ -316,7 +316,7 @@ def test_parent_modules_are_inherited_as_orthanc(both, level: str) -> None:
         base_tags = server.json(f"/instances/{base['ID']}/tags?short")
         child_tags = server.json(f"/instances/{child['ID']}/tags?short")
         inherited = {key for key in base_tags if child_tags.get(key) == base_tags[key]}
-        results.append((stable_tags(server, child["ID"]), inherited - DATE_TAGS - TIME_TAGS))
+        results.append((stable_tags(server, child["ID"], base["ID"]), inherited - DATE_TAGS - TIME_TAGS))
         refused = server.post("/tools/create-dicom", json={"Parent": parent, "Tags": {"PatientName": "X"}})
         assert (refused.status_code, refused.json()["OrthancStatus"]) == (400, 2020)
         assert refused.json()["Details"] == "PatientName"
