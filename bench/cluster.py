@@ -9,7 +9,8 @@ PostgreSQL's default durability), then for each server and each cluster size (1 
 on one fresh database and one storage folder, ``"Lock": false``):
 
 * REST: N small instances (the ~2 KB files of ``scale.py``) posted by 8 clients, spread
-  evenly over the nodes;
+  evenly over the nodes (an upload answered 503, Orthanc's "try again" when its writers
+  collide, is posted again, and counted);
 * C-STORE: N other instances by 4 ``storescu`` associations, spread over the nodes.
 
 Figures: instances per second (wall clock), CPU per instance of the nodes and of PostgreSQL,
@@ -48,6 +49,8 @@ from workload import WrongAnswer
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so")
 REST_CLIENTS, ASSOCIATIONS = 8, 4
 TIMEOUT = 1800
+#: How many times a client posts a file again that was answered 503.
+RETRIES = 20
 
 
 def _binary(name: str) -> str:
@@ -150,12 +153,21 @@ def measure(nodes: list[Server], postgres: Postgres, expected: int, send_all: Ca
             "busy_cores": busy / elapsed}
 
 
-def rest(nodes: list[Server], files: list[bytes]) -> Callable[[], None]:
+def rest(nodes: list[Server], files: list[bytes], retried: list[int]) -> Callable[[], None]:
+    """Each client posts its share of ``files`` to its node; a 503 (Orthanc's "cannot
+    serialize" between writers, an invitation to try again) is retried, and counted in
+    ``retried``."""
     def post_share(client: int) -> None:
         node = nodes[client % len(nodes)]
         with requests.Session() as session:
             for data in files[client::REST_CLIENTS]:
                 answer = session.post(node.url + "/instances", data=data, timeout=TIMEOUT)
+                for _ in range(RETRIES):
+                    if answer.status_code != 503:
+                        break
+                    retried.append(1)
+                    time.sleep(0.01)
+                    answer = session.post(node.url + "/instances", data=data, timeout=TIMEOUT)
                 if answer.status_code != 200:
                     raise WrongAnswer(f"{node.name}: POST /instances answered {answer.status_code}")
 
@@ -173,15 +185,17 @@ def cstore(nodes: list[Server], paths: list[Path]) -> Callable[[], None]:
             processes.append(subprocess.Popen(
                 ["storescu", "-aet", "BENCH", "-aec", node.aet, "127.0.0.1", str(node.dicom_port),
                  *map(str, paths[association::ASSOCIATIONS])],
-                env={**os.environ, "TCP_NODELAY": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                env={**os.environ, "TCP_NODELAY": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
         for process in processes:
-            _, errors = process.communicate(timeout=TIMEOUT)
+            errors, _ = process.communicate(timeout=TIMEOUT)
             if process.returncode != 0:
                 raise WrongAnswer(f"storescu exited with {process.returncode}: {errors[-300:]!r}")
     return send_all
 
 
-def run_kind(kind: str, count: int, root: Path, postgres: Postgres) -> dict[str, float]:
+def run_kind(kind: str, count: int, root: Path, postgres: Postgres, figures: dict[str, float]) -> None:
+    """Both phases with 1 then 2 nodes, into ``figures`` (what was measured stays there
+    when a later phase fails: Orthanc's nodes sometimes refuse an instance)."""
     files = list(instances(2 * count))
     rest_files, store_files = files[:count], files[count:]
     folder = root / "cstore-files"
@@ -191,13 +205,14 @@ def run_kind(kind: str, count: int, root: Path, postgres: Postgres) -> dict[str,
     for number, data in enumerate(store_files):
         paths.append(folder / f"{number:06d}.dcm")
         paths[-1].write_bytes(data)
-    figures: dict[str, float] = {}
     for size in (1, 2):
         nodes = start_nodes(kind, size, root, postgres)
         try:
             progress(f"{kind}, {size} node(s): REST, {REST_CLIENTS} clients")
-            for key, value in measure(nodes, postgres, count, rest(nodes, rest_files)).items():
+            retried: list[int] = []
+            for key, value in measure(nodes, postgres, count, rest(nodes, rest_files, retried)).items():
                 figures[f"rest{size}_{key}"] = value
+            figures[f"rest{size}_retried"] = len(retried)
             progress(f"{kind}, {size} node(s): C-STORE, {ASSOCIATIONS} associations")
             for key, value in measure(nodes, postgres, 2 * count, cstore(nodes, paths)).items():
                 figures[f"store{size}_{key}"] = value
@@ -206,7 +221,6 @@ def run_kind(kind: str, count: int, root: Path, postgres: Postgres) -> dict[str,
                 node.stop()
     figures["rest_scaling"] = figures["rest2_rate"] / figures["rest1_rate"]
     figures["store_scaling"] = figures["store2_rate"] / figures["store1_rate"]
-    return figures
 
 
 def scale(count: int, root: Path, postgres: Postgres) -> dict[str, float]:
@@ -232,6 +246,7 @@ METRICS = [
     Metric("rest1_db_cpu_ms", "REST, 1 node: PostgreSQL CPU per instance (ms)", False),
     Metric("rest1_busy_cores", f"REST, 1 node: machine busy (cores of {os.cpu_count()})", False),
     Metric("rest2_busy_cores", f"REST, 2 nodes: machine busy (cores of {os.cpu_count()})", False),
+    Metric("rest2_retried", "REST, 2 nodes: uploads answered 503 and posted again", False),
     Metric("store1_rate", "C-STORE 4 associations, 1 node (inst/s)", True),
     Metric("store2_rate", "C-STORE 4 associations, 2 nodes (inst/s)", True),
     Metric("store_scaling", "C-STORE: 2 nodes / 1 node", True),
@@ -266,7 +281,7 @@ def main() -> int:
         try:
             for kind in kinds:
                 try:
-                    outcome.results[kind] = run_kind(kind, args.instances, root, postgres)
+                    run_kind(kind, args.instances, root, postgres, outcome.results.setdefault(kind, {}))
                 except (WrongAnswer, RuntimeError, OSError, requests.RequestException) as error:
                     outcome.warnings.append(f"{kind} failed: {error}")
             if args.scale and "isengard" in kinds:
