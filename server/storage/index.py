@@ -876,13 +876,17 @@ class Index:
         """Whether :meth:`series_status` is Complete, asked at each ingest with the series'
         ExpectedNumberOfInstances: the children are counted first (a Complete series has
         exactly the expected number), so a series still filling does not read every
-        child's metadata at each of its instances.  The batch's ``writes`` go first: its
-        new instances may be among them."""
+        child's metadata at each of its instances (its new instances with reserved ids are
+        written first: they are among the batch's ``writes``)."""
         if expected <= 0:
             return False
-        writes.flush(db)
+        if writes.resources:
+            writes.flush(db)
         children = db.execute("SELECT COUNT(*) FROM Resources WHERE parentId=?", (series,)).fetchone()[0]
-        return children == expected and self.series_status(db, series) == "Complete"
+        if children != expected:
+            return False
+        writes.flush(db)
+        return self.series_status(db, series) == "Complete"
 
     @staticmethod
     def _expected_instances(db: Connection, series: int) -> int:
