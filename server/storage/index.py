@@ -788,8 +788,8 @@ class Index:
         index (:meth:`ingest_lookup`), and learns the resources created.  A new resource
         takes its internal id from ``reserved`` if any is left there
         (:meth:`reserve_resource_ids`) and is then written with the caller's ``writes``
-        (if given), as are the tags and changes.  Patient tags are also indexed at the study level, as Orthanc
-        does, so that study queries on patient tags stay local.
+        (if given), as are the tags and changes.  Patient tags are also indexed at the
+        study level, as Orthanc does, so that study queries on patient tags stay local.
         """
         if writes is None:
             writes = Writes()
