@@ -101,7 +101,7 @@ def _is_reservation(group: int, element: int) -> bool:
     return group & 1 == 1 and 0x0010 <= element <= 0x00FF
 
 
-def _dictionary_vr(group: int, element: int, creator: str | None) -> str:
+def dictionary_vr(group: int, element: int, creator: str | None) -> str:
     """The VR dcmtk gives an implicit-VR element: its dictionary's, or UN-like."""
     found = (creator is not None and lookup(group, element, creator)) or lookup(group, element)
     return found[0] if found else "UNKNOWN"
@@ -162,7 +162,7 @@ def _resolve(elem: RawDataElement | DataElement, ds: Dataset,
         implicit, little = _encoding(ds)
         file_vr = elem.VR
         undefined = isinstance(elem.value, Sequence)
-    vr = _dictionary_vr(group, element, creator) if implicit or not file_vr else file_vr
+    vr = dictionary_vr(group, element, creator) if implicit or not file_vr else file_vr
     if vr == "xs" and elem.tag in _XS_BY_PIXEL_REPRESENTATION:
         representation = _pixel_representation(ds)
         if representation is not None:

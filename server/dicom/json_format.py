@@ -16,6 +16,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 
 import server
@@ -25,6 +26,7 @@ from server.dicom.elements import (
     PIXEL_DATA,
     STRING_VRS,
     Element,
+    dictionary_vr,
     even,
     find_element,
     iter_elements,
@@ -179,6 +181,14 @@ def sequences_full(ds: Dataset, tags: Iterable[int], decoder: TextDecoder) -> Js
 
 def tag_text(ds: Dataset, tag: int, decoder: TextDecoder) -> str | None:
     """The text Orthanc indexes for a top-level tag: None when absent, Null or TooLong."""
+    raw = ds._dict.get(tag)
+    if type(raw) is RawDataElement:
+        # Most main tags of a file: a string, read as find_element and _leaf would,
+        # without them (a fifth of an ingest's parse).
+        vr = raw.VR if raw.VR and not raw.is_implicit_VR else dictionary_vr(tag >> 16, tag & 0xFFFF, None)
+        if vr in STRING_VRS:
+            text = decoder.decode(string_text(raw.value or b"", vr), vr)
+            return None if text is None or len(text.encode()) > MAXIMUM_STRING_LENGTH else text
     el = find_element(ds, tag)
     if el is None:
         return None
