@@ -140,6 +140,7 @@ def test_listing_pages_like_orthanc(loaded: tuple[Isengard, Orthanc], level: str
         path = f"/{level}?since={since}&limit={limit}"
         mine, theirs = _both(loaded, lambda s, p=path: s.json(p))
         assert mine == theirs, path
+        assert [r["ID"] for r in loaded[0].json(path + "&expand")] == mine, path
     for incomplete in ("since=1", "limit=1"):
         mine, theirs = _both(loaded, lambda s, q=incomplete: s.get(f"/{level}?{q}").status_code)
         assert mine == theirs == 400

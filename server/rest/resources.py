@@ -98,15 +98,12 @@ class ListHandler(OrthancHandler):
         """All resources of the level, or ``limit`` of them after the first ``since``
         (Orthanc 1.10.1: ``limit=0`` is an empty page; from 1.12.5, API 26, "no limit",
         so this follows the API level ``/system`` reports)."""
-        if window is None:
-            ids = self.index.list_ids(level)
-        else:
-            since, limit = window
-            no_limit_is_all = server.ORTHANC_API_VERSION >= 26
-            ids = self.index.list_ids(level, since, limit) if limit or no_limit_is_all else []
+        since, limit = window or (0, 0)
+        if window is not None and not limit and server.ORTHANC_API_VERSION < 26:
+            return []
         if not expand:
-            return ids
-        resources = [r for r in map(self.index.lookup, ids) if r is not None]
+            return self.index.list_ids(level, since, limit)
+        resources = self.index.list_resources(level, since, limit)
         return self.requested_tags.add_to(self.views.expand_many(resources, fmt), resources, requested, fmt)
 
     async def post(self, plural: str) -> None:
