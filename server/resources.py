@@ -11,7 +11,7 @@ from server.dicom.json_format import Json
 from server.dicom.main_tags import BY_LEVEL, Level, Tag, format_tag
 from server.labels import Labels
 from server.stability import StabilityMonitor
-from server.storage.index import ATTACHMENT_DICOM, Attachment, Index, Metadata, Resource
+from server.storage.index import ATTACHMENT_DICOM, Attachment, Index, Metadata, Resource, expected_count
 
 _CHILDREN_KEY = {Level.PATIENT: "Studies", Level.STUDY: "Series", Level.SERIES: "Instances"}
 _PARENT_KEY = {Level.STUDY: "ParentPatient", Level.SERIES: "ParentStudy",
@@ -165,10 +165,13 @@ class ResourceViews:
         result["IsStable"] = facts.stable
         result["LastUpdate"] = metadata.get(Metadata.LastUpdate)
         if level is Level.SERIES:
-            result["ExpectedNumberOfInstances"] = _int_or_none(
-                metadata.get(Metadata.ExpectedNumberOfInstances))
-            with self.index.reading() as db:
-                result["Status"] = self.index.series_status(db, resource.internal_id)
+            expected = metadata.get(Metadata.ExpectedNumberOfInstances)
+            result["ExpectedNumberOfInstances"] = _int_or_none(expected)
+            if expected_count(expected) <= 0:  # nothing to count its instances against
+                result["Status"] = "Unknown"
+            else:
+                with self.index.reading() as db:
+                    result["Status"] = self.index.series_status(db, resource.internal_id)
         return result
 
     def content(self, resource: Resource, flags: set[str], fmt: str = "simplify",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import time
 import zipfile
+from pathlib import Path
 
+import pydicom
 import pytest
 
 from conftest import Isengard, sample
@@ -224,3 +226,30 @@ def test_changes_log(make_isengard) -> None:
     assert [c["ChangeType"] for c in last["Changes"]] == ["StablePatient"]
     assert server.delete("/changes").status_code == 200
     assert server.json("/changes")["Changes"] == []
+
+
+def _announcing(path: Path, expected: int | None) -> bytes:
+    """A file of the sample series, announcing ``expected`` instances (or none)."""
+    ds = pydicom.dcmread(path)
+    for keyword in ("ImagesInAcquisition", "NumberOfTemporalPositions"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    if expected is not None:
+        ds.ImagesInAcquisition, ds.NumberOfTemporalPositions = expected, 1
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("expected", "statuses"), [(None, ["Unknown", "Unknown"]), (2, ["Missing", "Complete"]),
+                                                    (1, ["Complete", "Inconsistent"])])
+def test_a_series_status_follows_its_expected_instances(server: Isengard, expected: int | None,
+                                                        statuses: list[str]) -> None:
+    """As Orthanc: Unknown without ImagesInAcquisition, then Missing, Complete or
+    Inconsistent as the instances come (numbered by InstanceNumber); in a listing too."""
+    seen = []
+    for path in SERIES[:2]:
+        series = server.post("/instances", data=_announcing(path, expected)).json()["ParentSeries"]
+        seen.append(server.json(f"/series/{series}")["Status"])
+        assert [s["Status"] for s in server.json("/series?expand")] == seen[-1:]
+    assert seen == statuses
