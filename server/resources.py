@@ -167,11 +167,7 @@ class ResourceViews:
         if level is Level.SERIES:
             expected = metadata.get(Metadata.ExpectedNumberOfInstances)
             result["ExpectedNumberOfInstances"] = _int_or_none(expected)
-            if expected_count(expected) <= 0:  # nothing to count its instances against
-                result["Status"] = "Unknown"
-            else:
-                with self.index.reading() as db:
-                    result["Status"] = self.index.series_status(db, resource.internal_id)
+            result["Status"] = self.index.series_status_of(resource.internal_id, expected_count(expected))
         return result
 
     def content(self, resource: Resource, flags: set[str], fmt: str = "simplify",

@@ -312,13 +312,14 @@ class Store:
         the index has answered the lookup; files they make obsolete (overwritten,
         recycled) are journaled for removal in the same transaction (see :meth:`delete`).
 
-        The writers' lock (cluster-wide on PostgreSQL) is taken late: another node writes
-        while this one looks up and prepares its rows, and the lock is held for the writes
-        and the commit alone.  That needs the lookup to stay true until the writes; when
-        another node created or deleted one of the batch's resources meanwhile, the
-        writes fail (:class:`WriteConflict`) and the batch runs again, lock first."""
+        Where several nodes write (PostgreSQL), the writers' lock is taken late: another
+        node writes while this one looks up and prepares its rows, and the lock is held for
+        the writes and the commit alone.  That needs the lookup to stay true until the
+        writes; when another node created or deleted one of the batch's resources
+        meanwhile, the writes fail (:class:`WriteConflict`) and the batch runs again, lock
+        first.  (SQLite's one writer is this process: its batches hold the lock throughout.)"""
         try:
-            return self._commit_in(batch, more, late_lock=True)
+            return self._commit_in(batch, more, late_lock=self.index.several_writers)
         except WriteConflict as conflict:
             log.debug("Ingest batch of %d run again, lock first: %s", len(batch), conflict)
             return self._commit_in(batch, None, late_lock=False)

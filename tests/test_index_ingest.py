@@ -60,6 +60,20 @@ def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) 
     assert len(sent) <= 13, sent  # 29 before they were counted
 
 
+def test_sqlite_looks_a_batch_up_once_whatever_it_reads_while_writing(tmp_path: Path) -> None:
+    """Its one writer is this process: no lookup again under a lock taken late (with the
+    recycling limits, a PostgreSQL batch takes the lock, then looks up again)."""
+    target = store(tmp_path, Limits(max_patients=5))
+    target.ingest(instance("1", 1), Origin())
+    database = target.index.database
+    assert isinstance(database, SqliteDatabase)
+    statements: list[str] = []
+    database._db.set_trace_callback(statements.append)
+    assert target.ingest(instance("1", 2), Origin()).status == "Success"
+    database._db.set_trace_callback(None)
+    assert sum("r.publicId, r.internalId" in s for s in statements) == 1
+
+
 def test_the_newest_instance_makes_its_patient_the_last_recycled(tmp_path: Path) -> None:
     target = store(tmp_path, Limits(max_patients=2))
     ids = [target.ingest(instance(p, n), Origin()).ids for p, n in (("1", 1), ("2", 1), ("1", 2))]

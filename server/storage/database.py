@@ -53,6 +53,10 @@ class Database(Protocol):
     #: Whether ``DicomIdentifiers`` was just added to an index written before it existed.
     needs_identifiers: bool
 
+    #: Whether writers in other processes (a cluster's nodes) share the database: only then
+    #: does a ``late_lock`` transaction let one of them write while another prepares.
+    several_writers: bool
+
     def transaction(self, late_lock: bool = False) -> AbstractContextManager[Connection]:
         """A write transaction; writers are serialised (one at a time, as in SQLite).
 

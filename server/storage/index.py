@@ -388,6 +388,7 @@ class SqliteDatabase:
     A second server on the same ``IndexDirectory`` is refused at start-up."""
 
     backend_plugin: str | None = None
+    several_writers = False
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -482,6 +483,11 @@ class Index:
 
     #: ``ReadOnly`` (Orthanc 1.12.5): every write transaction is refused.
     read_only = False
+
+    @property
+    def several_writers(self) -> bool:
+        """See :attr:`Database.several_writers`."""
+        return self.database.several_writers
 
     @contextmanager
     def transaction(self, late_lock: bool = False) -> Iterator[Connection]:
@@ -863,9 +869,11 @@ class Index:
                    f"(SELECT 1 FROM PatientRecyclingOrder WHERE {moved})", (patient, patient))
         db.execute(f"DELETE FROM PatientRecyclingOrder WHERE {moved}", (patient,))
 
-    def series_status(self, db: Connection, series: int) -> str:
-        """Orthanc's series Status: Unknown, Missing, Inconsistent or Complete."""
-        expected = self._expected_instances(db, series)
+    def series_status(self, db: Connection, series: int, expected: int | None = None) -> str:
+        """Orthanc's series Status: Unknown, Missing, Inconsistent or Complete (``expected``:
+        its ExpectedNumberOfInstances, when the caller has read it)."""
+        if expected is None:
+            expected = self._expected_instances(db, series)
         if expected <= 0:
             return "Unknown"
         seen: set[int] = set()
@@ -881,6 +889,14 @@ class Index:
             seen.add(position)
         return "Complete" if len(seen) == expected else "Missing"
 
+    def series_status_of(self, series: int, expected: int) -> str:
+        """:meth:`series_status` of a series whose expected count the caller has read (a
+        view, from its metadata): without one it is Unknown, with no query."""
+        if expected <= 0:
+            return "Unknown"
+        with self.reading() as db:
+            return self.series_status(db, series, expected)
+
     def series_complete(self, db: Connection, series: int, expected: int, writes: Writes) -> bool:
         """Whether :meth:`series_status` is Complete, asked at each ingest with the series'
         ExpectedNumberOfInstances: the children are counted first (a Complete series has
@@ -895,7 +911,7 @@ class Index:
         if children != expected:
             return False
         writes.flush(db)
-        return self.series_status(db, series) == "Complete"
+        return self.series_status(db, series, expected) == "Complete"
 
     @staticmethod
     def _expected_instances(db: Connection, series: int) -> int:

@@ -326,6 +326,7 @@ class PostgresDatabase:
 
     backend_plugin: str | None = BACKEND_NAME
     needs_identifiers = False
+    several_writers = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
