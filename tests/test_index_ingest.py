@@ -43,8 +43,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
         index.close()
 
 
-def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) -> None:
-    target = store(tmp_path)
+def second_instance_statements(target: Store) -> list[str]:
+    """The SQL statements SQLite runs for the second instance of a series (the first stored)."""
     target.ingest(instance("1", 1), Origin())
     database = target.index.database
     assert isinstance(database, SqliteDatabase)
@@ -52,6 +52,11 @@ def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) 
     database._db.set_trace_callback(statements.append)
     assert target.ingest(instance("1", 2), Origin()).status == "Success"
     database._db.set_trace_callback(None)
+    return statements
+
+
+def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) -> None:
+    statements = second_instance_statements(store(tmp_path))
     # A trigger's statements are traced as its statement's text again: they run inside the
     # database (on PostgreSQL too), not one round trip each.
     sent = [s for n, s in enumerate(statements) if n == 0 or s != statements[n - 1]]
@@ -63,14 +68,7 @@ def test_an_instance_of_a_known_series_costs_a_dozen_statements(tmp_path: Path) 
 def test_sqlite_looks_a_batch_up_once_whatever_it_reads_while_writing(tmp_path: Path) -> None:
     """Its one writer is this process: no lookup again under a lock taken late (with the
     recycling limits, a PostgreSQL batch takes the lock, then looks up again)."""
-    target = store(tmp_path, Limits(max_patients=5))
-    target.ingest(instance("1", 1), Origin())
-    database = target.index.database
-    assert isinstance(database, SqliteDatabase)
-    statements: list[str] = []
-    database._db.set_trace_callback(statements.append)
-    assert target.ingest(instance("1", 2), Origin()).status == "Success"
-    database._db.set_trace_callback(None)
+    statements = second_instance_statements(store(tmp_path, Limits(max_patients=5)))
     assert sum("r.publicId, r.internalId" in s for s in statements) == 1
 
 
