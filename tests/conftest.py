@@ -82,17 +82,32 @@ def _no_leftover_servers() -> Iterator[None]:
 _GIVEN_PORTS: set[int] = set()
 
 
+def _port_band() -> range:
+    """This session's ports: its own share of 10000-32767, below the kernel's ephemeral range
+    (32768-60999), so that no outgoing connection takes one, and, under pytest-xdist, so
+    that two workers never hand out the same port (each only knows the ports it gave)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    size = (32768 - 10000) // count
+    start = 10000 + int(worker.removeprefix("gw")) * size
+    return range(start, start + size)
+
+
 def free_port() -> int:
     """A free loopback port, never one handed out before in this session: once the probing
-    socket is closed the kernel may give the same port again, before the server it was
-    meant for has bound it (two servers of one test then collide)."""
-    while True:
+    socket is closed, nothing holds the port for the server it was meant for, so a port is
+    given once (two servers of one test would collide)."""
+    for port in _port_band():
+        if port in _GIVEN_PORTS:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _GIVEN_PORTS:
-            _GIVEN_PORTS.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free port left in this session's band")
 
 
 def sample(name: str) -> Path:
