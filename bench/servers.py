@@ -198,7 +198,25 @@ class Server(ABC):
             return "(no log)"
 
 
+#: The trees whose ``server/`` is byte-compiled already (:func:`_byte_compile`).
+_COMPILED: set[Path] = set()
+
+
+def _byte_compile(repo: Path) -> None:
+    """Byte-compile ``repo/server`` once, as ``make run`` does before it starts the server:
+    with ``PYTHONDONTWRITEBYTECODE`` set, Python compiles each module edited since its last
+    compilation at every start (~5 ms each), which the start-up figure would count."""
+    if repo not in _COMPILED:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(repo / "server")],
+                       check=True, stdout=subprocess.DEVNULL)
+        _COMPILED.add(repo)
+
+
 class Isengard(Server):
+    def start(self) -> None:
+        _byte_compile(REPO)
+        super().start()
+
     def config(self) -> dict[str, Any]:
         return {**super().config(), "ListenAddress": "127.0.0.1"}
 
