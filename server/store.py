@@ -48,6 +48,12 @@ log = logging.getLogger("isengard.store")
 #: processes (see :meth:`Store._parse_and_stage`).
 HAND_OVER_FROM = 2
 
+#: Isengard's counters of the writers' lock taken late (several nodes on PostgreSQL): the
+#: ingest batches that tried, and those another node's writes made run again, lock first.
+#: Their ratio tells how much the nodes tread on each other's resources.
+LATE_LOCK_BATCHES = "isengard_ingest_late_lock_batches"
+LATE_LOCK_CONFLICTS = "isengard_ingest_late_lock_conflicts"
+
 
 @dataclass
 class Origin:
@@ -149,6 +155,9 @@ class Store:
         self.bus = bus
         self.limits = limits
         self.metrics = metrics or Metrics(enabled=False)
+        if index.several_writers:  # shown from the first scrape, as counters are
+            for counter in (LATE_LOCK_BATCHES, LATE_LOCK_CONFLICTS):
+                self.metrics.increment(counter, 0)
         #: The scripts' say on each instance (``RECEIVED_INSTANCE``, then ``STORE_INSTANCE``).
         self.interventions = bus.interventions
         #: ``IngestTranscoding``, applied after the receivers and before the filters, as in Orthanc.
@@ -318,10 +327,14 @@ class Store:
         writes; when another node created or deleted one of the batch's resources
         meanwhile, the writes fail (:class:`WriteConflict`) and the batch runs again, lock
         first.  (SQLite's one writer is this process: its batches hold the lock throughout.)"""
+        if not self.index.several_writers:
+            return self._commit_in(batch, more, late_lock=False)
+        self.metrics.increment(LATE_LOCK_BATCHES, 1)
         try:
-            return self._commit_in(batch, more, late_lock=self.index.several_writers)
+            return self._commit_in(batch, more, late_lock=True)
         except WriteConflict as conflict:
             log.debug("Ingest batch of %d run again, lock first: %s", len(batch), conflict)
+            self.metrics.increment(LATE_LOCK_CONFLICTS, 1)
             return self._commit_in(batch, None, late_lock=False)
 
     def _commit_in(self, batch: list[_Commit], more: Callable[[], list[_Commit]] | None,

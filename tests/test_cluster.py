@@ -19,6 +19,7 @@ import pydicom
 import pytest
 import requests
 from pg_cluster import PostgresCluster
+from test_metrics import scrape
 
 from conftest import REPO, Isengard, sample
 from server.storage.area import StorageArea
@@ -157,6 +158,10 @@ def test_three_nodes_store_the_same_instances_once_and_agree(cluster: Callable[.
     assert statistics[0]["CountInstances"] == 60 and statistics[0]["CountStudies"] == 3
     assert statistics[0]["CountSeries"] == 6 and statistics[0]["CountPatients"] == 3
     assert all(s == statistics[0] for s in statistics)
+    for node in nodes:  # every batch took the writers' lock late; those that ran again are counted
+        counted = scrape(node)
+        assert 1 <= counted["isengard_ingest_late_lock_batches"] <= 60
+        assert 0 <= counted["isengard_ingest_late_lock_conflicts"] <= counted["isengard_ingest_late_lock_batches"]
     instances = sorted(nodes[0].json("/instances"))
     find = json.dumps({"Level": "Series", "Query": {"PatientID": "CLUSTER-1"}})
     for node in nodes:

@@ -13,11 +13,12 @@ from test_store_batch import instance
 
 from server.dicom.main_tags import Level
 from server.events import EventBus
+from server.metrics import Metrics
 from server.storage.area import StorageArea
 from server.storage.database import Connection
 from server.storage.index import Change, Index
 from server.storage.postgresql import WRITER_KEY, PostgresDatabase, Settings
-from server.store import Limits, Origin, Store
+from server.store import LATE_LOCK_BATCHES, LATE_LOCK_CONFLICTS, Limits, Origin, Store
 
 
 @pytest.fixture
@@ -25,10 +26,16 @@ def nodes(postgres_server: PostgresCluster, tmp_path: Path) -> Iterator[tuple[St
     """Two stores on one fresh database and one storage folder, as two nodes."""
     section = postgres_server.section(Lock=False)
     made = [Store(Index(PostgresDatabase(Settings.from_config(section))), StorageArea(tmp_path / "storage"),
-                  EventBus(), Limits()) for _ in range(2)]
+                  EventBus(), Limits(), Metrics(enabled=True)) for _ in range(2)]
     yield made[0], made[1]
     for store in made:
         store.index.close()
+
+
+def counters(store: Store) -> tuple[int | float, int | float]:
+    """The store's ingest batches that took the lock late, and those that ran again."""
+    values = store.metrics.snapshot()
+    return values[LATE_LOCK_BATCHES][0], values[LATE_LOCK_CONFLICTS][0]
 
 
 def before_the_lock(store: Store, meanwhile: Callable[[], None]) -> None:
@@ -54,6 +61,7 @@ def test_a_series_another_node_created_meanwhile_is_not_created_twice(nodes: tup
     assert a.index.count(Level.INSTANCE) == 2
     changes, _, _ = a.index.changes(0, 100)
     assert [c.change for c in changes].count(Change.NewSeries) == 1
+    assert counters(a) == (1, 1) and counters(b) == (1, 0)  # counted on the node that ran again
 
 
 def test_a_patient_another_node_deleted_meanwhile_is_created_again(nodes: tuple[Store, Store]) -> None:
@@ -88,6 +96,7 @@ def test_conflicts_leave_the_connections_usable(nodes: tuple[Store, Store]) -> N
         assert a.ingest(instance("100", number), Origin()).status == "Success"
         assert b.ingest(instance("101", number), Origin()).status == "Success"
     assert a.index.count(Level.INSTANCE) == 12 * 2 + 2 * 10
+    assert counters(a) == (12 + 10, 12)
 
 
 def test_a_write_nested_in_a_late_lock_transaction_takes_the_lock(postgres_server: PostgresCluster) -> None:
