@@ -130,6 +130,23 @@ def count_instances(node: Server) -> int:
     return len(requests.get(node.url + "/instances", timeout=TIMEOUT).json())
 
 
+def late_lock_counters(nodes: list[Server]) -> tuple[float, float]:
+    """Isengard's ingest batches that took the writers' lock late, and those another node's
+    writes made run again (``/tools/metrics-prometheus``), summed over ``nodes``."""
+    counted = {"isengard_ingest_late_lock_batches": 0.0, "isengard_ingest_late_lock_conflicts": 0.0}
+    for node in nodes:
+        for line in requests.get(node.url + "/tools/metrics-prometheus", timeout=TIMEOUT).text.splitlines():
+            name, _, rest = line.partition(" ")
+            if name in counted:
+                counted[name] += float(rest.split(" ")[0])
+    return counted["isengard_ingest_late_lock_batches"], counted["isengard_ingest_late_lock_conflicts"]
+
+
+def conflict_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The share of the ingest batches between two counts that ran again, lock first (%)."""
+    return 100 * (after[1] - before[1]) / max(1.0, after[0] - before[0])
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy (all processes, all cores) since boot:
     whether a phase was bound by the machine's cores or by something else."""
@@ -210,12 +227,18 @@ def run_kind(kind: str, count: int, root: Path, postgres: Postgres, figures: dic
         try:
             progress(f"{kind}, {size} node(s): REST, {REST_CLIENTS} clients")
             retried: list[int] = []
+            counted = late_lock_counters(nodes) if kind == "isengard" else None
             for key, value in measure(nodes, postgres, count, rest(nodes, rest_files, retried)).items():
                 figures[f"rest{size}_{key}"] = value
+            if counted is not None and size == 2:
+                before, counted = counted, late_lock_counters(nodes)
+                figures["rest2_conflicts"] = conflict_share(before, counted)
             figures[f"rest{size}_retried"] = len(retried)
             progress(f"{kind}, {size} node(s): C-STORE, {ASSOCIATIONS} associations")
             for key, value in measure(nodes, postgres, 2 * count, cstore(nodes, paths)).items():
                 figures[f"store{size}_{key}"] = value
+            if counted is not None and size == 2:
+                figures["store2_conflicts"] = conflict_share(counted, late_lock_counters(nodes))
         finally:
             for node in nodes:
                 node.stop()
@@ -247,6 +270,7 @@ METRICS = [
     Metric("rest1_busy_cores", f"REST, 1 node: machine busy (cores of {os.cpu_count()})", False),
     Metric("rest2_busy_cores", f"REST, 2 nodes: machine busy (cores of {os.cpu_count()})", False),
     Metric("rest2_retried", "REST, 2 nodes: uploads answered 503 and posted again", False),
+    Metric("rest2_conflicts", "REST, 2 nodes: ingest batches run again, lock first (%)", False),
     Metric("store1_rate", "C-STORE 4 associations, 1 node (inst/s)", True),
     Metric("store2_rate", "C-STORE 4 associations, 2 nodes (inst/s)", True),
     Metric("store_scaling", "C-STORE: 2 nodes / 1 node", True),
@@ -254,6 +278,7 @@ METRICS = [
     Metric("store1_db_cpu_ms", "C-STORE, 1 node: PostgreSQL CPU per instance (ms)", False),
     Metric("store1_busy_cores", f"C-STORE, 1 node: machine busy (cores of {os.cpu_count()})", False),
     Metric("store2_busy_cores", f"C-STORE, 2 nodes: machine busy (cores of {os.cpu_count()})", False),
+    Metric("store2_conflicts", "C-STORE, 2 nodes: ingest batches run again, lock first (%)", False),
     Metric("scale_first_rate", "scale: rate over the first tenth (inst/s)", True),
     Metric("scale_last_rate", "scale: rate over the last tenth (inst/s)", True),
     Metric("scale_kept", "scale: last tenth / first tenth", True),
