@@ -133,13 +133,13 @@ def count_instances(node: Server) -> int:
 def late_lock_counters(nodes: list[Server]) -> tuple[float, float]:
     """Isengard's ingest batches that took the writers' lock late, and those another node's
     writes made run again (``/tools/metrics-prometheus``), summed over ``nodes``."""
-    counted = {"isengard_ingest_late_lock_batches": 0.0, "isengard_ingest_late_lock_conflicts": 0.0}
+    counted = {"isengard_ingest_late_lock_batches_total": 0.0, "isengard_ingest_late_lock_conflicts_total": 0.0}
     for node in nodes:
         for line in requests.get(node.url + "/tools/metrics-prometheus", timeout=TIMEOUT).text.splitlines():
             name, _, rest = line.partition(" ")
             if name in counted:
                 counted[name] += float(rest.split(" ")[0])
-    return counted["isengard_ingest_late_lock_batches"], counted["isengard_ingest_late_lock_conflicts"]
+    return counted["isengard_ingest_late_lock_batches_total"], counted["isengard_ingest_late_lock_conflicts_total"]
 
 
 def conflict_share(before: tuple[float, float], after: tuple[float, float]) -> float:

@@ -51,8 +51,8 @@ HAND_OVER_FROM = 2
 #: Isengard's counters of the writers' lock taken late (several nodes on PostgreSQL): the
 #: ingest batches that tried, and those another node's writes made run again, lock first.
 #: Their ratio tells how much the nodes tread on each other's resources.
-LATE_LOCK_BATCHES = "isengard_ingest_late_lock_batches"
-LATE_LOCK_CONFLICTS = "isengard_ingest_late_lock_conflicts"
+LATE_LOCK_BATCHES = "isengard_ingest_late_lock_batches_total"
+LATE_LOCK_CONFLICTS = "isengard_ingest_late_lock_conflicts_total"
 
 
 @dataclass
