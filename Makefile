@@ -20,7 +20,13 @@ run: $(STAMP)
 	$(BIN)/python -m server orthanc.json
 
 # The index-dependent tests run a second time with every server on PostgreSQL.
-POSTGRESQL_TESTS = tests/test_changes_find.py tests/test_labels.py tests/test_rest_resources.py
+POSTGRESQL_TESTS = tests/test_changes_find.py tests/test_labels.py tests/test_rest_resources.py \
+	tests/test_find_extended.py tests/test_find_answers.py tests/test_wildcards.py tests/test_extra_main_tags.py \
+	tests/test_index_totals.py tests/test_revisions.py tests/test_files_api.py tests/test_metrics.py \
+	tests/test_modify.py tests/test_modify_levels.py tests/test_split_merge.py tests/test_archive.py \
+	tests/test_archive_levels.py tests/test_hostile_deletes.py tests/test_durability.py tests/test_jobs.py \
+	tests/test_script_database.py tests/test_storage_modes.py tests/test_storage_commitment.py \
+	tests/test_rest_errors_tools.py
 # Two pytest-xdist workers, each given whole files (a file's tests share its servers, and a few
 # files, the UI's, go through one story in order): the suite mostly waits on the servers it
 # starts (0.6 of a core busy in one process), and took 12-14 minutes in one.
