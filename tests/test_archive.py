@@ -20,7 +20,7 @@ import pytest
 import requests
 from pydicom.fileset import FileSet
 
-from conftest import Isengard, Orthanc, Server, dcmtk, dicom_files, sample
+from conftest import ON_POSTGRESQL, Isengard, Orthanc, Server, dcmtk, dicom_files, sample
 from helpers import orthanc_error, wait_job
 
 #: Orthanc 1.10.1 crashes (stack overflow in dcmtk) on this file.
@@ -512,4 +512,7 @@ def test_archive_jobs_survive_a_restart(bulk) -> None:
     finished = wait_job(server, running, {"Success"}, timeout=60)
     assert finished["Content"]["InstancesCount"] == 500
     assert len(_members(server.get(f"/jobs/{running}/archive")).namelist()) == 500
-    assert len(_zip_files(server)) == 2
+    # The files of other tests' jobs were swept at the restart, except in a cluster, whose
+    # nodes share the folder and cannot tell orphans from another node's (ArchiveFiles).
+    kept = len(_zip_files(server))
+    assert kept == 2 or (ON_POSTGRESQL and kept > 2)
