@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 import server
+from conftest import Isengard
 from server.dicom import main_tags
 from server.dicom.main_tags import Level
 
@@ -70,7 +71,6 @@ def test_a_tag_already_main_or_computed_is_ignored(make_isengard):
 
 
 def test_an_unknown_level_or_tag_stops_start_up(tmp_path):
-    from tests.conftest import Isengard
     for option in ({"Nope": ["Rows"]}, {"Study": ["NoSuchTag"]}, {"Study": "Rows"}):
         server_ = Isengard(tmp_path / "bad", ExtraMainDicomTags=option)
         try:

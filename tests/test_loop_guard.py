@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from server.loop_guard import ENABLED, BlockingCallOnLoop
 from server.storage.area import StorageArea
 from server.storage.index import Index
-from tests.conftest import REPO
 
 
 def test_the_suite_runs_with_the_guard() -> None:

@@ -13,9 +13,9 @@ import sys
 
 from openapi_spec_validator import validate
 
+from conftest import REPO
 from server import openapi
 from server.rest.app import rest_routes
-from tests.conftest import REPO
 
 COMMITTED = REPO / "schemas" / "openapi.json"
 #: An Orthanc ID: it matches every route's ID groups and any other path parameter.
