@@ -84,10 +84,6 @@ def _no_leftover_servers() -> Iterator[None]:
         cluster.stop()
 
 
-#: Ports handed out by :func:`free_port` in this session.
-_GIVEN_PORTS: set[int] = set()
-
-
 def _port_band() -> range:
     """This session's ports: its own share of 10000-32767, below the kernel's ephemeral range
     (32768-60999), so that no outgoing connection takes one, and, under pytest-xdist, so
@@ -99,19 +95,20 @@ def _port_band() -> range:
     return range(start, start + size)
 
 
+#: The ports :func:`free_port` has not handed out yet in this session.
+_PORTS = iter(_port_band())
+
+
 def free_port() -> int:
     """A free loopback port, never one handed out before in this session: once the probing
     socket is closed, nothing holds the port for the server it was meant for, so a port is
     given once (two servers of one test would collide)."""
-    for port in _port_band():
-        if port in _GIVEN_PORTS:
-            continue
+    for port in _PORTS:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        _GIVEN_PORTS.add(port)
         return port
     raise RuntimeError("no free port left in this session's band")
 
