@@ -49,12 +49,6 @@ _STARTED: list[subprocess.Popen] = []
 #: ``PostgreSQL`` section of their own) indexes in a fresh PostgreSQL database.
 ON_POSTGRESQL = os.environ.get("ISENGARD_TEST_INDEX") == "postgresql"
 
-if ON_POSTGRESQL:
-    # A server killed and started again is another node of the cluster: its running jobs
-    # wait for their lease to end (server/jobs/cluster.py), shortened here for the tests that
-    # kill a server, as tests/test_cluster_jobs.py does.
-    os.environ.setdefault("ISENGARD_JOBS_LEASE_SECONDS", "2")
-
 #: The session's PostgreSQL cluster, started when a test first needs it.
 _POSTGRES: list[pg_cluster.PostgresCluster] = []
 

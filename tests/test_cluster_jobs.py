@@ -208,6 +208,36 @@ def test_a_killed_node_s_jobs_end_once_on_the_others(cluster: tuple[Node, Postgr
     assert "taken over" not in b.log() + c.log()  # A is dead: no lease was lost by a live node
 
 
+def test_a_node_killed_and_started_again_resumes_its_jobs_at_once(
+        cluster: tuple[Node, PostgresCluster, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single node on PostgreSQL, killed mid-job: its new process is another node, and the
+    old one's leases (10 minutes here) end as soon as PostgreSQL sees its connections close,
+    so the restarted node finishes the jobs at once, each once."""
+    monkeypatch.setenv("ISENGARD_JOBS_LEASE_SECONDS", "600")
+    node, postgres, database = cluster
+    a = node("a", ConcurrentJobs=1)
+    study = _upload_study(a, 100, "1.2.826.0.1.3680043.77.6")
+    jobs = [_archive(a, study) for _ in range(4)]
+    deadline = time.monotonic() + 30
+    while not _rows(postgres, database, "SELECT 1 FROM ClusterJobs WHERE state='Running'"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    a.kill()
+    left = dict(_rows(postgres, database, "SELECT state, count(*) FROM ClusterJobs GROUP BY state"))
+    assert left.get("Running") == 1 and left.get("Success", 0) < 4, left
+    started = time.monotonic()
+    a.start()
+    for job in jobs:
+        assert wait_job(a, job, timeout=60)["State"] == "Success"
+    assert time.monotonic() - started < 30  # far from the lease
+    successes = dict(_rows(postgres, database, "SELECT jobId, count(*) FROM ClusterJobEvents "
+                                               "WHERE kind='job_success' GROUP BY jobId"))
+    assert set(successes.values()) == {1}
+    for job in jobs:
+        archive = a.get(f"/jobs/{job}/archive")
+        assert archive.status_code == 200 and len(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == 100
+
+
 def test_a_synchronous_caller_is_answered_when_another_node_ran_its_job(
         cluster: tuple[Node, PostgresCluster, str]) -> None:
     """A synchronous job runs on its caller's node, unless it was paused and resumed: then the

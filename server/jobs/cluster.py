@@ -8,8 +8,11 @@ the database (a :class:`ClusterStore`) rather than in one node's memory:
 * the workers of every node take the next job from the database (priority, then age); the
   runner holds a *lease* on it (:data:`LEASE_SECONDS`), renewed every :data:`RENEW_SECONDS`.
   A node that dies (``kill -9``) stops renewing: once its leases end, other nodes take its jobs over
-  and run them from their saved position, as a restart does on a single node.  The final
-  state is written only by the node that still holds the lease, so a job ends once;
+  and run them from their saved position, as a restart does on a single node.  Its leases
+  end at once when the database sees it gone (its connection closed: see
+  :mod:`server.storage.pg_jobs`), so a node restarted after a crash resumes its jobs at
+  once.  The final state is written only by the node that still holds the lease, so a job
+  ends once;
 * a pause or cancel asked on another node than the runner's is written in the job's row
   (``requested``), which the runner reads when it renews its lease;
 * a job submitted by a synchronous REST call runs on the node that answers it (``here``),
@@ -79,11 +82,10 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Stored:
-    """A job's row: ``live`` when a node holds a lease on it that has not ended."""
+    """A job's row: its state, its saved document, and what was asked of its runner."""
 
     state: str
     document: dict[str, Any]
-    live: bool
     requested: str | None
 
 

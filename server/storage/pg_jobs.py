@@ -10,6 +10,13 @@ keeps its lease whatever its state (once that lease ends, the next node fails th
 A node takes the next job with ``FOR UPDATE SKIP LOCKED``, so two nodes never take the
 same one; a job whose owner stopped renewing its lease is taken by the next node asking.
 
+A lease ends early when its node is known dead: each node holds a session advisory lock
+(:data:`NODES_KEY`, its number in ``ClusterNodes``) on a connection of its own, which
+PostgreSQL releases as soon as that connection closes, as it does when the node's process
+ends (``kill -9`` included).  So a node restarted after a crash, or another node, takes the
+dead node's jobs at once, not half a minute later.  A node that is alive but silent (frozen,
+or cut off from the database with its connection still open) keeps its leases until they end.
+
 Times are the database's clock (``clock_timestamp()``), never a node's, so the nodes'
 clocks may differ.  Events (``/jobs/events`` of the whole cluster) go through the small
 ``ClusterJobEvents`` table, inserted under an advisory lock so that their sequence
@@ -22,6 +29,7 @@ index's cluster-wide writer lock (:mod:`server.storage.postgresql`).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,8 +39,12 @@ from psycopg_pool import ConnectionPool
 
 from server.jobs.cluster import Change, Claimed, Stored, StoredEvent
 
+log = logging.getLogger("isengard.jobs")
+
 #: Advisory lock held while inserting events, so that their ``seq`` commit in order.
 EVENTS_KEY = 0x15E9A4D2
+#: First key of the nodes' liveness locks: a node holds (NODES_KEY, its number) while it lives.
+NODES_KEY = 0x15E9A4D3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ClusterJobs(
@@ -40,12 +52,22 @@ CREATE TABLE IF NOT EXISTS ClusterJobs(
     document TEXT NOT NULL, owner TEXT, lease_until DOUBLE PRECISION,
     requested TEXT, retry_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, home TEXT);
 CREATE INDEX IF NOT EXISTS ClusterJobsQueue ON ClusterJobs(state, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS ClusterNodes(node TEXT PRIMARY KEY, number SERIAL UNIQUE);
 CREATE TABLE IF NOT EXISTS ClusterJobEvents(
     seq BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, kind TEXT NOT NULL, jobId TEXT NOT NULL,
     progress INTEGER, at DOUBLE PRECISION NOT NULL);
 """
 
 _NOW = "extract(epoch from clock_timestamp())"
+
+#: The nodes known dead: registered, and their liveness lock is free (their connection is
+#: gone).  A node of an older Isengard, not registered, is never taken for dead.
+_DEAD = f"""SELECT n.node FROM ClusterNodes n WHERE NOT EXISTS (
+    SELECT 1 FROM pg_locks l WHERE l.locktype='advisory' AND l.granted AND l.objsubid=2
+    AND l.database=(SELECT oid FROM pg_database WHERE datname=current_database())
+    AND l.classid={NODES_KEY} AND l.objid=n.number)"""
+#: A lease has ended: its time is up, or its node is dead.
+_ENDED = f"(lease_until < {_NOW} OR owner IN ({_DEAD}))"
 
 #: The jobs a node saved in the index's ``Jobs`` table before it shared them (one node's
 #: ``SaveJobs``), moved into the queue once: free to take, the finished ones oldest.
@@ -58,19 +80,19 @@ DELETE FROM Jobs;
 """
 _FINISHED = ("Success", "Failure")
 
-#: The next job a node may run: pending (free, its own, or of a node whose lease ran out),
-#: a retry that is due, or a running job whose node stopped renewing its lease.
+#: The next job a node may run: pending (free, its own, or of a node whose lease ended),
+#: a retry that is due, or a running job whose node stopped renewing its lease or died.
 _CLAIM = f"""
 UPDATE ClusterJobs SET owner=%(node)s, lease_until={_NOW} + %(lease)s, state='Running',
        retry_at=NULL
 WHERE id = (SELECT id FROM ClusterJobs
             WHERE (home IS NULL AND ((state='Pending' AND (owner IS NULL OR owner=%(node)s
-                                                           OR lease_until < {_NOW}))
+                                                           OR {_ENDED}))
                                      OR (state='Retry' AND retry_at <= {_NOW})
-                                     OR (state='Running' AND lease_until < {_NOW})))
+                                     OR (state='Running' AND {_ENDED})))
                OR (home=%(node)s AND (state='Pending' OR (state='Retry' AND retry_at <= {_NOW})))
                OR (home<>%(node)s AND state IN ('Pending', 'Running', 'Retry', 'Paused')
-                   AND lease_until < {_NOW})
+                   AND (lease_until < {_NOW} OR home IN ({_DEAD})))
             ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id, document, requested"""
 
@@ -91,6 +113,7 @@ class PostgresJobStore:
     def __init__(self, conninfo: str, node: str, lease: float) -> None:
         self.node = node
         self.lease = lease
+        self._conninfo = conninfo
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=8, kwargs={"autocommit": True},
                                     open=False, name="isengard-jobs")
         self._pool.open(wait=True, timeout=30)
@@ -98,9 +121,40 @@ class PostgresJobStore:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_KEY,))
             connection.execute(SCHEMA)
             connection.execute(_ADOPT_SAVED)
+            connection.execute(f"DELETE FROM ClusterNodes WHERE node IN ({_DEAD}) AND NOT EXISTS "
+                               f"(SELECT 1 FROM ClusterJobs j WHERE j.owner=node OR j.home=node)")
+        self._alive = self._register()
+
+    def _register(self) -> psycopg.Connection[Any]:
+        """This node's own connection, holding its liveness lock for as long as it is open.
+        The row and the lock commit together: no node ever sees this one registered and
+        unlocked, which would read as dead."""
+        connection = psycopg.connect(self._conninfo, autocommit=True)
+        try:
+            with connection.transaction():
+                (number,) = connection.execute(
+                    "INSERT INTO ClusterNodes(node) VALUES(%s) ON CONFLICT(node) DO UPDATE "
+                    "SET node=EXCLUDED.node RETURNING number", (self.node,)).fetchone() or (0,)
+                connection.execute("SELECT pg_advisory_lock(%s, %s)", (NODES_KEY, number))
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _keep_alive(self) -> None:
+        """Open the liveness connection again if it was lost (the database restarted, the
+        network cut it): meanwhile other nodes may have taken this node's jobs, which its
+        renewal then no longer returns, as when a lease runs out."""
+        try:
+            self._alive.execute("SELECT 1")
+        except psycopg.Error:
+            log.warning("The jobs' liveness connection to PostgreSQL was lost: opening it again")
+            self._alive.close()
+            self._alive = self._register()
 
     def close(self) -> None:
         self._pool.close()
+        self._alive.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -128,7 +182,7 @@ class PostgresJobStore:
     def clear_jobs(self) -> None:
         """Drop the jobs that no live node holds (those of the others are theirs)."""
         with self._transaction() as db:
-            db.execute(f"DELETE FROM ClusterJobs WHERE owner IS NULL OR lease_until < {_NOW}")
+            db.execute(f"DELETE FROM ClusterJobs WHERE owner IS NULL OR {_ENDED}")
 
     # -- the queue -----------------------------------------------------------------------
 
@@ -151,6 +205,7 @@ class PostgresJobStore:
 
     def renew(self) -> dict[str, str | None]:
         """Extend the leases of this node's jobs: job ID -> what another node asked of it."""
+        self._keep_alive()
         with self._transaction() as db:
             rows = db.execute(f"UPDATE ClusterJobs SET lease_until={_NOW} + %s "
                               f"WHERE owner=%s AND (state IN ('Pending', 'Running') OR home IS NOT NULL) "
@@ -164,6 +219,7 @@ class PostgresJobStore:
             db.execute("DELETE FROM ClusterJobs WHERE home=%s", (self.node,))
             db.execute("UPDATE ClusterJobs SET owner=NULL, lease_until=0 WHERE owner=%s",
                        (self.node,))
+            db.execute("DELETE FROM ClusterNodes WHERE node=%s", (self.node,))
 
     # -- reading and changing any job ----------------------------------------------------
 
@@ -186,12 +242,11 @@ class PostgresJobStore:
         it changed; None when there is no such job.  A job that leaves ``Running`` leaves
         its node, and what was asked of it."""
         with self._transaction() as db:
-            row = db.execute(f"SELECT state, document, owner IS NOT NULL AND lease_until >= {_NOW}, "
-                             f"requested FROM ClusterJobs WHERE id=%s FOR UPDATE",
+            row = db.execute("SELECT state, document, requested FROM ClusterJobs WHERE id=%s FOR UPDATE",
                              (job_id,)).fetchone()
             if row is None:
                 return None
-            current = Stored(row[0], json.loads(row[1]), bool(row[2]), row[3])
+            current = Stored(row[0], json.loads(row[1]), row[2])
             updated = change(current)
             if updated is None:
                 return current, False
