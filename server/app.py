@@ -209,6 +209,7 @@ class Server:
 
             assert isinstance(database, PostgresDatabase)
             store = PostgresJobStore(database.settings.conninfo, node_name(), LEASE_SECONDS)
+            self.archive_services.files.saved_files = lambda: store.saved_values("File")
             return ClusterJobsEngine(self.job_registry, self.bus, store, workers, history)
         return JobsEngine(self.job_registry, self.bus, self.index if save_jobs else None, workers, history)
 

@@ -512,7 +512,8 @@ def test_archive_jobs_survive_a_restart(bulk) -> None:
     finished = wait_job(server, running, {"Success"}, timeout=60)
     assert finished["Content"]["InstancesCount"] == 500
     assert len(_members(server.get(f"/jobs/{running}/archive")).namelist()) == 500
-    # The files of other tests' jobs were swept at the restart, except in a cluster, whose
-    # nodes share the folder and cannot tell orphans from another node's (ArchiveFiles).
+    # The outputs of other tests' jobs went at the restart (MediaArchiveSize is 2), except in
+    # a cluster: there the capacity bounds the outputs of the jobs a node ran since it
+    # started, and a saved job's output stays while the job is in the history (ArchiveFiles).
     kept = len(_zip_files(server))
     assert kept == 2 or (ON_POSTGRESQL and kept > 2)

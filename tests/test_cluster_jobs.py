@@ -238,6 +238,33 @@ def test_a_node_killed_and_started_again_resumes_its_jobs_at_once(
         assert archive.status_code == 200 and len(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == 100
 
 
+def test_a_node_sweeps_the_shared_folder_of_the_zips_no_job_of_the_cluster_names(
+        cluster: tuple[Node, PostgresCluster, str], tmp_path: Path) -> None:
+    """The orphans (here, a ZIP left by a job that ``--no-jobs`` dropped with its row) go when
+    a node starts its first archive job; the outputs of every node's saved jobs stay."""
+    node, postgres, database = cluster
+    a = node("a")
+    study = _upload_study(a, 3, "1.2.826.0.1.3680043.77.7")
+    kept = _archive(a, study)
+    wait_job(a, kept)
+    dropped = _archive(a, study)
+    wait_job(a, dropped)
+    a.stop()
+    (orphan,) = _rows(postgres, database, "SELECT document::json->'Job'->>'File' FROM ClusterJobs WHERE id=%s",
+                      dropped)[0]
+    with postgres.connect(database) as connection:
+        connection.execute("DELETE FROM ClusterJobs WHERE id=%s", (dropped,))
+    folder = tmp_path / "storage" / "jobs"
+    assert (folder / orphan).exists()
+    b = node("b")
+    assert (folder / orphan).exists()  # swept when the node's first archive job starts
+    wait_job(b, _archive(b, study))
+    assert not (folder / orphan).exists()
+    assert "Removing the orphaned archive" in b.log()
+    archive = b.get(f"/jobs/{kept}/archive")
+    assert archive.status_code == 200 and len(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == 3
+
+
 def test_a_synchronous_caller_is_answered_when_another_node_ran_its_job(
         cluster: tuple[Node, PostgresCluster, str]) -> None:
     """A synchronous job runs on its caller's node, unless it was paused and resumed: then the

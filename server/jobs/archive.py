@@ -389,17 +389,23 @@ class ArchiveFiles:
     Orthanc's LRU cache (``SharedArchive``): adding one beyond the capacity removes the
     least recently used, and a download makes it the most recent.  Files that no job
     claims (left by a crash, or by a restart with ``SaveJobs: false``) are deleted when
-    the first archive job starts, that is once the saved jobs are all restored; never in a
-    cluster (``shared``), whose nodes share the folder: one cannot tell another's files from
-    orphans.  The capacity then bounds the outputs of the jobs each node ran.
+    the first archive job starts, that is once the saved jobs are all restored.  In a
+    cluster (``shared``), whose nodes share the folder, the capacity bounds the outputs of
+    the jobs each node ran, and a file is an orphan when no job of the cluster's queue
+    names it either (:attr:`saved_files`).
     """
 
     def __init__(self, folder: Path, capacity: int, shared: bool = False) -> None:
         self.folder = folder
         self.capacity = max(1, capacity)
+        self.shared = shared
+        #: In a cluster: the files that the jobs saved by every node name (their ``File``),
+        #: given by the composition root once the cluster's queue exists.  Until then a
+        #: cluster node does not sweep.
+        self.saved_files: Callable[[], set[str]] | None = None
         self._lock = threading.Lock()
         self._entries: list[tuple[float, ArchiveJob]] = []
-        self._claimed: set[str] | None = None if shared else set()
+        self._claimed: set[str] | None = set()
 
     def claim(self, path: Path) -> None:
         with self._lock:
@@ -410,13 +416,17 @@ class ArchiveFiles:
         """Delete the ZIPs no job claims (once: later files are always claimed by their job)."""
         with self._lock:
             claimed, self._claimed = self._claimed, None
-        if claimed is None:
+        if claimed is None or (self.shared and self.saved_files is None):
             return
-        for pattern in ZIP_PATTERNS:
-            for path in self.folder.glob(pattern):
-                if path.name not in claimed:
-                    log.warning("Removing the orphaned archive %s", path)
-                    path.unlink(missing_ok=True)
+        found = [path for pattern in ZIP_PATTERNS for path in self.folder.glob(pattern)]
+        if self.saved_files is not None:
+            # Read after the listing: a job's row names its file before the file is made and
+            # until the file is deleted, so a listed file that no row names is an orphan.
+            claimed = claimed | self.saved_files()
+        for path in found:
+            if path.name not in claimed:
+                log.warning("Removing the orphaned archive %s", path)
+                path.unlink(missing_ok=True)
 
     def add(self, job: ArchiveJob, when: float) -> None:
         with self._lock:

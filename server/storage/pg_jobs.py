@@ -279,6 +279,13 @@ class PostgresJobStore:
                               (keep,)).fetchall()
         return [(row[0], json.loads(row[1])) for row in rows]
 
+    def saved_values(self, key: str) -> set[str]:
+        """The values of ``key`` in the saved jobs' own documents (their ``Job``), every node's:
+        the output files they name, for the sweep of orphaned files in the shared folder."""
+        with self._pool.connection() as db:
+            rows = db.execute("SELECT DISTINCT document::json->'Job'->>%s FROM ClusterJobs", (key,)).fetchall()
+        return {row[0] for row in rows if row[0] is not None}
+
     # -- events --------------------------------------------------------------------------
 
     def publish(self, events: list[tuple[str, str, int | None]]) -> None:
