@@ -121,8 +121,8 @@ class PostgresJobStore:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_KEY,))
             connection.execute(SCHEMA)
             connection.execute(_ADOPT_SAVED)
-            connection.execute(f"DELETE FROM ClusterNodes WHERE node IN ({_DEAD}) AND NOT EXISTS "
-                               f"(SELECT 1 FROM ClusterJobs j WHERE j.owner=node OR j.home=node)")
+            connection.execute(f"DELETE FROM ClusterNodes c WHERE c.node IN ({_DEAD}) AND NOT EXISTS "
+                               f"(SELECT 1 FROM ClusterJobs j WHERE j.owner=c.node OR j.home=c.node)")
         self._alive = self._register()
 
     def _register(self) -> psycopg.Connection[Any]:
@@ -132,10 +132,11 @@ class PostgresJobStore:
         connection = psycopg.connect(self._conninfo, autocommit=True)
         try:
             with connection.transaction():
-                (number,) = connection.execute(
+                row = connection.execute(
                     "INSERT INTO ClusterNodes(node) VALUES(%s) ON CONFLICT(node) DO UPDATE "
-                    "SET node=EXCLUDED.node RETURNING number", (self.node,)).fetchone() or (0,)
-                connection.execute("SELECT pg_advisory_lock(%s, %s)", (NODES_KEY, number))
+                    "SET node=EXCLUDED.node RETURNING number", (self.node,)).fetchone()
+                assert row is not None  # an upsert's RETURNING always has its row
+                connection.execute("SELECT pg_advisory_lock(%s, %s)", (NODES_KEY, row[0]))
         except BaseException:
             connection.close()
             raise
