@@ -49,7 +49,7 @@ def resolve(index: Index, listed: list[str], level: Level | None) -> list[Resour
 
 
 def bulk_content(index: Index, views: ResourceViews, names: MetadataNames, listed: list[str],
-                 level: Level | None, fmt: str, metadata: bool) -> list[dict]:
+                 level: Level | None, fmt: str, metadata: bool) -> list[dict[str, Any]]:
     """The expanded views of the resources, with their ``Metadata`` unless told otherwise."""
     return views.expand_many(resolve(index, listed, level), fmt, names.name if metadata else None)
 

@@ -237,7 +237,7 @@ class FindOptions:
 _ORDER_CASTS = {"": "TEXT", "asint": "INTEGER", "asfloat": "REAL"}
 
 
-def parse_request(body: object) -> tuple[Level, list[Constraint], dict]:
+def parse_request(body: object) -> tuple[Level, list[Constraint], dict[str, Any]]:
     """A ``/tools/find`` body, checked as Orthanc 1.10.1 does (its messages too);
     ``CaseSensitive`` (default false) applies to every tag."""
     if not isinstance(body, dict):
@@ -267,7 +267,7 @@ def parse_request(body: object) -> tuple[Level, list[Constraint], dict]:
     return level, constraints, body
 
 
-def parse_options(body: dict, metadata_number: Callable[[str], int]) -> FindOptions:
+def parse_options(body: dict[str, Any], metadata_number: Callable[[str], int]) -> FindOptions:
     """The 1.12+ fields of a ``/tools/find`` or ``/tools/count-resources`` body, with
     Orthanc's messages; ``metadata_number`` resolves metadata names (UserMetadata too)."""
     options = FindOptions()

@@ -10,6 +10,7 @@ included).  A tag found nowhere is null, as in Orthanc 1.12.5.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from server.dicom import json_format
 from server.dicom.dictionary import tag_name
@@ -94,8 +95,8 @@ class RequestedTags:
                     "Name": tag_name(*tag), "Type": "Null", "Value": None}
         return {format_tag(tag): nodes[tag] for tag in tags if tag in nodes}
 
-    def add_to(self, views: list[dict], resources: list[Resource], tags: list[Tag],
-               fmt: str = "simplify") -> list[dict]:
+    def add_to(self, views: list[dict[str, Any]], resources: list[Resource], tags: list[Tag],
+               fmt: str = "simplify") -> list[dict[str, Any]]:
         """Each view with the ``RequestedTags`` of its resource, when tags were requested."""
         if tags:
             for view, resource in zip(views, resources, strict=True):

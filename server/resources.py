@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from server.dicom import json_format
 from server.dicom.json_format import Json
@@ -37,7 +38,7 @@ METADATA_NAMES: dict[int, str] = {m.value: m.name for m in Metadata}
 
 
 def main_tags_json(level: Level, tags: dict[Tag, str], fmt: str = "simplify",
-                   sequences: Json | None = None) -> dict:
+                   sequences: Json | None = None) -> dict[str, Any]:
     """The ``MainDicomTags`` of a level: by name, by ``gggg,eeee`` (short) or full nodes;
     ``sequences``: the full-format nodes of its ``MainDicomSequences`` metadata."""
     names = BY_LEVEL[level]
@@ -53,7 +54,7 @@ def main_tags_json(level: Level, tags: dict[Tag, str], fmt: str = "simplify",
     return {node["Name"]: _short_or_simple(node, False) for node in full.values()}
 
 
-def _short_or_simple(node: Json, short: bool) -> Json:
+def _short_or_simple(node: Json, short: bool) -> Any:
     if node["Type"] == "Sequence":
         return [json_format.simplify(item, short) for item in node["Value"]]
     return node["Value"]
@@ -95,7 +96,7 @@ class ResourceViews:
         self.labels = Labels(index)
 
     def expand(self, resource: Resource, fmt: str = "simplify",
-               metadata_name: Callable[[int], str] | None = None) -> dict:
+               metadata_name: Callable[[int], str] | None = None) -> dict[str, Any]:
         """The object ``GET /{level}/{id}`` answers, its tags in ``fmt`` (simplify, short, full);
         with its ``Metadata`` too, each named by ``metadata_name``, when one is given."""
         index = self.index
@@ -109,7 +110,7 @@ class ResourceViews:
         return self._view(resource, fmt, facts, metadata_name)
 
     def expand_many(self, resources: list[Resource], fmt: str = "simplify",
-                    metadata_name: Callable[[int], str] | None = None) -> list[dict]:
+                    metadata_name: Callable[[int], str] | None = None) -> list[dict[str, Any]]:
         """:meth:`expand` of each resource, each kind of fact read for all of them in one
         query: a listing of 10 studies took 60 queries (0.67 ms), now 7 (0.28 ms)."""
         index = self.index
@@ -131,16 +132,16 @@ class ResourceViews:
             files.get(r.internal_id)), metadata_name) for r in resources]
 
     def _view(self, resource: Resource, fmt: str, facts: _Facts,
-              metadata_name: Callable[[int], str] | None = None) -> dict:
+              metadata_name: Callable[[int], str] | None = None) -> dict[str, Any]:
         view = self._fields(resource, fmt, facts)
         if metadata_name is not None:  # from the metadata the view was made of: no second read
             view["Metadata"] = {metadata_name(kind): value for kind, value in facts.metadata.items()}
         return view
 
-    def _fields(self, resource: Resource, fmt: str, facts: _Facts) -> dict:
+    def _fields(self, resource: Resource, fmt: str, facts: _Facts) -> dict[str, Any]:
         level = resource.level
         metadata = facts.metadata
-        result: dict = {
+        result: dict[str, Any] = {
             "ID": resource.public_id,
             "MainDicomTags": main_tags_json(level, facts.tags, fmt, main_sequences(metadata)),
             "Type": level.title,
@@ -171,7 +172,7 @@ class ResourceViews:
         return result
 
     def content(self, resource: Resource, flags: set[str], fmt: str = "simplify",
-                metadata_name: Callable[[int], str] = str) -> dict:
+                metadata_name: Callable[[int], str] = str) -> dict[str, Any]:
         """The object ``/tools/find`` answers for a ``ResponseContent`` (Orthanc 1.12.5):
         ``ID`` and ``Type`` always, then only the parts named in ``flags``."""
         full = self.expand(resource, fmt, metadata_name if "Metadata" in flags else None)
@@ -189,7 +190,7 @@ class ResourceViews:
                 for kind, a in sorted(self.index.attachments(resource.internal_id).items())]
         return result
 
-    def statistics(self, resource: Resource) -> dict:
+    def statistics(self, resource: Resource) -> dict[str, Any]:
         """``GET /{level}/{id}/statistics``: sizes as strings, MB as integers."""
         sizes = self.index.resource_sizes(resource.internal_id)
         result = size_fields("DiskSize", sizes["disk"])
@@ -220,7 +221,7 @@ def descendants_in_orthanc_order(index: Index, resource: Resource, level: Level)
     return current
 
 
-def size_fields(name: str, size: int) -> dict:
+def size_fields(name: str, size: int) -> dict[str, Any]:
     return {name: str(size), f"{name}MB": size // (1024 * 1024)}
 
 

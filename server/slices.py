@@ -13,6 +13,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from server.dicom.main_tags import Level
 from server.errors import OrthancError
@@ -30,7 +31,7 @@ Vector = tuple[float, float, float]
 
 
 def _f32(value: float) -> float:
-    return struct.unpack("f", struct.pack("f", value))[0]
+    return float(struct.unpack("f", struct.pack("f", value))[0])
 
 
 def _floats(text: str | None, count: int) -> list[float] | None:
@@ -110,7 +111,7 @@ def _by_index(slices: list[_Slice]) -> list[_Slice] | None:
     return sorted(slices, key=lambda s: s.index_in_series or 0)
 
 
-def ordered_slices(index: Index, series: Resource) -> dict:
+def ordered_slices(index: Index, series: Resource) -> dict[str, Any]:
     slices = [_slice(index, i) for i in index.children(series.internal_id)
               if i.level is Level.INSTANCE]
     normal = _normal(index.main_tags(series.internal_id).get(IMAGE_ORIENTATION_PATIENT))

@@ -29,7 +29,7 @@ from server.group_commit import GroupCommit
 from server.ingest_processes import IngestProcesses
 from server.metrics import Metrics
 from server.storage.area import Staged, StorageArea
-from server.storage.database import WriteConflict
+from server.storage.database import Connection, WriteConflict
 from server.storage.index import (
     ATTACHMENT_DICOM,
     Attachment,
@@ -384,7 +384,7 @@ class Store:
                    or known.expected.get(parsed.ids[Level.SERIES]) or expected_instances(parsed) is not None
                    for parsed, _, _ in batch)
 
-    def _index_in(self, db, parsed: ParsedInstance, origin: Origin, staged: Staged, batch: _Batch,
+    def _index_in(self, db: Connection, parsed: ParsedInstance, origin: Origin, staged: Staged, batch: _Batch,
                   deleted: list[Resource], obsolete: list[str]) -> tuple[str, list[Level]]:
         """Index one instance in the transaction ``db``, a part of ``batch``: its status and
         the levels it created; what it deletes (overwritten, recycled) is added to
@@ -400,6 +400,7 @@ class Store:
             if self.limits.overwrite_if_changed and self._same_file(db, existing, staged.uncompressed_md5):
                 return "AlreadyStored", []
             resource = self.index.lookup_in(db, parsed.ids[Level.INSTANCE])
+            assert resource is not None  # the lookup of this transaction found it
             gone, uuids, _ = self.index.delete(db, resource)
             known.deleted(gone)
             deleted += gone
@@ -441,7 +442,7 @@ class Store:
         return "Success", created
 
     @staticmethod
-    def _same_file(db, instance: int, md5: str) -> bool:
+    def _same_file(db: Connection, instance: int, md5: str) -> bool:
         """Whether the stored DICOM file of ``instance`` has this MD5."""
         row = db.execute("SELECT uncompressedMD5 FROM AttachedFiles WHERE id=? AND fileType=?",
                          (instance, ATTACHMENT_DICOM)).fetchone()
@@ -474,7 +475,7 @@ class Store:
             values[Metadata.PixelDataVR] = parsed.odd_pixel_vr
         return values
 
-    def _recycle(self, db, parsed: ParsedInstance, size: int) -> tuple[list[Resource], list[str]]:
+    def _recycle(self, db: Connection, parsed: ParsedInstance, size: int) -> tuple[list[Resource], list[str]]:
         """Delete the oldest unprotected patients until the new instance fits the limits
         (``MaximumStorageSize``, ``MaximumPatientCount``: called when either is set)."""
         limits = self.limits
@@ -494,7 +495,7 @@ class Store:
             files += uuids
         return deleted, files
 
-    def _over_limits(self, db, size: int, new_patient: bool) -> bool:
+    def _over_limits(self, db: Connection, size: int, new_patient: bool) -> bool:
         limits = self.limits
         if limits.max_storage_bytes:
             used, _ = self.index.totals(db)
@@ -519,7 +520,7 @@ class Store:
             self.bus.publish(events.ResourceEvent(events.Kind.DELETED, gone.level, gone.public_id))
         return DeleteResult(deleted, remaining)
 
-    def _touch_ancestors(self, db, remaining: Resource) -> None:
+    def _touch_ancestors(self, db: Connection, remaining: Resource) -> None:
         """Orthanc 1.12.1: a deletion updates the ``LastUpdate`` of the parents that remain."""
         now = utc_now_iso()
         current: int | None = remaining.internal_id

@@ -112,7 +112,7 @@ def _parse_json(text: str, path: Path) -> Any:
 
 
 def _parse_yaml(text: str, path: Path) -> Any:
-    import yaml  # here: ~10 ms to import, for the configurations that are YAML only
+    import yaml  # type: ignore[import-untyped]  # here: ~10 ms to import, for the YAML configurations only
 
     try:
         document = yaml.safe_load(text)

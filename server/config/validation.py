@@ -37,7 +37,8 @@ _SHOWN_VALUE_LENGTH = 80
 @functools.cache
 def _schema() -> dict[str, Any]:
     with SCHEMA_PATH.open(encoding="utf-8") as stream:
-        return json.load(stream)
+        loaded: dict[str, Any] = json.load(stream)
+    return loaded
 
 
 @functools.cache
@@ -54,7 +55,8 @@ def schema() -> dict[str, Any]:
 
 def options() -> dict[str, dict[str, Any]]:
     """The declared options (schema properties) in declaration order; do not modify."""
-    return _schema()["properties"]
+    properties: dict[str, dict[str, Any]] = _schema()["properties"]
+    return properties
 
 
 def effective_values(user: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,7 +179,7 @@ def _expected(declaration: Mapping[str, Any]) -> str:
     """Word what a (sub)schema accepts, for the "expected ..." part of messages."""
     declaration = _resolve(declaration)
     if "x-expected" in declaration:
-        return declaration["x-expected"]
+        return str(declaration["x-expected"])
     if "enum" in declaration:
         return "one of " + ", ".join(json.dumps(value) for value in declaration["enum"])
     for alternatives in ("anyOf", "oneOf"):
@@ -192,7 +194,7 @@ def _expected(declaration: Mapping[str, Any]) -> str:
         "boolean": "true or false",
         "array": "an array",
         "object": "an object",
-    }.get(kind, "a valid value")
+    }.get(str(kind), "a valid value")
 
 
 def _resolve(declaration: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class Geometry:
         return self.rows * self.columns * self.samples * max(1, self.bits_allocated // 8)
 
 
-def read_image_dataset(data: bytes) -> Dataset:
+def read_image_dataset(data: bytes | mmap.mmap) -> Dataset:
     """The dataset of a stored file, for decoding (a file pydicom cannot read is "Bad file format")."""
     try:
         return pydicom.dcmread(BytesIO(data), force=True)

@@ -45,7 +45,8 @@ def _size(value: Any) -> int:
 def _string(item: Any, key: str) -> str:
     if not isinstance(item, dict) or not isinstance(item.get(key), str):
         raise bad_format()
-    return item[key]
+    value: str = item[key]
+    return value
 
 
 @dataclass(frozen=True)
