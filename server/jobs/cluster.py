@@ -9,9 +9,9 @@ the database (a :class:`ClusterStore`) rather than in one node's memory:
   runner holds a *lease* on it (:data:`LEASE_SECONDS`), renewed every :data:`RENEW_SECONDS`.
   A node that dies (``kill -9``) stops renewing: once its leases end, other nodes take its jobs over
   and run them from their saved position, as a restart does on a single node.  Its leases
-  end at once when the database sees it gone (its connection closed: see
-  :mod:`server.storage.pg_jobs`), so a node restarted after a crash resumes its jobs at
-  once.  The final state is written only by the node that still holds the lease, so a job
+  end within seconds when the database sees it gone (its connection closed: see
+  :mod:`server.storage.pg_jobs`), so a node restarted after a crash resumes its jobs within
+  seconds.  The final state is written only by the node that still holds the lease, so a job
   ends once;
 * a pause or cancel asked on another node than the runner's is written in the job's row
   (``requested``), which the runner reads when it renews its lease;

@@ -13,9 +13,14 @@ same one; a job whose owner stopped renewing its lease is taken by the next node
 A lease ends early when its node is known dead: each node holds a session advisory lock
 (:data:`NODES_KEY`, its number in ``ClusterNodes``) on a connection of its own, which
 PostgreSQL releases as soon as that connection closes, as it does when the node's process
-ends (``kill -9`` included).  So a node restarted after a crash, or another node, takes the
-dead node's jobs at once, not half a minute later.  A node that is alive but silent (frozen,
-or cut off from the database with its connection still open) keeps its leases until they end.
+ends (``kill -9`` included).  A node whose lock is free and which has not renewed its
+leases for :data:`DEAD_AFTER_SECONDS` is dead: a node restarted after a crash, or another
+node, takes its jobs within seconds, not half a minute later.  The delay spares a node whose
+connection was only cut: it opens it again at its next renewal.  For the same reason no node
+is taken for dead in the first seconds of the database's own run (after a restart of
+PostgreSQL, every node's lock is free until it reconnects).  A node that is alive but
+silent (frozen, or cut off from the database with its connection still open) keeps its
+leases until they end.
 
 Times are the database's clock (``clock_timestamp()``), never a node's, so the nodes'
 clocks may differ.  Events (``/jobs/events`` of the whole cluster) go through the small
@@ -45,6 +50,9 @@ log = logging.getLogger("isengard.jobs")
 EVENTS_KEY = 0x15E9A4D2
 #: First key of the nodes' liveness locks: a node holds (NODES_KEY, its number) while it lives.
 NODES_KEY = 0x15E9A4D3
+#: A node whose liveness lock is free is dead once it has not renewed its leases for this
+#: long (it renews them every second), and never in the database's first seconds.
+DEAD_AFTER_SECONDS = 3.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ClusterJobs(
@@ -52,7 +60,8 @@ CREATE TABLE IF NOT EXISTS ClusterJobs(
     document TEXT NOT NULL, owner TEXT, lease_until DOUBLE PRECISION,
     requested TEXT, retry_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, home TEXT);
 CREATE INDEX IF NOT EXISTS ClusterJobsQueue ON ClusterJobs(state, priority DESC, seq);
-CREATE TABLE IF NOT EXISTS ClusterNodes(node TEXT PRIMARY KEY, number SERIAL UNIQUE);
+CREATE TABLE IF NOT EXISTS ClusterNodes(node TEXT PRIMARY KEY, number SERIAL UNIQUE,
+                                        seen DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS ClusterJobEvents(
     seq BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, kind TEXT NOT NULL, jobId TEXT NOT NULL,
     progress INTEGER, at DOUBLE PRECISION NOT NULL);
@@ -60,9 +69,11 @@ CREATE TABLE IF NOT EXISTS ClusterJobEvents(
 
 _NOW = "extract(epoch from clock_timestamp())"
 
-#: The nodes known dead: registered, and their liveness lock is free (their connection is
-#: gone).  A node of an older Isengard, not registered, is never taken for dead.
-_DEAD = f"""SELECT n.node FROM ClusterNodes n WHERE NOT EXISTS (
+#: The nodes known dead: registered, their liveness lock free (their connection is gone),
+#: and silent for a while.  A node of an older Isengard, not registered, is never taken for dead.
+_DEAD = f"""SELECT n.node FROM ClusterNodes n WHERE n.seen < {_NOW} - {DEAD_AFTER_SECONDS}
+    AND extract(epoch from pg_postmaster_start_time()) < {_NOW} - {DEAD_AFTER_SECONDS}
+    AND NOT EXISTS (
     SELECT 1 FROM pg_locks l WHERE l.locktype='advisory' AND l.granted AND l.objsubid=2
     AND l.database=(SELECT oid FROM pg_database WHERE datname=current_database())
     AND l.classid={NODES_KEY} AND l.objid=n.number)"""
@@ -133,8 +144,8 @@ class PostgresJobStore:
         try:
             with connection.transaction():
                 row = connection.execute(
-                    "INSERT INTO ClusterNodes(node) VALUES(%s) ON CONFLICT(node) DO UPDATE "
-                    "SET node=EXCLUDED.node RETURNING number", (self.node,)).fetchone()
+                    f"INSERT INTO ClusterNodes(node, seen) VALUES(%s, {_NOW}) ON CONFLICT(node) DO UPDATE "
+                    f"SET seen=EXCLUDED.seen RETURNING number", (self.node,)).fetchone()
                 assert row is not None  # an upsert's RETURNING always has its row
                 connection.execute("SELECT pg_advisory_lock(%s, %s)", (NODES_KEY, row[0]))
         except BaseException:
@@ -143,11 +154,12 @@ class PostgresJobStore:
         return connection
 
     def _keep_alive(self) -> None:
-        """Open the liveness connection again if it was lost (the database restarted, the
-        network cut it): meanwhile other nodes may have taken this node's jobs, which its
-        renewal then no longer returns, as when a lease runs out."""
+        """Say this node was seen now, on its liveness connection; open that again if it was
+        lost (the database restarted, the network cut it): meanwhile other nodes may have
+        taken this node's jobs, which its renewal then no longer returns, as when a lease
+        runs out."""
         try:
-            self._alive.execute("SELECT 1")
+            self._alive.execute(f"UPDATE ClusterNodes SET seen={_NOW} WHERE node=%s", (self.node,))
         except psycopg.Error:
             log.warning("The jobs' liveness connection to PostgreSQL was lost: opening it again")
             self._alive.close()
