@@ -283,6 +283,8 @@ def test_request_errors_equal_orthanc(both) -> None:
         ("POST", "/tools/create-archive", b"[1]"),
         ("POST", "/tools/create-media", b'{"Resources": "x"}'),
         ("POST", "/tools/create-archive", f'["{unknown}"]'.encode()),
+        ("POST", "/tools/create-archive", f'{{"Resources": ["{unknown}"], "Asynchronous": true}}'.encode()),
+        ("POST", f"/studies/{unknown}/archive", b'{"Asynchronous": true}'),
     ]
     for method, path, body in cases:
         answers = [server.session.request(method, server.url + path, data=body, timeout=60)
