@@ -25,7 +25,7 @@ from servers import Server, exit_on_sigterm, make_servers, measure_each
 from workload import Ingest, ingest_cstore, ingest_cstore_parallel, ingest_rest, latencies
 
 CONCURRENT_CLIENTS = 8
-PROFILED_PHASES = ("rest8", "cstore")
+PROFILED_PHASES = ("rest8", "cstore4", "cstore")
 
 
 LATENCY_LABELS = {
@@ -64,7 +64,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="runs per ingest phase, each on a fresh server; the median is reported (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic dataset (default 1)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="sample Isengard with py-spy during the 8-client REST and C-STORE phases into DIR")
+                        help="sample Isengard with py-spy during the 8-client REST and both C-STORE phases into DIR")
     arguments = parser.parse_args(argv)
     if arguments.instances < 1 or arguments.repeat < 1:
         parser.error("--instances and --repeat must be at least 1")
