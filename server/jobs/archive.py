@@ -405,7 +405,9 @@ class ArchiveFiles:
         self.saved_files: Callable[[], set[str]] | None = None
         self._lock = threading.Lock()
         self._entries: list[tuple[float, ArchiveJob]] = []
+        #: The files of the jobs known so far; None once swept.
         self._claimed: set[str] | None = set()
+        self._sweeping = False
 
     def claim(self, path: Path) -> None:
         with self._lock:
@@ -413,18 +415,28 @@ class ArchiveFiles:
                 self._claimed.add(path.name)
 
     def sweep(self) -> None:
-        """Delete the ZIPs no job claims (once: later files are always claimed by their job)."""
+        """Delete the ZIPs no job claims, once.  The claims are read after the folder is
+        listed: another worker may submit and start a job meanwhile, and a job claims its
+        file before making it, so a listed file that no claim names is an orphan.  Claims
+        made after the sweep are not kept: those jobs' files did not exist when it listed."""
         with self._lock:
-            claimed, self._claimed = self._claimed, None
-        if claimed is None or (self.shared and self.saved_files is None):
+            if self._claimed is None or self._sweeping or (self.shared and self.saved_files is None):
+                return
+            self._sweeping = True
+        try:
+            found = [path for pattern in ZIP_PATTERNS for path in self.folder.glob(pattern)]
+            # In a cluster, a job's row also names its file before the file is made and until
+            # it is deleted: the rows are read after the listing too.
+            saved = self.saved_files() if self.saved_files is not None else set()
+        except Exception:  # noqa: BLE001 - the folder or the database: the next job's start tries again
+            log.exception("Cannot sweep the orphaned archives")
+            with self._lock:
+                self._sweeping = False
             return
-        found = [path for pattern in ZIP_PATTERNS for path in self.folder.glob(pattern)]
-        if self.saved_files is not None:
-            # Read after the listing: a job's row names its file before the file is made and
-            # until the file is deleted, so a listed file that no row names is an orphan.
-            claimed = claimed | self.saved_files()
+        with self._lock:
+            claimed, self._claimed = self._claimed or set(), None
         for path in found:
-            if path.name not in claimed:
+            if path.name not in claimed and path.name not in saved:
                 log.warning("Removing the orphaned archive %s", path)
                 path.unlink(missing_ok=True)
 
