@@ -54,7 +54,7 @@ def content_children(ds: Dataset, path: list[str]) -> list[str] | bytes:
     """The answer to ``/content/{path...}``: a JSON list of strings, or raw bytes."""
     if len(path) in (1, 2) and parse_tag(path[0]) == PIXEL_DATA:
         return _pixel_data(ds, path[1] if len(path) == 2 else None)
-    skip = set(meta_overflow(ds))
+    skip: set[int] = set(meta_overflow(ds))
     for position in range(len(path) // 2):
         index = _item_index(path[2 * position + 1])
         sequence = _find(ds, parse_tag(path[2 * position]), skip)

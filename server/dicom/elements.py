@@ -13,12 +13,14 @@ import struct
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import cast
 
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from server.dicom.dictionary import lookup
@@ -107,9 +109,17 @@ def dictionary_vr(group: int, element: int, creator: str | None) -> str:
     return found[0] if found else "UNKNOWN"
 
 
+def stored_element(ds: Dataset, tag: int) -> DataElement | RawDataElement | None:
+    """The element of ``tag`` as ``ds`` holds it, raw or converted, or None: read from the
+    dataset's dictionary, where pydicom's ``in`` and ``get_item`` convert the tag each time
+    (~1 us a lookup, a tenth of an ingest's parse over the main tags).  pydicom types the
+    keys as ``BaseTag``, an ``int`` that hashes as one."""
+    return cast("dict[int, DataElement | RawDataElement]", ds._dict).get(tag)
+
+
 def _pixel_representation(ds: Dataset) -> int | None:
     """The PixelRepresentation of this very item, if it holds a readable one."""
-    elem = ds._dict.get(PIXEL_REPRESENTATION)
+    elem = stored_element(ds, PIXEL_REPRESENTATION)
     if elem is None:
         return None
     if isinstance(elem, DataElement):
@@ -117,7 +127,8 @@ def _pixel_representation(ds: Dataset) -> int | None:
     raw = elem.value or b""
     if len(raw) < 2:
         return None
-    return struct.unpack("<H" if elem.is_little_endian else ">H", raw[:2])[0]
+    value: int = struct.unpack("<H" if elem.is_little_endian else ">H", raw[:2])[0]
+    return value
 
 
 def _encoding(ds: Dataset) -> tuple[bool, bool]:
@@ -134,7 +145,8 @@ def _value_bytes(elem: DataElement, ds: Dataset) -> bytes:
     fp = DicomBytesIO()
     fp.is_little_endian = little
     fp.is_implicit_VR = implicit
-    write_data_element(fp, elem, ds.original_character_set)
+    charset = ds.original_character_set
+    write_data_element(fp, elem, charset if isinstance(charset, str) else list(charset))
     data = fp.getvalue()
     if implicit:
         return data[8:]
@@ -174,10 +186,8 @@ def _resolve(elem: RawDataElement | DataElement, ds: Dataset,
 
 
 def find_element(ds: Dataset, tag: int) -> Element | None:
-    """One public, non-sequence element of ``ds``, or None if absent.  (Read from the
-    dataset's dictionary: pydicom's ``in`` and ``get_item`` convert the tag each time, ~1 us
-    a lookup, a tenth of an ingest's parse over the main tags.)"""
-    elem = ds._dict.get(tag)
+    """One public, non-sequence element of ``ds``, or None if absent."""
+    elem = stored_element(ds, tag)
     if elem is None:
         return None
     vr, is_sequence, little = _resolve(elem, ds, None)
@@ -187,7 +197,7 @@ def find_element(ds: Dataset, tag: int) -> Element | None:
     return Element(tag >> 16, tag & 0xFFFF, vr, raw, little, None)
 
 
-def meta_overflow(ds: Dataset) -> list[int]:
+def meta_overflow(ds: Dataset) -> list[BaseTag]:
     """Tags at the start of the dataset that dcmtk reads as part of the meta header.
 
     dcmtk reads the meta header up to the length announced by (0002,0000),

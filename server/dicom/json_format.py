@@ -31,6 +31,7 @@ from server.dicom.elements import (
     find_element,
     iter_elements,
     meta_overflow,
+    stored_element,
     string_text,
 )
 
@@ -181,7 +182,7 @@ def sequences_full(ds: Dataset, tags: Iterable[int], decoder: TextDecoder) -> Js
 
 def tag_text(ds: Dataset, tag: int, decoder: TextDecoder) -> str | None:
     """The text Orthanc indexes for a top-level tag: None when absent, Null or TooLong."""
-    raw = ds._dict.get(tag)
+    raw = stored_element(ds, tag)
     if type(raw) is RawDataElement:
         # Most main tags of a file: a string, read as find_element and _leaf would,
         # without them (a fifth of an ingest's parse).
@@ -199,6 +200,7 @@ def tag_text(ds: Dataset, tag: int, decoder: TextDecoder) -> str | None:
 def _leaf(el: Element, decoder: TextDecoder, any_length: bool = False) -> tuple[str, str | None]:
     """(Type, Value) of a leaf element, following ``ConvertLeafElement``."""
     vr = el.vr
+    text: str | None
     if vr in STRING_VRS:
         text = decoder.decode(string_text(el.raw, vr), vr)
     elif vr == "UN":

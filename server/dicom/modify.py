@@ -42,6 +42,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 import server
@@ -470,7 +471,7 @@ class Editor:
         self.ds.set_original_encoding(self.implicit, self.little, _python_encodings(self.ds))
 
     def _raw(self, tag: int, vr: str, value: bytes) -> RawDataElement:
-        return RawDataElement(tag, vr, len(value), value, 0, self.implicit, self.little)
+        return RawDataElement(BaseTag(tag), vr, len(value), value, 0, self.implicit, self.little)
 
     def _converted(self, tag: int, element: Element) -> RawDataElement | DataElement:
         if element.items is not None:
@@ -498,6 +499,7 @@ class _Applier:
 
     def apply(self) -> None:
         m, ds, editor = self.m, self.ds, self.editor
+        tag: int
         check_modification(m)
         if m.is_anonymization:
             self._register_forced_identifiers()
@@ -679,6 +681,7 @@ def _dataset_bytes(ds: Dataset, implicit: bool, little: bool) -> bytes:
     order = "<" if little else ">"
     out = bytearray()
     groups: dict[int, list[int]] = {}
+    tag: int
     for tag in sorted(ds.keys()):
         groups.setdefault(tag >> 16, []).append(tag)
     for group, tags in groups.items():

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import pydicom
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.tag import Tag as PydicomTag
@@ -33,13 +33,13 @@ SOP_CLASS_UID = (0x0008, 0x0016)
 
 #: Where pydicom's ``stop_before_pixels`` stops: FloatPixelData, DoubleFloatPixelData, PixelData.
 _PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))
-_PIXEL_DATA, _BITS_ALLOCATED = 0x7FE00010, 0x00280100
+_PIXEL_DATA, _BITS_ALLOCATED = 0x7FE00010, BaseTag(0x00280100)
 
 
-_wanted_cache: tuple[int, list[PydicomTag], frozenset[int]] = (-1, [], frozenset())
+_wanted_cache: tuple[int, list[BaseTag], frozenset[int]] = (-1, [], frozenset())
 
 
-def _wanted_tags() -> tuple[list[PydicomTag], frozenset[int]]:
+def _wanted_tags() -> tuple[list[BaseTag], frozenset[int]]:
     """The tags ingest reads (the main tags are configured at start-up), and the same as
     numbers with the pixel tags (where the walk notes where reading stops); made again only
     when the main tags were configured again."""
@@ -106,7 +106,7 @@ class _ViewReader(io.RawIOBase):
 
 
 def read_dataset(data: bytes | mmap.mmap, stop_before_pixels: bool = False,
-                 specific_tags: list | None = None) -> tuple[Dataset, int]:
+                 specific_tags: list[BaseTag] | None = None) -> tuple[Dataset, int]:
     """Parse DICOM bytes into (dataset, offset where parsing stopped).
 
     Anything pydicom cannot read is Orthanc's 400 "Bad file format".  With
@@ -114,7 +114,7 @@ def read_dataset(data: bytes | mmap.mmap, stop_before_pixels: bool = False,
     """
     if len(data) == 0:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Received an empty DICOM file")
-    stream: IO[bytes] = BytesIO(data) if isinstance(data, bytes) else _ViewReader(data)
+    stream: BytesIO | _ViewReader = BytesIO(data) if isinstance(data, bytes) else _ViewReader(data)
     try:
         ds = pydicom.dcmread(stream, force=True, stop_before_pixels=stop_before_pixels,
                              specific_tags=specific_tags)
@@ -262,7 +262,7 @@ class _Walker:
         start = offset
         while start < self.size:
             stop = min(start + _ZERO_WINDOW, self.size)
-            found = _NON_ZERO.search(self.data, start, stop)  # type: ignore[call-overload]
+            found = _NON_ZERO.search(self.data, start, stop)
             if isinstance(self.data, mmap.mmap):
                 aligned = start - start % mmap.PAGESIZE
                 self.data.madvise(mmap.MADV_DONTNEED, aligned, stop - aligned)
@@ -430,12 +430,12 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     sequences = {level: sequences_full(ds, ((g << 16) | e for g, e in level_tags if (g, e) in SEQUENCES),
                                        decoder)
                  for level, level_tags in BY_LEVEL.items()}
-    identifiers = [tags[Level.STUDY].get((0x0020, 0x000D)), tags[Level.SERIES].get((0x0020, 0x000E)),
-                   tags[Level.INSTANCE].get((0x0008, 0x0018))]
-    if None in identifiers:
+    study, series, sop = (tags[Level.STUDY].get((0x0020, 0x000D)), tags[Level.SERIES].get((0x0020, 0x000E)),
+                          tags[Level.INSTANCE].get((0x0008, 0x0018)))
+    if study is None or series is None or sop is None:
         raise OrthancError(ErrorCode.INEXISTENT_TAG)
-    patient, study, series, sop = (value.strip() for value in (
-        tags[Level.PATIENT].get((0x0010, 0x0020), ""), *identifiers))
+    patient = tags[Level.PATIENT].get((0x0010, 0x0020), "").strip()
+    study, series, sop = study.strip(), series.strip(), sop.strip()
     if not (study and series and sop):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
                            "missing StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
@@ -474,7 +474,7 @@ def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int, str | None, st
         return (*read_dataset(data, stop_before_pixels=True, specific_tags=wanted), None, None)
     implicit, little = syntax == _IMPLICIT_LITTLE, syntax != _EXPLICIT_BIG
     stopped_at = len(data)
-    elements: dict[BaseTag, RawDataElement] = {}
+    elements: dict[BaseTag, DataElement | RawDataElement] = {}
     for tag, (start, vr, value, length) in sorted(walker.found.items()):
         if tag in _PIXEL_TAGS:
             stopped_at = start
@@ -522,8 +522,8 @@ def dataset_to_send(data: bytes) -> Dataset:
     if syntax is None or syntax in _DEFLATED:
         return pydicom.dcmread(BytesIO(data), force=True)
     implicit, little = syntax == _IMPLICIT_LITTLE, syntax != _EXPLICIT_BIG
-    elements: dict[BaseTag, RawDataElement] = {}
-    meta: dict[BaseTag, RawDataElement] = {}
+    elements: dict[BaseTag, DataElement | RawDataElement] = {}
+    meta: dict[BaseTag, DataElement | RawDataElement] = {}
     for tag, (_, vr, value, length) in walker.found.items():
         end = walker.ends[tag] - 8 if length == _UNDEFINED else value + length
         key = PydicomTag(tag)
@@ -542,15 +542,14 @@ def dataset_to_send(data: bytes) -> Dataset:
 def _bits_allocated(ds: Dataset) -> int:
     """BitsAllocated, 8 when absent or unreadable (as Orthanc guesses)."""
     element = ds._dict.get(_BITS_ALLOCATED)
-    raw = getattr(element, "value", None)
-    if not isinstance(raw, bytes) or len(raw) < 2:
+    if not isinstance(element, RawDataElement) or not isinstance(element.value, bytes) or len(element.value) < 2:
         return 8
-    return int.from_bytes(raw[:2], "little" if element.is_little_endian else "big")
+    return int.from_bytes(element.value[:2], "little" if element.is_little_endian else "big")
 
 
 #: The transfer syntaxes a file without meta header can be in, by (implicit VR, little endian).
-_HEADERLESS_SYNTAXES = {(True, True): "1.2.840.10008.1.2", (False, True): "1.2.840.10008.1.2.1",
-                        (False, False): "1.2.840.10008.1.2.2"}
+_HEADERLESS_SYNTAXES: dict[tuple[bool | None, bool | None], str] = {
+    (True, True): "1.2.840.10008.1.2", (False, True): "1.2.840.10008.1.2.1", (False, False): "1.2.840.10008.1.2.2"}
 
 
 def _transfer_syntax(ds: Dataset) -> str | None:
@@ -565,7 +564,7 @@ def _transfer_syntax(ds: Dataset) -> str | None:
 _PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
 
 
-def _pixel_data_offset(data: bytes, stopped_at: int) -> int | None:
+def _pixel_data_offset(data: bytes | mmap.mmap, stopped_at: int) -> int | None:
     """Where the PixelData element starts, as Orthanc's DicomStreamReader finds it: only in a
     file with the 128-byte preamble and "DICM", and only if the tag is really there."""
     if data[128:132] != b"DICM" or data[stopped_at:stopped_at + 4] not in _PIXEL_DATA_TAGS:

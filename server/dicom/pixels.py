@@ -26,7 +26,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
-from pydicom.pixels import apply_color_lut, pixel_array
+from pydicom.pixels.processing import apply_color_lut
+from pydicom.pixels.utils import pixel_array
 
 from server.errors import ErrorCode, OrthancError
 
@@ -322,7 +323,8 @@ def jpeg_ycbcr_to_rgb(ybr: np.ndarray) -> np.ndarray:
     rgb = np.stack([y + np.float32(1.402) * cr,
                     y - np.float32(0.344136) * cb - np.float32(0.714136) * cr,
                     y + np.float32(1.772) * cb], axis=-1)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    result: np.ndarray = np.clip(rgb, 0, 255).astype(np.uint8)
+    return result
 
 
 def stored_frame(ds: Dataset, index: int, g: Geometry) -> np.ndarray:

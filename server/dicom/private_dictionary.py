@@ -21,6 +21,10 @@ from typing import Any
 
 from pydicom import datadict
 
+# The tables pydicom's datadict edits in place (it imports them from these modules).
+from pydicom._dicom_dict import DicomDictionary
+from pydicom._private_dict import private_dictionaries
+
 from server.config import ConfigError
 from server.dicom import dictionary
 
@@ -155,7 +159,7 @@ class _PydicomEntries:
                 self._add_public(entry)
 
     def _add_public(self, entry: DictionaryEntry) -> None:
-        previous = datadict.DicomDictionary.get(entry.tag)
+        previous = DicomDictionary.get(entry.tag)
         self._public.setdefault(entry.tag, previous)
         if previous is not None:
             datadict.keyword_dict.pop(previous[4], None)
@@ -164,20 +168,20 @@ class _PydicomEntries:
     def _add_private(self, entry: DictionaryEntry) -> None:
         assert entry.creator is not None
         key = f"{entry.group:04X}xx{entry.element & 0xFF:02X}"
-        previous = datadict.private_dictionaries.get(entry.creator, {}).get(key)
+        previous = private_dictionaries.get(entry.creator, {}).get(key)
         self._private.setdefault((entry.creator, key), previous)
         datadict.add_private_dict_entries(entry.creator, {
             entry.tag: (entry.vr, entry.multiplicity, entry.name, "")})
 
     def _undo(self) -> None:
         for tag, previous in self._public.items():
-            added = datadict.DicomDictionary.pop(tag, None)
+            added = DicomDictionary.pop(tag, None)
             if added is not None:
                 datadict.keyword_dict.pop(added[4], None)
             if previous is not None:
                 datadict.add_dict_entries({tag: previous})
         for (creator, key), previous_private in self._private.items():
-            table = datadict.private_dictionaries.get(creator, {})
+            table = private_dictionaries.get(creator, {})
             if previous_private is None:
                 table.pop(key, None)
             else:

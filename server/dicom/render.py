@@ -291,7 +291,9 @@ def _paeth_predictor(left: np.ndarray, up: np.ndarray, upleft: np.ndarray) -> np
     use_left = (pa <= pb) & (pa <= pc)
     use_up = (pb <= pc) & ~use_left
     use_upleft = ~(use_left | use_up)
-    return (left * use_left.view(np.uint8)) | (up * use_up.view(np.uint8)) | (upleft * use_upleft.view(np.uint8))
+    chosen: np.ndarray = ((left * use_left.view(np.uint8)) | (up * use_up.view(np.uint8))
+                          | (upleft * use_upleft.view(np.uint8)))
+    return chosen
 
 
 def _png_deflate(data: bytes, size: int) -> bytes:

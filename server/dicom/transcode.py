@@ -28,9 +28,9 @@ import numpy as np
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.pixels import pack_bits, pixel_array
+from pydicom.pixels.utils import pack_bits, pixel_array
 from pydicom.sequence import Sequence
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import UID, AllTransferSyntaxes
 
 from server.dicom import pixels, uids
 from server.dicom.main_tags import Level
@@ -339,11 +339,11 @@ def _jpeg(frame: np.ndarray, g: pixels.Geometry, source: str, target: str, quali
     values = np.ascontiguousarray(values, np.uint8 if precision <= 8 else np.uint16)
     try:
         if lossless:
-            return imagecodecs.jpeg8_encode(values, lossless=True, predictor=1, bitspersample=precision)
+            return bytes(imagecodecs.jpeg8_encode(values, lossless=True, predictor=1, bitspersample=precision))
         options: dict[str, Any] = {"level": quality, "bitspersample": precision}
         if g.samples == 3:
             options["subsampling"] = "422"
-        return imagecodecs.jpeg8_encode(values, **options)
+        return bytes(imagecodecs.jpeg8_encode(values, **options))
     except Exception as e:  # noqa: BLE001 - the encoder refuses some geometries
         raise CannotTranscode(source, target, str(e)) from None
 
@@ -369,15 +369,15 @@ def _charls_directly(ds: Dataset, frames: np.ndarray, source: str, target: str, 
     output buffer is too small for the headers)."""
     near = 2 if target == JPEG_LS_NEAR else 0
     try:
-        fragments = [imagecodecs.jpegls_encode(frame.astype(np.uint16 if g.bits_allocated > 8 else np.uint8)
-                                               if frame.dtype.kind == "u" else frame, level=near)
+        fragments = [bytes(imagecodecs.jpegls_encode(frame.astype(np.uint16 if g.bits_allocated > 8 else np.uint8)
+                                                     if frame.dtype.kind == "u" else frame, level=near))
                      for frame in frames]
     except Exception as e:  # noqa: BLE001 - the encoder refuses some geometries
         raise CannotTranscode(source, target, str(e)) from None
     ds.PixelData = encapsulate(fragments)
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
-    ds.file_meta.TransferSyntaxUID = target
+    ds.file_meta.TransferSyntaxUID = UID(target)
 
 
 def _mark_lossy(ds: Dataset, target: str, raw_size: int, compressed_size: int) -> None:
