@@ -24,6 +24,7 @@ by a string anywhere else.
 from __future__ import annotations
 
 import logging
+import mmap
 import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
@@ -153,7 +154,7 @@ class Intervention(Enum):
 #: Takes the request's handler (a ``server.rest.base.OrthancHandler``: the bus does not import
 #: the REST layer, which depends on it).
 HttpRequestFilter = Callable[[Any], Awaitable[bool]]
-InstanceReceiver = Callable[[bytes, "Origin"], "bytes | None"]
+InstanceReceiver = Callable[["bytes | mmap.mmap", "Origin"], "bytes | mmap.mmap | None"]
 InstanceFilter = Callable[["ParsedInstance", "Origin"], bool]
 FindFilter = Callable[[dict[str, str], dict[str, str]], dict[str, str]]
 OutgoingFilter = Callable[["Dataset", dict[str, str]], bool]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import mmap
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,7 +172,7 @@ class Store:
         #: Concurrent ingests commit together (one transaction, one wait for the index's lock).
         self._commits: GroupCommit[_Commit, _Committed] = GroupCommit(self._commit_batch)
 
-    def ingest(self, data: bytes, origin: Origin) -> StoreResult:
+    def ingest(self, data: bytes | mmap.mmap, origin: Origin) -> StoreResult:
         """Store one DICOM file; raises :class:`OrthancError` for what Orthanc refuses."""
         with self._ingesting_lock:
             self._ingesting += 1
@@ -182,7 +183,7 @@ class Store:
             with self._ingesting_lock:
                 self._ingesting -= 1
 
-    def _ingest(self, data: bytes, origin: Origin) -> StoreResult:
+    def _ingest(self, data: bytes | mmap.mmap, origin: Origin) -> StoreResult:
         done = self._parse_and_stage(data)
         if done is not None:
             parsed, staged = done
@@ -213,7 +214,7 @@ class Store:
         # several associations or clients store at once.
         return self._commit(parsed, origin, self.area.stage(data))
 
-    def _parse_and_stage(self, data: bytes) -> tuple[ParsedInstance, Staged] | None:
+    def _parse_and_stage(self, data: bytes | mmap.mmap) -> tuple[ParsedInstance, Staged] | None:
         """The file parsed and staged by an ingest process, when that is all that comes
         before its commit: no script's nor ``IngestTranscoding``'s say (nor a Python
         script's storage area: ``app.py`` gives the store no processes then); ``None``

@@ -18,10 +18,11 @@ as DCMTK does. What cannot be done raises :class:`CannotTranscode`.
 from __future__ import annotations
 
 import logging
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import imagecodecs
 import numpy as np
@@ -167,9 +168,19 @@ def _int_tag(ds: Dataset, keyword: str) -> int:
         return 0
 
 
-def transcode_file(data: bytes, target: str, settings: Settings = DEFAULT_SETTINGS) -> bytes:
-    """The DICOM file ``data`` in ``target`` (the same bytes if it already is), with the
-    meta header Orthanc writes."""
+@overload
+def transcode_file(data: bytes, target: str, settings: Settings = DEFAULT_SETTINGS) -> bytes: ...
+
+
+@overload
+def transcode_file(data: bytes | mmap.mmap, target: str,
+                   settings: Settings = DEFAULT_SETTINGS) -> bytes | mmap.mmap: ...
+
+
+def transcode_file(data: bytes | mmap.mmap, target: str,
+                   settings: Settings = DEFAULT_SETTINGS) -> bytes | mmap.mmap:
+    """The DICOM file ``data`` in ``target`` (the same bytes, or memory map of a large upload,
+    if it already is), with the meta header Orthanc writes."""
     from server.dicom.modify import write_file  # modify writes through this module: import late
 
     ds = pixels.read_image_dataset(data)
@@ -236,7 +247,7 @@ class IngestTranscoding:
             return self.compressed
         return self.uncompressed and (self.target in _UNCOMPRESSED or has_pixels())
 
-    def transcode(self, data: bytes) -> bytes:
+    def transcode(self, data: bytes | mmap.mmap) -> bytes | mmap.mmap:
         """The file in the target, or as it is when it cannot be transcoded (Orthanc stores
         the original then)."""
         try:

@@ -128,8 +128,8 @@ class LuaScripting:
         self._heartbeat_queued = threading.Event()
         self._pool = ContextExecutor(64, thread_name_prefix="lua")
         self._http_pool = ThreadPoolExecutor(32, thread_name_prefix="lua-http")
-        self.main: LuaState | None = None
-        self.filter: LuaState | None = None
+        self._main: LuaState | None = None
+        self._filter: LuaState | None = None
         self._defined: frozenset[str] = frozenset()
         self._filters: frozenset[str] = frozenset()
         self._stopping = threading.Event()
@@ -137,6 +137,21 @@ class LuaScripting:
         # Before the Python script's: Orthanc asks Lua first.  Always: a request also waits
         # for the callbacks queued before it (see _wait_for_callbacks).
         services.bus.interventions.http_request.install(self.accepts_http_request)
+
+    @property
+    def main(self) -> LuaState:
+        """The state of the scripts' callbacks (events, REST, jobs...), made by :meth:`start`."""
+        if self._main is None:
+            raise RuntimeError("the Lua scripts are not started")
+        return self._main
+
+    @property
+    def filter(self) -> LuaState:
+        """The state of the filters (``ReceivedInstanceFilter``...), which answer while the
+        main state runs a long callback; made by :meth:`start`."""
+        if self._filter is None:
+            raise RuntimeError("the Lua scripts are not started")
+        return self._filter
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -151,10 +166,10 @@ class LuaScripting:
             modification=self.services.modification,
             database=LuaDatabase(self.services.key_values, self.services.stability))
         max_memory = int(config["LuaMemoryLimitMB"]) * 2 ** 20 or None
-        self.main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions(),
-                             max_memory)
-        self.filter = LuaState("filter", self.timeout, lambda state: LuaApi(state, services).functions(),
-                               max_memory)
+        self._main = LuaState("main", self.timeout, lambda state: LuaApi(state, services).functions(),
+                              max_memory)
+        self._filter = LuaState("filter", self.timeout, lambda state: LuaApi(state, services).functions(),
+                                max_memory)
         self._subscribe()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
         interventions = self.services.bus.interventions
@@ -238,10 +253,10 @@ class LuaScripting:
         if callback in self._defined:
             self._queue(callback, (event.job_id,))
 
-    def _queue(self, callback: str, args: tuple, wait: bool = True) -> None:
+    def _queue(self, callback: str, args: tuple[Any, ...], wait: bool = True) -> None:
         self._events.put(lambda: self._deliver(callback, args), wait)
 
-    def _deliver(self, callback: str, args: tuple) -> None:
+    def _deliver(self, callback: str, args: tuple[Any, ...]) -> None:
         if callback == "OnHeartBeat":
             self._heartbeat_queued.clear()
         try:

@@ -16,7 +16,7 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -185,7 +185,7 @@ class LuaApi:
         """Send while serving the Lua work of a request to this very server (no self-deadlock)."""
         values = self._headers(headers)
 
-        def start(waiter: Waiter) -> Any:
+        def start(waiter: Waiter) -> Future[tuple[int, bytes]]:
             if self._is_own_url(url):
                 values[CALL_HEADER] = waiter.token
             return self.services.executor.submit(self.http.request, method, url, body, values)

@@ -37,11 +37,8 @@ class LuaCommitmentProvider:
 
     def create(self, job_id: str, transaction_uid: str, sop_classes: list[str], sop_instances: list[str],
                remote_aet: str, called_aet: str) -> _Handler | None:
-        state = self.lua.main
-        if state is None:
-            return None
-        defined, value = state.call(FACTORY, job_id, transaction_uid, sop_classes, sop_instances,
-                                    remote_aet, called_aet)
+        defined, value = self.lua.main.call(FACTORY, job_id, transaction_uid, sop_classes, sop_instances,
+                                            remote_aet, called_aet)
         return _Handler(value) if defined and value is not None else None
 
     def lookup(self, handler: _Handler, sop_class: str, sop_instance: str) -> Any:

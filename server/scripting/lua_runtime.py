@@ -116,7 +116,7 @@ class Waiter:
         self.state = state
         self.thread = threading.get_ident()
         self.token = secrets.token_hex(16)
-        self._tasks: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = queue.SimpleQueue()
+        self._tasks: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._open = True
 
@@ -129,7 +129,7 @@ class Waiter:
             self._tasks.put((work, future))
         return future
 
-    def serve_until(self, done: Future) -> None:
+    def serve_until(self, done: Future[Any]) -> None:
         done.add_done_callback(lambda _: self._tasks.put(None))
         while (task := self._tasks.get()) is not None:
             _run_task(*task)
@@ -144,7 +144,7 @@ class Waiter:
                 _run_task(*task)
 
 
-def _run_task(work: Callable[[], Any], future: Future) -> None:
+def _run_task(work: Callable[[], Any], future: Future[Any]) -> None:
     if not future.set_running_or_notify_cancel():
         return
     try:

@@ -18,9 +18,11 @@ orthanc-python gives it (a REST callback answers 500, a filter refuses...).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
+import mmap
 import re
 import sys
 import threading
@@ -48,7 +50,7 @@ from server.net.scp import DimseStatusError
 from server.net.worklists import DicomHooks, FindAnswers, HierarchicalMatcher
 from server.rest.python_routes import SKIP_SCRIPT_ROUTES, request_get_arguments, request_headers
 from server.scripting import python_api, python_dicom
-from server.scripting.python_api import DicomConnection, DicomInstance, RestOutput, orthanc_exception
+from server.scripting.python_api import DicomConnection, DicomInstance, RestOutput, orthanc_exception, script_bytes
 from server.scripting.python_dicom import FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, RECEIVED
 from server.scripting.python_events import FULL_WAIT_SECONDS, QUEUE_LIMIT, Change, ChangeTranslator
@@ -334,14 +336,14 @@ class PythonScripting:
 
     # -- received instances and C-STORE filter ---------------------------------------
 
-    def receive(self, data: bytes, origin: Origin) -> bytes | None:
+    def receive(self, data: bytes | mmap.mmap, origin: Origin) -> bytes | mmap.mmap | None:
         """``RECEIVED_INSTANCE`` intervention: the bytes to store, or None to discard the instance."""
         registered = self.callback("received")
         if registered is None:
             return data
         self._verbose("Calling Python received instance callback")
         try:
-            result = registered[0](data, ORIGINS.get(origin.kind, 1))
+            result = registered[0](script_bytes(data), ORIGINS.get(origin.kind, 1))
         except Exception as e:  # noqa: BLE001 - a script error keeps the instance as received
             _log_traceback("Error in the Python received instance callback", e)
             return data
@@ -373,7 +375,7 @@ class PythonScripting:
             raise DimseStatusError(status)
         return True
 
-    def _cstore_status(self, callback: Callable[..., Any], data: bytes, origin: Origin) -> int:
+    def _cstore_status(self, callback: Callable[..., Any], data: bytes | mmap.mmap, origin: Origin) -> int:
         self._verbose("Calling Python incoming CStore instance filter")
         try:
             status = callback(DicomInstance(data, origin, self.default_encoding))
@@ -387,7 +389,7 @@ class PythonScripting:
             log.error("The Python incoming-cstore-instance filter has returned an out-of-range DIMSE status: %d",
                       status)
             raise OrthancError(ErrorCode.PLUGIN)
-        return status
+        return int(status)
 
     def storage_area(self, local: StorageArea) -> StorageArea:
         """The area files go to: the script's (``RegisterStorageArea``), else ``local``."""
@@ -455,7 +457,7 @@ class PythonScripting:
         on_stored = self.callback("stored")
         if on_change is not None:
             for change in self._translator.changes(event):
-                self._deliveries.put(lambda c=change: self._deliver_change(on_change[0], c))
+                self._deliveries.put(functools.partial(self._deliver_change, on_change[0], change))
         if on_stored is not None and isinstance(event, events.InstanceStored) and event.status == "Success":
             instance_id = event.instance_id
             instance = DicomInstance(event.parsed.data, event.origin,
@@ -544,7 +546,7 @@ class CommitmentProvider:
         if isinstance(reason, bool) or not isinstance(reason, int) or reason not in valid:
             raise ValueError(f"the Python storage commitment Lookup callback returned {reason!r}, "
                              "not an orthanc.StorageCommitmentFailureReason")
-        return reason
+        return int(reason)
 
     def destroy(self, handler: _Commitment) -> None:
         handler.driver = None
@@ -557,7 +559,7 @@ def _error_code(body: bytes) -> int:
     except (ValueError, UnicodeDecodeError):
         return int(ErrorCode.UNKNOWN_RESOURCE)
     if isinstance(document, dict) and isinstance(document.get("OrthancStatus"), int):
-        return document["OrthancStatus"]
+        return int(document["OrthancStatus"])
     return int(ErrorCode.UNKNOWN_RESOURCE)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import uuid
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
@@ -25,13 +26,22 @@ from server.dicom.parse import read_dataset
 from server.dicom.transcode import transcode_file
 from server.errors import DESCRIPTIONS, OrthancError
 from server.scripting import python_dicom, python_images
-from server.scripting.python_database import DatabaseFunctions, KeysValuesIterator
+from server.scripting.python_database import DatabaseFunctions, DatabaseHost, KeysValuesIterator
 from server.scripting.python_dicom import FindAnswers, FindMatcher, FindQuery, WorklistAnswers, WorklistQuery
 from server.scripting.python_enums import ENUMERATIONS, ORIGINS, enumeration_class
 from server.scripting.python_images import Image
-from server.scripting.python_jobs import Job, JobFunctions
-from server.scripting.python_toolbox import FIRST_PLUGIN_ERROR, PLUGIN_ERROR_DESCRIPTION, Peers, ToolboxFunctions
+from server.scripting.python_jobs import Job, JobFunctions, JobsHost
+from server.scripting.python_toolbox import (
+    FIRST_PLUGIN_ERROR,
+    PLUGIN_ERROR_DESCRIPTION,
+    Peers,
+    ToolboxFunctions,
+    ToolboxHost,
+)
 from server.store import Origin
+
+if TYPE_CHECKING:
+    from server.net.worklists import HierarchicalMatcher
 
 log = logging.getLogger("isengard.plugins.python")
 
@@ -57,10 +67,11 @@ def from_orthanc_error(error: OrthancError) -> OrthancException:
     return orthanc_exception(int(error.code))
 
 
-class Host(Protocol):
+class Host(ToolboxHost, DatabaseHost, JobsHost, Protocol):
     """What the module needs from the server (:class:`server.scripting.python.PythonScripting`)."""
 
-    default_encoding: str
+    @property
+    def default_encoding(self) -> str: ...
 
     def rest_api(self, method: str, uri: str, body: bytes, after_plugins: bool) -> bytes: ...
 
@@ -72,6 +83,8 @@ class Host(Protocol):
 
     def instance_file(self, instance_id: str) -> bytes: ...
 
+    def matcher(self, query: Dataset) -> HierarchicalMatcher: ...
+
     def lookup_resource(self, level: str, identifier: str) -> str: ...
 
     def set_metric(self, name: str, value: float, timer: bool) -> None: ...
@@ -79,10 +92,18 @@ class Host(Protocol):
     def new_token(self) -> str: ...
 
 
+def script_bytes(data: bytes | mmap.mmap) -> bytes:
+    """A DICOM file as a script gets it: ``bytes``, as from orthanc-python.  A large upload is
+    stored from a memory map (see :func:`server.dicom.parse.read_upload`), copied here only
+    when a script asks for the file (a map compares unequal to the same bytes, has no
+    ``decode``, is no ``bytes`` for ``isinstance``...)."""
+    return data if isinstance(data, bytes) else bytes(data)
+
+
 class DicomInstance:
     """A DICOM instance handed to a callback (received, stored) or created by the script."""
 
-    def __init__(self, data: bytes, origin: Origin | None, default_encoding: str,
+    def __init__(self, data: bytes | mmap.mmap, origin: Origin | None, default_encoding: str,
                  metadata: Callable[[], dict[str, str]] | None = None) -> None:
         self._data = data
         self._origin = origin
@@ -106,11 +127,11 @@ class DicomInstance:
 
     def GetInstanceData(self) -> bytes:
         """The DICOM file."""
-        return self._data
+        return script_bytes(self._data)
 
     def SerializeDicomInstance(self) -> bytes:
         """The DICOM file."""
-        return self._data
+        return script_bytes(self._data)
 
     def GetInstanceSize(self) -> int:
         return len(self._data)
@@ -338,7 +359,8 @@ def _body(value: Any) -> bytes:
 def _callable(value: Any, message: str) -> Callable[..., Any]:
     if not callable(value):
         raise ValueError(message)
-    return value
+    function: Callable[..., Any] = value
+    return function
 
 
 class _Opaque:
@@ -378,6 +400,8 @@ for _class in (StorageArea, DicomWebNode, ServerChunkedRequestReader):
 
 class _Functions(ToolboxFunctions, DatabaseFunctions, JobFunctions):
     """The module-level functions, bound to one :class:`Host`."""
+
+    _host: Host
 
     def __init__(self, host: Host) -> None:
         self._host = host

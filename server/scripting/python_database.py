@@ -108,9 +108,9 @@ KeysValuesIterator.__module__ = "orthanc"
 
 
 class DatabaseFunctions:
-    """Mixin of the module-level database functions (``self._host`` is a :class:`DatabaseHost`)."""
+    """Mixin of the module-level database functions."""
 
-    _host: Any
+    _host: DatabaseHost
 
     @property
     def _stores(self) -> KeyValueStores:

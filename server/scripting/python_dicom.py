@@ -9,6 +9,7 @@ with orthanc-python 4.0's names and answers.
 from __future__ import annotations
 
 import json
+import mmap
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -30,7 +31,7 @@ PIXEL_DATA = 0x7FE00010
 
 
 def _data(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray, memoryview)):
+    if isinstance(value, (bytes, bytearray, memoryview, mmap.mmap)):  # a map: a large upload's
         return bytes(value)
     raise TypeError("expected a bytes buffer with a DICOM file")
 
@@ -78,7 +79,7 @@ def _cap(full: dict[str, Any], max_length: int) -> None:
             node["Type"], node["Value"] = "TooLong", None
 
 
-def dicom_json(data: bytes, json_format_value: int, flags: int, default_encoding: str,
+def dicom_json(data: bytes | mmap.mmap, json_format_value: int, flags: int, default_encoding: str,
                max_string_length: int = 0) -> str:
     """``DicomBufferToJson``: the tags in the FULL, SHORT or HUMAN format, as JSON text."""
     if json_format_value not in _FORMATS.values():
@@ -195,7 +196,8 @@ class FindAnswers:
 
     def FindAddAnswer(self, dicom: bytes) -> None:
         ds = _parsed(dicom)
-        ds.file_meta = None
+        if hasattr(ds, "file_meta"):
+            del ds.file_meta  # an answer's dataset, not a file
         self.answers.datasets.append(ds)
 
     def FindMarkIncomplete(self) -> None:

@@ -68,7 +68,8 @@ class ChangeTranslator:
     def _new_levels(self) -> list[tuple[Level, str]]:
         if not hasattr(self._pending, "levels"):
             self._pending.levels = []
-        return self._pending.levels
+        levels: list[tuple[Level, str]] = self._pending.levels
+        return levels
 
     def _stored(self, event: InstanceStored) -> list[Change]:
         created = self._new_levels()

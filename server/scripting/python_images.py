@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import io
 import math
+import mmap
 import struct
 from types import ModuleType
 from typing import Any
@@ -147,7 +148,7 @@ def uncompress(data: bytes, image_format: int) -> Image:
     if image_format not in (IMAGE_FORMAT["PNG"], IMAGE_FORMAT["JPEG"]):
         raise exception(ErrorCode.PARAMETER_OUT_OF_RANGE)
     try:
-        image = PillowImage.open(io.BytesIO(bytes(data)))
+        image: PillowImage.Image = PillowImage.open(io.BytesIO(bytes(data)))
         image.load()
     except (OSError, ValueError):
         raise exception(INTERNAL_ERROR) from None  # orthanc-python: no image -> InternalError
@@ -158,7 +159,7 @@ def uncompress(data: bytes, image_format: int) -> Image:
     return Image(pixel_format, image.width, image.height, image.width * BYTES_PER_PIXEL[pixel_format], raw)
 
 
-def decode_frame(dicom: bytes, frame: int) -> Image:
+def decode_frame(dicom: bytes | mmap.mmap, frame: int) -> Image:
     """``DecodeDicomImage`` / ``GetInstanceDecodedFrame``: through the pixel-codec module.
 
     JPEG 2000 is not decoded, as Orthanc without its GDCM plugin.  Checked against

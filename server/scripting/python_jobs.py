@@ -186,7 +186,7 @@ Job.__module__ = "orthanc"
 class JobFunctions:
     """The module's job functions, mixed into :class:`server.scripting.python_api._Functions`."""
 
-    _host: Any
+    _host: JobsHost
 
     def CreateJob(self, type: str, get_progress: Callable[[], float], get_content: Callable[[], Any],
                   get_serialized: Callable[[], Any], step: Callable[[], int], stop: Callable[[int], None],

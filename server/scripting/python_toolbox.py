@@ -142,9 +142,9 @@ def _multiplicity(tag: int) -> tuple[int, int]:
 
 
 class ToolboxFunctions:
-    """Mixin of the module-level toolbox functions (``self._host`` is a :class:`ToolboxHost`)."""
+    """Mixin of the module-level toolbox functions."""
 
-    _host: Any
+    _host: ToolboxHost
     #: Names added by ``RegisterDictionaryTag`` / ``RegisterPrivateDictionaryTag``.
     _registered_names: set[str]
 

@@ -57,6 +57,7 @@ def on_stored(instance, instance_id):
         "aet": instance.GetInstanceRemoteAet(),
         "size": instance.GetInstanceSize(),
         "same_data": instance.GetInstanceData() == orthanc.GetDicomForInstance(instance_id),
+        "data_type": type(instance.GetInstanceData()).__name__,
         "syntax": instance.GetInstanceTransferSyntaxUid(),
         "has_reception": instance.HasInstanceMetadata("ReceptionDate"),
         "origin_metadata": instance.GetInstanceMetadata("Origin"),
@@ -74,7 +75,8 @@ orthanc.RegisterOnStoredInstanceCallback(on_stored)
 
 def received(data, origin):
     mode = MODE["received"]
-    record("received", [len(data), origin, mode, json.loads(orthanc.RestApiGet("/system"))["ApiVersion"]])
+    record("received", [len(data), origin, mode, json.loads(orthanc.RestApiGet("/system"))["ApiVersion"],
+                        type(data).__name__])
     if mode == "discard":
         return orthanc.ReceivedInstanceAction.DISCARD, None
     if mode == "modify":
