@@ -71,9 +71,12 @@ compat: $(STAMP)
 ## Every benchmark against the real Orthanc, one after the other (see bench/README.md); each
 ## prints its table of ratios. BENCH_SCALE instances for the scale run (~25 min at 200,000).
 BENCH_SCALE ?= 200000
+## Every script's scratch folder is kept until the last one ends (bench/scratch.py says why).
 bench: $(STAMP) system-deps
 	$(BIN)/python -m compileall -q -j 0 server >/dev/null
-	status=0; \
+	status=0; scratch=$$(mktemp -d -t isengard-bench-XXXXXX); \
+	trap 'rm -rf "$$scratch"' EXIT; trap 'exit 130' INT TERM; \
+	export TMPDIR=$$scratch BENCH_KEEP_SCRATCH=1; \
 	for script in run network jobs images modify find_orderby; do $(BIN)/python bench/$$script.py || status=1; done; \
 	$(BIN)/python bench/scale.py --instances $(BENCH_SCALE) || status=1; \
 	exit $$status

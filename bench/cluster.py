@@ -43,6 +43,7 @@ import psycopg
 import requests
 from report import Metric, Outcome, progress, table
 from scale import instances, send
+from scratch import scratch_folder
 from servers import ORTHANC_BINARY, Isengard, Orthanc, Server, cpu_seconds, exit_on_sigterm, free_port
 from workload import WrongAnswer
 
@@ -300,7 +301,7 @@ def main() -> int:
     if "orthanc" in kinds and not (ORTHANC_BINARY.exists() and PLUGIN.exists()):
         print(f"note: {ORTHANC_BINARY} or {PLUGIN} missing, measuring Isengard alone", file=sys.stderr)
         kinds.remove("orthanc")
-    with tempfile.TemporaryDirectory(prefix="isengard-cluster-") as scratch:
+    with scratch_folder("isengard-cluster-") as scratch:
         root = Path(scratch)
         postgres = Postgres().start()
         try:

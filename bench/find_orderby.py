@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
@@ -28,6 +27,7 @@ import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from report import Outcome, progress
+from scratch import scratch_folder
 from servers import Server, exit_on_sigterm, make_servers, measure_each
 from workload import time_calls
 
@@ -134,7 +134,7 @@ def main() -> int:
     payloads = [study_file(i) for i in range(options.studies)]
     results: dict[str, dict[str, str]] = {}
     outcome = Outcome()
-    with tempfile.TemporaryDirectory(prefix="bench-find-") as root:
+    with scratch_folder("bench-find-") as root:
         servers = make_servers(Path(root), options.only, {"StableAge": 3600})
         measure_each(servers, lambda s: measure(s, payloads, results), outcome)
     names = list(results)

@@ -26,11 +26,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import requests
+from scratch import scratch_folder
 from servers import Server, cpu_seconds, make_servers
 
 SOURCE = Path(__file__).resolve().parent.parent / "tests" / "data" / "SignedCT.dcm"
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure, the median is shown (default 1)")
     parser.add_argument("--only", choices=("isengard", "orthanc"), help="measure a single server")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
+    with scratch_folder("isengard-bench-images-") as folder:
         root = Path(folder)
         files = variants(root)
         servers = make_servers(root, args.only)

@@ -18,7 +18,6 @@ import cProfile
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cluster import Postgres, section  # noqa: E402
 from scale import instances  # noqa: E402
+from scratch import scratch_folder  # noqa: E402
 
 from server import events  # noqa: E402
 from server.storage.area import StorageArea  # noqa: E402
@@ -46,7 +46,7 @@ def open_index(engine: str, root: Path, postgres: Postgres | None) -> Index:
 def run(engine: str, count: int, threads: int, profile: str | None) -> None:
     postgres = Postgres().start() if engine == "postgresql" else None
     try:
-        with tempfile.TemporaryDirectory() as folder:
+        with scratch_folder("isengard-bench-index-") as folder:
             root = Path(folder)
             index = open_index(engine, root, postgres)
             store = Store(index, StorageArea(root / "storage"), events.EventBus(), Limits())

@@ -26,7 +26,6 @@ import io
 import os
 import statistics
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import Any
 import requests
 from dataset import generate
 from report import Metric, Outcome, Results, heading, progress, table
+from scratch import scratch_folder
 from servers import Server, cpu_seconds, exit_on_sigterm, make_servers, measure_each
 from workload import WrongAnswer, get_json, ingest_rest, post_json
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     exit_on_sigterm()
     outcome = Outcome()
-    with tempfile.TemporaryDirectory(prefix="isengard-bench-jobs-") as scratch:
+    with scratch_folder("isengard-bench-jobs-") as scratch:
         root = Path(scratch)
         progress(f"generating {arguments.instances} instances")
         corpus = generate(root / "dataset", arguments.instances, arguments.seed)

@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Any
 import requests
 from modify import one_study
 from report import Metric, Outcome, heading, progress, table
+from scratch import scratch_folder
 from servers import Server, exit_on_sigterm, make_servers, measure_each
 from workload import REQUEST_TIMEOUT, WrongAnswer, get_json, percentile, post_all
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     exit_on_sigterm()
     outcome = Outcome()
-    with tempfile.TemporaryDirectory(prefix="isengard-bench-loop-") as scratch:
+    with scratch_folder("isengard-bench-loop-") as scratch:
         root = Path(scratch)
         progress(f"generating one patient of {arguments.instances} instances")
         payloads = one_study(root / "dataset", arguments.instances, arguments.seed)

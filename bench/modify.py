@@ -18,7 +18,6 @@ import random
 import re
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import requests
 from dataset import Series, ct_slice, file_meta, noisy_pixels, phantom
 from report import Metric, Outcome, heading, progress, table
+from scratch import scratch_folder
 from servers import Server, cpu_seconds, exit_on_sigterm, make_servers, measure_each
 from workload import WrongAnswer, get_json, post_all
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     exit_on_sigterm()
     outcome = Outcome()
-    with tempfile.TemporaryDirectory(prefix="isengard-bench-modify-") as scratch:
+    with scratch_folder("isengard-bench-modify-") as scratch:
         root = Path(scratch)
         progress(f"generating one study of {arguments.instances} instances")
         payloads = one_study(root / "dataset", arguments.instances, arguments.seed)

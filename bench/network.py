@@ -36,7 +36,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 from report import Metric, Outcome, table
+from scratch import scratch_folder
 from servers import Server, cpu_seconds, exit_on_sigterm, free_port, make_servers, measure_each
 from workload import WrongAnswer, post_all, time_calls
 
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"})
     try:
-        with tempfile.TemporaryDirectory(prefix="isengard-bench-network-") as scratch:
+        with scratch_folder("isengard-bench-network-") as scratch:
             measure_each(make_servers(Path(scratch), arguments.only), measure_server, outcome)
     finally:
         destination.terminate()

@@ -13,7 +13,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import requests
 from dataset import Corpus, generate
 from profiling import Profiler, report
 from report import Metric, Outcome, heading, progress, table
+from scratch import scratch_folder
 from servers import Server, exit_on_sigterm, make_servers, measure_each
 from workload import Ingest, ingest_cstore, ingest_cstore_parallel, ingest_rest, latencies
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     outcome = Outcome()
     profiler = Profiler(arguments.profile)
-    with tempfile.TemporaryDirectory(prefix="isengard-bench-") as scratch:
+    with scratch_folder("isengard-bench-") as scratch:
         root = Path(scratch)
         progress(f"generating {arguments.instances} instances")
         corpus = generate(root / "dataset", arguments.instances, arguments.seed)

@@ -23,7 +23,6 @@ import io
 import itertools
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 from report import Metric, Outcome, progress, table
+from scratch import scratch_folder
 from servers import Server, cpu_seconds, exit_on_sigterm, make_servers
 from workload import WrongAnswer
 
@@ -194,7 +194,7 @@ def main() -> int:
     args = parser.parse_args()
     exit_on_sigterm()
     outcome = Outcome()
-    with tempfile.TemporaryDirectory(prefix="isengard-scale-") as root:
+    with scratch_folder("isengard-scale-") as root:
         limit = args.time_limit
         for server in make_servers(Path(root), args.only):
             try:

@@ -24,7 +24,6 @@ import io
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from typing import Any
 import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from scratch import scratch_folder
 from servers import ORTHANC_BINARY, Isengard, Orthanc, Server, exit_on_sigterm
 
 POLL_SECONDS = 0.01
@@ -154,7 +154,7 @@ def main() -> int:
     isengard_methods = {"peer store": peer_store, "transfers push (none)": push("none"),
                         "transfers push (gzip)": push("gzip"), "transfers pull": pull}
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-transfers-") as scratch:
+    with scratch_folder("bench-transfers-") as scratch:
         for label, count, rows, columns in (("small", args.small, 128, 128), ("large", args.large, 1024, 512)):
             if count <= 0:
                 continue
