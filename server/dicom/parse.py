@@ -23,6 +23,7 @@ from pydicom.tag import BaseTag
 from pydicom.tag import Tag as PydicomTag
 
 from server.dicom import main_tags
+from server.dicom.elements import stored_element
 from server.dicom.json_format import Json, dataset_decoder, sequences_full, tag_text
 from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, SEQUENCES, Level, Tag
 from server.errors import ErrorCode, OrthancError
@@ -33,7 +34,7 @@ SOP_CLASS_UID = (0x0008, 0x0016)
 
 #: Where pydicom's ``stop_before_pixels`` stops: FloatPixelData, DoubleFloatPixelData, PixelData.
 _PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))
-_PIXEL_DATA, _BITS_ALLOCATED = 0x7FE00010, BaseTag(0x00280100)
+_PIXEL_DATA, _BITS_ALLOCATED = 0x7FE00010, 0x00280100
 
 
 _wanted_cache: tuple[int, list[BaseTag], frozenset[int]] = (-1, [], frozenset())
@@ -541,7 +542,7 @@ def dataset_to_send(data: bytes) -> Dataset:
 
 def _bits_allocated(ds: Dataset) -> int:
     """BitsAllocated, 8 when absent or unreadable (as Orthanc guesses)."""
-    element = ds._dict.get(_BITS_ALLOCATED)
+    element = stored_element(ds, _BITS_ALLOCATED)
     if not isinstance(element, RawDataElement) or not isinstance(element.value, bytes) or len(element.value) < 2:
         return 8
     return int.from_bytes(element.value[:2], "little" if element.is_little_endian else "big")

@@ -167,7 +167,7 @@ class DicomInstance:
 
     def GetInstanceAdvancedJson(self, format: int, flags: int, max_string_length: int) -> str:
         """The tags in the FULL, SHORT or HUMAN format, as JSON text."""
-        return python_dicom.dicom_json(self._data, format, flags, self._encoding, max_string_length)
+        return python_dicom.dicom_json(script_bytes(self._data), format, flags, self._encoding, max_string_length)
 
     def GetInstanceRawFrame(self, frame_index: int) -> bytes:
         """The bytes of one frame as stored (uncompressed slice or encapsulated fragment)."""

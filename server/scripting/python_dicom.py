@@ -9,7 +9,6 @@ with orthanc-python 4.0's names and answers.
 from __future__ import annotations
 
 import json
-import mmap
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -31,7 +30,7 @@ PIXEL_DATA = 0x7FE00010
 
 
 def _data(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray, memoryview, mmap.mmap)):  # a map: a large upload's
+    if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError("expected a bytes buffer with a DICOM file")
 
@@ -79,7 +78,7 @@ def _cap(full: dict[str, Any], max_length: int) -> None:
             node["Type"], node["Value"] = "TooLong", None
 
 
-def dicom_json(data: bytes | mmap.mmap, json_format_value: int, flags: int, default_encoding: str,
+def dicom_json(data: bytes, json_format_value: int, flags: int, default_encoding: str,
                max_string_length: int = 0) -> str:
     """``DicomBufferToJson``: the tags in the FULL, SHORT or HUMAN format, as JSON text."""
     if json_format_value not in _FORMATS.values():
