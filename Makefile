@@ -43,10 +43,10 @@ test: $(STAMP) system-deps
 system-deps:
 	@if ! command -v storescu >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v gdcmconv >/dev/null || ! test -x /usr/sbin/Orthanc || ! ls /usr/lib/orthanc/libOrthancPython* >/dev/null 2>&1 \
 		|| ! test -e /usr/share/orthanc/plugins/libOrthancGdcm.so \
-		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
-		echo "Installing dcmtk, libgdcm-tools, orthanc, orthanc-python, orthanc-gdcm, postgresql, chromium and chromium-driver from Debian"; \
+		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v strace >/dev/null; then \
+		echo "Installing dcmtk, libgdcm-tools, orthanc, orthanc-python, orthanc-gdcm, postgresql, chromium, chromium-driver and strace from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools orthanc orthanc-python orthanc-gdcm postgresql \
-			chromium chromium-driver >/dev/null; \
+			chromium chromium-driver strace >/dev/null; \
 	fi
 
 lint: $(STAMP)

@@ -125,7 +125,8 @@ class Server:
         self.log_counter = LogCounter(self.metrics)
         logging.getLogger().addHandler(self.log_counter)
         self.area = StorageArea(config.resolve_path(config["StorageDirectory"]),
-                                compress=bool(config["StorageCompression"]), metrics=self.metrics)
+                                compress=bool(config["StorageCompression"]), metrics=self.metrics,
+                                sync=bool(config["SyncStorageArea"]))
         self.index = open_index(config)
         self.index.read_only = bool(config["ReadOnly"])
         published, removed = self.area.recover(self.index.has_attachment_uuid)
@@ -414,7 +415,7 @@ def open_index(config: Configuration) -> Index:
     the configuration loads Orthanc's PostgreSQL plugin, if it names plugins at all."""
     section = config.get("PostgreSQL") or {}
     if not section.get("EnableIndex") or not _loads_postgresql_plugin(config.user_value("Plugins")):
-        return Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite")
+        return Index(config.resolve_path(config["IndexDirectory"]) / "index.sqlite", bool(config["SyncStorageArea"]))
     from server.storage import postgresql  # here: psycopg takes ~0.1 s to import, for this backend only
 
     if section.get("EnableStorage"):

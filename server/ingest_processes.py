@@ -73,7 +73,8 @@ class IngestProcesses:
         self._idle = ours
         self._alive = len(ours)
 
-    def parse_and_stage(self, data: bytes, encoding: str, staging: str, compress: bool) -> Answer | None:
+    def parse_and_stage(self, data: bytes, encoding: str, staging: str, compress: bool,
+                        sync: bool) -> Answer | None:
         """``data`` parsed for the index (see :func:`parse_for_index`) and written into
         ``staging`` by an ingest process, or ``None``: the caller is to do both itself."""
         if len(data) > LARGEST:
@@ -82,7 +83,7 @@ class IngestProcesses:
         if connection is None:
             return None
         try:
-            connection.send_bytes(pickle.dumps((encoding, staging, compress, data), pickle.HIGHEST_PROTOCOL))
+            connection.send_bytes(pickle.dumps((encoding, staging, compress, sync, data), pickle.HIGHEST_PROTOCOL))
             answer = connection.recv_bytes()
         except (EOFError, OSError) as error:
             log.warning("An ingest process is gone (%s); %d left", error, self._lose(connection))
@@ -147,11 +148,11 @@ def _serve(connection: Connection, parent_ends: list[Connection]) -> None:
 def _work(request: bytes) -> bytes:
     """The answer to one request: empty when anything went wrong (the caller then does the
     work itself, and gets the same error in its own process)."""
-    encoding, staging, compress, data = pickle.loads(request)
+    encoding, staging, compress, sync, data = pickle.loads(request)
     try:
         parsed = parse_for_index(data, encoding)
         start = time.monotonic()
-        staged = write_staged(staging, data, compress)
+        staged = write_staged(staging, data, compress, sync)
         seconds = time.monotonic() - start
     except Exception:  # noqa: BLE001 - the caller does it again, and reports it
         return b""

@@ -229,7 +229,8 @@ class Store:
                 or not isinstance(data, bytes)):
             return None
         area = self.area
-        done = self.processes.parse_and_stage(data, self.limits.default_encoding, area.staging_folder, area.compress)
+        done = self.processes.parse_and_stage(data, self.limits.default_encoding, area.staging_folder, area.compress,
+                                              area.sync)
         if done is None:
             return None
         parsed, staged, seconds = done

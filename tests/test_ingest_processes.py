@@ -48,7 +48,7 @@ def test_a_file_is_parsed_and_staged_as_the_receiving_thread_would(
         processes: IngestProcesses, tmp_path: Path, compress: bool) -> None:
     area = StorageArea(tmp_path / "storage", compress=compress)
     for data in FILES:
-        answer = processes.parse_and_stage(data, "Latin1", area.staging_folder, compress)
+        answer = processes.parse_and_stage(data, "Latin1", area.staging_folder, compress, True)
         assert answer is not None
         parsed, staged, seconds = answer
         assert parsed == parse_for_index(data, "Latin1")  # the data given back included
@@ -67,7 +67,7 @@ def test_the_default_encoding_goes_with_each_file(processes: IngestProcesses, tm
     data = ct_slice("1.2.3.8", "1.2.3.8.1", 1, patient="M\u00fcller")  # Latin-1 bytes, no character set
     seen = set()
     for encoding in ("Latin1", "Utf8", "Cyrillic"):
-        answer = processes.parse_and_stage(data, encoding, str(tmp_path), False)
+        answer = processes.parse_and_stage(data, encoding, str(tmp_path), False, True)
         assert answer is not None
         assert answer[0] == parse_for_index(data, encoding)
         seen.add(answer[0].patient_id)
@@ -77,33 +77,33 @@ def test_the_default_encoding_goes_with_each_file(processes: IngestProcesses, tm
 def test_a_file_it_cannot_parse_is_left_to_the_caller_and_nothing_is_staged(
         processes: IngestProcesses, tmp_path: Path) -> None:
     for bad in (b"", b"not DICOM at all" * 10, FILES[0][:200]):
-        assert processes.parse_and_stage(bad, "Latin1", str(tmp_path), False) is None
+        assert processes.parse_and_stage(bad, "Latin1", str(tmp_path), False, True) is None
     assert list(tmp_path.iterdir()) == []
     # and the processes still serve
-    assert processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False) is not None
+    assert processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False, True) is not None
 
 
 def test_a_folder_it_cannot_write_is_left_to_the_caller(processes: IngestProcesses, tmp_path: Path) -> None:
-    assert processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path / "missing"), False) is None
+    assert processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path / "missing"), False, True) is None
 
 
 def test_a_large_file_stays_with_the_caller(processes: IngestProcesses, tmp_path: Path) -> None:
-    assert processes.parse_and_stage(b"\0" * (LARGEST + 1), "Latin1", str(tmp_path), False) is None
+    assert processes.parse_and_stage(b"\0" * (LARGEST + 1), "Latin1", str(tmp_path), False, True) is None
 
 
 def test_a_dead_process_is_dropped_and_the_others_serve_until_none_is_left(
         processes: IngestProcesses, tmp_path: Path) -> None:
     first, second = _pids(processes)
     os.kill(first, signal.SIGKILL)
-    answers = [processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False) for _ in range(4)]
+    answers = [processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False, True) for _ in range(4)]
     assert answers.count(None) <= 1  # the dead one, found at most once
     assert processes._alive in (1, 2)
     os.kill(second, signal.SIGKILL)
     for _ in range(3):
-        processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False)
+        processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False, True)
     assert processes._alive == 0
     started = time.monotonic()
-    assert processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False) is None
+    assert processes.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False, True) is None
     assert time.monotonic() - started < 1  # no wait for a process that will never come back
 
 
@@ -125,7 +125,7 @@ def test_a_process_that_cannot_be_started_leaves_its_work_to_the_caller(
     try:
         assert len(pool._processes) == 1 and pool._alive == 1
         assert "1 of 3 ingest processes started" in caplog.text
-        assert pool.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False) is not None
+        assert pool.parse_and_stage(FILES[0], "Latin1", str(tmp_path), False, True) is not None
     finally:
         pool.close()
 
@@ -135,7 +135,7 @@ def test_closing_ends_the_processes() -> None:
     processes = list(pool._processes)
     pool.close()
     assert not any(process.is_alive() for process in processes)
-    assert pool.parse_and_stage(FILES[0], "Latin1", "/nonexistent", False) is None
+    assert pool.parse_and_stage(FILES[0], "Latin1", "/nonexistent", False, True) is None
 
 
 def test_a_store_with_processes_stores_and_refuses_as_without(

@@ -159,9 +159,11 @@ class StorageArea:
     """Files named by UUID under ``root/ab/cd/abcd...``, optionally zlib-compressed."""
 
     def __init__(self, root: Path, compress: bool = False, metrics: Metrics | None = None,
-                 node: NodeFolders | None = None) -> None:
+                 node: NodeFolders | None = None, sync: bool = True) -> None:
         self.root = root
         self.compress = compress
+        #: ``SyncStorageArea``: each file is on the disk (``fdatasync``) before the index names it.
+        self.sync = sync
         self.metrics = metrics or Metrics(enabled=False)
         self.node = node or NodeFolders(root)
         #: Where this process stages its files (and spools large uploads).
@@ -190,7 +192,7 @@ class StorageArea:
         ``compress`` overrides ``StorageCompression`` (``.../compress`` and ``.../uncompress``).
         """
         start = time.monotonic()
-        staged = write_staged(self._tmp, data, self.compress if compress is None else compress)
+        staged = write_staged(self._tmp, data, self.compress if compress is None else compress, self.sync)
         self.count_staged(staged, time.monotonic() - start)
         return staged
 
@@ -209,6 +211,8 @@ class StorageArea:
             staged = self.stage(data)
             path.unlink(missing_ok=True)
             return staged
+        if self.sync:
+            _sync_file(path)
         file_uuid = str(uuid.uuid4())
         os.replace(path, os.path.join(self._tmp, file_uuid))
         md5 = hashlib.md5(data).hexdigest()
@@ -406,10 +410,15 @@ class StorageArea:
         os.replace(staged, target)
 
 
-def write_staged(tmp: str, data: bytes | mmap.mmap, compress: bool) -> Staged:
+def write_staged(tmp: str, data: bytes | mmap.mmap, compress: bool, sync: bool) -> Staged:
     """Write ``data`` into the staging folder ``tmp`` under a new UUID, piece by piece (see
     :func:`pieces`), hashing it on the way: the work of :meth:`StorageArea.stage`, which the
     ingest processes do too.
+
+    With ``sync`` (``SyncStorageArea``), the file is on the disk when this returns: its data
+    and size (``fdatasync``), and its name in ``tmp/``, which the journaling file systems
+    (and ext4 without a journal) make durable with a new file's first sync.  After a power
+    cut, start-up finds it there and moves it into place if the index committed it.
 
     Orthanc's zlib format is its own: the uncompressed size as a 64-bit little-endian
     prefix, followed by the zlib stream.
@@ -430,6 +439,8 @@ def write_staged(tmp: str, data: bytes | mmap.mmap, compress: bool) -> Staged:
                 size, stored = len(data), None
             else:
                 size, stored = _write_compressed(fd, data, compressor, plain_md5)
+            if sync:
+                os.fdatasync(fd)
         finally:
             os.close(fd)
     except OSError as e:
@@ -438,6 +449,15 @@ def write_staged(tmp: str, data: bytes | mmap.mmap, compress: bool) -> Staged:
     plain = plain_md5.hexdigest()
     return Staged(file_uuid, size, stored if stored is not None else plain,
                   len(data), plain, COMPRESSION_ZLIB if compressor is not None else COMPRESSION_NONE)
+
+
+def _sync_file(path: Path) -> None:
+    """A file written by another hand (a spooled dataset, a transfer's download) onto the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -385,12 +385,17 @@ class SqliteDatabase:
     As Orthanc's index, the file is opened in SQLite's exclusive locking mode: this process
     alone uses it, for as long as it runs, so a transaction takes no file lock (four to six
     ``fcntl`` calls each) and the WAL's index lives in memory rather than in a shared file.
-    A second server on the same ``IndexDirectory`` is refused at start-up."""
+    A second server on the same ``IndexDirectory`` is refused at start-up.
+
+    With ``sync`` (``SyncStorageArea``), each commit is on the disk before it returns
+    (``synchronous=FULL``: the WAL is synced at every commit; the group commit makes that one
+    sync for all the ingests it carries); without, only the checkpoints are synced, as in
+    Orthanc, whose commits a power cut can undo."""
 
     backend_plugin: str | None = None
     several_writers = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sync: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -405,7 +410,7 @@ class SqliteDatabase:
             raise ConfigError(f'The SQLite index {path} is used by another process (an Isengard or '
                               f'Orthanc with the same "IndexDirectory"); stop it, or give this server '
                               f'its own "IndexDirectory"') from None
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.create_function("normalize_identifier", 1, normalize_identifier,
                                  deterministic=True)
@@ -465,8 +470,10 @@ class Index:
     """The database behind every REST answer about resources: the same SQL on SQLite (a
     path) or on another :class:`~server.storage.database.Database` (PostgreSQL)."""
 
-    def __init__(self, database: Path | Database) -> None:
-        self.database: Database = SqliteDatabase(database) if isinstance(database, Path) else database
+    def __init__(self, database: Path | Database, sync: bool = True) -> None:
+        """``sync`` is for SQLite (see :class:`SqliteDatabase`): PostgreSQL's own settings
+        say whether its commits are synced (``synchronous_commit``, on by default)."""
+        self.database: Database = SqliteDatabase(database, sync) if isinstance(database, Path) else database
         if self.database.needs_identifiers:
             self._fill_identifiers()
 
