@@ -110,7 +110,7 @@ def test_concurrent_ingests_store_each_instance_once(tmp_path: Path) -> None:
         by_instance.setdefault(result.ids[Level.INSTANCE], []).append(result.status)
     assert len(by_instance) == 40
     assert all(sorted(statuses) == ["AlreadyStored", "Success"] for statuses in by_instance.values())
-    assert setup.index.count(Level.INSTANCE) == 40
+    assert setup.index.counts()[0][Level.INSTANCE] == 40
     assert len(setup.stored_files()) == 40
     assert setup.staged_files() == []
 

@@ -82,7 +82,7 @@ def test_the_newest_instance_makes_its_patient_the_last_recycled(tmp_path: Path)
     target.ingest(instance("3", 2), Origin())  # 3, already the last, stays so
     target.ingest(instance("4", 1), Origin())
     assert target.index.lookup(patient_a) is None
-    assert target.index.count(Level.PATIENT) == 2
+    assert target.index.counts()[0][Level.PATIENT] == 2
 
 
 def series_instance(number: int, expected: int) -> bytes:
@@ -142,7 +142,7 @@ def test_a_batch_sees_what_its_earlier_instances_did(tmp_path: Path, engine: Cal
     files = _files(tmp_path / "in", [*contents, contents[1]])
     results = target.ingest_files(files, Origin())
     assert [r.status for r in results] == ["Success", "Success", "Success", "AlreadyStored"]
-    assert target.index.count(Level.SERIES) == 1 and target.index.count(Level.INSTANCE) == 3
+    assert target.index.counts()[0][Level.SERIES] == 1 and target.index.counts()[0][Level.INSTANCE] == 3
     changes, _, _ = target.index.changes(0, 100)
     assert [change.change for change in changes].count(Change.CompletedSeries) == 1
 
@@ -155,7 +155,7 @@ def test_a_batch_forgets_what_it_recycled(tmp_path: Path, engine: Callable[[Limi
     assert [r.status for r in results] == ["Success"] * 3
     assert target.index.list_ids(Level.INSTANCE) == [results[2].ids[Level.INSTANCE]]
     patient = target.index.lookup(results[2].ids[Level.PATIENT])
-    assert patient is not None and target.index.count(Level.PATIENT) == 1
+    assert patient is not None and target.index.counts()[0][Level.PATIENT] == 1
     assert [r.public_id for r in target.index.descendants(patient.internal_id, Level.INSTANCE)] == [
         results[2].ids[Level.INSTANCE]]
 

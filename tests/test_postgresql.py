@@ -47,7 +47,7 @@ def test_hierarchy_changes_and_deletion(index: Index) -> None:
     second = _store(index, "2", "Jean")
     assert index.list_ids(PATIENT) == ["PATIENT-1", "PATIENT-2"]
     assert index.list_ids(INSTANCE, since=1) == ["INSTANCE-2"]
-    assert index.count(SERIES) == 2
+    assert index.counts()[0][SERIES] == 2
     study = index.lookup("STUDY-1", STUDY)
     assert study is not None and index.main_tags(study.internal_id)[NAME] == "Élodie^Martin"
     assert [r.public_id for r in index.descendants(first[PATIENT], INSTANCE)] == ["INSTANCE-1"]
@@ -141,7 +141,7 @@ def test_a_write_reads_its_own_answers(index: Index) -> None:
         deleted = db.execute("DELETE FROM Resources WHERE publicId IN ('a', 'b', 'c')")
         assert deleted.rowcount == 2
         assert first.lastrowid is not None and first.lastrowid == first.lastrowid
-    assert index.count(PATIENT) == 0
+    assert index.counts()[0][PATIENT] == 0
 
 
 def test_a_failed_statement_rolls_back_the_whole_write(index: Index) -> None:

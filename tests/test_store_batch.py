@@ -66,7 +66,7 @@ def test_a_batch_is_moved_into_place_and_indexed(setup: Setup) -> None:
     assert not any(path.exists() for path in paths)  # moved, not copied
     assert sorted(p.read_bytes() for p in setup.stored_files()) == sorted(contents)
     assert setup.staged_files() == []
-    assert setup.index.count(Level.INSTANCE) == 5
+    assert setup.index.counts()[0][Level.INSTANCE] == 5
     one = setup.index.lookup(results[0].ids[Level.INSTANCE])
     assert one is not None and setup.store.read_dicom(one) == contents[0]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from server.dicom.main_tags import Level
 from server.metrics import refresh_state, refresh_threads
 from server.rest.base import OrthancHandler, Route, with_services
 
@@ -43,9 +42,10 @@ class PrometheusHandler(OrthancHandler):
 
     def _refresh(self) -> None:
         index = self.index
-        counts = {level.plural: index.count(level) for level in Level}
+        counts, totals = index.counts()
         _, last_change = index.last_change()
-        refresh_state(self.metrics, counts, index.totals(), last_change, self.jobs.counts())
+        refresh_state(self.metrics, {level.plural: count for level, count in counts.items()}, totals, last_change,
+                      self.jobs.counts())
         refresh_threads(self.metrics, self.available_threads())
 
 

@@ -83,13 +83,12 @@ class StatisticsHandler(OrthancHandler):
         self.answer_json(await self.run(self._statistics))
 
     def _statistics(self) -> dict:
-        index = self.index
-        disk, uncompressed = index.totals()
+        counts, (disk, uncompressed) = self.index.counts()
         result = {
-            "CountPatients": index.count(Level.PATIENT),
-            "CountStudies": index.count(Level.STUDY),
-            "CountSeries": index.count(Level.SERIES),
-            "CountInstances": index.count(Level.INSTANCE),
+            "CountPatients": counts[Level.PATIENT],
+            "CountStudies": counts[Level.STUDY],
+            "CountSeries": counts[Level.SERIES],
+            "CountInstances": counts[Level.INSTANCE],
         }
         result |= size_fields("TotalDiskSize", disk)
         result |= size_fields("TotalUncompressedSize", uncompressed)
