@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 from conftest import Isengard
-from helpers import ct_slice
+from helpers import ct_slice, wait_job
 
 STRACE = shutil.which("strace") or "strace"  # make test installs it (Debian's strace)
 SYNCS = ("fdatasync", "fsync")
@@ -169,3 +169,15 @@ def test_without_sync_nothing_is_synced_on_ingest(tmp_path: Path) -> None:
         assert server.upload(ct_slice("1.2.3.8", "1.2.3.8.1", 3))["Status"] == "Success"
     assert _first_answer(calls, server.http_port, "HTTP/1.1 200")
     assert not _synced(calls, _staged(server)) and not _synced(calls, "index.sqlite")
+
+
+def test_the_jobs_snapshots_are_not_synced(tmp_path: Path) -> None:
+    """A job is promised to survive ``kill -9`` (``SaveJobs``), not a power cut: its
+    snapshots' commits skip the sync that the instances' get."""
+    server = Isengard(tmp_path / "server").start()
+    study = server.upload(ct_slice("1.2.3.8", "1.2.3.8.1", 4))["ParentStudy"]
+    with traced(server) as calls:
+        answer = server.post(f"/studies/{study}/archive", json={"Asynchronous": True})
+        assert answer.status_code == 200
+        assert wait_job(server, answer.json()["ID"])["State"] == "Success"
+    assert not _synced(calls, "index.sqlite")

@@ -57,8 +57,12 @@ class Database(Protocol):
     #: does a ``late_lock`` transaction let one of them write while another prepares.
     several_writers: bool
 
-    def transaction(self, late_lock: bool = False) -> AbstractContextManager[Connection]:
+    def transaction(self, late_lock: bool = False, synced: bool = True) -> AbstractContextManager[Connection]:
         """A write transaction; writers are serialised (one at a time, as in SQLite).
+
+        ``synced=False``: its commit need not be on the disk when it returns, only safe from a
+        crash of the process (the jobs' snapshots); SQLite's commits otherwise follow
+        ``SyncStorageArea``, PostgreSQL's its own ``synchronous_commit``.
 
         ``late_lock``: where writers are several processes (PostgreSQL's nodes), the
         writers' lock is taken only by :meth:`lock_writers`, so that a transaction can read

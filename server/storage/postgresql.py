@@ -444,7 +444,7 @@ class PostgresDatabase:
     _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ"
 
     @contextmanager
-    def transaction(self, late_lock: bool = False) -> Iterator[Connection]:
+    def transaction(self, late_lock: bool = False, synced: bool = True) -> Iterator[Connection]:
         state = self._state
         current = state.connection
         if current is None:
