@@ -1294,8 +1294,8 @@ class Index:
     # -- jobs ------------------------------------------------------------------------
 
     # The jobs' snapshots are promised to survive a crash of the process (``kill -9``), not a
-    # power cut: their commits are not synced (``synced=False``), which took a small job's
-    # ~2 ms of waits for the disk.
+    # power cut: their commits are not synced (``synced=False``), which cost a small job two
+    # waits for the disk.
 
     def save_job(self, job_id: str, document: str) -> None:
         with self.transaction(synced=False) as db:
