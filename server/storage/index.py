@@ -635,7 +635,8 @@ class Index:
 
     def counts(self) -> tuple[dict[Level, int], tuple[int, int]]:
         """How many resources of each level, and :meth:`totals`, read together (``/statistics``,
-        the metrics): one turn of the lock, or one PostgreSQL round trip, for all five."""
+        the metrics): one read of the index (one turn of the lock, or one PostgreSQL
+        transaction) for all five, where there were five."""
         with self.reading() as db:
             found = dict(db.execute("SELECT resourceType, COUNT(*) FROM Resources GROUP BY resourceType"))
             totals = self.totals(db)
