@@ -75,9 +75,13 @@ def _tasks(pid: int) -> list[int]:
             for task in Path(f"/proc/{process}/task").iterdir()]
 
 
-def _traced_by(task: int) -> int:
-    status = Path(f"/proc/{task}/status").read_text()
-    return int(re.search(r"^TracerPid:\s+(\d+)", status, re.M)[1])  # type: ignore[index]
+def _traced_by(task: int, tracer: int) -> bool:
+    """Whether ``tracer`` traces ``task`` (a thread that ended meanwhile needs no tracing)."""
+    try:
+        status = Path(f"/proc/{task}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return int(re.search(r"^TracerPid:\s+(\d+)", status, re.M)[1]) == tracer  # type: ignore[index]
 
 
 @contextmanager
@@ -91,7 +95,7 @@ def traced(server: Isengard) -> Iterator[list[Call]]:
         command += ["-p", str(task)]
     tracer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while any(_traced_by(task) != tracer.pid for task in tasks):
+    while not all(_traced_by(task, tracer.pid) for task in tasks):
         assert tracer.poll() is None and time.monotonic() < deadline, "strace could not attach"
         time.sleep(0.02)
     calls: list[Call] = []
