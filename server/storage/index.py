@@ -636,11 +636,13 @@ class Index:
     def counts(self) -> tuple[dict[Level, int], tuple[int, int]]:
         """How many resources of each level, and :meth:`totals`, read together (``/statistics``,
         the metrics): one read of the index (one turn of the lock, or one PostgreSQL
-        transaction) for all five, where there were five."""
+        transaction) for all five, where there were five.  A count a level: SQLite counts a
+        range of ``LevelIndex`` faster than it groups the whole of it (14 against 20-32 ms
+        over 244,000 resources)."""
         with self.reading() as db:
-            found = dict(db.execute("SELECT resourceType, COUNT(*) FROM Resources GROUP BY resourceType"))
-            totals = self.totals(db)
-        return {level: int(found.get(int(level), 0)) for level in Level}, totals
+            counts = {level: int(db.execute("SELECT COUNT(*) FROM Resources WHERE resourceType=?",
+                                            (int(level),)).fetchone()[0]) for level in Level}
+            return counts, self.totals(db)
 
     def main_tags(self, internal_id: int) -> dict[Tag, str]:
         with self.reading() as db:
