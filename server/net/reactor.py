@@ -211,7 +211,11 @@ class EventDUL(DULServiceProvider):
                         event = self.event_queue.get(block=False)
                     if event is not None:
                         state = self.state_machine.current_state
-                        self._act(event)
+                        try:
+                            self._act(event)
+                        except Exception:  # noqa: BLE001 - a malformed message, as a reader's (read_until)
+                            self._abort_after_error()
+                            return
                 if event is None:
                     self._wait()
                     continue
