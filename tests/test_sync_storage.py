@@ -13,12 +13,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
+from test_ingest_processes import _children, _upload_together
 
 from conftest import Isengard
 from helpers import ct_slice, wait_job
@@ -70,9 +69,7 @@ def _calls(log: Path) -> list[Call]:
 
 def _tasks(pid: int) -> list[int]:
     """The threads of ``pid`` and of its child processes (the ingest processes)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(task.name) for process in [pid, *map(int, children)]
-            for task in Path(f"/proc/{process}/task").iterdir()]
+    return [int(task.name) for process in [pid, *_children(pid)] for task in Path(f"/proc/{process}/task").iterdir()]
 
 
 def _traced_by(task: int, tracer: int) -> bool:
@@ -150,18 +147,9 @@ def test_every_file_is_synced_by_whoever_staged_it(tmp_path: Path) -> None:
     """Concurrent uploads: the ingest processes stage some of the files, and sync them too."""
     server = Isengard(tmp_path / "server").start()
     assert server.process is not None
-    processes = [int(pid) for pid in Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-                 .read_text().split()]
-    files = [ct_slice("1.2.3.5", "1.2.3.5.1", number, pixels=64) for number in range(200)]
-
-    def upload(share: list[bytes]) -> None:
-        with requests.Session() as session:
-            for data in share:
-                assert session.post(server.url + "/instances", data=data, timeout=60).status_code == 200
-
-    with traced(server) as calls, ThreadPoolExecutor(8) as pool:
-        for future in [pool.submit(upload, files[k::8]) for k in range(8)]:
-            future.result()
+    processes = _children(server.process.pid)
+    with traced(server) as calls:
+        _upload_together(server, [ct_slice("1.2.3.5", "1.2.3.5.1", number, pixels=64) for number in range(200)], 8)
     synced = _synced(calls, _staged(server))
     assert len({c.args for c in synced}) == 200
     assert {c.pid for c in synced} & set(processes)
