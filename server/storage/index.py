@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import os
 import re
 import sqlite3
 import threading
@@ -387,10 +388,10 @@ class SqliteDatabase:
     ``fcntl`` calls each) and the WAL's index lives in memory rather than in a shared file.
     A second server on the same ``IndexDirectory`` is refused at start-up.
 
-    With ``sync`` (``SyncStorageArea``), each commit is on the disk before it returns
-    (``synchronous=FULL``: the WAL is synced at every commit; the group commit makes that one
-    sync for all the ingests it carries); without, only the checkpoints are synced, as in
-    Orthanc, whose commits a power cut can undo."""
+    With ``sync`` (``SyncStorageArea``), each commit is on the disk before it returns: the
+    WAL is synced after the commit, once the writers' lock is let go (see :meth:`_sync_wal`);
+    without, only the checkpoints are synced, as in Orthanc, whose commits a power cut can
+    undo."""
 
     backend_plugin: str | None = None
     several_writers = False
@@ -411,8 +412,13 @@ class SqliteDatabase:
                               f'Orthanc with the same "IndexDirectory"); stop it, or give this server '
                               f'its own "IndexDirectory"') from None
         self.sync = sync
-        self._synced = sync
-        self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+        # The commits themselves are not synced (see _sync_wal); the checkpoints are.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        #: Commits made, and those known to be on the disk (see :meth:`_sync_wal`).
+        self._commits = 0
+        self._synced_commits = 0
+        self._sync_lock = threading.Lock()
+        self._wal: int | None = None
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.create_function("normalize_identifier", 1, normalize_identifier,
                                  deterministic=True)
@@ -426,16 +432,16 @@ class SqliteDatabase:
                          (PROPERTY_DATABASE_VERSION, str(SCHEMA_VERSION)))
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._sync_lock:
             self._db.close()
+            if self._wal is not None:
+                os.close(self._wal)
+                self._wal = None
 
     @contextmanager
     def transaction(self, late_lock: bool = False, synced: bool = True) -> Iterator[Connection]:
         """One writer: this process's (``late_lock`` changes nothing)."""
         with self._lock:
-            if self.sync and synced != self._synced:
-                self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
-                self._synced = synced
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -443,6 +449,28 @@ class SqliteDatabase:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._commits += 1
+            commit = self._commits
+        if self.sync and synced:
+            self._sync_wal(commit)
+
+    def _sync_wal(self, commit: int) -> None:
+        """Return once the commit numbered ``commit`` is on the disk.
+
+        A commit in WAL mode is on the disk once the WAL's frames are: syncing them is what
+        ``synchronous=FULL`` does inside the commit, while the writers' lock is held, where
+        it took most of a commit's time on a disk (~0.8 of ~1 ms per C-STORE batch on this
+        machine's ext4, against 0.2 on tmpfs); the next writers waited for it.  Here the
+        next transaction runs meanwhile, and one ``fdatasync`` covers every commit made
+        before it began: a caller whose commit an earlier sync covered returns at once."""
+        with self._sync_lock:
+            if self._synced_commits >= commit:
+                return
+            made = self._commits
+            if self._wal is None:
+                self._wal = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            os.fdatasync(self._wal)
+            self._synced_commits = made
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
