@@ -175,23 +175,30 @@ def test_pause_resume_and_cancel_from_another_node_reach_the_runner(
 
 
 def test_a_killed_node_s_jobs_end_once_on_the_others(cluster: tuple[Node, PostgresCluster, str]) -> None:
+    """A killed node's jobs, running and pending, end on the two others, each once.
+
+    One of A's two workers runs a script's counter of 5 s (``tests/python/jobs.py``) while
+    the other archives: the kill lands while a job runs, whenever the archives end."""
     node, postgres, database = cluster
-    a = node("a", ConcurrentJobs=2)
+    script = str(SCRIPTS / "jobs.py")
+    a = node("a", ConcurrentJobs=2, PythonScript=script)
     study = _upload_study(a, 200, "1.2.826.0.1.3680043.77.3")
-    jobs = [_archive(a, study) for _ in range(20)]
+    counter = a.post("/counters", json={"name": "killed", "total": 500, "delay": 0.01}).text
+    jobs = [counter, *(_archive(a, study) for _ in range(20))]
 
     def states() -> dict[str, int]:
         return dict(_rows(postgres, database, "SELECT state, count(*) FROM ClusterJobs GROUP BY state"))
 
     deadline = time.monotonic() + 30
-    while not (states().get("Success", 0) >= 2 and states().get("Running", 0) >= 1):
+    while not (states().get("Success", 0) >= 2
+               and _rows(postgres, database, "SELECT 1 FROM ClusterJobs WHERE id=%s AND state='Running'", counter)):
         assert time.monotonic() < deadline, states()
         time.sleep(0.01)
     a.kill()
     left = states()
-    assert left.get("Running", 0) >= 1 and left.get("Success", 0) < 20, left  # killed mid-run
+    assert left.get("Running", 0) >= 1 and left.get("Success", 0) < len(jobs), left  # killed mid-run
 
-    b, c = node("b"), node("c")
+    b, c = node("b", PythonScript=script), node("c", PythonScript=script)
     for job in jobs:
         assert wait_job(b, job, timeout=40)["State"] == "Success"
     # Once each: no job succeeded twice (A's last events may be lost with it: it sends them
@@ -201,12 +208,12 @@ def test_a_killed_node_s_jobs_end_once_on_the_others(cluster: tuple[Node, Postgr
     while True:
         successes = dict(_rows(postgres, database, "SELECT jobId, count(*) FROM ClusterJobEvents "
                                                    "WHERE kind='job_success' GROUP BY jobId"))
-        if len(successes) >= 20 - left.get("Success", 0) or time.monotonic() > deadline:
+        if len(successes) >= len(jobs) - left.get("Success", 0) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert set(successes.values()) == {1} and len(successes) >= 20 - left.get("Success", 0)
+    assert set(successes.values()) == {1} and len(successes) >= len(jobs) - left.get("Success", 0)
     assert not _rows(postgres, database, "SELECT 1 FROM ClusterJobEvents WHERE kind='job_failure'")
-    for job in jobs:
+    for job in jobs[1:]:
         for server in (b, c):
             answer = server.get(f"/jobs/{job}/archive")
             assert answer.status_code == 200, (job, answer.text)
