@@ -460,9 +460,10 @@ class SqliteDatabase:
         A commit in WAL mode is on the disk once the WAL's frames are: syncing them is what
         ``synchronous=FULL`` does inside the commit, while the writers' lock is held, where
         it took most of a commit's time on a disk (~0.8 of ~1 ms per C-STORE batch on this
-        machine's ext4, against 0.2 on tmpfs); the next writers waited for it.  Here the
-        next transaction runs meanwhile, and one ``fdatasync`` covers every commit made
-        before it began: a caller whose commit an earlier sync covered returns at once."""
+        machine's ext4, against 0.2 on tmpfs); readers and writers waited for it.  Here
+        they go on meanwhile (the ingests' group commit still waits for it before its next
+        batch), and one ``fdatasync`` covers every commit made before it began: a caller
+        whose commit an earlier sync covered returns at once."""
         with self._sync_lock:
             if self._synced_commits >= commit:
                 return
