@@ -207,7 +207,7 @@ def test_a_server_parses_in_its_processes_which_end_with_it_even_killed(tmp_path
     server = Isengard(tmp_path / "server").start()
     assert server.process is not None
     children = _children(server.process.pid)
-    assert len(children) == 4  # IngestProcesses' default
+    assert len(children) == 2  # IngestProcesses' default
     before = sum(_cpu_seconds(child) for child in children)
     _upload_together(server, [ct_slice("1.2.3.7", "1.2.3.7.1", number, pixels=64) for number in range(300)], 8)
     assert server.json("/statistics")["CountInstances"] == 300
