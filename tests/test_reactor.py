@@ -241,7 +241,9 @@ def test_messages_leave_from_the_sending_thread(scp) -> None:
 
 def test_responses_are_read_by_the_waiting_thread(scp) -> None:
     """A thread waiting for its response reads the socket itself: the DUL thread is neither
-    woken by the responses nor takes turns with them (it only ticks)."""
+    woken by the responses nor takes turns with them (it only ticks, and takes the few turns
+    it is woken for: a message it is handed when it stayed busy longer than SEND_WAIT, as in
+    ``test_messages_leave_from_the_sending_thread``; on a loaded machine, once in a while)."""
     port, received, _ = scp
     assoc = _associate(port)
     dul = assoc.dul
@@ -249,6 +251,9 @@ def test_responses_are_read_by_the_waiting_thread(scp) -> None:
     turns: list[int] = []
     turn = dul._turn
     dul._turn = lambda: (turns.append(1), turn())[1]  # type: ignore[method-assign]
+    wakeups: list[int] = []
+    wake = dul.wakeup.set
+    dul.wakeup.set = lambda: (wakeups.append(1), wake())[1]  # type: ignore[method-assign]
     started = time.monotonic()
     for n in range(50):
         assert assoc.send_c_echo().Status == 0
@@ -256,14 +261,16 @@ def test_responses_are_read_by_the_waiting_thread(scp) -> None:
     ticks = (time.monotonic() - started) / reactor.TICK
     assert dul._reader == threading.get_ident()
     assert len(received) == 50
-    assert len(turns) <= ticks + 3
+    assert len(wakeups) < 5
+    assert len(turns) <= ticks + len(wakeups) + 3
     assoc.release()  # the DUL thread reads the release's answer again
     assert assoc.is_released and dul._reader is None
 
 
 def test_requests_are_read_by_the_acceptors_own_thread(scp) -> None:
     """An acceptor's association thread reads the requests while it waits for them: its DUL
-    thread neither reads them nor wakes it for each (it only ticks)."""
+    thread neither reads them nor wakes it for each (it only ticks, and takes the few turns
+    it is woken for, as in ``test_responses_are_read_by_the_waiting_thread``)."""
     port, received, server_ae = scp
     assoc = _associate(port)
     assoc.send_c_echo()  # the served DUL thread may still be selecting on the socket, once
@@ -271,6 +278,9 @@ def test_requests_are_read_by_the_acceptors_own_thread(scp) -> None:
     turns: list[int] = []
     turn = served.dul._turn
     served.dul._turn = lambda: (turns.append(1), turn())[1]
+    wakeups: list[int] = []
+    wake = served.dul.wakeup.set
+    served.dul.wakeup.set = lambda: (wakeups.append(1), wake())[1]
     started = time.monotonic()
     for n in range(50):
         assert assoc.send_c_echo().Status == 0
@@ -278,7 +288,8 @@ def test_requests_are_read_by_the_acceptors_own_thread(scp) -> None:
     ticks = (time.monotonic() - started) / reactor.TICK
     assert served.dul._reader == served.ident
     assert len(received) == 50
-    assert len(turns) <= ticks + 3
+    assert len(wakeups) < 5
+    assert len(turns) <= ticks + len(wakeups) + 3
     assoc.release()
     served.join(2)
     assert served.is_released and not served.is_alive()
