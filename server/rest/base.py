@@ -669,6 +669,29 @@ class OrthancHandler(tornado.web.RequestHandler):
             raise NoAnswer()
         return found
 
+    async def run_on(self, level: Level, public_id: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(resource, *args)`` on the resource named in the URI (else Orthanc's 404), looked
+        up and worked on in one trip to a worker thread: a trip costs ~0.1 ms of CPU and wall
+        time here, a quarter of a small request's.  An argument that is an error (see
+        :meth:`checked`) is raised once the resource is found, as Orthanc answers an unknown
+        resource's 404 before a bad argument's 400."""
+        return await self.run(self._on_resource, level, public_id, fn, args)
+
+    def _on_resource(self, level: Level, public_id: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        resource = self.resource_in_worker(level, public_id)
+        for argument in args:
+            if isinstance(argument, Exception):
+                raise argument
+        return fn(resource, *args)
+
+    @staticmethod
+    def checked(parse: Callable[[], T]) -> T | Exception:
+        """``parse()``, or the error it raised, for :meth:`run_on` to raise after the lookup."""
+        try:
+            return parse()
+        except (OrthancError, tornado.web.HTTPError) as error:
+            return error
+
     def json_body(self, error: Exception | None = None) -> Any:
         """The body as JSON; ``error`` (by default Orthanc's usual "bad request") if it is not."""
         return parse_json(self.request.body, error or OrthancError(

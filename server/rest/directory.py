@@ -17,7 +17,7 @@ from server.rest.base import OrthancHandler, Route, with_services
 from server.rest.resources import ID
 
 if TYPE_CHECKING:
-    from server.storage.index import Index
+    from server.storage.index import Index, Resource
 
 TOOLS = (
     "accepted-transfer-syntaxes", "bulk-anonymize", "bulk-content", "bulk-delete", "bulk-modify",
@@ -64,9 +64,11 @@ class FramesHandler(OrthancHandler):
     index: Index
 
     async def get(self, public_id: str) -> None:
-        instance = await self.resource(Level.INSTANCE, public_id)
-        count = await self.run(frame_count, self.index, instance)
+        count = await self.run_on(Level.INSTANCE, public_id, self._count)
         self.answer_json(list(range(count)))
+
+    def _count(self, instance: Resource) -> int:
+        return frame_count(self.index, instance)
 
 
 def paths() -> list[tuple[str, type]]:

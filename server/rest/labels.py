@@ -11,6 +11,7 @@ from server.rest.resources import ID, LEVELS
 
 if TYPE_CHECKING:
     from server.resources import ResourceViews
+    from server.storage.index import Resource
 
 
 class ResourceLabelsHandler(OrthancHandler):
@@ -19,8 +20,10 @@ class ResourceLabelsHandler(OrthancHandler):
     views: ResourceViews
 
     async def get(self, plural: str, public_id: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(self.views.labels.of, resource.internal_id))
+        self.answer_json(await self.run_on(Level.parse(plural), public_id, self._labels))
+
+    def _labels(self, resource: Resource) -> list[str]:
+        return self.views.labels.of(resource.internal_id)
 
 
 class LabelHandler(OrthancHandler):
@@ -29,23 +32,27 @@ class LabelHandler(OrthancHandler):
     views: ResourceViews
 
     async def get(self, plural: str, public_id: str, label: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        labels = await self.run(self.views.labels.of, resource.internal_id)
+        labels = await self.run_on(Level.parse(plural), public_id, self._labels)
         if urllib.parse.unquote(label) not in labels:
             raise NoAnswer()
         self.answer_empty_text()
 
     async def put(self, plural: str, public_id: str, label: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        await self.run(self.views.labels.add, resource.internal_id,
-                       urllib.parse.unquote(label))
+        await self.run_on(Level.parse(plural), public_id, self._add, urllib.parse.unquote(label))
         self.answer_empty_text()
 
     async def delete(self, plural: str, public_id: str, label: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        await self.run(self.views.labels.remove, resource.internal_id,
-                       urllib.parse.unquote(label))
+        await self.run_on(Level.parse(plural), public_id, self._remove, urllib.parse.unquote(label))
         self.answer_empty_text()
+
+    def _labels(self, resource: Resource) -> list[str]:
+        return self.views.labels.of(resource.internal_id)
+
+    def _add(self, resource: Resource, label: str) -> None:
+        self.views.labels.add(resource.internal_id, label)
+
+    def _remove(self, resource: Resource, label: str) -> None:
+        self.views.labels.remove(resource.internal_id, label)
 
 
 class AllLabelsHandler(OrthancHandler):

@@ -8,7 +8,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import tornado.web
 
@@ -215,8 +215,7 @@ class ResourceHandler(OrthancHandler):
         return _expanded(self.views, self.requested_tags, resource, fmt, requested)
 
     async def delete(self, plural: str, public_id: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        result = await self.run(self.store.delete, resource)
+        result = await self.run_on(Level.parse(plural), public_id, self.store.delete)
         remaining = None
         if result.remaining is not None:
             r = result.remaining
@@ -244,11 +243,10 @@ class RelativesHandler(OrthancHandler):
     async def get(self, plural: str, public_id: str, relative: str) -> None:
         if (plural, relative) not in _RELATIVES:
             raise tornado.web.HTTPError(404)
-        resource = await self.resource(Level.parse(plural), public_id)
         fmt = dicom_format(self, "simplify")
         expand = "expand" not in self.request.arguments or self.flag("expand")
-        self.answer_json(await self.run(self._relatives, resource, Level.parse(relative), fmt,
-                                        _requested_tags(self), expand))
+        self.answer_json(await self.run_on(Level.parse(plural), public_id, self._relatives, Level.parse(relative),
+                                           fmt, self.checked(lambda: _requested_tags(self)), expand))
 
     def _relatives(self, resource: Resource, target: Level, fmt: str, requested: list[Tag],
                    expand: bool) -> object:
@@ -267,8 +265,7 @@ class StatisticsHandler(OrthancHandler):
     views: ResourceViews
 
     async def get(self, plural: str, public_id: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(self.views.statistics, resource))
+        self.answer_json(await self.run_on(Level.parse(plural), public_id, self.views.statistics))
 
 
 class InstanceFileHandler(OrthancHandler):
@@ -284,21 +281,27 @@ class InstanceFileHandler(OrthancHandler):
     store: Store
 
     async def get(self, public_id: str) -> None:
-        resource = await self.resource(Level.INSTANCE, public_id)
         mime = self.request.headers.get("Accept")
         if mime in DICOMWEB_TYPES:
-            text = await self.run(instance_tags.dicomweb_file, self.files, resource, mime == DICOMWEB_XML)
+            text = await self.run_on(Level.INSTANCE, public_id, self._dicomweb, mime == DICOMWEB_XML)
             self.answer_text(text, mime)
             return
         if "transcode" in self.request.arguments:
-            target = parse_transcode(self.get_argument("transcode", ""))
-            data = await self.run(self._transcoded, resource, target, self.lossy_quality_argument())
+            target = self.checked(lambda: parse_transcode(self.get_argument("transcode", "")))
+            data = await self.run_on(Level.INSTANCE, public_id, self._transcoded, target,
+                                     self.checked(self.lossy_quality_argument))
             self.answer_bytes(data, "application/dicom", self.filename_argument(f"{public_id}.dcm"))
             return
-        data = await self.run(self.store.read_dicom, resource)
-        attachments = await self.run(self.index.attachments, resource.internal_id)
-        self.answer_bytes(data, "application/dicom",
-                          self.filename_argument(f"{attachments[ATTACHMENT_DICOM].uuid}.dcm"))
+        data, file_uuid = await self.run_on(Level.INSTANCE, public_id, self._stored)
+        self.answer_bytes(data, "application/dicom", self.filename_argument(f"{file_uuid}.dcm"))
+
+    def _dicomweb(self, resource: Resource, xml: bool) -> str:
+        return instance_tags.dicomweb_file(self.files, resource, xml)
+
+    def _stored(self, resource: Resource) -> tuple[bytes, str]:
+        """The stored file, and the UUID of its attachment (the download's default name)."""
+        attachment = self.index.attachments(resource.internal_id)[ATTACHMENT_DICOM]
+        return self.store.read_dicom(resource, attachment), attachment.uuid
 
     def _transcoded(self, resource: Resource, target: str, quality: int | None) -> bytes:
         return transcode_file(self.store.read_dicom(resource), target, Settings.from_config(self.config, quality))
@@ -312,19 +315,21 @@ class InstanceTagsHandler(OrthancHandler):
 
     async def get(self, public_id: str, which: str) -> None:
         whole = self.boolean_argument("whole", False)
-        resource = await self.resource(Level.INSTANCE, public_id)
         fmt = "simplify" if which == "simplified-tags" else dicom_format(self, "full")
-        full = await self.run(instance_tags.full_tags, self.files, resource, ignore_length(self), whole)
+        full = await self.run_on(Level.INSTANCE, public_id, self._full_tags,
+                                 self.checked(lambda: ignore_length(self)), whole)
         self.answer_json(json_format.render(full, fmt))
+
+    def _full_tags(self, resource: Resource, ignored: frozenset[int], whole: bool) -> Any:
+        return instance_tags.full_tags(self.files, resource, ignored, whole)
 
 
 class InstanceHeaderHandler(OrthancHandler):
     store: Store
 
     async def get(self, public_id: str) -> None:
-        resource = await self.resource(Level.INSTANCE, public_id)
         simplify, short = self.flag("simplify"), self.flag("short")
-        self.answer_json(await self.run(self._header, resource, simplify, short))
+        self.answer_json(await self.run_on(Level.INSTANCE, public_id, self._header, simplify, short))
 
     def _header(self, resource: Resource, simplify: bool, short: bool) -> dict:
         ds, _ = read_dataset(self.store.read_dicom(resource), stop_before_pixels=True)
@@ -339,9 +344,8 @@ class InstanceContentHandler(OrthancHandler):
     store: Store
 
     async def get(self, public_id: str, path: str) -> None:
-        resource = await self.resource(Level.INSTANCE, public_id)
         parts = [p for p in (path or "").split("/") if p]
-        answer = await self.run(self._content, resource, parts)
+        answer = await self.run_on(Level.INSTANCE, public_id, self._content, parts)
         if isinstance(answer, bytes):
             self.answer_bytes(answer, "application/octet-stream")
         else:

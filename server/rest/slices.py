@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from server.dicom.main_tags import Level
 from server.rest.base import OrthancHandler, Route, with_services
@@ -10,15 +10,17 @@ from server.rest.resources import ID
 from server.slices import ordered_slices
 
 if TYPE_CHECKING:
-    from server.storage.index import Index
+    from server.storage.index import Index, Resource
 
 
 class OrderedSlicesHandler(OrthancHandler):
     index: Index
 
     async def get(self, public_id: str) -> None:
-        series = await self.resource(Level.SERIES, public_id)
-        self.answer_json(await self.run(ordered_slices, self.index, series))
+        self.answer_json(await self.run_on(Level.SERIES, public_id, self._slices))
+
+    def _slices(self, series: Resource) -> Any:
+        return ordered_slices(self.index, series)
 
 
 def paths() -> list[tuple[str, type]]:

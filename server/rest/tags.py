@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from server import instance_tags
 from server.dicom import json_format
@@ -14,6 +14,7 @@ from server.rest.resources import ID
 
 if TYPE_CHECKING:
     from server.instance_files import InstanceFiles
+    from server.storage.index import Resource
 
 PARENT_LEVELS = r"(patients|studies|series)"
 
@@ -31,31 +32,37 @@ class SharedTagsHandler(OrthancHandler):
     files: InstanceFiles
 
     async def get(self, plural: str, public_id: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        shared = await self.run(instance_tags.shared_tags, self.files, resource)
+        shared = await self.run_on(Level.parse(plural), public_id, self._shared)
         self.answer_json(json_format.render(shared, dicom_format(self, "full")))
+
+    def _shared(self, resource: Resource) -> Any:
+        return instance_tags.shared_tags(self.files, resource)
 
 
 class ModuleHandler(OrthancHandler):
     files: InstanceFiles
 
     async def get(self, plural: str, public_id: str, route: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
         module = _MODULES[(plural, route)]
-        tags = await self.run(instance_tags.module_tags, self.files, resource, module,
-                              ignore_length(self))
+        tags = await self.run_on(Level.parse(plural), public_id, self._module, module,
+                                 self.checked(lambda: ignore_length(self)))
         if tags is None:
             raise NoAnswer()
         self.answer_json(json_format.render(tags, dicom_format(self, "full")))
+
+    def _module(self, resource: Resource, module: Module, ignored: frozenset[int]) -> Any:
+        return instance_tags.module_tags(self.files, resource, module, ignored)
 
 
 class InstancesTagsHandler(OrthancHandler):
     files: InstanceFiles
 
     async def get(self, plural: str, public_id: str) -> None:
-        resource = await self.resource(Level.parse(plural), public_id)
-        self.answer_json(await self.run(instance_tags.instances_tags, self.files, resource,
-                                        dicom_format(self, "full"), ignore_length(self)))
+        self.answer_json(await self.run_on(Level.parse(plural), public_id, self._tags, dicom_format(self, "full"),
+                                           self.checked(lambda: ignore_length(self))))
+
+    def _tags(self, resource: Resource, fmt: str, ignored: frozenset[int]) -> Any:
+        return instance_tags.instances_tags(self.files, resource, fmt, ignored)
 
 
 def paths() -> list[tuple[str, type]]:
