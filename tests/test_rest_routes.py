@@ -110,6 +110,18 @@ def test_ignore_length_shows_long_values(server: Isengard) -> None:
     assert unknown.status_code == 500 and unknown.json()["OrthancStatus"] == 27  # as Orthanc
 
 
+def test_an_unknown_resource_is_404_before_a_bad_argument(server: Isengard) -> None:
+    """The resource is looked up in the same trip as the work on it (``run_on``): a bad
+    argument is still answered after an unknown resource's 404, and on a known one as before."""
+    created = server.post("/tools/create-dicom", json={"Tags": {"PatientName": "ORDER"}}).json()
+    unknown = "00000000-00000000-00000000-00000000-00000000"
+    for query, status in (("tags?ignore-length=NoSuchTag", 500), ("file?transcode=1.2.3", 400),
+                          ("file?transcode=1.2.840.10008.1.2.1&lossy-quality=x", 400),
+                          ("module?ignore-length=NoSuchTag", 500), ("study?requested-tags=NoSuchTag", 500)):
+        assert server.get(f"/instances/{unknown}/{query}").status_code == 404, query
+        assert server.get(f"/instances/{created['ID']}/{query}").status_code == status, query
+
+
 # -- output formats of the resource views -------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["simplify", "short", "full"])
