@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
@@ -24,6 +25,9 @@ SSE_EVENTS = {
     Kind.JOB_RETRY: "retry", Kind.JOB_RESUBMITTED: "resubmitted",
     Kind.JOB_SUCCESS: "success", Kind.JOB_FAILURE: "failure",
 }
+
+#: A job event and the job's document when it was published (None: to be read).
+_Described = tuple[JobEvent, "dict[str, Any] | None"]
 
 #: Seconds between SSE comments that keep idle connections (and proxies) alive.
 SSE_KEEPALIVE = 15.0
@@ -122,11 +126,16 @@ class JobEventsHandler(OrthancHandler):
     async def get(self) -> None:
         wanted = self.get_argument("job", None)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[JobEvent] = asyncio.Queue(maxsize=10000)
+        on_loop = threading.get_ident()
+        queue: asyncio.Queue[_Described] = asyncio.Queue(maxsize=10000)
 
         def listener(event: JobEvent) -> None:
+            """The job's document as the event leaves it, read by the thread that publishes
+            it: read when the stream writes the event, it could already say what a later
+            event did (a retry's State said Failure once the job was canceled)."""
             if wanted is None or event.job_id == wanted:
-                loop.call_soon_threadsafe(_offer, queue, event)
+                document = None if threading.get_ident() == on_loop else self.jobs.describe(event.job_id)
+                loop.call_soon_threadsafe(_offer, queue, (event, document))
 
         self.jobs.watch(listener)
         try:
@@ -140,15 +149,16 @@ class JobEventsHandler(OrthancHandler):
         finally:
             self.jobs.unwatch(listener)
 
-    async def _stream(self, queue: asyncio.Queue[JobEvent]) -> None:
+    async def _stream(self, queue: asyncio.Queue[_Described]) -> None:
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), timeout=SSE_KEEPALIVE)
+                event, document = await asyncio.wait_for(queue.get(), timeout=SSE_KEEPALIVE)
             except TimeoutError:
                 self.write(": keep-alive\n\n")
                 await self.flush()
                 continue
-            document = await self.run(self.jobs.describe, event.job_id) or {}
+            if document is None:  # (published from the loop, which takes no lock)
+                document = await self.run(self.jobs.describe, event.job_id) or {}
             data = {"ID": event.job_id, "State": document.get("State"),
                     "Progress": document.get("Progress"), "Type": document.get("Type")}
             if document.get("State") == "Failure":
@@ -158,7 +168,7 @@ class JobEventsHandler(OrthancHandler):
             await self.flush()
 
 
-def _offer(queue: asyncio.Queue[JobEvent], item: JobEvent) -> None:
+def _offer(queue: asyncio.Queue[_Described], item: _Described) -> None:
     if not queue.full():
         queue.put_nowait(item)
 
