@@ -25,7 +25,7 @@ from server.rest import multipart
 from server.rest.base import NoAnswer, OrthancHandler, Route, with_services
 from server.rest.body import MEGABYTE, SPOOL_THRESHOLD, limit_from_megabytes
 from server.rest.formats import dicom_format, ignore_length
-from server.storage.index import ATTACHMENT_DICOM, Resource
+from server.storage.index import Resource
 from server.store import Origin
 
 if TYPE_CHECKING:
@@ -300,7 +300,7 @@ class InstanceFileHandler(OrthancHandler):
 
     def _stored(self, resource: Resource) -> tuple[bytes, str]:
         """The stored file, and the UUID of its attachment (the download's default name)."""
-        attachment = self.index.attachments(resource.internal_id)[ATTACHMENT_DICOM]
+        attachment = self.store.dicom_attachment(resource)  # none: Orthanc's InexistentFile
         return self.store.read_dicom(resource, attachment), attachment.uuid
 
     def _transcoded(self, resource: Resource, target: str, quality: int | None) -> bytes:
