@@ -10,7 +10,7 @@ that header is required to overwrite or delete.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
     from server.config import Configuration
     from server.storage.area import StorageArea
     from server.storage.index import Index, Resource
-
-T = TypeVar("T")
 
 #: Orthanc's attachment number for the "DICOM as JSON" summary, which may be deleted.
 ATTACHMENT_DICOM_AS_JSON = 2
@@ -130,18 +128,12 @@ class RevisionedHandler(OrthancHandler):
                 self.set_header(name, value)
 
     async def target(self, plural: str, public_id: str) -> Resource:
-        return await self.run(self._target, plural, public_id)
+        return await self.resource(Level.parse(plural), public_id)
 
-    async def on_target(self, plural: str, public_id: str, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(resource, *args)`` on the resource named in the URI, looked up and worked on in
-        one trip to a worker thread (see :meth:`~server.rest.base.OrthancHandler.run_on`)."""
-        return await self.run(self._on_target, plural, public_id, fn, args)
-
-    def _on_target(self, plural: str, public_id: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        return fn(self._target(plural, public_id), *args)
-
-    def _target(self, plural: str, public_id: str) -> Resource:
-        found = self.index.lookup(public_id, Level.parse(plural))
+    def resource_in_worker(self, level: Level, public_id: str) -> Resource:
+        """An unknown resource of these routes is Orthanc's "unknown resource" error (also for
+        :meth:`~server.rest.base.OrthancHandler.run_on`), not a bare 404."""
+        found = self.index.lookup(public_id, level)
         if found is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         return found
@@ -184,7 +176,8 @@ class MetadataListHandler(RevisionedHandler):
     metadata_names: MetadataNames
 
     async def get(self, plural: str, public_id: str) -> None:
-        values = await self.on_target(plural, public_id, lambda resource: self.index.metadata(resource.internal_id))
+        values = await self.run_on(Level.parse(plural), public_id,
+                                   lambda resource: self.index.metadata(resource.internal_id))
         names = self.metadata_names
         # ``?numeric`` (Orthanc 1.12.0): the metadata by number instead of by name.
         name = (lambda kind: kind) if self.flag("numeric") else names.name
@@ -201,8 +194,8 @@ class MetadataHandler(RevisionedHandler):
 
     async def get(self, plural: str, public_id: str, name: str) -> None:
         number = self.metadata_names.number(name)
-        found = await self.on_target(plural, public_id,
-                                     lambda resource: self.index.metadata_revision(resource.internal_id, number))
+        found = await self.run_on(Level.parse(plural), public_id,
+                                  lambda resource: self.index.metadata_revision(resource.internal_id, number))
         if found is None:
             raise NoAnswer()
         value, revision = found
@@ -213,8 +206,8 @@ class MetadataHandler(RevisionedHandler):
         number = self._writable(name)
         value = self.request.body.decode("utf-8", "replace")
         expected = self.expected_for_put()
-        resource, revision = await self.on_target(
-            plural, public_id,
+        resource, revision = await self.run_on(
+            Level.parse(plural), public_id,
             lambda resource: (resource, self.index.set_metadata(resource.internal_id, number, value, expected)))
         self.publish_updated(resource)
         self.set_header("ETag", f'"{revision}-{md5_hex(value)}"')
@@ -223,8 +216,8 @@ class MetadataHandler(RevisionedHandler):
     async def delete(self, plural: str, public_id: str, name: str) -> None:
         number = self._writable(name)
         expected = self.expected_for_delete()
-        resource, deleted = await self.on_target(
-            plural, public_id,
+        resource, deleted = await self.run_on(
+            Level.parse(plural), public_id,
             lambda resource: (resource, self.index.delete_metadata(resource.internal_id, number, expected)))
         if not deleted:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
@@ -251,7 +244,8 @@ class AttachmentListHandler(RevisionedHandler):
     index: Index
 
     async def get(self, plural: str, public_id: str) -> None:
-        found = await self.on_target(plural, public_id, lambda resource: self.index.attachments(resource.internal_id))
+        found = await self.run_on(Level.parse(plural), public_id,
+                                  lambda resource: self.index.attachments(resource.internal_id))
         names = self.content_types
         if "full" in self.request.query_arguments:
             self.answer_json({names.name(n): n for n in found})
@@ -271,7 +265,7 @@ class AttachmentHandler(RevisionedHandler):
             self._no_route(operation)
         number = self.content_types.number(name)
         wanted = self._range() if operation in ("data", "compressed-data") else None
-        attachment = await self.on_target(plural, public_id, self._attachment, number)
+        attachment = await self.run_on(Level.parse(plural), public_id, self._attachment, number)
         if self.answer_revision(attachment.revision, attachment.uncompressed_md5):
             return
         if not operation:
