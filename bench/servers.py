@@ -129,6 +129,9 @@ class Server(ABC):
             "StorageDirectory": str(self.storage),
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
+            # The default since Orthanc 1.12.2, and Isengard's; Orthanc 1.10.1 defaults to true:
+            # both do the same work for a client that accepts gzip (requests does).
+            "HttpCompressionEnabled": False,
         }
 
     @abstractmethod

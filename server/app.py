@@ -51,6 +51,7 @@ from server.resources import ResourceViews
 from server.rest import (
     archive,
     bulk,
+    compression,
     create,
     directory,
     export,
@@ -259,7 +260,7 @@ class Server:
         http = HttpServices(policy, self.config, self.index, executor, self.area.tmp, self.metrics,
                             self.http_filters_accept, self._accepts_token)
         return build_application(http, self._routes(), self.python,
-                                 bool(self.config["HttpCompressionEnabled"]))
+                                 compression.enabled(self.config.user_value("HttpCompressionEnabled")))
 
     def _routes(self) -> list[Route]:
         """Every route, each given the services its handlers use."""

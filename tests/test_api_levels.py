@@ -4,10 +4,13 @@ reporting Orthanc 1.13.0 (the current level's behaviour is compared with the rea
 
 from __future__ import annotations
 
+import gzip
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import Isengard, sample
 from helpers import IsengardAtLevel
@@ -82,3 +85,40 @@ def test_pixel_data_vr_kept_when_it_is_not_the_standard_one(isengard_13: Isengar
     """Orthanc 1.12.1: the ``PixelDataVR`` metadata."""
     metadata = isengard_13.json(f"/instances/{_upload(isengard_13, name)}/metadata?expand")
     assert metadata.get("PixelDataVR") == kept
+
+
+def _raw(server: Isengard, uri: str) -> requests.Response:
+    """``uri`` asked for gzip, its body as it came (``answer.content`` would inflate it)."""
+    answer = requests.get(server.url + uri, headers={"Accept-Encoding": "gzip, deflate"}, stream=True, timeout=60)
+    answer.raw_body = answer.raw.read()  # type: ignore[attr-defined]
+    return answer
+
+
+def test_http_compression_is_off_by_default(isengard_13: Isengard) -> None:
+    """Orthanc 1.12.2: ``HttpCompressionEnabled`` defaults to false."""
+    instance = _upload(isengard_13, "Issue143.dcm")
+    for uri in ("/tools/dicom-conformance", f"/instances/{instance}/tags", f"/instances/{instance}/file"):
+        answer = _raw(isengard_13, uri)
+        assert answer.status_code == 200 and len(answer.raw_body) >= 2048  # type: ignore[attr-defined]
+        assert "Content-Encoding" not in answer.headers
+
+
+def test_http_compression_only_of_compressible_types_from_2_kib(tmp_path: Path) -> None:
+    """Orthanc 1.12.2: when enabled, JSON, XML, text and the like are compressed, never DICOM,
+    and no whole answer under 2 KiB."""
+    server = IsengardAtLevel(tmp_path, "1.13.0", 31, HttpCompressionEnabled=True).start()
+    try:
+        instance = _upload(server, "Issue143.dcm")
+        plain = {uri: server.get(uri, headers={"Accept-Encoding": "identity"}).content
+                 for uri in ("/tools/dicom-conformance", f"/instances/{instance}/tags", "/system")}
+        for uri in ("/tools/dicom-conformance", f"/instances/{instance}/tags"):  # large, small answers
+            answer = _raw(server, uri)
+            assert answer.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(answer.raw_body) == plain[uri]  # type: ignore[attr-defined]
+        assert 1024 <= len(plain["/system"]) < 2048
+        assert "Content-Encoding" not in _raw(server, "/system").headers
+        for uri in (f"/instances/{instance}/file", f"/instances/{instance}/attachments/dicom/data"):
+            answer = _raw(server, uri)
+            assert len(answer.raw_body) >= 2048 and "Content-Encoding" not in answer.headers  # type: ignore[attr-defined]
+    finally:
+        server.stop()

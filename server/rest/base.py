@@ -500,7 +500,7 @@ class OrthancHandler(tornado.web.RequestHandler):
             return None
         if sum(len(part) for part in self._write_buffer) < compression.OFF_LOOP_MIN_LENGTH:
             return None
-        if compression.compressed_already(self._headers.get("Content-Type")):
+        if not compression.compressible(self._headers.get("Content-Type")):
             return None  # the transform leaves it as it is too
         transform = self._compression_transform()
         return None if transform is None else transform.encoding

@@ -2,13 +2,20 @@
 
 Tornado's own transform only speaks gzip; Orthanc also answers ``deflate``.
 
+Since Orthanc 1.12.2 (ApiVersion 22) ``HttpCompressionEnabled`` is off unless configured (on
+a LAN, compressing costs more CPU and latency than it saves: a quarter of the server's CPU
+for a 2 KB ``/system``), and when on, only the types of :data:`COMPRESSIBLE_TYPES` are
+compressed (JSON, XML, HTML, text...; never DICOM), and never a whole answer under 2 KiB.
+Before, as at the older levels here (``ISENGARD_ORTHANC_LEVEL``), it was on by default and
+every type was compressed but those below.
+
 zlib costs about 25 µs per KiB (measured at level 6 on JSON answers), so compressing a
 large answer on the event loop would stall every other request: answers of
 :data:`OFF_LOOP_MIN_LENGTH` bytes or more are compressed in a worker thread by
 :meth:`server.rest.base.OrthancHandler.finish`, and the transform below only compresses
 the small ones (well under a millisecond) and the chunks of streamed answers.
 
-Unlike Orthanc, which gzips whatever it answers, an answer that is compressed already goes
+Unlike Orthanc before 1.12.2, which gzipped whatever it answered, an answer that is compressed already goes
 as it is: one of :data:`COMPRESSED_TYPES` (a PNG or JPEG rendering, a JPEG, JPEG-LS or
 JPEG 2000 frame, a ZIP) at once, and for other large answers (a DICOM file of compressed
 pixels) a sample is deflated first, and when that saves less than :data:`WORTH_IT` the whole
@@ -28,8 +35,20 @@ import imagecodecs
 import tornado.httputil
 import tornado.web
 
-#: Below this size compression costs more than it saves.
-MIN_LENGTH = 1024
+import server
+
+#: Orthanc 1.12.2: compression off by default, only compressible types, not under 2 KiB.
+API_COMPRESSIBLE_ONLY = 22
+#: Below this size compression costs more than it saves (Orthanc 1.12.2's threshold; none
+#: before, where Isengard took 1 KiB).
+MIN_LENGTH = 2048
+MIN_LENGTH_BEFORE_22 = 1024
+#: What Orthanc 1.12.2 compresses: the types whose name holds one of these (its
+#: ``SystemToolbox::IsContentCompressible``).
+COMPRESSIBLE_TYPES = ("application/json", "application/xml", "text/xml", "application/dicom+json",
+                      "application/dicom+xml", "application/pdf", "text/css", "text/html",
+                      "application/javascript", "text/plain", "application/wasm",
+                      "image/x-portable-arbitrarymap")
 #: From this size a whole answer is compressed in a worker thread (inline it would hold the
 #: loop about 0.4 ms at this size, more than a hop to the thread pool costs).
 OFF_LOOP_MIN_LENGTH = 16 * 1024
@@ -42,8 +61,22 @@ COMPRESSED_TYPES = frozenset({"image/png", "image/jpeg", "image/jp2", "image/jls
                               "application/gzip"})
 
 
-def compressed_already(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() in COMPRESSED_TYPES
+def enabled(configured: bool | None) -> bool:
+    """``HttpCompressionEnabled`` as configured; unset, off from Orthanc 1.12.2, on before."""
+    return server.ORTHANC_API_VERSION < API_COMPRESSIBLE_ONLY if configured is None else bool(configured)
+
+
+def compressible(content_type: str | None) -> bool:
+    """Whether an answer of this type may be compressed at all."""
+    if server.ORTHANC_API_VERSION >= API_COMPRESSIBLE_ONLY:
+        kind = (content_type or "").lower()
+        return any(name in kind for name in COMPRESSIBLE_TYPES)
+    return (content_type or "").split(";")[0].strip().lower() not in COMPRESSED_TYPES
+
+
+def min_length() -> int:
+    """The smallest whole answer that is compressed."""
+    return MIN_LENGTH if server.ORTHANC_API_VERSION >= API_COMPRESSIBLE_ONLY else MIN_LENGTH_BEFORE_22
 
 
 def accepted_encoding(request: tornado.httputil.HTTPServerRequest) -> str | None:
@@ -80,9 +113,9 @@ class CompressionTransform(tornado.web.OutputTransform):
     def transform_first_chunk(self, status_code: int, headers: tornado.httputil.HTTPHeaders,
                               chunk: bytes, finishing: bool) -> tuple[int, tornado.httputil.HTTPHeaders, bytes]:
         self._active = (self.encoding is not None and status_code == 200
-                        and (not finishing or len(chunk) >= MIN_LENGTH)  # most answers: small, at once
+                        and (not finishing or len(chunk) >= min_length())  # most answers: small, at once
                         and "Content-Encoding" not in headers
-                        and not compressed_already(headers.get("Content-Type")))
+                        and compressible(headers.get("Content-Type")))
         if not self._active or self.encoding is None:
             return status_code, headers, chunk
         headers["Content-Encoding"] = self.encoding
