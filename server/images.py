@@ -27,10 +27,6 @@ def jpeg2000_enabled(files: InstanceFiles) -> bool:
     return Settings.from_config(files.config).jpeg2000
 
 
-def _cache_budget(files: InstanceFiles) -> int:
-    return max(0, int(files.config.get("MaximumStorageCacheSize", 128))) * 1024 * 1024
-
-
 @dataclass
 class _Stored:
     """A stored instance parsed for its pixels, and the UUID of its file (the cache key)."""
@@ -49,7 +45,7 @@ def _dataset(files: InstanceFiles, public_id: str) -> _Stored:
     if not isinstance(ds, Dataset):
         data = files.store.area.read(attachment.uuid, attachment.compression)
         ds = pixels.read_image_dataset(data)
-        files.decoded.put(key, ds, len(data), _cache_budget(files))
+        files.decoded.put(key, ds, len(data), files.cache_budget)
     return _Stored(ds, attachment.uuid)
 
 
@@ -87,7 +83,7 @@ def _decode(files: InstanceFiles, stored: _Stored, frame: int) -> pixels.Image:
     if not isinstance(image, pixels.Image):
         image = pixels.decode_frame(stored.ds, frame, jpeg2000_enabled(files))
         image.pixels.flags.writeable = False
-        files.decoded.put(key, image, image.pixels.nbytes, _cache_budget(files))
+        files.decoded.put(key, image, image.pixels.nbytes, files.cache_budget)
     return image
 
 

@@ -24,5 +24,10 @@ class InstanceFiles(FollowsDefaultEncoding):
     store: Store
     #: The current ``DefaultEncoding`` (``PUT /tools/default-encoding`` changes it at run time).
     encoding: Callable[[], str]
-    #: Parsed files and decoded frames of the image routes (:mod:`server.decoded_cache`).
+    #: Parsed files, decoded frames and tags documents (:mod:`server.decoded_cache`).
     decoded: DecodedCache = field(default_factory=DecodedCache, compare=False)
+
+    @property
+    def cache_budget(self) -> int:
+        """The bytes :attr:`decoded` may hold: ``MaximumStorageCacheSize`` (MB; 0 disables it)."""
+        return max(0, int(self.config.get("MaximumStorageCacheSize", 128))) * 1024 * 1024

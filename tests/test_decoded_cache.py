@@ -1,5 +1,6 @@
-"""The cache of parsed files and decoded frames behind the image routes: answers never come
-from a file that was replaced, and the cache can be switched off."""
+"""The cache of parsed files, decoded frames and tags documents behind the image and tags
+routes: answers never come from a file that was replaced, nor from another default encoding,
+and the cache can be switched off."""
 
 from __future__ import annotations
 
@@ -47,11 +48,40 @@ def test_an_overwritten_instance_is_decoded_afresh(make_isengard) -> None:  # ty
     assert np.array_equal(np.asarray(rendered), np.asarray(expected))
 
 
+def _renamed_copy(name: bytes) -> bytes:
+    """The CT slice with the same UIDs, another PatientName (raw bytes) and no character set."""
+    ds = pydicom.dcmread(CT)
+    ds.PatientName = name.decode("latin-1")
+    if "SpecificCharacterSet" in ds:
+        del ds.SpecificCharacterSet
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue().replace(name.decode("latin-1").encode("utf-8"), name)
+
+
+def test_tags_follow_the_file_and_the_default_encoding(make_isengard) -> None:  # type: ignore[no-untyped-def]
+    server = make_isengard(OverwriteInstances=True)
+    instance = server.upload(_renamed_copy(b"ANNA"))["ID"]
+    name = "0010,0010"
+    for _ in range(2):
+        assert server.json(f"/instances/{instance}/tags")[name]["Value"] == "ANNA"
+    assert server.upload(_renamed_copy(b"M\xfcller"))["ID"] == instance  # replaced
+    for _ in range(2):
+        assert server.json(f"/instances/{instance}/tags")[name]["Value"] == "M\u00fcller"
+        assert server.json(f"/instances/{instance}/simplified-tags")["PatientName"] == "M\u00fcller"
+    assert server.put("/tools/default-encoding", "Cyrillic").status_code == 200
+    assert server.json(f"/instances/{instance}/tags")[name]["Value"] == "M\u045cller"  # 0xFC in ISO 8859-5
+    assert server.json(f"/instances/{instance}/tags?ignore-length=PatientName")[name]["Value"] == "M\u045cller"
+    assert server.put("/tools/default-encoding", "Latin1").status_code == 200
+    assert server.json(f"/instances/{instance}/tags")[name]["Value"] == "M\u00fcller"
+
+
 def test_without_cache_answers_are_the_same(make_isengard) -> None:  # type: ignore[no-untyped-def]
     cached, uncached = make_isengard(), make_isengard(MaximumStorageCacheSize=0)
     instance = cached.upload(CT)["ID"]
     uncached.upload(CT)
-    for route in ("preview", "rendered?window-center=40&window-width=400", "frames/0/raw", "image-int16"):
+    for route in ("preview", "rendered?window-center=40&window-width=400", "frames/0/raw", "image-int16",
+                  "tags", "tags?whole=true", "simplified-tags", "tags?short&ignore-length=PatientName"):
         for _ in range(2):
             assert cached.get(f"/instances/{instance}/{route}").content == \
                 uncached.get(f"/instances/{instance}/{route}").content
