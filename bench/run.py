@@ -32,6 +32,7 @@ LATENCY_LABELS = {
     "get_system": "GET /system",
     "get_statistics": "GET /statistics",
     "get_instance_file": "GET /instances/{id}/file",
+    "get_instance_tags": "GET /instances/{id}/tags",
     "get_instances": "GET /instances",
     "get_studies_expand": "GET /studies?expand",
     "get_patient": "GET /patients/{id}",

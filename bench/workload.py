@@ -187,10 +187,17 @@ def _latencies(session: requests.Session, server: Server, corpus: Corpus, warnin
         if answer.status_code != 200 or not answer.content.startswith(b"\0" * 128 + b"DICM"):
             raise WrongAnswer(f"{server.name}: GET {path} -> {answer.status_code}, not a DICOM file")
 
+    def instance_tags(i: int) -> None:
+        # each instance once (the same stride as above): its file read and parsed, then converted
+        tags = get_json(session, server, f"/instances/{instances[(i * 7919) % len(instances)]}/tags")
+        if "0010,0010" not in tags:
+            raise WrongAnswer(f"{server.name}: an instance's tags without its PatientName")
+
     return {
         "get_system": time_calls(lambda i: get_json(session, server, "/system")),
         "get_statistics": time_calls(lambda i: get_json(session, server, "/statistics")),
         "get_instance_file": time_calls(instance_file),
+        "get_instance_tags": time_calls(instance_tags),
         "get_instances": time_calls(lambda i: get_json(session, server, "/instances")),
         "get_studies_expand": time_calls(lambda i: get_json(session, server, "/studies?expand")),
         "get_patient": time_calls(lambda i: get_json(session, server, f"/patients/{patients[i % len(patients)]}")),
