@@ -97,3 +97,13 @@ def test_least_recently_used_entries_go_beyond_the_budget() -> None:
     assert cache.size == 80
     cache.put("huge", 4, 60, 100)  # more than half the budget: not kept
     assert cache.get("huge") is None and cache.size == 80
+
+
+def test_a_tags_document_counts_for_its_elements_not_its_file() -> None:
+    """A small file's document takes more memory than the file: the cache counts ~600 bytes
+    an element, sequences' items included."""
+    from server.instance_tags import _footprint
+    leaf = {"Name": "PatientName", "Type": "String", "Value": "A"}
+    document = {"0010,0010": leaf, "0008,1140": {"Name": "ReferencedImageSequence", "Type": "Sequence",
+                                                 "Value": [{"0008,1150": leaf, "0008,1155": leaf}, {}]}}
+    assert _footprint(document) == 4 * 600

@@ -3,8 +3,8 @@
 Tornado's own transform only speaks gzip; Orthanc also answers ``deflate``.
 
 Since Orthanc 1.12.2 (ApiVersion 22) ``HttpCompressionEnabled`` is off unless configured (on
-a LAN, compressing costs more CPU and latency than it saves: a quarter of the server's CPU
-for a 2 KB ``/system``), and when on, only the types of :data:`COMPRESSIBLE_TYPES` are
+a LAN, compressing costs more CPU and latency than it saves: a fifth of the server's CPU for
+a 2 KB ``/system``), and when on, only the types of :data:`COMPRESSIBLE_TYPES` are
 compressed (JSON, XML, HTML, text...; never DICOM), and never a whole answer under 2 KiB.
 Before, as at the older levels here (``ISENGARD_ORTHANC_LEVEL``), it was on by default and
 every type was compressed but those below.
@@ -15,12 +15,12 @@ large answer on the event loop would stall every other request: answers of
 :meth:`server.rest.base.OrthancHandler.finish`, and the transform below only compresses
 the small ones (well under a millisecond) and the chunks of streamed answers.
 
-Unlike Orthanc before 1.12.2, which gzipped whatever it answered, an answer that is compressed already goes
-as it is: one of :data:`COMPRESSED_TYPES` (a PNG or JPEG rendering, a JPEG, JPEG-LS or
-JPEG 2000 frame, a ZIP) at once, and for other large answers (a DICOM file of compressed
-pixels) a sample is deflated first, and when that saves less than :data:`WORTH_IT` the whole
-answer is sent uncompressed, sparing the CPU of both sides (zlib spends ~35 µs per KiB on
-data it cannot shrink).
+Unlike Orthanc before 1.12.2, which gzipped whatever it answered, an answer that is
+compressed already goes as it is: one of :data:`COMPRESSED_TYPES` (a PNG or JPEG rendering,
+a JPEG, JPEG-LS or JPEG 2000 frame, a ZIP) at once, and for other large answers (a DICOM file
+of compressed pixels) a sample is deflated first, and when that saves less than
+:data:`WORTH_IT` the whole answer is sent uncompressed, sparing the CPU of both sides (zlib
+spends ~35 µs per KiB on data it cannot shrink).
 
 The large answers are compressed by libdeflate (imagecodecs) rather than zlib: the same
 formats at the same level, about 4x faster (a 512 KiB raw CT frame: 5 ms instead of 23 ms)
