@@ -70,9 +70,11 @@ def queues(output, uri, **request):
     result["size_after_ack"] = orthanc.GetQueueSize("q")
     result["ack_twice"] = error(lambda: orthanc.AcknowledgeQueueValue("q", value_id))
     orthanc.EnqueueValue("expiring", b"x")
-    _, expiring = orthanc.ReserveQueueValue("expiring", front, 1)
+    # Reservations count whole seconds: one of 1 s, made just before a second ends, would
+    # count as expired within a few milliseconds; one of 2 s holds for one second at least.
+    _, expiring = orthanc.ReserveQueueValue("expiring", front, 2)
     result["reserved_elsewhere"] = list(orthanc.ReserveQueueValue("expiring", back, 60))
-    time.sleep(2.1)  # whole seconds: past the reservation for sure
+    time.sleep(3.1)  # past the reservation for sure
     result["ack_expired"] = error(lambda: orthanc.AcknowledgeQueueValue("expiring", expiring))
     result["released"] = orthanc.ReserveQueueValue("expiring", back, 60)[0].decode()
     result["empty_value"] = error(lambda: orthanc.EnqueueValue("q", b""))
