@@ -107,6 +107,8 @@ class JobRecord:
     started: bool = False
     #: Another node took the job over (its lease ran out): stop stepping, save nothing.
     released: bool = False
+    #: In a cluster, the number of this node's claim that made it run here.
+    claim: int = 0
     waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
 
     @property
