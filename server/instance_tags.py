@@ -11,7 +11,7 @@ from server.dicom import dicomweb, json_format
 from server.dicom.json_format import Json
 from server.dicom.main_tags import Level
 from server.dicom.modules import Module, module_keys
-from server.dicom.parse import read_dataset
+from server.dicom.parse import read_dataset, read_stored_dataset
 from server.errors import OrthancError
 from server.storage.index import Resource
 
@@ -35,7 +35,7 @@ def full_tags(files: InstanceFiles, instance: Resource,
     if cached is not None:
         return cast(Json, cached)
     data = files.store.read_dicom(instance, attachment)
-    ds, _ = read_dataset(data)
+    ds = read_stored_dataset(data)
     tags = json_format.tags_full(ds, encoding, ignore_length, whole)
     files.decoded.put(key, tags, _footprint(tags), files.cache_budget)
     return tags

@@ -1,0 +1,46 @@
+"""``read_stored_dataset`` (one walk of the element headers, every top-level element raw) gives
+the tags pydicom's reader gives, on every DICOM file of the test data, and is pydicom's reader
+where the walk cannot go."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+from server.dicom.json_format import Json, tags_full
+from server.dicom.parse import read_dataset, read_stored_dataset
+from server.errors import OrthancError
+
+DATA = Path(__file__).parent / "data"
+FILES = sorted(path for path in DATA.rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("whole", [False, True])
+@pytest.mark.parametrize("path", FILES, ids=lambda path: str(path.relative_to(DATA)))
+def test_same_tags_as_pydicoms_reader(path: Path, whole: bool) -> None:
+    data = path.read_bytes()
+    assert _tags(read_stored_dataset, data, whole) == _tags(lambda d: read_dataset(d)[0], data, whole)
+
+
+def _tags(read: Callable[[bytes], Dataset], data: bytes, whole: bool) -> Json | str:
+    """The tags, or the error's message (a file nested too deep for pydicom's reader)."""
+    try:
+        return tags_full(read(data), whole=whole)
+    except OrthancError as error:
+        return str(error)
+
+
+def test_elements_are_raw_until_read() -> None:
+    ds = read_stored_dataset((DATA / "DicomSeg.dcm").read_bytes())
+    assert any(ds.get_item(tag).VR == "SQ" for tag in ds.keys())
+    assert all(isinstance(ds.get_item(tag), RawDataElement) for tag in ds.keys() if tag != 0x00080005)
+
+
+def test_an_incomplete_file_is_read_as_far_as_it_goes() -> None:
+    data = (DATA / "ColorTestMalaterre.dcm").read_bytes()
+    cut = data[:len(data) - 100]
+    assert tags_full(read_stored_dataset(cut)) == tags_full(read_dataset(cut)[0])
