@@ -20,7 +20,6 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from server.dicom.dictionary import lookup
@@ -188,7 +187,8 @@ def _sequence_items(elem: RawDataElement | DataElement, ds: Dataset) -> list[Dat
 def _resolve(elem: RawDataElement | DataElement, ds: Dataset,
              creator: str | None) -> tuple[str, bool, bool]:
     """(VR, is a sequence, little endian) of one element, as dcmtk reads it."""
-    group, element = elem.tag >> 16, elem.tag & 0xFFFF
+    tag = int(elem.tag)  # compared as an int, not by BaseTag.__eq__ in Python
+    group, element = tag >> 16, tag & 0xFFFF
     if isinstance(elem, RawDataElement):
         implicit, little = elem.is_implicit_VR, elem.is_little_endian
         file_vr = elem.VR
@@ -198,11 +198,11 @@ def _resolve(elem: RawDataElement | DataElement, ds: Dataset,
         file_vr = elem.VR
         undefined = isinstance(elem.value, Sequence)
     vr = dictionary_vr(group, element, creator) if implicit or not file_vr else file_vr
-    if vr == "xs" and elem.tag in _XS_BY_PIXEL_REPRESENTATION:
+    if vr == "xs" and tag in _XS_BY_PIXEL_REPRESENTATION:
         representation = _pixel_representation(ds)
         if representation is not None:
             vr = "SS" if representation == 1 else "US"
-    if elem.tag == PIXEL_DATA:
+    if tag == PIXEL_DATA:
         return vr, False, bool(little)
     is_sequence = vr == "SQ" or (undefined and vr in ("UN", "UNKNOWN"))
     return ("SQ" if is_sequence else vr), is_sequence, bool(little)
@@ -220,7 +220,7 @@ def find_element(ds: Dataset, tag: int) -> Element | None:
     return Element(tag >> 16, tag & 0xFFFF, vr, raw, little, None)
 
 
-def meta_overflow(ds: Dataset) -> list[BaseTag]:
+def meta_overflow(ds: Dataset) -> list[int]:
     """Tags at the start of the dataset that dcmtk reads as part of the meta header.
 
     dcmtk reads the meta header up to the length announced by (0002,0000),
@@ -243,8 +243,9 @@ def meta_overflow(ds: Dataset) -> list[BaseTag]:
         return []
     end = value_tell + 4 + length
     swallowed = []
-    for tag in sorted(ds.keys()):
-        elem = ds.get_item(tag)
+    stored = cast("dict[int, DataElement | RawDataElement]", ds._dict)
+    for tag in sorted(stored, key=int):
+        elem = stored[tag]
         tell = elem.value_tell if isinstance(elem, RawDataElement) else elem.file_tell
         if tell is None or tell - 8 >= end:
             break
@@ -258,10 +259,11 @@ def iter_elements(ds: Dataset, skip: Collection[int] = ()) -> Iterator[Element]:
     Tags in ``skip`` are ignored (see :func:`meta_overflow`).
     """
     creators: dict[tuple[int, int], str] = {}
-    for tag in sorted(ds.keys()):
+    stored = cast("dict[int, DataElement | RawDataElement]", ds._dict)  # as stored_element reads it
+    for tag in sorted(stored, key=int):  # compared as ints, not by BaseTag.__lt__ in Python
         if tag in skip:
             continue
-        elem = ds.get_item(tag)
+        elem = stored[tag]
         group, element = tag >> 16, tag & 0xFFFF
         creator = creators.get((group, element >> 8)) if group & 1 and element >= 0x1000 else None
         vr, is_sequence, little = _resolve(elem, ds, creator)

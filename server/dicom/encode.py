@@ -20,6 +20,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import server
@@ -93,7 +94,10 @@ def copy_items(items: Items) -> Items:
     return {tag: element.copy() for tag, element in items.items()}
 
 
+@lru_cache(maxsize=8192)
 def format_tag(tag: int) -> str:
+    """``gggg,eeee``: a tag as Orthanc's documents key it (formatted once per tag, not once per
+    element of every document: ~0.5 us each, a twentieth of converting a file's tags)."""
     return f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
 
 

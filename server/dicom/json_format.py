@@ -34,6 +34,7 @@ from server.dicom.elements import (
     stored_element,
     string_text,
 )
+from server.dicom.encode import format_tag
 
 #: Orthanc's ``ORTHANC_MAXIMUM_TAG_LENGTH``: longer strings are ``TooLong``.
 MAXIMUM_STRING_LENGTH = 256
@@ -106,7 +107,7 @@ def header_full(ds: Dataset | FileMetaDataset) -> Json:
         elements = iter_elements(getattr(ds, "file_meta", FileMetaDataset()))
         overflow = meta_overflow(ds)
         if overflow:
-            swallowed = iter_elements(ds, skip=set(ds.keys()) - set(overflow))
+            swallowed = iter_elements(ds, skip={int(tag) for tag in ds.keys()}.difference(overflow))
             elements = itertools.chain(elements, swallowed)
     kept = (el for el in elements if el.vr not in _BINARY_VRS)
     return _dataset(kept, TextDecoder("Ascii"), top_level=False)
@@ -153,7 +154,7 @@ def _dataset(elements: Iterable[Element], decoder: TextDecoder, top_level: bool,
     for el in elements:
         if top_level and el.tag > PIXEL_DATA:
             break
-        key = f"{el.group:04x},{el.element:04x}"
+        key = format_tag(el.tag)
         name = tag_name(el.group, el.element, el.creator)
         if el.items is not None:
             items = [_dataset(iter_elements(item), decoder, False, ignore_length)

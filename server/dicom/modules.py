@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from server.dicom.encode import format_tag
+
 
 class Module(Enum):
     PATIENT = "patient"
@@ -48,4 +50,4 @@ MODULE_TAGS: dict[Module, frozenset[int]] = {
 
 def module_keys(module: Module) -> frozenset[str]:
     """The ``gggg,eeee`` keys of a module's tags, as the full JSON format spells them."""
-    return frozenset(f"{tag >> 16:04x},{tag & 0xFFFF:04x}" for tag in MODULE_TAGS[module])
+    return frozenset(format_tag(tag) for tag in MODULE_TAGS[module])

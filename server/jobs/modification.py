@@ -45,6 +45,7 @@ from pydicom.dataset import Dataset
 import server
 from server.dicom import main_tags
 from server.dicom.charset import FollowsDefaultEncoding
+from server.dicom.encode import format_tag
 from server.dicom.main_tags import Level
 from server.dicom.modify import (
     API_FORCED_IDENTIFIERS,
@@ -517,7 +518,7 @@ def _check_study_patient(services: ModificationServices, m: Modification, study_
     prefix = ("Trying to change patient tags in a study.  The Patient already exists and has other studies.  ")
     advice = "Try using /patients/../modify instead to modify the patient. "
     for tag in patient_tags:
-        name = f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
+        name = format_tag(tag)
         if tag in existing:
             if not m.is_replaced(tag):
                 if existing[tag]:
