@@ -172,6 +172,7 @@ class _Truncated(Exception):
 #: a long length; compiled once (a walk reads one per element, ~60 in a small CT file).
 _HEADERS = {little: (struct.Struct(f"{order}HHI"), struct.Struct(f"{order}HH2sH"), struct.Struct(f"{order}I"))
             for little, order in ((True, "<"), (False, ">"))}
+_IMPLICIT_LITTLE_HEADER, _EXPLICIT_LITTLE, _LONG_LENGTH_LITTLE = _HEADERS[True]
 
 
 class _Walker:
@@ -235,6 +236,9 @@ class _Walker:
         while True:
             in_sequence, explicit = stack[-1]
             top = len(stack) == 1
+            if top and little:
+                offset, run = self._run(offset, explicit, until)
+                elements += run
             if top and offset == self.size:
                 return elements
             if not in_sequence and self.data[offset:offset + 8] == _ZERO_ELEMENT:
@@ -272,6 +276,40 @@ class _Walker:
                     offset = value + length
             if offset > self.size:
                 raise _Truncated
+
+    def _run(self, offset: int, explicit: bool, until: int) -> tuple[int, int]:
+        """Past the top-level little endian elements of defined length from ``offset``, noting
+        the wanted ones as :meth:`walk` does: (where it stopped, how many it passed).
+
+        Most of a file's elements are these; :meth:`walk`'s own loop, which keeps its nesting
+        and checks every case, took twice as long for each.  It stops before any other
+        element (undefined length, a zero element, an item tag, one past ``until``, a bad
+        VR, one running past the end or near it), which :meth:`walk` then reads itself."""
+        data, size, wanted, found, strict = self.data, self.size, self.wanted, self.found, self.strict_vr
+        unpack = _EXPLICIT_LITTLE.unpack_from if explicit else _IMPLICIT_LITTLE_HEADER.unpack_from
+        unpack_length = _LONG_LENGTH_LITTLE.unpack_from
+        count = 0
+        while offset + 12 <= size:
+            if explicit:
+                group, element, vr, length = unpack(data, offset)
+                if vr in _LONG_VRS:
+                    (length,) = unpack_length(data, offset + 8)
+                    value = offset + 12
+                else:
+                    value = offset + 8
+                if strict and not (vr.isalpha() and vr.isupper()):
+                    break
+            else:
+                group, element, length = unpack(data, offset)
+                vr, value = b"", offset + 8
+            tag = group << 16 | element
+            if tag == 0 or tag > until or group == 0xFFFE or length == _UNDEFINED or value + length > size:
+                break
+            if wanted is None or tag in wanted:
+                found[tag] = (offset, vr, value, length)
+            count += 1
+            offset = value + length
+        return offset, count
 
     def _skip_zeros(self, offset: int) -> int:
         """Past the whole zero elements from ``offset``, searched window by window: the
