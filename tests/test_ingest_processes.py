@@ -204,10 +204,10 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_a_server_parses_in_its_processes_which_end_with_it_even_killed(tmp_path: Path) -> None:
-    server = Isengard(tmp_path / "server").start()
+    server = Isengard(tmp_path / "server", IngestProcesses=2).start()
     assert server.process is not None
     children = _children(server.process.pid)
-    assert len(children) == 2  # IngestProcesses' default
+    assert len(children) == 2
     before = sum(_cpu_seconds(child) for child in children)
     _upload_together(server, [ct_slice("1.2.3.7", "1.2.3.7.1", number, pixels=64) for number in range(300)], 8)
     assert server.json("/statistics")["CountInstances"] == 300
@@ -223,7 +223,7 @@ def test_a_server_parses_in_its_processes_which_end_with_it_even_killed(tmp_path
 
 
 def test_a_server_stores_on_when_its_processes_die(tmp_path: Path) -> None:
-    server = Isengard(tmp_path / "server").start()
+    server = Isengard(tmp_path / "server", IngestProcesses=2).start()
     assert server.process is not None
     for child in _children(server.process.pid):
         os.kill(child, signal.SIGKILL)
@@ -233,8 +233,8 @@ def test_a_server_stores_on_when_its_processes_die(tmp_path: Path) -> None:
     server.stop()
 
 
-def test_no_processes_when_set_to_zero(tmp_path: Path) -> None:
-    server = Isengard(tmp_path / "server", IngestProcesses=0).start()
+def test_no_processes_by_default(tmp_path: Path) -> None:
+    server = Isengard(tmp_path / "server").start()
     assert server.process is not None
     assert _children(server.process.pid) == []
     assert server.upload(FILES[0])["Status"] == "Success"

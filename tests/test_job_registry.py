@@ -41,8 +41,7 @@ ORIGIN = Origin("RestApi", remote_ip="127.0.0.1", http_username="alice")
 def root(tmp_path: Path) -> Iterator[Server]:
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps({"StorageDirectory": str(tmp_path / "storage"),
-                                       "IndexDirectory": str(tmp_path / "storage"),
-                                       "IngestProcesses": 0}))  # never served: nothing to ingest
+                                       "IndexDirectory": str(tmp_path / "storage")}))
     context = Server(load_configuration(config_path))
     yield context
     context.index.close()

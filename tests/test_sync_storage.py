@@ -145,7 +145,7 @@ def test_a_c_store_is_synced_before_its_success(tmp_path: Path) -> None:
 
 def test_every_file_is_synced_by_whoever_staged_it(tmp_path: Path) -> None:
     """Concurrent uploads: the ingest processes stage some of the files, and sync them too."""
-    server = Isengard(tmp_path / "server").start()
+    server = Isengard(tmp_path / "server", IngestProcesses=2).start()
     assert server.process is not None
     processes = _children(server.process.pid)
     with traced(server) as calls:
