@@ -15,12 +15,15 @@ from server.dicom.json_format import Json, tags_full
 from server.dicom.parse import read_dataset, read_stored_dataset
 from server.errors import OrthancError
 
-DATA = Path(__file__).parent / "data"
-FILES = sorted(path for path in DATA.rglob("*.dcm"))
+TESTS = Path(__file__).parent
+DATA = TESTS / "data"
+#: The test data, and the edge cases made for the JSON tests (character sets, big endian,
+#: implicit VR, a meta group length that swallows dataset elements, unknown VRs...).
+FILES = sorted(DATA.rglob("*.dcm")) + sorted((TESTS / "fixtures" / "orthanc" / "synthetic").glob("*.dcm"))
 
 
 @pytest.mark.parametrize("whole", [False, True])
-@pytest.mark.parametrize("path", FILES, ids=lambda path: str(path.relative_to(DATA)))
+@pytest.mark.parametrize("path", FILES, ids=lambda path: str(path.relative_to(TESTS)))
 def test_same_tags_as_pydicoms_reader(path: Path, whole: bool) -> None:
     data = path.read_bytes()
     assert _tags(read_stored_dataset, data, whole) == _tags(lambda d: read_dataset(d)[0], data, whole)
