@@ -11,7 +11,7 @@ import pytest
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from server.dicom.json_format import Json, tags_full
+from server.dicom.json_format import Json, tags_full, tags_simplified
 from server.dicom.parse import read_dataset, read_stored_dataset
 from server.errors import OrthancError
 
@@ -27,6 +27,22 @@ FILES = sorted(DATA.rglob("*.dcm")) + sorted((TESTS / "fixtures" / "orthanc" / "
 def test_same_tags_as_pydicoms_reader(path: Path, whole: bool) -> None:
     data = path.read_bytes()
     assert _tags(read_stored_dataset, data, whole) == _tags(lambda d: read_dataset(d)[0], data, whole)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda path: str(path.relative_to(TESTS)))
+def test_same_tags_before_the_pixels_as_pydicoms_reader(path: Path) -> None:
+    """What Lua's ``OnStoredInstance`` and filters get: the simplified tags, pixel data and
+    what follows left out."""
+    data = path.read_bytes()
+    assert _simplified(lambda d: read_stored_dataset(d, stop_before_pixels=True), data) == \
+        _simplified(lambda d: read_dataset(d, stop_before_pixels=True)[0], data)
+
+
+def _simplified(read: Callable[[bytes], Dataset], data: bytes) -> Json | str:
+    try:
+        return tags_simplified(read(data))
+    except OrthancError as error:
+        return str(error)
 
 
 def _tags(read: Callable[[bytes], Dataset], data: bytes, whole: bool) -> Json | str:

@@ -49,7 +49,7 @@ from pydicom.dataset import Dataset
 from server.delivery import DeliveryQueue
 from server.dicom import json_format
 from server.dicom.main_tags import Level
-from server.dicom.parse import ParsedInstance, read_dataset
+from server.dicom.parse import ParsedInstance, read_stored_dataset
 from server.errors import ErrorCode, OrthancError
 from server.events import InstanceStored, JobEvent, Kind, ResourceEvent
 from server.net.scp import DimseStatusError
@@ -280,7 +280,7 @@ class LuaScripting:
 
     def _tags(self, parsed: ParsedInstance) -> dict[str, Any]:
         """Simplified tags of the whole file, without the pixel data (Orthanc's ``tags``/``dicom``)."""
-        ds, _ = read_dataset(parsed.data, stop_before_pixels=True)
+        ds = read_stored_dataset(parsed.data, stop_before_pixels=True)
         return json_format.tags_simplified(ds, self.services.default_encoding)
 
     # -- the main state --------------------------------------------------------------
