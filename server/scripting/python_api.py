@@ -22,7 +22,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
 from server.dicom import json_format
-from server.dicom.parse import read_dataset
+from server.dicom.parse import read_stored_dataset
 from server.dicom.transcode import transcode_file
 from server.errors import DESCRIPTIONS, OrthancError
 from server.scripting import python_dicom, python_images
@@ -115,7 +115,7 @@ class DicomInstance:
     def _parsed(self) -> Dataset:
         if self._dataset is None:
             try:
-                self._dataset, _ = read_dataset(self._data)
+                self._dataset = read_stored_dataset(self._data)
             except OrthancError as e:
                 raise from_orthanc_error(e) from None
         return self._dataset
