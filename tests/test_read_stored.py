@@ -26,7 +26,11 @@ FILES = sorted(DATA.rglob("*.dcm")) + sorted((TESTS / "fixtures" / "orthanc" / "
 @pytest.mark.parametrize("path", FILES, ids=lambda path: str(path.relative_to(TESTS)))
 def test_same_tags_as_pydicoms_reader(path: Path, whole: bool) -> None:
     data = path.read_bytes()
-    assert _tags(read_stored_dataset, data, whole) == _tags(lambda d: read_dataset(d)[0], data, whole)
+
+    def full(ds: Dataset) -> Json:
+        return tags_full(ds, whole=whole)
+
+    assert _converted(read_stored_dataset, full, data) == _converted(lambda d: read_dataset(d)[0], full, data)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda path: str(path.relative_to(TESTS)))
@@ -34,21 +38,14 @@ def test_same_tags_before_the_pixels_as_pydicoms_reader(path: Path) -> None:
     """What Lua's ``OnStoredInstance`` and filters get: the simplified tags, pixel data and
     what follows left out."""
     data = path.read_bytes()
-    assert _simplified(lambda d: read_stored_dataset(d, stop_before_pixels=True), data) == \
-        _simplified(lambda d: read_dataset(d, stop_before_pixels=True)[0], data)
+    assert _converted(lambda d: read_stored_dataset(d, stop_before_pixels=True), tags_simplified, data) == \
+        _converted(lambda d: read_dataset(d, stop_before_pixels=True)[0], tags_simplified, data)
 
 
-def _simplified(read: Callable[[bytes], Dataset], data: bytes) -> Json | str:
-    try:
-        return tags_simplified(read(data))
-    except OrthancError as error:
-        return str(error)
-
-
-def _tags(read: Callable[[bytes], Dataset], data: bytes, whole: bool) -> Json | str:
+def _converted(read: Callable[[bytes], Dataset], convert: Callable[[Dataset], Json], data: bytes) -> Json | str:
     """The tags, or the error's message (a file nested too deep for pydicom's reader)."""
     try:
-        return tags_full(read(data), whole=whole)
+        return convert(read(data))
     except OrthancError as error:
         return str(error)
 

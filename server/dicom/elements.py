@@ -229,8 +229,10 @@ def meta_overflow(ds: Dataset) -> list[int]:
     so a group length too large swallows the first elements of the dataset.
     """
     meta = getattr(ds, "file_meta", None)
-    group_length = stored_element(meta, 0x00020000) if meta is not None else None
-    if meta is None or group_length is None:
+    if meta is None:
+        return []
+    group_length = stored_element(meta, 0x00020000)
+    if group_length is None:
         return []
     syntax = find_element(meta, TRANSFER_SYNTAX_UID)  # read raw: pydicom's conversion of a UID costs ~20 us
     if syntax is not None and string_text(syntax.raw, "UI") == _DEFLATED:
