@@ -1,4 +1,5 @@
-"""Small helpers several test files share: waiting for a job, reading an Orthanc error, building a C-FIND query."""
+"""Small helpers several test files share: waiting for a job, reading an Orthanc error, building a C-FIND query,
+DICOM files at the edges of the main tags' reading."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import requests
 from pydicom import config
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from conftest import _STARTED, REPO, Isengard, Server
 
@@ -85,6 +87,40 @@ def ct_slice(study: str, series: str, number: int, pixels: int = 16, patient: st
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.PixelData = bytes((number + i) % 251 for i in range(pixels * pixels * 2))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def implicit_vr_variant(data: bytes) -> bytes | None:
+    """The file rewritten in implicit VR little endian, if pydicom can."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            return None
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        out = io.BytesIO()
+        ds.save_as(out, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    except Exception:  # noqa: BLE001 - a file pydicom cannot write is left out
+        return None
+    return out.getvalue()
+
+
+def crafted_main_tags() -> bytes:
+    """Main tags at the edges: too long (over Orthanc's 256 bytes, in characters or in
+    UTF-8 bytes), empty, padded, a UI with its NUL, a VR not a string."""
+    ds = pydicom.Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName, ds.PatientID = "Ünïcode^Ñame", " padded  "
+    ds.StudyDescription = "x" * 257
+    ds.SeriesDescription = "é" * 200  # 400 bytes in UTF-8
+    ds.InstitutionName = ""
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.3", "1.2.3.4", "1.2.3.4.5"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.add_new(0x00200013, "UN", b"12")  # InstanceNumber, as an unknown VR
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, "1.2.3.4.5"
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -189,13 +189,18 @@ def tag_text(ds: Dataset, tag: int, decoder: TextDecoder) -> str | None:
         # without them (a fifth of an ingest's parse).
         vr = raw.VR if raw.VR and not raw.is_implicit_VR else dictionary_vr(tag >> 16, tag & 0xFFFF, None)
         if vr in STRING_VRS:
-            text = decoder.decode(string_text(raw.value or b"", vr), vr)
-            return None if text is None or len(text.encode()) > MAXIMUM_STRING_LENGTH else text
+            return string_value_text(raw.value or b"", vr, decoder)
     el = find_element(ds, tag)
     if el is None:
         return None
     kind, value = _leaf(el, decoder)
     return value if kind == "String" else None
+
+
+def string_value_text(raw: bytes, vr: str, decoder: TextDecoder) -> str | None:
+    """The text Orthanc indexes for the raw value of a string VR: None when TooLong."""
+    text = decoder.decode(string_text(raw, vr), vr)
+    return None if text is None or len(text.encode()) > MAXIMUM_STRING_LENGTH else text
 
 
 def _leaf(el: Element, decoder: TextDecoder, any_length: bool = False) -> tuple[str, str | None]:

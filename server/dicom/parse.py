@@ -13,7 +13,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import pydicom
 from pydicom.charset import convert_encodings, default_encoding
@@ -23,8 +23,9 @@ from pydicom.tag import BaseTag
 from pydicom.tag import Tag as PydicomTag
 
 from server.dicom import main_tags
-from server.dicom.elements import stored_element
-from server.dicom.json_format import Json, dataset_decoder, sequences_full, tag_text
+from server.dicom.charset import decoder_for
+from server.dicom.elements import STRING_VRS, dictionary_vr, stored_element, string_text
+from server.dicom.json_format import Json, dataset_decoder, sequences_full, string_value_text, tag_text
 from server.dicom.main_tags import ALL_TAGS, BY_LEVEL, SEQUENCES, Level, Tag
 from server.errors import ErrorCode, OrthancError
 from server.storage import ids
@@ -35,6 +36,7 @@ SOP_CLASS_UID = (0x0008, 0x0016)
 #: Where pydicom's ``stop_before_pixels`` stops: FloatPixelData, DoubleFloatPixelData, PixelData.
 _PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))
 _PIXEL_DATA, _BITS_ALLOCATED = 0x7FE00010, 0x00280100
+_SPECIFIC_CHARACTER_SET, _SOP_CLASS_UID = 0x00080005, 0x00080016
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,11 @@ class _Wanted:
     objects: dict[int, BaseTag]
     #: Per level, its main tags but the sequences, as (tag object, (group, element)).
     by_level: dict[Level, list[tuple[BaseTag, Tag]]]
+    #: The same as (number, (group, element)), for the walked values (keyed by plain numbers).
+    numbers_by_level: dict[Level, list[tuple[int, Tag]]]
 
 
-_wanted_cache = _Wanted(-1, [], frozenset(), {}, {})
+_wanted_cache = _Wanted(-1, [], frozenset(), {}, {}, {})
 
 
 def _wanted() -> _Wanted:
@@ -64,8 +68,9 @@ def _wanted() -> _Wanted:
         objects = {int(t): t for t in tags}
         by_level = {level: [(objects[(g << 16) | e], (g, e)) for g, e in level_tags if (g, e) not in SEQUENCES]
                     for level, level_tags in BY_LEVEL.items()}
+        numbers_by_level = {level: [(int(key), tag) for key, tag in keys] for level, keys in by_level.items()}
         _wanted_cache = _Wanted(main_tags.generation, tags, frozenset(objects) | _PIXEL_TAGS | {_BITS_ALLOCATED},
-                                objects, by_level)
+                                objects, by_level, numbers_by_level)
     return _wanted_cache
 
 
@@ -458,13 +463,109 @@ def read_upload(body: IO[bytes]) -> bytes | mmap.mmap:
     return mapped
 
 
+class _Indexed(NamedTuple):
+    """What ingest reads of a file, before its identifiers are checked."""
+
+    tags: dict[Level, dict[Tag, str]]
+    sequences: dict[Level, Json]
+    sop_class: str | None
+    #: Where the pixel data starts, else where reading stopped.
+    stopped_at: int
+    #: The VR DCMTK reads the pixel data with (None: unknown).
+    pixel_vr: str | None
+    syntax: str | None
+    bits_allocated: int
+
+
 def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedInstance:
     """Read the identifiers and main DICOM tags of a DICOM file, refusing what Orthanc refuses.
 
     Values are the strings ``/tags`` shows (same decoding and normalisation);
     a value Orthanc shows as Null or TooLong is not indexed.
     """
-    ds, stopped_at, pixel_vr, syntax = _read_indexed(data)
+    wanted = _wanted()
+    walker = _Walker(data, wanted=wanted.numbers)
+    syntax = check_complete(data, walker)
+    read = _indexed_from_walk(data, walker, syntax, wanted, default_encoding) or \
+        _indexed_from_dataset(data, walker, syntax, wanted, default_encoding)
+    tags = read.tags
+    study, series, sop = (tags[Level.STUDY].get((0x0020, 0x000D)), tags[Level.SERIES].get((0x0020, 0x000E)),
+                          tags[Level.INSTANCE].get((0x0008, 0x0018)))
+    if study is None or series is None or sop is None:
+        raise OrthancError(ErrorCode.INEXISTENT_TAG)
+    patient = tags[Level.PATIENT].get((0x0010, 0x0020), "").strip()
+    study, series, sop = study.strip(), series.strip(), sop.strip()
+    if not (study and series and sop):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
+                           "missing StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
+    offset = _pixel_data_offset(data, read.stopped_at)
+    parsed = ParsedInstance(data=data, tags=tags, patient_id=patient, study_uid=study,
+                            series_uid=series, sop_uid=sop, sop_class_uid=read.sop_class or None,
+                            transfer_syntax=read.syntax, pixel_data_offset=offset,
+                            sequences={level: nodes for level, nodes in read.sequences.items() if nodes})
+    if offset is not None and read.pixel_vr is not None and read.syntax is not None \
+            and read.pixel_vr != expected_pixel_vr(read.syntax, read.bits_allocated):
+        parsed.odd_pixel_vr = read.pixel_vr
+    parsed.ids = {
+        Level.PATIENT: ids.patient_id(patient),
+        Level.STUDY: ids.study_id(patient, study),
+        Level.SERIES: ids.series_id(patient, study, series),
+        Level.INSTANCE: ids.instance_id(patient, study, series, sop),
+    }
+    return parsed
+
+
+def _indexed_from_walk(data: bytes | mmap.mmap, walker: _Walker, syntax: str | None, wanted: _Wanted,
+                       default_encoding: str) -> _Indexed | None:
+    """The main tags straight from the walk's raw values, when they are all strings in a
+    little-endian file (nearly every file): no pydicom element or dataset is made, which
+    took half of the parse.  None otherwise (a sequence, a number, an undefined length, a
+    deflated file...): :func:`_indexed_from_dataset` reads it.  The texts are the same as
+    :func:`~server.dicom.json_format.tag_text`'s (one conversion, ``string_value_text``)."""
+    if syntax is None or syntax in _DEFLATED or syntax == _EXPLICIT_BIG:
+        return None
+    implicit = syntax == _IMPLICIT_LITTLE
+    found = walker.found
+    pixels = [tag for tag in _PIXEL_TAGS if tag in found]
+    stopped_at = found[min(pixels)][0] if pixels else len(data)
+    bits_allocated = 8
+    values: dict[int, tuple[str, bytes]] = {}
+    for tag, (_, file_vr, value, length) in found.items():
+        if tag in _PIXEL_TAGS:
+            continue
+        if length == _UNDEFINED:
+            return None
+        raw = bytes(data[value:value + length])
+        if tag == _BITS_ALLOCATED:
+            bits_allocated = int.from_bytes(raw[:2], "little") if len(raw) >= 2 else 8
+            continue
+        vr = dictionary_vr(tag >> 16, tag & 0xFFFF, None) if implicit or not file_vr \
+            else file_vr.decode("ascii", "replace")
+        if vr not in STRING_VRS:
+            return None
+        values[tag] = (vr, raw)
+    charset = values.get(_SPECIFIC_CHARACTER_SET)
+    decoder = decoder_for(string_text(charset[1], charset[0]) if charset else None, default_encoding)
+    tags: dict[Level, dict[Tag, str]] = {}
+    for level, level_tags in wanted.numbers_by_level.items():
+        level_values: dict[Tag, str] = {}
+        for number, tag_pair in level_tags:
+            entry = values.get(number)
+            if entry is not None:
+                text = string_value_text(entry[1], entry[0], decoder)
+                if text is not None:
+                    level_values[tag_pair] = text
+        tags[level] = level_values
+    sop_class = values.get(_SOP_CLASS_UID)
+    return _Indexed(tags, {}, string_value_text(sop_class[1], sop_class[0], decoder) if sop_class else None,
+                    stopped_at, _read_pixel_vr(syntax, found.get(_PIXEL_DATA)), syntax, bits_allocated)
+
+
+def _indexed_from_dataset(data: bytes | mmap.mmap, walker: _Walker, syntax: str | None, wanted: _Wanted,
+                          default_encoding: str) -> _Indexed:
+    """The main tags read from a dataset: the walk's elements as pydicom's raw ones, or
+    pydicom's reading of the file."""
+    ds, stopped_at, pixel_vr, syntax = _read_indexed(data, walker, syntax, wanted)
     if syntax is None:  # read by pydicom
         if len(ds) == 0 and "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
@@ -473,7 +574,7 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     decoder = dataset_decoder(ds, default_encoding)
     present = ds._dict  # most main tags are absent from a file: not looked up one by one
     tags: dict[Level, dict[Tag, str]] = {}
-    for level, level_tags in _wanted().by_level.items():
+    for level, level_tags in wanted.by_level.items():
         values: dict[Tag, str] = {}
         for key, tag in level_tags:
             if key in present:
@@ -484,44 +585,20 @@ def parse_for_index(data: bytes | mmap.mmap, default_encoding: str) -> ParsedIns
     sequences = {level: sequences_full(ds, ((g << 16) | e for g, e in level_tags if (g, e) in SEQUENCES),
                                        decoder)
                  for level, level_tags in BY_LEVEL.items()}
-    study, series, sop = (tags[Level.STUDY].get((0x0020, 0x000D)), tags[Level.SERIES].get((0x0020, 0x000E)),
-                          tags[Level.INSTANCE].get((0x0008, 0x0018)))
-    if study is None or series is None or sop is None:
-        raise OrthancError(ErrorCode.INEXISTENT_TAG)
-    patient = tags[Level.PATIENT].get((0x0010, 0x0020), "").strip()
-    study, series, sop = study.strip(), series.strip(), sop.strip()
-    if not (study and series and sop):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT,
-                           "missing StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
-    sop_class = tag_text(ds, 0x00080016, decoder)
-    offset = _pixel_data_offset(data, stopped_at)
-    parsed = ParsedInstance(data=data, tags=tags, patient_id=patient, study_uid=study,
-                            series_uid=series, sop_uid=sop, sop_class_uid=sop_class or None,
-                            transfer_syntax=syntax, pixel_data_offset=offset,
-                            sequences={level: nodes for level, nodes in sequences.items() if nodes})
-    if offset is not None and pixel_vr is not None and syntax is not None \
-            and pixel_vr != expected_pixel_vr(syntax, _bits_allocated(ds)):
-        parsed.odd_pixel_vr = pixel_vr
-    parsed.ids = {
-        Level.PATIENT: ids.patient_id(patient),
-        Level.STUDY: ids.study_id(patient, study),
-        Level.SERIES: ids.series_id(patient, study, series),
-        Level.INSTANCE: ids.instance_id(patient, study, series, sop),
-    }
-    return parsed
+    return _Indexed(tags, sequences, tag_text(ds, 0x00080016, decoder), stopped_at, pixel_vr, syntax,
+                    _bits_allocated(ds))
 
 
-def _read_indexed(data: bytes | mmap.mmap) -> tuple[Dataset, int, str | None, str | None]:
-    """The wanted top-level elements of a checked-complete file, where its pixel data starts
-    (else where reading stopped), the VR DCMTK reads its pixel data with (None: unknown), and
-    its transfer syntax (None: read by pydicom, see the dataset's file meta).
+def _read_indexed(data: bytes | mmap.mmap, walker: _Walker, syntax: str | None,
+                  wanted: _Wanted) -> tuple[Dataset, int, str | None, str | None]:
+    """The wanted top-level elements of a walked, checked-complete file (``syntax``, its
+    transfer syntax), where its pixel data starts (else where reading stopped), the VR DCMTK
+    reads its pixel data with (None: unknown), and its transfer syntax (None: read by
+    pydicom, see the dataset's file meta).
 
-    One walk (:func:`check_complete`'s) notes them as pydicom's raw elements, converted only
-    when :func:`tag_text` asks: ~4x cheaper than pydicom's reader.  A deflated file, or one
+    The walk's elements become pydicom's raw elements, converted only when
+    :func:`tag_text` asks: ~4x cheaper than pydicom's reader.  A deflated file, or one
     without a meta header (its encoding then is pydicom's guess), is read by pydicom."""
-    wanted = _wanted()
-    walker = _Walker(data, wanted=wanted.numbers)
-    syntax = check_complete(data, walker)
     if syntax is None or syntax in _DEFLATED or any(
             length == _UNDEFINED for tag, (_, _, _, length) in walker.found.items() if tag not in _PIXEL_TAGS):
         # (a wanted sequence of undefined length: its end is pydicom's to find)
