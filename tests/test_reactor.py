@@ -468,3 +468,60 @@ def test_reads_take_what_the_peer_sent_ahead() -> None:
         assert reactor._recv(wrapped, 6) == b"xy"  # the connection ended: what came
     finally:
         mine.close()
+
+
+def test_data_pdus_go_straight_to_dimse(scp, traced: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acceptor's thread hands each P-DATA-TF it reads to DIMSE itself (DT-2's action)
+    when nobody listens to the PDUs; traced, each goes through the state machine."""
+    port, received, server_ae = scp
+    acted: Counter[str] = Counter()
+    act = reactor.EventDUL._act
+
+    def counted(self, event: str) -> None:
+        acted[event] += 1
+        act(self, event)
+
+    monkeypatch.setattr(reactor.EventDUL, "_act", counted)
+    assoc = _associate(port)
+    sent = [dcmread(BytesIO(ct_slice("1.2.3", "1.2.3.9", n, pixels=300 if n % 3 else 16))) for n in range(12)]
+    for ds in sent:
+        assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    assert [ds.PixelData for ds in received] == [ds.PixelData for ds in sent]
+    data_pdus = acted["Evt10"]  # both sides': the acceptor's requests, the requestor's answers
+    if traced == "none":
+        assert data_pdus <= 3, acted  # (a first request, read before the acceptor's thread parks)
+    else:
+        assert data_pdus >= 12 * 2, acted
+
+
+@pytest.mark.parametrize("items", [b"\0\0\0\x09\1abc", b"\0\0\0\0\1"])
+def test_a_malformed_p_data_pdu_aborts_the_association(scp, items: bytes) -> None:
+    """Read straight or by pynetdicom, a P-DATA-TF that does not decode is an invalid PDU:
+    the acceptor aborts."""
+    port, _, server_ae = scp
+    assoc = _associate(port)
+    assert assoc.send_c_echo().Status == 0
+    assoc.dul.socket.send(b"\x04\x00" + len(items).to_bytes(4, "big") + items)
+    assoc.join(5)
+    assert assoc.is_aborted
+    _wait_for(lambda: not server_ae.active_associations)
+
+
+def test_a_connection_cut_in_a_pdu_ends_the_association(scp) -> None:
+    port, received, server_ae = scp
+    assoc = _associate(port)
+    assert assoc.send_c_echo().Status == 0
+    body = b"\0\0\x40\x01\1\3" + b"x" * 0x4000
+    assoc.dul.socket.socket.sendall(b"\x04\x00" + len(body).to_bytes(4, "big") + body[:5000])
+    assoc.dul.socket.socket.shutdown(2)
+    _wait_for(lambda: not server_ae.active_associations)
+    assert not received
+    assoc.abort()
+
+
+def _wait_for(condition, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
