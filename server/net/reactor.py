@@ -241,7 +241,7 @@ class EventDUL(DULServiceProvider):
         DIMSE message, an ACSE primitive (a release, an abort), a new state.  Not a fragment
         of a message still arriving: a C-STORE comes in several PDUs, and waking the thread
         for each cost a switch of threads apiece."""
-        return bool(self.assoc.dimse.msg_queue.qsize() or self.to_user_queue.qsize()
+        return bool(_waiting(self.assoc.dimse.msg_queue) or _waiting(self.to_user_queue)
                     or self.state_machine.current_state != state_before)
 
     def send_pdu(self, primitive: Any) -> None:
@@ -288,7 +288,7 @@ class EventDUL(DULServiceProvider):
             self._corked = []
             unheard = not self._listened(evt.EVT_PDU_SENT, evt.EVT_FSM_TRANSITION)
             for pdata in batch:
-                if self._kill or self.state_machine.current_state != "Sta6" or self.to_provider_queue.qsize():
+                if self._kill or self.state_machine.current_state != "Sta6" or _waiting(self.to_provider_queue):
                     break
                 if unheard:  # DT-1 (Sta6 -> Sta6), whose events nobody listens to, without the objects
                     self._corked.append(encode_p_data(pdata))
@@ -410,7 +410,7 @@ class EventDUL(DULServiceProvider):
                         self._abort_after_error()
                         return True
                 self.acted.set()
-                if self.to_user_queue.qsize() or self.state_machine.current_state != state:
+                if _waiting(self.to_user_queue) or self.state_machine.current_state != state:
                     _gate(self.assoc).wake()
             return True
         finally:
@@ -432,10 +432,10 @@ class EventDUL(DULServiceProvider):
         dimse_messages = self.assoc.dimse.msg_queue
 
         def news() -> bool:
-            return bool(gate._woken or not gate._open or dimse_messages.qsize() or self.to_user_queue.qsize())
+            return bool(gate._woken or not gate._open or _waiting(dimse_messages) or _waiting(self.to_user_queue))
 
         self.read_until(news, deadline, READ_TICK)
-        if dimse_messages.qsize() or self.to_user_queue.qsize():
+        if _waiting(dimse_messages) or _waiting(self.to_user_queue):
             gate.wake()
 
     def reading_wait(self) -> float:
@@ -740,6 +740,12 @@ def _read_ahead(sock: AssociationSocket) -> _ReadAhead:
     return ahead
 
 
+def _waiting(items: queue.Queue[Any]) -> bool:
+    """Whether ``items`` holds something: a look at its deque, without the lock and the
+    condition ``qsize`` takes (the reading loops ask after every PDU)."""
+    return bool(items.queue)
+
+
 def _fill(sock: AssociationSocket, ahead: _ReadAhead) -> None:
     """One read of what the peer sent into the read-ahead (nothing when the read fails:
     pynetdicom's reading then meets the failure again and reports it)."""
@@ -824,7 +830,7 @@ def _get_msg(self: DIMSEServiceProvider, block: bool = False) -> tuple[Any, Any]
     dul = self.dul
     if block and isinstance(dul, EventDUL):
         deadline = None if timeout is None else time.monotonic() + timeout
-        if dul.read_until(lambda: self.msg_queue.qsize() > 0, deadline):
+        if dul.read_until(lambda: _waiting(self.msg_queue), deadline):
             block = False
         elif deadline is not None:
             timeout = max(0.0, deadline - time.monotonic())
