@@ -16,6 +16,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, build_role, evt
+from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import CTImageStorage, PatientRootQueryRetrieveInformationModelGet, Verification
@@ -471,28 +472,37 @@ def test_reads_take_what_the_peer_sent_ahead() -> None:
 
 
 def test_data_pdus_go_straight_to_dimse(scp, traced: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The acceptor's thread hands each P-DATA-TF it reads to DIMSE itself (DT-2's action)
-    when nobody listens to the PDUs; traced, each goes through the state machine."""
-    port, received, server_ae = scp
+    """The thread reading an association hands each P-DATA-TF to DIMSE itself (DT-2's action)
+    when nobody listens to the PDUs; traced, each goes through the state machine.  (Some
+    may still go the machine's way untraced: those the DUL thread reads, when the reader
+    was away for a while on a busy machine.)"""
+    port, received, _ = scp
     acted: Counter[str] = Counter()
-    act = reactor.EventDUL._act
+    delivered: list[int] = []
+    act, receive = reactor.EventDUL._act, DIMSEServiceProvider.receive_primitive
 
-    def counted(self, event: str) -> None:
+    def counted_act(self, event: str) -> None:
         acted[event] += 1
         act(self, event)
 
-    monkeypatch.setattr(reactor.EventDUL, "_act", counted)
+    def counted_receive(self, primitive) -> None:
+        delivered.append(1)
+        receive(self, primitive)
+
+    monkeypatch.setattr(reactor.EventDUL, "_act", counted_act)
+    monkeypatch.setattr(DIMSEServiceProvider, "receive_primitive", counted_receive)
     assoc = _associate(port)
     sent = [dcmread(BytesIO(ct_slice("1.2.3", "1.2.3.9", n, pixels=300 if n % 3 else 16))) for n in range(12)]
     for ds in sent:
         assert assoc.send_c_store(ds).Status == 0
     assoc.release()
     assert [ds.PixelData for ds in received] == [ds.PixelData for ds in sent]
-    data_pdus = acted["Evt10"]  # both sides': the acceptor's requests, the requestor's answers
+    # Both sides': the acceptor's requests, the requestor's answers.
+    assert len(delivered) >= 12 * 2
     if traced == "none":
-        assert data_pdus <= 3, acted  # (a first request, read before the acceptor's thread parks)
+        assert acted["Evt10"] <= len(delivered) / 2, (acted, len(delivered))
     else:
-        assert data_pdus >= 12 * 2, acted
+        assert acted["Evt10"] == len(delivered), (acted, len(delivered))
 
 
 @pytest.mark.parametrize("items", [b"\0\0\0\x09\1abc", b"\0\0\0\0\1"])
