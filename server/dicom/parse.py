@@ -36,7 +36,9 @@ SOP_CLASS_UID = (0x0008, 0x0016)
 #: Where pydicom's ``stop_before_pixels`` stops: FloatPixelData, DoubleFloatPixelData, PixelData.
 _PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))
 _PIXEL_DATA, _BITS_ALLOCATED = 0x7FE00010, 0x00280100
-_SPECIFIC_CHARACTER_SET, _SOP_CLASS_UID = 0x00080005, 0x00080016
+#: The same two tags as numbers, as the walk notes them.
+_SPECIFIC_CHARACTER_SET, _SOP_CLASS_UID = ((group << 16) | element for group, element in
+                                           (SPECIFIC_CHARACTER_SET, SOP_CLASS_UID))
 
 
 @dataclass(frozen=True)
@@ -585,7 +587,7 @@ def _indexed_from_dataset(data: bytes | mmap.mmap, walker: _Walker, syntax: str 
     sequences = {level: sequences_full(ds, ((g << 16) | e for g, e in level_tags if (g, e) in SEQUENCES),
                                        decoder)
                  for level, level_tags in BY_LEVEL.items()}
-    return _Indexed(tags, sequences, tag_text(ds, 0x00080016, decoder), stopped_at, pixel_vr, syntax,
+    return _Indexed(tags, sequences, tag_text(ds, _SOP_CLASS_UID, decoder), stopped_at, pixel_vr, syntax,
                     _bits_allocated(ds))
 
 
