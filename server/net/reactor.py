@@ -357,8 +357,8 @@ class EventDUL(DULServiceProvider):
         :meth:`_read_pdu_data`): the reader lent the socket, in Sta6, with no event or PDU
         queued before it and no handler bound to what the state machine's way triggers."""
         return (self._reading and self._reader == threading.get_ident()
-                and self.state_machine.current_state == "Sta6" and not self.event_queue.queue
-                and not self._recv_pdu.queue
+                and self.state_machine.current_state == "Sta6" and not _waiting(self.event_queue)
+                and not _waiting(self._recv_pdu)
                 and not self._listened(evt.EVT_DATA_RECV, evt.EVT_PDU_RECV, evt.EVT_FSM_TRANSITION))
 
     def _send(self, pdu: Any) -> None:
