@@ -465,6 +465,12 @@ def read_upload(body: IO[bytes]) -> bytes | mmap.mmap:
     return mapped
 
 
+def _first_pixel_tag(found: dict[int, tuple[int, bytes, int, int]]) -> int | None:
+    """The first of the pixel data tags a walk found (where pydicom's ``stop_before_pixels``
+    stops), or None: three look-ups, not a pass over every element found."""
+    return min((tag for tag in _PIXEL_TAGS if tag in found), default=None)
+
+
 class _Indexed(NamedTuple):
     """What ingest reads of a file, before its identifiers are checked."""
 
@@ -528,8 +534,8 @@ def _indexed_from_walk(data: bytes | mmap.mmap, walker: _Walker, syntax: str | N
         return None
     implicit = syntax == _IMPLICIT_LITTLE
     found = walker.found
-    pixels = [tag for tag in _PIXEL_TAGS if tag in found]
-    stopped_at = found[min(pixels)][0] if pixels else len(data)
+    pixels = _first_pixel_tag(found)
+    stopped_at = len(data) if pixels is None else found[pixels][0]
     bits_allocated = 8
     values: dict[int, tuple[str, bytes]] = {}
     for tag, (_, file_vr, value, length) in found.items():
@@ -671,8 +677,8 @@ def read_stored_dataset(data: bytes | mmap.mmap, stop_before_pixels: bool = Fals
         syntax = None
     if syntax is None or syntax in _DEFLATED:
         return read_dataset(data, stop_before_pixels=stop_before_pixels)[0]
-    pixels = [tag for tag in walker.found if tag in _PIXEL_TAGS] if stop_before_pixels else []
-    return _walked_dataset(data, walker, syntax, min(pixels, default=0xFFFFFFFF))
+    pixels = _first_pixel_tag(walker.found) if stop_before_pixels else None
+    return _walked_dataset(data, walker, syntax, 0xFFFFFFFF if pixels is None else pixels)
 
 
 def _walked_dataset(data: bytes | mmap.mmap, walker: _Walker, syntax: str, stop: int = 0xFFFFFFFF) -> Dataset:
